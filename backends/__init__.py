@@ -1,0 +1,1 @@
+"""Lowerings of the netspec IR to frameworks (installed as `netspec.backends`)."""

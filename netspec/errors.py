@@ -1,0 +1,55 @@
+"""Error types: every user-facing failure carries where it happened and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the user's input, located as precisely as we can."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None  # 1-based
+    col: int | None = None  # 1-based
+    path: str | None = None  # path inside the spec, e.g. "layers[3].conv2d.kernel"
+    hint: str | None = None
+
+    def format(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line, self.col) if p is not None)
+        head = f"{where}: " if where else ""
+        at = f"{self.path}: " if self.path else ""
+        text = f"{head}error: {at}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class NetspecError(Exception):
+    """Base class for errors caused by user input (exit code 2, no traceback)."""
+
+    def __init__(self, problems: list[Problem] | str, *, stage: str | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems = list(problems)
+        self.stage = stage
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        return "\n".join(p.format() for p in self.problems)
+
+    def located(self, file: str | None) -> NetspecError:
+        """The same error with `file` filled in where a problem has none."""
+        if file is None:
+            return self
+        problems = [p if p.file else replace(p, file=file) for p in self.problems]
+        return type(self)(problems, stage=self.stage)
+
+
+class SpecError(NetspecError):
+    """The spec file is malformed, invalid, or describes impossible shapes."""
+
+
+class DataError(NetspecError):
+    """A data file is missing, corrupt, or does not match what the spec expects."""

@@ -1,0 +1,162 @@
+"""IR stage and the two passes over it: the graph of named nodes, then shapes, then parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from netspec.errors import Problem, SpecError
+from netspec.layers import Layer, ShapeError
+from netspec.shapes import Shape
+from netspec.source import format_path
+from netspec.spec import INPUT, Origin, Validated
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer of the network: resolved arguments, inputs, and (after the passes) shape and size."""
+
+    name: str
+    layer: Layer
+    inputs: tuple[str, ...]  # node names, or INPUT for the network input
+    trainable: bool
+    origin: Origin
+    input_shapes: tuple[Shape, ...] = ()
+    shape: Shape = ()
+    params: int = 0
+    trainable_params: int = 0
+    macs: int = 0
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The whole network: nodes in topological (file) order; the last one is the output."""
+
+    name: str
+    input_shape: Shape
+    nodes: tuple[Node, ...]
+    train: Any = None
+    description: str | None = None
+    file: str | None = None
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def sequential(self) -> bool:
+        """True when every node reads only the one before it (no branches or skips)."""
+        prev = INPUT
+        for n in self.nodes:
+            if n.inputs != (prev,) or n.layer.ref_fields:
+                return False
+            prev = n.name
+        return True
+
+
+def _problem(node: Node, message: str, hint: str | None = None) -> Problem:
+    o = node.origin
+    via = f" (in {o.via[-1]})" if o.via else ""
+    return Problem(
+        f"layer '{node.name}' ({node.kind}): {message}{via}",
+        None,
+        o.line,
+        o.col,
+        format_path(o.path) or None,
+        hint,
+    )
+
+
+def build_ir(validated: Validated) -> Graph:
+    """Turn validated declarations into a graph; checks that every layer's output is used."""
+    nodes = tuple(Node(d.name, d.layer, d.inputs, d.trainable, d.origin) for d in validated.decls)
+    graph = Graph(
+        validated.name,
+        validated.input_shape,
+        nodes,
+        validated.train,
+        validated.description,
+        validated.file,
+    )
+    used = {INPUT} | {i for n in nodes for i in n.inputs}
+    used |= {getattr(n.layer, f) for n in nodes for f in n.layer.ref_fields}
+    dangling = [n for n in nodes[:-1] if n.name not in used]
+    if dangling:
+        raise SpecError(
+            [
+                _problem(
+                    n,
+                    "its output is never used: only the last layer is the network's output",
+                    "feed it into a later layer with `inputs:`, or remove it",
+                )
+                for n in dangling
+            ],
+            stage="ir",
+        ).located(validated.file)
+    return graph
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Shape pass: every node's per-sample output shape, with the arithmetic explained on failure.
+
+    Independent failures are all reported; nodes downstream of a failure are skipped.
+    """
+    shapes: dict[str, Shape] = {INPUT: graph.input_shape}
+    out: list[Node] = []
+    problems: list[Problem] = []
+    for node in graph.nodes:
+        if any(i not in shapes for i in node.inputs) or any(
+            getattr(node.layer, f) not in shapes for f in node.layer.ref_fields
+        ):
+            continue  # an upstream layer already failed
+        ins = [shapes[i] for i in node.inputs]
+        refs = {
+            getattr(node.layer, f): shapes[getattr(node.layer, f)] for f in node.layer.ref_fields
+        }
+        try:
+            shape = tuple(node.layer.output_shape(ins, refs))
+        except ShapeError as exc:
+            message = exc.message
+            if exc.mismatch is not None:
+                a, b = exc.mismatch
+                message = message.replace("{a}", f"'{node.inputs[a]}' {tuple(ins[a])}").replace(
+                    "{b}", f"'{node.inputs[b]}' {tuple(ins[b])}"
+                )
+            if exc.mismatch is None:
+                message += f" (input shape {_shapes_text(ins)})"
+            problems.append(_problem(node, message, exc.hint))
+            continue
+        shapes[node.name] = shape
+        out.append(replace(node, input_shapes=tuple(tuple(s) for s in ins), shape=shape))
+    if problems:
+        raise SpecError(problems, stage="shapes").located(graph.file)
+    return replace(graph, nodes=tuple(out))
+
+
+def _shapes_text(shapes: list[Shape]) -> str:
+    return ", ".join(str(tuple(s)) for s in shapes)
+
+
+def count_params(graph: Graph) -> Graph:
+    """Parameter pass: total, trainable and MACs per node (frozen layers are non-trainable)."""
+    out = []
+    for node in graph.nodes:
+        p = node.layer.params(list(node.input_shapes), node.shape)
+        trainable = p.total - p.non_trainable if node.trainable else 0
+        macs = node.layer.macs(list(node.input_shapes), node.shape)
+        out.append(replace(node, params=p.total, trainable_params=trainable, macs=macs))
+    return replace(graph, nodes=tuple(out))

@@ -1,0 +1,80 @@
+"""Every layer kind, listed once: the YAML key of each is its class's `kind`."""
+
+from __future__ import annotations
+
+from netspec.layers.activations import (
+    GELU,
+    Activation,
+    LeakyReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+)
+from netspec.layers.base import Layer, Params, ShapeError
+from netspec.layers.batchnorm import BatchNorm
+from netspec.layers.conv import Conv1D, Conv2D
+from netspec.layers.conv_transpose import ConvTranspose2D
+from netspec.layers.crop import Crop2D
+from netspec.layers.dense import Dense
+from netspec.layers.dropout import Dropout
+from netspec.layers.flatten import Flatten
+from netspec.layers.global_pool import (
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+)
+from netspec.layers.layernorm import LayerNorm
+from netspec.layers.merge import Add, Concat
+from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
+from netspec.layers.reshape import Reshape
+from netspec.layers.upsample import Upsample2D
+from netspec.layers.zeropad import ZeroPad2D
+
+LAYER_KINDS: tuple[type[Layer], ...] = (
+    Dense,
+    Conv1D,
+    Conv2D,
+    ConvTranspose2D,
+    MaxPool1D,
+    MaxPool2D,
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    Flatten,
+    Reshape,
+    Dropout,
+    BatchNorm,
+    LayerNorm,
+    Activation,
+    ReLU,
+    LeakyReLU,
+    Sigmoid,
+    Tanh,
+    Softmax,
+    GELU,
+    SiLU,
+    ReLU6,
+    Upsample2D,
+    ZeroPad2D,
+    Crop2D,
+    Concat,
+    Add,
+)
+
+KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
+
+__all__ = [
+    "KINDS",
+    "LAYER_KINDS",
+    "Layer",
+    "Params",
+    "ShapeError",
+    *[c.__name__ for c in LAYER_KINDS],
+]

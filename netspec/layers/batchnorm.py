@@ -1,0 +1,31 @@
+"""batchnorm: per-channel batch normalization over axis 0 of a per-sample [C, ...] input."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from netspec.layers.base import Layer, Params, check_rank
+from netspec.shapes import Shape
+
+
+class BatchNorm(Layer):
+    """Keras conventions: `momentum` weighs the running statistic (0.99 = torch's 0.01).
+
+    Counts 4 numbers per channel, as Keras does: gamma and beta are trainable, the running
+    mean and variance are not.
+    """
+
+    kind: ClassVar[str] = "batchnorm"
+
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.99
+    eps: Annotated[float, Field(gt=0.0)] = 1e-3
+
+    def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        check_rank(self, inputs[0], (1, 2, 3))
+        return inputs[0]
+
+    def params(self, inputs: list[Shape], out: Shape) -> Params:
+        c = inputs[0][0]
+        return Params(total=4 * c, non_trainable=2 * c)

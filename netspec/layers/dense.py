@@ -1,0 +1,27 @@
+"""dense: a fully connected layer on the last axis (Keras Dense, torch Linear)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import PositiveInt
+
+from netspec.layers.base import ActivationName, Layer, Params
+from netspec.shapes import Shape, prod
+
+
+class Dense(Layer):
+    kind: ClassVar[str] = "dense"
+
+    units: PositiveInt
+    activation: ActivationName = "linear"
+    bias: bool = True
+
+    def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        return (*inputs[0][:-1], self.units)
+
+    def params(self, inputs: list[Shape], out: Shape) -> Params:
+        return Params(inputs[0][-1] * self.units + (self.units if self.bias else 0))
+
+    def macs(self, inputs: list[Shape], out: Shape) -> int:
+        return prod(inputs[0]) * self.units

@@ -1,0 +1,15 @@
+"""dropout: zero a fraction `rate` of activations while training; identity at inference."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from netspec.layers.base import Layer
+
+
+class Dropout(Layer):
+    kind: ClassVar[str] = "dropout"
+
+    rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5

@@ -1,0 +1,37 @@
+"""global_avgpool2d / global_maxpool2d (and 1d): reduce every spatial axis, [C, ...] -> [C]."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from netspec.layers.base import Layer, check_rank
+from netspec.shapes import Shape
+
+
+class _GlobalPool(Layer):
+    ndim: ClassVar[int] = 2
+
+    keepdims: bool = False
+
+    def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        (x,) = inputs
+        check_rank(self, x, (self.ndim + 1,))
+        return (x[0], *(1,) * self.ndim) if self.keepdims else (x[0],)
+
+
+class GlobalAvgPool2D(_GlobalPool):
+    kind: ClassVar[str] = "global_avgpool2d"
+
+
+class GlobalMaxPool2D(_GlobalPool):
+    kind: ClassVar[str] = "global_maxpool2d"
+
+
+class GlobalAvgPool1D(_GlobalPool):
+    kind: ClassVar[str] = "global_avgpool1d"
+    ndim: ClassVar[int] = 1
+
+
+class GlobalMaxPool1D(_GlobalPool):
+    kind: ClassVar[str] = "global_maxpool1d"
+    ndim: ClassVar[int] = 1

@@ -1,0 +1,36 @@
+"""reshape: a new per-sample shape with the same number of elements (one -1 is inferred)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from netspec.layers.base import Layer, ShapeError
+from netspec.shapes import Shape, prod
+
+
+class Reshape(Layer):
+    kind: ClassVar[str] = "reshape"
+
+    shape: Annotated[list[Annotated[int, Field(ge=-1)]], Field(min_length=1)]
+
+    def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        n = prod(inputs[0])
+        wanted = list(self.shape)
+        if 0 in wanted or wanted.count(-1) > 1:
+            raise ShapeError(f"shape {tuple(wanted)} may hold at most one -1 and no 0")
+        known = prod(tuple(d for d in wanted if d != -1))
+        if -1 in wanted:
+            if n % known:
+                raise ShapeError(
+                    f"cannot reshape {tuple(inputs[0])} ({n} values) to {tuple(wanted)}: "
+                    f"{n} is not divisible by {known}"
+                )
+            wanted[wanted.index(-1)] = n // known
+        elif known != n:
+            raise ShapeError(
+                f"cannot reshape {tuple(inputs[0])} ({n} values) to {tuple(wanted)} ({known} values)",
+                hint="use -1 for one dimension to have it inferred",
+            )
+        return tuple(wanted)

@@ -1,0 +1,47 @@
+"""zeropad2d: pad height and width with zeros: `p`, `[h, w]` or `[top, bottom, left, right]`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import PlainValidator, WithJsonSchema
+
+from netspec.layers.base import Layer, _fail, _is_int, check_rank
+from netspec.shapes import Shape
+
+
+def _pads(v: Any) -> tuple[int, int, int, int]:
+    if _is_int(v) and v >= 0:
+        return (v, v, v, v)
+    if isinstance(v, (list, tuple)) and all(_is_int(x) and x >= 0 for x in v):
+        if len(v) == 2:
+            return (v[0], v[0], v[1], v[1])
+        if len(v) == 4:
+            return tuple(v)  # type: ignore[return-value]
+    raise _fail("expected an integer >= 0, [h, w] or [top, bottom, left, right]")
+
+
+Pads = Annotated[
+    tuple[int, int, int, int],
+    PlainValidator(_pads),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "array", "items": {"type": "integer"}},
+            ]
+        }
+    ),
+]
+
+
+class ZeroPad2D(Layer):
+    kind: ClassVar[str] = "zeropad2d"
+
+    padding: Pads = (1, 1, 1, 1)
+
+    def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        (x,) = inputs
+        check_rank(self, x, (3,))
+        top, bottom, left, right = self.padding
+        return (x[0], x[1] + top + bottom, x[2] + left + right)

@@ -1,0 +1,77 @@
+"""Pure integer shape arithmetic shared by every layer kind: no NumPy, no framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Shape = tuple[int, ...]
+
+
+def conv_out(n: int, f: int, p: int, s: int, d: int = 1) -> int:
+    """Output length of a convolution or pooling window: floor((n + 2p - d(f-1) - 1)/s) + 1.
+
+    `p` is the padding on each side; for asymmetric padding pass the total as `2p` via `conv_out_total`.
+    """
+    return (n + 2 * p - d * (f - 1) - 1) // s + 1
+
+
+def conv_out_total(n: int, f: int, pad_total: int, s: int, d: int = 1) -> int:
+    """Like `conv_out` but with the total padding of both sides (for SAME's asymmetric padding)."""
+    return (n + pad_total - d * (f - 1) - 1) // s + 1
+
+
+def same_pad(n: int, f: int, s: int, d: int = 1) -> tuple[int, int]:
+    """(begin, end) padding for SAME_UPPER: output ceil(n/s), the odd extra pixel at the end."""
+    out = -(-n // s)
+    total = max((out - 1) * s + d * (f - 1) + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def conv_transpose_out(n: int, f: int, p: int, s: int, d: int = 1, output_padding: int = 0) -> int:
+    """Output length of a transposed convolution: (n-1)s - 2p + d(f-1) + output_padding + 1."""
+    return (n - 1) * s - 2 * p + d * (f - 1) + output_padding + 1
+
+
+def prod(shape: Shape) -> int:
+    total = 1
+    for n in shape:
+        total *= n
+    return total
+
+
+@dataclass(frozen=True)
+class Window:
+    """A resolved sliding window along one spatial axis: the exact numbers the lowering uses."""
+
+    size: int
+    stride: int
+    dilation: int
+    pad_begin: int
+    pad_end: int
+
+    @property
+    def symmetric(self) -> bool:
+        return self.pad_begin == self.pad_end
+
+    def out(self, n: int) -> int:
+        return conv_out_total(
+            n, self.size, self.pad_begin + self.pad_end, self.stride, self.dilation
+        )
+
+    def formula(self, n: int) -> str:
+        """The arithmetic with the numbers in it, for error messages."""
+        pad = f"2*{self.pad_begin}" if self.symmetric else f"{self.pad_begin}+{self.pad_end}"
+        return (
+            f"floor(({n} + {pad} - {self.dilation}*({self.size}-1) - 1)/{self.stride}) + 1"
+            f" = {self.out(n)}"
+        )
+
+
+def resolve_window(n: int, size: int, stride: int, dilation: int, padding: str | int) -> Window:
+    """Turn a padding setting (`valid`, `same` or an int per side) into begin/end pads for one axis."""
+    if padding == "valid":
+        return Window(size, stride, dilation, 0, 0)
+    if padding == "same":
+        begin, end = same_pad(n, size, stride, dilation)
+        return Window(size, stride, dilation, begin, end)
+    return Window(size, stride, dilation, int(padding), int(padding))

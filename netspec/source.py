@@ -1,0 +1,140 @@
+"""Parse stage: safe YAML -> plain Python data plus the line and column of every key and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netspec.errors import Problem, SpecError
+
+# The C loader is ~10x faster on big specs; both are the *safe* loaders (no arbitrary tags).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+SpecPath = tuple[str | int, ...]
+
+
+def format_path(path: SpecPath) -> str:
+    """('layers', 3, 'conv2d', 'kernel') -> 'layers[3].conv2d.kernel'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed YAML document: its data and where each piece came from."""
+
+    data: Any
+    file: str | None
+    values: dict[SpecPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[SpecPath, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: SpecPath, *, key: bool = False) -> tuple[int | None, int | None]:
+        """(line, col), 1-based, of the value (or key) at `path`, else of its nearest ancestor."""
+        table = self.keys if key else self.values
+        for cut in range(len(path), -1, -1):
+            prefix = path[:cut]
+            if prefix in table:
+                return table[prefix]
+            if key and prefix in self.values:
+                return self.values[prefix]
+        return (None, None)
+
+    def problem(
+        self, path: SpecPath, message: str, hint: str | None = None, *, key: bool = False
+    ) -> Problem:
+        line, col = self.locate(path, key=key)
+        return Problem(message, self.file, line, col, format_path(path) or None, hint)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, file: str | None) -> None:
+        self.file = file
+        self.values: dict[SpecPath, tuple[int, int]] = {}
+        self.keys: dict[SpecPath, tuple[int, int]] = {}
+        self.problems: list[Problem] = []
+        self._scalars = _Loader("")
+
+    def build(self, node: yaml.Node, path: SpecPath) -> Any:
+        self.values[path] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, (*path, "<key>"))
+                if isinstance(key, (dict, list)):
+                    line, col = _mark(key_node)
+                    self.problems.append(
+                        Problem("a mapping key must be a plain name", self.file, line, col)
+                    )
+                    continue
+                key = str(key) if not isinstance(key, str) else key
+                if key in out:
+                    line, col = _mark(key_node)
+                    first = self.keys[(*path, key)]
+                    self.problems.append(
+                        Problem(
+                            f"duplicate key '{key}' (first given at line {first[0]})",
+                            self.file,
+                            line,
+                            col,
+                            format_path((*path, key)),
+                            "YAML would silently keep only the last one; remove or rename one",
+                        )
+                    )
+                    continue
+                self.keys[(*path, key)] = _mark(key_node)
+                out[key] = self.build(value_node, (*path, key))
+            self.values.pop((*path, "<key>"), None)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalars.construct_object(node)
+
+
+def _yaml_problem(exc: yaml.YAMLError, file: str | None) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    hint = getattr(exc, "context", None)
+    if "constructor for the tag" in problem:
+        hint = "netspec loads YAML safely: tags that build Python objects are refused"
+    return Problem(f"invalid YAML: {problem}", file, line, col, hint=hint)
+
+
+def parse(text: str, file: str | None = None) -> Source:
+    """Parse YAML text safely; syntax errors and duplicate keys become a SpecError with a location."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        if node is None:
+            raise SpecError([Problem("the spec is empty", file, 1, 1)], stage="parse")
+        builder = _Builder(file)
+        data = builder.build(node, ())
+    except yaml.YAMLError as exc:  # syntax errors, and tags the safe loader refuses to construct
+        raise SpecError([_yaml_problem(exc, file)], stage="parse") from None
+    if builder.problems:
+        raise SpecError(builder.problems, stage="parse")
+    return Source(data, file, builder.values, builder.keys)
+
+
+def read(path: str | Path) -> Source:
+    """Read and parse a spec file; a missing or unreadable file is a SpecError, not a traceback."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("no such file", str(path))], stage="parse") from None
+    except IsADirectoryError:
+        raise SpecError(
+            [Problem("is a directory, not a spec file", str(path))], stage="parse"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(f"cannot read: {exc}", str(path))], stage="parse") from None
+    return parse(text, str(path))

@@ -1,0 +1,133 @@
+"""The summary: rows of data from the IR first, rendered as a table or JSON second."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from netspec.ir import Graph
+from netspec.spec import INPUT
+
+FLOAT32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    type: str
+    inputs: tuple[str, ...]
+    output_shape: tuple[int, ...]
+    params: int
+    trainable_params: int
+    macs: int
+    trainable: bool
+
+
+@dataclass(frozen=True)
+class Totals:
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    param_bytes: int
+
+
+def rows(graph: Graph) -> tuple[Row, ...]:
+    return tuple(
+        Row(n.name, n.kind, n.inputs, n.shape, n.params, n.trainable_params, n.macs, n.trainable)
+        for n in graph.nodes
+    )
+
+
+def totals(table: tuple[Row, ...]) -> Totals:
+    """Summed from the rows, so the table and the totals cannot disagree."""
+    total = sum(r.params for r in table)
+    trainable = sum(r.trainable_params for r in table)
+    return Totals(
+        total, trainable, total - trainable, sum(r.macs for r in table), total * FLOAT32_BYTES
+    )
+
+
+def to_dict(graph: Graph) -> dict[str, Any]:
+    table = rows(graph)
+    t = totals(table)
+    return {
+        "name": graph.name,
+        "input_shape": list(graph.input_shape),
+        "output_shape": list(graph.output.shape),
+        **asdict(t),
+        "layers": [
+            {
+                "name": r.name,
+                "type": r.type,
+                "inputs": list(r.inputs),
+                "output_shape": list(r.output_shape),
+                "params": r.params,
+                "trainable_params": r.trainable_params,
+                "non_trainable_params": r.params - r.trainable_params,
+                "macs": r.macs,
+            }
+            for r in table
+        ],
+    }
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def human_count(n: int) -> str:
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return str(tuple(shape))
+
+
+def _table(header: list[str], body: list[list[str]], right: set[int]) -> list[str]:
+    """Plain-text columns (no terminal library: the summary must start fast)."""
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    rule = "─" * (sum(widths) + 2 * (len(widths) - 1))
+    return [rule, line(header), rule, *(line(r) for r in body), rule]
+
+
+def render(graph: Graph) -> str:
+    """The summary as text: a Keras-style table, then the totals summed from the same rows."""
+    table_rows = rows(graph)
+    t = totals(table_rows)
+    graphlike = not graph.sequential
+    header = ["Layer (type)", *(["Inputs"] if graphlike else []), "Output shape", "Param #", "MACs"]
+    body = [[f"{INPUT} (Input)", *([""] if graphlike else []), _shape(graph.input_shape), "0", "0"]]
+    for r in table_rows:
+        label = f"{r.name} ({r.type})" + ("" if r.trainable else " [frozen]")
+        body.append(
+            [
+                label,
+                *([", ".join(r.inputs)] if graphlike else []),
+                _shape(r.output_shape),
+                f"{r.params:,}",
+                human_count(r.macs) if r.macs else "0",
+            ]
+        )
+    n = len(header)
+    lines = [f'Model: "{graph.name}"', *_table(header, body, {n - 2, n - 1})]
+    lines += [
+        f"Total params: {t.total_params:,} ({human_bytes(t.param_bytes)} as float32)",
+        f"Trainable params: {t.trainable_params:,}",
+        f"Non-trainable params: {t.non_trainable_params:,}",
+        f"MACs per sample: {t.macs:,} ({human_count(t.macs)})",
+    ]
+    return "\n".join(lines) + "\n"
