@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ class Source:
     file: str | None
     values: dict[SpecPath, tuple[int, int]] = field(default_factory=dict)
     keys: dict[SpecPath, tuple[int, int]] = field(default_factory=dict)
+    overrides: dict[SpecPath, str] = field(default_factory=dict)  # path -> the `--set` text
 
     def locate(self, path: SpecPath, *, key: bool = False) -> tuple[int | None, int | None]:
         """(line, col), 1-based, of the value (or key) at `path`, else of its nearest ancestor."""
@@ -47,6 +50,10 @@ class Source:
     def problem(
         self, path: SpecPath, message: str, hint: str | None = None, *, key: bool = False
     ) -> Problem:
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in self.overrides:  # the value came from the command line
+                where = f"--set {self.overrides[path[:cut]]}"
+                return Problem(message, where, None, None, format_path(path) or None, hint)
         line, col = self.locate(path, key=key)
         return Problem(message, self.file, line, col, format_path(path) or None, hint)
 
@@ -138,3 +145,69 @@ def read(path: str | Path) -> Source:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([Problem(f"cannot read: {exc}", str(path))], stage="parse") from None
     return parse(text, str(path))
+
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_set_path(text: str) -> SpecPath:
+    """'train.optimizer.lr' -> ('train', 'optimizer', 'lr'); 'layers[2].dense' -> ('layers', 2, ...)."""
+    parts: list[str | int] = []
+    pos = 0
+    for m in _PART.finditer(text):
+        if m.start() != pos and text[pos : m.start()] != ".":
+            raise ValueError(text)
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if pos != len(text) or not parts:
+        raise ValueError(text)
+    return tuple(parts)
+
+
+def apply_overrides(source: Source, sets: list[str]) -> Source:
+    """Apply `--set a.b.c=value` overrides (values parsed as YAML) to a parsed spec."""
+    data = copy.deepcopy(source.data)
+    overrides = dict(source.overrides)
+    for text in sets:
+        key, sep, raw = text.partition("=")
+        try:
+            if not sep:
+                raise ValueError(text)
+            path = parse_set_path(key.strip())
+            value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+        except (ValueError, yaml.YAMLError):
+            raise SpecError(
+                [
+                    Problem(
+                        f"cannot read --set {text!r}",
+                        hint="write --set train.epochs=3 (a dotted path, '=', a YAML value)",
+                    )
+                ],
+                stage="parse",
+            ) from None
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(node, dict):
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = [] if isinstance(nxt, int) else {}
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                raise SpecError(
+                    [Problem(f"--set {text}: '{format_path(path[: i + 1])}' does not exist")],
+                    stage="parse",
+                )
+        last = path[-1]
+        settable = (isinstance(node, dict) and isinstance(last, str)) or (
+            isinstance(node, list) and isinstance(last, int) and last < len(node)
+        )
+        if settable:
+            node[last] = value
+        else:
+            raise SpecError(
+                [Problem(f"--set {text}: cannot set '{format_path(path)}' here")], stage="parse"
+            )
+        overrides[path] = text
+    return Source(data, source.file, source.values, source.keys, overrides)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -12,6 +12,7 @@ from netspec.errors import Problem, SpecError
 from netspec.layers import KINDS, Layer
 from netspec.layers.base import suggest
 from netspec.source import Source, SpecPath, format_path
+from netspec.train_spec import TrainSpec
 
 INPUT = "input"  # the name of the network's input (and, inside a block, of the block's input)
 META_KEYS = ("name", "inputs", "trainable", "repeat")
@@ -84,7 +85,7 @@ class Validated:
     name: str
     input_shape: tuple[int, ...]
     decls: tuple[Decl, ...]
-    train: Any
+    train: TrainSpec | None
     description: str | None
     file: str | None
 
@@ -108,6 +109,63 @@ def _found(value: Any) -> str:
     return f"found {text} ({kind})" if value is not None else "found null"
 
 
+def _model_at(
+    model: type[BaseModel], loc: tuple[Any, ...], data: Any = None
+) -> type[BaseModel] | None:
+    """The pydantic model that holds the last element of `loc` (for "did you mean" suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            data = None
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = _pick_model(fields[part].annotation, data)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _pick_model(annotation: Any, data: Any) -> type[BaseModel] | None:
+    """The model an annotation admits for `data`; for a tagged union, the member whose tag matches."""
+    models = _models_in(annotation)
+    if len(models) > 1 and isinstance(data, dict):
+        for m in models:
+            for name, f in m.model_fields.items():
+                literal = str(f.annotation).startswith("typing.Literal")
+                if literal and data.get(name) in get_args(f.annotation):
+                    return m
+    return models[0] if models else None
+
+
+def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the tags pydantic inserts for discriminated unions, so the path matches the file."""
+    out = []
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(current, dict) and part not in current and not last and isinstance(part, str):
+            continue
+        out.append(part)
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            current = None
+    return tuple(out)
+
+
 def pydantic_problems(
     source: Source,
     base: SpecPath,
@@ -116,38 +174,65 @@ def pydantic_problems(
     what: str,
     note: str = "",
     key_word: str = "argument",
+    data: Any = None,
 ) -> list[Problem]:
     """Translate pydantic errors into located Problems with suggestions."""
-    fields = list(model.model_fields)
     problems = []
     errors = exc.errors()
+    for err in errors:
+        err["loc"] = _clean_loc(data, tuple(err["loc"])) if data is not None else tuple(err["loc"])
     # A typo of a required name shows once, as the typo, not also as "missing".
-    typos = {
-        suggest(str(e["loc"][-1]), fields)
-        for e in errors
-        if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
-    }
+    typos = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            holder = _model_at(model, e["loc"], data)
+            if holder is not None:
+                typos.add((e["loc"][:-1], suggest(str(e["loc"][-1]), list(holder.model_fields))))
     for err in errors:
         loc = tuple(err["loc"])
         path = (*base, *loc)
         kind = err["type"]
+        holder = _model_at(model, loc, data)
+        fields = [
+            (f.alias or n) for n, f in (holder.model_fields.items() if holder is not None else [])
+        ]
+        here = what if len(loc) == 1 else f"{format_path((*base, *loc[:-1]))}"
         if kind == "extra_forbidden":
             bad = str(loc[-1])
-            near = suggest(bad, fields) if len(loc) == 1 else None
+            near = suggest(bad, fields) if fields else None
             hint = f"did you mean '{near}'? " if near else ""
-            hint += f"{what} takes: {', '.join(fields) or 'no arguments'}"
+            if fields:
+                hint += f"{here} takes: {', '.join(fields)}"
             problems.append(
-                source.problem(path, f"unknown {key_word} '{bad}'{note}", hint, key=True)
+                source.problem(path, f"unknown {key_word} '{bad}'{note}", hint or None, key=True)
             )
         elif kind == "missing":
-            if str(loc[-1]) in typos and len(loc) == 1:
+            if (loc[:-1], str(loc[-1])) in typos:
                 continue
+            required = [
+                (f.alias or n)
+                for n, f in (holder.model_fields.items() if holder is not None else [])
+                if f.is_required()
+            ]
             problems.append(
                 source.problem(
                     path[:-1],
                     f"missing required {key_word} '{loc[-1]}'{note}",
-                    f"{what} needs: {', '.join(n for n, f in model.model_fields.items() if f.is_required())}",
+                    f"{here} needs: {', '.join(required)}" if required else None,
                     key=True,
+                )
+            )
+        elif kind == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+            tag = str(ctx.get("tag", ""))
+            near = suggest(tag, tags)
+            disc = str(ctx.get("discriminator", "")).strip("'")
+            problems.append(
+                source.problem(
+                    (*path, disc),
+                    f"unknown {disc} '{tag}'{note}: expected one of {', '.join(tags)}",
+                    f"did you mean '{near}'?" if near else None,
                 )
             )
         else:
@@ -158,6 +243,10 @@ def pydantic_problems(
             hint = (err.get("ctx") or {}).get("hint")
             if kind in ("int_type", "float_type") and isinstance(err.get("input"), str):
                 hint = "write the number without quotes"
+            if kind == "literal_error" and isinstance(err.get("input"), str):
+                options = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+                near = suggest(err["input"], options)
+                hint = f"did you mean '{near}'?" if near else None
             problems.append(source.problem(path, f"{msg}, {_found(err.get('input'))}{note}", hint))
     return problems
 
@@ -613,7 +702,9 @@ def validate(source: Source) -> Validated:
     try:
         header = SpecHeader.model_validate(data)
     except ValidationError as exc:
-        problems = pydantic_problems(source, (), exc, SpecHeader, "a spec", key_word="key")
+        problems = pydantic_problems(
+            source, (), exc, SpecHeader, "a spec", key_word="key", data=data
+        )
         # Keep going with the layers when they are readable, so one run reports everything.
         try:
             header = SpecHeader.model_validate(
@@ -652,6 +743,14 @@ def validate(source: Source) -> Validated:
             hint = f"did you mean '{near}'?" if near else "name a layer with `name:` to refer to it"
         ex.problems.append(source.problem(path, msg + note, hint))
     problems += ex.problems
+    train = None
+    if data.get("train") is not None:
+        try:
+            train = TrainSpec.model_validate(data["train"])
+        except ValidationError as exc:
+            problems += pydantic_problems(
+                source, ("train",), exc, TrainSpec, "train", key_word="key", data=data["train"]
+            )
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.col or 0))
         raise SpecError(problems, stage="validate")
@@ -659,7 +758,7 @@ def validate(source: Source) -> Validated:
         header.name,
         tuple(header.input),
         tuple(ex.decls),
-        header.train,
+        train,
         header.description,
         source.file,
     )

@@ -1,0 +1,234 @@
+"""The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+Size = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+
+# --- data sources (discriminated by `source`) ------------------------------------------------
+
+
+class _Source(_Section):
+    val: Fraction = Field(0.1, description="Fraction of the training data held out for validation.")
+    test: Fraction = Field(
+        0.0, description="Fraction held out for the test split (0: use `test_path`)."
+    )
+    test_path: str | None = Field(None, description="Separate test data in the same format.")
+    limit: PositiveInt | None = Field(
+        None, description="Use only the first N samples (quick runs)."
+    )
+
+
+class BuiltinData(_Source):
+    """A dataset shipped inside a well-kept package (scikit-learn's 8x8 digits)."""
+
+    source: Literal["builtin"]
+    name: Literal["digits"] = "digits"
+    test: Fraction = 0.2
+
+
+class MnistData(_Source):
+    """MNIST-family IDX files (.gz or raw) in `path`; `download: true` fetches and checks them."""
+
+    source: Literal["mnist"]
+    path: str
+    split: Literal["train", "test"] = "train"
+    download: bool = False
+
+
+class Cifar10Data(_Source):
+    """CIFAR-10 python batches, read without unpickling arbitrary objects."""
+
+    source: Literal["cifar10"]
+    path: str
+    split: Literal["train", "test"] = "train"
+
+
+class FolderData(_Source):
+    """A folder of images, one subfolder per class (e.g. cats/ and dogs/)."""
+
+    source: Literal["folder"]
+    path: str
+    size: Size | None = Field(None, description="Resize every image to [height, width].")
+    color: Literal["rgb", "grayscale"] = "rgb"
+    crop: Literal["center"] | None = None
+
+
+class ArraysData(_Source):
+    """NPZ (keys `x` and `y`) or NPY arrays, any number of channels."""
+
+    source: Literal["arrays"]
+    path: str
+    y_path: str | None = None
+    x_key: str = "x"
+    y_key: str = "y"
+
+
+class CsvData(_Source):
+    """A CSV table: feature columns and a target column."""
+
+    source: Literal["csv"]
+    path: str
+    target: str
+    features: list[str] | None = None
+    task: Literal["auto", "classification", "regression"] = "auto"
+
+
+DataSpec = Annotated[
+    BuiltinData | MnistData | Cifar10Data | FolderData | ArraysData | CsvData,
+    Field(discriminator="source"),
+]
+
+
+# --- preprocessing and augmentation ----------------------------------------------------------
+
+
+class Normalize(_Section):
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0.0)]]
+
+
+class Preprocess(_Section):
+    """Steps recorded with the model, so evaluation and export apply exactly the same ones."""
+
+    grayscale: bool = False
+    resize: Size | None = None
+    center_crop: Size | None = None
+    rescale: PositiveFloat | None = Field(None, description="Multiply pixel values, e.g. 1/255.")
+    normalize: Literal["dataset", "per_sample", "none"] | Normalize = Field(
+        "none", description="Per-channel mean/std of the training split, per sample, or given."
+    )
+
+
+class Augment(_Section):
+    """Random transforms of training batches (never validation or test data)."""
+
+    flip: Literal["horizontal", "vertical", "both"] | None = None
+    dihedral: bool = Field(False, description="Random one of the 8 symmetries of the square.")
+    rotate: Annotated[float, Field(ge=0.0, le=180.0)] = Field(0.0, description="Max degrees.")
+    shift: Fraction = Field(0.0, description="Max shift as a fraction of height/width.")
+    zoom: Fraction = Field(0.0, description="Max zoom in or out, as a fraction.")
+
+
+# --- optimization ---------------------------------------------------------------------------
+
+
+class Optimizer(_Section):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: PositiveFloat = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> Optimizer:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer sgd with momentum > 0")
+        return self
+
+
+class Schedule(_Section):
+    name: Literal["step", "cosine", "one_cycle", "plateau"]
+    step_size: PositiveInt = Field(10, description="step: epochs between decays.")
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.1, description="step: decay factor.")
+    max_lr: PositiveFloat | None = Field(None, description="one_cycle: peak lr (default 10x lr).")
+    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.1, description="plateau: lr factor.")
+    patience: PositiveInt = Field(3, description="plateau: epochs without improvement.")
+    monitor: str = "val_loss"
+
+
+class Loss(_Section):
+    name: Literal["cross_entropy", "binary_cross_entropy", "mse", "mae"]
+    label_smoothing: Fraction = 0.0
+
+
+class Regularize(_Section):
+    """Penalties on the weights of the layers whose names match `layers` (glob patterns)."""
+
+    layers: list[str] = Field(default_factory=lambda: ["*"])
+    l1: Annotated[float, Field(ge=0.0)] = 0.0
+    l2: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+METRICS = ("accuracy", "top5_accuracy", "precision", "recall", "f1", "mae", "rmse")
+
+
+class EarlyStopping(_Section):
+    monitor: str = "val_loss"
+    patience: PositiveInt = 5
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    restore_best: bool = True
+
+
+class Checkpoint(_Section):
+    monitor: str = "val_loss"
+    best: bool = True
+    last: bool = True
+
+
+class ReduceLROnPlateau(_Section):
+    monitor: str = "val_loss"
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    patience: PositiveInt = 3
+    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class Callbacks(_Section):
+    early_stopping: EarlyStopping | None = None
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
+    stop_on_nan: bool = True
+    csv_log: bool = True
+
+
+class Init(_Section):
+    """Transfer learning: load weights by layer name (and shape) from a run or weights file."""
+
+    from_: str = Field(alias="from")
+    layers: list[str] = Field(default_factory=lambda: ["*"])
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, defer_build=True)
+
+
+class TrainSpec(_Section):
+    """Everything `netspec train` needs besides the network."""
+
+    data: DataSpec
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    augment: Augment = Field(default_factory=Augment)
+    batch_size: PositiveInt = 32
+    epochs: PositiveInt = 10
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    schedule: Schedule | None = None
+    loss: Loss | None = Field(None, description="Default: from the output layer and the data.")
+    metrics: list[Literal[METRICS]] = Field(default_factory=lambda: ["accuracy"])  # type: ignore[valid-type]
+    regularize: list[Regularize] = Field(default_factory=list)
+    callbacks: Callbacks = Field(default_factory=Callbacks)
+    init: Init | None = None
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast on CUDA when asked; CPU trains in fp32."
+    )
+    channels_last: Literal["auto", "on", "off"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        # `loss: cross_entropy` and `optimizer: adam` are accepted as shorthand for {name: ...}.
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("loss", "optimizer", "schedule"):
+                if isinstance(data.get(key), str):
+                    data[key] = {"name": data[key]}
+        return data
