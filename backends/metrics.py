@@ -1,0 +1,170 @@
+"""Training metrics kept as exact sufficient statistics on the device, reduced once per epoch."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from netspec.train_spec import METRICS
+
+__all__ = ["Metrics", "Task"]
+
+Task = Literal["multiclass", "binary", "regression"]
+
+_CLASSIFICATION = ("accuracy", "top5_accuracy", "precision", "recall", "f1")
+_REGRESSION = ("mae", "rmse")
+
+
+class Metrics:
+    """Accumulates confusion counts, top-k hits and error sums over batches; `compute` reduces them.
+
+    `update` does no host synchronization (no .item(), no data-dependent shapes), so it can run
+    every step without stalling a CUDA stream; `compute` copies the statistics to the host once.
+    Targets must be valid class indices: they are not checked in `update` because that would
+    need a sync, and the loss has already rejected bad ones.
+    """
+
+    def __init__(self, names: list[str], *, task: Task, num_classes: int) -> None:
+        if task not in ("multiclass", "binary", "regression"):
+            raise ValueError(f"unknown task {task!r}: expected multiclass, binary or regression")
+        for name in names:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(METRICS)}")
+            if name == "top5_accuracy" and (task != "multiclass" or num_classes < 5):
+                raise ValueError(
+                    f"top5_accuracy needs a multiclass task with at least 5 classes "
+                    f"(got task {task} with {num_classes} classes)"
+                )
+            if name in _CLASSIFICATION and task == "regression":
+                raise ValueError(f"{name} needs a classification task, not regression")
+            if name in _REGRESSION and task != "regression":
+                raise ValueError(f"{name} needs a regression task, not {task}")
+        if task == "multiclass" and num_classes < 2:
+            raise ValueError(f"a multiclass task needs at least 2 classes, got {num_classes}")
+        if task == "binary" and num_classes not in (1, 2):
+            raise ValueError(f"a binary task has 1 output (or 2 classes), got {num_classes}")
+        self.names: list[str] = list(dict.fromkeys(names))  # keep order, drop repeats
+        self.task: Task = task
+        # Binary predictions are 0/1, so their confusion matrix is 2x2 whatever num_classes says.
+        self.num_classes = 2 if task == "binary" else num_classes
+        self._cm: Tensor | None = None  # (K, K) int64, rows = target, columns = prediction
+        self._top5: Tensor | None = None  # () int64 hits
+        self._abs: Tensor | None = None  # () float64 sum |pred - target|
+        self._sq: Tensor | None = None  # () float64 sum (pred - target)^2
+        self._count = 0  # number of compared values: a host int, known without a sync
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated (call at the start of each epoch and each evaluation)."""
+        # Statistics are created lazily on the device of the first batch.
+        self._cm = self._top5 = self._abs = self._sq = None
+        self._count = 0
+
+    # --- accumulation -------------------------------------------------------------------------
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        """Add one batch: logits (N, K) / (N,) / (N, 1) / (N, D) and its targets."""
+        logits = logits.detach()
+        target = target.detach()
+        if self.task == "regression":
+            self._update_regression(logits, target)
+            return
+        if self.task == "multiclass":
+            if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+                raise ValueError(
+                    f"multiclass logits must be (N, {self.num_classes}), got {tuple(logits.shape)}"
+                )
+            pred = logits.argmax(1)  # (N,)
+            target = target.reshape(-1).long()  # (N,)
+        else:
+            if logits.dim() == 2 and logits.shape[1] == 1:
+                logits = logits[:, 0]
+            if logits.dim() != 1:
+                raise ValueError(f"binary logits must be (N,) or (N, 1), got {tuple(logits.shape)}")
+            pred = (logits > 0).long()  # (N,) pre-sigmoid score > 0 <=> probability > 0.5
+            target = target.reshape(-1).long()  # (N,) 0/1, possibly given as floats
+        if target.shape[0] != pred.shape[0]:
+            raise ValueError(f"{pred.shape[0]} predictions but {target.shape[0]} targets")
+        k = self.num_classes
+        if self._cm is None:
+            self._cm = torch.zeros(k * k, dtype=torch.long, device=pred.device)
+        # scatter_add_ instead of bincount: CUDA bincount reads max() back to size its output,
+        # a host sync on every step; scatter_add_ also has a deterministic CUDA mode.
+        flat = target.to(pred.device) * k + pred  # (N,) cell index in the row-major (K, K)
+        self._cm.scatter_add_(0, flat, torch.ones_like(flat))
+        if "top5_accuracy" in self.names:
+            top = logits.topk(5, dim=1).indices  # (N, 5)
+            hits = (top == target.to(top.device)[:, None]).any(1).sum()
+            self._top5 = hits if self._top5 is None else self._top5 + hits
+
+    def _update_regression(self, pred: Tensor, target: Tensor) -> None:
+        if pred.dim() == 2 and pred.shape[1] == 1 and target.dim() == 1:
+            pred = pred[:, 0]
+        elif target.dim() == 2 and target.shape[1] == 1 and pred.dim() == 1:
+            target = target[:, 0]
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"regression predictions {tuple(pred.shape)} and targets "
+                f"{tuple(target.shape)} have different shapes"
+            )
+        # float64 sums so long epochs don't lose the small errors to rounding.
+        err = pred.double() - target.to(pred.device).double()  # (N, [D])
+        abs_sum, sq_sum = err.abs().sum(), err.square().sum()
+        self._count += err.numel()
+        if self._abs is None or self._sq is None:
+            self._abs, self._sq = abs_sum, sq_sum
+        else:
+            self._abs, self._sq = self._abs + abs_sum, self._sq + sq_sum
+
+    # --- reduction ----------------------------------------------------------------------------
+
+    def compute(self) -> dict[str, float]:
+        """The metrics named in the spec; NaN for all of them if nothing was accumulated.
+
+        Precision, recall and F1 are macro averages over the classes that occur in the targets
+        or the predictions (scikit-learn's default labels, zero_division=0) for multiclass, and
+        those of the positive class for binary.
+        """
+        if self.task == "regression":
+            return self._compute_regression()
+        if self._cm is None:
+            return dict.fromkeys(self.names, math.nan)
+        k = self.num_classes
+        cm = self._cm.view(k, k).double().cpu()  # one device -> host copy per epoch
+        total = cm.sum().item()
+        tp = cm.diagonal()  # (K,)
+        predicted = cm.sum(0)  # (K,) tp + fp
+        actual = cm.sum(1)  # (K,) tp + fn
+        precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), 0.0)
+        recall = torch.where(actual > 0, tp / actual.clamp(min=1), 0.0)
+        denom = predicted + actual  # F1 = 2tp / (2tp + fp + fn)
+        f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), 0.0)
+        if self.task == "binary":
+            pick = {"precision": precision[1], "recall": recall[1], "f1": f1[1]}
+        else:
+            present = denom > 0  # classes seen as a target or a prediction
+            pick = {
+                "precision": precision[present].mean(),
+                "recall": recall[present].mean(),
+                "f1": f1[present].mean(),
+            }
+        out: dict[str, float] = {}
+        for name in self.names:
+            if name == "accuracy":
+                out[name] = tp.sum().item() / total
+            elif name == "top5_accuracy":
+                assert self._top5 is not None
+                out[name] = self._top5.item() / total
+            else:
+                out[name] = float(pick[name])
+        return out
+
+    def _compute_regression(self) -> dict[str, float]:
+        if self._count == 0 or self._abs is None or self._sq is None:
+            return dict.fromkeys(self.names, math.nan)
+        count = self._count
+        values = {"mae": self._abs.item() / count, "rmse": math.sqrt(self._sq.item() / count)}
+        return {name: values[name] for name in self.names}

@@ -1,0 +1,32 @@
+"""Shared helpers for the data loaders: building one clear DataError per failure."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+from netspec.errors import DataError, Problem
+
+
+def data_error(
+    message: str,
+    file: str | Path | None = None,
+    hint: str | None = None,
+    *,
+    line: int | None = None,
+) -> DataError:
+    """One located problem; callers `raise data_error(...)` so tracebacks point at the caller."""
+    where = str(file) if file is not None else None
+    return DataError([Problem(message, file=where, line=line, hint=hint)], stage="data")
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def plain(values: Iterable[object]) -> str:
+    """Format a list for messages as `a, b, c`: never numpy's `[a b c]`."""
+    return ", ".join(str(v) for v in values)

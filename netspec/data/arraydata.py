@@ -1,0 +1,44 @@
+"""The in-memory dataset every loader returns: features, targets, class names, provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netspec.data._common import data_error
+
+
+# eq=False: dataclass equality would compare arrays elementwise and raise on `==`.
+@dataclass(frozen=True, eq=False)
+class ArrayData:
+    """A whole dataset held in memory, channels first.
+
+    x: (N, C, H, W) uint8 or float32 for images, (N, F) float32 for tables.
+    y: (N,) int64 class indices for classification; (N,) or (N, K) float32 for regression.
+    classes: class names (index i names class i) for classification, None for regression.
+    source: where the data came from, for messages and run records.
+    notes: things the loader did that a user should know (rows dropped, files skipped).
+    feature_names: one name per column of a table's x (after one-hot encoding), else None.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...] | None
+    source: str
+    notes: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.ndim < 1 or self.y.ndim < 1 or self.x.shape[0] != self.y.shape[0]:
+            raise data_error(
+                f"{self.source}: x has shape {tuple(self.x.shape)} and y has shape "
+                f"{tuple(self.y.shape)}; expected the same number of samples (first axis) in both"
+            )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def is_classification(self) -> bool:
+        return self.classes is not None

@@ -1,0 +1,34 @@
+"""Per-channel mean and standard deviation, for input normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netspec.data._common import data_error
+
+_CHUNK = 4096  # samples per pass: bounds the float64 temporary on large uint8 sets
+
+
+def dataset_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per channel (axis 1) over all other axes, float64, population std.
+
+    Two chunked passes (mean, then squared deviations) so a 60000x1x28x28 uint8 set never
+    needs a full float64 copy and large values do not lose precision.
+    """
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise data_error(
+            f"cannot compute channel statistics of an array of shape {tuple(x.shape)}; "
+            "expected (N, C, ...) with N > 0"
+        )
+    axes = (0, *range(2, x.ndim))
+    per_channel = x.size // x.shape[1]
+    total = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, x.shape[0], _CHUNK):
+        total += x[start : start + _CHUNK].sum(axis=axes, dtype=np.float64)
+    mean = total / per_channel
+    shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcast the mean over (N, C, H, W)
+    sq = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, x.shape[0], _CHUNK):
+        dev = x[start : start + _CHUNK].astype(np.float64) - mean.reshape(shape)
+        sq += np.square(dev).sum(axis=axes)
+    return mean, np.sqrt(sq / per_channel)

@@ -1,0 +1,307 @@
+"""Tests for netspec.backends.metrics: hand computations, scikit-learn parity, batch-split invariance."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from netspec.backends.metrics import Metrics
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    recall_score,
+    top_k_accuracy_score,
+)
+
+CLS = ["accuracy", "precision", "recall", "f1"]
+
+
+def run(
+    m: Metrics, logits: torch.Tensor, target: torch.Tensor, cuts: list[int] | None = None
+) -> dict[str, float]:
+    """Update batch by batch, splitting at the given sample indices."""
+    m.reset()
+    bounds = [0, *(cuts or []), len(logits)]
+    for a, b in itertools.pairwise(bounds):
+        m.update(logits[a:b], target[a:b])
+    return m.compute()
+
+
+def one_hot_logits(pred: list[int], k: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(pred), k).float() * 3 - 1
+
+
+def sk_classification(y: np.ndarray, p: np.ndarray, average: str) -> dict[str, float]:
+    kw = {"average": average, "zero_division": 0}
+    return {
+        "accuracy": accuracy_score(y, p),
+        "precision": precision_score(y, p, **kw),
+        "recall": recall_score(y, p, **kw),
+        "f1": f1_score(y, p, **kw),
+    }
+
+
+# --- multiclass ------------------------------------------------------------------------------
+
+
+def test_multiclass_by_hand() -> None:
+    # targets 0 0 1 1 2 2, predictions 0 1 1 1 2 0
+    # class 0: tp 1, fp 1, fn 1 -> p 1/2, r 1/2, f1 1/2
+    # class 1: tp 2, fp 1, fn 0 -> p 2/3, r 1,   f1 4/5
+    # class 2: tp 1, fp 0, fn 1 -> p 1,   r 1/2, f1 2/3
+    m = Metrics(CLS, task="multiclass", num_classes=3)
+    got = run(m, one_hot_logits([0, 1, 1, 1, 2, 0], 3), torch.tensor([0, 0, 1, 1, 2, 2]))
+    assert got["accuracy"] == pytest.approx(4 / 6)
+    assert got["precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert got["recall"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert got["f1"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert list(got) == CLS
+
+
+def test_perfect_predictions() -> None:
+    y = [0, 1, 2, 3, 2, 1]
+    got = run(Metrics(CLS, task="multiclass", num_classes=4), one_hot_logits(y, 4), torch.tensor(y))
+    assert got == dict.fromkeys(CLS, 1.0)
+
+
+def random_multiclass(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, k - 1, (n,), generator=g)  # class k-1 never occurs as a target
+    # Noisy logits that favour the target, so the scores are neither trivial nor chance.
+    logits = torch.randn(n, k, generator=g)
+    logits[torch.arange(n), target] += 1.0
+    logits[:, k - 1] = -10.0  # ... nor as a prediction: sklearn's macro average leaves it out
+    return logits, target
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multiclass_matches_sklearn(seed: int) -> None:
+    logits, target = random_multiclass(500, 7, seed)
+    got = run(Metrics(CLS, task="multiclass", num_classes=7), logits, target)
+    want = sk_classification(target.numpy(), logits.argmax(1).numpy(), "macro")
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_batch_split_invariance() -> None:
+    logits, target = random_multiclass(503, 7, 3)
+    names = [*CLS, "top5_accuracy"]
+    m = Metrics(names, task="multiclass", num_classes=7)
+    whole = run(m, logits, target)
+    split = run(m, logits, target, cuts=[1, 2, 50, 51, 300, 490])  # 7 uneven batches
+    assert split == whole  # exact: counts, not averaged ratios
+
+
+def test_classes_absent_from_batches() -> None:
+    logits, target = random_multiclass(300, 6, 4)
+    order = target.argsort()  # sorted by class: each batch sees only one or two classes
+    logits, target = logits[order], target[order]
+    m = Metrics(CLS, task="multiclass", num_classes=6)
+    got = run(m, logits, target, cuts=list(range(20, 300, 20)))
+    assert got == pytest.approx(
+        sk_classification(target.numpy(), logits.argmax(1).numpy(), "macro")
+    )
+    assert got == run(m, logits, target)
+
+
+def test_top5() -> None:
+    # 3 samples, 6 classes: the target ranks 1st, 5th and 6th -> 2 of 3 hits.
+    logits = torch.tensor(
+        [
+            [9.0, 1, 2, 3, 4, 5],
+            [1.0, 9, 8, 7, 6, 5],
+            [1.0, 9, 8, 7, 6, 5],
+        ]
+    )
+    target = torch.tensor([0, 5, 0])
+    got = run(
+        Metrics(["top5_accuracy", "accuracy"], task="multiclass", num_classes=6), logits, target
+    )
+    assert got["top5_accuracy"] == pytest.approx(2 / 3)
+    assert got["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_top5_matches_sklearn() -> None:
+    logits, target = random_multiclass(400, 10, 5)
+    got = run(
+        Metrics(["top5_accuracy"], task="multiclass", num_classes=10),
+        logits,
+        target,
+        cuts=[33, 200],
+    )
+    want = top_k_accuracy_score(target.numpy(), logits.numpy(), k=5, labels=list(range(10)))
+    assert got["top5_accuracy"] == pytest.approx(want)
+
+
+def test_multiclass_target_shapes_and_dtypes() -> None:
+    logits, target = random_multiclass(64, 4, 6)
+    m = Metrics(["accuracy"], task="multiclass", num_classes=4)
+    assert run(m, logits, target[:, None]) == run(m, logits, target.int())
+
+
+# --- binary ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_binary_matches_sklearn(column: bool, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, 2, (257,), generator=g).float()
+    logits = torch.randn(257, generator=g) + (target - 0.5)
+    if column:  # (N, 1) logits with (N, 1) float targets, as BCEWithLogits sees them
+        logits, target = logits[:, None], target[:, None]
+    m = Metrics(CLS, task="binary", num_classes=1)
+    got = run(m, logits, target, cuts=[10, 11, 100])
+    want = sk_classification(
+        target.view(-1).long().numpy(), (logits.view(-1) > 0).long().numpy(), "binary"
+    )
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_binary_by_hand_and_zero_division() -> None:
+    # Nothing predicted positive: precision (and F1) are 0 by the zero_division=0 convention.
+    m = Metrics(CLS, task="binary", num_classes=2)
+    got = run(m, torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([1, 0, 1]))
+    assert got == {"accuracy": pytest.approx(1 / 3), "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    # logit exactly 0 is probability 0.5: not positive.
+    got = run(m, torch.tensor([0.0, 0.5]), torch.tensor([1, 1]))
+    assert got["recall"] == 0.5 and got["precision"] == 1.0
+
+
+# --- regression ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(300,), (300, 1), (300, 3)])
+def test_regression_matches_sklearn(shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(shape, generator=g)
+    pred = target + 0.3 * torch.randn(shape, generator=g)
+    m = Metrics(["mae", "rmse"], task="regression", num_classes=0)
+    got = run(m, pred, target, cuts=[7, 8, 150])
+    t2, p2 = target.view(300, -1).numpy(), pred.view(300, -1).numpy()
+    assert got["mae"] == pytest.approx(mean_absolute_error(t2, p2), rel=1e-6)
+    assert got["rmse"] == pytest.approx(math.sqrt(mean_squared_error(t2, p2)), rel=1e-6)
+    assert got == run(m, pred, target)
+
+
+def test_regression_by_hand_and_column_shapes() -> None:
+    m = Metrics(["rmse", "mae"], task="regression", num_classes=0)
+    got = run(m, torch.tensor([[1.0], [2.0], [5.0]]), torch.tensor([1.0, 4.0, 1.0]))
+    assert got == {"rmse": pytest.approx(math.sqrt((0 + 4 + 16) / 3)), "mae": pytest.approx(2.0)}
+    assert list(got) == ["rmse", "mae"]
+    assert run(m, torch.tensor([1.0, 2.0, 5.0]), torch.tensor([[1.0], [4.0], [1.0]])) == got
+
+
+# --- construction and misuse -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "task", "k", "message"),
+    [
+        (
+            ["top5_accuracy"],
+            "binary",
+            1,
+            "top5_accuracy needs a multiclass task with at least 5 classes",
+        ),
+        (
+            ["top5_accuracy"],
+            "multiclass",
+            4,
+            "top5_accuracy needs a multiclass task with at least 5 classes",
+        ),
+        (["mae"], "multiclass", 3, "mae needs a regression task"),
+        (["rmse"], "binary", 1, "rmse needs a regression task"),
+        (["accuracy"], "regression", 0, "accuracy needs a classification task"),
+        (["f1"], "regression", 0, "f1 needs a classification task"),
+        (["auc"], "binary", 1, "unknown metric 'auc'"),
+        (["accuracy"], "multiclass", 1, "at least 2 classes"),
+    ],
+)
+def test_inapplicable_metrics_are_rejected(
+    names: list[str], task: str, k: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Metrics(names, task=task, num_classes=k)  # type: ignore[arg-type]
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"multiclass logits must be \(N, 3\)"):
+        Metrics(["accuracy"], task="multiclass", num_classes=3).update(
+            torch.zeros(4, 2), torch.zeros(4)
+        )
+    with pytest.raises(ValueError, match="binary logits"):
+        Metrics(["accuracy"], task="binary", num_classes=1).update(
+            torch.zeros(4, 2), torch.zeros(4)
+        )
+    with pytest.raises(ValueError, match="different shapes"):
+        Metrics(["mae"], task="regression", num_classes=0).update(torch.zeros(4, 2), torch.zeros(4))
+
+
+def test_reset_and_empty() -> None:
+    m = Metrics(["accuracy", "f1"], task="multiclass", num_classes=3)
+    assert all(math.isnan(v) for v in m.compute().values())
+    m.update(one_hot_logits([0, 1], 3), torch.tensor([0, 1]))
+    assert m.compute()["accuracy"] == 1.0
+    m.reset()
+    m.update(one_hot_logits([0, 1], 3), torch.tensor([1, 0]))
+    assert m.compute()["accuracy"] == 0.0
+    r = Metrics(["mae"], task="regression", num_classes=0)
+    assert math.isnan(r.compute()["mae"])
+
+
+def test_repeated_names_reported_once() -> None:
+    m = Metrics(["accuracy", "accuracy"], task="multiclass", num_classes=2)
+    assert list(run(m, one_hot_logits([0], 2), torch.tensor([0]))) == ["accuracy"]
+
+
+def test_update_never_reads_values_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU stand-in for 'no host sync': update must not turn a tensor into a Python value."""
+    cases = [
+        (
+            Metrics([*CLS, "top5_accuracy"], task="multiclass", num_classes=6),
+            *random_multiclass(40, 6, 0),
+        ),
+        (Metrics(CLS, task="binary", num_classes=1), torch.randn(40, 1), torch.ones(40, 1)),
+        (
+            Metrics(["mae", "rmse"], task="regression", num_classes=0),
+            torch.randn(40, 2),
+            torch.randn(40, 2),
+        ),
+    ]
+
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("host read-back in update")
+
+    with monkeypatch.context() as mp:
+        for attr in ("item", "tolist", "numpy", "__bool__", "__int__", "__float__"):
+            mp.setattr(torch.Tensor, attr, forbidden)
+        for m, logits, target in cases:
+            m.update(logits, target)
+            m.update(logits, target)
+    for m, *_ in cases:
+        assert all(math.isfinite(v) for v in m.compute().values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_update_does_not_synchronize() -> None:
+    logits, target = random_multiclass(256, 10, 0)
+    m = Metrics([*CLS, "top5_accuracy"], task="multiclass", num_classes=10)
+    logits, target = logits.cuda(), target.cuda()
+    m.update(logits, target)  # first call allocates
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        m.update(logits, target)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert (
+        m.compute()["accuracy"]
+        == run(
+            Metrics(["accuracy"], task="multiclass", num_classes=10), logits.cpu(), target.cpu()
+        )["accuracy"]
+    )
