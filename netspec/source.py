@@ -62,6 +62,26 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+# Aliases (`*name`) are expanded into the data: ten nested aliases of ten items each are 10**10
+# values. Far above any real spec (4,000 conv2d layers with 4 arguments each are 44,010 keys and
+# values), far below an alias bomb.
+MAX_VALUES = 1_000_000
+
+
+def _plain_tag(node: yaml.Node) -> bool:
+    """True for the tags of plain YAML data (the ones the safe loader resolves by itself)."""
+    if isinstance(node, yaml.MappingNode):
+        return node.tag == _MAP
+    if isinstance(node, yaml.SequenceNode):
+        return node.tag == _SEQ
+    return node.tag in _Loader.yaml_constructors
+
+
+def _short_tag(node: yaml.Node) -> str:
+    return node.tag.replace("tag:yaml.org,2002:", "!!")
+
+
 class _Builder:
     def __init__(self, file: str | None) -> None:
         self.file = file
@@ -69,9 +89,36 @@ class _Builder:
         self.keys: dict[SpecPath, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self._scalars = _Loader("")
+        self._count = 0
 
     def build(self, node: yaml.Node, path: SpecPath) -> Any:
         self.values[path] = _mark(node)
+        self._count += 1
+        if self._count > MAX_VALUES:
+            line, col = _mark(node)
+            raise SpecError(
+                [
+                    Problem(
+                        f"the spec holds more than {MAX_VALUES:,} values once its YAML aliases "
+                        "are expanded",
+                        self.file,
+                        line,
+                        col,
+                        hint="write the repeated part once as a block, or use `repeat:`",
+                    )
+                ],
+                stage="parse",
+            )
+        if not _plain_tag(node):
+            # Refused before anything is built: `!!python/object` on a mapping or list would
+            # otherwise be dropped silently, and on a scalar it would reach the constructor.
+            return self.refuse(
+                node,
+                path,
+                f"invalid YAML: the tag '{_short_tag(node)}' is refused",
+                "netspec loads YAML safely: tags that build Python objects are refused; "
+                "write a plain value, mapping or list",
+            )
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -103,7 +150,24 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalars.construct_object(node)
+        try:
+            return self._scalars.construct_object(node)
+        except (ValueError, LookupError, AttributeError, TypeError):
+            # An explicit tag on a value that does not fit it (`!!int abc`): PyYAML's constructors
+            # raise plain Python errors for these, not YAMLError.
+            tag = _short_tag(node)
+            return self.refuse(
+                node,
+                path,
+                f"invalid YAML: {node.value!r} is not a valid {tag}",
+                f"remove the {tag} tag, or fix the value",
+            )
+
+    def refuse(self, node: yaml.Node, path: SpecPath, message: str, hint: str) -> None:
+        """Record a problem with one node, which then builds to None."""
+        line, col = _mark(node)
+        where = format_path(tuple(p for p in path if p != "<key>")) or None
+        self.problems.append(Problem(message, self.file, line, col, where, hint))
 
 
 def _yaml_problem(exc: yaml.YAMLError, file: str | None) -> Problem:
@@ -111,6 +175,9 @@ def _yaml_problem(exc: yaml.YAMLError, file: str | None) -> Problem:
     line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
     problem = getattr(exc, "problem", None) or str(exc)
     hint = getattr(exc, "context", None)
+    start = getattr(exc, "context_mark", None)
+    if hint and start and mark and (start.line, start.column) != (mark.line, mark.column):
+        hint += f" that starts at line {start.line + 1}, column {start.column + 1}"
     if "constructor for the tag" in problem:
         hint = "netspec loads YAML safely: tags that build Python objects are refused"
     return Problem(f"invalid YAML: {problem}", file, line, col, hint=hint)

@@ -280,7 +280,8 @@ class _Expander:
         self.taken: dict[str, Origin] = {INPUT: Origin((), None, None)}
         self.counters: dict[str, int] = {}
         self.problems: list[Problem] = []
-        self.unresolved: list[tuple[str, SpecPath, str]] = []  # (ref, path, note)
+        # (ref, path, note, how many names were taken when the reference was read)
+        self.unresolved: list[tuple[str, SpecPath, str, int]] = []
 
     # naming
     def auto_name(self, scope: _Scope, base: str) -> str:
@@ -345,7 +346,10 @@ class _Expander:
         choices = [*KINDS, *self.blocks]
         note = self.note(via)
         if params is not None:
+            before = len(self.problems)
             raw = self.substitute(raw, path, params, via)
+            if len(self.problems) > before:
+                return prev  # an unknown `$param`: reported once, not again as a bad argument
         if isinstance(raw, str):
             raw = {raw: None}
         if not isinstance(raw, dict):
@@ -459,7 +463,7 @@ class _Expander:
         for j, ref in enumerate(meta.inputs):
             full = scope.resolve(ref)
             if full is None:
-                self.unresolved.append((ref, (*path, "inputs", j), note))
+                self.unresolved.append((ref, (*path, "inputs", j), note, len(self.taken)))
                 full = ref
             out.append(full)
         return tuple(out)
@@ -508,16 +512,17 @@ class _Expander:
             ref = getattr(layer, f)
             full = scope.resolve(ref)
             if full is None:
-                self.unresolved.append((ref, (*path, kind, f), note))
+                self.unresolved.append((ref, (*path, kind, f), note, len(self.taken)))
             else:
                 updates[f] = full
         if updates:
             layer = layer.model_copy(update=updates)
+        # Inputs are resolved before the layer's own name is claimed: a layer cannot read itself.
+        inputs = self.inputs_of(meta, path, scope, prev, note)
         local = self.repeated_name(meta, r)
         name = scope.prefix + local if local else self.auto_name(scope, kind)
         if not self.claim(scope, local or name[len(scope.prefix) :], name, origin, path):
             return prev
-        inputs = self.inputs_of(meta, path, scope, prev, note)
         lo, hi = cls.arity
         if not (lo <= len(inputs) and (hi is None or len(inputs) <= hi)):
             want = f"at least {lo}" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
@@ -631,11 +636,11 @@ class _Expander:
         if bad:
             return prev
         origin = self.origin(path, via)
+        inputs = self.inputs_of(meta, path, scope, prev, note)  # before the claim, as for a layer
         local = self.repeated_name(meta, r)
         instance = scope.prefix + local if local else self.auto_name(scope, block)
         if not self.claim(scope, local or instance[len(scope.prefix) :], instance, origin, path):
             return prev
-        inputs = self.inputs_of(meta, path, scope, prev, note)
         if len(inputs) != 1:
             self.problems.append(
                 self.source.problem(
@@ -730,15 +735,18 @@ def validate(source: Source) -> Validated:
     ex = _Expander(source, header.blocks)
     top = _Scope("", INPUT)
     ex.expand(header.layers, ("layers",), top, INPUT, (), True, None)
-    for ref, path, note in ex.unresolved:
+    for ref, path, note, known in ex.unresolved:
         later = ex.taken.get(ref)
-        if later is not None:
+        if later is not None and later.path and path[: len(later.path)] == later.path:
+            msg, hint = f"'{ref}' is this layer itself", "refer to an earlier layer"
+        elif later is not None:
             msg, hint = (
                 f"'{ref}' is defined later (line {later.line})",
                 "inputs must refer to earlier layers",
             )
         else:
-            near = suggest(ref, [n for n in ex.taken if "/" not in n])
+            earlier = list(ex.taken)[:known]  # suggest only names that can be referred to
+            near = suggest(ref, [n for n in earlier if "/" not in n])
             msg = f"no layer named '{ref}'"
             hint = f"did you mean '{near}'?" if near else "name a layer with `name:` to refer to it"
         ex.problems.append(source.problem(path, msg + note, hint))

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from netspec.backends.augment import Augmenter, _warp, affine_matrices
 
+from netspec.backends.augment import Augmenter, _warp, affine_matrices
 from netspec.train_spec import Augment
 
 CPU = torch.device("cpu")

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from netspec.backends.metrics import Metrics
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -18,6 +17,8 @@ from sklearn.metrics import (
     recall_score,
     top_k_accuracy_score,
 )
+
+from netspec.backends.metrics import Metrics
 
 CLS = ["accuracy", "precision", "recall", "f1"]
 

@@ -13,13 +13,21 @@ from netspec.layers.base import (
     Padding2,
     Params,
     ShapeError,
+    _ints,
     check_rank,
 )
 from netspec.shapes import Shape, conv_transpose_out, prod
 
+# 0 (the default) is valid: only the extra rows/columns added at the end, each < the stride.
+OutputPadding = _ints(2, 0, "an output padding")
+
 
 class ConvTranspose2D(Layer):
-    """`padding: same` gives output = input * stride (Keras); `valid` is no padding."""
+    """Output sizes follow Keras: `same` gives n*s; `valid` gives n*s + max(k - s, 0).
+
+    An integer padding, or an explicit `output_padding`, uses the PyTorch/ONNX formula
+    (n-1)s - 2p + d(k-1) + output_padding + 1.
+    """
 
     kind: ClassVar[str] = "conv_transpose2d"
 
@@ -27,28 +35,42 @@ class ConvTranspose2D(Layer):
     kernel: Ints2
     stride: Ints2 = (1, 1)
     padding: Padding2 = "valid"
-    output_padding: Ints2 | None = None
+    output_padding: OutputPadding | None = None
     dilation: Ints2 = (1, 1)
     activation: ActivationName = "linear"
     bias: bool = True
 
     def pads(self) -> tuple[tuple[int, int], ...]:
-        """(begin, end) cropping of the full transposed output, per axis."""
-        if self.padding == "valid":
-            return ((0, 0), (0, 0))
-        if self.padding == "same":
-            # Full output is (n-1)s + d(k-1) + 1; SAME keeps n*s of it, dropping the odd one at the end.
-            totals = [
-                max(self.dilation[i] * (self.kernel[i] - 1) + 1 - self.stride[i], 0)
-                for i in range(2)
-            ]
-            return tuple((t // 2, t - t // 2) for t in totals)  # type: ignore[return-value]
-        return tuple((p, p) for p in self.padding)  # type: ignore[return-value]
+        """(begin, end) cropping of the full transposed output (n-1)s + d(k-1) + 1, per axis.
+
+        A negative `end` means the output grows instead: rows added at the end, which the
+        lowering expresses as output padding (it is always smaller than the stride).
+        """
+        if not isinstance(self.padding, str):
+            return tuple((p, p) for p in self.padding)  # type: ignore[return-value]
+        if self.output_padding is not None:
+            return ((0, 0), (0, 0))  # valid with an explicit output padding: the torch formula
+        pads = []
+        for i in range(2):
+            extent = self.dilation[i] * (self.kernel[i] - 1) + 1
+            total = extent - self.stride[i]  # full size minus n*s
+            if self.padding == "valid":
+                pads.append((0, min(total, 0)))  # Keras: n*s + max(k - s, 0)
+            else:  # same: exactly n*s, the odd extra row cropped at the end (SAME_UPPER)
+                begin = max(total, 0) // 2
+                pads.append((begin, total - begin))
+        return tuple(pads)
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
         check_rank(self, x, (3,))
         op = self.output_padding or (0, 0)
+        if self.output_padding is not None and self.padding == "same":
+            raise ShapeError(
+                "output_padding cannot be combined with padding: same, which already makes "
+                "the output input*stride",
+                hint="drop output_padding, or use padding: valid or an integer",
+            )
         for i in range(2):
             if op[i] >= max(self.stride[i], self.dilation[i]):
                 raise ShapeError(

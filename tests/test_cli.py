@@ -1,0 +1,231 @@
+"""The command line, driven in-process with Typer's CliRunner (and once as `python -m netspec`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from netspec import compile_file
+from netspec.cli import app
+from netspec.layers import KINDS, LAYER_KINDS
+from netspec.summary import rows, totals
+
+REPO = Path(__file__).resolve().parents[1]
+BROKEN = Path(__file__).parent / "broken"
+SPEC_FILES = sorted((REPO / "specs").glob("*.yaml"))
+
+TOP_KEYS = {
+    "name",
+    "input_shape",
+    "output_shape",
+    "total_params",
+    "trainable_params",
+    "non_trainable_params",
+    "macs",
+    "layers",
+}
+LAYER_KEYS = {"name", "type", "inputs", "output_shape", "params", "trainable_params", "macs"}
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_summary_json(spec_path: Path):
+    result = invoke("summary", "--json", str(spec_path))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) >= TOP_KEYS
+    graph = compile_file(spec_path)
+    t = totals(rows(graph))
+    assert data["name"] == graph.name
+    assert data["input_shape"] == list(graph.input_shape)
+    assert data["output_shape"] == list(graph.output.shape)
+    assert (
+        data["total_params"],
+        data["trainable_params"],
+        data["non_trainable_params"],
+        data["macs"],
+    ) == (t.total_params, t.trainable_params, t.non_trainable_params, t.macs)
+    assert len(data["layers"]) == len(graph.nodes)
+    for layer, node in zip(data["layers"], graph.nodes):
+        assert set(layer) >= LAYER_KEYS
+        assert layer["name"] == node.name
+        assert layer["type"] == node.kind
+        assert layer["inputs"] == list(node.inputs)
+        assert layer["output_shape"] == list(node.shape)
+        assert (layer["params"], layer["trainable_params"], layer["macs"]) == (
+            node.params,
+            node.trainable_params,
+            node.macs,
+        )
+
+
+def test_summary_json_numbers_of_a_known_spec():
+    data = json.loads(invoke("summary", "--json", str(REPO / "specs/cifar_cnn.yaml")).stdout)
+    assert (data["total_params"], data["trainable_params"], data["non_trainable_params"]) == (
+        1_345_066,
+        1_343_146,
+        1_920,
+    )
+    assert data["input_shape"] == [3, 32, 32]
+    assert data["output_shape"] == [10]
+    want = {
+        "name": "stage/conv2d",
+        "type": "conv2d",
+        "inputs": ["input"],
+        "output_shape": [32, 32, 32],
+        "params": 896,
+        "trainable_params": 896,
+        "macs": 32 * 32 * 32 * 27,
+    }
+    assert {k: data["layers"][0][k] for k in want} == want
+
+
+def test_summary_table_totals():
+    result = invoke("summary", str(REPO / "specs/mnist_cnn.yaml"))
+    assert result.exit_code == 0
+    assert result.stdout.startswith('Model: "mnist_cnn"\n')
+    assert "Total params: 93,322 (364.54 KB as float32)\n" in result.stdout
+    assert "Non-trainable params: 0\n" in result.stdout
+
+
+def test_validate_all_good():
+    result = invoke("validate", *map(str, SPEC_FILES))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(SPEC_FILES)
+    for line, path in zip(lines, SPEC_FILES):
+        assert line.startswith(f"ok: {path}: ")
+    assert (
+        "ok: "
+        + str(REPO / "specs/unet.yaml")
+        + ": 35 layers, 31,030,658 params, output (2, 388, 388)"
+        in lines
+    )
+    assert result.stderr == ""
+
+
+def test_validate_reports_each_file_and_exits_2_if_any_is_bad():
+    good = [REPO / "specs/mnist_mlp.yaml", REPO / "specs/unet.yaml"]
+    bad = [BROKEN / "argument_typo.yaml", BROKEN / "several_errors.yaml"]
+    files = [good[0], bad[0], good[1], bad[1]]
+    result = invoke("validate", *map(str, files))
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        line for line in result.stdout.splitlines() if line.startswith("ok: ")
+    ]
+    assert [line.split(": ")[1] for line in result.stdout.splitlines()] == list(map(str, good))
+    assert f"{bad[0]}:5:14: error: layers[0].conv2d.filter: unknown argument 'filter'" in (
+        result.stderr
+    )
+    assert result.stderr.count(f"{bad[1]}:") == 5  # every problem of the second bad file
+    assert result.stderr.rstrip().endswith("2 of 4 specs are invalid")
+
+
+def test_missing_file_exits_2():
+    result = invoke("validate", str(REPO / "specs/mnist_mlp.yaml"), "no/such/spec.yaml")
+    assert result.exit_code == 2
+    assert "no/such/spec.yaml: error: no such file" in result.stderr
+    assert "1 of 2 specs are invalid" in result.stderr
+
+
+# --- schema --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_schema_validates_every_spec_with_jsonschema(schema, spec_path: Path):
+    jsonschema = pytest.importorskip("jsonschema")
+    data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    jsonschema.validate(data, schema)
+
+
+def test_schema_has_an_item_for_every_layer_kind(schema):
+    defs = schema["$defs"]
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert {"name", "input", "layers", "blocks"} <= set(schema["properties"])
+    assert {"name", "input", "layers"} <= set(schema["required"])
+    refs = {alt["$ref"] for alt in defs["LayerItem"]["anyOf"][0]["anyOf"]}
+    for cls in LAYER_KINDS:
+        item = defs[f"{cls.__name__}Item"]
+        assert f"#/$defs/{cls.__name__}Item" in refs
+        assert cls.kind in item["properties"], cls.kind
+        assert {"name", "inputs", "trainable", "repeat"} <= set(item["properties"])
+
+
+def _layer_items(items: list[Any], blocks: dict[str, Any]):
+    """Every layer item of a spec, groups and block definitions included."""
+    for item in items:
+        if isinstance(item, dict) and "layers" in item and not set(item) & set(KINDS):
+            yield from _layer_items(item["layers"], blocks)
+        else:
+            yield item
+
+
+def _args_schema(schema: dict[str, Any], kind: str) -> dict[str, Any]:
+    cls = KINDS[kind]
+    prop = schema["$defs"][f"{cls.__name__}Item"]["properties"][kind]
+    refs = [alt["$ref"] for alt in prop.get("anyOf", [prop]) if "$ref" in alt]
+    assert len(refs) == 1, prop
+    return schema["$defs"][refs[0].rsplit("/", 1)[1]]
+
+
+def test_schema_covers_every_spec_without_jsonschema(schema, spec_path: Path):
+    """Without the jsonschema package: every key used in a spec is one the schema declares."""
+    data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    assert set(data) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(data)
+    blocks = data.get("blocks", {})
+    items = list(_layer_items(data["layers"], blocks))
+    for block in blocks.values():
+        assert set(block) <= set(schema["$defs"]["BlockDef"]["properties"])
+        items += list(_layer_items(block["layers"], blocks))
+    bare = set(schema["$defs"]["LayerItem"]["anyOf"][1]["enum"])
+    for item in items:
+        if isinstance(item, str):
+            assert item in bare or item in blocks, item
+            continue
+        kinds = [k for k in item if k in KINDS]
+        if not kinds:
+            assert [k for k in item if k in blocks], item  # a block use
+            continue
+        (kind,) = kinds
+        assert set(item) - {kind} <= {"name", "inputs", "trainable", "repeat"}
+        args = item[kind] or {}
+        declared = _args_schema(schema, kind)["properties"]
+        assert set(args) <= set(declared), (kind, set(args) - set(declared))
+        required = _args_schema(schema, kind).get("required", [])
+        assert set(required) <= set(args), (kind, required)
+
+
+# --- the module entry point ----------------------------------------------------------------------
+
+
+def test_python_dash_m_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "netspec", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("summary", "validate", "schema"):
+        assert command in proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,139 @@
+"""Every layer kind is lowered: each kind in netspec.layers.LAYER_KINDS needs an entry in
+LOWERINGS and an example spec here, or this test fails (so a half-added kind fails CI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import netspec  # noqa: E402
+from netspec.backends.torch_lower import (  # noqa: E402
+    LOWERINGS,
+    NetModule,
+    build_module,
+    count_tensors,
+)
+from netspec.ir import Graph  # noqa: E402
+from netspec.layers import LAYER_KINDS, Layer  # noqa: E402
+
+
+def spec(input_shape: str, *items: str) -> str:
+    lines = "\n".join(f"  - {item}" for item in items)
+    return f"name: example\ninput: {input_shape}\nlayers:\n{lines}\n"
+
+
+# One tiny spec per layer kind (the YAML key). A new kind without an entry fails its test.
+EXAMPLES: dict[str, str] = {
+    "dense": spec("[6]", "dense: {units: 4, activation: relu}", "dense: {units: 3, bias: false}"),
+    "conv1d": spec("[2, 9]", "conv1d: {filters: 3, kernel: 3, stride: 2, padding: same}"),
+    "conv2d": spec("[2, 7, 6]", "conv2d: {filters: 4, kernel: [3, 2], padding: same, stride: 2}"),
+    "conv_transpose2d": spec("[3, 4, 5]", "conv_transpose2d: {filters: 2, kernel: 3, stride: 2}"),
+    "maxpool1d": spec("[2, 9]", "maxpool1d: {size: 2, padding: same}"),
+    "maxpool2d": spec("[2, 7, 6]", "maxpool2d: {size: 3, stride: 2, padding: same}"),
+    "avgpool1d": spec("[2, 9]", "avgpool1d: {size: 3, stride: 2, padding: same}"),
+    "avgpool2d": spec("[2, 7, 6]", "avgpool2d: {size: 2}"),
+    "global_avgpool1d": spec("[3, 5]", "global_avgpool1d"),
+    "global_avgpool2d": spec("[3, 4, 5]", "global_avgpool2d: {keepdims: true}"),
+    "global_maxpool1d": spec("[3, 5]", "global_maxpool1d: {keepdims: true}"),
+    "global_maxpool2d": spec("[3, 4, 5]", "global_maxpool2d"),
+    "flatten": spec("[2, 3, 4]", "flatten"),
+    "reshape": spec("[12]", "reshape: {shape: [3, -1]}"),
+    "dropout": spec("[8]", "dropout: {rate: 0.3}"),
+    "batchnorm": spec("[3, 4, 5]", "batchnorm: {momentum: 0.9}"),
+    "layernorm": spec("[3, 5]", "layernorm"),
+    "activation": spec("[6]", "activation: {fn: tanh}"),
+    "relu": spec("[6]", "relu"),
+    "leaky_relu": spec("[6]", "leaky_relu: {negative_slope: 0.1}"),
+    "sigmoid": spec("[6]", "sigmoid"),
+    "tanh": spec("[6]", "tanh"),
+    "softmax": spec("[3, 4]", "softmax: {axis: -1}"),
+    "gelu": spec("[6]", "gelu"),
+    "silu": spec("[6]", "silu"),
+    "relu6": spec("[6]", "relu6"),
+    "upsample2d": spec("[2, 3, 4]", "upsample2d: {scale: 2, mode: bilinear}"),
+    "zeropad2d": spec("[2, 3, 4]", "zeropad2d: {padding: [1, 0, 2, 3]}"),
+    "crop2d": spec(
+        "[2, 8, 8]",
+        "conv2d: {filters: 2, kernel: 3}\n    name: small",
+        "crop2d: {to: small}\n    inputs: [input]\n    name: crop",
+        "concat:\n    inputs: [crop, small]",
+    ),
+    "concat": spec(
+        "[2, 4, 4]",
+        "conv2d: {filters: 3, kernel: 1}\n    name: a",
+        "concat:\n    inputs: [input, a]",
+    ),
+    "add": spec(
+        "[5]",
+        "dense: {units: 5}\n    name: a",
+        "add:\n    inputs: [input, a]",
+    ),
+}
+
+
+def ir_counts(graph: Graph) -> tuple[int, int]:
+    return (
+        sum(n.trainable_params for n in graph.nodes),
+        sum(n.non_trainable_params for n in graph.nodes),
+    )
+
+
+def example_graph(kind: type[Layer]) -> Graph:
+    if kind.kind not in EXAMPLES:
+        pytest.fail(f"layer kind '{kind.kind}' has no example spec in tests/test_completeness.py")
+    graph = netspec.compile_text(EXAMPLES[kind.kind], f"<example {kind.kind}>")
+    assert any(type(n.layer) is kind for n in graph.nodes), f"the example does not use {kind.kind}"
+    return graph
+
+
+# --- the checks every kind goes through ------------------------------------------------------
+
+
+def check_torch_forward(graph: Graph, module: NetModule) -> None:
+    """Forward (eval and train, with a backward) matches the IR's shapes and counts."""
+    x = torch.randn(2, *graph.input_shape)
+    module.eval()
+    with torch.no_grad():
+        y = module(x)
+    assert tuple(y.shape) == (2, *graph.output.shape)
+    assert torch.isfinite(y).all()
+    assert module.trace_shapes(x) == {n.name: tuple(n.shape) for n in graph.nodes}
+    assert count_tensors(module) == ir_counts(graph)
+    module.train()
+    out = module(x.requires_grad_(True))
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def check_onnx_export_parity(graph: Graph, module: NetModule) -> None:
+    raise NotImplementedError("ONNX export: issue 4")
+
+
+# The list of checks run for every layer kind. The ONNX export parity check (export the lowered
+# module, run it with onnxruntime, compare with the torch forward) is added here by issue 4.
+CHECKS = [
+    pytest.param(check_torch_forward, id="torch"),
+    pytest.param(
+        check_onnx_export_parity,
+        id="onnx",
+        marks=pytest.mark.skip(reason="ONNX export: issue 4"),
+    ),
+]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("kind", LAYER_KINDS, ids=[k.kind for k in LAYER_KINDS])
+def test_layer_kind_is_lowered(kind: type[Layer], check: Callable[[Graph, NetModule], None]):
+    assert kind in LOWERINGS, f"layer kind '{kind.kind}' has no entry in LOWERINGS"
+    graph = example_graph(kind)
+    torch.manual_seed(0)
+    check(graph, build_module(graph))
+
+
+def test_no_stale_examples() -> None:
+    kinds = {k.kind for k in LAYER_KINDS}
+    assert set(EXAMPLES) <= kinds, f"examples for unknown kinds: {set(EXAMPLES) - kinds}"
+    assert set(LOWERINGS) == set(LAYER_KINDS)
