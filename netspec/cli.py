@@ -83,6 +83,81 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
+SetOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--set",
+        help="Override a spec value, validated like the file: --set train.epochs=3 (repeatable).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def train(
+    spec: SpecArg,
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default: runs/<spec name>/<timestamp>)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out (default: the latest run).")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Live progress bar.")
+    ] = None,
+) -> None:
+    """Train the network on the data of the spec's `train:` section; save a run directory."""
+    from netspec.runs import prepare_run
+
+    try:
+        graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
+        from netspec.backends.trainer import Interrupted, Trainer
+
+        typer.echo(f"run directory: {run_dir}", err=True)
+        trainer = Trainer(
+            graph,
+            graph.train,
+            run_dir,
+            device=device,
+            resume=resume,
+            spec_text=spec_text,
+            summary_text=summary_text,
+            progress=progress,
+        )
+        trainer.setup()
+        result = trainer.fit()
+    except Interrupted as err:
+        typer.echo(err.format(), err=True)
+        raise typer.Exit(code=130) from None
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `netspec train`.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Evaluate on this data (same kind as the run's) instead of its test split."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
+    try:
+        from netspec.backends.trainer import evaluate_run
+
+        result = evaluate_run(run_dir, data=data, device=device)
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

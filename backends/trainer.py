@@ -1,0 +1,792 @@
+"""The training runner: a lean loop over in-memory tensors, with callbacks, checkpoints and resume."""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from netspec import __version__
+from netspec.backends import checkpoint
+from netspec.backends.augment import Augmenter
+from netspec.backends.metrics import Metrics
+from netspec.backends.torch_lower import NetModule, build_module
+from netspec.data.pipeline import Prepared, Preprocessing, prepare
+from netspec.errors import DataError, NetspecError, Problem, SpecError
+from netspec.fileio import write_text
+from netspec.ir import Graph
+from netspec.train_spec import TrainSpec
+
+LOWER_IS_BETTER = ("loss", "mae", "rmse")
+
+
+class Interrupted(NetspecError):
+    """Ctrl-C during training: the last completed epoch is saved and resumable."""
+
+
+# --- devices and layout ---------------------------------------------------------------------
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NetspecError(
+            [Problem("--device cuda: no CUDA device is available", hint="use --device cpu")]
+        )
+    return torch.device(device)
+
+
+def use_channels_last(graph: Graph, spec: TrainSpec) -> bool:
+    """Channels-last helps convolutions on both CPU (oneDNN) and CUDA; measured in benchmarks/."""
+    if spec.channels_last != "auto":
+        return spec.channels_last == "on"
+    return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
+
+
+# --- the value steps of preprocessing, as tensor ops on the device -----------------------------
+
+
+class Normalizer:
+    """x * scale, then per-channel (x - mean) / std or per-sample standardization, then reshape."""
+
+    def __init__(self, pre: Preprocessing, device: torch.device) -> None:
+        self.pre = pre
+        self.shape = tuple(pre.input_shape)
+        view = (1, -1) + (1,) * (len(pre.raw_shape) - 1)
+        self.mean = torch.tensor(pre.mean, device=device).view(view) if pre.mean else None
+        self.std = torch.tensor(pre.std, device=device).view(view) if pre.std else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.pre.scale != 1.0:
+            x = x * self.pre.scale
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        elif self.pre.per_sample:
+            flat = x.flatten(1)
+            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(
+                x
+            )
+        return x.reshape(x.shape[0], *self.shape)
+
+
+# --- losses ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossFn:
+    name: str
+    label_smoothing: float
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.name == "cross_entropy":  # `out` are logits: log-softmax + NLL in one stable op
+            if out.ndim > 2:  # (N, K, H, W) per-pixel classes
+                return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+            return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+        if self.name == "binary_cross_entropy":  # logits: sigmoid + BCE fused
+            target = y.float().view_as(out)
+            if self.label_smoothing:
+                target = target * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+            return F.binary_cross_entropy_with_logits(out, target)
+        target = y.float().view_as(out)
+        if self.name == "mse":
+            return F.mse_loss(out, target)
+        return F.l1_loss(out, target)
+
+
+def choose_loss(spec: TrainSpec, prepared: Prepared, module: NetModule) -> LossFn:
+    name = spec.loss.name if spec.loss else None
+    smoothing = spec.loss.label_smoothing if spec.loss else 0.0
+    default = {"multiclass": "cross_entropy", "binary": "binary_cross_entropy", "regression": "mse"}
+    name = name or default[prepared.task]
+    if prepared.task == "regression" and name not in ("mse", "mae"):
+        raise SpecError(
+            [
+                Problem(
+                    f"train.loss: {name} needs class labels, but the data are regression targets",
+                    hint="use loss: mse or mae",
+                )
+            ]
+        )
+    if prepared.task != "regression" and name in ("mse", "mae"):
+        raise SpecError(
+            [
+                Problem(
+                    f"train.loss: {name} is for regression, but the data have classes",
+                    hint="use cross_entropy (or binary_cross_entropy)",
+                )
+            ]
+        )
+    return LossFn(name, smoothing)
+
+
+# --- optimizers and schedules -----------------------------------------------------------------
+
+
+def make_optimizer(spec: TrainSpec, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    o = spec.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+        )
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def make_schedule(
+    spec: TrainSpec, opt: torch.optim.Optimizer, steps_per_epoch: int
+) -> tuple[Any, str]:
+    """The scheduler and when it steps: 'batch', 'epoch' or 'plateau'."""
+    s = spec.schedule
+    if s is None:
+        return None, "epoch"
+    if s.name == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.gamma), "epoch"
+    if s.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=spec.epochs, eta_min=s.min_lr
+        ), "epoch"
+    if s.name == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=s.max_lr or spec.optimizer.lr * 10,
+            epochs=spec.epochs,
+            steps_per_epoch=steps_per_epoch,
+        ), "batch"
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode=_mode(s.monitor), factor=s.factor, patience=s.patience, min_lr=s.min_lr
+    ), "plateau"
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor.removeprefix("val_") in LOWER_IS_BETTER else "max"
+
+
+def _better(a: float, b: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    if b is None or math.isnan(b):
+        return not math.isnan(a)
+    return a < b - min_delta if mode == "min" else a > b + min_delta
+
+
+# --- weights by layer name --------------------------------------------------------------------
+
+
+def _names(module: NetModule) -> dict[str, str]:
+    """Module key -> layer name (they differ only for names torch cannot use, like 'a.b')."""
+    return {key: name for name, key in module.module_keys.items()}
+
+
+def weights(module: NetModule) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer, keyed `<layer name>.<tensor>` as in the summary."""
+    names = _names(module)
+    out = {}
+    for key, t in module.state_dict().items():
+        head, rest = key.split(".", 1)
+        out[f"{names.get(head, head)}.{rest}"] = t
+    return out
+
+
+def named_parameters(module: NetModule) -> list[tuple[str, str, torch.nn.Parameter]]:
+    """(layer name, tensor name, parameter) for every parameter."""
+    names = _names(module)
+    out = []
+    for key, p in module.named_parameters():
+        head, rest = key.split(".", 1)
+        out.append((names.get(head, head), rest, p))
+    return out
+
+
+def load_weights(
+    module: NetModule, tensors: dict[str, torch.Tensor], *, strict: bool = True
+) -> None:
+    keys = module.module_keys
+    state = {}
+    for key, t in tensors.items():
+        head, rest = key.split(".", 1) if "." in key else (key, "")
+        # Layer names may hold '.', so match the longest known layer name first.
+        for name in sorted(keys, key=len, reverse=True):
+            if key.startswith(name + "."):
+                head, rest = name, key[len(name) + 1 :]
+                break
+        state[f"{keys.get(head, head)}.{rest}"] = t
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise DataError(
+            [
+                Problem(
+                    f"the weights do not fit this network: missing {sorted(missing)[:5]}, "
+                    f"unexpected {sorted(unexpected)[:5]}"
+                )
+            ]
+        )
+
+
+def init_from(module: NetModule, spec: TrainSpec, spec_file: str | None) -> list[str]:
+    """Transfer learning: copy the tensors of layers matching `init.layers` by name and shape."""
+    assert spec.init is not None
+    from netspec.data.pipeline import resolve_path
+
+    src = resolve_path(spec.init.from_, spec_file)
+    if src.is_dir():
+        src = src / "model.safetensors"
+    tensors, _ = checkpoint.load(src)
+    own = weights(module)
+    picked: dict[str, torch.Tensor] = {}
+    problems = []
+    for key, value in tensors.items():
+        layer = key.rsplit(".", 1)[0]
+        if not any(fnmatch.fnmatchcase(layer, pat) for pat in spec.init.layers):
+            continue
+        if key not in own:
+            continue
+        if tuple(own[key].shape) != tuple(value.shape):
+            problems.append(
+                Problem(
+                    f"train.init: '{key}' has shape {tuple(value.shape)} in {src} but "
+                    f"{tuple(own[key].shape)} in this network",
+                    hint="list only the layers that match in `init.layers`",
+                )
+            )
+            continue
+        picked[key] = value
+    if problems:
+        raise SpecError(problems)
+    if not picked:
+        raise SpecError(
+            [
+                Problem(
+                    f"train.init: no layer of {src} matches {spec.init.layers} by name",
+                    hint="layer names are those of `netspec summary`",
+                )
+            ]
+        )
+    load_weights(module, picked, strict=False)
+    return sorted({k.rsplit(".", 1)[0] for k in picked})
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunState:
+    """Everything that changes from epoch to epoch (saved in the checkpoint's metadata)."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    plateau_bad: int = 0
+    plateau_best: float | None = None
+    stopped: str | None = None
+
+
+def spec_hash(graph: Graph) -> str:
+    """Hash of the resolved network (not of the training settings): what the weights fit."""
+    payload = json.dumps(
+        [
+            graph.input_shape,
+            [
+                (
+                    n.name,
+                    n.kind,
+                    n.inputs,
+                    {f: getattr(n.layer, f) for f in type(n.layer).model_fields},
+                    n.shape,
+                )
+                for n in graph.nodes
+            ],
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Trainer:
+    def __init__(
+        self,
+        graph: Graph,
+        spec: TrainSpec,
+        run_dir: Path,
+        *,
+        device: str = "auto",
+        resume: bool = False,
+        spec_text: str = "",
+        summary_text: str = "",
+        log=None,
+        progress: bool | None = None,
+    ) -> None:
+        self.graph = graph
+        self.spec = spec
+        self.run_dir = run_dir
+        self.device = pick_device(device)
+        self.resume = resume
+        self.spec_text = spec_text
+        self.summary_text = summary_text
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.progress = sys.stderr.isatty() if progress is None else progress
+
+    # setup
+    def setup(self) -> None:
+        spec, graph = self.spec, self.graph
+        torch.manual_seed(spec.seed)
+        self.data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
+        for note in self.data.notes:
+            self.log(f"note: {note}")
+        self.module = build_module(graph).to(self.device)
+        self.channels_last = use_channels_last(graph, spec)
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        if spec.init is not None:
+            loaded = init_from(self.module, spec, graph.file)
+            self.log(f"init: loaded {len(loaded)} layers from {spec.init.from_}")
+        self.loss_fn = choose_loss(spec, self.data, self.module)
+        if self.loss_fn.name == "cross_entropy" and self.module.head == "sigmoid":
+            raise SpecError(
+                [
+                    Problem(
+                        "train.loss: cross_entropy needs a softmax output, this network ends in sigmoid"
+                    )
+                ]
+            )
+        self.norm = Normalizer(self.data.preprocessing, self.device)
+        self.x_train, self.y_train = self._tensors(self.data.train)
+        self.val = self._tensors(self.data.val) if self.data.val is not None else None
+        self.test = self._tensors(self.data.test) if self.data.test is not None else None
+        self.trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.opt = make_optimizer(spec, self.trainable)
+        n = len(self.y_train)
+        self.steps = (
+            max(1, n // spec.batch_size)
+            if n % spec.batch_size == 1
+            else max(1, math.ceil(n / spec.batch_size))
+        )
+        self.sched, self.sched_when = make_schedule(spec, self.opt, self.steps)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.augment = Augmenter(spec.augment, seed=spec.seed + 1, device=self.device)
+        if self.augment.enabled and len(graph.input_shape) != 3:
+            raise SpecError(
+                [
+                    Problem(
+                        "train.augment: augmentation needs image input [C, H, W]",
+                        hint=f"the spec's input is {list(graph.input_shape)}",
+                    )
+                ]
+            )
+        k = len(self.data.classes) if self.data.classes else 0
+        self.metric_names = [
+            m for m in spec.metrics if self.data.task != "regression" or m in ("mae", "rmse")
+        ]
+        if self.data.task == "regression" and not self.metric_names:
+            self.metric_names = ["mae"]
+        try:
+            self.metrics = Metrics(self.metric_names, task=self.data.task, num_classes=max(k, 1))
+        except ValueError as exc:
+            raise SpecError([Problem(f"train.metrics: {exc}")]) from None
+        self.reg = self._regularizers()
+        self.state = RunState()
+        self.hash = spec_hash(graph)
+        if self.resume:
+            self._restore()
+
+    def _tensors(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
+        y = torch.from_numpy(np.ascontiguousarray(data.y))
+        y = y.long() if self.data.task == "multiclass" else y.float()
+        return x, y.to(self.device)
+
+    def _regularizers(self) -> list[tuple[torch.Tensor, float, float]]:
+        out = []
+        for rule in self.spec.regularize:
+            for layer, tensor, p in named_parameters(self.module):
+                if tensor != "weight" or not p.requires_grad:
+                    continue  # like Keras' kernel_regularizer: weights, not biases
+                if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
+                    out.append((p, rule.l1, rule.l2))
+        return out
+
+    # one epoch
+    def _batches(self, n: int, bs: int, perm: torch.Tensor | None):
+        starts = list(range(0, n, bs))
+        if len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()  # a batch of one breaks batchnorm: fold it into the previous batch
+        for i, s in enumerate(starts):
+            e = starts[i + 1] if i + 1 < len(starts) else n
+            yield (perm[s:e] if perm is not None else slice(s, e))
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def train_epoch(self) -> dict[str, float]:
+        m = self.module
+        m.train()  # frozen batchnorms keep using their running statistics (see the lowering)
+        self.metrics.reset()
+        perm = torch.randperm(len(self.y_train), generator=self.shuffle).to(self.device)
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        t0 = time.perf_counter()
+        bar = self._bar()
+        for step, idx in enumerate(self._batches(len(self.y_train), self.spec.batch_size, perm)):
+            xb = self._prep(self.x_train[idx])
+            yb = self.y_train[idx]
+            if self.augment.enabled:
+                xb, _ = self.augment(xb)
+            out = m.forward_logits(xb)
+            loss = self.loss_fn(out, yb)
+            if self.reg:
+                loss = loss + sum(
+                    (l1 * p.abs().sum() if l1 else 0) + (l2 * p.pow(2).sum() if l2 else 0)
+                    for p, l1, l2 in self.reg
+                )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.sched is not None and self.sched_when == "batch":
+                self.sched.step()
+            bs = yb.shape[0]
+            total += loss.detach() * bs
+            seen += bs
+            self.metrics.update(out.detach(), yb)
+            if bar is not None and (step % 5 == 0 or step == self.steps - 1):
+                bar(step + 1, float(total) / seen, seen / (time.perf_counter() - t0))
+        if bar is not None:
+            bar(None, 0, 0)
+        loss_value = float(total) / max(seen, 1)
+        if self.spec.callbacks.stop_on_nan and not math.isfinite(loss_value):
+            self.state.stopped = f"the training loss is {loss_value}"
+        row = {"loss": loss_value, **self.metrics.compute()}
+        row["samples_per_s"] = seen / (time.perf_counter() - t0)
+        return row
+
+    @torch.inference_mode()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> dict[str, float]:
+        m = self.module
+        m.eval()
+        self.metrics.reset()
+        total = 0.0
+        for idx in self._batches(len(y), batch_size, None):
+            out = m.forward_logits(self._prep(x[idx]))
+            total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
+            self.metrics.update(out, y[idx])
+        return {"loss": total / max(len(y), 1), **self.metrics.compute()}
+
+    def _bar(self):
+        if not self.progress:
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        epoch = self.state.epoch + 1
+        progress = Progress(
+            TextColumn(f"epoch {epoch}/{self.spec.epochs}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        task = progress.add_task("train", total=self.steps, info="")
+        progress.start()
+
+        def update(step: int | None, loss: float, speed: float) -> None:
+            if step is None:
+                progress.stop()
+                return
+            progress.update(task, completed=step, info=f"loss {loss:.4f}  {speed:,.0f} samples/s")
+
+        return update
+
+    # the loop
+    def fit(self) -> dict[str, Any]:
+        spec = self.spec
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_static()
+        monitor = self._monitor()
+        if self.val is None and monitor.startswith("val_"):
+            self.log(
+                f"note: no validation split; callbacks monitor '{monitor.removeprefix('val_')}' instead"
+            )
+        try:
+            while self.state.epoch < spec.epochs and self.state.stopped is None:
+                t0 = time.perf_counter()
+                row = {"epoch": self.state.epoch + 1, **self.train_epoch()}
+                if self.val is not None:
+                    row.update({f"val_{k}": v for k, v in self.evaluate(*self.val).items()})
+                row["lr"] = self.opt.param_groups[0]["lr"]
+                row["time_s"] = time.perf_counter() - t0
+                self.state.history.append(row)
+                self.state.epoch += 1
+                self._callbacks(row)
+                self._save_epoch()
+                self.log(self._line(row))
+        except KeyboardInterrupt:
+            raise Interrupted(
+                [
+                    Problem(
+                        f"interrupted during epoch {self.state.epoch + 1}; epoch {self.state.epoch} is saved in {self.run_dir}",
+                        hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume",
+                    )
+                ]
+            ) from None
+        if self.state.stopped:
+            self.log(f"stopped: {self.state.stopped}")
+        return self._finish()
+
+    def _value(self, row: dict[str, float], monitor: str) -> float:
+        if monitor in row:
+            return row[monitor]
+        bare = monitor.removeprefix("val_")
+        if bare in row:
+            return row[bare]
+        raise SpecError(
+            [
+                Problem(
+                    f"train.callbacks: cannot monitor '{monitor}': the run records {', '.join(k for k in row if k not in ('epoch', 'time_s', 'samples_per_s'))}"
+                )
+            ]
+        )
+
+    def _monitor(self) -> str:
+        cb = self.spec.callbacks
+        return cb.early_stopping.monitor if cb.early_stopping else cb.checkpoint.monitor
+
+    def _callbacks(self, row: dict[str, float]) -> None:
+        cb, st = self.spec.callbacks, self.state
+        monitor = self._monitor()
+        value = self._value(row, monitor)
+        es = cb.early_stopping
+        min_delta = es.min_delta if es else 0.0
+        if _better(value, st.best, _mode(monitor), min_delta):
+            st.best, st.best_epoch, st.bad_epochs = value, st.epoch, 0
+            if cb.checkpoint.best or (es and es.restore_best):
+                checkpoint.save(
+                    self.run_dir / "checkpoint" / "best.safetensors",
+                    weights(self.module),
+                    {"epoch": st.epoch, monitor: value},
+                )
+        else:
+            st.bad_epochs += 1
+        if es is not None and st.bad_epochs >= es.patience:
+            st.stopped = (
+                f"early stopping: {monitor} did not improve for {es.patience} epochs "
+                f"(best {st.best:.4f} at epoch {st.best_epoch})"
+            )
+        rl = cb.reduce_lr_on_plateau
+        if rl is not None:
+            v = self._value(row, rl.monitor)
+            if _better(v, st.plateau_best, _mode(rl.monitor)):
+                st.plateau_best, st.plateau_bad = v, 0
+            else:
+                st.plateau_bad += 1
+                if st.plateau_bad >= rl.patience:
+                    for g in self.opt.param_groups:
+                        g["lr"] = max(g["lr"] * rl.factor, rl.min_lr)
+                    st.plateau_bad = 0
+        if self.sched is not None:
+            if self.sched_when == "epoch":
+                self.sched.step()
+            elif self.sched_when == "plateau":
+                self.sched.step(self._value(row, self.spec.schedule.monitor))
+
+    def _line(self, row: dict[str, float]) -> str:
+        parts = [f"epoch {int(row['epoch'])}/{self.spec.epochs}"]
+        for k, v in row.items():
+            if k in ("epoch", "time_s", "samples_per_s", "lr"):
+                continue
+            parts.append(f"{k} {v:.4f}")
+        parts.append(f"lr {row['lr']:.2e}")
+        parts.append(f"{row['time_s']:.1f}s ({row['samples_per_s']:,.0f} samples/s)")
+        return "  ".join(parts)
+
+    # persistence
+    def _meta(self) -> dict[str, Any]:
+        """What an app needs to use the weights (also exported to ONNX metadata later)."""
+        return {
+            "name": self.graph.name,
+            "netspec_version": __version__,
+            "spec_sha256": self.hash,
+            "task": self.data.task,
+            "classes": list(self.data.classes) if self.data.classes else None,
+            "input_shape": list(self.graph.input_shape),
+            "output_shape": list(self.graph.output.shape),
+            "head": self.module.head,
+            "preprocessing": self.data.preprocessing.to_dict(),
+        }
+
+    def _write_static(self) -> None:
+        write_text(self.run_dir / "spec.yaml", self.spec_text)
+        write_text(self.run_dir / "summary.txt", self.summary_text)
+        write_text(self.run_dir / "model.json", json.dumps(self._meta(), indent=2))
+
+    def _save_epoch(self) -> None:
+        st = self.state
+        tensors = {f"model/{k}": v for k, v in weights(self.module).items()}
+        opt_tensors, opt_rest = checkpoint.optimizer_state(self.opt)
+        tensors.update(opt_tensors)
+        tensors["rng/torch"] = torch.get_rng_state()
+        tensors["rng/shuffle"] = self.shuffle.get_state()
+        tensors.update({f"rng/augment/{k}": v for k, v in self.augment.state_dict().items()})
+        if self.device.type == "cuda":
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "run": st.__dict__,
+            "optimizer": opt_rest,
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "spec_sha256": self.hash,
+        }
+        checkpoint.save(
+            self.run_dir / "checkpoint" / "last.safetensors",
+            tensors,
+            {checkpoint.STATE_KEY: json.dumps(state, default=_jsonable)},
+        )
+        if self.spec.callbacks.csv_log:
+            self._write_csv()
+
+    def _restore(self) -> None:
+        path = self.run_dir / "checkpoint" / "last.safetensors"
+        if not path.is_file():
+            raise DataError(
+                [
+                    Problem(
+                        f"--resume: no checkpoint in {self.run_dir}",
+                        hint="train without --resume, or point --out at an earlier run",
+                    )
+                ]
+            )
+        tensors, meta = checkpoint.load(path)
+        state = json.loads(meta[checkpoint.STATE_KEY])
+        if state["spec_sha256"] != self.hash:
+            raise SpecError(
+                [
+                    Problem(
+                        f"--resume: the network in the spec differs from the one in {path}",
+                        hint="resume with the spec the run was started with (its spec.yaml)",
+                    )
+                ]
+            )
+        load_weights(self.module, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        checkpoint.load_optimizer_state(self.opt, tensors, state["optimizer"])
+        if self.sched is not None and state["scheduler"] is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(tensors["rng/torch"])
+        self.shuffle.set_state(tensors["rng/shuffle"])
+        self.augment.load_state_dict(
+            {
+                k[len("rng/augment/") :]: v
+                for k, v in tensors.items()
+                if k.startswith("rng/augment/")
+            }
+        )
+        if self.device.type == "cuda" and "rng/cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng/cuda"], self.device)
+        self.state = RunState(**state["run"])
+        self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
+
+    def _write_csv(self) -> None:
+        keys: list[str] = []
+        for row in self.state.history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.state.history)
+        write_text(self.run_dir / "metrics.csv", buf.getvalue())
+
+    def _finish(self) -> dict[str, Any]:
+        st, cb = self.state, self.spec.callbacks
+        best_path = self.run_dir / "checkpoint" / "best.safetensors"
+        if cb.early_stopping and cb.early_stopping.restore_best and best_path.is_file():
+            load_weights(self.module, checkpoint.load(best_path)[0])
+            self.log(f"restored the best weights (epoch {st.best_epoch})")
+        checkpoint.save(
+            self.run_dir / "model.safetensors",
+            weights(self.module),
+            {"netspec": json.dumps(self._meta())},
+        )
+        result: dict[str, Any] = {"epochs": st.epoch}
+        best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), None)
+        if best_row is not None:
+            result["best"] = {k: v for k, v in best_row.items() if k not in ("time_s",)}
+        if self.test is not None:
+            result["test"] = self.evaluate(*self.test)
+            self.log("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
+        result["stopped"] = st.stopped
+        result["history"] = st.history
+        write_text(self.run_dir / "metrics.json", json.dumps(result, indent=2, default=_jsonable))
+        try:
+            from netspec.backends.plots import plot_history
+
+            plot_history(st.history, self.run_dir / "history.png", title=self.graph.name)
+        except ImportError:
+            self.log("note: matplotlib is not installed; history.png was not drawn")
+        self.log(f"run saved in {self.run_dir}")
+        return result
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if torch.is_tensor(v):
+        return v.tolist()
+    raise TypeError(f"cannot store {type(v).__name__} in a checkpoint")
+
+
+def evaluate_run(
+    run_dir: Path, *, data: Path | None = None, device: str = "auto"
+) -> dict[str, Any]:
+    """Metrics of a run's final weights on its test split, or on all of `data`."""
+    from netspec.compiler import compile_source
+    from netspec.source import apply_overrides, read
+
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "spec.yaml"
+    if not spec_path.is_file():
+        raise DataError([Problem("not a run directory (no spec.yaml)", str(run_dir))])
+    source = read(spec_path)
+    if data is not None:
+        source = apply_overrides(
+            source,
+            [
+                f"train.data.path={Path(data).resolve()}",
+                "train.data.val=0.0",
+                "train.data.test=0.0",
+                "train.data.test_path=null",
+                "train.data.limit=null",
+            ],
+        )
+    graph = compile_source(source)
+    t = Trainer(graph, graph.train, run_dir, device=device, log=lambda s: None, progress=False)
+    t.setup()
+    tensors, _ = checkpoint.load(run_dir / "model.safetensors")
+    load_weights(t.module, tensors)
+    meta = json.loads((run_dir / "model.json").read_text())
+    # The training split's statistics, exactly as recorded, not recomputed on new data.
+    t.norm = Normalizer(Preprocessing.from_dict(meta["preprocessing"]), t.device)
+    if data is not None:
+        x, y = t.x_train, t.y_train
+        split = str(data)
+    elif t.test is not None:
+        x, y = t.test
+        split = "test"
+    else:
+        raise DataError([Problem(f"{run_dir}: the run has no test split", hint="pass --data")])
+    return {"split": split, "samples": len(y), **t.evaluate(x, y)}
