@@ -105,6 +105,10 @@ def train(
         bool, typer.Option("--resume", help="Continue the run in --out (default: the latest run).")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(help="fp32, or bf16 (mixed precision, for CUDA); default: the spec's."),
+    ] = None,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Live progress bar.")
     ] = None,
@@ -113,9 +117,15 @@ def train(
     from netspec.runs import prepare_run
 
     try:
+        if precision is not None:
+            sets = [*sets, f"train.precision={precision}"]
         graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
-        from netspec.backends.trainer import Interrupted, Trainer
+    except NetspecError as err:
+        raise fail(err) from None
+    # Imported after the spec checks, so a spec error is reported without loading torch.
+    from netspec.backends.trainer import Interrupted, Trainer
 
+    try:
         typer.echo(f"run directory: {run_dir}", err=True)
         trainer = Trainer(
             graph,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
@@ -108,6 +109,16 @@ class Preprocess(_Section):
     normalize: Literal["dataset", "per_sample", "none"] | Normalize = Field(
         "none", description="Per-channel mean/std of the training split, per sample, or given."
     )
+
+    @field_validator("rescale", mode="before")
+    @classmethod
+    def _fraction(cls, v: Any) -> Any:
+        # `rescale: 1/255` reads better than 0.00392...; parsed as two numbers, never evaluated.
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*", v)
+            if m and float(m.group(2)) != 0:
+                return float(m.group(1)) / float(m.group(2))
+        return v
 
 
 class Augment(_Section):
@@ -231,4 +242,7 @@ class TrainSpec(_Section):
             for key in ("loss", "optimizer", "schedule"):
                 if isinstance(data.get(key), str):
                     data[key] = {"name": data[key]}
+            # YAML 1.1 reads a bare `on`/`off` as a boolean: `channels_last: off` means "off".
+            if isinstance(data.get("channels_last"), bool):
+                data["channels_last"] = "on" if data["channels_last"] else "off"
         return data
