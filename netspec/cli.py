@@ -168,6 +168,48 @@ def evaluate(
     typer.echo(json.dumps(result, indent=2))
 
 
+@app.command()
+def export(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory made by `netspec train`, or its model.safetensors.",
+            show_default=False,
+        ),
+    ],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format).")] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Output file (default: <run>/model.onnx).")
+    ] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    batch: Annotated[
+        str, typer.Option(help="Batch size: 'dynamic', or a fixed positive integer.")
+    ] = "dynamic",
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Store weights, input and output as float16.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
+        ),
+    ] = True,
+) -> None:
+    """Export a trained run to ONNX, checked against the PyTorch model."""
+    try:
+        if not onnx:
+            raise NetspecError("choose an export format: --onnx (the only one for now)")
+        from netspec.backends.onnx_export import export_run, parse_batch
+
+        report = export_run(
+            source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
+        )
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo("\n".join(report.lines()))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

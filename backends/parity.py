@@ -1,0 +1,205 @@
+"""Parity: an exported ONNX model computes what the PyTorch module computes.
+
+Both run the same inputs: the PyTorch module (build_module, the same weights, eval mode) and
+onnxruntime on the CPU. The difference is the largest absolute difference of the outputs; it must
+stay within the tolerance times the output's scale, max(1, largest |output|): an absolute 1e-4
+for outputs within [-1, 1] (probabilities, normalized scores), relative beyond. float16 models
+get 1e-2: float16 keeps about three significant digits. With float16, both sides see the same
+float16-rounded inputs, so only the model's own rounding is measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from netspec.backends.torch_lower import NetModule, build_module
+from netspec.errors import DataError, NetspecError, Problem
+from netspec.ir import Graph
+
+TOLERANCE = 1e-4
+FP16_TOLERANCE = 1e-2
+RANDOM_BATCHES = (1, 7)
+
+
+class ParityError(NetspecError):
+    """The ONNX model's output differs from the PyTorch module's."""
+
+
+# --- weights by layer name -----------------------------------------------------------------------
+
+
+def module_weights(module: NetModule) -> dict[str, np.ndarray]:
+    """Every tensor of the module's state_dict as numpy, keyed `<layer name>.<tensor>`."""
+    names = {key: name for name, key in module.module_keys.items()}
+    out = {}
+    for key, t in module.state_dict().items():
+        head, rest = key.split(".", 1)
+        out[f"{names.get(head, head)}.{rest}"] = t.detach().cpu().numpy()
+    return out
+
+
+def load_module(graph: Graph, weights: dict[str, np.ndarray]) -> NetModule:
+    """The PyTorch module of `graph` with these weights, in eval mode."""
+    module = build_module(graph)
+    names = {key: name for name, key in module.module_keys.items()}
+    state: dict[str, torch.Tensor] = {}
+    missing = []
+    for key, current in module.state_dict().items():
+        head, rest = key.split(".", 1)
+        name = f"{names.get(head, head)}.{rest}"
+        if name in weights:
+            state[key] = torch.as_tensor(np.asarray(weights[name])).to(current.dtype)
+        elif rest == "num_batches_tracked":
+            state[key] = current  # a training counter: not needed for inference
+        else:
+            missing.append(name)
+    if missing:
+        raise DataError(
+            [Problem(f"the weights do not fit the network '{graph.name}': missing {missing[:4]}")]
+        )
+    module.load_state_dict(state)
+    return module.eval()
+
+
+# --- running both --------------------------------------------------------------------------------
+
+
+def run_torch(module: NetModule, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def onnx_session(model: Any) -> Any:
+    """An onnxruntime CPU session for a ModelProto (or its bytes)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ParityError(
+            "the parity check needs onnxruntime: pip install onnxruntime (or export with --no-check)"
+        ) from None
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ParityError(
+            f"onnxruntime {ort.__version__} cannot load the exported model: {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_onnx(session: Any, x: np.ndarray) -> np.ndarray:
+    feed = session.get_inputs()[0]
+    dtype = np.float16 if feed.type == "tensor(float16)" else np.float32
+    try:
+        (y,) = session.run(None, {feed.name: np.ascontiguousarray(x, dtype=dtype)})
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ParityError(
+            f"onnxruntime fails to run the exported model: {_first_line(exc)}"
+        ) from None
+    return np.asarray(y, dtype=np.float32)
+
+
+def random_inputs(graph: Graph, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal inputs: batches of 1 and 7, or of the model's fixed batch size."""
+    rng = np.random.default_rng(seed)
+    sizes = RANDOM_BATCHES if batch is None else (batch,)
+    return {
+        f"random batch {n}": rng.standard_normal((n, *graph.input_shape)).astype(np.float32)
+        for n in sizes
+    }
+
+
+def _batches(x: np.ndarray, batch: int | None) -> list[np.ndarray]:
+    """x as it can be fed: whole, or in chunks of a fixed batch size (the last one filled up)."""
+    if batch is None or len(x) == batch:
+        return [x]
+    chunks = []
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        if len(chunk) < batch:
+            chunk = np.concatenate([chunk, np.resize(x, (batch - len(chunk), *x.shape[1:]))])
+        chunks.append(chunk)
+    return chunks
+
+
+def max_abs_diff(expected: np.ndarray, actual: np.ndarray) -> float:
+    if expected.shape != actual.shape:
+        return float("inf")
+    a, b = expected.astype(np.float64), actual.astype(np.float64)
+    # Equal values (infinities included) and NaN in both places agree; other NaNs do not.
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(a - b))
+    return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
+
+
+def check_parity(
+    graph: Graph,
+    weights: dict[str, np.ndarray],
+    model: Any,
+    inputs: dict[str, np.ndarray],
+    *,
+    fp16: bool = False,
+    tolerance: float | None = None,
+    module: NetModule | None = None,
+) -> dict[str, float]:
+    """Run every input through PyTorch and onnxruntime; the max abs difference per input.
+
+    Raises ParityError naming the difference and the tolerance when one is too large.
+    """
+    tol = tolerance if tolerance is not None else (FP16_TOLERANCE if fp16 else TOLERANCE)
+    module = module if module is not None else load_module(graph, weights)
+    session = onnx_session(model)
+    dim = session.get_inputs()[0].shape[0]
+    batch = dim if isinstance(dim, int) else None
+    diffs: dict[str, float] = {}
+    for label, x in inputs.items():
+        worst = 0.0
+        for chunk in _batches(np.asarray(x, dtype=np.float32), batch):
+            if fp16:
+                chunk = chunk.astype(np.float16).astype(np.float32)
+            expected = run_torch(module, chunk)
+            actual = run_onnx(session, chunk)
+            diff = max_abs_diff(expected, actual)
+            scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+            worst = max(worst, diff)
+            if not diff <= tol * scale:
+                bound = (
+                    f"{tol:.0e}" if scale == 1.0 else f"{tol:.0e} x {scale:.3g}, the output's scale"
+                )
+                raise ParityError(
+                    [
+                        Problem(
+                            f"ONNX output differs from PyTorch by {diff:.1e} (> {bound}) "
+                            f"on {label}",
+                            hint="this is a bug in the exporter; please report it with the spec",
+                        )
+                    ]
+                )
+        diffs[label] = worst
+    return diffs
+
+
+__all__ = [
+    "FP16_TOLERANCE",
+    "TOLERANCE",
+    "ParityError",
+    "check_parity",
+    "load_module",
+    "max_abs_diff",
+    "module_weights",
+    "onnx_session",
+    "random_inputs",
+    "run_onnx",
+    "run_torch",
+]

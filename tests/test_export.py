@@ -1,0 +1,561 @@
+"""ONNX export straight from the IR: every spec exports, passes onnx.checker and strict shape
+inference, and onnxruntime matches the PyTorch module; batchnorm folding, fp16, metadata, the
+parity failure path and `netspec export` on a trained run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner  # noqa: E402
+
+import netspec  # noqa: E402
+from netspec.backends.onnx_export import (  # noqa: E402
+    ExportError,
+    build_onnx,
+    check_model,
+    export_onnx,
+    export_run,
+    head,
+    parse_batch,
+)
+from netspec.backends.parity import (  # noqa: E402
+    FP16_TOLERANCE,
+    TOLERANCE,
+    ParityError,
+    check_parity,
+    module_weights,
+    onnx_session,
+    random_inputs,
+    run_onnx,
+    run_torch,
+)
+from netspec.backends.torch_lower import NetModule, build_module, head_of  # noqa: E402
+from netspec.cli import app  # noqa: E402
+from netspec.errors import DataError  # noqa: E402
+from netspec.ir import Graph  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = sorted((REPO / "specs").glob("*.yaml"))
+# As in tests/test_lowering.py: the smallest U-Net tile at which every skip crop works out.
+SMALL_INPUTS = {"unet.yaml": [1, 188, 188]}
+
+
+def spec_graph(path: Path) -> Graph:
+    if path.name not in SMALL_INPUTS:
+        return netspec.compile_file(path)
+    text, n = re.subn(
+        r"^input: \[[0-9, ]+\]", f"input: {SMALL_INPUTS[path.name]}", path.read_text(), flags=re.M
+    )
+    assert n == 1
+    return netspec.compile_text(text, str(path))
+
+
+def randomized(graph: Graph, seed: int = 0) -> NetModule:
+    """The module with seeded random weights, and batchnorm statistics and biases that are not
+    their identity defaults (so folding them is really tested), in eval mode."""
+    torch.manual_seed(seed)
+    module = build_module(graph)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.rand(c, generator=gen) * 2 - 1)
+                m.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(c, generator=gen) - 0.5)
+            elif isinstance(getattr(m, "bias", None), torch.nn.Parameter):
+                m.bias.uniform_(-0.2, 0.2, generator=gen)
+    return module.eval()
+
+
+@functools.cache
+def exported(name: str):
+    """(graph, module, weights, model, stats) of a spec in specs/, exported once per session."""
+    graph = spec_graph(REPO / "specs" / name)
+    module = randomized(graph)
+    weights = module_weights(module)
+    model, stats = build_onnx(graph, weights)
+    return graph, module, weights, model, stats
+
+
+def ops(model) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def spec(input_shape: str, *items: str) -> str:
+    return f"name: t\ninput: {input_shape}\nlayers:\n" + "".join(f"  - {i}\n" for i in items)
+
+
+# --- every spec in specs/ --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_spec_exports_and_matches_pytorch(path: Path) -> None:
+    graph, module, weights, model, _ = exported(path.name)
+    check_model(model, graph)  # checker (full), strict inference, every layer's shape
+    (inp,) = model.graph.input
+    (out,) = model.graph.output
+    assert inp.name == "input"
+    assert out.name == graph.output.name
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims == ["batch", *graph.input_shape]
+    dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
+    assert dims == ["batch", *graph.output.shape]
+    diffs = check_parity(graph, weights, model, random_inputs(graph), module=module)
+    assert set(diffs) == {"random batch 1", "random batch 7"}
+    assert max(diffs.values()) <= TOLERANCE
+    assert "Dropout" not in ops(model) and "Identity" not in ops(model)
+
+
+@pytest.mark.parametrize(
+    ("name", "folded", "left"),
+    [("cifar_cnn", 1, 6), ("resnet_cifar", 21, 0), ("eeg_cnn", 3, 0), ("quickstart", 0, 0)],
+)
+def test_batchnorm_folding(name: str, folded: int, left: int) -> None:
+    graph, module, weights, model, stats = exported(f"{name}.yaml")
+    batchnorms = sum(n.kind == "batchnorm" for n in graph.nodes)
+    assert stats.folded_batchnorm == folded
+    assert ops(model).count("BatchNormalization") == left == batchnorms - folded
+    assert stats.removed_dropout == sum(n.kind == "dropout" for n in graph.nodes)
+    # cifar_cnn's batchnorms follow a ReLU: only the last one folds, into the dense after it.
+    if name == "cifar_cnn":
+        assert stats.folded_into == {"batchnorm": "dense_1"}
+    # Without folding every batchnorm stays, and the numbers still agree.
+    plain = export_onnx(graph, weights, fold_batchnorm=False)
+    assert ops(plain).count("BatchNormalization") == batchnorms
+    check_parity(graph, weights, plain, random_inputs(graph), module=module)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_head_metadata_matches_the_lowering(path: Path) -> None:
+    graph = spec_graph(path)
+    assert head(graph) == head_of(graph)[0]
+
+
+def test_fixed_batch() -> None:
+    graph, module, weights, _, _ = exported("resnet_cifar.yaml")
+    model = export_onnx(graph, weights, batch=3)
+    check_model(model, graph, batch=3)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [3, *graph.input_shape]
+    diffs = check_parity(graph, weights, model, random_inputs(graph, batch=3), module=module)
+    assert list(diffs) == ["random batch 3"]
+    with pytest.raises(ExportError, match="dynamic"):
+        check_model(model, graph, batch=None)  # a fixed batch is not a dynamic one
+
+
+@pytest.mark.parametrize("name", ["quickstart", "resnet_cifar", "cifar_cnn", "inception_mini"])
+def test_fp16(name: str) -> None:
+    graph, module, weights, _, _ = exported(f"{name}.yaml")
+    model = export_onnx(graph, weights, fp16=True)
+    check_model(model, graph)
+    f16 = onnx.TensorProto.FLOAT16
+    assert model.graph.input[0].type.tensor_type.elem_type == f16
+    assert model.graph.output[0].type.tensor_type.elem_type == f16
+    floats = [t for t in model.graph.initializer if t.data_type != onnx.TensorProto.INT64]
+    assert floats and all(t.data_type == f16 for t in floats)
+    x = random_inputs(graph)["random batch 7"].astype(np.float16)
+    y = run_onnx(onnx_session(model), x)
+    expected = run_torch(module, x.astype(np.float32))
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert np.abs(y - expected).max() <= FP16_TOLERANCE * scale
+    check_parity(graph, weights, model, random_inputs(graph), fp16=True, module=module)
+
+
+def test_parity_failure_names_both_numbers() -> None:
+    graph, module, weights, model, _ = exported("quickstart.yaml")
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    init = next(t for t in broken.graph.initializer if t.name == "dense_1.bias")
+    values = onnx.numpy_helper.to_array(init).copy()
+    values[0] += 3.0
+    init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+    with pytest.raises(ParityError) as info:
+        check_parity(graph, weights, broken, random_inputs(graph), module=module)
+    message = str(info.value)
+    assert re.search(r"ONNX output differs from PyTorch by \d\.\de-\d\d \(> 1e-04\)", message)
+    assert "random batch 1" in message
+
+
+def test_export_is_deterministic_and_named_by_layers() -> None:
+    graph, _, weights, model, _ = exported("resnet_cifar.yaml")
+    again = export_onnx(graph, weights)
+    assert again.SerializeToString() == model.SerializeToString()
+    names = {t.name for t in model.graph.initializer}
+    assert {"conv2d.weight", "conv2d.bias", "dense.weight", "dense.bias"} <= names
+    outputs = {o for n in model.graph.node for o in n.output}
+    assert {n.name for n in graph.nodes if n.kind == "add"} <= outputs
+
+
+def test_metadata() -> None:
+    graph, _, weights, _, _ = exported("quickstart.yaml")
+    pre = {
+        "input_shape": [1, 8, 8],
+        "raw_shape": [1, 8, 8],
+        "channel_order": "L",
+        "grayscale": False,
+        "resize": None,
+        "center_crop": None,
+        "scale": 0.0625,
+        "mean": None,
+        "std": None,
+        "per_sample": False,
+    }
+    meta = {
+        "name": "quickstart",
+        "netspec_version": netspec.__version__,
+        "spec_sha256": "ab" * 32,
+        "task": "multiclass",
+        "classes": [str(i) for i in range(10)],
+        "input_shape": [1, 8, 8],
+        "output_shape": [10],
+        "head": "softmax",
+        "preprocessing": pre,
+    }
+    model = export_onnx(graph, weights, meta=meta)
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["netspec.name"] == "quickstart"
+    assert props["netspec.version"] == netspec.__version__
+    assert props["netspec.spec_sha256"] == "ab" * 32
+    assert props["netspec.task"] == "multiclass"
+    assert json.loads(props["netspec.classes"]) == meta["classes"]
+    assert json.loads(props["netspec.preprocessing"]) == {**pre, "layout": "NCHW"}
+    assert json.loads(props["netspec.input_shape"]) == [1, 8, 8]
+    assert json.loads(props["netspec.output_shape"]) == [10]
+    assert props["netspec.head"] == "softmax"
+    assert "\n" not in model.doc_string and "quickstart" in model.doc_string
+    assert model.producer_name == "netspec"
+    # A regression run has no classes: the key is absent, not "null".
+    regression = export_onnx(graph, weights, meta={**meta, "task": "regression", "classes": None})
+    assert "netspec.classes" not in {p.key for p in regression.metadata_props}
+    linear = export_onnx(graph, weights, meta={**meta, "head": None})
+    assert {p.key: p.value for p in linear.metadata_props}["netspec.head"] == "none"
+    # Without a run's metadata, what the graph knows is still recorded.
+    bare = {p.key: p.value for p in export_onnx(graph, weights).metadata_props}
+    assert bare["netspec.name"] == "quickstart" and bare["netspec.head"] == "softmax"
+
+
+def test_bad_arguments_and_weights() -> None:
+    graph, _, weights, _, _ = exported("mnist_mlp_small.yaml")
+    with pytest.raises(ExportError, match="opset 12 is not supported"):
+        export_onnx(graph, weights, opset=12)
+    with pytest.raises(DataError, match=r"missing dense\.bias"):
+        export_onnx(graph, {k: v for k, v in weights.items() if k != "dense.bias"})
+    with pytest.raises(DataError, match=r"dense\.weight is \(32, 783\), not \(32, 784\)"):
+        export_onnx(graph, {**weights, "dense.weight": weights["dense.weight"][:, 1:]})
+    assert parse_batch("dynamic") is None and parse_batch("4") == 4
+    with pytest.raises(ExportError, match="--batch 0"):
+        parse_batch("0")
+
+
+# --- the awkward cases, one small network each ---------------------------------------------------
+
+CASES = {
+    # conv_transpose2d: Keras sizes (asymmetric crops, output padding from a negative end)
+    "convT_same_odd": spec(
+        "[3, 5, 6]", "conv_transpose2d: {filters: 2, kernel: 3, stride: 2, padding: same}"
+    ),
+    "convT_same_even": spec(
+        "[3, 5, 6]", "conv_transpose2d: {filters: 2, kernel: 4, stride: 2, padding: same}"
+    ),
+    "convT_same_k1s2": spec(
+        "[3, 5, 6]", "conv_transpose2d: {filters: 2, kernel: 1, stride: 2, padding: same}"
+    ),
+    "convT_valid_k1s3": spec("[3, 5, 6]", "conv_transpose2d: {filters: 2, kernel: 1, stride: 3}"),
+    "convT_int_op": spec(
+        "[3, 5, 6]",
+        "conv_transpose2d: {filters: 2, kernel: 3, stride: 3, padding: 1, output_padding: [2, 1]}",
+    ),
+    "convT_dilated_softmax": spec(
+        "[3, 5, 6]",
+        "conv_transpose2d: {filters: 2, kernel: [3, 2], stride: 2, output_padding: 1, dilation: 2,"
+        " activation: softmax}",
+    ),
+    # pools: asymmetric SAME, and pads as large as the window (padded explicitly)
+    "avgpool_same": spec("[2, 7, 6]", "avgpool2d: {size: 3, stride: 2, padding: same}"),
+    "maxpool1d_same": spec("[2, 9]", "maxpool1d: {size: 4, stride: 3, padding: same}"),
+    "maxpool_big_pad": spec("[2, 7, 6]", "maxpool2d: {size: 2, stride: 1, padding: 2}"),
+    "avgpool_big_pad": spec(
+        "[2, 7, 6]", "avgpool2d: {size: [2, 3], stride: [1, 2], padding: [2, 3]}"
+    ),
+    "conv_same_dilated": spec(
+        "[2, 9, 8]", "conv2d: {filters: 4, kernel: 3, stride: 2, dilation: 2, padding: same}"
+    ),
+    "upsample_nearest": spec("[2, 3, 4]", "upsample2d: {scale: [2, 3]}"),
+    "upsample_bilinear": spec("[2, 3, 4]", "upsample2d: {scale: 3, mode: bilinear}"),
+    "activations": spec(
+        "[6]",
+        "activation: {fn: leaky_relu}",
+        "activation: {fn: relu6}",
+        "activation: {fn: gelu}",
+        "gelu: {approximate: tanh}",
+        "activation: {fn: silu}",
+        "activation: {fn: softmax}",
+        "leaky_relu: {negative_slope: 0.2}",
+        "dense: {units: 4, activation: leaky_relu}",
+        "dense: {units: 4, activation: relu6}",
+        "dense: {units: 4, activation: gelu}",
+    ),
+    "dense_rank2": spec(
+        "[3, 5]",
+        "dense: {units: 4, bias: false, activation: silu}",
+        "dense: {units: 4, activation: softmax}",
+        "layernorm",
+        "softmax: {axis: 0}",
+    ),
+    "sum_of_three": spec(
+        "[5]",
+        "dense: {units: 5}\n    name: a",
+        "dense: {units: 5}\n    name: b\n    inputs: [input]",
+        "add:\n    inputs: [input, a, b]",
+    ),
+    "concat_last_axis": spec(
+        "[2, 4, 4]",
+        "conv2d: {filters: 2, kernel: 1}\n    name: a",
+        "concat: {axis: -1}\n    inputs: [input, a]",
+        "reshape: {shape: [-1, 4]}",
+        "softmax: {axis: 1}",
+    ),
+    "pad_crop": spec(
+        "[2, 8, 8]",
+        "zeropad2d: {padding: [1, 2, 3, 0]}",
+        "conv2d: {filters: 2, kernel: 4, activation: softmax}\n    name: small",
+        "crop2d: {to: small}\n    inputs: [input]",
+        "concat:\n    inputs: [crop2d, small]",
+    ),
+    "odd_names": spec(
+        "[4]", "dense: {units: 4}\n    name: a.b", "dense: {units: 2}\n    name: train"
+    ),
+    "global_pools": spec(
+        "[3, 4, 5]",
+        "global_maxpool2d: {keepdims: true}",
+        "global_avgpool2d",
+        "reshape: {shape: [3, 1]}",
+    ),
+    "dropout_last": spec("[6]", "dense: {units: 4}", "dropout"),
+    "linear_activations": spec(
+        "[6]", "activation: {fn: linear}", "dense: {units: 2}", "activation: {fn: linear}"
+    ),
+}
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+@pytest.mark.parametrize("name", list(CASES))
+def test_awkward_case(name: str, opset: int) -> None:
+    graph = netspec.compile_text(CASES[name])
+    module = randomized(graph)
+    weights = module_weights(module)
+    model = export_onnx(graph, weights, opset=opset)
+    check_model(model, graph)
+    assert model.graph.output[0].name == graph.output.name
+    assert "Identity" not in ops(model)
+    if "gelu" in CASES[name]:
+        assert ("Gelu" in ops(model)) == (opset >= 20)
+    diffs = check_parity(graph, weights, model, random_inputs(graph), module=module)
+    assert max(diffs.values()) <= TOLERANCE
+
+
+def test_a_network_of_dropout_only_is_an_identity() -> None:
+    graph = netspec.compile_text(spec("[6]", "dropout"))
+    model = export_onnx(graph, {})
+    assert ops(model) == ["Identity"]
+    assert model.graph.output[0].name == "dropout"
+    check_parity(graph, {}, model, random_inputs(graph))
+
+
+# Batchnorm placements: which fold (and into what), which stay BatchNormalization.
+FOLDS = {
+    "dense_chain": (
+        spec(
+            "[6]",
+            "dense: {units: 5, bias: false}",
+            "batchnorm",
+            "relu",
+            "batchnorm",
+            "dropout",
+            "dense: {units: 3}",
+            "batchnorm",
+        ),
+        {"batchnorm": "dense", "batchnorm_1": "dense_1", "batchnorm_2": "dense_1"},
+    ),
+    "conv1d_after_relu": (
+        spec(
+            "[4, 9]", "batchnorm", "conv1d: {filters: 3, kernel: 3, activation: relu}", "batchnorm"
+        ),
+        {"batchnorm": "conv1d"},
+    ),
+    "into_grouped_unpadded_conv": (
+        spec("[4, 9, 8]", "batchnorm", "conv2d: {filters: 6, kernel: 3, groups: 2, stride: 2}"),
+        {"batchnorm": "conv2d"},
+    ),
+    "not_into_padded_conv": (
+        spec("[4, 9, 8]", "batchnorm", "conv2d: {filters: 6, kernel: 3, padding: same}"),
+        {},
+    ),
+    "conv_transpose": (
+        spec(
+            "[3, 5, 6]",
+            "conv_transpose2d: {filters: 2, kernel: 3, stride: 2, padding: same}",
+            "batchnorm",
+        ),
+        {"batchnorm": "conv_transpose2d"},
+    ),
+    "conv1d_no_bias_eps": (
+        spec(
+            "[3, 12]",
+            "conv1d: {filters: 4, kernel: 3, padding: same, bias: false}",
+            "batchnorm: {eps: 0.1}",
+            "global_maxpool1d",
+        ),
+        {"batchnorm": "conv1d"},
+    ),
+    "shared_producer": (
+        spec(
+            "[3, 8, 8]",
+            "conv2d: {filters: 3, kernel: 1}\n    name: c",
+            "batchnorm:\n    name: bn",
+            "add:\n    inputs: [c, bn]",
+        ),
+        {},
+    ),
+    "dense_on_rank2": (
+        spec("[3, 5]", "dense: {units: 4}", "batchnorm", "dense: {units: 2}"),
+        {},
+    ),
+    "frozen_at_the_output": (
+        spec("[6]", "dense: {units: 4}", "batchnorm:\n    trainable: false"),
+        {"batchnorm": "dense"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FOLDS))
+def test_batchnorm_fold_cases(name: str) -> None:
+    text, folded = FOLDS[name]
+    graph = netspec.compile_text(text)
+    module = randomized(graph)
+    weights = module_weights(module)
+    model, stats = build_onnx(graph, weights)
+    check_model(model, graph)
+    assert stats.folded_into == folded
+    batchnorms = sum(n.kind == "batchnorm" for n in graph.nodes)
+    assert ops(model).count("BatchNormalization") == batchnorms - len(folded)
+    assert model.graph.output[0].name == graph.output.name
+    for fp16 in (False, True):
+        m = export_onnx(graph, weights, fp16=fp16)
+        check_parity(graph, weights, m, random_inputs(graph), fp16=fp16, module=module)
+
+
+# --- export_run and the command line ---------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def fails(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert sum("error:" in line for line in result.output.splitlines()) == 1, result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """specs/quickstart.yaml trained for one epoch."""
+    out = tmp_path_factory.mktemp("export") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        import netspec.backends.plots
+
+        mp.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+        result = invoke(
+            "train", REPO / "specs" / "quickstart.yaml", "--out", out, "--set", "train.epochs=1"
+        )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_exports_a_trained_run(trained_run: Path) -> None:
+    result = invoke("export", trained_run, "--onnx")
+    assert result.exit_code == 0, result.output
+    path = trained_run / "model.onnx"
+    assert path.is_file()
+    assert f"wrote {path}" in result.output
+    assert "16 samples" in result.output  # checked on the run's own data too
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = json.loads((trained_run / "model.json").read_text())
+    assert props["netspec.spec_sha256"] == meta["spec_sha256"]
+    assert json.loads(props["netspec.classes"]) == meta["classes"]
+    assert json.loads(props["netspec.preprocessing"])["scale"] == 0.0625
+    assert not [p for p in trained_run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_export_run_api(trained_run: Path, tmp_path: Path) -> None:
+    samples = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
+    report = export_run(
+        trained_run / "model.safetensors", tmp_path / "m.onnx", batch=2, samples=samples
+    )
+    assert report.path == tmp_path / "m.onnx" and report.size == report.path.stat().st_size
+    assert report.removed_dropout == 2 and report.folded_batchnorm == 0
+    assert list(report.max_abs_diff) == ["random batch 2", "5 samples"]
+    assert max(report.max_abs_diff.values()) <= TOLERANCE
+    # A training checkpoint holds the model's tensors too.
+    report = export_run(trained_run / "checkpoint" / "last.safetensors", tmp_path / "c.onnx")
+    assert report.path.is_file()
+
+
+def test_cli_fixed_batch_fp16_and_no_check(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small.onnx"
+    result = invoke("export", trained_run, "--onnx", "-o", out, "--batch", "4", "--fp16")
+    assert result.exit_code == 0, result.output
+    assert "batch 4, float16" in result.output and "tolerance 1e-02" in result.output
+    result = invoke("export", trained_run, "--onnx", "-o", out, "--no-check")
+    assert result.exit_code == 0, result.output
+    assert "not checked" in result.output
+
+
+def test_cli_missing_path(tmp_path: Path) -> None:
+    fails(invoke("export", tmp_path / "nope", "--onnx"), "no such run directory or weights file")
+    fails(invoke("export", tmp_path, "--onnx"), "not a run directory")
+
+
+def test_cli_corrupt_weights(trained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "model.onnx").unlink(missing_ok=True)
+    model = run / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:1000])
+    fails(invoke("export", run, "--onnx"), str(model), "cannot read weights")
+    assert not (run / "model.onnx").exists()
+
+
+def test_cli_weights_of_another_network(trained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    spec_path = run / "spec.yaml"
+    spec_path.write_text(spec_path.read_text().replace("units: 128", "units: 64"))
+    fails(invoke("export", run, "--onnx"), "the weights do not fit")
+
+
+def test_cli_needs_a_format_and_a_good_batch(trained_run: Path) -> None:
+    fails(invoke("export", trained_run), "--onnx")
+    fails(invoke("export", trained_run, "--onnx", "--batch", "many"), "--batch many")
+    fails(invoke("export", trained_run, "--onnx", "--opset", "9"), "opset 9")
