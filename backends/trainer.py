@@ -499,29 +499,33 @@ class Trainer:
         seen = 0
         t0 = time.perf_counter()
         bar = self._bar()
-        for step, idx in enumerate(self._batches(len(self.y_train), self.spec.batch_size, perm)):
-            xb, yb = self._batch(idx)
-            with self._autocast():
-                out = self._forward(xb)
-                loss = self.loss_fn(out, yb)
-            if self.reg:
-                loss = loss + sum(
-                    (l1 * p.abs().sum() if l1 else 0) + (l2 * p.pow(2).sum() if l2 else 0)
-                    for p, l1, l2 in self.reg
-                )
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            if self.sched is not None and self.sched_when == "batch":
-                self.sched.step()
-            bs = yb.shape[0]
-            total += loss.detach() * bs
-            seen += bs
-            self.metrics.update(out.detach(), yb)
-            if bar is not None and (step % 5 == 0 or step == self.steps - 1):
-                bar(step + 1, float(total) / seen, seen / (time.perf_counter() - t0))
-        if bar is not None:
-            bar(None, 0, 0)
+        try:
+            for step, idx in enumerate(
+                self._batches(len(self.y_train), self.spec.batch_size, perm)
+            ):
+                xb, yb = self._batch(idx)
+                with self._autocast():
+                    out = self._forward(xb)
+                    loss = self.loss_fn(out, yb)
+                if self.reg:
+                    loss = loss + sum(
+                        (l1 * p.abs().sum() if l1 else 0) + (l2 * p.pow(2).sum() if l2 else 0)
+                        for p, l1, l2 in self.reg
+                    )
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                if self.sched is not None and self.sched_when == "batch":
+                    self.sched.step()
+                bs = yb.shape[0]
+                total += loss.detach() * bs
+                seen += bs
+                self.metrics.update(out.detach(), yb)
+                if bar is not None and (step % 5 == 0 or step == self.steps - 1):
+                    bar(step + 1, float(total) / seen, seen / (time.perf_counter() - t0))
+        finally:  # also on Ctrl-C, so the terminal is left clean
+            if bar is not None:
+                bar(None, 0, 0)
         loss_value = float(total) / max(seen, 1)
         if self.spec.callbacks.stop_on_nan and not math.isfinite(loss_value):
             self.state.stopped = f"the training loss is {loss_value}"
@@ -610,7 +614,18 @@ class Trainer:
             ) from None
         if self.state.stopped:
             self.log(f"stopped: {self.state.stopped}")
-        return self._finish()
+        try:
+            return self._finish()
+        except KeyboardInterrupt:
+            raise Interrupted(
+                [
+                    Problem(
+                        f"interrupted while writing the final model; epoch {self.saved_epoch} "
+                        f"is saved in {self.run_dir}",
+                        hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
+                    )
+                ]
+            ) from None
 
     def _value(self, row: dict[str, float], monitor: str) -> float:
         if monitor in row:
@@ -714,12 +729,13 @@ class Trainer:
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "spec_sha256": self.hash,
         }
-        checkpoint.save(
-            self.run_dir / "checkpoint" / "last.safetensors",
-            tensors,
-            {checkpoint.STATE_KEY: json.dumps(state, default=_jsonable)},
-        )
-        self.saved_epoch = st.epoch
+        if self.spec.callbacks.checkpoint.last:  # off: no resumable state is kept
+            checkpoint.save(
+                self.run_dir / "checkpoint" / "last.safetensors",
+                tensors,
+                {checkpoint.STATE_KEY: json.dumps(state, default=_jsonable)},
+            )
+            self.saved_epoch = st.epoch
         if self.spec.callbacks.csv_log:
             self._write_csv()
 
@@ -809,7 +825,9 @@ class Trainer:
             self.log("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
         result["stopped"] = st.stopped
         result["history"] = st.history
-        write_text(self.run_dir / "metrics.json", json.dumps(result, indent=2, default=_jsonable))
+        write_text(
+            self.run_dir / "metrics.json", json.dumps(_finite(result), indent=2, default=_jsonable)
+        )
         try:
             from netspec.backends.plots import plot_history
 
@@ -818,6 +836,17 @@ class Trainer:
             self.log("note: matplotlib is not installed; history.png was not drawn")
         self.log(f"run saved in {self.run_dir}")
         return result
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities become null: metrics.json stays strict JSON after a diverged run."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
 
 
 def _jsonable(v: Any) -> Any:

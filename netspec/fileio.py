@@ -16,10 +16,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    # mkstemp makes the file 0600; give it the mode a plain open() would (0666 minus the umask).
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
+        # mkstemp (and some writers) make the file 0600; give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

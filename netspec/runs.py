@@ -76,5 +76,15 @@ def prepare_run(
             while out.exists():
                 out = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
                 n += 1
+    elif not resume and any((out / f).exists() for f in ("model.safetensors", "checkpoint")):
+        # Never train over an earlier run: its weights and metrics would be lost or mixed.
+        raise SpecError(
+            [
+                Problem(
+                    f"--out {out} already holds a run",
+                    hint="continue it with --resume, or choose another --out",
+                )
+            ]
+        )
     spec_text = yaml.safe_dump(source.data, sort_keys=False)
     return graph, out, spec_text, render(graph)

@@ -6,6 +6,7 @@ Every run here is tiny (a few hundred 8x8 digits, a few epochs) so the file stay
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -760,3 +761,34 @@ def test_ctrl_c_before_the_first_epoch_ends_says_nothing_was_saved(tmp_path: Pat
         t.fit()
     assert not (t.run_dir / "checkpoint" / "last.safetensors").exists()
     assert leftovers(t.run_dir) == []
+
+
+def test_metrics_json_is_strict_json_after_a_diverged_run(tmp_path: Path) -> None:
+    t = make(tmp_path, TINY, "train.optimizer={name: sgd, lr: 1000000.0}")
+    t.fit()
+    text = (t.run_dir / "metrics.json").read_text()
+    # json.loads accepts NaN; a strict parser (browsers, other languages) does not.
+    result = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert result["history"][0]["loss"] is None
+
+
+def test_checkpoint_last_off_keeps_no_resumable_state(tmp_path: Path) -> None:
+    t = make(tmp_path, TINY, "train.callbacks={checkpoint: {last: false}}")
+    t.fit()
+    assert not (t.run_dir / "checkpoint" / "last.safetensors").exists()
+    assert (t.run_dir / "model.safetensors").is_file()
+
+
+def test_run_files_are_readable_like_ordinary_files(tmp_path: Path) -> None:
+    t = make(tmp_path, TINY)
+    t.fit()
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("model.safetensors", "metrics.json", "model.json"):
+        assert (t.run_dir / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_training_into_an_existing_run_needs_resume(tmp_path: Path) -> None:
+    make(tmp_path, TINY).fit()
+    with pytest.raises(SpecError, match=r"already holds a run"):
+        make(tmp_path, TINY)
