@@ -210,6 +210,73 @@ def export(
     typer.echo("\n".join(report.lines()))
 
 
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="An .onnx file.", show_default=False)],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows.",
+            show_default=False,
+        ),
+    ],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input.")] = 5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of text.")
+    ] = False,
+    provider: Annotated[
+        str, typer.Option(help="auto (CUDA when onnxruntime-gpu can use it), cpu or cuda.")
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per run.")] = 64,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out-dir", help="Where segmentation masks go (default: here)."),
+    ] = None,
+) -> None:
+    """Run an exported model with onnxruntime on inputs, preprocessed as the model records."""
+    # onnxruntime only: predict never imports torch (a test checks it).
+    from netspec.backends.ort_predict import predict as run_predict
+    from netspec.backends.ort_predict import text_lines
+
+    results = []
+    try:
+        for i, result in enumerate(
+            run_predict(
+                model,
+                inputs,
+                top_k=top_k,
+                provider=provider,
+                batch_size=batch_size,
+                out_dir=out_dir,
+            )
+        ):
+            if as_json:
+                results.append(result)
+            else:
+                typer.echo(("\n" if i else "") + "\n".join(text_lines(result)))
+    except NetspecError as err:
+        raise fail(err) from None
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+
+
+@app.command()
+def inspect(
+    model: Annotated[Path, typer.Argument(help="Any .onnx file.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
+) -> None:
+    """Show a model's inputs, outputs, opsets, size, parameters, operators and netspec metadata."""
+    from netspec.backends.onnx_inspect import inspect_model, render
+
+    try:
+        info = inspect_model(model)
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(json.dumps(info, indent=2) if as_json else render(info))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -52,6 +52,19 @@ def _center_crop_box(w: int, h: int, out_h: int, out_w: int) -> tuple[int, int, 
     return (0, top, w, top + new_h)
 
 
+def fit_image(im: Image.Image, size: tuple[int, int], crop: str | None) -> Image.Image:
+    """The loader's resize: optionally center-crop to the target aspect, then bilinear to (h, w).
+
+    `netspec predict` applies the same function to new images (recorded as `image_size`).
+    """
+    out_h, out_w = size
+    if crop == "center":
+        im = im.crop(_center_crop_box(im.width, im.height, out_h, out_w))
+    if im.size != (out_w, out_h):
+        im = im.resize((out_w, out_h), Image.Resampling.BILINEAR)
+    return im
+
+
 def _decode(path: Path, mode: str, size: tuple[int, int] | None, crop: str | None) -> np.ndarray:
     """One image as an (H, W, C) or (H, W) uint8 array."""
     try:
@@ -59,11 +72,7 @@ def _decode(path: Path, mode: str, size: tuple[int, int] | None, crop: str | Non
             im.load()
             im = im.convert(mode)
             if size is not None:
-                out_h, out_w = size
-                if crop == "center":
-                    im = im.crop(_center_crop_box(im.width, im.height, out_h, out_w))
-                if im.size != (out_w, out_h):
-                    im = im.resize((out_w, out_h), Image.Resampling.BILINEAR)
+                im = fit_image(im, size, crop)
             return np.asarray(im, dtype=np.uint8)
     # Pillow's decoders raise many types on bad input (UnidentifiedImageError/OSError,
     # SyntaxError, struct.error, ValueError, DecompressionBombError, ...): all mean "bad file".

@@ -45,6 +45,9 @@ class Preprocessing:
     input_shape: tuple[int, ...]
     raw_shape: tuple[int, ...]
     channel_order: str | None = None  # "RGB" or "L" for images, None for tables
+    # How a folder of images was decoded: netspec.data.folder.fit_image(image, size, crop).
+    image_size: tuple[int, int] | None = None
+    image_crop: str | None = None
     grayscale: bool = False
     resize: tuple[int, int] | None = None
     center_crop: tuple[int, int] | None = None
@@ -227,10 +230,13 @@ def prepare(
     channel_order = None
     if train.x.ndim == 4:
         channel_order = {1: "L", 3: "RGB"}.get(raw_shape[0])
+    folder = isinstance(cfg, FolderData) and cfg.size is not None
     pre = Preprocessing(
         input_shape=tuple(input_shape),
         raw_shape=raw_shape,
         channel_order=channel_order,
+        image_size=tuple(cfg.size) if folder else None,  # type: ignore[union-attr,arg-type]
+        image_crop=cfg.crop if folder else None,  # type: ignore[union-attr]
         grayscale=p.grayscale,
         resize=tuple(p.resize) if p.resize else None,  # type: ignore[arg-type]
         center_crop=tuple(p.center_crop) if p.center_crop else None,  # type: ignore[arg-type]

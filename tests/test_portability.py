@@ -1,0 +1,178 @@
+"""A second, independent consumer of the exported models: OpenCV's DNN module reads them and
+computes what onnxruntime computes (within 1e-4, the same argmax labels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner  # noqa: E402
+
+import netspec  # noqa: E402
+from netspec.backends.onnx_export import expected_tensors, export_onnx, export_run  # noqa: E402
+from netspec.cli import app  # noqa: E402
+from netspec.layers import BatchNorm  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TOLERANCE = 1e-4
+# Every op the exporter emits, beyond those of specs/: padding, strided/grouped/dilated convs,
+# unfolded batchnorm, avg pooling with same padding, transposed convs, both resize modes, crop
+# (Slice), concat, add, reshape + dense on a rank-2 value (MatMul), layernorm, and the
+# activations (SiLU, ReLU6 = Clip, GELU = Erf below opset 20, Gelu from 20, leaky ReLU).
+ZOO = {
+    "zoo2d": """
+name: zoo2d
+input: [3, 16, 16]
+layers:
+  - zeropad2d: {padding: [1, 0, 2, 1]}
+  - conv2d: {filters: 8, kernel: 3, stride: 2, padding: same, activation: leaky_relu}
+  - batchnorm
+  - avgpool2d: {size: 3, stride: 1, padding: same}
+  - conv2d: {filters: 8, kernel: 3, groups: 2, dilation: 2, padding: same, activation: silu}
+    name: a
+  - conv_transpose2d: {filters: 4, kernel: 2, stride: 2, activation: relu6}
+    name: up
+  - upsample2d: {scale: 2, mode: bilinear}
+    inputs: [a]
+  - conv2d: {filters: 4, kernel: 1, activation: gelu}
+    name: bil
+  - concat:
+    inputs: [up, bil]
+  - crop2d: {to: a}
+  - add:
+    inputs: [crop2d, a]
+  - upsample2d: {scale: 2}
+  - maxpool2d: {size: 3, stride: 2, padding: same}
+  - reshape: {shape: [8, -1]}
+  - dense: {units: 5, activation: tanh}
+  - flatten
+  - layernorm
+  - dense: {units: 4, activation: softmax}
+""",
+    "zoo1d": """
+name: zoo1d
+input: [4, 32]
+layers:
+  - conv1d: {filters: 8, kernel: 5, padding: same, activation: relu}
+  - batchnorm
+  - maxpool1d: {size: 2}
+  - conv1d: {filters: 8, kernel: 3, stride: 2, activation: tanh}
+  - avgpool1d: {size: 2}
+    name: feat
+  - global_avgpool1d:
+    name: gap
+  - global_maxpool1d:
+    inputs: [feat]
+    name: gmp
+  - concat:
+    inputs: [gap, gmp]
+  - dense: {units: 6}
+  - sigmoid
+""",
+}
+# The full-size U-Net takes seconds in OpenCV; its ops are all in zoo2d and the other specs.
+SPECS = [p for p in sorted((REPO / "specs").glob("*.yaml")) if p.name != "unet.yaml"]
+
+
+def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Weights of the right shapes (no torch): fan-in scaled normals, small biases."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for node in graph.nodes:
+        for name, shape in expected_tensors(node).items():
+            if isinstance(node.layer, BatchNorm) and name in ("weight", "running_var"):
+                value = rng.uniform(0.5, 1.5, shape)
+            elif len(shape) == 1:
+                value = 0.1 * rng.standard_normal(shape)
+            else:
+                value = rng.standard_normal(shape) / np.sqrt(max(1, int(np.prod(shape[1:]))))
+            weights[f"{node.name}.{name}"] = value.astype(np.float32)
+    return weights
+
+
+def both(model: bytes | Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(onnxruntime's output, OpenCV's output) for the batch x."""
+    data = model if isinstance(model, bytes) else model.read_bytes()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": x})[0]
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(data, np.uint8))
+    assert list(net.getUnconnectedOutLayersNames()) == [session.get_outputs()[0].name]
+    net.setInput(x)
+    return expected, np.asarray(net.forward()).reshape(expected.shape)
+
+
+def agree(expected: np.ndarray, actual: np.ndarray) -> float:
+    diff = float(np.abs(expected.astype(np.float64) - actual).max())
+    assert diff <= TOLERANCE, f"OpenCV differs from onnxruntime by {diff:.2e}"
+    return diff
+
+
+@pytest.fixture(scope="module")
+def quickstart_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """specs/quickstart.yaml trained for one epoch and exported (shared with test_predict)."""
+    run = tmp_path_factory.getbasetemp() / "quickstart-1-epoch"
+    model = run / "model.onnx"
+    if not model.is_file():
+        pytest.importorskip("torch")
+        import netspec.backends.plots
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+            spec = str(REPO / "specs" / "quickstart.yaml")
+            args = ["train", spec, "--out", str(run), "--set", "train.epochs=1"]
+            result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        export_run(run)  # checked against PyTorch on the run's data
+    return model
+
+
+def test_opencv_runs_the_trained_quickstart(quickstart_onnx: Path) -> None:
+    pytest.importorskip("sklearn")
+    from netspec.data.builtin import load_builtin
+
+    data = load_builtin("digits")
+    x = np.ascontiguousarray(data.x[:64] * np.float32(0.0625))  # the recorded rescale
+    expected, actual = both(quickstart_onnx, x)
+    agree(expected, actual)
+    labels = expected.argmax(1)
+    np.testing.assert_array_equal(actual.argmax(1), labels)
+    assert len(set(labels)) >= 5  # a trained model: the labels are not all one class
+    assert (labels == data.y[:64]).mean() > 0.5
+
+
+def test_opencv_runs_mnist_cnn() -> None:
+    graph = netspec.compile_file(REPO / "specs" / "mnist_cnn.yaml")
+    data = export_onnx(graph, random_weights(graph)).SerializeToString()
+    x = np.random.default_rng(1).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    expected, actual = both(data, x)
+    agree(expected, actual)
+    np.testing.assert_array_equal(actual.argmax(1), expected.argmax(1))
+    assert len(set(expected.argmax(1))) > 1
+
+
+@pytest.mark.parametrize(
+    ("name", "opset"),
+    [*((p.stem, 17) for p in SPECS), ("zoo2d", 17), ("zoo2d", 20), ("zoo1d", 17)],
+)
+def test_opencv_reads_every_op(name: str, opset: int) -> None:
+    if name in ZOO:
+        graph = netspec.compile_text(ZOO[name], f"{name}.yaml")
+    else:
+        graph = netspec.compile_file(REPO / "specs" / f"{name}.yaml")
+    model = export_onnx(graph, random_weights(graph), opset=opset)
+    if name == "zoo2d":
+        ops = {n.op_type for n in model.graph.node}
+        assert {"Resize", "Slice", "ConvTranspose", "LayerNormalization", "MatMul", "Pad"} <= ops
+        assert ("Gelu" in ops) == (opset >= 20) and "BatchNormalization" in ops
+    x = np.random.default_rng(2).standard_normal((3, *graph.input_shape)).astype(np.float32)
+    expected, actual = both(model.SerializeToString(), x)
+    agree(expected, actual)
+    assert np.isfinite(expected).all()
+    if expected.ndim == 2 and expected.shape[1] > 1:  # classifiers: the same labels
+        np.testing.assert_array_equal(actual.argmax(1), expected.argmax(1))
