@@ -277,6 +277,38 @@ def inspect(
     typer.echo(json.dumps(info, indent=2) if as_json else render(info))
 
 
+@app.command()
+def bench(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A spec (random weights), a run directory, or an .onnx file (with its run beside).",
+            show_default=False,
+        ),
+    ],
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,64",
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads for both engines (default: torch's).")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Timed calls per engine and batch size.")] = 50,
+    device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu or cuda.")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Time PyTorch eager and onnxruntime on the same model and input, interleaved."""
+    try:
+        from netspec.backends.bench import bench as run_bench
+        from netspec.backends.bench import parse_batches, render, to_dict
+
+        result = run_bench(
+            source, parse_batches(batch), threads=threads, repeats=repeats, device=device
+        )
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(json.dumps(to_dict(result), indent=2) if as_json else render(result), nl=as_json)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -1,0 +1,469 @@
+"""Inference speed: PyTorch eager against onnxruntime on the same model and the same input.
+
+`bench(source, ...)` takes a spec (random weights, seeded), a run directory (its weights) or an
+exported .onnx file (with the run beside it; without one, onnxruntime is timed alone). For each
+batch size both engines get the same random input; after a warm-up they are timed interleaved,
+one call of each in turn (the order swapped every round), so machine noise hits both alike. A
+timed call is numpy in, numpy out for both engines. PyTorch runs eager in eval mode under
+`torch.inference_mode()`; onnxruntime runs with every graph optimization on. Both use `threads`
+intra-op threads. Before timing, the two outputs are compared once (the largest absolute
+difference is in the result; a difference beyond the export tolerance raises ParityError).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.errors import DataError, NetspecError, Problem
+
+TORCH = "pytorch"
+ORT = "onnxruntime"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+DEFAULT_BATCHES = (1, 64)
+DEFAULT_REPEATS = 50
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+class BenchError(NetspecError):
+    """The model cannot be benchmarked as asked."""
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One engine at one batch size: latency of one call (ms) and throughput (samples/s)."""
+
+    engine: str  # "pytorch" or "onnxruntime"
+    batch: int
+    device: str  # "cpu" or "cuda" (onnxruntime: the provider it runs on)
+    median_ms: float
+    p90_ms: float
+    samples_per_s: float  # batch / median latency
+    runs: int
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Every row, and what was measured."""
+
+    model: str  # the network's name (or the .onnx file's stem)
+    source: str  # "spec (random weights, seed N)", "run", "onnx" or "onnx + run"
+    threads: int
+    rows: tuple[BenchRow, ...]
+    max_abs_diff: float | None  # pytorch vs onnxruntime, largest over the batch sizes
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def batches(self) -> list[int]:
+        return sorted({r.batch for r in self.rows})
+
+    def row(self, engine: str, batch: int) -> BenchRow | None:
+        return next((r for r in self.rows if r.engine == engine and r.batch == batch), None)
+
+    def speedup(self, batch: int) -> float | None:
+        """How many times faster onnxruntime is than PyTorch (median latency ratio)."""
+        t, o = self.row(TORCH, batch), self.row(ORT, batch)
+        return None if t is None or o is None else t.median_ms / o.median_ms
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+
+def p90(values: Sequence[float]) -> float:
+    """The nearest-rank 90th percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def interleave(
+    calls: dict[Hashable, Callable[[], Any]],
+    repeats: int,
+    *,
+    warmup: int = 3,
+    warmup_s: float = 0.2,
+) -> dict[Hashable, list[float]]:
+    """Seconds per call of every callable, `repeats` each, timed round-robin.
+
+    Warm-up first: `warmup` calls of each, then more rounds until `warmup_s` has passed. In the
+    timed rounds the order rotates every round and reverses every other one, so no callable
+    always runs right after the same other one.
+    """
+    keys = list(calls)
+    for _ in range(warmup):
+        for k in keys:
+            calls[k]()
+    end = time.perf_counter() + warmup_s
+    while time.perf_counter() < end:
+        for k in keys:
+            calls[k]()
+    times: dict[Hashable, list[float]] = {k: [] for k in keys}
+    clock = time.perf_counter
+    for r in range(repeats):
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
+        if r % 2:
+            order.reverse()
+        for k in order:
+            fn = calls[k]
+            start = clock()
+            fn()
+            times[k].append(clock() - start)
+    return times
+
+
+# --- engines -------------------------------------------------------------------------------------
+
+
+def parse_batches(text: str | Sequence[int]) -> tuple[int, ...]:
+    """'1,64' (or a sequence of ints) -> (1, 64); every size a positive integer."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[int] = []
+    for item in items:
+        try:
+            n = int(str(item).strip())
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise BenchError(f"--batch {text}: expected positive integers separated by commas")
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise BenchError("--batch: give at least one batch size")
+    return tuple(out)
+
+
+def default_threads() -> int:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def ort_session(model: bytes | str | Path, threads: int, device: str = "auto") -> tuple[Any, str]:
+    """An onnxruntime session with every graph optimization, and the device it runs on."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BenchError("bench needs onnxruntime: pip install onnxruntime") from None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # onnxruntime's threads busy-wait after a run by default: between interleaved calls they
+    # would take the cores from PyTorch's threads (100x slower PyTorch on 2 cores). No spinning.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    data = str(model) if isinstance(model, Path) else model
+    providers = [CPU]
+    if device in ("auto", "cuda") and CUDA in ort.get_available_providers():
+        providers = [CUDA, CPU]
+    elif device == "cuda":
+        raise BenchError("--device cuda: this onnxruntime has no CUDAExecutionProvider")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = ort.InferenceSession(data, opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"onnxruntime cannot load the model: {first}") from None
+    return session, "cuda" if session.get_providers()[0] == CUDA else "cpu"
+
+
+def ort_call(session: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
+    """A no-argument call running x (numpy in, numpy out) through the session."""
+    feed = session.get_inputs()[0]
+    dtype = np.float16 if feed.type == "tensor(float16)" else np.float32
+    inputs = {feed.name: np.ascontiguousarray(x, dtype=dtype)}
+    run = session.run
+
+    def call() -> np.ndarray:
+        return run(None, inputs)[0]
+
+    try:
+        call()
+    except Exception as exc:  # onnxruntime raises its own types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"onnxruntime fails to run the model on {x.shape}: {first}") from None
+    return call
+
+
+def torch_call(module: Any, x: np.ndarray, device: str = "cpu") -> Callable[[], np.ndarray]:
+    """A no-argument call running x (numpy in, numpy out) through the module, eager, eval mode."""
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if device == "cuda":
+
+        def call() -> np.ndarray:
+            with torch.inference_mode():
+                y = module(xt.to("cuda", non_blocking=False))
+                return y.cpu().numpy()
+
+    else:
+
+        def call() -> np.ndarray:
+            with torch.inference_mode():
+                return module(xt).numpy()
+
+    return call
+
+
+# --- loading what to time ------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    name: str
+    source: str
+    graph: Any = None  # netspec Graph, when PyTorch can be timed
+    weights: dict[str, np.ndarray] | None = None
+    module: Any = None
+    onnx: bytes | Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _load(source: Path, seed: int) -> _Target:
+    source = Path(source)
+    if not source.exists():
+        raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
+    if source.is_dir():
+        from netspec.backends.onnx_export import load_run
+
+        run = load_run(source)
+        return _Target(run.graph.name, "run", run.graph, run.weights)
+    if source.suffix.lower() == ".onnx":
+        beside = source.parent
+        if (beside / "spec.yaml").is_file() and (beside / "model.safetensors").is_file():
+            from netspec.backends.onnx_export import load_run
+
+            run = load_run(beside)
+            return _Target(run.graph.name, "onnx + run", run.graph, run.weights, onnx=source)
+        return _Target(
+            source.stem,
+            "onnx",
+            onnx=source,
+            notes=[
+                "no run beside the .onnx file (spec.yaml, model.safetensors): "
+                "onnxruntime timed alone, no PyTorch comparison"
+            ],
+        )
+    if source.suffix.lower() in SPEC_SUFFIXES:
+        import torch
+
+        from netspec.backends.parity import module_weights
+        from netspec.backends.torch_lower import build_module
+        from netspec.compiler import compile_file
+
+        graph = compile_file(source)
+        torch.manual_seed(seed)
+        module = build_module(graph).eval()
+        return _Target(
+            graph.name,
+            f"spec (random weights, seed {seed})",
+            graph,
+            module_weights(module),
+            module=module,
+        )
+    raise DataError(
+        [
+            Problem(
+                "expected a spec (.yaml), a run directory or an .onnx file",
+                str(source),
+            )
+        ]
+    )
+
+
+def _input_shape(session: Any) -> tuple[tuple[int, ...], int | None]:
+    """The input shape without the batch axis, and the fixed batch size (None: dynamic)."""
+    dims = session.get_inputs()[0].shape
+    rest = dims[1:]
+    if not all(isinstance(d, int) and d > 0 for d in rest):
+        raise BenchError(f"the model's input {dims} has dynamic dimensions besides the batch")
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+    return tuple(rest), batch
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+
+
+def bench(
+    source: str | Path,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    *,
+    threads: int | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    seed: int = 0,
+    device: str = "auto",
+) -> BenchResult:
+    """Time PyTorch eager and onnxruntime on `source`, interleaved, at each batch size.
+
+    `source`: a spec (.yaml; random weights from `seed`), a run directory (its weights, exported
+    afresh) or an .onnx file (PyTorch too when its run is beside it). `device`: auto (CUDA when
+    both torch and onnxruntime can use it), cpu or cuda.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise BenchError(f"--device {device}: expected auto, cpu or cuda")
+    if repeats < 1:
+        raise BenchError(f"--repeats {repeats}: expected a positive integer")
+    batches = parse_batches(batches)
+    threads = default_threads() if threads is None else threads
+    if threads < 1:
+        raise BenchError(f"--threads {threads}: expected a positive integer")
+    target = _load(Path(source), seed)
+    notes = list(target.notes)
+
+    torch_mod: Any = None
+    old_threads = None
+    torch_device = "cpu"
+    if target.graph is not None:
+        import torch
+
+        from netspec.backends.parity import load_module
+
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        module = target.module if target.module is not None else None
+        if module is None:
+            module = load_module(target.graph, target.weights or {})
+        torch_mod = module.eval()
+    try:
+        if target.onnx is None:
+            from netspec.backends.onnx_export import export_onnx
+
+            target.onnx = export_onnx(target.graph, target.weights or {}).SerializeToString()
+        session, ort_device = ort_session(target.onnx, threads, device)
+        if torch_mod is not None and ort_device == "cuda":
+            import torch
+
+            if torch.cuda.is_available():
+                torch_device = "cuda"
+                torch_mod = torch_mod.to("cuda")
+            else:
+                notes.append(
+                    "onnxruntime runs on CUDA but this PyTorch has no CUDA: it runs on CPU"
+                )
+        shape, fixed = _input_shape(session)
+        if fixed is not None and any(b != fixed for b in batches):
+            notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
+            batches = (fixed,)
+        if target.graph is not None and tuple(target.graph.input_shape) != shape:
+            raise BenchError(
+                f"the .onnx input {shape} does not fit the run's network "
+                f"{tuple(target.graph.input_shape)}"
+            )
+        rows: list[BenchRow] = []
+        worst: float | None = None
+        rng = np.random.default_rng(seed)
+        for b in batches:
+            x = rng.standard_normal((b, *shape)).astype(np.float32)
+            calls: dict[Hashable, Callable[[], Any]] = {ORT: ort_call(session, x)}
+            if torch_mod is not None:
+                calls[TORCH] = torch_call(torch_mod, x, torch_device)
+                worst = max(worst or 0.0, _parity(calls[TORCH](), calls[ORT](), session))
+            times = interleave(calls, repeats)
+            devices = {ORT: ort_device, TORCH: torch_device}
+            for engine in (TORCH, ORT):
+                if engine in times:
+                    rows.append(_row(engine, b, devices[engine], times[engine]))
+    finally:
+        if old_threads is not None:
+            import torch
+
+            torch.set_num_threads(old_threads)
+    return BenchResult(target.name, target.source, threads, tuple(rows), worst, tuple(notes))
+
+
+def _parity(expected: np.ndarray, actual: np.ndarray, session: Any) -> float:
+    from netspec.backends.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
+
+    expected = np.asarray(expected, dtype=np.float32)
+    diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))
+    fp16 = session.get_inputs()[0].type == "tensor(float16)"
+    tol = FP16_TOLERANCE if fp16 else TOLERANCE
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    if not diff <= tol * scale:
+        raise ParityError(
+            f"onnxruntime's output differs from PyTorch's by {diff:.1e} (> {tol:.0e} x {scale:.3g})"
+        )
+    return diff
+
+
+def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow:
+    med = statistics.median(seconds)
+    return BenchRow(
+        engine=engine,
+        batch=batch,
+        device=device,
+        median_ms=med * 1e3,
+        p90_ms=p90(seconds) * 1e3,
+        samples_per_s=batch / med if med > 0 else float("inf"),
+        runs=len(seconds),
+    )
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+def render(result: BenchResult) -> str:
+    """A table per batch size, and the speedup onnxruntime / PyTorch."""
+    out = [f"{result.model}: {result.source}, {result.threads} threads"]
+    if result.max_abs_diff is not None:
+        out.append(f"outputs match: max abs diff {result.max_abs_diff:.1e}")
+    out += [f"note: {n}" for n in result.notes]
+    for b in result.batches():
+        out += ["", f"batch {b}"]
+        out.append(
+            f"{'engine':<12} {'device':<6} {'median ms':>10} {'p90 ms':>10} {'samples/s':>12}"
+        )
+        for engine in (TORCH, ORT):
+            r = result.row(engine, b)
+            if r is not None:
+                out.append(
+                    f"{r.engine:<12} {r.device:<6} {r.median_ms:>10.3f} {r.p90_ms:>10.3f} "
+                    f"{r.samples_per_s:>12,.0f}"
+                )
+        s = result.speedup(b)
+        if s is not None:
+            out.append(f"speedup onnxruntime / pytorch: {s:.2f}x")
+    return "\n".join(out) + "\n"
+
+
+def to_dict(result: BenchResult) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(result)
+    d["rows"] = [asdict(r) for r in result.rows]
+    d["notes"] = list(result.notes)
+    d["speedup"] = {str(b): result.speedup(b) for b in result.batches()}
+    return d
+
+
+__all__ = [
+    "DEFAULT_BATCHES",
+    "ORT",
+    "TORCH",
+    "BenchError",
+    "BenchResult",
+    "BenchRow",
+    "bench",
+    "interleave",
+    "ort_call",
+    "ort_session",
+    "p90",
+    "parse_batches",
+    "render",
+    "to_dict",
+    "torch_call",
+]

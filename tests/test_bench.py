@@ -1,0 +1,128 @@
+"""`netspec bench`: PyTorch eager vs onnxruntime rows per engine and batch size, the parity
+number, and the CLI (tables, JSON, errors). Nothing here asserts a timing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner
+
+from netspec.backends.bench import (
+    ORT,
+    TORCH,
+    BenchError,
+    BenchRow,
+    bench,
+    interleave,
+    p90,
+    parse_batches,
+)
+from netspec.cli import app
+
+TINY = """\
+name: tiny
+input: [1, 8, 8]
+layers:
+  - conv2d: {filters: 4, kernel: 3, activation: relu}
+  - batchnorm
+  - flatten
+  - dense: {units: 3, activation: softmax}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return path
+
+
+def test_bench_rows_for_both_engines_and_every_batch(tiny: Path) -> None:
+    result = bench(tiny, (1, 5), threads=1, repeats=5)
+    assert result.model == "tiny"
+    assert result.threads == 1
+    assert {(r.engine, r.batch) for r in result.rows} == {
+        (e, b) for e in (TORCH, ORT) for b in (1, 5)
+    }
+    for row in result.rows:
+        assert isinstance(row, BenchRow)
+        assert row.runs == 5
+        assert 0 < row.median_ms <= row.p90_ms
+        assert row.samples_per_s > 0
+    with pytest.raises(AttributeError):
+        result.rows[0].median_ms = 1.0  # type: ignore[misc]  # frozen
+    # Both engines' outputs were compared before timing.
+    assert result.max_abs_diff is not None and 0 <= result.max_abs_diff <= 1e-4
+    assert result.speedup(1) is not None and result.speedup(1) > 0
+
+
+def test_onnx_alone_without_a_run(tiny: Path, tmp_path: Path) -> None:
+    import netspec
+    from netspec.backends.onnx_export import export_onnx
+    from netspec.backends.parity import module_weights
+    from netspec.backends.torch_lower import build_module
+
+    graph = netspec.compile_file(tiny)
+    path = tmp_path / "alone" / "tiny.onnx"
+    path.parent.mkdir()
+    path.write_bytes(export_onnx(graph, module_weights(build_module(graph))).SerializeToString())
+    result = bench(path, (2,), threads=1, repeats=3)
+    assert [(r.engine, r.batch) for r in result.rows] == [(ORT, 2)]
+    assert result.max_abs_diff is None
+    assert any("onnxruntime timed alone" in n for n in result.notes)
+
+
+def test_parse_batches_and_p90() -> None:
+    assert parse_batches("1, 64,1") == (1, 64)
+    for bad in ("", "0", "a,2", "-3"):
+        with pytest.raises(BenchError):
+            parse_batches(bad)
+    assert p90([5.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]) == 9.0
+    calls = {"x": lambda: None, "y": lambda: None}
+    times = interleave(calls, 4, warmup=1, warmup_s=0.0)
+    assert {k: len(v) for k, v in times.items()} == {"x": 4, "y": 4}
+
+
+def test_cli_bench_prints_both_engines(tiny: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["bench", str(tiny), "--batch", "1,3", "--threads", "1", "--repeats", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "pytorch" in result.output and "onnxruntime" in result.output
+    assert "batch 1" in result.output and "batch 3" in result.output
+    assert "speedup onnxruntime / pytorch" in result.output
+
+
+def test_cli_bench_json(tiny: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["bench", str(tiny), "--batch", "2", "--threads", "1", "--repeats", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert {r["engine"] for r in data["rows"]} == {TORCH, ORT}
+    assert data["max_abs_diff"] is not None and set(data["speedup"]) == {"2"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["no/such/spec.yaml"],
+        ["{txt}"],
+        ["{tiny}", "--batch", "0"],
+        ["{tiny}", "--repeats", "0"],
+        ["{tiny}", "--threads", "0"],
+    ],
+)
+def test_cli_bench_errors_exit_2(tiny: Path, args: list[str]) -> None:
+    txt = tiny.with_suffix(".txt")
+    txt.write_text("not a spec", encoding="utf-8")
+    args = [a.replace("{tiny}", str(tiny)).replace("{txt}", str(txt)) for a in args]
+    result = CliRunner().invoke(app, ["bench", *args])
+    assert result.exit_code == 2, result.output
