@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} cores, "
         f"{platform.machine()}, python {platform.python_version()}; {n} samples per epoch, "
-        f"batch {BATCH}, adam lr {LR}, {rounds} rounds over {generations} sets of worker "
+        f"batch {BATCH}, adam lr {LR}, {rounds} rounds over {generations} set(s) of worker "
         f"processes; load average "
         f"{os.getloadavg()[0]:.2f} at the start\n"
     )
