@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from netspec import __version__
+from netspec.data.pipeline import apply_values
 from netspec.errors import DataError, NetspecError, Problem
 from netspec.fileio import atomic_path
 from netspec.ir import Graph, Node
@@ -993,19 +994,7 @@ def run_samples(run: Run, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None
 
 def preprocess(x: np.ndarray, pre: dict[str, Any], input_shape: Sequence[int]) -> np.ndarray:
     """The value steps of the recorded preprocessing (scale, normalize, reshape), in numpy."""
-    x = x.astype(np.float32)
-    if pre.get("scale", 1.0) != 1.0:
-        x = x * np.float32(pre["scale"])
-    view = (1, -1) + (1,) * (x.ndim - 2)
-    if pre.get("mean"):
-        mean = np.asarray(pre["mean"], dtype=np.float32).reshape(view)
-        std = np.asarray(pre["std"], dtype=np.float32).reshape(view)
-        x = (x - mean) / std
-    elif pre.get("per_sample"):
-        flat = x.reshape(len(x), -1)
-        flat = (flat - flat.mean(1, keepdims=True)) / (flat.std(1, ddof=1, keepdims=True) + 1e-6)
-        x = flat.reshape(x.shape)
-    return np.ascontiguousarray(x.reshape(len(x), *input_shape), dtype=np.float32)
+    return apply_values(x, pre, input_shape)
 
 
 def export_run(

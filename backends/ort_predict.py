@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from netspec.data.pipeline import apply_values
 from netspec.errors import NetspecError, Problem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -437,23 +438,7 @@ def _check_header(cells: list[str], size: int, info: ModelInfo, path: Path) -> N
 
 def prepare(x: np.ndarray, info: ModelInfo) -> np.ndarray:
     """The value steps on a batch of raw samples: scale, mean/std or per-sample, reshape."""
-    pre = info.pre
-    x = np.asarray(x, dtype=np.float32)
-    scale = float(pre.get("scale") or 1.0)
-    if scale != 1.0:
-        x = x * np.float32(scale)
-    view = (1, -1) + (1,) * (x.ndim - 2)
-    if pre.get("mean") and pre.get("std"):
-        x = (x - np.asarray(pre["mean"], np.float32).reshape(view)) / np.asarray(
-            pre["std"], np.float32
-        ).reshape(view)
-    elif pre.get("per_sample"):
-        flat = x.reshape(len(x), -1)
-        std = flat.std(1, ddof=1, keepdims=True) if flat.shape[1] > 1 else 0.0
-        x = ((flat - flat.mean(1, keepdims=True)) / (std + 1e-6)).reshape(x.shape)
-    if None not in info.input_shape:
-        x = x.reshape(len(x), *info.input_shape)  # type: ignore[arg-type]
-    return np.ascontiguousarray(x)
+    return apply_values(x, info.pre, info.input_shape)
 
 
 class Predictor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +64,32 @@ class Preprocessing:
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**fields)
+
+
+def apply_values(
+    x: np.ndarray, pre: dict[str, Any], input_shape: Sequence[int | None]
+) -> np.ndarray:
+    """The value steps of a recorded Preprocessing on a batch of raw samples, in numpy.
+
+    x * scale, then per-channel (x - mean) / std or per-sample standardization, then the reshape
+    to `input_shape` (skipped when it holds an unknown dimension). The trainer's `Normalizer`
+    does the same in torch; export parity and `netspec predict` use this one.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    scale = float(pre.get("scale") or 1.0)
+    if scale != 1.0:
+        x = x * np.float32(scale)
+    view = (1, -1) + (1,) * (x.ndim - 2)
+    if pre.get("mean") and pre.get("std"):
+        mean = np.asarray(pre["mean"], np.float32).reshape(view)
+        x = (x - mean) / np.asarray(pre["std"], np.float32).reshape(view)
+    elif pre.get("per_sample"):
+        flat = x.reshape(len(x), -1)
+        std = flat.std(1, ddof=1, keepdims=True) if flat.shape[1] > 1 else 0.0
+        x = ((flat - flat.mean(1, keepdims=True)) / (std + 1e-6)).reshape(x.shape)
+    if None not in input_shape:
+        x = x.reshape(len(x), *input_shape)  # type: ignore[arg-type]
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 @dataclass(frozen=True)
