@@ -28,6 +28,27 @@ class _Source(_Section):
     limit: PositiveInt | None = Field(
         None, description="Use only the first N samples (quick runs)."
     )
+    tiles_per_scene: PositiveInt | None = Field(
+        None,
+        description="Segmentation: random tiles of the network's input size cut from each larger "
+        "training scene per epoch (default: as many as cover it).",
+    )
+
+
+class _Masks(_Section):
+    """Options of sources that can hold segmentation masks."""
+
+    classes: list[str] | None = Field(
+        None, description="Class names, index i naming class i (masks and labels)."
+    )
+    mask_values: list[int] | None = Field(
+        None,
+        description="The mask pixel value of each class, in class order (default: {0, 255} masks "
+        "are background/foreground, other masks hold class indices).",
+    )
+    ignore_value: int | None = Field(
+        None, description="Mask pixels with this value count in neither the loss nor the metrics."
+    )
 
 
 class BuiltinData(_Source):
@@ -36,6 +57,21 @@ class BuiltinData(_Source):
     source: Literal["builtin"]
     name: Literal["digits"] = "digits"
     test: Fraction = 0.2
+
+
+class ShapesData(_Source):
+    """Generated segmentation scenes: circles, squares and triangles on a textured background.
+
+    Each class has its own spectral signature over `bands` channels, like land cover in a
+    multi-band satellite tile; the masks are exact. Deterministic for a given seed.
+    """
+
+    source: Literal["shapes"]
+    samples: PositiveInt = 400
+    size: Size = Field(default_factory=lambda: [64, 64], description="[height, width].")
+    bands: PositiveInt = 3
+    seed: int = 0
+    test: Fraction = 0.1
 
 
 class MnistData(_Source):
@@ -65,14 +101,37 @@ class FolderData(_Source):
     crop: Literal["center"] | None = None
 
 
-class ArraysData(_Source):
-    """NPZ (keys `x` and `y`) or NPY arrays, any number of channels."""
+class ArraysData(_Source, _Masks):
+    """NPZ (keys `x` and `y`) or NPY arrays, any number of channels.
+
+    y: (N,) labels or targets, or segmentation masks: (N, H, W) class indices or (N, K, H, W)
+    with one 0/1 channel per class.
+    """
 
     source: Literal["arrays"]
     path: str
     y_path: str | None = None
     x_key: str = "x"
     y_key: str = "y"
+    channels: Literal["first", "last"] = Field(
+        "first", description="x is (N, C, H, W) (first) or (N, H, W, C) (last)."
+    )
+
+
+class MaskFolderData(_Source, _Masks):
+    """Image/mask file pairs for segmentation: `path/<images>/a.png` with `path/<masks>/a.png`.
+
+    Images: PNG, JPEG or TIFF (any number of bands, 8 or 16 bit). Masks: single-channel PNG or
+    TIFF (palette PNGs give their indices), paired by file stem.
+    """
+
+    source: Literal["mask_folder"]
+    path: str
+    images: str = Field("images", description="Subfolder of `path` holding the images.")
+    masks: str = Field("masks", description="Subfolder of `path` holding the masks.")
+    color: Literal["keep", "rgb", "grayscale"] = Field(
+        "keep", description="Convert 8-bit images to RGB or grayscale, or keep their bands."
+    )
 
 
 class CsvData(_Source):
@@ -86,7 +145,14 @@ class CsvData(_Source):
 
 
 DataSpec = Annotated[
-    BuiltinData | MnistData | Cifar10Data | FolderData | ArraysData | CsvData,
+    BuiltinData
+    | ShapesData
+    | MnistData
+    | Cifar10Data
+    | FolderData
+    | ArraysData
+    | MaskFolderData
+    | CsvData,
     Field(discriminator="source"),
 ]
 
@@ -159,9 +225,51 @@ class Schedule(_Section):
     monitor: str = "val_loss"
 
 
+LOSSES = ("cross_entropy", "binary_cross_entropy", "dice", "jaccard", "mse", "mae")
+
+
 class Loss(_Section):
-    name: Literal["cross_entropy", "binary_cross_entropy", "mse", "mae"]
+    """One loss, or a weighted sum of terms: `cross_entropy + dice`."""
+
+    name: str = Field(description=f"One of {', '.join(LOSSES)}, or several joined by '+'.")
+    weights: list[Annotated[float, Field(gt=0.0)]] | None = Field(
+        None, description="Weight of each term of a sum (default 1 each)."
+    )
+    class_weights: list[Annotated[float, Field(ge=0.0)]] | Literal["balanced"] | None = Field(
+        None,
+        description="Cross-entropy weight of each class, or `balanced` (inverse frequency in "
+        "the training split).",
+    )
     label_smoothing: Fraction = 0.0
+
+    @field_validator("name")
+    @classmethod
+    def _terms(cls, v: str) -> str:
+        terms = [t.strip() for t in v.split("+")]
+        for t in terms:
+            if t not in LOSSES:
+                from netspec.layers.base import suggest
+
+                hint = suggest(t, LOSSES)
+                raise ValueError(
+                    f"unknown loss {t!r}"
+                    + (f"; did you mean {hint!r}?" if hint else f"; expected one of {', '.join(LOSSES)}")
+                )
+        if len(set(terms)) != len(terms):
+            raise ValueError(f"a loss term is repeated in {v!r}")
+        return " + ".join(terms)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(self.name.split(" + "))
+
+    @model_validator(mode="after")
+    def _weights_per_term(self) -> Loss:
+        if self.weights is not None and len(self.weights) != len(self.terms):
+            raise ValueError(
+                f"{len(self.weights)} weights for {len(self.terms)} loss terms; give one per term"
+            )
+        return self
 
 
 class Regularize(_Section):
@@ -172,7 +280,18 @@ class Regularize(_Section):
     l2: Annotated[float, Field(ge=0.0)] = 0.0
 
 
-METRICS = ("accuracy", "top5_accuracy", "precision", "recall", "f1", "mae", "rmse")
+METRICS = (
+    "accuracy",
+    "top5_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "mae",
+    "rmse",
+    "iou",
+    "dice",
+    "pixel_accuracy",
+)
 
 
 class EarlyStopping(_Section):
@@ -223,7 +342,11 @@ class TrainSpec(_Section):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Schedule | None = None
     loss: Loss | None = Field(None, description="Default: from the output layer and the data.")
-    metrics: list[Literal[METRICS]] = Field(default_factory=lambda: ["accuracy"])  # type: ignore[valid-type]
+    metrics: list[Literal[METRICS]] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Default: accuracy for classification, mae for regression, "
+        "iou + dice + pixel_accuracy for segmentation.",
+    )
     regularize: list[Regularize] = Field(default_factory=list)
     callbacks: Callbacks = Field(default_factory=Callbacks)
     init: Init | None = None
