@@ -8,7 +8,9 @@ from netspec.data.builtin import BUILTIN_NAMES, load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import IMAGE_SUFFIXES, load_image_folder
 from netspec.data.idx import load_idx
+from netspec.data.masks import load_mask_folder, mask_indices
 from netspec.data.mnist import download_mnist, load_mnist_dir
+from netspec.data.shapes import SHAPE_CLASSES, make_shapes
 from netspec.data.split import split_arrays
 from netspec.data.stats import dataset_stats
 from netspec.data.table import load_csv
@@ -16,6 +18,7 @@ from netspec.data.table import load_csv
 __all__ = [
     "BUILTIN_NAMES",
     "IMAGE_SUFFIXES",
+    "SHAPE_CLASSES",
     "ArrayData",
     "dataset_stats",
     "download_mnist",
@@ -25,6 +28,9 @@ __all__ = [
     "load_csv",
     "load_idx",
     "load_image_folder",
+    "load_mask_folder",
     "load_mnist_dir",
+    "make_shapes",
+    "mask_indices",
     "split_arrays",
 ]

@@ -42,3 +42,8 @@ class ArrayData:
     @property
     def is_classification(self) -> bool:
         return self.classes is not None
+
+    @property
+    def is_segmentation(self) -> bool:
+        """y is (N, H, W) per-pixel class indices (-1 = ignored) rather than one label each."""
+        return self.y.ndim == 3

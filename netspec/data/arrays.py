@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData
+from netspec.data.masks import checked_classes, mask_indices
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
@@ -92,7 +95,9 @@ def _features(x: np.ndarray, path: Path) -> np.ndarray:
     raise data_error(f"x has dtype {x.dtype}; expected a numeric (integer or float) array", path)
 
 
-def _targets(y: np.ndarray, n: int, path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def _targets(
+    y: np.ndarray, n: int, path: Path, classes: tuple[str, ...] | None
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
     if y.ndim not in (1, 2) or y.shape[0] != n:
         raise data_error(
             f"y has shape {tuple(y.shape)}; expected ({n},) or ({n}, K) to match x's {n} samples",
@@ -110,8 +115,22 @@ def _targets(y: np.ndarray, n: int, path: Path) -> tuple[np.ndarray, tuple[str, 
         if y64.size and int(y64.min()) < 0:
             raise data_error(f"y holds class index {int(y64.min())}; expected 0 or more", path)
         n_classes = int(y64.max()) + 1 if y64.size else 0
-        return y64, tuple(str(i) for i in range(n_classes))
+        if classes is None:
+            return y64, tuple(str(i) for i in range(n_classes))
+        if n_classes > len(classes):
+            raise data_error(
+                f"y holds class index {n_classes - 1} but classes names only {len(classes)} "
+                f"({plain(classes)}); expected indices 0..{len(classes) - 1}",
+                path,
+            )
+        return y64, classes
     if y.dtype.kind == "f":
+        if classes is not None:
+            raise data_error(
+                f"classes names {len(classes)} classes, but y holds floats (regression targets)",
+                path,
+                hint="store class labels as integers 0..K-1",
+            )
         out = y.astype(np.float32)
         if not np.isfinite(out).all():
             raise data_error("y holds NaN or infinite values; expected finite numbers", path)
@@ -121,34 +140,88 @@ def _targets(y: np.ndarray, n: int, path: Path) -> tuple[np.ndarray, tuple[str, 
     )
 
 
+def _mask_like(y: np.ndarray, hw: tuple[int, ...]) -> bool:
+    """y is (N, H, W) or (N, K, H, W) over images of height and width hw."""
+    return (y.ndim == 3 and y.shape[1:] == hw) or (y.ndim == 4 and y.shape[2:] == hw)
+
+
 def load_arrays(
     path: str | Path,
     *,
     x_key: str = "x",
     y_key: str = "y",
     y_path: str | Path | None = None,
+    channels: Literal["first", "last"] = "first",
+    classes: Sequence[str] | None = None,
+    mask_values: Sequence[int] | None = None,
+    ignore_value: int | None = None,
 ) -> ArrayData:
     """x (and y) from a .npz archive, or x from a .npy file and y from `y_path`.
 
-    x must be channels first: (N, F) or (N, C, H, W) with any C. uint8 x stays uint8, other
-    numeric x becomes float32. Integer y means classification with classes "0".."max";
-    float y means regression.
+    x is (N, F), or images (N, C, H, W) with any C; channels="last" reads (N, H, W, C).
+    uint8 x stays uint8, other numeric x becomes float32. Integer (N,) y means classification
+    (classes "0".."max" unless `classes` names them); float y means regression. y of the
+    images' height and width is a segmentation mask, (N, H, W) values or (N, K, H, W) one-hot,
+    read by `mask_indices` into (N, H, W) int64 indices; (N, H, W) x is then one band.
     """
     path = Path(path)
+    if channels not in ("first", "last"):
+        raise data_error(f"unknown channels {channels!r}; expected 'first' or 'last'")
     if y_path is None and path.suffix.lower() == ".npy":
         raise data_error("a .npy file holds only x; expected y_path naming the labels file", path)
+    names = checked_classes(classes, path)
     x_raw = _load_one(path, x_key)
     y_file = Path(y_path) if y_path is not None else path
     y_raw = _load_one(y_file, y_key)
     x = _features(x_raw, path)
-    y, classes = _targets(y_raw, x.shape[0], y_file)
+    if x.ndim == 3 and _mask_like(y_raw, x.shape[1:]):
+        x = x[:, None]  # (N, H, W) images with masks: one band
+    elif channels == "last":
+        if x.ndim != 4:
+            raise data_error(
+                f"channels 'last' means images (N, H, W, C), but x has shape {tuple(x.shape)}",
+                path,
+                hint="leave channels at 'first' for tables and (N, C, L) sequences",
+            )
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    where = str(path) if y_path is None else f"{path} + {y_file}"
+    source = f"arrays {where}"
+    if x.ndim == 4 and _mask_like(y_raw, x.shape[2:]):
+        y, mask_names, notes = mask_indices(
+            y_raw,
+            hw=(x.shape[2], x.shape[3]),
+            classes=names,
+            mask_values=mask_values,
+            ignore_value=ignore_value,
+            where=y_file,
+        )
+        return ArrayData(x=x, y=y, classes=mask_names, source=source, notes=notes)
+    if x.ndim == 4 and channels == "first" and _mask_like(y_raw, x.shape[1:3]):
+        raise data_error(
+            f"y has shape {tuple(y_raw.shape)}, masks the size of x's axes 1 and 2, but x has "
+            f"shape {tuple(x.shape)}; x looks channels-last (N, H, W, C)",
+            path,
+            hint="set channels: last",
+        )
+    if mask_values is not None or ignore_value is not None:
+        raise data_error(
+            f"mask_values and ignore_value apply to segmentation masks, but y has shape "
+            f"{tuple(y_raw.shape)}, not (N, H, W) or (N, K, H, W) over x's images "
+            f"{tuple(x.shape)}",
+            y_file,
+        )
+    y, out_classes = _targets(y_raw, x.shape[0], y_file, names)
     notes: tuple[str, ...] = ()
     # Heuristic: a last axis smaller than both others (e.g. (N, 101, 100, 13)) is likely C.
-    if x.ndim == 4 and x.shape[3] < min(x.shape[1], x.shape[2]) and x.shape[2] >= 8:
+    if (
+        channels == "first"
+        and x.ndim == 4
+        and x.shape[3] < min(x.shape[1], x.shape[2])
+        and x.shape[2] >= 8
+    ):
         # Not transposed: guessing the layout wrong would silently scramble every image.
         notes = (
             f"x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); "
-            "netspec expects (N, C, H, W)",
+            "netspec expects (N, C, H, W) (set channels to 'last' if it is)",
         )
-    where = str(path) if y_path is None else f"{path} + {y_file}"
-    return ArrayData(x=x, y=y, classes=classes, source=f"arrays {where}", notes=notes)
+    return ArrayData(x=x, y=y, classes=out_classes, source=source, notes=notes)
