@@ -306,3 +306,206 @@ def test_cuda_update_does_not_synchronize() -> None:
             Metrics(["accuracy"], task="multiclass", num_classes=10), logits.cpu(), target.cpu()
         )["accuracy"]
     )
+
+
+# --- segmentation ----------------------------------------------------------------------------
+
+SEG = ["iou", "dice", "pixel_accuracy", "accuracy"]
+
+
+def np_segmentation(
+    pred: np.ndarray, target: np.ndarray, k: int
+) -> tuple[dict[str, float], list[float | None], list[float | None]]:
+    """Reference over the whole set: per-class IoU and dice, their means over present classes."""
+    valid = target != -1
+    p, t = pred[valid], target[valid]
+    iou: list[float | None] = []
+    dice: list[float | None] = []
+    for c in range(k):
+        tp = int(np.sum((p == c) & (t == c)))
+        fp = int(np.sum((p == c) & (t != c)))
+        fn = int(np.sum((p != c) & (t == c)))
+        union = tp + fp + fn
+        iou.append(tp / union if union else None)
+        dice.append(2 * tp / (2 * tp + fp + fn) if union else None)
+    acc = float(np.mean(p == t))
+    means = {
+        "iou": float(np.mean([v for v in iou if v is not None])),
+        "dice": float(np.mean([v for v in dice if v is not None])),
+        "pixel_accuracy": acc,
+        "accuracy": acc,
+    }
+    return means, iou, dice
+
+
+def random_segmentation(
+    n: int, k: int, seed: int, hw: tuple[int, int] = (7, 9)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K, H, W) and targets (N, H, W): ~15% ignored, class k-1 never a target,
+    class k-2 neither a target nor a prediction (it must drop out of the means)."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, k - 2, (n, *hw), generator=g)
+    logits = torch.randn(n, k, *hw, generator=g)
+    logits.scatter_add_(1, target[:, None], torch.full((n, 1, *hw), 1.0))  # favour the target
+    logits[:, k - 2] = -10.0
+    target[torch.rand(n, *hw, generator=g) < 0.15] = -1
+    return logits, target
+
+
+def test_segmentation_by_hand() -> None:
+    # one 2x3 image, 3 classes; targets / predictions (-1 = ignored):
+    #   t: 0 0 1    p: 0 1 1
+    #      2 -1 2      2 0 1
+    # class 0: tp 1, fp 0, fn 1 -> iou 1/2, dice 2/3
+    # class 1: tp 1, fp 2, fn 0 -> iou 1/3, dice 2/4
+    # class 2: tp 1, fp 0, fn 1 -> iou 1/2, dice 2/3     pixel accuracy 3/5
+    target = torch.tensor([[[0, 0, 1], [2, -1, 2]]])
+    pred = torch.tensor([[[0, 1, 1], [2, 0, 1]]])
+    logits = torch.nn.functional.one_hot(pred, 3).permute(0, 3, 1, 2).float()
+    m = Metrics(SEG, task="segmentation", num_classes=3)
+    got = run(m, logits, target)
+    assert got == {
+        "iou": pytest.approx((1 / 2 + 1 / 3 + 1 / 2) / 3),
+        "dice": pytest.approx((2 / 3 + 2 / 4 + 2 / 3) / 3),
+        "pixel_accuracy": pytest.approx(3 / 5),
+        "accuracy": pytest.approx(3 / 5),
+    }
+    assert list(got) == SEG
+    per = m.per_class()
+    assert per["iou"] == pytest.approx([1 / 2, 1 / 3, 1 / 2])
+    assert per["dice"] == pytest.approx([2 / 3, 2 / 4, 2 / 3])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_segmentation_matches_numpy(seed: int) -> None:
+    logits, target = random_segmentation(11, 5, seed)
+    m = Metrics(SEG, task="segmentation", num_classes=5)
+    got = run(m, logits, target)
+    means, iou, dice = np_segmentation(logits.argmax(1).numpy(), target.numpy(), 5)
+    assert got == pytest.approx(means, abs=1e-12)
+    per = m.per_class()
+    assert per["iou"][3] is None and per["dice"][3] is None  # class k-2: nowhere
+    assert per["iou"][4] is not None and per["iou"][4] == 0.0  # class k-1: predicted only
+    assert per == {"iou": pytest.approx(iou, abs=1e-12), "dice": pytest.approx(dice, abs=1e-12)}
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_segmentation_batch_split_invariance(seed: int) -> None:
+    logits, target = random_segmentation(40, 6, seed)
+    m = Metrics(SEG, task="segmentation", num_classes=6)
+    whole = run(m, logits, target)
+    rng = np.random.default_rng(seed)
+    cuts = sorted(rng.choice(np.arange(1, 40), size=int(rng.integers(1, 12)), replace=False))
+    split = run(m, logits, target, cuts=[int(c) for c in cuts])
+    assert split == whole  # exact: pixel counts, not averaged per-batch ratios
+    means, *_ = np_segmentation(logits.argmax(1).numpy(), target.numpy(), 6)
+    assert whole == pytest.approx(means, abs=1e-12)
+
+
+def test_segmentation_single_unit() -> None:
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 1, 8, 8, generator=g)
+    target = torch.randint(0, 2, (6, 8, 8), generator=g)
+    target[:, 0] = -1
+    # argmax over (0, x) picks class 1 exactly where x > 0, as the sigmoid head predicts
+    two = torch.cat([torch.zeros_like(x), x], 1)
+    want = run(Metrics(SEG, task="segmentation", num_classes=2), two, target)
+    for k in (1, 2):  # a sigmoid head may be declared as 1 output or as 2 classes
+        m = Metrics(SEG, task="segmentation", num_classes=k)
+        assert run(m, x, target, cuts=[1, 4]) == want
+        assert len(m.per_class()["iou"]) == 2
+    means, *_ = np_segmentation((x[:, 0] > 0).long().numpy(), target.numpy(), 2)
+    assert want == pytest.approx(means, abs=1e-12)
+
+
+def test_segmentation_target_layouts() -> None:
+    logits, target = random_segmentation(4, 4, 8)
+    m = Metrics(SEG, task="segmentation", num_classes=4)
+    want = run(m, logits, target)
+    assert run(m, logits, target[:, None]) == want  # (N, 1, H, W) masks
+    assert run(m, logits, target.int()) == want
+
+
+def test_segmentation_all_ignored_and_empty() -> None:
+    m = Metrics(SEG, task="segmentation", num_classes=3)
+    assert all(math.isnan(v) for v in m.compute().values())
+    assert m.per_class() == {"iou": [None] * 3, "dice": [None] * 3}
+    m.update(torch.randn(2, 3, 4, 4), torch.full((2, 4, 4), -1))
+    assert all(math.isnan(v) for v in m.compute().values())
+    assert m.per_class()["iou"] == [None] * 3
+
+
+def test_per_class_for_classification() -> None:
+    # the multiclass example of test_multiclass_by_hand: iou = tp / (tp + fp + fn)
+    m = Metrics(["accuracy"], task="multiclass", num_classes=4)
+    run(m, one_hot_logits([0, 1, 1, 1, 2, 0], 4), torch.tensor([0, 0, 1, 1, 2, 2]))
+    per = m.per_class()
+    assert per["iou"][:3] == pytest.approx([1 / 3, 2 / 3, 1 / 2])
+    assert per["iou"][3] is None  # class 3: neither a target nor a prediction
+    assert per["dice"][:3] == pytest.approx([1 / 2, 4 / 5, 2 / 3])
+    with pytest.raises(ValueError, match="need classes"):
+        Metrics(["mae"], task="regression", num_classes=0).per_class()
+
+
+@pytest.mark.parametrize(
+    ("names", "task", "k", "message"),
+    [
+        (["iou"], "multiclass", 3, "iou needs a segmentation task, not multiclass"),
+        (["dice"], "binary", 1, "dice needs a segmentation task, not binary"),
+        (["pixel_accuracy"], "regression", 0, "pixel_accuracy needs a segmentation task"),
+        (["f1"], "segmentation", 3, "f1 is not a segmentation metric"),
+        (["top5_accuracy"], "segmentation", 6, "top5_accuracy needs a multiclass task"),
+        (["mae"], "segmentation", 3, "mae needs a regression task, not segmentation"),
+        (["iou"], "segmentation", 0, "at least 1 output"),
+        (["iou"], "detection", 3, "unknown task 'detection'"),
+    ],
+)
+def test_segmentation_metric_errors(names: list[str], task: str, k: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Metrics(names, task=task, num_classes=k)  # type: ignore[arg-type]
+
+
+def test_segmentation_shape_errors() -> None:
+    m = Metrics(["iou"], task="segmentation", num_classes=3)
+    with pytest.raises(ValueError, match=r"\(N, K, H, W\) with K = 3"):
+        m.update(torch.zeros(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"\(N, K, H, W\) with K = 3"):
+        m.update(torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4))  # 1 unit but 3 classes
+    with pytest.raises(ValueError, match="do not match logits"):
+        m.update(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 5))
+
+
+def test_segmentation_update_never_reads_values_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    logits, target = random_segmentation(5, 4, 9)
+    cases = [
+        (Metrics(SEG, task="segmentation", num_classes=4), logits, target),
+        (Metrics(SEG, task="segmentation", num_classes=1), logits[:, :1], target.clamp(max=1)),
+    ]
+
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("host read-back in update")
+
+    with monkeypatch.context() as mp:
+        for attr in ("item", "tolist", "numpy", "__bool__", "__int__", "__float__"):
+            mp.setattr(torch.Tensor, attr, forbidden)
+        for m, x, y in cases:
+            m.update(x, y)
+            m.update(x, y)
+    for m, *_ in cases:
+        assert all(math.isfinite(v) for v in m.compute().values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_segmentation_update_does_not_synchronize() -> None:
+    logits, target = random_segmentation(8, 5, 10, hw=(32, 32))
+    m = Metrics(SEG, task="segmentation", num_classes=5)
+    m.update(logits.cuda(), target.cuda())  # first call allocates
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        m.update(logits.cuda(), target.cuda())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    cpu = Metrics(SEG, task="segmentation", num_classes=5)
+    cpu.update(logits, target)
+    cpu.update(logits, target)
+    assert m.compute() == cpu.compute()
