@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from netspec.data.pipeline import apply_values
+from netspec.data.tiles import grid
 from netspec.errors import NetspecError, Problem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+TIFF_SUFFIXES = (".tif", ".tiff")
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -145,8 +147,9 @@ def model_info(session: Any, path: Path) -> ModelInfo:
     pre = _json_meta(meta, "netspec.preprocessing", path) or {}
     input_shape = tuple(dims[1:])
     raw = pre.get("raw_shape")
-    raw_shape = tuple(int(d) for d in raw) if raw else input_shape
-    if raw and None not in input_shape and math.prod(raw_shape) != math.prod(input_shape):  # type: ignore[arg-type]
+    raw_shape = tuple(None if d is None else int(d) for d in raw) if raw else input_shape
+    fixed = None not in input_shape and None not in raw_shape
+    if raw and fixed and math.prod(raw_shape) != math.prod(input_shape):  # type: ignore[arg-type]
         raise _error(
             f"metadata netspec.preprocessing: raw shape {_shape(raw_shape)} does not fit the "
             f"input {_shape(input_shape)}",
@@ -272,55 +275,7 @@ def read_inputs(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
 
 def read_image(path: Path, info: ModelInfo) -> np.ndarray:
     """An image file as a raw sample (C, H, W): channel order, grayscale, resize, center crop."""
-    order = info.channel_order
-    if order is None:
-        raise _error(
-            f"the model takes {_shape(info.raw_shape)} samples, not images; give a .npy or .csv file",
-            path,
-        )
-    Image = _pillow(path, "reading images")
-    gray = bool(info.pre.get("grayscale"))
-    try:
-        with Image.open(path) as im:
-            im.load()
-            # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
-            im = im.convert("RGB" if gray else order)
-            size = info.pre.get("image_size")
-            if size:  # decoded from a folder: the loader's own crop and resize, exactly
-                from netspec.data.folder import fit_image
-
-                im = fit_image(im, (int(size[0]), int(size[1])), info.pre.get("image_crop"))
-            pixels = np.asarray(im)
-    except Exception as exc:  # Pillow raises many types on bad files: all mean "cannot decode"
-        names = "/".join(s[1:] for s in IMAGE_SUFFIXES)
-        raise _error(
-            f"cannot decode the image ({type(exc).__name__}: {_first_line(exc)}); "
-            f"expected a readable {names} file",
-            path,
-        ) from None
-    x = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # (C, H, W) uint8
-    if gray:
-        w = np.asarray(GRAY_WEIGHTS, dtype=np.float32)[:, None, None]
-        x = np.clip(np.rint((x.astype(np.float32) * w).sum(0, keepdims=True)), 0, 255)
-        x = x.astype(np.uint8)
-    resize, crop = info.pre.get("resize"), info.pre.get("center_crop")
-    if resize:
-        h, w = (int(v) for v in resize)
-        out = np.empty((x.shape[0], h, w), dtype=np.float32)
-        for c in range(x.shape[0]):
-            img = Image.fromarray(x[c].astype(np.float32))  # a float image: mode F
-            out[c] = np.asarray(img.resize((w, h), Image.BILINEAR))
-        x = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    if crop:
-        h, w = (int(v) for v in crop)
-        if h > x.shape[1] or w > x.shape[2]:
-            raise _error(
-                f"image of {x.shape[2]}x{x.shape[1]} (width x height) is smaller than the "
-                f"model's center crop {w}x{h}",
-                path,
-            )
-        top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
-        x = x[:, top : top + h, left : left + w]
+    x = _decode_image(path, info)
     if not _fits(x.shape, info.raw_shape):
         want = info.raw_shape
         raise _error(
@@ -332,12 +287,97 @@ def read_image(path: Path, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) -> np.ndarray:
+    """An image file decoded with Pillow, after the recorded image steps: (C, H, W) uint8."""
+    if info.channel_order is None:
+        raise _error(
+            not_images
+            or f"the model takes {_shape(info.raw_shape)} samples, not images; "
+            "give a .npy or .csv file",
+            path,
+        )
+    Image = _pillow(path, "reading images")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            x = _pillow_pixels(im, info)
+    except Exception as exc:  # Pillow raises many types on bad files: all mean "cannot decode"
+        names = "/".join(s[1:] for s in IMAGE_SUFFIXES)
+        raise _error(
+            f"cannot decode the image ({type(exc).__name__}: {_first_line(exc)}); "
+            f"expected a readable {names} file",
+            path,
+        ) from None
+    return _pixel_steps(x, info, path)
+
+
+def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
+    """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W)."""
+    # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
+    im = im.convert("RGB" if info.pre.get("grayscale") else info.channel_order)
+    size = info.pre.get("image_size")
+    if size:  # decoded from a folder: the loader's own crop and resize, exactly
+        from netspec.data.folder import fit_image
+
+        im = fit_image(im, (int(size[0]), int(size[1])), info.pre.get("image_crop"))
+    pixels = np.asarray(im)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def _pixel_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
+    """grayscale, resize and center crop of (C, H, W), as netspec.data.pipeline._geometry does.
+
+    uint8 pixels are rounded back to uint8 after each step, other values stay float32.
+    """
+    Image = _pillow(path, "resizing images") if info.pre.get("resize") else None
+    pixels = x.dtype == np.uint8
+    if info.pre.get("grayscale") and x.shape[0] == 3:
+        w = np.asarray(GRAY_WEIGHTS, dtype=np.float32)[:, None, None]
+        x = (x.astype(np.float32) * w).sum(0, keepdims=True)
+        x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if pixels else x
+    resize, crop = info.pre.get("resize"), info.pre.get("center_crop")
+    if resize:
+        h, w = (int(v) for v in resize)
+        out = np.empty((x.shape[0], h, w), dtype=np.float32)
+        for c in range(x.shape[0]):
+            img = Image.fromarray(x[c].astype(np.float32))  # a float image: mode F
+            out[c] = np.asarray(img.resize((w, h), Image.BILINEAR))
+        x = np.clip(np.rint(out), 0, 255).astype(np.uint8) if pixels else out
+    if crop:
+        h, w = (int(v) for v in crop)
+        if h > x.shape[1] or w > x.shape[2]:
+            raise _error(
+                f"image of {x.shape[2]}x{x.shape[1]} (width x height) is smaller than the "
+                f"model's center crop {w}x{h}",
+                path,
+            )
+        top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
+        x = x[:, top : top + h, left : left + w]
+    return x
+
+
 def _size(d: int | None) -> str:
     return "?" if d is None else str(d)
 
 
 def read_npy(path: Path, info: ModelInfo) -> Iterator[Sample]:
     """A .npy array: one raw sample, or a batch of them with a leading N (never pickled)."""
+    array = _load_npy(path)
+    raw = info.raw_shape
+    if _fits(array.shape, raw):
+        yield Sample(str(path), path.stem, array.astype(np.float32))
+        return
+    if not (array.ndim == len(raw) + 1 and _fits(array.shape[1:], raw)):
+        raise _error(
+            f"array of shape {_shape(array.shape)}; expected {_shape(raw)} or {_shape(('N', *raw))}",
+            path,
+        )
+    for i, x in enumerate(array.astype(np.float32)):
+        yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A numeric .npy array (never unpickled), or a clear error."""
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -353,17 +393,7 @@ def read_npy(path: Path, info: ModelInfo) -> Iterator[Sample]:
         ) from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         raise _error(f"array of dtype {array.dtype}; expected numbers", path)
-    raw = info.raw_shape
-    if _fits(array.shape, raw):
-        yield Sample(str(path), path.stem, array.astype(np.float32))
-        return
-    if not (array.ndim == len(raw) + 1 and _fits(array.shape[1:], raw)):
-        raise _error(
-            f"array of shape {_shape(array.shape)}; expected {_shape(raw)} or {_shape(('N', *raw))}",
-            path,
-        )
-    for i, x in enumerate(array.astype(np.float32)):
-        yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x)
+    return array
 
 
 def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample]:
@@ -433,6 +463,121 @@ def _check_header(cells: list[str], size: int, info: ModelInfo, path: Path) -> N
         raise _error(f"header of {len(cells)} names; expected {size} columns", path)
 
 
+# --- scenes: inputs of any size for segmentation models ------------------------------------------
+
+
+def is_scene_model(info: ModelInfo) -> bool:
+    """A segmentation model over images (C, H, W): its inputs are scenes of any size, tiled."""
+    shape, raw = info.input_shape, info.raw_shape
+    return (
+        kind_of(info) == "segmentation"
+        and len(shape) == 3
+        and len(raw) == 3
+        and all(a is None or b is None or a == b for a, b in zip(shape, raw))
+    )
+
+
+def scene_bands(info: ModelInfo) -> int | None:
+    """Bands (channels) a scene must have for this model (None: any)."""
+    return info.input_shape[0] if info.input_shape[0] is not None else info.raw_shape[0]
+
+
+def read_scenes(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
+    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays."""
+    bands = scene_bands(info)
+    for path in paths:
+        kind = input_kind(path)
+        if kind == "csv":
+            raise _error(
+                "a segmentation model takes scenes: images, .tif files or .npy arrays "
+                "(C, H, W); not CSV rows",
+                path,
+            )
+        if kind == "npy":
+            scenes: Iterable[Sample] = read_npy_scenes(path)
+        elif path.suffix.lower() in TIFF_SUFFIXES:
+            scenes = [Sample(str(path), path.stem, read_tiff(path, info))]
+        else:
+            not_images = (
+                f"the model takes {bands}-band scenes, not 8-bit images; "
+                "give a .tif file or a .npy array (C, H, W)"
+            )
+            x = _decode_image(path, info, not_images)
+            scenes = [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
+        for sample in scenes:
+            if bands is not None and sample.x.shape[0] != bands:
+                c, h, w = sample.x.shape
+                raise _error(
+                    f"{sample.name}: a scene of {c} band{'s' if c != 1 else ''} ({w}x{h}, "
+                    f"width x height); the model takes {bands}",
+                    path,
+                    hint="give scenes with the bands (channels) the model was trained on, "
+                    "in the same order",
+                )
+            yield sample
+
+
+def read_npy_scenes(path: Path) -> Iterator[Sample]:
+    """A .npy array as one scene (C, H, W) or several (N, C, H, W)."""
+    array = _load_npy(path)
+    if array.ndim == 3:
+        yield Sample(str(path), path.stem, array.astype(np.float32))
+    elif array.ndim == 4:
+        for i, x in enumerate(array):
+            yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x.astype(np.float32))
+    else:
+        raise _error(
+            f"array of shape {_shape(array.shape)}; expected a scene (C, H, W) or scenes "
+            "(N, C, H, W)",
+            path,
+        )
+
+
+def read_tiff(path: Path, info: ModelInfo) -> np.ndarray:
+    """A TIFF scene of any bands and bit depth as raw values (C, H, W) float32.
+
+    8-bit scenes of 1, 3 or 4 bands for a model of images (L or RGB) take the image steps of
+    any image file; other scenes are values as stored (uint16 stays 0..65535).
+    """
+    try:
+        import tifffile  # a dependency, but only `predict` on TIFF scenes needs it
+    except ImportError:
+        raise _error(
+            "reading TIFF scenes needs tifffile, which is not installed",
+            path,
+            hint="pip install tifffile",
+        ) from None
+    try:
+        array = np.asarray(tifffile.imread(path))
+    except Exception as exc:  # tifffile raises TiffFileError, ValueError, KeyError...: unreadable
+        raise _error(
+            f"cannot read the TIFF ({type(exc).__name__}: {_first_line(exc)}); "
+            "expected a readable .tif file",
+            path,
+        ) from None
+    if array.dtype.kind not in "biuf":
+        raise _error(f"TIFF of {array.dtype} values; expected numbers", path)
+    if array.ndim == 2:
+        x = array[None]
+    elif array.ndim == 3:
+        # Bands first (planar) when that axis is the smallest, else interleaved (H, W, bands).
+        x = array if array.shape[0] < min(array.shape[1:]) else array.transpose(2, 0, 1)
+    else:
+        raise _error(
+            f"TIFF of shape {_shape(array.shape)}; expected a scene (H, W), (bands, H, W) or "
+            "(H, W, bands)",
+            path,
+        )
+    if x.dtype == np.uint8 and info.channel_order and x.shape[0] in (1, 3, 4):
+        Image = _pillow(path, "reading 8-bit scenes")
+        hwc = x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
+        im = Image.fromarray(np.ascontiguousarray(hwc))  # L, RGB or RGBA by the shape
+        x = _pillow_pixels(im, info)
+    else:
+        x = x.astype(np.float32)
+    return np.ascontiguousarray(_pixel_steps(x, info, path), dtype=np.float32)
+
+
 # --- preprocessing values and running ------------------------------------------------------------
 
 
@@ -457,7 +602,11 @@ class Predictor:
 
     def run(self, raw: np.ndarray) -> np.ndarray:
         """The model's output (float32) for a batch of raw samples (N, *raw_shape)."""
-        x = prepare(raw, self.info).astype(self.dtype, copy=False)
+        return self.run_prepared(prepare(raw, self.info))
+
+    def run_prepared(self, x: np.ndarray) -> np.ndarray:
+        """The model's output (float32) for a batch of model inputs (preprocessed already)."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
         fixed, n = self.info.batch, len(x)
         if fixed is not None and n != fixed:  # a fixed-batch export: pad and run in its size
             outs = []
@@ -477,6 +626,237 @@ class Predictor:
                 self.info.path,
             ) from None
         return np.asarray(out, dtype=np.float32)
+
+    def segmenter(
+        self, overlap: int | None = None, tta: bool = False, batch_size: int = 16
+    ) -> SceneSegmenter:
+        """A SceneSegmenter running this model on its tiles (for segmentation models)."""
+        info = self.info
+        if not is_scene_model(info):
+            raise _error(
+                f"the model is not a segmentation model over images (input "
+                f"{_shape(info.input_shape)}, output {_shape(info.output_shape)})",
+                info.path,
+            )
+        h, w = info.input_shape[1:]
+        check_overlap(overlap, (h, w))
+        return SceneSegmenter(
+            self.run_prepared,
+            (h, w),
+            overlap=overlap,
+            tta=tta,
+            batch_size=batch_size,
+            prepare=lambda raw: prepare(raw, info),
+            head=info.head,
+        )
+
+
+def check_overlap(overlap: int | None, tile: tuple[int | None, int | None]) -> None:
+    """A clear error for an --overlap that tiles of `tile` (height, width) cannot have."""
+    if overlap is None:
+        return
+    if overlap < 0:
+        raise _error(f"--overlap {overlap}: expected 0 or more pixels")
+    h, w = tile
+    side = min(d for d in (h, w, overlap + 1) if d is not None)
+    if overlap >= side:
+        raise _error(
+            f"--overlap {overlap}: tiles must overlap by less than their side; the model's "
+            f"tiles are {_size(w)}x{_size(h)} (width x height)",
+            hint=f"use --overlap {side // 4} (the default) or anything below {side}",
+        )
+
+
+# --- segmentation of scenes of any size: tiles, stitching, test-time augmentation ----------------
+# Engine-agnostic (numpy and a `run` callable): training validates on the same grid.
+
+Run = Callable[[np.ndarray], np.ndarray]
+Variant = tuple[int, bool]  # (quarter turns counterclockwise, mirrored left-right first)
+
+
+class SceneError(ValueError):
+    """A scene or a model output that tiled segmentation cannot handle."""
+
+
+def tta_variants(tile: tuple[int, int], tta: bool = True) -> tuple[Variant, ...]:
+    """The symmetries each tile is run under: the 8 of a square, the 4 keeping a rectangle's shape
+    (identity, left-right and up-down mirrors, half turn), or the identity alone without TTA."""
+    if not tta:
+        return ((0, False),)
+    if tile[0] == tile[1]:
+        return tuple((k, m) for m in (False, True) for k in range(4))
+    return ((0, False), (0, True), (2, True), (2, False))  # (2, True): the up-down mirror
+
+
+def transform(x: np.ndarray, variant: Variant) -> np.ndarray:
+    """One symmetry of images (..., H, W)."""
+    k, mirror = variant
+    return np.rot90(x[..., ::-1] if mirror else x, k, axes=(-2, -1))
+
+
+def untransform(y: np.ndarray, variant: Variant) -> np.ndarray:
+    """The inverse of transform(., variant): back to the original orientation."""
+    k, mirror = variant
+    y = np.rot90(y, -k, axes=(-2, -1))
+    return y[..., ::-1] if mirror else y
+
+
+def probabilities(outputs: np.ndarray, head: str | None = None) -> np.ndarray:
+    """Class probabilities of outputs (N, K, ...): as they are when the model ends in a softmax or
+    sigmoid (`head`), else a softmax over K (a sigmoid for a single unit)."""
+    y = np.asarray(outputs, dtype=np.float32)
+    if head in ("softmax", "sigmoid"):
+        return y
+    if y.shape[1] == 1:
+        return 0.5 * (1.0 + np.tanh(0.5 * y))  # the sigmoid, without overflow for large |y|
+    e = np.exp(y - y.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def blend_window(tile: tuple[int, int], overlap: int) -> np.ndarray:
+    """Stitching weights (h, w): 1 in the middle, falling linearly over `overlap` pixels towards
+    the tile's edges but never to 0, so a pixel only one tile covers keeps that tile's value."""
+
+    def ramp(n: int) -> np.ndarray:
+        d = np.arange(n, dtype=np.float32)
+        return np.minimum(1.0, np.minimum(d + 1, n - d) / (overlap + 1))
+
+    return np.outer(ramp(tile[0]), ramp(tile[1])).astype(np.float32)
+
+
+def mask_of(probs: np.ndarray) -> np.ndarray:
+    """Class ids (H, W) of probabilities (K, H, W): the argmax, or p >= 0.5 for a single unit."""
+    if probs.shape[0] == 1:
+        return (probs[0] >= 0.5).astype(np.uint8)
+    return probs.argmax(axis=0)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A scene's class probabilities (K, H, W), from how many tiles and TTA variants per tile."""
+
+    probs: np.ndarray
+    tiles: int
+    tta: int
+
+    @property
+    def mask(self) -> np.ndarray:
+        return mask_of(self.probs)
+
+
+@dataclass(frozen=True)
+class SceneSegmenter:
+    """Segments scenes (C, H, W) of any size with a model of fixed tile size, tile by tile.
+
+    Tiles are placed by netspec.data.tiles.grid; a scene smaller than a tile is reflect-padded
+    and its output cropped back. Each tile's raw values go through `prepare` (the model's value
+    steps), then through every TTA variant; `run` maps a batch of model inputs (N, C, h, w)
+    float32 to outputs (N, K, h, w). Probabilities (see `probabilities`) are averaged over the
+    variants, blended across tiles with `blend_window` and normalized by the summed weights.
+    """
+
+    run: Run
+    tile: tuple[int | None, int | None] = (None, None)  # the model's input (h, w); None: any
+    overlap: int | None = None  # pixels; default: a quarter of the smaller tile side
+    tta: bool = False
+    batch_size: int = 16  # model inputs per call of `run` (tiles x variants)
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None  # raw tiles -> model inputs
+    head: str | None = None  # softmax | sigmoid: the outputs are probabilities already
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise SceneError(f"batch size {self.batch_size}: expected a positive number")
+        sides = [d for d in self.tile if d is not None]
+        if any(d < 1 for d in sides):
+            raise SceneError(f"tile {self.tile}: expected positive sides")
+        side = min(sides, default=None)
+        if self.overlap is not None and (self.overlap < 0 or (side and self.overlap >= side)):
+            raise SceneError(
+                f"overlap {self.overlap}: expected 0 <= overlap < the tile side {side}"
+            )
+
+    def tile_for(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """The tile (h, w) for a scene of `shape` (H, W): the model's, or the scene's if dynamic."""
+        return (self.tile[0] or shape[0], self.tile[1] or shape[1])
+
+    def overlap_for(self, tile: tuple[int, int]) -> int:
+        overlap = min(tile) // 4 if self.overlap is None else self.overlap
+        return min(overlap, min(tile) - 1)  # a dynamic side (one tile of the scene) may be short
+
+    def segment(self, scene: np.ndarray) -> Segmentation:
+        """Class probabilities (K, H, W) of one scene of raw values (C, H, W)."""
+        scene = np.asarray(scene, dtype=np.float32)
+        if scene.ndim != 3:
+            raise SceneError(f"scene of shape {scene.shape}; expected (C, H, W)")
+        H, W = scene.shape[1:]
+        h, w = tile = self.tile_for((H, W))
+        top, left = max(0, h - H) // 2, max(0, w - W) // 2
+        if h > H or w > W:  # smaller than a tile: reflect the scene's own values around it
+            pad = ((0, 0), (top, max(0, h - H) - top), (left, max(0, w - W) - left))
+            scene = np.pad(scene, pad, mode="reflect")
+        overlap = self.overlap_for(tile)
+        starts = grid(scene.shape[1:], tile, overlap)
+        variants = tta_variants(tile, self.tta)
+        window = blend_window(tile, overlap)
+        total = weight = None
+        per_call = max(1, self.batch_size // len(variants))
+        for i in range(0, len(starts), per_call):
+            group = starts[i : i + per_call]
+            raw = np.stack([scene[:, t : t + h, s : s + w] for t, s in group])
+            probs = self._tile_probs(raw, variants)
+            if probs.shape[2:] != tile:
+                if len(starts) == 1 and tile == (H, W):  # the whole scene: take it as it comes
+                    return Segmentation(probs[0], 1, len(variants))
+                raise SceneError(
+                    f"outputs of {probs.shape[3]}x{probs.shape[2]} for tiles of {w}x{h} (width x "
+                    "height): tiles are stitched only when the output has the input's size"
+                )
+            if total is None:
+                total = np.zeros((probs.shape[1], *scene.shape[1:]), dtype=np.float32)
+                weight = np.zeros(scene.shape[1:], dtype=np.float32)
+            for (t, s), p in zip(group, probs):
+                total[:, t : t + h, s : s + w] += p * window
+                weight[t : t + h, s : s + w] += window
+        assert total is not None and weight is not None  # grid() gives at least one tile
+        probs = (total / weight)[:, top : top + H, left : left + W]
+        return Segmentation(np.ascontiguousarray(probs), len(starts), len(variants))
+
+    __call__ = segment
+
+    def _tile_probs(self, raw: np.ndarray, variants: Sequence[Variant]) -> np.ndarray:
+        """Probabilities (n, K, h, w) of n raw tiles, averaged over the TTA variants."""
+        x = self.prepare(raw) if self.prepare is not None else raw
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4:
+            raise SceneError(f"prepared tiles of shape {x.shape}; expected (N, C, h, w)")
+        inputs = np.concatenate([transform(x, v) for v in variants])  # variant-major
+        outs = []
+        for i in range(0, len(inputs), self.batch_size):
+            out = np.asarray(self.run(np.ascontiguousarray(inputs[i : i + self.batch_size])))
+            if out.ndim != 4 or len(out) != min(self.batch_size, len(inputs) - i):
+                raise SceneError(
+                    f"outputs of shape {out.shape} for {min(self.batch_size, len(inputs) - i)} "
+                    "tiles; expected (N, K, h, w)"
+                )
+            outs.append(probabilities(out, self.head))
+        probs = np.concatenate(outs).reshape(len(variants), len(x), *outs[0].shape[1:])
+        return sum(untransform(p, v) for p, v in zip(probs, variants)) / len(variants)
+
+
+def segment_scene(
+    run: Run,
+    scene: np.ndarray,
+    tile: tuple[int | None, int | None] = (None, None),
+    *,
+    overlap: int | None = None,
+    tta: bool = False,
+    batch_size: int = 16,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+    head: str | None = None,
+) -> np.ndarray:
+    """Class probabilities (K, H, W) of a scene (C, H, W), tiled: see SceneSegmenter."""
+    segmenter = SceneSegmenter(run, tile, overlap, tta, batch_size, prepare, head)
+    return segmenter.segment(scene).probs
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -569,13 +949,22 @@ class Interpreter:
 
     def mask(self, sample: Sample, y: np.ndarray) -> dict[str, Any]:
         """Argmax over the classes (K, H, W) -> a palette PNG `<stem>_mask.png` in out_dir."""
-        Image = _pillow(self.info.path, "writing segmentation masks")
         k = y.shape[0]
         if k == 1:
             cut = 0.5 if self.info.head == "sigmoid" else 0.0
             classes = (y[0] >= cut).astype(np.uint8)
         else:
             classes = y.argmax(axis=0)
+        return self.write_mask(sample, classes, k)
+
+    def scene(self, sample: Sample, seg: Segmentation) -> dict[str, Any]:
+        """A segmented scene -> its mask file, and how many tiles and TTA variants made it."""
+        result = self.write_mask(sample, seg.mask, seg.probs.shape[0])
+        return {**result, "tiles": seg.tiles, "tta": seg.tta}
+
+    def write_mask(self, sample: Sample, classes: np.ndarray, k: int) -> dict[str, Any]:
+        """Class ids (H, W) of K classes -> a palette PNG `<stem>_mask.png` in out_dir."""
+        Image = _pillow(self.info.path, "writing segmentation masks")
         if k > 256:
             raise _error(f"{k} classes: a palette mask holds at most 256", self.info.path)
         name = f"{sample.stem}_mask.png"
@@ -623,17 +1012,41 @@ def predict(
     provider: str = "auto",
     batch_size: int = 64,
     out_dir: str | Path | None = None,
+    overlap: int | None = None,
+    tta: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
 
     Each result is {input, predictions: [{label, score}]} (classification),
-    {input, values} (regression) or {input, mask, size, pixels} (segmentation).
+    {input, values} (regression) or {input, mask, size, pixels, tiles, tta} (segmentation).
+    Segmentation models take scenes of any size, predicted tile by tile (tiles overlapping by
+    `overlap` pixels, default a quarter of the tile side) and with `tta` averaged over the
+    symmetries of each tile; their masks have the scene's size.
     """
     if batch_size < 1:
         raise _error(f"--batch-size {batch_size}: expected a positive number")
+    check_overlap(overlap, (None, None))
     paths = [Path(p) for p in inputs]
     predictor = Predictor(model, provider)
-    interpret = Interpreter(predictor.info, top_k, None if out_dir is None else Path(out_dir))
+    info = predictor.info
+    interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
+    if is_scene_model(info):
+        segmenter = predictor.segmenter(overlap, tta, batch_size)
+        check_inputs(paths)
+        for sample in read_scenes(paths, info):
+            try:
+                seg = segmenter.segment(sample.x)
+            except SceneError as exc:
+                raise _error(f"{sample.name}: {exc}", info.path) from None
+            yield interpret.scene(sample, seg)
+        return
+    for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
+        if given:
+            raise _error(
+                f"{flag}: only segmentation models (output (K, H, W) over image inputs) are "
+                f"predicted tile by tile; this model's output is {_shape(info.output_shape)}",
+                info.path,
+            )
     check_inputs(paths)
     batch: list[Sample] = []
 
@@ -658,9 +1071,21 @@ __all__ = [
     "ModelInfo",
     "PredictError",
     "Predictor",
+    "SceneError",
+    "SceneSegmenter",
+    "Segmentation",
+    "blend_window",
+    "mask_of",
     "model_info",
     "open_session",
     "predict",
     "prepare",
+    "probabilities",
+    "read_scenes",
+    "read_tiff",
+    "segment_scene",
     "text_lines",
+    "transform",
+    "tta_variants",
+    "untransform",
 ]

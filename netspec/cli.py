@@ -216,7 +216,8 @@ def predict(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows.",
+            help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows; "
+            "for segmentation, scenes of any size: images, multi-band .tif, .npy (C, H, W).",
             show_default=False,
         ),
     ],
@@ -232,6 +233,24 @@ def predict(
         Path | None,
         typer.Option("--out-dir", help="Where segmentation masks go (default: here)."),
     ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--overlap",
+            help="Segmentation: pixels by which tiles overlap when a scene is predicted tile by "
+            "tile (blended across the overlap); 0 or more, below the tile side. "
+            "Default: a quarter of the tile side.",
+            show_default=False,
+        ),
+    ] = None,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Segmentation: test-time augmentation, averaging each tile's class "
+            "probabilities over its 8 rotations and mirrors (4 for tiles that are not square).",
+        ),
+    ] = False,
 ) -> None:
     """Run an exported model with onnxruntime on inputs, preprocessed as the model records."""
     # onnxruntime only: predict never imports torch (a test checks it).
@@ -248,6 +267,8 @@ def predict(
                 provider=provider,
                 batch_size=batch_size,
                 out_dir=out_dir,
+                overlap=overlap,
+                tta=tta,
             )
         ):
             if as_json:
