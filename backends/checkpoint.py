@@ -67,3 +67,10 @@ def load_optimizer_state(
     for pid, st in rest["scalars"].items():
         state.setdefault(int(pid), {}).update(st)
     opt.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+    # Saved tensors come back contiguous; a channels-last parameter's moments must be
+    # channels-last too, or the fused step (which walks memory in order) pairs the wrong elements.
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    opt.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
