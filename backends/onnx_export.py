@@ -985,7 +985,12 @@ def run_samples(run: Run, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.permutation(len(data))[:n])
         data = _geometry(replace(data, x=data.x[idx], y=data.y[idx]), spec)
-        x = preprocess(data.x, pre, run.graph.input_shape)
+        x = data.x
+        if data.y.ndim == 3 and len(run.graph.input_shape) == 3:
+            # Segmentation scenes may be larger than the input: check on their top-left tiles.
+            h, w = run.graph.input_shape[1:]
+            x = x[:, :, :h, :w]
+        x = preprocess(x, pre, run.graph.input_shape)
     except (NetspecError, OSError, ValueError, ImportError, KeyError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"the run's data could not be loaded ({reason}): checked on random inputs only"

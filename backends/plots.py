@@ -1,17 +1,26 @@
-"""Training-curve plots (loss and metrics per epoch, training next to validation) as PNG files."""
+"""Training-curve plots and segmentation prediction grids (input, true, predicted) as PNG files."""
 
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["history_figure", "metric_families", "plot_history"]
+__all__ = [
+    "history_figure",
+    "metric_families",
+    "plot_history",
+    "plot_predictions",
+    "predictions_figure",
+]
 
 # Keys of a history row that are coordinates or bookkeeping, not curves.
 _NOT_CURVES = frozenset({"epoch", "step", "time", "epoch_time", "seconds"})
@@ -105,6 +114,202 @@ def plot_history(history: list[dict[str, float]], path: Path, *, title: str) -> 
     """
     path = Path(path)
     fig = history_figure(history, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a plot is an ordinary output file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- segmentation predictions: one row per tile ------------------------------------------------
+
+# Label -1: a dark neutral grey, unlike every colour of tab10/tab20 (their greys are 0.5, 0.78).
+IGNORED_COLOR = (0.3, 0.3, 0.3)
+# The errors column: magenta is in neither palette, so it cannot be read as a class colour.
+_CORRECT_COLOR = (0.95, 0.95, 0.95)
+_WRONG_COLOR = (1.0, 0.0, 1.0)
+
+
+def _class_colors(k: int) -> np.ndarray:
+    """(k, 3) RGB: a qualitative palette (tab10, tab20), hues spread evenly beyond 20 classes."""
+    from matplotlib import colormaps
+
+    if k <= 10:
+        return np.asarray(colormaps["tab10"].colors[:k], dtype=float).reshape(k, 3)
+    if k <= 20:
+        return np.asarray(colormaps["tab20"].colors[:k], dtype=float)
+    return np.asarray(colormaps["hsv"](np.arange(k) / k))[:, :3]
+
+
+def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) -> an (H, W) grey or (H, W, 3) RGB image in [0, 1], and the colormap.
+
+    Each band is stretched between its own 2nd and 98th percentiles, as remote-sensing viewers
+    do: raw reflectances, 16-bit counts and standardized values all come out visible, and a few
+    saturated pixels do not wash the rest out. 3 bands show as RGB, other counts their first 3
+    (2 bands: the first, in grey).
+    """
+    bands = image[:3] if image.shape[0] >= 3 else image[:1]
+    out = np.zeros(bands.shape, dtype=float)
+    for i, band in enumerate(bands.astype(float)):
+        finite = np.isfinite(band)
+        if not finite.any():
+            continue
+        lo, hi = np.percentile(band[finite], [2, 98])
+        if hi > lo:
+            out[i] = np.clip((np.where(finite, band, lo) - lo) / (hi - lo), 0, 1)
+    if len(out) == 1:
+        return out[0], "gray"
+    return np.moveaxis(out, 0, -1), None
+
+
+def _row_iou(true: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Mean IoU over the classes present (in the true or the predicted mask); -1 ignored."""
+    valid = true >= 0
+    t, p = true[valid], pred[valid]
+    ious = []
+    for c in range(k):
+        union = np.count_nonzero((t == c) | (p == c))
+        if union:
+            ious.append(np.count_nonzero((t == c) & (p == c)) / union)
+    return float(np.mean(ious)) if ious else math.nan
+
+
+def _check_predictions(
+    images: np.ndarray, true: np.ndarray, pred: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images, true, pred = np.asarray(images), np.asarray(true), np.asarray(pred)
+    if k == 0:
+        raise ValueError("classes: give at least one class name")
+    if images.ndim != 4:
+        raise ValueError(f"images must be (n, C, H, W), got shape {images.shape}")
+    n, _, h, w = images.shape
+    for name, mask in (("true", true), ("pred", pred)):
+        if mask.shape != (n, h, w):
+            raise ValueError(
+                f"{name} must be (n, H, W) = {(n, h, w)} to match images {images.shape}, "
+                f"got {mask.shape}"
+            )
+        if not np.issubdtype(mask.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer class indices, got {mask.dtype}")
+        if mask.size and (mask.min() < -1 or mask.max() >= k):
+            raise ValueError(
+                f"{name} holds values from {mask.min()} to {mask.max()}; expected class "
+                f"indices 0..{k - 1} for the {k} classes, or -1 for ignored pixels"
+            )
+    if n == 0:
+        raise ValueError("no tiles to plot (n = 0)")
+    return images, true, pred
+
+
+def predictions_figure(
+    images: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    *,
+    classes: Sequence[str],
+    title: str,
+    errors: bool = True,
+) -> Figure:
+    """A grid with one row per tile: input, true mask, predicted mask (and errors).
+
+    images: (n, C, H, W), raw or normalized (see `_display`); true, pred: (n, H, W) class
+    indices, -1 for ignored pixels (grey). A class has one colour in both mask columns, named
+    in a legend below the grid. The predicted column's title gives the row's IoU, the mean over
+    the classes present in its true or predicted mask, ignored pixels left out. The "errors"
+    column marks wrong pixels in magenta.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
+    except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
+        raise ModuleNotFoundError(
+            "plotting predictions needs matplotlib: pip install matplotlib"
+        ) from e
+    k = len(classes)
+    images, true, pred = _check_predictions(images, true, pred, k)
+    n, _, h, w = images.shape
+    # Lookup tables indexed by label + 1, so that -1 (ignored) is row 0.
+    colors = _class_colors(k)
+    lut = np.vstack([IGNORED_COLOR, colors])
+    columns = ["input", "true mask", "predicted mask"] + (["errors"] if errors else [])
+    cell = 2.4 * min(1.6, max(0.6, w / h)), 2.4  # wide tiles get wider cells, within reason
+    fig = Figure(figsize=(cell[0] * len(columns) + 0.4, cell[1] * n + 0.9), layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title)
+    axes = fig.subplots(n, len(columns), squeeze=False)
+    for r in range(n):
+        shown, cmap = _display(images[r])
+        wrong = (true[r] != pred[r]) & (true[r] >= 0)
+        panels = [shown, lut[true[r] + 1], lut[pred[r] + 1]]
+        if errors:
+            err = np.empty((h, w, 3))
+            err[...] = _CORRECT_COLOR
+            err[wrong] = _WRONG_COLOR
+            err[true[r] < 0] = IGNORED_COLOR
+            panels.append(err)
+        iou = _row_iou(true[r], pred[r], k)
+        titles = list(columns) if r == 0 else [""] * len(columns)
+        titles[2] = "\n".join(
+            filter(None, [titles[2], "IoU n/a" if math.isnan(iou) else f"IoU {iou:.2f}"])
+        )
+        if errors:
+            valid = np.count_nonzero(true[r] >= 0)
+            share = np.count_nonzero(wrong) / valid if valid else math.nan
+            titles[3] = "\n".join(
+                filter(None, [titles[3], "" if math.isnan(share) else f"{share:.1%} wrong"])
+            )
+        for c, (ax, panel) in enumerate(zip(axes[r], panels)):
+            ax.imshow(
+                panel,
+                cmap=cmap if c == 0 else None,
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",  # masks are labels: no blending across classes
+            )
+            ax.set_title(titles[c], fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(f"tile {r}", fontsize=9)
+    handles = [
+        Patch(facecolor=colors[i], edgecolor="none", label=str(c)) for i, c in enumerate(classes)
+    ]
+    if (true < 0).any() or (pred < 0).any():
+        handles.append(Patch(facecolor=IGNORED_COLOR, edgecolor="none", label="ignored"))
+    if errors:
+        handles.append(Patch(facecolor=_WRONG_COLOR, edgecolor="none", label="wrong (errors)"))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 6),
+        fontsize=9,
+        frameon=False,
+    )
+    return fig
+
+
+def plot_predictions(
+    images: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    path: Path,
+    *,
+    classes: Sequence[str],
+    title: str,
+) -> None:
+    """Write the prediction grid of `predictions_figure` to the PNG file `path`, atomically."""
+    fig = predictions_figure(images, true, pred, classes=classes, title=title)
+    _save_png(fig, Path(path))
+
+
+def _save_png(fig: Figure, path: Path) -> None:
+    """savefig to a temp file in the same directory, then os.replace (as plot_history does)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

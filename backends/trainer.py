@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from netspec import __version__
 from netspec.backends import checkpoint
 from netspec.backends.augment import Augmenter
+from netspec.backends.losses import LossFn, balanced_class_weights, make_loss
 from netspec.backends.metrics import Metrics
 from netspec.backends.torch_lower import NetModule, build_module
-from netspec.data.pipeline import Prepared, Preprocessing, prepare
+from netspec.data.pipeline import Prepared, Preprocessing, cut_tiles, prepare
 from netspec.errors import DataError, NetspecError, Problem, SpecError
 from netspec.fileio import write_text
 from netspec.ir import Graph
@@ -121,68 +121,80 @@ class Normalizer:
 # --- losses ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LossFn:
-    name: str
-    label_smoothing: float
-
-    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.name == "cross_entropy":  # `out` are logits: log-softmax + NLL in one stable op
-            if out.ndim > 2:  # (N, K, H, W) per-pixel classes
-                return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
-            return F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
-        if self.name == "binary_cross_entropy":  # logits: sigmoid + BCE fused
-            target = y.float().view_as(out)
-            if self.label_smoothing:
-                target = target * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-            return F.binary_cross_entropy_with_logits(out, target)
-        target = y.float().view_as(out)
-        if self.name == "mse":
-            return F.mse_loss(out, target)
-        return F.l1_loss(out, target)
+def _loss_error(message: str, hint: str | None = None) -> SpecError:
+    return SpecError([Problem(f"train.loss: {message}", hint=hint)])
 
 
 def choose_loss(spec: TrainSpec, prepared: Prepared, module: NetModule) -> LossFn:
-    name = spec.loss.name if spec.loss else None
-    smoothing = spec.loss.label_smoothing if spec.loss else 0.0
-    default = {"multiclass": "cross_entropy", "binary": "binary_cross_entropy", "regression": "mse"}
-    name = name or default[prepared.task]
-    if prepared.task == "regression" and name not in ("mse", "mae"):
-        raise SpecError(
-            [
-                Problem(
-                    f"train.loss: {name} needs class labels, but the data are regression targets",
-                    hint="use loss: mse or mae",
-                )
-            ]
+    """The spec's loss (or the task's default), checked against the data and the output layer."""
+    cfg = spec.loss
+    shape = tuple(module.graph.output.shape)
+    task = prepared.task
+    if task == "segmentation":
+        default = "binary_cross_entropy" if shape[0] == 1 else "cross_entropy"
+    else:
+        default = {"multiclass": "cross_entropy", "binary": "binary_cross_entropy"}.get(task, "mse")
+    terms = cfg.terms if cfg else (default,)
+    regression = {"mse", "mae"}
+    if task == "regression" and not set(terms) <= regression:
+        wrong = next(t for t in terms if t not in regression)
+        raise _loss_error(
+            f"{wrong} needs class labels, but the data are regression targets",
+            hint="use loss: mse or mae",
         )
-    if prepared.task != "regression" and name in ("mse", "mae"):
-        raise SpecError(
-            [
-                Problem(
-                    f"train.loss: {name} is for regression, but the data have classes",
-                    hint="use cross_entropy (or binary_cross_entropy)",
-                )
-            ]
+    if task != "regression" and set(terms) & regression:
+        wrong = next(t for t in terms if t in regression)
+        raise _loss_error(
+            f"{wrong} is for regression, but the data have classes",
+            hint="use cross_entropy (or binary_cross_entropy), optionally + dice",
         )
-    if name == "binary_cross_entropy":
-        # The loss sees the logits before the head; a softmax head would then be trained as if it
-        # were a sigmoid (and a softmax over one unit always outputs 1).
-        shape = tuple(module.graph.output.shape)
-        targets = math.prod(prepared.train.y.shape[1:])  # 1 per sample for class labels
-        if module.head == "softmax" or math.prod(shape) != targets:
-            raise SpecError(
-                [
-                    Problem(
-                        f"train.loss: binary_cross_entropy needs a single sigmoid output unit, "
-                        f"but the network ends in {module.head or 'no activation'} with output "
-                        f"{shape}",
-                        hint="end the network with `dense: {units: 1, activation: sigmoid}`, or "
-                        "use a softmax over 2 units with loss: cross_entropy",
-                    )
-                ]
-            )
-    return LossFn(name, smoothing)
+    single = shape[0] == 1 if task == "segmentation" else math.prod(shape) == 1
+    if "binary_cross_entropy" in terms and (module.head == "softmax" or not single):
+        # The loss sees the logits before the head; a softmax head would then be trained as if
+        # it were a sigmoid (and a softmax over one unit always outputs 1).
+        unit = "map" if task == "segmentation" else "unit"
+        raise _loss_error(
+            f"binary_cross_entropy needs a single sigmoid output {unit}, but the network ends "
+            f"in {module.head or 'no activation'} with output {shape}",
+            hint="end the network with a single sigmoid output, or use a softmax over 2 "
+            "classes with loss: cross_entropy",
+        )
+    if "cross_entropy" in terms and single and task != "regression":
+        raise _loss_error(
+            f"cross_entropy needs one output per class, the network's output is {shape}",
+            hint="use binary_cross_entropy with a single sigmoid output",
+        )
+    k = len(prepared.classes) if prepared.classes else 0
+    class_weights = None
+    if cfg is not None and cfg.class_weights is not None:
+        if cfg.class_weights == "balanced":
+            class_weights = balanced_class_weights(prepared.train.y, k)
+        else:
+            if len(cfg.class_weights) != k:
+                raise _loss_error(
+                    f"{len(cfg.class_weights)} class_weights for {k} classes "
+                    f"({', '.join(prepared.classes or ())}); give one per class"
+                )
+            class_weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
+    try:
+        return make_loss(
+            terms,
+            weights=cfg.weights if cfg else None,
+            class_weights=class_weights,
+            label_smoothing=cfg.label_smoothing if cfg else 0.0,
+        )
+    except ValueError as exc:
+        raise _loss_error(str(exc)) from None
+
+
+def default_metrics(task: str, asked: list[str] | None) -> list[str]:
+    """The metrics a run reports: those asked for that fit the task, or the task's defaults."""
+    if task == "segmentation":
+        return list(asked) if asked else ["iou", "dice", "pixel_accuracy"]
+    if task == "regression":
+        picked = [m for m in asked or () if m in ("mae", "rmse")]
+        return picked or ["mae"]
+    return list(asked) if asked else ["accuracy"]
 
 
 # --- optimizers and schedules -----------------------------------------------------------------
@@ -429,11 +441,11 @@ class Trainer:
         if spec.init is not None:
             loaded = init_from(self.module, spec, graph.file)
             self.log(f"init: loaded {len(loaded)} layers from {spec.init.from_}")
-        self.loss_fn = choose_loss(spec, self.data, self.module)
+        self.loss_fn = choose_loss(spec, self.data, self.module).to(self.device)
         # Class losses take the logits (the head is fused into the loss); regression losses
         # compare what the network outputs, its final activation included.
-        self.logits = self.loss_fn.name in ("cross_entropy", "binary_cross_entropy")
-        if self.loss_fn.name == "cross_entropy" and self.module.head == "sigmoid":
+        self.logits = self.loss_fn.on_logits
+        if "cross_entropy" in self.loss_fn.terms and self.module.head == "sigmoid":
             raise SpecError(
                 [
                     Problem(
@@ -447,7 +459,10 @@ class Trainer:
         self.test = self._tensors(self.data.test) if self.data.test is not None else None
         self.trainable = [p for p in self.module.parameters() if p.requires_grad]
         self.opt = make_optimizer(spec, self.trainable)
-        n = len(self.y_train)
+        # Segmentation scenes larger than the input give several random tiles each per epoch.
+        self.per_scene = self.data.tiles_per_scene if self.data.random_tiles else 1
+        self.crops = torch.Generator().manual_seed(spec.seed + 2)
+        n = self.n_train = len(self.y_train) * self.per_scene
         self.steps = (
             max(1, n // spec.batch_size)
             if n % spec.batch_size == 1
@@ -466,11 +481,7 @@ class Trainer:
                 ]
             )
         k = len(self.data.classes) if self.data.classes else 0
-        self.metric_names = [
-            m for m in spec.metrics if self.data.task != "regression" or m in ("mae", "rmse")
-        ]
-        if self.data.task == "regression" and not self.metric_names:
-            self.metric_names = ["mae"]
+        self.metric_names = default_metrics(self.data.task, spec.metrics)
         try:
             self.metrics = Metrics(self.metric_names, task=self.data.task, num_classes=max(k, 1))
         except ValueError as exc:
@@ -485,7 +496,7 @@ class Trainer:
     def _tensors(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
         y = torch.from_numpy(np.ascontiguousarray(data.y))
-        y = y.long() if self.data.task == "multiclass" else y.float()
+        y = y.long() if self.data.task in ("multiclass", "segmentation") else y.float()
         return x, y.to(self.device)
 
     def _regularizers(self) -> list[tuple[torch.Tensor, float, float]]:
@@ -521,25 +532,51 @@ class Trainer:
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training batch: gathered, normalized, in the model's layout, augmented."""
-        xb = self._prep(self.x_train[idx])
-        yb = self.y_train[idx]
+        if self.data.random_tiles:
+            xb, yb = self._random_tiles(idx)
+            xb = self._prep(xb)
+        else:
+            xb = self._prep(self.x_train[idx])
+            yb = self.y_train[idx]
         if self.augment.enabled:
-            xb, _ = self.augment(xb)
+            # Masks get the very same flips, symmetries and shifts as their images.
+            xb, mask = self.augment(xb, yb if yb.ndim == 3 else None)
+            yb = mask if mask is not None else yb
         return xb, yb
+
+    def _random_tiles(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random tile of the input's size from each scene `idx`, with its mask (one gather)."""
+        assert self.data.tile is not None
+        h, w = self.data.tile
+        c, sh, sw = self.x_train.shape[1:]
+        b = idx.shape[0]
+        tops = torch.randint(0, sh - h + 1, (b, 1), generator=self.crops)
+        lefts = torch.randint(0, sw - w + 1, (b, 1), generator=self.crops)
+        rows = (tops + torch.arange(h)).to(self.device)[:, :, None]  # (B, h, 1)
+        cols = (lefts + torch.arange(w)).to(self.device)[:, None, :]  # (B, 1, w)
+        scene = idx[:, None, None]
+        x = self.x_train[
+            scene[:, None],
+            torch.arange(c, device=self.device)[:, None, None],
+            rows[:, None],
+            cols[:, None],
+        ]
+        return x, self.y_train[scene, rows, cols]
 
     def train_epoch(self) -> dict[str, float]:
         m = self.module
         m.train()  # frozen batchnorms keep using their running statistics (see the lowering)
         self.metrics.reset()
-        perm = torch.randperm(len(self.y_train), generator=self.shuffle).to(self.device)
+        perm = torch.randperm(self.n_train, generator=self.shuffle)
+        if self.per_scene > 1:
+            perm = perm % len(self.y_train)  # each scene per_scene times, in random order
+        perm = perm.to(self.device)
         total = torch.zeros((), device=self.device)
         seen = 0
         t0 = time.perf_counter()
         bar = self._bar()
         try:
-            for step, idx in enumerate(
-                self._batches(len(self.y_train), self.spec.batch_size, perm)
-            ):
+            for step, idx in enumerate(self._batches(self.n_train, self.spec.batch_size, perm)):
                 xb, yb = self._batch(idx)
                 with self._autocast():
                     out = self._forward(xb)
@@ -571,7 +608,11 @@ class Trainer:
         return row
 
     @torch.inference_mode()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> dict[str, float]:
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None
+    ) -> dict[str, float]:
+        # Per-pixel outputs are large: a few dozen tiles at a time keep memory flat.
+        batch_size = batch_size or (32 if self.data.task == "segmentation" else 512)
         m = self.module
         m.eval()
         self.metrics.reset()
@@ -757,6 +798,7 @@ class Trainer:
         tensors.update(opt_tensors)
         tensors["rng/torch"] = torch.get_rng_state()
         tensors["rng/shuffle"] = self.shuffle.get_state()
+        tensors["rng/crops"] = self.crops.get_state()
         tensors.update({f"rng/augment/{k}": v for k, v in self.augment.state_dict().items()})
         if self.device.type == "cuda":
             tensors["rng/cuda"] = torch.cuda.get_rng_state(self.device)
@@ -820,6 +862,8 @@ class Trainer:
             self.sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(tensors["rng/torch"])
         self.shuffle.set_state(tensors["rng/shuffle"])
+        if "rng/crops" in tensors:
+            self.crops.set_state(tensors["rng/crops"])
         self.augment.load_state_dict(
             {
                 k[len("rng/augment/") :]: v
@@ -842,6 +886,50 @@ class Trainer:
         w.writerows(self.state.history)
         write_text(self.run_dir / "metrics.csv", buf.getvalue())
 
+    def _per_class(self) -> dict[str, dict[str, float | None]]:
+        """IoU and Dice of each class from the last evaluation, by class name."""
+        table = self.metrics.per_class()
+        names = self.data.classes or ()
+        return {
+            name: {metric: values[i] for metric, values in table.items()}
+            for i, name in enumerate(names)
+        }
+
+    @torch.inference_mode()
+    def _plot_predictions(self, n: int = 6) -> None:
+        """predictions.png: input, true mask and predicted mask of a few validation tiles."""
+        from netspec.backends.plots import plot_predictions
+
+        x, y = self.val if self.val is not None else self.test or (None, None)
+        if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
+            idx = torch.arange(min(n, len(self.y_train)), device=self.device)
+            x, y = (
+                self._random_tiles(idx)
+                if self.data.random_tiles
+                else (
+                    self.x_train[idx],
+                    self.y_train[idx],
+                )
+            )
+            split = "training"
+        else:
+            split = "validation" if self.val is not None else "test"
+        # Spread over the set: consecutive tiles often come from one scene.
+        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
+        xb, yb = x[pick], y[pick]
+        self.module.eval()
+        with self._autocast():
+            out = self.module.forward_logits(self._prep(xb)).float()
+        pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
+        plot_predictions(
+            xb.float().cpu().numpy(),
+            yb.cpu().numpy(),
+            pred.cpu().numpy(),
+            self.run_dir / "predictions.png",
+            classes=list(self.data.classes or ()),
+            title=f"{self.graph.name}: {split} tiles",
+        )
+
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
         best_path = self.run_dir / "checkpoint" / "best.safetensors"
@@ -860,6 +948,13 @@ class Trainer:
         if self.test is not None:
             result["test"] = self.evaluate(*self.test)
             self.log("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
+            if self.data.task == "segmentation":
+                result["test_per_class"] = self._per_class()
+                self.log("test per class: " + _per_class_line(result["test_per_class"]))
+        if self.data.task == "segmentation" and self.val is not None:
+            self.evaluate(*self.val)
+            result["val_per_class"] = self._per_class()
+            self.log("val per class: " + _per_class_line(result["val_per_class"]))
         result["stopped"] = st.stopped
         result["history"] = st.history
         write_text(
@@ -869,10 +964,22 @@ class Trainer:
             from netspec.backends.plots import plot_history
 
             plot_history(st.history, self.run_dir / "history.png", title=self.graph.name)
+            if self.data.task == "segmentation":
+                self._plot_predictions()
         except ImportError:
             self.log("note: matplotlib is not installed; history.png was not drawn")
         self.log(f"run saved in {self.run_dir}")
         return result
+
+
+def _per_class_line(table: dict[str, dict[str, float | None]]) -> str:
+    return "  ".join(
+        f"{name} iou {_num(v.get('iou'))} dice {_num(v.get('dice'))}" for name, v in table.items()
+    )
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _finite(v: Any) -> Any:
@@ -957,7 +1064,10 @@ def evaluate_run(
                     )
                 ]
             )
-        x, y = t.x_train, t.y_train
+        if t.data.task == "segmentation" and t.data.tile is not None:
+            x, y = t._tensors(cut_tiles(t.data.train, t.data.tile))  # every pixel, once
+        else:
+            x, y = t.x_train, t.y_train
         split = str(data)
     elif t.test is not None:
         x, y = t.test

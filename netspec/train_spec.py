@@ -253,7 +253,11 @@ class Loss(_Section):
                 hint = suggest(t, LOSSES)
                 raise ValueError(
                     f"unknown loss {t!r}"
-                    + (f"; did you mean {hint!r}?" if hint else f"; expected one of {', '.join(LOSSES)}")
+                    + (
+                        f"; did you mean {hint!r}?"
+                        if hint
+                        else f"; expected one of {', '.join(LOSSES)}"
+                    )
                 )
         if len(set(terms)) != len(terms):
             raise ValueError(f"a loss term is repeated in {v!r}")

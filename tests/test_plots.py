@@ -6,12 +6,20 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 pytest.importorskip("matplotlib")
 
-from netspec.backends.plots import history_figure, metric_families, plot_history
+from netspec.backends.plots import (
+    IGNORED_COLOR,
+    history_figure,
+    metric_families,
+    plot_history,
+    plot_predictions,
+    predictions_figure,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -124,3 +132,130 @@ def test_single_epoch_has_integer_ticks() -> None:
     fig = history_figure(history(1), title="t")
     for ax in fig.axes:
         assert list(ax.get_xticks()) == [1.0]
+
+
+# --- plot_predictions: segmentation grids -------------------------------------------------------
+
+CLASSES = ["background", "water", "forest"]
+
+
+def seg_tiles(n: int, bands: int, size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw-looking tiles (uint16-like counts) with a square of class 1, a stripe of class 2."""
+    rng = np.random.default_rng(bands)
+    true = np.zeros((n, size, size), dtype=np.int64)
+    true[:, 4:14, 4:14] = 1
+    true[:, 20:26, :] = 2
+    images = rng.normal(1000, 50, size=(n, bands, size, size)) + 300 * true[:, None]
+    pred = true.copy()
+    pred[:, 4:14, 4:9] = 0  # half the square missed
+    return images.astype(np.float32), true, pred
+
+
+@pytest.mark.parametrize("bands", [1, 3, 8])
+def test_predictions_png(tmp_path: Path, bands: int) -> None:
+    images, true, pred = seg_tiles(3, bands)
+    path = tmp_path / "preds" / "grid.png"  # parent folders are created
+    plot_predictions(images, true, pred, path, classes=CLASSES, title=f"{bands} bands")
+    w, h = check_png(path)
+    assert w > h / 2  # 4 columns of 3 rows: roughly square, neither a strip nor a column
+    assert 10_000 < path.stat().st_size < 2_000_000
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(("bands", "ndim"), [(1, 2), (2, 2), (3, 3), (8, 3)])
+def test_predictions_input_display(bands: int, ndim: int) -> None:
+    images, true, pred = seg_tiles(2, bands)
+    fig = predictions_figure(images, true, pred, classes=CLASSES, title="t")
+    assert len(fig.axes) == 2 * 4
+    shown = fig.axes[0].get_images()[0].get_array()
+    assert shown.ndim == ndim  # grey for 1 (and 2) bands, RGB of the first 3 otherwise
+    assert shown.min() >= 0 and shown.max() <= 1  # stretched from counts around 1000
+    assert shown.max() - shown.min() > 0.5
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles[:2] == ["input", "true mask"]
+    assert titles[2].startswith("predicted mask\nIoU ")
+    assert titles[3].startswith("errors\n")
+    assert fig.get_suptitle() == "t"
+
+
+def test_predictions_iou_and_colours() -> None:
+    images, true, pred = seg_tiles(2, 3)
+    pred[1] = true[1]  # the second row is perfect
+    fig = predictions_figure(images, true, pred, classes=CLASSES, title="t")
+    # Row 0: class 1 IoU 50/100, class 0 and 2 as computed below; row 1: 1.0.
+    t, p = true[0], pred[0]
+    ious = [((t == c) & (p == c)).sum() / ((t == c) | (p == c)).sum() for c in range(3)]
+    assert fig.axes[2].get_title().endswith(f"IoU {np.mean(ious):.2f}")
+    assert fig.axes[6].get_title() == "IoU 1.00"
+    true_img = fig.axes[1].get_images()[0].get_array()
+    pred_img = fig.axes[2].get_images()[0].get_array()
+    same = true[0] == pred[0]
+    assert np.array_equal(true_img[same], pred_img[same])  # one colour per class, both columns
+    assert len({tuple(c) for c in true_img.reshape(-1, 3)}) == 3
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == [*CLASSES, "wrong (errors)"]
+
+
+def test_predictions_ignored_pixels(tmp_path: Path) -> None:
+    images, true, pred = seg_tiles(2, 8)
+    true[:, :, :9] = -1  # the missed half of the square is ignored: no error left
+    fig = predictions_figure(images, true, pred, classes=CLASSES, title="t")
+    assert fig.axes[2].get_title().endswith("IoU 1.00")
+    true_img = fig.axes[1].get_images()[0].get_array()
+    assert np.allclose(true_img[0, 0], IGNORED_COLOR)
+    assert "ignored" in [t.get_text() for t in fig.legends[0].get_texts()]
+    true[1] = -1  # a tile with nothing to score
+    fig = predictions_figure(images, true, pred, classes=CLASSES, title="t")
+    assert fig.axes[6].get_title() == "IoU n/a"
+    plot_predictions(images, true, pred, tmp_path / "p.png", classes=CLASSES, title="t")
+    check_png(tmp_path / "p.png")
+
+
+def test_predictions_bad_input(tmp_path: Path) -> None:
+    images, true, pred = seg_tiles(2, 3)
+    path = tmp_path / "p.png"
+    bad = [
+        (images[0], true, pred, "images must be"),  # no batch axis
+        (images, true[:1], pred, "true must be"),  # fewer masks than tiles
+        (images, true, pred[:, :16], "pred must be"),  # another size
+        (images, true.astype(np.float32), pred, "integer"),
+        (images, true, pred + 2, "values from"),  # class 4 of 3
+        (images, true - 2, pred, "values from"),  # -2 is neither a class nor ignored
+        (images[:0], true[:0], pred[:0], "no tiles"),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError, match=args[3]):
+            plot_predictions(*args[:3], path, classes=CLASSES, title="t")
+    with pytest.raises(ValueError, match="class name"):
+        plot_predictions(images, true, pred, path, classes=[], title="t")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predictions_many_classes_and_wide_tiles() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 25, size=(1, 16, 48))
+    images = rng.normal(size=(1, 4, 16, 48))
+    fig = predictions_figure(images, true, true, classes=[f"c{i}" for i in range(25)], title="t")
+    assert fig.axes[2].get_title().endswith("IoU 1.00")
+    assert len(fig.legends[0].get_texts()) == 26  # 25 classes and the errors
+    w, h = fig.get_size_inches()
+    assert w > 2 * h  # wide tiles, one row: a wide figure
+
+
+def test_predictions_leave_pyplot_alone_and_write_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    was_imported = "matplotlib.pyplot" in sys.modules
+    images, true, pred = seg_tiles(1, 3)
+    predictions_figure(images, true, pred, classes=CLASSES, title="t")
+    assert ("matplotlib.pyplot" in sys.modules) == was_imported
+
+    def boom(*_: object, **__: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", boom)
+    with pytest.raises(OSError, match="disk full"):
+        plot_predictions(images, true, pred, tmp_path / "p.png", classes=CLASSES, title="t")
+    assert list(tmp_path.iterdir()) == []

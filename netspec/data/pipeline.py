@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,10 +16,13 @@ from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import load_image_folder
+from netspec.data.masks import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
+from netspec.data.shapes import make_shapes
 from netspec.data.split import split_arrays
 from netspec.data.stats import dataset_stats
 from netspec.data.table import load_csv
+from netspec.data.tiles import tile_starts
 from netspec.shapes import prod
 from netspec.train_spec import (
     ArraysData,
@@ -26,12 +30,14 @@ from netspec.train_spec import (
     Cifar10Data,
     CsvData,
     FolderData,
+    MaskFolderData,
     MnistData,
     Normalize,
+    ShapesData,
     TrainSpec,
 )
 
-Task = Literal["multiclass", "binary", "regression"]
+Task = Literal["multiclass", "binary", "regression", "segmentation"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,12 @@ def apply_values(
 
 @dataclass(frozen=True)
 class Prepared:
-    """Splits ready for training (geometry applied; value scaling left to the backend)."""
+    """Splits ready for training (geometry applied; value scaling left to the backend).
+
+    Segmentation: `train` may hold whole scenes larger than the network's input; the trainer
+    then cuts `tiles_per_scene` random tiles of size `tile` from each scene per epoch. `val` and
+    `test` are always cut into tiles once here (see `cut_tiles`), so their metrics are exact.
+    """
 
     train: ArrayData
     val: ArrayData | None
@@ -103,6 +114,13 @@ class Prepared:
     task: Task
     classes: tuple[str, ...] | None
     notes: tuple[str, ...] = ()
+    tile: tuple[int, int] | None = None  # segmentation: (h, w) of the network's input
+    tiles_per_scene: int = 1  # random training tiles per scene and epoch (1: scenes are tiles)
+
+    @property
+    def random_tiles(self) -> bool:
+        """Whether training scenes are larger than the input (so tiles are cut at random)."""
+        return self.tile is not None and tuple(self.train.x.shape[2:]) != self.tile
 
 
 def resolve_path(path: str, spec_file: str | None) -> Path:
@@ -118,6 +136,9 @@ def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> Array
     """Load the data a `train.data` section names (`test=True`: its separate test data)."""
     if isinstance(cfg, BuiltinData):
         return load_builtin(cfg.name)
+    if isinstance(cfg, ShapesData):
+        seed = cfg.seed + (1 if test else 0)  # a separate test set is another draw
+        return make_shapes(cfg.samples, tuple(cfg.size), cfg.bands, seed)  # type: ignore[arg-type]
     path = resolve_path(cfg.test_path if test and cfg.test_path else cfg.path, spec_file)
     if isinstance(cfg, MnistData):
         split = "test" if test and not cfg.test_path else cfg.split
@@ -131,7 +152,26 @@ def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> Array
         return load_image_folder(path, size=size, color=cfg.color, crop=cfg.crop)  # type: ignore[arg-type]
     if isinstance(cfg, ArraysData):
         y_path = resolve_path(cfg.y_path, spec_file) if cfg.y_path else None
-        return load_arrays(path, x_key=cfg.x_key, y_key=cfg.y_key, y_path=y_path)
+        return load_arrays(
+            path,
+            x_key=cfg.x_key,
+            y_key=cfg.y_key,
+            y_path=y_path,
+            channels=cfg.channels,
+            classes=cfg.classes,
+            mask_values=cfg.mask_values,
+            ignore_value=cfg.ignore_value,
+        )
+    if isinstance(cfg, MaskFolderData):
+        return load_mask_folder(
+            path,
+            images=cfg.images,
+            masks=cfg.masks,
+            color=cfg.color,
+            classes=cfg.classes,
+            mask_values=cfg.mask_values,
+            ignore_value=cfg.ignore_value,
+        )
     if isinstance(cfg, CsvData):
         return load_csv(path, target=cfg.target, features=cfg.features, task=cfg.task)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
@@ -151,6 +191,13 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
     x = data.x
     if not (p.grayscale or p.resize or p.center_crop):
         return data
+    if data.y.ndim == 3 and (p.resize or p.center_crop):
+        raise data_error(
+            f"{data.source}: train.preprocess resize/center_crop would move the image away from "
+            "its mask",
+            hint="segmentation scenes larger than the input are cut into tiles by themselves; "
+            "remove resize/center_crop",
+        )
     if x.ndim != 4:
         raise data_error(
             f"{data.source}: grayscale/resize/center_crop need images (N, C, H, W), got {x.shape}"
@@ -180,8 +227,57 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
     return replace(data, x=x)
 
 
+def cut_tiles(data: ArrayData, tile: tuple[int, int]) -> ArrayData:
+    """Every scene cut into a grid of tiles covering it; each pixel is scored exactly once.
+
+    Where a tile overlaps the tile above it or to its left (the last row and column of an
+    evenly spread grid do), the overlapped pixels' mask is set to -1 (ignored) in the later
+    tile, so metrics over the tiles equal metrics over the scenes.
+    """
+    h, w = tile
+    sh, sw = data.x.shape[2:]
+    if (sh, sw) == (h, w):
+        return data
+    rows, cols = tile_starts(sh, h), tile_starts(sw, w)
+    xs, ys = [], []
+    for i, top in enumerate(rows):
+        for j, left in enumerate(cols):
+            xs.append(data.x[:, :, top : top + h, left : left + w])
+            y = data.y[:, top : top + h, left : left + w].copy()
+            if i:  # rows the tile above already scored
+                y[:, : max(0, rows[i - 1] + h - top), :] = -1
+            if j:  # columns the tile to the left already scored
+                y[:, :, : max(0, cols[j - 1] + w - left)] = -1
+            ys.append(y)
+    x = np.ascontiguousarray(np.concatenate(xs))
+    return replace(data, x=x, y=np.ascontiguousarray(np.concatenate(ys)))
+
+
+def _segmentation_task(data: ArrayData, output_shape: tuple[int, ...]) -> Task:
+    """Masks need an output of one map per class (or one sigmoid map for two classes)."""
+    assert data.classes is not None
+    k = len(data.classes)
+    also = " (or a single sigmoid map)" if k == 2 else ""
+    hint = f"end the network with `conv2d: {{filters: {k}, kernel: 1, activation: softmax}}`"
+    if len(output_shape) != 3:
+        raise data_error(
+            f"{data.source}: the data are segmentation masks ({k} classes), but the network's "
+            f"output is {output_shape}; expected ({k}, H, W)",
+            hint=hint,
+        )
+    if output_shape[0] not in (k, 1) or (output_shape[0] == 1 and k != 2):
+        raise data_error(
+            f"{data.source}: {k} mask classes ({', '.join(data.classes[:5])}), but the network "
+            f"outputs {output_shape[0]} maps; expected {k}{also}",
+            hint=hint,
+        )
+    return "segmentation"
+
+
 def infer_task(data: ArrayData, output_shape: tuple[int, ...], loss: str | None) -> Task:
     """Classification or regression from the data, checked against the network's output."""
+    if data.y.ndim == 3 and data.classes is not None:
+        return _segmentation_task(data, output_shape)
     if data.classes is None or loss in ("mse", "mae"):
         return "regression"
     k = len(data.classes)
@@ -220,7 +316,8 @@ def prepare(
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions["train"] <= 0:
         raise data_error("train.data: val + test fractions leave no training data")
-    stratify = data.classes is not None
+    masks = data.y.ndim == 3
+    stratify = data.classes is not None and not masks
     parts = (
         split_arrays(data, fractions, seed=spec.seed, stratify=stratify)
         if len(fractions) > 1
@@ -233,7 +330,23 @@ def prepare(
         if "test" in parts
         else (_geometry(test, spec) if test is not None else None)
     )
+    tile: tuple[int, int] | None = None
+    per_scene = 1
+    if masks:
+        tile = _tile(train, tuple(input_shape), tuple(output_shape))
+        scene = tuple(int(d) for d in train.x.shape[2:])
+        cover = math.ceil(scene[0] / tile[0]) * math.ceil(scene[1] / tile[1])
+        per_scene = cfg.tiles_per_scene or cover
+        if scene != tile:
+            notes.append(
+                f"{len(train)} training scenes of {scene[0]}x{scene[1]}: {per_scene} random "
+                f"{tile[0]}x{tile[1]} tiles from each per epoch"
+            )
+        val = cut_tiles(val, tile) if val is not None else None
+        test = cut_tiles(test, tile) if test is not None else None
     raw_shape = tuple(int(d) for d in train.x.shape[1:])
+    if tile is not None:
+        raw_shape = (raw_shape[0], *tile)
     if prod(raw_shape) != prod(input_shape):
         raise data_error(
             f"{data.source}: samples have shape {raw_shape}, but the spec's input is {input_shape}",
@@ -274,4 +387,35 @@ def prepare(
     )
     loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
-    return Prepared(train, val, test, pre, task, train.classes, tuple(notes))
+    return Prepared(train, val, test, pre, task, train.classes, tuple(notes), tile, per_scene)
+
+
+def _tile(
+    data: ArrayData, input_shape: tuple[int, ...], output_shape: tuple[int, ...]
+) -> tuple[int, int]:
+    """The tile size of a segmentation set: the network's input (C, h, w), checked against it."""
+    if len(input_shape) != 3:
+        raise data_error(
+            f"{data.source}: segmentation masks need an image input [C, H, W], the spec's input "
+            f"is {list(input_shape)}"
+        )
+    bands, h, w = input_shape
+    sh, sw = (int(d) for d in data.x.shape[2:])
+    if data.x.shape[1] != bands:
+        raise data_error(
+            f"{data.source}: the images have {data.x.shape[1]} bands, the spec's input has "
+            f"{bands} channels",
+            hint=f"set `input: [{data.x.shape[1]}, {h}, {w}]` in the spec",
+        )
+    if sh < h or sw < w:
+        raise data_error(
+            f"{data.source}: scenes of {sh}x{sw} are smaller than the network's input {h}x{w}",
+            hint=f"set `input: [{bands}, {min(h, sh)}, {min(w, sw)}]` (or smaller) in the spec",
+        )
+    if len(output_shape) == 3 and tuple(output_shape[1:]) != (h, w):
+        raise data_error(
+            f"the network maps a {h}x{w} tile to {output_shape[1]}x{output_shape[2]} masks; "
+            "netspec trains segmentation at the input's size",
+            hint="use `padding: same` convolutions so the output keeps the input's size",
+        )
+    return h, w
