@@ -792,3 +792,34 @@ def test_training_into_an_existing_run_needs_resume(tmp_path: Path) -> None:
     make(tmp_path, TINY).fit()
     with pytest.raises(SpecError, match=r"already holds a run"):
         make(tmp_path, TINY)
+
+
+def test_make_optimizer_uses_the_fused_adam_step_on_the_cpu() -> None:
+    from netspec.backends.trainer import make_optimizer
+    from netspec.train_spec import TrainSpec
+
+    params = [torch.nn.Parameter(torch.randn(4, 3))]
+    spec = TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "adam"})
+    assert make_optimizer(spec, params).defaults["fused"] is True
+    sgd = TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "sgd"})
+    assert not make_optimizer(sgd, params).defaults.get("fused")
+
+
+def test_restored_optimizer_moments_take_their_parameters_memory_layout(tmp_path: Path) -> None:
+    # A channels-last weight with contiguous moments made the fused step pair wrong elements.
+    w = torch.nn.Parameter(torch.randn(8, 3, 3, 3).contiguous(memory_format=torch.channels_last))
+    opt = torch.optim.Adam([w], lr=0.1, fused=True)
+    w.grad = torch.randn_like(w)
+    opt.step()
+    tensors, rest = checkpoint.optimizer_state(opt)
+    # As read back from a file: contiguous copies, nothing shared with the live optimizer.
+    tensors = {k: v.contiguous().clone() for k, v in tensors.items()}
+    twin = torch.nn.Parameter(w.detach().clone())
+    opt2 = torch.optim.Adam([twin], lr=0.1, fused=True)
+    checkpoint.load_optimizer_state(opt2, tensors, json.loads(json.dumps(rest)))
+    assert opt2.state[twin]["exp_avg"].stride() == twin.stride()
+    grad = torch.randn_like(w)
+    w.grad, twin.grad = grad.clone(), grad.clone()
+    opt.step()
+    opt2.step()
+    assert torch.equal(w, twin)
