@@ -112,18 +112,7 @@ def plot_history(history: list[dict[str, float]], path: Path, *, title: str) -> 
     Written atomically (a temp file in the same directory, then os.replace), so a reader such
     as a dashboard refreshing during training never sees a half-written image.
     """
-    path = Path(path)
-    fig = history_figure(history, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a plot is an ordinary output file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _save_png(history_figure(history, title=title), Path(path))
 
 
 # --- segmentation predictions: one row per tile ------------------------------------------------
@@ -309,7 +298,7 @@ def plot_predictions(
 
 
 def _save_png(fig: Figure, path: Path) -> None:
-    """savefig to a temp file in the same directory, then os.replace (as plot_history does)."""
+    """savefig to a temp file in the same directory, then os.replace: never a half-written PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+from test_predict import fails, invoke  # noqa: E402
 
 from netspec.backends.ort_predict import (  # noqa: E402
     PredictError,
@@ -28,28 +28,10 @@ from netspec.backends.ort_predict import (  # noqa: E402
     tta_variants,
     untransform,
 )
-from netspec.cli import app  # noqa: E402
 from netspec.data.pipeline import apply_values  # noqa: E402
 from netspec.data.tiles import grid  # noqa: E402
 
-runner = CliRunner()
 NAMES = ["background", "road", "car", "tree", "water", "roof"]
-
-
-def invoke(*args: str | Path):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
-
-
-def fails(result, *needles: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert sum("error:" in line for line in lines) == 1, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-    return result.output
 
 
 def record(bands: int, size: Sequence[int | None], **steps) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train_data import make
 
 from netspec.backends.trainer import Trainer, evaluate_run
 from netspec.data.arraydata import ArrayData
@@ -63,24 +64,6 @@ def unet(
 ) -> str:
     body = textwrap.indent(textwrap.dedent(train).strip(), "  ")
     return UNET.format(bands=bands, size=size, classes=classes, head=head, train=body)
-
-
-def make(tmp_path: Path, text: str, *sets: str, out: str = "run") -> Trainer:
-    spec = tmp_path / f"{out}.yaml"
-    spec.write_text(text)
-    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, False)
-    t = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device="cpu",
-        spec_text=spec_text,
-        summary_text=summary,
-        log=lambda s: None,
-        progress=False,
-    )
-    t.setup()
-    return t
 
 
 SHAPES = """\
