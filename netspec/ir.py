@@ -7,6 +7,7 @@ from typing import Any
 
 from netspec.errors import Problem, SpecError
 from netspec.layers import Layer, ShapeError
+from netspec.layers.activations import Act, activation_of
 from netspec.shapes import Shape
 from netspec.source import format_path
 from netspec.spec import INPUT, Origin, Validated
@@ -56,6 +57,15 @@ class Graph:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    @property
+    def head(self) -> Act | None:
+        """The output's final softmax or sigmoid (None for a linear or other output).
+
+        Class losses take the logits before it; model.json and the ONNX metadata record it.
+        """
+        act = activation_of(self.output.layer, len(self.output.shape))
+        return act if act is not None and act.fn in ("softmax", "sigmoid") else None
 
     @property
     def sequential(self) -> bool:

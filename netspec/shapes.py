@@ -75,3 +75,20 @@ def resolve_window(n: int, size: int, stride: int, dilation: int, padding: str |
         begin, end = same_pad(n, size, stride, dilation)
         return Window(size, stride, dilation, begin, end)
     return Window(size, stride, dilation, int(padding), int(padding))
+
+
+def window_counts(w: Window, n: int) -> list[int]:
+    """Per output position along one axis: how many window cells fall inside the input of length n.
+
+    Average pooling divides by this (padded cells never count, as Keras and ONNX count_include_pad=0).
+    """
+    counts = []
+    for i in range(w.out(n)):
+        start = i * w.stride - w.pad_begin
+        counts.append(min(start + w.size, n) - max(start, 0))
+    return counts
+
+
+def batch_axis(axis: int, rank: int) -> int:
+    """The axis of a batched tensor (batch first, as torch and ONNX) for a per-sample axis."""
+    return axis % rank + 1

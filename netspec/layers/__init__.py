@@ -13,7 +13,7 @@ from netspec.layers.activations import (
     Softmax,
     Tanh,
 )
-from netspec.layers.base import Layer, Params, ShapeError
+from netspec.layers.base import Layer, Params, ShapeError, Weight
 from netspec.layers.batchnorm import BatchNorm
 from netspec.layers.conv import Conv1D, Conv2D
 from netspec.layers.conv_transpose import ConvTranspose2D
@@ -76,5 +76,6 @@ __all__ = [
     "Layer",
     "Params",
     "ShapeError",
+    "Weight",
     *[c.__name__ for c in LAYER_KINDS],
 ]

@@ -1,13 +1,16 @@
-"""Activation layers: `activation {fn}` and the bare ones (`relu`, `softmax`, ...); none has weights."""
+"""Activation layers (`activation {fn}`, `relu`, `softmax`, ...) and the one table of what each computes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import ActivationName, Axis, Layer, ShapeError
+from netspec.layers.base import ACTIVATIONS, ActivationName, Axis, Layer, ShapeError
 from netspec.shapes import Shape
+
+LEAKY_RELU_SLOPE = 0.01  # the `leaky_relu` layer's default, also used for `activation: leaky_relu`
 
 
 class Activation(Layer):
@@ -62,3 +65,44 @@ class SiLU(Layer):
 
 class ReLU6(Layer):
     kind: ClassVar[str] = "relu6"
+
+
+@dataclass(frozen=True)
+class Act:
+    """What an activation computes, resolved: every backend lowers this, never a layer class.
+
+    `fn` is one of ACTIVATIONS; `axis` is the per-sample axis of a softmax (the backends add
+    the batch axis), `slope` that of leaky_relu, `approximate` that of gelu.
+    """
+
+    fn: str
+    axis: int = 0
+    slope: float = LEAKY_RELU_SLOPE
+    approximate: str = "none"
+
+
+# Bare activation layers without arguments: the layer kind is the function's name.
+_PLAIN = {"relu", "sigmoid", "tanh", "silu", "relu6"}
+
+
+def activation_of(layer: Layer, rank: int) -> Act | None:
+    """The activation a layer applies to its output of per-sample `rank` (None: none, or linear).
+
+    Covers the activation layers and the fused `activation:` of weighted layers (dense,
+    convolutions). A fused softmax runs over dense's units (the last axis) and over a
+    convolution's channels (axis 0), like the bare `softmax` layer's default.
+    """
+    if isinstance(layer, Softmax):
+        return Act("softmax", axis=layer.axis % rank)
+    if isinstance(layer, LeakyReLU):
+        return Act("leaky_relu", slope=layer.negative_slope)
+    if isinstance(layer, GELU):
+        return Act("gelu", approximate=layer.approximate)
+    if layer.kind in _PLAIN:
+        return Act(layer.kind)
+    fn = layer.fn if isinstance(layer, Activation) else getattr(layer, "activation", None)
+    if fn is None or fn == "linear":
+        return None
+    assert fn in ACTIVATIONS, fn
+    fused_dense = not isinstance(layer, Activation) and layer.kind == "dense"
+    return Act(fn, axis=rank - 1 if fused_dense and fn == "softmax" else 0)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from netspec.shapes import Shape
+from netspec.shapes import Shape, prod
 
 ACTIVATIONS: tuple[str, ...] = (
     "linear",
@@ -141,6 +141,22 @@ class Params:
     non_trainable: int = 0  # intrinsic, e.g. BatchNorm's running statistics
 
 
+@dataclass(frozen=True)
+class Weight:
+    """One tensor a layer owns: its shape, and whether training updates it.
+
+    The tensor's name (the key in `Layer.weights`) is the one every backend uses: the torch
+    module's state_dict key after `<layer name>.`, the safetensors key, the ONNX initializer.
+    """
+
+    shape: Shape
+    trainable: bool = True
+
+    @property
+    def size(self) -> int:
+        return prod(self.shape)
+
+
 class Layer(BaseModel):
     """A layer kind: its validated arguments, shape rule, parameter count and MACs, in one class.
 
@@ -160,8 +176,17 @@ class Layer(BaseModel):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         return inputs[0]
 
+    def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
+        """The tensors this layer owns, by name: the one description both backends are checked
+        against (tests/test_completeness.py)."""
+        return {}
+
     def params(self, inputs: list[Shape], out: Shape) -> Params:
-        return Params()
+        """Counted from `weights`, so the summary and the backends cannot disagree."""
+        ws = self.weights(inputs, out).values()
+        return Params(
+            total=sum(w.size for w in ws), non_trainable=sum(w.size for w in ws if not w.trainable)
+        )
 
     def macs(self, inputs: list[Shape], out: Shape) -> int:
         return 0
@@ -209,6 +234,7 @@ __all__ = [
     "Padding2",
     "Params",
     "ShapeError",
+    "Weight",
     "check_rank",
     "norm_axis",
     "suggest",

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from netspec.layers.base import Layer, Params, check_rank
+from netspec.layers.base import Layer, Weight, check_rank
 from netspec.shapes import Shape
 
 
@@ -26,6 +26,11 @@ class BatchNorm(Layer):
         check_rank(self, inputs[0], (1, 2, 3))
         return inputs[0]
 
-    def params(self, inputs: list[Shape], out: Shape) -> Params:
-        c = inputs[0][0]
-        return Params(total=4 * c, non_trainable=2 * c)
+    def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
+        c = (inputs[0][0],)
+        return {
+            "weight": Weight(c),  # gamma
+            "bias": Weight(c),  # beta
+            "running_mean": Weight(c, trainable=False),
+            "running_var": Weight(c, trainable=False),
+        }

@@ -13,8 +13,8 @@ from netspec.layers.base import (
     Layer,
     Padding1,
     Padding2,
-    Params,
     ShapeError,
+    Weight,
     check_rank,
 )
 from netspec.shapes import Shape, Window, prod, resolve_window
@@ -78,9 +78,10 @@ class _Conv(Layer):
         shape, _ = window_output(self, x, self.filters)
         return shape
 
-    def params(self, inputs: list[Shape], out: Shape) -> Params:
-        per_filter = inputs[0][0] // self.groups * prod(self.kernel)
-        return Params(self.filters * per_filter + (self.filters if self.bias else 0))
+    def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
+        # (filters, in_channels / groups, *kernel), as torch and ONNX Conv
+        w = {"weight": Weight((self.filters, inputs[0][0] // self.groups, *self.kernel))}
+        return w | {"bias": Weight((self.filters,))} if self.bias else w
 
     def macs(self, inputs: list[Shape], out: Shape) -> int:
         return prod(out) * (inputs[0][0] // self.groups) * prod(self.kernel)

@@ -11,8 +11,8 @@ from netspec.layers.base import (
     Ints2,
     Layer,
     Padding2,
-    Params,
     ShapeError,
+    Weight,
     _ints,
     check_rank,
 )
@@ -93,10 +93,10 @@ class ConvTranspose2D(Layer):
             out.append(size)
         return (self.filters, *out)
 
-    def params(self, inputs: list[Shape], out: Shape) -> Params:
-        return Params(
-            inputs[0][0] * self.filters * prod(self.kernel) + (self.filters if self.bias else 0)
-        )
+    def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
+        # (in_channels, filters, *kernel), as torch ConvTranspose2d and ONNX ConvTranspose
+        w = {"weight": Weight((inputs[0][0], self.filters, *self.kernel))}
+        return w | {"bias": Weight((self.filters,))} if self.bias else w
 
     def macs(self, inputs: list[Shape], out: Shape) -> int:
         # Every input element is scattered through the whole kernel into every output channel.

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import PositiveInt
 
-from netspec.layers.base import ActivationName, Layer, Params
+from netspec.layers.base import ActivationName, Layer, Weight
 from netspec.shapes import Shape, prod
 
 
@@ -20,8 +20,9 @@ class Dense(Layer):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         return (*inputs[0][:-1], self.units)
 
-    def params(self, inputs: list[Shape], out: Shape) -> Params:
-        return Params(inputs[0][-1] * self.units + (self.units if self.bias else 0))
+    def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
+        w = {"weight": Weight((self.units, inputs[0][-1]))}  # (out, in), as torch.nn.Linear
+        return w | {"bias": Weight((self.units,))} if self.bias else w
 
     def macs(self, inputs: list[Shape], out: Shape) -> int:
         return prod(inputs[0]) * self.units

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from netspec.layers.base import Layer, Params
+from netspec.layers.base import Layer, Weight
 from netspec.shapes import Shape
 
 
@@ -15,5 +15,6 @@ class LayerNorm(Layer):
 
     eps: Annotated[float, Field(gt=0.0)] = 1e-5
 
-    def params(self, inputs: list[Shape], out: Shape) -> Params:
-        return Params(2 * inputs[0][-1])
+    def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
+        c = (inputs[0][-1],)
+        return {"weight": Weight(c), "bias": Weight(c)}
