@@ -238,14 +238,14 @@ def _load(source: Path, seed: int) -> _Target:
     if not source.exists():
         raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
     if source.is_dir():
-        from netspec.backends.onnx_export import load_run
+        from netspec.runs import load_run
 
         run = load_run(source)
         return _Target(run.graph.name, "run", run.graph, run.weights)
     if source.suffix.lower() == ".onnx":
         beside = source.parent
         if (beside / "spec.yaml").is_file() and (beside / "model.safetensors").is_file():
-            from netspec.backends.onnx_export import load_run
+            from netspec.runs import load_run
 
             run = load_run(beside)
             return _Target(run.graph.name, "onnx + run", run.graph, run.weights, onnx=source)
@@ -261,8 +261,8 @@ def _load(source: Path, seed: int) -> _Target:
     if source.suffix.lower() in SPEC_SUFFIXES:
         import torch
 
-        from netspec.backends.parity import module_weights
         from netspec.backends.torch_lower import build_module
+        from netspec.backends.weights import module_weights
         from netspec.compiler import compile_file
 
         graph = compile_file(source)
@@ -330,7 +330,7 @@ def bench(
     if target.graph is not None:
         import torch
 
-        from netspec.backends.parity import load_module
+        from netspec.backends.weights import load_module
 
         old_threads = torch.get_num_threads()
         torch.set_num_threads(threads)

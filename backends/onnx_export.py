@@ -30,7 +30,7 @@ import numpy as np
 
 from netspec import __version__
 from netspec.data.pipeline import apply_values
-from netspec.errors import DataError, NetspecError, Problem
+from netspec.errors import NetspecError
 from netspec.fileio import atomic_path
 from netspec.ir import Graph, Node
 from netspec.layers import (
@@ -67,7 +67,9 @@ from netspec.layers import (
     Upsample2D,
     ZeroPad2D,
 )
+from netspec.layers.activations import LEAKY_RELU_SLOPE
 from netspec.layers.conv import windows
+from netspec.runs import Run, check_weights, load_run
 from netspec.shapes import Window
 from netspec.spec import INPUT
 
@@ -81,7 +83,6 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 17  # LayerNormalization is an ONNX op from opset 17
 INPUT_NAME = "input"
 BATCH_PARAM = "batch"
-LEAKY_RELU_SLOPE = 0.01  # `activation: leaky_relu`, as in the PyTorch lowering
 WEIGHTED = (Dense, Conv1D, Conv2D, ConvTranspose2D)
 
 
@@ -90,68 +91,6 @@ class ExportError(NetspecError):
 
 
 # --- weights and batchnorm folding ---------------------------------------------------------------
-
-
-def expected_tensors(node: Node) -> dict[str, tuple[int, ...]]:
-    """The weight tensors a node needs (without `<layer>.`) and their shapes."""
-    layer = node.layer
-    x = node.input_shapes[0] if node.input_shapes else ()
-    out: dict[str, tuple[int, ...]] = {}
-    if isinstance(layer, Dense):
-        out["weight"] = (layer.units, x[-1])
-    elif isinstance(layer, (Conv1D, Conv2D)):
-        out["weight"] = (layer.filters, x[0] // layer.groups, *layer.kernel)
-    elif isinstance(layer, ConvTranspose2D):
-        out["weight"] = (x[0], layer.filters, *layer.kernel)
-    elif isinstance(layer, BatchNorm):
-        c = (x[0],)
-        return {"weight": c, "bias": c, "running_mean": c, "running_var": c}
-    elif isinstance(layer, LayerNorm):
-        return {"weight": (x[-1],), "bias": (x[-1],)}
-    else:
-        return {}
-    if layer.bias:
-        out["bias"] = (
-            out["weight"][1] if isinstance(layer, ConvTranspose2D) else out["weight"][0],
-        )
-    return out
-
-
-def check_weights(graph: Graph, weights: dict[str, np.ndarray], *, strict: bool = False) -> None:
-    """Every tensor the graph needs is there with its shape (strict: and nothing else is)."""
-    missing, wrong = [], []
-    known = set()
-    for node in graph.nodes:
-        for tensor, shape in expected_tensors(node).items():
-            key = f"{node.name}.{tensor}"
-            known.add(key)
-            if key not in weights:
-                missing.append(key)
-            elif tuple(np.shape(weights[key])) != shape:
-                wrong.append(f"{key} is {tuple(np.shape(weights[key]))}, not {shape}")
-        if isinstance(node.layer, BatchNorm):
-            known.add(f"{node.name}.num_batches_tracked")  # torch's counter, not needed here
-    unexpected = sorted(set(weights) - known) if strict else []
-    if missing or wrong or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {_few(missing)}")
-        if wrong:
-            parts.append(f"wrong shape: {_few(wrong)}")
-        if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
-        raise DataError(
-            [
-                Problem(
-                    f"the weights do not fit the network '{graph.name}': {'; '.join(parts)}",
-                    hint="export the weights with the spec they were trained with (the run's spec.yaml)",
-                )
-            ]
-        )
-
-
-def _few(items: Sequence[str]) -> str:
-    return ", ".join(items[:4]) + (f", ... ({len(items)} in all)" if len(items) > 4 else "")
 
 
 def _is_identity(node: Node) -> bool:
@@ -890,86 +829,6 @@ def parse_batch(text: str | int | None) -> int | None:
     return n
 
 
-@dataclass
-class Run:
-    """A trained network located from a run directory or a weights file."""
-
-    directory: Path
-    weights_path: Path
-    graph: Graph
-    weights: dict[str, np.ndarray]
-    meta: dict[str, Any] | None
-
-
-def load_run(source: Path) -> Run:
-    """Compile a run's spec.yaml and read its weights (model.safetensors or a checkpoint file)."""
-    from netspec.compiler import compile_source
-    from netspec.source import apply_overrides, read
-
-    source = Path(source)
-    if source.is_dir():
-        directory, weights_path = source, source / "model.safetensors"
-        if not (directory / "spec.yaml").is_file():
-            raise DataError([Problem("not a run directory (no spec.yaml)", str(source))])
-    elif source.is_file():
-        weights_path = source
-        directory = next(
-            (d for d in (source.parent, source.parent.parent) if (d / "spec.yaml").is_file()),
-            source.parent,
-        )
-        if not (directory / "spec.yaml").is_file():
-            raise DataError(
-                [
-                    Problem(
-                        "no spec.yaml beside the weights file (or one folder up)",
-                        str(source),
-                        hint="export a run directory made by `netspec train`",
-                    )
-                ]
-            )
-    else:
-        raise DataError([Problem("no such run directory or weights file", str(source))])
-    weights, header = read_weights(weights_path)
-    spec = read(directory / "spec.yaml")
-    train = spec.data.get("train") if isinstance(spec.data, dict) else None
-    if isinstance(train, dict) and train.get("init") is not None:
-        # The weights are the run's own: the transfer source named by `init` is not needed.
-        spec = apply_overrides(spec, ["train.init=null"])
-    graph = compile_source(spec)
-    meta = None
-    meta_path = directory / "model.json"
-    try:
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        elif "netspec" in header:
-            meta = json.loads(header["netspec"])
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            [Problem(f"cannot read the model metadata: {exc}", str(meta_path))]
-        ) from None
-    check_weights(graph, weights, strict=True)
-    return Run(directory, weights_path, graph, weights, meta)
-
-
-def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors of a safetensors file as float arrays keyed `<layer>.<tensor>`, and its header."""
-    from safetensors import SafetensorError, safe_open
-
-    if not path.is_file():
-        raise DataError([Problem("no such weights file", str(path))])
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        raise DataError(
-            [Problem(f"cannot read weights: {exc}", str(path), hint="expected a .safetensors file")]
-        ) from None
-    if any(k.startswith("model/") for k in tensors):  # a training checkpoint: its model part
-        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
-    return tensors, header
-
-
 def run_samples(run: Run, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None, str]:
     """Up to n samples of the run's training data, preprocessed as in training (or a note why not)."""
     spec = run.graph.train
@@ -1075,7 +934,6 @@ __all__ = [
     "check_model",
     "export_onnx",
     "export_run",
-    "load_run",
     "parse_batch",
     "plan_folding",
 ]

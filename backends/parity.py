@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.backends.torch_lower import NetModule, build_module
-from netspec.errors import DataError, NetspecError, Problem
+from netspec.backends.torch_lower import NetModule
+from netspec.backends.weights import load_module
+from netspec.errors import NetspecError, Problem
 from netspec.ir import Graph
 
 TOLERANCE = 1e-4
@@ -26,42 +27,6 @@ RANDOM_BATCHES = (1, 7)
 
 class ParityError(NetspecError):
     """The ONNX model's output differs from the PyTorch module's."""
-
-
-# --- weights by layer name -----------------------------------------------------------------------
-
-
-def module_weights(module: NetModule) -> dict[str, np.ndarray]:
-    """Every tensor of the module's state_dict as numpy, keyed `<layer name>.<tensor>`."""
-    names = {key: name for name, key in module.module_keys.items()}
-    out = {}
-    for key, t in module.state_dict().items():
-        head, rest = key.split(".", 1)
-        out[f"{names.get(head, head)}.{rest}"] = t.detach().cpu().numpy()
-    return out
-
-
-def load_module(graph: Graph, weights: dict[str, np.ndarray]) -> NetModule:
-    """The PyTorch module of `graph` with these weights, in eval mode."""
-    module = build_module(graph)
-    names = {key: name for name, key in module.module_keys.items()}
-    state: dict[str, torch.Tensor] = {}
-    missing = []
-    for key, current in module.state_dict().items():
-        head, rest = key.split(".", 1)
-        name = f"{names.get(head, head)}.{rest}"
-        if name in weights:
-            state[key] = torch.as_tensor(np.asarray(weights[name])).to(current.dtype)
-        elif rest == "num_batches_tracked":
-            state[key] = current  # a training counter: not needed for inference
-        else:
-            missing.append(name)
-    if missing:
-        raise DataError(
-            [Problem(f"the weights do not fit the network '{graph.name}': missing {missing[:4]}")]
-        )
-    module.load_state_dict(state)
-    return module.eval()
 
 
 # --- running both --------------------------------------------------------------------------------
@@ -195,9 +160,7 @@ __all__ = [
     "TOLERANCE",
     "ParityError",
     "check_parity",
-    "load_module",
     "max_abs_diff",
-    "module_weights",
     "onnx_session",
     "random_inputs",
     "run_onnx",

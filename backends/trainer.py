@@ -25,6 +25,7 @@ from netspec.backends.augment import Augmenter
 from netspec.backends.losses import LossFn, balanced_class_weights, make_loss
 from netspec.backends.metrics import Metrics
 from netspec.backends.torch_lower import NetModule, build_module
+from netspec.backends.weights import load_weights, named_parameters, weights
 from netspec.data.pipeline import Prepared, Preprocessing, cut_tiles, prepare
 from netspec.errors import DataError, NetspecError, Problem, SpecError
 from netspec.fileio import write_text
@@ -263,56 +264,6 @@ def _better(a: float, b: float | None, mode: str, min_delta: float = 0.0) -> boo
 
 
 # --- weights by layer name --------------------------------------------------------------------
-
-
-def _names(module: NetModule) -> dict[str, str]:
-    """Module key -> layer name (they differ only for names torch cannot use, like 'a.b')."""
-    return {key: name for name, key in module.module_keys.items()}
-
-
-def weights(module: NetModule) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer, keyed `<layer name>.<tensor>` as in the summary."""
-    names = _names(module)
-    out = {}
-    for key, t in module.state_dict().items():
-        head, rest = key.split(".", 1)
-        out[f"{names.get(head, head)}.{rest}"] = t
-    return out
-
-
-def named_parameters(module: NetModule) -> list[tuple[str, str, torch.nn.Parameter]]:
-    """(layer name, tensor name, parameter) for every parameter."""
-    names = _names(module)
-    out = []
-    for key, p in module.named_parameters():
-        head, rest = key.split(".", 1)
-        out.append((names.get(head, head), rest, p))
-    return out
-
-
-def load_weights(
-    module: NetModule, tensors: dict[str, torch.Tensor], *, strict: bool = True
-) -> None:
-    keys = module.module_keys
-    state = {}
-    for key, t in tensors.items():
-        head, rest = key.split(".", 1) if "." in key else (key, "")
-        # Layer names may hold '.', so match the longest known layer name first.
-        for name in sorted(keys, key=len, reverse=True):
-            if key.startswith(name + "."):
-                head, rest = name, key[len(name) + 1 :]
-                break
-        state[f"{keys.get(head, head)}.{rest}"] = t
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if strict and (missing or unexpected):
-        raise DataError(
-            [
-                Problem(
-                    f"the weights do not fit this network: missing {sorted(missing)[:5]}, "
-                    f"unexpected {sorted(unexpected)[:5]}"
-                )
-            ]
-        )
 
 
 def init_from(module: NetModule, spec: TrainSpec, spec_file: str | None) -> list[str]:

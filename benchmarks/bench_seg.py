@@ -61,7 +61,8 @@ from torch import nn
 
 from netspec.backends.bench import interleave, ort_call, ort_session, p90, torch_call
 from netspec.backends.onnx_export import export_onnx
-from netspec.backends.parity import max_abs_diff, module_weights
+from netspec.backends.parity import max_abs_diff
+from netspec.backends.weights import module_weights
 from netspec.compiler import compile_source
 from netspec.ir import Graph
 from netspec.source import apply_overrides, read

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from netspec.errors import Problem, SpecError
-from netspec.layers import Layer, ShapeError
+from netspec.layers import Layer, ShapeError, Weight
 from netspec.layers.activations import Act, activation_of
 from netspec.shapes import Shape
 from netspec.source import format_path
@@ -35,6 +35,11 @@ class Node:
     @property
     def non_trainable_params(self) -> int:
         return self.params - self.trainable_params
+
+    @property
+    def weights(self) -> dict[str, Weight]:
+        """The tensors this node owns, by name (needs the shapes pass)."""
+        return self.layer.weights(list(self.input_shapes), self.shape)
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ def check_onnx_export_parity(graph: Graph, module: NetModule) -> None:
     """Export straight from the IR; onnx.checker, strict shape inference and onnxruntime agree."""
     pytest.importorskip("onnxruntime")
     from netspec.backends.onnx_export import EXPORTS, check_model, export_onnx
-    from netspec.backends.parity import check_parity, module_weights, random_inputs
+    from netspec.backends.parity import check_parity, random_inputs
+    from netspec.backends.weights import module_weights
 
     for node in graph.nodes:
         assert type(node.layer) in EXPORTS, f"layer kind '{node.kind}' has no entry in EXPORTS"

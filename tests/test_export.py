@@ -34,13 +34,13 @@ from netspec.backends.parity import (  # noqa: E402
     TOLERANCE,
     ParityError,
     check_parity,
-    module_weights,
     onnx_session,
     random_inputs,
     run_onnx,
     run_torch,
 )
 from netspec.backends.torch_lower import NetModule, build_module, head_of  # noqa: E402
+from netspec.backends.weights import module_weights  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.errors import DataError  # noqa: E402
 from netspec.ir import Graph  # noqa: E402

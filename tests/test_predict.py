@@ -24,7 +24,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends import ort_predict  # noqa: E402
-from netspec.backends.onnx_export import expected_tensors, export_onnx, export_run  # noqa: E402
+from netspec.backends.onnx_export import export_onnx, export_run  # noqa: E402
 from netspec.backends.onnx_export import preprocess as export_preprocess  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.data.arraydata import ArrayData  # noqa: E402
@@ -58,7 +58,7 @@ def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]
     rng = np.random.default_rng(seed)
     weights = {}
     for node in graph.nodes:
-        for name, shape in expected_tensors(node).items():
+        for name, shape in ((k, w.shape) for k, w in node.weights.items()):
             if isinstance(node.layer, BatchNorm) and name in ("weight", "running_var"):
                 value = rng.uniform(0.5, 1.5, shape)
             elif len(shape) == 1:  # biases, shifts and means: small
