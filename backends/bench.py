@@ -261,7 +261,7 @@ def _load(source: Path, seed: int) -> _Target:
     if source.suffix.lower() in SPEC_SUFFIXES:
         import torch
 
-        from netspec.backends.torch_lower import build_module
+        from netspec.backends.lowering import build_module
         from netspec.backends.weights import module_weights
         from netspec.compiler import compile_file
 

@@ -4,7 +4,7 @@ The IR already knows every op, shape and padding, so the ONNX graph is written n
 the onnx helper API (no tracing, no torch.onnx): padding is the IR's resolved (begin, end) pads,
 tensor names are the spec's layer names, and the same graph and weights always give the same bytes.
 
-Conventions (the same as the PyTorch lowering, backends/torch_lower.py):
+Conventions (the same as the PyTorch lowering, backends/lowering/):
 - The input is called `input`, the output is named after the spec's last layer; the batch axis is
   a dimension called `batch` unless a fixed batch size is asked for.
 - Initializers are named like the weights, `<layer>.<tensor>`; a dense layer on a rank > 1 input

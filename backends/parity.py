@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.backends.torch_lower import NetModule
+from netspec.backends.lowering import NetModule
 from netspec.backends.weights import load_module
 from netspec.errors import NetspecError, Problem
 from netspec.ir import Graph

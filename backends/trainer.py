@@ -23,8 +23,8 @@ from netspec import __version__
 from netspec.backends import checkpoint
 from netspec.backends.augment import Augmenter
 from netspec.backends.losses import LossFn, balanced_class_weights, make_loss
+from netspec.backends.lowering import NetModule, build_module
 from netspec.backends.metrics import Metrics
-from netspec.backends.torch_lower import NetModule, build_module
 from netspec.backends.weights import load_weights, named_parameters, weights
 from netspec.data.pipeline import Prepared, Preprocessing, cut_tiles, prepare
 from netspec.errors import DataError, NetspecError, Problem, SpecError

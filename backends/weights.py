@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netspec.backends.torch_lower import NetModule, build_module
+from netspec.backends.lowering import NetModule, build_module
 from netspec.errors import DataError, Problem
 from netspec.ir import Graph
 from netspec.runs import TORCH_COUNTERS

@@ -161,7 +161,7 @@ def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def hand_and_netspec(graph: Graph) -> tuple[nn.Module, nn.Module]:
     """netspec's module with the Trainer's initial weights, and the hand U-Net with the same."""
-    from netspec.backends.torch_lower import build_module
+    from netspec.backends.lowering import build_module
 
     torch.manual_seed(graph.train.seed)  # as Trainer.setup
     module = build_module(graph)
@@ -325,7 +325,7 @@ class Worker(bench_train.Worker):
 
 def inference(repeats: int, threads: int) -> dict[str, list[float]]:
     """Seconds per call of eager (NCHW, channels-last) and onnxruntime on one 256x256 tile."""
-    from netspec.backends.torch_lower import build_module
+    from netspec.backends.lowering import build_module
 
     torch.set_num_threads(threads)
     graph = compile_source(

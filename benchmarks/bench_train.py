@@ -210,7 +210,7 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
 
 def hand_loop(name: str, npz: Path, channels_last: bool) -> HandLoop:
     """The hand-written contender, with the spec's preprocessing and initial weights."""
-    from netspec.backends.torch_lower import build_module
+    from netspec.backends.lowering import build_module
     from netspec.data.pipeline import prepare
 
     graph = netspec_graph(name, npz, ["train.augment={}"])

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import netspec  # noqa: E402
-from netspec.backends.torch_lower import (  # noqa: E402
+from netspec.backends.lowering import (  # noqa: E402
     LOWERINGS,
     NetModule,
     build_module,

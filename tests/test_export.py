@@ -20,6 +20,7 @@ pytest.importorskip("onnxruntime")
 from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
+from netspec.backends.lowering import NetModule, build_module  # noqa: E402
 from netspec.backends.onnx_export import (  # noqa: E402
     ExportError,
     build_onnx,
@@ -39,7 +40,6 @@ from netspec.backends.parity import (  # noqa: E402
     run_onnx,
     run_torch,
 )
-from netspec.backends.torch_lower import NetModule, build_module, head_of  # noqa: E402
 from netspec.backends.weights import module_weights  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.errors import DataError  # noqa: E402
@@ -141,7 +141,7 @@ def test_batchnorm_folding(name: str, folded: int, left: int) -> None:
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_head_metadata_matches_the_lowering(path: Path) -> None:
     graph = spec_graph(path)
-    assert head(graph) == head_of(graph)[0]
+    assert head(graph) == build_module(graph).head
 
 
 def test_fixed_batch() -> None:

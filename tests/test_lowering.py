@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 import netspec  # noqa: E402
-from netspec.backends.torch_lower import (  # noqa: E402
+from netspec.backends.lowering import (  # noqa: E402
     LOWERINGS,
     NetModule,
     build_module,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from netspec.backends import checkpoint
 from netspec.backends.augment import Augmenter
-from netspec.backends.torch_lower import count_tensors
+from netspec.backends.lowering import count_tensors
 from netspec.backends.trainer import Interrupted, Trainer, evaluate_run, weights
 from netspec.errors import SpecError
 from netspec.runs import prepare_run

@@ -1,0 +1,116 @@
+"""The lowering table: every layer class to the function building its torch module (LOWERINGS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from netspec.backends.lowering.activations import act_module
+from netspec.backends.lowering.stateless import (
+    ReshapeBatch,
+    Sum,
+    lower_concat,
+    lower_crop,
+    lower_global_pool,
+    lower_pool,
+    lower_upsample,
+    lower_zeropad,
+)
+from netspec.backends.lowering.weighted import (
+    lower_batchnorm,
+    lower_conv,
+    lower_conv_transpose,
+    lower_dense,
+    lower_layernorm,
+)
+from netspec.ir import Node
+from netspec.layers import (
+    GELU,
+    Activation,
+    Add,
+    AvgPool1D,
+    AvgPool2D,
+    BatchNorm,
+    Concat,
+    Conv1D,
+    Conv2D,
+    ConvTranspose2D,
+    Crop2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    MaxPool1D,
+    MaxPool2D,
+    ReLU,
+    ReLU6,
+    Reshape,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+    Upsample2D,
+    ZeroPad2D,
+)
+from netspec.layers.activations import activation_of
+
+
+def lower_activation(node: Node) -> nn.Module:
+    """Every activation layer, through the one Act table (netspec.layers.activations)."""
+    rank = len(node.shape)
+    return act_module(activation_of(node.layer, rank), rank)
+
+
+# tests/test_completeness.py checks that every class in netspec.layers.LAYER_KINDS is here.
+LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
+    Dense: lower_dense,
+    Conv1D: lower_conv,
+    Conv2D: lower_conv,
+    ConvTranspose2D: lower_conv_transpose,
+    MaxPool1D: lower_pool,
+    MaxPool2D: lower_pool,
+    AvgPool1D: lower_pool,
+    AvgPool2D: lower_pool,
+    GlobalAvgPool1D: lower_global_pool,
+    GlobalAvgPool2D: lower_global_pool,
+    GlobalMaxPool1D: lower_global_pool,
+    GlobalMaxPool2D: lower_global_pool,
+    Flatten: lambda node: nn.Flatten(1),
+    Reshape: lambda node: ReshapeBatch(node.shape),
+    Dropout: lambda node: nn.Dropout(node.layer.rate),  # type: ignore[attr-defined]
+    BatchNorm: lower_batchnorm,
+    LayerNorm: lower_layernorm,
+    Activation: lower_activation,
+    ReLU: lower_activation,
+    LeakyReLU: lower_activation,
+    Sigmoid: lower_activation,
+    Tanh: lower_activation,
+    Softmax: lower_activation,
+    GELU: lower_activation,
+    SiLU: lower_activation,
+    ReLU6: lower_activation,
+    Upsample2D: lower_upsample,
+    ZeroPad2D: lower_zeropad,
+    Crop2D: lower_crop,
+    Concat: lower_concat,
+    Add: lambda node: Sum(),
+}
+
+
+def lower_node(node: Node) -> nn.Module:
+    """The torch module of one IR node (parameters initialized; freezing is build_module's job)."""
+    for cls in type(node.layer).__mro__:
+        lower = LOWERINGS.get(cls)  # type: ignore[call-overload]
+        if lower is not None:
+            return lower(node)
+    raise NotImplementedError(
+        f"layer '{node.name}': no PyTorch lowering for layer kind '{node.kind}' "
+        "(add one to netspec.backends.lowering.layers.LOWERINGS)"
+    )
