@@ -18,6 +18,7 @@ from netspec.backends.lowering import (  # noqa: E402
 )
 from netspec.ir import Graph  # noqa: E402
 from netspec.layers import LAYER_KINDS, Layer  # noqa: E402
+from netspec.layers.base import ACTIVATIONS  # noqa: E402
 
 
 def spec(input_shape: str, *items: str) -> str:
@@ -159,3 +160,56 @@ def test_no_stale_examples() -> None:
     kinds = {k.kind for k in LAYER_KINDS}
     assert set(EXAMPLES) <= kinds, f"examples for unknown kinds: {set(EXAMPLES) - kinds}"
     assert set(LOWERINGS) == set(LAYER_KINDS)
+
+
+# --- the torch lowering against Layer.weights --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS, ids=[k.kind for k in LAYER_KINDS])
+def test_torch_tensors_are_the_layer_weights(kind: type[Layer]) -> None:
+    """Per node, the state_dict is exactly `Layer.weights()` (names and shapes); a trainable
+    Weight is a parameter with requires_grad, a non-trainable one a buffer."""
+    assert kind in LOWERINGS, f"layer kind '{kind.kind}' has no entry in LOWERINGS"
+    graph = example_graph(kind)
+    module = build_module(graph)
+    for node in graph.nodes:
+        sub = module.layer(node.name)
+        # torch's batchnorm step counter is bookkeeping, not a weight of the layer.
+        state = {
+            k: tuple(v.shape)
+            for k, v in sub.state_dict().items()
+            if k.rsplit(".", 1)[-1] != "num_batches_tracked"
+        }
+        expected = node.weights
+        assert state == {k: tuple(w.shape) for k, w in expected.items()}, node.name
+        params = dict(sub.named_parameters())
+        buffers = {k for k, _ in sub.named_buffers() if not k.endswith("num_batches_tracked")}
+        for name, w in expected.items():
+            if w.trainable:
+                assert name in params, f"{node.name}.{name} should be a parameter"
+                assert params[name].requires_grad == node.trainable, f"{node.name}.{name}"
+            else:
+                assert name in buffers, f"{node.name}.{name} should be a buffer"
+
+
+@pytest.mark.parametrize("fn", ACTIVATIONS)
+def test_every_activation_name_lowers(fn: str) -> None:
+    """The fused `activation:` of dense and the bare `activation` layer compute the same function."""
+    graph = netspec.compile_text(
+        spec(
+            "[5]",
+            f"dense: {{units: 4, activation: {fn}}}\n    name: fused",
+            f"activation: {{fn: {fn}}}\n    name: bare",
+        ),
+        f"<activation {fn}>",
+    )
+    torch.manual_seed(0)
+    module = build_module(graph).eval()
+    fused, bare = module.layer("fused"), module.layer("bare")
+    x = torch.randn(3, 5)
+    with torch.no_grad():
+        z = fused.forward_linear(x)
+        torch.testing.assert_close(fused(x), bare(z), rtol=0, atol=0)
+        assert fused.act_name == fn
+        if fn != "linear":
+            assert not torch.equal(bare(z), z), f"activation '{fn}' lowered to the identity"
