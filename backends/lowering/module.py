@@ -1,8 +1,7 @@
-"""The network as one torch module: NetModule (children by layer name), build_module, count_tensors.
+"""The network as one torch module: NetModule (children by layer name), build_module, count_tensors."""
 
-`build_module(graph)` returns a `NetModule` whose `state_dict()` keys are `<layer name>.weight`,
-`<layer name>.running_mean`, ... so weights can be moved between networks by layer name.
-"""
+# state_dict keys are `<layer name>.weight`, `<layer name>.running_mean`, ... so weights move
+# between networks (and to ONNX/safetensors) by layer name.
 
 from __future__ import annotations
 

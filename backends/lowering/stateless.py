@@ -1,8 +1,8 @@
-"""Parameter-free layers (pooling, reshapes, crops, pads, upsampling, merges): modules and lowerings.
+"""Parameter-free layers (pooling, reshapes, crops, pads, upsampling, merges): modules and lowerings."""
 
-The IR is the truth: every padding, crop and pooling divisor is taken from it, never re-derived.
-Average pooling never counts padded cells (Keras/ONNX `count_include_pad=0`).
-"""
+# The IR is the truth: every padding, crop and pooling divisor is taken from it, never re-derived,
+# so torch and the ONNX export cannot drift. Average pooling never counts padded cells
+# (Keras/ONNX `count_include_pad=0`).
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Layers with weights (dense, convolutions, batch/layer norm): their torch modules and lowerings.
+"""Layers with weights (dense, convolutions, batch/layer norm): their torch modules and lowerings."""
 
-Kernels are glorot-uniform and biases zero (Keras defaults). SAME padding is SAME_UPPER (the odd
-extra cell at the end); asymmetric pads are an F.pad before the op, symmetric ones the op's own
-`padding=`. A frozen (`trainable: false`) batchnorm always normalizes with its running
-statistics, as a frozen Keras BatchNormalization does.
-"""
+# Conventions that are not plain torch defaults, so weights and numbers match Keras and the ONNX
+# export: kernels are glorot-uniform and biases zero; SAME padding is SAME_UPPER (the odd extra
+# cell at the end), asymmetric pads an F.pad before the op, symmetric ones the op's `padding=`;
+# a frozen (`trainable: false`) batchnorm always normalizes with its running statistics, as a
+# frozen Keras BatchNormalization does.
 
 from __future__ import annotations
 
