@@ -1,15 +1,4 @@
-"""TIFF files as arrays and as scenes (bands, H, W): the one reader of mask folders and `netspec predict`.
-
-The band-axis rule, for a 3-D array (size-1 axes of deeper arrays dropped first):
-
-1. When the file stores several samples per pixel, TIFF itself says where they are: tifffile
-   names that axis `S` (planar (S, H, W) or interleaved (H, W, S)); it is the band axis.
-2. Otherwise (bands stored as pages, or a shape tifffile recorded), the band axis is the one
-   strictly smaller than the other two: first or last. When no axis is, the file is refused.
-
-A 2-D array is one band. Pillow reads what tifffile cannot (compressed 8-bit TIFFs without the
-optional imagecodecs package); its arrays are (H, W) or interleaved (H, W, S).
-"""
+"""TIFF files as arrays and as scenes (bands, H, W): the one reader of mask folders and `netspec predict`."""
 
 from __future__ import annotations
 
@@ -62,7 +51,13 @@ def read_tiff_array(path: Path, what: str = "image") -> tuple[np.ndarray, str]:
 
 
 def band_axis(shape: tuple[int, ...], axes: str = "") -> int | None:
-    """The band axis of a 3-D shape by the rule above, or None when it is ambiguous."""
+    """The band axis of a 3-D array (first or last), or None when the shape leaves it ambiguous.
+
+    1. When the file stores several samples per pixel, TIFF itself says where they are: tifffile
+       names that axis `S` (planar (S, H, W) or interleaved (H, W, S)); it is the band axis.
+    2. Otherwise (bands stored as pages), the band axis is the one strictly smaller than the other
+       two. Pillow's arrays (compressed 8-bit TIFFs tifffile cannot decode) are (H, W) or (H, W, S).
+    """
     if axes.count("S") == 1 and "Y" in axes and "X" in axes:
         return axes.index("S")
     a, b, c = shape
