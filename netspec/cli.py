@@ -254,8 +254,8 @@ def predict(
 ) -> None:
     """Run an exported model with onnxruntime on inputs, preprocessed as the model records."""
     # onnxruntime only: predict never imports torch (a test checks it).
-    from netspec.backends.ort_predict import predict as run_predict
-    from netspec.backends.ort_predict import text_lines
+    from netspec.backends.predict.outputs import text_lines
+    from netspec.backends.predict.predict import predict as run_predict
 
     results = []
     try:

@@ -23,9 +23,9 @@ from onnx import TensorProto, helper  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.backends import ort_predict  # noqa: E402
 from netspec.backends.onnx_export import export_onnx, export_run  # noqa: E402
 from netspec.backends.onnx_export import preprocess as export_preprocess  # noqa: E402
+from netspec.backends.predict import session  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.data.arraydata import ArrayData  # noqa: E402
 from netspec.data.pipeline import _geometry  # noqa: E402
@@ -241,51 +241,6 @@ def test_readme_app_agrees_with_predict(quickstart_onnx: Path, digit_files, tmp_
         assert float(app_score) == pytest.approx(score, abs=2e-5)
 
 
-# --- the preprocessing is the training pipeline's --------------------------------------------------
-
-
-def test_image_steps_match_the_training_pipeline(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (13, 11, 3), dtype=np.uint8)  # H=13, W=11
-    Image.fromarray(rgb).save(tmp_path / "photo.png")
-    cases = [
-        {"grayscale": True, "resize": [9, 10], "center_crop": [6, 8], "scale": 1 / 255},
-        {"resize": [7, 7], "mean": [0.1, 0.2, 0.3], "std": [2.0, 3.0, 4.0], "scale": 0.5},
-        {"center_crop": [12, 10], "per_sample": True},
-    ]
-    for steps in cases:
-        spec = SimpleNamespace(
-            preprocess=SimpleNamespace(
-                grayscale=steps.get("grayscale", False),
-                resize=steps.get("resize"),
-                center_crop=steps.get("center_crop"),
-            )
-        )
-        data = ArrayData(
-            x=rgb.transpose(2, 0, 1)[None], y=np.zeros(1, np.int64), classes=None, source="test"
-        )
-        expected = _geometry(data, spec).x  # what training did to the image
-        record = pre(expected.shape[1:], **steps)
-        info = ort_predict.ModelInfo(
-            path=tmp_path / "m.onnx",
-            input_name="input",
-            input_type="tensor(float)",
-            batch=None,
-            input_shape=(int(np.prod(expected.shape[1:])),),
-            output_name="out",
-            output_shape=(1,),
-            raw_shape=tuple(expected.shape[1:]),
-            pre=record,
-        )
-        raw = ort_predict.read_image(tmp_path / "photo.png", info)
-        assert raw.shape == expected.shape[1:]
-        np.testing.assert_array_equal(raw, expected[0])
-        np.testing.assert_array_equal(
-            ort_predict.prepare(raw[None], info),
-            export_preprocess(expected, record, info.input_shape),
-        )
-
-
 def test_rgb_model_with_normalization_end_to_end(tmp_path: Path) -> None:
     spec = """
 name: colours
@@ -488,7 +443,7 @@ class FakeSession:
 
     def __init__(self, path, options=None, providers=()) -> None:
         FakeSession.asked.append(list(providers))
-        self.providers = [p for p in providers if p != ort_predict.CUDA or self.usable_cuda]
+        self.providers = [p for p in providers if p != session.CUDA or self.usable_cuda]
 
     def get_providers(self) -> list[str]:
         return self.providers
@@ -498,23 +453,21 @@ class FakeSession:
 
 
 def test_provider_choice(quickstart_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = ort_predict.open_session(quickstart_onnx, "auto")
-    if ort_predict.CUDA not in ort.get_available_providers():
-        assert real.get_providers() == [ort_predict.CPU]
+    real = session.open_session(quickstart_onnx, "auto")
+    if session.CUDA not in ort.get_available_providers():
+        assert real.get_providers() == [session.CPU]
         fails(invoke("predict", quickstart_onnx, "x.npy", "--provider", "cuda"), "netspec[gpu]")
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [ort_predict.CUDA, ort_predict.CPU])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [session.CUDA, session.CPU])
     monkeypatch.setattr(ort, "InferenceSession", FakeSession)
     FakeSession.asked = []
-    assert ort_predict.open_session(quickstart_onnx, "auto").get_providers()[0] == ort_predict.CUDA
-    assert ort_predict.open_session(quickstart_onnx, "cpu").get_providers() == [ort_predict.CPU]
-    assert FakeSession.asked == [[ort_predict.CUDA, ort_predict.CPU], [ort_predict.CPU]]
+    assert session.open_session(quickstart_onnx, "auto").get_providers()[0] == session.CUDA
+    assert session.open_session(quickstart_onnx, "cpu").get_providers() == [session.CPU]
+    assert FakeSession.asked == [[session.CUDA, session.CPU], [session.CPU]]
     FakeSession.usable_cuda = False  # listed, but no device: onnxruntime falls back to the CPU
     try:
-        assert ort_predict.open_session(quickstart_onnx, "auto").get_providers() == [
-            ort_predict.CPU
-        ]
-        with pytest.raises(ort_predict.PredictError, match="--provider cuda: CUDA is not usable"):
-            ort_predict.open_session(quickstart_onnx, "cuda")
+        assert session.open_session(quickstart_onnx, "auto").get_providers() == [session.CPU]
+        with pytest.raises(session.SessionError, match="--provider cuda: CUDA is not usable"):
+            session.open_session(quickstart_onnx, "cuda")
     finally:
         FakeSession.usable_cuda = True
     fails(invoke("predict", quickstart_onnx, "x.npy", "--provider", "tpu"), "--provider tpu")

@@ -16,19 +16,19 @@ Image = pytest.importorskip("PIL.Image")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from test_predict import fails, invoke  # noqa: E402
 
-from netspec.backends.ort_predict import (  # noqa: E402
-    PredictError,
-    Predictor,
+from netspec.backends.predict.errors import PredictError  # noqa: E402
+from netspec.backends.predict.model import Predictor  # noqa: E402
+from netspec.backends.predict.predict import predict  # noqa: E402
+from netspec.data.preprocess import apply_values  # noqa: E402
+from netspec.data.scenes import (  # noqa: E402
     SceneSegmenter,
     blend_window,
-    predict,
     probabilities,
     segment_scene,
     transform,
     tta_variants,
     untransform,
 )
-from netspec.data.pipeline import apply_values  # noqa: E402
 from netspec.data.tiles import grid  # noqa: E402
 
 NAMES = ["background", "road", "car", "tree", "water", "roof"]

@@ -134,7 +134,7 @@ def test_the_run_exports_and_predicts_a_larger_scene_tile_by_tile(
     from PIL import Image
 
     from netspec.backends.onnx_export import export_run
-    from netspec.backends.ort_predict import predict
+    from netspec.backends.predict.predict import predict
 
     t, _ = shapes_run
     report = export_run(t.run_dir, tmp_path / "unet.onnx")

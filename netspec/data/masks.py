@@ -15,9 +15,9 @@ from PIL import Image
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData
+from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
 
 MASK_FOLDER_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
-_TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 _BINARY_NAMES = ("background", "foreground")
 # Beyond this, "values are class indices" is almost surely wrong (e.g. 16-bit ids).
 _MAX_CLASSES = 1024
@@ -333,44 +333,6 @@ def _decode_error(path: Path, e: Exception, what: str) -> Exception:
     )
 
 
-def _read_tiff(path: Path, what: str) -> np.ndarray:
-    import tifffile  # only TIFF scenes need it
-
-    try:
-        arr = np.asarray(tifffile.imread(path))
-        if arr.size == 0:  # tifffile logs a warning and returns nothing for a broken header
-            raise ValueError("no pixel data: a corrupt or empty TIFF")
-        return arr
-    # tifffile raises many types on bad input; compressed TIFFs (LZW, JPEG) need the optional
-    # imagecodecs package, but Pillow reads those when they are 8-bit.
-    except Exception as e:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return np.asarray(im)
-        except Exception:
-            raise _decode_error(path, e, what) from None
-
-
-def _tiff_bands(arr: np.ndarray, path: Path) -> np.ndarray:
-    """A TIFF's array as (C, H, W): the band axis is the one smaller than the other two."""
-    if arr.ndim > 3:
-        arr = arr.reshape([d for d in arr.shape if d != 1] or [1])
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.ndim == 3:
-        a, b, c = arr.shape
-        if a < b and a < c:
-            return arr
-        if c < a and c < b:
-            return arr.transpose(2, 0, 1)
-    raise data_error(
-        f"TIFF image has shape {tuple(arr.shape)}; expected (H, W), (C, H, W) or (H, W, C) "
-        "with fewer bands than rows and columns",
-        path,
-    )
-
-
 def _tiff_color(chw: np.ndarray, color: str, path: Path) -> np.ndarray:
     """Apply color (keep, rgb, grayscale) to a TIFF scene (C, H, W); only 8-bit ones convert."""
     bands = chw.shape[0]
@@ -392,8 +354,8 @@ def _tiff_color(chw: np.ndarray, color: str, path: Path) -> np.ndarray:
 def _read_image(path: Path, color: str) -> tuple[np.ndarray, bool]:
     """One scene as (C, H, W) uint8 or float32, and whether an alpha channel was dropped."""
     dropped_alpha = False
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        arr = _tiff_color(_tiff_bands(_read_tiff(path, "image"), path), color, path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        arr = _tiff_color(read_tiff_bands(path, "image"), color, path)
     else:
         try:
             with Image.open(path) as im:
@@ -436,8 +398,8 @@ def _read_image(path: Path, color: str) -> tuple[np.ndarray, bool]:
 
 def _read_mask(path: Path) -> np.ndarray:
     """One mask as an (H, W) integer array (palette PNGs give their indices)."""
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        arr = _read_tiff(path, "mask")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        arr, _ = read_tiff_array(path, "mask")
         if arr.ndim > 2:
             arr = arr.reshape([d for d in arr.shape if d != 1] or [1])
         if arr.ndim != 2:

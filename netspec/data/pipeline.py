@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +17,8 @@ from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import load_image_folder
 from netspec.data.masks import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
+from netspec.data.preprocess import CropError, Preprocessing, geometry
+from netspec.data.preprocess import apply_values as apply_values  # onnx_export imports it here
 from netspec.data.shapes import make_shapes
 from netspec.data.split import split_arrays
 from netspec.data.stats import dataset_stats
@@ -38,64 +39,6 @@ from netspec.train_spec import (
 )
 
 Task = Literal["multiclass", "binary", "regression", "segmentation"]
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Exactly what is done to a raw sample before the network sees it (saved with the model).
-
-    Raw input: channels-first arrays as the loader gives them (uint8 pixels or float features).
-    Steps, in order: grayscale, resize, center_crop (geometry, done once on load), then
-    x * scale, then (x - mean) / std per channel (or per sample), then reshape to `input_shape`.
-    """
-
-    input_shape: tuple[int, ...]
-    raw_shape: tuple[int, ...]
-    channel_order: str | None = None  # "RGB" or "L" for images, None for tables
-    # How a folder of images was decoded: netspec.data.folder.fit_image(image, size, crop).
-    image_size: tuple[int, int] | None = None
-    image_crop: str | None = None
-    grayscale: bool = False
-    resize: tuple[int, int] | None = None
-    center_crop: tuple[int, int] | None = None
-    scale: float = 1.0
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    per_sample: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**fields)
-
-
-def apply_values(
-    x: np.ndarray, pre: dict[str, Any], input_shape: Sequence[int | None]
-) -> np.ndarray:
-    """The value steps of a recorded Preprocessing on a batch of raw samples, in numpy.
-
-    x * scale, then per-channel (x - mean) / std or per-sample standardization, then the reshape
-    to `input_shape` (skipped when it holds an unknown dimension). The trainer's `Normalizer`
-    does the same in torch; export parity and `netspec predict` use this one.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    scale = float(pre.get("scale") or 1.0)
-    if scale != 1.0:
-        x = x * np.float32(scale)
-    view = (1, -1) + (1,) * (x.ndim - 2)
-    if pre.get("mean") and pre.get("std"):
-        mean = np.asarray(pre["mean"], np.float32).reshape(view)
-        x = (x - mean) / np.asarray(pre["std"], np.float32).reshape(view)
-    elif pre.get("per_sample"):
-        flat = x.reshape(len(x), -1)
-        std = flat.std(1, ddof=1, keepdims=True) if flat.shape[1] > 1 else 0.0
-        x = ((flat - flat.mean(1, keepdims=True)) / (std + 1e-6)).reshape(x.shape)
-    if None not in input_shape:
-        x = x.reshape(len(x), *input_shape)  # type: ignore[arg-type]
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -202,28 +145,11 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
         raise data_error(
             f"{data.source}: grayscale/resize/center_crop need images (N, C, H, W), got {x.shape}"
         )
-    if p.grayscale and x.shape[1] == 3:
-        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)[None, :, None, None]
-        gray = (x.astype(np.float32) * weights).sum(axis=1, keepdims=True)
-        x = np.clip(np.rint(gray), 0, 255).astype(np.uint8) if x.dtype == np.uint8 else gray
-    if p.resize:
-        from PIL import Image
-
-        h, w = p.resize
-        out = np.empty((x.shape[0], x.shape[1], h, w), dtype=np.float32)
-        for i in range(x.shape[0]):  # once per sample at load time, not on the training path
-            for c in range(x.shape[1]):
-                img = Image.fromarray(x[i, c].astype(np.float32), mode="F")
-                out[i, c] = np.asarray(img.resize((w, h), Image.BILINEAR))
-        x = np.clip(np.rint(out), 0, 255).astype(np.uint8) if x.dtype == np.uint8 else out
-    if p.center_crop:
-        h, w = p.center_crop
-        if h > x.shape[2] or w > x.shape[3]:
-            raise data_error(
-                f"center_crop {h}x{w} is larger than the images ({x.shape[2]}x{x.shape[3]})"
-            )
-        top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
-        x = np.ascontiguousarray(x[:, :, top : top + h, left : left + w])
+    try:
+        x = geometry(x, grayscale=p.grayscale, resize=p.resize, center_crop=p.center_crop)
+    except CropError as exc:
+        (h, w), (H, W) = exc.crop, exc.image
+        raise data_error(f"center_crop {h}x{w} is larger than the images ({H}x{W})") from None
     return replace(data, x=x)
 
 

@@ -1,0 +1,52 @@
+"""PredictError and the wording its messages share: shapes with ? for dynamic sizes, Pillow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from netspec.errors import NetspecError, Problem
+
+
+class PredictError(NetspecError):
+    """The model or an input cannot be used for prediction."""
+
+
+def error(message: str, file: str | Path | None = None, hint: str | None = None) -> PredictError:
+    return PredictError([Problem(message, None if file is None else str(file), hint=hint)])
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (at most 200 characters), or its type's name."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def pillow(path: Path, what: str) -> Any:
+    """PIL.Image, or a clear error: Pillow comes with the `train` extra, not the base install."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise error(
+            f"{what} needs Pillow, which is not installed", path, hint="pip install pillow"
+        ) from None
+    return Image
+
+
+def shape(dims: Sequence[int | str | None]) -> str:
+    """(1, 8, 8), with ? for a dynamic dimension."""
+    body = ", ".join("?" if d is None else str(d) for d in dims)
+    return f"({body},)" if len(dims) == 1 else f"({body})"
+
+
+def size(d: int | None) -> str:
+    return "?" if d is None else str(d)
+
+
+def fits(array_shape: Sequence[int], dims: Sequence[int | None]) -> bool:
+    """Whether an array's shape is `dims` (a None dimension takes any size)."""
+    return len(array_shape) == len(dims) and all(
+        d is None or s == d for s, d in zip(array_shape, dims)
+    )

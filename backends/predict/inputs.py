@@ -1,0 +1,311 @@
+"""Predict's inputs as raw samples: image files, .npy arrays, CSV rows, and scenes of any size."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.backends.predict.errors import error, first_line, fits, pillow, shape, size
+from netspec.backends.predict.model import ModelInfo, json_meta, scene_bands
+from netspec.data.preprocess import CropError, geometry
+from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str  # how the input is shown: `digit.png`, `x.npy[3]`, `table.csv:2`
+    stem: str  # for file names derived from it (masks)
+    x: np.ndarray  # the raw sample, float32, shape = raw_shape (dynamic dims: its own)
+
+
+def check_inputs(paths: Sequence[Path]) -> None:
+    """Every input exists and is of a supported type (before anything runs)."""
+    if not paths:
+        raise error("no inputs: give image files, .npy arrays or .csv files")
+    for path in paths:
+        kind = input_kind(path)
+        if not path.exists():
+            raise error(f"no such {kind} file", path)
+        if not path.is_file():
+            raise error(
+                f"not a file (expected {'an' if kind == 'image' else 'a'} {kind} file)", path
+            )
+
+
+def input_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in (".npy", ".csv"):
+        return suffix[1:]
+    kinds = ", ".join(IMAGE_SUFFIXES)
+    raise error(
+        f"unsupported input file type '{path.suffix or path.name}'; expected an image "
+        f"({kinds}), a .npy array or a .csv file",
+        path,
+    )
+
+
+def read_inputs(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
+    """The raw samples of every input file, in order."""
+    for path in paths:
+        kind = input_kind(path)
+        if kind == "image":
+            yield Sample(str(path), path.stem, read_image(path, info))
+        elif kind == "npy":
+            yield from read_npy(path, info)
+        else:
+            yield from read_csv(path, info)
+
+
+def read_image(path: Path, info: ModelInfo) -> np.ndarray:
+    """An image file as a raw sample (C, H, W): channel order, grayscale, resize, center crop."""
+    x = _decode_image(path, info)
+    if not fits(x.shape, info.raw_shape):
+        want = info.raw_shape
+        raise error(
+            f"image of {x.shape[2]}x{x.shape[1]} (width x height) after preprocessing; the model "
+            f"takes {size(want[2])}x{size(want[1])} images and records no resize step",
+            path,
+            hint=f"resize the image to {size(want[2])}x{size(want[1])} first",
+        )
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) -> np.ndarray:
+    """An image file decoded with Pillow, after the recorded image steps: (C, H, W) uint8."""
+    if info.channel_order is None:
+        raise error(
+            not_images
+            or f"the model takes {shape(info.raw_shape)} samples, not images; "
+            "give a .npy or .csv file",
+            path,
+        )
+    Image = pillow(path, "reading images")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            x = _pillow_pixels(im, info)
+    except Exception as exc:  # Pillow raises many types on bad files: all mean "cannot decode"
+        names = "/".join(s[1:] for s in IMAGE_SUFFIXES)
+        raise error(
+            f"cannot decode the image ({type(exc).__name__}: {first_line(exc)}); "
+            f"expected a readable {names} file",
+            path,
+        ) from None
+    return image_steps(x, info, path)
+
+
+def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
+    """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W)."""
+    # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
+    im = im.convert("RGB" if info.pre.get("grayscale") else info.channel_order)
+    size = info.pre.get("image_size")
+    if size:  # decoded from a folder: the loader's own crop and resize, exactly
+        from netspec.data.folder import fit_image
+
+        im = fit_image(im, (int(size[0]), int(size[1])), info.pre.get("image_crop"))
+    pixels = np.asarray(im)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
+    """The recorded grayscale, resize and center crop of one image (C, H, W), as in training."""
+    pre = info.pre
+    if pre.get("resize"):
+        pillow(path, "resizing images")
+    try:
+        return geometry(
+            x,
+            grayscale=bool(pre.get("grayscale")),
+            resize=pre.get("resize"),
+            center_crop=pre.get("center_crop"),
+        )
+    except CropError as exc:
+        (h, w), (H, W) = exc.crop, exc.image
+        raise error(
+            f"image of {W}x{H} (width x height) is smaller than the model's center crop {w}x{h}",
+            path,
+        ) from None
+
+
+def read_npy(path: Path, info: ModelInfo) -> Iterator[Sample]:
+    """A .npy array: one raw sample, or a batch of them with a leading N (never pickled)."""
+    array = _load_npy(path)
+    raw = info.raw_shape
+    if fits(array.shape, raw):
+        yield Sample(str(path), path.stem, array.astype(np.float32))
+        return
+    if not (array.ndim == len(raw) + 1 and fits(array.shape[1:], raw)):
+        raise error(
+            f"array of shape {shape(array.shape)}; expected {shape(raw)} or {shape(('N', *raw))}",
+            path,
+        )
+    for i, x in enumerate(array.astype(np.float32)):
+        yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A numeric .npy array (never unpickled), or a clear error."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        why = (
+            "it holds Python objects, which are never unpickled"
+            if "allow_pickle" in str(exc)
+            else first_line(exc)
+        )
+        raise error(f"cannot read the array: {why}; expected a numeric .npy file", path) from None
+    except OSError as exc:
+        raise error(
+            f"cannot read the array ({first_line(exc)}); expected a .npy file", path
+        ) from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise error(f"array of dtype {array.dtype}; expected numbers", path)
+    return array
+
+
+def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample]:
+    """A CSV file: one sample per row of numbers (a first row of names is a header)."""
+    size = info.size
+    if size is None:
+        raise error(
+            f"the model's input {shape(info.raw_shape)} is not fixed: use a .npy file", path
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read the CSV file ({first_line(exc)})", path) from None
+    count = 0
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
+        values = _numbers(cells)
+        if values is None:
+            if count == 0 and line == _first_row(text):
+                _check_header(cells, size, info, path)
+                continue
+            bad = next(c for c in cells if _number(c) is None)
+            raise error(f"row {line}: {bad!r} is not a number", path)
+        if len(values) != size:
+            raise error(
+                f"row {line} has {len(values)} values; expected {size} "
+                f"(the model's input {shape(info.raw_shape)})",
+                path,
+            )
+        count += 1
+        x = np.asarray(values, dtype=np.float32).reshape(info.raw_shape)  # type: ignore[arg-type]
+        yield Sample(f"{path}:{line}", f"{path.stem}_{line}", x)
+    if count == 0:
+        raise error(f"no rows of numbers; expected rows of {size} values", path)
+
+
+def _first_row(text: str) -> int:
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if any(c.strip() for c in row):
+            return line
+    return 0
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _numbers(cells: list[str]) -> list[float] | None:
+    values = [_number(c) for c in cells]
+    return None if any(v is None for v in values) else values  # type: ignore[return-value]
+
+
+def _check_header(cells: list[str], size: int, info: ModelInfo, path: Path) -> None:
+    features = json_meta(info.metadata, "netspec.features", path)
+    if features is not None and cells != [str(f) for f in features]:
+        raise error(
+            f"header {', '.join(cells[:4])}...: expected the model's features "
+            f"{', '.join(map(str, features[:4]))}...",
+            path,
+        )
+    if len(cells) != size:
+        raise error(f"header of {len(cells)} names; expected {size} columns", path)
+
+
+def read_scenes(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
+    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays."""
+    bands = scene_bands(info)
+    for path in paths:
+        kind = input_kind(path)
+        if kind == "csv":
+            raise error(
+                "a segmentation model takes scenes: images, .tif files or .npy arrays "
+                "(C, H, W); not CSV rows",
+                path,
+            )
+        if kind == "npy":
+            scenes: Iterable[Sample] = read_npy_scenes(path)
+        elif path.suffix.lower() in TIFF_SUFFIXES:
+            scenes = [Sample(str(path), path.stem, read_tiff(path, info))]
+        else:
+            not_images = (
+                f"the model takes {bands}-band scenes, not 8-bit images; "
+                "give a .tif file or a .npy array (C, H, W)"
+            )
+            x = _decode_image(path, info, not_images)
+            scenes = [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
+        for sample in scenes:
+            if bands is not None and sample.x.shape[0] != bands:
+                c, h, w = sample.x.shape
+                raise error(
+                    f"{sample.name}: a scene of {c} band{'s' if c != 1 else ''} ({w}x{h}, "
+                    f"width x height); the model takes {bands}",
+                    path,
+                    hint="give scenes with the bands (channels) the model was trained on, "
+                    "in the same order",
+                )
+            yield sample
+
+
+def read_npy_scenes(path: Path) -> Iterator[Sample]:
+    """A .npy array as one scene (C, H, W) or several (N, C, H, W)."""
+    array = _load_npy(path)
+    if array.ndim == 3:
+        yield Sample(str(path), path.stem, array.astype(np.float32))
+    elif array.ndim == 4:
+        for i, x in enumerate(array):
+            yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x.astype(np.float32))
+    else:
+        raise error(
+            f"array of shape {shape(array.shape)}; expected a scene (C, H, W) or scenes "
+            "(N, C, H, W)",
+            path,
+        )
+
+
+def read_tiff(path: Path, info: ModelInfo) -> np.ndarray:
+    """A TIFF scene of any bands and bit depth as raw values (C, H, W) float32.
+
+    Bands by netspec.data.tiff's band-axis rule. 8-bit scenes of 1, 3 or 4 bands for a model of
+    images (L or RGB) take the image steps of any image file; other scenes are values as stored
+    (uint16 stays 0..65535).
+    """
+    x = read_tiff_bands(path, "the TIFF scene")
+    if x.dtype.kind not in "biuf":
+        raise error(f"TIFF of {x.dtype} values; expected numbers", path)
+    if x.dtype == np.uint8 and info.channel_order and x.shape[0] in (1, 3, 4):
+        Image = pillow(path, "reading 8-bit scenes")
+        hwc = x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
+        im = Image.fromarray(np.ascontiguousarray(hwc))  # L, RGB or RGBA by the shape
+        x = _pillow_pixels(im, info)
+    else:
+        x = x.astype(np.float32)
+    return np.ascontiguousarray(image_steps(x, info, path), dtype=np.float32)

@@ -1,0 +1,235 @@
+"""The model as predict sees it: ModelInfo from the graph and netspec metadata, and Predictor."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.backends.predict.errors import error, first_line, shape, size
+from netspec.backends.predict.session import open_session
+from netspec.data.preprocess import apply_values
+from netspec.data.scenes import SceneSegmenter
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What predict needs to know about a model, from its graph and its metadata."""
+
+    path: Path
+    input_name: str
+    input_type: str  # onnxruntime's "tensor(float)", "tensor(float16)", ...
+    batch: int | None  # a fixed batch size, or None (dynamic)
+    input_shape: tuple[int | None, ...]  # per sample; None: a dynamic dimension
+    output_name: str
+    output_shape: tuple[int | None, ...]
+    raw_shape: tuple[int | None, ...]  # a raw sample, before the value steps and the reshape
+    task: str | None = None  # multiclass | binary | regression (netspec.task)
+    head: str | None = None  # softmax | sigmoid | None
+    classes: tuple[str, ...] | None = None
+    pre: dict[str, Any] = field(default_factory=dict)  # netspec.preprocessing ({} if absent)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int | None:
+        """Numbers in one raw sample (None when a dimension is dynamic)."""
+        return None if None in self.raw_shape else math.prod(self.raw_shape)  # type: ignore[arg-type]
+
+    @property
+    def channel_order(self) -> str | None:
+        """RGB or L when the model takes images."""
+        order = self.pre.get("channel_order")
+        if order in ("RGB", "L"):
+            return order
+        if self.pre.get("grayscale"):
+            return "L"
+        if not self.pre and len(self.raw_shape) == 3:
+            return {1: "L", 3: "RGB"}.get(self.raw_shape[0])  # type: ignore[arg-type]
+        return None
+
+
+def _dims(arg: Any) -> list[int | None]:
+    return [d if isinstance(d, int) and d > 0 else None for d in (arg.shape or [])]
+
+
+def json_meta(meta: dict[str, str], key: str, path: Path) -> Any:
+    try:
+        return json.loads(meta[key]) if key in meta else None
+    except ValueError:
+        raise error(f"metadata {key} is not valid JSON: {meta[key][:60]!r}", path) from None
+
+
+def model_info(session: Any, path: Path) -> ModelInfo:
+    """ModelInfo of an onnxruntime session; the model must have one float input."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise error(
+            f"the model has {len(inputs)} inputs ({names}); predict feeds models with one input",
+            path,
+        )
+    inp, out = inputs[0], outputs[0]
+    if inp.type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
+        raise error(f"input '{inp.name}' is a {inp.type}; predict feeds float tensors", path)
+    dims = _dims(inp)
+    if not dims:
+        raise error(f"input '{inp.name}' has no batch axis (shape {inp.shape})", path)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    pre = json_meta(meta, "netspec.preprocessing", path) or {}
+    input_shape = tuple(dims[1:])
+    raw = pre.get("raw_shape")
+    raw_shape = tuple(None if d is None else int(d) for d in raw) if raw else input_shape
+    fixed = None not in input_shape and None not in raw_shape
+    if raw and fixed and math.prod(raw_shape) != math.prod(input_shape):  # type: ignore[arg-type]
+        raise error(
+            f"metadata netspec.preprocessing: raw shape {shape(raw_shape)} does not fit the "
+            f"input {shape(input_shape)}",
+            path,
+        )
+    classes = json_meta(meta, "netspec.classes", path)
+    head = meta.get("netspec.head")
+    return ModelInfo(
+        path=path,
+        input_name=inp.name,
+        input_type=inp.type,
+        batch=dims[0],
+        input_shape=input_shape,
+        output_name=out.name,
+        output_shape=tuple(_dims(out)[1:]),
+        raw_shape=raw_shape,
+        task=meta.get("netspec.task"),
+        head=head if head in ("softmax", "sigmoid") else None,
+        classes=tuple(str(c) for c in classes) if classes else None,
+        pre=pre,
+        metadata=meta,
+    )
+
+
+def kind_of(info: ModelInfo) -> str:
+    """How outputs are read: multiclass, binary, regression or segmentation."""
+    shape = info.output_shape
+    if len(shape) == 3:
+        return "segmentation"
+    if len(shape) != 1:
+        return "regression"
+    k = shape[0]
+    task = info.task
+    if task is None:  # no netspec metadata: go by the head
+        task = (
+            "binary"
+            if info.head == "sigmoid" and k == 1
+            else "multiclass"
+            if info.head == "softmax" or info.classes
+            else "regression"
+        )
+    if task == "binary" and k != 1:
+        task = "multiclass"
+    if task == "multiclass" and k == 1:
+        task = "regression"
+    return task
+
+
+def is_scene_model(info: ModelInfo) -> bool:
+    """A segmentation model over images (C, H, W): its inputs are scenes of any size, tiled."""
+    shape, raw = info.input_shape, info.raw_shape
+    return (
+        kind_of(info) == "segmentation"
+        and len(shape) == 3
+        and len(raw) == 3
+        and all(a is None or b is None or a == b for a, b in zip(shape, raw))
+    )
+
+
+def scene_bands(info: ModelInfo) -> int | None:
+    """Bands (channels) a scene must have for this model (None: any)."""
+    return info.input_shape[0] if info.input_shape[0] is not None else info.raw_shape[0]
+
+
+def prepare(x: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """The value steps on a batch of raw samples: scale, mean/std or per-sample, reshape."""
+    return apply_values(x, info.pre, info.input_shape)
+
+
+class Predictor:
+    """An onnxruntime session with the model's metadata: raw samples in, outputs out."""
+
+    def __init__(self, model: str | Path, provider: str = "auto") -> None:
+        self.session = open_session(model, provider)
+        self.info = model_info(self.session, Path(model))
+        self.dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
+            self.info.input_type, np.float32
+        )
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    def run(self, raw: np.ndarray) -> np.ndarray:
+        """The model's output (float32) for a batch of raw samples (N, *raw_shape)."""
+        return self.run_prepared(prepare(raw, self.info))
+
+    def run_prepared(self, x: np.ndarray) -> np.ndarray:
+        """The model's output (float32) for a batch of model inputs (preprocessed already)."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        fixed, n = self.info.batch, len(x)
+        if fixed is not None and n != fixed:  # a fixed-batch export: pad and run in its size
+            outs = []
+            for i in range(0, n, fixed):
+                part = x[i : i + fixed]
+                pad = np.zeros((fixed - len(part), *x.shape[1:]), dtype=x.dtype)
+                outs.append(self._run(np.concatenate([part, pad]))[: len(part)])
+            return np.concatenate(outs)
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run([self.info.output_name], {self.info.input_name: x})[0]
+        except Exception as exc:  # onnxruntime's errors: shape or type mismatches inside the model
+            raise error(
+                f"the model fails on an input of shape {shape(x.shape)}: {first_line(exc)}",
+                self.info.path,
+            ) from None
+        return np.asarray(out, dtype=np.float32)
+
+    def segmenter(
+        self, overlap: int | None = None, tta: bool = False, batch_size: int = 16
+    ) -> SceneSegmenter:
+        """A SceneSegmenter running this model on its tiles (for segmentation models)."""
+        info = self.info
+        if not is_scene_model(info):
+            raise error(
+                f"the model is not a segmentation model over images (input "
+                f"{shape(info.input_shape)}, output {shape(info.output_shape)})",
+                info.path,
+            )
+        h, w = info.input_shape[1:]
+        check_overlap(overlap, (h, w))
+        return SceneSegmenter(
+            self.run_prepared,
+            (h, w),
+            overlap=overlap,
+            tta=tta,
+            batch_size=batch_size,
+            prepare=lambda raw: prepare(raw, info),
+            head=info.head,
+        )
+
+
+def check_overlap(overlap: int | None, tile: tuple[int | None, int | None]) -> None:
+    """A clear error for an --overlap that tiles of `tile` (height, width) cannot have."""
+    if overlap is None:
+        return
+    if overlap < 0:
+        raise error(f"--overlap {overlap}: expected 0 or more pixels")
+    h, w = tile
+    side = min(d for d in (h, w, overlap + 1) if d is not None)
+    if overlap >= side:
+        raise error(
+            f"--overlap {overlap}: tiles must overlap by less than their side; the model's "
+            f"tiles are {size(w)}x{size(h)} (width x height)",
+            hint=f"use --overlap {side // 4} (the default) or anything below {side}",
+        )

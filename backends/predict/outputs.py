@@ -1,0 +1,131 @@
+"""Predict's outputs: scores and labels, values, segmentation masks as palette PNGs, text lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.backends.predict.errors import error, pillow
+from netspec.backends.predict.inputs import Sample
+from netspec.backends.predict.model import ModelInfo, kind_of
+from netspec.data.scenes import Segmentation
+
+
+# The PASCAL VOC colour map: class 0 black, then distinct colours (bits of the class index).
+def palette() -> list[int]:
+    colours = []
+    for k in range(256):
+        r = g = b = 0
+        c = k
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colours += [r, g, b]
+    return colours
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+class Interpreter:
+    """Turns output rows into result dicts (and mask files for segmentation)."""
+
+    def __init__(self, info: ModelInfo, top_k: int = 5, out_dir: Path | None = None) -> None:
+        if top_k < 1:
+            raise error(f"--top-k {top_k}: expected a positive number")
+        self.info = info
+        self.kind = kind_of(info)
+        self.top_k = top_k
+        self.out_dir = Path(out_dir) if out_dir is not None else Path()
+        self.written: set[str] = set()
+
+    def label(self, i: int) -> str:
+        classes = self.info.classes
+        return classes[i] if classes is not None and i < len(classes) else str(i)
+
+    def __call__(self, sample: Sample, y: np.ndarray) -> dict[str, Any]:
+        if self.kind == "multiclass":
+            p = y if self.info.head == "softmax" else _softmax(y)
+            order = np.argsort(-p, kind="stable")[: self.top_k]
+            preds = [{"label": self.label(int(i)), "score": float(p[i])} for i in order]
+            return {"input": sample.name, "predictions": preds}
+        if self.kind == "binary":
+            p = float(y[0] if self.info.head == "sigmoid" else _sigmoid(y[0]))
+            pred = (
+                {"label": self.label(1), "score": p}
+                if p >= 0.5
+                else {
+                    "label": self.label(0),
+                    "score": 1.0 - p,
+                }
+            )
+            return {"input": sample.name, "predictions": [pred]}
+        if self.kind == "segmentation":
+            return self.mask(sample, y)
+        return {"input": sample.name, "values": y.tolist()}
+
+    def mask(self, sample: Sample, y: np.ndarray) -> dict[str, Any]:
+        """Argmax over the classes (K, H, W) -> a palette PNG `<stem>_mask.png` in out_dir."""
+        k = y.shape[0]
+        if k == 1:
+            cut = 0.5 if self.info.head == "sigmoid" else 0.0
+            classes = (y[0] >= cut).astype(np.uint8)
+        else:
+            classes = y.argmax(axis=0)
+        return self.write_mask(sample, classes, k)
+
+    def scene(self, sample: Sample, seg: Segmentation) -> dict[str, Any]:
+        """A segmented scene -> its mask file, and how many tiles and TTA variants made it."""
+        result = self.write_mask(sample, seg.mask, seg.probs.shape[0])
+        return {**result, "tiles": seg.tiles, "tta": seg.tta}
+
+    def write_mask(self, sample: Sample, classes: np.ndarray, k: int) -> dict[str, Any]:
+        """Class ids (H, W) of K classes -> a palette PNG `<stem>_mask.png` in out_dir."""
+        Image = pillow(self.info.path, "writing segmentation masks")
+        if k > 256:
+            raise error(f"{k} classes: a palette mask holds at most 256", self.info.path)
+        name = f"{sample.stem}_mask.png"
+        n = 1
+        while name in self.written:
+            name = f"{sample.stem}_{n}_mask.png"
+            n += 1
+        self.written.add(name)
+        path = self.out_dir / name
+        h, w = classes.shape
+        img = Image.frombytes("P", (w, h), np.ascontiguousarray(classes, dtype=np.uint8).tobytes())
+        img.putpalette(palette())
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            img.save(path)
+        except OSError as exc:
+            raise error(f"cannot write the mask: {exc.strerror or exc}", path) from None
+        ids, counts = np.unique(classes, return_counts=True)
+        return {
+            "input": sample.name,
+            "mask": str(path),
+            "size": [int(classes.shape[0]), int(classes.shape[1])],
+            "pixels": {self.label(int(i)): int(c) for i, c in zip(ids, counts)},
+        }
+
+
+def text_lines(result: dict[str, Any]) -> list[str]:
+    """One result as label_image.py prints it: the input, then `label (score = 0.98659)` lines."""
+    lines = [result["input"]]
+    if "predictions" in result:
+        lines += [f"{p['label']} (score = {p['score']:.5f})" for p in result["predictions"]]
+    elif "mask" in result:
+        lines.append(result["mask"])
+    else:
+        flat = np.asarray(result["values"], dtype=np.float64).ravel()
+        lines.append(" ".join(f"{v:.6g}" for v in flat))
+    return lines

@@ -1,0 +1,78 @@
+"""The `netspec predict` entry point: inputs in, one result per sample out, in batches or tiles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.backends.predict.errors import error, shape
+from netspec.backends.predict.inputs import Sample, check_inputs, read_inputs, read_scenes
+from netspec.backends.predict.model import Predictor, check_overlap, is_scene_model
+from netspec.backends.predict.outputs import Interpreter
+from netspec.data.scenes import SceneError
+
+
+def predict(
+    model: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    top_k: int = 5,
+    provider: str = "auto",
+    batch_size: int = 64,
+    out_dir: str | Path | None = None,
+    overlap: int | None = None,
+    tta: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
+
+    Each result is {input, predictions: [{label, score}]} (classification),
+    {input, values} (regression) or {input, mask, size, pixels, tiles, tta} (segmentation).
+    Segmentation models take scenes of any size, predicted tile by tile (tiles overlapping by
+    `overlap` pixels, default a quarter of the tile side) and with `tta` averaged over the
+    symmetries of each tile; their masks have the scene's size.
+    """
+    if batch_size < 1:
+        raise error(f"--batch-size {batch_size}: expected a positive number")
+    check_overlap(overlap, (None, None))
+    paths = [Path(p) for p in inputs]
+    predictor = Predictor(model, provider)
+    info = predictor.info
+    interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
+    if is_scene_model(info):
+        segmenter = predictor.segmenter(overlap, tta, batch_size)
+        check_inputs(paths)
+        for sample in read_scenes(paths, info):
+            try:
+                seg = segmenter.segment(sample.x)
+            except SceneError as exc:
+                raise error(f"{sample.name}: {exc}", info.path) from None
+            yield interpret.scene(sample, seg)
+        return
+    for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
+        if given:
+            raise error(
+                f"{flag}: only segmentation models (output (K, H, W) over image inputs) are "
+                f"predicted tile by tile; this model's output is {shape(info.output_shape)}",
+                info.path,
+            )
+    check_inputs(paths)
+    batch: list[Sample] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        shapes = {s.x.shape for s in batch}
+        groups = [batch] if len(shapes) == 1 else [[s] for s in batch]  # dynamic sizes: one by one
+        for group in groups:
+            out = predictor.run(np.stack([s.x for s in group]))
+            for sample, y in zip(group, out):
+                yield interpret(sample, y)
+
+    for sample in read_inputs(paths, predictor.info):
+        batch.append(sample)
+        if len(batch) == batch_size:
+            yield from flush()
+            batch = []
+    if batch:
+        yield from flush()

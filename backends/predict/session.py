@@ -1,0 +1,115 @@
+"""The one onnxruntime session factory: provider auto/cpu/cuda, thread count, a model from a path or bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+from netspec.backends.predict.errors import first_line
+from netspec.errors import NetspecError, Problem
+
+PROVIDERS = ("auto", "cpu", "cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+GPU_HINT = (
+    "install the gpu extra: pip install 'netspec[gpu]' && pip uninstall -y onnxruntime "
+    "(onnxruntime-gpu provides the same `onnxruntime` module)"
+)
+
+
+class SessionError(NetspecError):
+    """onnxruntime is missing, the provider cannot be used, or the model cannot be loaded."""
+
+
+def _error(message: str, file: Path | None = None, hint: str | None = None) -> SessionError:
+    return SessionError([Problem(message, None if file is None else str(file), hint=hint)])
+
+
+def open_session(
+    model: str | Path | bytes | Any,
+    provider: str = "auto",
+    *,
+    threads: int | None = None,
+    flag: str = "--provider",
+) -> Any:
+    """An onnxruntime InferenceSession on `provider`: auto (CUDA when it works, else CPU), cpu, cuda.
+
+    `model` is a file path, the model's bytes or a ModelProto. `threads` pins the intra-op
+    threads (and runs ops one at a time, without spinning threads: for timing beside PyTorch).
+    `flag` names the option in errors (`--provider`, `--device`). Sessions never fall back to
+    the CPU silently: `provider` is what runs. Errors are SessionErrors (exit 2, with a hint).
+    """
+    if provider not in PROVIDERS:
+        raise _error(f"{flag} {provider}: expected one of {', '.join(PROVIDERS)}")
+    path = None
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise _error("no such model file" if not path.exists() else "not a file", path)
+    elif not isinstance(model, bytes):
+        model = model.SerializeToString()  # a ModelProto
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise _error(
+            "running ONNX models needs onnxruntime", path, "pip install onnxruntime"
+        ) from None
+    source = str(path) if path is not None else model
+    options = _options(ort, threads)
+    available = ort.get_available_providers()
+    if provider == "cuda" and CUDA not in available:
+        raise _error(
+            f"{flag} cuda: this onnxruntime has no {CUDA} (it has {', '.join(available)})",
+            hint=GPU_HINT,
+        )
+    if provider in ("auto", "cuda") and CUDA in available:
+        try:
+            session = _session(ort, source, options, [CUDA, CPU])
+        except Exception as exc:  # onnxruntime raises its own types; the model is checked below
+            session, reason = None, first_line(exc)
+        else:
+            reason = "onnxruntime fell back to the CPU (no usable CUDA device?)"
+        if session is not None and session.get_providers()[0] == CUDA:
+            return session
+        if provider == "cuda":
+            _cpu_session(ort, source, options, path)  # a broken model is reported as such
+            raise _error(f"{flag} cuda: CUDA is not usable: {reason}", hint=GPU_HINT)
+    return _cpu_session(ort, source, options, path)
+
+
+def device_of(session: Any) -> str:
+    """Where a session runs: cuda or cpu."""
+    return "cuda" if session.get_providers()[0] == CUDA else "cpu"
+
+
+def _options(ort: Any, threads: int | None) -> Any:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no warnings on the user's terminal
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # onnxruntime's threads busy-wait after a run by default: between interleaved calls they
+        # would take the cores from PyTorch's threads (100x slower PyTorch on 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _session(ort: Any, source: str | bytes, options: Any, providers: list[str]) -> Any:
+    # onnxruntime prints (to stdout) when it falls back from a failing provider: keep stdout clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = ort.InferenceSession(source, options, providers=providers)
+    session.disable_fallback()
+    return session
+
+
+def _cpu_session(ort: Any, source: str | bytes, options: Any, path: Path | None) -> Any:
+    try:
+        return _session(ort, source, options, [CPU])
+    except Exception as exc:  # InvalidProtobuf, Fail, InvalidGraph, ...: all mean a bad model
+        raise _error(
+            f"cannot load the model ({first_line(exc)}); expected an ONNX model file", path
+        ) from None
