@@ -33,8 +33,8 @@ from torch import nn
 
 import netspec
 from netspec.backends.bench import interleave, ort_call, ort_session, p90, torch_call
-from netspec.backends.onnx_export import export_onnx
-from netspec.backends.parity import max_abs_diff
+from netspec.backends.export.model import export_onnx
+from netspec.backends.export.parity import max_abs_diff
 from netspec.backends.torch_lower import build_module
 from netspec.backends.weights import module_weights
 

@@ -111,8 +111,9 @@ def check_torch_forward(graph: Graph, module: NetModule) -> None:
 def check_onnx_export_parity(graph: Graph, module: NetModule) -> None:
     """Export straight from the IR; onnx.checker, strict shape inference and onnxruntime agree."""
     pytest.importorskip("onnxruntime")
-    from netspec.backends.onnx_export import EXPORTS, check_model, export_onnx
-    from netspec.backends.parity import check_parity, random_inputs
+    from netspec.backends.export.emit import EXPORTS
+    from netspec.backends.export.model import check_model, export_onnx
+    from netspec.backends.export.parity import check_parity, random_inputs
     from netspec.backends.weights import module_weights
 
     for node in graph.nodes:
