@@ -110,7 +110,7 @@ def check_torch_forward(graph: Graph, module: NetModule) -> None:
     assert x.grad is not None and x.grad.shape == x.shape
 
 
-def check_onnx_export_parity(graph: Graph, module: NetModule) -> None:
+def check_onnx_parity(graph: Graph, module: NetModule) -> None:
     """Export straight from the IR; onnx.checker, strict shape inference and onnxruntime agree."""
     pytest.importorskip("onnxruntime")
     from netspec.backends.export.emit import EXPORTS
@@ -145,7 +145,7 @@ def randomize_batchnorm(module: NetModule) -> None:
 # onnxruntime parity against that forward.
 CHECKS = [
     pytest.param(check_torch_forward, id="torch"),
-    pytest.param(check_onnx_export_parity, id="onnx"),
+    pytest.param(check_onnx_parity, id="onnx"),
 ]
 
 
