@@ -340,7 +340,7 @@ def bench(
         torch_mod = module.eval()
     try:
         if target.onnx is None:
-            from netspec.backends.onnx_export import export_onnx
+            from netspec.backends.export.model import export_onnx
 
             target.onnx = export_onnx(target.graph, target.weights or {}).SerializeToString()
         session, ort_device = ort_session(target.onnx, threads, device)
@@ -386,7 +386,7 @@ def bench(
 
 
 def _parity(expected: np.ndarray, actual: np.ndarray, session: Any) -> float:
-    from netspec.backends.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
+    from netspec.backends.export.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
 
     expected = np.asarray(expected, dtype=np.float32)
     diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))

@@ -33,9 +33,9 @@ from torch import nn
 
 import netspec
 from netspec.backends.bench import interleave, ort_call, ort_session, p90, torch_call
+from netspec.backends.export.model import export_onnx
+from netspec.backends.export.parity import max_abs_diff
 from netspec.backends.lowering import build_module
-from netspec.backends.onnx_export import export_onnx
-from netspec.backends.parity import max_abs_diff
 from netspec.backends.weights import module_weights
 
 REPO = Path(__file__).resolve().parents[1]

@@ -60,8 +60,8 @@ from bench_train import copy_weights, interleaved, progress
 from torch import nn
 
 from netspec.backends.bench import interleave, ort_call, ort_session, p90, torch_call
-from netspec.backends.onnx_export import export_onnx
-from netspec.backends.parity import max_abs_diff
+from netspec.backends.export.model import export_onnx
+from netspec.backends.export.parity import max_abs_diff
 from netspec.backends.weights import module_weights
 from netspec.compiler import compile_source
 from netspec.ir import Graph

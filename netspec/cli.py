@@ -200,7 +200,7 @@ def export(
     try:
         if not onnx:
             raise NetspecError("choose an export format: --onnx (the only one for now)")
-        from netspec.backends.onnx_export import export_run, parse_batch
+        from netspec.backends.export.run import export_run, parse_batch
 
         report = export_run(
             source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
@@ -289,7 +289,7 @@ def inspect(
     ] = False,
 ) -> None:
     """Show a model's inputs, outputs, opsets, size, parameters, operators and netspec metadata."""
-    from netspec.backends.onnx_inspect import inspect_model, render
+    from netspec.backends.export.inspection import inspect_model, render
 
     try:
         info = inspect_model(model)

@@ -65,8 +65,8 @@ def test_bench_rows_for_both_engines_and_every_batch(tiny: Path) -> None:
 
 def test_onnx_alone_without_a_run(tiny: Path, tmp_path: Path) -> None:
     import netspec
+    from netspec.backends.export.model import export_onnx
     from netspec.backends.lowering import build_module
-    from netspec.backends.onnx_export import export_onnx
     from netspec.backends.weights import module_weights
 
     graph = netspec.compile_file(tiny)

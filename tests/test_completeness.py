@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -109,11 +110,12 @@ def check_torch_forward(graph: Graph, module: NetModule) -> None:
     assert x.grad is not None and x.grad.shape == x.shape
 
 
-def check_onnx_export_parity(graph: Graph, module: NetModule) -> None:
+def check_onnx_parity(graph: Graph, module: NetModule) -> None:
     """Export straight from the IR; onnx.checker, strict shape inference and onnxruntime agree."""
     pytest.importorskip("onnxruntime")
-    from netspec.backends.onnx_export import EXPORTS, check_model, export_onnx
-    from netspec.backends.parity import check_parity, random_inputs
+    from netspec.backends.export.emit import EXPORTS
+    from netspec.backends.export.model import check_model, export_onnx
+    from netspec.backends.export.parity import check_parity, random_inputs
     from netspec.backends.weights import module_weights
 
     for node in graph.nodes:
@@ -143,7 +145,7 @@ def randomize_batchnorm(module: NetModule) -> None:
 # onnxruntime parity against that forward.
 CHECKS = [
     pytest.param(check_torch_forward, id="torch"),
-    pytest.param(check_onnx_export_parity, id="onnx"),
+    pytest.param(check_onnx_parity, id="onnx"),
 ]
 
 
@@ -213,3 +215,105 @@ def test_every_activation_name_lowers(fn: str) -> None:
         assert fused.act_name == fn
         if fn != "linear":
             assert not torch.equal(bare(z), z), f"activation '{fn}' lowered to the identity"
+# --- the ONNX side: every kind and activation is emitted, from the declared weights only ---------
+
+
+def test_every_kind_has_an_onnx_emission() -> None:
+    from netspec.backends.export.emit import EXPORTS
+
+    missing = [k.kind for k in LAYER_KINDS if k not in EXPORTS]
+    assert not missing, f"layer kinds without an entry in export.emit.EXPORTS: {missing}"
+    assert set(EXPORTS) == set(LAYER_KINDS), "EXPORTS lists classes that are not layer kinds"
+
+
+def test_every_activation_has_an_onnx_emission() -> None:
+    from netspec.backends.export.emitter import ACT_EXPORTS
+
+    assert set(ACT_EXPORTS) == set(ACTIVATIONS), (
+        f"export.emitter.ACT_EXPORTS lacks {set(ACTIVATIONS) - set(ACT_EXPORTS)}, "
+        f"has unknown {set(ACT_EXPORTS) - set(ACTIVATIONS)}"
+    )
+
+
+# Each activation name, bare and fused into the weighted layers (dense on rank 1 and 2, conv2d).
+ACTIVATION_USES = {
+    "bare": lambda fn: spec("[3, 4]", f"activation: {{fn: {fn}}}"),
+    "dense": lambda fn: spec("[6]", f"dense: {{units: 4, activation: {fn}}}"),
+    "dense_rank2": lambda fn: spec("[3, 6]", f"dense: {{units: 4, activation: {fn}}}"),
+    "conv2d": lambda fn: spec("[2, 5, 5]", f"conv2d: {{filters: 3, kernel: 3, activation: {fn}}}"),
+}
+
+
+@pytest.mark.parametrize("use", list(ACTIVATION_USES))
+@pytest.mark.parametrize("fn", ACTIVATIONS)
+def test_activation_exports_with_parity(fn: str, use: str) -> None:
+    """Every activation name, bare or fused, passes the ONNX checks and matches PyTorch."""
+    pytest.importorskip("onnxruntime")
+    from netspec.backends.export.model import check_model, export_onnx
+    from netspec.backends.export.parity import check_parity, random_inputs
+    from netspec.backends.weights import module_weights
+
+    graph = netspec.compile_text(ACTIVATION_USES[use](fn), f"<{use} {fn}>")
+    torch.manual_seed(0)
+    module = build_module(graph).eval()
+    weights = module_weights(module)
+    model = export_onnx(graph, weights)
+    check_model(model, graph)
+    check_parity(graph, weights, model, random_inputs(graph), module=module)
+
+
+class ReadLog(dict):
+    """A weights dict that records every tensor name the exporter asks for."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> object:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: object = None) -> object:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+@pytest.mark.parametrize("fold", [False, True], ids=["plain", "folded"])
+@pytest.mark.parametrize("kind", LAYER_KINDS, ids=[k.kind for k in LAYER_KINDS])
+def test_onnx_initializers_are_the_declared_weights(kind: type[Layer], fold: bool) -> None:
+    """Exporting with exactly the tensors `Layer.weights` declares works, asks for no other,
+    and (unfolded) every `<layer>.<tensor>` initializer is a declared tensor, values unchanged."""
+    from onnx import numpy_helper
+
+    from netspec.backends.export.model import export_onnx
+
+    graph = example_graph(kind)
+    rng = np.random.default_rng(0)
+    declared = {
+        f"{n.name}.{t}": rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
+        for n in graph.nodes
+        for t, w in n.weights.items()
+    }
+    weights = ReadLog(declared)
+    model = export_onnx(graph, weights, fold_batchnorm=fold)
+    assert weights.asked <= set(declared), f"asked for undeclared {weights.asked - set(declared)}"
+    if fold:
+        return
+    layers = {n.name for n in graph.nodes}
+    stored = {
+        i.name: numpy_helper.to_array(i)
+        for i in model.graph.initializer
+        if i.name.split(".", 1)[0] in layers
+    }
+    # A dense layer on a rank > 1 input stores its kernel transposed, as `weight_t`.
+    as_declared = {
+        name.removesuffix("_t"): array.T if name.endswith(".weight_t") else array
+        for name, array in stored.items()
+    }
+    assert set(as_declared) == set(declared)
+    for name, array in as_declared.items():
+        np.testing.assert_array_equal(array, declared[name], err_msg=name)

@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.backends.onnx_export import export_onnx  # noqa: E402
-from netspec.backends.onnx_inspect import InspectError, inspect_model  # noqa: E402
+from netspec.backends.export.inspection import InspectError, inspect_model  # noqa: E402
+from netspec.backends.export.model import export_onnx  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 

@@ -15,7 +15,8 @@ ort = pytest.importorskip("onnxruntime")
 from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.backends.onnx_export import export_onnx, export_run  # noqa: E402
+from netspec.backends.export.model import export_onnx  # noqa: E402
+from netspec.backends.export.run import export_run  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.layers import BatchNorm  # noqa: E402
 

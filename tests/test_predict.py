@@ -23,8 +23,9 @@ from onnx import TensorProto, helper  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.backends.onnx_export import export_onnx, export_run  # noqa: E402
-from netspec.backends.onnx_export import preprocess as export_preprocess  # noqa: E402
+from netspec.backends.export.model import export_onnx  # noqa: E402
+from netspec.backends.export.run import export_run  # noqa: E402
+from netspec.backends.export.run import preprocess as export_preprocess  # noqa: E402
 from netspec.backends.predict import session  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.data.arraydata import ArrayData  # noqa: E402

@@ -133,7 +133,7 @@ def test_the_run_exports_and_predicts_a_larger_scene_tile_by_tile(
 ) -> None:
     from PIL import Image
 
-    from netspec.backends.onnx_export import export_run
+    from netspec.backends.export.run import export_run
     from netspec.backends.predict.predict import predict
 
     t, _ = shapes_run

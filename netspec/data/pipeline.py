@@ -18,7 +18,6 @@ from netspec.data.folder import load_image_folder
 from netspec.data.masks import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
-from netspec.data.preprocess import apply_values as apply_values  # onnx_export imports it here
 from netspec.data.shapes import make_shapes
 from netspec.data.split import split_arrays
 from netspec.data.stats import dataset_stats

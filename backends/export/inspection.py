@@ -2,7 +2,7 @@
 
 Inputs and outputs (element type, shape, dynamic axes by name), opsets, IR version, producer,
 file size, parameter count (the sum of the initializers' sizes), operator counts, and the
-`netspec.*` metadata written by backends/onnx_export.py (labels, preprocessing, task, ...) when
+`netspec.*` metadata written by the exporter (backends/export/model.py) (labels, preprocessing, task, ...) when
 the model has it. Works on any ONNX file; nothing is executed.
 """
 

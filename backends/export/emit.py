@@ -1,0 +1,276 @@
+"""One ONNX emission per layer kind: the `EXPORTS` table, keyed by layer class."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from netspec.backends.export.emitter import Emitter, ExportError
+from netspec.ir import Node
+from netspec.layers import (
+    GELU,
+    Activation,
+    Add,
+    AvgPool1D,
+    AvgPool2D,
+    BatchNorm,
+    Concat,
+    Conv1D,
+    Conv2D,
+    ConvTranspose2D,
+    Crop2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    MaxPool1D,
+    MaxPool2D,
+    ReLU,
+    ReLU6,
+    Reshape,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+    Upsample2D,
+    ZeroPad2D,
+)
+from netspec.layers.activations import Act, activation_of
+from netspec.layers.conv import windows
+from netspec.shapes import Window, batch_axis, window_counts
+
+Emit = Callable[[Emitter, Node, list[str]], str]
+
+
+def _pads(wins: Sequence[Window]) -> list[int]:
+    return [w.pad_begin for w in wins] + [w.pad_end for w in wins]
+
+
+def _act(node: Node) -> Act | None:
+    """The node's activation (bare or fused `activation:`), resolved by the core."""
+    return activation_of(node.layer, len(node.shape))
+
+
+def emit_dense(em: Emitter, node: Node, xs: list[str]) -> str:
+    if len(node.input_shapes[0]) == 1:
+        return em.fused(node, _act(node), "Gemm", [xs[0], *em.weight_inputs(node)], transB=1)
+    # On a rank > 1 input, MatMul over the last axis: the kernel is stored transposed, (in, out).
+    t = em.plan.tensors[node.name]
+    w = em.init(f"{node.name}.weight_t", t["weight"].T)
+    if "bias" not in t:
+        return em.fused(node, _act(node), "MatMul", [xs[0], w])
+    y = em.op("MatMul", [xs[0], w], em.fresh(f"{node.name}/matmul"), node.name)
+    return em.fused(node, _act(node), "Add", [y, em.init(f"{node.name}.bias", t["bias"])])
+
+
+def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: Conv1D | Conv2D = node.layer  # type: ignore[assignment]
+    wins = windows(layer, node.input_shapes[0][1:])
+    return em.fused(
+        node,
+        _act(node),
+        "Conv",
+        [xs[0], *em.weight_inputs(node)],
+        kernel_shape=list(layer.kernel),
+        strides=list(layer.stride),
+        dilations=list(layer.dilation),
+        pads=_pads(wins),
+        group=layer.groups,
+    )
+
+
+def emit_conv_transpose(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: ConvTranspose2D = node.layer  # type: ignore[assignment]
+    begins, ends, extra = [], [], []
+    for b, e in layer.pads():
+        begins.append(b)
+        ends.append(max(e, 0))
+        extra.append(max(-e, 0))  # a negative end grows the output: output padding
+    given = layer.output_padding or (0, 0)
+    return em.fused(
+        node,
+        _act(node),
+        "ConvTranspose",
+        [xs[0], *em.weight_inputs(node)],
+        kernel_shape=list(layer.kernel),
+        strides=list(layer.stride),
+        dilations=list(layer.dilation),
+        pads=begins + ends,
+        output_padding=[g + x for g, x in zip(given, extra)],
+    )
+
+
+def emit_pool(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer = node.layer
+    spatial = node.input_shapes[0][1:]
+    wins = windows(layer, spatial)
+    is_max = isinstance(layer, (MaxPool1D, MaxPool2D))
+    attrs: dict[str, Any] = {
+        "kernel_shape": [w.size for w in wins],
+        "strides": [w.stride for w in wins],
+    }
+    if all(w.pad_begin < w.size and w.pad_end < w.size for w in wins):
+        if is_max:
+            return em.op("MaxPool", xs, node.name, node.name, pads=_pads(wins), **attrs)
+        return em.op(
+            "AveragePool", xs, node.name, node.name, pads=_pads(wins), count_include_pad=0, **attrs
+        )
+    # A pad as large as the window (an explicit integer padding): ONNX pools refuse it, so pad
+    # first (-inf for max), pool unpadded, and rescale averages by the real cells per window.
+    zeros = [0, 0]
+    pads = em.ints(
+        f"{node.name}/pads", zeros + [w.pad_begin for w in wins] + zeros + [w.pad_end for w in wins]
+    )
+    fill = em.const(-math.inf if is_max else 0.0)
+    padded = em.op("Pad", [xs[0], pads, fill], em.fresh(f"{node.name}/padded"), node.name)
+    if is_max:
+        return em.op("MaxPool", [padded], node.name, node.name, **attrs)
+    pooled = em.op("AveragePool", [padded], em.fresh(f"{node.name}/pooled"), node.name, **attrs)
+    scale = np.ones(())
+    with np.errstate(divide="ignore"):  # a window of padding only: inf, as in PyTorch
+        for w, n in zip(wins, spatial):
+            scale = scale[..., None] * (w.size / np.asarray(window_counts(w, n)))
+    return em.op("Mul", [pooled, em.init(f"{node.name}/divisor", scale)], node.name, node.name)
+
+
+def emit_global_pool(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer = node.layer
+    op = (
+        "GlobalAveragePool"
+        if isinstance(layer, (GlobalAvgPool1D, GlobalAvgPool2D))
+        else "GlobalMaxPool"
+    )
+    if layer.keepdims:  # type: ignore[attr-defined]
+        return em.op(op, xs, node.name, node.name)
+    y = em.op(op, xs, em.fresh(f"{node.name}/pooled"), node.name)
+    return em.op("Flatten", [y], node.name, node.name, axis=1)
+
+
+def emit_flatten(em: Emitter, node: Node, xs: list[str]) -> str:
+    return em.op("Flatten", xs, node.name, node.name, axis=1)
+
+
+def emit_reshape(em: Emitter, node: Node, xs: list[str]) -> str:
+    shape = em.ints(f"{node.name}/shape", [0, *node.shape])  # 0: keep the batch size
+    return em.op("Reshape", [xs[0], shape], node.name, node.name)
+
+
+def emit_dropout(em: Emitter, node: Node, xs: list[str]) -> str:
+    return xs[0]  # inference: the identity
+
+
+def emit_batchnorm(em: Emitter, node: Node, xs: list[str]) -> str:
+    if node.name in em.plan.folded:
+        return xs[0]
+    layer: BatchNorm = node.layer  # type: ignore[assignment]
+    # Declared as weight, bias, running_mean, running_var: ONNX's scale, B, mean, var.
+    inputs = [xs[0], *em.weight_inputs(node)]
+    return em.op("BatchNormalization", inputs, node.name, node.name, epsilon=float(layer.eps))
+
+
+def emit_layernorm(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: LayerNorm = node.layer  # type: ignore[assignment]
+    inputs = [xs[0], *em.weight_inputs(node)]  # weight, bias: ONNX's Scale, B
+    return em.op(
+        "LayerNormalization", inputs, node.name, node.name, axis=-1, epsilon=float(layer.eps)
+    )
+
+
+def emit_activation(em: Emitter, node: Node, xs: list[str]) -> str:
+    """Every activation layer (`activation {fn}`, `relu`, `softmax`, ...), from its core `Act`."""
+    return em.activation(_act(node), xs[0], node.name, node.name, len(node.shape))
+
+
+def emit_upsample(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: Upsample2D = node.layer  # type: ignore[assignment]
+    scales = em.init(
+        f"{node.name}/scales", np.array([1, 1, *layer.scale], dtype=np.float32), np.float32
+    )
+    if layer.mode == "bilinear":  # torch's align_corners=False
+        attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    else:  # torch's nearest: source index floor(i / scale)
+        attrs = {
+            "mode": "nearest",
+            "coordinate_transformation_mode": "asymmetric",
+            "nearest_mode": "floor",
+        }
+    return em.op("Resize", [xs[0], "", scales], node.name, node.name, **attrs)
+
+
+def emit_zeropad(em: Emitter, node: Node, xs: list[str]) -> str:
+    top, bottom, left, right = node.layer.padding  # type: ignore[attr-defined]
+    pads = em.ints(f"{node.name}/pads", [0, 0, top, left, 0, 0, bottom, right])
+    return em.op("Pad", [xs[0], pads], node.name, node.name, mode="constant")
+
+
+def emit_crop(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: Crop2D = node.layer  # type: ignore[assignment]
+    top, left = layer.offsets(node.input_shapes[0], node.shape)
+    starts = em.ints(f"{node.name}/starts", [top, left])
+    ends = em.ints(f"{node.name}/ends", [top + node.shape[1], left + node.shape[2]])
+    axes = em.ints(f"{node.name}/axes", [2, 3])
+    return em.op("Slice", [xs[0], starts, ends, axes], node.name, node.name)
+
+
+def emit_concat(em: Emitter, node: Node, xs: list[str]) -> str:
+    axis = batch_axis(node.layer.axis, len(node.shape))  # type: ignore[attr-defined]
+    return em.op("Concat", xs, node.name, node.name, axis=axis)
+
+
+def emit_add(em: Emitter, node: Node, xs: list[str]) -> str:
+    return em.op("Add" if len(xs) == 2 else "Sum", xs, node.name, node.name)
+
+
+EXPORTS: dict[type[Layer], Emit] = {
+    Dense: emit_dense,
+    Conv1D: emit_conv,
+    Conv2D: emit_conv,
+    ConvTranspose2D: emit_conv_transpose,
+    MaxPool1D: emit_pool,
+    MaxPool2D: emit_pool,
+    AvgPool1D: emit_pool,
+    AvgPool2D: emit_pool,
+    GlobalAvgPool1D: emit_global_pool,
+    GlobalAvgPool2D: emit_global_pool,
+    GlobalMaxPool1D: emit_global_pool,
+    GlobalMaxPool2D: emit_global_pool,
+    Flatten: emit_flatten,
+    Reshape: emit_reshape,
+    Dropout: emit_dropout,
+    BatchNorm: emit_batchnorm,
+    LayerNorm: emit_layernorm,
+    Activation: emit_activation,
+    ReLU: emit_activation,
+    LeakyReLU: emit_activation,
+    Sigmoid: emit_activation,
+    Tanh: emit_activation,
+    Softmax: emit_activation,
+    GELU: emit_activation,
+    SiLU: emit_activation,
+    ReLU6: emit_activation,
+    Upsample2D: emit_upsample,
+    ZeroPad2D: emit_zeropad,
+    Crop2D: emit_crop,
+    Concat: emit_concat,
+    Add: emit_add,
+}
+
+
+def emit_fn(node: Node) -> Emit:
+    """The emission of a node's layer kind, or an ExportError naming the kind."""
+    fn = EXPORTS.get(type(node.layer))
+    if fn is None:
+        raise ExportError(
+            f"layer '{node.name}': no ONNX export for layer kind '{node.kind}' "
+            "(add one to netspec.backends.export.emit.EXPORTS)"
+        )
+    return fn

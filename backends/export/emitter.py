@@ -1,0 +1,166 @@
+"""The ONNX graph under construction: unique names, initializers, constants, and activations by `Act`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from netspec.backends.export.fold import FoldPlan
+from netspec.errors import NetspecError
+from netspec.ir import Graph, Node
+from netspec.layers.activations import Act
+from netspec.shapes import batch_axis
+from netspec.spec import INPUT
+
+INPUT_NAME = "input"
+
+
+class ExportError(NetspecError):
+    """The model cannot be exported, or the exported model fails a check."""
+
+
+class Emitter:
+    """Collects ONNX nodes and initializers with unique names."""
+
+    def __init__(self, graph: Graph, plan: FoldPlan, opset: int, fp16: bool) -> None:
+        self.graph = graph
+        self.plan = plan
+        self.opset = opset
+        self.float = np.float16 if fp16 else np.float32
+        self.elem = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.taken: set[str] = {INPUT_NAME, *(n.name for n in graph.nodes)}
+        self.node_names: set[str] = set()
+        self.values: dict[str, str] = {INPUT: INPUT_NAME}  # layer name -> its tensor
+        self.consts: dict[float, str] = {}
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken:
+            name = f"{base}_{k}"
+            k += 1
+        self.taken.add(name)
+        return name
+
+    def init(self, base: str, array: np.ndarray, dtype: Any = None) -> str:
+        """An initializer, floats in the model's precision unless `dtype` says otherwise."""
+        array = np.asarray(array)
+        if dtype is None:
+            dtype = self.float if array.dtype.kind == "f" else array.dtype
+        name = base if base not in self.taken else self.fresh(base)
+        self.taken.add(name)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
+        return name
+
+    def ints(self, base: str, values: Sequence[int]) -> str:
+        return self.init(base, np.asarray(values, dtype=np.int64))
+
+    def const(self, value: float) -> str:
+        """A shared scalar constant in the model's float type."""
+        if float(value) not in self.consts:
+            self.consts[float(value)] = self.init(f"const/{value:g}", np.asarray(value))
+        return self.consts[float(value)]
+
+    def op(self, op_type: str, inputs: Sequence[str], out: str, layer: str, **attrs: Any) -> str:
+        name, k = f"{layer}/{op_type}", 1
+        while name in self.node_names:
+            name = f"{layer}/{op_type}_{k}"
+            k += 1
+        self.node_names.add(name)
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=name, **attrs))
+        return out
+
+    def weight_inputs(self, node: Node) -> list[str]:
+        """Initializers `<layer>.<tensor>` of the node's (folded) weights, in declared order."""
+        return [self.init(f"{node.name}.{t}", a) for t, a in self.plan.tensors[node.name].items()]
+
+    def activation(self, act: Act | None, x: str, out: str, layer: str, rank: int) -> str:
+        """Write `act` of x (per-sample rank `rank`) into `out`; None (linear) writes nothing."""
+        if act is None:
+            return x
+        return ACT_EXPORTS[act.fn](self, act, x, out, layer, rank)
+
+    def fused(
+        self, node: Node, act: Act | None, op_type: str, inputs: list[str], **attrs: Any
+    ) -> str:
+        """A weighted op followed by the layer's `activation:` (if any); output named like the layer."""
+        if act is None:
+            return self.op(op_type, inputs, node.name, node.name, **attrs)
+        y = self.op(op_type, inputs, self.fresh(f"{node.name}/linear"), node.name, **attrs)
+        return self.activation(act, y, node.name, node.name, len(node.shape))
+
+
+# --- one function per activation name (netspec.layers.base.ACTIVATIONS) --------------------------
+
+EmitAct = Callable[[Emitter, Act, str, str, str, int], str]
+
+
+def _simple(op_type: str) -> EmitAct:
+    def emit(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+        return em.op(op_type, [x], out, layer)
+
+    return emit
+
+
+def _leaky_relu(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    return em.op("LeakyRelu", [x], out, layer, alpha=float(act.slope))
+
+
+def _softmax(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    return em.op("Softmax", [x], out, layer, axis=batch_axis(act.axis, rank))
+
+
+def _silu(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    s = em.op("Sigmoid", [x], em.fresh(f"{layer}/sigmoid"), layer)
+    return em.op("Mul", [x, s], out, layer)
+
+
+def _relu6(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    return em.op("Clip", [x, em.const(0.0), em.const(6.0)], out, layer)
+
+
+def _gelu(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    if em.opset >= 20:
+        return em.op("Gelu", [x], out, layer, approximate=act.approximate)
+
+    # Below opset 20 GELU is no ONNX op: written out in its erf (or tanh) form.
+    def tmp(what: str) -> str:
+        return em.fresh(f"{layer}/gelu_{what}")
+
+    if act.approximate == "tanh":  # 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3)))
+        sq = em.op("Mul", [x, x], tmp("x2"), layer)
+        cube = em.op("Mul", [sq, x], tmp("x3"), layer)
+        scaled = em.op("Mul", [cube, em.const(0.044715)], tmp("c"), layer)
+        inner = em.op("Add", [x, scaled], tmp("inner"), layer)
+        arg = em.op("Mul", [inner, em.const(math.sqrt(2.0 / math.pi))], tmp("arg"), layer)
+        t = em.op("Tanh", [arg], tmp("tanh"), layer)
+    else:  # 0.5*x*(1 + erf(x/sqrt(2)))
+        arg = em.op("Mul", [x, em.const(1.0 / math.sqrt(2.0))], tmp("arg"), layer)
+        t = em.op("Erf", [arg], tmp("erf"), layer)
+    one = em.op("Add", [t, em.const(1.0)], tmp("1p"), layer)
+    half = em.op("Mul", [x, em.const(0.5)], tmp("half"), layer)
+    return em.op("Mul", [half, one], out, layer)
+
+
+def _linear(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    return x  # nothing to compute: the value is its input's
+
+
+# Keyed by Act.fn; tests/test_completeness.py checks it covers ACTIVATIONS.
+ACT_EXPORTS: dict[str, EmitAct] = {
+    "linear": _linear,
+    "relu": _simple("Relu"),
+    "leaky_relu": _leaky_relu,
+    "sigmoid": _simple("Sigmoid"),
+    "tanh": _simple("Tanh"),
+    "softmax": _softmax,
+    "gelu": _gelu,
+    "silu": _silu,
+    "relu6": _relu6,
+}

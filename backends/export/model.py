@@ -1,0 +1,231 @@
+"""The ONNX model of a compiled graph: build and export, its metadata, and the checks it must pass.
+
+The IR already knows every op, shape and padding, so the ONNX graph is written node by node with
+the onnx helper API (no tracing, no torch.onnx): padding is the IR's resolved (begin, end) pads,
+tensor names are the spec's layer names, and the same graph and weights always give the same bytes.
+
+Conventions (the same as the PyTorch lowering):
+- The input is called `input`, the output is named after the spec's last layer; the batch axis is
+  a dimension called `batch` unless a fixed batch size is asked for.
+- Initializers are the layers' declared weights (`Layer.weights`), named `<layer>.<tensor>`; a
+  dense layer on a rank > 1 input stores its kernel transposed for MatMul, as `<layer>.weight_t`.
+- Dropout (and `activation: linear`) disappear; batchnorms fold where they can (fold.py).
+- Below opset 20, GELU is written out as 0.5*x*(1 + erf(x/sqrt(2))) (or its tanh form).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netspec import __version__
+from netspec.errors import NetspecError
+from netspec.ir import Graph
+from netspec.layers import Dropout
+from netspec.runs import check_weights
+
+try:
+    import onnx
+    from onnx import helper
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise NetspecError("ONNX export needs the onnx package: pip install onnx onnxruntime") from exc
+
+from netspec.backends.export.emit import emit_fn
+from netspec.backends.export.emitter import INPUT_NAME, Emitter, ExportError
+from netspec.backends.export.fold import plan_folding
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 17  # LayerNormalization is an ONNX op from opset 17
+BATCH_PARAM = "batch"
+
+
+# --- metadata ------------------------------------------------------------------------------------
+
+
+def layout(shape: Sequence[int]) -> str:
+    """The input layout, channels first: NCHW for images, NCL for sequences, NC for features."""
+    return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
+
+
+def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
+    """model.metadata_props: the run's model.json as strings (JSON for structured values)."""
+    meta = dict(meta or {})
+    props = {
+        "netspec.name": str(meta.get("name") or graph.name),
+        "netspec.version": str(meta.get("netspec_version") or __version__),
+    }
+    if meta.get("spec_sha256"):
+        props["netspec.spec_sha256"] = str(meta["spec_sha256"])
+    if meta.get("task"):
+        props["netspec.task"] = str(meta["task"])
+    if meta.get("classes") is not None:
+        props["netspec.classes"] = json.dumps(list(meta["classes"]))
+    if meta.get("preprocessing") is not None:
+        pre = dict(meta["preprocessing"])
+        pre["layout"] = layout(graph.input_shape)
+        props["netspec.preprocessing"] = json.dumps(pre)
+    props["netspec.input_shape"] = json.dumps(list(graph.input_shape))
+    props["netspec.output_shape"] = json.dumps(list(graph.output.shape))
+    head = graph.head
+    final = meta.get("head", head.fn if head is not None else None)
+    props["netspec.head"] = final or "none"  # the output's softmax/sigmoid, or none (linear)
+    return props
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportStats:
+    folded_batchnorm: int = 0
+    removed_dropout: int = 0
+    folded_into: dict[str, str] = field(default_factory=dict)
+
+
+def build_onnx(
+    graph: Graph,
+    weights: dict[str, np.ndarray],
+    *,
+    meta: dict[str, Any] | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    fp16: bool = False,
+    fold_batchnorm: bool = True,
+) -> tuple[onnx.ModelProto, ExportStats]:
+    """export_onnx, plus what was folded and removed."""
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ExportError(
+            f"opset {opset} is not supported: use {MIN_OPSET} to {newest} "
+            f"(LayerNormalization needs {MIN_OPSET}; this onnx package knows up to {newest})"
+        )
+    if batch is not None and batch < 1:
+        raise ExportError(f"batch size {batch} must be at least 1 (or dynamic)")
+    check_weights(graph, weights)
+    plan = plan_folding(graph, weights, fold_batchnorm)
+    em = Emitter(graph, plan, opset, fp16)
+    for node in graph.nodes:
+        xs = [em.values[i] for i in node.inputs]
+        em.values[node.name] = emit_fn(node)(em, node, xs)
+
+    out_name = graph.output.name
+    final = em.values[out_name]
+    if final == INPUT_NAME:  # the network computes nothing (dropout only): ONNX needs a node
+        em.op("Identity", [final], out_name, out_name)
+    elif final != out_name:  # the output is an alias (a dropout or folded batchnorm at the end)
+        for n in em.nodes:
+            n.input[:] = [out_name if i == final else i for i in n.input]
+            n.output[:] = [out_name if o == final else o for o in n.output]
+
+    dim: int | str = batch if batch is not None else BATCH_PARAM
+    onnx_graph = helper.make_graph(
+        em.nodes,
+        graph.name,
+        [helper.make_tensor_value_info(INPUT_NAME, em.elem, [dim, *graph.input_shape])],
+        [helper.make_tensor_value_info(out_name, em.elem, [dim, *graph.output.shape])],
+        initializer=em.inits,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(
+        onnx_graph,
+        opset_imports=opsets,
+        producer_name="netspec",
+        producer_version=__version__,
+        doc_string=_doc(graph),
+    )
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    helper.set_model_props(model, metadata(graph, meta))
+    stats = ExportStats(
+        folded_batchnorm=len(plan.folded),
+        removed_dropout=sum(isinstance(n.layer, Dropout) for n in graph.nodes),
+        folded_into=dict(plan.folded),
+    )
+    return model, stats
+
+
+def export_onnx(
+    graph: Graph,
+    weights: dict[str, np.ndarray],
+    *,
+    meta: dict[str, Any] | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    fp16: bool = False,
+    fold_batchnorm: bool = True,
+) -> onnx.ModelProto:
+    """The ONNX model of a compiled graph with weights keyed `<layer>.<tensor>` (numpy arrays).
+
+    `meta` is the run's model.json (stored as metadata); `batch` fixes the batch size (default:
+    a dynamic `batch` dimension); `fp16` stores initializers, input and output as float16.
+    """
+    model, _ = build_onnx(
+        graph,
+        weights,
+        meta=meta,
+        opset=opset,
+        batch=batch,
+        fp16=fp16,
+        fold_batchnorm=fold_batchnorm,
+    )
+    return model
+
+
+def _doc(graph: Graph) -> str:
+    shape = ", ".join(map(str, graph.input_shape))
+    out = ", ".join(map(str, graph.output.shape))
+    text = f"netspec network '{graph.name}': input (N, {shape}) -> output (N, {out})"
+    if graph.description:
+        text += f"; {' '.join(graph.description.split())}"
+    return text
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
+    t = value.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+
+
+def check_model(model: onnx.ModelProto, graph: Graph, batch: int | None = None) -> None:
+    """onnx.checker (full), strict shape inference, and every layer's inferred shape is the IR's."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the exported model fails onnx.checker: {exc}") from None
+    # Infer with the declared output shape removed, so the check is of the computed one.
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output[0].type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(
+            probe, check_type=True, strict_mode=True, data_prop=True
+        )
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        raise ExportError(f"ONNX shape inference fails on the exported model: {exc}") from None
+    found = {v.name: _dims(v) for v in [*inferred.graph.value_info, *inferred.graph.output]}
+
+    def batch_ok(dim: int | str | None) -> bool:
+        # Some ops (Resize) infer a fresh symbol for a symbolic batch: any symbol is dynamic.
+        return dim == batch if batch is not None else not isinstance(dim, int)
+
+    want = "dynamic" if batch is None else str(batch)
+    wrong = []
+    for node in graph.nodes:
+        dims = found.get(node.name)
+        if dims is None:
+            continue  # folded or removed: its value is another layer's tensor
+        if tuple(dims[1:]) != tuple(node.shape) or not dims or not batch_ok(dims[0]):
+            wrong.append(
+                f"'{node.name}' is {dims}, not [{', '.join([want, *map(str, node.shape)])}]"
+            )
+    if graph.output.name not in found:
+        wrong.append(f"no shape inferred for the output '{graph.output.name}'")
+    if wrong:
+        raise ExportError(f"ONNX shape inference disagrees with the IR: {'; '.join(wrong[:4])}")

@@ -1,0 +1,158 @@
+"""`netspec export`: a trained run to a checked .onnx file, and the report of what was written."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.backends.export.emitter import ExportError
+from netspec.backends.export.model import DEFAULT_OPSET, build_onnx, check_model
+from netspec.data.preprocess import apply_values
+from netspec.errors import NetspecError
+from netspec.fileio import atomic_path
+from netspec.runs import Run, load_run
+
+
+@dataclass
+class ExportReport:
+    """What `export_run` wrote and checked."""
+
+    path: Path
+    size: int  # bytes
+    opset: int
+    batch: int | None
+    fp16: bool
+    nodes: int
+    folded_batchnorm: int
+    removed_dropout: int
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
+    tolerance: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        size = f"{self.size / 1e6:.1f} MB" if self.size >= 1e5 else f"{self.size / 1e3:.1f} kB"
+        batch = "dynamic" if self.batch is None else str(self.batch)
+        out = [
+            f"wrote {self.path} ({size}, opset {self.opset}, batch {batch}, "
+            f"{'float16' if self.fp16 else 'float32'})",
+            f"{self.nodes} ONNX nodes; batchnorm folded: {self.folded_batchnorm}, "
+            f"dropout removed: {self.removed_dropout}",
+        ]
+        if self.max_abs_diff:
+            diffs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_abs_diff.items())
+            out.append(f"matches PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
+        out += [f"note: {n}" for n in self.notes]
+        return out
+
+
+def parse_batch(text: str | int | None) -> int | None:
+    """`dynamic` (or None) -> None; a positive integer -> itself."""
+    if text is None or text == "dynamic":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ExportError(f"--batch {text}: expected 'dynamic' or a positive integer")
+    return n
+
+
+def run_samples(run: Run, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None, str]:
+    """Up to n samples of the run's training data, preprocessed as in training (or a note why not)."""
+    spec = run.graph.train
+    pre = (run.meta or {}).get("preprocessing")
+    if spec is None or pre is None:
+        return None, "no training data recorded with the run: checked on random inputs only"
+    try:
+        from dataclasses import replace
+
+        from netspec.data.pipeline import _geometry, load_source
+
+        data = load_source(spec.data, run.graph.file)
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.permutation(len(data))[:n])
+        data = _geometry(replace(data, x=data.x[idx], y=data.y[idx]), spec)
+        x = data.x
+        if data.y.ndim == 3 and len(run.graph.input_shape) == 3:
+            # Segmentation scenes may be larger than the input: check on their top-left tiles.
+            h, w = run.graph.input_shape[1:]
+            x = x[:, :, :h, :w]
+        x = preprocess(x, pre, run.graph.input_shape)
+    except (NetspecError, OSError, ValueError, ImportError, KeyError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, f"the run's data could not be loaded ({reason}): checked on random inputs only"
+    return x, f"checked on {len(x)} samples of the run's data"
+
+
+def preprocess(x: np.ndarray, pre: dict[str, Any], input_shape: Sequence[int]) -> np.ndarray:
+    """The value steps of the recorded preprocessing (scale, normalize, reshape), in numpy."""
+    return apply_values(x, pre, input_shape)
+
+
+def export_run(
+    source: Path,
+    out: Path | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    fp16: bool = False,
+    check: bool = True,
+    samples: np.ndarray | None = None,
+) -> ExportReport:
+    """Export a trained run (a run directory, or its weights file) to ONNX; default <run>/model.onnx.
+
+    Unless `check` is False the model goes through `check_model` and the PyTorch parity check
+    (random batches of 1 and 7, and `samples`, default: up to 16 samples of the run's data); a
+    failure raises and writes nothing. The file is written atomically.
+    """
+    run = load_run(Path(source))
+    model, stats = build_onnx(
+        run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16
+    )
+    notes: list[str] = []
+    diffs: dict[str, float] = {}
+    tolerance = None
+    if check:
+        try:
+            from netspec.backends.export import parity
+        except ImportError as exc:
+            raise ExportError(
+                f"the parity check needs PyTorch ({exc}): install it, or export with --no-check"
+            ) from None
+
+        check_model(model, run.graph, batch)
+        if samples is None:
+            samples, note = run_samples(run)
+            notes.append(note)
+        inputs = parity.random_inputs(run.graph, batch)
+        if samples is not None:
+            inputs[f"{len(samples)} samples"] = np.asarray(samples, dtype=np.float32)
+        diffs = parity.check_parity(run.graph, run.weights, model, inputs, fp16=fp16)
+        tolerance = parity.FP16_TOLERANCE if fp16 else parity.TOLERANCE
+    else:
+        notes.append("not checked (--no-check)")
+    path = Path(out) if out is not None else run.directory / "model.onnx"
+    data = model.SerializeToString()
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return ExportReport(
+        path=path,
+        size=len(data),
+        opset=opset,
+        batch=batch,
+        fp16=fp16,
+        nodes=len(model.graph.node),
+        folded_batchnorm=stats.folded_batchnorm,
+        removed_dropout=stats.removed_dropout,
+        max_abs_diff=diffs,
+        tolerance=tolerance,
+        notes=notes,
+    )
