@@ -12,8 +12,6 @@ difference is in the result; a difference beyond the export tolerance raises Par
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import statistics
@@ -25,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from netspec.backends.predict.session import device_of, open_session
 from netspec.errors import DataError, NetspecError, Problem
 
 TORCH = "pytorch"
 ORT = "onnxruntime"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 DEFAULT_BATCHES = (1, 64)
 DEFAULT_REPEATS = 50
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -151,33 +148,9 @@ def default_threads() -> int:
 
 
 def ort_session(model: bytes | str | Path, threads: int, device: str = "auto") -> tuple[Any, str]:
-    """An onnxruntime session with every graph optimization, and the device it runs on."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise BenchError("bench needs onnxruntime: pip install onnxruntime") from None
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # onnxruntime's threads busy-wait after a run by default: between interleaved calls they
-    # would take the cores from PyTorch's threads (100x slower PyTorch on 2 cores). No spinning.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    data = str(model) if isinstance(model, Path) else model
-    providers = [CPU]
-    if device in ("auto", "cuda") and CUDA in ort.get_available_providers():
-        providers = [CUDA, CPU]
-    elif device == "cuda":
-        raise BenchError("--device cuda: this onnxruntime has no CUDAExecutionProvider")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            session = ort.InferenceSession(data, opts, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"onnxruntime cannot load the model: {first}") from None
-    return session, "cuda" if session.get_providers()[0] == CUDA else "cpu"
+    """An onnxruntime session pinned to `threads`, and the device it runs on (cuda or cpu)."""
+    session = open_session(model, device, threads=threads, flag="--device")
+    return session, device_of(session)
 
 
 def ort_call(session: Any, x: np.ndarray) -> Callable[[], np.ndarray]:

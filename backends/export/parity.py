@@ -10,12 +10,15 @@ float16-rounded inputs, so only the model's own rounding is measured.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from netspec.backends.lowering import NetModule
+from netspec.backends.predict.errors import first_line
+from netspec.backends.predict.session import SessionError, open_session
 from netspec.backends.weights import load_module
 from netspec.errors import NetspecError, Problem
 from netspec.ir import Graph
@@ -40,26 +43,11 @@ def run_torch(module: NetModule, x: np.ndarray) -> np.ndarray:
 def onnx_session(model: Any) -> Any:
     """An onnxruntime CPU session for a ModelProto (or its bytes)."""
     try:
-        import onnxruntime as ort
-    except ImportError:
+        return open_session(model, "cpu")
+    except SessionError as exc:
         raise ParityError(
-            "the parity check needs onnxruntime: pip install onnxruntime (or export with --no-check)"
+            [replace(p, message=f"the exported model: {p.message}") for p in exc.problems]
         ) from None
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    try:
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ParityError(
-            f"onnxruntime {ort.__version__} cannot load the exported model: {_first_line(exc)}"
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_onnx(session: Any, x: np.ndarray) -> np.ndarray:
@@ -69,7 +57,7 @@ def run_onnx(session: Any, x: np.ndarray) -> np.ndarray:
         (y,) = session.run(None, {feed.name: np.ascontiguousarray(x, dtype=dtype)})
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ParityError(
-            f"onnxruntime fails to run the exported model: {_first_line(exc)}"
+            f"onnxruntime fails to run the exported model: {first_line(exc)}"
         ) from None
     return np.asarray(y, dtype=np.float32)
 
