@@ -123,7 +123,7 @@ def train(
     except NetspecError as err:
         raise fail(err) from None
     # Imported after the spec checks, so a spec error is reported without loading torch.
-    from netspec.backends.trainer import Interrupted, Trainer
+    from netspec.backends.training.loop import Interrupted, Trainer
 
     try:
         typer.echo(f"run directory: {run_dir}", err=True)
@@ -160,7 +160,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
     try:
-        from netspec.backends.trainer import evaluate_run
+        from netspec.backends.training.evaluate import evaluate_run
 
         result = evaluate_run(run_dir, data=data, device=device)
     except NetspecError as err:
