@@ -1,4 +1,4 @@
-"""What a run tells: the epoch line, the progress bar, metrics.json, metrics.csv and history.png."""
+"""What a run tells as it goes and at the end: the epoch line, the progress bar, metrics.json and metrics.csv."""
 
 from __future__ import annotations
 
