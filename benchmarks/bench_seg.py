@@ -218,7 +218,8 @@ class NetspecStep:
     """netspec's training step as Trainer.setup and Trainer.train_epoch build it, no metrics."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        from netspec.backends.trainer import keep_freed_memory, make_optimizer, use_channels_last
+        from netspec.backends.training.device import keep_freed_memory, use_channels_last
+        from netspec.backends.training.optim import make_optimizer
 
         graph = seg_graph()
         self.spec = graph.train
@@ -250,7 +251,7 @@ class NetspecStep:
 
 def netspec_trainer(npz: Path, run_dir: Path) -> Any:
     """--trainer: the real Trainer on the arrays in `npz`, through the public API, set up."""
-    from netspec.backends.trainer import Trainer
+    from netspec.backends.training.loop import Trainer
 
     graph = seg_graph(npz)
     t = Trainer(graph, graph.train, run_dir, device="cpu", log=lambda s: None, progress=False)

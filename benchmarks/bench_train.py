@@ -190,7 +190,7 @@ def netspec_graph(name: str, npz: Path, overrides: list[str]):
 
 def netspec_trainer(name: str, npz: Path, run_dir: Path, overrides: list[str]):
     """A Trainer for the spec on the arrays in `npz`, through the public API, set up."""
-    from netspec.backends.trainer import Trainer
+    from netspec.backends.training.loop import Trainer
 
     graph = netspec_graph(name, npz, overrides)
     t = Trainer(graph, graph.train, run_dir, device="cpu", log=lambda s: None, progress=False)
@@ -308,9 +308,9 @@ def contender(kind: str, name: str, npz: Path, run_dir: Path) -> Callable[[], di
         cl_off = [*no_aug, "train.channels_last=off"]
         return plain(netspec_trainer(name, npz, run_dir, cl_off).train_epoch)
     if kind == "e":
-        import netspec.backends.trainer as trainer
+        import netspec.backends.training.loop as loop
 
-        trainer.keep_freed_memory = lambda: False  # this process keeps glibc's defaults
+        loop.keep_freed_memory = lambda: False  # this process keeps glibc's defaults
         return plain(netspec_trainer(name, npz, run_dir, no_aug).train_epoch)
     if kind in ("phases", "phases+augment"):
         return PhaseRun(name, npz, run_dir, augment=kind == "phases+augment").epoch

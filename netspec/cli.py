@@ -22,9 +22,14 @@ app = typer.Typer(
 SpecArg = Annotated[Path, typer.Argument(help="A spec file (YAML).", show_default=False)]
 
 
+def report(err: NetspecError) -> str:
+    """Every problem, located, then the stage that refused the input (parse ... train, data)."""
+    return err.format() + (f"\n({err.stage} stage)" if err.stage else "")
+
+
 def fail(err: NetspecError) -> typer.Exit:
     """Print a user error (every problem, located) and return the exit to raise: code 2."""
-    typer.echo(err.format(), err=True)
+    typer.echo(report(err), err=True)
     return typer.Exit(code=2)
 
 
@@ -63,7 +68,7 @@ def validate(
             graph = compile_file(path)
         except NetspecError as err:
             bad += 1
-            typer.echo(err.format(), err=True)
+            typer.echo(report(err), err=True)
             continue
         t = totals(rows(graph))
         typer.echo(
@@ -123,7 +128,7 @@ def train(
     except NetspecError as err:
         raise fail(err) from None
     # Imported after the spec checks, so a spec error is reported without loading torch.
-    from netspec.backends.trainer import Interrupted, Trainer
+    from netspec.backends.training.loop import Interrupted, Trainer
 
     try:
         typer.echo(f"run directory: {run_dir}", err=True)
@@ -160,7 +165,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
     try:
-        from netspec.backends.trainer import evaluate_run
+        from netspec.backends.training.evaluate import evaluate_run
 
         result = evaluate_run(run_dir, data=data, device=device)
     except NetspecError as err:

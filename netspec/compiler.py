@@ -1,4 +1,4 @@
-"""The pipeline: parse -> validate -> IR -> shapes -> params, each stage a pure function."""
+"""The pipeline: parse -> validate -> IR -> shapes -> params -> train checks, each stage a pure function."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from pathlib import Path
 from netspec.ir import Graph, build_ir, count_params, infer_shapes
 from netspec.source import Source, parse, read
 from netspec.spec import validate
-
-STAGES = ("parse", "validate", "ir", "shapes", "params")
+from netspec.train_checks import check_train
 
 
 def compile_source(source: Source) -> Graph:
-    """Compile a parsed spec into a fully annotated graph (shapes, params, MACs)."""
-    return count_params(infer_shapes(build_ir(validate(source))))
+    """Compile a parsed spec into a fully annotated graph (shapes, params, MACs), train section checked."""
+    return check_train(count_params(infer_shapes(build_ir(validate(source)))), source)
 
 
 def compile_text(text: str, file: str | None = None) -> Graph:

@@ -27,7 +27,11 @@ class Problem:
 
 
 class NetspecError(Exception):
-    """Base class for errors caused by user input (exit code 2, no traceback)."""
+    """Base class for errors caused by user input (exit code 2, no traceback).
+
+    `stage` names the step that refused the input (parse, validate, ir, shapes, train, data);
+    the CLI prints it after the problems.
+    """
 
     def __init__(self, problems: list[Problem] | str, *, stage: str | None = None) -> None:
         if isinstance(problems, str):

@@ -1,4 +1,4 @@
-"""Tests for netspec.backends.augment: exact symmetries, mask alignment, determinism, resuming."""
+"""Tests for netspec.backends.training.augment: exact symmetries, mask alignment, determinism, resuming."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from netspec.backends.augment import Augmenter, _warp, affine_matrices
+from netspec.backends.training.augment import Augmenter, _warp, affine_matrices
 from netspec.train_spec import Augment
 
 CPU = torch.device("cpu")

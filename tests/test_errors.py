@@ -186,6 +186,67 @@ CASES: dict[str, list[Want]] = {
         ),
         Want(9, 14, ("layers[4].inputs[0]: no layer named 'nowhere'",), "with `name:`"),
     ],
+    # The train-check stage: the train section against the network, every problem at once.
+    "train_mismatch": [
+        Want(
+            9,
+            13,
+            ("train.augment.flip: augmentation needs image input [C, H, W]",),
+            "the spec's input is [16]",
+        ),
+        Want(
+            10,
+            9,
+            (
+                "train.loss: binary_cross_entropy needs a single sigmoid output unit",
+                "ends in softmax with output (3,)",
+            ),
+            "use a softmax over 2 classes with loss: cross_entropy",
+        ),
+        Want(
+            11,
+            23,
+            ("train.metrics[1]: iou needs a per-pixel output map [C, H, W]", "output is (3,)"),
+        ),
+        Want(
+            11,
+            28,
+            (
+                "train.metrics[2]: top5_accuracy needs at least 5 classes, the network has 3 outputs",
+            ),
+        ),
+        Want(
+            12,
+            34,
+            ("train.init.layers[0]: 'encoder*' matches no layer with weights in this network",),
+            "layer names are those of `netspec summary`: dense, dense_1",
+        ),
+        Want(
+            14,
+            24,
+            ("train.regularize[0].layers[1]: 'head*' matches no layer with weights",),
+            "dense, dense_1",
+        ),
+    ],
+    "train_cross_entropy": [
+        Want(
+            9,
+            16,
+            (
+                "train.loss.name: cross_entropy needs one output per class",
+                "the network's output is (1, 32, 32)",
+            ),
+            "use binary_cross_entropy with a single sigmoid output",
+        )
+    ],
+    "train_sigmoid_head": [
+        Want(
+            8,
+            9,
+            ("train.loss: cross_entropy needs a softmax output, this network ends in sigmoid",),
+            "end the network in softmax",
+        )
+    ],
 }
 
 

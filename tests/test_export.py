@@ -477,9 +477,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """specs/quickstart.yaml trained for one epoch."""
     out = tmp_path_factory.mktemp("export") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        import netspec.backends.plots
+        import netspec.backends.training.plots
 
-        mp.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+        mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
         result = invoke(
             "train", REPO / "specs" / "quickstart.yaml", "--out", out, "--set", "train.epochs=1"
         )

@@ -1,4 +1,4 @@
-"""Tests for netspec.backends.losses: torch parity, hand computations, ignored pixels, sums."""
+"""Tests for netspec.backends.training.losses: torch parity, hand computations, ignored pixels, sums."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from netspec.backends.losses import LossFn, balanced_class_weights, make_loss
+from netspec.backends.training.losses import LossFn, balanced_class_weights, make_loss
 
 IGNORE = -1
 

@@ -1,4 +1,4 @@
-"""Tests for netspec.backends.metrics: hand computations, scikit-learn parity, batch-split invariance."""
+"""Tests for netspec.backends.training.metrics: hand computations, scikit-learn parity, batch-split invariance."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from netspec.backends.metrics import Metrics
+from netspec.backends.training.metrics import Metrics
 
 CLS = ["accuracy", "precision", "recall", "f1"]
 

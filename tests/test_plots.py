@@ -1,4 +1,4 @@
-"""Tests for netspec.backends.plots: valid PNGs, one subplot per metric family, atomic writes."""
+"""Tests for netspec.backends.training.plots: valid PNGs, one subplot per metric family, atomic writes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 pytest.importorskip("matplotlib")
 
-from netspec.backends.plots import (
+from netspec.backends.training.plots import (
     IGNORED_COLOR,
     history_figure,
     metric_families,

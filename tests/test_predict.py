@@ -129,10 +129,10 @@ def quickstart_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = run / "model.onnx"
     if not model.is_file():
         pytest.importorskip("torch")
-        import netspec.backends.plots
+        import netspec.backends.training.plots
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+            mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
             result = invoke(
                 "train", REPO / "specs" / "quickstart.yaml", "--out", run, "--set", "train.epochs=1"
             )

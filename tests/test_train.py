@@ -17,10 +17,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from netspec.backends import checkpoint
-from netspec.backends.augment import Augmenter
 from netspec.backends.lowering import count_tensors
-from netspec.backends.trainer import Interrupted, Trainer, evaluate_run, weights
+from netspec.backends.training import checkpoint
+from netspec.backends.training.augment import Augmenter
+from netspec.backends.training.evaluate import evaluate_run
+from netspec.backends.training.loop import Interrupted, Trainer
+from netspec.backends.weights import weights
 from netspec.errors import SpecError
 from netspec.runs import prepare_run
 
@@ -70,12 +72,12 @@ def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     (the quickstart test in test_train_cli.py checks a real one). Use `real_plots` to keep it."""
     drawn: list[Path] = []
     if "real_plots" not in request.fixturenames:
-        import netspec.backends.plots
+        import netspec.backends.training.plots
 
         def plot_history(history, path, **kwargs) -> None:
             drawn.append(Path(path))
 
-        monkeypatch.setattr(netspec.backends.plots, "plot_history", plot_history)
+        monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
     return drawn
 
 
@@ -376,7 +378,12 @@ def test_init_shape_mismatch_names_the_tensor_and_both_shapes(
 
 
 def test_init_without_a_matching_layer_is_a_clear_error(tmp_path: Path, source_run: Path) -> None:
-    with pytest.raises(SpecError, match=r"train\.init: no layer of .* matches \['encoder\*'\]"):
+    # Refused when the spec is compiled, before the source run is read.
+    with pytest.raises(
+        SpecError,
+        match=r"--set train\.init=.*: error: train\.init\.layers\[0\]: 'encoder\*' matches no "
+        r"layer with weights in this network\n  hint: .*: conv2d, conv2d_1, dense",
+    ):
         make(
             tmp_path,
             SOURCE_NET.format(name="dst", filters=6, seed=0),
@@ -795,7 +802,7 @@ def test_training_into_an_existing_run_needs_resume(tmp_path: Path) -> None:
 
 
 def test_make_optimizer_uses_the_fused_adam_step_on_the_cpu() -> None:
-    from netspec.backends.trainer import make_optimizer
+    from netspec.backends.training.optim import make_optimizer
     from netspec.train_spec import TrainSpec
 
     params = [torch.nn.Parameter(torch.randn(4, 3))]

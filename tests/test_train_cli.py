@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 import netspec
 from netspec import compile_file
-from netspec.backends.trainer import Trainer, spec_hash
+from netspec.backends.training.loop import Trainer
+from netspec.backends.training.state import spec_hash
 from netspec.cli import app
 from netspec.summary import render
 
@@ -51,9 +52,9 @@ def fails(result, *needles: str, problems: int = 1) -> None:
 @pytest.fixture
 def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip drawing history.png (the quickstart test checks a real one)."""
-    import netspec.backends.plots
+    import netspec.backends.training.plots
 
-    monkeypatch.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+    monkeypatch.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
 
 
 # --- the README's main job ---------------------------------------------------------------------
@@ -172,9 +173,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished one-epoch run of TINY."""
     tmp = tmp_path_factory.mktemp("tiny")
     with pytest.MonkeyPatch.context() as mp:
-        import netspec.backends.plots
+        import netspec.backends.training.plots
 
-        mp.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+        mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
         result = invoke("train", write(tmp, TINY), "--out", tmp / "run", "--set", "train.epochs=1")
     assert result.exit_code == 0, result.output
     return tmp / "run"

@@ -16,7 +16,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from netspec.backends.trainer import Trainer
+from netspec.backends.training.loop import Trainer
 from netspec.cli import app
 from netspec.data.folder import load_image_folder
 from netspec.data.stats import dataset_stats
@@ -29,9 +29,9 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """history.png is drawn (and checked) in test_train_cli.py; here it would only cost time."""
-    import netspec.backends.plots
+    import netspec.backends.training.plots
 
-    monkeypatch.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+    monkeypatch.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +140,9 @@ def test_mnist_idx_files_test_split_with_limit(tmp_path: Path, data: Path) -> No
 def cifar_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Trainer:
     tmp = tmp_path_factory.mktemp("cifar")
     with pytest.MonkeyPatch.context() as mp:
-        import netspec.backends.plots
+        import netspec.backends.training.plots
 
-        mp.setattr(netspec.backends.plots, "plot_history", lambda *a, **k: None)
+        mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
         t = make(
             tmp,
             f"""\

@@ -15,7 +15,8 @@ import pytest
 import torch
 from test_train_data import make
 
-from netspec.backends.trainer import Trainer, evaluate_run
+from netspec.backends.training.evaluate import evaluate_run
+from netspec.backends.training.loop import Trainer
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles
 from netspec.errors import NetspecError

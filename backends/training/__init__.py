@@ -1,0 +1,1 @@
+"""Training with PyTorch: the loop and its parts (device, data on the device, objective, optimizer, state, reports)."""

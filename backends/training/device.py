@@ -1,0 +1,63 @@
+"""Where and how training runs: the device, the memory layout and the allocator's behaviour."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import torch
+
+from netspec.errors import NetspecError, Problem
+from netspec.ir import Graph
+from netspec.train_spec import TrainSpec
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NetspecError(
+            [Problem("--device cuda: no CUDA device is available", hint="use --device cpu")]
+        )
+    return torch.device(device)
+
+
+def use_channels_last(graph: Graph, spec: TrainSpec) -> bool:
+    """Channels-last helps convolutions on both CPU (oneDNN) and CUDA; measured in benchmarks/."""
+    if spec.channels_last != "auto":
+        return spec.channels_last == "on"
+    return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
+
+    By default glibc returns large freed blocks (munmap, heap trimming), so each training step
+    page-faults its activations in again: a 1,024-sample epoch of mnist_cnn on 2 cores took
+    0.33 s, 0.15 s of it system time for 77,000 page faults, and takes 0.24 s with no faults
+    with this (benchmarks/bench_train.py). Blocks up to 32 MiB come from the heap, and freed
+    memory stays with the process for the next step, as torch's caching allocator does on
+    CUDA: the process keeps its peak memory (max RSS unchanged). It changes the whole process,
+    once; only glibc has mallopt. True if set.
+    """
+    global _kept
+    if _kept is None:
+        _kept = False
+        version = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+        if sys.platform.startswith("linux") and (version or "").startswith("glibc"):
+            try:
+                mallopt = ctypes.CDLL(None).mallopt
+                mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+                _kept = bool(
+                    mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+                )
+            except (OSError, AttributeError, ValueError):
+                pass
+    return _kept
+
+
+_kept: bool | None = None

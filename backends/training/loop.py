@@ -1,0 +1,473 @@
+"""The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
+
+Over 400 lines: setup, batching (random tiles included), one epoch, evaluation and the final
+save share the Trainer's state; the concerns that stand alone live in the sibling modules.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from netspec import __version__
+from netspec.backends.lowering import build_module
+from netspec.backends.training import checkpoint
+from netspec.backends.training.augment import Augmenter
+from netspec.backends.training.callbacks import after_epoch, monitor_of
+from netspec.backends.training.device import keep_freed_memory, pick_device, use_channels_last
+from netspec.backends.training.normalize import Normalizer
+from netspec.backends.training.objective import choose_loss, default_metrics, make_metrics
+from netspec.backends.training.optim import make_optimizer, make_schedule
+from netspec.backends.training.report import (
+    epoch_line,
+    per_class_line,
+    progress_bar,
+    write_csv,
+    write_metrics,
+)
+from netspec.backends.training.state import (
+    Resumable,
+    RunState,
+    restore_state,
+    save_state,
+    spec_hash,
+)
+from netspec.backends.training.transfer import init_from
+from netspec.backends.weights import load_weights, named_parameters, weights
+from netspec.data.arraydata import ArrayData
+from netspec.data.pipeline import Preprocessing, prepare
+from netspec.errors import NetspecError, Problem
+from netspec.fileio import write_text
+from netspec.ir import Graph
+from netspec.train_spec import TrainSpec
+
+
+class Interrupted(NetspecError):
+    """Ctrl-C during training: the last completed epoch is saved and resumable."""
+
+
+class Trainer:
+    """One run: `setup()` loads the data and builds everything, `fit()` trains and saves."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        spec: TrainSpec,
+        run_dir: Path,
+        *,
+        device: str = "auto",
+        resume: bool = False,
+        spec_text: str = "",
+        summary_text: str = "",
+        log=None,
+        progress: bool | None = None,
+    ) -> None:
+        self.graph = graph
+        self.spec = spec
+        self.run_dir = run_dir
+        self.device = pick_device(device)
+        self.resume = resume
+        self.spec_text = spec_text
+        self.summary_text = summary_text
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.progress = sys.stderr.isatty() if progress is None else progress
+
+    # setup
+    def setup(self) -> None:
+        spec, graph = self.spec, self.graph
+        torch.manual_seed(spec.seed)
+        self.data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
+        for note in self.data.notes:
+            self.log(f"note: {note}")
+        self.module = build_module(graph).to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.channels_last = use_channels_last(graph, spec)
+        # bf16 mixed precision only when asked (spec or --precision): weights stay fp32.
+        self.bf16 = spec.precision == "bf16"
+        if self.bf16 and self.device.type == "cpu":
+            self.log("note: bf16 autocast on the CPU is slow without AMX; it is meant for CUDA")
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        if spec.init is not None:
+            loaded = init_from(self.module, spec.init, graph.file)
+            self.log(f"init: loaded {len(loaded)} layers from {spec.init.from_}")
+        self.loss_fn = choose_loss(spec, self.data, graph).to(self.device)
+        # Class losses take the logits (the head is fused into the loss); regression losses
+        # compare what the network outputs, its final activation included.
+        self.logits = self.loss_fn.on_logits
+        self.norm = Normalizer(self.data.preprocessing, self.device)
+        self.x_train, self.y_train = self._tensors(self.data.train)
+        self.val = self._tensors(self.data.val) if self.data.val is not None else None
+        self.test = self._tensors(self.data.test) if self.data.test is not None else None
+        self.trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.opt = make_optimizer(spec, self.trainable)
+        # Segmentation scenes larger than the input give several random tiles each per epoch.
+        self.per_scene = self.data.tiles_per_scene if self.data.random_tiles else 1
+        self.crops = torch.Generator().manual_seed(spec.seed + 2)
+        n = self.n_train = len(self.y_train) * self.per_scene
+        self.steps = (
+            max(1, n // spec.batch_size)
+            if n % spec.batch_size == 1
+            else max(1, math.ceil(n / spec.batch_size))
+        )
+        self.sched, self.sched_when = make_schedule(spec, self.opt, self.steps)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        # Image input for an enabled augmenter was checked when the spec was compiled.
+        self.augment = Augmenter(spec.augment, seed=spec.seed + 1, device=self.device)
+        self.metric_names = default_metrics(self.data.task, spec.metrics)
+        self.metrics = make_metrics(self.metric_names, self.data.task, self.data.classes)
+        self.reg = self._regularizers()
+        self.state = RunState()
+        self.hash = spec_hash(graph)
+        if self.resume:
+            self.state = restore_state(self._last, self._resumable(), self.hash)
+            self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
+        self.saved_epoch = self.state.epoch  # the epoch in checkpoint/last.safetensors
+
+    def _tensors(self, data: ArrayData) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
+        y = torch.from_numpy(np.ascontiguousarray(data.y))
+        y = y.long() if self.data.task in ("multiclass", "segmentation") else y.float()
+        return x, y.to(self.device)
+
+    def _regularizers(self) -> list[tuple[torch.Tensor, float, float]]:
+        out = []
+        for rule in self.spec.regularize:
+            for layer, tensor, p in named_parameters(self.module):
+                if tensor != "weight" or not p.requires_grad:
+                    continue  # like Keras' kernel_regularizer: weights, not biases
+                if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
+                    out.append((p, rule.l1, rule.l2))
+        return out
+
+    # one epoch
+    def _batches(self, n: int, bs: int, perm: torch.Tensor | None):
+        starts = list(range(0, n, bs))
+        if len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()  # a batch of one breaks batchnorm: fold it into the previous batch
+        for i, s in enumerate(starts):
+            e = starts[i + 1] if i + 1 < len(starts) else n
+            yield (perm[s:e] if perm is not None else slice(s, e))
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.forward_logits(x) if self.logits else self.module(x)
+
+    def _prep(self, x: torch.Tensor, norm: Normalizer | None = None) -> torch.Tensor:
+        x = (norm or self.norm)(x)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training batch: gathered, normalized, in the model's layout, augmented."""
+        if self.data.random_tiles:
+            xb, yb = self._random_tiles(idx)
+            xb = self._prep(xb)
+        else:
+            xb = self._prep(self.x_train[idx])
+            yb = self.y_train[idx]
+        if self.augment.enabled:
+            # Masks get the very same flips, symmetries and shifts as their images.
+            xb, mask = self.augment(xb, yb if yb.ndim == 3 else None)
+            yb = mask if mask is not None else yb
+        return xb, yb
+
+    def _random_tiles(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random tile of the input's size from each scene `idx`, with its mask (one gather)."""
+        assert self.data.tile is not None
+        h, w = self.data.tile
+        c, sh, sw = self.x_train.shape[1:]
+        b = idx.shape[0]
+        tops = torch.randint(0, sh - h + 1, (b, 1), generator=self.crops)
+        lefts = torch.randint(0, sw - w + 1, (b, 1), generator=self.crops)
+        rows = (tops + torch.arange(h)).to(self.device)[:, :, None]  # (B, h, 1)
+        cols = (lefts + torch.arange(w)).to(self.device)[:, None, :]  # (B, 1, w)
+        scene = idx[:, None, None]
+        x = self.x_train[
+            scene[:, None],
+            torch.arange(c, device=self.device)[:, None, None],
+            rows[:, None],
+            cols[:, None],
+        ]
+        return x, self.y_train[scene, rows, cols]
+
+    def train_epoch(self) -> dict[str, float]:
+        m = self.module
+        m.train()  # frozen batchnorms keep using their running statistics (see the lowering)
+        self.metrics.reset()
+        perm = torch.randperm(self.n_train, generator=self.shuffle)
+        if self.per_scene > 1:
+            perm = perm % len(self.y_train)  # each scene per_scene times, in random order
+        perm = perm.to(self.device)
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        t0 = time.perf_counter()
+        bar = self._bar()
+        try:
+            for step, idx in enumerate(self._batches(self.n_train, self.spec.batch_size, perm)):
+                xb, yb = self._batch(idx)
+                with self._autocast():
+                    out = self._forward(xb)
+                    loss = self.loss_fn(out, yb)
+                if self.reg:
+                    loss = loss + sum(
+                        (l1 * p.abs().sum() if l1 else 0) + (l2 * p.pow(2).sum() if l2 else 0)
+                        for p, l1, l2 in self.reg
+                    )
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                if self.sched is not None and self.sched_when == "batch":
+                    self.sched.step()
+                bs = yb.shape[0]
+                total += loss.detach() * bs
+                seen += bs
+                self.metrics.update(out.detach(), yb)
+                if bar is not None and (step % 5 == 0 or step == self.steps - 1):
+                    bar(step + 1, float(total) / seen, seen / (time.perf_counter() - t0))
+        finally:  # also on Ctrl-C, so the terminal is left clean
+            if bar is not None:
+                bar(None, 0, 0)
+        loss_value = float(total) / max(seen, 1)
+        if self.spec.callbacks.stop_on_nan and not math.isfinite(loss_value):
+            self.state.stopped = f"the training loss is {loss_value}"
+        row = {"loss": loss_value, **self.metrics.compute()}
+        row["samples_per_s"] = seen / (time.perf_counter() - t0)
+        return row
+
+    @torch.inference_mode()
+    def evaluate(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int | None = None,
+        *,
+        norm: Normalizer | None = None,
+    ) -> dict[str, float]:
+        """Loss and metrics of the current weights on raw `x` (normalized by `norm`, default the run's)."""
+        # Per-pixel outputs are large: a few dozen tiles at a time keep memory flat.
+        batch_size = batch_size or (32 if self.data.task == "segmentation" else 512)
+        m = self.module
+        m.eval()
+        self.metrics.reset()
+        total = 0.0
+        for idx in self._batches(len(y), batch_size, None):
+            with self._autocast():
+                out = self._forward(self._prep(x[idx], norm)).float()
+            total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
+            self.metrics.update(out, y[idx])
+        return {"loss": total / max(len(y), 1), **self.metrics.compute()}
+
+    def evaluate_on(self, data: ArrayData, pre: Preprocessing) -> dict[str, float]:
+        """Loss and metrics of the current weights on `data`, preprocessed with a recorded `pre`.
+
+        `pre` is the training split's, as model.json records it: statistics are never
+        recomputed on the data evaluated.
+        """
+        x, y = self._tensors(data)
+        return self.evaluate(x, y, norm=Normalizer(pre, self.device))
+
+    def _bar(self):
+        if not self.progress:
+            return None
+        return progress_bar(self.state.epoch + 1, self.spec.epochs, self.steps)
+
+    # the loop
+    def fit(self) -> dict[str, Any]:
+        spec = self.spec
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_static()
+        monitor = monitor_of(spec.callbacks)
+        if self.val is None and monitor.startswith("val_"):
+            self.log(
+                f"note: no validation split; callbacks monitor '{monitor.removeprefix('val_')}' instead"
+            )
+        try:
+            while self.state.epoch < spec.epochs and self.state.stopped is None:
+                t0 = time.perf_counter()
+                row = {"epoch": self.state.epoch + 1, **self.train_epoch()}
+                if self.val is not None:
+                    row.update({f"val_{k}": v for k, v in self.evaluate(*self.val).items()})
+                row["lr"] = self.opt.param_groups[0]["lr"]
+                row["time_s"] = time.perf_counter() - t0
+                self.state.history.append(row)
+                self.state.epoch += 1
+                self._after_epoch(row)
+                self._save_epoch()
+                self.log(epoch_line(row, spec.epochs))
+        except KeyboardInterrupt:
+            # Not state.epoch: it counts an epoch whose checkpoint may not have been written.
+            saved = self.saved_epoch
+            raise Interrupted(
+                [
+                    Problem(
+                        f"interrupted during epoch {saved + 1}; "
+                        + (
+                            f"epoch {saved} is saved in {self.run_dir}"
+                            if saved
+                            else "no epoch was completed"
+                        ),
+                        hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume"
+                        if saved
+                        else "start the run again",
+                    )
+                ]
+            ) from None
+        if self.state.stopped:
+            self.log(f"stopped: {self.state.stopped}")
+        try:
+            return self._finish()
+        except KeyboardInterrupt:
+            raise Interrupted(
+                [
+                    Problem(
+                        f"interrupted while writing the final model; epoch {self.saved_epoch} "
+                        f"is saved in {self.run_dir}",
+                        hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
+                    )
+                ]
+            ) from None
+
+    def _after_epoch(self, row: dict[str, float]) -> None:
+        after_epoch(
+            self.spec.callbacks,
+            self.state,
+            row,
+            module=self.module,
+            opt=self.opt,
+            sched=self.sched,
+            sched_when=self.sched_when,
+            sched_monitor=self.spec.schedule.monitor if self.spec.schedule else None,
+            run_dir=self.run_dir,
+        )
+
+    # persistence
+    def _meta(self) -> dict[str, Any]:
+        """What an app needs to use the weights (also exported to ONNX metadata later)."""
+        return {
+            "name": self.graph.name,
+            "netspec_version": __version__,
+            "spec_sha256": self.hash,
+            "task": self.data.task,
+            "classes": list(self.data.classes) if self.data.classes else None,
+            "input_shape": list(self.graph.input_shape),
+            "output_shape": list(self.graph.output.shape),
+            "head": self.module.head,
+            "preprocessing": self.data.preprocessing.to_dict(),
+        }
+
+    def _write_static(self) -> None:
+        write_text(self.run_dir / "spec.yaml", self.spec_text)
+        write_text(self.run_dir / "summary.txt", self.summary_text)
+        write_text(self.run_dir / "model.json", json.dumps(self._meta(), indent=2))
+
+    @property
+    def _last(self) -> Path:
+        return self.run_dir / "checkpoint" / "last.safetensors"
+
+    def _resumable(self) -> Resumable:
+        return Resumable(
+            self.module, self.opt, self.sched, self.shuffle, self.crops, self.augment, self.device
+        )
+
+    def _save_epoch(self) -> None:
+        if self.spec.callbacks.checkpoint.last:  # off: no resumable state is kept
+            save_state(self._last, self._resumable(), self.state, self.hash)
+            self.saved_epoch = self.state.epoch
+        if self.spec.callbacks.csv_log:
+            write_csv(self.state.history, self.run_dir / "metrics.csv")
+
+    def _per_class(self) -> dict[str, dict[str, float | None]]:
+        """IoU and Dice of each class from the last evaluation, by class name."""
+        table = self.metrics.per_class()
+        names = self.data.classes or ()
+        return {
+            name: {metric: values[i] for metric, values in table.items()}
+            for i, name in enumerate(names)
+        }
+
+    @torch.inference_mode()
+    def _plot_predictions(self, n: int = 6) -> None:
+        """predictions.png: input, true mask and predicted mask of a few validation tiles."""
+        from netspec.backends.training.plots import plot_predictions
+
+        x, y = self.val if self.val is not None else self.test or (None, None)
+        if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
+            idx = torch.arange(min(n, len(self.y_train)), device=self.device)
+            x, y = (
+                self._random_tiles(idx)
+                if self.data.random_tiles
+                else (
+                    self.x_train[idx],
+                    self.y_train[idx],
+                )
+            )
+            split = "training"
+        else:
+            split = "validation" if self.val is not None else "test"
+        # Spread over the set: consecutive tiles often come from one scene.
+        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
+        xb, yb = x[pick], y[pick]
+        self.module.eval()
+        with self._autocast():
+            out = self.module.forward_logits(self._prep(xb)).float()
+        pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
+        plot_predictions(
+            xb.float().cpu().numpy(),
+            yb.cpu().numpy(),
+            pred.cpu().numpy(),
+            self.run_dir / "predictions.png",
+            classes=list(self.data.classes or ()),
+            title=f"{self.graph.name}: {split} tiles",
+        )
+
+    def _finish(self) -> dict[str, Any]:
+        st, cb = self.state, self.spec.callbacks
+        best_path = self.run_dir / "checkpoint" / "best.safetensors"
+        if cb.early_stopping and cb.early_stopping.restore_best and best_path.is_file():
+            load_weights(self.module, checkpoint.load(best_path)[0])
+            self.log(f"restored the best weights (epoch {st.best_epoch})")
+        checkpoint.save(
+            self.run_dir / "model.safetensors",
+            weights(self.module),
+            {"netspec": json.dumps(self._meta())},
+        )
+        result: dict[str, Any] = {"epochs": st.epoch}
+        best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), None)
+        if best_row is not None:
+            result["best"] = {k: v for k, v in best_row.items() if k not in ("time_s",)}
+        if self.test is not None:
+            result["test"] = self.evaluate(*self.test)
+            self.log("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
+            if self.data.task == "segmentation":
+                result["test_per_class"] = self._per_class()
+                self.log("test per class: " + per_class_line(result["test_per_class"]))
+        if self.data.task == "segmentation" and self.val is not None:
+            self.evaluate(*self.val)
+            result["val_per_class"] = self._per_class()
+            self.log("val per class: " + per_class_line(result["val_per_class"]))
+        result["stopped"] = st.stopped
+        result["history"] = st.history
+        write_metrics(result, self.run_dir / "metrics.json")
+        try:
+            from netspec.backends.training.plots import plot_history
+
+            plot_history(st.history, self.run_dir / "history.png", title=self.graph.name)
+            if self.data.task == "segmentation":
+                self._plot_predictions()
+        except ImportError:
+            self.log("note: matplotlib is not installed; history.png was not drawn")
+        self.log(f"run saved in {self.run_dir}")
+        return result

@@ -1,0 +1,31 @@
+"""The value steps of preprocessing (scale, mean/std, per-sample, reshape) as tensor ops on the device."""
+
+from __future__ import annotations
+
+import torch
+
+from netspec.data.pipeline import Preprocessing
+
+
+class Normalizer:
+    """x * scale, then per-channel (x - mean) / std or per-sample standardization, then reshape."""
+
+    def __init__(self, pre: Preprocessing, device: torch.device) -> None:
+        self.pre = pre
+        self.shape = tuple(pre.input_shape)
+        view = (1, -1) + (1,) * (len(pre.raw_shape) - 1)
+        self.mean = torch.tensor(pre.mean, device=device).view(view) if pre.mean else None
+        self.std = torch.tensor(pre.std, device=device).view(view) if pre.std else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.pre.scale != 1.0:
+            x = x * self.pre.scale
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        elif self.pre.per_sample:
+            flat = x.flatten(1)
+            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(
+                x
+            )
+        return x.reshape(x.shape[0], *self.shape)

@@ -1,0 +1,93 @@
+"""What a run optimizes and reports: the loss and the metrics, from the spec, the network and the data."""
+
+from __future__ import annotations
+
+import torch
+
+from netspec.backends.training.losses import LossFn, balanced_class_weights, make_loss
+from netspec.backends.training.metrics import Metrics
+from netspec.data.pipeline import Prepared
+from netspec.errors import Problem, SpecError
+from netspec.ir import Graph
+from netspec.train_checks import loss_problems
+from netspec.train_spec import TrainSpec
+
+REGRESSION_LOSSES = ("mse", "mae")
+
+
+def _loss_error(message: str, hint: str | None = None) -> SpecError:
+    return SpecError([Problem(f"train.loss: {message}", hint=hint)])
+
+
+def default_loss(task: str, output_shape: tuple[int, ...]) -> str:
+    """The loss a task trains with when the spec names none."""
+    if task == "segmentation":
+        return "binary_cross_entropy" if output_shape[0] == 1 else "cross_entropy"
+    return {"multiclass": "cross_entropy", "binary": "binary_cross_entropy"}.get(task, "mse")
+
+
+def choose_loss(spec: TrainSpec, prepared: Prepared, graph: Graph) -> LossFn:
+    """The spec's loss (or the task's default), checked against the data.
+
+    The spec's own loss was checked against the network when it was compiled
+    (netspec.train_checks); the default one, known only now, gets the same check here.
+    """
+    cfg = spec.loss
+    task = prepared.task
+    terms = cfg.terms if cfg else (default_loss(task, tuple(graph.output.shape)),)
+    if task == "regression" and not set(terms) <= set(REGRESSION_LOSSES):
+        wrong = next(t for t in terms if t not in REGRESSION_LOSSES)
+        raise _loss_error(
+            f"{wrong} needs class labels, but the data are regression targets",
+            hint="use loss: mse or mae",
+        )
+    if task != "regression" and set(terms) & set(REGRESSION_LOSSES):
+        wrong = next(t for t in terms if t in REGRESSION_LOSSES)
+        raise _loss_error(
+            f"{wrong} is for regression, but the data have classes",
+            hint="use cross_entropy (or binary_cross_entropy), optionally + dice",
+        )
+    if cfg is None and task != "regression":
+        problems = loss_problems(terms, graph)
+        if problems:
+            message, hint = problems[0]
+            raise _loss_error(f"{message} (the default loss for {task} data)", hint)
+    k = len(prepared.classes) if prepared.classes else 0
+    class_weights = None
+    if cfg is not None and cfg.class_weights is not None:
+        if cfg.class_weights == "balanced":
+            class_weights = balanced_class_weights(prepared.train.y, k)
+        else:
+            if len(cfg.class_weights) != k:
+                raise _loss_error(
+                    f"{len(cfg.class_weights)} class_weights for {k} classes "
+                    f"({', '.join(prepared.classes or ())}); give one per class"
+                )
+            class_weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
+    try:
+        return make_loss(
+            terms,
+            weights=cfg.weights if cfg else None,
+            class_weights=class_weights,
+            label_smoothing=cfg.label_smoothing if cfg else 0.0,
+        )
+    except ValueError as exc:
+        raise _loss_error(str(exc)) from None
+
+
+def default_metrics(task: str, asked: list[str] | None) -> list[str]:
+    """The metrics a run reports: those asked for that fit the task, or the task's defaults."""
+    if task == "segmentation":
+        return list(asked) if asked else ["iou", "dice", "pixel_accuracy"]
+    if task == "regression":
+        picked = [m for m in asked or () if m in ("mae", "rmse")]
+        return picked or ["mae"]
+    return list(asked) if asked else ["accuracy"]
+
+
+def make_metrics(names: list[str], task: str, classes: tuple[str, ...] | None) -> Metrics:
+    """The metrics accumulator; metrics that do not fit the data's task are a SpecError."""
+    try:
+        return Metrics(names, task=task, num_classes=max(len(classes or ()), 1))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise SpecError([Problem(f"train.metrics: {exc}")]) from None
