@@ -1,4 +1,4 @@
-"""The trainer's torch Normalizer equals netspec.data.pipeline.apply_values, the numpy reference."""
+"""The trainer's torch Normalizer equals netspec.data.preprocess.apply_values, the numpy reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from netspec.backends.training.normalize import Normalizer
-from netspec.data.pipeline import Preprocessing, apply_values
+from netspec.data.preprocess import Preprocessing, apply_values
 
 CASES = {
     "identity": Preprocessing((3, 4, 5), (3, 4, 5)),

@@ -43,7 +43,8 @@ from netspec.backends.training.state import (
 from netspec.backends.training.transfer import init_from
 from netspec.backends.weights import load_weights, named_parameters, weights
 from netspec.data.arraydata import ArrayData
-from netspec.data.pipeline import Preprocessing, prepare
+from netspec.data.pipeline import prepare
+from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, Problem
 from netspec.fileio import write_text
 from netspec.ir import Graph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from netspec.data.pipeline import Preprocessing
+from netspec.data.preprocess import Preprocessing
 
 
 class Normalizer:
