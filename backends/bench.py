@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.predict.session import device_of, open_session
 from netspec.errors import DataError, NetspecError, Problem
+
+from .predict.session import device_of, open_session
 
 TORCH = "pytorch"
 ORT = "onnxruntime"
@@ -234,9 +235,10 @@ def _load(source: Path, seed: int) -> _Target:
     if source.suffix.lower() in SPEC_SUFFIXES:
         import torch
 
-        from netspec.backends.lowering import build_module
-        from netspec.backends.weights import module_weights
         from netspec.compiler import compile_file
+
+        from .lowering import build_module
+        from .weights import module_weights
 
         graph = compile_file(source)
         torch.manual_seed(seed)
@@ -303,7 +305,7 @@ def bench(
     if target.graph is not None:
         import torch
 
-        from netspec.backends.weights import load_module
+        from .weights import load_module
 
         old_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -313,7 +315,7 @@ def bench(
         torch_mod = module.eval()
     try:
         if target.onnx is None:
-            from netspec.backends.export.model import export_onnx
+            from .export.model import export_onnx
 
             target.onnx = export_onnx(target.graph, target.weights or {}).SerializeToString()
         session, ort_device = ort_session(target.onnx, threads, device)
@@ -359,7 +361,7 @@ def bench(
 
 
 def _parity(expected: np.ndarray, actual: np.ndarray, session: Any) -> float:
-    from netspec.backends.export.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
+    from .export.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
 
     expected = np.asarray(expected, dtype=np.float32)
     diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))

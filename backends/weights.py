@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netspec.backends.lowering import NetModule, build_module
 from netspec.errors import DataError, Problem
 from netspec.ir import Graph
 from netspec.runs import TORCH_COUNTERS
+
+from .lowering import NetModule, build_module
 
 
 def _layer_names(module: NetModule) -> dict[str, str]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.export.emitter import Emitter, ExportError
 from netspec.ir import Node
 from netspec.layers import (
     GELU,
@@ -47,6 +46,8 @@ from netspec.layers import (
 from netspec.layers.activations import Act, activation_of
 from netspec.layers.conv import windows
 from netspec.shapes import Window, batch_axis, window_counts
+
+from .emitter import Emitter, ExportError
 
 Emit = Callable[[Emitter, Node, list[str]], str]
 

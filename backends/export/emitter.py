@@ -10,12 +10,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from netspec.backends.export.fold import FoldPlan
 from netspec.errors import NetspecError
 from netspec.ir import Graph, Node
 from netspec.layers.activations import Act
 from netspec.shapes import batch_axis
 from netspec.spec import INPUT
+
+from .fold import FoldPlan
 
 INPUT_NAME = "input"
 

@@ -34,9 +34,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise NetspecError("ONNX export needs the onnx package: pip install onnx onnxruntime") from exc
 
-from netspec.backends.export.emit import emit_fn
-from netspec.backends.export.emitter import INPUT_NAME, Emitter, ExportError
-from netspec.backends.export.fold import plan_folding
+from .emit import emit_fn
+from .emitter import INPUT_NAME, Emitter, ExportError
+from .fold import plan_folding
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # LayerNormalization is an ONNX op from opset 17

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.backends.lowering import NetModule
-from netspec.backends.predict.errors import first_line
-from netspec.backends.predict.session import SessionError, open_session
-from netspec.backends.weights import load_module
 from netspec.errors import NetspecError, Problem
 from netspec.ir import Graph
+
+from ..lowering import NetModule
+from ..predict.errors import first_line
+from ..predict.session import SessionError, open_session
+from ..weights import load_module
 
 TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2

@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.export.emitter import ExportError
-from netspec.backends.export.model import DEFAULT_OPSET, build_onnx, check_model
 from netspec.data.preprocess import apply_values
 from netspec.errors import NetspecError
 from netspec.fileio import atomic_path
 from netspec.runs import Run, load_run
+
+from .emitter import ExportError
+from .model import DEFAULT_OPSET, build_onnx, check_model
 
 
 @dataclass
@@ -119,7 +120,7 @@ def export_run(
     tolerance = None
     if check:
         try:
-            from netspec.backends.export import parity
+            from . import parity
         except ImportError as exc:
             raise ExportError(
                 f"the parity check needs PyTorch ({exc}): install it, or export with --no-check"

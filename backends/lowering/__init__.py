@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from netspec.backends.lowering.activations import act_module
-from netspec.backends.lowering.layers import LOWERINGS, lower_node
-from netspec.backends.lowering.module import NetModule, build_module, count_tensors
+from .activations import act_module
+from .layers import LOWERINGS, lower_node
+from .module import NetModule, build_module, count_tensors
 
 __all__ = ["LOWERINGS", "NetModule", "act_module", "build_module", "count_tensors", "lower_node"]

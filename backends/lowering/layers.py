@@ -6,24 +6,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-from netspec.backends.lowering.activations import act_module
-from netspec.backends.lowering.stateless import (
-    ReshapeBatch,
-    Sum,
-    lower_concat,
-    lower_crop,
-    lower_global_pool,
-    lower_pool,
-    lower_upsample,
-    lower_zeropad,
-)
-from netspec.backends.lowering.weighted import (
-    lower_batchnorm,
-    lower_conv,
-    lower_conv_transpose,
-    lower_dense,
-    lower_layernorm,
-)
 from netspec.ir import Node
 from netspec.layers import (
     GELU,
@@ -60,6 +42,25 @@ from netspec.layers import (
     ZeroPad2D,
 )
 from netspec.layers.activations import activation_of
+
+from .activations import act_module
+from .stateless import (
+    ReshapeBatch,
+    Sum,
+    lower_concat,
+    lower_crop,
+    lower_global_pool,
+    lower_pool,
+    lower_upsample,
+    lower_zeropad,
+)
+from .weighted import (
+    lower_batchnorm,
+    lower_conv,
+    lower_conv_transpose,
+    lower_dense,
+    lower_layernorm,
+)
 
 
 def lower_activation(node: Node) -> nn.Module:

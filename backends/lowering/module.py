@@ -11,11 +11,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from netspec.backends.lowering.activations import FusedActivation
-from netspec.backends.lowering.layers import lower_node
 from netspec.ir import Graph
 from netspec.shapes import batch_axis
 from netspec.spec import INPUT
+
+from .activations import FusedActivation
+from .layers import lower_node
 
 Head = Literal["softmax", "sigmoid"]
 

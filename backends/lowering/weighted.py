@@ -13,12 +13,13 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from netspec.backends.lowering.activations import FusedActivation
 from netspec.ir import Node
 from netspec.layers import BatchNorm, Conv1D, Conv2D, ConvTranspose2D, Dense, LayerNorm
 from netspec.layers.activations import activation_of
 from netspec.layers.conv import windows
 from netspec.shapes import Window
+
+from .activations import FusedActivation
 
 
 def _keras_init(module: nn.Module) -> nn.Module:

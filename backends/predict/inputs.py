@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.predict.errors import error, first_line, fits, pillow, shape, size
-from netspec.backends.predict.model import ModelInfo, json_meta, scene_bands
 from netspec.data.preprocess import CropError, geometry
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
+
+from .errors import error, first_line, fits, pillow, shape, size
+from .model import ModelInfo, json_meta, scene_bands
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 

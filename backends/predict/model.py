@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.predict.errors import error, first_line, shape, size
-from netspec.backends.predict.session import open_session
 from netspec.data.preprocess import apply_values
 from netspec.data.scenes import SceneSegmenter
+
+from .errors import error, first_line, shape, size
+from .session import open_session
 
 
 @dataclass(frozen=True)

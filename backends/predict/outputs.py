@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.predict.errors import error, pillow
-from netspec.backends.predict.inputs import Sample
-from netspec.backends.predict.model import ModelInfo, kind_of
 from netspec.data.scenes import Segmentation
+
+from .errors import error, pillow
+from .inputs import Sample
+from .model import ModelInfo, kind_of
 
 
 # The PASCAL VOC colour map: class 0 black, then distinct colours (bits of the class index).

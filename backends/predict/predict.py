@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from netspec.backends.predict.errors import error, shape
-from netspec.backends.predict.inputs import Sample, check_inputs, read_inputs, read_scenes
-from netspec.backends.predict.model import Predictor, check_overlap, is_scene_model
-from netspec.backends.predict.outputs import Interpreter
 from netspec.data.scenes import SceneError
+
+from .errors import error, shape
+from .inputs import Sample, check_inputs, read_inputs, read_scenes
+from .model import Predictor, check_overlap, is_scene_model
+from .outputs import Interpreter
 
 
 def predict(

@@ -7,8 +7,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from netspec.backends.predict.errors import first_line
 from netspec.errors import NetspecError, Problem
+
+from .errors import first_line
 
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"

@@ -8,12 +8,13 @@ from typing import Any
 
 import torch
 
-from netspec.backends.lowering import NetModule
-from netspec.backends.training import checkpoint
-from netspec.backends.training.state import RunState
-from netspec.backends.weights import weights
 from netspec.errors import Problem, SpecError
 from netspec.train_spec import Callbacks
+
+from ..lowering import NetModule
+from ..weights import weights
+from . import checkpoint
+from .state import RunState
 
 LOWER_IS_BETTER = ("loss", "mae", "rmse")
 

@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from netspec.backends.training import checkpoint
-from netspec.backends.training.loop import Trainer
-from netspec.backends.weights import load_weights
 from netspec.compiler import compile_source
 from netspec.data.pipeline import cut_tiles
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError, Problem
 from netspec.runs import META_FILE, WEIGHTS_FILE, run_source
+
+from ..weights import load_weights
+from . import checkpoint
+from .loop import Trainer
 
 
 def evaluate_run(

@@ -18,30 +18,6 @@ import numpy as np
 import torch
 
 from netspec import __version__
-from netspec.backends.lowering import build_module
-from netspec.backends.training import checkpoint
-from netspec.backends.training.augment import Augmenter
-from netspec.backends.training.callbacks import after_epoch, monitor_of
-from netspec.backends.training.device import keep_freed_memory, pick_device, use_channels_last
-from netspec.backends.training.normalize import Normalizer
-from netspec.backends.training.objective import choose_loss, default_metrics, make_metrics
-from netspec.backends.training.optim import make_optimizer, make_schedule
-from netspec.backends.training.report import (
-    epoch_line,
-    per_class_line,
-    progress_bar,
-    write_csv,
-    write_metrics,
-)
-from netspec.backends.training.state import (
-    Resumable,
-    RunState,
-    restore_state,
-    save_state,
-    spec_hash,
-)
-from netspec.backends.training.transfer import init_from
-from netspec.backends.weights import load_weights, named_parameters, weights
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
 from netspec.data.preprocess import Preprocessing
@@ -49,6 +25,31 @@ from netspec.errors import NetspecError, Problem
 from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.train_spec import TrainSpec
+
+from ..lowering import build_module
+from ..weights import load_weights, named_parameters, weights
+from . import checkpoint
+from .augment import Augmenter
+from .callbacks import after_epoch, monitor_of
+from .device import keep_freed_memory, pick_device, use_channels_last
+from .normalize import Normalizer
+from .objective import choose_loss, default_metrics, make_metrics
+from .optim import make_optimizer, make_schedule
+from .report import (
+    epoch_line,
+    per_class_line,
+    progress_bar,
+    write_csv,
+    write_metrics,
+)
+from .state import (
+    Resumable,
+    RunState,
+    restore_state,
+    save_state,
+    spec_hash,
+)
+from .transfer import init_from
 
 
 class Interrupted(NetspecError):
@@ -402,7 +403,7 @@ class Trainer:
     @torch.inference_mode()
     def _plot_predictions(self, n: int = 6) -> None:
         """predictions.png: input, true mask and predicted mask of a few validation tiles."""
-        from netspec.backends.training.plots import plot_predictions
+        from .plots import plot_predictions
 
         x, y = self.val if self.val is not None else self.test or (None, None)
         if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
@@ -463,7 +464,7 @@ class Trainer:
         result["history"] = st.history
         write_metrics(result, self.run_dir / "metrics.json")
         try:
-            from netspec.backends.training.plots import plot_history
+            from .plots import plot_history
 
             plot_history(st.history, self.run_dir / "history.png", title=self.graph.name)
             if self.data.task == "segmentation":

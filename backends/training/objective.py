@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from netspec.backends.training.losses import LossFn, balanced_class_weights, make_loss
-from netspec.backends.training.metrics import Metrics
 from netspec.data.pipeline import Prepared
 from netspec.errors import Problem, SpecError
 from netspec.ir import Graph
 from netspec.train_checks import loss_problems
 from netspec.train_spec import TrainSpec
+
+from .losses import LossFn, balanced_class_weights, make_loss
+from .metrics import Metrics
 
 REGRESSION_LOSSES = ("mse", "mae")
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 
-from netspec.backends.training.callbacks import monitor_mode
 from netspec.train_spec import TrainSpec
+
+from .callbacks import monitor_mode
 
 
 def _fused(params: list[torch.nn.Parameter]) -> bool:

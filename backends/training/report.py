@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netspec.backends.training.state import jsonable
 from netspec.fileio import write_text
+
+from .state import jsonable
 
 # Columns of a history row that are not scores (left out of the epoch line's scores).
 _TIMING = ("epoch", "time_s", "samples_per_s", "lr")

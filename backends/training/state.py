@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.backends.lowering import NetModule
-from netspec.backends.training import checkpoint
-from netspec.backends.training.augment import Augmenter
-from netspec.backends.weights import load_weights, weights
 from netspec.errors import DataError, Problem, SpecError
 from netspec.ir import Graph
+
+from ..lowering import NetModule
+from ..weights import load_weights, weights
+from . import checkpoint
+from .augment import Augmenter
 
 RESUME_HINT = "resume with the spec the run was started with (its spec.yaml)"
 

@@ -6,12 +6,13 @@ import fnmatch
 
 import torch
 
-from netspec.backends.lowering import NetModule
-from netspec.backends.training import checkpoint
-from netspec.backends.weights import load_weights, weights
 from netspec.data.pipeline import resolve_path
 from netspec.errors import Problem, SpecError
 from netspec.train_spec import Init
+
+from ..lowering import NetModule
+from ..weights import load_weights, weights
+from . import checkpoint
 
 
 def init_from(module: NetModule, init: Init, spec_file: str | None) -> list[str]:
