@@ -11,7 +11,7 @@ tifffile = pytest.importorskip("tifffile")
 
 from netspec.backends.predict.inputs import read_tiff  # noqa: E402
 from netspec.backends.predict.model import ModelInfo  # noqa: E402
-from netspec.data.masks import _read_image  # noqa: E402
+from netspec.data.mask_folder import _read_image  # noqa: E402
 from netspec.data.tiff import band_axis, read_tiff_bands  # noqa: E402
 from netspec.errors import DataError  # noqa: E402
 

@@ -8,7 +8,8 @@ from netspec.data.builtin import BUILTIN_NAMES, load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import IMAGE_SUFFIXES, load_image_folder
 from netspec.data.idx import load_idx
-from netspec.data.masks import load_mask_folder, mask_indices
+from netspec.data.mask_folder import load_mask_folder
+from netspec.data.masks import mask_indices
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.shapes import SHAPE_CLASSES, make_shapes
 from netspec.data.split import split_arrays

@@ -15,7 +15,7 @@ from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import load_image_folder
-from netspec.data.masks import load_mask_folder
+from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.shapes import make_shapes
