@@ -6,11 +6,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from netspec.errors import Problem, SpecError
+from netspec.expand import INPUT, Origin
 from netspec.layers import Layer, ShapeError, Weight
 from netspec.layers.activations import Act, activation_of
 from netspec.shapes import Shape
 from netspec.source import format_path
-from netspec.spec import INPUT, Origin, Validated
+from netspec.spec import Validated
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
 
+from netspec.expand import ItemMeta
 from netspec.layers import LAYER_KINDS
-from netspec.spec import ItemMeta, SpecHeader
+from netspec.spec import SpecHeader
 
 
 def json_schema() -> dict[str, Any]:

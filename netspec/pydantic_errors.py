@@ -1,0 +1,175 @@
+"""pydantic ValidationErrors as located Problems: file:line:col, the spec path, what was found, a hint."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from netspec.errors import Problem
+from netspec.layers.base import suggest
+from netspec.source import Source, SpecPath, format_path
+
+
+def found(value: Any) -> str:
+    kind = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"found {text} ({kind})" if value is not None else "found null"
+
+
+def _model_at(
+    model: type[BaseModel], loc: tuple[Any, ...], data: Any = None
+) -> type[BaseModel] | None:
+    """The pydantic model that holds the last element of `loc` (for "did you mean" suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            data = None
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = _pick_model(fields[part].annotation, data)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _pick_model(annotation: Any, data: Any) -> type[BaseModel] | None:
+    """The model an annotation admits for `data`; for a tagged union, the member whose tag matches."""
+    models = _models_in(annotation)
+    if len(models) > 1 and isinstance(data, dict):
+        for m in models:
+            for name, f in m.model_fields.items():
+                literal = str(f.annotation).startswith("typing.Literal")
+                if literal and data.get(name) in get_args(f.annotation):
+                    return m
+    return models[0] if models else None
+
+
+def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the tags pydantic inserts for discriminated unions, so the path matches the file."""
+    out = []
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(current, dict) and part not in current and not last and isinstance(part, str):
+            continue
+        out.append(part)
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            current = None
+    return tuple(out)
+
+
+def pydantic_problems(
+    source: Source,
+    base: SpecPath,
+    exc: ValidationError,
+    model: type[BaseModel],
+    what: str,
+    note: str = "",
+    key_word: str = "argument",
+    data: Any = None,
+) -> list[Problem]:
+    """Translate pydantic errors into located Problems with suggestions."""
+    problems = []
+    errors = exc.errors()
+    for err in errors:
+        err["loc"] = _clean_loc(data, tuple(err["loc"])) if data is not None else tuple(err["loc"])
+    # A typo of a required name shows once, as the typo, not also as "missing".
+    typos = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            holder = _model_at(model, e["loc"], data)
+            if holder is not None:
+                typos.add((e["loc"][:-1], suggest(str(e["loc"][-1]), list(holder.model_fields))))
+    for err in errors:
+        loc = tuple(err["loc"])
+        path = (*base, *loc)
+        kind = err["type"]
+        holder = _model_at(model, loc, data)
+        fields = [
+            (f.alias or n) for n, f in (holder.model_fields.items() if holder is not None else [])
+        ]
+        here = what if len(loc) == 1 else f"{format_path((*base, *loc[:-1]))}"
+        if kind == "extra_forbidden":
+            bad = str(loc[-1])
+            near = suggest(bad, fields) if fields else None
+            hint = f"did you mean '{near}'? " if near else ""
+            if fields:
+                hint += f"{here} takes: {', '.join(fields)}"
+            problems.append(
+                source.problem(path, f"unknown {key_word} '{bad}'{note}", hint or None, key=True)
+            )
+        elif kind == "missing":
+            if (loc[:-1], str(loc[-1])) in typos:
+                continue
+            required = [
+                (f.alias or n)
+                for n, f in (holder.model_fields.items() if holder is not None else [])
+                if f.is_required()
+            ]
+            problems.append(
+                source.problem(
+                    path[:-1],
+                    f"missing required {key_word} '{loc[-1]}'{note}",
+                    f"{here} needs: {', '.join(required)}" if required else None,
+                    key=True,
+                )
+            )
+        elif kind == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+            tag = str(ctx.get("tag", ""))
+            near = suggest(tag, tags)
+            disc = str(ctx.get("discriminator", "")).strip("'")
+            problems.append(
+                source.problem(
+                    (*path, disc),
+                    f"unknown {disc} '{tag}'{note}: expected one of {', '.join(tags)}",
+                    f"did you mean '{near}'?" if near else None,
+                )
+            )
+        else:
+            msg = err["msg"]
+            msg = re.sub(r"^Input should be ", "expected ", msg)
+            msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+            msg = msg[0].lower() + msg[1:] if msg else msg
+            hint = (err.get("ctx") or {}).get("hint")
+            if kind in ("int_type", "float_type") and isinstance(err.get("input"), str):
+                hint = "write the number without quotes"
+            if kind == "literal_error" and isinstance(err.get("input"), str):
+                options = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+                near = suggest(err["input"], options)
+                hint = f"did you mean '{near}'?" if near else None
+            problems.append(source.problem(path, f"{msg}, {found(err.get('input'))}{note}", hint))
+    return problems
+
+
+# --- expansion ---------------------------------------------------------------------------------
+
+
