@@ -12,10 +12,8 @@ difference is in the result; a difference beyond the export tolerance raises Par
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
-import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import DataError, NetspecError, Problem
+from netspec.errors import DataError, Problem
 
-from .predict.session import device_of, open_session
+from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_call
 
 TORCH = "pytorch"
 ORT = "onnxruntime"
 DEFAULT_BATCHES = (1, 64)
 DEFAULT_REPEATS = 50
 SPEC_SUFFIXES = (".yaml", ".yml")
-
-
-class BenchError(NetspecError):
-    """The model cannot be benchmarked as asked."""
 
 
 @dataclass(frozen=True)
@@ -74,50 +68,6 @@ class BenchResult:
         return None if t is None or o is None else t.median_ms / o.median_ms
 
 
-# --- timing --------------------------------------------------------------------------------------
-
-
-def p90(values: Sequence[float]) -> float:
-    """The nearest-rank 90th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
-def interleave(
-    calls: dict[Hashable, Callable[[], Any]],
-    repeats: int,
-    *,
-    warmup: int = 3,
-    warmup_s: float = 0.2,
-) -> dict[Hashable, list[float]]:
-    """Seconds per call of every callable, `repeats` each, timed round-robin.
-
-    Warm-up first: `warmup` calls of each, then more rounds until `warmup_s` has passed. In the
-    timed rounds the order rotates every round and reverses every other one, so no callable
-    always runs right after the same other one.
-    """
-    keys = list(calls)
-    for _ in range(warmup):
-        for k in keys:
-            calls[k]()
-    end = time.perf_counter() + warmup_s
-    while time.perf_counter() < end:
-        for k in keys:
-            calls[k]()
-    times: dict[Hashable, list[float]] = {k: [] for k in keys}
-    clock = time.perf_counter
-    for r in range(repeats):
-        order = keys[r % len(keys) :] + keys[: r % len(keys)]
-        if r % 2:
-            order.reverse()
-        for k in order:
-            fn = calls[k]
-            start = clock()
-            fn()
-            times[k].append(clock() - start)
-    return times
-
-
 # --- engines -------------------------------------------------------------------------------------
 
 
@@ -146,51 +96,6 @@ def default_threads() -> int:
         return int(torch.get_num_threads())
     except ImportError:
         return os.cpu_count() or 1
-
-
-def ort_session(model: bytes | str | Path, threads: int, device: str = "auto") -> tuple[Any, str]:
-    """An onnxruntime session pinned to `threads`, and the device it runs on (cuda or cpu)."""
-    session = open_session(model, device, threads=threads, flag="--device")
-    return session, device_of(session)
-
-
-def ort_call(session: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
-    """A no-argument call running x (numpy in, numpy out) through the session."""
-    feed = session.get_inputs()[0]
-    dtype = np.float16 if feed.type == "tensor(float16)" else np.float32
-    inputs = {feed.name: np.ascontiguousarray(x, dtype=dtype)}
-    run = session.run
-
-    def call() -> np.ndarray:
-        return run(None, inputs)[0]
-
-    try:
-        call()
-    except Exception as exc:  # onnxruntime raises its own types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"onnxruntime fails to run the model on {x.shape}: {first}") from None
-    return call
-
-
-def torch_call(module: Any, x: np.ndarray, device: str = "cpu") -> Callable[[], np.ndarray]:
-    """A no-argument call running x (numpy in, numpy out) through the module, eager, eval mode."""
-    import torch
-
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    if device == "cuda":
-
-        def call() -> np.ndarray:
-            with torch.inference_mode():
-                y = module(xt.to("cuda", non_blocking=False))
-                return y.cpu().numpy()
-
-    else:
-
-        def call() -> np.ndarray:
-            with torch.inference_mode():
-                return module(xt).numpy()
-
-    return call
 
 
 # --- loading what to time ------------------------------------------------------------------------
