@@ -1,12 +1,14 @@
-"""Shared test configuration: the `--update-golden` flag, every spec in specs/, the shared data."""
+"""Shared test configuration: the `--update-golden` flag, every spec in specs/, the shared data,
+plots switched off, and one trained quickstart run for the whole session."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO, invoke
 
-REPO = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((REPO / "specs").glob("*.yaml"))
 
 
@@ -39,3 +41,66 @@ def repo_root() -> Path:
 def shared_data() -> Path:
     """The datasets shared by every checkout: a `shared/data` folder beside the repository."""
     return REPO.parent / "shared" / "data"
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """history.png takes longer to draw than tiny runs take to train: record its path instead
+    of drawing it (test_train_cli.py's quickstart test checks a real one). A test that also
+    asks for `real_plots` draws it for real. Returns the paths that would have been drawn."""
+    drawn: list[Path] = []
+    if "real_plots" not in request.fixturenames:
+        import netspec.backends.training.plots
+
+        def plot_history(history, path, **kwargs) -> None:
+            drawn.append(Path(path))
+
+        monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
+    return drawn
+
+
+@pytest.fixture
+def real_plots() -> None:
+    """Draw history.png for real in this test, even where `no_plots` is in use."""
+
+
+# --- one trained quickstart run -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """specs/quickstart.yaml trained for one epoch (history.png not drawn) and exported to
+    model.onnx, checked against PyTorch on the run's data. Shared by the session: read it,
+    never write into it; a test that writes into a run takes `quickstart_copy`."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    import netspec.backends.training.plots
+    from netspec.backends.export.run import export_run
+
+    run = tmp_path_factory.mktemp("quickstart-1-epoch") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
+        result = invoke(
+            "train", REPO / "specs" / "quickstart.yaml", "--out", run, "--set", "train.epochs=1"
+        )
+    assert result.exit_code == 0, result.output
+    export_run(run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def quickstart_onnx(quickstart_run: Path) -> Path:
+    """The trained quickstart run's model.onnx (shared: read only)."""
+    return quickstart_run / "model.onnx"
+
+
+@pytest.fixture
+def quickstart_copy(quickstart_run: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the trained quickstart run, as `netspec train` left it: without
+    the model.onnx that export writes, so that a test can write into it and see its own files only."""
+    run = tmp_path / "quickstart-run"
+    shutil.copytree(quickstart_run, run, ignore=shutil.ignore_patterns("model.onnx"))
+    return run

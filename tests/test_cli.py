@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from helpers import invoke, runner
 
 from netspec import compile_file
 from netspec.cli import app
@@ -32,14 +32,6 @@ TOP_KEYS = {
     "layers",
 }
 LAYER_KEYS = {"name", "type", "inputs", "output_shape", "params", "trainable_params", "macs"}
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    result = runner.invoke(app, list(args))
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_summary_json(spec_path: Path):

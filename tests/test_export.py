@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from typer.testing import CliRunner  # noqa: E402
+from helpers import fails, invoke  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
@@ -35,7 +34,6 @@ from netspec.backends.export.parity import (  # noqa: E402
 from netspec.backends.export.run import export_run, parse_batch  # noqa: E402
 from netspec.backends.lowering import NetModule, build_module  # noqa: E402
 from netspec.backends.weights import module_weights  # noqa: E402
-from netspec.cli import app  # noqa: E402
 from netspec.errors import DataError  # noqa: E402
 from netspec.ir import Graph  # noqa: E402
 
@@ -455,74 +453,45 @@ def test_batchnorm_fold_cases(name: str) -> None:
 
 # --- export_run and the command line ---------------------------------------------------------------
 
-runner = CliRunner()
 
-
-def invoke(*args: str | Path):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
-
-
-def fails(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert sum("error:" in line for line in result.output.splitlines()) == 1, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """specs/quickstart.yaml trained for one epoch."""
-    out = tmp_path_factory.mktemp("export") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        import netspec.backends.training.plots
-
-        mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
-        result = invoke(
-            "train", REPO / "specs" / "quickstart.yaml", "--out", out, "--set", "train.epochs=1"
-        )
+def test_cli_exports_a_trained_run(quickstart_copy: Path) -> None:
+    run = quickstart_copy  # this test's own copy, without a model.onnx yet
+    assert not (run / "model.onnx").exists()
+    result = invoke("export", run, "--onnx")
     assert result.exit_code == 0, result.output
-    return out
-
-
-def test_cli_exports_a_trained_run(trained_run: Path) -> None:
-    result = invoke("export", trained_run, "--onnx")
-    assert result.exit_code == 0, result.output
-    path = trained_run / "model.onnx"
+    path = run / "model.onnx"
     assert path.is_file()
     assert f"wrote {path}" in result.output
     assert "16 samples" in result.output  # checked on the run's own data too
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
-    meta = json.loads((trained_run / "model.json").read_text())
+    meta = json.loads((run / "model.json").read_text())
     assert props["netspec.spec_sha256"] == meta["spec_sha256"]
     assert json.loads(props["netspec.classes"]) == meta["classes"]
     assert json.loads(props["netspec.preprocessing"])["scale"] == 0.0625
-    assert not [p for p in trained_run.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_export_run_api(trained_run: Path, tmp_path: Path) -> None:
+def test_export_run_api(quickstart_run: Path, tmp_path: Path) -> None:
     samples = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
     report = export_run(
-        trained_run / "model.safetensors", tmp_path / "m.onnx", batch=2, samples=samples
+        quickstart_run / "model.safetensors", tmp_path / "m.onnx", batch=2, samples=samples
     )
     assert report.path == tmp_path / "m.onnx" and report.size == report.path.stat().st_size
     assert report.removed_dropout == 2 and report.folded_batchnorm == 0
     assert list(report.max_abs_diff) == ["random batch 2", "5 samples"]
     assert max(report.max_abs_diff.values()) <= TOLERANCE
     # A training checkpoint holds the model's tensors too.
-    report = export_run(trained_run / "checkpoint" / "last.safetensors", tmp_path / "c.onnx")
+    report = export_run(quickstart_run / "checkpoint" / "last.safetensors", tmp_path / "c.onnx")
     assert report.path.is_file()
 
 
-def test_cli_fixed_batch_fp16_and_no_check(trained_run: Path, tmp_path: Path) -> None:
+def test_cli_fixed_batch_fp16_and_no_check(quickstart_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "small.onnx"
-    result = invoke("export", trained_run, "--onnx", "-o", out, "--batch", "4", "--fp16")
+    result = invoke("export", quickstart_run, "--onnx", "-o", out, "--batch", "4", "--fp16")
     assert result.exit_code == 0, result.output
     assert "batch 4, float16" in result.output and "tolerance 1e-02" in result.output
-    result = invoke("export", trained_run, "--onnx", "-o", out, "--no-check")
+    result = invoke("export", quickstart_run, "--onnx", "-o", out, "--no-check")
     assert result.exit_code == 0, result.output
     assert "not checked" in result.output
 
@@ -532,25 +501,22 @@ def test_cli_missing_path(tmp_path: Path) -> None:
     fails(invoke("export", tmp_path, "--onnx"), "not a run directory")
 
 
-def test_cli_corrupt_weights(trained_run: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
-    (run / "model.onnx").unlink(missing_ok=True)
+def test_cli_corrupt_weights(quickstart_copy: Path) -> None:
+    run = quickstart_copy
     model = run / "model.safetensors"
     model.write_bytes(model.read_bytes()[:1000])
     fails(invoke("export", run, "--onnx"), str(model), "cannot read weights")
     assert not (run / "model.onnx").exists()
 
 
-def test_cli_weights_of_another_network(trained_run: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+def test_cli_weights_of_another_network(quickstart_copy: Path) -> None:
+    run = quickstart_copy
     spec_path = run / "spec.yaml"
     spec_path.write_text(spec_path.read_text().replace("units: 128", "units: 64"))
     fails(invoke("export", run, "--onnx"), "the weights do not fit")
 
 
-def test_cli_needs_a_format_and_a_good_batch(trained_run: Path) -> None:
-    fails(invoke("export", trained_run), "--onnx")
-    fails(invoke("export", trained_run, "--onnx", "--batch", "many"), "--batch many")
-    fails(invoke("export", trained_run, "--onnx", "--opset", "9"), "opset 9")
+def test_cli_needs_a_format_and_a_good_batch(quickstart_run: Path) -> None:
+    fails(invoke("export", quickstart_run), "--onnx")
+    fails(invoke("export", quickstart_run, "--onnx", "--batch", "many"), "--batch many")
+    fails(invoke("export", quickstart_run, "--onnx", "--opset", "9"), "opset 9")

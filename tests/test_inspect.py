@@ -12,17 +12,15 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
+from helpers import invoke  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.inspection import InspectError, inspect_model  # noqa: E402
 from netspec.backends.export.model import export_onnx  # noqa: E402
-from netspec.cli import app  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 PRE = {
     "input_shape": [1, 28, 28],
     "raw_shape": [1, 28, 28],
@@ -43,12 +41,6 @@ META = {
     "classes": [f"digit {i}" for i in range(10)],
     "preprocessing": PRE,
 }
-
-
-def invoke(*args: str | Path):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 def zeros(graph: netspec.Graph) -> dict[str, np.ndarray]:

@@ -12,13 +12,10 @@ cv2 = pytest.importorskip("cv2")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from typer.testing import CliRunner  # noqa: E402
+from helpers import random_weights  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.model import export_onnx  # noqa: E402
-from netspec.backends.export.run import export_run  # noqa: E402
-from netspec.cli import app  # noqa: E402
-from netspec.layers import BatchNorm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
@@ -81,22 +78,6 @@ layers:
 SPECS = [p for p in sorted((REPO / "specs").glob("*.yaml")) if p.name != "unet.yaml"]
 
 
-def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Weights of the right shapes (no torch): fan-in scaled normals, small biases."""
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for node in graph.nodes:
-        for name, shape in ((k, w.shape) for k, w in node.weights.items()):
-            if isinstance(node.layer, BatchNorm) and name in ("weight", "running_var"):
-                value = rng.uniform(0.5, 1.5, shape)
-            elif len(shape) == 1:
-                value = 0.1 * rng.standard_normal(shape)
-            else:
-                value = rng.standard_normal(shape) / np.sqrt(max(1, int(np.prod(shape[1:]))))
-            weights[f"{node.name}.{name}"] = value.astype(np.float32)
-    return weights
-
-
 def both(model: bytes | Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(onnxruntime's output, OpenCV's output) for the batch x."""
     data = model if isinstance(model, bytes) else model.read_bytes()
@@ -112,25 +93,6 @@ def agree(expected: np.ndarray, actual: np.ndarray) -> float:
     diff = float(np.abs(expected.astype(np.float64) - actual).max())
     assert diff <= TOLERANCE, f"OpenCV differs from onnxruntime by {diff:.2e}"
     return diff
-
-
-@pytest.fixture(scope="module")
-def quickstart_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """specs/quickstart.yaml trained for one epoch and exported (shared with test_predict)."""
-    run = tmp_path_factory.getbasetemp() / "quickstart-1-epoch"
-    model = run / "model.onnx"
-    if not model.is_file():
-        pytest.importorskip("torch")
-        import netspec.backends.training.plots
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
-            spec = str(REPO / "specs" / "quickstart.yaml")
-            args = ["train", spec, "--out", str(run), "--set", "train.epochs=1"]
-            result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        export_run(run)  # checked against PyTorch on the run's data
-    return model
 
 
 def test_opencv_runs_the_trained_quickstart(quickstart_onnx: Path) -> None:

@@ -19,55 +19,19 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
+from helpers import fails, invoke, random_weights  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.model import export_onnx  # noqa: E402
-from netspec.backends.export.run import export_run  # noqa: E402
 from netspec.backends.export.run import preprocess as export_preprocess  # noqa: E402
 from netspec.backends.predict import session  # noqa: E402
-from netspec.cli import app  # noqa: E402
 from netspec.data.arraydata import ArrayData  # noqa: E402
 from netspec.data.pipeline import _geometry  # noqa: E402
-from netspec.layers import BatchNorm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-runner = CliRunner()
 LINE = re.compile(r"^(\S+) \(score = (\d\.\d{5})\)$")
-
-
-def invoke(*args: str | Path):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
-
-
-def fails(result, *needles: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert sum("error:" in line for line in lines) == 1, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-    return result.output
-
-
-def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Weights of the right shapes (no torch): fan-in scaled normals, small biases."""
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for node in graph.nodes:
-        for name, shape in ((k, w.shape) for k, w in node.weights.items()):
-            if isinstance(node.layer, BatchNorm) and name in ("weight", "running_var"):
-                value = rng.uniform(0.5, 1.5, shape)
-            elif len(shape) == 1:  # biases, shifts and means: small
-                value = 0.1 * rng.standard_normal(shape)
-            else:
-                value = rng.standard_normal(shape) / np.sqrt(max(1, int(np.prod(shape[1:]))))
-            weights[f"{node.name}.{name}"] = value.astype(np.float32)
-    return weights
 
 
 def exported(tmp: Path, spec: str, meta: dict | None = None, **kw) -> Path:
@@ -117,28 +81,6 @@ def parse_text(output: str) -> dict[str, list[tuple[str, float]]]:
         assert all(matches), block
         blocks[name] = [(m[1], float(m[2])) for m in matches]  # type: ignore[index]
     return blocks
-
-
-# --- a trained quickstart model ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def quickstart_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """specs/quickstart.yaml trained for one epoch and exported (shared with test_portability)."""
-    run = tmp_path_factory.getbasetemp() / "quickstart-1-epoch"
-    model = run / "model.onnx"
-    if not model.is_file():
-        pytest.importorskip("torch")
-        import netspec.backends.training.plots
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
-            result = invoke(
-                "train", REPO / "specs" / "quickstart.yaml", "--out", run, "--set", "train.epochs=1"
-            )
-        assert result.exit_code == 0, result.output
-        export_run(run)  # checked against PyTorch on the run's data
-    return model
 
 
 @pytest.fixture(scope="module")

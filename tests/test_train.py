@@ -26,6 +26,9 @@ from netspec.backends.weights import weights
 from netspec.errors import SpecError
 from netspec.runs import prepare_run
 
+# history.png is not drawn (conftest's no_plots); a test that asks for `real_plots` draws it.
+pytestmark = pytest.mark.usefixtures("no_plots")
+
 # conv + batchnorm + two dropouts: the global RNG (dropout), the shuffle generator, the
 # augmenter's generator and the optimizer/scheduler state all matter for an exact resume.
 TINY = """\
@@ -64,26 +67,6 @@ train:
   optimizer: {name: sgd, lr: 0.01}
   seed: 2
 """
-
-
-@pytest.fixture(autouse=True)
-def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """history.png takes longer to draw than these tiny runs take to train: skip it here
-    (the quickstart test in test_train_cli.py checks a real one). Use `real_plots` to keep it."""
-    drawn: list[Path] = []
-    if "real_plots" not in request.fixturenames:
-        import netspec.backends.training.plots
-
-        def plot_history(history, path, **kwargs) -> None:
-            drawn.append(Path(path))
-
-        monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
-    return drawn
-
-
-@pytest.fixture
-def real_plots() -> None:
-    """Draw history.png for real in this test."""
 
 
 def make(tmp_path: Path, text: str, *sets: str, out: str = "run", resume: bool = False) -> Trainer:

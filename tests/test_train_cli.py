@@ -15,46 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import fails, invoke
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import netspec
 from netspec import compile_file
 from netspec.backends.training.loop import Trainer
 from netspec.backends.training.state import spec_hash
-from netspec.cli import app
 from netspec.summary import render
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
-
-runner = CliRunner()
-
-
-def invoke(*args: str | Path):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
-
-
-def fails(result, *needles: str, problems: int = 1) -> None:
-    """Exit 2 with one error message per problem (one, unless told) that names what is wrong."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(errors) == problems, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-
-
-@pytest.fixture
-def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skip drawing history.png (the quickstart test checks a real one)."""
-    import netspec.backends.training.plots
-
-    monkeypatch.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
 
 
 # --- the README's main job ---------------------------------------------------------------------

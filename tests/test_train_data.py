@@ -23,15 +23,10 @@ from netspec.data.stats import dataset_stats
 from netspec.errors import NetspecError, SpecError
 from netspec.runs import prepare_run
 
+# history.png is not drawn (conftest's no_plots); a test that asks for `real_plots` draws it.
+pytestmark = pytest.mark.usefixtures("no_plots")
+
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def no_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """history.png is drawn (and checked) in test_train_cli.py; here it would only cost time."""
-    import netspec.backends.training.plots
-
-    monkeypatch.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
