@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -778,10 +779,22 @@ def test_run_files_are_readable_like_ordinary_files(tmp_path: Path) -> None:
         assert (t.run_dir / name).stat().st_mode & 0o777 == 0o666 & ~mask
 
 
-def test_training_into_an_existing_run_needs_resume(tmp_path: Path) -> None:
-    make(tmp_path, TINY).fit()
-    with pytest.raises(SpecError, match=r"already holds a run"):
-        make(tmp_path, TINY)
+@pytest.mark.parametrize("marker", ["model.safetensors", "checkpoint"])
+def test_training_into_an_existing_run_needs_resume(tmp_path: Path, marker: str) -> None:
+    # prepare_run protects a run by its weights or its checkpoints; no training is needed.
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(textwrap.dedent(TINY))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a run")  # other files are no reason to refuse
+    assert prepare_run(spec, [], out, False)[1] == out
+    if marker == "checkpoint":
+        (out / marker).mkdir()
+    else:
+        (out / marker).write_bytes(b"")
+    with pytest.raises(SpecError, match=rf"--out {re.escape(str(out))} already holds a run"):
+        prepare_run(spec, [], out, False)
+    assert prepare_run(spec, [], out, True)[1] == out  # --resume continues it
 
 
 def test_make_optimizer_uses_the_fused_adam_step_on_the_cpu() -> None:
