@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -732,17 +733,30 @@ def test_split_is_deterministic_and_a_partition() -> None:
 )
 def test_split_is_stratified(counts: list[int], fractions: tuple[float, ...], seed: int) -> None:
     data = toy_classification(counts)
+    n = sum(counts)
     named = {f"s{i}": f for i, f in enumerate(fractions)}
+    # A split gets floor or ceil of fraction * n samples, so only one whose exact share is below
+    # one sample can be empty; every other split must get samples.
+    may_be_empty = {name for name, f in named.items() if f * n < 1}
     try:
         parts = split_arrays(data, named, seed=seed)
     except DataError as e:
-        assert "would be empty" in str(e)
+        match = re.search(r"split '(\w+)' would be empty: ([\d.]+) of (\d+) samples", str(e))
+        assert match, str(e)
+        name, fraction, total = match.groups()
+        assert name in may_be_empty, (str(e), counts, fractions)
+        assert (float(fraction), int(total)) == (named[name], n)
         return
+    assert list(parts) == list(named)
+    held = np.concatenate([part.x[:, 0] for part in parts.values()])
+    assert sorted(held.tolist()) == list(range(n))  # every sample in exactly one split
     for (_, f), part in zip(named.items(), parts.values()):
+        assert len(part) > 0
         got = np.bincount(part.y, minlength=len(counts))
         # Every class is cut in proportion: floor or ceil of its exact share.
         assert (np.abs(got - f * np.asarray(counts)) < 1).all()
-        assert abs(len(part) - f * sum(counts)) < 1.5
+        assert abs(len(part) - f * n) < 1
+        assert (part.y == np.repeat(np.arange(len(counts)), counts)[part.x[:, 0].astype(int)]).all()
 
 
 def test_split_regression_without_stratification() -> None:
