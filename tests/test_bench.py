@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from helpers import fails, invoke
 from typer.testing import CliRunner
 
 from netspec.backends.bench import (
@@ -111,18 +112,21 @@ def test_cli_bench_json(tiny: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["no/such/spec.yaml"],
-        ["{txt}"],
-        ["{tiny}", "--batch", "0"],
-        ["{tiny}", "--repeats", "0"],
-        ["{tiny}", "--threads", "0"],
+        (
+            ["no/such/spec.yaml"],
+            "no/such/spec.yaml: error: no such spec, run directory or .onnx file",
+        ),
+        (["{txt}"], "{txt}: error: expected a spec (.yaml), a run directory or an .onnx file"),
+        (["{tiny}", "--batch", "0"], "error: --batch 0: expected positive integers"),
+        (["{tiny}", "--repeats", "0"], "error: --repeats 0: expected a positive integer"),
+        (["{tiny}", "--threads", "0"], "error: --threads 0: expected a positive integer"),
     ],
 )
-def test_cli_bench_errors_exit_2(tiny: Path, args: list[str]) -> None:
+def test_cli_bench_errors_exit_2(tiny: Path, args: list[str], message: str) -> None:
     txt = tiny.with_suffix(".txt")
     txt.write_text("not a spec", encoding="utf-8")
     args = [a.replace("{tiny}", str(tiny)).replace("{txt}", str(txt)) for a in args]
-    result = CliRunner().invoke(app, ["bench", *args])
-    assert result.exit_code == 2, result.output
+    result = invoke("bench", *args)
+    fails(result, message.replace("{txt}", str(txt)))
