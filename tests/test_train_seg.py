@@ -80,8 +80,21 @@ loss: cross_entropy + dice
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, dict]:
+    """The trained run; result["plotted"] holds the arrays predictions.png was drawn from."""
+    import netspec.backends.training.plots as plots
+
+    plotted: list[dict] = []
+    real = plots.plot_predictions
+
+    def spy(images, true, pred, path, **kwargs) -> None:
+        plotted.append({"images": images, "true": true, "pred": pred, "path": Path(path)})
+        real(images, true, pred, path, **kwargs)
+
     t = make(tmp_path_factory.mktemp("shapes"), unet(SHAPES))
-    return t, t.fit()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "plot_predictions", spy)
+        result = t.fit()
+    return t, {**result, "plotted": plotted}
 
 
 def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
@@ -101,10 +114,37 @@ def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
 
 
 def test_shapes_run_writes_history_and_predictions_pngs(shapes_run) -> None:
-    t, _ = shapes_run
+    from PIL import Image
+
+    from netspec.backends.training.plots import _class_colors
+
+    t, result = shapes_run
     for name in ("history.png", "predictions.png"):
         png = (t.run_dir / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # predictions.png shows a few validation tiles, spread over the set, their true masks and
+    # what the trained module predicts for them.
+    (plotted,) = result["plotted"]
+    assert plotted["path"] == t.run_dir / "predictions.png"
+    x, y = t.val
+    pick = torch.linspace(0, len(y) - 1, min(6, len(y))).round().long()
+    np.testing.assert_array_equal(plotted["images"], x[pick].float().numpy())
+    np.testing.assert_array_equal(plotted["true"], y[pick].numpy())
+    t.module.eval()
+    with torch.inference_mode():
+        pred = t.module.forward_logits(t._prep(x[pick])).argmax(1).numpy()
+    np.testing.assert_array_equal(plotted["pred"], pred)
+    # The picture: one row per tile (4 columns of square cells, 100 dpi), far from uniform,
+    # and every class of the shown masks in its colour.
+    n = len(pick)
+    with Image.open(t.run_dir / "predictions.png") as im:
+        assert im.size == (round((2.4 * 4 + 0.4) * 100), round((2.4 * n + 0.9) * 100))
+        rgb = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    assert rgb.std(axis=0).min() > 20
+    colours = {tuple(c) for c in np.unique(rgb, axis=0).tolist()}
+    lut = np.rint(np.asarray(_class_colors(4))[:, :3] * 255).astype(int)
+    for k in np.unique(np.concatenate([plotted["true"].ravel(), pred.ravel()])):
+        assert tuple(lut[k]) in colours, (k, lut[k])
     meta = json.loads((t.run_dir / "model.json").read_text())
     assert meta["task"] == "segmentation"
     assert meta["classes"] == ["background", "circle", "square", "triangle"]
