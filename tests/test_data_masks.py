@@ -267,7 +267,8 @@ def test_multiband_uint16_tiff_scenes(tmp_path: Path) -> None:
 def test_sixteen_bit_png_masks(tmp_path: Path) -> None:
     _png(tmp_path / "images" / "a.png", np.zeros((2, 3), np.uint8))
     _png(tmp_path / "masks" / "a.png", np.array([[0, 1000, 2000]] * 2, np.uint16))
-    assert Image.open(tmp_path / "masks" / "a.png").mode.startswith("I")
+    with Image.open(tmp_path / "masks" / "a.png") as im:
+        assert im.mode.startswith("I")
     data = load_mask_folder(tmp_path, mask_values=[0, 1000, 2000])
     assert data.y[0].tolist() == [[0, 1, 2]] * 2 and data.classes == ("0", "1000", "2000")
 

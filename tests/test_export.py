@@ -93,7 +93,14 @@ def spec(input_shape: str, *items: str) -> str:
 # --- every spec in specs/ --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize(
+    "path",
+    # unet takes ~2 s here (the other U-Nets and every layer kind still run without slow ones).
+    [
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem == "unet" else [])
+        for p in SPECS
+    ],
+)
 def test_spec_exports_and_matches_pytorch(path: Path) -> None:
     graph, module, weights, model, _ = exported(path.name)
     check_model(model, graph)  # checker (full), strict inference, every layer's shape

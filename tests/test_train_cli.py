@@ -166,6 +166,7 @@ def test_evaluate_a_corrupt_model_file(tiny_run: Path, tmp_path: Path) -> None:
     fails(invoke("evaluate", run), str(model), "cannot read weights")
 
 
+@pytest.mark.slow  # trains, interrupts and resumes a run (~3 s)
 def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_plots: None
 ) -> None:

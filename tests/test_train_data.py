@@ -75,6 +75,7 @@ def train_stats(t: Trainer) -> tuple[list[float], list[float]]:
 # --- sources --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains on the full digits set (~2.5 s)
 def test_builtin_digits(tmp_path: Path) -> None:
     t = make(
         tmp_path,
@@ -215,6 +216,7 @@ def test_evaluate_with_data_of_other_classes_is_refused(cifar_run: Trainer, tmp_
     assert "are not those the run was trained on (airplane, automobile" in result.output
 
 
+@pytest.mark.slow  # decodes and trains on real images (~1.8 s)
 def test_image_folder_resized_with_a_sigmoid_head_is_binary(tmp_path: Path, data: Path) -> None:
     t = make(
         tmp_path,

@@ -97,6 +97,7 @@ def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, dict]
     return t, {**result, "plotted": plotted}
 
 
+@pytest.mark.slow  # trains the shapes U-Net for 4 epochs (module fixture)
 def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
     t, result = shapes_run
     assert t.data.task == "segmentation"
@@ -113,6 +114,7 @@ def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
     assert all(set(v) == {"iou", "dice"} for v in per_class.values())
 
 
+@pytest.mark.slow  # trains the shapes U-Net for 4 epochs (module fixture)
 def test_shapes_run_writes_history_and_predictions_pngs(shapes_run) -> None:
     from PIL import Image
 
@@ -151,6 +153,7 @@ def test_shapes_run_writes_history_and_predictions_pngs(shapes_run) -> None:
     assert len(meta["preprocessing"]["mean"]) == 3  # per-band statistics kept with the model
 
 
+@pytest.mark.slow  # trains the shapes U-Net for 4 epochs (module fixture)
 def test_validation_metrics_are_exact_over_the_whole_set(shapes_run) -> None:
     t, _ = shapes_run
     x, y = t.val
@@ -169,6 +172,7 @@ def test_validation_metrics_are_exact_over_the_whole_set(shapes_run) -> None:
     assert got["pixel_accuracy"] == pytest.approx(np.mean(pred == true), abs=1e-9)
 
 
+@pytest.mark.slow  # trains the shapes U-Net for 4 epochs (module fixture)
 def test_the_run_exports_and_predicts_a_larger_scene_tile_by_tile(
     shapes_run, tmp_path: Path
 ) -> None:
@@ -219,6 +223,7 @@ def test_cut_tiles_scores_every_pixel_exactly_once() -> None:
     assert int(valid.sum()) == data.y.size
 
 
+@pytest.mark.slow  # trains a U-Net on random tiles of larger scenes (~7 s)
 def test_training_cuts_random_tiles_from_larger_scenes(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4, 3, 96, 80)).astype(np.float32)
@@ -247,6 +252,7 @@ def test_training_cuts_random_tiles_from_larger_scenes(tmp_path: Path) -> None:
     assert result["epochs"] == 1 and "val_iou" in result["history"][0]
 
 
+@pytest.mark.slow  # trains a U-Net twice, 1 and 2 epochs (~30 s)
 def test_resume_with_random_tiles_is_exact(tmp_path: Path) -> None:
     text = unet(
         """
@@ -280,6 +286,7 @@ def test_resume_with_random_tiles_is_exact(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # trains a U-Net for 4 epochs (~35 s)
 def test_binary_masks_train_with_one_sigmoid_map(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(32, 1, 64, 64)).astype(np.float32)
@@ -364,6 +371,7 @@ def isbi(shared_data: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # trains a U-Net for 4 epochs on ISBI 2012 (~18 s)
 def test_isbi_unet_beats_the_all_cell_mask(tmp_path: Path, isbi: Path) -> None:
     text = unet(
         f"""
