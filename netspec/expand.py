@@ -505,3 +505,75 @@ class Expander:
         return raw
 
 
+
+
+# --- the size of the expansion, computed before expanding ---------------------------------------
+
+# `repeat:` and blocks multiply: 8 blocks each using the one before 10 times are 10**8 layers.
+# Far above any real network (the largest shipped spec has 51 layers; 4,000 conv2d layers
+# validate in ~1 s), far below what exhausts memory.
+MAX_LAYERS = 100_000
+_COUNT_STEPS = 1_000_000  # items looked at by layer_count before it settles for "at least"
+
+
+class _Budget(Exception):
+    """layer_count looked at too many items: the count so far is a lower bound."""
+
+
+def _plain_substitute(raw: Any, params: dict[str, Any]) -> Any:
+    """`$name` replaced by its value; unknown names stay (the expander reports them)."""
+    if isinstance(raw, str) and raw.startswith("$"):
+        return params.get(raw[1:], raw)
+    if isinstance(raw, dict):
+        return {k: _plain_substitute(v, params) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_plain_substitute(v, params) for v in raw]
+    return raw
+
+
+def layer_count(items: list[Any], blocks: dict[str, BlockDef]) -> tuple[int, bool]:
+    """How many layers `items` expand to, without expanding them: (count, exact).
+
+    Mistakes (unknown kinds, bad repeats, recursive blocks) count as one layer or none: the
+    expander reports them. `exact` is False when the walk stopped early; the count is then a
+    lower bound, already past MAX_LAYERS in every case that matters.
+    """
+    memo: dict[tuple[str, str], int] = {}
+    steps = 0
+
+    def count(items: Any, params: dict[str, Any] | None, depth: int) -> int:
+        nonlocal steps
+        if not isinstance(items, list) or depth > MAX_BLOCK_DEPTH:
+            return 0
+        n = 0
+        for raw in items:
+            steps += 1
+            if steps > _COUNT_STEPS:
+                raise _Budget
+            if params is not None:
+                raw = _plain_substitute(raw, params)
+            if not isinstance(raw, dict):
+                n += 1
+                continue
+            repeat = raw.get("repeat", 1)
+            repeat = repeat if isinstance(repeat, int) and repeat > 0 else 1
+            kinds = [k for k in raw if k not in META_KEYS and k != "layers"]
+            if len(kinds) == 1 and kinds[0] in blocks:
+                n += repeat * block(kinds[0], raw[kinds[0]], depth + 1)
+            elif kinds:
+                n += repeat
+            else:
+                n += repeat * count(raw.get("layers"), params, depth)
+        return n
+
+    def block(name: str, args: Any, depth: int) -> int:
+        values = {**blocks[name].params, **(args if isinstance(args, dict) else {})}
+        key = (name, repr(sorted(values.items(), key=lambda kv: str(kv[0]))))
+        if key not in memo:
+            memo[key] = count(blocks[name].layers, values, depth)
+        return memo[key]
+
+    try:
+        return count(items, None, 0), True
+    except _Budget:
+        return MAX_LAYERS + 1, False

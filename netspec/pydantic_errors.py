@@ -154,6 +154,15 @@ def pydantic_problems(
                     f"did you mean '{near}'?" if near else None,
                 )
             )
+        elif kind == "too_short" and loc[-1] == "layers":
+            owner = "a block" if path[:1] == ("blocks",) else "a spec"
+            problems.append(
+                source.problem(
+                    path,
+                    f"{owner} needs at least one layer, found an empty list{note}",
+                    "list its layers under `layers:`, e.g. `- dense: {units: 10}`",
+                )
+            )
         else:
             msg = err["msg"]
             msg = re.sub(r"^Input should be ", "expected ", msg)

@@ -67,6 +67,9 @@ _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 # values. Far above any real spec (4,000 conv2d layers with 4 arguments each are 44,010 keys and
 # values), far below an alias bomb.
 MAX_VALUES = 1_000_000
+# Lists and mappings nested deeper than this are refused before Python's recursion limit is hit
+# (libyaml itself stops at 1,000); the deepest shipped spec nests 6 levels.
+MAX_DEPTH = 64
 
 
 def _plain_tag(node: yaml.Node) -> bool:
@@ -91,9 +94,24 @@ class _Builder:
         self._scalars = _Loader("")
         self._count = 0
 
-    def build(self, node: yaml.Node, path: SpecPath) -> Any:
+    def build(self, node: yaml.Node, path: SpecPath, depth: int = 0) -> Any:
         self.values[path] = _mark(node)
         self._count += 1
+        if depth > MAX_DEPTH:
+            line, col = _mark(node)
+            raise SpecError(
+                [
+                    Problem(
+                        f"lists and mappings nest more than {MAX_DEPTH} levels deep here",
+                        self.file,
+                        line,
+                        col,
+                        hint="a spec nests a few levels (layers, a layer, its arguments); "
+                        "check the brackets",
+                    )
+                ],
+                stage="parse",
+            )
         if self._count > MAX_VALUES:
             line, col = _mark(node)
             raise SpecError(
@@ -122,7 +140,7 @@ class _Builder:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.build(key_node, (*path, "<key>"))
+                key = self.build(key_node, (*path, "<key>"), depth + 1)
                 if isinstance(key, (dict, list)):
                     line, col = _mark(key_node)
                     self.problems.append(
@@ -145,11 +163,11 @@ class _Builder:
                     )
                     continue
                 self.keys[(*path, key)] = _mark(key_node)
-                out[key] = self.build(value_node, (*path, key))
+                out[key] = self.build(value_node, (*path, key), depth + 1)
             self.values.pop((*path, "<key>"), None)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         try:
             return self._scalars.construct_object(node)
         except (ValueError, LookupError, AttributeError, TypeError):
@@ -170,9 +188,47 @@ class _Builder:
         self.problems.append(Problem(message, self.file, line, col, where, hint))
 
 
-def _yaml_problem(exc: yaml.YAMLError, file: str | None) -> Problem:
+_BARE_ITEM = re.compile(r"^\s*-\s+([A-Za-z_][A-Za-z0-9_]*)\s*(#.*)?$")
+_KEY_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:")
+
+
+def _bare_item_problem(text: str, line: int, file: str | None) -> Problem | None:
+    """`- flatten` then `name: f` below it: a bare layer name cannot take keys (PyYAML's
+    message for this says nothing about layers)."""
+    lines = text.splitlines()
+    if not 1 < line <= len(lines) or not (key := _KEY_LINE.match(lines[line - 1])):
+        return None
+    before = [t for t in lines[: line - 1] if t.strip() and not t.strip().startswith("#")]
+    if not before or not (item := _BARE_ITEM.match(before[-1])):
+        return None
+    kind, name = item.group(1), key.group(1)
+    col = lines[line - 1].index(name) + 1
+    return Problem(
+        f"invalid YAML: '{name}:' follows the bare layer name '- {kind}', which cannot take keys",
+        file,
+        line,
+        col,
+        hint=f"write `- {kind}: {{}}` with `{name}: ...` on the next line, aligned with '{kind}'",
+    )
+
+
+def _yaml_problem(exc: yaml.YAMLError, file: str | None, text: str = "") -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # Reader errors (control characters) carry a character offset, not a line.
+        pos = min(exc.position, len(text))
+        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character or 0)
+        return Problem(
+            f"invalid YAML: unacceptable character #x{ord(char):04x}: {exc.reason}",
+            file,
+            line,
+            col,
+            hint="remove the character; a spec is plain text",
+        )
     mark = getattr(exc, "problem_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    if line is not None and (bare := _bare_item_problem(text, line, file)):
+        return bare
     problem = getattr(exc, "problem", None) or str(exc)
     hint = getattr(exc, "context", None)
     start = getattr(exc, "context_mark", None)
@@ -192,7 +248,7 @@ def parse(text: str, file: str | None = None) -> Source:
         builder = _Builder(file)
         data = builder.build(node, ())
     except yaml.YAMLError as exc:  # syntax errors, and tags the safe loader refuses to construct
-        raise SpecError([_yaml_problem(exc, file)], stage="parse") from None
+        raise SpecError([_yaml_problem(exc, file, text)], stage="parse") from None
     if builder.problems:
         raise SpecError(builder.problems, stage="parse")
     return Source(data, file, builder.values, builder.keys)
@@ -209,7 +265,19 @@ def read(path: str | Path) -> Source:
         raise SpecError(
             [Problem("is a directory, not a spec file", str(path))], stage="parse"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            [
+                Problem(
+                    f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+                    f"{exc.start} cannot be decoded)",
+                    str(path),
+                    hint="a spec is a YAML text file saved as UTF-8",
+                )
+            ],
+            stage="parse",
+        ) from None
+    except OSError as exc:
         raise SpecError([Problem(f"cannot read: {exc}", str(path))], stage="parse") from None
     return parse(text, str(path))
 

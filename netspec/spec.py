@@ -8,7 +8,17 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from netspec.errors import Problem, SpecError
-from netspec.expand import INPUT, META_KEYS, NAME_RE, BlockDef, Decl, Expander, Scope
+from netspec.expand import (
+    INPUT,
+    MAX_LAYERS,
+    META_KEYS,
+    NAME_RE,
+    BlockDef,
+    Decl,
+    Expander,
+    Scope,
+    layer_count,
+)
 from netspec.layers import KINDS
 from netspec.layers.base import suggest
 from netspec.pydantic_errors import found, pydantic_problems
@@ -83,6 +93,21 @@ def validate(source: Source) -> Validated:
                     key=True,
                 )
             )
+    size, exact = layer_count(header.layers, header.blocks)
+    if size > MAX_LAYERS:
+        # Refused before expanding: the expansion itself is what would take the time and memory.
+        reach = f"{size:,} layers" if exact else "more layers than netspec counts"
+        problems.append(
+            source.problem(
+                ("layers",),
+                f"the layers expand to {reach} (repeats times block uses); "
+                f"the limit is {MAX_LAYERS:,}",
+                "lower `repeat:`, or the number of times blocks use each other",
+                key=True,
+            )
+        )
+        problems.sort(key=lambda p: (p.line or 0, p.col or 0))
+        raise SpecError(problems, stage="validate")
     ex = Expander(source, header.blocks)
     top = Scope("", INPUT)
     ex.expand(header.layers, ("layers",), top, INPUT, (), True, None)

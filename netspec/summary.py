@@ -104,6 +104,41 @@ def _table(header: list[str], body: list[list[str]], right: set[int]) -> list[st
     return [rule, line(header), rule, *(line(r) for r in body), rule]
 
 
+# A run of a repeated pattern of rows longer than this is shown once, then one line for the rest:
+# `repeat: 1000` prints a few rows, not a thousand. No shipped spec has a run this long.
+COLLAPSE_ROWS = 24
+_MAX_PERIOD = 8  # the longest repeated pattern looked for, in rows
+
+
+def _signature(r: Row) -> tuple[Any, ...]:
+    return (r.type, r.output_shape, r.params, r.macs, r.trainable)
+
+
+def runs(table: tuple[Row, ...]) -> list[tuple[int, int, int]]:
+    """(start, period, repeats) of each long run of a repeated pattern of rows, in order.
+
+    Rows are alike when their type, shape, parameters, MACs and trainability are equal.
+    """
+    sig = [_signature(r) for r in table]
+    out = []
+    i = 0
+    while i < len(sig):
+        best = (1, 1)  # (period, repeats)
+        for p in range(1, _MAX_PERIOD + 1):
+            k = 1
+            while i + (k + 1) * p <= len(sig) and sig[i + k * p : i + (k + 1) * p] == sig[i : i + p]:
+                k += 1
+            if k > 1 and k * p > best[0] * best[1]:
+                best = (p, k)
+        p, k = best
+        if p * k > COLLAPSE_ROWS:
+            out.append((i, p, k))
+            i += p * k
+        else:
+            i += 1
+    return out
+
+
 def render(graph: Graph) -> str:
     """The summary as text: a Keras-style table, then the totals summed from the same rows."""
     table_rows = rows(graph)
@@ -111,7 +146,22 @@ def render(graph: Graph) -> str:
     graphlike = not graph.sequential
     header = ["Layer (type)", *(["Inputs"] if graphlike else []), "Output shape", "Param #", "MACs"]
     body = [[f"{INPUT} (Input)", *([""] if graphlike else []), _shape(graph.input_shape), "0", "0"]]
-    for r in table_rows:
+    skip: dict[int, tuple[int, int]] = {}  # first hidden row -> (rows hidden, period)
+    for start, period, repeats in runs(table_rows):
+        skip[start + period] = ((repeats - 1) * period, period)
+    i = 0
+    while i < len(table_rows):
+        if i in skip:
+            hidden, period = skip[i]
+            kinds = ", ".join(dict.fromkeys(r.type for r in table_rows[i - period : i]))
+            more = f"{hidden // period:,} more"
+            what = f"{kinds} rows" if period == 1 else f"groups of {period} rows ({kinds})"
+            line = f"… {more} {what} like the above …"
+            body.append([line, *([""] if graphlike else []), "", "", ""])
+            i += hidden
+            continue
+        r = table_rows[i]
+        i += 1
         label = f"{r.name} ({r.type})" + ("" if r.trainable else " [frozen]")
         body.append(
             [

@@ -58,7 +58,7 @@ def load_mnist_dir(directory: str | Path, *, split: Literal["train", "test"]) ->
             "MNIST directory not found",
             directory,
             hint=f"create it and put {stems[0]}.gz and {stems[1]}.gz there "
-            "(or call download_mnist on it)",
+            "(or set `download: true` under train.data in the spec)",
         )
     images_path, labels_path = (_find(directory, stem) for stem in stems)
     if images_path is None or labels_path is None:
@@ -68,7 +68,7 @@ def load_mnist_dir(directory: str | Path, *, split: Literal["train", "test"]) ->
             f"in {directory}",
             directory,
             hint=f"put {', '.join(m + '.gz' for m in missing)} in {directory} "
-            f"(from {MNIST_MIRRORS[0]}), or call download_mnist on it",
+            f"(from {MNIST_MIRRORS[0]}), or set `download: true` under train.data in the spec",
         )
     images, labels = load_idx(images_path), load_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
