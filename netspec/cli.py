@@ -117,6 +117,9 @@ def train(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Live progress bar.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even if the memory estimate does not fit.")
+    ] = False,
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.runs import prepare_run
@@ -141,6 +144,7 @@ def train(
             spec_text=spec_text,
             summary_text=summary_text,
             progress=progress,
+            force=force,
         )
         trainer.setup()
         result = trainer.fit()

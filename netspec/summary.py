@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from netspec.ir import Graph
+from netspec.memory import estimate
+from netspec.memory import total as memory_total
 from netspec.spec import INPUT
 
 FLOAT32_BYTES = 4
@@ -180,4 +182,12 @@ def render(graph: Graph) -> str:
         f"Non-trainable params: {t.non_trainable_params:,}",
         f"MACs per sample: {t.macs:,} ({human_count(t.macs)})",
     ]
+    if graph.train is not None:
+        batch = graph.train.batch_size
+        parts = estimate(graph, batch)
+        lines.append(
+            f"Training memory at batch {batch}: {human_bytes(memory_total(parts))} ("
+            + ", ".join(f"{r.what} {human_bytes(r.bytes)}" for r in parts)
+            + ", plus the data)"
+        )
     return "\n".join(lines) + "\n"

@@ -10,6 +10,9 @@ import torch
 
 from netspec.errors import NetspecError, Problem
 from netspec.ir import Graph
+from netspec.memory import estimate, host_available
+from netspec.memory import total as memory_total
+from netspec.summary import human_bytes
 from netspec.train_spec import TrainSpec
 
 
@@ -61,3 +64,34 @@ def keep_freed_memory() -> bool:
 
 
 _kept: bool | None = None
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes where training will allocate: the CUDA device's, else the host's MemAvailable."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    return host_available()
+
+
+def check_memory(
+    graph: Graph, spec: TrainSpec, device: torch.device, data_bytes: int, *, force: bool = False
+) -> None:
+    """Refuse, before any weight is allocated, a network that cannot fit where it would train."""
+    # On the host the data is loaded already (counted out of MemAvailable); on CUDA it is not.
+    rows = estimate(graph, spec.batch_size, data_bytes if device.type == "cuda" else None)
+    need, free = memory_total(rows), available_memory(device)
+    if force or free is None or need <= free:
+        return
+    where = "on the CUDA device" if device.type == "cuda" else "in host memory (MemAvailable)"
+    parts = ", ".join(f"{r.what} {human_bytes(r.bytes)}" for r in rows)
+    raise NetspecError(
+        [
+            Problem(
+                f"training needs about {human_bytes(need)} at batch {spec.batch_size} "
+                f"({parts}), but {human_bytes(free)} is free {where}",
+                hint="shrink the network or train.batch_size, or pass --force to try anyway",
+            )
+        ],
+        stage="train",
+    )

@@ -31,7 +31,7 @@ from ..weights import load_weights, named_parameters, weights
 from . import checkpoint
 from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
-from .device import keep_freed_memory, pick_device, use_channels_last
+from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
 from .normalize import Normalizer
 from .objective import choose_loss, default_metrics, make_metrics
 from .optim import make_optimizer, make_schedule
@@ -71,6 +71,7 @@ class Trainer:
         summary_text: str = "",
         log=None,
         progress: bool | None = None,
+        force: bool = False,
     ) -> None:
         self.graph = graph
         self.spec = spec
@@ -81,6 +82,7 @@ class Trainer:
         self.summary_text = summary_text
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.force = force  # train even when the memory estimate says it will not fit
 
     # setup
     def setup(self) -> None:
@@ -89,6 +91,10 @@ class Trainer:
         self.data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
         for note in self.data.notes:
             self.log(f"note: {note}")
+        data_bytes = sum(
+            a.x.nbytes + a.y.nbytes for a in (self.data.train, self.data.val, self.data.test) if a
+        )
+        check_memory(graph, spec, self.device, data_bytes, force=self.force)
         self.module = build_module(graph).to(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
