@@ -505,8 +505,6 @@ class Expander:
         return raw
 
 
-
-
 # --- the size of the expansion, computed before expanding ---------------------------------------
 
 # `repeat:` and blocks multiply: 8 blocks each using the one before 10 times are 10**8 layers.

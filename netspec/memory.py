@@ -55,9 +55,7 @@ def estimate(graph: Graph, batch_size: int, data_bytes: int | None = None) -> tu
     rows = [
         MemoryRow("weights", weights, "parameters and buffers"),
         MemoryRow("gradients", trainable * FLOAT32_BYTES, "one per trainable parameter"),
-        MemoryRow(
-            "optimizer", slots * trainable * FLOAT32_BYTES, f"{name}: {slots} per parameter"
-        ),
+        MemoryRow("optimizer", slots * trainable * FLOAT32_BYTES, f"{name}: {slots} per parameter"),
         MemoryRow(
             "activations",
             batch_size * activation_elements(graph) * FLOAT32_BYTES,

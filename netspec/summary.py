@@ -128,7 +128,9 @@ def runs(table: tuple[Row, ...]) -> list[tuple[int, int, int]]:
         best = (1, 1)  # (period, repeats)
         for p in range(1, _MAX_PERIOD + 1):
             k = 1
-            while i + (k + 1) * p <= len(sig) and sig[i + k * p : i + (k + 1) * p] == sig[i : i + p]:
+            while (
+                i + (k + 1) * p <= len(sig) and sig[i + k * p : i + (k + 1) * p] == sig[i : i + p]
+            ):
                 k += 1
             if k > 1 and k * p > best[0] * best[1]:
                 best = (p, k)

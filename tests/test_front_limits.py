@@ -75,7 +75,10 @@ def _blocks_using_each_other(levels: int, uses: int) -> str:
     ("text", "count"),
     [
         (HEAD + "layers:\n  - dense: {units: 2}\n    repeat: 1000000\n", "1,000,000"),
-        (HEAD + "layers:\n  - layers: [dense: {units: 2}]\n    repeat: 1000000000\n", "1,000,000,000"),
+        (
+            HEAD + "layers:\n  - layers: [dense: {units: 2}]\n    repeat: 1000000000\n",
+            "1,000,000,000",
+        ),
         (_blocks_using_each_other(8, 10), "100,000,000"),
         (
             HEAD + "blocks:\n  b: {params: {n: 1}, layers: [{dense: {units: 2}, repeat: $n}]}\n"

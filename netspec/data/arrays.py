@@ -49,7 +49,8 @@ def _load_one(path: Path, key: str) -> np.ndarray:
                 hint="write it with numpy.savez / numpy.savez_compressed",
             )
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            # Our own file handle: np.load leaves its file open when the zip is corrupt.
+            with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
                 keys = list(archive.files)
                 if key not in keys:
                     raise data_error(
