@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from netspec.data.arraydata import ArrayData
 from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
-from netspec.data.folder import load_image_folder
+from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -65,13 +66,18 @@ class Prepared:
         return self.tile is not None and tuple(self.train.x.shape[2:]) != self.tile
 
 
-def resolve_path(path: str, spec_file: str | None) -> Path:
-    """Relative paths are tried from the current directory, then from the spec file's folder."""
+def resolve_path(path: str | Path, spec_file: str | None) -> Path:
+    """An absolute path: a relative one is relative to the spec file's folder, never the cwd.
+
+    One rule, as Docker Compose has: a spec reads the same files wherever it is run from.
+    Without a spec file (a spec given as text) relative paths start at the current directory.
+    Paths given with `--set` start at the current directory; `runs.absolute_paths` makes
+    them absolute before they get here.
+    """
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or spec_file is None:
-        return p
-    beside = Path(spec_file).resolve().parent / p
-    return beside if beside.exists() else p
+    if not p.is_absolute():
+        p = (Path(spec_file).resolve().parent if spec_file else Path.cwd()) / p
+    return Path(os.path.normpath(p))  # .. segments removed, symlinks kept (as the user wrote)
 
 
 def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> ArrayData:
@@ -117,6 +123,26 @@ def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> Array
     if isinstance(cfg, CsvData):
         return load_csv(path, target=cfg.target, features=cfg.features, task=cfg.task)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
+
+
+def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
+    """Refuse classification with fewer than 2 classes: it trains to a perfect, empty score."""
+    if data.classes is None or data.y.ndim == 3 or len(data.classes) >= 2:
+        return
+    hint = "a classifier needs samples of at least 2 classes"
+    if isinstance(cfg, FolderData):
+        better = folder_with_classes(resolve_path(cfg.path, spec_file))
+        hint = f"did you mean path: {better}?" if better else hint
+    found = f" ({data.classes[0]})" if data.classes else ""
+    raise data_error(
+        f"{data.source}: {len(data.classes)} class{found}; expected at least 2 classes", hint=hint
+    )
+
+
+def _channel_names(data: ArrayData, index: np.ndarray) -> str:
+    names = data.feature_names or tuple(f"channel {i}" for i in range(data.x.shape[1]))
+    shown = ", ".join(names[i] for i in index[:5])
+    return shown + (f", ... ({len(index)} in all)" if len(index) > 5 else "")
 
 
 def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
@@ -231,6 +257,7 @@ def prepare(
     """Load, limit, split and shape-check the data; compute normalization on the training split."""
     cfg = spec.data
     data = _limit(load_source(cfg, spec_file), cfg.limit, spec.seed)
+    _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
     own_test = isinstance(cfg, (MnistData, Cifar10Data)) and cfg.split == "train" and cfg.test == 0
@@ -290,8 +317,20 @@ def prepare(
                 f"{raw_shape[0]} channels; give one per channel"
             )
     elif p.normalize == "dataset":
-        m, s = dataset_stats(train.x.astype(np.float64) * scale)
-        mean, std = tuple(float(v) for v in m), tuple(float(max(v, 1e-12)) for v in s)
+        x64 = train.x.astype(np.float64) * scale
+        m, s = dataset_stats(x64)
+        # A channel constant in the training split gets std 1 (as scikit-learn's StandardScaler
+        # does): std ~0 would blow up any other value it takes at test or predict time.
+        axes = (0, *range(2, x64.ndim))
+        constant = np.flatnonzero(x64.max(axis=axes) == x64.min(axis=axes))
+        s[constant] = 1.0
+        mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
+        if len(constant):
+            names = _channel_names(train, constant)
+            notes.append(
+                f"{len(constant)} feature(s) constant in the training split ({names}): "
+                "normalized with std 1, as scikit-learn does"
+            )
     channel_order = None
     if train.x.ndim == 4:
         channel_order = {1: "L", 3: "RGB"}.get(raw_shape[0])

@@ -1,0 +1,199 @@
+"""Data that would train silently wrong: one class, bad CSV cells, constant features, unscaled targets.
+
+Each test here failed before the fix it names (issue 12); the real datasets come from
+../shared/data and tests that need them skip with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from netspec.compiler import compile_file
+from netspec.data import load_csv, load_image_folder, load_mask_folder
+from netspec.data.pipeline import Prepared, prepare
+from netspec.errors import DataError
+
+
+def prepared(tmp_path: Path, text: str) -> Prepared:
+    """The data pipeline of a spec written to tmp_path/spec.yaml (paths beside it)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(textwrap.dedent(text))
+    graph = compile_file(spec)
+    assert graph.train is not None
+    return prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+
+
+TABLE_SPEC = """\
+name: table
+input: [{features}]
+layers:
+  - dense: {{units: {units}}}
+train:
+  data: {{source: csv, path: t.csv, target: y, val: 0.0, test: 0.25{extra}}}
+  preprocess: {{normalize: dataset}}
+"""
+
+
+def write_png(path: Path, size: tuple[int, int] = (4, 4), value: int = 9) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0]), value, np.uint8)).save(path)
+
+
+# --- item 1: a folder with one class ------------------------------------------------------------
+
+
+def test_training_on_one_class_folder_is_refused_with_a_hint(tmp_path: Path) -> None:
+    for cls in ("cats", "dogs"):
+        for i in range(2):
+            write_png(tmp_path / "data" / "test_set" / cls / f"{i}.png")
+    spec = """\
+        name: one
+        input: [3, 4, 4]
+        layers: [flatten, {dense: {units: 2, activation: softmax}}]
+        train:
+          data: {source: folder, path: data, val: 0.0}
+        """
+    with pytest.raises(DataError, match=r"1 class \(test_set\); expected at least 2 classes") as e:
+        prepared(tmp_path, spec)
+    assert e.value.problems[0].hint == f"did you mean path: {tmp_path / 'data' / 'test_set'}?"
+
+
+def test_real_cats_dogs_top_folder_is_refused(tmp_path: Path, shared_data: Path) -> None:
+    root = shared_data / "cats_dogs"
+    if not root.is_dir():
+        pytest.skip(f"the shared datasets are not here: {root}")
+    spec = f"""\
+        name: one
+        input: [3, 8, 8]
+        layers: [flatten, {{dense: {{units: 2, activation: softmax}}}}]
+        train:
+          data: {{source: folder, path: {root}, size: [8, 8], val: 0.0}}
+        """
+    with pytest.raises(DataError, match=r"expected at least 2 classes") as e:
+        prepared(tmp_path, spec)
+    assert e.value.problems[0].hint == f"did you mean path: {root / 'test_set'}?"
+
+
+# --- item 11: every corrupt image in one error, skipped files named ------------------------------
+
+
+def test_every_corrupt_image_is_listed_in_one_error(tmp_path: Path) -> None:
+    write_png(tmp_path / "cat" / "ok.png")
+    write_png(tmp_path / "dog" / "ok.png")
+    for name in ("cat/bad1.jpg", "dog/bad2.png", "dog/bad3.png"):
+        (tmp_path / name).write_bytes(os.urandom(64))
+    with pytest.raises(DataError, match=r"cannot decode image") as e:
+        load_image_folder(tmp_path)
+    files = [Path(p.file).relative_to(tmp_path).as_posix() for p in e.value.problems]
+    assert files == ["cat/bad1.jpg", "dog/bad2.png", "dog/bad3.png"]
+
+
+def test_many_corrupt_images_are_counted_after_twenty(tmp_path: Path) -> None:
+    write_png(tmp_path / "dog" / "ok.png")
+    for i in range(25):
+        (tmp_path / "cat" / f"bad{i:02}.png").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cat" / f"bad{i:02}.png").write_bytes(b"nope")
+    with pytest.raises(DataError, match=r"cannot decode image") as e:
+        load_image_folder(tmp_path)
+    assert len(e.value.problems) == 21
+    assert e.value.problems[-1].message == "... and 5 more files that cannot be read"
+
+
+def test_corrupt_masks_and_images_are_all_listed(tmp_path: Path) -> None:
+    for stem in ("a", "b", "c"):
+        write_png(tmp_path / "images" / f"{stem}.png")
+        write_png(tmp_path / "masks" / f"{stem}.png", value=255)
+    (tmp_path / "images" / "a.png").write_bytes(b"broken")
+    (tmp_path / "masks" / "c.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"cannot read") as e:
+        load_mask_folder(tmp_path)
+    files = [Path(p.file).relative_to(tmp_path).as_posix() for p in e.value.problems]
+    assert files == ["images/a.png", "masks/c.png"]
+
+
+def test_skipped_files_are_named(tmp_path: Path) -> None:
+    write_png(tmp_path / "cat" / "a.png")
+    write_png(tmp_path / "dog" / "b.png")
+    for name in ("cat/x.txt", "dog/Thumbs.db", "dog/y.csv", "dog/z.md", "cat/w.txt", "cat/v.doc"):
+        (tmp_path / name).write_text("-")
+    data = load_image_folder(tmp_path)
+    assert data.notes == (
+        "skipped 6 non-image files: cat/v.doc, cat/w.txt, cat/x.txt, dog/Thumbs.db, dog/y.csv, "
+        "... (6 in all)",
+    )
+
+
+def test_one_class_csv_target_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,y\n" + "".join(f"{i},cat\n" for i in range(8)))
+    with pytest.raises(DataError, match=r"1 class \(cat\); expected at least 2 classes"):
+        prepared(tmp_path, TABLE_SPEC.format(features=1, units=2, extra=""))
+
+
+# --- items 2 and 14: CSV cells ------------------------------------------------------------------
+
+
+def test_a_typo_in_a_numeric_column_names_file_line_column_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    rows = [f"{i}.5,{i % 2}" for i in range(10)]
+    rows[6] = "3.O,0"
+    path.write_text("x,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(
+        DataError, match=r"t\.csv:8: error: column 'x' holds numbers, but this row has '3\.O'"
+    ):
+        load_csv(path, target="label")
+
+
+def test_a_typo_in_a_numeric_target_is_an_error_not_a_class(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    rows = [f"{i},{i * 1.5}" for i in range(10)]
+    rows[2] = "2,oops"
+    path.write_text("x,price\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"t\.csv:4: error: column 'price' holds numbers.*'oops'"):
+        load_csv(path, target="price")
+
+
+@pytest.mark.parametrize("marker", ["NA", "N/A", "n/a", "NaN", "null", "?", "", "None"])
+def test_missing_markers_drop_the_row(tmp_path: Path, marker: str) -> None:
+    path = tmp_path / "t.csv"
+    rows = [f"{i}.5,{i % 2}" for i in range(6)]
+    rows[3] = f"{marker},1"
+    path.write_text("x,label\n" + "\n".join(rows) + "\n")
+    data = load_csv(path, target="label")
+    assert data.x[:, 0].tolist() == [0.5, 1.5, 2.5, 4.5, 5.5]  # numeric, not one-hot
+    assert data.notes[0] == "dropped 1 of 6 rows with a missing value (x: 1)"
+
+
+def test_a_mostly_text_column_is_categorical(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("size,label\nS,0\nM,1\nL,0\n10,1\n")
+    data = load_csv(path, target="label")
+    assert data.feature_names == ("size=10", "size=L", "size=M", "size=S")
+
+
+def test_a_first_row_of_numbers_with_a_gap_is_data_not_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("5.1,3.5,,0.2\n4.9,3.0,1.4,0.2\n")
+    with pytest.raises(DataError, match=r"t\.csv:1: error: the first row .* looks like data"):
+        load_csv(path, target="0.2")
+
+
+# --- item 3: constant features ------------------------------------------------------------------
+
+
+def test_a_constant_feature_gets_std_1_and_a_note(tmp_path: Path) -> None:
+    rows = [f"{i * 0.37:.2f},0.1,{i % 2}" for i in range(40)]
+    (tmp_path / "t.csv").write_text("a,const,y\n" + "\n".join(rows) + "\n")
+    p = prepared(tmp_path, TABLE_SPEC.format(features=2, units=2, extra=""))
+    assert p.preprocessing.std is not None and p.preprocessing.std[1] == 1.0
+    assert p.preprocessing.std[0] == pytest.approx(p.train.x[:, 0].std(), rel=1e-5)
+    assert p.preprocessing.mean[1] == pytest.approx(0.1)
+    assert (
+        "1 feature(s) constant in the training split (const): normalized with std 1, "
+        "as scikit-learn does" in p.notes
+    )
