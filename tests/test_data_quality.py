@@ -7,17 +7,20 @@ Each test here failed before the fix it names (issue 12); the real datasets come
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from netspec.compiler import compile_file
 from netspec.data import load_csv, load_image_folder, load_mask_folder
-from netspec.data.pipeline import Prepared, prepare
+from netspec.data.pipeline import Prepared, prepare, resolve_path
 from netspec.errors import DataError
+from netspec.runs import prepare_run
 
 
 def prepared(tmp_path: Path, text: str) -> Prepared:
@@ -197,3 +200,74 @@ def test_a_constant_feature_gets_std_1_and_a_note(tmp_path: Path) -> None:
         "1 feature(s) constant in the training split (const): normalized with std 1, "
         "as scikit-learn does" in p.notes
     )
+
+
+# --- item 13: one rule for relative paths -------------------------------------------------------
+
+ARRAYS_SPEC = """\
+name: paths
+input: [2]
+layers: [{dense: {units: 1}}]
+train:
+  data: {source: arrays, path: d.npz, val: 0.0}
+"""
+
+
+def write_npz(path: Path, value: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=np.full((4, 2), value, np.float32), y=np.arange(4, dtype=np.float32))
+
+
+def test_spec_paths_are_relative_to_the_spec_file_wherever_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "s.yaml"
+    spec.write_text(ARRAYS_SPEC)
+    write_npz(tmp_path / "specs" / "d.npz", 1.0)
+    write_npz(tmp_path / "d.npz", 2.0)  # a decoy at the same relative path from the cwd
+    monkeypatch.chdir(tmp_path)
+    graph, *_ = prepare_run(spec, [], tmp_path / "run", False)
+    assert graph.train is not None
+    p = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+    assert p.train.x[0].tolist() == [1.0, 1.0]
+    assert graph.train.data.path == str(tmp_path / "specs" / "d.npz")
+
+
+def test_set_paths_are_relative_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "s.yaml"
+    spec.write_text(ARRAYS_SPEC)
+    write_npz(tmp_path / "specs" / "mine.npz", 1.0)
+    write_npz(tmp_path / "work" / "mine.npz", 3.0)
+    monkeypatch.chdir(tmp_path / "work")
+    graph, *_ = prepare_run(spec, ["train.data.path=mine.npz"], tmp_path / "run", False)
+    assert graph.train is not None
+    assert graph.train.data.path == str(tmp_path / "work" / "mine.npz")
+
+
+def test_a_missing_data_file_is_named_by_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "s.yaml").write_text(ARRAYS_SPEC)
+    monkeypatch.chdir(tmp_path)
+    graph, *_ = prepare_run(tmp_path / "specs" / "s.yaml", [], tmp_path / "run", False)
+    assert graph.train is not None
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "specs" / "d.npz"))):
+        prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+
+
+def test_shipped_specs_find_the_shared_data_from_any_directory(
+    repo_root: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if not shared_data.is_dir():
+        pytest.skip(f"the shared datasets are not here: {shared_data}")
+    monkeypatch.chdir(tmp_path)
+    for spec in sorted((repo_root / "specs").glob("*.yaml")):
+        train = (yaml.safe_load(spec.read_text()).get("train") or {}).get("data") or {}
+        for key in ("path", "test_path"):
+            if key in train:
+                assert resolve_path(train[key], str(spec)).exists(), (spec.name, train[key])
