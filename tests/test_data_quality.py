@@ -271,3 +271,93 @@ def test_shipped_specs_find_the_shared_data_from_any_directory(
         for key in ("path", "test_path"):
             if key in train:
                 assert resolve_path(train[key], str(spec)).exists(), (spec.name, train[key])
+
+
+# --- item 4: regression targets are standardized, and reported in their own units ---------------
+
+REGRESSION_SPEC = """\
+name: big
+input: [3]
+layers:
+  - dense: {{units: 8, activation: relu}}
+  - dense: {{units: 1}}
+train:
+  data: {{source: arrays, path: big.npz, val: 0.0, test: 0.25{extra}}}
+  preprocess: {{normalize: dataset}}
+  batch_size: 16
+  epochs: 3
+  optimizer: {{name: adam, lr: 0.01}}
+  metrics: [mae, rmse]
+"""
+
+
+def regression_trainer(tmp_path: Path, extra: str = ""):
+    from netspec.backends.training.loop import Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (200_000 + 50_000 * x @ np.array([1.0, -0.5, 0.25])).astype(np.float32)  # house prices
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    (tmp_path / "big.yaml").write_text(REGRESSION_SPEC.format(extra=extra))
+    graph, run_dir, spec_text, summary = prepare_run(
+        tmp_path / "big.yaml", [], tmp_path / "run", False
+    )
+    t = Trainer(
+        graph,
+        graph.train,
+        run_dir,
+        device="cpu",
+        spec_text=spec_text,
+        summary_text=summary,
+        log=lambda s: None,
+        progress=False,
+    )
+    t.setup()
+    return t
+
+
+@pytest.mark.slow
+def test_regression_targets_are_standardized_and_reported_in_their_units(
+    tmp_path: Path, no_plots: list[Path]
+) -> None:
+    import json
+
+    import onnxruntime as ort
+    import torch
+
+    from netspec.backends.export.run import export_run
+    from netspec.backends.predict.predict import predict
+
+    t = regression_trainer(tmp_path)
+    y = t.data.train.y.astype(np.float64)
+    pre = t.data.preprocessing
+    assert pre.target_mean == pytest.approx((y.mean(),)) and pre.target_std == pytest.approx(
+        (y.std(),)
+    )
+    result = t.fit()
+    assert result["history"][0]["loss"] < 10  # standardized units, not 1e10
+    recorded = json.loads((t.run_dir / "model.json").read_text())["preprocessing"]
+    assert recorded["target_mean"] == list(pre.target_mean)
+    # Metrics are in the data's units: the MAE of the un-scaled outputs on the test split.
+    test = t.data.test
+    assert test is not None
+    with torch.no_grad():
+        out = t.module(t.norm(torch.from_numpy(test.x))).numpy()[:, 0]
+    values = out * pre.target_std[0] + pre.target_mean[0]
+    assert result["test"]["mae"] == pytest.approx(np.abs(values - test.y).mean(), rel=1e-4)
+    assert result["test"]["mae"] > 100  # dollars, not standard deviations
+    # The ONNX graph un-scales by itself (parity passed on export), and predict needs nothing.
+    export_run(t.run_dir)
+    session = ort.InferenceSession(str(t.run_dir / "model.onnx"))
+    x = ((test.x - np.asarray(pre.mean)) / np.asarray(pre.std)).astype(np.float32)
+    onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0][:, 0]
+    assert onnx_out == pytest.approx(values, rel=1e-4)
+    np.save(tmp_path / "x.npy", test.x)
+    predicted = [r["values"][0] for r in predict(t.run_dir / "model.onnx", [tmp_path / "x.npy"])]
+    assert predicted == pytest.approx(values, rel=1e-4)
+
+
+def test_scale_targets_false_keeps_the_units(tmp_path: Path) -> None:
+    t = regression_trainer(tmp_path, extra=", scale_targets: false")
+    assert t.data.preprocessing.target_mean is None and t.data.preprocessing.target_std is None
+    assert float(t.y_train.mean()) > 1e5  # learned as given

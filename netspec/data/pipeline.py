@@ -139,6 +139,17 @@ def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
     )
 
 
+def _target_stats(train: ArrayData) -> dict[str, tuple[float, ...]]:
+    """Mean and std of each regression target over the training split (std 1 when constant)."""
+    y = train.y.astype(np.float64).reshape(len(train), -1)  # (N, K)
+    std = y.std(axis=0)
+    std[y.max(axis=0) == y.min(axis=0)] = 1.0
+    return {
+        "target_mean": tuple(float(v) for v in y.mean(axis=0)),
+        "target_std": tuple(float(v) for v in std),
+    }
+
+
 def _channel_names(data: ArrayData, index: np.ndarray) -> str:
     names = data.feature_names or tuple(f"channel {i}" for i in range(data.x.shape[1]))
     shown = ", ".join(names[i] for i in index[:5])
@@ -351,6 +362,8 @@ def prepare(
     )
     loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
+    if task == "regression" and cfg.scale_targets:
+        pre = replace(pre, **_target_stats(train))
     return Prepared(train, val, test, pre, task, train.classes, tuple(notes), tile, per_scene)
 
 
