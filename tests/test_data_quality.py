@@ -361,3 +361,27 @@ def test_scale_targets_false_keeps_the_units(tmp_path: Path) -> None:
     t = regression_trainer(tmp_path, extra=", scale_targets: false")
     assert t.data.preprocessing.target_mean is None and t.data.preprocessing.target_std is None
     assert float(t.y_train.mean()) > 1e5  # learned as given
+
+
+# --- item 5: evaluate --data says when it overlaps the training split ---------------------------
+
+
+@pytest.mark.slow
+def test_evaluate_on_the_training_data_says_so(tmp_path: Path, no_plots: list[Path]) -> None:
+    from helpers import invoke
+
+    from netspec.backends.training.evaluate import evaluate_run
+
+    t = regression_trainer(tmp_path)
+    t.fit()
+    result = evaluate_run(t.run_dir, data=tmp_path / "big.npz", device="cpu")
+    assert result["in_training_split"] == 48  # all but the 16 test samples of 64
+    assert result["notes"] == ["48 of 64 samples were in the run's training split"]
+    out = invoke("evaluate", t.run_dir, "--data", tmp_path / "big.npz", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert "note: 48 of 64 samples were in the run's training split" in out.output
+    rng = np.random.default_rng(9)
+    fresh = rng.normal(size=(10, 3)).astype(np.float32)
+    np.savez(tmp_path / "new.npz", x=fresh, y=np.ones(10, np.float32))
+    clean = evaluate_run(t.run_dir, data=tmp_path / "new.npz", device="cpu")
+    assert clean["in_training_split"] == 0 and "notes" not in clean
