@@ -385,3 +385,20 @@ def test_evaluate_on_the_training_data_says_so(tmp_path: Path, no_plots: list[Pa
     np.savez(tmp_path / "new.npz", x=fresh, y=np.ones(10, np.float32))
     clean = evaluate_run(t.run_dir, data=tmp_path / "new.npz", device="cpu")
     assert clean["in_training_split"] == 0 and "notes" not in clean
+
+
+def test_targets_of_a_bounded_output_are_not_standardized(tmp_path: Path) -> None:
+    from netspec.backends.training.loop import Trainer
+
+    text = REGRESSION_SPEC.replace("{{units: 1}}", "{{units: 1, activation: sigmoid}}")
+    (tmp_path / "big.yaml").write_text(text.format(extra=""))
+    np.savez(tmp_path / "big.npz", x=np.zeros((8, 3), np.float32), y=np.linspace(0, 1, 8))
+    graph, run_dir, *_ = prepare_run(tmp_path / "big.yaml", [], tmp_path / "run", False)
+    logs: list[str] = []
+    t = Trainer(graph, graph.train, run_dir, device="cpu", log=logs.append, progress=False)
+    t.setup()
+    assert t.data.preprocessing.target_mean is None
+    assert (
+        "note: regression targets are not standardized: the output ends in sigmoid, whose "
+        "range the targets must fit" in logs
+    )

@@ -24,6 +24,7 @@ from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, Problem
 from netspec.fileio import write_text
 from netspec.ir import Graph
+from netspec.layers.activations import activation_of
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
@@ -86,7 +87,14 @@ class Trainer:
     def setup(self) -> None:
         spec, graph = self.spec, self.graph
         torch.manual_seed(spec.seed)
-        self.data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
+        act = activation_of(graph.output.layer, len(graph.output.shape))
+        self.data = prepare(
+            spec,
+            graph.input_shape,
+            graph.output.shape,
+            graph.file,
+            output_activation=act.fn if act is not None else None,
+        )
         for note in self.data.notes:
             self.log(f"note: {note}")
         self.module = build_module(graph).to(self.device)

@@ -264,8 +264,14 @@ def prepare(
     input_shape: tuple[int, ...],
     output_shape: tuple[int, ...],
     spec_file: str | None,
+    *,
+    output_activation: str | None = None,
 ) -> Prepared:
-    """Load, limit, split and shape-check the data; compute normalization on the training split."""
+    """Load, limit, split and shape-check the data; compute normalization on the training split.
+
+    `output_activation` is the activation the network's output ends in (None: linear); only a
+    linear output can reach standardized regression targets, so others keep the data's units.
+    """
     cfg = spec.data
     data = _limit(load_source(cfg, spec_file), cfg.limit, spec.seed)
     _two_classes(data, cfg, spec_file)
@@ -363,7 +369,13 @@ def prepare(
     loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
     if task == "regression" and cfg.scale_targets:
-        pre = replace(pre, **_target_stats(train))
+        if output_activation is None:
+            pre = replace(pre, **_target_stats(train))
+        else:
+            notes.append(
+                f"regression targets are not standardized: the output ends in "
+                f"{output_activation}, whose range the targets must fit"
+            )
     return Prepared(train, val, test, pre, task, train.classes, tuple(notes), tile, per_scene)
 
 
