@@ -21,7 +21,7 @@ from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.shapes import make_shapes
 from netspec.data.split import split_arrays
-from netspec.data.stats import dataset_stats
+from netspec.data.stats import channel_names, dataset_stats, target_stats
 from netspec.data.table import load_csv
 from netspec.data.tiles import tile_starts
 from netspec.shapes import prod
@@ -137,23 +137,6 @@ def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
     raise data_error(
         f"{data.source}: {len(data.classes)} class{found}; expected at least 2 classes", hint=hint
     )
-
-
-def _target_stats(train: ArrayData) -> dict[str, tuple[float, ...]]:
-    """Mean and std of each regression target over the training split (std 1 when constant)."""
-    y = train.y.astype(np.float64).reshape(len(train), -1)  # (N, K)
-    std = y.std(axis=0)
-    std[y.max(axis=0) == y.min(axis=0)] = 1.0
-    return {
-        "target_mean": tuple(float(v) for v in y.mean(axis=0)),
-        "target_std": tuple(float(v) for v in std),
-    }
-
-
-def _channel_names(data: ArrayData, index: np.ndarray) -> str:
-    names = data.feature_names or tuple(f"channel {i}" for i in range(data.x.shape[1]))
-    shown = ", ".join(names[i] for i in index[:5])
-    return shown + (f", ... ({len(index)} in all)" if len(index) > 5 else "")
 
 
 def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
@@ -343,7 +326,7 @@ def prepare(
         s[constant] = 1.0
         mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
         if len(constant):
-            names = _channel_names(train, constant)
+            names = channel_names(train, constant)
             notes.append(
                 f"{len(constant)} feature(s) constant in the training split ({names}): "
                 "normalized with std 1, as scikit-learn does"
@@ -370,7 +353,7 @@ def prepare(
     task = infer_task(train, tuple(output_shape), loss)
     if task == "regression" and cfg.scale_targets:
         if output_activation is None:
-            pre = replace(pre, **_target_stats(train))
+            pre = replace(pre, **target_stats(train.y))
         else:
             notes.append(
                 f"regression targets are not standardized: the output ends in "
