@@ -174,6 +174,8 @@ def evaluate(
         result = evaluate_run(run_dir, data=data, device=device)
     except NetspecError as err:
         raise fail(err) from None
+    for note in result.get("notes", ()):
+        typer.echo(f"note: {note}", err=True)  # stdout stays one JSON object
     typer.echo(json.dumps(result, indent=2))
 
 

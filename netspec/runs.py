@@ -23,7 +23,11 @@ PATH_KEYS = (("data", "path"), ("data", "test_path"), ("data", "y_path"), ("init
 
 
 def absolute_paths(source: Source) -> Source:
-    """Record data paths as absolute, so a run can be evaluated from any directory."""
+    """Record data paths as absolute, so a run can be evaluated from any directory.
+
+    A path in the spec file is relative to the file's folder; one given with `--set` is
+    relative to the current directory, where the user typed it.
+    """
     train = source.data.get("train") if isinstance(source.data, dict) else None
     if not isinstance(train, dict):
         return source
@@ -33,9 +37,10 @@ def absolute_paths(source: Source) -> Source:
             (train.get(section) or {}).get(key) if isinstance(train.get(section), dict) else None
         )
         if isinstance(value, str) and value:
-            resolved = resolve_path(value, source.file)
-            if resolved.exists():
-                sets.append(f"train.{section}.{key}={resolved.resolve()}")
+            where = ("train", section, key)
+            typed = any(where[:cut] in source.overrides for cut in (1, 2, 3))
+            resolved = resolve_path(value, None if typed else source.file)
+            sets.append(f"train.{section}.{key}={resolved}")
     if not sets:
         return source
     fixed = apply_overrides(source, sets)

@@ -28,6 +28,11 @@ class _Source(_Section):
     limit: PositiveInt | None = Field(
         None, description="Use only the first N samples (quick runs)."
     )
+    scale_targets: bool = Field(
+        True,
+        description="Regression: standardize the targets with the training split's mean and std "
+        "(undone in the exported model and in the reported metrics).",
+    )
     tiles_per_scene: PositiveInt | None = Field(
         None,
         description="Segmentation: random tiles of the network's input size cut from each larger "

@@ -537,7 +537,7 @@ def test_image_folder_classes_and_layout_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"class folder 'cats' not found \(did you mean 'cat'\?\)"):
         load_image_folder(tmp_path, classes=["cats"])
     data = load_image_folder(tmp_path)
-    assert data.notes == ("skipped 1 non-image files",)
+    assert data.notes == ("skipped 1 non-image files: cat/notes.txt",)
     (tmp_path / "dog").mkdir()
     with pytest.raises(DataError, match=r"class folder 'dog' holds no image files"):
         load_image_folder(tmp_path)

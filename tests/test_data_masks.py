@@ -212,7 +212,7 @@ def test_png_folder_in_natural_order(tmp_path: Path) -> None:
     assert data.y[:, 0].tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]]
     assert data.classes == ("background", "foreground")
     assert data.source == f"mask_folder {tmp_path}"
-    assert "skipped 1 files that are not images" in data.notes
+    assert "skipped 1 files that are not images: masks/README.txt" in data.notes
 
 
 def test_rgb_images_with_palette_masks(tmp_path: Path) -> None:

@@ -76,6 +76,17 @@ def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
     return props
 
 
+def target_affine(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, std) of standardized regression targets in a run's model.json, else None."""
+    pre = (meta or {}).get("preprocessing") or {}
+    if pre.get("target_mean") is None or pre.get("target_std") is None:
+        return None
+    return (
+        np.asarray(pre["target_mean"], dtype=np.float32),
+        np.asarray(pre["target_std"], dtype=np.float32),
+    )
+
+
 # --- the model -----------------------------------------------------------------------------------
 
 
@@ -120,6 +131,20 @@ def build_onnx(
         for n in em.nodes:
             n.input[:] = [out_name if i == final else i for i in n.input]
             n.output[:] = [out_name if o == final else o for o in n.output]
+
+    affine = target_affine(meta)
+    if affine is not None:
+        # Regression targets were learned standardized: the graph itself returns the data's
+        # units (y * std + mean), so an app needs no netspec code to read the outputs.
+        standardized = f"{out_name}/standardized"
+        for n in em.nodes:
+            n.output[:] = [standardized if o == out_name else o for o in n.output]
+            n.input[:] = [standardized if i == out_name else i for i in n.input]
+        mean, std = affine
+        scaled = em.op(
+            "Mul", [standardized, em.init("target_std", std)], f"{out_name}/scaled", "targets"
+        )
+        em.op("Add", [scaled, em.init("target_mean", mean)], out_name, "targets")
 
     dim: int | str = batch if batch is not None else BATCH_PARAM
     onnx_graph = helper.make_graph(

@@ -10,6 +10,7 @@ float16-rounded inputs, so only the model's own rounding is measured.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..lowering import NetModule
 from ..predict.errors import first_line
 from ..predict.session import SessionError, open_session
 from ..weights import load_module
+from .model import target_affine
 
 TOLERANCE = 1e-4
 FP16_TOLERANCE = 1e-2
@@ -97,6 +99,14 @@ def max_abs_diff(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
 
 
+def _target_affine(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """The target un-scaling recorded in an ONNX model's metadata (see model.target_affine)."""
+    props = {p.key: p.value for p in getattr(model, "metadata_props", ())}
+    if "netspec.preprocessing" not in props:
+        return None
+    return target_affine({"preprocessing": json.loads(props["netspec.preprocessing"])})
+
+
 def check_parity(
     graph: Graph,
     weights: dict[str, np.ndarray],
@@ -113,6 +123,7 @@ def check_parity(
     """
     tol = tolerance if tolerance is not None else (FP16_TOLERANCE if fp16 else TOLERANCE)
     module = module if module is not None else load_module(graph, weights)
+    affine = _target_affine(model)
     session = onnx_session(model)
     dim = session.get_inputs()[0].shape[0]
     batch = dim if isinstance(dim, int) else None
@@ -123,6 +134,8 @@ def check_parity(
             if fp16:
                 chunk = chunk.astype(np.float16).astype(np.float32)
             expected = run_torch(module, chunk)
+            if affine is not None:  # the graph returns regression targets in the data's units
+                expected = expected * affine[1] + affine[0]
             actual = run_onnx(session, chunk)
             diff = max_abs_diff(expected, actual)
             scale = max(1.0, float(np.abs(expected).max(initial=0.0)))

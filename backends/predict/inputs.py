@@ -192,7 +192,9 @@ def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample]:
             continue
         values = _numbers(cells)
         if values is None:
-            if count == 0 and line == _first_row(text):
+            # A first row of numbers with an empty cell (5.1,3.5,,0.2) is data, not a header.
+            header = not _numbers([c for c in cells if c])
+            if header and count == 0 and line == _first_row(text):
                 _check_header(cells, size, info, path)
                 continue
             bad = next(c for c in cells if _number(c) is None)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from netspec.compiler import compile_source
-from netspec.data.pipeline import cut_tiles
+from netspec.data.arraydata import ArrayData
+from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
-from netspec.errors import DataError, Problem
+from netspec.errors import DataError, NetspecError, Problem
 from netspec.runs import META_FILE, WEIGHTS_FILE, run_source
 
 from ..weights import load_weights
@@ -68,6 +70,7 @@ def evaluate_run(
                 ]
             )
         split = t.data.train
+        overlap = _in_training_split(run_dir, split)
         if t.data.task == "segmentation" and t.data.tile is not None:
             split = cut_tiles(split, t.data.tile)  # every pixel, once
         name = str(data)
@@ -75,7 +78,25 @@ def evaluate_run(
         split, name = t.data.test, "test"
     else:
         raise DataError([Problem(f"{run_dir}: the run has no test split", hint="pass --data")])
-    return {"split": name, "samples": len(split.y), **t.evaluate_on(split, pre)}
+    result = {"split": name, "samples": len(split.y), **t.evaluate_on(split, pre)}
+    if data is not None and overlap is not None:
+        result["in_training_split"] = overlap
+        if overlap:
+            n = len(t.data.train)
+            result["notes"] = [f"{overlap} of {n} samples were in the run's training split"]
+    return result
+
+
+def _in_training_split(run_dir: Path, data: ArrayData) -> int | None:
+    """How many samples of `data` the run trained on (equal bytes), or None if unknown."""
+    try:
+        graph = compile_source(run_source(run_dir))
+        assert graph.train is not None
+        train = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file).train
+    except NetspecError:  # the training data moved or changed shape: nothing to compare
+        return None
+    seen = {hashlib.sha256(x.tobytes()).digest() for x in train.x}
+    return sum(hashlib.sha256(x.tobytes()).digest() in seen for x in data.x)
 
 
 def _few(names: tuple[str, ...] | None) -> str:

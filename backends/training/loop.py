@@ -24,6 +24,7 @@ from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, Problem
 from netspec.fileio import write_text
 from netspec.ir import Graph
+from netspec.layers.activations import activation_of
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
@@ -88,7 +89,14 @@ class Trainer:
     def setup(self) -> None:
         spec, graph = self.spec, self.graph
         torch.manual_seed(spec.seed)
-        self.data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
+        act = activation_of(graph.output.layer, len(graph.output.shape))
+        self.data = prepare(
+            spec,
+            graph.input_shape,
+            graph.output.shape,
+            graph.file,
+            output_activation=act.fn if act is not None else None,
+        )
         for note in self.data.notes:
             self.log(f"note: {note}")
         data_bytes = sum(
@@ -141,11 +149,13 @@ class Trainer:
             self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
         self.saved_epoch = self.state.epoch  # the epoch in checkpoint/last.safetensors
 
-    def _tensors(self, data: ArrayData) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensors(
+        self, data: ArrayData, norm: Normalizer | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
         y = torch.from_numpy(np.ascontiguousarray(data.y))
         y = y.long() if self.data.task in ("multiclass", "segmentation") else y.float()
-        return x, y.to(self.device)
+        return x, (norm or self.norm).targets(y.to(self.device))
 
     def _regularizers(self) -> list[tuple[torch.Tensor, float, float]]:
         out = []
@@ -242,7 +252,7 @@ class Trainer:
                 bs = yb.shape[0]
                 total += loss.detach() * bs
                 seen += bs
-                self.metrics.update(out.detach(), yb)
+                self.metrics.update(self.norm.units(out.detach()), self.norm.units(yb))
                 if bar is not None and (step % 5 == 0 or step == self.steps - 1):
                     bar(step + 1, float(total) / seen, seen / (time.perf_counter() - t0))
         finally:  # also on Ctrl-C, so the terminal is left clean
@@ -275,7 +285,8 @@ class Trainer:
             with self._autocast():
                 out = self._forward(self._prep(x[idx], norm)).float()
             total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
-            self.metrics.update(out, y[idx])
+            # Metrics in the data's units (regression targets are learned standardized).
+            self.metrics.update((norm or self.norm).units(out), (norm or self.norm).units(y[idx]))
         return {"loss": total / max(len(y), 1), **self.metrics.compute()}
 
     def evaluate_on(self, data: ArrayData, pre: Preprocessing) -> dict[str, float]:
@@ -284,8 +295,9 @@ class Trainer:
         `pre` is the training split's, as model.json records it: statistics are never
         recomputed on the data evaluated.
         """
-        x, y = self._tensors(data)
-        return self.evaluate(x, y, norm=Normalizer(pre, self.device))
+        norm = Normalizer(pre, self.device)
+        x, y = self._tensors(data, norm)
+        return self.evaluate(x, y, norm=norm)
 
     def _bar(self):
         if not self.progress:

@@ -16,6 +16,19 @@ class Normalizer:
         view = (1, -1) + (1,) * (len(pre.raw_shape) - 1)
         self.mean = torch.tensor(pre.mean, device=device).view(view) if pre.mean else None
         self.std = torch.tensor(pre.std, device=device).view(view) if pre.std else None
+        # Regression targets, one value per output (the last axis of y and of the output).
+        self.t_mean = self.t_std = None
+        if pre.target_mean is not None and pre.target_std is not None:
+            self.t_mean = torch.tensor(pre.target_mean, device=device)
+            self.t_std = torch.tensor(pre.target_std, device=device)
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Regression targets in the units the network learns (standardized), else y."""
+        return y if self.t_mean is None else (y - self.t_mean) / self.t_std
+
+    def units(self, y: torch.Tensor) -> torch.Tensor:
+        """Outputs or targets back in the data's units, for metrics (inverse of `targets`)."""
+        return y if self.t_mean is None else y * self.t_std + self.t_mean
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()

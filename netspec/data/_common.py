@@ -30,3 +30,20 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
 def plain(values: Iterable[object]) -> str:
     """Format a list for messages as `a, b, c`: never numpy's `[a b c]`."""
     return ", ".join(str(v) for v in values)
+
+
+LISTED = 20  # unreadable files named one per error line; the rest are counted
+
+
+def unreadable(problems: list[Problem]) -> DataError:
+    """One error listing every unreadable file (the first LISTED, then how many more)."""
+    listed = problems[:LISTED]
+    if len(problems) > LISTED:
+        listed.append(Problem(f"... and {len(problems) - LISTED} more files that cannot be read"))
+    return DataError(listed, stage="data")
+
+
+def named(paths: list[Path], root: Path, limit: int = 5) -> str:
+    """`a/x.txt, b/y.db` relative to root: the first `limit` of them, then how many in all."""
+    shown = ", ".join(str(p.relative_to(root)) for p in paths[:limit])
+    return shown + (f", ... ({len(paths)} in all)" if len(paths) > limit else "")

@@ -8,14 +8,33 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from netspec.data._common import data_error, did_you_mean, plain
+from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
+from netspec.errors import DataError, Problem
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 )
 _MODES = {"rgb": ("RGB", 3), "grayscale": ("L", 1)}
 _LAYOUT_HINT = "expected one subfolder per class, e.g. root/cat/001.jpg, root/dog/002.jpg"
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def folder_with_classes(root: Path, depth: int = 3) -> Path | None:
+    """The first folder below root (breadth first) holding at least 2 subfolders: the classes."""
+    level = _subdirs(root)
+    for _ in range(depth):
+        for folder in level:
+            if len(_subdirs(folder)) >= 2:
+                return folder
+        level = [sub for folder in level for sub in _subdirs(folder)]
+    return None
 
 
 def _class_dirs(root: Path, classes: list[str] | None) -> list[tuple[str, Path]]:
@@ -66,7 +85,7 @@ def fit_image(im: Image.Image, size: tuple[int, int], crop: str | None) -> Image
 
 
 def _decode(path: Path, mode: str, size: tuple[int, int] | None, crop: str | None) -> np.ndarray:
-    """One image as an (H, W, C) or (H, W) uint8 array."""
+    """One image as an (H, W, C) or (H, W) uint8 array; DataError naming the file if unreadable."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -120,7 +139,7 @@ def load_image_folder(
     class_dirs = _class_dirs(root, classes)
     files: list[Path] = []
     labels: list[int] = []
-    skipped = 0
+    skipped: list[Path] = []
     for index, (name, folder) in enumerate(class_dirs):
         # Hidden entries (.DS_Store, .ipynb_checkpoints/) are tool litter, not samples.
         entries = sorted(
@@ -129,7 +148,7 @@ def load_image_folder(
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         )
         images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
-        skipped += len(entries) - len(images)
+        skipped += [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
         if not images:
             raise data_error(
                 f"class folder {name!r} holds no image files "
@@ -139,11 +158,20 @@ def load_image_folder(
         files += images
         labels += [index] * len(images)
 
+    # Every file is decoded before any is refused, so one run lists all the corrupt ones.
+    decoded: list[np.ndarray] = []
+    bad: list[Problem] = []
+    for path in files:
+        try:
+            decoded.append(_decode(path, mode, size, crop))
+        except DataError as e:
+            bad += e.problems
+    if bad:
+        raise unreadable(bad)
     # The first image fixes (H, W) when no size was asked for.
-    first = _decode(files[0], mode, size, crop)
+    first = decoded[0]
     x = np.empty((len(files), channels, first.shape[0], first.shape[1]), dtype=np.uint8)
-    for i, path in enumerate(files):
-        arr = first if i == 0 else _decode(path, mode, size, crop)
+    for i, (path, arr) in enumerate(zip(files, decoded)):
         if arr.shape[:2] != x.shape[2:]:
             raise data_error(
                 f"image is {arr.shape[1]}x{arr.shape[0]} (width x height) but "
@@ -155,7 +183,7 @@ def load_image_folder(
         # (H, W, C) -> (C, H, W); grayscale arrays come back as (H, W).
         x[i] = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
     names = [name for name, _ in class_dirs]
-    notes = (f"skipped {skipped} non-image files",) if skipped else ()
+    notes = (f"skipped {len(skipped)} non-image files: {named(skipped, root)}",) if skipped else ()
     return ArrayData(
         x=x,
         y=np.asarray(labels, dtype=np.int64),

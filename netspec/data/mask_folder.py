@@ -13,10 +13,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from netspec.data._common import data_error, did_you_mean, plain
+from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
 from netspec.data.masks import MASK_FOLDER_SUFFIXES, _few, mask_indices
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
+from netspec.errors import DataError, Problem
 
 _LAYOUT_HINT = (
     "expected image/mask pairs with the same file stem, e.g. root/images/a.png and root/masks/a.png"
@@ -32,17 +33,17 @@ def _natural_key(stem: str) -> tuple[list[object], str]:
     return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], stem
 
 
-def _scan(folder: Path) -> tuple[dict[str, Path], int]:
-    """stem -> file for the image files directly in `folder`, and how many other files it holds."""
+def _scan(folder: Path) -> tuple[dict[str, Path], list[Path]]:
+    """stem -> file for the image files directly in `folder`, and the other files it holds."""
     try:
         entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     except OSError as e:
         raise data_error(f"cannot list folder: {e.strerror or e}", folder) from None
     found: dict[str, Path] = {}
-    skipped = 0
+    skipped: list[Path] = []
     for p in entries:
         if p.suffix.lower() not in MASK_FOLDER_SUFFIXES:
-            skipped += 1
+            skipped.append(p)
             continue
         if p.stem in found:
             raise data_error(
@@ -164,9 +165,15 @@ def _read_mask(path: Path) -> np.ndarray:
     return arr
 
 
-def _read_pair(pair: tuple[Path, Path], color: str) -> tuple[np.ndarray, bool, np.ndarray]:
-    image, dropped_alpha = _read_image(pair[0], color)
-    return image, dropped_alpha, _read_mask(pair[1])
+def _read_pair(
+    pair: tuple[Path, Path], color: str
+) -> tuple[np.ndarray, bool, np.ndarray] | DataError:
+    """The image, whether its alpha was dropped, the mask; or the error, so all are listed."""
+    try:
+        image, dropped_alpha = _read_image(pair[0], color)
+        return image, dropped_alpha, _read_mask(pair[1])
+    except DataError as e:
+        return e
 
 
 def _size(a: np.ndarray) -> str:
@@ -236,14 +243,21 @@ def load_mask_folder(
     pairs = [(image_files[s], mask_files[s]) for s in stems]
     x: np.ndarray | None = None
     raw_masks: list[np.ndarray] = []
+    bad: list[Problem] = []
     alpha = 0
     first_name = f"{images}/{pairs[0][0].name}"
     # Pillow and zlib release the GIL while decoding, so threads overlap the decoding.
     pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(pairs))))
     try:
         decoded = pool.map(partial(_read_pair, color=color), pairs)
-        for i, ((img_path, mask_path), (arr, dropped, mask)) in enumerate(zip(pairs, decoded)):
+        for i, ((img_path, mask_path), read) in enumerate(zip(pairs, decoded)):
+            if isinstance(read, DataError):
+                bad += read.problems
+                continue
+            arr, dropped, mask = read
             alpha += dropped
+            if bad:  # an earlier file failed: only look for more unreadable ones
+                continue
             if x is None:
                 x = np.empty((len(pairs), *arr.shape), dtype=arr.dtype)
             elif arr.shape[1:] != x.shape[2:]:
@@ -271,6 +285,8 @@ def load_mask_folder(
             raw_masks.append(mask)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if bad:
+        raise unreadable(bad)
     assert x is not None  # stems is non-empty
     y, names, mask_notes = mask_indices(
         np.stack(raw_masks),
@@ -286,5 +302,6 @@ def load_mask_folder(
     if any(mask_files[s].suffix.lower() in (".jpg", ".jpeg") for s in stems):
         notes.append("some masks are JPEG, whose lossy compression changes values near edges")
     if skipped_images + skipped_masks:
-        notes.append(f"skipped {skipped_images + skipped_masks} files that are not images")
+        skipped = skipped_images + skipped_masks
+        notes.append(f"skipped {len(skipped)} files that are not images: {named(skipped, root)}")
     return ArrayData(x=x, y=y, classes=names, source=f"mask_folder {root}", notes=tuple(notes))

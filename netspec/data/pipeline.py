@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -14,13 +15,13 @@ from netspec.data.arraydata import ArrayData
 from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
-from netspec.data.folder import load_image_folder
+from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.shapes import make_shapes
 from netspec.data.split import split_arrays
-from netspec.data.stats import dataset_stats
+from netspec.data.stats import channel_names, dataset_stats, target_stats
 from netspec.data.table import load_csv
 from netspec.data.tiles import tile_starts
 from netspec.shapes import prod
@@ -65,13 +66,18 @@ class Prepared:
         return self.tile is not None and tuple(self.train.x.shape[2:]) != self.tile
 
 
-def resolve_path(path: str, spec_file: str | None) -> Path:
-    """Relative paths are tried from the current directory, then from the spec file's folder."""
+def resolve_path(path: str | Path, spec_file: str | None) -> Path:
+    """An absolute path: a relative one is relative to the spec file's folder, never the cwd.
+
+    One rule, as Docker Compose has: a spec reads the same files wherever it is run from.
+    Without a spec file (a spec given as text) relative paths start at the current directory.
+    Paths given with `--set` start at the current directory; `runs.absolute_paths` makes
+    them absolute before they get here.
+    """
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or spec_file is None:
-        return p
-    beside = Path(spec_file).resolve().parent / p
-    return beside if beside.exists() else p
+    if not p.is_absolute():
+        p = (Path(spec_file).resolve().parent if spec_file else Path.cwd()) / p
+    return Path(os.path.normpath(p))  # .. segments removed, symlinks kept (as the user wrote)
 
 
 def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> ArrayData:
@@ -117,6 +123,20 @@ def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> Array
     if isinstance(cfg, CsvData):
         return load_csv(path, target=cfg.target, features=cfg.features, task=cfg.task)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
+
+
+def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
+    """Refuse classification with fewer than 2 classes: it trains to a perfect, empty score."""
+    if data.classes is None or data.y.ndim == 3 or len(data.classes) >= 2:
+        return
+    hint = "a classifier needs samples of at least 2 classes"
+    if isinstance(cfg, FolderData):
+        better = folder_with_classes(resolve_path(cfg.path, spec_file))
+        hint = f"did you mean path: {better}?" if better else hint
+    found = f" ({data.classes[0]})" if data.classes else ""
+    raise data_error(
+        f"{data.source}: {len(data.classes)} class{found}; expected at least 2 classes", hint=hint
+    )
 
 
 def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
@@ -227,10 +247,17 @@ def prepare(
     input_shape: tuple[int, ...],
     output_shape: tuple[int, ...],
     spec_file: str | None,
+    *,
+    output_activation: str | None = None,
 ) -> Prepared:
-    """Load, limit, split and shape-check the data; compute normalization on the training split."""
+    """Load, limit, split and shape-check the data; compute normalization on the training split.
+
+    `output_activation` is the activation the network's output ends in (None: linear); only a
+    linear output can reach standardized regression targets, so others keep the data's units.
+    """
     cfg = spec.data
     data = _limit(load_source(cfg, spec_file), cfg.limit, spec.seed)
+    _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
     own_test = isinstance(cfg, (MnistData, Cifar10Data)) and cfg.split == "train" and cfg.test == 0
@@ -290,8 +317,20 @@ def prepare(
                 f"{raw_shape[0]} channels; give one per channel"
             )
     elif p.normalize == "dataset":
-        m, s = dataset_stats(train.x.astype(np.float64) * scale)
-        mean, std = tuple(float(v) for v in m), tuple(float(max(v, 1e-12)) for v in s)
+        x64 = train.x.astype(np.float64) * scale
+        m, s = dataset_stats(x64)
+        # A channel constant in the training split gets std 1 (as scikit-learn's StandardScaler
+        # does): std ~0 would blow up any other value it takes at test or predict time.
+        axes = (0, *range(2, x64.ndim))
+        constant = np.flatnonzero(x64.max(axis=axes) == x64.min(axis=axes))
+        s[constant] = 1.0
+        mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
+        if len(constant):
+            names = channel_names(train, constant)
+            notes.append(
+                f"{len(constant)} feature(s) constant in the training split ({names}): "
+                "normalized with std 1, as scikit-learn does"
+            )
     channel_order = None
     if train.x.ndim == 4:
         channel_order = {1: "L", 3: "RGB"}.get(raw_shape[0])
@@ -312,6 +351,14 @@ def prepare(
     )
     loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
+    if task == "regression" and cfg.scale_targets:
+        if output_activation is None:
+            pre = replace(pre, **target_stats(train.y))
+        else:
+            notes.append(
+                f"regression targets are not standardized: the output ends in "
+                f"{output_activation}, whose range the targets must fit"
+            )
     return Prepared(train, val, test, pre, task, train.classes, tuple(notes), tile, per_scene)
 
 

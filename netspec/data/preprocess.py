@@ -18,6 +18,11 @@ class Preprocessing:
     Raw input: channels-first arrays as the loader gives them (uint8 pixels or float features).
     Steps, in order: grayscale, resize, center_crop (geometry, done once on load), then
     x * scale, then (x - mean) / std per channel (or per sample), then reshape to `input_shape`.
+
+    Regression targets (`target_mean`, `target_std`, one per output, unless the spec turns it
+    off): the network learns (y - target_mean) / target_std, so a loss does not depend on the
+    targets' units; the exported ONNX graph ends in y * target_std + target_mean, so any app gets
+    the original units, and the trainer's metrics are computed in them too.
     """
 
     input_shape: tuple[int, ...]
@@ -33,6 +38,8 @@ class Preprocessing:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     per_sample: bool = False
+    target_mean: tuple[float, ...] | None = None
+    target_std: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

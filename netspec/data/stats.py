@@ -1,10 +1,11 @@
-"""Per-channel mean and standard deviation, for input normalisation."""
+"""Per-channel and per-target mean and standard deviation, for normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from netspec.data._common import data_error
+from netspec.data.arraydata import ArrayData
 
 _CHUNK = 4096  # samples per pass: bounds the float64 temporary on large uint8 sets
 
@@ -32,3 +33,21 @@ def dataset_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dev = x[start : start + _CHUNK].astype(np.float64) - mean.reshape(shape)
         sq += np.square(dev).sum(axis=axes)
     return mean, np.sqrt(sq / per_channel)
+
+
+def target_stats(y: np.ndarray) -> dict[str, tuple[float, ...]]:
+    """Mean and std of each regression target over the training split (std 1 when constant)."""
+    y = y.astype(np.float64).reshape(len(y), -1)  # (N, K)
+    std = y.std(axis=0)
+    std[y.max(axis=0) == y.min(axis=0)] = 1.0
+    return {
+        "target_mean": tuple(float(v) for v in y.mean(axis=0)),
+        "target_std": tuple(float(v) for v in std),
+    }
+
+
+def channel_names(data: ArrayData, index: np.ndarray) -> str:
+    """Names of the channels at `index`: a table's feature names, else `channel i`."""
+    names = data.feature_names or tuple(f"channel {i}" for i in range(data.x.shape[1]))
+    shown = ", ".join(names[i] for i in index[:5])
+    return shown + (f", ... ({len(index)} in all)" if len(index) > 5 else "")

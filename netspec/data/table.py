@@ -11,13 +11,18 @@ import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData
+from netspec.errors import DataError, Problem
 
-MISSING: frozenset[str] = frozenset({"", "NA", "NaN", "nan", "?"})
+# pandas' default missing-value markers, plus "?" (UCI data sets use it); compared exactly.
+MISSING: frozenset[str] = frozenset(
+    {"", "?", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "null", "NULL", "None", "<NA>"}
+    | {"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN"}
+)
 AUTO_MAX_CLASSES = 20  # an integer target with more distinct values is treated as regression
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and data rows; blank lines are skipped, ragged rows refused with their line."""
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line, data row)s; blank lines are skipped, ragged rows refused with their line."""
     numbered: list[tuple[int, list[str]]] = []
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
@@ -37,7 +42,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     if not numbered:
         raise data_error("CSV file is empty; expected a header row and data rows", path)
     header = [h.strip() for h in numbered[0][1]]
-    if all(_is_number(h) for h in header):
+    # A data row may have missing cells (5.1,3.5,,0.2): the rest being numbers makes it data.
+    present = [h for h in header if h not in MISSING]
+    if present and all(_is_number(h) for h in present):
         raise data_error(
             f"the first row ({plain(header[:5])}{', ...' if len(header) > 5 else ''}) looks like "
             "data; expected a header row naming the columns",
@@ -60,7 +67,14 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
                 path,
                 line=line_no,
             )
-    return header, [row for _, row in numbered[1:]]
+    return header, numbered[1:]
+
+
+def _typos(values: list[str]) -> list[int]:
+    """Rows of the non-numeric, non-missing values of a column that is mostly numbers."""
+    present = [k for k, v in enumerate(values) if v not in MISSING]
+    bad = [k for k in present if not _is_number(values[k])]
+    return bad if bad and len(bad) * 2 < len(present) else []
 
 
 def _is_number(text: str) -> bool:
@@ -93,9 +107,12 @@ def load_csv(
 ) -> ArrayData:
     """A CSV with a header row: x (N, F) float32 features, y from the `target` column.
 
-    Numeric feature columns are kept as float32; other feature columns are one-hot encoded
-    (categories sorted, named "column=value"). Rows with a missing value ("", NA, NaN, nan, ?)
-    in a used column are dropped and counted in `notes`. task="auto" picks classification
+    A column is numeric when more than half of its present values are numbers; its other
+    values must be missing markers (MISSING: empty, NA, N/A, n/a, NaN, null, ?, ...), and any
+    other text (a typo such as 3.O) is an error naming file:line. Numeric feature columns are
+    kept as float32; other feature columns are one-hot encoded (categories sorted, named
+    "column=value"). Rows with a missing value in a used column are dropped and counted in
+    `notes`. task="auto" picks classification
     when the target is non-numeric, or integer-valued with at most 20 distinct values.
     """
     path = Path(path)
@@ -115,7 +132,30 @@ def load_csv(
         raise data_error(f"no feature columns: the file only has the target {target!r}", path)
 
     used = [t_col, *f_cols]
-    cells = [[row[i].strip() for i in used] for row in rows]
+    cells = [[row[i].strip() for i in used] for _, row in rows]
+    lines = [line for line, _ in rows]
+    # A column is numeric when most of its present values are numbers: then a cell that is
+    # neither a number nor a missing marker is a typo (3.O), refused rather than one-hot encoded.
+    problems = []
+    for j, col in enumerate(used):
+        if j == 0 and task == "classification":
+            continue  # class labels are names, whatever they look like
+        bad = _typos([c[j] for c in cells])
+        for k in bad[:5]:
+            problems.append(
+                Problem(
+                    f"column {header[col]!r} holds numbers, but this row has {cells[k][j]!r}",
+                    str(path),
+                    lines[k],
+                    hint="fix the value, or leave the cell empty (or NA) to drop the row",
+                )
+            )
+        if len(bad) > 5:
+            problems.append(
+                Problem(f"... and {len(bad) - 5} more non-numeric values in {header[col]!r}")
+            )
+    if problems:
+        raise DataError(problems, stage="data")
     kept = [c for c in cells if not any(v in MISSING for v in c)]
     notes: list[str] = []
     if len(kept) < len(cells):
@@ -126,7 +166,7 @@ def load_csv(
     if not kept:
         raise data_error(
             f"no rows left after dropping {len(cells)} rows with missing values "
-            f"({', '.join(sorted(MISSING - {''}))} or empty)",
+            "(empty, NA, N/A, n/a, NaN, null, ? and other markers)",
             path,
         )
 
