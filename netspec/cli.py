@@ -167,7 +167,9 @@ def evaluate(
     try:
         from netspec.backends.training.evaluate import evaluate_run
 
-        result = evaluate_run(run_dir, data=data, device=device)
+        result = evaluate_run(
+            run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True)
+        )
     except NetspecError as err:
         raise fail(err) from None
     typer.echo(json.dumps(result, indent=2))
