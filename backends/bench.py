@@ -24,6 +24,7 @@ import numpy as np
 from netspec.errors import DataError, Problem
 
 from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_call
+from .training.device import check_device
 
 TORCH = "pytorch"
 ORT = "onnxruntime"
@@ -120,14 +121,18 @@ def _load(source: Path, seed: int) -> _Target:
         from netspec.runs import load_run
 
         run = load_run(source)
-        return _Target(run.graph.name, "run", run.graph, run.weights)
+        return _Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes)
     if source.suffix.lower() == ".onnx":
-        beside = source.parent
-        if (beside / "spec.yaml").is_file() and (beside / "model.safetensors").is_file():
-            from netspec.runs import load_run
+        from netspec.runs import CHECKPOINT_FILES, SPEC_FILE, WEIGHTS_FILE, load_run
 
+        beside = source.parent
+        if (beside / SPEC_FILE).is_file() and any(
+            (beside / f).is_file() for f in (WEIGHTS_FILE, *CHECKPOINT_FILES)
+        ):
             run = load_run(beside)
-            return _Target(run.graph.name, "onnx + run", run.graph, run.weights, onnx=source)
+            return _Target(
+                run.graph.name, "onnx + run", run.graph, run.weights, onnx=source, notes=run.notes
+            )
         return _Target(
             source.stem,
             "onnx",
@@ -193,8 +198,8 @@ def bench(
     afresh) or an .onnx file (PyTorch too when its run is beside it). `device`: auto (CUDA when
     both torch and onnxruntime can use it), cpu or cuda.
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise BenchError(f"--device {device}: expected auto, cpu or cuda")
+    # onnxruntime runs on the default CUDA device: cuda:N is not one bench can honour.
+    check_device(device, indexed=False)
     if repeats < 1:
         raise BenchError(f"--repeats {repeats}: expected a positive integer")
     batches = parse_batches(batches)

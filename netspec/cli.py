@@ -109,7 +109,7 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out (default: the latest run).")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         str | None,
         typer.Option(help="fp32, or bf16 (mixed precision, for CUDA); default: the spec's."),
@@ -165,13 +165,15 @@ def evaluate(
             help="Evaluate on this data (same kind as the run's) instead of its test split."
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
     try:
         from netspec.backends.training.evaluate import evaluate_run
 
-        result = evaluate_run(run_dir, data=data, device=device)
+        result = evaluate_run(
+            run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True)
+        )
     except NetspecError as err:
         raise fail(err) from None
     for note in result.get("notes", ()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,12 @@ from netspec.errors import DataError, Problem, SpecError
 from netspec.ir import Graph
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
+
+SPEC_FILE = "spec.yaml"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+# An interrupted run has no model.safetensors yet: its checkpoints stand in, in this order.
+CHECKPOINT_FILES = ("checkpoint/best.safetensors", "checkpoint/last.safetensors")
 
 PATH_KEYS = (("data", "path"), ("data", "test_path"), ("data", "y_path"), ("init", "from"))
 
@@ -53,6 +59,73 @@ def latest_run(root: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
+def is_run(directory: Path) -> bool:
+    """Whether `netspec train` made `directory`: it holds the spec, the weights or checkpoints."""
+    return any((directory / f).exists() for f in (SPEC_FILE, WEIGHTS_FILE, "checkpoint"))
+
+
+def check_out(out: Path, resume: bool) -> None:
+    """Refuse an --out that is a file, a folder of other things, or (without --resume) a run.
+
+    Checked before any data is read: an empty or new folder, or a run being resumed, is fine.
+    """
+    if out.exists() and not out.is_dir():
+        raise SpecError(
+            [
+                Problem(
+                    f"--out {out} is a file, not a folder",
+                    hint="choose a new or empty folder for the run",
+                )
+            ]
+        )
+    if is_run(out):
+        if not resume:
+            # Never train over an earlier run: its weights and metrics would be lost or mixed.
+            raise SpecError(
+                [
+                    Problem(
+                        f"--out {out} already holds a run",
+                        hint="continue it with --resume, or choose another --out",
+                    )
+                ]
+            )
+        return
+    if resume:
+        raise SpecError(
+            [
+                Problem(
+                    f"--resume: no checkpoint in {out}: it holds no run (no {SPEC_FILE})",
+                    hint="train without --resume, or point --out at an earlier run",
+                )
+            ]
+        )
+    # Files left by an atomic write that was killed are not the user's: they do not count.
+    others = sorted(p.name for p in out.iterdir() if not _is_temporary(p)) if out.is_dir() else []
+    if others:
+        raise SpecError(
+            [
+                Problem(
+                    f"--out {out} is a folder with other files ({_few(others)}), not a run: "
+                    "the run's files would be mixed with them",
+                    hint="choose a new or empty folder for the run",
+                )
+            ]
+        )
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def remove_stale_temporaries(run: Path) -> None:
+    """Delete the temporary files of atomic writes a kill -9 interrupted: never read, only wasted space."""
+    for folder in (run, run / "checkpoint"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if _is_temporary(path) and path.is_file():
+                    path.unlink(missing_ok=True)
+
+
 def prepare_run(
     spec: Path, sets: list[str], out: Path | None, resume: bool
 ) -> tuple[Graph, Path, str, str]:
@@ -86,25 +159,15 @@ def prepare_run(
             while out.exists():
                 out = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
                 n += 1
-    elif not resume and any((out / f).exists() for f in ("model.safetensors", "checkpoint")):
-        # Never train over an earlier run: its weights and metrics would be lost or mixed.
-        raise SpecError(
-            [
-                Problem(
-                    f"--out {out} already holds a run",
-                    hint="continue it with --resume, or choose another --out",
-                )
-            ]
-        )
+    else:
+        check_out(out, resume)
+    if resume:
+        remove_stale_temporaries(out)
     spec_text = yaml.safe_dump(source.data, sort_keys=False)
     return graph, out, spec_text, render(graph)
 
 
 # --- loading a run ------------------------------------------------------------------------------
-
-SPEC_FILE = "spec.yaml"
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
 
 
 def run_source(directory: Path, sets: Sequence[str] = ()) -> Source:
@@ -132,15 +195,17 @@ class Run:
     graph: Graph
     weights: dict[str, np.ndarray]  # keyed `<layer name>.<tensor>`, as Layer.weights names them
     meta: dict[str, Any] | None  # model.json: task, classes, head, preprocessing, ...
+    notes: list[str] = field(default_factory=list)  # e.g. the checkpoint used as the weights
 
 
-def find_run(source: Path) -> tuple[Path, Path]:
-    """(run directory, weights file) for a run directory or a weights file inside one."""
+def find_run(source: Path) -> tuple[Path, Path, list[str]]:
+    """(run directory, weights file, notes) for a run directory or a weights file inside one."""
     source = Path(source)
     if source.is_dir():
         if not (source / SPEC_FILE).is_file():
             raise DataError([Problem("not a run directory (no spec.yaml)", str(source))])
-        return source, source / WEIGHTS_FILE
+        weights_path, notes = run_weights(source)
+        return source, weights_path, notes
     if source.is_file():
         directory = next(
             (d for d in (source.parent, source.parent.parent) if (d / SPEC_FILE).is_file()), None
@@ -155,13 +220,60 @@ def find_run(source: Path) -> tuple[Path, Path]:
                     )
                 ]
             )
-        return directory, source
+        return directory, source, []
     raise DataError([Problem("no such run directory or weights file", str(source))])
+
+
+def run_weights(directory: Path) -> tuple[Path, list[str]]:
+    """The weights of a run: model.safetensors, or, for a run interrupted before it was written,
+    its best checkpoint, else its last one, with a note naming the file and its epoch.
+
+    The one rule for every command that reads a run (export, evaluate, bench).
+    """
+    directory = Path(directory)
+    if (directory / WEIGHTS_FILE).is_file():
+        return directory / WEIGHTS_FILE, []
+    for name in CHECKPOINT_FILES:
+        path = directory / name
+        if path.is_file():
+            epoch = checkpoint_epoch(path)
+            after = f" (saved after epoch {epoch})" if epoch is not None else ""
+            return path, [
+                f"{directory} has no {WEIGHTS_FILE} (its training did not finish): "
+                f"using {name}{after}"
+            ]
+    raise DataError(
+        [
+            Problem(
+                f"the run holds no weights yet: its training stopped before the first epoch "
+                f"ended (no {WEIGHTS_FILE}, no checkpoint)",
+                str(directory),
+                hint=f"resume it with: netspec train {directory / SPEC_FILE} --out {directory} "
+                "--resume",
+            )
+        ]
+    )
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint file was saved after, from its header (None if it does not say)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+        if "epoch" in header:  # best.safetensors
+            return int(header["epoch"])
+        if "netspec_state" in header:  # last.safetensors: the whole training state
+            return int(json.loads(header["netspec_state"])["run"]["epoch"])
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+        pass  # an unreadable file is reported by whoever reads its tensors
+    return None
 
 
 def load_run(source: Path) -> Run:
     """Compile a run's spec.yaml and read its weights (model.safetensors or a checkpoint file)."""
-    directory, weights_path = find_run(source)
+    directory, weights_path, notes = find_run(source)
     weights, header = read_weights(weights_path)
     graph = compile_source(run_source(directory))
     meta = None
@@ -176,7 +288,7 @@ def load_run(source: Path) -> Run:
             [Problem(f"cannot read the model metadata: {exc}", str(meta_path))]
         ) from None
     check_weights(graph, weights, strict=True)
-    return Run(directory, weights_path, graph, weights, meta)
+    return Run(directory, weights_path, graph, weights, meta, notes)
 
 
 def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -786,7 +786,6 @@ def test_training_into_an_existing_run_needs_resume(tmp_path: Path, marker: str)
     spec.write_text(textwrap.dedent(TINY))
     out = tmp_path / "run"
     out.mkdir()
-    (out / "notes.txt").write_text("not a run")  # other files are no reason to refuse
     assert prepare_run(spec, [], out, False)[1] == out
     if marker == "checkpoint":
         (out / marker).mkdir()

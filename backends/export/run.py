@@ -115,7 +115,7 @@ def export_run(
     model, stats = build_onnx(
         run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16
     )
-    notes: list[str] = []
+    notes: list[str] = list(run.notes)
     diffs: dict[str, float] = {}
     tolerance = None
     if check:

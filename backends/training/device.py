@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import sys
-
-import torch
+from typing import TYPE_CHECKING
 
 from netspec.errors import NetspecError, Problem
 from netspec.ir import Graph
@@ -15,13 +15,51 @@ from netspec.memory import total as memory_total
 from netspec.summary import human_bytes
 from netspec.train_spec import TrainSpec
 
+if TYPE_CHECKING:  # torch only where a torch device is made: bench checks names without it
+    import torch
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:(\d+))?")
+
+
+def check_device(device: str, *, indexed: bool = True) -> int | None:
+    """Refuse a --device that is not auto, cpu, cuda or cuda:N (`indexed` False: not cuda:N).
+
+    The one spelling rule of every command with a --device; returns N (None without one).
+    Needs no torch: `netspec bench` checks an .onnx file's device with onnxruntime alone.
+    """
+    match = _DEVICE.fullmatch(device)
+    if match is None or (match[2] is not None and not indexed):
+        accepted = DEVICES if indexed else "auto, cpu or cuda"
+        raise NetspecError(
+            [Problem(f"--device {device}: expected {accepted}", hint="e.g. --device cpu")]
+        )
+    return None if match[2] is None else int(match[2])
+
 
 def pick_device(device: str) -> torch.device:
+    """The torch device a --device names: checked (`check_device`), and CUDA against this machine."""
+    import torch
+
+    index = check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise NetspecError(
-            [Problem("--device cuda: no CUDA device is available", hint="use --device cpu")]
+            [Problem(f"--device {device}: no CUDA device is available", hint="use --device cpu")]
+        )
+    count = torch.cuda.device_count() if index is not None else 0
+    if index is not None and index >= count:
+        raise NetspecError(
+            [
+                Problem(
+                    f"--device {device}: this machine has {count} CUDA device"
+                    + ("s" if count != 1 else "")
+                    + f" (cuda:0 to cuda:{count - 1})",
+                    hint=f"use --device cuda:N with N below {count}, or --device cuda",
+                )
+            ]
         )
     return torch.device(device)
 

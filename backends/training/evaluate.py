@@ -12,19 +12,26 @@ from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError, NetspecError, Problem
-from netspec.runs import META_FILE, WEIGHTS_FILE, run_source
+from netspec.runs import META_FILE, read_weights, run_source, run_weights
 
 from ..weights import load_weights
-from . import checkpoint
+from .device import pick_device
 from .loop import Trainer
 
 
 def evaluate_run(
-    run_dir: Path, *, data: Path | None = None, device: str = "auto"
+    run_dir: Path, *, data: Path | None = None, device: str = "auto", log=None
 ) -> dict[str, Any]:
-    """Metrics of a run's final weights on its test split, or on all of `data`."""
+    """Metrics of a run's final weights on its test split, or on all of `data`.
+
+    An interrupted run is scored with its checkpoint (`runs.run_weights`); `log` gets the note.
+    """
     run_dir = Path(run_dir)
+    pick_device(device)  # a wrong --device is reported before any data is read
     source = run_source(run_dir)
+    weights_path, notes = run_weights(run_dir)
+    for note in notes:
+        (log or (lambda s: None))(f"note: {note}")
     train = source.data.get("train") if isinstance(source.data, dict) else None
     data_cfg = train.get("data") if isinstance(train, dict) else None
     kind = data_cfg.get("source") if isinstance(data_cfg, dict) else None
@@ -52,8 +59,7 @@ def evaluate_run(
     graph = compile_source(source)
     t = Trainer(graph, graph.train, run_dir, device=device, log=lambda s: None, progress=False)
     t.setup()
-    tensors, _ = checkpoint.load(run_dir / WEIGHTS_FILE)
-    load_weights(t.module, tensors)
+    load_weights(t.module, read_weights(weights_path)[0])  # a checkpoint gives its model part
     meta = json.loads((run_dir / META_FILE).read_text())
     # The training split's statistics, exactly as recorded, not recomputed on new data.
     pre = Preprocessing.from_dict(meta["preprocessing"])

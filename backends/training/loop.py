@@ -144,7 +144,10 @@ class Trainer:
         self.reg = self._regularizers()
         self.state = RunState()
         self.hash = spec_hash(graph)
-        if self.resume:
+        if self.resume and self._nothing_saved():
+            # Stopped before its first checkpoint: starting over is resuming it (same seeds).
+            self.log(f"note: {self.run_dir} saved no epoch: training starts at epoch 1")
+        elif self.resume:
             self.state = restore_state(self._last, self._resumable(), self.hash)
             self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
         self.saved_epoch = self.state.epoch  # the epoch in checkpoint/last.safetensors
@@ -339,9 +342,7 @@ class Trainer:
                             if saved
                             else "no epoch was completed"
                         ),
-                        hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume"
-                        if saved
-                        else "start the run again",
+                        hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume",
                     )
                 ]
             ) from None
@@ -396,6 +397,9 @@ class Trainer:
     @property
     def _last(self) -> Path:
         return self.run_dir / "checkpoint" / "last.safetensors"
+
+    def _nothing_saved(self) -> bool:
+        return not self._last.is_file() and not (self.run_dir / "model.safetensors").is_file()
 
     def _resumable(self) -> Resumable:
         return Resumable(

@@ -1,0 +1,224 @@
+"""kill -9 (no handler runs, unlike Ctrl-C) at seeded points of `python -m netspec train`, during
+checkpoint writes included, then --resume: the run completes bit-identical to an uninterrupted
+one, nothing beyond the last finished checkpoint is lost, and no temporary file is ever read."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from netspec.runs import prepare_run, read_weights
+
+# Wide enough that a checkpoint (weights and Adam's two moments, ~3.6 MB) takes a while to write.
+SPEC = """\
+name: killed
+input: [1, 8, 8]
+layers:
+  - flatten
+  - dense: {units: 512, activation: relu}
+  - dropout: {rate: 0.25}
+  - dense: {units: 512, activation: relu}
+  - dense: {units: 10, activation: softmax}
+train:
+  data: {source: builtin, limit: 300, val: 0.2}
+  preprocess: {rescale: 0.0625}
+  batch_size: 32
+  epochs: 4
+  seed: 3
+"""
+
+GARBAGE = ".last.safetensors.garbage.tmp"  # planted before each resume: must never be read
+TIMEOUT = 180  # seconds for any one process; a hang fails the test instead of the suite
+# One thread everywhere: the same arithmetic in every process, and fair to the shared cores.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+
+def train(spec: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out), *extra]
+
+
+def run_to_end(spec: Path, out: Path, *extra: str) -> str:
+    done = subprocess.run(
+        [*train(spec, out, *extra), "--no-progress"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def temporaries(run: Path) -> list[Path]:
+    return [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+
+
+def kill_when(spec: Path, out: Path, point, *extra: str) -> bool:
+    """Start training, SIGKILL it once `point(out)(out)` is true; False if it finished first."""
+    proc = subprocess.Popen(
+        [*train(spec, out, *extra), "--no-progress"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ready = point(out)
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while proc.poll() is None:
+            if ready(out):
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=TIMEOUT)
+                return True
+            assert time.monotonic() < deadline, "training did not reach the kill point in time"
+            time.sleep(0.0005)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=TIMEOUT)
+
+
+def writing(name: str):
+    """While an atomic write of `name` is under way: a temporary file of it that is new."""
+    folder, stem = Path(name).parent, f".{Path(name).name}."
+
+    def temporaries_of(run: Path) -> set[str]:
+        try:
+            return {
+                p for p in os.listdir(run / folder) if p.startswith(stem) and p.endswith(".tmp")
+            }
+        except FileNotFoundError:
+            return set()
+
+    def point(run: Path):
+        stale = temporaries_of(run)  # left by an earlier kill (or planted): not a write
+        return lambda run: bool(temporaries_of(run) - stale)
+
+    return point
+
+
+def after(seconds: float):
+    """Once `seconds` have passed since the process started."""
+
+    def point(run: Path):
+        start = time.monotonic()
+        return lambda run: time.monotonic() - start >= seconds
+
+    return point
+
+
+def finishing(epochs: int):
+    """After the last epoch's checkpoint: while the final model is written (or soon after)."""
+    model = writing("model.safetensors")
+
+    def point(run: Path):
+        writes = model(run)
+
+        def ready(run: Path) -> bool:
+            last = run / "checkpoint" / "last.safetensors"
+            return writes(run) or (last.is_file() and checkpoint_epoch(last) == epochs)
+
+        return ready
+
+    return point
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch checkpoint/last.safetensors was saved after (None: there is none yet)."""
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="numpy") as f:
+        return json.loads((f.metadata() or {})["netspec_state"])["run"]["epoch"]
+
+
+def check_no_file_is_truncated(run: Path) -> None:
+    for path in run.rglob("*.safetensors"):
+        read_weights(path)  # raises on a truncated or corrupt file
+
+
+def weights_equal(a: Path, b: Path) -> None:
+    got, _ = read_weights(a)
+    want, _ = read_weights(b)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert np.array_equal(got[key], want[key]), key
+
+
+def losses(run: Path) -> list[tuple[float, float]]:
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    return [(row["loss"], row["val_loss"]) for row in history]
+
+
+def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> None:
+    # What a killed atomic write leaves: a half-written file under a temporary name.
+    spec = tmp_path / "killed.yaml"
+    spec.write_text(textwrap.dedent(SPEC))
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "spec.yaml").write_text(textwrap.dedent(SPEC))
+    stale = [run / "checkpoint" / ".last.safetensors.x1y2.tmp", run / ".model.safetensors.z.tmp"]
+    for path in stale:
+        path.write_bytes(b"\0" * 100)
+    (run / "notes.tmp").write_text("the user's")  # not a temporary of ours: kept
+    prepare_run(spec, [], run, True)
+    assert temporaries(run) == [run / "notes.tmp"]
+
+
+@pytest.mark.slow  # about ten `python -m netspec train` processes (~1 min on 2 busy cores)
+def test_kill_9_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    spec = tmp_path / "killed.yaml"
+    spec.write_text(textwrap.dedent(SPEC))
+    reference = tmp_path / "reference"
+    run_to_end(spec, reference)
+
+    run = tmp_path / "run"
+    rng = random.Random(16)
+    points = [
+        ("the first checkpoint write", writing("checkpoint/best.safetensors")),
+        ("a checkpoint write", writing("checkpoint/last.safetensors")),
+        ("a seeded moment", after(rng.uniform(1.0, 6.0))),
+        ("a later checkpoint write", writing("checkpoint/last.safetensors")),
+        ("the final model's write", finishing(4)),
+    ]
+    resume: tuple[str, ...] = ()
+    killed, mid_write = [], []
+    for what, point in points:
+        saved = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
+        if kill_when(spec, run, point, *resume):
+            killed.append(what)
+        elif what != "a seeded moment":
+            pytest.fail(f"training ended before {what}")
+        if any(p.name != GARBAGE for p in temporaries(run)):
+            mid_write.append(what)  # killed between a temporary's creation and its rename
+        if run.exists():
+            check_no_file_is_truncated(run)
+            now = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
+            # Never behind the checkpoint the killed process started from.
+            assert (now or 0) >= (saved or 0), what
+            # A garbage temporary: reading it, rather than the last checkpoint, would fail.
+            (run / "checkpoint").mkdir(exist_ok=True)
+            (run / "checkpoint" / GARBAGE).write_bytes(b"\0" * 64)
+            resume = ("--resume",)
+    assert len(killed) >= 4, killed
+    assert mid_write, "no kill landed during a write"
+
+    saved = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
+    log = run_to_end(spec, run, "--resume")
+    assert f"resumed {run} after epoch {saved}" in log  # nothing before the last checkpoint lost
+    assert temporaries(run) == []
+    weights_equal(run / "model.safetensors", reference / "model.safetensors")
+    weights_equal(
+        run / "checkpoint" / "last.safetensors", reference / "checkpoint" / "last.safetensors"
+    )
+    assert losses(run) == losses(reference)
