@@ -41,11 +41,18 @@ def summary(
     ] = False,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
-    from netspec.compiler import compile_file
+    from netspec import search
+    from netspec.compiler import compile_source
+    from netspec.source import read
     from netspec.summary import render, to_dict
 
     try:
-        graph = compile_file(spec)
+        source = read(spec)
+        if entries := search.find_search(source):  # a search spec: its ranges and sizes
+            info = search.summary(source, entries, search.check_ends(source, entries))
+            typer.echo(json.dumps(info, indent=2) if as_json else search.render(info, entries))
+            return
+        graph = compile_source(source)
     except NetspecError as err:
         raise fail(err) from None
     if as_json:
@@ -59,13 +66,24 @@ def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
 ) -> None:
     """Check one or more specs; report each file; exit 2 if any is invalid."""
-    from netspec.compiler import compile_file
+    from netspec import search
+    from netspec.compiler import compile_source
+    from netspec.source import read
     from netspec.summary import rows, totals
 
     bad = 0
     for path in specs:
         try:
-            graph = compile_file(path)
+            source = read(path)
+            if entries := search.find_search(source):
+                sizes = search.summary(source, entries, search.check_ends(source, entries))
+                p = sizes["total_params"]
+                typer.echo(
+                    f"ok: {path}: search space of {len(entries)} values, valid at the low end, "
+                    f"the middle and the high end ({p['low']:,} .. {p['high']:,} params)"
+                )
+                continue
+            graph = compile_source(source)
         except NetspecError as err:
             bad += 1
             typer.echo(report(err), err=True)
