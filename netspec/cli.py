@@ -353,6 +353,61 @@ def bench(
     typer.echo(json.dumps(to_dict(result), indent=2) if as_json else render(result), nl=as_json)
 
 
+@app.command()
+def tune(
+    spec: SpecArg,
+    trials: Annotated[int, typer.Option(help="Trials in the study (finished ones count).")] = 20,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (default: sqlite:///<study folder>/study.db; a PostgreSQL "
+            "URL lets several machines share one study)."
+        ),
+    ] = None,
+    study: Annotated[str, typer.Option(help="Study name.")] = "main",
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Study folder (default: runs/<spec name>/tune-<study>)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
+    where = storage or "the study folder's study.db"
+    try:
+        from netspec.backends.tune.study import plan_study, run_workers
+
+        plan, _ = plan_study(
+            spec, trials, storage=storage, study=study, pruner=pruner, device=device, out=out
+        )
+        where = plan.storage
+        typer.echo(f"study '{plan.study}' in {where}; trials in {plan.folder}", err=True)
+        run_workers(plan, workers)
+        from netspec.backends.tune.report import finish, render
+
+        result = finish(plan)
+    except ModuleNotFoundError as err:
+        if err.name != "optuna":
+            raise
+        raise fail(NetspecError("netspec tune needs Optuna: pip install 'netspec[tune]'")) from None
+    except NetspecError as err:
+        raise fail(err) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted; the study is kept in {where}: run the same command to resume",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(render(result["trials"], plan, result["best"]), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
