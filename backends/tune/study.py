@@ -14,7 +14,7 @@ import yaml
 from netspec.compiler import compile_source
 from netspec.errors import NetspecError, Problem, SpecError
 from netspec.runs import absolute_paths
-from netspec.search import SearchEntry, check_ends, find_search, substitute
+from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, read
 from netspec.summary import render
 
@@ -73,7 +73,20 @@ def plan_study(
                 )
             ]
         )
-    graph = next(iter(check_ends(source, entries).values()))
+    try:
+        graph = next(iter(check_ends(source, entries).values()))
+    except SpecError as err:
+        # Some ends may not fit (those trials fail and the study goes on); none fitting is the
+        # spec's problem, and the shared train section must be sound.
+        graph = None
+        for end in ("middle", "low", "high"):
+            try:
+                graph = compile_source(at_end(source, entries, end))
+                break
+            except SpecError:
+                continue
+        if graph is None:
+            raise err from None
     if graph.train is None:
         raise SpecError([Problem("the spec has no `train:` section", str(spec))])
     folder = out or Path("runs") / graph.name / f"tune-{study}"
@@ -119,7 +132,8 @@ def open_study(plan: Plan, worker: int = 0):
     """The study (created on first use); each worker's TPE sampler gets its own seed."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are reported in the table with their reason, not as Optuna's tracebacks.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna.create_study(
         storage=_storage(plan.storage),
         study_name=plan.study,
