@@ -377,35 +377,17 @@ def tune(
     ] = False,
 ) -> None:
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
-    where = storage or "the study folder's study.db"
     try:
-        from netspec.backends.tune.study import plan_study, run_workers
+        from netspec.backends.tune.report import tune_study
 
-        plan, _ = plan_study(
-            spec, trials, storage=storage, study=study, pruner=pruner, device=device, out=out
-        )
-        where = plan.storage
-        typer.echo(f"study '{plan.study}' in {where}; trials in {plan.folder}", err=True)
-        run_workers(plan, workers)
-        from netspec.backends.tune.report import finish, render
-
-        result = finish(plan)
+        result, text = tune_study(spec, trials, storage, study, workers, pruner, device, out)
     except ModuleNotFoundError as err:
         if err.name != "optuna":
             raise
         raise fail(NetspecError("netspec tune needs Optuna: pip install 'netspec[tune]'")) from None
     except NetspecError as err:
         raise fail(err) from None
-    except KeyboardInterrupt:
-        typer.echo(
-            f"interrupted; the study is kept in {where}: run the same command to resume",
-            err=True,
-        )
-        raise typer.Exit(code=130) from None
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        typer.echo(render(result["trials"], plan, result["best"]), nl=False)
+    typer.echo(json.dumps(result, indent=2) if as_json else text, nl=as_json)
 
 
 def main() -> None:

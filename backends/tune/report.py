@@ -162,3 +162,34 @@ def finish(plan: Plan) -> dict[str, Any]:
     }
     write_text(plan.folder / "trials.json", json.dumps(result, indent=2))
     return result
+
+
+def tune_study(
+    spec: Path,
+    trials: int,
+    storage: str | None,
+    study: str,
+    workers: int,
+    pruner: str,
+    device: str,
+    out: Path | None,
+) -> tuple[dict[str, Any], str]:
+    """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
+    import sys
+
+    from .study import plan_study, run_workers
+
+    plan, _ = plan_study(
+        spec, trials, storage=storage, study=study, pruner=pruner, device=device, out=out
+    )
+    print(f"study '{plan.study}' in {plan.storage}; trials in {plan.folder}", file=sys.stderr)
+    try:
+        run_workers(plan, workers)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: run the same command to resume the study in {plan.storage}",
+            file=sys.stderr,
+        )
+        raise
+    result = finish(plan)
+    return result, render(result["trials"], plan, result["best"])
