@@ -41,11 +41,18 @@ def summary(
     ] = False,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
-    from netspec.compiler import compile_file
+    from netspec import search
+    from netspec.compiler import compile_source
+    from netspec.source import read
     from netspec.summary import render, to_dict
 
     try:
-        graph = compile_file(spec)
+        source = read(spec)
+        if entries := search.find_search(source):  # a search spec: its ranges and sizes
+            info = search.summary(source, entries, search.check_ends(source, entries))
+            typer.echo(json.dumps(info, indent=2) if as_json else search.render(info, entries))
+            return
+        graph = compile_source(source)
     except NetspecError as err:
         raise fail(err) from None
     if as_json:
@@ -59,13 +66,24 @@ def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
 ) -> None:
     """Check one or more specs; report each file; exit 2 if any is invalid."""
-    from netspec.compiler import compile_file
+    from netspec import search
+    from netspec.compiler import compile_source
+    from netspec.source import read
     from netspec.summary import rows, totals
 
     bad = 0
     for path in specs:
         try:
-            graph = compile_file(path)
+            source = read(path)
+            if entries := search.find_search(source):
+                sizes = search.summary(source, entries, search.check_ends(source, entries))
+                p = sizes["total_params"]
+                typer.echo(
+                    f"ok: {path}: search space of {len(entries)} values, valid at the low end, "
+                    f"the middle and the high end ({p['low']:,} .. {p['high']:,} params)"
+                )
+                continue
+            graph = compile_source(source)
         except NetspecError as err:
             bad += 1
             typer.echo(report(err), err=True)
@@ -341,6 +359,43 @@ def bench(
     except NetspecError as err:
         raise fail(err) from None
     typer.echo(json.dumps(to_dict(result), indent=2) if as_json else render(result), nl=as_json)
+
+
+@app.command()
+def tune(
+    spec: SpecArg,
+    trials: Annotated[int, typer.Option(help="Trials in the study (finished ones count).")] = 20,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (default: sqlite:///<study folder>/study.db; a PostgreSQL "
+            "URL lets several machines share one study)."
+        ),
+    ] = None,
+    study: Annotated[str, typer.Option(help="Study name.")] = "main",
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Study folder (default: runs/<spec name>/tune-<study>)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
+    try:
+        from netspec.backends.tune.report import tune_study
+
+        result, text = tune_study(spec, trials, storage, study, workers, pruner, device, out)
+    except ModuleNotFoundError as err:
+        if err.name != "optuna":
+            raise
+        raise fail(NetspecError("netspec tune needs Optuna: pip install 'netspec[tune]'")) from None
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(json.dumps(result, indent=2) if as_json else text, nl=as_json)
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO, invoke
+from helpers import REPO, invoke, plain_specs
 
-SPEC_FILES = sorted((REPO / "specs").glob("*.yaml"))
+SPEC_FILES = plain_specs()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
+def plain_specs() -> list[Path]:
+    """specs/*.yaml without the search specs (tests/test_tune.py tests those: they are spaces
+    of networks, not one network to compile, lower or export)."""
+    from netspec.search import find_search
+    from netspec.source import read
+
+    return [p for p in sorted((REPO / "specs").glob("*.yaml")) if not find_search(read(p))]
+
+
 def invoke(*args: str | Path):
     """`netspec ARGS...` through Typer's CliRunner; whatever happens, never a traceback."""
     result = runner.invoke(app, [str(a) for a in args])

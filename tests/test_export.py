@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from helpers import fails, invoke  # noqa: E402
+from helpers import fails, invoke, plain_specs  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
@@ -38,7 +38,7 @@ from netspec.errors import DataError  # noqa: E402
 from netspec.ir import Graph  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = sorted((REPO / "specs").glob("*.yaml"))
+SPECS = plain_specs()
 # As in tests/test_lowering.py: the smallest U-Net tile at which every skip crop works out.
 SMALL_INPUTS = {"unet.yaml": [1, 188, 188]}
 

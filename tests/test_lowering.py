@@ -12,6 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from helpers import plain_specs  # noqa: E402
+
 import netspec  # noqa: E402
 from netspec.backends.lowering import (  # noqa: E402
     LOWERINGS,
@@ -21,7 +23,7 @@ from netspec.backends.lowering import (  # noqa: E402
 )
 from netspec.ir import Graph  # noqa: E402
 
-SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
+SPECS = plain_specs()
 # The valid-convolution U-Net at its 572x572 tile is ~150 GMACs a sample; 188x188 is the
 # smallest tile at which every skip crop works out, at a tenth of the cost.
 SMALL_INPUTS = {"unet.yaml": [1, 188, 188]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import plain_specs
 from typer.testing import CliRunner
 
 from netspec import SpecError, compile_text
@@ -16,7 +17,7 @@ from netspec.compiler import compile_source
 from netspec.source import apply_overrides, parse, read
 from netspec.train_checks import check_train, loss_problems, metric_problem
 
-SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
+SPECS = plain_specs()  # search specs: tests/test_tune.py checks each end
 
 MLP = """\
 name: mlp

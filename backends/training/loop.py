@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Trainer:
         log=None,
         progress: bool | None = None,
         force: bool = False,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
         self.graph = graph
         self.spec = spec
@@ -84,6 +86,9 @@ class Trainer:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.force = force  # train even when the memory estimate says it will not fit
+        # Called with each epoch's row once it is saved; what it raises (a tuner's prune
+        # signal) ends fit() and propagates, the epoch's checkpoint already written.
+        self.on_epoch = on_epoch
 
     # setup
     def setup(self) -> None:
@@ -330,6 +335,8 @@ class Trainer:
                 self._after_epoch(row)
                 self._save_epoch()
                 self.log(epoch_line(row, spec.epochs))
+                if self.on_epoch is not None:
+                    self.on_epoch(row)
         except KeyboardInterrupt:
             # Not state.epoch: it counts an epoch whose checkpoint may not have been written.
             saved = self.saved_epoch

@@ -1,0 +1,1 @@
+"""Hyperparameter and architecture search on Optuna over a spec's `{search: ...}` values."""

@@ -1,0 +1,195 @@
+"""What a study leaves: the trials as rows, the best trial's plain spec, the table, the plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from netspec.fileio import write_text
+
+from .study import Plan
+
+
+def trial_rows(study) -> list[dict[str, Any]]:
+    """One record per trial: number, state, value, params, seconds, run directory, reason."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        out.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "params": dict(t.params),
+                "seconds": seconds,
+                "run": t.user_attrs.get("run"),
+                "reason": t.user_attrs.get("reason") or t.system_attrs.get("fail_reason"),
+            }
+        )
+    return out
+
+
+def best_row(rows: list[dict[str, Any]], direction: str) -> dict[str, Any] | None:
+    complete = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    if not complete:
+        return None
+    pick = min if direction == "minimize" else max
+    return pick(complete, key=lambda r: r["value"])
+
+
+def write_best(plan: Plan, best: dict[str, Any]) -> Path:
+    """best.yaml: the best trial's resolved spec, a plain spec that `netspec train` reproduces."""
+    spec_text = (Path(best["run"]) / "spec.yaml").read_text(encoding="utf-8")
+    head = (
+        f"# The best trial ({best['number']}) of study '{plan.study}' over {plan.spec}: "
+        f"{plan.monitor} {best['value']:.4f}. Reproduce it with `netspec train` on this file.\n"
+    )
+    path = plan.folder / "best.yaml"
+    write_text(path, head + spec_text)
+    return path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def render(rows: list[dict[str, Any]], plan: Plan, best: dict[str, Any] | None) -> str:
+    """The trials as a text table, then the best one."""
+    header = ["trial", "state", plan.monitor, "time_s", "params", "reason"]
+    body = [
+        [
+            str(r["number"]),
+            r["state"],
+            _fmt(r["value"]),
+            _fmt(r["seconds"]),
+            " ".join(f"{k}={_fmt(v)}" for k, v in r["params"].items()),
+            r["reason"] or "",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *body]
+    ]
+    if best is not None:
+        lines.append(
+            f"best: trial {best['number']}, {plan.monitor} {best['value']:.4f} "
+            f"-> {plan.folder / 'best.yaml'}"
+        )
+    else:
+        lines.append("best: none (no trial completed)")
+    return "\n".join(lines) + "\n"
+
+
+def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
+    """history.png (each completed trial's value, and the best so far) and importance.png
+    (fANOVA parameter importances, once at least two trials completed); matplotlib, not plotly."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from netspec.backends.training.plots import _save_png
+
+    written = []
+    done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    if not done:
+        return written
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs = [r["number"] for r in done]
+    ys = [r["value"] for r in done]
+    pick = min if plan.direction == "minimize" else max
+    ax.plot(xs, ys, "o", label="trial")
+    ax.step(xs, [pick(ys[: i + 1]) for i in range(len(ys))], where="post", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(plan.monitor)
+    ax.set_title(f"study {plan.study}: optimization history")
+    ax.legend()
+    fig.tight_layout()
+    _save_png(fig, plan.folder / "history.png")
+    written.append(plan.folder / "history.png")
+    if len(done) < 2:
+        return written
+    import optuna
+
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):  # e.g. every completed trial drew the same values
+        return written
+    if not importances or not all(math.isfinite(v) for v in importances.values()):
+        return written
+    fig = Figure(figsize=(7, 1 + 0.5 * len(importances)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel(f"importance for {plan.monitor} (fANOVA)")
+    ax.set_title(f"study {plan.study}: parameter importance")
+    fig.tight_layout()
+    _save_png(fig, plan.folder / "importance.png")
+    written.append(plan.folder / "importance.png")
+    return written
+
+
+def finish(plan: Plan) -> dict[str, Any]:
+    """Load the study, write best.yaml, trials.json and the plots; the study as one dict."""
+    import json
+
+    from .study import open_study
+
+    study = open_study(plan)
+    rows = trial_rows(study)
+    best = best_row(rows, plan.direction)
+    best_spec = write_best(plan, best) if best is not None else None
+    plots = plot(study, rows, plan)
+    result = {
+        "study": plan.study,
+        "storage": plan.storage,
+        "folder": str(plan.folder),
+        "monitor": plan.monitor,
+        "direction": plan.direction,
+        "best": best,
+        "best_spec": str(best_spec) if best_spec else None,
+        "plots": [str(p) for p in plots],
+        "trials": rows,
+    }
+    write_text(plan.folder / "trials.json", json.dumps(result, indent=2))
+    return result
+
+
+def tune_study(
+    spec: Path,
+    trials: int,
+    storage: str | None,
+    study: str,
+    workers: int,
+    pruner: str,
+    device: str,
+    out: Path | None,
+) -> tuple[dict[str, Any], str]:
+    """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
+    import sys
+
+    from .study import plan_study, run_workers
+
+    plan, _ = plan_study(
+        spec, trials, storage=storage, study=study, pruner=pruner, device=device, out=out
+    )
+    print(f"study '{plan.study}' in {plan.storage}; trials in {plan.folder}", file=sys.stderr)
+    try:
+        run_workers(plan, workers)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: run the same command to resume the study in {plan.storage}",
+            file=sys.stderr,
+        )
+        raise
+    result = finish(plan)
+    return result, render(result["trials"], plan, result["best"])

@@ -1,0 +1,245 @@
+"""Search specs and `netspec tune`: entries found and checked, validate and summary, the Trainer's
+epoch hook, and real Optuna studies (failed trials recorded, best.yaml reproducible, 2 workers)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from helpers import REPO, fails, invoke
+
+from netspec.compiler import compile_source
+from netspec.errors import SpecError
+from netspec.search import at_end, find_search, substitute
+from netspec.source import parse, read
+from netspec.summary import rows, totals
+
+SEARCH_SPEC = REPO / "specs" / "unet_isbi_search.yaml"
+GOLDEN = Path(__file__).parent / "golden"
+
+# Digits (bundled with scikit-learn): a trial trains in well under a second.
+TINY = """\
+name: tiny_search
+input: [1, 8, 8]
+layers:
+  - conv2d: {filters: {search: int, low: 4, high: 12, step: 4}, kernel: KERNEL, activation: relu}
+  - flatten
+  - dense: {units: 10, activation: softmax}
+train:
+  data: {source: builtin, name: digits, val: 0.2}
+  preprocess: {rescale: 0.0625}
+  batch_size: 128
+  epochs: 2
+  optimizer: {name: adam, lr: {search: float, low: 0.001, high: 0.01, log: true}}
+  metrics: [accuracy]
+"""
+
+
+def tiny(tmp_path: Path, kernel: str = "3") -> Path:
+    path = tmp_path / "tiny_search.yaml"
+    path.write_text(TINY.replace("KERNEL", kernel), encoding="utf-8")
+    return path
+
+
+# --- the core: finding, checking and substituting search entries --------------------------------
+
+
+def test_find_search_gives_paths_ranges_and_locations():
+    source = parse(TINY.replace("KERNEL", "3"), "t.yaml")
+    entries = find_search(source)
+    assert [(e.name, e.kind) for e in entries] == [
+        ("layers[0].conv2d.filters", "int"),
+        ("train.optimizer.lr", "float"),
+    ]
+    filters, lr = entries
+    assert (filters.low, filters.high, filters.step, filters.log) == (4, 12, 4, False)
+    assert (lr.low, lr.high, lr.log) == (0.001, 0.01, True)
+    assert source.locate(filters.path) == (4, 23)  # the `{search` of the entry
+    assert filters.ends() == {"low": 4, "middle": 8, "high": 12}
+    assert lr.ends()["middle"] == pytest.approx(0.001 * 10**0.5)
+
+
+def test_malformed_entries_are_all_reported_with_their_lines():
+    text = """\
+name: bad
+input: [4]
+layers:
+  - dense: {units: {search: int, low: 64, high: 16}}
+  - dense: {units: {search: intt, low: 1, high: 2}}
+  - dropout: {rate: {search: float, low: 0, high: 0.5, log: true}}
+  - dense: {units: {search: choice, values: []}}
+  - dense: {units: {search: int, low: 1, high: 8, lg: true}}
+"""
+    with pytest.raises(SpecError, match=r"low \(64\) must be below high \(16\)") as info:
+        find_search(parse(text, "bad.yaml"))
+    problems = info.value.problems
+    assert [(p.line, p.path) for p in problems] == [
+        (4, "layers[0].dense.units"),
+        (5, "layers[1].dense.units.search"),
+        (6, "layers[2].dropout.rate.low"),
+        (7, "layers[3].dense.units"),
+        (8, "layers[4].dense.units.lg"),
+    ]
+    assert "unknown search kind 'intt'" in problems[1].message
+    assert "a log search needs low > 0" in problems[2].message
+    assert "non-empty list" in problems[3].message
+    assert all(p.file == "bad.yaml" and p.hint for p in problems)
+
+
+def test_substitute_gives_an_ordinary_spec_and_leaves_the_source_alone():
+    source = parse(TINY.replace("KERNEL", "3"), "t.yaml")
+    entries = find_search(source)
+    chosen = substitute(source, {entries[0].path: 8, entries[1].path: 0.005})
+    assert find_search(chosen) == []
+    graph = compile_source(chosen)
+    assert graph.nodes[0].shape == (8, 6, 6)
+    assert graph.train.optimizer.lr == 0.005
+    assert source.data["layers"][0]["conv2d"]["filters"]["search"] == "int"
+
+
+# --- validate and summary ---------------------------------------------------------------------
+
+
+def test_validate_names_the_end_that_does_not_fit(tmp_path: Path):
+    # kernel 9 does not fit an 8x8 input; 3 does: only the high end fails.
+    spec = tiny(tmp_path, "{search: choice, values: [3, 5, 9]}")
+    out = fails(invoke("validate", spec), "with every searched value at its high", "kernel=9")
+    assert f"{spec}:4:" in out
+    assert "(search stage)" in out
+    ok = invoke("validate", tiny(tmp_path))
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.startswith(f"ok: {tmp_path / 'tiny_search.yaml'}: search space of 2 values")
+
+
+def test_search_spec_summary_matches_golden(update_golden: bool):
+    result = invoke("summary", SEARCH_SPEC)
+    assert result.exit_code == 0, result.output
+    golden = GOLDEN / "unet_isbi_search.txt"
+    if update_golden:
+        golden.write_text(result.stdout, encoding="utf-8")
+    assert result.stdout == golden.read_text(encoding="utf-8")
+
+
+def test_search_spec_is_the_default_unet_in_its_middle():
+    data = json.loads(invoke("summary", "--json", SEARCH_SPEC).stdout)
+    plain = totals(rows(compile_source(read(REPO / "specs" / "unet_isbi.yaml")))).total_params
+    params = data["total_params"]
+    assert params["middle"] == plain == 483_874
+    assert params["low"] < params["middle"] < params["high"]
+    assert [e["name"] for e in data["search"]] == [
+        "layers[0].double_conv.filters",
+        "layers[1].down.filters",
+        "layers[4].dropout.rate",
+        "train.optimizer.lr",
+    ]
+
+
+@pytest.mark.parametrize("end", ["low", "middle", "high"])
+def test_search_spec_lowers_at_each_end(end: str):
+    pytest.importorskip("torch")
+    from netspec.backends.lowering import build_module
+
+    source = read(SEARCH_SPEC)
+    graph = compile_source(at_end(source, find_search(source), end))
+    module = build_module(graph)
+    assert sum(p.numel() for p in module.parameters()) == totals(rows(graph)).trainable_params
+
+
+# --- the Trainer's epoch hook -----------------------------------------------------------------
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_trainer_on_epoch_sees_each_row_and_can_stop_the_run(tmp_path: Path):
+    pytest.importorskip("torch")
+    from netspec.backends.training.loop import Trainer
+
+    source = parse(TINY.replace("KERNEL", "3"), str(tmp_path / "t.yaml"))
+    entries = find_search(source)
+    graph = compile_source(at_end(source, entries, "low"))
+    seen: list[dict] = []
+
+    def on_epoch(row: dict) -> None:
+        seen.append(row)
+        if row["epoch"] == 1:
+            raise Stop
+
+    trainer = Trainer(graph, graph.train, tmp_path / "run", progress=False, on_epoch=on_epoch)
+    trainer.log = lambda s: None
+    trainer.setup()
+    with pytest.raises(Stop):
+        trainer.fit()
+    assert [r["epoch"] for r in seen] == [1]
+    assert "val_loss" in seen[0] and "val_accuracy" in seen[0]
+    assert (tmp_path / "run" / "checkpoint" / "last.safetensors").is_file()  # epoch 1 saved
+
+
+# --- netspec tune -------------------------------------------------------------------------------
+
+
+def test_tune_records_a_misfit_as_failed_and_writes_a_reproducible_best(tmp_path: Path, no_plots):
+    pytest.importorskip("optuna")
+    from netspec.backends.tune.study import open_study, plan_study
+
+    spec = tiny(tmp_path, "{search: choice, values: [3, 9]}")
+    folder = tmp_path / "study"
+    plan, _ = plan_study(spec, 2, out=folder, pruner="none")
+    # Trial 0 draws kernel 9, which does not fit the 8x8 input: the study must go on.
+    open_study(plan).enqueue_trial({"layers[0].conv2d.kernel": 9})
+    result = invoke("tune", spec, "--trials", 2, "--out", folder, "--pruner", "none", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    first, second = data["trials"]
+    assert first["state"] == "fail"
+    assert first["params"]["layers[0].conv2d.kernel"] == 9
+    assert first["reason"].startswith("spec error:")
+    assert "a window of 9 does not fit the input height 8" in first["reason"]
+    assert second["state"] == "complete"
+    assert second["params"]["layers[0].conv2d.kernel"] == 3
+    assert data["best"]["number"] == 1
+    assert data["monitor"] == "val_loss" and data["direction"] == "minimize"
+    assert (folder / "trial-001" / "model.safetensors").is_file()
+    assert (folder / "study.db").is_file()
+
+    # best.yaml is a plain spec, and `netspec train` on it gives the trial's value again.
+    best = folder / "best.yaml"
+    assert find_search(read(best)) == []
+    run = tmp_path / "again"
+    assert invoke("train", best, "--out", run).exit_code == 0
+    history = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["history"]
+    assert min(r["val_loss"] for r in history) == pytest.approx(data["best"]["value"], rel=1e-6)
+
+    # Run again with the same --trials: the study in study.db is already complete.
+    again = invoke("tune", spec, "--trials", 2, "--out", folder, "--json")
+    assert [t["number"] for t in json.loads(again.stdout)["trials"]] == [0, 1]
+
+
+@pytest.mark.slow
+def test_tune_two_workers_share_one_sqlite_study(tmp_path: Path):
+    pytest.importorskip("optuna")
+    spec = tiny(tmp_path)
+    folder = tmp_path / "study"
+    result = invoke(
+        "tune", spec, "--trials", 4, "--workers", 2, "--out", folder, "--pruner", "none"
+    )
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(folder / "study.db") as db:
+        states = [s for (s,) in db.execute("SELECT state FROM trials ORDER BY number")]
+    # Each worker stops once 4 trials have finished: the one running then may make a fifth.
+    assert 4 <= len(states) <= 5 and set(states) == {"COMPLETE"}, (states, result.output[-3000:])
+    assert sorted(p.name for p in folder.glob("trial-*")) == [
+        f"trial-{i:03d}" for i in range(len(states))
+    ]
+    assert "best: trial" in result.stdout
+    assert (folder / "history.png").stat().st_size > 0
+    assert (folder / "importance.png").stat().st_size > 0
+
+
+def test_tune_refuses_a_spec_that_searches_nothing_and_a_bad_pruner(tmp_path: Path):
+    fails(invoke("tune", REPO / "specs" / "quickstart.yaml"), "searches nothing")
+    fails(invoke("tune", tiny(tmp_path), "--pruner", "asha"), "unknown --pruner 'asha'")
