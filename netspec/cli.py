@@ -69,30 +69,19 @@ def validate(
     from netspec import search
     from netspec.compiler import compile_source
     from netspec.source import read
-    from netspec.summary import rows, totals
+    from netspec.summary import one_line
 
     bad = 0
     for path in specs:
         try:
             source = read(path)
-            if entries := search.find_search(source):
-                sizes = search.summary(source, entries, search.check_ends(source, entries))
-                p = sizes["total_params"]
-                typer.echo(
-                    f"ok: {path}: search space of {len(entries)} values, valid at the low end, "
-                    f"the middle and the high end ({p['low']:,} .. {p['high']:,} params)"
-                )
-                continue
-            graph = compile_source(source)
+            entries = search.find_search(source)
+            line = search.one_line(source, entries) if entries else one_line(compile_source(source))
         except NetspecError as err:
             bad += 1
             typer.echo(report(err), err=True)
             continue
-        t = totals(rows(graph))
-        typer.echo(
-            f"ok: {path}: {len(graph.nodes)} layers, {t.total_params:,} params, "
-            f"output {graph.output.shape}"
-        )
+        typer.echo(f"ok: {path}: {line}")
     if bad:
         typer.echo(f"{bad} of {len(specs)} specs are invalid", err=True)
         raise typer.Exit(code=2)

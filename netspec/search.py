@@ -240,3 +240,12 @@ def render(info: dict[str, Any], entries: list[SearchEntry]) -> str:
         label = "middle" if end == "middle" else f"{end} end"
         lines.append(f"Total params at the {label}: {info['total_params'][end]:,}")
     return "\n".join(lines) + "\n"
+
+
+def one_line(source: Source, entries: list[SearchEntry]) -> str:
+    """A search spec in one line, after checking it at both ends: `netspec validate` prints it."""
+    p = summary(source, entries, check_ends(source, entries))["total_params"]
+    return (
+        f"search space of {len(entries)} values, valid at the low end, the middle and the high "
+        f"end ({p['low']:,} .. {p['high']:,} params)"
+    )

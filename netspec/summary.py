@@ -193,3 +193,9 @@ def render(graph: Graph) -> str:
             + ", plus the data)"
         )
     return "\n".join(lines) + "\n"
+
+
+def one_line(graph: Graph) -> str:
+    """The size of a network in one line: `netspec validate` prints it for a valid spec."""
+    total = totals(rows(graph)).total_params
+    return f"{len(graph.nodes)} layers, {total:,} params, output {graph.output.shape}"
