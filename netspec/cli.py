@@ -117,6 +117,15 @@ def train(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Live progress bar.")
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
+    node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
+    ] = None,
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.runs import prepare_run
@@ -125,13 +134,39 @@ def train(
         if precision is not None:
             sets = [*sets, f"train.precision={precision}"]
         graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
+        if nproc is not None:
+            from netspec.backends.training.launch import check_launch, launch, torchrun_args
+
+            check_launch(
+                nproc=nproc,
+                nnodes=nnodes,
+                node_rank=node_rank,
+                endpoint=rdzv_endpoint,
+                batch_size=graph.train.batch_size,
+                device=device,
+            )
     except NetspecError as err:
         raise fail(err) from None
+    if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
+        worker = [str(spec), *(a for s in sets for a in ("--set", s)), "--out", str(run_dir)]
+        worker += ["--device", device, *(["--resume"] if resume else [])]
+        if progress is not None:
+            worker.append("--progress" if progress else "--no-progress")
+        args = torchrun_args(
+            worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=rdzv_endpoint
+        )
+        raise typer.Exit(launch(args, nproc))
     # Imported after the spec checks, so a spec error is reported without loading torch.
+    from netspec.backends.training.distributed import Dist, in_worker
     from netspec.backends.training.loop import Interrupted, Trainer
 
+    dist = None
     try:
-        typer.echo(f"run directory: {run_dir}", err=True)
+        if in_worker():  # started by torchrun: one rank of a data-parallel run
+            dist = Dist.from_env(device)
+            run_dir = dist.agree(run_dir)  # type: ignore[assignment] (rank 0's, on every node)
+        if dist is None or dist.writer:
+            typer.echo(f"run directory: {run_dir}", err=True)
         trainer = Trainer(
             graph,
             graph.train,
@@ -141,6 +176,7 @@ def train(
             spec_text=spec_text,
             summary_text=summary_text,
             progress=progress,
+            dist=dist,
         )
         trainer.setup()
         result = trainer.fit()
@@ -149,7 +185,11 @@ def train(
         raise typer.Exit(code=130) from None
     except NetspecError as err:
         raise fail(err) from None
-    typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    finally:
+        if dist is not None:
+            dist.close()
+    if dist is None or dist.writer:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @app.command()
