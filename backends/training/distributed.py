@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,23 @@ def in_worker() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
 
 
+def _die_with_the_launcher() -> None:
+    """Ask Linux to end this worker when its parent (torchrun's agent) dies.
+
+    torchrun starts each worker in a session of its own, so a launcher killed with SIGKILL
+    (which it cannot forward) would leave the workers training on, writing into the run.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -51,6 +71,8 @@ class Dist:
     @classmethod
     def from_env(cls, device: str) -> Dist:
         """Join the process group torchrun describes: NCCL on CUDA (one GPU per local rank), else gloo."""
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            _die_with_the_launcher()
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         want = pick_device(device)
