@@ -23,6 +23,7 @@ from netspec.errors import NetspecError, Problem
 
 from ..lowering import NetModule
 from ..lowering.weighted import FrozenBatchNorm1d, FrozenBatchNorm2d
+from .augment import Augmenter
 from .device import pick_device
 
 # Rank r > 0 seeds its own random streams `seed + RANK_SEED * r` apart; rank 0 keeps the
@@ -156,6 +157,29 @@ class Dist:
             keys = list(f.keys())
             mine = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
         return mine, saved_world(keys)
+
+
+def rank_rng(crops: torch.Generator, augment: Augmenter, device: torch.device) -> dict[str, Tensor]:
+    """This process's generator states: dropout (torch), random tiles, augmentation."""
+    states = {"torch": torch.get_rng_state(), "crops": crops.get_state()}
+    states.update({f"augment/{k}": v for k, v in augment.state_dict().items()})
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rank_rng(
+    states: dict[str, Tensor], crops: torch.Generator, augment: Augmenter, device: torch.device
+) -> None:
+    """Put back what `rank_rng` saved."""
+    torch.set_rng_state(states["torch"])
+    crops.set_state(states["crops"])
+    prefix = "augment/"
+    augment.load_state_dict(
+        {k[len(prefix) :]: v for k, v in states.items() if k.startswith(prefix)}
+    )
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def saved_world(keys: list[str]) -> int:

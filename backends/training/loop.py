@@ -1,7 +1,8 @@
 """The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
 
 Over 400 lines: setup, batching (random tiles included), one epoch, evaluation and the final
-save share the Trainer's state; the concerns that stand alone live in the sibling modules.
+save share the Trainer's state; the concerns that stand alone live in the sibling modules
+(a data-parallel run's process group, shards and sums in distributed.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from .distributed import (
     Dist,
     checkpoint_world,
     data_parallel,
+    rank_rng,
     resume_note,
+    set_rank_rng,
     sync_batchnorm,
 )
 from .normalize import Normalizer
@@ -184,29 +187,14 @@ class Trainer:
             mine, saved = self.dist.rank_rng(self._last)
             note = resume_note(saved, self.dist.world)
             if mine:
-                torch.set_rng_state(mine["torch"])
-                self.crops.set_state(mine["crops"])
-                prefix = "augment/"
-                self.augment.load_state_dict(
-                    {k[len(prefix) :]: v for k, v in mine.items() if k.startswith(prefix)}
-                )
-                if "cuda" in mine and self.device.type == "cuda":
-                    torch.cuda.set_rng_state(mine["cuda"], self.device)
-            elif self.dist.rank > 0:
-                # New streams, but not the ones this rank started the run with.
+                set_rank_rng(mine, self.crops, self.augment, self.device)
+            elif self.dist.rank > 0:  # new streams, not the ones this rank started the run with
                 seed = self.spec.seed + RANK_SEED * self.dist.rank + self.state.epoch
                 torch.manual_seed(seed)
                 self.crops.manual_seed(seed + 2)
                 self.augment = Augmenter(self.spec.augment, seed=seed + 1, device=self.device)
         if note:
             self.log(f"note: {note}")
-
-    def _rank_rng(self) -> dict[str, torch.Tensor]:
-        states = {"torch": torch.get_rng_state(), "crops": self.crops.get_state()}
-        states.update({f"augment/{k}": v for k, v in self.augment.state_dict().items()})
-        if self.device.type == "cuda":
-            states["cuda"] = torch.cuda.get_rng_state(self.device)
-        return states
 
     def _tensors(self, data: ArrayData) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
@@ -485,7 +473,9 @@ class Trainer:
 
     def _save_epoch(self) -> None:
         if self.spec.callbacks.checkpoint.last:  # off: no resumable state is kept
-            ranks = self.dist.gather_rng(self._rank_rng()) if self.dist is not None else None
+            ranks = None
+            if self.dist is not None:
+                ranks = self.dist.gather_rng(rank_rng(self.crops, self.augment, self.device))
             if self.writer:
                 save_state(self._last, self._resumable(), self.state, self.hash, ranks)
             self.saved_epoch = self.state.epoch
