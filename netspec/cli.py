@@ -180,6 +180,8 @@ def train(
         )
         trainer.setup()
         result = trainer.fit()
+        if dist is not None:
+            dist.barrier()  # all ranks finish before any tears the process group down
     except Interrupted as err:
         typer.echo(err.format(), err=True)
         raise typer.Exit(code=130) from None
