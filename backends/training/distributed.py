@@ -134,6 +134,12 @@ class Dist:
         dist.all_reduce(t)
         return t.tolist()
 
+    def rank0_buffers(self, module: nn.Module) -> None:
+        """Rank 0's batchnorm running statistics everywhere: each rank updated its own copy in
+        the last step, and evaluation and the saved weights must use the same ones."""
+        for b in module.buffers():
+            dist.broadcast(b, src=0)
+
     def all_reduce(self, t: Tensor) -> None:
         dist.all_reduce(t)
 

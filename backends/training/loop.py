@@ -344,6 +344,7 @@ class Trainer:
         m.eval()
         self.metrics.reset()
         if self.dist is not None:  # each rank scores its part; the sums make the whole set's
+            self.dist.rank0_buffers(m)
             part = self.dist.span(len(y))
             x, y = x[part], y[part]
         total = 0.0
