@@ -218,7 +218,7 @@ def test_sync_batchnorm_on_the_cpu_is_refused(tmp_path: Path) -> None:
 
 
 @TWO_CORES
-@pytest.mark.slow  # one in-process run and a 2-process torchrun run (~15 s)
+@pytest.mark.slow  # one in-process run and a 2-process torchrun run (~7 s)
 def test_two_processes_train_the_weights_of_one(tmp_path: Path, no_plots: None) -> None:
     spec = write(tmp_path)
     one = invoke("train", spec, "--out", tmp_path / "one")
@@ -242,7 +242,7 @@ def test_two_processes_train_the_weights_of_one(tmp_path: Path, no_plots: None) 
 
 
 @TWO_CORES
-@pytest.mark.slow  # a 2-process run killed, resumed with 2 processes, then with 1 (~20 s)
+@pytest.mark.slow  # a 2-process run killed, resumed with 2 processes, then with 1 (~10 s)
 def test_a_killed_run_resumes(tmp_path: Path, no_plots: None) -> None:
     spec = write(tmp_path)
     run = tmp_path / "run"
