@@ -1,4 +1,8 @@
-"""The `netspec` command line: thin Typer commands that call library functions."""
+"""The `netspec` command line: thin Typer commands that call library functions.
+
+Over 400 lines: ten commands, each declaring its options (most of the lines) and calling one
+library function; the work itself lives in the library.
+"""
 
 from __future__ import annotations
 
@@ -127,6 +131,15 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train even if the memory estimate does not fit.")
     ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
+    node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
+    ] = None,
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.runs import prepare_run
@@ -135,16 +148,34 @@ def train(
         if precision is not None:
             sets = [*sets, f"train.precision={precision}"]
         graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
+        if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
+            from netspec.backends.training.launch import launch_ranks
+
+            code = launch_ranks(
+                spec,
+                sets,
+                run_dir,
+                graph.train.batch_size,
+                device=device,
+                resume=resume,
+                progress=progress,
+                force=force,
+                nproc=nproc,
+                nnodes=nnodes,
+                node_rank=node_rank,
+                endpoint=rdzv_endpoint,
+            )
     except NetspecError as err:
         raise fail(err) from None
+    if nproc is not None:
+        raise typer.Exit(code)
     # Imported after the spec checks, so a spec error is reported without loading torch.
-    from netspec.backends.training.loop import Interrupted, Trainer
+    from netspec.backends.training.loop import Interrupted
+    from netspec.backends.training.run import train_run
 
     try:
-        typer.echo(f"run directory: {run_dir}", err=True)
-        trainer = Trainer(
+        result = train_run(
             graph,
-            graph.train,
             run_dir,
             device=device,
             resume=resume,
@@ -152,15 +183,15 @@ def train(
             summary_text=summary_text,
             progress=progress,
             force=force,
+            echo=lambda line: typer.echo(line, err=True),
         )
-        trainer.setup()
-        result = trainer.fit()
     except Interrupted as err:
         typer.echo(err.format(), err=True)
         raise typer.Exit(code=130) from None
     except NetspecError as err:
         raise fail(err) from None
-    typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    if result is not None:  # the process that writes (rank 0 of a data-parallel run)
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @app.command()

@@ -364,6 +364,11 @@ class TrainSpec(_Section):
         "auto", description="bf16 autocast on CUDA when asked; CPU trains in fp32."
     )
     channels_last: Literal["auto", "on", "off"] = "auto"
+    sync_batchnorm: bool = Field(
+        False,
+        description="With --nproc (CUDA): batchnorm statistics over the global batch, not each "
+        "process's part of it.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -59,16 +59,19 @@ def after_epoch(
     sched: Any,
     sched_when: str,
     sched_monitor: str | None,
-    run_dir: Path,
+    run_dir: Path | None,
 ) -> None:
-    """Update `st` from the epoch's `row`; save the best weights, lower the lr, step the schedule."""
+    """Update `st` from the epoch's `row`; save the best weights, lower the lr, step the schedule.
+
+    `run_dir` None: decide, but write nothing (the ranks of a distributed run other than 0).
+    """
     monitor = monitor_of(cb)
     current = value(row, monitor)
     es = cb.early_stopping
     min_delta = es.min_delta if es else 0.0
     if better(current, st.best, monitor_mode(monitor), min_delta):
         st.best, st.best_epoch, st.bad_epochs = current, st.epoch, 0
-        if cb.checkpoint.best or (es and es.restore_best):
+        if run_dir is not None and (cb.checkpoint.best or (es and es.restore_best)):
             checkpoint.save(
                 run_dir / "checkpoint" / "best.safetensors",
                 weights(module),

@@ -1,7 +1,8 @@
 """The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
 
 Over 400 lines: setup, batching (random tiles included), one epoch, evaluation and the final
-save share the Trainer's state; the concerns that stand alone live in the sibling modules.
+save share the Trainer's state; the concerns that stand alone live in the sibling modules
+(a data-parallel run's process group, shards and sums in distributed.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from netspec import __version__
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
 from netspec.data.preprocess import Preprocessing
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError, Problem, SpecError
 from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
@@ -34,6 +35,16 @@ from . import checkpoint
 from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
+from .distributed import (
+    RANK_SEED,
+    Dist,
+    checkpoint_world,
+    data_parallel,
+    rank_rng,
+    resume_note,
+    set_rank_rng,
+    sync_batchnorm,
+)
 from .normalize import Normalizer
 from .objective import choose_loss, default_metrics, make_metrics
 from .optim import make_optimizer, make_schedule
@@ -75,11 +86,15 @@ class Trainer:
         progress: bool | None = None,
         force: bool = False,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
+        dist: Dist | None = None,
     ) -> None:
         self.graph = graph
         self.spec = spec
         self.run_dir = run_dir
-        self.device = pick_device(device)
+        # dist: one worker of a data-parallel run (training/distributed.py); None: the whole run.
+        self.dist = dist
+        self.writer = dist is None or dist.writer  # rank 0 alone writes and talks
+        self.device = dist.device if dist is not None else pick_device(device)
         self.resume = resume
         self.spec_text = spec_text
         self.summary_text = summary_text
@@ -89,6 +104,8 @@ class Trainer:
         # Called with each epoch's row once it is saved; what it raises (a tuner's prune
         # signal) ends fit() and propagates, the epoch's checkpoint already written.
         self.on_epoch = on_epoch
+        if not self.writer:
+            self.log, self.progress = (lambda s: None), False
 
     # setup
     def setup(self) -> None:
@@ -125,6 +142,13 @@ class Trainer:
         # Class losses take the logits (the head is fused into the loss); regression losses
         # compare what the network outputs, its final activation included.
         self.logits = self.loss_fn.on_logits
+        self._train_forward = self._forward
+        # Rank r's own seed offset: its dropout, tiles and augmentation differ from the others'.
+        rank_seed = 0
+        if self.dist is not None:
+            rank_seed = RANK_SEED * self.dist.rank
+            self._data_parallel()
+            torch.manual_seed(spec.seed + rank_seed)
         self.norm = Normalizer(self.data.preprocessing, self.device)
         self.x_train, self.y_train = self._tensors(self.data.train)
         self.val = self._tensors(self.data.val) if self.data.val is not None else None
@@ -133,7 +157,7 @@ class Trainer:
         self.opt = make_optimizer(spec, self.trainable)
         # Segmentation scenes larger than the input give several random tiles each per epoch.
         self.per_scene = self.data.tiles_per_scene if self.data.random_tiles else 1
-        self.crops = torch.Generator().manual_seed(spec.seed + 2)
+        self.crops = torch.Generator().manual_seed(spec.seed + 2 + rank_seed)
         n = self.n_train = len(self.y_train) * self.per_scene
         self.steps = (
             max(1, n // spec.batch_size)
@@ -143,7 +167,7 @@ class Trainer:
         self.sched, self.sched_when = make_schedule(spec, self.opt, self.steps)
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         # Image input for an enabled augmenter was checked when the spec was compiled.
-        self.augment = Augmenter(spec.augment, seed=spec.seed + 1, device=self.device)
+        self.augment = Augmenter(spec.augment, seed=spec.seed + 1 + rank_seed, device=self.device)
         self.metric_names = default_metrics(self.data.task, spec.metrics)
         self.metrics = make_metrics(self.metric_names, self.data.task, self.data.classes)
         self.reg = self._regularizers()
@@ -154,8 +178,45 @@ class Trainer:
             self.log(f"note: {self.run_dir} saved no epoch: training starts at epoch 1")
         elif self.resume:
             self.state = restore_state(self._last, self._resumable(), self.hash)
+            self._restore_rank_rng()
             self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
         self.saved_epoch = self.state.epoch  # the epoch in checkpoint/last.safetensors
+
+    def _data_parallel(self) -> None:
+        """Wrap the training forward in DDP (and batchnorms in SyncBatchNorm when asked)."""
+        assert self.dist is not None
+        if self.spec.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise SpecError(
+                    [
+                        Problem(
+                            "sync_batchnorm needs CUDA: torch's SyncBatchNorm has no CPU kernel",
+                            path="train.sync_batchnorm",
+                            hint="train on GPUs, or set train.sync_batchnorm: false (each "
+                            "process then normalizes with its own part of the batch)",
+                        )
+                    ]
+                )
+            synced = sync_batchnorm(self.module)
+            self.log(f"sync_batchnorm: {len(synced)} batchnorm layers synchronized")
+        self._train_forward = data_parallel(self.module, self.logits, self.dist)
+
+    def _restore_rank_rng(self) -> None:
+        """This rank's own generator states from the checkpoint; a note where there are none."""
+        if self.dist is None:
+            note = resume_note(checkpoint_world(self._last), 1)
+        else:
+            mine, saved = self.dist.rank_rng(self._last)
+            note = resume_note(saved, self.dist.world)
+            if mine:
+                set_rank_rng(mine, self.crops, self.augment, self.device)
+            elif self.dist.rank > 0:  # new streams, not the ones this rank started the run with
+                seed = self.spec.seed + RANK_SEED * self.dist.rank + self.state.epoch
+                torch.manual_seed(seed)
+                self.crops.manual_seed(seed + 2)
+                self.augment = Augmenter(self.spec.augment, seed=seed + 1, device=self.device)
+        if note:
+            self.log(f"note: {note}")
 
     def _tensors(
         self, data: ArrayData, norm: Normalizer | None = None
@@ -176,10 +237,12 @@ class Trainer:
         return out
 
     # one epoch
-    def _batches(self, n: int, bs: int, perm: torch.Tensor | None):
+    def _batches(self, n: int, bs: int, perm: torch.Tensor | None, fold: int = 2):
         starts = list(range(0, n, bs))
-        if len(starts) > 1 and n - starts[-1] == 1:
-            starts.pop()  # a batch of one breaks batchnorm: fold it into the previous batch
+        if len(starts) > 1 and n - starts[-1] < fold:
+            # A batch of one breaks batchnorm: fold it into the previous batch (distributed:
+            # a last batch that would leave a rank with fewer than 2 samples).
+            starts.pop()
         for i, s in enumerate(starts):
             e = starts[i + 1] if i + 1 < len(starts) else n
             yield (perm[s:e] if perm is not None else slice(s, e))
@@ -241,11 +304,18 @@ class Trainer:
         seen = 0
         t0 = time.perf_counter()
         bar = self._bar()
+        d = self.dist
+        fold = 2 if d is None else 2 * d.world
         try:
-            for step, idx in enumerate(self._batches(self.n_train, self.spec.batch_size, perm)):
+            for step, idx in enumerate(
+                self._batches(self.n_train, self.spec.batch_size, perm, fold)
+            ):
+                if d is not None:
+                    n_global = idx.shape[0]
+                    idx = d.shard(idx)
                 xb, yb = self._batch(idx)
                 with self._autocast():
-                    out = self._forward(xb)
+                    out = self._train_forward(xb)
                     loss = self.loss_fn(out, yb)
                 if self.reg:
                     loss = loss + sum(
@@ -253,7 +323,12 @@ class Trainer:
                         for p, l1, l2 in self.reg
                     )
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if d is not None and idx.shape[0] * d.world != n_global:
+                    # DDP averages the ranks' gradients; with unequal shares (the last batch)
+                    # each rank's mean is weighted by its share, so the step is the global mean's.
+                    (loss * (idx.shape[0] * d.world / n_global)).backward()
+                else:
+                    loss.backward()
                 self.opt.step()
                 if self.sched is not None and self.sched_when == "batch":
                     self.sched.step()
@@ -266,6 +341,10 @@ class Trainer:
         finally:  # also on Ctrl-C, so the terminal is left clean
             if bar is not None:
                 bar(None, 0, 0)
+        if d is not None:  # the loss and metrics of the whole epoch, over every rank's share
+            total_f, seen_f = d.sum([total, seen])
+            total, seen = torch.tensor(total_f), int(seen_f)
+            self.metrics.sum_across(d.all_reduce, self.device)
         loss_value = float(total) / max(seen, 1)
         if self.spec.callbacks.stop_on_nan and not math.isfinite(loss_value):
             self.state.stopped = f"the training loss is {loss_value}"
@@ -288,6 +367,10 @@ class Trainer:
         m = self.module
         m.eval()
         self.metrics.reset()
+        if self.dist is not None:  # each rank scores its part; the sums make the whole set's
+            self.dist.rank0_buffers(m)
+            part = self.dist.span(len(y))
+            x, y = x[part], y[part]
         total = 0.0
         for idx in self._batches(len(y), batch_size, None):
             with self._autocast():
@@ -295,7 +378,11 @@ class Trainer:
             total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
             # Metrics in the data's units (regression targets are learned standardized).
             self.metrics.update((norm or self.norm).units(out), (norm or self.norm).units(y[idx]))
-        return {"loss": total / max(len(y), 1), **self.metrics.compute()}
+        count = len(y)
+        if self.dist is not None:
+            total, count = self.dist.sum([total, count])
+            self.metrics.sum_across(self.dist.all_reduce, self.device)
+        return {"loss": total / max(count, 1), **self.metrics.compute()}
 
     def evaluate_on(self, data: ArrayData, pre: Preprocessing) -> dict[str, float]:
         """Loss and metrics of the current weights on `data`, preprocessed with a recorded `pre`.
@@ -315,8 +402,9 @@ class Trainer:
     # the loop
     def fit(self) -> dict[str, Any]:
         spec = self.spec
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._write_static()
+        if self.writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._write_static()
         monitor = monitor_of(spec.callbacks)
         if self.val is None and monitor.startswith("val_"):
             self.log(
@@ -378,7 +466,7 @@ class Trainer:
             sched=self.sched,
             sched_when=self.sched_when,
             sched_monitor=self.spec.schedule.monitor if self.spec.schedule else None,
-            run_dir=self.run_dir,
+            run_dir=self.run_dir if self.writer else None,
         )
 
     # persistence
@@ -415,9 +503,13 @@ class Trainer:
 
     def _save_epoch(self) -> None:
         if self.spec.callbacks.checkpoint.last:  # off: no resumable state is kept
-            save_state(self._last, self._resumable(), self.state, self.hash)
+            ranks = None
+            if self.dist is not None:
+                ranks = self.dist.gather_rng(rank_rng(self.crops, self.augment, self.device))
+            if self.writer:
+                save_state(self._last, self._resumable(), self.state, self.hash, ranks)
             self.saved_epoch = self.state.epoch
-        if self.spec.callbacks.csv_log:
+        if self.spec.callbacks.csv_log and self.writer:
             write_csv(self.state.history, self.run_dir / "metrics.csv")
 
     def _per_class(self) -> dict[str, dict[str, float | None]]:
@@ -467,14 +559,17 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
         best_path = self.run_dir / "checkpoint" / "best.safetensors"
+        if self.dist is not None:
+            self.dist.barrier()  # rank 0 has written best.safetensors
         if cb.early_stopping and cb.early_stopping.restore_best and best_path.is_file():
             load_weights(self.module, checkpoint.load(best_path)[0])
             self.log(f"restored the best weights (epoch {st.best_epoch})")
-        checkpoint.save(
-            self.run_dir / "model.safetensors",
-            weights(self.module),
-            {"netspec": json.dumps(self._meta())},
-        )
+        if self.writer:
+            checkpoint.save(
+                self.run_dir / "model.safetensors",
+                weights(self.module),
+                {"netspec": json.dumps(self._meta())},
+            )
         result: dict[str, Any] = {"epochs": st.epoch}
         best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), None)
         if best_row is not None:
@@ -491,6 +586,8 @@ class Trainer:
             self.log("val per class: " + per_class_line(result["val_per_class"]))
         result["stopped"] = st.stopped
         result["history"] = st.history
+        if not self.writer:
+            return result
         write_metrics(result, self.run_dir / "metrics.json")
         try:
             from .plots import plot_history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -165,6 +166,31 @@ class Metrics:
             self._abs, self._sq = abs_sum, sq_sum
         else:
             self._abs, self._sq = self._abs + abs_sum, self._sq + sq_sum
+
+    def sum_across(self, all_reduce: Callable[[Tensor], object], device: torch.device) -> None:
+        """Add up the statistics of every process (`all_reduce` sums a tensor in place), so
+        `compute` gives the metrics of the whole set, not an average of per-process metrics."""
+        k2 = self.num_classes * self.num_classes + 1
+        # (K*K+1 confusion cells, top-5 hits, compared values, processes that saw data) int64
+        counts = torch.zeros(k2 + 3, dtype=torch.long, device=device)
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # |err|, err^2
+        if self._cm is not None:
+            counts[:k2] = self._cm
+        if self._top5 is not None:
+            counts[k2] = self._top5
+        counts[k2 + 1] = self._count
+        counts[k2 + 2] = int(any(t is not None for t in (self._cm, self._abs)))
+        if self._abs is not None and self._sq is not None:
+            sums[0], sums[1] = self._abs, self._sq
+        all_reduce(counts)
+        all_reduce(sums)
+        if int(counts[k2 + 2]) == 0:  # nobody saw a sample: compute() says NaN
+            self.reset()
+            return
+        if self.task == "regression":
+            self._abs, self._sq, self._count = sums[0], sums[1], int(counts[k2 + 1])
+        else:
+            self._cm, self._top5 = counts[:k2], counts[k2]
 
     # --- reduction ----------------------------------------------------------------------------
 

@@ -80,9 +80,20 @@ class Resumable:
     device: torch.device
 
 
-def save_state(path: Path, live: Resumable, st: RunState, hash_: str) -> None:
-    """Write weights, optimizer, schedule, every random generator and `st` to one file."""
+def save_state(
+    path: Path,
+    live: Resumable,
+    st: RunState,
+    hash_: str,
+    ranks: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write weights, optimizer, schedule, every random generator and `st` to one file.
+
+    `ranks`: the generator states of every process of a distributed run (`rng/rank<r>/...`);
+    the plain `rng/` keys are rank 0's, so any run can resume from the file.
+    """
     tensors = {f"model/{k}": v for k, v in weights(live.module).items()}
+    tensors.update(ranks or {})
     opt_tensors, opt_rest = checkpoint.optimizer_state(live.opt)
     tensors.update(opt_tensors)
     tensors["rng/torch"] = torch.get_rng_state()

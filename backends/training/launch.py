@@ -1,0 +1,172 @@
+"""`netspec train --nproc N`: the checks before starting, then N workers started by torchrun."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+from pathlib import Path
+
+from netspec.errors import NetspecError, Problem, SpecError
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NetspecError(
+            [
+                Problem(
+                    f"--rdzv-endpoint {endpoint!r} is not HOST:PORT",
+                    hint="the address and a free port of the node with --node-rank 0, "
+                    "e.g. --rdzv-endpoint node001:29500",
+                )
+            ]
+        )
+    return host, int(port)
+
+
+def check_launch(
+    *,
+    nproc: int,
+    nnodes: int,
+    node_rank: int,
+    endpoint: str | None,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Refuse what cannot start before any worker does: each problem located, exit 2."""
+    import torch  # after the spec checks (the CLI's rule): spec errors come without torch
+
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    have = torch.cuda.device_count() if cuda else cores()
+    what = "GPUs" if cuda else "CPU cores"
+    if nproc < 1 or nproc > have:
+        raise NetspecError(
+            [
+                Problem(
+                    f"--nproc {nproc}: expected 1 to {have}, one process per "
+                    f"{'GPU' if cuda else 'CPU core'} (this machine has {have} {what})",
+                    hint="--nproc is the number of processes on each node",
+                )
+            ]
+        )
+    if nnodes < 1 or not 0 <= node_rank < nnodes:
+        raise NetspecError(
+            [
+                Problem(
+                    f"--nnodes {nnodes} --node-rank {node_rank}: expected nnodes >= 1 and "
+                    f"0 <= node-rank < nnodes",
+                )
+            ]
+        )
+    if nnodes > 1 and endpoint is None:
+        raise NetspecError(
+            [
+                Problem(
+                    f"--nnodes {nnodes}: the nodes need a meeting point",
+                    hint="pass --rdzv-endpoint HOST:PORT of the node with --node-rank 0",
+                )
+            ]
+        )
+    world = nproc * nnodes
+    if batch_size % world:
+        raise SpecError(
+            [
+                Problem(
+                    f"batch_size {batch_size} does not divide by the {world} processes "
+                    f"({nnodes} node(s) x {nproc}): each takes an equal part of every batch",
+                    path="train.batch_size",
+                    hint=f"use a multiple of {world}, e.g. --set train.batch_size="
+                    f"{max(world, batch_size // world * world)}",
+                )
+            ]
+        )
+    if endpoint is not None:
+        _, port = split_endpoint(endpoint)
+        if node_rank == 0:  # node 0 hosts the rendezvous store on that port
+            with socket.socket() as s:
+                try:
+                    s.bind(("", port))
+                except OSError as exc:
+                    taken = exc.errno == errno.EADDRINUSE
+                    raise NetspecError(
+                        [
+                            Problem(
+                                f"--rdzv-endpoint {endpoint}: port {port} "
+                                + ("is in use" if taken else f"cannot be opened: {exc.strerror}"),
+                                hint="choose a free port (another run may be using this one)",
+                            )
+                        ]
+                    ) from None
+
+
+def torchrun_args(
+    worker_args: list[str], *, nproc: int, nnodes: int, node_rank: int, endpoint: str | None
+) -> list[str]:
+    """The torchrun command line that starts `netspec train WORKER_ARGS` in every process."""
+    args = ["--nproc-per-node", str(nproc), "--nnodes", str(nnodes)]
+    if endpoint is None:  # one node: a rendezvous on a free local port, no collisions
+        args.append("--standalone")
+    else:
+        host, port = split_endpoint(endpoint)
+        args += ["--node-rank", str(node_rank), "--master-addr", host, "--master-port", str(port)]
+    return [*args, "--module", "netspec", "train", *worker_args]
+
+
+def launch(args: list[str], nproc: int) -> int:
+    """Run torchrun with `args` (see torchrun_args); the exit code of the first failed worker."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    # torchrun would set 1 thread per process (and warn); share this node's cores instead.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
+    try:
+        run(parse_args(args))
+    except ChildFailedError as exc:
+        # Each worker has printed its own error; say which failed, not torch's traceback.
+        rank, failure = exc.get_first_failure()
+        print(f"error: worker {rank} exited with code {failure.exitcode}", file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
+
+
+def launch_ranks(
+    spec: Path,
+    sets: list[str],
+    run_dir: Path,
+    batch_size: int,
+    *,
+    device: str,
+    resume: bool,
+    progress: bool | None,
+    force: bool,
+    nproc: int,
+    nnodes: int,
+    node_rank: int,
+    endpoint: str | None,
+) -> int:
+    """Check the launch, then run `netspec train` in `nproc` ranks here; their exit code."""
+    check_launch(
+        nproc=nproc,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        endpoint=endpoint,
+        batch_size=batch_size,
+        device=device,
+    )
+    worker = [str(spec), *(a for s in sets for a in ("--set", s)), "--out", str(run_dir)]
+    worker += ["--device", device, *(["--resume"] if resume else [])]
+    worker += ["--force"] if force else []
+    if progress is not None:
+        worker.append("--progress" if progress else "--no-progress")
+    args = torchrun_args(worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint)
+    return launch(args, nproc)

@@ -1,0 +1,285 @@
+"""`netspec train --nproc`: data-parallel workers started by torchrun, gloo on the CPU.
+
+The runs go through real subprocesses (torchrun starts workers), each bounded by a timeout;
+the checks that refuse a launch run in-process, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from helpers import fails, invoke
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from netspec import compile_file
+from netspec.backends.lowering import build_module
+from netspec.backends.lowering.weighted import FrozenBatchNorm2d
+from netspec.backends.training.distributed import Dist, sync_batchnorm
+from netspec.backends.training.launch import torchrun_args
+from netspec.backends.training.loop import Trainer
+from netspec.backends.training.metrics import Metrics
+from netspec.backends.weights import weights
+from netspec.errors import SpecError
+
+# No dropout, no augmentation: 1 and 2 processes then compute the same thing. 141 training
+# digits in batches of 16: the last batch of 13 splits 7/6, so unequal shares are weighted too.
+SPEC = """\
+name: tiny
+input: [1, 8, 8]
+layers:
+  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
+  - flatten
+  - dense: {units: 10, activation: softmax}
+train:
+  data: {source: builtin, limit: 201, val: 0.2, test: 0.1}
+  preprocess: {rescale: 0.0625}
+  batch_size: 16
+  epochs: 2
+  metrics: [accuracy, f1]
+  seed: 4
+"""
+
+TWO_CORES = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="two worker processes need two cores"
+)
+
+
+def write(tmp_path: Path, text: str = SPEC) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def netspec_train(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m netspec train ARGS` in a subprocess, bounded by `timeout` seconds."""
+    cmd = [sys.executable, "-m", "netspec", "train", *map(str, args), "--no-progress"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+# --- refused before any worker starts ------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 10_000])
+def test_nproc_out_of_range(tmp_path: Path, n: int) -> None:
+    fails(invoke("train", write(tmp_path), "--nproc", n), f"--nproc {n}: expected 1 to")
+
+
+def test_batch_size_must_divide_by_the_processes(tmp_path: Path) -> None:
+    out = fails(
+        invoke(
+            "train",
+            write(tmp_path),
+            "--nproc",
+            "1",
+            "--nnodes",
+            "3",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{free_port()}",
+        ),
+        "train.batch_size: batch_size 16 does not divide by the 3 processes",
+    )
+    assert "--set train.batch_size=15" in out
+
+
+def test_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        fails(
+            invoke(
+                "train", write(tmp_path), "--nproc", "1", "--rdzv-endpoint", f"127.0.0.1:{port}"
+            ),
+            f"port {port} is in use",
+        )
+
+
+def test_a_bad_endpoint(tmp_path: Path) -> None:
+    fails(
+        invoke("train", write(tmp_path), "--nproc", "1", "--rdzv-endpoint", "node001"),
+        "--rdzv-endpoint 'node001' is not HOST:PORT",
+    )
+
+
+def test_multi_node_flags_reach_torchrun() -> None:
+    args = torchrun_args(
+        ["s.yaml", "--out", "r"], nproc=4, nnodes=2, node_rank=1, endpoint="node001:29400"
+    )
+    assert args == [
+        *("--nproc-per-node", "4", "--nnodes", "2", "--node-rank", "1"),
+        *("--master-addr", "node001", "--master-port", "29400"),
+        *("--module", "netspec", "train", "s.yaml", "--out", "r"),
+    ]
+    assert "--standalone" in torchrun_args([], nproc=2, nnodes=1, node_rank=0, endpoint=None)
+
+
+# --- the parts, in-process -----------------------------------------------------------------
+
+
+def _halves(task, names, k, logits, target) -> tuple[Metrics, Metrics, Metrics]:
+    whole, a, b = (Metrics(names, task=task, num_classes=k) for _ in range(3))
+    whole.update(logits, target)
+    a.update(logits[:7], target[:7])
+    b.update(logits[7:], target[7:])
+    return whole, a, b
+
+
+@pytest.mark.parametrize(
+    ("task", "names", "k"),
+    [("multiclass", ["accuracy", "f1", "top5_accuracy"], 6), ("regression", ["mae", "rmse"], 1)],
+)
+def test_metrics_summed_across_processes_are_the_whole_sets(task, names, k) -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(20, k, generator=g)
+    target = torch.randint(0, k, (20,), generator=g) if task == "multiclass" else torch.randn(20, k)
+    whole, a, b = _halves(task, names, k, logits, target)
+    # Two ranks' all_reduce, played in one process: b's statistics are added to a's.
+    sent: list[torch.Tensor] = []
+    b.sum_across(lambda t: sent.append(t.clone()), torch.device("cpu"))
+    a.sum_across(lambda t: t.add_(sent.pop(0)), torch.device("cpu"))
+    assert a.compute() == pytest.approx(whole.compute(), rel=1e-12)
+    assert a.compute() != b.compute()
+
+
+def test_a_rank_that_saw_nothing_adds_nothing() -> None:
+    seen, empty = (Metrics(["accuracy"], task="binary", num_classes=1) for _ in range(2))
+    seen.update(torch.tensor([1.0, -1.0, 2.0]), torch.tensor([1, 1, 1]))
+    sent: list[torch.Tensor] = []
+    seen.sum_across(lambda t: sent.append(t.clone()), torch.device("cpu"))
+    empty.sum_across(lambda t: t.add_(sent.pop(0)), torch.device("cpu"))
+    assert empty.compute() == {"accuracy": pytest.approx(2 / 3)}
+
+
+BN_SPEC = """\
+name: bn
+input: [1, 8, 8]
+layers:
+  - conv2d: {filters: 4, kernel: 3}
+  - batchnorm:
+    name: free
+  - conv2d: {filters: 4, kernel: 3}
+  - batchnorm:
+    name: frozen
+    trainable: false
+  - flatten
+  - dense: {units: 3}
+"""
+
+
+def test_sync_batchnorm_converts_the_trainable_batchnorms_only(tmp_path: Path) -> None:
+    module = build_module(compile_file(write(tmp_path, BN_SPEC)))
+    before = weights(module)
+    x = torch.randn(4, 1, 8, 8)
+    out = module.eval()(x)
+    assert sync_batchnorm(module) == ["free"]
+    assert type(module.layer("free")) is torch.nn.SyncBatchNorm
+    assert type(module.layer("frozen")) is FrozenBatchNorm2d  # keeps its running statistics
+    after = weights(module)
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert torch.equal(module(x), out)  # the rebuilt forward runs the new module
+
+
+def test_sync_batchnorm_on_the_cpu_is_refused(tmp_path: Path) -> None:
+    text = SPEC.replace("layers:\n", "layers:\n  - batchnorm\n").replace(
+        "  seed: 4", "  seed: 4\n  sync_batchnorm: true"
+    )
+    graph = compile_file(write(tmp_path, text))
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        trainer = Trainer(
+            graph, graph.train, tmp_path / "run", dist=Dist(0, 1, torch.device("cpu"))
+        )
+        with pytest.raises(SpecError, match="sync_batchnorm needs CUDA"):
+            trainer.setup()
+    finally:
+        dist.destroy_process_group()
+
+
+# --- real workers --------------------------------------------------------------------------
+
+
+@TWO_CORES
+@pytest.mark.slow  # one in-process run and a 2-process torchrun run (~7 s)
+def test_two_processes_train_the_weights_of_one(tmp_path: Path, no_plots: None) -> None:
+    spec = write(tmp_path)
+    one = invoke("train", spec, "--out", tmp_path / "one")
+    assert one.exit_code == 0, one.output
+    two = netspec_train(spec, "--out", tmp_path / "two", "--nproc", "2")
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("run saved in") == 1  # rank 0 alone talks
+    a = load_file(str(tmp_path / "one" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    # Gradients summed in another order: equal to float32 rounding (measured 1.5e-8).
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    ha, hb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    for ra, rb in zip(ha["history"], hb["history"], strict=True):
+        for k in ("accuracy", "f1", "val_accuracy", "val_f1"):
+            assert ra[k] == rb[k], k  # counts over the whole set, not averages of ranks
+        for k in ("loss", "val_loss"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5), k
+    assert hb["test"]["accuracy"] == ha["test"]["accuracy"]
+    assert json.loads(two.stdout)["epochs"] == 2  # one result, printed once
+
+
+@TWO_CORES
+@pytest.mark.slow  # a 2-process run killed, resumed with 2 processes, then with 1 (~10 s)
+def test_a_killed_run_resumes(tmp_path: Path, no_plots: None) -> None:
+    spec = write(tmp_path)
+    run = tmp_path / "run"
+    last = run / "checkpoint" / "last.safetensors"
+    cmd = [sys.executable, "-m", "netspec", "train", str(spec), "--out", str(run)]
+    cmd += ["--nproc", "2", "--set", "train.epochs=10000", "--no-progress"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not last.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert last.is_file(), "no epoch was checkpointed"
+    finally:  # the launcher and its workers: the session this test started
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (run / "model.safetensors").exists()
+    with safe_open(str(last), framework="pt") as f:
+        epoch = json.loads(f.metadata()["netspec_state"])["run"]["epoch"]
+        assert {"rng/rank0/torch", "rng/rank1/torch", "rng/rank1/augment/generator"} <= set(
+            f.keys()
+        )
+
+    resumed = netspec_train(
+        spec, "--out", run, "--resume", "--nproc", "2", "--set", f"train.epochs={epoch + 1}"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed {run} after epoch {epoch}" in resumed.stderr
+    assert "note: the checkpoint" not in resumed.stderr
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == epoch + 1
+
+    # Another number of processes: the weights and optimizer carry over, rank 1's RNG does not.
+    alone = invoke("train", spec, "--out", run, "--resume", "--set", f"train.epochs={epoch + 2}")
+    assert alone.exit_code == 0, alone.output
+    assert (
+        "note: the checkpoint was made by 2 processes; the augmentation and dropout streams "
+        "of ranks 1..1 are not continued"
+    ) in alone.output
+    assert json.loads(alone.stdout)["epochs"] == epoch + 2
