@@ -188,7 +188,7 @@ def load_image_folder(
         x=x,
         y=np.asarray(labels, dtype=np.int64),
         classes=tuple(names),
-        source=f"image folder {root} ({len(names)} classes"
+        source=f"image folder {root} ({len(names)} class{'es' if len(names) != 1 else ''}"
         + (f", resized to {size[0]}x{size[1]}" if size else "")
         + ")",
         notes=notes,
