@@ -88,10 +88,15 @@ def bench_compile(sizes: tuple[int, ...], runs: int) -> dict[int, list[float]]:
     return times
 
 
-def layer_count(spec: Path) -> int:
+def layer_count(spec: Path) -> str:
+    """The compiled layer count; a search spec (`{search: ...}` values) does not compile alone."""
     from netspec import compile_file
+    from netspec.search import find_search
+    from netspec.source import read
 
-    return len(compile_file(spec).nodes)
+    if find_search(read(spec)):
+        return "search"
+    return str(len(compile_file(spec).nodes))
 
 
 def main() -> None:
