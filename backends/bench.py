@@ -6,8 +6,11 @@ batch size both engines get the same random input; after a warm-up they are time
 one call of each in turn (the order swapped every round), so machine noise hits both alike. A
 timed call is numpy in, numpy out for both engines. PyTorch runs eager in eval mode under
 `torch.inference_mode()`; onnxruntime runs with every graph optimization on. Both use `threads`
-intra-op threads. Before timing, the two outputs are compared once (the largest absolute
-difference is in the result; a difference beyond the export tolerance raises ParityError).
+intra-op threads. For a 2-d convnet PyTorch is timed twice: in NCHW, and in channels-last (the
+module and each input converted, the conversion timed), which is what netspec trains with and
+the fair eager baseline on CPU. Before timing, the outputs are compared once (the largest
+absolute difference is in the result; a difference beyond the export tolerance raises
+ParityError).
 """
 
 from __future__ import annotations
@@ -27,17 +30,20 @@ from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_ca
 from .training.device import check_device
 
 TORCH = "pytorch"
+TORCH_CL = "pytorch-cl"  # PyTorch eager in channels-last memory format (2-d convnets only)
 ORT = "onnxruntime"
 DEFAULT_BATCHES = (1, 64)
 DEFAULT_REPEATS = 50
 SPEC_SUFFIXES = (".yaml", ".yml")
+ENGINES = (TORCH, TORCH_CL, ORT)  # the order of rows and tables
+LABELS = {TORCH: "pytorch", TORCH_CL: "pytorch channels-last", ORT: "onnxruntime"}
 
 
 @dataclass(frozen=True)
 class BenchRow:
     """One engine at one batch size: latency of one call (ms) and throughput (samples/s)."""
 
-    engine: str  # "pytorch" or "onnxruntime"
+    engine: str  # "pytorch", "pytorch-cl" (channels-last) or "onnxruntime"
     batch: int
     device: str  # "cpu" or "cuda" (onnxruntime: the provider it runs on)
     median_ms: float
@@ -54,7 +60,7 @@ class BenchResult:
     source: str  # "spec (random weights, seed N)", "run", "onnx" or "onnx + run"
     threads: int
     rows: tuple[BenchRow, ...]
-    max_abs_diff: float | None  # pytorch vs onnxruntime, largest over the batch sizes
+    max_abs_diff: float | None  # pytorch (both layouts) vs onnxruntime, largest over the batches
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def batches(self) -> list[int]:
@@ -63,9 +69,9 @@ class BenchResult:
     def row(self, engine: str, batch: int) -> BenchRow | None:
         return next((r for r in self.rows if r.engine == engine and r.batch == batch), None)
 
-    def speedup(self, batch: int) -> float | None:
-        """How many times faster onnxruntime is than PyTorch (median latency ratio)."""
-        t, o = self.row(TORCH, batch), self.row(ORT, batch)
+    def speedup(self, batch: int, engine: str = TORCH) -> float | None:
+        """How many times faster onnxruntime is than PyTorch `engine` (median latency ratio)."""
+        t, o = self.row(engine, batch), self.row(ORT, batch)
         return None if t is None or o is None else t.median_ms / o.median_ms
 
 
@@ -210,6 +216,7 @@ def bench(
     notes = list(target.notes)
 
     torch_mod: Any = None
+    torch_cl: Any = None  # the same module in channels-last, for 2-d convnets
     old_threads = None
     torch_device = "cpu"
     if target.graph is not None:
@@ -223,6 +230,10 @@ def bench(
         if module is None:
             module = load_module(target.graph, target.weights or {})
         torch_mod = module.eval()
+        if _channels_last(target.graph):
+            import copy
+
+            torch_cl = copy.deepcopy(torch_mod).to(memory_format=torch.channels_last)
     try:
         if target.onnx is None:
             from .export.model import export_onnx
@@ -235,6 +246,7 @@ def bench(
             if torch.cuda.is_available():
                 torch_device = "cuda"
                 torch_mod = torch_mod.to("cuda")
+                torch_cl = None if torch_cl is None else torch_cl.to("cuda")
             else:
                 notes.append(
                     "onnxruntime runs on CUDA but this PyTorch has no CUDA: it runs on CPU"
@@ -257,9 +269,12 @@ def bench(
             if torch_mod is not None:
                 calls[TORCH] = torch_call(torch_mod, x, torch_device)
                 worst = max(worst or 0.0, _parity(calls[TORCH](), calls[ORT](), session))
+            if torch_cl is not None:
+                calls[TORCH_CL] = torch_call(torch_cl, x, torch_device, channels_last=True)
+                worst = max(worst or 0.0, _parity(calls[TORCH_CL](), calls[ORT](), session))
             times = interleave(calls, repeats)
-            devices = {ORT: ort_device, TORCH: torch_device}
-            for engine in (TORCH, ORT):
+            devices = {ORT: ort_device, TORCH: torch_device, TORCH_CL: torch_device}
+            for engine in ENGINES:
                 if engine in times:
                     rows.append(_row(engine, b, devices[engine], times[engine]))
     finally:
@@ -268,6 +283,12 @@ def bench(
 
             torch.set_num_threads(old_threads)
     return BenchResult(target.name, target.source, threads, tuple(rows), worst, tuple(notes))
+
+
+def _channels_last(graph: Any) -> bool:
+    """A 2-d convnet: the networks netspec trains in channels-last (the `auto` rule of
+    `training.device.use_channels_last`, whatever the spec's train section says)."""
+    return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
 
 
 def _parity(expected: np.ndarray, actual: np.ndarray, session: Any) -> float:
@@ -302,7 +323,7 @@ def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow
 
 
 def render(result: BenchResult) -> str:
-    """A table per batch size, and the speedup onnxruntime / PyTorch."""
+    """A table per batch size, and the speedup of onnxruntime over PyTorch in each layout."""
     out = [f"{result.model}: {result.source}, {result.threads} threads"]
     if result.max_abs_diff is not None:
         out.append(f"outputs match: max abs diff {result.max_abs_diff:.1e}")
@@ -310,18 +331,19 @@ def render(result: BenchResult) -> str:
     for b in result.batches():
         out += ["", f"batch {b}"]
         out.append(
-            f"{'engine':<12} {'device':<6} {'median ms':>10} {'p90 ms':>10} {'samples/s':>12}"
+            f"{'engine':<21} {'device':<6} {'median ms':>10} {'p90 ms':>10} {'samples/s':>12}"
         )
-        for engine in (TORCH, ORT):
+        for engine in ENGINES:
             r = result.row(engine, b)
             if r is not None:
                 out.append(
-                    f"{r.engine:<12} {r.device:<6} {r.median_ms:>10.3f} {r.p90_ms:>10.3f} "
+                    f"{LABELS[engine]:<21} {r.device:<6} {r.median_ms:>10.3f} {r.p90_ms:>10.3f} "
                     f"{r.samples_per_s:>12,.0f}"
                 )
-        s = result.speedup(b)
-        if s is not None:
-            out.append(f"speedup onnxruntime / pytorch: {s:.2f}x")
+        for engine in (TORCH, TORCH_CL):
+            s = result.speedup(b, engine)
+            if s is not None:
+                out.append(f"speedup onnxruntime / {LABELS[engine]}: {s:.2f}x")
     return "\n".join(out) + "\n"
 
 
@@ -332,6 +354,8 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
     d["rows"] = [asdict(r) for r in result.rows]
     d["notes"] = list(result.notes)
     d["speedup"] = {str(b): result.speedup(b) for b in result.batches()}
+    if any(r.engine == TORCH_CL for r in result.rows):
+        d["speedup_channels_last"] = {str(b): result.speedup(b, TORCH_CL) for b in result.batches()}
     return d
 
 
@@ -339,6 +363,7 @@ __all__ = [
     "DEFAULT_BATCHES",
     "ORT",
     "TORCH",
+    "TORCH_CL",
     "BenchError",
     "BenchResult",
     "BenchRow",

@@ -93,22 +93,30 @@ def ort_call(session: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
     return call
 
 
-def torch_call(module: Any, x: np.ndarray, device: str = "cpu") -> Callable[[], np.ndarray]:
-    """A no-argument call running x (numpy in, numpy out) through the module, eager, eval mode."""
+def torch_call(
+    module: Any, x: np.ndarray, device: str = "cpu", *, channels_last: bool = False
+) -> Callable[[], np.ndarray]:
+    """A no-argument call running x (numpy in, numpy out) through the module, eager, eval mode.
+
+    `channels_last`: each call converts x (N, C, H, W) to channels-last memory format, as a user
+    of a channels-last module would (the module must be converted already); the output is read
+    back whatever its layout.
+    """
     import torch
 
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     if device == "cuda":
 
         def call() -> np.ndarray:
             with torch.inference_mode():
-                y = module(xt.to("cuda", non_blocking=False))
+                y = module(xt.to("cuda", non_blocking=False).contiguous(memory_format=layout))
                 return y.cpu().numpy()
 
     else:
 
         def call() -> np.ndarray:
             with torch.inference_mode():
-                return module(xt).numpy()
+                return module(xt.contiguous(memory_format=layout)).numpy()
 
     return call

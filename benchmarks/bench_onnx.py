@@ -3,7 +3,8 @@
 For mnist_cnn and cifar_cnn (random weights, seed 0), at batch 1 and 64, in ONE interleaved run
 (every call round-robin, order rotated each round, after a warm-up; numpy in, numpy out):
 
-  (a) PyTorch eager on netspec's module (eval, torch.inference_mode),
+  (a) PyTorch eager on netspec's module (eval, torch.inference_mode), NCHW,
+  (l) the same in channels-last (module and each input converted; what netspec trains with),
   (b) onnxruntime on netspec's export (written from the IR),
   (c) onnxruntime on `torch.onnx.export(..., dynamo=False)` of an equivalent hand-written
       nn.Sequential with the same weights copied in,
@@ -20,6 +21,7 @@ the summary's MACs) as a fraction of the matmul rate.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import platform
 import statistics
@@ -147,6 +149,7 @@ def main() -> None:
         torch.manual_seed(0)
         module = build_module(graph).eval()
         randomize_batchnorm(module, gen)
+        module_cl = copy.deepcopy(module).to(memory_format=torch.channels_last)
         hand = hand_written(name)
         copy_weights(module, hand)
         hand.eval()
@@ -159,6 +162,7 @@ def main() -> None:
             x = np.random.default_rng(b).standard_normal((b, *shape)).astype(np.float32)
             engines = {
                 "a": torch_call(module, x),
+                "l": torch_call(module_cl, x, channels_last=True),
                 "b": ort_call(ours, x),
                 "c": ort_call(theirs, x),
             }
@@ -182,17 +186,18 @@ def main() -> None:
         f"{args.threads} thread(s), {repeats} interleaved calls each; median ms (p90)\n"
     )
     print(
-        "| spec | batch | (a) PyTorch eager | (b) ORT netspec export | (c) ORT torch.onnx.export "
-        "| b/a speedup | c/b (b vs c) | (b) samples/s |"
+        "| spec | batch | (a) PyTorch eager | (l) eager channels-last | (b) ORT netspec export "
+        "| (c) ORT torch.onnx.export | b/a speedup | b/l speedup | c/b (b vs c) | (b) samples/s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in SPECS:
         for b in BATCHES:
-            t = {k: times[(name, b, k)] for k in "abc"}
-            m = {k: med[(name, b, k)] for k in "abc"}
-            cells = " | ".join(f"{m[k] * 1e3:.3f} ({p90(t[k]) * 1e3:.3f})" for k in "abc")
+            t = {k: times[(name, b, k)] for k in "albc"}
+            m = {k: med[(name, b, k)] for k in "albc"}
+            cells = " | ".join(f"{m[k] * 1e3:.3f} ({p90(t[k]) * 1e3:.3f})" for k in "albc")
             print(
-                f"| {name} | {b} | {cells} | {m['a'] / m['b']:.2f}x | {m['c'] / m['b']:.3f} "
+                f"| {name} | {b} | {cells} | {m['a'] / m['b']:.2f}x | {m['l'] / m['b']:.2f}x "
+                f"| {m['c'] / m['b']:.3f} "
                 f"| {b / m['b']:,.0f} |"
             )
     print(

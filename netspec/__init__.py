@@ -1,10 +1,30 @@
 """netspec: describe a neural network in YAML; get it validated, shape-checked, trained and exported."""
 
-from netspec.compiler import compile_file, compile_source, compile_text
-from netspec.errors import DataError, NetspecError, Problem, SpecError
-from netspec.ir import Graph, Node
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netspec.compiler import compile_file, compile_source, compile_text
+    from netspec.errors import DataError, NetspecError, Problem, SpecError
+    from netspec.ir import Graph, Node
 
 __version__ = "0.1.0"
+
+# Each public name and the module it lives in. Imported on first use (PEP 562), so that commands
+# needing neither the compiler nor pydantic (`netspec predict`, `netspec inspect`) start fast.
+_LAZY = {
+    "compile_file": "netspec.compiler",
+    "compile_source": "netspec.compiler",
+    "compile_text": "netspec.compiler",
+    "DataError": "netspec.errors",
+    "NetspecError": "netspec.errors",
+    "Problem": "netspec.errors",
+    "SpecError": "netspec.errors",
+    "Graph": "netspec.ir",
+    "Node": "netspec.ir",
+}
 
 __all__ = [
     "DataError",
@@ -18,3 +38,15 @@ __all__ = [
     "compile_source",
     "compile_text",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'netspec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from netspec.backends.bench import (
     ORT,
     TORCH,
+    TORCH_CL,
     BenchError,
     BenchRow,
     bench,
@@ -45,12 +46,13 @@ def tiny(tmp_path: Path) -> Path:
     return path
 
 
-def test_bench_rows_for_both_engines_and_every_batch(tiny: Path) -> None:
+def test_bench_rows_for_every_engine_and_every_batch(tiny: Path) -> None:
     result = bench(tiny, (1, 5), threads=1, repeats=5)
     assert result.model == "tiny"
     assert result.threads == 1
+    # A 2-d convnet: eager PyTorch in NCHW and in channels-last (what netspec trains with).
     assert {(r.engine, r.batch) for r in result.rows} == {
-        (e, b) for e in (TORCH, ORT) for b in (1, 5)
+        (e, b) for e in (TORCH, TORCH_CL, ORT) for b in (1, 5)
     }
     for row in result.rows:
         assert isinstance(row, BenchRow)
@@ -62,6 +64,20 @@ def test_bench_rows_for_both_engines_and_every_batch(tiny: Path) -> None:
     # Both engines' outputs were compared before timing.
     assert result.max_abs_diff is not None and 0 <= result.max_abs_diff <= 1e-4
     assert result.speedup(1) is not None and result.speedup(1) > 0
+    cl = result.speedup(5, TORCH_CL)
+    assert cl is not None and cl > 0
+    assert cl == pytest.approx(result.row(TORCH_CL, 5).median_ms / result.row(ORT, 5).median_ms)
+
+
+def test_no_channels_last_row_without_2d_convolutions(tmp_path: Path) -> None:
+    dense = tmp_path / "dense.yaml"
+    dense.write_text(
+        "name: dense\ninput: [6]\nlayers:\n  - dense: {units: 3, activation: softmax}\n",
+        encoding="utf-8",
+    )
+    result = bench(dense, (2,), threads=1, repeats=2)
+    assert [r.engine for r in result.rows] == [TORCH, ORT]
+    assert result.speedup(2, TORCH_CL) is None
 
 
 def test_onnx_alone_without_a_run(tiny: Path, tmp_path: Path) -> None:
@@ -98,7 +114,9 @@ def test_cli_bench_prints_both_engines(tiny: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "pytorch" in result.output and "onnxruntime" in result.output
     assert "batch 1" in result.output and "batch 3" in result.output
-    assert "speedup onnxruntime / pytorch" in result.output
+    assert "speedup onnxruntime / pytorch: " in result.output
+    assert "pytorch channels-last " in result.output
+    assert "speedup onnxruntime / pytorch channels-last: " in result.output
 
 
 def test_cli_bench_json(tiny: Path) -> None:
@@ -107,8 +125,9 @@ def test_cli_bench_json(tiny: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert {r["engine"] for r in data["rows"]} == {TORCH, ORT}
+    assert {r["engine"] for r in data["rows"]} == {TORCH, TORCH_CL, ORT}
     assert data["max_abs_diff"] is not None and set(data["speedup"]) == {"2"}
+    assert data["speedup_channels_last"]["2"] > 0
 
 
 @pytest.mark.parametrize(

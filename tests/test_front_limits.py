@@ -112,3 +112,31 @@ def test_summary_collapses_long_repeats_and_keeps_exact_totals() -> None:
     t = totals(rows(graph))
     assert t.total_params == (4 * 3 + 3) + (3 * 4 + 4) + 99 * 20 + 50 * 20 + (4 * 2 + 2)
     assert f"Total params: {t.total_params:,}" in out
+
+
+def test_compile_pauses_the_garbage_collector_and_restores_it(monkeypatch) -> None:
+    import gc
+
+    import netspec.compiler
+
+    seen: list[bool] = []
+    real = netspec.compiler.validate
+
+    def validate(source):
+        seen.append(gc.isenabled())
+        return real(source)
+
+    monkeypatch.setattr(netspec.compiler, "validate", validate)
+    text = HEAD + "layers: [dense: {units: 2}]\n"
+    assert gc.isenabled()
+    compile_text(text)
+    assert seen == [False] and gc.isenabled()  # off while compiling (long chains), on after
+    with pytest.raises(SpecError, match="units"):
+        compile_text(HEAD + "layers: [dense: {units: -2}]\n")
+    assert gc.isenabled()  # also after an error
+    gc.disable()
+    try:
+        compile_text(text)
+        assert not gc.isenabled()  # the caller's choice is left as it was
+    finally:
+        gc.enable()

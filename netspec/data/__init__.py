@@ -2,19 +2,45 @@
 
 from __future__ import annotations
 
-from netspec.data.arraydata import ArrayData
-from netspec.data.arrays import load_arrays
-from netspec.data.builtin import BUILTIN_NAMES, load_builtin
-from netspec.data.cifar import load_cifar10_dir
-from netspec.data.folder import IMAGE_SUFFIXES, load_image_folder
-from netspec.data.idx import load_idx
-from netspec.data.mask_folder import load_mask_folder
-from netspec.data.masks import mask_indices
-from netspec.data.mnist import download_mnist, load_mnist_dir
-from netspec.data.shapes import SHAPE_CLASSES, make_shapes
-from netspec.data.split import split_arrays
-from netspec.data.stats import dataset_stats
-from netspec.data.table import load_csv
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netspec.data.arraydata import ArrayData
+    from netspec.data.arrays import load_arrays
+    from netspec.data.builtin import BUILTIN_NAMES, load_builtin
+    from netspec.data.cifar import load_cifar10_dir
+    from netspec.data.folder import IMAGE_SUFFIXES, load_image_folder
+    from netspec.data.idx import load_idx
+    from netspec.data.mask_folder import load_mask_folder
+    from netspec.data.masks import mask_indices
+    from netspec.data.mnist import download_mnist, load_mnist_dir
+    from netspec.data.shapes import SHAPE_CLASSES, make_shapes
+    from netspec.data.split import split_arrays
+    from netspec.data.stats import dataset_stats
+    from netspec.data.table import load_csv
+
+# Each public name and the module it lives in, imported on first use (PEP 562): `netspec predict`
+# needs `netspec.data.preprocess`, `scenes` and `tiff`, not every loader (Pillow, CSV, MNIST...).
+_LAZY = {
+    "ArrayData": "netspec.data.arraydata",
+    "load_arrays": "netspec.data.arrays",
+    "BUILTIN_NAMES": "netspec.data.builtin",
+    "load_builtin": "netspec.data.builtin",
+    "load_cifar10_dir": "netspec.data.cifar",
+    "IMAGE_SUFFIXES": "netspec.data.folder",
+    "load_image_folder": "netspec.data.folder",
+    "load_idx": "netspec.data.idx",
+    "load_mask_folder": "netspec.data.mask_folder",
+    "mask_indices": "netspec.data.masks",
+    "download_mnist": "netspec.data.mnist",
+    "load_mnist_dir": "netspec.data.mnist",
+    "SHAPE_CLASSES": "netspec.data.shapes",
+    "make_shapes": "netspec.data.shapes",
+    "split_arrays": "netspec.data.split",
+    "dataset_stats": "netspec.data.stats",
+    "load_csv": "netspec.data.table",
+}
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -35,3 +61,15 @@ __all__ = [
     "mask_indices",
     "split_arrays",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'netspec.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
