@@ -46,16 +46,16 @@ TOL = 5e-6
 
 def hand_model() -> nn.Sequential:
     """What a user writes for SPEC, with Keras' batchnorm conventions spelled out (netspec's
-    defaults: eps 1e-3, momentum 0.99 on the running statistic = torch's 0.01)."""
+    defaults: eps 1e-3, momentum 0.9 on the running statistic = torch's 0.1)."""
     return nn.Sequential(
         nn.Conv2d(1, 6, 3, padding=1),
         nn.ReLU(),
-        nn.BatchNorm2d(6, eps=1e-3, momentum=0.01),
+        nn.BatchNorm2d(6, eps=1e-3, momentum=0.1),
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(96, 16),
         nn.ReLU(),
-        nn.BatchNorm1d(16, eps=1e-3, momentum=0.01),
+        nn.BatchNorm1d(16, eps=1e-3, momentum=0.1),
         nn.Linear(16, 10),
     )
 
