@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, first_line
 
 from .predict.session import device_of, open_session
 
@@ -88,8 +88,9 @@ def ort_call(session: Any, x: np.ndarray) -> Callable[[], np.ndarray]:
     try:
         call()
     except Exception as exc:  # onnxruntime raises its own types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BenchError(f"onnxruntime fails to run the model on {x.shape}: {first}") from None
+        raise BenchError(
+            f"onnxruntime fails to run the model on {x.shape}: {first_line(exc)}"
+        ) from None
     return call
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from netspec.compiler import compile_source
 from netspec.data.pipeline import resolve_path
-from netspec.errors import DataError, Problem, SpecError
+from netspec.errors import DataError, Problem, SpecError, few
 from netspec.ir import Graph
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
@@ -105,7 +105,7 @@ def check_out(out: Path, resume: bool) -> None:
         raise SpecError(
             [
                 Problem(
-                    f"--out {out} is a folder with other files ({_few(others)}), not a run: "
+                    f"--out {out} is a folder with other files ({few(others, 4)}), not a run: "
                     "the run's files would be mixed with them",
                     hint="choose a new or empty folder for the run",
                 )
@@ -336,11 +336,11 @@ def check_weights(graph: Graph, weights: dict[str, Any], *, strict: bool = False
     if missing or wrong or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {_few(missing)}")
+            parts.append(f"missing {few(missing, 4)}")
         if wrong:
-            parts.append(f"wrong shape: {_few(wrong)}")
+            parts.append(f"wrong shape: {few(wrong, 4)}")
         if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
+            parts.append(f"unexpected {few(unexpected, 4)}")
         raise DataError(
             [
                 Problem(
@@ -349,7 +349,3 @@ def check_weights(graph: Graph, weights: dict[str, Any], *, strict: bool = False
                 )
             ]
         )
-
-
-def _few(items: Sequence[str]) -> str:
-    return ", ".join(items[:4]) + (f", ... ({len(items)} in all)" if len(items) > 4 else "")

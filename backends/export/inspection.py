@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError, Problem, first_line
 
 # The netspec metadata keys, in the order they are shown, and which hold JSON.
 NETSPEC_KEYS = (
@@ -53,9 +53,8 @@ def load_model(path: str | Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _error(
-            f"cannot read the model ({first}); expected an ONNX model file", path
+            f"cannot read the model ({first_line(exc)}); expected an ONNX model file", path
         ) from None
     if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
         raise _error(

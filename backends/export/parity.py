@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError, Problem, first_line
 from netspec.ir import Graph
 
 from ..lowering import NetModule
-from ..predict.errors import first_line
 from ..predict.session import SessionError, open_session
 from ..weights import load_module
 from .model import target_affine

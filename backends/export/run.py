@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from netspec.data.preprocess import apply_values
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, first_line
 from netspec.fileio import atomic_path
 from netspec.runs import Run, load_run
 
@@ -85,8 +85,10 @@ def run_samples(run: Run, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None
             x = x[:, :, :h, :w]
         x = preprocess(x, pre, run.graph.input_shape)
     except (NetspecError, OSError, ValueError, ImportError, KeyError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, f"the run's data could not be loaded ({reason}): checked on random inputs only"
+        return (
+            None,
+            f"the run's data could not be loaded ({first_line(exc)}): checked on random inputs only",
+        )
     return x, f"checked on {len(x)} samples of the run's data"
 
 

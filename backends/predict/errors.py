@@ -17,13 +17,6 @@ def error(message: str, file: str | Path | None = None, hint: str | None = None)
     return PredictError([Problem(message, None if file is None else str(file), hint=hint)])
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's text (at most 200 characters), or its type's name."""
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 def pillow(path: Path, what: str) -> Any:
     """PIL.Image, or a clear error: Pillow comes with the `train` extra, not the base install."""
     try:

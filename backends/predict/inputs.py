@@ -13,8 +13,9 @@ import numpy as np
 
 from netspec.data.preprocess import CropError, geometry
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
+from netspec.errors import first_line
 
-from .errors import error, first_line, fits, pillow, shape, size
+from .errors import error, fits, pillow, shape, size
 from .model import ModelInfo, json_meta, scene_bands
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")

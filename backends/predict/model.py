@@ -12,8 +12,9 @@ import numpy as np
 
 from netspec.data.preprocess import apply_values
 from netspec.data.scenes import SceneSegmenter
+from netspec.errors import first_line
 
-from .errors import error, first_line, shape, size
+from .errors import error, shape, size
 from .session import open_session
 
 

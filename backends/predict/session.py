@@ -7,9 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import NetspecError, Problem
-
-from .errors import first_line
+from netspec.errors import NetspecError, Problem, first_line
 
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"

@@ -11,7 +11,7 @@ from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
-from netspec.errors import DataError, NetspecError, Problem
+from netspec.errors import DataError, NetspecError, Problem, few
 from netspec.runs import META_FILE, read_weights, run_source, run_weights
 
 from ..weights import load_weights
@@ -69,8 +69,8 @@ def evaluate_run(
             raise DataError(
                 [
                     Problem(
-                        f"--data: the classes of {data} ({_few(t.data.classes)}) are not those "
-                        f"the run was trained on ({_few(classes)})",
+                        f"--data: the classes of {data} ({few(t.data.classes or ()) or 'none'}) are not those "
+                        f"the run was trained on ({few(classes or ()) or 'none'})",
                         str(data),
                     )
                 ]
@@ -103,9 +103,3 @@ def _in_training_split(run_dir: Path, data: ArrayData) -> int | None:
         return None
     seen = {hashlib.sha256(x.tobytes()).digest() for x in train.x}
     return sum(hashlib.sha256(x.tobytes()).digest() in seen for x in data.x)
-
-
-def _few(names: tuple[str, ...] | None) -> str:
-    if not names:
-        return "none"
-    return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")

@@ -7,14 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from netspec.data._common import data_error
+from netspec.errors import first_line
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    line = lines[0] if lines else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def read_tiff_array(path: Path, what: str = "image") -> tuple[np.ndarray, str]:
@@ -42,7 +37,7 @@ def read_tiff_array(path: Path, what: str = "image") -> tuple[np.ndarray, str]:
             axes = "YXS"[: array.ndim]
         except Exception:
             raise data_error(
-                f"cannot read {what} ({type(exc).__name__}: {_first_line(exc)}); "
+                f"cannot read {what} ({type(exc).__name__}: {first_line(exc)}); "
                 "expected a readable .tif/.tiff file",
                 path,
                 hint="delete or replace the file",
