@@ -291,6 +291,16 @@ def load_run(source: Path) -> Run:
     return Run(directory, weights_path, graph, weights, meta, notes)
 
 
+# A training checkpoint keeps the weights under this prefix, beside optimizer and RNG state.
+MODEL_PREFIX = "model/"
+
+
+def model_part(tensors: dict[str, Any]) -> dict[str, Any]:
+    """The weights of a training checkpoint's tensors, keyed `<layer>.<tensor>`."""
+    n = len(MODEL_PREFIX)
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+
+
 def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Tensors of a safetensors file as arrays keyed `<layer>.<tensor>`, and its header.
 
@@ -308,8 +318,8 @@ def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise DataError(
             [Problem(f"cannot read weights: {exc}", str(path), hint="expected a .safetensors file")]
         ) from None
-    if any(k.startswith("model/") for k in tensors):
-        tensors = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    if any(k.startswith(MODEL_PREFIX) for k in tensors):  # a training checkpoint
+        tensors = model_part(tensors)
     return tensors, header
 
 

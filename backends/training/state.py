@@ -13,6 +13,7 @@ import torch
 
 from netspec.errors import DataError, Problem, SpecError
 from netspec.ir import Graph
+from netspec.runs import MODEL_PREFIX, model_part
 
 from ..lowering import NetModule
 from ..weights import load_weights, weights
@@ -92,7 +93,7 @@ def save_state(
     `ranks`: the generator states of every process of a distributed run (`rng/rank<r>/...`);
     the plain `rng/` keys are rank 0's, so any run can resume from the file.
     """
-    tensors = {f"model/{k}": v for k, v in weights(live.module).items()}
+    tensors = {f"{MODEL_PREFIX}{k}": v for k, v in weights(live.module).items()}
     tensors.update(ranks or {})
     opt_tensors, opt_rest = checkpoint.optimizer_state(live.opt)
     tensors.update(opt_tensors)
@@ -134,7 +135,7 @@ def restore_state(path: Path, live: Resumable, hash_: str) -> RunState:
                 )
             ]
         )
-    load_weights(live.module, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    load_weights(live.module, model_part(tensors))
     # Another optimizer, or other trainable (frozen) layers than the run's, would not fit.
     saved_groups = [sorted(g) for g in state["optimizer"]["param_groups"]]
     same_kind = saved_groups == [sorted(g) for g in live.opt.state_dict()["param_groups"]]
