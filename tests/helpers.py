@@ -68,3 +68,30 @@ def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]
                 value = rng.standard_normal(shape) / np.sqrt(max(1, int(np.prod(shape[1:]))))
             weights[f"{node.name}.{name}"] = value.astype(np.float32)
     return weights
+
+
+def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run"):
+    """A set-up Trainer (CPU, quiet) for the spec `text` written to tmp_path/<out>.yaml, its run
+    in tmp_path/<out>; what it logs is kept in `.logs`."""
+    import textwrap
+
+    from netspec.backends.training.loop import Trainer
+    from netspec.runs import prepare_run
+
+    spec = tmp_path / f"{out}.yaml"
+    spec.write_text(textwrap.dedent(text))
+    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, False)
+    logs: list[str] = []
+    t = Trainer(
+        graph,
+        graph.train,
+        run_dir,
+        device="cpu",
+        spec_text=spec_text,
+        summary_text=summary,
+        log=logs.append,
+        progress=False,
+    )
+    t.logs = logs  # type: ignore[attr-defined]
+    t.setup()
+    return t

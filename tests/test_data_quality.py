@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import make_trainer
 from PIL import Image
 
 from netspec.compiler import compile_file
@@ -292,28 +293,11 @@ train:
 
 
 def regression_trainer(tmp_path: Path, extra: str = ""):
-    from netspec.backends.training.loop import Trainer
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3)).astype(np.float32)
     y = (200_000 + 50_000 * x @ np.array([1.0, -0.5, 0.25])).astype(np.float32)  # house prices
     np.savez(tmp_path / "big.npz", x=x, y=y)
-    (tmp_path / "big.yaml").write_text(REGRESSION_SPEC.format(extra=extra))
-    graph, run_dir, spec_text, summary = prepare_run(
-        tmp_path / "big.yaml", [], tmp_path / "run", False
-    )
-    t = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device="cpu",
-        spec_text=spec_text,
-        summary_text=summary,
-        log=lambda s: None,
-        progress=False,
-    )
-    t.setup()
-    return t
+    return make_trainer(tmp_path, REGRESSION_SPEC.format(extra=extra))
 
 
 @pytest.mark.slow

@@ -7,13 +7,13 @@ with a reason when that folder is absent. NPZ arrays are generated here.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import make_trainer as make
 from typer.testing import CliRunner
 
 from netspec.backends.training.loop import Trainer
@@ -21,7 +21,6 @@ from netspec.cli import app
 from netspec.data.folder import load_image_folder
 from netspec.data.stats import dataset_stats
 from netspec.errors import NetspecError, SpecError
-from netspec.runs import prepare_run
 
 # history.png is not drawn (conftest's no_plots); a test that asks for `real_plots` draws it.
 pytestmark = pytest.mark.usefixtures("no_plots")
@@ -34,26 +33,6 @@ def data(shared_data: Path) -> Path:
     if not shared_data.is_dir():
         pytest.skip(f"the shared datasets are not here: {shared_data}")
     return shared_data
-
-
-def make(tmp_path: Path, text: str, *sets: str, out: str = "run") -> Trainer:
-    spec = tmp_path / f"{out}.yaml"
-    spec.write_text(textwrap.dedent(text))
-    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, False)
-    logs: list[str] = []
-    t = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device="cpu",
-        spec_text=spec_text,
-        summary_text=summary,
-        log=logs.append,
-        progress=False,
-    )
-    t.logs = logs  # type: ignore[attr-defined]
-    t.setup()
-    return t
 
 
 def model_json(t: Trainer) -> dict:
