@@ -1,0 +1,159 @@
+"""Commands that train and evaluate: train, evaluate, tune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netspec.cli.common import SetOpt, SpecArg, app, fail
+from netspec.errors import NetspecError
+
+
+@app.command()
+def train(
+    spec: SpecArg,
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default: runs/<spec name>/<timestamp>)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out (default: the latest run).")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(help="fp32, or bf16 (mixed precision, for CUDA); default: the spec's."),
+    ] = None,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Live progress bar.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even if the memory estimate does not fit.")
+    ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
+    node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
+    ] = None,
+) -> None:
+    """Train the network on the data of the spec's `train:` section; save a run directory."""
+    from netspec.runs import prepare_run
+
+    try:
+        if precision is not None:
+            sets = [*sets, f"train.precision={precision}"]
+        graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
+        if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
+            from netspec.backends.training.launch import launch_ranks
+
+            code = launch_ranks(
+                spec,
+                sets,
+                run_dir,
+                graph.train.batch_size,
+                device=device,
+                resume=resume,
+                progress=progress,
+                force=force,
+                nproc=nproc,
+                nnodes=nnodes,
+                node_rank=node_rank,
+                endpoint=rdzv_endpoint,
+            )
+    except NetspecError as err:
+        raise fail(err) from None
+    if nproc is not None:
+        raise typer.Exit(code)
+    # Imported after the spec checks, so a spec error is reported without loading torch.
+    from netspec.backends.training.loop import Interrupted
+    from netspec.backends.training.run import train_run
+
+    try:
+        result = train_run(
+            graph,
+            run_dir,
+            device=device,
+            resume=resume,
+            spec_text=spec_text,
+            summary_text=summary_text,
+            progress=progress,
+            force=force,
+            echo=lambda line: typer.echo(line, err=True),
+        )
+    except Interrupted as err:
+        typer.echo(err.format(), err=True)
+        raise typer.Exit(code=130) from None
+    except NetspecError as err:
+        raise fail(err) from None
+    if result is not None:  # the process that writes (rank 0 of a data-parallel run)
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `netspec train`.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Evaluate on this data (same kind as the run's) instead of its test split."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
+    try:
+        from netspec.backends.training.evaluate import evaluate_run
+
+        result = evaluate_run(
+            run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True)
+        )
+    except NetspecError as err:
+        raise fail(err) from None
+    for note in result.get("notes", ()):
+        typer.echo(f"note: {note}", err=True)  # stdout stays one JSON object
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def tune(
+    spec: SpecArg,
+    trials: Annotated[int, typer.Option(help="Trials in the study (finished ones count).")] = 20,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (default: sqlite:///<study folder>/study.db; a PostgreSQL "
+            "URL lets several machines share one study)."
+        ),
+    ] = None,
+    study: Annotated[str, typer.Option(help="Study name.")] = "main",
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Study folder (default: runs/<spec name>/tune-<study>)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
+    try:
+        from netspec.backends.tune.report import tune_study
+
+        result, text = tune_study(spec, trials, storage, study, workers, pruner, device, out)
+    except ModuleNotFoundError as err:
+        if err.name != "optuna":
+            raise
+        raise fail(NetspecError("netspec tune needs Optuna: pip install 'netspec[tune]'")) from None
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(json.dumps(result, indent=2) if as_json else text, nl=as_json)
