@@ -1,6 +1,6 @@
 """Data-parallel training inside a torchrun worker: the process group, shards, exact sums, per-rank RNG."""
 
-# One worker per process, started by torchrun (netspec/cli.py `train --nproc`, or torchrun itself).
+# One worker per process, started by torchrun (netspec/cli/train.py `train --nproc`, or torchrun itself).
 # Every rank holds the whole in-memory dataset and draws the same permutation; each global batch
 # is split across the ranks (tensor_split), so the global batches are those of a single-process
 # run. Weights and optimizer state are replicated; only the random augmentation differs per rank.
