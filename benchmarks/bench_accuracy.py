@@ -204,7 +204,7 @@ def run_keras(graph, name: str, epochs: int) -> dict[str, Any]:
         body += [L.Dropout(0.5)]
     shape = graph.input_shape[1:] + graph.input_shape[:1]
     model = keras.Sequential([keras.Input(shape), *body, L.Dense(10, activation="softmax")])
-    model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = prep(data.train.x), data.train.y
     t0 = time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0)
@@ -227,17 +227,23 @@ def worker(kind: str, name: str, seed: int, epochs: int, limit: int | None) -> N
     print(json.dumps(out), flush=True)
 
 
+def keras_env() -> dict[str, str]:
+    """One torch thread per worker; Keras on the torch backend unless KERAS_BACKEND says else."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.setdefault("KERAS_BACKEND", "torch")  # Keras 3 defaults to TensorFlow, absent here
+    return env
+
+
 def keras_available() -> bool:
     code = "import keras"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, env=keras_env())
+    return done.returncode == 0
 
 
 def spawn(kind: str, name: str, seed: int, epochs: int, limit: int | None) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", kind, name, str(seed), str(epochs)]
     cmd += [str(limit or 0)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.setdefault("KERAS_BACKEND", "torch")
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=keras_env())
     if done.returncode != 0:
         raise SystemExit(f"{kind} {name} seed {seed} failed:\n{done.stderr[-3000:]}")
     return {"kind": kind, "name": name, "seed": seed, **json.loads(done.stdout.splitlines()[-1])}
