@@ -126,6 +126,10 @@ def test_csv_model_predicts_rows_in_the_training_files_format(penguins_model: Pa
         "categories": ["Biscoe", "Dream", "Torgersen"],
     }
     assert meta["features"][:3] == ["island=Biscoe", "island=Dream", "island=Torgersen"]
+    shown = invoke("inspect", penguins_model).stdout  # the ONNX metadata carries both
+    assert "  features: 9: island=Biscoe, island=Dream, island=Torgersen, bill_length_mm" in shown
+    assert "  table: island (Biscoe, Dream, Torgersen), bill_length_mm," in shown
+    assert shown.rstrip().endswith("sex (FEMALE, MALE); target species")
     # Columns reordered, the target kept (ignored), raw category names; one unknown island.
     (tmp_path / "raw.csv").write_text(
         "sex,island,body_mass_g,species,bill_length_mm,bill_depth_mm,flipper_length_mm\n"
