@@ -15,16 +15,19 @@ from netspec.errors import NetspecError, Problem
 USER_ERROR = 2  # the exit code of every user error: spec, data, model or usage
 
 
-_type_label = TyperOption.display_type_rich
+# click's UsageError (a bad option, a missing argument; exit 2), whether typer vendors click
+# (0.29 and later, as typer._click) or depends on it: BadParameter is public either way.
+_CLICK_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
+# Typer 0.29 labels every option with its type in --help, so a flag read `--json <bool>`
+# although `--json true` is refused: a flag (an option that takes no value) shows no label.
+_type_label = getattr(TyperOption, "display_type_rich", None)
+if _type_label is not None:
 
-def _flag_type_label(self: TyperOption, ctx: Any) -> str | None:
-    # Typer labels every option with its type, so a flag read `--json <bool>` although
-    # `--json true` is refused: a flag (an option that takes no value) shows no label.
-    return None if self.is_flag else _type_label(self, ctx)
+    def _flag_type_label(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else _type_label(self, ctx)
 
-
-TyperOption.display_type_rich = _flag_type_label  # type: ignore[method-assign]
+    TyperOption.display_type_rich = _flag_type_label  # type: ignore[method-assign]
 
 
 class NetspecGroup(TyperGroup):
@@ -35,11 +38,9 @@ class NetspecGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
-        from typer._click.exceptions import UsageError as ClickUsageError
-
         try:
             return super().invoke(ctx)
-        except ClickUsageError as exc:
+        except _CLICK_USAGE_ERROR as exc:
             if not ctx.meta.get("netspec.json"):
                 raise
             # click's own wording; the hint is how to see the options (its text form says so too).
