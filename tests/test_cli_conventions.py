@@ -94,6 +94,15 @@ def test_set_wherever_a_spec_is_read_and_dotted_indices(tmp_path: Path) -> None:
     assert "--set" in invoke("tune", "--help").stdout
 
 
+def test_bench_takes_set_on_a_spec(quickstart_run: Path) -> None:
+    pytest.importorskip("torch")
+    args = ("--set", "layers.0.conv2d.filters=0", "--json")
+    error = json_error(invoke("bench", QUICKSTART, *args), "spec")
+    assert error["file"] == "--set layers.0.conv2d.filters=0"
+    error = json_error(invoke("bench", quickstart_run, *args), "usage")
+    assert error["message"] == "--set changes a spec; this is a run or an .onnx file"
+
+
 def test_one_name_per_idea() -> None:
     shown = {c: invoke(c, "--help").stdout for c in ("train", "tune", "export", "predict")}
     for command in ("train", "tune", "export", "predict"):

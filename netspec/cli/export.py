@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import JsonOpt, app, fail
+from netspec.cli.common import JsonOpt, SetOpt, app, fail
 from netspec.errors import NetspecError
 
 
@@ -87,6 +87,7 @@ def bench(
             show_default=False,
         ),
     ],
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,64",
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads for both engines (default: torch's).")
@@ -101,7 +102,12 @@ def bench(
         from netspec.backends.bench import parse_batches, render, to_dict
 
         result = run_bench(
-            source, parse_batches(batch), threads=threads, repeats=repeats, device=device
+            source,
+            parse_batches(batch),
+            threads=threads,
+            repeats=repeats,
+            device=device,
+            sets=sets,
         )
     except NetspecError as err:
         raise fail(err, as_json) from None
