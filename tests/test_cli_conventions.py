@@ -130,3 +130,18 @@ def test_export_needs_no_format_flag(quickstart_run: Path, tmp_path: Path) -> No
     doc = json.loads(result.stdout)
     assert doc["path"] == str(tmp_path / "q.onnx") and doc["opset"] == 17
     assert (tmp_path / "q.onnx").is_file()
+
+
+def test_tune_takes_set(tmp_path: Path, no_plots) -> None:
+    pytest.importorskip("optuna")
+    from test_tune import tiny
+
+    spec, folder = tiny(tmp_path), tmp_path / "study"
+    args = ("--trials", 1, "--out", folder, "--pruner", "none", "--json")
+    result = invoke(
+        "tune", spec, *args, "--set", "train.epochs=1", "--set", "layers.0.conv2d.kernel=5"
+    )
+    assert result.exit_code == 0, result.output
+    (trial,) = json.loads(result.stdout)["trials"]
+    run_spec = (Path(trial["run"]) / "spec.yaml").read_text()  # what the worker trained
+    assert "epochs: 1\n" in run_spec and "kernel: 5" in run_spec
