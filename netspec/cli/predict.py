@@ -60,8 +60,7 @@ def predict(
 ) -> None:
     """Run an exported model with onnxruntime on inputs, preprocessed as the model records.
 
-    An input that cannot be read is reported in its place (`{"input", "error"}` with --json)
-    and the others are still predicted; the exit code is then 2.
+    An input that fails is reported in its place, the others still run; then the exit is 2.
     """
     # onnxruntime only: predict never imports torch (a test checks it).
     from netspec.backends.predict.outputs import text_lines
