@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import DataError, Problem
+from netspec.errors import DataError, Problem, UsageError
 
 from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_call
 from .training.device import check_device
@@ -119,10 +119,14 @@ class _Target:
     notes: list[str] = field(default_factory=list)
 
 
-def _load(source: Path, seed: int) -> _Target:
+def _load(source: Path, seed: int, sets: Sequence[str] = ()) -> _Target:
     source = Path(source)
     if not source.exists():
         raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
+    if sets and source.suffix.lower() not in SPEC_SUFFIXES:
+        raise UsageError(
+            [Problem("--set changes a spec; this is a run or an .onnx file", str(source))]
+        )
     if source.is_dir():
         from netspec.runs import load_run
 
@@ -151,12 +155,13 @@ def _load(source: Path, seed: int) -> _Target:
     if source.suffix.lower() in SPEC_SUFFIXES:
         import torch
 
-        from netspec.compiler import compile_file
+        from netspec.compiler import compile_source
+        from netspec.source import apply_overrides, read
 
         from .lowering import build_module
         from .weights import module_weights
 
-        graph = compile_file(source)
+        graph = compile_source(apply_overrides(read(source), list(sets)))
         torch.manual_seed(seed)
         module = build_module(graph).eval()
         return _Target(
@@ -197,12 +202,13 @@ def bench(
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
     device: str = "auto",
+    sets: Sequence[str] = (),
 ) -> BenchResult:
     """Time PyTorch eager and onnxruntime on `source`, interleaved, at each batch size.
 
     `source`: a spec (.yaml; random weights from `seed`), a run directory (its weights, exported
     afresh) or an .onnx file (PyTorch too when its run is beside it). `device`: auto (CUDA when
-    both torch and onnxruntime can use it), cpu or cuda.
+    both torch and onnxruntime can use it), cpu or cuda. `sets`: `--set` overrides of a spec.
     """
     # onnxruntime runs on the default CUDA device: cuda:N is not one bench can honour.
     check_device(device, indexed=False)
@@ -212,7 +218,7 @@ def bench(
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise BenchError(f"--threads {threads}: expected a positive integer")
-    target = _load(Path(source), seed)
+    target = _load(Path(source), seed, sets)
     notes = list(target.notes)
 
     torch_mod: Any = None

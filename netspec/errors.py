@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,17 @@ class Problem:
             text += f"\n  hint: {self.hint}"
         return text
 
+    def to_dict(self) -> dict[str, Any]:
+        """file, line, col, path (in the spec), message, hint; None where unknown."""
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's text (at most 200 characters), or its type's name."""
@@ -40,34 +52,71 @@ def few(items: Sequence[str], limit: int = 5) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
+# What `--json` errors call the kind of a failure, by the stage that refused the input.
+STAGE_KINDS = {
+    **dict.fromkeys(("parse", "validate", "ir", "shapes", "params", "train", "search"), "spec"),
+    "data": "data",
+    "usage": "usage",
+}
+
+
 class NetspecError(Exception):
     """Base class for errors caused by user input (exit code 2, no traceback).
 
     `stage` names the step that refused the input (parse, validate, ir, shapes, train, data);
-    the CLI prints it after the problems.
+    the CLI prints it after the problems. `kind` (spec, data, model or usage) is what `--json`
+    reports: given, else the stage's (STAGE_KINDS), else the class's `default_kind`.
     """
 
-    def __init__(self, problems: list[Problem] | str, *, stage: str | None = None) -> None:
+    default_kind = "model"
+
+    def __init__(
+        self,
+        problems: list[Problem] | str,
+        *,
+        stage: str | None = None,
+        kind: str | None = None,
+    ) -> None:
         if isinstance(problems, str):
             problems = [Problem(problems)]
         self.problems = list(problems)
         self.stage = stage
+        self._kind = kind
         super().__init__(self.format())
+
+    @property
+    def kind(self) -> str:
+        return self._kind or STAGE_KINDS.get(self.stage or "", self.default_kind)
 
     def format(self) -> str:
         return "\n".join(p.format() for p in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `--json` prints: {kind, stage, <the first problem's fields>, problems: [all]}."""
+        problems = [p.to_dict() for p in self.problems] or [Problem(str(self)).to_dict()]
+        return {"kind": self.kind, "stage": self.stage, **problems[0], "problems": problems}
 
     def located(self, file: str | None) -> NetspecError:
         """The same error with `file` filled in where a problem has none."""
         if file is None:
             return self
         problems = [p if p.file else replace(p, file=file) for p in self.problems]
-        return type(self)(problems, stage=self.stage)
+        return type(self)(problems, stage=self.stage, kind=self._kind)
 
 
 class SpecError(NetspecError):
     """The spec file is malformed, invalid, or describes impossible shapes."""
 
+    default_kind = "spec"
+
 
 class DataError(NetspecError):
     """A data file is missing, corrupt, or does not match what the spec expects."""
+
+    default_kind = "data"
+
+
+class UsageError(NetspecError):
+    """A command-line option has a value the command cannot use."""
+
+    default_kind = "usage"

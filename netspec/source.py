@@ -286,13 +286,21 @@ _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def parse_set_path(text: str) -> SpecPath:
-    """'train.optimizer.lr' -> ('train', 'optimizer', 'lr'); 'layers[2].dense' -> ('layers', 2, ...)."""
+    """'train.optimizer.lr' -> ('train', 'optimizer', 'lr'); 'layers[2].dense' -> ('layers', 2, ...).
+
+    A dotted number is an index too ('layers.2.dense'), as in Hydra and OmegaConf: no spec has
+    a key that is a number (keys are names), so it can only mean a list item.
+    """
     parts: list[str | int] = []
     pos = 0
     for m in _PART.finditer(text):
         if m.start() != pos and text[pos : m.start()] != ".":
             raise ValueError(text)
-        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        name, index = m.group(1), m.group(2)
+        if index is not None or name.isdigit():
+            parts.append(int(name if index is None else index))
+        else:
+            parts.append(name)
         pos = m.end()
     if pos != len(text) or not parts:
         raise ValueError(text)

@@ -523,7 +523,6 @@ def test_cli_weights_of_another_network(quickstart_copy: Path) -> None:
     fails(invoke("export", run, "--onnx"), "the weights do not fit")
 
 
-def test_cli_needs_a_format_and_a_good_batch(quickstart_run: Path) -> None:
-    fails(invoke("export", quickstart_run), "--onnx")
+def test_cli_needs_a_good_batch_and_opset(quickstart_run: Path) -> None:
     fails(invoke("export", quickstart_run, "--onnx", "--batch", "many"), "--batch many")
     fails(invoke("export", quickstart_run, "--onnx", "--opset", "9"), "opset 9")

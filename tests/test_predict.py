@@ -115,9 +115,7 @@ def test_predict_arrays_csv_and_json_agree(quickstart_onnx: Path, tmp_path: Path
     header = ",".join(f"pixel{i}" for i in range(64))
     np.savetxt(tmp_path / "rows.csv", x.reshape(4, -1), delimiter=",", header=header, comments="")
     args = [tmp_path / "batch.npy", tmp_path / "one.npy", tmp_path / "rows.csv"]
-    result = invoke(
-        "predict", quickstart_onnx, *args, "--json", "--top-k", "10", "--batch-size", "3"
-    )
+    result = invoke("predict", quickstart_onnx, *args, "--json", "--top-k", "10", "--batch", "3")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     names = [r["input"] for r in doc]
@@ -339,7 +337,7 @@ layers:
         inputs.append(rgb)
     out_dir = tmp_path / "masks"
     args = [tmp_path / "a" / "street.png", tmp_path / "b" / "street.png"]
-    result = invoke("predict", model, *args, "--out-dir", out_dir, "--json")
+    result = invoke("predict", model, *args, "--out", out_dir, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert [r["mask"] for r in doc] == [
@@ -357,7 +355,7 @@ layers:
         np.testing.assert_array_equal(np.asarray(mask), expected)
         assert mask.getpalette()[:6] == [0, 0, 0, 128, 0, 0]  # a fixed colour per class
         assert r["pixels"] == {classes[k]: int((expected == k).sum()) for k in np.unique(expected)}
-    text = invoke("predict", model, args[0], "--out-dir", out_dir)
+    text = invoke("predict", model, args[0], "--out", out_dir)
     assert text.output.splitlines() == [str(args[0]), str(out_dir / "street_mask.png")]
 
 
@@ -406,8 +404,8 @@ def test_a_model_without_metadata(tmp_path: Path) -> None:
     values = [r["values"] for r in json.loads(result.output)]
     np.testing.assert_allclose(values, x @ w, rtol=1e-6)
     fails(
-        invoke("predict", tmp_path / "plain.onnx", tmp_path / "x.npy", "--batch-size", "0"),
-        "--batch-size 0",
+        invoke("predict", tmp_path / "plain.onnx", tmp_path / "x.npy", "--batch", "0"),
+        "--batch 0",
     )
 
 
@@ -435,7 +433,7 @@ def test_provider_choice(quickstart_onnx: Path, monkeypatch: pytest.MonkeyPatch)
     real = session.open_session(quickstart_onnx, "auto")
     if session.CUDA not in ort.get_available_providers():
         assert real.get_providers() == [session.CPU]
-        fails(invoke("predict", quickstart_onnx, "x.npy", "--provider", "cuda"), "netspec[gpu]")
+        fails(invoke("predict", quickstart_onnx, "x.npy", "--device", "cuda"), "netspec[gpu]")
     monkeypatch.setattr(ort, "get_available_providers", lambda: [session.CUDA, session.CPU])
     monkeypatch.setattr(ort, "InferenceSession", FakeSession)
     FakeSession.asked = []
@@ -449,7 +447,7 @@ def test_provider_choice(quickstart_onnx: Path, monkeypatch: pytest.MonkeyPatch)
             session.open_session(quickstart_onnx, "cuda")
     finally:
         FakeSession.usable_cuda = True
-    fails(invoke("predict", quickstart_onnx, "x.npy", "--provider", "tpu"), "--provider tpu")
+    fails(invoke("predict", quickstart_onnx, "x.npy", "--device", "tpu"), "--device tpu")
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -507,12 +505,6 @@ def test_input_errors(small_model: Path, tmp_path: Path) -> None:
     )
     (tmp_path / "words.csv").write_text(",".join(["0"] * 64) + "\n" + ",".join(["a"] * 64) + "\n")
     fails(invoke("predict", small_model, tmp_path / "words.csv"), "row 2: 'a' is not a number")
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "big.png")
-    fails(
-        invoke("predict", small_model, tmp_path / "big.png"),
-        "big.png: error: image of 28x28 (width x height)",
-        "takes 8x8 images",
-    )
     fails(invoke("predict", small_model, tmp_path / "x.npy", "--top-k", "0"), "--top-k 0")
 
 

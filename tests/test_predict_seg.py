@@ -148,7 +148,7 @@ def test_pointwise_tiles_equal_the_whole_scene(
     scene = rng.integers(0, 256, (3, 100, 77)).astype(np.float32)
     np.save(tmp_path / "scene.npy", scene)
     extra = [] if overlap is None else ["--overlap", str(overlap)]
-    (result,) = run_json(model, tmp_path / "scene.npy", "--out-dir", tmp_path, *extra)
+    (result,) = run_json(model, tmp_path / "scene.npy", "--out", tmp_path, *extra)
     expected = conv(apply_values(scene[None], pre, (3, 100, 77))[0]).argmax(0)
     assert len(np.unique(expected)) >= 3
     np.testing.assert_array_equal(mask_file(result, (100, 77)), expected)
@@ -187,7 +187,7 @@ def test_scenes_smaller_than_a_tile_are_padded_and_cropped(tmp_path: Path, shape
     model = conv.save(tmp_path / "seg.onnx", softmax=True, pre=record(1, (32, 32), scale=0.01))
     scene = np.random.default_rng(6).integers(0, 256, shape).astype(np.uint8)
     Image.fromarray(scene).save(tmp_path / "small.png")  # an 8-bit image: as any scene
-    (result,) = run_json(model, tmp_path / "small.png", "--out-dir", tmp_path)
+    (result,) = run_json(model, tmp_path / "small.png", "--out", tmp_path)
     expected = conv(scene[None] * np.float32(0.01)).argmax(0)
     np.testing.assert_array_equal(mask_file(result, shape), expected)
     assert result["tiles"] == len(grid((max(32, shape[0]), max(32, shape[1])), (32, 32), 8))
@@ -199,13 +199,13 @@ def test_dynamic_models_run_the_scene_whole(tmp_path: Path) -> None:
     model = conv.save(tmp_path / "dyn.onnx", size=(None, None), pre=record(3, (32, 32)))
     scene = np.random.default_rng(8).standard_normal((2, 3, 45, 61)).astype(np.float32)
     np.save(tmp_path / "scenes.npy", scene)  # (N, C, H, W): two scenes
-    doc = run_json(model, tmp_path / "scenes.npy", "--out-dir", tmp_path / "plain")
+    doc = run_json(model, tmp_path / "scenes.npy", "--out", tmp_path / "plain")
     assert [r["input"] for r in doc] == [f"{tmp_path / 'scenes.npy'}[{i}]" for i in range(2)]
     for r, x in zip(doc, scene):
         assert (r["tiles"], r["tta"]) == (1, 1)
         np.testing.assert_array_equal(mask_file(r, (45, 61)), conv(x).argmax(0))
     # TTA of a model that is not symmetric: the mean of its views, each turned back.
-    doc = run_json(model, tmp_path / "scenes.npy", "--out-dir", tmp_path / "tta", "--tta")
+    doc = run_json(model, tmp_path / "scenes.npy", "--out", tmp_path / "tta", "--tta")
     for r, x in zip(doc, scene):
         assert (r["tiles"], r["tta"]) == (1, 4)  # the whole 45x61 scene: a rectangle
         views = [
@@ -225,7 +225,7 @@ def test_fixed_batch_exports_and_single_unit_maps(tmp_path: Path) -> None:
     z = conv(scene)[0]
     for name, kw in [("logit", {}), ("sigmoid", {"sigmoid": True}), ("b1", {"batch": 1})]:
         model = conv.save(tmp_path / f"{name}.onnx", names=["ground", "water"], **kw)
-        (r,) = run_json(model, tmp_path / "scene.npy", "--out-dir", tmp_path / name)
+        (r,) = run_json(model, tmp_path / "scene.npy", "--out", tmp_path / name)
         mask = mask_file(r, (70, 50))
         np.testing.assert_array_equal(mask, (z >= 0).astype(np.uint8))
         assert set(r["pixels"]) == {"ground", "water"}
@@ -294,7 +294,7 @@ def test_tta_through_the_cli_square_and_rectangular_tiles(tmp_path: Path) -> Non
     for size, variants in [((32, 32), 8), ((32, 24), 4)]:
         model = conv.save(tmp_path / f"m{size[1]}.onnx", size=size, pre=record(1, size))
         out = tmp_path / f"out{size[1]}"
-        (r,) = run_json(model, tmp_path / "scene.npy", "--tta", "--out-dir", out)
+        (r,) = run_json(model, tmp_path / "scene.npy", "--tta", "--out", out)
         assert r["tta"] == variants
         np.testing.assert_array_equal(mask_file(r, (50, 70)), expected)
 
@@ -370,9 +370,7 @@ def test_uint16_multiband_tiff_scenes(tmp_path: Path) -> None:
     scene = np.random.default_rng(20).integers(0, 65536, (4, 90, 64)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "planar.tif", scene, photometric="minisblack")  # (bands, H, W)
     tifffile.imwrite(tmp_path / "interleaved.tiff", scene.transpose(1, 2, 0))  # (H, W, bands)
-    doc = run_json(
-        model, tmp_path / "planar.tif", tmp_path / "interleaved.tiff", "--out-dir", tmp_path
-    )
+    doc = run_json(model, tmp_path / "planar.tif", tmp_path / "interleaved.tiff", "--out", tmp_path)
     expected = conv(apply_values(scene[None].astype(np.float32), pre, (4, 90, 64))[0]).argmax(0)
     assert len(np.unique(expected)) == 3
     for r in doc:
@@ -381,7 +379,7 @@ def test_uint16_multiband_tiff_scenes(tmp_path: Path) -> None:
     one = Conv(bands=1, classes=2, seed=21)
     gray = one.save(tmp_path / "one.onnx", pre=record(1, (32, 32), scale=1e-4))
     tifffile.imwrite(tmp_path / "band.tif", scene[2])  # (H, W): one band of 16 bits
-    (r,) = run_json(gray, tmp_path / "band.tif", "--out-dir", tmp_path)
+    (r,) = run_json(gray, tmp_path / "band.tif", "--out", tmp_path)
     expected = one(scene[2:3].astype(np.float32) * np.float32(1e-4)).argmax(0)
     np.testing.assert_array_equal(mask_file(r, (90, 64)), expected)
 
@@ -393,7 +391,7 @@ def test_8bit_tiffs_take_the_model_channel_order(tmp_path: Path) -> None:
     rgb = np.random.default_rng(23).integers(0, 256, (40, 36, 3)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
-    doc = run_json(model, tmp_path / "rgb.tif", tmp_path / "rgb.png", "--out-dir", tmp_path)
+    doc = run_json(model, tmp_path / "rgb.tif", tmp_path / "rgb.png", "--out", tmp_path)
     luma = np.asarray(Image.fromarray(rgb).convert("L"), np.float32)[None] / np.float32(255)
     for r in doc:
         np.testing.assert_array_equal(mask_file(r, (40, 36)), conv(luma).argmax(0))
@@ -460,10 +458,10 @@ def test_masks_of_several_scenes_do_not_collide(tmp_path: Path) -> None:
         Image.fromarray(rgb).save(tmp_path / folder / "street.png")
         inputs.append(tmp_path / folder / "street.png")
     out = tmp_path / "masks"
-    doc = run_json(model, *inputs, "--out-dir", out, "--batch-size", "3")
+    doc = run_json(model, *inputs, "--out", out, "--batch", "3")
     assert [r["mask"] for r in doc] == [
         str(out / "street_mask.png"),
         str(out / "street_1_mask.png"),
     ]
-    text = invoke("predict", model, inputs[0], "--out-dir", out)
+    text = invoke("predict", model, inputs[0], "--out", out)
     assert text.output.splitlines() == [str(inputs[0]), str(out / "street_mask.png")]

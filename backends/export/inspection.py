@@ -28,8 +28,12 @@ NETSPEC_KEYS = (
     "input_shape",
     "output_shape",
     "preprocessing",
+    "features",
+    "table",
 )
-JSON_KEYS = frozenset({"classes", "input_shape", "output_shape", "preprocessing"})
+JSON_KEYS = frozenset(
+    {"classes", "input_shape", "output_shape", "preprocessing", "features", "table"}
+)
 
 
 class InspectError(NetspecError):
@@ -192,6 +196,10 @@ def render(info: dict[str, Any]) -> str:
                 text = f"{len(value)}: " + ", ".join(map(str, value))
             elif key == "preprocessing" and isinstance(value, dict):
                 text = _preprocessing(value)
+            elif key == "features" and isinstance(value, list):
+                text = f"{len(value)}: " + ", ".join(map(str, value))
+            elif key == "table" and isinstance(value, dict):
+                text = _table(value)
             elif isinstance(value, (list, dict)):
                 text = json.dumps(value)
             else:
@@ -209,6 +217,18 @@ def info_dynamic(value: dict[str, Any]) -> str:
         return ""
     named = ", ".join(f"axis {i} '{d}'" if d else f"axis {i}" for i, d in dyn.items())
     return f"  dynamic: {named}"
+
+
+def _table(table: dict[str, Any]) -> str:
+    """A CSV model's columns, e.g. `island (Biscoe, Dream), bill_length_mm; target species`."""
+    cols = [
+        f"{c.get('name')} ({', '.join(map(str, c['categories']))})"
+        if c.get("categories")
+        else str(c.get("name"))
+        for c in table.get("columns", ())
+        if isinstance(c, dict)
+    ]
+    return f"{', '.join(cols)}; target {table.get('target')}"
 
 
 def _preprocessing(pre: dict[str, Any]) -> str:

@@ -68,6 +68,10 @@ def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
         pre = dict(meta["preprocessing"])
         pre["layout"] = layout(graph.input_shape)
         props["netspec.preprocessing"] = json.dumps(pre)
+    if meta.get("features"):  # a table's feature names, after one-hot encoding
+        props["netspec.features"] = json.dumps(list(meta["features"]))
+    if meta.get("table"):  # its CSV columns: predict reads rows in the training file's format
+        props["netspec.table"] = json.dumps(meta["table"])
     props["netspec.input_shape"] = json.dumps(list(graph.input_shape))
     props["netspec.output_shape"] = json.dumps(list(graph.output.shape))
     head = graph.head

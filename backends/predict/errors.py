@@ -12,9 +12,25 @@ from netspec.errors import NetspecError, Problem
 class PredictError(NetspecError):
     """The model or an input cannot be used for prediction."""
 
+    default_kind = "data"
 
-def error(message: str, file: str | Path | None = None, hint: str | None = None) -> PredictError:
-    return PredictError([Problem(message, None if file is None else str(file), hint=hint)])
+
+def error(
+    message: str,
+    file: str | Path | None = None,
+    hint: str | None = None,
+    kind: str | None = None,
+) -> PredictError:
+    """A PredictError; its kind is `kind`, else usage (an option: no file) or data (an input)."""
+    kind = kind or ("usage" if file is None else "data")
+    return PredictError(
+        [Problem(message, None if file is None else str(file), hint=hint)], kind=kind
+    )
+
+
+def model_error(message: str, file: str | Path, hint: str | None = None) -> PredictError:
+    """A PredictError about the model itself (its inputs, metadata, a failing run)."""
+    return error(message, file, hint, kind="model")
 
 
 def pillow(path: Path, what: str) -> Any:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator, Sequence
+import glob
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,14 @@ import numpy as np
 
 from netspec.data.preprocess import CropError, geometry
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
-from netspec.errors import first_line
+from netspec.errors import NetspecError, first_line
 
-from .errors import error, fits, pillow, shape, size
-from .model import ModelInfo, json_meta, scene_bands
+from .errors import PredictError, error, fits, pillow, shape, size
+from .model import ModelInfo, scene_bands
+from .rows import csv_rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+_SUPPORTED = "images, .npy or .csv"
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,56 @@ class Sample:
     x: np.ndarray  # the raw sample, float32, shape = raw_shape (dynamic dims: its own)
 
 
-def check_inputs(paths: Sequence[Path]) -> None:
-    """Every input exists and is of a supported type (before anything runs)."""
+@dataclass(frozen=True)
+class Failed:
+    """An input (a file, or a row of a CSV file) that could not be read; the others go on."""
+
+    name: str
+    error: NetspecError
+
+
+Note = Callable[[str], None]  # says something once to the user (stderr), never into results
+
+
+def expand_inputs(paths: Sequence[Path]) -> list[Path]:
+    """The inputs as files: a folder gives its input files, a glob the input files it matches.
+
+    Both sorted by name and limited to the types predict reads (INPUT_SUFFIXES), so a folder's
+    README or a stray .txt is skipped. A glob is expanded here too, so a quoted `'scans/*.png'`
+    works where the shell did not expand it. A folder or glob that gives no file stays as it
+    is: reading it says why (check_input).
+    """
     if not paths:
-        raise error("no inputs: give image files, .npy arrays or .csv files")
+        raise error("no inputs: give image files, .npy arrays, .csv files or folders of them")
+    files: list[Path] = []
     for path in paths:
-        kind = input_kind(path)
-        if not path.exists():
-            raise error(f"no such {kind} file", path)
-        if not path.is_file():
-            raise error(
-                f"not a file (expected {'an' if kind == 'image' else 'a'} {kind} file)", path
-            )
+        if path.is_dir():
+            found = [p for p in path.iterdir() if p.is_file() and _readable(p)]
+        elif not path.exists() and glob.has_magic(str(path)):
+            found = [p for p in map(Path, glob.glob(str(path), recursive=True)) if p.is_file()]
+            found = [p for p in found if _readable(p)]
+        else:
+            found = []
+        files.extend(sorted(found) or [path])
+    return files
+
+
+def _readable(path: Path) -> bool:
+    return path.suffix.lower() in (*IMAGE_SUFFIXES, ".npy", ".csv")
+
+
+def check_input(path: Path) -> str:
+    """The input's kind (image, npy, csv); an error if it is missing or not a readable file."""
+    if path.is_dir():
+        raise error(f"a folder with no input files ({_SUPPORTED})", path)
+    if not path.exists() and glob.has_magic(str(path)):
+        raise error(f"no input files ({_SUPPORTED}) match this pattern", path)
+    kind = input_kind(path)
+    if not path.exists():
+        raise error(f"no such {kind} file", path)
+    if not path.is_file():
+        raise error(f"not a file (expected {'an' if kind == 'image' else 'a'} {kind} file)", path)
+    return kind
 
 
 def input_kind(path: Path) -> str:
@@ -56,23 +95,52 @@ def input_kind(path: Path) -> str:
     )
 
 
-def read_inputs(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
-    """The raw samples of every input file, in order."""
+def read_inputs(paths: Iterable[Path], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
+    """The raw samples of every input file, in order; a Failed for each input that is not."""
+    resized = _Once(note)
     for path in paths:
-        kind = input_kind(path)
-        if kind == "image":
-            yield Sample(str(path), path.stem, read_image(path, info))
-        elif kind == "npy":
-            yield from read_npy(path, info)
-        else:
-            yield from read_csv(path, info)
+        try:
+            kind = check_input(path)
+            if kind == "image":
+                yield Sample(str(path), path.stem, read_image(path, info, resized))
+            elif kind == "npy":
+                yield from read_npy(path, info)
+            else:
+                yield from read_csv(path, info)
+        except NetspecError as err:
+            yield Failed(str(path), err)
 
 
-def read_image(path: Path, info: ModelInfo) -> np.ndarray:
-    """An image file as a raw sample (C, H, W): channel order, grayscale, resize, center crop."""
+class _Once:
+    """A note said at most once per text (one resize note for a folder of images)."""
+
+    def __init__(self, note: Note) -> None:
+        self.note, self.said = note, set[str]()
+
+    def __call__(self, text: str) -> None:
+        if text not in self.said:
+            self.said.add(text)
+            self.note(text)
+
+
+def read_image(path: Path, info: ModelInfo, note: Note = lambda _: None) -> np.ndarray:
+    """An image file as a raw sample (C, H, W): channel order, grayscale, resize, center crop.
+
+    An image of another size than a model of fixed size takes, when the model records no
+    resize, is resized to it with the training pipeline's resize (bilinear), and `note` says so.
+    """
     x = _decode_image(path, info)
-    if not fits(x.shape, info.raw_shape):
-        want = info.raw_shape
+    want = info.raw_shape
+    if not fits(x.shape, want) and len(want) == 3 and x.shape[0] == want[0]:
+        h, w = want[1], want[2]
+        if h is not None and w is not None:
+            note(
+                f"the model records no resize step: images not of {w}x{h} (width x height) are "
+                f"resized to it (bilinear), as `size: [{h}, {w}]` would in training"
+            )
+            pillow(path, "resizing images")
+            x = geometry(x, resize=(h, w))
+    if not fits(x.shape, want):
         raise error(
             f"image of {x.shape[2]}x{x.shape[1]} (width x height) after preprocessing; the model "
             f"takes {size(want[2])}x{size(want[1])} images and records no resize step",
@@ -175,108 +243,59 @@ def _load_npy(path: Path) -> np.ndarray:
     return array
 
 
-def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample]:
-    """A CSV file: one sample per row of numbers (a first row of names is a header)."""
-    size = info.size
-    if size is None:
-        raise error(
-            f"the model's input {shape(info.raw_shape)} is not fixed: use a .npy file", path
-        )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read the CSV file ({first_line(exc)})", path) from None
-    count = 0
-    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        cells = [c.strip() for c in row]
-        if not any(cells):
-            continue
-        values = _numbers(cells)
-        if values is None:
-            # A first row of numbers with an empty cell (5.1,3.5,,0.2) is data, not a header.
-            header = not _numbers([c for c in cells if c])
-            if header and count == 0 and line == _first_row(text):
-                _check_header(cells, size, info, path)
-                continue
-            bad = next(c for c in cells if _number(c) is None)
-            raise error(f"row {line}: {bad!r} is not a number", path)
-        if len(values) != size:
-            raise error(
-                f"row {line} has {len(values)} values; expected {size} "
-                f"(the model's input {shape(info.raw_shape)})",
-                path,
-            )
-        count += 1
-        x = np.asarray(values, dtype=np.float32).reshape(info.raw_shape)  # type: ignore[arg-type]
-        yield Sample(f"{path}:{line}", f"{path.stem}_{line}", x)
-    if count == 0:
-        raise error(f"no rows of numbers; expected rows of {size} values", path)
+def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample | Failed]:
+    """A CSV file: one sample per row (rows.csv_rows); a row that cannot be read is a Failed."""
+    for line, x in csv_rows(path, info):
+        name = f"{path}:{line}"
+        if isinstance(x, PredictError):
+            yield Failed(name, x)
+        else:
+            yield Sample(name, f"{path.stem}_{line}", x.reshape(info.raw_shape))  # type: ignore[arg-type]
 
 
-def _first_row(text: str) -> int:
-    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if any(c.strip() for c in row):
-            return line
-    return 0
+def read_scenes(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample | Failed]:
+    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays.
 
-
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _numbers(cells: list[str]) -> list[float] | None:
-    values = [_number(c) for c in cells]
-    return None if any(v is None for v in values) else values  # type: ignore[return-value]
-
-
-def _check_header(cells: list[str], size: int, info: ModelInfo, path: Path) -> None:
-    features = json_meta(info.metadata, "netspec.features", path)
-    if features is not None and cells != [str(f) for f in features]:
-        raise error(
-            f"header {', '.join(cells[:4])}...: expected the model's features "
-            f"{', '.join(map(str, features[:4]))}...",
-            path,
-        )
-    if len(cells) != size:
-        raise error(f"header of {len(cells)} names; expected {size} columns", path)
-
-
-def read_scenes(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
-    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays."""
+    An input that cannot be read is a Failed; the others go on.
+    """
     bands = scene_bands(info)
     for path in paths:
-        kind = input_kind(path)
-        if kind == "csv":
+        try:
+            yield from _scenes(path, info, bands)
+        except NetspecError as err:
+            yield Failed(str(path), err)
+
+
+def _scenes(path: Path, info: ModelInfo, bands: int | None) -> Iterator[Sample]:
+    kind = check_input(path)
+    if kind == "csv":
+        raise error(
+            "a segmentation model takes scenes: images, .tif files or .npy arrays "
+            "(C, H, W); not CSV rows",
+            path,
+        )
+    if kind == "npy":
+        scenes: Iterable[Sample] = read_npy_scenes(path)
+    elif path.suffix.lower() in TIFF_SUFFIXES:
+        scenes = [Sample(str(path), path.stem, read_tiff(path, info))]
+    else:
+        not_images = (
+            f"the model takes {bands}-band scenes, not 8-bit images; "
+            "give a .tif file or a .npy array (C, H, W)"
+        )
+        x = _decode_image(path, info, not_images)
+        scenes = [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
+    for sample in scenes:
+        if bands is not None and sample.x.shape[0] != bands:
+            c, h, w = sample.x.shape
             raise error(
-                "a segmentation model takes scenes: images, .tif files or .npy arrays "
-                "(C, H, W); not CSV rows",
+                f"{sample.name}: a scene of {c} band{'s' if c != 1 else ''} ({w}x{h}, "
+                f"width x height); the model takes {bands}",
                 path,
+                hint="give scenes with the bands (channels) the model was trained on, "
+                "in the same order",
             )
-        if kind == "npy":
-            scenes: Iterable[Sample] = read_npy_scenes(path)
-        elif path.suffix.lower() in TIFF_SUFFIXES:
-            scenes = [Sample(str(path), path.stem, read_tiff(path, info))]
-        else:
-            not_images = (
-                f"the model takes {bands}-band scenes, not 8-bit images; "
-                "give a .tif file or a .npy array (C, H, W)"
-            )
-            x = _decode_image(path, info, not_images)
-            scenes = [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
-        for sample in scenes:
-            if bands is not None and sample.x.shape[0] != bands:
-                c, h, w = sample.x.shape
-                raise error(
-                    f"{sample.name}: a scene of {c} band{'s' if c != 1 else ''} ({w}x{h}, "
-                    f"width x height); the model takes {bands}",
-                    path,
-                    hint="give scenes with the bands (channels) the model was trained on, "
-                    "in the same order",
-                )
-            yield sample
+        yield sample
 
 
 def read_npy_scenes(path: Path) -> Iterator[Sample]:

@@ -14,7 +14,7 @@ from netspec.data.preprocess import apply_values
 from netspec.data.scenes import SceneSegmenter
 from netspec.errors import first_line
 
-from .errors import error, shape, size
+from .errors import error, model_error, shape, size
 from .session import open_session
 
 
@@ -62,7 +62,7 @@ def json_meta(meta: dict[str, str], key: str, path: Path) -> Any:
     try:
         return json.loads(meta[key]) if key in meta else None
     except ValueError:
-        raise error(f"metadata {key} is not valid JSON: {meta[key][:60]!r}", path) from None
+        raise model_error(f"metadata {key} is not valid JSON: {meta[key][:60]!r}", path) from None
 
 
 def model_info(session: Any, path: Path) -> ModelInfo:
@@ -70,16 +70,16 @@ def model_info(session: Any, path: Path) -> ModelInfo:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
-        raise error(
+        raise model_error(
             f"the model has {len(inputs)} inputs ({names}); predict feeds models with one input",
             path,
         )
     inp, out = inputs[0], outputs[0]
     if inp.type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
-        raise error(f"input '{inp.name}' is a {inp.type}; predict feeds float tensors", path)
+        raise model_error(f"input '{inp.name}' is a {inp.type}; predict feeds float tensors", path)
     dims = _dims(inp)
     if not dims:
-        raise error(f"input '{inp.name}' has no batch axis (shape {inp.shape})", path)
+        raise model_error(f"input '{inp.name}' has no batch axis (shape {inp.shape})", path)
     meta = dict(session.get_modelmeta().custom_metadata_map)
     pre = json_meta(meta, "netspec.preprocessing", path) or {}
     input_shape = tuple(dims[1:])
@@ -87,7 +87,7 @@ def model_info(session: Any, path: Path) -> ModelInfo:
     raw_shape = tuple(None if d is None else int(d) for d in raw) if raw else input_shape
     fixed = None not in input_shape and None not in raw_shape
     if raw and fixed and math.prod(raw_shape) != math.prod(input_shape):  # type: ignore[arg-type]
-        raise error(
+        raise model_error(
             f"metadata netspec.preprocessing: raw shape {shape(raw_shape)} does not fit the "
             f"input {shape(input_shape)}",
             path,
@@ -160,7 +160,7 @@ class Predictor:
     """An onnxruntime session with the model's metadata: raw samples in, outputs out."""
 
     def __init__(self, model: str | Path, provider: str = "auto") -> None:
-        self.session = open_session(model, provider)
+        self.session = open_session(model, provider, flag="--device")
         self.info = model_info(self.session, Path(model))
         self.dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
             self.info.input_type, np.float32
@@ -191,7 +191,7 @@ class Predictor:
         try:
             out = self.session.run([self.info.output_name], {self.info.input_name: x})[0]
         except Exception as exc:  # onnxruntime's errors: shape or type mismatches inside the model
-            raise error(
+            raise model_error(
                 f"the model fails on an input of shape {shape(x.shape)}: {first_line(exc)}",
                 self.info.path,
             ) from None
@@ -203,7 +203,7 @@ class Predictor:
         """A SceneSegmenter running this model on its tiles (for segmentation models)."""
         info = self.info
         if not is_scene_model(info):
-            raise error(
+            raise model_error(
                 f"the model is not a segmentation model over images (input "
                 f"{shape(info.input_shape)}, output {shape(info.output_shape)})",
                 info.path,

@@ -11,7 +11,7 @@ import numpy as np
 from netspec.data.scenes import SceneError
 
 from .errors import error, shape
-from .inputs import Sample, check_inputs, read_inputs, read_scenes
+from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
 from .model import Predictor, check_overlap, is_scene_model
 from .outputs import Interpreter
 
@@ -26,8 +26,14 @@ def predict(
     out_dir: str | Path | None = None,
     overlap: int | None = None,
     tta: bool = False,
+    note: Note = lambda _: None,
 ) -> Iterator[dict[str, Any]]:
     """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
+
+    `inputs` are files, folders (their input files) or glob patterns (expand_inputs). An input
+    that cannot be read gives {input, error: NetspecError.to_dict()} in its place and the others
+    go on; a problem with the model or an option raises. `note` hears what the user should know
+    (an image resized to the model's input).
 
     Each result is {input, predictions: [{label, score}]} (classification),
     {input, values} (regression) or {input, mask, size, pixels, tiles, tta} (segmentation).
@@ -36,20 +42,23 @@ def predict(
     symmetries of each tile; their masks have the scene's size.
     """
     if batch_size < 1:
-        raise error(f"--batch-size {batch_size}: expected a positive number")
+        raise error(f"--batch {batch_size}: expected a positive number")
     check_overlap(overlap, (None, None))
-    paths = [Path(p) for p in inputs]
+    paths = expand_inputs([Path(p) for p in inputs])
     predictor = Predictor(model, provider)
     info = predictor.info
     interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
     if is_scene_model(info):
         segmenter = predictor.segmenter(overlap, tta, batch_size)
-        check_inputs(paths)
         for sample in read_scenes(paths, info):
+            if isinstance(sample, Failed):
+                yield failed(sample)
+                continue
             try:
                 seg = segmenter.segment(sample.x)
             except SceneError as exc:
-                raise error(f"{sample.name}: {exc}", info.path) from None
+                yield failed(Failed(sample.name, error(str(exc), sample.name)))
+                continue
             yield interpret.scene(sample, seg)
         return
     for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
@@ -58,8 +67,8 @@ def predict(
                 f"{flag}: only segmentation models (output (K, H, W) over image inputs) are "
                 f"predicted tile by tile; this model's output is {shape(info.output_shape)}",
                 info.path,
+                kind="usage",
             )
-    check_inputs(paths)
     batch: list[Sample] = []
 
     def flush() -> Iterator[dict[str, Any]]:
@@ -70,10 +79,20 @@ def predict(
             for sample, y in zip(group, out):
                 yield interpret(sample, y)
 
-    for sample in read_inputs(paths, predictor.info):
+    for sample in read_inputs(paths, predictor.info, note):
+        if isinstance(sample, Failed):  # in its place: the results before it go first
+            yield from flush()
+            batch = []
+            yield failed(sample)
+            continue
         batch.append(sample)
         if len(batch) == batch_size:
             yield from flush()
             batch = []
     if batch:
         yield from flush()
+
+
+def failed(sample: Failed) -> dict[str, Any]:
+    """The result of an input that could not be read: {input, error}."""
+    return {"input": sample.name, "error": sample.error.to_dict()}

@@ -23,7 +23,8 @@ class SessionError(NetspecError):
 
 
 def _error(message: str, file: Path | None = None, hint: str | None = None) -> SessionError:
-    return SessionError([Problem(message, None if file is None else str(file), hint=hint)])
+    where = None if file is None else str(file)
+    return SessionError([Problem(message, where, hint=hint)], kind="model" if file else "usage")
 
 
 def open_session(

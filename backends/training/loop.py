@@ -472,6 +472,7 @@ class Trainer:
     # persistence
     def _meta(self) -> dict[str, Any]:
         """What an app needs to use the weights (also exported to ONNX metadata later)."""
+        train = self.data.train
         return {
             "name": self.graph.name,
             "netspec_version": __version__,
@@ -482,6 +483,9 @@ class Trainer:
             "output_shape": list(self.graph.output.shape),
             "head": self.module.head,
             "preprocessing": self.data.preprocessing.to_dict(),
+            # A table's columns, so predict reads rows in the training CSV's own format.
+            "features": list(train.feature_names) if train.feature_names else None,
+            "table": train.table.to_dict() if train.table else None,
         }
 
     def _write_static(self) -> None:

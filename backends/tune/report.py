@@ -173,6 +173,7 @@ def tune_study(
     pruner: str,
     device: str,
     out: Path | None,
+    sets: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
     import sys
@@ -180,7 +181,14 @@ def tune_study(
     from .study import plan_study, run_workers
 
     plan, _ = plan_study(
-        spec, trials, storage=storage, study=study, pruner=pruner, device=device, out=out
+        spec,
+        trials,
+        storage=storage,
+        study=study,
+        pruner=pruner,
+        device=device,
+        out=out,
+        sets=sets,
     )
     print(f"study '{plan.study}' in {plan.storage}; trials in {plan.folder}", file=sys.stderr)
     try:

@@ -12,10 +12,10 @@ from typing import Any
 import yaml
 
 from netspec.compiler import compile_source
-from netspec.errors import NetspecError, Problem, SpecError
+from netspec.errors import NetspecError, Problem, SpecError, UsageError
 from netspec.runs import absolute_paths
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
-from netspec.source import Source, read
+from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
 
 PRUNERS = ("median", "hyperband", "none")
@@ -40,6 +40,7 @@ class Plan:
     monitor: str
     direction: str  # minimize or maximize
     epochs: int
+    sets: tuple[str, ...] = ()  # --set overrides, applied to the spec by every worker
 
 
 def plan_study(
@@ -51,17 +52,18 @@ def plan_study(
     pruner: str = "median",
     device: str = "auto",
     out: Path | None = None,
+    sets: tuple[str, ...] = (),
 ) -> tuple[Plan, list[SearchEntry]]:
     """Check the search spec and its options; pick the study folder and storage."""
     from netspec.backends.training.callbacks import monitor_mode, monitor_of
 
     if trials < 1:
-        raise NetspecError([Problem(f"--trials must be 1 or more, not {trials}")])
+        raise UsageError([Problem(f"--trials must be 1 or more, not {trials}")])
     if pruner not in PRUNERS:
-        raise NetspecError(
+        raise UsageError(
             [Problem(f"unknown --pruner {pruner!r}", hint="choose median, hyperband or none")]
         )
-    source = read(spec)
+    source = apply_overrides(read(spec), list(sets))
     entries = find_search(source)
     if not entries:
         raise SpecError(
@@ -104,6 +106,7 @@ def plan_study(
         monitor=monitor,
         direction="minimize" if monitor_mode(monitor) == "min" else "maximize",
         epochs=graph.train.epochs,
+        sets=tuple(sets),
     )
     return plan, entries
 
@@ -225,7 +228,7 @@ def work(plan: Plan, worker: int = 0) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    source = absolute_paths(read(plan.spec))
+    source = absolute_paths(apply_overrides(read(plan.spec), list(plan.sets)))
     entries = find_search(source)
     study = open_study(plan, worker)
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -250,7 +253,7 @@ def _spawned(plan: Plan, worker: int) -> None:
 def run_workers(plan: Plan, workers: int) -> None:
     """`workers` processes on one study; one worker runs here, without a child process."""
     if workers < 1:
-        raise NetspecError([Problem(f"--workers must be 1 or more, not {workers}")])
+        raise UsageError([Problem(f"--workers must be 1 or more, not {workers}")])
     open_study(plan)  # create the study (and its tables) once, before workers race to
     if workers == 1:
         work(plan)

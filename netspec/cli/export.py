@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import app, fail
+from netspec.cli.common import JsonOpt, SetOpt, app, fail
 from netspec.errors import NetspecError
 
 
@@ -21,7 +21,12 @@ def export(
             show_default=False,
         ),
     ],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format).")] = False,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx", help="Export to ONNX: the only format, and the default.", show_default=False
+        ),
+    ] = True,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output file (default: <run>/model.onnx).")
     ] = None,
@@ -39,27 +44,29 @@ def export(
             help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
         ),
     ] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""
     try:
-        if not onnx:
-            raise NetspecError("choose an export format: --onnx (the only one for now)")
         from netspec.backends.export.run import export_run, parse_batch
 
         report = export_run(
             source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
         )
     except NetspecError as err:
-        raise fail(err) from None
-    typer.echo("\n".join(report.lines()))
+        raise fail(err, as_json) from None
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps({**asdict(report), "path": str(report.path)}, indent=2))
+    else:
+        typer.echo("\n".join(report.lines()))
 
 
 @app.command()
 def inspect(
     model: Annotated[Path, typer.Argument(help="Any .onnx file.", show_default=False)],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of text.")
-    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a model's inputs, outputs, opsets, size, parameters, operators and netspec metadata."""
     from netspec.backends.export.inspection import inspect_model, render
@@ -67,7 +74,7 @@ def inspect(
     try:
         info = inspect_model(model)
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     typer.echo(json.dumps(info, indent=2) if as_json else render(info))
 
 
@@ -80,15 +87,14 @@ def bench(
             show_default=False,
         ),
     ],
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,64",
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads for both engines (default: torch's).")
     ] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per engine and batch size.")] = 50,
     device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu or cuda.")] = "auto",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
-    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Time PyTorch eager and onnxruntime on the same model and input, interleaved."""
     try:
@@ -96,8 +102,13 @@ def bench(
         from netspec.backends.bench import parse_batches, render, to_dict
 
         result = run_bench(
-            source, parse_batches(batch), threads=threads, repeats=repeats, device=device
+            source,
+            parse_batches(batch),
+            threads=threads,
+            repeats=repeats,
+            device=device,
+            sets=sets,
         )
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     typer.echo(json.dumps(to_dict(result), indent=2) if as_json else render(result), nl=as_json)

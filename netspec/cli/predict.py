@@ -1,4 +1,4 @@
-"""`netspec predict`: an exported model run with onnxruntime on files."""
+"""`netspec predict`: an exported model run with onnxruntime on files, folders and globs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import app, fail
-from netspec.errors import NetspecError
+from netspec.cli.common import USER_ERROR, JsonOpt, app, fail
+from netspec.errors import NetspecError, Problem
 
 
 @app.command()
@@ -18,22 +18,22 @@ def predict(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows; "
-            "for segmentation, scenes of any size: images, multi-band .tif, .npy (C, H, W).",
+            help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows "
+            "(numbers, or rows in the training CSV's format); folders of them and glob patterns "
+            "('scans/*.png'); for segmentation, scenes of any size: images, multi-band .tif, "
+            ".npy (C, H, W).",
             show_default=False,
         ),
     ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input.")] = 5,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document instead of text.")
-    ] = False,
-    provider: Annotated[
+    as_json: JsonOpt = False,
+    device: Annotated[
         str, typer.Option(help="auto (CUDA when onnxruntime-gpu can use it), cpu or cuda.")
     ] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per run.")] = 64,
-    out_dir: Annotated[
+    batch: Annotated[int, typer.Option("--batch", help="Samples per run.")] = 64,
+    out: Annotated[
         Path | None,
-        typer.Option("--out-dir", help="Where segmentation masks go (default: here)."),
+        typer.Option("-o", "--out", help="Folder for segmentation masks (default: here)."),
     ] = None,
     overlap: Annotated[
         int | None,
@@ -53,31 +53,47 @@ def predict(
             "probabilities over its 8 rotations and mirrors (4 for tiles that are not square).",
         ),
     ] = False,
+    # Earlier names, kept working for scripts (hidden; one name per idea is shown).
+    provider: Annotated[str | None, typer.Option("--provider", hidden=True)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", hidden=True)] = None,
 ) -> None:
-    """Run an exported model with onnxruntime on inputs, preprocessed as the model records."""
+    """Run an exported model with onnxruntime on inputs, preprocessed as the model records.
+
+    An input that fails is reported in its place, the others still run; then the exit is 2.
+    """
     # onnxruntime only: predict never imports torch (a test checks it).
     from netspec.backends.predict.outputs import text_lines
     from netspec.backends.predict.predict import predict as run_predict
 
     results = []
+    failed = shown = 0
     try:
-        for i, result in enumerate(
-            run_predict(
-                model,
-                inputs,
-                top_k=top_k,
-                provider=provider,
-                batch_size=batch_size,
-                out_dir=out_dir,
-                overlap=overlap,
-                tta=tta,
-            )
+        for result in run_predict(
+            model,
+            inputs,
+            top_k=top_k,
+            provider=provider or device,
+            batch_size=batch if batch_size is None else batch_size,
+            out_dir=out_dir if out is None else out,
+            overlap=overlap,
+            tta=tta,
+            note=lambda text: typer.echo(f"note: {text}", err=True),
         ):
+            failed += "error" in result
             if as_json:
                 results.append(result)
+            elif "error" in result:
+                problems = [Problem(**p) for p in result["error"]["problems"]]
+                typer.echo(NetspecError(problems).format(), err=True)
             else:
-                typer.echo(("\n" if i else "") + "\n".join(text_lines(result)))
+                typer.echo(("\n" if shown else "") + "\n".join(text_lines(result)))
+                shown += 1
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     if as_json:
         typer.echo(json.dumps(results, indent=2))
+    if failed:
+        if not as_json:
+            typer.echo(f"{failed} of {failed + shown} inputs failed", err=True)
+        raise typer.Exit(code=USER_ERROR)

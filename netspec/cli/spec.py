@@ -8,32 +8,31 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import SpecArg, app, fail, report
+from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, error_json, fail, report
 from netspec.errors import NetspecError
 
 
 @app.command()
 def summary(
     spec: SpecArg,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
-    ] = False,
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
+    as_json: JsonOpt = False,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
     from netspec import search
     from netspec.compiler import compile_source
-    from netspec.source import read
+    from netspec.source import apply_overrides, read
     from netspec.summary import render, to_dict
 
     try:
-        source = read(spec)
+        source = apply_overrides(read(spec), sets)
         if entries := search.find_search(source):  # a search spec: its ranges and sizes
             info = search.summary(source, entries, search.check_ends(source, entries))
             typer.echo(json.dumps(info, indent=2) if as_json else search.render(info, entries))
             return
         graph = compile_source(source)
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     if as_json:
         typer.echo(json.dumps(to_dict(graph), indent=2))
     else:
@@ -43,31 +42,52 @@ def summary(
 @app.command()
 def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print one JSON list instead of text: {"file", "ok": true, "summary"} or '
+            '{"file", "ok": false, "error": {...}} per spec.',
+        ),
+    ] = False,
 ) -> None:
     """Check one or more specs; report each file; exit 2 if any is invalid."""
     from netspec import search
     from netspec.compiler import compile_source
-    from netspec.source import read
+    from netspec.source import apply_overrides, read
     from netspec.summary import one_line
 
     bad = 0
+    results = []
     for path in specs:
         try:
-            source = read(path)
+            source = apply_overrides(read(path), sets)
             entries = search.find_search(source)
             line = search.one_line(source, entries) if entries else one_line(compile_source(source))
         except NetspecError as err:
             bad += 1
-            typer.echo(report(err), err=True)
+            results.append({"file": str(path), "ok": False, **error_json(err.located(str(path)))})
+            if not as_json:
+                typer.echo(report(err), err=True)
             continue
-        typer.echo(f"ok: {path}: {line}")
-    if bad:
+        results.append({"file": str(path), "ok": True, "summary": line})
+        if not as_json:
+            typer.echo(f"ok: {path}: {line}")
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    elif bad:
         typer.echo(f"{bad} of {len(specs)} specs are invalid", err=True)
+    if bad:
         raise typer.Exit(code=2)
 
 
 @app.command()
-def schema() -> None:
+def schema(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Accepted for uniformity: the schema is JSON.")
+    ] = False,
+) -> None:
     """Print the JSON Schema of the spec language (for editor completion and checking)."""
     from netspec.schema import json_schema
 

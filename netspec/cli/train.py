@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import SetOpt, SpecArg, app, fail
+from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import NetspecError
 
 
@@ -18,7 +18,7 @@ def train(
     sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory (default: runs/<spec name>/<timestamp>)."),
+        typer.Option("-o", "--out", help="Run directory (default: runs/<spec name>/<timestamp>)."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out (default: the latest run).")
@@ -43,6 +43,13 @@ def train(
     rdzv_endpoint: Annotated[
         str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='The result is JSON anyway; with --json, errors are too ({"error": {...}}).',
+        ),
+    ] = False,
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.runs import prepare_run
@@ -69,7 +76,7 @@ def train(
                 endpoint=rdzv_endpoint,
             )
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     if nproc is not None:
         raise typer.Exit(code)
     # Imported after the spec checks, so a spec error is reported without loading torch.
@@ -92,7 +99,7 @@ def train(
         typer.echo(err.format(), err=True)
         raise typer.Exit(code=130) from None
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     if result is not None:  # the process that writes (rank 0 of a data-parallel run)
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
@@ -107,6 +114,13 @@ def evaluate(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='The metrics are JSON anyway; with --json, errors are too ({"error": {...}}).',
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
     try:
@@ -116,7 +130,7 @@ def evaluate(
             run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True)
         )
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     for note in result.get("notes", ()):
         typer.echo(f"note: {note}", err=True)  # stdout stays one JSON object
     typer.echo(json.dumps(result, indent=2))
@@ -125,6 +139,7 @@ def evaluate(
 @app.command()
 def tune(
     spec: SpecArg,
+    sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     trials: Annotated[int, typer.Option(help="Trials in the study (finished ones count).")] = 20,
     storage: Annotated[
         str | None,
@@ -138,22 +153,23 @@ def tune(
     pruner: Annotated[str, typer.Option(help="median, hyperband or none.")] = "median",
     out: Annotated[
         Path | None,
-        typer.Option(help="Study folder (default: runs/<spec name>/tune-<study>)."),
+        typer.Option("-o", "--out", help="Study folder (default: runs/<spec name>/tune-<study>)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
-    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
     try:
         from netspec.backends.tune.report import tune_study
 
-        result, text = tune_study(spec, trials, storage, study, workers, pruner, device, out)
+        result, text = tune_study(
+            spec, trials, storage, study, workers, pruner, device, out, tuple(sets)
+        )
     except ModuleNotFoundError as err:
         if err.name != "optuna":
             raise
-        raise fail(NetspecError("netspec tune needs Optuna: pip install 'netspec[tune]'")) from None
+        missing = NetspecError("netspec tune needs Optuna: pip install 'netspec[tune]'")
+        raise fail(missing, as_json) from None
     except NetspecError as err:
-        raise fail(err) from None
+        raise fail(err, as_json) from None
     typer.echo(json.dumps(result, indent=2) if as_json else text, nl=as_json)

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from netspec.data._common import data_error
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    """A table's feature columns as the CSV names them, so predict can read rows in its format.
+
+    columns: (name, categories) per feature column, in x's order; categories (sorted) for a
+    one-hot encoded column, None for a numeric one. target: the target column's name.
+    """
+
+    target: str
+    columns: tuple[tuple[str, tuple[str, ...] | None], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "columns": [
+                {"name": name, "categories": None if cats is None else list(cats)}
+                for name, cats in self.columns
+            ],
+        }
 
 
 # eq=False: dataclass equality would compare arrays elementwise and raise on `==`.
@@ -20,6 +42,7 @@ class ArrayData:
     source: where the data came from, for messages and run records.
     notes: things the loader did that a user should know (rows dropped, files skipped).
     feature_names: one name per column of a table's x (after one-hot encoding), else None.
+    table: a CSV table's source columns (TableColumns), else None.
     """
 
     x: np.ndarray
@@ -28,6 +51,7 @@ class ArrayData:
     source: str
     notes: tuple[str, ...] = ()
     feature_names: tuple[str, ...] | None = None
+    table: TableColumns | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim < 1 or self.y.ndim < 1 or self.x.shape[0] != self.y.shape[0]:

@@ -97,5 +97,6 @@ def split_arrays(
             source=f"{data.source} [{name}: {idx.size} of {n}]",
             notes=data.notes,
             feature_names=data.feature_names,
+            table=data.table,
         )
     return parts

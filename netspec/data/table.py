@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
-from netspec.data.arraydata import ArrayData
+from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.errors import DataError, Problem
 
 # pandas' default missing-value markers, plus "?" (UCI data sets use it); compared exactly.
@@ -173,13 +173,16 @@ def load_csv(
     # Features: one block of columns per source column. x: (N, F)
     blocks: list[np.ndarray] = []
     names: list[str] = []
+    columns: list[tuple[str, tuple[str, ...] | None]] = []
     for j, col in enumerate(f_cols, start=1):
         values = [c[j] for c in kept]
         if all(_is_number(v) for v in values):
             blocks.append(np.asarray([float(v) for v in values], dtype=np.float32)[:, None])
             names.append(header[col])
+            columns.append((header[col], None))
         else:
             categories = sorted(set(values))
+            columns.append((header[col], tuple(categories)))
             index = {v: k for k, v in enumerate(categories)}
             onehot = np.zeros((len(values), len(categories)), dtype=np.float32)
             onehot[np.arange(len(values)), [index[v] for v in values]] = 1.0
@@ -230,4 +233,5 @@ def load_csv(
         source=f"CSV {path} (target {target!r})",
         notes=tuple(notes),
         feature_names=tuple(names),
+        table=TableColumns(target, tuple(columns)),
     )
