@@ -1,5 +1,4 @@
-"""What every command shares: the Typer app, its conventions (shared options, --version, flags
-without placeholders, usage errors as JSON) and user-error exits (text or `--json`)."""
+"""What every command shares: the Typer app, its conventions and user-error exits (text or --json)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperGroup
 
 from netspec.errors import NetspecError, Problem
 
@@ -16,18 +15,8 @@ USER_ERROR = 2  # the exit code of every user error: spec, data, model or usage
 
 
 # click's UsageError (a bad option, a missing argument; exit 2), whether typer vendors click
-# (0.29 and later, as typer._click) or depends on it: BadParameter is public either way.
+# (0.26 and later, as typer._click) or depends on it: BadParameter is public either way.
 _CLICK_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-# Typer 0.29 labels every option with its type in --help, so a flag read `--json <bool>`
-# although `--json true` is refused: a flag (an option that takes no value) shows no label.
-_type_label = getattr(TyperOption, "display_type_rich", None)
-if _type_label is not None:
-
-    def _flag_type_label(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag else _type_label(self, ctx)
-
-    TyperOption.display_type_rich = _flag_type_label  # type: ignore[method-assign]
 
 
 class NetspecGroup(TyperGroup):
