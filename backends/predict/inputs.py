@@ -1,4 +1,4 @@
-"""Predict's inputs as raw samples: image files, .npy arrays, CSV rows, and scenes of any size."""
+"""Predict's inputs as raw samples: image files, .npy arrays, CSV rows, in-memory arrays, scenes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from .model import ModelInfo, json_meta, scene_bands
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
+# One input: a file, or (from the Python API) an array of raw values, one sample or a batch.
+Input = Path | np.ndarray
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -28,11 +31,14 @@ class Sample:
     x: np.ndarray  # the raw sample, float32, shape = raw_shape (dynamic dims: its own)
 
 
-def check_inputs(paths: Sequence[Path]) -> None:
-    """Every input exists and is of a supported type (before anything runs)."""
-    if not paths:
+def check_inputs(inputs: Sequence[Input]) -> None:
+    """Every input file exists and is of a supported type, every array numeric (before anything runs)."""
+    if not inputs:
         raise error("no inputs: give image files, .npy arrays or .csv files")
-    for path in paths:
+    for k, path in enumerate(inputs):
+        if isinstance(path, np.ndarray):
+            _check_numeric(path, array_name(k))
+            continue
         kind = input_kind(path)
         if not path.exists():
             raise error(f"no such {kind} file", path)
@@ -56,9 +62,18 @@ def input_kind(path: Path) -> str:
     )
 
 
-def read_inputs(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
-    """The raw samples of every input file, in order."""
-    for path in paths:
+def array_name(k: int) -> str:
+    """How the k-th input is named when it is an array: `inputs[k]` (its samples `inputs[k][i]`)."""
+    return f"inputs[{k}]"
+
+
+def read_inputs(inputs: Iterable[Input], info: ModelInfo) -> Iterator[Sample]:
+    """The raw samples of every input (file or array), in order."""
+    for k, path in enumerate(inputs):
+        if isinstance(path, np.ndarray):
+            name = array_name(k)
+            yield from array_samples(path, name, f"inputs_{k}", info, name)
+            continue
         kind = input_kind(path)
         if kind == "image":
             yield Sample(str(path), path.stem, read_image(path, info))
@@ -141,18 +156,24 @@ def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
 
 def read_npy(path: Path, info: ModelInfo) -> Iterator[Sample]:
     """A .npy array: one raw sample, or a batch of them with a leading N (never pickled)."""
-    array = _load_npy(path)
+    yield from array_samples(_load_npy(path), str(path), path.stem, info, path)
+
+
+def array_samples(
+    array: np.ndarray, name: str, stem: str, info: ModelInfo, where: str | Path
+) -> Iterator[Sample]:
+    """An array of raw values as one sample, or a batch of them with a leading N."""
     raw = info.raw_shape
     if fits(array.shape, raw):
-        yield Sample(str(path), path.stem, array.astype(np.float32))
+        yield Sample(name, stem, array.astype(np.float32))
         return
     if not (array.ndim == len(raw) + 1 and fits(array.shape[1:], raw)):
         raise error(
             f"array of shape {shape(array.shape)}; expected {shape(raw)} or {shape(('N', *raw))}",
-            path,
+            where,
         )
     for i, x in enumerate(array.astype(np.float32)):
-        yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x)
+        yield Sample(f"{name}[{i}]", f"{stem}_{i}", x)
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -170,9 +191,15 @@ def _load_npy(path: Path) -> np.ndarray:
         raise error(
             f"cannot read the array ({first_line(exc)}); expected a .npy file", path
         ) from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        raise error(f"array of dtype {array.dtype}; expected numbers", path)
+    if not isinstance(array, np.ndarray):
+        raise error(f"not an array but {type(array).__name__}; expected numbers", path)
+    _check_numeric(array, path)
     return array
+
+
+def _check_numeric(array: np.ndarray, where: str | Path) -> None:
+    if array.dtype.kind not in "biuf":
+        raise error(f"array of dtype {array.dtype}; expected numbers", where)
 
 
 def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample]:
@@ -244,54 +271,66 @@ def _check_header(cells: list[str], size: int, info: ModelInfo, path: Path) -> N
         raise error(f"header of {len(cells)} names; expected {size} columns", path)
 
 
-def read_scenes(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample]:
-    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays."""
+def read_scenes(inputs: Iterable[Input], info: ModelInfo) -> Iterator[Sample]:
+    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays,
+    in-memory arrays."""
     bands = scene_bands(info)
-    for path in paths:
-        kind = input_kind(path)
-        if kind == "csv":
-            raise error(
-                "a segmentation model takes scenes: images, .tif files or .npy arrays "
-                "(C, H, W); not CSV rows",
-                path,
-            )
-        if kind == "npy":
-            scenes: Iterable[Sample] = read_npy_scenes(path)
-        elif path.suffix.lower() in TIFF_SUFFIXES:
-            scenes = [Sample(str(path), path.stem, read_tiff(path, info))]
+    for k, path in enumerate(inputs):
+        if isinstance(path, np.ndarray):
+            name = array_name(k)
+            scenes: Iterable[Sample] = array_scenes(path, name, f"inputs_{k}", name)
         else:
-            not_images = (
-                f"the model takes {bands}-band scenes, not 8-bit images; "
-                "give a .tif file or a .npy array (C, H, W)"
-            )
-            x = _decode_image(path, info, not_images)
-            scenes = [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
+            scenes = _file_scenes(path, info, bands)
         for sample in scenes:
             if bands is not None and sample.x.shape[0] != bands:
                 c, h, w = sample.x.shape
                 raise error(
                     f"{sample.name}: a scene of {c} band{'s' if c != 1 else ''} ({w}x{h}, "
                     f"width x height); the model takes {bands}",
-                    path,
+                    None if isinstance(path, np.ndarray) else path,
                     hint="give scenes with the bands (channels) the model was trained on, "
                     "in the same order",
                 )
             yield sample
 
 
+def _file_scenes(path: Path, info: ModelInfo, bands: int | None) -> Iterable[Sample]:
+    kind = input_kind(path)
+    if kind == "csv":
+        raise error(
+            "a segmentation model takes scenes: images, .tif files or .npy arrays "
+            "(C, H, W); not CSV rows",
+            path,
+        )
+    if kind == "npy":
+        return read_npy_scenes(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return [Sample(str(path), path.stem, read_tiff(path, info))]
+    not_images = (
+        f"the model takes {bands}-band scenes, not 8-bit images; "
+        "give a .tif file or a .npy array (C, H, W)"
+    )
+    x = _decode_image(path, info, not_images)
+    return [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
+
+
 def read_npy_scenes(path: Path) -> Iterator[Sample]:
     """A .npy array as one scene (C, H, W) or several (N, C, H, W)."""
-    array = _load_npy(path)
+    yield from array_scenes(_load_npy(path), str(path), path.stem, path)
+
+
+def array_scenes(array: np.ndarray, name: str, stem: str, where: str | Path) -> Iterator[Sample]:
+    """An array as one scene (C, H, W) or several (N, C, H, W)."""
     if array.ndim == 3:
-        yield Sample(str(path), path.stem, array.astype(np.float32))
+        yield Sample(name, stem, array.astype(np.float32))
     elif array.ndim == 4:
         for i, x in enumerate(array):
-            yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x.astype(np.float32))
+            yield Sample(f"{name}[{i}]", f"{stem}_{i}", x.astype(np.float32))
     else:
         raise error(
             f"array of shape {shape(array.shape)}; expected a scene (C, H, W) or scenes "
             "(N, C, H, W)",
-            path,
+            where,
         )
 
 

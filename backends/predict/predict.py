@@ -17,8 +17,8 @@ from .outputs import Interpreter
 
 
 def predict(
-    model: str | Path,
-    inputs: Sequence[str | Path],
+    model: str | Path | Predictor,
+    inputs: Sequence[str | Path | np.ndarray],
     *,
     top_k: int = 5,
     provider: str = "auto",
@@ -34,12 +34,15 @@ def predict(
     Segmentation models take scenes of any size, predicted tile by tile (tiles overlapping by
     `overlap` pixels, default a quarter of the tile side) and with `tta` averaged over the
     symmetries of each tile; their masks have the scene's size.
+
+    `model` is an .onnx file or a Predictor opened already (the Python API keeps one open);
+    an input is a file, or an array of raw values (one sample or a batch, named `inputs[k]`).
     """
     if batch_size < 1:
         raise error(f"--batch-size {batch_size}: expected a positive number")
     check_overlap(overlap, (None, None))
-    paths = [Path(p) for p in inputs]
-    predictor = Predictor(model, provider)
+    paths = [p if isinstance(p, np.ndarray) else Path(p) for p in inputs]
+    predictor = model if isinstance(model, Predictor) else Predictor(model, provider)
     info = predictor.info
     interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
     if is_scene_model(info):
