@@ -71,3 +71,7 @@ class SpecError(NetspecError):
 
 class DataError(NetspecError):
     """A data file is missing, corrupt, or does not match what the spec expects."""
+
+
+class Interrupted(NetspecError):
+    """Ctrl-C during training: the last completed epoch is saved and resumable (exit code 130)."""
