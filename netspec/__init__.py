@@ -6,10 +6,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from netspec.api import Network, Predictor, Run, Summary, load_run, load_spec
+    from netspec.api import Network, Summary, load_spec
     from netspec.compiler import compile_file, compile_source, compile_text
     from netspec.errors import DataError, NetspecError, Problem, SpecError
     from netspec.ir import Graph, Node
+    from netspec.predictor import Predictor
+    from netspec.run_api import Run, load_run
 
 __version__ = "0.1.0"
 
@@ -18,10 +20,10 @@ __version__ = "0.1.0"
 # and `netspec.load_spec` never loads torch (a test checks both).
 _LAZY = {
     "load_spec": "netspec.api",
-    "load_run": "netspec.api",
+    "load_run": "netspec.run_api",
     "Network": "netspec.api",
-    "Predictor": "netspec.api",
-    "Run": "netspec.api",
+    "Predictor": "netspec.predictor",
+    "Run": "netspec.run_api",
     "Summary": "netspec.api",
     "compile_file": "netspec.compiler",
     "compile_source": "netspec.compiler",

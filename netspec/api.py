@@ -1,25 +1,22 @@
-"""The Python API: load_spec -> Network (summary, to_torch, train), load_run -> Run, Predictor."""
+"""The Python API for specs: load_spec -> Network (summary, to_torch, train); netspec train's path."""
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cached_property
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.errors import DataError, Problem, SpecError
+from netspec.errors import Problem, SpecError
 
 # Nothing heavy at the top: `import netspec; netspec.load_spec` loads the compiler (pydantic),
-# never torch; torch comes with to_torch(), train(), Run.module; onnxruntime with Predictor.
+# never torch; torch comes with to_torch() and train().
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
     from netspec.ir import Graph
+    from netspec.run_api import Run
     from netspec.source import Source
     from netspec.summary import Row, Totals
 
@@ -176,6 +173,8 @@ class Network:
             force=force,
             echo=echo or _stderr,
         )
+        from netspec.run_api import Run
+
         return Run(run_dir)
 
 
@@ -214,184 +213,3 @@ def train_spec(
         echo=echo,
     )
     return run_dir, result
-
-
-def load_run(path: str | Path) -> Run:
-    """A run directory made by `netspec train` (or its weights file): metrics, history, module."""
-    return Run(path)
-
-
-class Run:
-    """A trained run: its metrics and history, its torch module, export and evaluation.
-
-    Reads lazily: nothing but the directory is checked until an attribute is used.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        from netspec.runs import find_run
-
-        self.dir, self.weights_path, self.notes = find_run(Path(path))
-        self._source = Path(path)
-
-    def __repr__(self) -> str:
-        return f"<Run {str(self.dir)!r}>"
-
-    @cached_property
-    def graph(self) -> Graph:
-        """The network the run trained, compiled from its recorded spec.yaml."""
-        from netspec.compiler import compile_source
-        from netspec.runs import run_source
-
-        return compile_source(run_source(self.dir))
-
-    @cached_property
-    def meta(self) -> dict[str, Any]:
-        """model.json: task, classes, head, preprocessing, shapes ({} if absent)."""
-        from netspec.runs import META_FILE
-
-        return _json(self.dir / META_FILE) or {}
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """metrics.json without its history: epochs, best epoch's row, test scores, stopped.
-
-        {} for a run whose training did not finish (its history is in metrics.csv).
-        """
-        data = _json(self.dir / "metrics.json") or {}
-        return {k: v for k, v in data.items() if k != "history"}
-
-    @property
-    def history(self) -> list[dict[str, float | int | None]]:
-        """One dict per finished epoch (epoch, loss, metrics, val_*, lr, time_s), from metrics.csv."""
-        return read_history(self.dir / "metrics.csv")
-
-    def history_frame(self) -> Any:
-        """The history as a pandas DataFrame indexed by epoch (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("history_frame() needs pandas: pip install pandas") from None
-        return pd.DataFrame(self.history).set_index("epoch")
-
-    @cached_property
-    def module(self) -> torch.nn.Module:
-        """The trained network as a torch module, in eval mode (built on first use)."""
-        from netspec.backends.weights import load_module
-        from netspec.runs import load_run as load
-
-        run = load(self._source)
-        self.__dict__.setdefault("graph", run.graph)
-        return load_module(run.graph, run.weights)
-
-    def export_onnx(
-        self,
-        path: str | Path | None = None,
-        *,
-        opset: int = 17,
-        batch: int | None = None,
-        fp16: bool = False,
-        check: bool = True,
-    ) -> Path:
-        """Export to ONNX (default <run>/model.onnx), checked against PyTorch as `netspec export
-        --onnx` does; `batch` None is a dynamic batch size. Returns the file's path."""
-        from netspec.backends.export.run import export_run
-
-        report = export_run(
-            self._source, None if path is None else Path(path), opset=opset, batch=batch,
-            fp16=fp16, check=check,
-        )  # fmt: skip
-        return report.path
-
-    def evaluate(
-        self, data: str | Path | None = None, *, device: str = "auto", echo: Echo | None = None
-    ) -> dict[str, Any]:
-        """Scores of the final weights on the run's test split, or on all of `data` (same kind
-        of data as the run's): the dict `netspec evaluate` prints."""
-        from netspec.backends.training.evaluate import evaluate_run
-
-        return evaluate_run(
-            self.dir, data=None if data is None else Path(data), device=device, log=echo
-        )
-
-
-def _json(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError([Problem(f"cannot read: {exc}", str(path))]) from None
-
-
-def read_history(path: Path) -> list[dict[str, float | int | None]]:
-    """metrics.csv as rows of numbers: `epoch` an int, an empty cell None (a value some epochs
-    lack), NaN as written."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return [
-            {k: _number(k, v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)
-        ]
-
-
-def _number(key: str, cell: str | None) -> float | int | None:
-    if cell is None or cell == "":
-        return None
-    value = float(cell)
-    return int(value) if key == "epoch" and math.isfinite(value) else value
-
-
-class Predictor:
-    """An exported model (.onnx) with onnxruntime and the preprocessing recorded in it.
-
-    Needs neither torch nor the spec: only the .onnx file.
-    """
-
-    def __init__(self, model: str | Path, *, provider: str = "auto", top_k: int = 5) -> None:
-        from netspec.backends.predict.model import Predictor as Session
-
-        self.path = Path(model)
-        self.session = Session(self.path, provider)
-        self.top_k = top_k
-
-    def __repr__(self) -> str:
-        return f"<Predictor {str(self.path)!r}>"
-
-    @property
-    def classes(self) -> tuple[str, ...] | None:
-        """The class labels the model was trained with (None for regression)."""
-        return self.session.info.classes
-
-    def predict(
-        self,
-        inputs: str | Path | np.ndarray | Iterable[str | Path | np.ndarray],
-        *,
-        batch_size: int = 64,
-        out_dir: str | Path | None = None,
-        overlap: int | None = None,
-        tta: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Results for every sample, as `netspec predict --json` prints them.
-
-        An input is a file (image, .npy, .csv) or a numpy array of raw values (as in the files:
-        the model's preprocessing is applied), one sample or a batch with a leading N; an array
-        is named `inputs[k]` in the results (`inputs[k][i]` for a batch's samples).
-        Classification: {input, predictions: [{label, score}]}; regression: {input, values};
-        segmentation: {input, mask, ...} with the mask written into `out_dir`.
-        """
-        import numpy as np
-
-        from netspec.backends.predict.predict import predict
-
-        items = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
-        return list(
-            predict(
-                self.session,
-                items,
-                top_k=self.top_k,
-                batch_size=batch_size,
-                out_dir=out_dir,
-                overlap=overlap,
-                tta=tta,
-            )
-        )

@@ -104,7 +104,7 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
-    from netspec.api import load_run
+    from netspec.run_api import load_run
 
     try:
         result = load_run(run_dir).evaluate(
