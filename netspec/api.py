@@ -110,6 +110,7 @@ class Network:
 
     @property
     def name(self) -> str:
+        """The spec's `name`."""
         return self.graph.name
 
     @property
@@ -119,6 +120,7 @@ class Network:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """The last layer's output shape, without the batch axis."""
         return tuple(self.graph.output.shape)
 
     @property
