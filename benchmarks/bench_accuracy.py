@@ -204,7 +204,9 @@ def run_keras(graph, name: str, epochs: int) -> dict[str, Any]:
         body += [L.Dropout(0.5)]
     shape = graph.input_shape[1:] + graph.input_shape[:1]
     model = keras.Sequential([keras.Input(shape), *body, L.Dense(10, activation="softmax")])
-    model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     x, y = prep(data.train.x), data.train.y
     t0 = time.perf_counter()
     model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0)

@@ -120,3 +120,7 @@ class UsageError(NetspecError):
     """A command-line option has a value the command cannot use."""
 
     default_kind = "usage"
+
+
+class Interrupted(NetspecError):
+    """Ctrl-C during training: the last completed epoch is saved and resumable (exit code 130)."""

@@ -127,16 +127,20 @@ def remove_stale_temporaries(run: Path) -> None:
 
 
 def prepare_run(
-    spec: Path, sets: list[str], out: Path | None, resume: bool
+    spec: Path | Source, sets: Sequence[str], out: Path | None, resume: bool
 ) -> tuple[Graph, Path, str, str]:
-    """Compile the spec with overrides and pick the run directory."""
-    source = absolute_paths(apply_overrides(read(spec), sets))
+    """Compile the spec (a file, or one parsed already) with overrides; pick the run directory."""
+    source = absolute_paths(
+        apply_overrides(spec if isinstance(spec, Source) else read(spec), list(sets))
+    )
     graph = compile_source(source)
     if graph.train is None:
         raise SpecError(
             [
                 Problem(
-                    "the spec has no `train:` section", str(spec), hint="see specs/quickstart.yaml"
+                    "the spec has no `train:` section",
+                    source.file,
+                    hint="see specs/quickstart.yaml",
                 )
             ]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -143,8 +144,19 @@ def runs(table: tuple[Row, ...]) -> list[tuple[int, int, int]]:
     return out
 
 
-def render(graph: Graph) -> str:
-    """The summary as text: a Keras-style table, then the totals summed from the same rows."""
+@dataclass(frozen=True)
+class Cells:
+    """The summary table as text cells, shared by the text, HTML and rich renderings."""
+
+    title: str
+    header: list[str]
+    body: list[list[str]]
+    right: set[int]  # columns aligned right (the numbers)
+    notes: list[str]  # the totals lines under the table
+
+
+def cells(graph: Graph) -> Cells:
+    """The Keras-style table of `graph`, then the totals summed from the same rows."""
     table_rows = rows(graph)
     t = totals(table_rows)
     graphlike = not graph.sequential
@@ -177,8 +189,7 @@ def render(graph: Graph) -> str:
             ]
         )
     n = len(header)
-    lines = [f'Model: "{graph.name}"', *_table(header, body, {n - 2, n - 1})]
-    lines += [
+    notes = [
         f"Total params: {t.total_params:,} ({human_bytes(t.param_bytes)} as float32)",
         f"Trainable params: {t.trainable_params:,}",
         f"Non-trainable params: {t.non_trainable_params:,}",
@@ -187,12 +198,66 @@ def render(graph: Graph) -> str:
     if graph.train is not None:
         batch = graph.train.batch_size
         parts = estimate(graph, batch)
-        lines.append(
+        notes.append(
             f"Training memory at batch {batch}: {human_bytes(memory_total(parts))} ("
             + ", ".join(f"{r.what} {human_bytes(r.bytes)}" for r in parts)
             + ", plus the data)"
         )
-    return "\n".join(lines) + "\n"
+    return Cells(f'Model: "{graph.name}"', header, body, {n - 2, n - 1}, notes)
+
+
+def render(graph: Graph) -> str:
+    """The summary as text: a Keras-style table, then the totals summed from the same rows."""
+    c = cells(graph)
+    return "\n".join([c.title, *_table(c.header, c.body, c.right), *c.notes]) + "\n"
+
+
+def render_html(graph: Graph) -> str:
+    """The summary as an HTML table (Jupyter shows it): the same cells as the text, escaped."""
+    c = cells(graph)
+
+    def row(tag: str, values: list[str]) -> str:
+        return (
+            "<tr>"
+            + "".join(
+                f'<{tag} style="text-align: {"right" if i in c.right else "left"}">'
+                f"{html.escape(v)}</{tag}>"
+                for i, v in enumerate(values)
+            )
+            + "</tr>"
+        )
+
+    return "\n".join(
+        [
+            f"<div><p><b>{html.escape(c.title)}</b></p>",
+            "<table>",
+            f"<thead>{row('th', c.header)}</thead>",
+            "<tbody>",
+            *(row("td", r) for r in c.body),
+            "</tbody>",
+            "</table>",
+            *(f"<p>{html.escape(note)}</p>" for note in c.notes),
+            "</div>",
+        ]
+    )
+
+
+def rich_table(graph: Graph) -> Any:
+    """The summary as a rich renderable: the table, then the totals lines.
+
+    rich is imported here only: the CLI's summary starts faster without it.
+    """
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    c = cells(graph)
+    table = Table(title=c.title, title_justify="left")
+    for i, name in enumerate(c.header):
+        table.add_column(name, justify="right" if i in c.right else "left")
+    for r in c.body:
+        table.add_row(*map(Text, r))  # Text: brackets in a cell ([frozen]) are not markup
+    return Group(table, *map(Text, c.notes))
 
 
 def one_line(graph: Graph) -> str:

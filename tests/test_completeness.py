@@ -215,6 +215,8 @@ def test_every_activation_name_lowers(fn: str) -> None:
         assert fused.act_name == fn
         if fn != "linear":
             assert not torch.equal(bare(z), z), f"activation '{fn}' lowered to the identity"
+
+
 # --- the ONNX side: every kind and activation is emitted, from the declared weights only ---------
 
 

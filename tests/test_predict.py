@@ -188,6 +188,22 @@ def test_predict_and_inspect_import_only_what_they_need(
     assert not not_needed(imported)
 
 
+def test_python_predictor_imports_only_what_predict_needs(quickstart_onnx: Path) -> None:
+    # The API's Predictor is the same onnxruntime path: `import netspec` adds nothing to it.
+    code = (
+        "import sys, numpy as np, netspec\n"
+        f"r = netspec.Predictor({str(quickstart_onnx)!r}).predict(np.zeros((1, 8, 8)))\n"
+        "print(r[0]['input']); print(' '.join(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    name, imported = proc.stdout.splitlines()
+    assert name == "inputs[0]"
+    assert "onnxruntime" in imported.split()
+    assert not not_needed(set(imported.split()))
+
+
 def readme_app() -> str:
     section = README.read_text(encoding="utf-8").split("## Export and inference", 1)[1]
     section = section.split("\n## ", 1)[0]

@@ -21,6 +21,9 @@ from .rows import csv_rows
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _SUPPORTED = "images, .npy or .csv"
 
+# One input: a file, or (from the Python API) an array of raw values, one sample or a batch.
+Input = Path | np.ndarray
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -40,7 +43,7 @@ class Failed:
 Note = Callable[[str], None]  # says something once to the user (stderr), never into results
 
 
-def expand_inputs(paths: Sequence[Path]) -> list[Path]:
+def expand_inputs(paths: Sequence[Input]) -> list[Input]:
     """The inputs as files: a folder gives its input files, a glob the input files it matches.
 
     Both sorted by name and limited to the types predict reads (INPUT_SUFFIXES), so a folder's
@@ -50,8 +53,11 @@ def expand_inputs(paths: Sequence[Path]) -> list[Path]:
     """
     if not paths:
         raise error("no inputs: give image files, .npy arrays, .csv files or folders of them")
-    files: list[Path] = []
+    files: list[Input] = []
     for path in paths:
+        if isinstance(path, np.ndarray):  # an array from the Python API: as it is
+            files.append(path)
+            continue
         if path.is_dir():
             found = [p for p in path.iterdir() if p.is_file() and _readable(p)]
         elif not path.exists() and glob.has_magic(str(path)):
@@ -95,11 +101,21 @@ def input_kind(path: Path) -> str:
     )
 
 
-def read_inputs(paths: Iterable[Path], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
-    """The raw samples of every input file, in order; a Failed for each input that is not."""
+def array_name(k: int) -> str:
+    """How the k-th input is named when it is an array: `inputs[k]` (its samples `inputs[k][i]`)."""
+    return f"inputs[{k}]"
+
+
+def read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
+    """The raw samples of every input (file or array), in order; a Failed for each that is not."""
     resized = _Once(note)
-    for path in paths:
+    for k, path in enumerate(paths):
         try:
+            if isinstance(path, np.ndarray):
+                name = array_name(k)
+                _check_numeric(path, name)
+                yield from array_samples(path, name, f"inputs_{k}", info, name)
+                continue
             kind = check_input(path)
             if kind == "image":
                 yield Sample(str(path), path.stem, read_image(path, info, resized))
@@ -108,7 +124,7 @@ def read_inputs(paths: Iterable[Path], info: ModelInfo, note: Note) -> Iterator[
             else:
                 yield from read_csv(path, info)
         except NetspecError as err:
-            yield Failed(str(path), err)
+            yield Failed(array_name(k) if isinstance(path, np.ndarray) else str(path), err)
 
 
 class _Once:
@@ -209,18 +225,24 @@ def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
 
 def read_npy(path: Path, info: ModelInfo) -> Iterator[Sample]:
     """A .npy array: one raw sample, or a batch of them with a leading N (never pickled)."""
-    array = _load_npy(path)
+    yield from array_samples(_load_npy(path), str(path), path.stem, info, path)
+
+
+def array_samples(
+    array: np.ndarray, name: str, stem: str, info: ModelInfo, where: str | Path
+) -> Iterator[Sample]:
+    """An array of raw values as one sample, or a batch of them with a leading N."""
     raw = info.raw_shape
     if fits(array.shape, raw):
-        yield Sample(str(path), path.stem, array.astype(np.float32))
+        yield Sample(name, stem, array.astype(np.float32))
         return
     if not (array.ndim == len(raw) + 1 and fits(array.shape[1:], raw)):
         raise error(
             f"array of shape {shape(array.shape)}; expected {shape(raw)} or {shape(('N', *raw))}",
-            path,
+            where,
         )
     for i, x in enumerate(array.astype(np.float32)):
-        yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x)
+        yield Sample(f"{name}[{i}]", f"{stem}_{i}", x)
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -238,9 +260,15 @@ def _load_npy(path: Path) -> np.ndarray:
         raise error(
             f"cannot read the array ({first_line(exc)}); expected a .npy file", path
         ) from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        raise error(f"array of dtype {array.dtype}; expected numbers", path)
+    if not isinstance(array, np.ndarray):
+        raise error(f"not an array but {type(array).__name__}; expected numbers", path)
+    _check_numeric(array, path)
     return array
+
+
+def _check_numeric(array: np.ndarray, where: str | Path) -> None:
+    if array.dtype.kind not in "biuf":
+        raise error(f"array of dtype {array.dtype}; expected numbers", where)
 
 
 def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample | Failed]:
@@ -253,20 +281,25 @@ def read_csv(path: Path, info: ModelInfo) -> Iterator[Sample | Failed]:
             yield Sample(name, f"{path.stem}_{line}", x.reshape(info.raw_shape))  # type: ignore[arg-type]
 
 
-def read_scenes(paths: Iterable[Path], info: ModelInfo) -> Iterator[Sample | Failed]:
-    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays.
-
-    An input that cannot be read is a Failed; the others go on.
+def read_scenes(paths: Iterable[Input], info: ModelInfo) -> Iterator[Sample | Failed]:
+    """Every input as whole scenes (C, H, W) of raw values: images, TIFF scenes, .npy arrays,
+    arrays from the Python API. An input that cannot be read is a Failed; the others go on.
     """
     bands = scene_bands(info)
-    for path in paths:
+    for k, path in enumerate(paths):
+        name = array_name(k) if isinstance(path, np.ndarray) else str(path)
         try:
-            yield from _scenes(path, info, bands)
+            yield from _scenes(path, info, bands, k)
         except NetspecError as err:
-            yield Failed(str(path), err)
+            yield Failed(name, err)
 
 
-def _scenes(path: Path, info: ModelInfo, bands: int | None) -> Iterator[Sample]:
+def _scenes(path: Input, info: ModelInfo, bands: int | None, k: int) -> Iterator[Sample]:
+    if isinstance(path, np.ndarray):
+        _check_numeric(path, array_name(k))
+        scenes: Iterable[Sample] = array_scenes(path, array_name(k), f"inputs_{k}", array_name(k))
+        yield from _with_bands(scenes, bands, array_name(k))
+        return
     kind = check_input(path)
     if kind == "csv":
         raise error(
@@ -275,7 +308,7 @@ def _scenes(path: Path, info: ModelInfo, bands: int | None) -> Iterator[Sample]:
             path,
         )
     if kind == "npy":
-        scenes: Iterable[Sample] = read_npy_scenes(path)
+        scenes = read_npy_scenes(path)
     elif path.suffix.lower() in TIFF_SUFFIXES:
         scenes = [Sample(str(path), path.stem, read_tiff(path, info))]
     else:
@@ -285,13 +318,17 @@ def _scenes(path: Path, info: ModelInfo, bands: int | None) -> Iterator[Sample]:
         )
         x = _decode_image(path, info, not_images)
         scenes = [Sample(str(path), path.stem, np.ascontiguousarray(x, dtype=np.float32))]
+    yield from _with_bands(scenes, bands, path)
+
+
+def _with_bands(scenes: Iterable[Sample], bands: int | None, where: str | Path) -> Iterator[Sample]:
     for sample in scenes:
         if bands is not None and sample.x.shape[0] != bands:
             c, h, w = sample.x.shape
             raise error(
                 f"{sample.name}: a scene of {c} band{'s' if c != 1 else ''} ({w}x{h}, "
                 f"width x height); the model takes {bands}",
-                path,
+                where,
                 hint="give scenes with the bands (channels) the model was trained on, "
                 "in the same order",
             )
@@ -300,17 +337,21 @@ def _scenes(path: Path, info: ModelInfo, bands: int | None) -> Iterator[Sample]:
 
 def read_npy_scenes(path: Path) -> Iterator[Sample]:
     """A .npy array as one scene (C, H, W) or several (N, C, H, W)."""
-    array = _load_npy(path)
+    yield from array_scenes(_load_npy(path), str(path), path.stem, path)
+
+
+def array_scenes(array: np.ndarray, name: str, stem: str, where: str | Path) -> Iterator[Sample]:
+    """An array as one scene (C, H, W) or several (N, C, H, W)."""
     if array.ndim == 3:
-        yield Sample(str(path), path.stem, array.astype(np.float32))
+        yield Sample(name, stem, array.astype(np.float32))
     elif array.ndim == 4:
         for i, x in enumerate(array):
-            yield Sample(f"{path}[{i}]", f"{path.stem}_{i}", x.astype(np.float32))
+            yield Sample(f"{name}[{i}]", f"{stem}_{i}", x.astype(np.float32))
     else:
         raise error(
             f"array of shape {shape(array.shape)}; expected a scene (C, H, W) or scenes "
             "(N, C, H, W)",
-            path,
+            where,
         )
 
 

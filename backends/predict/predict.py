@@ -17,8 +17,8 @@ from .outputs import Interpreter
 
 
 def predict(
-    model: str | Path,
-    inputs: Sequence[str | Path],
+    model: str | Path | Predictor,
+    inputs: Sequence[str | Path | np.ndarray],
     *,
     top_k: int = 5,
     provider: str = "auto",
@@ -27,12 +27,16 @@ def predict(
     overlap: int | None = None,
     tta: bool = False,
     note: Note = lambda _: None,
+    keep_going: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
 
-    `inputs` are files, folders (their input files) or glob patterns (expand_inputs). An input
+    `model` is an .onnx file or a Predictor opened already (the Python API keeps one open).
+    `inputs` are files, folders (their input files), glob patterns (expand_inputs) or arrays of
+    raw values (one sample or a batch, named `inputs[k]`, from the Python API). An input
     that cannot be read gives {input, error: NetspecError.to_dict()} in its place and the others
-    go on; a problem with the model or an option raises. `note` hears what the user should know
+    go on (with `keep_going=False` its error is raised instead); a problem with the model or an
+    option raises. `note` hears what the user should know
     (an image resized to the model's input).
 
     Each result is {input, predictions: [{label, score}]} (classification),
@@ -44,10 +48,16 @@ def predict(
     if batch_size < 1:
         raise error(f"--batch {batch_size}: expected a positive number")
     check_overlap(overlap, (None, None))
-    paths = expand_inputs([Path(p) for p in inputs])
-    predictor = Predictor(model, provider)
+    paths = expand_inputs([p if isinstance(p, np.ndarray) else Path(p) for p in inputs])
+    predictor = model if isinstance(model, Predictor) else Predictor(model, provider)
     info = predictor.info
     interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
+
+    def failed(sample: Failed) -> dict[str, Any]:
+        if not keep_going:
+            raise sample.error
+        return {"input": sample.name, "error": sample.error.to_dict()}
+
     if is_scene_model(info):
         segmenter = predictor.segmenter(overlap, tta, batch_size)
         for sample in read_scenes(paths, info):
@@ -91,8 +101,3 @@ def predict(
             batch = []
     if batch:
         yield from flush()
-
-
-def failed(sample: Failed) -> dict[str, Any]:
-    """The result of an input that could not be read: {input, error}."""
-    return {"input": sample.name, "error": sample.error.to_dict()}

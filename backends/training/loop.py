@@ -23,7 +23,7 @@ from netspec import __version__
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
 from netspec.data.preprocess import Preprocessing
-from netspec.errors import NetspecError, Problem, SpecError
+from netspec.errors import Interrupted, Problem, SpecError
 from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
@@ -63,10 +63,6 @@ from .state import (
     spec_hash,
 )
 from .transfer import init_from
-
-
-class Interrupted(NetspecError):
-    """Ctrl-C during training: the last completed epoch is saved and resumable."""
 
 
 class Trainer:

@@ -26,6 +26,8 @@ def train_run(
 ) -> dict[str, Any] | None:
     """Train `graph` into `run_dir`; the result on the process that writes, None on other ranks.
 
+    `echo` gets every line the run tells (run directory, notes, epochs, test scores).
+
     Under torchrun (RANK, WORLD_SIZE, ... in the environment) this process joins the group as
     one rank, and every rank takes rank 0's run directory.
     """
@@ -46,6 +48,7 @@ def train_run(
             summary_text=summary_text,
             progress=progress,
             force=force,
+            log=echo,
             dist=dist,
         )
         trainer.setup()

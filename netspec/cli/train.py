@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
-from netspec.errors import NetspecError
+from netspec.errors import Interrupted, NetspecError
 
 
 @app.command()
@@ -52,13 +52,14 @@ def train(
     ] = False,
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
+    from netspec.api import train_spec
     from netspec.runs import prepare_run
 
-    try:
-        if precision is not None:
-            sets = [*sets, f"train.precision={precision}"]
-        graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
-        if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
+    if precision is not None:
+        sets = [*sets, f"train.precision={precision}"]
+    if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
+        try:
+            graph, run_dir, *_ = prepare_run(spec, sets, out, resume)
             from netspec.backends.training.launch import launch_ranks
 
             code = launch_ranks(
@@ -75,27 +76,21 @@ def train(
                 node_rank=node_rank,
                 endpoint=rdzv_endpoint,
             )
-    except NetspecError as err:
-        raise fail(err, as_json) from None
-    if nproc is not None:
+        except NetspecError as err:
+            raise fail(err, as_json) from None
         raise typer.Exit(code)
-    # Imported after the spec checks, so a spec error is reported without loading torch.
-    from netspec.backends.training.loop import Interrupted
-    from netspec.backends.training.run import train_run
-
     try:
-        result = train_run(
-            graph,
-            run_dir,
-            device=device,
+        _, result = train_spec(
+            spec,
+            sets,
+            out=out,
             resume=resume,
-            spec_text=spec_text,
-            summary_text=summary_text,
+            device=device,
             progress=progress,
             force=force,
             echo=lambda line: typer.echo(line, err=True),
         )
-    except Interrupted as err:
+    except Interrupted as err:  # Ctrl-C: the last finished epoch is saved
         typer.echo(err.format(), err=True)
         raise typer.Exit(code=130) from None
     except NetspecError as err:
@@ -123,11 +118,11 @@ def evaluate(
     ] = False,
 ) -> None:
     """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
-    try:
-        from netspec.backends.training.evaluate import evaluate_run
+    from netspec.run_api import load_run
 
-        result = evaluate_run(
-            run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True)
+    try:
+        result = load_run(run_dir).evaluate(
+            data, device=device, echo=lambda s: typer.echo(s, err=True)
         )
     except NetspecError as err:
         raise fail(err, as_json) from None

@@ -1,0 +1,217 @@
+"""The Python API for specs: load_spec -> Network (summary, to_torch, train); netspec train's path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netspec.errors import Problem, SpecError
+
+# Nothing heavy at the top: `import netspec; netspec.load_spec` loads the compiler (pydantic),
+# never torch; torch comes with to_torch() and train().
+if TYPE_CHECKING:
+    import torch
+
+    from netspec.ir import Graph
+    from netspec.run_api import Run
+    from netspec.source import Source
+    from netspec.summary import Row, Totals
+
+Echo = Callable[[str], None]
+
+
+def set_lines(sets: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Keyword overrides as `--set` lines: `train__epochs=3` and `{"train.epochs": 3}` are both
+    `train.epochs=3` (`__` stands for a dot); values go as JSON, which YAML reads as written."""
+    lines = []
+    for key, value in sets.items():
+        if isinstance(value, Path):
+            value = str(value)
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise SpecError(
+                [
+                    Problem(
+                        f"{key}={value!r}: a spec value is a number, string, bool, None, "
+                        "or a list or dict of them",
+                    )
+                ],
+                stage="parse",
+            ) from None
+        lines.append(f"{prefix}{key.replace('__', '.')}={text}")
+    return lines
+
+
+def load_spec(spec: str | Path, /, **sets: Any) -> Network:
+    """Compile a spec: a file path, or YAML text (a str holding a newline).
+
+    Keyword arguments override spec values as `--set` does, validated like the file:
+    `load_spec("net.yaml", train__epochs=3)` or `load_spec("net.yaml", **{"train.epochs": 3})`
+    (`__` stands for a dot). Raises NetspecError (SpecError) naming file:line:col on any problem.
+    """
+    from netspec.compiler import compile_source
+    from netspec.source import apply_overrides, parse, read
+
+    source = parse(spec) if isinstance(spec, str) and "\n" in spec else read(spec)
+    if sets:
+        source = apply_overrides(source, set_lines(sets))
+    return Network(compile_source(source), source)
+
+
+class Summary:
+    """A network's summary: `rows` and `totals` as data; prints as the CLI's table.
+
+    `str()` is the text table, rich renders a rich table (`rich.print(net.summary())`), and
+    Jupyter shows an HTML table.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        from netspec.summary import rows, totals
+
+        self.graph = graph
+        self.rows: tuple[Row, ...] = rows(graph)
+        self.totals: Totals = totals(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same object `netspec summary --json` prints."""
+        from netspec.summary import to_dict
+
+        return to_dict(self.graph)
+
+    def __str__(self) -> str:
+        from netspec.summary import render
+
+        return render(self.graph)
+
+    __repr__ = __str__
+
+    def __rich__(self) -> Any:
+        from netspec.summary import rich_table
+
+        return rich_table(self.graph)
+
+    def _repr_html_(self) -> str:
+        from netspec.summary import render_html
+
+        return render_html(self.graph)
+
+
+class Network:
+    """A compiled spec: `graph` (the IR: every layer's shape, parameters and MACs), its summary,
+    a torch module of it, and training."""
+
+    def __init__(self, graph: Graph, source: Source) -> None:
+        self.graph = graph
+        self.source = source  # the parsed spec, overrides applied: train() starts from it
+
+    @property
+    def name(self) -> str:
+        """The spec's `name`."""
+        return self.graph.name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape, without the batch axis."""
+        return tuple(self.graph.input_shape)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The last layer's output shape, without the batch axis."""
+        return tuple(self.graph.output.shape)
+
+    @property
+    def params(self) -> int:
+        """Parameters in all (trainable or not)."""
+        return sum(n.params for n in self.graph.nodes)
+
+    def summary(self) -> Summary:
+        """The summary table (`print(net.summary())`), with its rows and totals as data."""
+        return Summary(self.graph)
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+    def __repr__(self) -> str:
+        return f"<Network {self.name!r}: input {self.input_shape}, output {self.output_shape}>"
+
+    def to_torch(self) -> torch.nn.Module:
+        """A plain torch.nn.Module of the network, freshly initialized, in training mode.
+
+        It takes a batch (N, *input_shape) and returns (N, *output_shape).
+        """
+        from netspec.backends.lowering import build_module
+
+        return build_module(self.graph)
+
+    def train(
+        self,
+        out: str | Path | None = None,
+        *,
+        resume: bool = False,
+        device: str = "auto",
+        progress: bool | None = False,
+        force: bool = False,
+        echo: Echo | None = None,
+        **sets: Any,
+    ) -> Run:
+        """Train on the data of the spec's `train:` section, into the run directory `out`
+        (default: runs/<name>/<timestamp>); returns the Run.
+
+        Keyword arguments set values inside `train:`: `net.train(epochs=3, optimizer__lr=0.01)`
+        is `--set train.epochs=3 --set train.optimizer.lr=0.01`. Lines the run tells (epochs,
+        test scores) go to `echo`, default stderr; pass `echo=lambda line: None` for silence.
+        """
+        run_dir, _ = train_spec(
+            self.source,
+            set_lines(sets, "train."),
+            out=None if out is None else Path(out),
+            resume=resume,
+            device=device,
+            progress=progress,
+            force=force,
+            echo=echo or _stderr,
+        )
+        from netspec.run_api import Run
+
+        return Run(run_dir)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def train_spec(
+    spec: Path | Source,
+    sets: Sequence[str],
+    *,
+    out: Path | None,
+    resume: bool,
+    device: str,
+    progress: bool | None,
+    force: bool,
+    echo: Echo,
+) -> tuple[Path, dict[str, Any] | None]:
+    """Train a spec (file or parsed) with `--set` lines: the run directory and the result
+    (None on a data-parallel rank that does not write). `netspec train` and Network.train."""
+    from netspec.runs import prepare_run
+
+    graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
+    # Imported after the spec checks, so a spec error is reported without loading torch.
+    from netspec.backends.training.run import train_run
+
+    result = train_run(
+        graph,
+        run_dir,
+        device=device,
+        resume=resume,
+        spec_text=spec_text,
+        summary_text=summary_text,
+        progress=progress,
+        force=force,
+        echo=echo,
+    )
+    return run_dir, result

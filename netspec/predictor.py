@@ -1,0 +1,71 @@
+"""The Python API for exported models: Predictor, an .onnx file run by onnxruntime (no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Predictor:
+    """An exported model (.onnx) with onnxruntime and the preprocessing recorded in it.
+
+    Needs neither torch nor the spec: only the .onnx file.
+    """
+
+    def __init__(self, model: str | Path, *, provider: str = "auto", top_k: int = 5) -> None:
+        from netspec.backends.predict.model import Predictor as Session
+
+        self.path = Path(model)
+        self.session = Session(self.path, provider)
+        self.top_k = top_k
+
+    def __repr__(self) -> str:
+        return f"<Predictor {str(self.path)!r}>"
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class labels the model was trained with (None for regression)."""
+        return self.session.info.classes
+
+    def predict(
+        self,
+        inputs: str | Path | np.ndarray | Iterable[str | Path | np.ndarray],
+        *,
+        batch_size: int = 64,
+        out_dir: str | Path | None = None,
+        overlap: int | None = None,
+        tta: bool = False,
+        keep_going: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Results for every sample, as `netspec predict --json` prints them.
+
+        An input is a file (image, .npy, .csv) or a numpy array of raw values (as in the files:
+        the model's preprocessing is applied), one sample or a batch with a leading N; an array
+        is named `inputs[k]` in the results (`inputs[k][i]` for a batch's samples).
+        Classification: {input, predictions: [{label, score}]}; regression: {input, values};
+        segmentation: {input, mask, ...} with the mask written into `out_dir`.
+        An input that cannot be read (a file, a folder, a glob, an array) raises its
+        NetspecError; with `keep_going=True` it gives {input, error} in its place instead, as
+        the command line does, and the others go on.
+        """
+        import numpy as np
+
+        from netspec.backends.predict.predict import predict
+
+        items = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
+        return list(
+            predict(
+                self.session,
+                items,
+                top_k=self.top_k,
+                batch_size=batch_size,
+                out_dir=out_dir,
+                overlap=overlap,
+                tta=tta,
+                keep_going=keep_going,
+            )
+        )

@@ -1,0 +1,144 @@
+"""The Python API for trained runs: load_run -> Run (metrics, history, module, export, evaluate)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netspec.errors import DataError, Problem
+
+# torch is imported by Run.module, export_onnx and evaluate only; reading metrics needs none.
+if TYPE_CHECKING:
+    import torch
+
+    from netspec.api import Echo
+    from netspec.ir import Graph
+
+
+def load_run(path: str | Path) -> Run:
+    """A run directory made by `netspec train` (or its weights file): metrics, history, module."""
+    return Run(path)
+
+
+class Run:
+    """A trained run: its metrics and history, its torch module, export and evaluation.
+
+    Reads lazily: nothing but the directory is checked until an attribute is used.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from netspec.runs import find_run
+
+        self.dir, self.weights_path, self.notes = find_run(Path(path))
+        self._source = Path(path)
+
+    def __repr__(self) -> str:
+        return f"<Run {str(self.dir)!r}>"
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The network the run trained, compiled from its recorded spec.yaml."""
+        from netspec.compiler import compile_source
+        from netspec.runs import run_source
+
+        return compile_source(run_source(self.dir))
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        """model.json: task, classes, head, preprocessing, shapes ({} if absent)."""
+        from netspec.runs import META_FILE
+
+        return _json(self.dir / META_FILE) or {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """metrics.json without its history: epochs, best epoch's row, test scores, stopped.
+
+        {} for a run whose training did not finish (its history is in metrics.csv).
+        """
+        data = _json(self.dir / "metrics.json") or {}
+        return {k: v for k, v in data.items() if k != "history"}
+
+    @property
+    def history(self) -> list[dict[str, float | int | None]]:
+        """One dict per finished epoch (epoch, loss, metrics, val_*, lr, time_s), from metrics.csv."""
+        return read_history(self.dir / "metrics.csv")
+
+    def history_frame(self) -> Any:
+        """The history as a pandas DataFrame indexed by epoch (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("history_frame() needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.history).set_index("epoch")
+
+    @cached_property
+    def module(self) -> torch.nn.Module:
+        """The trained network as a torch module, in eval mode (built on first use)."""
+        from netspec.backends.weights import load_module
+        from netspec.runs import load_run as load
+
+        run = load(self._source)
+        self.__dict__.setdefault("graph", run.graph)
+        return load_module(run.graph, run.weights)
+
+    def export_onnx(
+        self,
+        path: str | Path | None = None,
+        *,
+        opset: int = 17,
+        batch: int | None = None,
+        fp16: bool = False,
+        check: bool = True,
+    ) -> Path:
+        """Export to ONNX (default <run>/model.onnx), checked against PyTorch as `netspec export
+        --onnx` does; `batch` None is a dynamic batch size. Returns the file's path."""
+        from netspec.backends.export.run import export_run
+
+        report = export_run(
+            self._source, None if path is None else Path(path), opset=opset, batch=batch,
+            fp16=fp16, check=check,
+        )  # fmt: skip
+        return report.path
+
+    def evaluate(
+        self, data: str | Path | None = None, *, device: str = "auto", echo: Echo | None = None
+    ) -> dict[str, Any]:
+        """Scores of the final weights on the run's test split, or on all of `data` (same kind
+        of data as the run's): the dict `netspec evaluate` prints."""
+        from netspec.backends.training.evaluate import evaluate_run
+
+        return evaluate_run(
+            self.dir, data=None if data is None else Path(data), device=device, log=echo
+        )
+
+
+def _json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError([Problem(f"cannot read: {exc}", str(path))]) from None
+
+
+def read_history(path: Path) -> list[dict[str, float | int | None]]:
+    """metrics.csv as rows of numbers: `epoch` an int, an empty cell None (a value some epochs
+    lack), NaN as written."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [
+            {k: _number(k, v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)
+        ]
+
+
+def _number(key: str, cell: str | None) -> float | int | None:
+    if cell is None or cell == "":
+        return None
+    value = float(cell)
+    return int(value) if key == "epoch" and math.isfinite(value) else value
