@@ -1,4 +1,8 @@
-"""The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks."""
+"""The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks.
+
+Over 400 lines: one small pydantic model per section, every field with the description that
+`netspec schema` shows in editors; the sections refer to each other and read best together.
+"""
 
 from __future__ import annotations
 

@@ -279,3 +279,20 @@ def test_schema_command_prints_and_writes_the_same_schema(tmp_path: Path, schema
 
 def test_schema_command_cannot_write_a_folder(tmp_path: Path):
     fails(invoke("schema", "-o", tmp_path), f"cannot write {tmp_path}")
+
+
+# --- the README's editor section ----------------------------------------------------------------
+
+
+def test_readme_modeline_and_vscode_setting_name_the_written_file(validator):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Editors", 1)[1].split("\n## ", 1)[0]
+    assert "netspec schema -o netspec.schema.json" in section
+    modeline = section.split("```yaml\n")[1].split("```")[0]
+    first = modeline.splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=") and first.endswith(
+        "/netspec.schema.json"
+    )
+    assert _errors(validator, yaml.safe_load(modeline)) == []
+    settings = json.loads(section.split("```json\n")[1].split("```")[0])
+    assert list(settings["yaml.schemas"]) == ["./netspec.schema.json"]
