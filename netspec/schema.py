@@ -160,7 +160,9 @@ def _layer_items(defs: Schema, meta_schema: Schema, variant: str) -> None:
     item = "LayerItem" + variant
     bare = [c.kind for c in LAYER_KINDS if not _required(c)]
     # The bare names first: yaml-language-server 2.0 completes the kinds' keys only then.
-    branches: list[Schema] = [{"enum": bare, "description": "A layer without arguments: `- relu`."}]
+    branches: list[Schema] = [
+        {"type": "string", "enum": bare, "description": "A layer without arguments: `- relu`."}
+    ]
     for cls in LAYER_KINDS:
         args = _open(cls.model_json_schema(ref_template=REF), alts)
         defs[cls.__name__ + variant] = {**args, "title": f"{cls.kind} arguments"}

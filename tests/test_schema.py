@@ -296,3 +296,16 @@ def test_readme_modeline_and_vscode_setting_name_the_written_file(validator):
     assert _errors(validator, yaml.safe_load(modeline)) == []
     settings = json.loads(section.split("```json\n")[1].split("```")[0])
     assert list(settings["yaml.schemas"]) == ["./netspec.schema.json"]
+
+
+def test_readme_layer_table_names_every_argument():
+    """The README's table and the models' descriptions tell the same story: a new argument is
+    described in its model (test_every_property_has_a_description) and listed in the table."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for cls in LAYER_KINDS:
+        base = cls.kind.removesuffix("1d").removesuffix("2d")
+        row = " ".join(r for r in rows if f"`{cls.kind}" in r or f"`{base}1d/2d`" in r)
+        assert row, cls.kind
+        missing = [name for name in cls.model_fields if name not in row]
+        assert missing == [], (cls.kind, missing)
