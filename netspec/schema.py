@@ -41,7 +41,7 @@ def _first_paragraph(doc: str | None) -> str | None:
     return " ".join(doc.strip().split("\n\n")[0].split()) if doc else None
 
 
-def search_entry() -> Schema:
+def _search_entry() -> Schema:
     """A `{search: ...}` entry (netspec/search.py), allowed for any value of a spec."""
     branches = []
     for kind in search.KINDS:
@@ -224,7 +224,7 @@ def json_schema() -> Schema:
     """
     schema = SpecHeader.model_json_schema(ref_template=REF)
     defs: Schema = schema.setdefault("$defs", {})
-    defs["SearchEntry"] = search_entry()
+    defs["SearchEntry"] = _search_entry()
     top = [_ref("SearchEntry")]
     train = TrainSpec.model_json_schema(ref_template=REF)
     for name, sub in train.pop("$defs", {}).items():
@@ -242,9 +242,10 @@ def json_schema() -> Schema:
     schema["then"] = {
         "properties": {"layers": {"description": plain, "items": _ref("LayerItemPlain")}}
     }
+    # As validate refuses them, and a kind in another case too: such a block could not be used.
     props["blocks"]["propertyNames"] = {
         "pattern": NAME_RE.pattern,
-        "not": {"enum": [*KINDS, *META_KEYS, "layers"]},
+        "not": {"anyOf": [{"pattern": _any_case(KINDS)}, {"enum": [*META_KEYS, "layers"]}]},
     }
     block = defs["BlockDef"]
     block["properties"]["layers"]["items"] = _ref("LayerItemInBlock")

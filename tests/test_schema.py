@@ -146,7 +146,7 @@ def test_param_strings_only_inside_blocks(validator):
 
 
 def test_block_names_cannot_be_layer_types_or_item_keys(validator):
-    for name in ("conv2d", "name", "layers", "9lives"):
+    for name in ("conv2d", "Dense", "name", "layers", "9lives"):
         assert _errors(validator, _spec([{"dense": {"units": 8}}], {name: BLOCK})), name
 
 
