@@ -33,7 +33,9 @@ class BlockDef(BaseModel):
         default_factory=dict,
         description="Parameter names and their defaults; a null default makes the parameter required.",
     )
-    layers: Annotated[list[Any], Field(min_length=1)]
+    layers: Annotated[list[Any], Field(min_length=1)] = Field(
+        description="The block's layers; `input` is the block's input, names are local."
+    )
 
 
 class ItemMeta(BaseModel):
@@ -41,10 +43,19 @@ class ItemMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    name: str | None = None
-    inputs: Annotated[list[str], Field(min_length=1)] | None = None
-    trainable: bool = True
-    repeat: PositiveInt = 1
+    name: str | None = Field(
+        None,
+        description="A unique name to refer to this layer by (default: its type, numbered as "
+        "in Keras).",
+        json_schema_extra={"pattern": NAME_RE.pattern, "not": {"const": INPUT}},
+    )
+    inputs: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None,
+        description="Earlier layers this one reads (default: the previous layer; `input` is "
+        "the network's input).",
+    )
+    trainable: bool = Field(True, description="false freezes the layer's weights.")
+    repeat: PositiveInt = Field(1, description="Number of copies of this item.")
 
 
 @dataclass(frozen=True)

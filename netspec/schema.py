@@ -1,59 +1,260 @@
-"""The JSON Schema of the spec language, generated from the pydantic models."""
+"""The JSON Schema of the spec language, generated from the pydantic models, for editors and checkers."""
 
 from __future__ import annotations
 
+import copy
+from itertools import combinations
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, create_model
-
-from netspec.expand import ItemMeta
-from netspec.layers import LAYER_KINDS
+from netspec import search
+from netspec.expand import META_KEYS, NAME_RE, BlockDef, ItemMeta
+from netspec.layers import KINDS, LAYER_KINDS, Layer
 from netspec.spec import SpecHeader
+from netspec.train_spec import TrainSpec
+
+Schema = dict[str, Any]
+REF = "#/$defs/{model}"
+# The two places layers are written: the top-level `layers:` and the layers of a block, where
+# any value may also be a `$param` of the block. Each gets its own copy of the layer definitions.
+TOP, IN_BLOCK = "", "InBlock"
+PARAM: Schema = {
+    "type": "string",
+    "pattern": r"^\$.+",
+    "description": "A parameter of the block (`$name`), replaced by the argument of each use.",
+}
+_SEARCH_KEYS: dict[str, Schema] = {
+    "low": {"description": "The lowest value."},
+    "high": {"description": "The highest value."},
+    "step": {"exclusiveMinimum": 0, "description": "Only values low + k * step."},
+    "log": {"type": "boolean", "description": "Sample on a log scale (needs low > 0)."},
+    "values": {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": ["string", "number", "boolean", "null"]},
+        "description": "The values to choose from (plain values, not mappings or lists).",
+    },
+}
+_KEEP = ("description", "title", "default")  # what a wrapped value keeps at its top, for hovers
 
 
-def json_schema() -> dict[str, Any]:
-    """A draft 2020-12 schema: each layer item is `{<kind>: {args}, name, inputs, trainable, repeat}`."""
-    meta = {name: (f.annotation, f) for name, f in ItemMeta.model_fields.items()}
-    items: list[type[BaseModel]] = []
-    for cls in LAYER_KINDS:
-        items.append(
-            create_model(  # type: ignore[call-overload]
-                f"{cls.__name__}Item",
-                __config__=ConfigDict(extra="forbid"),
-                __doc__=f"A `{cls.kind}` layer.",
-                **{cls.kind: (cls | None, ...)},
-                **meta,
-            )
+def _first_paragraph(doc: str | None) -> str | None:
+    return " ".join(doc.strip().split("\n\n")[0].split()) if doc else None
+
+
+def _search_entry() -> Schema:
+    """A `{search: ...}` entry (netspec/search.py), allowed for any value of a spec."""
+    branches = []
+    for kind in search.KINDS:
+        number = {"type": "integer" if kind == "int" else "number"}
+        props: Schema = {"search": {"const": kind, "description": f"A {kind} search."}}
+        for key in sorted(search.KEYS[kind] - {"search"}):
+            props[key] = {**(number if key in ("low", "high", "step") else {}), **_SEARCH_KEYS[key]}
+        branches.append(
+            {
+                "type": "object",
+                "properties": props,
+                "required": ["search", "values"] if kind == "choice" else ["search", "low", "high"],
+                "additionalProperties": False,
+            }
         )
-    layer_item = {"anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in items]}
-    bare = {
-        "enum": [
-            cls.kind
-            for cls in LAYER_KINDS
-            if not any(f.is_required() for f in cls.model_fields.values())
+    return {"description": f"A search space for `netspec tune`: {search.HINT}.", "oneOf": branches}
+
+
+def _wrap(node: Schema, alts: list[Schema]) -> Schema:
+    """`node`, or any of `alts`; its description stays on top, where editors look."""
+    top = {k: node[k] for k in _KEEP if k in node}
+    rest = {k: v for k, v in node.items() if k not in _KEEP}
+    if set(rest) == {"anyOf"}:
+        return {**top, "anyOf": [*rest["anyOf"], *alts]}
+    return {**top, "anyOf": [rest, *alts]}
+
+
+def _open(node: Schema, alts: list[Schema]) -> Schema:
+    """A copy of `node` whose every property value and list item may also be one of `alts`
+    (a search entry; a `$param` in a block). Referenced definitions are opened on their own."""
+    out = dict(node)
+    if "properties" in node:
+        out["properties"] = {k: _wrap(_open(v, alts), alts) for k, v in node["properties"].items()}
+    if isinstance(node.get("items"), dict):
+        out["items"] = _wrap(_open(node["items"], alts), alts)
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            out[key] = [_open(branch, alts) for branch in node[key]]
+    return out
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": REF.format(model=name)}
+
+
+def _required(cls: type[Layer]) -> bool:
+    """Whether a kind has arguments without defaults (then `- kind` alone is not a layer)."""
+    return any(f.is_required() for f in cls.model_fields.values())
+
+
+def _kind_item(cls: type[Layer], meta: Schema, variant: str) -> Schema:
+    """`{<kind>: {args}}` plus the item keys; exactly one kind, since no other key is allowed."""
+    doc = _first_paragraph(cls.__doc__)
+    args: Schema = {"description": doc, **_ref(cls.__name__ + variant)}
+    if not _required(cls):
+        args = {"description": doc, "anyOf": [_ref(cls.__name__ + variant), {"type": "null"}]}
+    return {
+        "type": "object",
+        "title": f"{cls.kind} layer",
+        "description": f"A `{cls.kind}` layer: {doc}",
+        "properties": {cls.kind: args, **meta},
+        "required": [cls.kind],
+        "additionalProperties": False,
+    }
+
+
+def _block_use(meta: Schema, variant: str) -> Schema:
+    """`{<block>: {args}}` plus the item keys. Block names are the spec's own, so the schema
+    cannot list them; it can keep a layer type (or a typo next to a block) from passing as one."""
+    args = {} if variant == IN_BLOCK else {"not": PARAM}  # `$param` means nothing at the top
+    some_other = {"not": {"propertyNames": {"enum": list(META_KEYS)}}}
+    # At most one key besides the item keys: some subset S of the item keys present, and at
+    # most |S| + 1 keys in all.
+    at_most_one = {
+        "anyOf": [
+            {"required": list(s), "maxProperties": len(s) + 1}
+            for n in range(len(META_KEYS) + 1)
+            for s in combinations(META_KEYS, n)
         ]
     }
-    group = {
+    return {
         "type": "object",
-        "description": "A group of layers, optionally repeated.",
-        "properties": {"layers": {"type": "array"}, **{k: {} for k in ItemMeta.model_fields}},
+        "title": "block use",
+        "description": "A use of a block defined under `blocks:`: `- <block>: {<param>: value}`.",
+        "properties": meta,
+        "propertyNames": {"pattern": NAME_RE.pattern, "not": {"pattern": _any_case(KINDS)}},
+        "additionalProperties": {
+            "description": "A block defined under `blocks:`, with its arguments.",
+            "anyOf": [{"type": "object", "additionalProperties": args}, {"type": "null"}],
+        },
+        "allOf": [some_other, at_most_one],
+    }
+
+
+def _any_case(names: Any) -> str:
+    """A pattern matching any of `names` in any case (`conv2D`), as JSON Schema has no flags."""
+    alts = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in n) for n in names)
+    return f"^({'|'.join(alts)})$"
+
+
+def _without_blocks(defs: Schema) -> None:
+    """LayerItemPlain: the items of a spec without `blocks:`, where every key is a layer type."""
+    defs["LayerGroupPlain"] = copy.deepcopy(defs["LayerGroup"])
+    defs["LayerGroupPlain"]["properties"]["layers"]["items"] = _ref("LayerItemPlain")
+    branches = [b for b in defs["LayerItem"]["anyOf"] if b != _ref("BlockUse")]
+    defs["LayerItemPlain"] = {
+        **defs["LayerItem"],
+        "anyOf": [_ref("LayerGroupPlain") if b == _ref("LayerGroup") else b for b in branches],
+    }
+
+
+def _layer_items(defs: Schema, meta_schema: Schema, variant: str) -> None:
+    """The definitions of one variant: each kind's arguments and item, groups, block uses."""
+    alts = [_ref("SearchEntry")] + ([PARAM] if variant == IN_BLOCK else [])
+    meta = _open(meta_schema, alts)["properties"]
+    item = "LayerItem" + variant
+    bare = [c.kind for c in LAYER_KINDS if not _required(c)]
+    # The bare names first: yaml-language-server 2.0 completes the kinds' keys only then.
+    branches: list[Schema] = [
+        {"type": "string", "enum": bare, "description": "A layer without arguments: `- relu`."}
+    ]
+    for cls in LAYER_KINDS:
+        args = _open(cls.model_json_schema(ref_template=REF), alts)
+        defs[cls.__name__ + variant] = {**args, "title": f"{cls.kind} arguments"}
+        defs[f"{cls.__name__}Item{variant}"] = _kind_item(cls, meta, variant)
+        branches.append(_ref(f"{cls.__name__}Item{variant}"))
+    defs["LayerGroup" + variant] = {
+        "type": "object",
+        "title": "group of layers",
+        "description": "A group of layers, usually repeated: `- {repeat: 3, layers: [...]}`.",
+        "properties": {
+            "layers": {
+                "type": "array",
+                "minItems": 1,
+                "items": _ref(item),
+                "description": "The layers of the group.",
+            },
+            **{k: v for k, v in meta.items() if k != "name"},  # a group has no name of its own
+        },
         "required": ["layers"],
         "additionalProperties": False,
     }
-    block_use = {
-        "type": "object",
-        "description": "A use of a block defined under `blocks:`, with its parameters.",
-        "minProperties": 1,
+    branches.append(_ref("LayerGroup" + variant))
+    defs["BlockUse" + variant] = _block_use(meta, variant)
+    branches.append(_ref("BlockUse" + variant))
+    if variant == IN_BLOCK:
+        branches.append(PARAM)
+    defs[item] = {
+        "description": "One layer, a group of layers, or a use of a block.",
+        "anyOf": branches,
     }
-    schema = SpecHeader.model_json_schema()
-    defs = schema.setdefault("$defs", {})
-    for m in items:
-        sub = m.model_json_schema(ref_template="#/$defs/{model}")
-        defs.update(sub.pop("$defs", {}))
-        defs[m.__name__] = sub
-    defs["LayerItem"] = {"anyOf": [layer_item, bare, group, block_use]}
-    schema["properties"]["layers"]["items"] = {"$ref": "#/$defs/LayerItem"}
-    defs["BlockDef"]["properties"]["layers"]["items"] = {"$ref": "#/$defs/LayerItem"}
+
+
+def _describe_refs(node: Any, defs: Schema) -> None:
+    """A property that only refers to a definition gets the definition's description."""
+    if isinstance(node, list):
+        for v in node:
+            _describe_refs(v, defs)
+        return
+    if not isinstance(node, dict):
+        return
+    for prop in node.get("properties", {}).values():
+        if isinstance(prop, dict) and "description" not in prop:
+            refs = [prop] + [b for b in prop.get("anyOf", []) if isinstance(b, dict)]
+            for r in refs:
+                target = defs.get(r.get("$ref", "").rsplit("/", 1)[-1], {})
+                if target.get("description"):
+                    prop["description"] = _first_paragraph(target["description"])
+                    break
+    for v in node.values():
+        _describe_refs(v, defs)
+
+
+def json_schema() -> Schema:
+    """A draft 2020-12 schema of a spec, with a description for every key and an enum for every
+    name, so that editors complete and explain what `netspec validate` accepts.
+
+    What only the compiler can check (block names and their parameters, layer references, shapes)
+    is left to `netspec validate`.
+    """
+    schema = SpecHeader.model_json_schema(ref_template=REF)
+    defs: Schema = schema.setdefault("$defs", {})
+    defs["SearchEntry"] = _search_entry()
+    top = [_ref("SearchEntry")]
+    train = TrainSpec.model_json_schema(ref_template=REF)
+    for name, sub in train.pop("$defs", {}).items():
+        defs[name] = _open(sub, top)
+    defs["TrainSpec"] = _open(train, top)
+    meta_schema = ItemMeta.model_json_schema(ref_template=REF)
+    for variant in (TOP, IN_BLOCK):
+        _layer_items(defs, meta_schema, variant)
+    props = schema["properties"]
+    props["input"]["items"] = _wrap(props["input"]["items"], top)
+    props["layers"]["items"] = _ref("LayerItem")
+    _without_blocks(defs)
+    schema["if"] = {"not": {"required": ["blocks"]}}
+    plain = "Without `blocks:`, every item holds a layer type (or is a group of layers)."
+    schema["then"] = {
+        "properties": {"layers": {"description": plain, "items": _ref("LayerItemPlain")}}
+    }
+    # As validate refuses them, and a kind in another case too: such a block could not be used.
+    props["blocks"]["propertyNames"] = {
+        "pattern": NAME_RE.pattern,
+        "not": {"anyOf": [{"pattern": _any_case(KINDS)}, {"enum": [*META_KEYS, "layers"]}]},
+    }
+    block = defs["BlockDef"]
+    block["properties"]["layers"]["items"] = _ref("LayerItemInBlock")
+    block["description"] = _first_paragraph(BlockDef.__doc__)
+    props["train"] = {
+        "description": props["train"]["description"],
+        "anyOf": [_ref("TrainSpec"), {"type": "null"}],
+    }
+    _describe_refs(schema, defs)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "netspec spec"
     return schema

@@ -36,10 +36,15 @@ class SpecHeader(BaseModel):
         list[PositiveInt],
         Field(min_length=1, max_length=4, description="Shape of one sample, channels first."),
     ]
-    layers: Annotated[list[Any], Field(min_length=1)]
-    blocks: dict[str, BlockDef] = Field(default_factory=dict)
-    description: str | None = None
-    train: Any = None
+    layers: Annotated[list[Any], Field(min_length=1)] = Field(
+        description="The network, one layer type per item: `- conv2d: {filters: 32, kernel: 3}`."
+    )
+    blocks: dict[str, BlockDef] = Field(
+        default_factory=dict,
+        description="Reusable lists of layers with `$parameters`, used like layer types.",
+    )
+    description: str | None = Field(None, description="Free text about the network.")
+    train: Any = Field(None, description=TrainSpec.__doc__)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,44 @@
-"""The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks."""
+"""The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks.
+
+Over 400 lines: one small pydantic model per section, every field with the description that
+`netspec schema` shows in editors; the sections refer to each other and read best together.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 Size = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+# Relative paths are relative to the spec file's folder.
+PATH = "The data's file or folder (relative: to the spec file's folder)."
+SPLIT = "Which of the dataset's own files to read: train or test."
+TEST = "Fraction held out for the test split (0: use `test_path`)."
+MONITOR = "What to watch: val_loss, or val_ (or nothing) and a metric, e.g. val_accuracy."
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("step", "cosine", "one_cycle", "plateau")
+LOSSES = ("cross_entropy", "binary_cross_entropy", "dice", "jaccard", "mse", "mae")
+_TERM = f"({'|'.join(LOSSES)})"
+# One loss name, or a sum of them (`cross_entropy + dice`): the enum is what editors complete.
+LOSS_NAME_SCHEMA = {
+    "anyOf": [
+        {"enum": list(LOSSES)},
+        {"type": "string", "pattern": rf"^\s*{_TERM}(\s*\+\s*{_TERM})*\s*$"},
+    ]
+}
+_FRACTION = r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*"  # `rescale: 1/255`
 
 
 class _Section(BaseModel):
@@ -21,9 +50,7 @@ class _Section(BaseModel):
 
 class _Source(_Section):
     val: Fraction = Field(0.1, description="Fraction of the training data held out for validation.")
-    test: Fraction = Field(
-        0.0, description="Fraction held out for the test split (0: use `test_path`)."
-    )
+    test: Fraction = Field(0.0, description=TEST)
     test_path: str | None = Field(None, description="Separate test data in the same format.")
     limit: PositiveInt | None = Field(
         None, description="Use only the first N samples (quick runs)."
@@ -59,9 +86,9 @@ class _Masks(_Section):
 class BuiltinData(_Source):
     """A dataset shipped inside a well-kept package (scikit-learn's 8x8 digits)."""
 
-    source: Literal["builtin"]
-    name: Literal["digits"] = "digits"
-    test: Fraction = 0.2
+    source: Literal["builtin"] = Field(description="A dataset shipped in a package.")
+    name: Literal["digits"] = Field("digits", description="digits: scikit-learn's 8x8 digits.")
+    test: Fraction = Field(0.2, description=TEST)
 
 
 class ShapesData(_Source):
@@ -71,39 +98,43 @@ class ShapesData(_Source):
     multi-band satellite tile; the masks are exact. Deterministic for a given seed.
     """
 
-    source: Literal["shapes"]
-    samples: PositiveInt = 400
+    source: Literal["shapes"] = Field(description="Generated segmentation scenes.")
+    samples: PositiveInt = Field(400, description="Number of scenes.")
     size: Size = Field(default_factory=lambda: [64, 64], description="[height, width].")
-    bands: PositiveInt = 3
-    seed: int = 0
-    test: Fraction = 0.1
+    bands: PositiveInt = Field(3, description="Channels of each scene.")
+    seed: int = Field(0, description="Seed of the generator.")
+    test: Fraction = Field(0.1, description=TEST)
 
 
 class MnistData(_Source):
     """MNIST-family IDX files (.gz or raw) in `path`; `download: true` fetches and checks them."""
 
-    source: Literal["mnist"]
-    path: str
-    split: Literal["train", "test"] = "train"
-    download: bool = False
+    source: Literal["mnist"] = Field(description="MNIST-family IDX files.")
+    path: str = Field(description=PATH)
+    split: Literal["train", "test"] = Field("train", description=SPLIT)
+    download: bool = Field(False, description="Fetch the files (md5-checked) when missing.")
 
 
 class Cifar10Data(_Source):
     """CIFAR-10 python batches, read without unpickling arbitrary objects."""
 
-    source: Literal["cifar10"]
-    path: str
-    split: Literal["train", "test"] = "train"
+    source: Literal["cifar10"] = Field(description="CIFAR-10 python batches.")
+    path: str = Field(description=PATH)
+    split: Literal["train", "test"] = Field("train", description=SPLIT)
 
 
 class FolderData(_Source):
     """A folder of images, one subfolder per class (e.g. cats/ and dogs/)."""
 
-    source: Literal["folder"]
-    path: str
+    source: Literal["folder"] = Field(description="A folder of images, one subfolder per class.")
+    path: str = Field(description=PATH)
     size: Size | None = Field(None, description="Resize every image to [height, width].")
-    color: Literal["rgb", "grayscale"] = "rgb"
-    crop: Literal["center"] | None = None
+    color: Literal["rgb", "grayscale"] = Field(
+        "rgb", description="Convert every image to RGB or grayscale."
+    )
+    crop: Literal["center"] | None = Field(
+        None, description="center: crop to the aspect ratio of `size` before resizing."
+    )
 
 
 class ArraysData(_Source, _Masks):
@@ -113,11 +144,13 @@ class ArraysData(_Source, _Masks):
     with one 0/1 channel per class.
     """
 
-    source: Literal["arrays"]
-    path: str
-    y_path: str | None = None
-    x_key: str = "x"
-    y_key: str = "y"
+    source: Literal["arrays"] = Field(description="NPZ or NPY arrays.")
+    path: str = Field(description=PATH)
+    y_path: str | None = Field(
+        None, description="An NPY file of the targets, when `path` is an NPY of x."
+    )
+    x_key: str = Field("x", description="The NPZ key of the inputs.")
+    y_key: str = Field("y", description="The NPZ key of the targets.")
     channels: Literal["first", "last"] = Field(
         "first", description="x is (N, C, H, W) (first) or (N, H, W, C) (last)."
     )
@@ -130,8 +163,8 @@ class MaskFolderData(_Source, _Masks):
     TIFF (palette PNGs give their indices), paired by file stem.
     """
 
-    source: Literal["mask_folder"]
-    path: str
+    source: Literal["mask_folder"] = Field(description="Image/mask file pairs for segmentation.")
+    path: str = Field(description=PATH)
     images: str = Field("images", description="Subfolder of `path` holding the images.")
     masks: str = Field("masks", description="Subfolder of `path` holding the masks.")
     color: Literal["keep", "rgb", "grayscale"] = Field(
@@ -142,11 +175,13 @@ class MaskFolderData(_Source, _Masks):
 class CsvData(_Source):
     """A CSV table: feature columns and a target column."""
 
-    source: Literal["csv"]
-    path: str
-    target: str
-    features: list[str] | None = None
-    task: Literal["auto", "classification", "regression"] = "auto"
+    source: Literal["csv"] = Field(description="A CSV table.")
+    path: str = Field(description=PATH)
+    target: str = Field(description="The column to predict.")
+    features: list[str] | None = Field(None, description="Feature columns (default: all others).")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: regression for a numeric target with many values."
+    )
 
 
 DataSpec = Annotated[
@@ -166,17 +201,28 @@ DataSpec = Annotated[
 
 
 class Normalize(_Section):
-    mean: list[float]
-    std: list[Annotated[float, Field(gt=0.0)]]
+    mean: list[float] = Field(description="Per-channel mean, subtracted.")
+    std: list[Annotated[float, Field(gt=0.0)]] = Field(description="Per-channel std, divided by.")
 
 
 class Preprocess(_Section):
     """Steps recorded with the model, so evaluation and export apply exactly the same ones."""
 
-    grayscale: bool = False
-    resize: Size | None = None
-    center_crop: Size | None = None
-    rescale: PositiveFloat | None = Field(None, description="Multiply pixel values, e.g. 1/255.")
+    grayscale: bool = Field(False, description="Convert to one channel.")
+    resize: Size | None = Field(None, description="Resize to [height, width].")
+    center_crop: Size | None = Field(None, description="Crop the center [height, width].")
+    rescale: Annotated[
+        PositiveFloat | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "number", "exclusiveMinimum": 0},
+                    {"type": "string", "pattern": f"^{_FRACTION}$"},
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ] = Field(None, description="Multiply pixel values, e.g. 1/255.")
     normalize: Literal["dataset", "per_sample", "none"] | Normalize = Field(
         "none", description="Per-channel mean/std of the training split, per sample, or given."
     )
@@ -186,7 +232,7 @@ class Preprocess(_Section):
     def _fraction(cls, v: Any) -> Any:
         # `rescale: 1/255` reads better than 0.00392...; parsed as two numbers, never evaluated.
         if isinstance(v, str):
-            m = re.fullmatch(r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*", v)
+            m = re.fullmatch(_FRACTION, v)
             if m and float(m.group(2)) != 0:
                 return float(m.group(1)) / float(m.group(2))
         return v
@@ -195,7 +241,9 @@ class Preprocess(_Section):
 class Augment(_Section):
     """Random transforms of training batches (never validation or test data)."""
 
-    flip: Literal["horizontal", "vertical", "both"] | None = None
+    flip: Literal["horizontal", "vertical", "both"] | None = Field(
+        None, description="Random flips: horizontal, vertical or both."
+    )
     dihedral: bool = Field(False, description="Random one of the 8 symmetries of the square.")
     rotate: Annotated[float, Field(ge=0.0, le=180.0)] = Field(0.0, description="Max degrees.")
     shift: Fraction = Field(0.0, description="Max shift as a fraction of height/width.")
@@ -206,11 +254,17 @@ class Augment(_Section):
 
 
 class Optimizer(_Section):
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: PositiveFloat = 1e-3
-    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    nesterov: bool = False
+    """The optimizer; `optimizer: adam` is short for `{name: adam}`."""
+
+    name: Literal[OPTIMIZERS] = Field("adam", description="sgd, adam, adamw or rmsprop.")  # type: ignore[valid-type]
+    lr: PositiveFloat = Field(1e-3, description="Learning rate.")
+    weight_decay: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="L2 penalty (decoupled for adamw)."
+    )
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="sgd and rmsprop: momentum."
+    )
+    nesterov: bool = Field(False, description="sgd with momentum: Nesterov momentum.")
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> Optimizer:
@@ -220,23 +274,24 @@ class Optimizer(_Section):
 
 
 class Schedule(_Section):
-    name: Literal["step", "cosine", "one_cycle", "plateau"]
+    """The learning-rate schedule; `schedule: cosine` is short for `{name: cosine}`."""
+
+    name: Literal[SCHEDULES] = Field(description="step, cosine, one_cycle or plateau.")  # type: ignore[valid-type]
     step_size: PositiveInt = Field(10, description="step: epochs between decays.")
     gamma: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.1, description="step: decay factor.")
     max_lr: PositiveFloat | None = Field(None, description="one_cycle: peak lr (default 10x lr).")
-    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
+    min_lr: Annotated[float, Field(ge=0.0)] = Field(0.0, description="cosine, plateau: lowest lr.")
     factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.1, description="plateau: lr factor.")
     patience: PositiveInt = Field(3, description="plateau: epochs without improvement.")
-    monitor: str = "val_loss"
-
-
-LOSSES = ("cross_entropy", "binary_cross_entropy", "dice", "jaccard", "mse", "mae")
+    monitor: str = Field("val_loss", description="plateau: " + MONITOR)
 
 
 class Loss(_Section):
     """One loss, or a weighted sum of terms: `cross_entropy + dice`."""
 
-    name: str = Field(description=f"One of {', '.join(LOSSES)}, or several joined by '+'.")
+    name: Annotated[str, WithJsonSchema(LOSS_NAME_SCHEMA)] = Field(
+        description=f"One of {', '.join(LOSSES)}, or several joined by '+'."
+    )
     weights: list[Annotated[float, Field(gt=0.0)]] | None = Field(
         None, description="Weight of each term of a sum (default 1 each)."
     )
@@ -245,7 +300,7 @@ class Loss(_Section):
         description="Cross-entropy weight of each class, or `balanced` (inverse frequency in "
         "the training split).",
     )
-    label_smoothing: Fraction = 0.0
+    label_smoothing: Fraction = Field(0.0, description="Cross-entropy label smoothing.")
 
     @field_validator("name")
     @classmethod
@@ -284,9 +339,11 @@ class Loss(_Section):
 class Regularize(_Section):
     """Penalties on the weights of the layers whose names match `layers` (glob patterns)."""
 
-    layers: list[str] = Field(default_factory=lambda: ["*"])
-    l1: Annotated[float, Field(ge=0.0)] = 0.0
-    l2: Annotated[float, Field(ge=0.0)] = 0.0
+    layers: list[str] = Field(
+        default_factory=lambda: ["*"], description='Layer name patterns, e.g. "dense*".'
+    )
+    l1: Annotated[float, Field(ge=0.0)] = Field(0.0, description="Weight of the L1 penalty.")
+    l2: Annotated[float, Field(ge=0.0)] = Field(0.0, description="Weight of the L2 penalty.")
 
 
 METRICS = (
@@ -304,50 +361,77 @@ METRICS = (
 
 
 class EarlyStopping(_Section):
-    monitor: str = "val_loss"
-    patience: PositiveInt = 5
-    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
-    restore_best: bool = True
+    """Stop when the monitored value stops improving."""
+
+    monitor: str = Field("val_loss", description=MONITOR)
+    patience: PositiveInt = Field(5, description="Epochs without improvement before stopping.")
+    min_delta: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="The smallest change that counts as an improvement."
+    )
+    restore_best: bool = Field(True, description="End with the best epoch's weights.")
 
 
 class Checkpoint(_Section):
-    monitor: str = "val_loss"
-    best: bool = True
-    last: bool = True
+    """Which weights the run directory keeps."""
+
+    monitor: str = Field("val_loss", description=MONITOR)
+    best: bool = Field(True, description="Keep the best epoch's weights.")
+    last: bool = Field(True, description="Keep the last epoch's state, to resume from.")
 
 
 class ReduceLROnPlateau(_Section):
-    monitor: str = "val_loss"
-    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-    patience: PositiveInt = 3
-    min_lr: Annotated[float, Field(ge=0.0)] = 0.0
+    """Lower the learning rate when the monitored value stops improving."""
+
+    monitor: str = Field("val_loss", description=MONITOR)
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.1, description="lr factor.")
+    patience: PositiveInt = Field(3, description="Epochs without improvement.")
+    min_lr: Annotated[float, Field(ge=0.0)] = Field(0.0, description="Lowest lr.")
 
 
 class Callbacks(_Section):
-    early_stopping: EarlyStopping | None = None
-    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
-    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
-    stop_on_nan: bool = True
-    csv_log: bool = True
+    """What runs at the end of each epoch."""
+
+    early_stopping: EarlyStopping | None = Field(None, description="Stop when training stalls.")
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="Weights to keep.")
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = Field(
+        None, description="Lower the lr when training stalls."
+    )
+    stop_on_nan: bool = Field(True, description="Stop when the loss is NaN or infinite.")
+    csv_log: bool = Field(True, description="Write metrics.csv.")
 
 
 class Init(_Section):
     """Transfer learning: load weights by layer name (and shape) from a run or weights file."""
 
-    from_: str = Field(alias="from")
-    layers: list[str] = Field(default_factory=lambda: ["*"])
+    from_: str = Field(alias="from", description="A run directory or a weights file.")
+    layers: list[str] = Field(
+        default_factory=lambda: ["*"], description='Layer name patterns to load, e.g. "conv2d*".'
+    )
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, defer_build=True)
+
+
+def _shorthand_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema side of TrainSpec._shorthands: a bare name for loss, optimizer and
+    schedule, and YAML 1.1's on/off booleans for channels_last."""
+    props = schema["properties"]
+    props["loss"]["anyOf"].insert(1, LOSS_NAME_SCHEMA)
+    props["optimizer"] = {"anyOf": [props["optimizer"], {"enum": list(OPTIMIZERS)}]}
+    props["schedule"]["anyOf"].insert(1, {"enum": list(SCHEDULES)})
+    props["channels_last"].pop("type")
+    props["channels_last"]["enum"] += [True, False]
 
 
 class TrainSpec(_Section):
     """Everything `netspec train` needs besides the network."""
 
-    data: DataSpec
+    model_config = ConfigDict(json_schema_extra=lambda schema, cls: _shorthand_schema(schema))
+
+    data: DataSpec = Field(description="Where the data comes from and how it is split.")
     preprocess: Preprocess = Field(default_factory=Preprocess)
     augment: Augment = Field(default_factory=Augment)
-    batch_size: PositiveInt = 32
-    epochs: PositiveInt = 10
+    batch_size: PositiveInt = Field(32, description="Samples per training step.")
+    epochs: PositiveInt = Field(10, description="Passes over the training split.")
     optimizer: Optimizer = Field(default_factory=Optimizer)
     schedule: Schedule | None = None
     loss: Loss | None = Field(None, description="Default: from the output layer and the data.")
@@ -359,11 +443,13 @@ class TrainSpec(_Section):
     regularize: list[Regularize] = Field(default_factory=list)
     callbacks: Callbacks = Field(default_factory=Callbacks)
     init: Init | None = None
-    seed: int = 0
+    seed: int = Field(0, description="Seed of every random number generator.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast on CUDA when asked; CPU trains in fp32."
     )
-    channels_last: Literal["auto", "on", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="Channels-last memory layout on CUDA: auto, on or off."
+    )
     sync_batchnorm: bool = Field(
         False,
         description="With --nproc (CUDA): batchnorm statistics over the global batch, not each "

@@ -6,15 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import pytest
-import yaml
-from helpers import invoke, runner
+from helpers import invoke
 
 from netspec import compile_file
-from netspec.cli import app
-from netspec.layers import KINDS, LAYER_KINDS
 from netspec.summary import rows, totals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,80 +126,6 @@ def test_missing_file_exits_2():
     assert result.exit_code == 2
     assert "no/such/spec.yaml: error: no such file" in result.stderr
     assert "1 of 2 specs are invalid" in result.stderr
-
-
-# --- schema --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    result = runner.invoke(app, ["schema"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def test_schema_validates_every_spec_with_jsonschema(schema, spec_path: Path):
-    jsonschema = pytest.importorskip("jsonschema")
-    data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    jsonschema.validate(data, schema)
-
-
-def test_schema_has_an_item_for_every_layer_kind(schema):
-    defs = schema["$defs"]
-    assert schema["$schema"].startswith("https://json-schema.org/")
-    assert {"name", "input", "layers", "blocks"} <= set(schema["properties"])
-    assert {"name", "input", "layers"} <= set(schema["required"])
-    refs = {alt["$ref"] for alt in defs["LayerItem"]["anyOf"][0]["anyOf"]}
-    for cls in LAYER_KINDS:
-        item = defs[f"{cls.__name__}Item"]
-        assert f"#/$defs/{cls.__name__}Item" in refs
-        assert cls.kind in item["properties"], cls.kind
-        assert {"name", "inputs", "trainable", "repeat"} <= set(item["properties"])
-
-
-def _layer_items(items: list[Any], blocks: dict[str, Any]):
-    """Every layer item of a spec, groups and block definitions included."""
-    for item in items:
-        if isinstance(item, dict) and "layers" in item and not set(item) & set(KINDS):
-            yield from _layer_items(item["layers"], blocks)
-        else:
-            yield item
-
-
-def _args_schema(schema: dict[str, Any], kind: str) -> dict[str, Any]:
-    cls = KINDS[kind]
-    prop = schema["$defs"][f"{cls.__name__}Item"]["properties"][kind]
-    refs = [alt["$ref"] for alt in prop.get("anyOf", [prop]) if "$ref" in alt]
-    assert len(refs) == 1, prop
-    return schema["$defs"][refs[0].rsplit("/", 1)[1]]
-
-
-def test_schema_covers_every_spec_without_jsonschema(schema, spec_path: Path):
-    """Without the jsonschema package: every key used in a spec is one the schema declares."""
-    data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    assert set(data) <= set(schema["properties"])
-    assert set(schema["required"]) <= set(data)
-    blocks = data.get("blocks", {})
-    items = list(_layer_items(data["layers"], blocks))
-    for block in blocks.values():
-        assert set(block) <= set(schema["$defs"]["BlockDef"]["properties"])
-        items += list(_layer_items(block["layers"], blocks))
-    bare = set(schema["$defs"]["LayerItem"]["anyOf"][1]["enum"])
-    for item in items:
-        if isinstance(item, str):
-            assert item in bare or item in blocks, item
-            continue
-        kinds = [k for k in item if k in KINDS]
-        if not kinds:
-            assert [k for k in item if k in blocks], item  # a block use
-            continue
-        (kind,) = kinds
-        assert set(item) - {kind} <= {"name", "inputs", "trainable", "repeat"}
-        args = item[kind] or {}
-        declared = _args_schema(schema, kind)["properties"]
-        assert set(args) <= set(declared), (kind, set(args) - set(declared))
-        required = _args_schema(schema, kind).get("required", [])
-        assert set(required) <= set(args), (kind, required)
 
 
 # --- the module entry point ----------------------------------------------------------------------

@@ -84,11 +84,29 @@ def validate(
 
 @app.command()
 def schema(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the schema to this file (e.g. netspec.schema.json) instead of printing it.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Accepted for uniformity: the schema is JSON.")
     ] = False,
 ) -> None:
-    """Print the JSON Schema of the spec language (for editor completion and checking)."""
+    """Print the JSON Schema of the spec language, for editor completion and checking (README: Editors)."""
+    from netspec.fileio import write_text
     from netspec.schema import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2))
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        write_text(out, text)
+    except OSError as exc:
+        raise fail(NetspecError(f"cannot write {out}: {exc.strerror or exc}"), as_json) from None
+    typer.echo(f"wrote {out}")

@@ -14,26 +14,40 @@ LEAKY_RELU_SLOPE = 0.01  # the `leaky_relu` layer's default, also used for `acti
 
 
 class Activation(Layer):
+    """An activation function named by `fn`."""
+
     kind: ClassVar[str] = "activation"
 
-    fn: ActivationName
+    fn: ActivationName = Field(
+        description="linear, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6."
+    )
 
 
 class ReLU(Layer):
+    """max(x, 0)."""
+
     kind: ClassVar[str] = "relu"
 
 
 class LeakyReLU(Layer):
+    """x for x > 0, negative_slope * x below."""
+
     kind: ClassVar[str] = "leaky_relu"
 
-    negative_slope: Annotated[float, Field(ge=0.0)] = 0.01
+    negative_slope: Annotated[float, Field(ge=0.0)] = Field(
+        LEAKY_RELU_SLOPE, description="Slope for negative inputs."
+    )
 
 
 class Sigmoid(Layer):
+    """1 / (1 + exp(-x))."""
+
     kind: ClassVar[str] = "sigmoid"
 
 
 class Tanh(Layer):
+    """The hyperbolic tangent."""
+
     kind: ClassVar[str] = "tanh"
 
 
@@ -42,7 +56,7 @@ class Softmax(Layer):
 
     kind: ClassVar[str] = "softmax"
 
-    axis: Axis = 0
+    axis: Axis = Field(0, description="Per-sample axis: channels (0, the default) or an integer.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         rank = len(inputs[0])
@@ -54,16 +68,24 @@ class Softmax(Layer):
 
 
 class GELU(Layer):
+    """The Gaussian error linear unit."""
+
     kind: ClassVar[str] = "gelu"
 
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field(
+        "none", description="none (exact, with erf) or tanh (the tanh approximation)."
+    )
 
 
 class SiLU(Layer):
+    """x * sigmoid(x) (swish)."""
+
     kind: ClassVar[str] = "silu"
 
 
 class ReLU6(Layer):
+    """min(max(x, 0), 6)."""
+
     kind: ClassVar[str] = "relu6"
 
 

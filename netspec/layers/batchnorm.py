@@ -23,8 +23,11 @@ class BatchNorm(Layer):
 
     kind: ClassVar[str] = "batchnorm"
 
-    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
-    eps: Annotated[float, Field(gt=0.0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.9,
+        description="Weight of the running statistic (Keras convention: 0.9 is torch's 0.1).",
+    )
+    eps: Annotated[float, Field(gt=0.0)] = Field(1e-3, description="Added to the variance.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         check_rank(self, inputs[0], (1, 2, 3))

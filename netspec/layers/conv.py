@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
     ActivationName,
@@ -20,6 +20,11 @@ from netspec.layers.base import (
 from netspec.shapes import Shape, Window, prod, resolve_window
 
 AXES = ("height", "width")
+# Argument descriptions shared by the convolutions and pools (the schema and the docs show them).
+KERNEL = "Window size: k, or [h, w] in 2d."
+STRIDE = "Step between windows: s, or [h, w] in 2d."
+PADDING = "valid (none), same (output ceil(n/s), as Keras and ONNX SAME_UPPER), p, or [h, w] in 2d."
+DILATION = "Spacing between kernel taps: d, or [h, w] in 2d."
 
 
 def windows(layer: Layer, spatial: Shape) -> tuple[Window, ...]:
@@ -58,14 +63,20 @@ def window_output(layer: Layer, shape: Shape, channels: int) -> tuple[Shape, tup
 class _Conv(Layer):
     ndim: ClassVar[int]
 
-    filters: PositiveInt
-    kernel: Ints2
-    stride: Ints2 = (1, 1)
-    padding: Padding2 = "valid"
-    dilation: Ints2 = (1, 1)
-    groups: PositiveInt = 1
-    activation: ActivationName = "linear"
-    bias: bool = True
+    filters: PositiveInt = Field(description="Output channels.")
+    kernel: Ints2 = Field(description=KERNEL)
+    stride: Ints2 = Field((1, 1), description=STRIDE)
+    padding: Padding2 = Field("valid", description=PADDING)
+    dilation: Ints2 = Field((1, 1), description=DILATION)
+    groups: PositiveInt = Field(
+        1,
+        description="Split input and output channels into this many groups; both must divide by it.",
+    )
+    activation: ActivationName = Field(
+        "linear",
+        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6.",
+    )
+    bias: bool = Field(True, description="Add a learned bias.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
@@ -88,15 +99,19 @@ class _Conv(Layer):
 
 
 class Conv1D(_Conv):
+    """A convolution over [channels, length]."""
+
     kind: ClassVar[str] = "conv1d"
     ndim: ClassVar[int] = 1
 
-    kernel: Ints1
-    stride: Ints1 = (1,)
-    padding: Padding1 = "valid"
-    dilation: Ints1 = (1,)
+    kernel: Ints1 = Field(description=KERNEL)
+    stride: Ints1 = Field((1,), description=STRIDE)
+    padding: Padding1 = Field("valid", description=PADDING)
+    dilation: Ints1 = Field((1,), description=DILATION)
 
 
 class Conv2D(_Conv):
+    """A convolution over [channels, height, width]."""
+
     kind: ClassVar[str] = "conv2d"
     ndim: ClassVar[int] = 2

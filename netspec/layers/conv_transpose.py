@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
     ActivationName,
@@ -16,6 +16,7 @@ from netspec.layers.base import (
     _ints,
     check_rank,
 )
+from netspec.layers.conv import DILATION, KERNEL, STRIDE
 from netspec.shapes import Shape, conv_transpose_out, prod
 
 # 0 (the default) is valid: only the extra rows/columns added at the end, each < the stride.
@@ -31,14 +32,23 @@ class ConvTranspose2D(Layer):
 
     kind: ClassVar[str] = "conv_transpose2d"
 
-    filters: PositiveInt
-    kernel: Ints2
-    stride: Ints2 = (1, 1)
-    padding: Padding2 = "valid"
-    output_padding: OutputPadding | None = None
-    dilation: Ints2 = (1, 1)
-    activation: ActivationName = "linear"
-    bias: bool = True
+    filters: PositiveInt = Field(description="Output channels.")
+    kernel: Ints2 = Field(description=KERNEL)
+    stride: Ints2 = Field((1, 1), description=STRIDE)
+    padding: Padding2 = Field(
+        "valid", description="valid (n*s + max(k - s, 0)), same (n*s), p, or [h, w]."
+    )
+    output_padding: OutputPadding | None = Field(
+        None,
+        description="Rows and columns added at the end, each below the stride; selects the "
+        "PyTorch size formula.",
+    )
+    dilation: Ints2 = Field((1, 1), description=DILATION)
+    activation: ActivationName = Field(
+        "linear",
+        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6.",
+    )
+    bias: bool = Field(True, description="Add a learned bias.")
 
     def pads(self) -> tuple[tuple[int, int], ...]:
         """(begin, end) cropping of the full transposed output (n-1)s + d(k-1) + 1, per axis.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from netspec.layers.base import Layer, ShapeError, check_rank
 from netspec.shapes import Shape
 
@@ -14,7 +16,7 @@ class Crop2D(Layer):
     kind: ClassVar[str] = "crop2d"
     ref_fields: ClassVar[tuple[str, ...]] = ("to",)
 
-    to: str
+    to: str = Field(description="An earlier layer whose height and width to crop to.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from netspec.layers.base import ActivationName, Layer, Weight
 from netspec.shapes import Shape, prod
 
 
 class Dense(Layer):
+    """A fully connected layer on the last axis (Keras Dense, torch Linear)."""
+
     kind: ClassVar[str] = "dense"
 
-    units: PositiveInt
-    activation: ActivationName = "linear"
-    bias: bool = True
+    units: PositiveInt = Field(description="Output features: the new size of the last axis.")
+    activation: ActivationName = Field(
+        "linear",
+        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6.",
+    )
+    bias: bool = Field(True, description="Add a learned bias.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         return (*inputs[0][:-1], self.units)

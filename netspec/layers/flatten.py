@@ -9,6 +9,8 @@ from netspec.shapes import Shape, prod
 
 
 class Flatten(Layer):
+    """[C, H, W] -> [C*H*W], in channels-first order."""
+
     kind: ClassVar[str] = "flatten"
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:

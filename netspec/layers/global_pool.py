@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from netspec.layers.base import Layer, check_rank
 from netspec.shapes import Shape
 
@@ -11,7 +13,9 @@ from netspec.shapes import Shape
 class _GlobalPool(Layer):
     ndim: ClassVar[int] = 2
 
-    keepdims: bool = False
+    keepdims: bool = Field(
+        False, description="Keep the pooled axes with size 1: [C, 1, 1] instead of [C]."
+    )
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
@@ -20,18 +24,26 @@ class _GlobalPool(Layer):
 
 
 class GlobalAvgPool2D(_GlobalPool):
+    """The mean over height and width: [C, H, W] -> [C]."""
+
     kind: ClassVar[str] = "global_avgpool2d"
 
 
 class GlobalMaxPool2D(_GlobalPool):
+    """The maximum over height and width: [C, H, W] -> [C]."""
+
     kind: ClassVar[str] = "global_maxpool2d"
 
 
 class GlobalAvgPool1D(_GlobalPool):
+    """The mean over the length: [C, L] -> [C]."""
+
     kind: ClassVar[str] = "global_avgpool1d"
     ndim: ClassVar[int] = 1
 
 
 class GlobalMaxPool1D(_GlobalPool):
+    """The maximum over the length: [C, L] -> [C]."""
+
     kind: ClassVar[str] = "global_maxpool1d"
     ndim: ClassVar[int] = 1

@@ -11,9 +11,11 @@ from netspec.shapes import Shape
 
 
 class LayerNorm(Layer):
+    """Normalization over the last axis with a learned scale and shift."""
+
     kind: ClassVar[str] = "layernorm"
 
-    eps: Annotated[float, Field(gt=0.0)] = 1e-5
+    eps: Annotated[float, Field(gt=0.0)] = Field(1e-5, description="Added to the variance.")
 
     def weights(self, inputs: list[Shape], out: Shape) -> dict[str, Weight]:
         c = (inputs[0][-1],)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from netspec.layers.base import Axis, Layer, ShapeError
 from netspec.shapes import Shape
 
@@ -14,7 +16,7 @@ class Concat(Layer):
     kind: ClassVar[str] = "concat"
     arity: ClassVar[tuple[int, int | None]] = (2, None)
 
-    axis: Axis = 0
+    axis: Axis = Field(0, description="Per-sample axis: channels (0, the default) or an integer.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         first = inputs[0]

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from netspec.layers.base import Ints1, Ints2, Layer, Padding1, Padding2, check_rank
-from netspec.layers.conv import window_output
+from netspec.layers.conv import PADDING, window_output
 from netspec.shapes import Shape
 
 
 class _Pool2D(Layer):
     ndim: ClassVar[int] = 2
 
-    size: Ints2 = (2, 2)
-    stride: Ints2 | None = None
-    padding: Padding2 = "valid"
+    size: Ints2 = Field((2, 2), description="Window size: k, or [h, w].")
+    stride: Ints2 | None = Field(
+        None, description="Step between windows (default: the window size)."
+    )
+    padding: Padding2 = Field("valid", description=PADDING)
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
@@ -26,12 +30,16 @@ class _Pool2D(Layer):
 class _Pool1D(_Pool2D):
     ndim: ClassVar[int] = 1
 
-    size: Ints1 = (2,)
-    stride: Ints1 | None = None
-    padding: Padding1 = "valid"
+    size: Ints1 = Field((2,), description="Window size.")
+    stride: Ints1 | None = Field(
+        None, description="Step between windows (default: the window size)."
+    )
+    padding: Padding1 = Field("valid", description=PADDING)
 
 
 class MaxPool2D(_Pool2D):
+    """Max pooling over height and width."""
+
     kind: ClassVar[str] = "maxpool2d"
 
 
@@ -42,8 +50,12 @@ class AvgPool2D(_Pool2D):
 
 
 class MaxPool1D(_Pool1D):
+    """Max pooling over the length."""
+
     kind: ClassVar[str] = "maxpool1d"
 
 
 class AvgPool1D(_Pool1D):
+    """Average pooling over the length; padded cells are not counted."""
+
     kind: ClassVar[str] = "avgpool1d"

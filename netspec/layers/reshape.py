@@ -11,9 +11,13 @@ from netspec.shapes import Shape, prod
 
 
 class Reshape(Layer):
+    """A new per-sample shape with the same number of values."""
+
     kind: ClassVar[str] = "reshape"
 
-    shape: Annotated[list[Annotated[int, Field(ge=-1)]], Field(min_length=1)]
+    shape: Annotated[list[Annotated[int, Field(ge=-1)]], Field(min_length=1)] = Field(
+        description="The new per-sample shape; one -1 is inferred."
+    )
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         n = prod(inputs[0])

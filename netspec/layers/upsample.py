@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from netspec.layers.base import Ints2, Layer, check_rank
 from netspec.shapes import Shape
 
 
 class Upsample2D(Layer):
+    """Scale height and width by integers, repeating or interpolating pixels."""
+
     kind: ClassVar[str] = "upsample2d"
 
-    scale: Ints2 = (2, 2)
-    mode: Literal["nearest", "bilinear"] = "nearest"
+    scale: Ints2 = Field((2, 2), description="Factor: s, or [h, w].")
+    mode: Literal["nearest", "bilinear"] = Field(
+        "nearest", description="nearest (repeat pixels) or bilinear (interpolate)."
+    )
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import PlainValidator, WithJsonSchema
+from pydantic import Field, PlainValidator, WithJsonSchema
 
 from netspec.layers.base import Layer, _fail, _is_int, check_rank
 from netspec.shapes import Shape
@@ -36,9 +36,11 @@ Pads = Annotated[
 
 
 class ZeroPad2D(Layer):
+    """Pad height and width with zeros."""
+
     kind: ClassVar[str] = "zeropad2d"
 
-    padding: Pads = (1, 1, 1, 1)
+    padding: Pads = Field((1, 1, 1, 1), description="p, [h, w] or [top, bottom, left, right].")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
