@@ -162,8 +162,16 @@ def test_predictions_png(tmp_path: Path, bands: int) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temp file left behind
 
 
-@pytest.mark.parametrize(("bands", "ndim"), [(1, 2), (2, 2), (3, 3), (8, 3)])
-def test_predictions_input_display(bands: int, ndim: int) -> None:
+@pytest.mark.parametrize(
+    ("bands", "ndim", "named"),
+    [
+        (1, 2, "grey"),
+        (2, 2, "band 1 of 2, grey"),
+        (3, 3, "RGB"),
+        (8, 3, "bands 1, 2, 3 of 8 as RGB"),
+    ],
+)
+def test_predictions_input_display(bands: int, ndim: int, named: str) -> None:
     images, true, pred = seg_tiles(2, bands)
     fig = predictions_figure(images, true, pred, classes=CLASSES, title="t")
     assert len(fig.axes) == 2 * 4
@@ -172,7 +180,7 @@ def test_predictions_input_display(bands: int, ndim: int) -> None:
     assert shown.min() >= 0 and shown.max() <= 1  # stretched from counts around 1000
     assert shown.max() - shown.min() > 0.5
     titles = [ax.get_title() for ax in fig.axes[:4]]
-    assert titles[:2] == ["input", "true mask"]
+    assert titles[:2] == [f"input\n{named}", "true mask"]  # the bands shown are named
     assert titles[2].startswith("predicted mask\nIoU ")
     assert titles[3].startswith("errors\n")
     assert fig.get_suptitle() == "t"

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from netspec.palette import IGNORED, class_colors, class_labels
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -117,22 +119,27 @@ def plot_history(history: list[dict[str, float]], path: Path, *, title: str) -> 
 
 # --- segmentation predictions: one row per tile ------------------------------------------------
 
-# Label -1: a dark neutral grey, unlike every colour of tab10/tab20 (their greys are 0.5, 0.78).
-IGNORED_COLOR = (0.3, 0.3, 0.3)
+# Label -1 (ignored) in netspec.palette's grey, as [0, 1] floats for imshow.
+IGNORED_COLOR = tuple(v / 255 for v in IGNORED)
 # The errors column: magenta is in neither palette, so it cannot be read as a class colour.
 _CORRECT_COLOR = (0.95, 0.95, 0.95)
 _WRONG_COLOR = (1.0, 0.0, 1.0)
 
 
 def _class_colors(k: int) -> np.ndarray:
-    """(k, 3) RGB: a qualitative palette (tab10, tab20), hues spread evenly beyond 20 classes."""
-    from matplotlib import colormaps
+    """(k, 3) RGB in [0, 1]: netspec.palette's colours, the ones predicted mask PNGs use."""
+    return class_colors(k)[:k].astype(float) / 255
 
-    if k <= 10:
-        return np.asarray(colormaps["tab10"].colors[:k], dtype=float).reshape(k, 3)
-    if k <= 20:
-        return np.asarray(colormaps["tab20"].colors[:k], dtype=float)
-    return np.asarray(colormaps["hsv"](np.arange(k) / k))[:, :3]
+
+def bands_shown(channels: int) -> str:
+    """Which bands `_display` shows, for a title: `bands 1, 2, 3 of 13 as RGB` (1-based)."""
+    if channels == 1:
+        return "grey"
+    if channels == 3:
+        return "RGB"
+    if channels == 2:
+        return "band 1 of 2, grey"
+    return f"bands 1, 2, 3 of {channels} as RGB"
 
 
 def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -227,7 +234,8 @@ def predictions_figure(
     # Lookup tables indexed by label + 1, so that -1 (ignored) is row 0.
     colors = _class_colors(k)
     lut = np.vstack([IGNORED_COLOR, colors])
-    columns = ["input", "true mask", "predicted mask"] + (["errors"] if errors else [])
+    columns = [f"input\n{bands_shown(images.shape[1])}", "true mask", "predicted mask"]
+    columns += ["errors"] if errors else []
     cell = 2.4 * min(1.6, max(0.6, w / h)), 2.4  # wide tiles get wider cells, within reason
     fig = Figure(figsize=(cell[0] * len(columns) + 0.4, cell[1] * n + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
@@ -267,7 +275,8 @@ def predictions_figure(
             ax.set_yticks([])
         axes[r][0].set_ylabel(f"tile {r}", fontsize=9)
     handles = [
-        Patch(facecolor=colors[i], edgecolor="none", label=str(c)) for i, c in enumerate(classes)
+        Patch(facecolor=colors[i], edgecolor="none", label=label)
+        for i, label in enumerate(class_labels(classes))
     ]
     if (true < 0).any() or (pred < 0).any():
         handles.append(Patch(facecolor=IGNORED_COLOR, edgecolor="none", label="ignored"))
