@@ -107,18 +107,33 @@ def evaluate(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Classification: folder for the report files (default: the run directory; "
+            "with --data, RUN/evaluate/<data name>)."
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
+    """Evaluate a trained run on its test split, or on other data; prints JSON metrics.
+
+    Classification runs also write classification_report.txt/.json, confusion_matrix.png,
+    mistakes.png (images) and roc.png (two classes), and print the per-class table on stderr.
+    """
     try:
         from netspec.backends.training.evaluate import evaluate_run
 
         result = evaluate_run(
-            run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True)
+            run_dir, data=data, device=device, log=lambda s: typer.echo(s, err=True), out=out
         )
     except NetspecError as err:
         raise fail(err) from None
     for note in result.get("notes", ()):
         typer.echo(f"note: {note}", err=True)  # stdout stays one JSON object
+    if "report" in result:
+        from netspec.classreport import render_report
+
+        typer.echo(render_report(result["report"]), err=True, nl=False)
     typer.echo(json.dumps(result, indent=2))
 
 
