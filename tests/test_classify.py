@@ -154,6 +154,10 @@ def test_mistakes_figure_titles_and_no_mistakes() -> None:
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["true: cat\npred: dog (93%)", "true: dog\npred: cat (61%)"]
     assert fig.axes[0].get_images()[0].get_array().shape == (8, 8, 3)  # RGB shown as RGB
+    assert fig.get_suptitle() == "t: most confident mistakes"
+    bands = np.random.default_rng(0).normal(size=(1, 13, 8, 8))
+    fig = mistakes_figure(bands, [(0, 1, 0.5)], ["cat", "dog"], title="t", rgb=[4, 3, 2])
+    assert fig.get_suptitle() == "t: most confident mistakes (input bands 4, 3, 2 of 13 as RGB)"
     empty = mistakes_figure(images[:0], [], ["cat", "dog"], title="t")
     assert empty.texts[-1].get_text() == "no wrong predictions"
 

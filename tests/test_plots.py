@@ -307,3 +307,13 @@ def test_history_names_axes_marks_the_best_epoch_and_the_test_score(tmp_path: Pa
     assert "best loss 0.3333 (epoch 3)" in [line.get_label() for line in fig.axes[0].get_lines()]
     plot_history(h, tmp_path / "h.png", title="run", best_epoch=4, monitor="val_accuracy")
     assert check_png(tmp_path / "h.png") == (1560, 440)  # 3 panels of 5.2 x 3.6 in, a row
+
+
+def test_predictions_show_the_rgb_bands_of_the_spec() -> None:
+    images, true, pred = seg_tiles(2, 13)
+    images[:, 3] = 0.0
+    images[:, 3, :16] = 1.0  # band 4 (red, for Sentinel-2 true colour): the top half bright
+    fig = predictions_figure(images, true, pred, classes=CLASSES, title="t", rgb=[4, 3, 2])
+    assert fig.axes[0].get_title() == "input\nbands 4, 3, 2 of 13 as RGB"
+    red = fig.axes[0].get_images()[0].get_array()[..., 0]
+    assert (red[:16] == 1).all() and (red[16:] == 0).all()

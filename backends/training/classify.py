@@ -103,6 +103,7 @@ def split_report(
             title=title,
             images=data.x[wrong] if data.x.ndim == 4 else None,
             mistakes=[(int(true[i]), int(probs[i].argmax()), float(probs[i].max())) for i in wrong],
+            rgb=trainer.spec.data.rgb_bands,
         )
         written += [p.name for p in pictures]
     except ImportError:

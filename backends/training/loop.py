@@ -565,6 +565,7 @@ class Trainer:
             self.run_dir / "predictions.png",
             classes=list(self.data.classes or ()),
             title=f"{self.graph.name}: {split} tiles",
+            rgb=self.spec.data.rgb_bands,
         )
 
     def _loss_name(self) -> str:

@@ -210,8 +210,10 @@ def _class_colors(k: int) -> np.ndarray:
     return class_colors(k)[:k].astype(float) / 255
 
 
-def bands_shown(channels: int) -> str:
-    """Which bands `display_image` shows, for a title: `bands 1, 2, 3 of 13 as RGB` (1-based)."""
+def bands_shown(channels: int, rgb: Sequence[int] | None = None) -> str:
+    """Which bands `display_image` shows, for a title: `bands 4, 3, 2 of 13 as RGB` (1-based)."""
+    if rgb is not None:
+        return f"bands {', '.join(map(str, rgb))} of {channels} as RGB"
     if channels == 1:
         return "grey"
     if channels == 3:
@@ -221,15 +223,20 @@ def bands_shown(channels: int) -> str:
     return f"bands 1, 2, 3 of {channels} as RGB"
 
 
-def display_image(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+def display_image(
+    image: np.ndarray, rgb: Sequence[int] | None = None
+) -> tuple[np.ndarray, str | None]:
     """(C, H, W) -> an (H, W) grey or (H, W, 3) RGB image in [0, 1], and the colormap.
 
     Each band is stretched between its own 2nd and 98th percentiles, as remote-sensing viewers
     do: raw reflectances, 16-bit counts and standardized values all come out visible, and a few
-    saturated pixels do not wash the rest out. 3 bands show as RGB, other counts their first 3
-    (2 bands: the first, in grey).
+    saturated pixels do not wash the rest out. `rgb` (band numbers from 1, the spec's
+    `data.rgb_bands`) picks the bands shown as red, green and blue; otherwise 3 bands show as
+    RGB, other counts their first 3 (2 bands: the first, in grey).
     """
-    bands = image[:3] if image.shape[0] >= 3 else image[:1]
+    if rgb is None:
+        rgb = (1, 2, 3) if image.shape[0] >= 3 else (1,)
+    bands = image[[b - 1 for b in rgb]]
     out = np.zeros(bands.shape, dtype=float)
     for i, band in enumerate(bands.astype(float)):
         finite = np.isfinite(band)
@@ -290,6 +297,7 @@ def predictions_figure(
     classes: Sequence[str],
     title: str,
     errors: bool = True,
+    rgb: Sequence[int] | None = None,
 ) -> Figure:
     """A grid with one row per tile: input, true mask, predicted mask (and errors).
 
@@ -313,7 +321,7 @@ def predictions_figure(
     # Lookup tables indexed by label + 1, so that -1 (ignored) is row 0.
     colors = _class_colors(k)
     lut = np.vstack([IGNORED_COLOR, colors])
-    columns = [f"input\n{bands_shown(images.shape[1])}", "true mask", "predicted mask"]
+    columns = [f"input\n{bands_shown(images.shape[1], rgb)}", "true mask", "predicted mask"]
     columns += ["errors"] if errors else []
     cell = 2.4 * min(1.6, max(0.6, w / h)), 2.4  # wide tiles get wider cells, within reason
     fig = Figure(figsize=(cell[0] * len(columns) + 0.4, cell[1] * n + 0.9), layout="constrained")
@@ -321,7 +329,7 @@ def predictions_figure(
     fig.suptitle(title)
     axes = fig.subplots(n, len(columns), squeeze=False)
     for r in range(n):
-        shown, cmap = display_image(images[r])
+        shown, cmap = display_image(images[r], rgb)
         wrong = (true[r] != pred[r]) & (true[r] >= 0)
         panels = [shown, lut[true[r] + 1], lut[pred[r] + 1]]
         if errors:
@@ -379,9 +387,10 @@ def plot_predictions(
     *,
     classes: Sequence[str],
     title: str,
+    rgb: Sequence[int] | None = None,
 ) -> None:
     """Write the prediction grid of `predictions_figure` to the PNG file `path`, atomically."""
-    fig = predictions_figure(images, true, pred, classes=classes, title=title)
+    fig = predictions_figure(images, true, pred, classes=classes, title=title, rgb=rgb)
     save_png(fig, Path(path))
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .plots import display_image, save_png
+from .plots import bands_shown, display_image, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -84,9 +84,11 @@ def mistakes_figure(
     classes: Sequence[str],
     *,
     title: str,
+    rgb: Sequence[int] | None = None,
 ) -> Figure:
     """A grid of wrongly predicted images, the most confident first: true and predicted class
-    and the predicted class's probability over each. images: (n, C, H, W) raw."""
+    and the predicted class's probability over each. images: (n, C, H, W) raw; `rgb`: the
+    bands shown (see plots.display_image), named in the title for multi-band images."""
     n = len(mistakes)
     if n == 0:
         fig = _figure((5, 1.6))
@@ -96,11 +98,13 @@ def mistakes_figure(
     cols = min(8, n)
     rows = math.ceil(n / cols)
     fig = _figure((1.7 * cols + 0.3, 1.95 * rows + 0.7))
-    fig.suptitle(f"{title}: most confident mistakes")
+    channels = np.asarray(images).shape[1]
+    shown = f" (input {bands_shown(channels, rgb)})" if rgb is not None or channels > 3 else ""
+    fig.suptitle(f"{title}: most confident mistakes{shown}")
     for i, (true, pred, confidence) in enumerate(mistakes):
         ax = fig.add_subplot(rows, cols, i + 1)
-        shown, cmap = display_image(np.asarray(images[i]))
-        ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        picture, cmap = display_image(np.asarray(images[i]), rgb)
+        ax.imshow(picture, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(
             f"true: {classes[true]}\npred: {classes[pred]} ({100 * confidence:.0f}%)",
             fontsize=8,
@@ -172,6 +176,7 @@ def plot_class_report(
     title: str,
     images: np.ndarray | None,
     mistakes: Sequence[tuple[int, int, float]],
+    rgb: Sequence[int] | None = None,
 ) -> list[Path]:
     """Write `report_pictures` into `out_dir`; returns their paths. images: (n, C, H, W) raw
     images of the `mistakes` (true, predicted, confidence), or None for tabular inputs."""
@@ -182,7 +187,7 @@ def plot_class_report(
             fig = confusion_figure(report["confusion"], classes, title=title)
         elif name == "mistakes.png":
             assert images is not None
-            fig = mistakes_figure(images, mistakes, classes, title=title)
+            fig = mistakes_figure(images, mistakes, classes, title=title, rgb=rgb)
         else:
             fig = roc_figure(report, classes, title=title)
         save_png(fig, out_dir / name)
