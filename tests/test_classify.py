@@ -133,6 +133,16 @@ def test_tabular_data_get_no_mistakes_picture(tmp_path: Path, no_plots: list[Pat
     names = sorted(p.name for p in no_plots)
     assert names == ["confusion_matrix.png", "history.png", "roc.png"]
     assert (t.run_dir / "classification_report.json").is_file()
+    # evaluate --data: a report of other data goes beside the run's, not over it.
+    from netspec.backends.training.evaluate import evaluate_run
+
+    result = evaluate_run(t.run_dir, data=tmp_path / "binimg.npz", device="cpu")
+    folder = t.run_dir / "evaluate" / "binimg"
+    report = json.loads((folder / "classification_report.json").read_text())
+    assert report["samples"] == result["samples"] == 200 == sum(map(sum, report["confusion"]))
+    assert report["split"] == str(tmp_path / "binimg.npz")
+    assert result["report"]["roc_auc"] == report["roc"]["auc"]
+    assert no_plots[-2:] == [folder / "confusion_matrix.png", folder / "roc.png"]
 
 
 def test_confusion_figure_names_and_numbers_every_cell() -> None:
