@@ -109,7 +109,7 @@ def test_binary_images_get_a_roc_curve_at_the_predict_threshold(
     t.fit()
     report = json.loads((t.run_dir / "classification_report.json").read_text())
     # The confusion matrix is of `p >= 0.5`, the rule `netspec predict` labels with.
-    p = t.probabilities(t.test[0])
+    p = t.probabilities(t.data.test)
     true = t.data.test.y
     assert p.shape == (len(true),) and report["samples"] == len(true) == 60
     assert report["confusion"] == confusion(true, (p >= 0.5).astype(int), 2).tolist()

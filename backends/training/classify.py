@@ -25,19 +25,12 @@ if TYPE_CHECKING:
     from .loop import Trainer
     from .normalize import Normalizer
 
-__all__ = ["REPORT_FILES", "THRESHOLD", "class_report_of", "split_report"]
+__all__ = ["THRESHOLD", "class_report_of", "split_report"]
 
 # `netspec predict` calls a sigmoid output positive from this probability on (outputs.py).
 THRESHOLD = 0.5
 # The most confident mistakes shown in mistakes.png.
 MISTAKES = 16
-REPORT_FILES = (
-    "classification_report.txt",
-    "classification_report.json",
-    "confusion_matrix.png",
-    "mistakes.png",
-    "roc.png",
-)
 
 
 def class_report_of(
@@ -82,8 +75,7 @@ def split_report(
     classification_report.txt and .json always; confusion_matrix.png, mistakes.png (image
     inputs) and roc.png (two classes) when matplotlib is installed. Returns the report.
     """
-    x, _ = trainer._tensors(data, norm)
-    probs = trainer.probabilities(x, norm)
+    probs = trainer.probabilities(data, norm)
     classes = list(data.classes or trainer.data.classes or ())
     report, probs = class_report_of(data.y, probs, classes, split=split)
     out_dir = Path(out_dir)

@@ -395,8 +395,9 @@ class Trainer:
         return self.evaluate(x, y, norm=norm)
 
     @torch.inference_mode()
-    def probabilities(self, x: torch.Tensor, norm: Normalizer | None = None) -> np.ndarray:
-        """Class probabilities of raw `x`: (N, K) softmax, or (N,) sigmoid for one output unit."""
+    def probabilities(self, data: ArrayData, norm: Normalizer | None = None) -> np.ndarray:
+        """Class probabilities of `data`: (N, K) softmax, or (N,) sigmoid for one output unit."""
+        x, _ = self._tensors(data, norm)
         self.module.eval()
         out = []
         for idx in self._batches(len(x), 512, None):
