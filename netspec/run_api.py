@@ -106,14 +106,25 @@ class Run:
         return report.path
 
     def evaluate(
-        self, data: str | Path | None = None, *, device: str = "auto", echo: Echo | None = None
+        self,
+        data: str | Path | None = None,
+        *,
+        device: str = "auto",
+        echo: Echo | None = None,
+        out: str | Path | None = None,
     ) -> dict[str, Any]:
         """Scores of the final weights on the run's test split, or on all of `data` (same kind
-        of data as the run's): the dict `netspec evaluate` prints."""
+        of data as the run's): the dict `netspec evaluate` prints. Classification also writes
+        the report files (classification_report.txt/.json, confusion_matrix.png, mistakes.png,
+        roc.png) into `out` (default: the run directory; with `data`, RUN/evaluate/<name>)."""
         from netspec.backends.training.evaluate import evaluate_run
 
         return evaluate_run(
-            self.dir, data=None if data is None else Path(data), device=device, log=echo
+            self.dir,
+            data=None if data is None else Path(data),
+            device=device,
+            log=echo,
+            out=None if out is None else Path(out),
         )
 
 

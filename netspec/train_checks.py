@@ -33,6 +33,7 @@ def check_train(graph: Graph, source: Source) -> Graph:
                 key=True,
             )
         )
+    problems += _rgb_band_problems(graph, source)
     for i, name in enumerate(spec.metrics or ()):
         message = metric_problem(name, graph.output.shape)
         if message:
@@ -48,6 +49,35 @@ def check_train(graph: Graph, source: Source) -> Graph:
         problems.sort(key=lambda p: (p.line or 0, p.col or 0))
         raise SpecError(problems, stage="train")
     return graph
+
+
+def _rgb_band_problems(graph: Graph, source: Source) -> list[Problem]:
+    """`data.rgb_bands` must name bands of an image input [C, H, W]."""
+    assert graph.train is not None
+    bands = graph.train.data.rgb_bands
+    if bands is None:
+        return []
+    at = ("train", "data", "rgb_bands")
+    shape = list(graph.input_shape)
+    if len(shape) != 3:
+        return [
+            source.problem(
+                at,
+                "rgb_bands needs image input [C, H, W]",
+                f"the spec's input is {shape}",
+                key=True,
+            )
+        ]
+    return [
+        source.problem(
+            (*at, i),
+            f"rgb_bands: band {b} does not exist; the input has {shape[0]} bands, numbered 1 "
+            f"to {shape[0]}",
+            f"give 3 band numbers from 1 to {shape[0]}",
+        )
+        for i, b in enumerate(bands)
+        if b > shape[0]
+    ]
 
 
 def loss_problems(terms: Sequence[str], graph: Graph) -> list[tuple[str, str | None]]:

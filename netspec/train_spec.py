@@ -65,6 +65,12 @@ class _Source(_Section):
         description="Segmentation: random tiles of the network's input size cut from each larger "
         "training scene per epoch (default: as many as cover it).",
     )
+    rgb_bands: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] | None = Field(
+        None,
+        description="Pictures of image inputs (predictions.png, mistakes.png): the bands shown as "
+        "red, green and blue, numbered from 1 (Sentinel-2 true colour: [4, 3, 2]); default the "
+        "first three.",
+    )
 
 
 class _Masks(_Section):

@@ -48,23 +48,32 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """history.png takes longer to draw than tiny runs take to train: record its path instead
-    of drawing it (test_train_cli.py's quickstart test checks a real one). A test that also
-    asks for `real_plots` draws it for real. Returns the paths that would have been drawn."""
+    """history.png and a classification run's report pictures take longer to draw than tiny
+    runs take to train: record their paths instead of drawing them (test_train_cli.py's
+    quickstart test and test_classify.py check real ones). A test that also asks for
+    `real_plots` draws them for real. Returns the paths that would have been drawn."""
     drawn: list[Path] = []
     if "real_plots" not in request.fixturenames:
         import netspec.backends.training.plots
+        import netspec.backends.training.report_plots as report_plots
 
         def plot_history(history, path, **kwargs) -> None:
             drawn.append(Path(path))
 
+        def plot_class_report(out_dir, report, *, images, **kwargs) -> list[Path]:
+            names = report_plots.report_pictures(report, images=images is not None)
+            drawn.extend(Path(out_dir) / name for name in names)
+            return [Path(out_dir) / name for name in names]
+
         monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
+        monkeypatch.setattr(report_plots, "plot_class_report", plot_class_report)
     return drawn
 
 
 @pytest.fixture
 def real_plots() -> None:
-    """Draw history.png for real in this test, even where `no_plots` is in use."""
+    """Draw history.png and the report pictures for real in this test, even where `no_plots`
+    is in use."""
 
 
 # --- one trained quickstart run -----------------------------------------------------------------
@@ -72,9 +81,10 @@ def real_plots() -> None:
 
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """specs/quickstart.yaml trained for one epoch (history.png not drawn) and exported to
-    model.onnx, checked against PyTorch on the run's data. Shared by the session: read it,
-    never write into it; a test that writes into a run takes `quickstart_copy`."""
+    """specs/quickstart.yaml trained for one epoch (history.png not drawn; the classification
+    report and its pictures are) and exported to model.onnx, checked against PyTorch on the
+    run's data. Shared by the session: read it, never write into it; a test that writes into a
+    run takes `quickstart_copy`."""
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     import netspec.backends.training.plots

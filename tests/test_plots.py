@@ -162,8 +162,16 @@ def test_predictions_png(tmp_path: Path, bands: int) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temp file left behind
 
 
-@pytest.mark.parametrize(("bands", "ndim"), [(1, 2), (2, 2), (3, 3), (8, 3)])
-def test_predictions_input_display(bands: int, ndim: int) -> None:
+@pytest.mark.parametrize(
+    ("bands", "ndim", "named"),
+    [
+        (1, 2, "grey"),
+        (2, 2, "band 1 of 2, grey"),
+        (3, 3, "RGB"),
+        (8, 3, "bands 1, 2, 3 of 8 as RGB"),
+    ],
+)
+def test_predictions_input_display(bands: int, ndim: int, named: str) -> None:
     images, true, pred = seg_tiles(2, bands)
     fig = predictions_figure(images, true, pred, classes=CLASSES, title="t")
     assert len(fig.axes) == 2 * 4
@@ -172,7 +180,7 @@ def test_predictions_input_display(bands: int, ndim: int) -> None:
     assert shown.min() >= 0 and shown.max() <= 1  # stretched from counts around 1000
     assert shown.max() - shown.min() > 0.5
     titles = [ax.get_title() for ax in fig.axes[:4]]
-    assert titles[:2] == ["input", "true mask"]
+    assert titles[:2] == [f"input\n{named}", "true mask"]  # the bands shown are named
     assert titles[2].startswith("predicted mask\nIoU ")
     assert titles[3].startswith("errors\n")
     assert fig.get_suptitle() == "t"
@@ -259,3 +267,53 @@ def test_predictions_leave_pyplot_alone_and_write_atomically(
     with pytest.raises(OSError, match="disk full"):
         plot_predictions(images, true, pred, tmp_path / "p.png", classes=CLASSES, title="t")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_constant_lr_and_machine_timings_get_no_panel() -> None:
+    h = [
+        {**row, "lr": 0.002, "samples_per_s": 900.0 + e, "time_s": 1.5 * e}
+        for e, row in enumerate(history(4), start=1)
+    ]
+    assert metric_families(h) == ["loss", "accuracy", "iou"]  # timings stay in metrics.csv
+    h[2]["lr"] = 0.001  # a schedule: the panel comes back
+    assert metric_families(h) == ["loss", "accuracy", "iou", "lr"]
+
+
+def test_history_names_axes_marks_the_best_epoch_and_the_test_score(tmp_path: Path) -> None:
+    h = [{**row, "lr": 0.002} for row in history(6)]
+    fig = history_figure(
+        h,
+        title="run",
+        loss_name="cross-entropy",
+        best_epoch=4,
+        monitor="val_accuracy",
+        test={"loss": 0.25, "accuracy": 0.9123},
+    )
+    assert [ax.get_title() for ax in fig.axes] == ["loss (cross-entropy)", "accuracy", "iou"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["cross-entropy", "accuracy", "iou"]
+    assert {ax.get_xlabel() for ax in fig.axes} == {"epoch"}
+    assert fig.get_suptitle() == "run\ntest: loss 0.2500, accuracy 0.9123"
+    for ax in fig.axes:  # the best epoch: a dashed vertical line in every panel
+        (best,) = [line for line in ax.get_lines() if line.get_label() == "best epoch"]
+        assert list(best.get_xdata()) == [4, 4]
+    lines = {line.get_label(): line for line in fig.axes[1].get_lines()}
+    star = lines["best val_accuracy 0.8500 (epoch 4)"]  # 1 - 0.6 / 4, on the monitored curve
+    assert (list(star.get_xdata()), list(star.get_ydata())) == ([4], [pytest.approx(0.85)])
+    assert list(lines["test 0.9123"].get_ydata()) == [0.9123, 0.9123]
+    assert "test 0.2500" in [line.get_label() for line in fig.axes[0].get_lines()]
+    assert not any("test" in line.get_label() for line in fig.axes[2].get_lines())  # no test iou
+    # Without a validation split, callbacks monitor val_loss's fallback, loss.
+    fig = history_figure(history(3, val=False), title="t", best_epoch=3, monitor="val_loss")
+    assert "best loss 0.3333 (epoch 3)" in [line.get_label() for line in fig.axes[0].get_lines()]
+    plot_history(h, tmp_path / "h.png", title="run", best_epoch=4, monitor="val_accuracy")
+    assert check_png(tmp_path / "h.png") == (1560, 440)  # 3 panels of 5.2 x 3.6 in, a row
+
+
+def test_predictions_show_the_rgb_bands_of_the_spec() -> None:
+    images, true, pred = seg_tiles(2, 13)
+    images[:, 3] = 0.0
+    images[:, 3, :16] = 1.0  # band 4 (red, for Sentinel-2 true colour): the top half bright
+    fig = predictions_figure(images, true, pred, classes=CLASSES, title="t", rgb=[4, 3, 2])
+    assert fig.axes[0].get_title() == "input\nbands 4, 3, 2 of 13 as RGB"
+    red = fig.axes[0].get_images()[0].get_array()[..., 0]
+    assert (red[:16] == 1).all() and (red[16:] == 0).all()

@@ -369,7 +369,8 @@ layers:
         mask = Image.open(r["mask"])
         assert mask.mode == "P" and mask.size == (10, 12)
         np.testing.assert_array_equal(np.asarray(mask), expected)
-        assert mask.getpalette()[:6] == [0, 0, 0, 128, 0, 0]  # a fixed colour per class
+        # Each class in the colour training's predictions.png gives it (tab10: blue, orange...).
+        assert mask.getpalette()[:12] == [31, 119, 180, 255, 127, 14, 44, 160, 44, 214, 39, 40]
         assert r["pixels"] == {classes[k]: int((expected == k).sum()) for k in np.unique(expected)}
     text = invoke("predict", model, args[0], "--out", out_dir)
     assert text.output.splitlines() == [str(args[0]), str(out_dir / "street_mask.png")]

@@ -123,7 +123,7 @@ def mask_file(result: dict, size: tuple[int, int]) -> np.ndarray:
     mask = Image.open(result["mask"])
     assert mask.mode == "P"
     assert mask.size == (size[1], size[0])  # width x height
-    assert mask.getpalette()[:6] == [0, 0, 0, 128, 0, 0]
+    assert mask.getpalette()[:6] == [31, 119, 180, 255, 127, 14]  # netspec.palette's first two
     assert result["size"] == list(size)
     return np.asarray(mask)
 

@@ -716,7 +716,13 @@ def test_no_temporary_files_after_a_run(tmp_path: Path, real_plots: None) -> Non
         "history.png",
         "checkpoint/last.safetensors",
         "checkpoint/best.safetensors",
+        "classification_report.txt",  # of the test split (builtin data: test 0.2)
+        "classification_report.json",
+        "confusion_matrix.png",
+        "mistakes.png",
     }
+    report = json.loads((t.run_dir / "classification_report.json").read_text())
+    assert (report["split"], report["samples"]) == ("test", len(t.data.test))
 
 
 def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_previous_one(

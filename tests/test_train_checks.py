@@ -135,3 +135,29 @@ def test_validate_and_summary_run_the_train_checks(tmp_path: Path, command: str)
         f"{spec}:8:13: error: train.augment.shift: augmentation needs image input" in result.stderr
     )
     assert "(train stage)" in result.stderr  # the CLI names the stage that refused the spec
+
+
+IMAGE = """\
+name: img
+input: [13, 8, 8]
+layers:
+  - flatten
+  - dense: {units: 3, activation: softmax}
+train:
+  data: {source: arrays, path: nowhere.npz, rgb_bands: [4, 3, 14]}
+"""
+
+
+def test_rgb_bands_must_be_bands_of_an_image_input() -> None:
+    with pytest.raises(
+        SpecError,
+        match=r"^i\.yaml:7:63: error: train\.data\.rgb_bands\[2\]: rgb_bands: band 14 does not "
+        r"exist; the input has 13 bands, numbered 1 to 13",
+    ) as info:
+        compile_text(IMAGE, "i.yaml")
+    assert len(info.value.problems) == 1
+    assert compile_text(IMAGE.replace("14]", "2]"), "i.yaml").train.data.rgb_bands == [4, 3, 2]
+    with pytest.raises(SpecError, match=r"train\.data\.rgb_bands: rgb_bands needs image input"):
+        compile_text(mlp().replace("nowhere.npz}", "nowhere.npz, rgb_bands: [1, 2, 3]}"), "m.yaml")
+    with pytest.raises(SpecError, match=r"rgb_bands"):  # three bands, no more, no less
+        compile_text(IMAGE.replace("[4, 3, 14]", "[4, 3]"), "i.yaml")

@@ -8,25 +8,11 @@ from typing import Any
 import numpy as np
 
 from netspec.data.scenes import Segmentation
+from netspec.palette import mask_palette
 
 from .errors import error, pillow
 from .inputs import Sample
 from .model import ModelInfo, kind_of
-
-
-# The PASCAL VOC colour map: class 0 black, then distinct colours (bits of the class index).
-def palette() -> list[int]:
-    colours = []
-    for k in range(256):
-        r = g = b = 0
-        c = k
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        colours += [r, g, b]
-    return colours
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -104,7 +90,7 @@ class Interpreter:
         path = self.out_dir / name
         h, w = classes.shape
         img = Image.frombytes("P", (w, h), np.ascontiguousarray(classes, dtype=np.uint8).tobytes())
-        img.putpalette(palette())
+        img.putpalette(mask_palette(k))  # the colours of training's predictions.png
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             img.save(path)

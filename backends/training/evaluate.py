@@ -15,16 +15,26 @@ from netspec.errors import DataError, NetspecError, Problem, few
 from netspec.runs import META_FILE, read_weights, run_source, run_weights
 
 from ..weights import load_weights
+from .classify import split_report
 from .device import pick_device
 from .loop import Trainer
+from .normalize import Normalizer
 
 
 def evaluate_run(
-    run_dir: Path, *, data: Path | None = None, device: str = "auto", log=None
+    run_dir: Path,
+    *,
+    data: Path | None = None,
+    device: str = "auto",
+    log=None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of a run's final weights on its test split, or on all of `data`.
 
     An interrupted run is scored with its checkpoint (`runs.run_weights`); `log` gets the note.
+    Classification runs also get the report files (training/classify.py) in `out`, by default
+    the run directory for its test split and `RUN/evaluate/<data name>` for other data; the
+    result's "report" holds the per-class table.
     """
     run_dir = Path(run_dir)
     pick_device(device)  # a wrong --device is reported before any data is read
@@ -85,6 +95,15 @@ def evaluate_run(
     else:
         raise DataError([Problem(f"{run_dir}: the run has no test split", hint="pass --data")])
     result = {"split": name, "samples": len(split.y), **t.evaluate_on(split, pre)}
+    if t.data.task in ("multiclass", "binary"):
+        if out is None:
+            out = run_dir if data is None else run_dir / "evaluate" / Path(data).stem
+        report = split_report(
+            t, split, out, split=name, norm=Normalizer(pre, t.device), log=log or (lambda s: None)
+        )
+        result["report"] = {k: v for k, v in report.items() if k != "roc"}
+        if "roc" in report:
+            result["report"]["roc_auc"] = report["roc"]["auc"]
     if data is not None and overlap is not None:
         result["in_training_split"] = overlap
         if overlap:

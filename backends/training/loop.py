@@ -46,7 +46,7 @@ from .distributed import (
     sync_batchnorm,
 )
 from .normalize import Normalizer
-from .objective import choose_loss, default_metrics, make_metrics
+from .objective import choose_loss, default_loss, default_metrics, make_metrics
 from .optim import make_optimizer, make_schedule
 from .report import (
     epoch_line,
@@ -390,6 +390,18 @@ class Trainer:
         x, y = self._tensors(data, norm)
         return self.evaluate(x, y, norm=norm)
 
+    @torch.inference_mode()
+    def probabilities(self, data: ArrayData, norm: Normalizer | None = None) -> np.ndarray:
+        """Class probabilities of `data`: (N, K) softmax, or (N,) sigmoid for one output unit."""
+        x, _ = self._tensors(data, norm)
+        self.module.eval()
+        out = []
+        for idx in self._batches(len(x), 512, None):
+            with self._autocast():
+                z = self.module.forward_logits(self._prep(x[idx], norm)).float()  # (B, K)
+            out.append(torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1))
+        return torch.cat(out).cpu().numpy()
+
     def _bar(self):
         if not self.progress:
             return None
@@ -554,7 +566,31 @@ class Trainer:
             self.run_dir / "predictions.png",
             classes=list(self.data.classes or ()),
             title=f"{self.graph.name}: {split} tiles",
+            rgb=self.spec.data.rgb_bands,
         )
+
+    def _loss_name(self) -> str:
+        """The loss as history.png names it: `binary cross-entropy + dice`."""
+        cfg = self.spec.loss
+        terms = (
+            cfg.terms if cfg else (default_loss(self.data.task, tuple(self.graph.output.shape)),)
+        )
+        return " + ".join(
+            t.replace("cross_entropy", "cross-entropy").replace("_", " ") for t in terms
+        )
+
+    def _class_report(self) -> None:
+        """The report files of the test split (else the validation split) in the run directory."""
+        from .classify import split_report
+
+        split, data = (
+            ("test", self.data.test)
+            if self.data.test is not None
+            else ("validation", self.data.val)
+        )
+        if data is None:
+            return
+        split_report(self, data, self.run_dir, split=split, log=self.log)
 
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
@@ -592,10 +628,20 @@ class Trainer:
         try:
             from .plots import plot_history
 
-            plot_history(st.history, self.run_dir / "history.png", title=self.graph.name)
+            plot_history(
+                st.history,
+                self.run_dir / "history.png",
+                title=self.graph.name,
+                loss_name=self._loss_name(),
+                best_epoch=st.best_epoch or None,
+                monitor=monitor_of(self.spec.callbacks),
+                test=result.get("test"),
+            )
             if self.data.task == "segmentation":
                 self._plot_predictions()
         except ImportError:
             self.log("note: matplotlib is not installed; history.png was not drawn")
+        if self.data.task in ("multiclass", "binary"):
+            self._class_report()
         self.log(f"run saved in {self.run_dir}")
         return result

@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from netspec.fileio import atomic_path
+from netspec.palette import IGNORED, class_colors, class_labels
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "bands_shown",
+    "display_image",
     "history_figure",
     "metric_families",
     "plot_history",
     "plot_predictions",
     "predictions_figure",
+    "save_png",
 ]
 
-# Keys of a history row that are coordinates or bookkeeping, not curves.
-_NOT_CURVES = frozenset({"epoch", "step", "time", "epoch_time", "seconds"})
+# Keys of a history row that are coordinates or bookkeeping, not curves: throughput and epoch
+# times are machine noise, kept in metrics.csv only.
+_NOT_CURVES = frozenset(
+    {"epoch", "step", "time", "epoch_time", "seconds", "time_s", "samples_per_s"}
+)
 _VAL = "val_"
 
 
+def lr_changes(history: list[dict[str, float]]) -> bool:
+    """Whether the learning rate changed during the run (a constant one gets no panel)."""
+    lrs = [float(row["lr"]) for row in history if "lr" in row and math.isfinite(row["lr"])]
+    return bool(lrs) and max(lrs) - min(lrs) > 1e-9 * max(abs(v) for v in lrs)
+
+
 def metric_families(history: list[dict[str, float]]) -> list[str]:
-    """Subplot names: loss first, then metrics in order of first appearance, lr last.
+    """Subplot names: loss first, then metrics in order of first appearance, lr last (only if
+    it changes).
 
     A family is a key without its "val_" prefix, so "accuracy" and "val_accuracy" share one.
     """
@@ -39,7 +53,8 @@ def metric_families(history: list[dict[str, float]]) -> list[str]:
                 continue
             seen.setdefault(key.removeprefix(_VAL), None)
     families = [f for f in seen if f not in ("loss", "lr")]
-    return (["loss"] if "loss" in seen else []) + families + (["lr"] if "lr" in seen else [])
+    lr = ["lr"] if "lr" in seen and lr_changes(history) else []
+    return (["loss"] if "loss" in seen else []) + families + lr
 
 
 def _series(history: list[dict[str, float]], key: str) -> tuple[list[float], list[float]]:
@@ -54,8 +69,30 @@ def _series(history: list[dict[str, float]], key: str) -> tuple[list[float], lis
     return xs, ys
 
 
-def history_figure(history: list[dict[str, float]], *, title: str) -> Figure:
-    """A matplotlib Figure with one subplot per metric family (see `metric_families`)."""
+def _monitored(
+    history: list[dict[str, float]], epoch: int, monitor: str
+) -> tuple[str, float] | None:
+    """(key, value) of `monitor` at `epoch`; `val_x` falls back to `x` (callbacks.value's rule)."""
+    for i, row in enumerate(history):
+        if int(row.get("epoch", i + 1)) == epoch:
+            for key in (monitor, monitor.removeprefix(_VAL)):
+                if key in row:
+                    return key, float(row[key])
+    return None
+
+
+def history_figure(
+    history: list[dict[str, float]],
+    *,
+    title: str,
+    loss_name: str | None = None,
+    best_epoch: int | None = None,
+    monitor: str | None = None,
+    test: dict[str, float] | None = None,
+) -> Figure:
+    """One panel per metric family (see `metric_families`): training and validation curves,
+    named axes; `best_epoch` (the one `monitor` chose) marked by a dashed line and a star on
+    the monitored curve; each `test` score a dotted line, and all of them under the title."""
     try:
         # Figure + the Agg canvas directly, never pyplot: no global backend switch, no figure
         # registry to leak into, safe in a process that already has an interactive pyplot.
@@ -71,29 +108,61 @@ def history_figure(history: list[dict[str, float]], *, title: str) -> Figure:
     families = metric_families(history)
     if not families:
         raise ValueError(f"nothing to plot in the training history: keys {sorted(history[0])}")
-    ncols = 2 if len(families) == 4 else min(3, len(families))  # 2x2 beats 3 + 1
+    ncols = 2 if len(families) in (2, 4) else min(3, len(families))  # 2x2 beats 3 + 1
     nrows = math.ceil(len(families) / ncols)
-    fig = Figure(figsize=(4.8 * ncols, 3.4 * nrows + 0.5), layout="constrained")
+    test = {k: v for k, v in (test or {}).items() if isinstance(v, (int, float))}
+    fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
-    fig.suptitle(title)
+    if test:
+        scores = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in test.items())
+        fig.suptitle(f"{title}\ntest: {scores}")
+    else:
+        fig.suptitle(title)
+    best = _monitored(history, best_epoch, monitor) if best_epoch and monitor else None
     # Markers make a 1-epoch run visible at all and short runs readable; long runs stay clean.
     marker = "o" if len(history) <= 30 else None
     epochs = sorted({float(row.get("epoch", i + 1)) for i, row in enumerate(history)})
     for i, family in enumerate(families):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        for key, label in ((family, "training"), (_VAL + family, "validation")):
+        pairs = ((family, "training"), (_VAL + family, "validation"))
+        if family == "lr":
+            pairs = (("lr", "learning rate"),)
+        for key, label in pairs:
             xs, ys = _series(history, key)
             if xs:
                 ax.plot(xs, ys, marker=marker, markersize=3, label=label)
         if family == "lr":
-            label = "learning rate"
+            name = "learning rate"
             lrs = [row["lr"] for row in history if row.get("lr", 0) > 0]
             if lrs and max(lrs) > 10 * min(lrs):  # schedules spanning decades read better in log
                 ax.set_yscale("log")
+        elif family == "loss" and loss_name:
+            name = f"loss ({loss_name})"
         else:
-            label = family.replace("_", " ")
-        ax.set_title(label)
+            name = family.replace("_", " ")
+        ax.set_title(name)
+        ax.set_ylabel(loss_name if family == "loss" and loss_name else name)
         ax.set_xlabel("epoch")
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label="best epoch")
+        if best is not None and best[0].removeprefix(_VAL) == family:
+            ax.plot(
+                [best_epoch],
+                [best[1]],
+                marker="*",
+                markersize=13,
+                color="C3",
+                linestyle="none",
+                label=f"best {best[0]} {best[1]:.4f} (epoch {best_epoch})",
+            )
+        if family in test:
+            ax.axhline(
+                test[family],
+                color="C2",
+                linestyle=":",
+                linewidth=1.5,
+                label=f"test {test[family]:.4f}",
+            )
         if epochs[-1] - epochs[0] < 2:
             # One or two epochs: autoscaling would zoom into fractional epochs around them.
             ax.set_xticks(epochs)
@@ -101,49 +170,73 @@ def history_figure(history: list[dict[str, float]], *, title: str) -> Figure:
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
-        if family != "lr":
-            ax.legend()
+        if family != "lr" or best_epoch:
+            ax.legend(fontsize=8)
     return fig
 
 
-def plot_history(history: list[dict[str, float]], path: Path, *, title: str) -> None:
+def plot_history(
+    history: list[dict[str, float]],
+    path: Path,
+    *,
+    title: str,
+    loss_name: str | None = None,
+    best_epoch: int | None = None,
+    monitor: str | None = None,
+    test: dict[str, float] | None = None,
+) -> None:
     """Write the training curves of `history` (one dict per epoch) to the PNG file `path`.
 
-    Written atomically (a temp file in the same directory, then os.replace), so a reader such
-    as a dashboard refreshing during training never sees a half-written image.
+    Written atomically, so a reader such as a dashboard refreshing during training never sees
+    a half-written image. The keywords are `history_figure`'s marks.
     """
-    _save_png(history_figure(history, title=title), Path(path))
+    fig = history_figure(
+        history, title=title, loss_name=loss_name, best_epoch=best_epoch, monitor=monitor, test=test
+    )
+    save_png(fig, Path(path))
 
 
 # --- segmentation predictions: one row per tile ------------------------------------------------
 
-# Label -1: a dark neutral grey, unlike every colour of tab10/tab20 (their greys are 0.5, 0.78).
-IGNORED_COLOR = (0.3, 0.3, 0.3)
+# Label -1 (ignored) in netspec.palette's grey, as [0, 1] floats for imshow.
+IGNORED_COLOR = tuple(v / 255 for v in IGNORED)
 # The errors column: magenta is in neither palette, so it cannot be read as a class colour.
 _CORRECT_COLOR = (0.95, 0.95, 0.95)
 _WRONG_COLOR = (1.0, 0.0, 1.0)
 
 
 def _class_colors(k: int) -> np.ndarray:
-    """(k, 3) RGB: a qualitative palette (tab10, tab20), hues spread evenly beyond 20 classes."""
-    from matplotlib import colormaps
-
-    if k <= 10:
-        return np.asarray(colormaps["tab10"].colors[:k], dtype=float).reshape(k, 3)
-    if k <= 20:
-        return np.asarray(colormaps["tab20"].colors[:k], dtype=float)
-    return np.asarray(colormaps["hsv"](np.arange(k) / k))[:, :3]
+    """(k, 3) RGB in [0, 1]: netspec.palette's colours, the ones predicted mask PNGs use."""
+    return class_colors(k)[:k].astype(float) / 255
 
 
-def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+def bands_shown(channels: int, rgb: Sequence[int] | None = None) -> str:
+    """Which bands `display_image` shows, for a title: `bands 4, 3, 2 of 13 as RGB` (1-based)."""
+    if rgb is not None:
+        return f"bands {', '.join(map(str, rgb))} of {channels} as RGB"
+    if channels == 1:
+        return "grey"
+    if channels == 3:
+        return "RGB"
+    if channels == 2:
+        return "band 1 of 2, grey"
+    return f"bands 1, 2, 3 of {channels} as RGB"
+
+
+def display_image(
+    image: np.ndarray, rgb: Sequence[int] | None = None
+) -> tuple[np.ndarray, str | None]:
     """(C, H, W) -> an (H, W) grey or (H, W, 3) RGB image in [0, 1], and the colormap.
 
     Each band is stretched between its own 2nd and 98th percentiles, as remote-sensing viewers
     do: raw reflectances, 16-bit counts and standardized values all come out visible, and a few
-    saturated pixels do not wash the rest out. 3 bands show as RGB, other counts their first 3
-    (2 bands: the first, in grey).
+    saturated pixels do not wash the rest out. `rgb` (band numbers from 1, the spec's
+    `data.rgb_bands`) picks the bands shown as red, green and blue; otherwise 3 bands show as
+    RGB, other counts their first 3 (2 bands: the first, in grey).
     """
-    bands = image[:3] if image.shape[0] >= 3 else image[:1]
+    if rgb is None:
+        rgb = (1, 2, 3) if image.shape[0] >= 3 else (1,)
+    bands = image[[b - 1 for b in rgb]]
     out = np.zeros(bands.shape, dtype=float)
     for i, band in enumerate(bands.astype(float)):
         finite = np.isfinite(band)
@@ -204,10 +297,11 @@ def predictions_figure(
     classes: Sequence[str],
     title: str,
     errors: bool = True,
+    rgb: Sequence[int] | None = None,
 ) -> Figure:
     """A grid with one row per tile: input, true mask, predicted mask (and errors).
 
-    images: (n, C, H, W), raw or normalized (see `_display`); true, pred: (n, H, W) class
+    images: (n, C, H, W), raw or normalized (see `display_image`); true, pred: (n, H, W) class
     indices, -1 for ignored pixels (grey). A class has one colour in both mask columns, named
     in a legend below the grid. The predicted column's title gives the row's IoU, the mean over
     the classes present in its true or predicted mask, ignored pixels left out. The "errors"
@@ -227,14 +321,15 @@ def predictions_figure(
     # Lookup tables indexed by label + 1, so that -1 (ignored) is row 0.
     colors = _class_colors(k)
     lut = np.vstack([IGNORED_COLOR, colors])
-    columns = ["input", "true mask", "predicted mask"] + (["errors"] if errors else [])
+    columns = [f"input\n{bands_shown(images.shape[1], rgb)}", "true mask", "predicted mask"]
+    columns += ["errors"] if errors else []
     cell = 2.4 * min(1.6, max(0.6, w / h)), 2.4  # wide tiles get wider cells, within reason
     fig = Figure(figsize=(cell[0] * len(columns) + 0.4, cell[1] * n + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle(title)
     axes = fig.subplots(n, len(columns), squeeze=False)
     for r in range(n):
-        shown, cmap = _display(images[r])
+        shown, cmap = display_image(images[r], rgb)
         wrong = (true[r] != pred[r]) & (true[r] >= 0)
         panels = [shown, lut[true[r] + 1], lut[pred[r] + 1]]
         if errors:
@@ -267,7 +362,8 @@ def predictions_figure(
             ax.set_yticks([])
         axes[r][0].set_ylabel(f"tile {r}", fontsize=9)
     handles = [
-        Patch(facecolor=colors[i], edgecolor="none", label=str(c)) for i, c in enumerate(classes)
+        Patch(facecolor=colors[i], edgecolor="none", label=label)
+        for i, label in enumerate(class_labels(classes))
     ]
     if (true < 0).any() or (pred < 0).any():
         handles.append(Patch(facecolor=IGNORED_COLOR, edgecolor="none", label="ignored"))
@@ -291,21 +387,14 @@ def plot_predictions(
     *,
     classes: Sequence[str],
     title: str,
+    rgb: Sequence[int] | None = None,
 ) -> None:
     """Write the prediction grid of `predictions_figure` to the PNG file `path`, atomically."""
-    fig = predictions_figure(images, true, pred, classes=classes, title=title)
-    _save_png(fig, Path(path))
+    fig = predictions_figure(images, true, pred, classes=classes, title=title, rgb=rgb)
+    save_png(fig, Path(path))
 
 
-def _save_png(fig: Figure, path: Path) -> None:
-    """savefig to a temp file in the same directory, then os.replace: never a half-written PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a plot is an ordinary output file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_png(fig: Figure, path: Path) -> None:
+    """savefig through netspec.fileio's atomic write: never a half-written PNG."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

@@ -94,7 +94,7 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from netspec.backends.training.plots import _save_png
+    from netspec.backends.training.plots import save_png
 
     written = []
     done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
@@ -113,7 +113,7 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     ax.set_title(f"study {plan.study}: optimization history")
     ax.legend()
     fig.tight_layout()
-    _save_png(fig, plan.folder / "history.png")
+    save_png(fig, plan.folder / "history.png")
     written.append(plan.folder / "history.png")
     if len(done) < 2:
         return written
@@ -133,7 +133,7 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     ax.set_xlabel(f"importance for {plan.monitor} (fANOVA)")
     ax.set_title(f"study {plan.study}: parameter importance")
     fig.tight_layout()
-    _save_png(fig, plan.folder / "importance.png")
+    save_png(fig, plan.folder / "importance.png")
     written.append(plan.folder / "importance.png")
     return written
 

@@ -109,6 +109,15 @@ def evaluate(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Classification: folder for the report files (default: the run directory; "
+            "with --data, RUN/evaluate/<data name>).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -117,17 +126,25 @@ def evaluate(
         ),
     ] = False,
 ) -> None:
-    """Evaluate a trained run on its test split, or on other data; prints JSON metrics."""
+    """Evaluate a trained run on its test split, or on other data; prints JSON metrics.
+
+    Classification runs also write classification_report.txt/.json, confusion_matrix.png,
+    mistakes.png (images) and roc.png (two classes), and print the per-class table on stderr.
+    """
     from netspec.run_api import load_run
 
     try:
         result = load_run(run_dir).evaluate(
-            data, device=device, echo=lambda s: typer.echo(s, err=True)
+            data, device=device, echo=lambda s: typer.echo(s, err=True), out=out
         )
     except NetspecError as err:
         raise fail(err, as_json) from None
     for note in result.get("notes", ()):
         typer.echo(f"note: {note}", err=True)  # stdout stays one JSON object
+    if "report" in result:
+        from netspec.classreport import render_report
+
+        typer.echo(render_report(result["report"]), err=True, nl=False)
     typer.echo(json.dumps(result, indent=2))
 
 
