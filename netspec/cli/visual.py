@@ -44,3 +44,76 @@ def graph(
         raise fail(err) from None
     boxes = len(lay.drawing.boxes)
     typer.echo(f"wrote {out} ({fmt}, {boxes} nodes, {len(lay.drawing.links)} edges)")
+
+
+@app.command()
+def visualize(
+    run: Annotated[
+        Path, typer.Argument(help="A run directory made by `netspec train`.", show_default=False)
+    ],
+    filters: Annotated[
+        str | None,
+        typer.Option("--filters", help="Draw this convolution's filters as a grid of images."),
+    ] = None,
+    activations: Annotated[
+        Path | None,
+        typer.Option("--activations", help="Draw the feature maps this input (image, .npy) makes."),
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers", help="With --activations: comma-separated layers (default: every conv)."
+        ),
+    ] = None,
+    saliency: Annotated[
+        Path | None,
+        typer.Option(
+            "--saliency", help="Gradient and Grad-CAM (last conv) of this input's top class."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="PNG file (default: in the run, named after the view)."),
+    ] = None,
+) -> None:
+    """Look inside a trained run: filters, feature maps, or saliency (one view per call)."""
+    chosen = [v for v in (filters, activations, saliency) if v is not None]
+    try:
+        if len(chosen) != 1:
+            raise NetspecError(
+                "choose one view: --filters LAYER, --activations IMAGE or --saliency IMAGE"
+            )
+        if layers is not None and activations is None:
+            raise NetspecError("--layers goes with --activations")
+        from netspec.backends import visualize as vis
+        from netspec.runs import load_run
+
+        loaded = load_run(run)
+        name = loaded.graph.name
+        if filters is not None:
+            f = vis.filters(loaded.graph, loaded.weights, filters)
+            path = out or loaded.directory / f"filters-{filters.replace('/', '_')}.png"
+            rows, cols = vis.plot_filters(f, path, f"{name}: filters")
+            detail = f"{len(f.tiles)} filters, {rows}x{cols} grid"
+        elif activations is not None:
+            raw, x = vis.read_input(loaded, activations)
+            module = vis.load(loaded)
+            names = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
+            maps = vis.activations(module, x, names or vis.conv_names(loaded.graph)[:8])
+            path = out or loaded.directory / f"activations-{activations.stem}.png"
+            vis.plot_activations(maps, path, f"{name}: feature maps of {activations.name}")
+            detail = ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items())
+        else:
+            assert saliency is not None
+            raw, x = vis.read_input(loaded, saliency)
+            meta = loaded.meta or {}
+            s = vis.saliency(vis.load(loaded), x, meta.get("task"))
+            classes = meta.get("classes") or []
+            label = classes[s.label] if s.label < len(classes) else str(s.label)
+            path = out or loaded.directory / f"saliency-{saliency.stem}.png"
+            title = f"{name}: {saliency.name} predicted '{label}' ({s.score:.2f})"
+            vis.plot_saliency(raw, s, path, title)
+            detail = f"predicted '{label}' ({s.score:.2f}), Grad-CAM on {s.layer}"
+    except NetspecError as err:
+        raise fail(err) from None
+    typer.echo(f"wrote {path}: {detail}")
