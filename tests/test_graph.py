@@ -182,3 +182,14 @@ def test_cli_refuses_an_unknown_format(tmp_path: Path) -> None:
     spec.write_text(SPEC)
     fails(invoke("graph", spec, "-o", tmp_path / "g.gif"), "g.gif", ".svg, .png")
     assert not (tmp_path / "g.gif").exists()
+
+
+def test_readme_picture_is_current(repo_root: Path) -> None:
+    """docs/unet_isbi_graph.svg (shown in the README) is what `netspec graph` draws today."""
+    from netspec.source import read
+
+    shown = (repo_root / "docs" / "unet_isbi_graph.svg").read_text(encoding="utf-8")
+    drawn = svg(layout(drawing(compile_source(read(repo_root / "specs" / "unet_isbi.yaml")))))
+    assert shown == drawn, (
+        "regenerate: netspec graph specs/unet_isbi.yaml -o docs/unet_isbi_graph.svg"
+    )

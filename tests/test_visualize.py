@@ -171,3 +171,34 @@ def test_cli_saliency_and_errors(quickstart_run: Path, digit: Path, tmp_path: Pa
         "conv2d_1",
     )
     fails(invoke("visualize", quickstart_run), "choose one view")
+
+
+def test_readme_picture_commands_make_their_pictures(
+    quickstart_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `netspec` line of the README's Pictures section runs and writes its picture."""
+    import re
+    import shlex
+
+    from helpers import REPO
+    from PIL import Image
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Pictures\n\n```bash\n(.*?)```", readme, re.S).group(1)
+    lines = [ln.split(" #")[0].strip() for ln in block.splitlines() if ln.startswith("netspec ")]
+    assert len(lines) == 6
+    pixels = np.random.default_rng(0).integers(0, 17, (8, 8)).astype(np.uint8)
+    Image.fromarray(pixels, "L").save(tmp_path / "digit.png")  # a raw digit, 0..16
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").symlink_to(REPO / "specs")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "q1").symlink_to(quickstart_run)
+    for line in lines:
+        args = shlex.split(line)[1:]
+        result = invoke(*args)
+        assert result.exit_code == 0, (line, result.output)
+        out = tmp_path / args[args.index("-o") + 1]
+        assert out.is_file() and out.stat().st_size > 500, line
+        if out.suffix == ".png":
+            with Image.open(out) as im:
+                assert min(im.size) > 300, line
