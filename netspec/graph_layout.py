@@ -192,9 +192,9 @@ class Layout:
 
 
 def box_size(box: Box) -> tuple[float, float]:
-    texts = (box.title, *box.lines)
-    w = max(len(t) for t in texts) * CHAR_W + 2 * PAD_X
-    return max(w, 60.0), len(texts) * LINE_H + 2 * PAD_Y
+    # The title is bold: about a tenth wider than the other lines.
+    w = max([len(box.title) * CHAR_W * 1.1, *(len(t) * CHAR_W for t in box.lines)]) + 2 * PAD_X
+    return max(w, 60.0), (1 + len(box.lines)) * LINE_H + 2 * PAD_Y
 
 
 def layout(d: Drawing, sweeps: int = 6) -> Layout:

@@ -132,12 +132,15 @@ def svg(lay: Layout) -> str:
                 f'<text x="{p.x:.1f}" y="{ty:.1f}" text-anchor="middle"{weight}>{escape(t)}</text>'
             )
         out.append("</g>")
-        # The output shape once per box, just under it, beside the links leaving it.
+        # The output shape once per box, just under it, beside the links leaving it, on a
+        # white patch so that the links it crosses do not strike it through.
+        label = shape_text(b.shape)
         out.append(
+            f'<rect x="{p.x + 4:.1f}" y="{y0 + p.h + 5:.1f}" width="{len(label) * CHAR_W * 0.95 + 4:.1f}" '
+            f'height="{LINE_H - 2}" fill="white" fill-opacity="0.85"/>'
             f'<text class="shape" data-id="{escape(b.id)}" x="{p.x + 6:.1f}" '
-            f'y="{y0 + p.h + 15:.1f}" fill="{LABEL}" font-size="{FONT_PX - 1}" '
-            'stroke="white" stroke-width="3" paint-order="stroke">'
-            f"{escape(shape_text(b.shape))}</text>"
+            f'y="{y0 + p.h + 15:.1f}" fill="{LABEL}" font-size="{FONT_PX - 1}">'
+            f"{escape(label)}</text>"
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
