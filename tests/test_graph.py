@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import fails, invoke, plain_specs
+from helpers import REPO, fails, invoke, plain_specs
 
 from netspec.compiler import compile_source
 from netspec.expand import INPUT
@@ -146,7 +146,7 @@ def test_unet_skips_do_not_cross_boxes() -> None:
     """U-Net's long skips run beside the boxes: no route point lies inside a box it does not touch."""
     from netspec.source import read
 
-    lay = layout(drawing(compile_source(read(Path("specs/unet_isbi.yaml")))))
+    lay = layout(drawing(compile_source(read(REPO / "specs" / "unet_isbi.yaml"))))
     assert len([r for r in lay.routes if len(r.points) > 2]) == 3  # enc1/2/3 -> dec1/2/3
     for r in lay.routes:
         for x, y in r.points[1:-1]:
@@ -193,3 +193,13 @@ def test_readme_picture_is_current(repo_root: Path) -> None:
     assert shown == drawn, (
         "regenerate: netspec graph specs/unet_isbi.yaml -o docs/unet_isbi_graph.svg"
     )
+
+
+def test_search_spec_is_drawn_in_the_middle_of_its_ranges(repo_root: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "graph", repo_root / "specs" / "unet_isbi_search.yaml", "-o", tmp_path / "s.mmd"
+    )
+    assert result.exit_code == 0, result.output
+    assert "layers[0].double_conv.filters=16" in result.output  # choice of [8, 16, 24]
+    text = (tmp_path / "s.mmd").read_text()
+    assert "<b>enc1</b><br/>double_conv block, 6 layers" in text

@@ -28,7 +28,11 @@ def graph(
     ] = False,
     sets: SetOpt = [],  # noqa: B006 - Typer reads the default, never mutates it
 ) -> None:
-    """Draw the network: shapes on the edges, parameter counts on the nodes, blocks as one box."""
+    """Draw the network: shapes on the edges, parameter counts on the nodes, blocks as one box.
+
+    A search spec is drawn with every searched value in the middle of its range.
+    """
+    from netspec import search
     from netspec.compiler import compile_source
     from netspec.graph_layout import drawing, layout
     from netspec.graph_render import write
@@ -38,12 +42,16 @@ def graph(
         source = read(spec)
         if sets:
             source = apply_overrides(source, list(sets))
+        note = ""
+        if entries := search.find_search(source):
+            source = search.at_end(source, entries, "middle")
+            note = f"; searched values in the middle of their ranges: {search.values(entries, 'middle')}"
         lay = layout(drawing(compile_source(source), expand=expand))
         fmt = write(lay, out)
     except NetspecError as err:
         raise fail(err) from None
     boxes = len(lay.drawing.boxes)
-    typer.echo(f"wrote {out} ({fmt}, {boxes} nodes, {len(lay.drawing.links)} edges)")
+    typer.echo(f"wrote {out} ({fmt}, {boxes} nodes, {len(lay.drawing.links)} edges){note}")
 
 
 @app.command()
@@ -104,8 +112,7 @@ def visualize(
             vis.plot_activations(maps, path, f"{name}: feature maps of {activations.name}")
             detail = ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items())
         else:
-            assert saliency is not None
-            raw, x = vis.read_input(loaded, saliency)
+            raw, x = vis.read_input(loaded, saliency)  # type: ignore[arg-type]
             meta = loaded.meta or {}
             s = vis.saliency(vis.load(loaded), x, meta.get("task"))
             classes = meta.get("classes") or []
