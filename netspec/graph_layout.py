@@ -281,16 +281,17 @@ def layout(d: Drawing, sweeps: int = 6) -> Layout:
     for h in row_h:
         y_top.append(at)
         at += max(h, 1.0) + GAP_Y
-    height = at - GAP_Y + GAP_Y + MARGIN  # room for the output's shape label
+    height = at + MARGIN  # the last GAP_Y holds the output's shape label
     placed = tuple(
         Placed(b, x[b.id] + shift, y_top[rank[b.id]] + row_h[rank[b.id]] / 2, *size[b.id])
         for b in d.boxes
     )
     by_id = {p.box.id: p for p in placed}
 
-    def mid(v: str) -> tuple[float, float]:
+    def through(v: str) -> list[tuple[float, float]]:
+        """A waypoint's two points: straight down through its rank's row."""
         r = rank[v]
-        return x[v] + shift, y_top[r], y_top[r] + row_h[r]  # type: ignore[return-value]
+        return [(x[v] + shift, y_top[r]), (x[v] + shift, y_top[r] + row_h[r])]
 
     # Several links into one box land spread over its top, ordered by where they come from.
     entry: dict[tuple[str, int], float] = {}
@@ -305,8 +306,7 @@ def layout(d: Drawing, sweeps: int = 6) -> Layout:
         s, t = by_id[link.src], by_id[link.dst]
         pts = [(s.x, s.y + s.h / 2)]
         for w in chain[1:-1]:
-            wx, top, bottom = mid(w)
-            pts += [(wx, top), (wx, bottom)]
+            pts += through(w)
         pts.append((entry[(link.dst, k)], t.y - t.h / 2))
         routes.append(Route(link, tuple(pts)))
     width = right - left + 2 * MARGIN

@@ -15,7 +15,6 @@ from netspec.graph_layout import (
     PAD_Y,
     Drawing,
     Layout,
-    count_text,
     shape_text,
     title,
 )
@@ -237,6 +236,3 @@ def write(lay: Layout, path: Path) -> str:
             ]
         )
     return suffix.lstrip(".")
-
-
-__all__ = ["CHAR_W", "count_text", "mermaid", "png", "svg", "write"]
