@@ -69,7 +69,7 @@ def mermaid(d: Drawing) -> str:
             out.append(f"  {node}")
         elif g[0] not in emitted:  # an open block: its layers in one subgraph
             emitted.add(g[0])
-            out.append(f'  subgraph {ids[g[2][0]]}_g["{text(g[0])} ({text(g[1])} block)"]')
+            out.append(f'  subgraph {ids[g[2][0]]}_g ["{text(g[0])} ({text(g[1])} block)"]')
             for m in g[2]:
                 mb = next(x for x in d.boxes if x.id == m)
                 ml = "<br/>".join(text(t) for t in (f"<b>{mb.title}</b>", *mb.lines))

@@ -68,7 +68,7 @@ def test_expanded_mermaid_is_the_ir(graph) -> None:
         label = next(v for k, v in nodes.items() if ids[k] == n.name)
         assert (f"{n.params:,} params" in label) == (n.params > 0), label
     # the open blocks are Mermaid subgraphs
-    assert re.findall(r'subgraph \w+\["(\w+) \(res block\)"\]', mermaid(d)) == ["r1", "r2"]
+    assert re.findall(r'subgraph \w+ \["(\w+) \(res block\)"\]', mermaid(d)) == ["r1", "r2"]
 
 
 def test_collapsed_blocks_are_one_node(graph) -> None:

@@ -202,3 +202,18 @@ def test_readme_picture_commands_make_their_pictures(
         if out.suffix == ".png":
             with Image.open(out) as im:
                 assert min(im.size) > 300, line
+
+
+def test_transposed_conv_filters_are_per_output_channel() -> None:
+    graph = compile_source(
+        parse(
+            "name: up\ninput: [6, 4, 4]\nlayers:\n"
+            "  - conv_transpose2d: {filters: 5, kernel: 2, stride: 2}\n    name: up\n"
+        )
+    )
+    weights = random_weights(graph)
+    assert weights["up.weight"].shape == (6, 5, 2, 2)  # torch's (in, out, kh, kw)
+    f = vis.filters(graph, weights, "up")
+    assert f.tiles.shape == (5, 2, 2) and f.note == "mean over 6 input channels"
+    w = weights["up.weight"][:, 4].mean(axis=0)
+    np.testing.assert_allclose(f.tiles[4], (w - w.min()) / (w.max() - w.min()), atol=1e-6)
