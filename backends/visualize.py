@@ -225,8 +225,10 @@ def grid_shape(n: int, cols: int = GRID_COLS) -> tuple[int, int]:
 def plot_filters(f: Filters, path: Path, title: str) -> tuple[int, int]:
     """One tile per filter, numbered; returns the (rows, columns) of the grid."""
     rows, cols = grid_shape(len(f.tiles))
-    plt, fig = _figure(1.0 * cols + 0.2, 1.0 * rows + 0.7)
+    height = 1.0 * rows + 0.8  # inches: a tile per filter, then the two-line title
+    plt, fig = _figure(1.0 * cols + 0.2, height)
     fig.suptitle(f"{title}\n{f.layer}: {len(f.tiles)} filters, {f.note}", fontsize=9)
+    fig.subplots_adjust(top=1 - 0.72 / height, bottom=0.02, left=0.02, right=0.98, hspace=0.3)
     for i, tile in enumerate(f.tiles):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(tile, cmap=None if f.colour else "gray", vmin=0, vmax=1, interpolation="nearest")

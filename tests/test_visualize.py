@@ -66,7 +66,7 @@ def test_filters_are_the_kernels_normalized_per_filter(
     result = invoke("visualize", quickstart_run, "--filters", "conv2d", "-o", out)
     assert result.exit_code == 0, result.output
     assert "32 filters, 4x8 grid" in result.output
-    assert _png_size(out) == (820, 470)  # 8 tiles of 1 inch (+0.2), 4 rows (+0.7 title), 100 dpi
+    assert _png_size(out) == (820, 480)  # 8 tiles of 1 inch (+0.2), 4 rows (+0.8 title), 100 dpi
 
 
 def test_first_conv_on_rgb_shows_colour_kernels(cam_module) -> None:
