@@ -26,6 +26,11 @@ def conv_names(graph: Graph) -> list[str]:
     return [n.name for n in graph.nodes if n.kind in CONVS]
 
 
+def feature_convs(graph: Graph) -> list[str]:
+    """The 2-D convolutions: the default layers for feature maps, the last one for Grad-CAM."""
+    return [n.name for n in graph.nodes if n.kind in CONVS and len(n.shape) == 3]
+
+
 def spatial_names(graph: Graph) -> list[str]:
     """Layers whose output is (C, H, W): the ones with feature maps to draw."""
     return [n.name for n in graph.nodes if len(n.shape) == 3]
@@ -136,7 +141,7 @@ def saliency(
                 )
             ]
         )
-    convs = [n for n in conv_names(graph) if len(graph.node(n).shape) == 3]
+    convs = feature_convs(graph)
     if layer is None:
         if not convs:
             raise NetspecError(
@@ -168,7 +173,8 @@ def saliency(
     )[0, 0]
     top = float(cam.max())
     cam = cam / top if top > 0 else cam
-    score = float(probs[label]) if len(probs) > 1 else float(probs[0])
+    # One sigmoid output scores class 1: class 0's score is its complement.
+    score = float(probs[label]) if len(probs) > 1 else float(probs[0] if label else 1 - probs[0])
     return Saliency(label, score, xt.grad[0].numpy(), cam.detach().numpy(), layer)
 
 

@@ -217,3 +217,19 @@ def test_transposed_conv_filters_are_per_output_channel() -> None:
     assert f.tiles.shape == (5, 2, 2) and f.note == "mean over 6 input channels"
     w = weights["up.weight"][:, 4].mean(axis=0)
     np.testing.assert_allclose(f.tiles[4], (w - w.min()) / (w.max() - w.min()), atol=1e-6)
+
+
+def test_binary_saliency_scores_the_predicted_class() -> None:
+    graph = compile_source(
+        parse(
+            CAM_SPEC.replace("{units: 3, activation: softmax}", "{units: 1, activation: sigmoid}")
+        )
+    )
+    module = load_module(graph, random_weights(graph, seed=5))
+    for seed in range(4):
+        x = np.random.default_rng(seed).standard_normal((3, 8, 8)).astype(np.float32)
+        s = vis.saliency(module, x, "binary")
+        with torch.no_grad():
+            p = float(module(torch.as_tensor(x[None]))[0, 0])
+        assert s.label == int(p > 0.5) and s.score == pytest.approx(p if s.label else 1 - p)
+        assert s.score >= 0.5

@@ -70,7 +70,8 @@ def visualize(
     layers: Annotated[
         str | None,
         typer.Option(
-            "--layers", help="With --activations: comma-separated layers (default: every conv)."
+            "--layers",
+            help="With --activations: comma-separated layers (default: the first 8 convs).",
         ),
     ] = None,
     saliency: Annotated[
@@ -107,7 +108,7 @@ def visualize(
             raw, x = vis.read_input(loaded, activations)
             module = vis.load(loaded)
             names = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
-            maps = vis.activations(module, x, names or vis.conv_names(loaded.graph)[:8])
+            maps = vis.activations(module, x, names or vis.feature_convs(loaded.graph)[:8])
             path = out or loaded.directory / f"activations-{activations.stem}.png"
             vis.plot_activations(maps, path, f"{name}: feature maps of {activations.name}")
             detail = ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items())
