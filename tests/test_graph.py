@@ -137,6 +137,15 @@ def test_every_shipped_spec_renders_without_overlaps(expand: bool) -> None:
             assert ys == sorted(ys) and ys[0] == pytest.approx(
                 lay.at(r.link.src).y + lay.at(r.link.src).h / 2
             )
+        for r in lay.routes:  # long links pass beside the boxes they skip, never through them
+            ways = r.points[1:-1]  # pairs: down through one rank's row at one x
+            for (x, top), (_, bottom) in zip(ways[::2], ways[1::2], strict=True):
+                inside = [
+                    p.box.id
+                    for p in lay.placed
+                    if abs(x - p.x) < p.w / 2 and top < p.y + p.h / 2 and bottom > p.y - p.h / 2
+                ]
+                assert not inside, (path.name, r.link, inside)
         assert ET.fromstring(svg(lay)).tag == f"{SVG}svg"
         nodes, edges = _mermaid(mermaid(d))
         assert (len(nodes), len(edges)) == (len(d.boxes), len(d.links)), path.name
