@@ -6,6 +6,8 @@ from html import escape
 from itertools import pairwise
 from pathlib import Path
 
+from netspec.errors import NetspecError, Problem
+from netspec.fileio import write_text
 from netspec.graph_layout import (
     CHAR_W,
     FONT_PX,
@@ -215,9 +217,6 @@ def png(lay: Layout, path: Path) -> tuple[int, int]:
 
 def write(lay: Layout, path: Path) -> str:
     """Write the picture in the format the suffix names; returns that format."""
-    from netspec.errors import NetspecError, Problem
-    from netspec.fileio import write_text
-
     suffix = path.suffix.lower()
     if suffix == ".svg":
         write_text(path, svg(lay))
