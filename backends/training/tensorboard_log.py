@@ -49,8 +49,9 @@ def labels_figure(
     from .plots import _display
 
     n = len(images)
-    fig = Figure(figsize=(1.6 * n + 0.2, 2.1), layout="constrained")
+    fig = Figure(figsize=(1.6 * n + 0.2, 2.1))  # fixed margins: a constrained layout draws twice
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.78, wspace=0.1)
     fig.suptitle(f"{title} (true → predicted, red: wrong)", fontsize=9)
     axes = fig.subplots(1, n, squeeze=False)[0]
 
