@@ -68,6 +68,17 @@ class Origin:
     via: tuple[str, ...] = ()
 
 
+_USE = re.compile(r"^block '([^']+)' used as '([^']+)'")
+
+
+def block_use(via: str) -> tuple[str, str]:
+    """(block, instance) of one `Origin.via` entry, e.g. ('down', 'enc2')."""
+    m = _USE.match(via)
+    if m is None:  # pragma: no cover - every via entry is written by Expander.block
+        raise ValueError(via)
+    return m.group(1), m.group(2)
+
+
 @dataclass(frozen=True)
 class Decl:
     """One validated layer with its final name and resolved inputs, in file order."""
@@ -477,7 +488,7 @@ class Expander:
             return prev
         inner = Scope(instance + "/", inputs[0], parent=scope)
         line = f", line {origin.line}" if origin.line else ""
-        here = f"block '{block}' used as '{instance}' at {format_path(path)}{line}"
+        here = f"block '{block}' used as '{instance}' at {format_path(path)}{line}"  # see block_use
         last = self.expand(
             definition.layers,
             ("blocks", block, "layers"),

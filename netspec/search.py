@@ -195,8 +195,7 @@ def check_ends(source: Source, entries: list[SearchEntry]) -> dict[str, Graph]:
         except SpecError as err:
             problems += [
                 Problem(
-                    f"with every searched value at its {end} ({_values(entries, end)}): "
-                    f"{p.message}",
+                    f"with every searched value at its {end} ({values(entries, end)}): {p.message}",
                     p.file,
                     p.line,
                     p.col,
@@ -210,7 +209,8 @@ def check_ends(source: Source, entries: list[SearchEntry]) -> dict[str, Graph]:
     return graphs
 
 
-def _values(entries: list[SearchEntry], end: str) -> str:
+def values(entries: list[SearchEntry], end: str) -> str:
+    """`name=value, ...` of every searched value at one end."""
     return ", ".join(f"{e.name}={e.ends()[end]}" for e in entries)
 
 

@@ -406,6 +406,18 @@ class Callbacks(_Section):
     csv_log: bool = Field(True, description="Write metrics.csv.")
 
 
+class Log(_Section):
+    """Live logging while training (metrics.csv and the plots are always written)."""
+
+    tensorboard: bool = Field(
+        False,
+        description="Write TensorBoard event files to <run>/tensorboard/: every epoch's losses, "
+        "metrics and learning rate, the network's graph, and a grid of predictions. Needs the "
+        "tensorboard package (pip install 'netspec[tensorboard]'); view with "
+        "`tensorboard --logdir runs/`.",
+    )
+
+
 class Init(_Section):
     """Transfer learning: load weights by layer name (and shape) from a run or weights file."""
 
@@ -448,6 +460,7 @@ class TrainSpec(_Section):
     )
     regularize: list[Regularize] = Field(default_factory=list)
     callbacks: Callbacks = Field(default_factory=Callbacks)
+    log: Log = Field(default_factory=Log, description="Live logging (TensorBoard).")
     init: Init | None = None
     seed: int = Field(0, description="Seed of every random number generator.")
     precision: Literal["auto", "fp32", "bf16"] = Field(

@@ -62,6 +62,7 @@ from .state import (
     save_state,
     spec_hash,
 )
+from .tensorboard_log import Board
 from .transfer import init_from
 
 
@@ -410,6 +411,8 @@ class Trainer:
     # the loop
     def fit(self) -> dict[str, Any]:
         spec = self.spec
+        # First: a missing tensorboard package stops the run before it writes anything.
+        board = Board(self) if spec.log.tensorboard and self.writer else None
         if self.writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_static()
@@ -431,6 +434,8 @@ class Trainer:
                 self._after_epoch(row)
                 self._save_epoch()
                 self.log(epoch_line(row, spec.epochs))
+                if board is not None:
+                    board.epoch(row)
                 if self.on_epoch is not None:
                     self.on_epoch(row)
         except KeyboardInterrupt:
@@ -449,6 +454,9 @@ class Trainer:
                     )
                 ]
             ) from None
+        finally:
+            if board is not None:
+                board.close()
         if self.state.stopped:
             self.log(f"stopped: {self.state.stopped}")
         try:
@@ -534,10 +542,8 @@ class Trainer:
         }
 
     @torch.inference_mode()
-    def _plot_predictions(self, n: int = 6) -> None:
-        """predictions.png: input, true mask and predicted mask of a few validation tiles."""
-        from .plots import plot_predictions
-
+    def prediction_sample(self, n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+        """A few held-out samples spread over their split: raw x, true y, predicted labels, split."""
         x, y = self.val if self.val is not None else self.test or (None, None)
         if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
             idx = torch.arange(min(n, len(self.y_train)), device=self.device)
@@ -559,6 +565,13 @@ class Trainer:
         with self._autocast():
             out = self.module.forward_logits(self._prep(xb)).float()
         pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
+        return xb, yb, pred, split
+
+    def _plot_predictions(self, n: int = 6) -> None:
+        """predictions.png: input, true mask and predicted mask of a few validation tiles."""
+        from .plots import plot_predictions
+
+        xb, yb, pred, split = self.prediction_sample(n)
         plot_predictions(
             xb.float().cpu().numpy(),
             yb.cpu().numpy(),

@@ -8,7 +8,7 @@ import sys
 from netspec.cli.common import app
 
 # Each module registers its commands when imported; this order is the order `--help` lists them.
-COMMAND_MODULES = ("spec", "train", "export", "predict")
+COMMAND_MODULES = ("spec", "train", "export", "predict", "visual")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"netspec.cli.{_name}")
 

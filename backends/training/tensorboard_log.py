@@ -1,0 +1,147 @@
+"""`train.log.tensorboard`: each epoch's scalars, the graph and a grid of predictions as TensorBoard events."""
+
+# Not named tensorboard.py: a module must not shadow the package it uses (house style).
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from netspec.errors import NetspecError, Problem, first_line
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .loop import Trainer
+
+LOG_DIR = "tensorboard"
+SHOWN = 8  # predictions drawn each epoch (segmentation: half, a row of four panels each)
+
+
+def scalar_tags(row: dict[str, float]) -> dict[str, float]:
+    """An epoch's row as TensorBoard tags: `loss/train` beside `loss/val` in one section."""
+    tags = {}
+    for key, value in row.items():
+        if key == "epoch":
+            continue
+        if key == "lr":
+            tags["lr"] = value
+        elif key == "time_s":
+            tags["time/epoch_s"] = value
+        elif key == "samples_per_s":
+            tags["time/samples_per_s"] = value
+        elif key.startswith("val_"):
+            tags[f"{key.removeprefix('val_')}/val"] = value
+        else:
+            tags[f"{key}/train"] = value
+    return tags
+
+
+def labels_figure(
+    images: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    classes: list[str],
+    title: str,
+    rgb: Sequence[int] | None = None,
+) -> Figure:
+    """Classification: one tile per sample, titled `true → predicted` (red when wrong)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .plots import display_image
+
+    n = len(images)
+    fig = Figure(figsize=(1.6 * n + 0.2, 2.1))  # fixed margins: a constrained layout draws twice
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.78, wspace=0.1)
+    fig.suptitle(f"{title} (true → predicted, red: wrong)", fontsize=9)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+
+    def name(i: int) -> str:
+        return classes[i] if i < len(classes) else str(i)
+
+    for ax, image, t, p in zip(axes, images, true, pred, strict=True):
+        shown, cmap = display_image(image, rgb)
+        ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(
+            f"{name(int(t))} → {name(int(p))}", fontsize=8, color="black" if t == p else "red"
+        )
+        ax.axis("off")
+    return fig
+
+
+class Board:
+    """A SummaryWriter on <run>/tensorboard for one training run (the writing rank only)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise NetspecError(
+                [
+                    Problem(
+                        "train.log.tensorboard is on, but the tensorboard package is not installed",
+                        trainer.graph.file,
+                        hint="pip install 'netspec[tensorboard]', or set train.log.tensorboard: false",
+                    )
+                ],
+                stage="train",
+            ) from None
+        self.trainer = trainer
+        self.dir = trainer.run_dir / LOG_DIR
+        # Resuming after epoch k: events of later epochs from the interrupted run are dropped.
+        purge = trainer.state.epoch + 1 if trainer.state.epoch else None
+        self.writer: Any = SummaryWriter(log_dir=str(self.dir), purge_step=purge)
+        if not trainer.state.epoch:
+            self._graph()
+
+    def _graph(self) -> None:
+        import torch
+
+        t = self.trainer
+        x = torch.zeros((1, *t.graph.input_shape), device=t.device)
+        module = getattr(t.module, "module", t.module)  # the network inside a DDP wrapper
+        was_training = module.training
+        module.eval()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer chatter about Python control flow
+                self.writer.add_graph(module, x)
+        except Exception as exc:  # tracing fails on some models; the scalars still matter
+            t.log(f"note: TensorBoard graph not written ({type(exc).__name__}: {first_line(exc)})")
+        finally:
+            module.train(was_training)
+
+    def epoch(self, row: dict[str, float]) -> None:
+        step = int(row["epoch"])
+        for tag, value in scalar_tags(row).items():
+            self.writer.add_scalar(tag, value, step)
+        fig = self._predictions(step)
+        if fig is not None:
+            self.writer.add_figure("predictions", fig, step)
+        self.writer.flush()
+
+    def _predictions(self, step: int) -> Figure | None:
+        t = self.trainer
+        if t.data.task == "regression" or len(t.graph.input_shape) != 3:
+            return None  # nothing to draw as pictures
+        seg = t.data.task == "segmentation"
+        x, y, pred, split = t.prediction_sample(SHOWN // 2 if seg else SHOWN)
+        classes = list(t.data.classes or ())
+        rgb = t.spec.data.rgb_bands
+        title = f"{t.graph.name}: {split} samples, epoch {step}"
+        images = x.float().cpu().numpy()
+        if seg:
+            from .plots import predictions_figure
+
+            return predictions_figure(
+                images, y.cpu().numpy(), pred.cpu().numpy(), classes=classes, title=title, rgb=rgb
+            )
+        return labels_figure(images, y.cpu().numpy(), pred.cpu().numpy(), classes, title, rgb)
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,358 @@
+"""The network as a picture's data: boxes and links (blocks collapsed or open), then a layered layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from netspec.expand import INPUT, block_use
+from netspec.ir import Graph, Node
+from netspec.shapes import Shape
+
+# Text metrics shared by every renderer: a 12 px sans-serif font, ~7.4 px per character.
+FONT_PX = 12
+CHAR_W = 7.4
+LINE_H = 16
+PAD_X, PAD_Y = 12, 8
+GAP_X = 28  # between neighbouring boxes of one rank
+GAP_Y = 46  # between ranks: room for the shape label under a box
+DUMMY_W = 8  # a long edge's waypoint takes this much room in the ranks it crosses
+MARGIN = 20
+HEADER = 34
+
+
+@dataclass(frozen=True)
+class Box:
+    """One drawn node: a layer, a collapsed block instance, or the input."""
+
+    id: str
+    title: str
+    lines: tuple[str, ...]
+    shape: Shape  # its output shape, written on the links leaving it
+    params: int
+    kind: str  # layer kind, "block" or "input"
+    layers: int = 1  # layers drawn as this box
+
+
+@dataclass(frozen=True)
+class Link:
+    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to)."""
+
+    src: str
+    dst: str
+    shape: Shape
+    ref: bool = False
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What a picture shows, in topological order; `groups` are the open blocks (expanded view)."""
+
+    name: str
+    boxes: tuple[Box, ...]
+    links: tuple[Link, ...]
+    params: int
+    groups: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (instance, block, member ids)
+
+
+def shape_text(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def count_text(n: int) -> str:
+    return f"{n:,} params"
+
+
+def describe(node: Node) -> str:
+    """The kind and its main arguments in a few characters: `conv2d 16 3×3 /2 relu`."""
+    layer = node.layer
+    parts: list[str] = [node.kind]
+    for field in ("filters", "units", "kernel", "size", "stride", "rate", "activation", "fn"):
+        v: Any = getattr(layer, field, None)
+        if v is None or v == "linear":
+            continue
+        if isinstance(v, (tuple, list)):
+            if field == "stride" and all(x == 1 for x in v):
+                continue
+            v = v[0] if field == "stride" and len(set(v)) == 1 else "×".join(str(x) for x in v)
+        if field == "stride":
+            v = f"/{v}"
+        if field == "fn" and v == node.kind:
+            continue
+        parts.append(str(v))
+    return " ".join(parts)
+
+
+def _block_of(node: Node, expand: bool) -> tuple[str, str] | None:
+    """(instance, block) of the outermost block use around a node, or None (top level or open)."""
+    if expand or not node.origin.via:
+        return None
+    block, instance = block_use(node.origin.via[0])
+    return instance, block
+
+
+def drawing(graph: Graph, expand: bool = False) -> Drawing:
+    """Boxes and links of a compiled graph; each top-level block use is one box unless `expand`."""
+    owner: dict[str, str] = {INPUT: INPUT}  # node name -> box id
+    members: dict[str, list[Node]] = {}
+    block_kind: dict[str, str] = {}
+    order: list[str] = [INPUT]
+    for node in graph.nodes:
+        use = _block_of(node, expand)
+        box_id = use[0] if use else node.name
+        owner[node.name] = box_id
+        if box_id not in members:
+            members[box_id] = []
+            order.append(box_id)
+            if use:
+                block_kind[box_id] = use[1]
+        members[box_id].append(node)
+
+    boxes = [Box(INPUT, "input", (), graph.input_shape, 0, "input", 0)]
+    shapes: dict[str, Shape] = {INPUT: graph.input_shape}
+    for box_id in order[1:]:
+        nodes = members[box_id]
+        # A block's output is the last layer it expanded to (expand.py names the instance so).
+        out = nodes[-1]
+        params = sum(n.params for n in nodes)
+        shapes[box_id] = out.shape
+        if box_id in block_kind:
+            n = len(nodes)
+            lines = (f"{block_kind[box_id]} block, {n} layer{'s' * (n != 1)}",)
+            kind = "block"
+        else:
+            kind = out.kind
+            lines = (describe(out),) if describe(out) != box_id else ()
+        if params:
+            lines = (*lines, count_text(params))
+        boxes.append(Box(box_id, box_id, lines, out.shape, params, kind, len(nodes)))
+
+    links: dict[tuple[str, str], Link] = {}
+    for node in graph.nodes:
+        dst = owner[node.name]
+        reads = [(i, False) for i in node.inputs]
+        reads += [(getattr(node.layer, f), True) for f in node.layer.ref_fields]
+        for name, ref in reads:
+            src = owner[name]
+            if src == dst or (src, dst) in links:
+                continue  # inside a collapsed block, or already drawn
+            shape = shapes[INPUT] if name == INPUT else graph.node(name).shape
+            links[(src, dst)] = Link(src, dst, tuple(shape), ref)
+
+    groups: list[tuple[str, str, tuple[str, ...]]] = []
+    if expand:
+        seen: dict[str, int] = {}
+        for node in graph.nodes:
+            if node.origin.via:
+                block, instance = block_use(node.origin.via[0])
+                if instance not in seen:
+                    seen[instance] = len(groups)
+                    groups.append((instance, block, ()))
+                i = seen[instance]
+                groups[i] = (instance, block, (*groups[i][2], node.name))
+    return Drawing(
+        graph.name,
+        tuple(boxes),
+        tuple(links.values()),
+        sum(n.params for n in graph.nodes),
+        tuple(groups),
+    )
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A box at its place: centre (x, y), width and height in pixels."""
+
+    box: Box
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True)
+class Route:
+    """A link's path: points from the source's bottom to the target's top, through waypoints."""
+
+    link: Link
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    drawing: Drawing
+    width: float
+    height: float
+    placed: tuple[Placed, ...]
+    routes: tuple[Route, ...]
+
+    def at(self, box_id: str) -> Placed:
+        return next(p for p in self.placed if p.box.id == box_id)
+
+
+def box_size(box: Box) -> tuple[float, float]:
+    # The title is bold: about a tenth wider than the other lines.
+    w = max([len(box.title) * CHAR_W * 1.1, *(len(t) * CHAR_W for t in box.lines)]) + 2 * PAD_X
+    return max(w, 60.0), (1 + len(box.lines)) * LINE_H + 2 * PAD_Y
+
+
+def layout(d: Drawing, sweeps: int = 6) -> Layout:
+    """A layered (Sugiyama-style) layout, top to bottom.
+
+    Ranks by longest path from the input; links spanning several ranks get one waypoint per
+    rank they cross, so skips (U-Net, ResNet) run beside the boxes instead of through them;
+    barycentre sweeps order each rank to cut crossings; then each rank is packed around the
+    mean x of its neighbours.
+    """
+    index = {b.id: i for i, b in enumerate(d.boxes)}
+    rank: dict[str, int] = {}
+    preds: dict[str, list[str]] = {b.id: [] for b in d.boxes}
+    for link in d.links:
+        preds[link.dst].append(link.src)
+    for b in d.boxes:  # topological order
+        rank[b.id] = max((rank[p] + 1 for p in preds[b.id]), default=0)
+
+    # The layered graph: real boxes plus waypoints ("~k~r") on long links.
+    size = {b.id: box_size(b) for b in d.boxes}
+    up: dict[str, list[str]] = {b.id: [] for b in d.boxes}
+    down: dict[str, list[str]] = {b.id: [] for b in d.boxes}
+    chains: list[list[str]] = []
+    order_key: dict[str, float] = {b.id: float(index[b.id]) for b in d.boxes}
+    for k, link in enumerate(d.links):
+        chain = [link.src]
+        for r in range(rank[link.src] + 1, rank[link.dst]):
+            w = f"~{k}~{r}"
+            rank[w], size[w] = r, (DUMMY_W, 0.0)
+            up[w], down[w] = [], []
+            order_key[w] = index[link.dst] - 0.5  # start beside the box it leads to
+            chain.append(w)
+        chain.append(link.dst)
+        for a, b in pairwise(chain):
+            down[a].append(b)
+            up[b].append(a)
+        chains.append(chain)
+
+    n_ranks = max(rank.values()) + 1
+    rows: list[list[str]] = [[] for _ in range(n_ranks)]
+    for v in sorted(rank, key=lambda v: order_key[v]):
+        rows[rank[v]].append(v)
+
+    pos = {v: float(i) for row in rows for i, v in enumerate(row)}
+    for s in range(sweeps):
+        going_down = s % 2 == 0
+        seq = range(1, n_ranks) if going_down else range(n_ranks - 2, -1, -1)
+        for r in seq:
+            nbrs = up if going_down else down
+            row = rows[r]
+            key = {
+                v: sum(pos[u] for u in nbrs[v]) / len(nbrs[v]) if nbrs[v] else pos[v] for v in row
+            }
+            row.sort(key=lambda v: key[v])
+            for i, v in enumerate(row):
+                pos[v] = float(i)
+
+    # x: start packed, then pull each box towards its neighbours, keeping the order and gaps.
+    x: dict[str, float] = {}
+    for row in rows:
+        at = 0.0
+        for v in row:
+            x[v] = at + size[v][0] / 2
+            at += size[v][0] + GAP_X
+    for s in range(12):
+        going_down = s % 2 == 0
+        seq = range(n_ranks) if going_down else range(n_ranks - 1, -1, -1)
+        for r in seq:
+            row = rows[r]
+            want = []
+            for v in row:
+                nb = (up[v] + down[v]) if s >= 10 else (up[v] if going_down else down[v])
+                want.append(sum(x[u] for u in nb) / len(nb) if nb else x[v])
+            for v, p in zip(row, _pack(want, [size[v][0] for v in row])):
+                x[v] = p
+
+    _straighten(chains, rows, x, size)
+    left = min(x[v] - size[v][0] / 2 for v in x)
+    right = max(x[v] + size[v][0] / 2 for v in x)
+    shift = MARGIN - left
+    row_h = [max((size[v][1] for v in row), default=0.0) for row in rows]
+    y_top: list[float] = []
+    at = MARGIN + HEADER
+    for h in row_h:
+        y_top.append(at)
+        at += max(h, 1.0) + GAP_Y
+    height = at + MARGIN  # the last GAP_Y holds the output's shape label
+    placed = tuple(
+        Placed(b, x[b.id] + shift, y_top[rank[b.id]] + row_h[rank[b.id]] / 2, *size[b.id])
+        for b in d.boxes
+    )
+    by_id = {p.box.id: p for p in placed}
+
+    def through(v: str) -> list[tuple[float, float]]:
+        """A waypoint's two points: straight down through its rank's row."""
+        r = rank[v]
+        return [(x[v] + shift, y_top[r]), (x[v] + shift, y_top[r] + row_h[r])]
+
+    # Several links into one box land spread over its top, ordered by where they come from.
+    entry: dict[tuple[str, int], float] = {}
+    for b in d.boxes:
+        ins = [k for k, c in enumerate(chains) if c[-1] == b.id]
+        ins.sort(key=lambda k: x[chains[k][-2]])
+        p = by_id[b.id]
+        for j, k in enumerate(ins):
+            entry[(b.id, k)] = p.x - p.w / 2 + p.w * (j + 1) / (len(ins) + 1)
+    routes = []
+    for k, (link, chain) in enumerate(zip(d.links, chains)):
+        s, t = by_id[link.src], by_id[link.dst]
+        pts = [(s.x, s.y + s.h / 2)]
+        for w in chain[1:-1]:
+            pts += through(w)
+        pts.append((entry[(link.dst, k)], t.y - t.h / 2))
+        routes.append(Route(link, tuple(pts)))
+    width = right - left + 2 * MARGIN
+    width = max(width, len(title(d)) * CHAR_W * 1.2 + 2 * MARGIN)
+    return Layout(d, width, height, placed, tuple(routes))
+
+
+def title(d: Drawing) -> str:
+    return f"{d.name}: {count_text(d.params)}"
+
+
+def _straighten(
+    chains: list[list[str]],
+    rows: list[list[str]],
+    x: dict[str, float],
+    size: dict[str, tuple[float, float]],
+) -> None:
+    """Line up a long link's waypoints on one x where the ranks it crosses leave room."""
+    slot = {v: (r, i) for r, row in enumerate(rows) for i, v in enumerate(row)}
+    for chain in chains:
+        ways = chain[1:-1]
+        if len(ways) < 2:
+            continue
+        for target in sorted((x[w] for w in ways), key=lambda t: -abs(t - x[ways[0]])):
+            ok = True
+            for w in ways:
+                r, i = slot[w]
+                row = rows[r]
+                lo = row[i - 1] if i > 0 else None
+                hi = row[i + 1] if i + 1 < len(row) else None
+                if lo is not None and target - x[lo] < (size[lo][0] + DUMMY_W) / 2 + GAP_X / 2:
+                    ok = False
+                if hi is not None and x[hi] - target < (size[hi][0] + DUMMY_W) / 2 + GAP_X / 2:
+                    ok = False
+            if ok:
+                for w in ways:
+                    x[w] = target
+                break
+
+
+def _pack(want: list[float], widths: list[float]) -> list[float]:
+    """Positions as close to `want` as the order and the gaps allow (mean of two greedy sweeps)."""
+    n = len(want)
+    a, b = list(want), list(want)
+    for i in range(1, n):
+        a[i] = max(want[i], a[i - 1] + (widths[i - 1] + widths[i]) / 2 + GAP_X)
+    for i in range(n - 2, -1, -1):
+        b[i] = min(want[i], b[i + 1] - (widths[i] + widths[i + 1]) / 2 - GAP_X)
+    return [(p + q) / 2 for p, q in zip(a, b)]

@@ -1,0 +1,127 @@
+"""`train.log.tensorboard`: event files with every epoch's scalars, the graph and prediction images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import fails, invoke, make_trainer
+
+pytest.importorskip("torch")
+pytest.importorskip("tensorboard")
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from netspec.backends.training.tensorboard_log import scalar_tags
+
+pytestmark = pytest.mark.usefixtures("no_plots")
+
+TINY = """\
+name: tiny
+input: [1, 8, 8]
+layers:
+  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
+  - flatten
+  - dense: {units: 10, activation: softmax}
+train:
+  data: {source: builtin, limit: 120, val: 0.25}
+  preprocess: {rescale: 0.0625}
+  batch_size: 32
+  epochs: 2
+  log: {tensorboard: true}
+"""
+
+
+def _events(run: Path) -> EventAccumulator:
+    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    ea.Reload()
+    return ea
+
+
+def test_every_epoch_is_logged(tmp_path: Path) -> None:
+    t = make_trainer(tmp_path, TINY)
+    result = t.fit()
+    ea = _events(t.run_dir)
+    tags = ea.Tags()
+    assert set(tags["scalars"]) == {
+        "loss/train",
+        "loss/val",
+        "accuracy/train",
+        "accuracy/val",
+        "lr",
+        "time/epoch_s",
+        "time/samples_per_s",
+    }
+    for tag, key in (("loss/train", "loss"), ("accuracy/val", "val_accuracy"), ("lr", "lr")):
+        events = ea.Scalars(tag)
+        assert [e.step for e in events] == [1, 2]
+        assert [e.value for e in events] == pytest.approx([r[key] for r in result["history"]])
+    assert tags["graph"]  # the traced network
+    images = ea.Images("predictions")
+    assert [im.step for im in images] == [1, 2]
+    assert images[-1].width > 400 and images[-1].height > 100  # 8 labelled samples in a row
+    assert not any("graph not written" in line for line in t.logs)
+
+
+def test_off_by_default(tmp_path: Path) -> None:
+    t = make_trainer(
+        tmp_path, TINY.replace("  log: {tensorboard: true}\n", "").replace("epochs: 2", "epochs: 1")
+    )
+    t.fit()
+    assert not (t.run_dir / "tensorboard").exists()
+
+
+def test_missing_package_is_a_clear_error_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    out = fails(
+        invoke("train", spec, "--out", tmp_path / "run"), "tensorboard package is not installed"
+    )
+    assert "pip install 'netspec[tensorboard]'" in out
+    assert not (tmp_path / "run" / "spec.yaml").exists()
+
+
+def test_scalar_tags_pair_train_and_val() -> None:
+    row = {"epoch": 3, "loss": 0.5, "val_loss": 0.6, "iou": 0.7, "lr": 0.01, "time_s": 2.0}
+    assert scalar_tags(row) == {
+        "loss/train": 0.5,
+        "loss/val": 0.6,
+        "iou/train": 0.7,
+        "lr": 0.01,
+        "time/epoch_s": 2.0,
+    }
+
+
+def test_log_section_is_validated(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY.replace("log: {tensorboard: true}", "log: {tensorbord: true}"))
+    fails(invoke("validate", spec), "tensorbord")
+    spec.write_text(TINY.replace("log: {tensorboard: true}", "log: {tensorboard: 3}"))
+    fails(invoke("validate", spec), "tensorboard")
+
+
+SEG = """\
+name: seg
+input: [3, 16, 16]
+layers:
+  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
+  - conv2d: {filters: 4, kernel: 1, activation: softmax}
+train:
+  data: {source: shapes, samples: 16, size: [16, 16], bands: 3, val: 0.25}
+  batch_size: 8
+  epochs: 1
+  log: {tensorboard: true}
+"""
+
+
+def test_segmentation_logs_mask_grids(tmp_path: Path) -> None:
+    t = make_trainer(tmp_path, SEG)
+    t.fit()
+    ea = _events(t.run_dir)
+    assert {"iou/train", "iou/val", "dice/val"} <= set(ea.Tags()["scalars"])
+    (image,) = ea.Images("predictions")
+    assert image.step == 1 and image.height > image.width  # one row per tile: 4 rows of 4 panels
