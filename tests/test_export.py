@@ -16,11 +16,12 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from helpers import fails, invoke, plain_specs  # noqa: E402
+from helpers import fails, invoke, plain_specs, random_weights  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
 from netspec.backends.export.model import build_onnx, check_model, export_onnx  # noqa: E402
+from netspec.backends.export.opsets import parse_opset  # noqa: E402
 from netspec.backends.export.parity import (  # noqa: E402
     FP16_TOLERANCE,
     TOLERANCE,
@@ -161,13 +162,25 @@ def test_fp16(name: str) -> None:
     graph, module, weights, _, _ = exported(f"{name}.yaml")
     model = export_onnx(graph, weights, fp16=True)
     check_model(model, graph)
-    f16 = onnx.TensorProto.FLOAT16
-    assert model.graph.input[0].type.tensor_type.elem_type == f16
-    assert model.graph.output[0].type.tensor_type.elem_type == f16
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    # float16 inside, float32 at the edges: a caller feeds and reads plain float32 arrays.
+    assert model.graph.input[0].type.tensor_type.elem_type == f32
+    assert model.graph.output[0].type.tensor_type.elem_type == f32
+    first, last = model.graph.node[0], model.graph.node[-1]
+    assert (first.op_type, first.input[0], first.attribute[0].i) == ("Cast", "input", f16)
+    assert (last.op_type, last.output[0], last.attribute[0].i) == ("Cast", graph.output.name, f32)
     floats = [t for t in model.graph.initializer if t.data_type != onnx.TensorProto.INT64]
     assert floats and all(t.data_type == f16 for t in floats)
     x = random_inputs(graph)["random batch 7"].astype(np.float16)
-    y = run_onnx(onnx_session(model), x)
+    session = onnx_session(model)
+    y = session.run(None, {"input": x.astype(np.float32)})[0]
+    assert y.dtype == np.float32
+    # --fp16-io: the old all-float16 model, input and output float16 too.
+    io16 = export_onnx(graph, weights, fp16=True, fp16_io=True)
+    assert io16.graph.input[0].type.tensor_type.elem_type == f16
+    assert io16.graph.output[0].type.tensor_type.elem_type == f16
+    assert "Cast" not in {n.op_type for n in io16.graph.node}
+    np.testing.assert_allclose(run_onnx(onnx_session(io16), x), y, atol=FP16_TOLERANCE)
     expected = run_torch(module, x.astype(np.float32))
     scale = max(1.0, float(np.abs(expected).max()))
     assert np.abs(y - expected).max() <= FP16_TOLERANCE * scale
@@ -527,3 +540,41 @@ def test_cli_needs_a_format_and_a_good_batch(quickstart_run: Path) -> None:
     fails(invoke("export", quickstart_run), "--onnx")
     fails(invoke("export", quickstart_run, "--onnx", "--batch", "many"), "--batch many")
     fails(invoke("export", quickstart_run, "--onnx", "--opset", "9"), "opset 9")
+
+
+LAYERNORM_NET = """
+name: ln
+input: [8]
+layers:
+  - dense: {units: 6, activation: gelu}
+  - layernorm
+  - dense: {units: 3, activation: softmax}
+"""
+
+
+def test_opset_is_the_lowest_the_graph_needs() -> None:
+    # mnist_cnn has no layernorm: opset 13, which older runtimes read, and it still runs.
+    graph, module, weights, _, _ = exported("mnist_cnn.yaml")
+    model = export_onnx(graph, weights)
+    assert model.opset_import[0].version == 13 and model.ir_version == 7
+    check_model(model, graph)
+    check_parity(graph, weights, model, random_inputs(graph), module=module)
+    ln = netspec.compile_text(LAYERNORM_NET, "ln.yaml")
+    ln_weights = random_weights(ln)
+    assert export_onnx(ln, ln_weights).opset_import[0].version == 17
+    assert export_onnx(ln, ln_weights, opset=20).opset_import[0].version == 20
+    with pytest.raises(ExportError, match="opset 16 is too old.*LayerNormalization needs opset 17"):
+        export_onnx(ln, ln_weights, opset=16)
+    assert parse_opset("auto") is None and parse_opset("15") == 15
+    with pytest.raises(ExportError, match="--opset new"):
+        parse_opset("new")
+
+
+def test_cli_opset(quickstart_copy: Path) -> None:
+    result = invoke("export", quickstart_copy, "--onnx", "--opset", "15")
+    assert result.exit_code == 0, result.output
+    assert "opset 15" in result.output
+    assert onnx.load(quickstart_copy / "model.onnx").opset_import[0].version == 15
+    result = invoke("export", quickstart_copy, "--onnx")
+    assert "opset 13" in result.output
+    fails(invoke("export", quickstart_copy, "--onnx", "--opset", "12"), "opset 12")

@@ -15,7 +15,7 @@ from netspec.fileio import atomic_path
 from netspec.runs import Run, load_run
 
 from .emitter import ExportError
-from .model import DEFAULT_OPSET, build_onnx, check_model
+from .model import build_onnx, check_model
 
 
 @dataclass
@@ -101,9 +101,10 @@ def export_run(
     source: Path,
     out: Path | None = None,
     *,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: int | None = None,
     fp16: bool = False,
+    fp16_io: bool = False,
     check: bool = True,
     samples: np.ndarray | None = None,
 ) -> ExportReport:
@@ -115,7 +116,7 @@ def export_run(
     """
     run = load_run(Path(source))
     model, stats = build_onnx(
-        run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16
+        run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
     )
     notes: list[str] = list(run.notes)
     diffs: dict[str, float] = {}
@@ -149,7 +150,7 @@ def export_run(
     return ExportReport(
         path=path,
         size=len(data),
-        opset=opset,
+        opset=model.opset_import[0].version,
         batch=batch,
         fp16=fp16,
         nodes=len(model.graph.node),

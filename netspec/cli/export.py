@@ -25,12 +25,20 @@ def export(
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output file (default: <run>/model.onnx).")
     ] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    opset: Annotated[
+        str, typer.Option(help="ONNX opset: a number, or auto (the lowest the network needs).")
+    ] = "auto",
     batch: Annotated[
         str, typer.Option(help="Batch size: 'dynamic', or a fixed positive integer.")
     ] = "dynamic",
     fp16: Annotated[
-        bool, typer.Option("--fp16", help="Store weights, input and output as float16.")
+        bool,
+        typer.Option(
+            "--fp16", help="Store weights and compute in float16 (input and output stay float32)."
+        ),
+    ] = False,
+    fp16_io: Annotated[
+        bool, typer.Option("--fp16-io", help="With --fp16: make the input and output float16 too.")
     ] = False,
     check: Annotated[
         bool,
@@ -44,10 +52,17 @@ def export(
     try:
         if not onnx:
             raise NetspecError("choose an export format: --onnx (the only one for now)")
+        from netspec.backends.export.opsets import parse_opset
         from netspec.backends.export.run import export_run, parse_batch
 
         report = export_run(
-            source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
+            source,
+            out,
+            opset=parse_opset(opset),
+            batch=parse_batch(batch),
+            fp16=fp16,
+            fp16_io=fp16_io,
+            check=check,
         )
     except NetspecError as err:
         raise fail(err) from None
