@@ -563,7 +563,9 @@ def test_opset_is_the_lowest_the_graph_needs() -> None:
     ln_weights = random_weights(ln)
     assert export_onnx(ln, ln_weights).opset_import[0].version == 17
     assert export_onnx(ln, ln_weights, opset=20).opset_import[0].version == 20
-    with pytest.raises(ExportError, match="opset 16 is too old.*LayerNormalization needs opset 17"):
+    with pytest.raises(
+        ExportError, match=r"opset 16 is too old.*LayerNormalization needs opset 17"
+    ):
         export_onnx(ln, ln_weights, opset=16)
     assert parse_opset("auto") is None and parse_opset("15") == 15
     with pytest.raises(ExportError, match="--opset new"):
