@@ -244,7 +244,11 @@ def test_metadata() -> None:
     assert props["netspec.spec_sha256"] == "ab" * 32
     assert props["netspec.task"] == "multiclass"
     assert json.loads(props["netspec.classes"]) == meta["classes"]
-    assert json.loads(props["netspec.preprocessing"]) == {**pre, "layout": "NCHW"}
+    recorded = json.loads(props["netspec.preprocessing"])
+    steps = recorded.pop("steps")
+    assert recorded == {**pre, "layout": "NCHW", "raw_range": None}  # an old run: no range
+    assert [s["step"] for s in steps] == ["decode", "to_float32", "scale", "reshape"]
+    assert steps[2] == {"step": "scale", "factor": 0.0625, "definition": "x * factor"}
     assert json.loads(props["netspec.input_shape"]) == [1, 8, 8]
     assert json.loads(props["netspec.output_shape"]) == [10]
     assert props["netspec.head"] == "softmax"
@@ -490,6 +494,21 @@ def test_cli_exports_a_trained_run(quickstart_copy: Path) -> None:
     assert json.loads(props["netspec.classes"]) == meta["classes"]
     assert json.loads(props["netspec.preprocessing"])["scale"] == 0.0625
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    # The sidecar: the same metadata as JSON, for runtimes without metadata_props (JS).
+    assert f"metadata for any runtime: {run / 'model.onnx.json'}" in result.output
+    side = json.loads((run / "model.onnx.json").read_text())
+    assert json.loads((run / "model.json").read_text()) == meta  # the run's record untouched
+    assert side["format"] == "netspec-sidecar" and side["model"] == "model.onnx"
+    assert side["opset"] == 13 and side["precision"] == "float32"
+    assert side["inputs"] == [{"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
+    assert side["outputs"][0]["shape"] == ["batch", 10]
+    for key, value in props.items():  # one source: every metadata_props entry, decoded
+        name = key.removeprefix("netspec.")
+        assert side[name] == (value if isinstance(side[name], str) else json.loads(value))
+    pre = side["preprocessing"]
+    assert pre["raw_range"] == [0.0, 16.0]  # the digits' raw values, recorded at training
+    assert [s["step"] for s in pre["steps"]] == ["decode", "to_float32", "scale", "reshape"]
+    assert side["task"] == "multiclass" and side["classes"][3] == "3" and "tiling" not in side
 
 
 def test_export_run_api(quickstart_run: Path, tmp_path: Path) -> None:
@@ -580,3 +599,22 @@ def test_cli_opset(quickstart_copy: Path) -> None:
     result = invoke("export", quickstart_copy, "--onnx")
     assert "opset 13" in result.output
     fails(invoke("export", quickstart_copy, "--onnx", "--opset", "12"), "opset 12")
+
+
+def test_segmentation_card_describes_predicts_tiling() -> None:
+    from netspec.backends.export.model import model_card
+    from netspec.data.scenes import SceneSegmenter, blend_window
+
+    graph = netspec.compile_text(
+        "name: seg\ninput: [1, 16, 12]\nlayers:\n"
+        "  - conv2d: {filters: 3, kernel: 3, padding: same, activation: softmax}\n",
+        "seg.yaml",
+    )
+    card = model_card(graph, {"task": "segmentation", "classes": ["a", "b", "c"]})
+    tiling = card["tiling"]
+    segmenter = SceneSegmenter(run=lambda x: x, tile=(16, 12))
+    assert tiling["tile"] == [16, 12] and tiling["overlap"] == segmenter.overlap_for((16, 12))
+    # The blending formula in words is the one predict uses.
+    ramp = [min(1, min(d + 1, 12 - d) / (tiling["overlap"] + 1)) for d in range(12)]
+    np.testing.assert_allclose(blend_window((16, 12), tiling["overlap"])[8], ramp, rtol=1e-6)
+    assert "tiling" not in model_card(graph, {"task": "multiclass"})

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from netspec import __version__
+from netspec.data.preprocess import describe
+from netspec.data.scenes import describe_tiling
 from netspec.errors import NetspecError
 from netspec.ir import Graph
 from netspec.layers import Dropout
@@ -56,29 +58,65 @@ def layout(shape: Sequence[int]) -> str:
     return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
 
 
-def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
-    """model.metadata_props: the run's model.json as strings (JSON for structured values)."""
+# Metadata values that are plain strings; every other value is stored as JSON.
+STRING_KEYS = frozenset({"name", "version", "spec_sha256", "task", "head"})
+PREFIX = "netspec."
+
+
+def model_card(graph: Graph, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What an app needs besides the graph: the run's model.json (labels, task, head, the
+    preprocessing with every step defined, the raw value range, the tiling for segmentation).
+
+    One source for the .onnx `metadata_props` (`metadata`) and the JSON sidecar (sidecar.py).
+    """
     meta = dict(meta or {})
-    props = {
-        "netspec.name": str(meta.get("name") or graph.name),
-        "netspec.version": str(meta.get("netspec_version") or __version__),
+    card: dict[str, Any] = {
+        "name": str(meta.get("name") or graph.name),
+        "version": str(meta.get("netspec_version") or __version__),
     }
     if meta.get("spec_sha256"):
-        props["netspec.spec_sha256"] = str(meta["spec_sha256"])
+        card["spec_sha256"] = str(meta["spec_sha256"])
     if meta.get("task"):
-        props["netspec.task"] = str(meta["task"])
+        card["task"] = str(meta["task"])
     if meta.get("classes") is not None:
-        props["netspec.classes"] = json.dumps(list(meta["classes"]))
+        card["classes"] = list(meta["classes"])
     if meta.get("preprocessing") is not None:
         pre = dict(meta["preprocessing"])
         pre["layout"] = layout(graph.input_shape)
-        props["netspec.preprocessing"] = json.dumps(pre)
-    props["netspec.input_shape"] = json.dumps(list(graph.input_shape))
-    props["netspec.output_shape"] = json.dumps(list(graph.output.shape))
+        # Runs trained before the range was recorded: null, said so in the steps.
+        pre.setdefault("raw_range", None)
+        pre["steps"] = describe(pre)
+        card["preprocessing"] = pre
+    card["input_shape"] = list(graph.input_shape)
+    card["output_shape"] = list(graph.output.shape)
     head = graph.head
     final = meta.get("head", head.fn if head is not None else None)
-    props["netspec.head"] = final or "none"  # the output's softmax/sigmoid, or none (linear)
-    return props
+    card["head"] = final or "none"  # the output's softmax/sigmoid, or none (linear)
+    if meta.get("task") == "segmentation" and len(graph.input_shape) == 3:
+        h, w = graph.input_shape[1:]
+        card["tiling"] = describe_tiling((h, w))
+    return card
+
+
+def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
+    """model.metadata_props: the model card as strings (JSON for structured values)."""
+    return encode_card(model_card(graph, meta))
+
+
+def encode_card(card: dict[str, Any]) -> dict[str, str]:
+    return {
+        PREFIX + k: v if k in STRING_KEYS else json.dumps(v, sort_keys=False)
+        for k, v in card.items()
+    }
+
+
+def decode_card(props: dict[str, str]) -> dict[str, Any]:
+    """The model card back from `metadata_props` (keys without the prefix)."""
+    return {
+        k[len(PREFIX) :]: v if k[len(PREFIX) :] in STRING_KEYS else json.loads(v)
+        for k, v in props.items()
+        if k.startswith(PREFIX)
+    }
 
 
 def target_affine(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -16,6 +16,7 @@ from netspec.runs import Run, load_run
 
 from .emitter import ExportError
 from .model import build_onnx, check_model
+from .sidecar import sidecar_path, write_sidecar
 
 
 @dataclass
@@ -30,6 +31,7 @@ class ExportReport:
     nodes: int
     folded_batchnorm: int
     removed_dropout: int
+    sidecar: Path | None = None  # the JSON metadata beside the model
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
     tolerance: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -43,11 +45,25 @@ class ExportReport:
             f"{self.nodes} ONNX nodes; batchnorm folded: {self.folded_batchnorm}, "
             f"dropout removed: {self.removed_dropout}",
         ]
+        if self.sidecar is not None:
+            out.append(f"metadata for any runtime: {self.sidecar}")
         if self.max_abs_diff:
             diffs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_abs_diff.items())
             out.append(f"matches PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
         out += [f"note: {n}" for n in self.notes]
         return out
+
+
+def write_model(model: Any, path: Path) -> bytes:
+    """Write the model and its JSON sidecar (each atomically); the model's bytes."""
+    data = model.SerializeToString()
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_sidecar(model, path)
+    return data
 
 
 def parse_batch(text: str | int | None) -> int | None:
@@ -141,12 +157,7 @@ def export_run(
     else:
         notes.append("not checked (--no-check)")
     path = Path(out) if out is not None else run.directory / "model.onnx"
-    data = model.SerializeToString()
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    data = write_model(model, path)
     return ExportReport(
         path=path,
         size=len(data),
@@ -156,6 +167,7 @@ def export_run(
         nodes=len(model.graph.node),
         folded_batchnorm=stats.folded_batchnorm,
         removed_dropout=stats.removed_dropout,
+        sidecar=sidecar_path(path),
         max_abs_diff=diffs,
         tolerance=tolerance,
         notes=notes,
