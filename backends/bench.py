@@ -9,8 +9,11 @@ timed call is numpy in, numpy out for both engines. PyTorch runs eager in eval m
 intra-op threads. For a 2-d convnet PyTorch is timed twice: in NCHW, and in channels-last (the
 module and each input converted, the conversion timed), which is what netspec trains with and
 the fair eager baseline on CPU. Before timing, the outputs are compared once (the largest
-absolute difference is in the result; a difference beyond the export tolerance raises
-ParityError).
+absolute difference is in the result; a difference beyond the tolerance raises ParityError).
+The tolerance is the export's (1e-4, 1e-2 for float16 models) unless given. A quantized model
+(QuantizeLinear nodes: `netspec export --int8`) differs from PyTorch by its rounding, not by a
+bug: without a given tolerance its difference and how often the two agree on the argmax are
+reported, not checked.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class BenchResult:
     rows: tuple[BenchRow, ...]
     max_abs_diff: float | None  # pytorch (both layouts) vs onnxruntime, largest over the batches
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tolerance: float | None = None  # what max_abs_diff was checked against (None: not checked)
+    quantized: bool = False  # an int8 (QDQ) model
+    argmax_agreement: float | None = None  # quantized: fraction of equal argmax, over batches
 
     def batches(self) -> list[int]:
         return sorted({r.batch for r in self.rows})
@@ -197,13 +203,17 @@ def bench(
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
     device: str = "auto",
+    tolerance: float | None = None,
 ) -> BenchResult:
     """Time PyTorch eager and onnxruntime on `source`, interleaved, at each batch size.
 
     `source`: a spec (.yaml; random weights from `seed`), a run directory (its weights, exported
     afresh) or an .onnx file (PyTorch too when its run is beside it). `device`: auto (CUDA when
-    both torch and onnxruntime can use it), cpu or cuda.
+    both torch and onnxruntime can use it), cpu or cuda. `tolerance`: the largest difference
+    allowed, times the output's scale (default: the export's; quantized models: not checked).
     """
+    if tolerance is not None and not tolerance >= 0:
+        raise BenchError(f"--tolerance {tolerance}: expected a non-negative number")
     # onnxruntime runs on the default CUDA device: cuda:N is not one bench can honour.
     check_device(device, indexed=False)
     if repeats < 1:
@@ -251,6 +261,13 @@ def bench(
                 notes.append(
                     "onnxruntime runs on CUDA but this PyTorch has no CUDA: it runs on CPU"
                 )
+        kind = _precision(target.onnx)
+        quantized = kind == "int8"
+        if tolerance is None and not quantized:
+            from .export.parity import FP16_TOLERANCE, TOLERANCE
+
+            tolerance = FP16_TOLERANCE if kind == "float16" else TOLERANCE
+        agree: list[float] = []
         shape, fixed = _input_shape(session)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
@@ -268,10 +285,12 @@ def bench(
             calls: dict[Hashable, Callable[[], Any]] = {ORT: ort_call(session, x)}
             if torch_mod is not None:
                 calls[TORCH] = torch_call(torch_mod, x, torch_device)
-                worst = max(worst or 0.0, _parity(calls[TORCH](), calls[ORT](), session))
+                expected, actual = calls[TORCH](), calls[ORT]()
+                worst = max(worst or 0.0, _parity(expected, actual, tolerance))
+                agree.append(_argmax_agreement(expected, actual))
             if torch_cl is not None:
                 calls[TORCH_CL] = torch_call(torch_cl, x, torch_device, channels_last=True)
-                worst = max(worst or 0.0, _parity(calls[TORCH_CL](), calls[ORT](), session))
+                worst = max(worst or 0.0, _parity(calls[TORCH_CL](), calls[ORT](), tolerance))
             times = interleave(calls, repeats)
             devices = {ORT: ort_device, TORCH: torch_device, TORCH_CL: torch_device}
             for engine in ENGINES:
@@ -282,7 +301,43 @@ def bench(
             import torch
 
             torch.set_num_threads(old_threads)
-    return BenchResult(target.name, target.source, threads, tuple(rows), worst, tuple(notes))
+    agreement = float(np.mean(agree)) if quantized and agree else None
+    if quantized and torch_mod is not None and tolerance is None:
+        notes.append(
+            "an int8 (quantized) model: its outputs differ from PyTorch's by rounding, so they "
+            "are compared (difference, argmax agreement) but not checked; give --tolerance to check"
+        )
+    return BenchResult(
+        target.name,
+        target.source,
+        threads,
+        tuple(rows),
+        worst,
+        tuple(notes),
+        tolerance=tolerance if torch_mod is not None else None,
+        quantized=quantized,
+        argmax_agreement=agreement,
+    )
+
+
+def _precision(model: bytes | Path) -> str:
+    """float32, float16 or int8 (sidecar.precision of the model's graph)."""
+    import onnx
+
+    from .export.sidecar import precision
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    return precision(proto)
+
+
+def _argmax_agreement(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Fraction of samples (pixels) whose argmax over axis 1 is the same (sign for one unit)."""
+    e, a = np.asarray(expected, np.float32), np.asarray(actual, np.float32)
+    if e.shape != a.shape or e.ndim < 2:
+        return 0.0
+    if e.shape[1] == 1:
+        return float(((e >= 0) == (a >= 0)).mean())
+    return float((e.argmax(1) == a.argmax(1)).mean())
 
 
 def _channels_last(graph: Any) -> bool:
@@ -291,15 +346,13 @@ def _channels_last(graph: Any) -> bool:
     return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
 
 
-def _parity(expected: np.ndarray, actual: np.ndarray, session: Any) -> float:
-    from .export.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
+def _parity(expected: np.ndarray, actual: np.ndarray, tol: float | None) -> float:
+    from .export.parity import ParityError, max_abs_diff
 
     expected = np.asarray(expected, dtype=np.float32)
     diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))
-    fp16 = session.get_inputs()[0].type == "tensor(float16)"
-    tol = FP16_TOLERANCE if fp16 else TOLERANCE
     scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    if not diff <= tol * scale:
+    if tol is not None and not diff <= tol * scale:
         raise ParityError(
             f"onnxruntime's output differs from PyTorch's by {diff:.1e} (> {tol:.0e} x {scale:.3g})"
         )
@@ -325,8 +378,17 @@ def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow
 def render(result: BenchResult) -> str:
     """A table per batch size, and the speedup of onnxruntime over PyTorch in each layout."""
     out = [f"{result.model}: {result.source}, {result.threads} threads"]
-    if result.max_abs_diff is not None:
-        out.append(f"outputs match: max abs diff {result.max_abs_diff:.1e}")
+    if result.max_abs_diff is not None and result.tolerance is not None:
+        out.append(
+            f"outputs match: max abs diff {result.max_abs_diff:.1e} "
+            f"(tolerance {result.tolerance:.0e})"
+        )
+    elif result.max_abs_diff is not None:
+        agree = result.argmax_agreement
+        out.append(
+            f"outputs compared: max abs diff {result.max_abs_diff:.1e}"
+            + (f", argmax agreement {agree:.1%}" if agree is not None else "")
+        )
     out += [f"note: {n}" for n in result.notes]
     for b in result.batches():
         out += ["", f"batch {b}"]

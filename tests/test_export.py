@@ -591,6 +591,14 @@ def test_opset_is_the_lowest_the_graph_needs() -> None:
         parse_opset("new")
 
 
+def test_int8_refuses_what_it_cannot_check(quickstart_run: Path, tmp_path: Path) -> None:
+    out = ["--onnx", "-o", tmp_path / "m.onnx"]
+    fails(invoke("export", quickstart_run, *out, "--int8", "--fp16"), "--int8 and --fp16")
+    fails(invoke("export", quickstart_run, *out, "--int8", "--batch", "4"), "dynamic batch")
+    fails(invoke("export", quickstart_run, *out, "--max-drop", "2"), "--int8 exports only")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_cli_opset(quickstart_copy: Path) -> None:
     result = invoke("export", quickstart_copy, "--onnx", "--opset", "15")
     assert result.exit_code == 0, result.output
@@ -618,3 +626,40 @@ def test_segmentation_card_describes_predicts_tiling() -> None:
     ramp = [min(1, min(d + 1, 12 - d) / (tiling["overlap"] + 1)) for d in range(12)]
     np.testing.assert_allclose(blend_window((16, 12), tiling["overlap"])[8], ramp, rtol=1e-6)
     assert "tiling" not in model_card(graph, {"task": "multiclass"})
+
+
+@pytest.mark.slow  # about 5 s: three quantizations and a bench
+def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    run = quickstart_copy
+    fp32 = invoke("export", run, "--onnx", "-o", run / "fp32.onnx")
+    assert fp32.exit_code == 0, fp32.output
+    result = invoke("export", run, "--onnx", "--int8")
+    assert result.exit_code == 0, result.output
+    found = re.search(
+        r"int8 \(static QDQ, calibrated on (\d+) training samples\): test accuracy "
+        r"([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on (\d+) samples, drop (-?[\d.]+) points "
+        r"\(max 1\)",
+        result.output,
+    )
+    assert found, result.output
+    assert int(found[1]) == 256 and int(found[4]) > 100  # the digits' test split
+    assert float(found[2]) - float(found[3]) <= 1.0
+    model = onnx.load(str(run / "model.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops or "QuantizeLinear" in ops
+    side = json.loads((run / "model.onnx.json").read_text())
+    assert side["precision"] == "int8" and side["classes"][0] == "0"  # metadata kept
+    assert (run / "model.onnx").stat().st_size < (run / "fp32.onnx").stat().st_size / 2.5
+    # A stated maximum drop the model cannot meet: refused, nothing written.
+    (run / "model.onnx").unlink()
+    fails(invoke("export", run, "--onnx", "--int8", "--max-drop", "-1"), "more than --max-drop -1")
+    assert not (run / "model.onnx").exists()
+    # bench understands a quantized model: compared, not checked against the float tolerance.
+    invoke("export", run, "--onnx", "--int8")
+    bench = invoke("bench", run / "model.onnx", "--batch", "2", "--threads", "1", "--repeats", "2")
+    assert bench.exit_code == 0, bench.output
+    assert "an int8 (quantized) model" in bench.output
+    assert re.search(r"outputs compared: max abs diff \S+, argmax agreement", bench.output)
+    strict = ["--batch", "2", "--threads", "1", "--repeats", "2", "--tolerance", "1e-6"]
+    fails(invoke("bench", run / "model.onnx", *strict), "(> 1e-06")

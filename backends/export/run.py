@@ -16,7 +16,7 @@ from netspec.runs import Run, load_run
 
 from .emitter import ExportError
 from .model import build_onnx, check_model
-from .sidecar import sidecar_path, write_sidecar
+from .sidecar import precision, sidecar_path, write_sidecar
 
 
 @dataclass
@@ -28,20 +28,21 @@ class ExportReport:
     opset: int
     batch: int | None
     fp16: bool
+    precision: str  # float32, float16 or int8 (sidecar.precision)
     nodes: int
     folded_batchnorm: int
     removed_dropout: int
     sidecar: Path | None = None  # the JSON metadata beside the model
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
     tolerance: float | None = None
+    quantized: str | None = None  # the int8 accuracy check, in words
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         size = f"{self.size / 1e6:.1f} MB" if self.size >= 1e5 else f"{self.size / 1e3:.1f} kB"
         batch = "dynamic" if self.batch is None else str(self.batch)
         out = [
-            f"wrote {self.path} ({size}, opset {self.opset}, batch {batch}, "
-            f"{'float16' if self.fp16 else 'float32'})",
+            f"wrote {self.path} ({size}, opset {self.opset}, batch {batch}, {self.precision})",
             f"{self.nodes} ONNX nodes; batchnorm folded: {self.folded_batchnorm}, "
             f"dropout removed: {self.removed_dropout}",
         ]
@@ -50,6 +51,10 @@ class ExportReport:
         if self.max_abs_diff:
             diffs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_abs_diff.items())
             out.append(f"matches PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
+            if self.quantized:
+                out[-1] = out[-1].replace("matches PyTorch", "the float32 model matches PyTorch")
+        if self.quantized:
+            out.append(self.quantized)
         out += [f"note: {n}" for n in self.notes]
         return out
 
@@ -121,6 +126,8 @@ def export_run(
     batch: int | None = None,
     fp16: bool = False,
     fp16_io: bool = False,
+    int8: bool = False,
+    max_drop: float | None = None,
     check: bool = True,
     samples: np.ndarray | None = None,
 ) -> ExportReport:
@@ -128,8 +135,17 @@ def export_run(
 
     Unless `check` is False the model goes through `check_model` and the PyTorch parity check
     (random batches of 1 and 7, and `samples`, default: up to 16 samples of the run's data); a
-    failure raises and writes nothing. The file is written atomically.
+    failure raises and writes nothing. The file is written atomically, with its JSON sidecar.
+
+    `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
+    run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
     """
+    if int8 and (fp16 or fp16_io):
+        raise ExportError("--int8 and --fp16 exclude each other: choose one precision")
+    if int8 and batch is not None:
+        raise ExportError("--int8 needs a dynamic batch (calibration feeds batches of any size)")
+    if max_drop is not None and not int8:
+        raise ExportError("--max-drop applies to --int8 exports only")
     run = load_run(Path(source))
     model, stats = build_onnx(
         run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
@@ -156,6 +172,12 @@ def export_run(
         tolerance = parity.FP16_TOLERANCE if fp16 else parity.TOLERANCE
     else:
         notes.append("not checked (--no-check)")
+    quantized = None
+    if int8:
+        from .quantize import MAX_DROP, quantize_run
+
+        quantized = quantize_run(run, model, MAX_DROP if max_drop is None else max_drop)
+        model = quantized.model
     path = Path(out) if out is not None else run.directory / "model.onnx"
     data = write_model(model, path)
     return ExportReport(
@@ -164,11 +186,13 @@ def export_run(
         opset=model.opset_import[0].version,
         batch=batch,
         fp16=fp16,
+        precision=precision(model),
         nodes=len(model.graph.node),
         folded_batchnorm=stats.folded_batchnorm,
         removed_dropout=stats.removed_dropout,
         sidecar=sidecar_path(path),
         max_abs_diff=diffs,
         tolerance=tolerance,
+        quantized=None if quantized is None else quantized.line(),
         notes=notes,
     )

@@ -40,6 +40,20 @@ def export(
     fp16_io: Annotated[
         bool, typer.Option("--fp16-io", help="With --fp16: make the input and output float16 too.")
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Quantize to int8 (static QDQ), calibrated on the run's training samples and "
+            "checked by accuracy on its test split.",
+        ),
+    ] = False,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="With --int8: the most test accuracy (percentage points) it may lose [default: 1]."
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -62,6 +76,8 @@ def export(
             batch=parse_batch(batch),
             fp16=fp16,
             fp16_io=fp16_io,
+            int8=int8,
+            max_drop=max_drop,
             check=check,
         )
     except NetspecError as err:
@@ -101,6 +117,13 @@ def bench(
     ] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per engine and batch size.")] = 50,
     device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu or cuda.")] = "auto",
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest output difference from PyTorch, times the output's scale [default: the "
+            "export's, 1e-4 (1e-2 float16); int8 models: compared, not checked]."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
@@ -111,7 +134,12 @@ def bench(
         from netspec.backends.bench import parse_batches, render, to_dict
 
         result = run_bench(
-            source, parse_batches(batch), threads=threads, repeats=repeats, device=device
+            source,
+            parse_batches(batch),
+            threads=threads,
+            repeats=repeats,
+            device=device,
+            tolerance=tolerance,
         )
     except NetspecError as err:
         raise fail(err) from None
