@@ -123,6 +123,7 @@ class _Target:
     module: Any = None
     onnx: bytes | Path | None = None
     notes: list[str] = field(default_factory=list)
+    run: Any = None  # the netspec Run, when there is one (its data for int8 comparisons)
 
 
 def _load(source: Path, seed: int) -> _Target:
@@ -133,7 +134,7 @@ def _load(source: Path, seed: int) -> _Target:
         from netspec.runs import load_run
 
         run = load_run(source)
-        return _Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes)
+        return _Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes, run=run)
     if source.suffix.lower() == ".onnx":
         from netspec.runs import CHECKPOINT_FILES, SPEC_FILE, WEIGHTS_FILE, load_run
 
@@ -143,7 +144,13 @@ def _load(source: Path, seed: int) -> _Target:
         ):
             run = load_run(beside)
             return _Target(
-                run.graph.name, "onnx + run", run.graph, run.weights, onnx=source, notes=run.notes
+                run.graph.name,
+                "onnx + run",
+                run.graph,
+                run.weights,
+                onnx=source,
+                notes=run.notes,
+                run=run,
             )
         return _Target(
             source.stem,
@@ -296,6 +303,15 @@ def bench(
             for engine in ENGINES:
                 if engine in times:
                     rows.append(_row(engine, b, devices[engine], times[engine]))
+        if quantized and torch_mod is not None and target.run is not None:
+            # Random inputs lie outside the calibrated ranges: agreement on real samples means more.
+            from .export.run import run_samples
+
+            samples, _ = run_samples(target.run, n=64)
+            if samples is not None and fixed in (None, len(samples)):
+                expected = torch_call(torch_mod, samples, torch_device)()
+                agree = [_argmax_agreement(expected, ort_call(session, samples)())]
+                notes.append(f"argmax agreement on {len(samples)} samples of the run's data")
     finally:
         if old_threads is not None:
             import torch

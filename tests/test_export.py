@@ -663,3 +663,29 @@ def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     assert re.search(r"outputs compared: max abs diff \S+, argmax agreement", bench.output)
     strict = ["--batch", "2", "--threads", "1", "--repeats", "2", "--tolerance", "1e-6"]
     fails(invoke("bench", run / "model.onnx", *strict), "(> 1e-06")
+
+
+@pytest.mark.slow  # trains mnist_cnn on 2,000 digits for one epoch (about a minute)
+def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    if not (shared_data / "mnist").is_dir():
+        pytest.skip(f"MNIST not found at {shared_data / 'mnist'} (see shared/data/SOURCES.md)")
+    run = tmp_path / "run"
+    sets = ["train.epochs=1", "train.data.limit=2000", "train.augment={}"]
+    trained = invoke(
+        "train",
+        REPO / "specs" / "mnist_cnn.yaml",
+        "--out",
+        run,
+        *(a for s in sets for a in ("--set", s)),
+    )
+    assert trained.exit_code == 0, trained.output
+    assert invoke("export", run, "--onnx", "-o", run / "fp32.onnx").exit_code == 0
+    result = invoke("export", run, "--onnx", "--int8", "-o", run / "int8.onnx")
+    assert result.exit_code == 0, result.output
+    found = re.search(
+        r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400", result.output
+    )
+    assert found, result.output
+    assert float(found[1]) > 60 and float(found[1]) - float(found[2]) <= 1.0
+    assert (run / "fp32.onnx").stat().st_size > 3 * (run / "int8.onnx").stat().st_size
