@@ -27,8 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import DataError, Problem
-
+from .agreement import (
+    INT8_NOTE,
+    agreement_on_run,
+    argmax_agreement,
+    check_difference,
+    default_tolerance,
+    precision_of,
+)
+from .bench_target import input_shape, load_target
 from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_call
 from .training.device import check_device
 
@@ -37,7 +44,6 @@ TORCH_CL = "pytorch-cl"  # PyTorch eager in channels-last memory format (2-d con
 ORT = "onnxruntime"
 DEFAULT_BATCHES = (1, 64)
 DEFAULT_REPEATS = 50
-SPEC_SUFFIXES = (".yaml", ".yml")
 ENGINES = (TORCH, TORCH_CL, ORT)  # the order of rows and tables
 LABELS = {TORCH: "pytorch", TORCH_CL: "pytorch channels-last", ORT: "onnxruntime"}
 
@@ -111,94 +117,6 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-# --- loading what to time ------------------------------------------------------------------------
-
-
-@dataclass
-class _Target:
-    name: str
-    source: str
-    graph: Any = None  # netspec Graph, when PyTorch can be timed
-    weights: dict[str, np.ndarray] | None = None
-    module: Any = None
-    onnx: bytes | Path | None = None
-    notes: list[str] = field(default_factory=list)
-    run: Any = None  # the netspec Run, when there is one (its data for int8 comparisons)
-
-
-def _load(source: Path, seed: int) -> _Target:
-    source = Path(source)
-    if not source.exists():
-        raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
-    if source.is_dir():
-        from netspec.runs import load_run
-
-        run = load_run(source)
-        return _Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes, run=run)
-    if source.suffix.lower() == ".onnx":
-        from netspec.runs import CHECKPOINT_FILES, SPEC_FILE, WEIGHTS_FILE, load_run
-
-        beside = source.parent
-        if (beside / SPEC_FILE).is_file() and any(
-            (beside / f).is_file() for f in (WEIGHTS_FILE, *CHECKPOINT_FILES)
-        ):
-            run = load_run(beside)
-            return _Target(
-                run.graph.name,
-                "onnx + run",
-                run.graph,
-                run.weights,
-                onnx=source,
-                notes=run.notes,
-                run=run,
-            )
-        return _Target(
-            source.stem,
-            "onnx",
-            onnx=source,
-            notes=[
-                "no run beside the .onnx file (spec.yaml, model.safetensors): "
-                "onnxruntime timed alone, no PyTorch comparison"
-            ],
-        )
-    if source.suffix.lower() in SPEC_SUFFIXES:
-        import torch
-
-        from netspec.compiler import compile_file
-
-        from .lowering import build_module
-        from .weights import module_weights
-
-        graph = compile_file(source)
-        torch.manual_seed(seed)
-        module = build_module(graph).eval()
-        return _Target(
-            graph.name,
-            f"spec (random weights, seed {seed})",
-            graph,
-            module_weights(module),
-            module=module,
-        )
-    raise DataError(
-        [
-            Problem(
-                "expected a spec (.yaml), a run directory or an .onnx file",
-                str(source),
-            )
-        ]
-    )
-
-
-def _input_shape(session: Any) -> tuple[tuple[int, ...], int | None]:
-    """The input shape without the batch axis, and the fixed batch size (None: dynamic)."""
-    dims = session.get_inputs()[0].shape
-    rest = dims[1:]
-    if not all(isinstance(d, int) and d > 0 for d in rest):
-        raise BenchError(f"the model's input {dims} has dynamic dimensions besides the batch")
-    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
-    return tuple(rest), batch
-
-
 # --- the benchmark -------------------------------------------------------------------------------
 
 
@@ -229,7 +147,7 @@ def bench(
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise BenchError(f"--threads {threads}: expected a positive integer")
-    target = _load(Path(source), seed)
+    target = load_target(Path(source), seed)
     notes = list(target.notes)
 
     torch_mod: Any = None
@@ -268,14 +186,12 @@ def bench(
                 notes.append(
                     "onnxruntime runs on CUDA but this PyTorch has no CUDA: it runs on CPU"
                 )
-        kind = _precision(target.onnx)
+        kind = precision_of(target.onnx)
         quantized = kind == "int8"
         if tolerance is None and not quantized:
-            from .export.parity import FP16_TOLERANCE, TOLERANCE
-
-            tolerance = FP16_TOLERANCE if kind == "float16" else TOLERANCE
+            tolerance = default_tolerance(kind)
         agree: list[float] = []
-        shape, fixed = _input_shape(session)
+        shape, fixed = input_shape(session)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
             batches = (fixed,)
@@ -293,25 +209,27 @@ def bench(
             if torch_mod is not None:
                 calls[TORCH] = torch_call(torch_mod, x, torch_device)
                 expected, actual = calls[TORCH](), calls[ORT]()
-                worst = max(worst or 0.0, _parity(expected, actual, tolerance))
-                agree.append(_argmax_agreement(expected, actual))
+                worst = max(worst or 0.0, check_difference(expected, actual, tolerance))
+                agree.append(argmax_agreement(expected, actual))
             if torch_cl is not None:
                 calls[TORCH_CL] = torch_call(torch_cl, x, torch_device, channels_last=True)
-                worst = max(worst or 0.0, _parity(calls[TORCH_CL](), calls[ORT](), tolerance))
+                worst = max(
+                    worst or 0.0, check_difference(calls[TORCH_CL](), calls[ORT](), tolerance)
+                )
             times = interleave(calls, repeats)
             devices = {ORT: ort_device, TORCH: torch_device, TORCH_CL: torch_device}
             for engine in ENGINES:
                 if engine in times:
                     rows.append(_row(engine, b, devices[engine], times[engine]))
         if quantized and torch_mod is not None and target.run is not None:
-            # Random inputs lie outside the calibrated ranges: agreement on real samples means more.
-            from .export.run import run_samples
-
-            samples, _ = run_samples(target.run, n=64)
-            if samples is not None and fixed in (None, len(samples)):
-                expected = torch_call(torch_mod, samples, torch_device)()
-                agree = [_argmax_agreement(expected, ort_call(session, samples)())]
-                notes.append(f"argmax agreement on {len(samples)} samples of the run's data")
+            real = agreement_on_run(
+                target.run,
+                lambda x: torch_call(torch_mod, x, torch_device)(),
+                lambda x: ort_call(session, x)(),
+                fixed,
+            )
+            if real is not None:
+                agree, notes = [real[0]], [*notes, real[1]]
     finally:
         if old_threads is not None:
             import torch
@@ -319,10 +237,7 @@ def bench(
             torch.set_num_threads(old_threads)
     agreement = float(np.mean(agree)) if quantized and agree else None
     if quantized and torch_mod is not None and tolerance is None:
-        notes.append(
-            "an int8 (quantized) model: its outputs differ from PyTorch's by rounding, so they "
-            "are compared (difference, argmax agreement) but not checked; give --tolerance to check"
-        )
+        notes.append(INT8_NOTE)
     return BenchResult(
         target.name,
         target.source,
@@ -336,43 +251,10 @@ def bench(
     )
 
 
-def _precision(model: bytes | Path) -> str:
-    """float32, float16 or int8 (sidecar.precision of the model's graph)."""
-    import onnx
-
-    from .export.sidecar import precision
-
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
-    return precision(proto)
-
-
-def _argmax_agreement(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Fraction of samples (pixels) whose argmax over axis 1 is the same (sign for one unit)."""
-    e, a = np.asarray(expected, np.float32), np.asarray(actual, np.float32)
-    if e.shape != a.shape or e.ndim < 2:
-        return 0.0
-    if e.shape[1] == 1:
-        return float(((e >= 0) == (a >= 0)).mean())
-    return float((e.argmax(1) == a.argmax(1)).mean())
-
-
 def _channels_last(graph: Any) -> bool:
     """A 2-d convnet: the networks netspec trains in channels-last (the `auto` rule of
     `training.device.use_channels_last`, whatever the spec's train section says)."""
     return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
-
-
-def _parity(expected: np.ndarray, actual: np.ndarray, tol: float | None) -> float:
-    from .export.parity import ParityError, max_abs_diff
-
-    expected = np.asarray(expected, dtype=np.float32)
-    diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))
-    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    if tol is not None and not diff <= tol * scale:
-        raise ParityError(
-            f"onnxruntime's output differs from PyTorch's by {diff:.1e} (> {tol:.0e} x {scale:.3g})"
-        )
-    return diff
 
 
 def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow:

@@ -1,5 +1,7 @@
-"""int8 export: onnxruntime's static QDQ quantization, calibrated on the run's training samples and
-checked by accuracy on its test split (not elementwise: int8 rounding is not a bug to catch).
+"""int8 export: onnxruntime's static QDQ quantization, calibrated and checked on the run's data.
+
+Calibrated on the run's training samples, checked by accuracy on its test split (not
+elementwise: int8 rounding is not a bug to catch).
 
 Calibration and evaluation both use the run's own data pipeline (`data.pipeline.prepare`: the
 same split, geometry and recorded preprocessing as training), so the calibrated ranges are those
