@@ -95,7 +95,9 @@ def test_inspect_an_export_as_json(mnist) -> None:
     assert meta["name"] == "mnist_cnn" and meta["spec_sha256"] == "ab" * 32
     assert meta["task"] == "multiclass" and meta["head"] == "softmax"
     assert meta["classes"] == META["classes"]
-    assert meta["preprocessing"] == {**PRE, "layout": "NCHW"}
+    steps = meta["preprocessing"].pop("steps")
+    assert meta["preprocessing"] == {**PRE, "layout": "NCHW", "raw_range": None}
+    assert [s["step"] for s in steps] == ["decode", "to_float32", "scale", "normalize", "reshape"]
     assert meta["input_shape"] == [1, 28, 28] and meta["output_shape"] == [10]
     assert info["metadata"] == {}
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from netspec.errors import NetspecError, Problem, first_line
 
-# The netspec metadata keys, in the order they are shown, and which hold JSON.
+from .model import STRING_KEYS
+
+# The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (
     "name",
     "version",
@@ -28,8 +30,8 @@ NETSPEC_KEYS = (
     "input_shape",
     "output_shape",
     "preprocessing",
+    "tiling",
 )
-JSON_KEYS = frozenset({"classes", "input_shape", "output_shape", "preprocessing"})
 
 
 class InspectError(NetspecError):
@@ -110,7 +112,7 @@ def _netspec(props: dict[str, str]) -> dict[str, Any] | None:
         if key not in found:
             continue
         value: Any = found[key]
-        if key in JSON_KEYS:
+        if key not in STRING_KEYS:  # model.py's rule: other values are JSON
             with contextlib.suppress(ValueError):  # else shown as the raw string
                 value = json.loads(value)
         out[key] = value
