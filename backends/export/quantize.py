@@ -159,6 +159,10 @@ def quantize_run(run: Run, model: onnx.ModelProto, max_drop: float = MAX_DROP) -
     del quantized.metadata_props[:]
     quantized.metadata_props.extend(model.metadata_props)
     quantized.doc_string = model.doc_string
+    quantized.producer_name, quantized.producer_version = (
+        model.producer_name,
+        model.producer_version,
+    )
     head = {p.key: p.value for p in model.metadata_props}.get("netspec.head", "none")
     acc32 = accuracy(onnx_session(model), x, y, head)
     acc8 = accuracy(onnx_session(quantized), x, y, head)

@@ -51,7 +51,7 @@ def export(
     max_drop: Annotated[
         float | None,
         typer.Option(
-            help="With --int8: the most test accuracy (percentage points) it may lose [default: 1]."
+            help="With --int8: the most test accuracy it may lose, in percentage points (default 1)."
         ),
     ] = None,
     check: Annotated[
@@ -120,8 +120,8 @@ def bench(
     tolerance: Annotated[
         float | None,
         typer.Option(
-            help="Largest output difference from PyTorch, times the output's scale [default: the "
-            "export's, 1e-4 (1e-2 float16); int8 models: compared, not checked]."
+            help="Largest output difference from PyTorch, times the output's scale (default: the "
+            "export's, 1e-4, or 1e-2 for float16; int8 models are compared, not checked)."
         ),
     ] = None,
     as_json: Annotated[
