@@ -43,6 +43,7 @@ class Quantized:
     accuracy_fp32: float  # percent
     accuracy_int8: float
     max_drop: float
+    measure: str = "accuracy"  # "pixel accuracy" for segmentation
 
     @property
     def drop(self) -> float:
@@ -51,7 +52,7 @@ class Quantized:
     def line(self) -> str:
         return (
             f"int8 (static QDQ, calibrated on {self.calibration_samples} training samples): "
-            f"{self.split} accuracy {self.accuracy_fp32:.2f}% (float32) -> "
+            f"{self.split} {self.measure} {self.accuracy_fp32:.2f}% (float32) -> "
             f"{self.accuracy_int8:.2f}% (int8) on {self.test_samples} samples, drop "
             f"{self.drop:.2f} points (max {self.max_drop:g})"
         )
@@ -129,7 +130,7 @@ def quantize_run(run: Run, model: onnx.ModelProto, max_drop: float = MAX_DROP) -
 
     from .parity import onnx_session
 
-    calib, x, y, split, _ = _splits(run)
+    calib, x, y, split, task = _splits(run)
     source = onnx.ModelProto()
     source.CopyFrom(model)  # quantize_static moves a given model's weights to external files
     root = logging.getLogger()
@@ -166,10 +167,11 @@ def quantize_run(run: Run, model: onnx.ModelProto, max_drop: float = MAX_DROP) -
     head = {p.key: p.value for p in model.metadata_props}.get("netspec.head", "none")
     acc32 = accuracy(onnx_session(model), x, y, head)
     acc8 = accuracy(onnx_session(quantized), x, y, head)
-    result = Quantized(quantized, len(calib), len(x), split, acc32, acc8, max_drop)
+    measure = "pixel accuracy" if task == "segmentation" else "accuracy"
+    result = Quantized(quantized, len(calib), len(x), split, acc32, acc8, max_drop, measure)
     if result.drop > max_drop:
         raise ExportError(
-            f"the int8 model loses {result.drop:.2f} points of {split} accuracy "
+            f"the int8 model loses {result.drop:.2f} points of {split} {measure} "
             f"({acc32:.2f}% -> {acc8:.2f}%), more than --max-drop {max_drop:g}: nothing written",
         )
     return result
