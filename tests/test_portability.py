@@ -109,11 +109,12 @@ def test_opencv_runs_the_trained_quickstart(quickstart_onnx: Path) -> None:
     assert (labels == data.y[:64]).mean() > 0.5
 
 
-def test_opencv_runs_mnist_cnn() -> None:
+@pytest.mark.parametrize("fp16", [False, True])
+def test_opencv_runs_mnist_cnn(fp16: bool) -> None:
     graph = netspec.compile_file(REPO / "specs" / "mnist_cnn.yaml")
-    data = export_onnx(graph, random_weights(graph)).SerializeToString()
+    data = export_onnx(graph, random_weights(graph), fp16=fp16).SerializeToString()
     x = np.random.default_rng(1).standard_normal((8, 1, 28, 28)).astype(np.float32)
-    expected, actual = both(data, x)
+    expected, actual = both(data, x)  # float16 inside, float32 in and out: both runtimes
     agree(expected, actual)
     np.testing.assert_array_equal(actual.argmax(1), expected.argmax(1))
     assert len(set(expected.argmax(1))) > 1
