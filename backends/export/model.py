@@ -83,7 +83,7 @@ def model_card(graph: Graph, meta: dict[str, Any] | None) -> dict[str, Any]:
     if meta.get("preprocessing") is not None:
         pre = dict(meta["preprocessing"])
         pre["layout"] = layout(graph.input_shape)
-        # Runs trained before the range was recorded: null, said so in the steps.
+        # Runs trained before netspec recorded the raw range: null (docs/sidecar.md says so).
         pre.setdefault("raw_range", None)
         pre["steps"] = describe(pre)
         card["preprocessing"] = pre
@@ -104,10 +104,8 @@ def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
 
 
 def encode_card(card: dict[str, Any]) -> dict[str, str]:
-    return {
-        PREFIX + k: v if k in STRING_KEYS else json.dumps(v, sort_keys=False)
-        for k, v in card.items()
-    }
+    """The model card as `metadata_props`: `netspec.<key>`, plain strings or JSON."""
+    return {PREFIX + k: v if k in STRING_KEYS else json.dumps(v) for k, v in card.items()}
 
 
 def decode_card(props: dict[str, str]) -> dict[str, Any]:

@@ -50,9 +50,8 @@ class ExportReport:
             out.append(f"metadata for any runtime: {self.sidecar}")
         if self.max_abs_diff:
             diffs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_abs_diff.items())
-            out.append(f"matches PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
-            if self.quantized:
-                out[-1] = out[-1].replace("matches PyTorch", "the float32 model matches PyTorch")
+            what = "the float32 model matches" if self.quantized else "matches"
+            out.append(f"{what} PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
         if self.quantized:
             out.append(self.quantized)
         out += [f"note: {n}" for n in self.notes]
