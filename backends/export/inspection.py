@@ -17,7 +17,7 @@ from typing import Any
 
 from netspec.errors import NetspecError, Problem, first_line
 
-from .model import STRING_KEYS
+from .card import STRING_KEYS
 
 # The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (

@@ -20,7 +20,6 @@ Conventions (the same as the PyTorch lowering):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise NetspecError("ONNX export needs the onnx package: pip install onnx onnxruntime") from exc
 
+from .card import encode_card
 from .emit import emit_fn
 from .emitter import INPUT_NAME, Emitter, ExportError
 from .fold import plan_folding
@@ -56,11 +56,6 @@ BATCH_PARAM = "batch"
 def layout(shape: Sequence[int]) -> str:
     """The input layout, channels first: NCHW for images, NCL for sequences, NC for features."""
     return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
-
-
-# Metadata values that are plain strings; every other value is stored as JSON.
-STRING_KEYS = frozenset({"name", "version", "spec_sha256", "task", "head"})
-PREFIX = "netspec."
 
 
 def model_card(graph: Graph, meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -101,20 +96,6 @@ def model_card(graph: Graph, meta: dict[str, Any] | None) -> dict[str, Any]:
 def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
     """model.metadata_props: the model card as strings (JSON for structured values)."""
     return encode_card(model_card(graph, meta))
-
-
-def encode_card(card: dict[str, Any]) -> dict[str, str]:
-    """The model card as `metadata_props`: `netspec.<key>`, plain strings or JSON."""
-    return {PREFIX + k: v if k in STRING_KEYS else json.dumps(v) for k, v in card.items()}
-
-
-def decode_card(props: dict[str, str]) -> dict[str, Any]:
-    """The model card back from `metadata_props` (keys without the prefix)."""
-    return {
-        k[len(PREFIX) :]: v if k[len(PREFIX) :] in STRING_KEYS else json.loads(v)
-        for k, v in props.items()
-        if k.startswith(PREFIX)
-    }
 
 
 def target_affine(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -17,8 +17,8 @@ from onnx import helper
 
 from netspec.fileio import write_text
 
+from .card import decode_card
 from .emitter import ExportError
-from .model import decode_card
 
 FORMAT = "netspec-sidecar"
 FORMAT_VERSION = 1
