@@ -689,3 +689,15 @@ def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
     assert found, result.output
     assert float(found[1]) > 60 and float(found[1]) - float(found[2]) <= 1.0
     assert (run / "fp32.onnx").stat().st_size > 3 * (run / "int8.onnx").stat().st_size
+
+
+def test_an_old_run_without_a_raw_range_says_so(quickstart_copy: Path) -> None:
+    meta_path = quickstart_copy / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["preprocessing"]["raw_range"]  # as runs trained before it was recorded
+    meta_path.write_text(json.dumps(meta))
+    result = invoke("export", quickstart_copy, "--onnx", "--no-check")
+    assert result.exit_code == 0, result.output
+    assert "note: the run records no raw value range" in result.output
+    side = json.loads((quickstart_copy / "model.onnx.json").read_text())
+    assert side["preprocessing"]["raw_range"] is None

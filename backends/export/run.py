@@ -150,6 +150,12 @@ def export_run(
         run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
     )
     notes: list[str] = list(run.notes)
+    pre = (run.meta or {}).get("preprocessing")
+    if pre is not None and pre.get("raw_range") is None:
+        notes.append(
+            "the run records no raw value range (trained before netspec recorded it): "
+            "raw_range is null in the model's metadata"
+        )
     diffs: dict[str, float] = {}
     tolerance = None
     if check:
