@@ -9,8 +9,11 @@ timed call is numpy in, numpy out for both engines. PyTorch runs eager in eval m
 intra-op threads. For a 2-d convnet PyTorch is timed twice: in NCHW, and in channels-last (the
 module and each input converted, the conversion timed), which is what netspec trains with and
 the fair eager baseline on CPU. Before timing, the outputs are compared once (the largest
-absolute difference is in the result; a difference beyond the export tolerance raises
-ParityError).
+absolute difference is in the result; a difference beyond the tolerance raises ParityError).
+The tolerance is the export's (1e-4, 1e-2 for float16 models) unless given. A quantized model
+(QuantizeLinear nodes: `netspec export --int8`) differs from PyTorch by its rounding, not by a
+bug: without a given tolerance its difference and how often the two agree on the argmax are
+reported, not checked.
 """
 
 from __future__ import annotations
@@ -24,8 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import DataError, Problem, UsageError
-
+from .agreement import (
+    INT8_NOTE,
+    agreement_on_run,
+    argmax_agreement,
+    check_difference,
+    default_tolerance,
+    precision_of,
+)
+from .bench_target import input_shape, load_target
 from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_call
 from .training.device import check_device
 
@@ -34,7 +44,6 @@ TORCH_CL = "pytorch-cl"  # PyTorch eager in channels-last memory format (2-d con
 ORT = "onnxruntime"
 DEFAULT_BATCHES = (1, 64)
 DEFAULT_REPEATS = 50
-SPEC_SUFFIXES = (".yaml", ".yml")
 ENGINES = (TORCH, TORCH_CL, ORT)  # the order of rows and tables
 LABELS = {TORCH: "pytorch", TORCH_CL: "pytorch channels-last", ORT: "onnxruntime"}
 
@@ -62,6 +71,9 @@ class BenchResult:
     rows: tuple[BenchRow, ...]
     max_abs_diff: float | None  # pytorch (both layouts) vs onnxruntime, largest over the batches
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tolerance: float | None = None  # what max_abs_diff was checked against (None: not checked)
+    quantized: bool = False  # an int8 (QDQ) model
+    argmax_agreement: float | None = None  # quantized: fraction of equal argmax, over batches
 
     def batches(self) -> list[int]:
         return sorted({r.batch for r in self.rows})
@@ -105,92 +117,6 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-# --- loading what to time ------------------------------------------------------------------------
-
-
-@dataclass
-class _Target:
-    name: str
-    source: str
-    graph: Any = None  # netspec Graph, when PyTorch can be timed
-    weights: dict[str, np.ndarray] | None = None
-    module: Any = None
-    onnx: bytes | Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def _load(source: Path, seed: int, sets: Sequence[str] = ()) -> _Target:
-    source = Path(source)
-    if not source.exists():
-        raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
-    if sets and source.suffix.lower() not in SPEC_SUFFIXES:
-        raise UsageError(
-            [Problem("--set changes a spec; this is a run or an .onnx file", str(source))]
-        )
-    if source.is_dir():
-        from netspec.runs import load_run
-
-        run = load_run(source)
-        return _Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes)
-    if source.suffix.lower() == ".onnx":
-        from netspec.runs import CHECKPOINT_FILES, SPEC_FILE, WEIGHTS_FILE, load_run
-
-        beside = source.parent
-        if (beside / SPEC_FILE).is_file() and any(
-            (beside / f).is_file() for f in (WEIGHTS_FILE, *CHECKPOINT_FILES)
-        ):
-            run = load_run(beside)
-            return _Target(
-                run.graph.name, "onnx + run", run.graph, run.weights, onnx=source, notes=run.notes
-            )
-        return _Target(
-            source.stem,
-            "onnx",
-            onnx=source,
-            notes=[
-                "no run beside the .onnx file (spec.yaml, model.safetensors): "
-                "onnxruntime timed alone, no PyTorch comparison"
-            ],
-        )
-    if source.suffix.lower() in SPEC_SUFFIXES:
-        import torch
-
-        from netspec.compiler import compile_source
-        from netspec.source import apply_overrides, read
-
-        from .lowering import build_module
-        from .weights import module_weights
-
-        graph = compile_source(apply_overrides(read(source), list(sets)))
-        torch.manual_seed(seed)
-        module = build_module(graph).eval()
-        return _Target(
-            graph.name,
-            f"spec (random weights, seed {seed})",
-            graph,
-            module_weights(module),
-            module=module,
-        )
-    raise DataError(
-        [
-            Problem(
-                "expected a spec (.yaml), a run directory or an .onnx file",
-                str(source),
-            )
-        ]
-    )
-
-
-def _input_shape(session: Any) -> tuple[tuple[int, ...], int | None]:
-    """The input shape without the batch axis, and the fixed batch size (None: dynamic)."""
-    dims = session.get_inputs()[0].shape
-    rest = dims[1:]
-    if not all(isinstance(d, int) and d > 0 for d in rest):
-        raise BenchError(f"the model's input {dims} has dynamic dimensions besides the batch")
-    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
-    return tuple(rest), batch
-
-
 # --- the benchmark -------------------------------------------------------------------------------
 
 
@@ -202,14 +128,19 @@ def bench(
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
     device: str = "auto",
+    tolerance: float | None = None,
     sets: Sequence[str] = (),
 ) -> BenchResult:
     """Time PyTorch eager and onnxruntime on `source`, interleaved, at each batch size.
 
     `source`: a spec (.yaml; random weights from `seed`), a run directory (its weights, exported
     afresh) or an .onnx file (PyTorch too when its run is beside it). `device`: auto (CUDA when
-    both torch and onnxruntime can use it), cpu or cuda. `sets`: `--set` overrides of a spec.
+    both torch and onnxruntime can use it), cpu or cuda. `tolerance`: the largest difference
+    allowed, times the output's scale (default: the export's; quantized models: not checked).
+    `sets`: `--set` overrides of a spec.
     """
+    if tolerance is not None and not tolerance >= 0:
+        raise BenchError(f"--tolerance {tolerance}: expected a non-negative number")
     # onnxruntime runs on the default CUDA device: cuda:N is not one bench can honour.
     check_device(device, indexed=False)
     if repeats < 1:
@@ -218,7 +149,7 @@ def bench(
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise BenchError(f"--threads {threads}: expected a positive integer")
-    target = _load(Path(source), seed, sets)
+    target = load_target(Path(source), seed, sets)
     notes = list(target.notes)
 
     torch_mod: Any = None
@@ -257,7 +188,12 @@ def bench(
                 notes.append(
                     "onnxruntime runs on CUDA but this PyTorch has no CUDA: it runs on CPU"
                 )
-        shape, fixed = _input_shape(session)
+        kind = precision_of(target.onnx)
+        quantized = kind == "int8"
+        if tolerance is None and not quantized:
+            tolerance = default_tolerance(kind)
+        agree: list[float] = []
+        shape, fixed = input_shape(session)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
             batches = (fixed,)
@@ -274,42 +210,53 @@ def bench(
             calls: dict[Hashable, Callable[[], Any]] = {ORT: ort_call(session, x)}
             if torch_mod is not None:
                 calls[TORCH] = torch_call(torch_mod, x, torch_device)
-                worst = max(worst or 0.0, _parity(calls[TORCH](), calls[ORT](), session))
+                expected, actual = calls[TORCH](), calls[ORT]()
+                worst = max(worst or 0.0, check_difference(expected, actual, tolerance))
+                agree.append(argmax_agreement(expected, actual))
             if torch_cl is not None:
                 calls[TORCH_CL] = torch_call(torch_cl, x, torch_device, channels_last=True)
-                worst = max(worst or 0.0, _parity(calls[TORCH_CL](), calls[ORT](), session))
+                worst = max(
+                    worst or 0.0, check_difference(calls[TORCH_CL](), calls[ORT](), tolerance)
+                )
             times = interleave(calls, repeats)
             devices = {ORT: ort_device, TORCH: torch_device, TORCH_CL: torch_device}
             for engine in ENGINES:
                 if engine in times:
                     rows.append(_row(engine, b, devices[engine], times[engine]))
+        if quantized and torch_mod is not None and target.run is not None:
+            real = agreement_on_run(
+                target.run,
+                lambda x: torch_call(torch_mod, x, torch_device)(),
+                lambda x: ort_call(session, x)(),
+                fixed,
+            )
+            if real is not None:
+                agree, notes = [real[0]], [*notes, real[1]]
     finally:
         if old_threads is not None:
             import torch
 
             torch.set_num_threads(old_threads)
-    return BenchResult(target.name, target.source, threads, tuple(rows), worst, tuple(notes))
+    agreement = float(np.mean(agree)) if quantized and agree else None
+    if quantized and torch_mod is not None and tolerance is None:
+        notes.append(INT8_NOTE)
+    return BenchResult(
+        target.name,
+        target.source,
+        threads,
+        tuple(rows),
+        worst,
+        tuple(notes),
+        tolerance=tolerance if torch_mod is not None else None,
+        quantized=quantized,
+        argmax_agreement=agreement,
+    )
 
 
 def _channels_last(graph: Any) -> bool:
     """A 2-d convnet: the networks netspec trains in channels-last (the `auto` rule of
     `training.device.use_channels_last`, whatever the spec's train section says)."""
     return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
-
-
-def _parity(expected: np.ndarray, actual: np.ndarray, session: Any) -> float:
-    from .export.parity import FP16_TOLERANCE, TOLERANCE, ParityError, max_abs_diff
-
-    expected = np.asarray(expected, dtype=np.float32)
-    diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))
-    fp16 = session.get_inputs()[0].type == "tensor(float16)"
-    tol = FP16_TOLERANCE if fp16 else TOLERANCE
-    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    if not diff <= tol * scale:
-        raise ParityError(
-            f"onnxruntime's output differs from PyTorch's by {diff:.1e} (> {tol:.0e} x {scale:.3g})"
-        )
-    return diff
 
 
 def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow:
@@ -331,8 +278,17 @@ def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow
 def render(result: BenchResult) -> str:
     """A table per batch size, and the speedup of onnxruntime over PyTorch in each layout."""
     out = [f"{result.model}: {result.source}, {result.threads} threads"]
-    if result.max_abs_diff is not None:
-        out.append(f"outputs match: max abs diff {result.max_abs_diff:.1e}")
+    if result.max_abs_diff is not None and result.tolerance is not None:
+        out.append(
+            f"outputs match: max abs diff {result.max_abs_diff:.1e} "
+            f"(tolerance {result.tolerance:.0e})"
+        )
+    elif result.max_abs_diff is not None:
+        agree = result.argmax_agreement
+        out.append(
+            f"outputs compared: max abs diff {result.max_abs_diff:.1e}"
+            + (f", argmax agreement {agree:.1%}" if agree is not None else "")
+        )
     out += [f"note: {n}" for n in result.notes]
     for b in result.batches():
         out += ["", f"batch {b}"]

@@ -90,18 +90,23 @@ class Run:
         self,
         path: str | Path | None = None,
         *,
-        opset: int = 17,
+        opset: int | None = None,
         batch: int | None = None,
         fp16: bool = False,
+        int8: bool = False,
+        max_drop: float | None = None,
         check: bool = True,
     ) -> Path:
-        """Export to ONNX (default <run>/model.onnx), checked against PyTorch as `netspec export
-        --onnx` does; `batch` None is a dynamic batch size. Returns the file's path."""
+        """Export to ONNX (default <run>/model.onnx, with its JSON sidecar model.onnx.json),
+        checked against PyTorch as `netspec export` does. `opset` None is the lowest the network
+        needs, `batch` None a dynamic batch size; `fp16` stores float16 weights (float32 input
+        and output), `int8` quantizes and checks test accuracy (at most `max_drop` points lost,
+        default 1). Returns the file's path."""
         from netspec.backends.export.run import export_run
 
         report = export_run(
             self._source, None if path is None else Path(path), opset=opset, batch=batch,
-            fp16=fp16, check=check,
+            fp16=fp16, int8=int8, max_drop=max_drop, check=check,
         )  # fmt: skip
         return report.path
 

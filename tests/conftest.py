@@ -112,5 +112,7 @@ def quickstart_copy(quickstart_run: Path, tmp_path: Path) -> Path:
     """This test's own copy of the trained quickstart run, as `netspec train` left it: without
     the model.onnx that export writes, so that a test can write into it and see its own files only."""
     run = tmp_path / "quickstart-run"
-    shutil.copytree(quickstart_run, run, ignore=shutil.ignore_patterns("model.onnx"))
+    shutil.copytree(
+        quickstart_run, run, ignore=shutil.ignore_patterns("model.onnx", "model.onnx.json")
+    )
     return run

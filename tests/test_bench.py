@@ -26,6 +26,7 @@ from netspec.backends.bench import (
     p90,
     parse_batches,
 )
+from netspec.backends.export.parity import ParityError
 from netspec.cli import app
 
 TINY = """\
@@ -149,3 +150,14 @@ def test_cli_bench_errors_exit_2(tiny: Path, args: list[str], message: str) -> N
     args = [a.replace("{tiny}", str(tiny)).replace("{txt}", str(txt)) for a in args]
     result = invoke("bench", *args)
     fails(result, message.replace("{txt}", str(txt)))
+
+
+def test_float16_exports_get_the_float16_tolerance(quickstart_copy: Path) -> None:
+    # float16 weights behind float32 inputs: the precision is read from the graph, not the input.
+    exported = invoke("export", quickstart_copy, "--onnx", "--fp16", "--no-check")
+    assert exported.exit_code == 0, exported.output
+    result = bench(quickstart_copy / "model.onnx", (7,), threads=1, repeats=2)
+    assert result.tolerance == 1e-2 and not result.quantized
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-2
+    with pytest.raises(ParityError, match=r"> 1e-09"):
+        bench(quickstart_copy / "model.onnx", (7,), threads=1, repeats=2, tolerance=1e-9)

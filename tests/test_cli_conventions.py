@@ -128,7 +128,8 @@ def test_export_needs_no_format_flag(quickstart_run: Path, tmp_path: Path) -> No
     result = invoke("export", quickstart_run, "-o", tmp_path / "q.onnx", "--no-check", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["path"] == str(tmp_path / "q.onnx") and doc["opset"] == 17
+    assert doc["path"] == str(tmp_path / "q.onnx") and doc["opset"] == 13  # the lowest it needs
+    assert doc["sidecar"] == str(tmp_path / "q.onnx.json")
     assert (tmp_path / "q.onnx").is_file()
 
 

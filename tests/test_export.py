@@ -16,11 +16,12 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from helpers import fails, invoke, plain_specs  # noqa: E402
+from helpers import fails, invoke, plain_specs, random_weights  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
 from netspec.backends.export.model import build_onnx, check_model, export_onnx  # noqa: E402
+from netspec.backends.export.opsets import parse_opset  # noqa: E402
 from netspec.backends.export.parity import (  # noqa: E402
     FP16_TOLERANCE,
     TOLERANCE,
@@ -161,13 +162,25 @@ def test_fp16(name: str) -> None:
     graph, module, weights, _, _ = exported(f"{name}.yaml")
     model = export_onnx(graph, weights, fp16=True)
     check_model(model, graph)
-    f16 = onnx.TensorProto.FLOAT16
-    assert model.graph.input[0].type.tensor_type.elem_type == f16
-    assert model.graph.output[0].type.tensor_type.elem_type == f16
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    # float16 inside, float32 at the edges: a caller feeds and reads plain float32 arrays.
+    assert model.graph.input[0].type.tensor_type.elem_type == f32
+    assert model.graph.output[0].type.tensor_type.elem_type == f32
+    first, last = model.graph.node[0], model.graph.node[-1]
+    assert (first.op_type, first.input[0], first.attribute[0].i) == ("Cast", "input", f16)
+    assert (last.op_type, last.output[0], last.attribute[0].i) == ("Cast", graph.output.name, f32)
     floats = [t for t in model.graph.initializer if t.data_type != onnx.TensorProto.INT64]
     assert floats and all(t.data_type == f16 for t in floats)
     x = random_inputs(graph)["random batch 7"].astype(np.float16)
-    y = run_onnx(onnx_session(model), x)
+    session = onnx_session(model)
+    y = session.run(None, {"input": x.astype(np.float32)})[0]
+    assert y.dtype == np.float32
+    # --fp16-io: the old all-float16 model, input and output float16 too.
+    io16 = export_onnx(graph, weights, fp16=True, fp16_io=True)
+    assert io16.graph.input[0].type.tensor_type.elem_type == f16
+    assert io16.graph.output[0].type.tensor_type.elem_type == f16
+    assert "Cast" not in {n.op_type for n in io16.graph.node}
+    np.testing.assert_allclose(run_onnx(onnx_session(io16), x), y, atol=FP16_TOLERANCE)
     expected = run_torch(module, x.astype(np.float32))
     scale = max(1.0, float(np.abs(expected).max()))
     assert np.abs(y - expected).max() <= FP16_TOLERANCE * scale
@@ -231,7 +244,11 @@ def test_metadata() -> None:
     assert props["netspec.spec_sha256"] == "ab" * 32
     assert props["netspec.task"] == "multiclass"
     assert json.loads(props["netspec.classes"]) == meta["classes"]
-    assert json.loads(props["netspec.preprocessing"]) == {**pre, "layout": "NCHW"}
+    recorded = json.loads(props["netspec.preprocessing"])
+    steps = recorded.pop("steps")
+    assert recorded == {**pre, "layout": "NCHW", "raw_range": None}  # an old run: no range
+    assert [s["step"] for s in steps] == ["decode", "to_float32", "scale", "reshape"]
+    assert steps[2] == {"step": "scale", "factor": 0.0625, "definition": "x * factor"}
     assert json.loads(props["netspec.input_shape"]) == [1, 8, 8]
     assert json.loads(props["netspec.output_shape"]) == [10]
     assert props["netspec.head"] == "softmax"
@@ -477,6 +494,21 @@ def test_cli_exports_a_trained_run(quickstart_copy: Path) -> None:
     assert json.loads(props["netspec.classes"]) == meta["classes"]
     assert json.loads(props["netspec.preprocessing"])["scale"] == 0.0625
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    # The sidecar: the same metadata as JSON, for runtimes without metadata_props (JS).
+    assert f"metadata for any runtime: {run / 'model.onnx.json'}" in result.output
+    side = json.loads((run / "model.onnx.json").read_text())
+    assert json.loads((run / "model.json").read_text()) == meta  # the run's record untouched
+    assert side["format"] == "netspec-sidecar" and side["model"] == "model.onnx"
+    assert side["opset"] == 13 and side["precision"] == "float32"
+    assert side["inputs"] == [{"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
+    assert side["outputs"][0]["shape"] == ["batch", 10]
+    for key, value in props.items():  # one source: every metadata_props entry, decoded
+        name = key.removeprefix("netspec.")
+        assert side[name] == (value if isinstance(side[name], str) else json.loads(value))
+    pre = side["preprocessing"]
+    assert pre["raw_range"] == [0.0, 16.0]  # the digits' raw values, recorded at training
+    assert [s["step"] for s in pre["steps"]] == ["decode", "to_float32", "scale", "reshape"]
+    assert side["task"] == "multiclass" and side["classes"][3] == "3" and "tiling" not in side
 
 
 def test_export_run_api(quickstart_run: Path, tmp_path: Path) -> None:
@@ -526,3 +558,145 @@ def test_cli_weights_of_another_network(quickstart_copy: Path) -> None:
 def test_cli_needs_a_good_batch_and_opset(quickstart_run: Path) -> None:
     fails(invoke("export", quickstart_run, "--onnx", "--batch", "many"), "--batch many")
     fails(invoke("export", quickstart_run, "--onnx", "--opset", "9"), "opset 9")
+
+
+LAYERNORM_NET = """
+name: ln
+input: [8]
+layers:
+  - dense: {units: 6, activation: gelu}
+  - layernorm
+  - dense: {units: 3, activation: softmax}
+"""
+
+
+def test_opset_is_the_lowest_the_graph_needs() -> None:
+    # mnist_cnn has no layernorm: opset 13, which older runtimes read, and it still runs.
+    graph, module, weights, _, _ = exported("mnist_cnn.yaml")
+    model = export_onnx(graph, weights)
+    assert model.opset_import[0].version == 13 and model.ir_version == 7
+    check_model(model, graph)
+    check_parity(graph, weights, model, random_inputs(graph), module=module)
+    ln = netspec.compile_text(LAYERNORM_NET, "ln.yaml")
+    ln_weights = random_weights(ln)
+    assert export_onnx(ln, ln_weights).opset_import[0].version == 17
+    assert export_onnx(ln, ln_weights, opset=20).opset_import[0].version == 20
+    with pytest.raises(
+        ExportError, match=r"opset 16 is too old.*LayerNormalization needs opset 17"
+    ):
+        export_onnx(ln, ln_weights, opset=16)
+    assert parse_opset("auto") is None and parse_opset("15") == 15
+    with pytest.raises(ExportError, match="--opset new"):
+        parse_opset("new")
+
+
+def test_int8_refuses_what_it_cannot_check(quickstart_run: Path, tmp_path: Path) -> None:
+    out = ["--onnx", "-o", tmp_path / "m.onnx"]
+    fails(invoke("export", quickstart_run, *out, "--int8", "--fp16"), "--int8 and --fp16")
+    fails(invoke("export", quickstart_run, *out, "--int8", "--batch", "4"), "dynamic batch")
+    fails(invoke("export", quickstart_run, *out, "--max-drop", "2"), "--int8 exports only")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_opset(quickstart_copy: Path) -> None:
+    result = invoke("export", quickstart_copy, "--onnx", "--opset", "15")
+    assert result.exit_code == 0, result.output
+    assert "opset 15" in result.output
+    assert onnx.load(quickstart_copy / "model.onnx").opset_import[0].version == 15
+    result = invoke("export", quickstart_copy, "--onnx")
+    assert "opset 13" in result.output
+    fails(invoke("export", quickstart_copy, "--onnx", "--opset", "12"), "opset 12")
+
+
+def test_segmentation_card_describes_predicts_tiling() -> None:
+    from netspec.backends.export.model import model_card
+    from netspec.data.scenes import SceneSegmenter, blend_window
+
+    graph = netspec.compile_text(
+        "name: seg\ninput: [1, 16, 12]\nlayers:\n"
+        "  - conv2d: {filters: 3, kernel: 3, padding: same, activation: softmax}\n",
+        "seg.yaml",
+    )
+    card = model_card(graph, {"task": "segmentation", "classes": ["a", "b", "c"]})
+    tiling = card["tiling"]
+    segmenter = SceneSegmenter(run=lambda x: x, tile=(16, 12))
+    assert tiling["tile"] == [16, 12] and tiling["overlap"] == segmenter.overlap_for((16, 12))
+    # The blending formula in words is the one predict uses.
+    ramp = [min(1, min(d + 1, 12 - d) / (tiling["overlap"] + 1)) for d in range(12)]
+    np.testing.assert_allclose(blend_window((16, 12), tiling["overlap"])[8], ramp, rtol=1e-6)
+    assert "tiling" not in model_card(graph, {"task": "multiclass"})
+
+
+@pytest.mark.slow  # about 5 s: three quantizations and a bench
+def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    run = quickstart_copy
+    fp32 = invoke("export", run, "--onnx", "-o", run / "fp32.onnx")
+    assert fp32.exit_code == 0, fp32.output
+    result = invoke("export", run, "--onnx", "--int8")
+    assert result.exit_code == 0, result.output
+    found = re.search(
+        r"int8 \(static QDQ, calibrated on (\d+) training samples\): test accuracy "
+        r"([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on (\d+) samples, drop (-?[\d.]+) points "
+        r"\(max 1\)",
+        result.output,
+    )
+    assert found, result.output
+    assert int(found[1]) == 256 and int(found[4]) > 100  # the digits' test split
+    assert float(found[2]) - float(found[3]) <= 1.0
+    model = onnx.load(str(run / "model.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops or "QuantizeLinear" in ops
+    side = json.loads((run / "model.onnx.json").read_text())
+    assert side["precision"] == "int8" and side["classes"][0] == "0"  # metadata kept
+    assert (run / "model.onnx").stat().st_size < (run / "fp32.onnx").stat().st_size / 2.5
+    # A stated maximum drop the model cannot meet: refused, nothing written.
+    (run / "model.onnx").unlink()
+    fails(invoke("export", run, "--onnx", "--int8", "--max-drop", "-1"), "more than --max-drop -1")
+    assert not (run / "model.onnx").exists()
+    # bench understands a quantized model: compared, not checked against the float tolerance.
+    invoke("export", run, "--onnx", "--int8")
+    bench = invoke("bench", run / "model.onnx", "--batch", "2", "--threads", "1", "--repeats", "2")
+    assert bench.exit_code == 0, bench.output
+    assert "an int8 (quantized) model" in bench.output
+    assert re.search(r"outputs compared: max abs diff \S+, argmax agreement", bench.output)
+    strict = ["--batch", "2", "--threads", "1", "--repeats", "2", "--tolerance", "1e-6"]
+    fails(invoke("bench", run / "model.onnx", *strict), "(> 1e-06")
+
+
+@pytest.mark.slow  # trains mnist_cnn on 2,000 digits for one epoch (about a minute)
+def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    if not (shared_data / "mnist").is_dir():
+        pytest.skip(f"MNIST not found at {shared_data / 'mnist'} (see shared/data/SOURCES.md)")
+    run = tmp_path / "run"
+    sets = ["train.epochs=1", "train.data.limit=2000", "train.augment={}"]
+    trained = invoke(
+        "train",
+        REPO / "specs" / "mnist_cnn.yaml",
+        "--out",
+        run,
+        *(a for s in sets for a in ("--set", s)),
+    )
+    assert trained.exit_code == 0, trained.output
+    assert invoke("export", run, "--onnx", "-o", run / "fp32.onnx").exit_code == 0
+    result = invoke("export", run, "--onnx", "--int8", "-o", run / "int8.onnx")
+    assert result.exit_code == 0, result.output
+    found = re.search(
+        r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400", result.output
+    )
+    assert found, result.output
+    assert float(found[1]) > 60 and float(found[1]) - float(found[2]) <= 1.0
+    assert (run / "fp32.onnx").stat().st_size > 3 * (run / "int8.onnx").stat().st_size
+
+
+def test_an_old_run_without_a_raw_range_says_so(quickstart_copy: Path) -> None:
+    meta_path = quickstart_copy / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["preprocessing"]["raw_range"]  # as runs trained before it was recorded
+    meta_path.write_text(json.dumps(meta))
+    result = invoke("export", quickstart_copy, "--onnx", "--no-check")
+    assert result.exit_code == 0, result.output
+    assert "note: the run records no raw value range" in result.output
+    side = json.loads((quickstart_copy / "model.onnx.json").read_text())
+    assert side["preprocessing"]["raw_range"] is None

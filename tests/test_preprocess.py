@@ -120,3 +120,36 @@ def test_a_photo_through_predict_equals_the_training_pipeline(tmp_path: Path, st
     np.testing.assert_array_equal(
         prepare(raw[None], info), apply_values(trained, record, record["input_shape"])
     )
+
+
+def test_described_steps_match_what_the_code_does() -> None:
+    """The sidecar's words for the steps (netspec.data.preprocess.describe) hold numerically."""
+    from PIL import Image
+
+    from netspec.data.preprocess import (
+        PER_SAMPLE_DDOF,
+        PER_SAMPLE_EPS,
+        apply_values,
+        describe,
+        geometry,
+    )
+
+    x = np.random.default_rng(0).integers(0, 256, (2, 1, 12, 12)).astype(np.uint8)
+    pre = {"input_shape": [1, 6, 6], "raw_shape": [1, 6, 6], "resize": [6, 6], "per_sample": True}
+    steps = {s["step"]: s for s in describe(pre)}
+    assert list(steps) == [
+        "decode", "resize", "to_float32", "standardize_per_sample", "reshape"
+    ]  # fmt: skip
+    assert "Pillow" in steps["resize"]["method"] and "antialiased" in steps["resize"]["method"]
+    # resize: Pillow bilinear of a float (mode F) image, rounded back to uint8
+    small = geometry(x, resize=(6, 6))
+    pil = Image.fromarray(x[0, 0].astype(np.float32)).resize((6, 6), Image.BILINEAR)
+    np.testing.assert_array_equal(small[0, 0], np.clip(np.rint(np.asarray(pil)), 0, 255))
+    # per-sample: (x - mean) / (std(ddof=1) + 1e-6) over the whole sample
+    assert (steps["standardize_per_sample"]["ddof"], PER_SAMPLE_DDOF) == (1, 1)
+    assert steps["standardize_per_sample"]["eps"] == PER_SAMPLE_EPS == 1e-6
+    v = small.astype(np.float32).reshape(2, -1)
+    by_hand = (v - v.mean(1, keepdims=True)) / (v.std(1, ddof=1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(
+        apply_values(small, pre, (1, 6, 6)).reshape(2, -1), by_hand, rtol=1e-6
+    )

@@ -76,15 +76,22 @@ def emit_dense(em: Emitter, node: Node, xs: list[str]) -> str:
 def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
     layer: Conv1D | Conv2D = node.layer  # type: ignore[assignment]
     wins = windows(layer, node.input_shapes[0][1:])
+    pads, x = _pads(wins), xs[0]
+    if all(k == 1 for k in layer.kernel) and any(pads):
+        # OpenCV DNN (up to 5.0 at least) returns garbage for a 1x1 Conv with pads: an explicit
+        # zero Pad first, then the convolution unpadded, computes the same everywhere.
+        full = em.ints(f"{node.name}/pads", [0, 0, *pads[: len(wins)], 0, 0, *pads[len(wins) :]])
+        x = em.op("Pad", [x, full], em.fresh(f"{node.name}/padded"), node.name, mode="constant")
+        pads = [0] * len(pads)
     return em.fused(
         node,
         _act(node),
         "Conv",
-        [xs[0], *em.weight_inputs(node)],
+        [x, *em.weight_inputs(node)],
         kernel_shape=list(layer.kernel),
         strides=list(layer.stride),
         dilations=list(layer.dilation),
-        pads=_pads(wins),
+        pads=pads,
         group=layer.groups,
     )
 
@@ -169,10 +176,23 @@ def emit_dropout(em: Emitter, node: Node, xs: list[str]) -> str:
     return xs[0]  # inference: the identity
 
 
+# After these ops OpenCV DNN (up to 5.0 at least) fuses a BatchNormalization into the activation
+# wrongly (errors of about 3): there the batchnorm is written as the per-channel Mul and Add it is.
+MISFUSED_BEFORE_BATCHNORM = frozenset({"Sigmoid", "Tanh", "HardSigmoid", "Mul"})  # Mul: SiLU
+
+
 def emit_batchnorm(em: Emitter, node: Node, xs: list[str]) -> str:
     if node.name in em.plan.folded:
         return xs[0]
     layer: BatchNorm = node.layer  # type: ignore[assignment]
+    if em.producer(xs[0]) in MISFUSED_BEFORE_BATCHNORM:
+        t = em.plan.tensors[node.name]
+        g = t["weight"] / np.sqrt(t["running_var"] + layer.eps)
+        view = (-1,) + (1,) * (len(node.shape) - 1)  # channels first, per sample
+        scale = em.init(f"{node.name}.scale", g.reshape(view))
+        shift = em.init(f"{node.name}.shift", (t["bias"] - t["running_mean"] * g).reshape(view))
+        y = em.op("Mul", [xs[0], scale], em.fresh(f"{node.name}/scaled"), node.name)
+        return em.op("Add", [y, shift], node.name, node.name)
     # Declared as weight, bias, running_mean, running_var: ONNX's scale, B, mean, var.
     inputs = [xs[0], *em.weight_inputs(node)]
     return em.op("BatchNormalization", inputs, node.name, node.name, epsilon=float(layer.eps))

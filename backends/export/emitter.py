@@ -31,7 +31,7 @@ class Emitter:
     def __init__(self, graph: Graph, plan: FoldPlan, opset: int, fp16: bool) -> None:
         self.graph = graph
         self.plan = plan
-        self.opset = opset
+        self.opset = opset  # what the emissions may use (GELU as one op from 20)
         self.float = np.float16 if fp16 else np.float32
         self.elem = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
         self.nodes: list[onnx.NodeProto] = []
@@ -76,6 +76,10 @@ class Emitter:
         self.node_names.add(name)
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=name, **attrs))
         return out
+
+    def producer(self, value: str) -> str | None:
+        """The op type of the node that writes `value` (None: the input or an initializer)."""
+        return next((n.op_type for n in reversed(self.nodes) if value in n.output), None)
 
     def weight_inputs(self, node: Node) -> list[str]:
         """Initializers `<layer>.<tensor>` of the node's (folded) weights, in declared order."""

@@ -17,7 +17,9 @@ from typing import Any
 
 from netspec.errors import NetspecError, Problem, first_line
 
-# The netspec metadata keys, in the order they are shown, and which hold JSON.
+from .card import STRING_KEYS
+
+# The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (
     "name",
     "version",
@@ -30,9 +32,7 @@ NETSPEC_KEYS = (
     "preprocessing",
     "features",
     "table",
-)
-JSON_KEYS = frozenset(
-    {"classes", "input_shape", "output_shape", "preprocessing", "features", "table"}
+    "tiling",
 )
 
 
@@ -114,7 +114,7 @@ def _netspec(props: dict[str, str]) -> dict[str, Any] | None:
         if key not in found:
             continue
         value: Any = found[key]
-        if key in JSON_KEYS:
+        if key not in STRING_KEYS:  # model.py's rule: other values are JSON
             with contextlib.suppress(ValueError):  # else shown as the raw string
                 value = json.loads(value)
         out[key] = value

@@ -11,11 +11,15 @@ Conventions (the same as the PyTorch lowering):
   dense layer on a rank > 1 input stores its kernel transposed for MatMul, as `<layer>.weight_t`.
 - Dropout (and `activation: linear`) disappear; batchnorms fold where they can (fold.py).
 - Below opset 20, GELU is written out as 0.5*x*(1 + erf(x/sqrt(2))) (or its tanh form).
+- The opset is the lowest the graph needs (opsets.py: 13, 17 with a layernorm) unless asked.
+- float16 (`fp16`) stores weights and computes in float16 between a Cast of the float32 input
+  and a Cast back of the output; `fp16_io` makes the input and output float16 themselves.
+- Patterns OpenCV DNN computes wrongly are avoided (a padded 1x1 Conv, a BatchNormalization
+  after a sigmoid-like activation; see emit.py): the graph computes the same either way.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +27,13 @@ from typing import Any
 import numpy as np
 
 from netspec import __version__
+from netspec.data.preprocess import describe
+from netspec.data.scenes import describe_tiling
 from netspec.errors import NetspecError
 from netspec.ir import Graph
 from netspec.layers import Dropout
 from netspec.runs import check_weights
+from netspec.spec import INPUT
 
 try:
     import onnx
@@ -34,12 +41,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise NetspecError("ONNX export needs the onnx package: pip install onnx onnxruntime") from exc
 
+from .card import encode_card
 from .emit import emit_fn
 from .emitter import INPUT_NAME, Emitter, ExportError
 from .fold import plan_folding
+from .opsets import BASELINE_OPSET, choose_opset
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 17  # LayerNormalization is an ONNX op from opset 17
 BATCH_PARAM = "batch"
 
 
@@ -51,33 +58,48 @@ def layout(shape: Sequence[int]) -> str:
     return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
 
 
-def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
-    """model.metadata_props: the run's model.json as strings (JSON for structured values)."""
+def model_card(graph: Graph, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What an app needs besides the graph: the run's model.json (labels, task, head, the
+    preprocessing with every step defined, the raw value range, the tiling for segmentation).
+
+    One source for the .onnx `metadata_props` (`metadata`) and the JSON sidecar (sidecar.py).
+    """
     meta = dict(meta or {})
-    props = {
-        "netspec.name": str(meta.get("name") or graph.name),
-        "netspec.version": str(meta.get("netspec_version") or __version__),
+    card: dict[str, Any] = {
+        "name": str(meta.get("name") or graph.name),
+        "version": str(meta.get("netspec_version") or __version__),
     }
     if meta.get("spec_sha256"):
-        props["netspec.spec_sha256"] = str(meta["spec_sha256"])
+        card["spec_sha256"] = str(meta["spec_sha256"])
     if meta.get("task"):
-        props["netspec.task"] = str(meta["task"])
+        card["task"] = str(meta["task"])
     if meta.get("classes") is not None:
-        props["netspec.classes"] = json.dumps(list(meta["classes"]))
+        card["classes"] = list(meta["classes"])
     if meta.get("preprocessing") is not None:
         pre = dict(meta["preprocessing"])
         pre["layout"] = layout(graph.input_shape)
-        props["netspec.preprocessing"] = json.dumps(pre)
+        # Runs trained before netspec recorded the raw range: null (docs/sidecar.md says so).
+        pre.setdefault("raw_range", None)
+        pre["steps"] = describe(pre)
+        card["preprocessing"] = pre
+    card["input_shape"] = list(graph.input_shape)
+    card["output_shape"] = list(graph.output.shape)
     if meta.get("features"):  # a table's feature names, after one-hot encoding
-        props["netspec.features"] = json.dumps(list(meta["features"]))
+        card["features"] = list(meta["features"])
     if meta.get("table"):  # its CSV columns: predict reads rows in the training file's format
-        props["netspec.table"] = json.dumps(meta["table"])
-    props["netspec.input_shape"] = json.dumps(list(graph.input_shape))
-    props["netspec.output_shape"] = json.dumps(list(graph.output.shape))
+        card["table"] = meta["table"]
     head = graph.head
     final = meta.get("head", head.fn if head is not None else None)
-    props["netspec.head"] = final or "none"  # the output's softmax/sigmoid, or none (linear)
-    return props
+    card["head"] = final or "none"  # the output's softmax/sigmoid, or none (linear)
+    if meta.get("task") == "segmentation" and len(graph.input_shape) == 3:
+        h, w = graph.input_shape[1:]
+        card["tiling"] = describe_tiling((h, w))
+    return card
+
+
+def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
+    """model.metadata_props: the model card as strings (JSON for structured values)."""
+    return encode_card(model_card(graph, meta))
 
 
 def target_affine(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -106,30 +128,33 @@ def build_onnx(
     weights: dict[str, np.ndarray],
     *,
     meta: dict[str, Any] | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: int | None = None,
     fp16: bool = False,
+    fp16_io: bool = False,
     fold_batchnorm: bool = True,
 ) -> tuple[onnx.ModelProto, ExportStats]:
     """export_onnx, plus what was folded and removed."""
     newest = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
-        raise ExportError(
-            f"opset {opset} is not supported: use {MIN_OPSET} to {newest} "
-            f"(LayerNormalization needs {MIN_OPSET}; this onnx package knows up to {newest})"
-        )
+    if opset is not None:
+        choose_opset(opset, (), newest)  # out of range: refused before any work
     if batch is not None and batch < 1:
         raise ExportError(f"batch size {batch} must be at least 1 (or dynamic)")
+    if fp16_io and not fp16:
+        raise ExportError("--fp16-io needs --fp16 (a float32 model has float32 inputs)")
     check_weights(graph, weights)
     plan = plan_folding(graph, weights, fold_batchnorm)
-    em = Emitter(graph, plan, opset, fp16)
+    em = Emitter(graph, plan, opset or BASELINE_OPSET, fp16)
+    io_elem = em.elem if fp16_io else onnx.TensorProto.FLOAT
+    if fp16 and not fp16_io:  # float32 in: one Cast to the model's float16
+        em.values[INPUT] = em.op("Cast", [INPUT_NAME], em.fresh("input/fp16"), "input", to=em.elem)
     for node in graph.nodes:
         xs = [em.values[i] for i in node.inputs]
         em.values[node.name] = emit_fn(node)(em, node, xs)
 
     out_name = graph.output.name
     final = em.values[out_name]
-    if final == INPUT_NAME:  # the network computes nothing (dropout only): ONNX needs a node
+    if final == em.values[INPUT]:  # the network computes nothing: ONNX needs a node
         em.op("Identity", [final], out_name, out_name)
     elif final != out_name:  # the output is an alias (a dropout or folded batchnorm at the end)
         for n in em.nodes:
@@ -150,14 +175,22 @@ def build_onnx(
         )
         em.op("Add", [scaled, em.init("target_mean", mean)], out_name, "targets")
 
+    if fp16 and not fp16_io:  # float32 out: the last value cast back
+        inner = f"{out_name}/fp16"
+        for n in em.nodes:
+            n.output[:] = [inner if o == out_name else o for o in n.output]
+            n.input[:] = [inner if i == out_name else i for i in n.input]
+        em.op("Cast", [inner], out_name, "output", to=onnx.TensorProto.FLOAT)
+
     dim: int | str = batch if batch is not None else BATCH_PARAM
     onnx_graph = helper.make_graph(
         em.nodes,
         graph.name,
-        [helper.make_tensor_value_info(INPUT_NAME, em.elem, [dim, *graph.input_shape])],
-        [helper.make_tensor_value_info(out_name, em.elem, [dim, *graph.output.shape])],
+        [helper.make_tensor_value_info(INPUT_NAME, io_elem, [dim, *graph.input_shape])],
+        [helper.make_tensor_value_info(out_name, io_elem, [dim, *graph.output.shape])],
         initializer=em.inits,
     )
+    opset = choose_opset(opset, (n.op_type for n in em.nodes), newest)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(
         onnx_graph,
@@ -181,15 +214,17 @@ def export_onnx(
     weights: dict[str, np.ndarray],
     *,
     meta: dict[str, Any] | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: int | None = None,
     fp16: bool = False,
+    fp16_io: bool = False,
     fold_batchnorm: bool = True,
 ) -> onnx.ModelProto:
     """The ONNX model of a compiled graph with weights keyed `<layer>.<tensor>` (numpy arrays).
 
-    `meta` is the run's model.json (stored as metadata); `batch` fixes the batch size (default:
-    a dynamic `batch` dimension); `fp16` stores initializers, input and output as float16.
+    `meta` is the run's model.json (stored as metadata); `opset` defaults to the lowest the graph
+    needs; `batch` fixes the batch size (default: a dynamic `batch` dimension); `fp16` stores
+    initializers and computes in float16 (input and output stay float32 unless `fp16_io`).
     """
     model, _ = build_onnx(
         graph,
@@ -198,6 +233,7 @@ def export_onnx(
         opset=opset,
         batch=batch,
         fp16=fp16,
+        fp16_io=fp16_io,
         fold_batchnorm=fold_batchnorm,
     )
     return model

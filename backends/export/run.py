@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from netspec.fileio import atomic_path
 from netspec.runs import Run, load_run
 
 from .emitter import ExportError
-from .model import DEFAULT_OPSET, build_onnx, check_model
+from .model import build_onnx, check_model
+from .sidecar import precision, sidecar_path, write_sidecar
 
 
 @dataclass
@@ -27,27 +28,53 @@ class ExportReport:
     opset: int
     batch: int | None
     fp16: bool
+    precision: str  # float32, float16 or int8 (sidecar.precision)
     nodes: int
     folded_batchnorm: int
     removed_dropout: int
+    sidecar: Path | None = None  # the JSON metadata beside the model
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
     tolerance: float | None = None
+    quantized: str | None = None  # the int8 accuracy check, in words
     notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (paths as strings): `netspec export --json`."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["sidecar"] = None if self.sidecar is None else str(self.sidecar)
+        return data
 
     def lines(self) -> list[str]:
         size = f"{self.size / 1e6:.1f} MB" if self.size >= 1e5 else f"{self.size / 1e3:.1f} kB"
         batch = "dynamic" if self.batch is None else str(self.batch)
         out = [
-            f"wrote {self.path} ({size}, opset {self.opset}, batch {batch}, "
-            f"{'float16' if self.fp16 else 'float32'})",
+            f"wrote {self.path} ({size}, opset {self.opset}, batch {batch}, {self.precision})",
             f"{self.nodes} ONNX nodes; batchnorm folded: {self.folded_batchnorm}, "
             f"dropout removed: {self.removed_dropout}",
         ]
+        if self.sidecar is not None:
+            out.append(f"metadata for any runtime: {self.sidecar}")
         if self.max_abs_diff:
             diffs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_abs_diff.items())
-            out.append(f"matches PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
+            what = "the float32 model matches" if self.quantized else "matches"
+            out.append(f"{what} PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
+        if self.quantized:
+            out.append(self.quantized)
         out += [f"note: {n}" for n in self.notes]
         return out
+
+
+def write_model(model: Any, path: Path) -> bytes:
+    """Write the model and its JSON sidecar (each atomically); the model's bytes."""
+    data = model.SerializeToString()
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_sidecar(model, path)
+    return data
 
 
 def parse_batch(text: str | int | None) -> int | None:
@@ -101,9 +128,12 @@ def export_run(
     source: Path,
     out: Path | None = None,
     *,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: int | None = None,
     fp16: bool = False,
+    fp16_io: bool = False,
+    int8: bool = False,
+    max_drop: float | None = None,
     check: bool = True,
     samples: np.ndarray | None = None,
 ) -> ExportReport:
@@ -111,13 +141,28 @@ def export_run(
 
     Unless `check` is False the model goes through `check_model` and the PyTorch parity check
     (random batches of 1 and 7, and `samples`, default: up to 16 samples of the run's data); a
-    failure raises and writes nothing. The file is written atomically.
+    failure raises and writes nothing. The file is written atomically, with its JSON sidecar.
+
+    `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
+    run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
     """
+    if int8 and (fp16 or fp16_io):
+        raise ExportError("--int8 and --fp16 exclude each other: choose one precision")
+    if int8 and batch is not None:
+        raise ExportError("--int8 needs a dynamic batch (calibration feeds batches of any size)")
+    if max_drop is not None and not int8:
+        raise ExportError("--max-drop applies to --int8 exports only")
     run = load_run(Path(source))
     model, stats = build_onnx(
-        run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16
+        run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
     )
     notes: list[str] = list(run.notes)
+    pre = (run.meta or {}).get("preprocessing")
+    if pre is not None and pre.get("raw_range") is None:
+        notes.append(
+            "the run records no raw value range (trained before netspec recorded it): "
+            "raw_range is null in the model's metadata"
+        )
     diffs: dict[str, float] = {}
     tolerance = None
     if check:
@@ -139,23 +184,27 @@ def export_run(
         tolerance = parity.FP16_TOLERANCE if fp16 else parity.TOLERANCE
     else:
         notes.append("not checked (--no-check)")
+    quantized = None
+    if int8:
+        from .quantize import MAX_DROP, quantize_run
+
+        quantized = quantize_run(run, model, MAX_DROP if max_drop is None else max_drop)
+        model = quantized.model
     path = Path(out) if out is not None else run.directory / "model.onnx"
-    data = model.SerializeToString()
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    data = write_model(model, path)
     return ExportReport(
         path=path,
         size=len(data),
-        opset=opset,
+        opset=model.opset_import[0].version,
         batch=batch,
         fp16=fp16,
+        precision=precision(model),
         nodes=len(model.graph.node),
         folded_batchnorm=stats.folded_batchnorm,
         removed_dropout=stats.removed_dropout,
+        sidecar=sidecar_path(path),
         max_abs_diff=diffs,
         tolerance=tolerance,
+        quantized=None if quantized is None else quantized.line(),
         notes=notes,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from netspec.data.preprocess import Preprocessing
+from netspec.data.preprocess import PER_SAMPLE_DDOF, PER_SAMPLE_EPS, Preprocessing
 
 
 class Normalizer:
@@ -38,7 +38,6 @@ class Normalizer:
             x = (x - self.mean) / self.std
         elif self.pre.per_sample:
             flat = x.flatten(1)
-            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(
-                x
-            )
+            std = flat.std(1, correction=PER_SAMPLE_DDOF, keepdim=True)
+            x = ((flat - flat.mean(1, keepdim=True)) / (std + PER_SAMPLE_EPS)).view_as(x)
         return x.reshape(x.shape[0], *self.shape)

@@ -30,13 +30,35 @@ def export(
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output file (default: <run>/model.onnx).")
     ] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    opset: Annotated[
+        str, typer.Option(help="ONNX opset: a number, or auto (the lowest the network needs).")
+    ] = "auto",
     batch: Annotated[
         str, typer.Option(help="Batch size: 'dynamic', or a fixed positive integer.")
     ] = "dynamic",
     fp16: Annotated[
-        bool, typer.Option("--fp16", help="Store weights, input and output as float16.")
+        bool,
+        typer.Option(
+            "--fp16", help="Store weights and compute in float16 (input and output stay float32)."
+        ),
     ] = False,
+    fp16_io: Annotated[
+        bool, typer.Option("--fp16-io", help="With --fp16: make the input and output float16 too.")
+    ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Quantize to int8 (static QDQ), calibrated on the run's training samples and "
+            "checked by accuracy on its test split.",
+        ),
+    ] = False,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="With --int8: the most test accuracy it may lose, in percentage points (default 1)."
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -48,17 +70,24 @@ def export(
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""
     try:
+        from netspec.backends.export.opsets import parse_opset
         from netspec.backends.export.run import export_run, parse_batch
 
         report = export_run(
-            source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
+            source,
+            out,
+            opset=parse_opset(opset),
+            batch=parse_batch(batch),
+            fp16=fp16,
+            fp16_io=fp16_io,
+            int8=int8,
+            max_drop=max_drop,
+            check=check,
         )
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        from dataclasses import asdict
-
-        typer.echo(json.dumps({**asdict(report), "path": str(report.path)}, indent=2))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo("\n".join(report.lines()))
 
@@ -94,6 +123,13 @@ def bench(
     ] = None,
     repeats: Annotated[int, typer.Option(help="Timed calls per engine and batch size.")] = 50,
     device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu or cuda.")] = "auto",
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest output difference from PyTorch, times the output's scale (default: the "
+            "export's, 1e-4, or 1e-2 for float16; int8 models are compared, not checked)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Time PyTorch eager and onnxruntime on the same model and input, interleaved."""
@@ -107,6 +143,7 @@ def bench(
             threads=threads,
             repeats=repeats,
             device=device,
+            tolerance=tolerance,
             sets=sets,
         )
     except NetspecError as err:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from netspec.cli.common import SetOpt, SpecArg, app, fail
-from netspec.errors import NetspecError
+from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
+from netspec.errors import NetspecError, UsageError
 
 
 @app.command()
@@ -27,6 +28,7 @@ def graph(
         bool, typer.Option("--expand", help="Open every block: draw its layers, not one box.")
     ] = False,
     sets: SetOpt = [],  # noqa: B006 - Typer reads the default, never mutates it
+    as_json: JsonOpt = False,
 ) -> None:
     """Draw the network: shapes on the edges, parameter counts on the nodes, blocks as one box.
 
@@ -42,16 +44,21 @@ def graph(
         source = read(spec)
         if sets:
             source = apply_overrides(source, list(sets))
-        note = ""
+        middle = None
         if entries := search.find_search(source):
             source = search.at_end(source, entries, "middle")
-            note = f"; searched values in the middle of their ranges: {search.values(entries, 'middle')}"
+            middle = search.values(entries, "middle")
         lay = layout(drawing(compile_source(source), expand=expand))
         fmt = write(lay, out)
     except NetspecError as err:
-        raise fail(err) from None
-    boxes = len(lay.drawing.boxes)
-    typer.echo(f"wrote {out} ({fmt}, {boxes} nodes, {len(lay.drawing.links)} edges){note}")
+        raise fail(err, as_json) from None
+    boxes, links = len(lay.drawing.boxes), len(lay.drawing.links)
+    if as_json:
+        info = {"path": str(out), "format": fmt, "nodes": boxes, "edges": links}
+        typer.echo(json.dumps({**info, "searched_values": middle}, indent=2))
+        return
+    note = "" if middle is None else f"; searched values in the middle of their ranges: {middle}"
+    typer.echo(f"wrote {out} ({fmt}, {boxes} nodes, {links} edges){note}")
 
 
 @app.command()
@@ -84,16 +91,17 @@ def visualize(
         Path | None,
         typer.Option("-o", "--out", help="PNG file (default: in the run, named after the view)."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Look inside a trained run: filters, feature maps, or saliency (one view per call)."""
     chosen = [v for v in (filters, activations, saliency) if v is not None]
     try:
         if len(chosen) != 1:
-            raise NetspecError(
+            raise UsageError(
                 "choose one view: --filters LAYER, --activations IMAGE or --saliency IMAGE"
             )
         if layers is not None and activations is None:
-            raise NetspecError("--layers goes with --activations")
+            raise UsageError("--layers goes with --activations")
         from netspec.backends import visualize as vis
         from netspec.runs import load_run
 
@@ -123,5 +131,8 @@ def visualize(
             vis.plot_saliency(raw, s, path, title)
             detail = f"predicted '{label}' ({s.score:.2f}), Grad-CAM on {s.layer}"
     except NetspecError as err:
-        raise fail(err) from None
-    typer.echo(f"wrote {path}: {detail}")
+        raise fail(err, as_json) from None
+    if as_json:
+        typer.echo(json.dumps({"path": str(path), "detail": detail}, indent=2))
+    else:
+        typer.echo(f"wrote {path}: {detail}")

@@ -348,6 +348,7 @@ def prepare(
         mean=mean,
         std=std,
         per_sample=p.normalize == "per_sample",
+        raw_range=(float(train.x.min()), float(train.x.max())) if train.x.size else None,
     )
     loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)

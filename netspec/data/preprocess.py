@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma of R, G, B
+# Per-sample standardization: (x - mean) / (std + PER_SAMPLE_EPS), std with Bessel's correction.
+PER_SAMPLE_DDOF = 1
+PER_SAMPLE_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Preprocessing:
     per_sample: bool = False
     target_mean: tuple[float, ...] | None = None
     target_std: tuple[float, ...] | None = None
+    # The training split's smallest and largest raw value (after geometry, before scale).
+    raw_range: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,8 +121,113 @@ def apply_values(
         x = (x - mean) / np.asarray(pre["std"], np.float32).reshape(view)
     elif pre.get("per_sample"):
         flat = x.reshape(len(x), -1)
-        std = flat.std(1, ddof=1, keepdims=True) if flat.shape[1] > 1 else 0.0
-        x = ((flat - flat.mean(1, keepdims=True)) / (std + 1e-6)).reshape(x.shape)
+        std = flat.std(1, ddof=PER_SAMPLE_DDOF, keepdims=True) if flat.shape[1] > 1 else 0.0
+        x = ((flat - flat.mean(1, keepdims=True)) / (std + PER_SAMPLE_EPS)).reshape(x.shape)
     if None not in input_shape:
         x = x.reshape(len(x), *input_shape)  # type: ignore[arg-type]
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+# --- the record in words, for apps in other languages (the exported model's sidecar) -----------
+
+PILLOW_BILINEAR = (
+    "Pillow Image.resize(size, Image.BILINEAR): a triangle filter whose support grows with the "
+    "reduction factor, so downscaling averages every source pixel (antialiased); not OpenCV "
+    "INTER_LINEAR, which samples 2x2 pixels and differs by several grey levels"
+)
+
+
+def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps of a recorded Preprocessing, in order, each with its parameters and definition.
+
+    Every step is exactly what `geometry`/`apply_values` (and the folder loader's `fit_image`) do,
+    so an app in any language can redo them; steps that do nothing are left out.
+    """
+    steps: list[dict[str, Any]] = []
+    order = pre.get("channel_order")
+    steps.append(
+        {
+            "step": "decode",
+            "channel_order": order,
+            "raw_shape": pre.get("raw_shape"),
+            "definition": "images: decode, convert to the channel order (Pillow convert('RGB') "
+            "or convert('L')), then channels first (C, H, W); arrays and tables as they are",
+        }
+    )
+    if pre.get("image_size"):
+        crop = pre.get("image_crop")
+        steps.append(
+            {
+                "step": "fit_image",
+                "size": pre["image_size"],
+                "crop": crop,
+                "method": PILLOW_BILINEAR,
+                "definition": (
+                    "on the 8-bit image: "
+                    + (
+                        "crop the largest centred box with the target aspect ratio (h, w), then "
+                        if crop == "center"
+                        else ""
+                    )
+                    + "resize to (h, w) unless it already has that size; 8-bit results"
+                ),
+            }
+        )
+    if pre.get("grayscale"):
+        steps.append(
+            {
+                "step": "grayscale",
+                "weights": list(GRAY_WEIGHTS),
+                "definition": "3-channel images only: 0.299 R + 0.587 G + 0.114 B, as float32; "
+                "uint8 pixels rounded half to even and clipped to 0..255",
+            }
+        )
+    if pre.get("resize"):
+        steps.append(
+            {
+                "step": "resize",
+                "size": pre["resize"],
+                "method": PILLOW_BILINEAR,
+                "definition": "each channel as a 32-bit float image (Pillow mode F) resized to "
+                "(h, w); uint8 pixels rounded half to even and clipped to 0..255",
+            }
+        )
+    if pre.get("center_crop"):
+        steps.append(
+            {
+                "step": "center_crop",
+                "size": pre["center_crop"],
+                "definition": "top = (H - h) // 2, left = (W - w) // 2 (integer division)",
+            }
+        )
+    scale = float(pre.get("scale") or 1.0)
+    steps.append({"step": "to_float32", "definition": "values as float32"})
+    if scale != 1.0:
+        steps.append({"step": "scale", "factor": scale, "definition": "x * factor"})
+    if pre.get("mean") and pre.get("std"):
+        steps.append(
+            {
+                "step": "normalize",
+                "mean": pre["mean"],
+                "std": pre["std"],
+                "definition": "(x - mean[c]) / std[c] for each channel c (the first axis)",
+            }
+        )
+    elif pre.get("per_sample"):
+        steps.append(
+            {
+                "step": "standardize_per_sample",
+                "ddof": PER_SAMPLE_DDOF,
+                "eps": PER_SAMPLE_EPS,
+                "definition": "over all values of one sample: (x - mean(x)) / (std(x) + eps), "
+                "std with ddof=1 (divide by n - 1; 0 for a single value)",
+            }
+        )
+    steps.append(
+        {
+            "step": "reshape",
+            "shape": pre.get("input_shape"),
+            "definition": "row-major (C order) reshape to the model's input, then a batch axis",
+        }
+    )
+    return steps

@@ -196,3 +196,25 @@ def segment_scene(
     """Class probabilities (K, H, W) of a scene (C, H, W), tiled: see SceneSegmenter."""
     segmenter = SceneSegmenter(run, tile, overlap, tta, batch_size, prepare, head)
     return segmenter.segment(scene).probs
+
+
+def describe_tiling(tile: tuple[int, int]) -> dict[str, object]:
+    """How `netspec predict` segments a scene of any size with a model of this tile (h, w), in
+    words and numbers, for apps in other languages (the exported model's sidecar)."""
+    return {
+        "tile": list(tile),
+        "overlap": min(tile) // 4,
+        "grid": "tiles start at 0 and the last ends at the scene's edge, spread evenly: along "
+        "a side of n pixels, count = ceil((n - overlap) / (tile - overlap)) tiles starting at "
+        "round(i * (n - tile) / (count - 1)); a side no longer than the tile gets one tile at 0",
+        "small_scene": "a scene smaller than a tile is reflect-padded (numpy mode 'reflect') "
+        "around its centre to the tile, and the output cropped back",
+        "probabilities": "the outputs as they are with a softmax or sigmoid head, else a softmax "
+        "over classes (a sigmoid for one map)",
+        "blending": "each tile's probabilities are weighted by outer(ramp(h), ramp(w)), "
+        "ramp(n)[d] = min(1, min(d + 1, n - d) / (overlap + 1)), summed over tiles and divided "
+        "by the summed weights",
+        "mask": "argmax over classes (p >= 0.5 for a single map)",
+        "tta": "netspec predict --tta averages the probabilities of the 8 symmetries of a square "
+        "tile (4 flips for a rectangle) before blending; off by default",
+    }

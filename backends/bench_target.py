@@ -1,0 +1,110 @@
+"""What `netspec bench` times: a spec (random weights), a run, or an .onnx file with or without its run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.errors import DataError, Problem, UsageError
+
+from .timing import BenchError
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Target:
+    """The model to time: its graph and weights when PyTorch can run it, and its ONNX model."""
+
+    name: str
+    source: str
+    graph: Any = None  # netspec Graph, when PyTorch can be timed
+    weights: dict[str, np.ndarray] | None = None
+    module: Any = None
+    onnx: bytes | Path | None = None
+    notes: list[str] = field(default_factory=list)
+    run: Any = None  # the netspec Run, when there is one (its data for int8 comparisons)
+
+
+def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
+    """A spec (random weights from `seed`, `sets` its `--set` overrides), a run directory, or an
+    .onnx file (its run beside)."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
+    if sets and source.suffix.lower() not in SPEC_SUFFIXES:
+        raise UsageError(
+            [Problem("--set changes a spec; this is a run or an .onnx file", str(source))]
+        )
+    if source.is_dir():
+        from netspec.runs import load_run
+
+        run = load_run(source)
+        return Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes, run=run)
+    if source.suffix.lower() == ".onnx":
+        from netspec.runs import CHECKPOINT_FILES, SPEC_FILE, WEIGHTS_FILE, load_run
+
+        beside = source.parent
+        if (beside / SPEC_FILE).is_file() and any(
+            (beside / f).is_file() for f in (WEIGHTS_FILE, *CHECKPOINT_FILES)
+        ):
+            run = load_run(beside)
+            return Target(
+                run.graph.name,
+                "onnx + run",
+                run.graph,
+                run.weights,
+                onnx=source,
+                notes=run.notes,
+                run=run,
+            )
+        return Target(
+            source.stem,
+            "onnx",
+            onnx=source,
+            notes=[
+                "no run beside the .onnx file (spec.yaml, model.safetensors): "
+                "onnxruntime timed alone, no PyTorch comparison"
+            ],
+        )
+    if source.suffix.lower() in SPEC_SUFFIXES:
+        import torch
+
+        from netspec.compiler import compile_source
+        from netspec.source import apply_overrides, read
+
+        from .lowering import build_module
+        from .weights import module_weights
+
+        graph = compile_source(apply_overrides(read(source), list(sets)))
+        torch.manual_seed(seed)
+        module = build_module(graph).eval()
+        return Target(
+            graph.name,
+            f"spec (random weights, seed {seed})",
+            graph,
+            module_weights(module),
+            module=module,
+        )
+    raise DataError(
+        [
+            Problem(
+                "expected a spec (.yaml), a run directory or an .onnx file",
+                str(source),
+            )
+        ]
+    )
+
+
+def input_shape(session: Any) -> tuple[tuple[int, ...], int | None]:
+    """The input shape without the batch axis, and the fixed batch size (None: dynamic)."""
+    dims = session.get_inputs()[0].shape
+    rest = dims[1:]
+    if not all(isinstance(d, int) and d > 0 for d in rest):
+        raise BenchError(f"the model's input {dims} has dynamic dimensions besides the batch")
+    batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
+    return tuple(rest), batch

@@ -1,0 +1,73 @@
+"""docs/js/predict.mjs, the README's Node.js example: onnxruntime-node and the JSON sidecar give
+what `netspec predict --json` gives. Runs when node and onnxruntime-node are installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import invoke
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "docs" / "js" / "predict.mjs"
+
+
+def _node_with_ort() -> str:
+    """The node binary when it can load onnxruntime-node from docs/js (or NODE_PATH), else skip."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    probe = subprocess.run(
+        [node, "-e", "require.resolve('onnxruntime-node')"],
+        cwd=EXAMPLE.parent,
+        capture_output=True,
+        env=os.environ,
+    )
+    if probe.returncode != 0:
+        pytest.skip("onnxruntime-node is not installed: cd docs/js && npm install")
+    return node
+
+
+def test_js_example_predicts_what_netspec_predicts(quickstart_onnx: Path, tmp_path: Path) -> None:
+    node = _node_with_ort()
+    pytest.importorskip("sklearn")
+    from netspec.data.builtin import load_builtin
+
+    digits = load_builtin("digits")
+    np.save(tmp_path / "one.npy", digits.x[0])  # one raw sample (1, 8, 8), values 0..16
+    np.save(tmp_path / "batch.npy", digits.x[1:6].astype(np.float64))  # a batch, another dtype
+    inputs = [str(tmp_path / "one.npy"), str(tmp_path / "batch.npy")]
+    done = subprocess.run(
+        [node, str(EXAMPLE), str(quickstart_onnx), *inputs, "--top-k", "3"],
+        cwd=EXAMPLE.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    js = json.loads(done.stdout)
+    result = invoke("predict", quickstart_onnx, *inputs, "--top-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    py = json.loads(result.output)
+    assert [r["input"] for r in js] == [r["input"] for r in py] and len(js) == 6
+    for a, b in zip(js, py):
+        assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        np.testing.assert_allclose(
+            [p["score"] for p in a["predictions"]],
+            [p["score"] for p in b["predictions"]],
+            atol=1e-5,
+        )
+
+
+def test_readme_js_block_is_the_example() -> None:
+    """The README's excerpt is predict.mjs's own lines, so it cannot drift from the tested file."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("```js\n", 1)[1].split("```", 1)[0]
+    source = {line.strip() for line in EXAMPLE.read_text().splitlines()}
+    missing = [line for line in block.splitlines() if line.strip() not in source]
+    assert block.strip() and not missing, missing
