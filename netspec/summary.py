@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -214,6 +213,8 @@ def render(graph: Graph) -> str:
 
 def render_html(graph: Graph) -> str:
     """The summary as an HTML table (Jupyter shows it): the same cells as the text, escaped."""
+    import html  # here, not at the top: `netspec summary` never renders HTML
+
     c = cells(graph)
 
     def row(tag: str, values: list[str]) -> str:
