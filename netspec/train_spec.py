@@ -28,6 +28,11 @@ class _Source(_Section):
     limit: PositiveInt | None = Field(
         None, description="Use only the first N samples (quick runs)."
     )
+    split_seed: int | None = Field(
+        None,
+        description="Seed of the limit and the val/test split (default: train.seed). Fix it to "
+        "train several seeds on one split, e.g. the members of an ensemble.",
+    )
     scale_targets: bool = Field(
         True,
         description="Regression: standardize the targets with the training split's mean and std "
@@ -37,6 +42,12 @@ class _Source(_Section):
         None,
         description="Segmentation: random tiles of the network's input size cut from each larger "
         "training scene per epoch (default: as many as cover it).",
+    )
+    complete: Literal["lower_half"] | None = Field(
+        None,
+        description="Image completion (multi-output regression): the input is the upper half of "
+        "each image and the targets are the pixels of its lower half, in the input's units "
+        "(after `rescale`); labels are dropped.",
     )
 
 
@@ -77,6 +88,16 @@ class ShapesData(_Source):
     bands: PositiveInt = 3
     seed: int = 0
     test: Fraction = 0.1
+
+
+class XoData(_Source):
+    """Generated 9x9 grey images of X and O (classes O, X), noisy and shifted; seeded."""
+
+    source: Literal["xo"]
+    samples: PositiveInt = 1000
+    noise: Annotated[float, Field(ge=0.0)] = Field(0.2, description="Pixel noise std (0..1).")
+    seed: int = 0
+    test: Fraction = 0.2
 
 
 class MnistData(_Source):
@@ -152,6 +173,7 @@ class CsvData(_Source):
 DataSpec = Annotated[
     BuiltinData
     | ShapesData
+    | XoData
     | MnistData
     | Cifar10Data
     | FolderData
