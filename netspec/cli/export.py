@@ -39,6 +39,15 @@ def export(
             help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
         ),
     ] = True,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ensemble",
+            help="Another run of the same task (repeatable): write one ONNX graph that averages "
+            "the runs' probabilities (default: <run>/ensemble.onnx).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""
     try:
@@ -46,9 +55,18 @@ def export(
             raise NetspecError("choose an export format: --onnx (the only one for now)")
         from netspec.backends.export.run import export_run, parse_batch
 
-        report = export_run(
-            source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
-        )
+        if ensemble:
+            from netspec.backends.export.ensemble import export_ensemble
+
+            if fp16:
+                raise NetspecError("--ensemble: --fp16 is not supported for ensembles")
+            report = export_ensemble(
+                [source, *ensemble], out, opset=opset, batch=parse_batch(batch), check=check
+            )
+        else:
+            report = export_run(
+                source, out, opset=opset, batch=parse_batch(batch), fp16=fp16, check=check
+            )
     except NetspecError as err:
         raise fail(err) from None
     typer.echo("\n".join(report.lines()))

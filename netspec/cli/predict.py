@@ -53,6 +53,15 @@ def predict(
             "probabilities over its 8 rotations and mirrors (4 for tiles that are not square).",
         ),
     ] = False,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ensemble",
+            help="Another exported model of the same task (repeatable): print the mean of the "
+            "models' class probabilities (values for regression).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run an exported model with onnxruntime on inputs, preprocessed as the model records."""
     # onnxruntime only: predict never imports torch (a test checks it).
@@ -71,6 +80,7 @@ def predict(
                 out_dir=out_dir,
                 overlap=overlap,
                 tta=tta,
+                ensemble=ensemble or (),
             )
         ):
             if as_json:
