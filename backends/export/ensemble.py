@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from netspec.errors import Problem
 from netspec.fileio import atomic_path
 
 from .emitter import ExportError
@@ -23,6 +24,10 @@ TOLERANCE = 1e-5  # the ensemble against the mean of its members, both in onnxru
 HEADS = {"multiclass": "Softmax", "binary": "Sigmoid"}
 # Only the output side of preprocessing may differ: each member's graph undoes its own targets.
 OUTPUT_STEPS = ("target_mean", "target_std")
+
+
+def _error(message: str, hint: str) -> ExportError:
+    return ExportError([Problem(message, hint=hint)])
 
 
 def _meta(model: onnx.ModelProto) -> dict[str, str]:
@@ -46,16 +51,16 @@ def _check_members(models: Sequence[onnx.ModelProto], sources: Sequence[Path]) -
             raise ExportError(f"{source}: segmentation models are not ensembled")
         for key in keys:
             if meta.get(key) != first.get(key):
-                raise ExportError(
+                raise _error(
                     f"--ensemble: {source} has {key} {meta.get(key)}, the first member "
                     f"{sources[0]} has {first.get(key)}",
-                    hint="ensemble runs of one spec (for example trained with --set train.seed=N)",
+                    "ensemble runs of one spec (for example trained with --set train.seed=N)",
                 )
         if _input_steps(meta) != _input_steps(first):
-            raise ExportError(
+            raise _error(
                 f"--ensemble: {source} preprocesses its input differently from {sources[0]} "
                 "(one ONNX input feeds every member, so rescale and normalization must agree)",
-                hint="fix the statistics (normalize: {mean, std}) or the split "
+                "fix the statistics (normalize: {mean, std}) or the split "
                 "(train.data.split_seed) and retrain, or ensemble with `netspec predict --ensemble`",
             )
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TypeVar
+
 import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+
+MaybeData = TypeVar("MaybeData", ArrayData, None)
 
 
 def lower_half(data: ArrayData) -> ArrayData:
@@ -35,3 +40,9 @@ def lower_half(data: ArrayData) -> ArrayData:
             f"completion: inputs are the top {top} rows, targets the {h - top} rows below",
         ),
     )
+
+
+def scaled_targets(data: MaybeData, scale: float) -> MaybeData:
+    """Completion targets times the inputs' `rescale`: pixels in the units the network sees,
+    which a sigmoid output can reach."""
+    return data if data is None or scale == 1.0 else replace(data, y=data.y * np.float32(scale))

@@ -1,4 +1,8 @@
-"""From a spec's `train:` section to ready splits and the preprocessing record that travels with the model."""
+"""From a spec's `train:` section to ready splits and the preprocessing record that travels with the model.
+
+Over 400 lines: loading every source, the splits, the shape checks and the preprocessing record
+are one sequence (`prepare`) that reads best in one place.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
-from netspec.data.halves import lower_half
+from netspec.data.halves import lower_half, scaled_targets
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -319,11 +323,8 @@ def prepare(
         notes.append(f"samples of shape {raw_shape} are reshaped to the input {input_shape}")
     p = spec.preprocess
     scale = float(p.rescale) if p.rescale else 1.0
-    if cfg.complete and scale != 1.0:
-        # Completion targets are pixels too: in the input's units, a sigmoid output can reach them.
-        train, val, test = (
-            d if d is None else replace(d, y=d.y * np.float32(scale)) for d in (train, val, test)
-        )
+    if cfg.complete:
+        train, val, test = (scaled_targets(d, scale) for d in (train, val, test))
     mean = std = None
     if isinstance(p.normalize, Normalize):
         mean, std = tuple(p.normalize.mean), tuple(p.normalize.std)
