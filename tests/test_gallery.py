@@ -214,6 +214,19 @@ def test_completion_images_rows() -> None:
         completion_images(upper, true, pred[:, :5])
 
 
+def test_plot_completions_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from netspec.backends.training.completions import plot_completions
+
+    rng = np.random.default_rng(0)
+    upper = rng.uniform(size=(3, 1, 4, 8))
+    plot_completions(
+        upper, rng.uniform(size=(3, 32)), rng.uniform(size=(3, 32)), tmp_path / "c.png", title="t"
+    )
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.png"]  # no temporary file left
+
+
 # --- split_seed -------------------------------------------------------------------------------
 
 
