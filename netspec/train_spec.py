@@ -1,7 +1,8 @@
 """The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks.
 
-Over 400 lines: one small pydantic model per section, every field with the description that
-`netspec schema` shows in editors; the sections refer to each other and read best together.
+Over 400 lines: one small pydantic model per section and per data source, every field with the
+description that `netspec schema` shows in editors, in the one module the schema and the located
+errors are generated from; the sections refer to each other and read best together.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class _Source(_Section):
     limit: PositiveInt | None = Field(
         None, description="Use only the first N samples (quick runs)."
     )
+    split_seed: int | None = Field(
+        None,
+        description="Seed of the limit and the val/test split (default: train.seed). Fix it to "
+        "train several seeds on one split, e.g. the members of an ensemble.",
+    )
     scale_targets: bool = Field(
         True,
         description="Regression: standardize the targets with the training split's mean and std "
@@ -70,6 +76,12 @@ class _Source(_Section):
         description="Pictures of image inputs (predictions.png, mistakes.png): the bands shown as "
         "red, green and blue, numbered from 1 (Sentinel-2 true colour: [4, 3, 2]); default the "
         "first three.",
+    )
+    complete: Literal["lower_half"] | None = Field(
+        None,
+        description="Image completion (multi-output regression): the input is the upper half of "
+        "each image and the targets are the pixels of its lower half, in the input's units "
+        "(after `rescale`); labels are dropped.",
     )
 
 
@@ -110,6 +122,16 @@ class ShapesData(_Source):
     bands: PositiveInt = Field(3, description="Channels of each scene.")
     seed: int = Field(0, description="Seed of the generator.")
     test: Fraction = Field(0.1, description=TEST)
+
+
+class XoData(_Source):
+    """Generated 9x9 grey images of X and O (classes O, X), noisy and shifted; seeded."""
+
+    source: Literal["xo"] = Field(description="Generated 9x9 images of X and O.")
+    samples: PositiveInt = Field(1000, description="Number of images (half X, half O).")
+    noise: Annotated[float, Field(ge=0.0)] = Field(0.2, description="Pixel noise std (0..1).")
+    seed: int = Field(0, description="Seed of the generator.")
+    test: Fraction = Field(0.2, description=TEST)
 
 
 class MnistData(_Source):
@@ -193,6 +215,7 @@ class CsvData(_Source):
 DataSpec = Annotated[
     BuiltinData
     | ShapesData
+    | XoData
     | MnistData
     | Cifar10Data
     | FolderData

@@ -28,6 +28,21 @@ def plain_specs() -> list[Path]:
     return [p for p in sorted((REPO / "specs").glob("*.yaml")) if not find_search(read(p))]
 
 
+# Specs whose size makes building, lowering or exporting them take many seconds (AlexNet's
+# 62M parameters): their per-spec tests are marked slow; their layer kinds run in smaller specs.
+BIG_SPECS = frozenset({"alexnet"})
+
+
+def spec_params(paths: list[Path], slow: frozenset[str] = BIG_SPECS) -> list:
+    """pytest.param per spec path, id its stem, marked slow when its stem is in `slow`."""
+    import pytest
+
+    return [
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in slow else [])
+        for p in paths
+    ]
+
+
 def invoke(*args: str | Path):
     """`netspec ARGS...` through Typer's CliRunner; whatever happens, never a traceback."""
     result = runner.invoke(app, [str(a) for a in args])

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from helpers import fails, invoke, plain_specs, random_weights  # noqa: E402
+from helpers import BIG_SPECS, fails, invoke, plain_specs, random_weights, spec_params  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
@@ -97,10 +97,7 @@ def spec(input_shape: str, *items: str) -> str:
 @pytest.mark.parametrize(
     "path",
     # unet takes ~2 s here (the other U-Nets and every layer kind still run without slow ones).
-    [
-        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem == "unet" else [])
-        for p in SPECS
-    ],
+    spec_params(SPECS, BIG_SPECS | {"unet"}),
 )
 def test_spec_exports_and_matches_pytorch(path: Path) -> None:
     graph, module, weights, model, _ = exported(path.name)
@@ -138,7 +135,7 @@ def test_batchnorm_folding(name: str, folded: int, left: int) -> None:
     check_parity(graph, weights, plain, random_inputs(graph), module=module)
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_head_metadata_matches_the_lowering(path: Path) -> None:
     graph = spec_graph(path)
     head = graph.head

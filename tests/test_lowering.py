@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from helpers import plain_specs  # noqa: E402
+from helpers import plain_specs, spec_params  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.lowering import (  # noqa: E402
@@ -73,7 +73,7 @@ def test_specs_found() -> None:
     assert len(SPECS) >= 10
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_spec_lowers(path: Path) -> None:
     graph = spec_graph(path)
     torch.manual_seed(0)

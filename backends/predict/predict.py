@@ -10,6 +10,7 @@ import numpy as np
 
 from netspec.data.scenes import SceneError
 
+from .ensemble import Ensemble
 from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
 from .model import Predictor, check_overlap, is_scene_model
@@ -28,6 +29,7 @@ def predict(
     tta: bool = False,
     note: Note = lambda _: None,
     keep_going: bool = True,
+    ensemble: Sequence[str | Path] = (),
 ) -> Iterator[dict[str, Any]]:
     """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
 
@@ -43,13 +45,18 @@ def predict(
     {input, values} (regression) or {input, mask, size, pixels, tiles, tta} (segmentation).
     Segmentation models take scenes of any size, predicted tile by tile (tiles overlapping by
     `overlap` pixels, default a quarter of the tile side) and with `tta` averaged over the
-    symmetries of each tile; their masks have the scene's size.
+    symmetries of each tile; their masks have the scene's size. With `ensemble` (further
+    models) the outputs are the mean of every model's probabilities (values for regression).
     """
     if batch_size < 1:
         raise error(f"--batch {batch_size}: expected a positive number")
     check_overlap(overlap, (None, None))
     paths = expand_inputs([p if isinstance(p, np.ndarray) else Path(p) for p in inputs])
-    predictor = model if isinstance(model, Predictor) else Predictor(model, provider)
+    predictor: Predictor | Ensemble
+    if ensemble:
+        predictor = Ensemble([model, *ensemble], provider)
+    else:
+        predictor = model if isinstance(model, Predictor) else Predictor(model, provider)
     info = predictor.info
     interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
 
@@ -58,7 +65,7 @@ def predict(
             raise sample.error
         return {"input": sample.name, "error": sample.error.to_dict()}
 
-    if is_scene_model(info):
+    if isinstance(predictor, Predictor) and is_scene_model(info):
         segmenter = predictor.segmenter(overlap, tta, batch_size)
         for sample in read_scenes(paths, info):
             if isinstance(sample, Failed):

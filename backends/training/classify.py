@@ -98,7 +98,9 @@ def split_report(
             rgb=trainer.spec.data.rgb_bands,
         )
         written += [p.name for p in pictures]
-    except ImportError:
+    except ModuleNotFoundError as err:  # matplotlib is optional; a broken import is a bug
+        if not (err.name or "").startswith("matplotlib"):
+            raise
         log("note: matplotlib is not installed; the report's pictures were not drawn")
     log(
         f"{split} report: accuracy {report['accuracy']:.4f}, macro F1 {report['macro']['f1']:.4f}"

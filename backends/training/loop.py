@@ -605,6 +605,24 @@ class Trainer:
             return
         split_report(self, data, self.run_dir, split=split, log=self.log)
 
+    @torch.inference_mode()
+    def _plot_completions(self, n: int = 8) -> None:
+        """completions.png: upper halves, true and predicted lower halves of a few held-out images."""
+        from .completions import plot_completions
+
+        held = self.test or self.val
+        x, y = held if held is not None else (self.x_train, self.y_train)
+        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
+        self.module.eval()
+        pred = self.norm.units(self.module(self._prep(x[pick])).float())
+        plot_completions(
+            (x[pick].float() * self.data.preprocessing.scale).cpu().numpy(),
+            self.norm.units(y[pick].float()).cpu().numpy(),
+            pred.flatten(1).cpu().numpy(),
+            self.run_dir / "completions.png",
+            title=f"{self.graph.name}: {'held-out' if held is not None else 'training'} images",
+        )
+
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
         best_path = self.run_dir / "checkpoint" / "best.safetensors"
@@ -652,7 +670,11 @@ class Trainer:
             )
             if self.data.task == "segmentation":
                 self._plot_predictions()
-        except ImportError:
+            if self.spec.data.complete:
+                self._plot_completions()
+        except ModuleNotFoundError as err:  # matplotlib is optional; a broken import is a bug
+            if not (err.name or "").startswith("matplotlib"):
+                raise
             self.log("note: matplotlib is not installed; history.png was not drawn")
         if self.data.task in ("multiclass", "binary"):
             self._class_report()

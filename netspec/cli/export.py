@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, app, fail
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, UsageError
 
 
 @app.command()
@@ -66,6 +66,15 @@ def export(
             help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
         ),
     ] = True,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ensemble",
+            help="Another run of the same task (repeatable): write one ONNX graph that averages "
+            "the runs' probabilities (default: <run>/ensemble.onnx).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""
@@ -73,17 +82,30 @@ def export(
         from netspec.backends.export.opsets import parse_opset
         from netspec.backends.export.run import export_run, parse_batch
 
-        report = export_run(
-            source,
-            out,
-            opset=parse_opset(opset),
-            batch=parse_batch(batch),
-            fp16=fp16,
-            fp16_io=fp16_io,
-            int8=int8,
-            max_drop=max_drop,
-            check=check,
-        )
+        if ensemble:
+            from netspec.backends.export.ensemble import export_ensemble
+
+            if fp16 or int8:
+                raise UsageError("--ensemble: --fp16 and --int8 are not supported for ensembles")
+            report = export_ensemble(
+                [source, *ensemble],
+                out,
+                opset=parse_opset(opset),
+                batch=parse_batch(batch),
+                check=check,
+            )
+        else:
+            report = export_run(
+                source,
+                out,
+                opset=parse_opset(opset),
+                batch=parse_batch(batch),
+                fp16=fp16,
+                fp16_io=fp16_io,
+                int8=int8,
+                max_drop=max_drop,
+                check=check,
+            )
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:

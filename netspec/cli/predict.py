@@ -53,6 +53,15 @@ def predict(
             "probabilities over its 8 rotations and mirrors (4 for tiles that are not square).",
         ),
     ] = False,
+    ensemble: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ensemble",
+            help="Another exported model of the same task (repeatable): print the mean of the "
+            "models' class probabilities (values for regression).",
+            show_default=False,
+        ),
+    ] = None,
     # Earlier names, kept working for scripts (hidden; one name per idea is shown).
     provider: Annotated[str | None, typer.Option("--provider", hidden=True)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
@@ -79,6 +88,7 @@ def predict(
             overlap=overlap,
             tta=tta,
             note=lambda text: typer.echo(f"note: {text}", err=True),
+            ensemble=ensemble or (),
         ):
             failed += "error" in result
             if as_json:

@@ -1,4 +1,8 @@
-"""From a spec's `train:` section to ready splits and the preprocessing record that travels with the model."""
+"""From a spec's `train:` section to ready splits and the preprocessing record that travels with the model.
+
+Over 400 lines: loading every source, the splits, the shape checks and the preprocessing record
+are one sequence (`prepare`) that reads best in one place.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
+from netspec.data.halves import lower_half, scaled_targets
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -24,6 +29,7 @@ from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, dataset_stats, target_stats
 from netspec.data.table import load_csv
 from netspec.data.tiles import tile_starts
+from netspec.data.xo import make_xo
 from netspec.shapes import prod
 from netspec.train_spec import (
     ArraysData,
@@ -36,6 +42,7 @@ from netspec.train_spec import (
     Normalize,
     ShapesData,
     TrainSpec,
+    XoData,
 )
 
 Task = Literal["multiclass", "binary", "regression", "segmentation"]
@@ -82,11 +89,18 @@ def resolve_path(path: str | Path, spec_file: str | None) -> Path:
 
 def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> ArrayData:
     """Load the data a `train.data` section names (`test=True`: its separate test data)."""
+    data = _load(cfg, spec_file, test=test)
+    return lower_half(data) if cfg.complete == "lower_half" else data
+
+
+def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if isinstance(cfg, BuiltinData):
         return load_builtin(cfg.name)
     if isinstance(cfg, ShapesData):
         seed = cfg.seed + (1 if test else 0)  # a separate test set is another draw
         return make_shapes(cfg.samples, tuple(cfg.size), cfg.bands, seed)  # type: ignore[arg-type]
+    if isinstance(cfg, XoData):
+        return make_xo(cfg.samples, cfg.seed + (1 if test else 0), cfg.noise)
     path = resolve_path(cfg.test_path if test and cfg.test_path else cfg.path, spec_file)
     if isinstance(cfg, MnistData):
         split = "test" if test and not cfg.test_path else cfg.split
@@ -256,14 +270,15 @@ def prepare(
     linear output can reach standardized regression targets, so others keep the data's units.
     """
     cfg = spec.data
-    data = _limit(load_source(cfg, spec_file), cfg.limit, spec.seed)
+    seed = spec.seed if cfg.split_seed is None else cfg.split_seed
+    data = _limit(load_source(cfg, spec_file), cfg.limit, seed)
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
     own_test = isinstance(cfg, (MnistData, Cifar10Data)) and cfg.split == "train" and cfg.test == 0
     test: ArrayData | None = None
     if cfg.test_path or own_test:
-        test = _limit(load_source(cfg, spec_file, test=True), cfg.limit, spec.seed + 1)
+        test = _limit(load_source(cfg, spec_file, test=True), cfg.limit, seed + 1)
     fractions = {"train": 1.0 - cfg.val - cfg.test, "val": cfg.val, "test": cfg.test}
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions["train"] <= 0:
@@ -271,7 +286,7 @@ def prepare(
     masks = data.y.ndim == 3
     stratify = data.classes is not None and not masks
     parts = (
-        split_arrays(data, fractions, seed=spec.seed, stratify=stratify)
+        split_arrays(data, fractions, seed=seed, stratify=stratify)
         if len(fractions) > 1
         else {"train": data}
     )
@@ -308,6 +323,8 @@ def prepare(
         notes.append(f"samples of shape {raw_shape} are reshaped to the input {input_shape}")
     p = spec.preprocess
     scale = float(p.rescale) if p.rescale else 1.0
+    if cfg.complete:
+        train, val, test = (scaled_targets(d, scale) for d in (train, val, test))
     mean = std = None
     if isinstance(p.normalize, Normalize):
         mean, std = tuple(p.normalize.mean), tuple(p.normalize.std)
