@@ -6,16 +6,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netspec.data.preprocess import apply_values
-from netspec.data.scenes import SceneSegmenter
 from netspec.errors import first_line
 
 from .errors import error, model_error, shape, size
 from .session import open_session
+
+if TYPE_CHECKING:  # imported where a segmenter is made: classifiers never load the tiling code
+    from netspec.data.scenes import SceneSegmenter
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ class Predictor:
             )
         h, w = info.input_shape[1:]
         check_overlap(overlap, (h, w))
+        from netspec.data.scenes import SceneSegmenter
+
         return SceneSegmenter(
             self.run_prepared,
             (h, w),

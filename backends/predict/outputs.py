@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.data.scenes import Segmentation
 from netspec.palette import mask_palette
 
 from .errors import error, pillow
 from .inputs import Sample
 from .model import ModelInfo, kind_of
+
+if TYPE_CHECKING:  # for the annotation only: classifiers never load the tiling code
+    from netspec.data.scenes import Segmentation
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

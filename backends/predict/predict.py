@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from netspec.data.scenes import SceneError
-
 from .ensemble import Ensemble
 from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
@@ -66,6 +64,8 @@ def predict(
         return {"input": sample.name, "error": sample.error.to_dict()}
 
     if isinstance(predictor, Predictor) and is_scene_model(info):
+        from netspec.data.scenes import SceneError  # segmentation only: tiling code
+
         segmenter = predictor.segmenter(overlap, tta, batch_size)
         for sample in read_scenes(paths, info):
             if isinstance(sample, Failed):
