@@ -430,7 +430,15 @@ class Callbacks(_Section):
 
 
 class Log(_Section):
-    """Live logging while training (metrics.csv and the plots are always written)."""
+    """What a run records besides its metrics: pictures at the end, live TensorBoard events."""
+
+    pictures: bool = Field(
+        True,
+        description="Draw the pictures at the end of training: history.png, predictions.png "
+        "(segmentation), completions.png (image completion) and the classification report's "
+        "confusion_matrix.png, mistakes.png and roc.png. false: their data only (metrics.csv, "
+        "classification_report.txt/.json), for sweeps and scripted runs that never look.",
+    )
 
     tensorboard: bool = Field(
         False,
@@ -483,7 +491,9 @@ class TrainSpec(_Section):
     )
     regularize: list[Regularize] = Field(default_factory=list)
     callbacks: Callbacks = Field(default_factory=Callbacks)
-    log: Log = Field(default_factory=Log, description="Live logging (TensorBoard).")
+    log: Log = Field(
+        default_factory=Log, description="Pictures at the end, live logging (TensorBoard)."
+    )
     init: Init | None = None
     seed: int = Field(0, description="Seed of every random number generator.")
     precision: Literal["auto", "fp32", "bf16"] = Field(

@@ -125,6 +125,18 @@ def test_binary_images_get_a_roc_curve_at_the_predict_threshold(
     assert any("test report: accuracy" in line and "roc.png" in line for line in t.logs)
 
 
+def test_no_pictures_leaves_the_data_only(tmp_path: Path, no_plots: list[Path]) -> None:
+    # `log: {pictures: false}`: the report's text and JSON, metrics.csv, and not one picture.
+    binary_data(tmp_path, (1, 6, 6))
+    t = make_trainer(tmp_path, BINARY, "train.log.pictures=false")
+    t.fit()
+    assert no_plots == []  # neither history.png nor a report picture was asked for
+    files = {p.name for p in t.run_dir.iterdir()}
+    assert {"classification_report.json", "classification_report.txt", "metrics.csv"} <= files
+    assert not [name for name in files if name.endswith(".png")]
+    assert any("test report: accuracy" in line for line in t.logs)
+
+
 @pytest.mark.usefixtures("no_plots")
 def test_tabular_data_get_no_mistakes_picture(tmp_path: Path, no_plots: list[Path]) -> None:
     binary_data(tmp_path, (6,))

@@ -49,6 +49,7 @@ train:
   epochs: 2
   metrics: [accuracy, f1]
   seed: 4
+  log: {pictures: false}  # each run is a process: pictures would cost ~1.5 s
 """
 
 TWO_CORES = pytest.mark.skipif(

@@ -36,6 +36,7 @@ train:
   batch_size: 32
   epochs: 5
   seed: 3
+  log: {pictures: false}  # each run is a process: pictures would cost ~1.5 s
 """
 
 GARBAGE = ".last.safetensors.garbage.tmp"  # planted before each resume: must never be read

@@ -34,6 +34,7 @@ train:
   epochs: 2
   optimizer: {name: adam, lr: {search: float, low: 0.001, high: 0.01, log: true}}
   metrics: [accuracy]
+  log: {pictures: false}  # each run is a process: pictures would cost ~1.5 s
 """
 
 

@@ -81,10 +81,31 @@ def split_report(
     out_dir = Path(out_dir)
     write_text(out_dir / "classification_report.txt", render_report(report))
     write_text(out_dir / "classification_report.json", json.dumps(report, indent=2))
-    true = np.asarray(data.y).ravel().astype(np.int64)
-    wrong = confident_mistakes(true, probs, MISTAKES)
     title = f"{trainer.graph.name}: {split} ({report['samples']} samples)"
     written = ["classification_report.txt", "classification_report.json"]
+    if trainer.spec.log.pictures:  # `log: {pictures: false}`: the report's data only
+        written += _draw(trainer, data, report, probs, out_dir, title=title, log=log)
+    log(
+        f"{split} report: accuracy {report['accuracy']:.4f}, macro F1 {report['macro']['f1']:.4f}"
+        f" ({', '.join(written)} in {out_dir})"
+    )
+    return report
+
+
+def _draw(
+    trainer: Trainer,
+    data: ArrayData,
+    report: dict[str, Any],
+    probs: np.ndarray,
+    out_dir: Path,
+    *,
+    title: str,
+    log: Callable[[str], None],
+) -> list[str]:
+    """The report's pictures (names of the files written); none without matplotlib."""
+    classes = list(data.classes or trainer.data.classes or ())
+    true = np.asarray(data.y).ravel().astype(np.int64)
+    wrong = confident_mistakes(true, probs, MISTAKES)
     try:
         from .report_plots import plot_class_report
 
@@ -97,13 +118,9 @@ def split_report(
             mistakes=[(int(true[i]), int(probs[i].argmax()), float(probs[i].max())) for i in wrong],
             rgb=trainer.spec.data.rgb_bands,
         )
-        written += [p.name for p in pictures]
     except ModuleNotFoundError as err:  # matplotlib is optional; a broken import is a bug
         if not (err.name or "").startswith("matplotlib"):
             raise
         log("note: matplotlib is not installed; the report's pictures were not drawn")
-    log(
-        f"{split} report: accuracy {report['accuracy']:.4f}, macro F1 {report['macro']['f1']:.4f}"
-        f" ({', '.join(written)} in {out_dir})"
-    )
-    return report
+        return []
+    return [p.name for p in pictures]

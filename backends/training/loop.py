@@ -656,6 +656,16 @@ class Trainer:
         if not self.writer:
             return result
         write_metrics(result, self.run_dir / "metrics.json")
+        if self.spec.log.pictures:
+            self._draw_pictures(result)
+        if self.data.task in ("multiclass", "binary"):
+            self._class_report()
+        self.log(f"run saved in {self.run_dir}")
+        return result
+
+    def _draw_pictures(self, result: dict[str, Any]) -> None:
+        """history.png, and predictions.png or completions.png where the task has them."""
+        st = self.state
         try:
             from .plots import plot_history
 
@@ -676,7 +686,3 @@ class Trainer:
             if not (err.name or "").startswith("matplotlib"):
                 raise
             self.log("note: matplotlib is not installed; history.png was not drawn")
-        if self.data.task in ("multiclass", "binary"):
-            self._class_report()
-        self.log(f"run saved in {self.run_dir}")
-        return result
