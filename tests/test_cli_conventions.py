@@ -42,7 +42,10 @@ def test_shell_completion_is_offered() -> None:
     assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
     # What the installed shell script asks: the words so far, and which one to complete. (Not
     # `--show-completion`: without a shell it detects the parent process's, which a test cannot fix.)
-    for words, cword, want in (("netspec su", 1, "summary"), ("netspec predict --to", 2, "--top-k")):
+    for words, cword, want in (
+        ("netspec su", 1, "summary"),
+        ("netspec predict --to", 2, "--top-k"),
+    ):
         env = {"_NETSPEC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
         done = CliRunner().invoke(app, [], prog_name="netspec", env=env)
         assert done.exit_code == 0 and done.stdout.split() == [want], done.output
