@@ -125,6 +125,24 @@ def test_binary_images_get_a_roc_curve_at_the_predict_threshold(
     assert any("test report: accuracy" in line and "roc.png" in line for line in t.logs)
 
 
+def test_a_run_without_matplotlib_finishes_with_notes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # matplotlib is optional: absent, the run keeps its data and says what was not drawn.
+    import sys
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # every import of it now fails
+    binary_data(tmp_path, (1, 6, 6))
+    t = make_trainer(tmp_path, BINARY)
+    t.fit()
+    files = {p.name for p in t.run_dir.iterdir()}
+    assert {"classification_report.json", "metrics.csv"} <= files
+    assert not [name for name in files if name.endswith(".png")]
+    assert "note: matplotlib is not installed; history.png was not drawn" in t.logs
+    assert "note: matplotlib is not installed; the report's pictures were not drawn" in t.logs
+
+
 def test_no_pictures_leaves_the_data_only(tmp_path: Path, no_plots: list[Path]) -> None:
     # `log: {pictures: false}`: the report's text and JSON, metrics.csv, and not one picture.
     binary_data(tmp_path, (1, 6, 6))

@@ -21,6 +21,8 @@ from netspec.classreport import (
 from netspec.data.arraydata import ArrayData
 from netspec.fileio import write_text
 
+from .plots import matplotlib_missing
+
 if TYPE_CHECKING:
     from .loop import Trainer
     from .normalize import Normalizer
@@ -118,8 +120,8 @@ def _draw(
             mistakes=[(int(true[i]), int(probs[i].argmax()), float(probs[i].max())) for i in wrong],
             rgb=trainer.spec.data.rgb_bands,
         )
-    except ModuleNotFoundError as err:  # matplotlib is optional; a broken import is a bug
-        if not (err.name or "").startswith("matplotlib"):
+    except ModuleNotFoundError as err:  # matplotlib is optional
+        if not matplotlib_missing(err):
             raise
         log("note: matplotlib is not installed; the report's pictures were not drawn")
         return []

@@ -48,6 +48,7 @@ from .distributed import (
 from .normalize import Normalizer
 from .objective import choose_loss, default_loss, default_metrics, make_metrics
 from .optim import make_optimizer, make_schedule
+from .plots import matplotlib_missing
 from .report import (
     epoch_line,
     per_class_line,
@@ -682,7 +683,7 @@ class Trainer:
                 self._plot_predictions()
             if self.spec.data.complete:
                 self._plot_completions()
-        except ModuleNotFoundError as err:  # matplotlib is optional; a broken import is a bug
-            if not (err.name or "").startswith("matplotlib"):
+        except ModuleNotFoundError as err:  # matplotlib is optional
+            if not matplotlib_missing(err):
                 raise
             self.log("note: matplotlib is not installed; history.png was not drawn")

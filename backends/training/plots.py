@@ -34,6 +34,12 @@ _NOT_CURVES = frozenset(
 _VAL = "val_"
 
 
+def matplotlib_missing(err: ModuleNotFoundError) -> bool:
+    """Whether `err` says matplotlib is absent (optional: the caller notes it and goes on),
+    rather than that one of our own imports is broken (a bug, to be raised)."""
+    return (err.name or "").split(".")[0] == "matplotlib"
+
+
 def lr_changes(history: list[dict[str, float]]) -> bool:
     """Whether the learning rate changed during the run (a constant one gets no panel)."""
     lrs = [float(row["lr"]) for row in history if "lr" in row and math.isfinite(row["lr"])]
@@ -101,7 +107,7 @@ def history_figure(
         from matplotlib.ticker import MaxNLocator
     except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
         raise ModuleNotFoundError(
-            "plotting training curves needs matplotlib: pip install matplotlib"
+            "plotting training curves needs matplotlib: pip install matplotlib", name="matplotlib"
         ) from e
     if not history:
         raise ValueError("cannot plot an empty training history (no epochs)")
@@ -313,7 +319,7 @@ def predictions_figure(
         from matplotlib.patches import Patch
     except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
         raise ModuleNotFoundError(
-            "plotting predictions needs matplotlib: pip install matplotlib"
+            "plotting predictions needs matplotlib: pip install matplotlib", name="matplotlib"
         ) from e
     k = len(classes)
     images, true, pred = _check_predictions(images, true, pred, k)
