@@ -15,7 +15,7 @@ from netspec.errors import Problem
 
 from .emitter import ExportError
 from .run import ExportReport, export_run, write_model
-from .sidecar import sidecar_path
+from .sidecar import precision, sidecar_path
 
 INPUT = "input"  # every member's input name (backends/export/model.py); the ensemble shares it
 TOLERANCE = 1e-5  # the ensemble against the mean of its members, both in onnxruntime
@@ -213,7 +213,7 @@ def export_ensemble(
         opset=model.opset_import[0].version,
         batch=batch,
         fp16=False,
-        precision="float32",
+        precision=precision(model),
         nodes=len(model.graph.node),
         folded_batchnorm=folded,
         removed_dropout=removed,

@@ -17,7 +17,7 @@ from typing import Any
 
 from netspec.errors import NetspecError, Problem, first_line
 
-from .card import STRING_KEYS
+from .card import PREFIX, STRING_KEYS
 
 # The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (
@@ -106,7 +106,7 @@ def _ops(graph: Any, counts: Counter[str]) -> None:
 
 
 def _netspec(props: dict[str, str]) -> dict[str, Any] | None:
-    found = {k[8:]: v for k, v in props.items() if k.startswith("netspec.")}
+    found = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
     if not found:
         return None
     out: dict[str, Any] = {}
@@ -148,7 +148,7 @@ def inspect_model(path: str | Path) -> dict[str, Any]:
         "nodes": sum(counts.values()),
         "operators": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         "netspec": netspec,
-        "metadata": {k: v for k, v in props.items() if not k.startswith("netspec.")},
+        "metadata": {k: v for k, v in props.items() if not k.startswith(PREFIX)},
     }
 
 
