@@ -186,24 +186,20 @@ def load(run: Run) -> NetModule:
 def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(raw sample, model input) of an image, .npy or .csv file, read and preprocessed exactly as
     `netspec predict` does with the run's recorded preprocessing (its first sample)."""
+    from .export.model import metadata
     from .predict.inputs import Failed, read_inputs
-    from .predict.model import ModelInfo, prepare
+    from .predict.model import info_of, prepare
 
-    meta = run.meta or {}
-    pre = meta.get("preprocessing") or {}
-    info = ModelInfo(
-        path=run.directory,
-        input_name="input",
-        input_type="tensor(float)",
-        batch=None,
-        input_shape=tuple(run.graph.input_shape),
-        output_name="output",
-        output_shape=tuple(run.graph.output.shape),
-        raw_shape=tuple(pre.get("raw_shape") or run.graph.input_shape),
-        task=meta.get("task"),
-        head=meta.get("head"),
-        classes=tuple(meta["classes"]) if meta.get("classes") else None,
-        pre=pre,
+    # The model as its export would record it: the same metadata predict reads.
+    graph = run.graph
+    info = info_of(
+        run.directory,
+        "input",
+        "tensor(float)",
+        (None, *graph.input_shape),
+        graph.output.name,
+        (None, *graph.output.shape),
+        metadata(graph, run.meta),
     )
     sample = next(iter(read_inputs([path], info, note=lambda _: None)))
     if isinstance(sample, Failed):

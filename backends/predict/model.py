@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,20 @@ def model_info(session: Any, path: Path) -> ModelInfo:
     if not dims:
         raise model_error(f"input '{inp.name}' has no batch axis (shape {inp.shape})", path)
     meta = dict(session.get_modelmeta().custom_metadata_map)
+    return info_of(path, inp.name, inp.type, dims, out.name, _dims(out), meta)
+
+
+def info_of(
+    path: Path,
+    input_name: str,
+    input_type: str,
+    dims: Sequence[int | None],
+    output_name: str,
+    output_dims: Sequence[int | None],
+    meta: dict[str, str],
+) -> ModelInfo:
+    """ModelInfo of a model's input and output (dims with the batch axis first; None where
+    dynamic) and its netspec `metadata_props` (`meta`, as export_onnx writes them)."""
     pre = json_meta(meta, "netspec.preprocessing", path) or {}
     input_shape = tuple(dims[1:])
     raw = pre.get("raw_shape")
@@ -98,12 +113,12 @@ def model_info(session: Any, path: Path) -> ModelInfo:
     head = meta.get("netspec.head")
     return ModelInfo(
         path=path,
-        input_name=inp.name,
-        input_type=inp.type,
+        input_name=input_name,
+        input_type=input_type,
         batch=dims[0],
         input_shape=input_shape,
-        output_name=out.name,
-        output_shape=tuple(_dims(out)[1:]),
+        output_name=output_name,
+        output_shape=tuple(output_dims[1:]),
         raw_shape=raw_shape,
         task=meta.get("netspec.task"),
         head=head if head in ("softmax", "sigmoid") else None,
