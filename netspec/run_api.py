@@ -49,10 +49,11 @@ class Run:
 
     @cached_property
     def meta(self) -> dict[str, Any]:
-        """model.json: task, classes, head, preprocessing, shapes ({} if absent)."""
-        from netspec.runs import META_FILE
+        """model.json: task, classes, head, preprocessing, shapes (or the copy in the weights
+        file's header, as `netspec export` reads it; {} if neither)."""
+        from netspec.runs import run_meta, weights_header
 
-        return _json(self.dir / META_FILE) or {}
+        return run_meta(self.dir, weights_header(self.weights_path)) or {}
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -80,11 +81,11 @@ class Run:
     def module(self) -> torch.nn.Module:
         """The trained network as a torch module, in eval mode (built on first use)."""
         from netspec.backends.weights import load_module
-        from netspec.runs import load_run as load
+        from netspec.runs import check_weights, read_weights
 
-        run = load(self._source)
-        self.__dict__.setdefault("graph", run.graph)
-        return load_module(run.graph, run.weights)
+        weights, _ = read_weights(self.weights_path)
+        check_weights(self.graph, weights, strict=True)  # as runs.load_run checks them
+        return load_module(self.graph, weights)
 
     def export_onnx(
         self,

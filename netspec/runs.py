@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,17 +261,14 @@ def run_weights(directory: Path) -> tuple[Path, list[str]]:
 
 def checkpoint_epoch(path: Path) -> int | None:
     """The epoch a checkpoint file was saved after, from its header (None if it does not say)."""
-    from safetensors import SafetensorError, safe_open
-
+    header = weights_header(path)  # {} when unreadable: whoever reads its tensors reports it
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
         if "epoch" in header:  # best.safetensors
             return int(header["epoch"])
         if "netspec_state" in header:  # last.safetensors: the whole training state
             return int(json.loads(header["netspec_state"])["run"]["epoch"])
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
-        pass  # an unreadable file is reported by whoever reads its tensors
+    except (ValueError, KeyError, TypeError):
+        pass
     return None
 
 
@@ -280,19 +277,37 @@ def load_run(source: Path) -> Run:
     directory, weights_path, notes = find_run(source)
     weights, header = read_weights(weights_path)
     graph = compile_source(run_source(directory))
-    meta = None
+    meta = run_meta(directory, header)
+    check_weights(graph, weights, strict=True)
+    return Run(directory, weights_path, graph, weights, meta, notes)
+
+
+def run_meta(directory: Path, header: Mapping[str, str]) -> dict[str, Any] | None:
+    """A run's model.json (task, classes, head, preprocessing, ...), else the copy its weights
+    file's `header` carries (a weights file alone), else None."""
     meta_path = directory / META_FILE
     try:
         if meta_path.is_file():
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        elif "netspec" in header:
-            meta = json.loads(header["netspec"])
+            return json.loads(meta_path.read_text(encoding="utf-8"))
+        if "netspec" in header:
+            return json.loads(header["netspec"])
     except (OSError, ValueError) as exc:
         raise DataError(
             [Problem(f"cannot read the model metadata: {exc}", str(meta_path))]
         ) from None
-    check_weights(graph, weights, strict=True)
-    return Run(directory, weights_path, graph, weights, meta, notes)
+    return None
+
+
+def weights_header(path: Path) -> dict[str, str]:
+    """The header of a safetensors file without its tensors ({} if it cannot be read: whoever
+    reads its tensors reports that)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, TypeError):
+        return {}
 
 
 # A training checkpoint keeps the weights under this prefix, beside optimizer and RNG state.
