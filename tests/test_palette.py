@@ -42,7 +42,7 @@ def test_predictions_png_uses_the_mask_palette() -> None:
     """The true and predicted mask columns of predictions.png show class c in the colour that
     `netspec predict` writes into its mask PNGs for class c; the legend names the classes."""
     pytest.importorskip("matplotlib")
-    from netspec.backends.training.plots import predictions_figure
+    from netspec.backends.training.seg_plots import predictions_figure
 
     k = 6
     true = np.repeat(np.arange(k), 4)[None, None, :].repeat(8, axis=1)  # (1, 8, 24): 6 stripes

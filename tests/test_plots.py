@@ -12,14 +12,8 @@ from PIL import Image
 
 pytest.importorskip("matplotlib")
 
-from netspec.backends.training.plots import (
-    IGNORED_COLOR,
-    history_figure,
-    metric_families,
-    plot_history,
-    plot_predictions,
-    predictions_figure,
-)
+from netspec.backends.training.plots import history_figure, metric_families, plot_history
+from netspec.backends.training.seg_plots import IGNORED_COLOR, plot_predictions, predictions_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -81,7 +81,7 @@ loss: cross_entropy + dice
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, dict]:
     """The trained run; result["plotted"] holds the arrays predictions.png was drawn from."""
-    import netspec.backends.training.plots as plots
+    import netspec.backends.training.seg_plots as plots
 
     plotted: list[dict] = []
     real = plots.plot_predictions
@@ -118,7 +118,7 @@ def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
 def test_shapes_run_writes_history_and_predictions_pngs(shapes_run) -> None:
     from PIL import Image
 
-    from netspec.backends.training.plots import _class_colors
+    from netspec.backends.training.seg_plots import _class_colors
 
     t, result = shapes_run
     for name in ("history.png", "predictions.png"):

@@ -570,7 +570,7 @@ class Trainer:
 
     def _plot_predictions(self, n: int = 6) -> None:
         """predictions.png: input, true mask and predicted mask of a few validation tiles."""
-        from .plots import plot_predictions
+        from .seg_plots import plot_predictions
 
         xb, yb, pred, split = self.prediction_sample(n)
         plot_predictions(

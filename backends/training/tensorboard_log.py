@@ -136,7 +136,7 @@ class Board:
         title = f"{t.graph.name}: {split} samples, epoch {step}"
         images = x.float().cpu().numpy()
         if seg:
-            from .plots import predictions_figure
+            from .seg_plots import predictions_figure
 
             return predictions_figure(
                 images, y.cpu().numpy(), pred.cpu().numpy(), classes=classes, title=title, rgb=rgb
