@@ -10,22 +10,12 @@ import numpy as np
 
 from .errors import error, shape
 from .model import ModelInfo, Predictor, kind_of
-from .outputs import _sigmoid, _softmax
+from .outputs import probabilities
 
 # Preprocessing keys that are value steps: each member applies its own (they may come from
 # different training splits). Every other key says how an input file is read, so members share it.
 VALUE_STEPS = frozenset({"scale", "mean", "std", "per_sample", "target_mean", "target_std"})
 HEADS = {"multiclass": "softmax", "binary": "sigmoid"}
-
-
-def probabilities(y: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """A member's outputs as probabilities (softmax or sigmoid unless the model ends in it)."""
-    kind = kind_of(info)
-    if kind == "multiclass" and info.head != "softmax":
-        return _softmax(y)
-    if kind == "binary" and info.head != "sigmoid":
-        return _sigmoid(y)
-    return y
 
 
 def reading(info: ModelInfo) -> dict[str, object]:

@@ -26,6 +26,17 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def probabilities(y: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Outputs (one row or a batch) as probabilities: softmax or sigmoid unless the model ends in
+    it; other kinds as they are."""
+    kind = kind_of(info)
+    if kind == "multiclass" and info.head != "softmax":
+        return _softmax(y)
+    if kind == "binary" and info.head != "sigmoid":
+        return _sigmoid(y)
+    return y
+
+
 class Interpreter:
     """Turns output rows into result dicts (and mask files for segmentation)."""
 
@@ -44,12 +55,12 @@ class Interpreter:
 
     def __call__(self, sample: Sample, y: np.ndarray) -> dict[str, Any]:
         if self.kind == "multiclass":
-            p = y if self.info.head == "softmax" else _softmax(y)
+            p = probabilities(y, self.info)
             order = np.argsort(-p, kind="stable")[: self.top_k]
             preds = [{"label": self.label(int(i)), "score": float(p[i])} for i in order]
             return {"input": sample.name, "predictions": preds}
         if self.kind == "binary":
-            p = float(y[0] if self.info.head == "sigmoid" else _sigmoid(y[0]))
+            p = float(probabilities(y, self.info)[0])
             pred = (
                 {"label": self.label(1), "score": p}
                 if p >= 0.5
