@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import DataError, Problem, UsageError
+from netspec.errors import DataError, UsageError
 
 from .timing import BenchError
 
@@ -35,11 +35,9 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
     .onnx file (its run beside)."""
     source = Path(source)
     if not source.exists():
-        raise DataError([Problem("no such spec, run directory or .onnx file", str(source))])
+        raise DataError.one("no such spec, run directory or .onnx file", str(source))
     if sets and source.suffix.lower() not in SPEC_SUFFIXES:
-        raise UsageError(
-            [Problem("--set changes a spec; this is a run or an .onnx file", str(source))]
-        )
+        raise UsageError.one("--set changes a spec; this is a run or an .onnx file", str(source))
     if source.is_dir():
         from netspec.runs import load_run
 
@@ -90,14 +88,7 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
             module_weights(module),
             module=module,
         )
-    raise DataError(
-        [
-            Problem(
-                "expected a spec (.yaml), a run directory or an .onnx file",
-                str(source),
-            )
-        ]
-    )
+    raise DataError.one("expected a spec (.yaml), a run directory or an .onnx file", str(source))
 
 
 def input_shape(session: Any) -> tuple[tuple[int, ...], int | None]:

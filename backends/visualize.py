@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netspec.errors import NetspecError, Problem, few
+from netspec.errors import NetspecError, few
 from netspec.ir import Graph, Node
 from netspec.runs import Run
 
@@ -39,14 +39,10 @@ def spatial_names(graph: Graph) -> list[str]:
 def _layer(graph: Graph, name: str, valid: list[str], what: str) -> Node:
     if name not in valid:
         known = name in {n.name for n in graph.nodes}
-        raise NetspecError(
-            [
-                Problem(
-                    f"layer '{name}' {'is not ' + what if known else 'is not in the network'}",
-                    graph.file,
-                    hint=f"choose one of: {few(valid, 12)}" if valid else f"no layer is {what}",
-                )
-            ]
+        raise NetspecError.one(
+            f"layer '{name}' {'is not ' + what if known else 'is not in the network'}",
+            graph.file,
+            hint=f"choose one of: {few(valid, 12)}" if valid else f"no layer is {what}",
         )
     return graph.node(name)
 
@@ -131,21 +127,17 @@ def saliency(
     """
     graph = module.graph
     if task not in CLASSIFICATION or len(graph.output.shape) != 1:
-        raise NetspecError(
-            [
-                Problem(
-                    f"saliency needs a classification model (one score per class); this run's task "
-                    f"is {task or 'unknown'} with output {graph.output.shape}",
-                    graph.file,
-                    hint="use --activations to look inside other models",
-                )
-            ]
+        raise NetspecError.one(
+            f"saliency needs a classification model (one score per class); this run's task "
+            f"is {task or 'unknown'} with output {graph.output.shape}",
+            graph.file,
+            hint="use --activations to look inside other models",
         )
     convs = feature_convs(graph)
     if layer is None:
         if not convs:
-            raise NetspecError(
-                [Problem("Grad-CAM needs a 2-D convolution; this network has none", graph.file)]
+            raise NetspecError.one(
+                "Grad-CAM needs a 2-D convolution; this network has none", graph.file
             )
         layer = convs[-1]
     _layer(graph, layer, spatial_names(graph), "a layer with feature maps (C, H, W)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netspec.errors import DataError, Problem
+from netspec.errors import DataError
 from netspec.ir import Graph
 from netspec.runs import TORCH_COUNTERS
 
@@ -71,14 +71,10 @@ def load_weights(
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if k.rsplit(".", 1)[-1] not in TORCH_COUNTERS]
     if strict and (missing or unexpected):
-        raise DataError(
-            [
-                Problem(
-                    "the weights do not fit this network: missing "
-                    f"{sorted(_by_name(module, k) for k in missing)[:5]}, "
-                    f"unexpected {sorted(unexpected)[:5]}"
-                )
-            ]
+        raise DataError.one(
+            "the weights do not fit this network: missing "
+            f"{sorted(_by_name(module, k) for k in missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.errors import Problem, SpecError
+from netspec.errors import SpecError
 
 # Nothing heavy at the top: `import netspec; netspec.load_spec` loads the compiler (pydantic),
 # never torch; torch comes with to_torch() and train().
@@ -33,13 +33,9 @@ def set_lines(sets: Mapping[str, Any], prefix: str = "") -> list[str]:
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            raise SpecError(
-                [
-                    Problem(
-                        f"{key}={value!r}: a spec value is a number, string, bool, None, "
-                        "or a list or dict of them",
-                    )
-                ],
+            raise SpecError.one(
+                f"{key}={value!r}: a spec value is a number, string, bool, None, "
+                "or a list or dict of them",
                 stage="parse",
             ) from None
         lines.append(f"{prefix}{key.replace('__', '.')}={text}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ STAGE_KINDS = {
 }
 
 
+E = TypeVar("E", bound="NetspecError")
+
+
 class NetspecError(Exception):
     """Base class for errors caused by user input (exit code 2, no traceback).
 
@@ -83,6 +86,22 @@ class NetspecError(Exception):
         self.stage = stage
         self._kind = kind
         super().__init__(self.format())
+
+    @classmethod
+    def one(
+        cls: type[E],
+        message: str,
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+        *,
+        stage: str | None = None,
+        kind: str | None = None,
+    ) -> E:
+        """The error of one problem: `SpecError.one(message, file, path=..., hint=...)`."""
+        return cls([Problem(message, file, line, col, path, hint)], stage=stage, kind=kind)
 
     @property
     def kind(self) -> str:

@@ -6,7 +6,7 @@ from html import escape
 from itertools import pairwise
 from pathlib import Path
 
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError
 from netspec.fileio import write_text
 from netspec.graph_layout import (
     CHAR_W,
@@ -226,12 +226,7 @@ def write(lay: Layout, path: Path) -> str:
         text = mermaid(lay.drawing)
         write_text(path, f"```mermaid\n{text}```\n" if suffix == ".md" else text)
     else:
-        raise NetspecError(
-            [
-                Problem(
-                    f"cannot tell the picture format from '{path.name}'",
-                    hint="use .svg, .png, .mmd or .md",
-                )
-            ]
+        raise NetspecError.one(
+            f"cannot tell the picture format from '{path.name}'", hint="use .svg, .png, .mmd or .md"
         )
     return suffix.lstrip(".")

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netspec.errors import DataError, Problem
+from netspec.errors import DataError
 
 # torch is imported by Run.module, export_onnx and evaluate only; reading metrics needs none.
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DataError([Problem(f"cannot read: {exc}", str(path))]) from None
+        raise DataError.one(f"cannot read: {exc}", str(path)) from None
 
 
 def read_history(path: Path) -> list[dict[str, float | int | None]]:

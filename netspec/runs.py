@@ -14,7 +14,7 @@ import yaml
 
 from netspec.compiler import compile_source
 from netspec.data.pipeline import resolve_path
-from netspec.errors import DataError, Problem, SpecError, few
+from netspec.errors import DataError, SpecError, few
 from netspec.ir import Graph
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
@@ -70,46 +70,29 @@ def check_out(out: Path, resume: bool) -> None:
     Checked before any data is read: an empty or new folder, or a run being resumed, is fine.
     """
     if out.exists() and not out.is_dir():
-        raise SpecError(
-            [
-                Problem(
-                    f"--out {out} is a file, not a folder",
-                    hint="choose a new or empty folder for the run",
-                )
-            ]
+        raise SpecError.one(
+            f"--out {out} is a file, not a folder", hint="choose a new or empty folder for the run"
         )
     if is_run(out):
         if not resume:
             # Never train over an earlier run: its weights and metrics would be lost or mixed.
-            raise SpecError(
-                [
-                    Problem(
-                        f"--out {out} already holds a run",
-                        hint="continue it with --resume, or choose another --out",
-                    )
-                ]
+            raise SpecError.one(
+                f"--out {out} already holds a run",
+                hint="continue it with --resume, or choose another --out",
             )
         return
     if resume:
-        raise SpecError(
-            [
-                Problem(
-                    f"--resume: no checkpoint in {out}: it holds no run (no {SPEC_FILE})",
-                    hint="train without --resume, or point --out at an earlier run",
-                )
-            ]
+        raise SpecError.one(
+            f"--resume: no checkpoint in {out}: it holds no run (no {SPEC_FILE})",
+            hint="train without --resume, or point --out at an earlier run",
         )
     # Files left by an atomic write that was killed are not the user's: they do not count.
     others = sorted(p.name for p in out.iterdir() if not _is_temporary(p)) if out.is_dir() else []
     if others:
-        raise SpecError(
-            [
-                Problem(
-                    f"--out {out} is a folder with other files ({few(others, 4)}), not a run: "
-                    "the run's files would be mixed with them",
-                    hint="choose a new or empty folder for the run",
-                )
-            ]
+        raise SpecError.one(
+            f"--out {out} is a folder with other files ({few(others, 4)}), not a run: "
+            "the run's files would be mixed with them",
+            hint="choose a new or empty folder for the run",
         )
 
 
@@ -135,27 +118,17 @@ def prepare_run(
     )
     graph = compile_source(source)
     if graph.train is None:
-        raise SpecError(
-            [
-                Problem(
-                    "the spec has no `train:` section",
-                    source.file,
-                    hint="see specs/quickstart.yaml",
-                )
-            ]
+        raise SpecError.one(
+            "the spec has no `train:` section", source.file, hint="see specs/quickstart.yaml"
         )
     root = Path("runs") / graph.name
     if out is None:
         if resume:
             out = latest_run(root)
             if out is None:
-                raise SpecError(
-                    [
-                        Problem(
-                            f"--resume: no run of '{graph.name}' under {root}",
-                            hint="pass the run directory with --out",
-                        )
-                    ]
+                raise SpecError.one(
+                    f"--resume: no run of '{graph.name}' under {root}",
+                    hint="pass the run directory with --out",
                 )
         else:
             out = root / time.strftime("%Y%m%d-%H%M%S")
@@ -182,7 +155,7 @@ def run_source(directory: Path, sets: Sequence[str] = ()) -> Source:
     """
     path = Path(directory) / SPEC_FILE
     if not path.is_file():
-        raise DataError([Problem("not a run directory (no spec.yaml)", str(directory))])
+        raise DataError.one("not a run directory (no spec.yaml)", str(directory))
     source = read(path)
     train = source.data.get("train") if isinstance(source.data, dict) else None
     if isinstance(train, dict) and train.get("init") is not None:
@@ -207,7 +180,7 @@ def find_run(source: Path) -> tuple[Path, Path, list[str]]:
     source = Path(source)
     if source.is_dir():
         if not (source / SPEC_FILE).is_file():
-            raise DataError([Problem("not a run directory (no spec.yaml)", str(source))])
+            raise DataError.one("not a run directory (no spec.yaml)", str(source))
         weights_path, notes = run_weights(source)
         return source, weights_path, notes
     if source.is_file():
@@ -215,17 +188,13 @@ def find_run(source: Path) -> tuple[Path, Path, list[str]]:
             (d for d in (source.parent, source.parent.parent) if (d / SPEC_FILE).is_file()), None
         )
         if directory is None:
-            raise DataError(
-                [
-                    Problem(
-                        "no spec.yaml beside the weights file (or one folder up)",
-                        str(source),
-                        hint="export a run directory made by `netspec train`",
-                    )
-                ]
+            raise DataError.one(
+                "no spec.yaml beside the weights file (or one folder up)",
+                str(source),
+                hint="export a run directory made by `netspec train`",
             )
         return directory, source, []
-    raise DataError([Problem("no such run directory or weights file", str(source))])
+    raise DataError.one("no such run directory or weights file", str(source))
 
 
 def run_weights(directory: Path) -> tuple[Path, list[str]]:
@@ -246,16 +215,11 @@ def run_weights(directory: Path) -> tuple[Path, list[str]]:
                 f"{directory} has no {WEIGHTS_FILE} (its training did not finish): "
                 f"using {name}{after}"
             ]
-    raise DataError(
-        [
-            Problem(
-                f"the run holds no weights yet: its training stopped before the first epoch "
-                f"ended (no {WEIGHTS_FILE}, no checkpoint)",
-                str(directory),
-                hint=f"resume it with: netspec train {directory / SPEC_FILE} --out {directory} "
-                "--resume",
-            )
-        ]
+    raise DataError.one(
+        f"the run holds no weights yet: its training stopped before the first epoch "
+        f"ended (no {WEIGHTS_FILE}, no checkpoint)",
+        str(directory),
+        hint=f"resume it with: netspec train {directory / SPEC_FILE} --out {directory} --resume",
     )
 
 
@@ -292,9 +256,7 @@ def run_meta(directory: Path, header: Mapping[str, str]) -> dict[str, Any] | Non
         if "netspec" in header:
             return json.loads(header["netspec"])
     except (OSError, ValueError) as exc:
-        raise DataError(
-            [Problem(f"cannot read the model metadata: {exc}", str(meta_path))]
-        ) from None
+        raise DataError.one(f"cannot read the model metadata: {exc}", str(meta_path)) from None
     return None
 
 
@@ -328,14 +290,14 @@ def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     if not Path(path).is_file():
-        raise DataError([Problem("no such weights file", str(path))])
+        raise DataError.one("no such weights file", str(path))
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        raise DataError(
-            [Problem(f"cannot read weights: {exc}", str(path), hint="expected a .safetensors file")]
+        raise DataError.one(
+            f"cannot read weights: {exc}", str(path), hint="expected a .safetensors file"
         ) from None
     if any(k.startswith(MODEL_PREFIX) for k in tensors):  # a training checkpoint
         tensors = model_part(tensors)
@@ -370,11 +332,7 @@ def check_weights(graph: Graph, weights: dict[str, Any], *, strict: bool = False
             parts.append(f"wrong shape: {few(wrong, 4)}")
         if unexpected:
             parts.append(f"unexpected {few(unexpected, 4)}")
-        raise DataError(
-            [
-                Problem(
-                    f"the weights do not fit the network '{graph.name}': {'; '.join(parts)}",
-                    hint="use the weights with the spec they were trained with (the run's spec.yaml)",
-                )
-            ]
+        raise DataError.one(
+            f"the weights do not fit the network '{graph.name}': {'; '.join(parts)}",
+            hint="use the weights with the spec they were trained with (the run's spec.yaml)",
         )

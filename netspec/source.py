@@ -99,32 +99,24 @@ class _Builder:
         self._count += 1
         if depth > MAX_DEPTH:
             line, col = _mark(node)
-            raise SpecError(
-                [
-                    Problem(
-                        f"lists and mappings nest more than {MAX_DEPTH} levels deep here",
-                        self.file,
-                        line,
-                        col,
-                        hint="a spec nests a few levels (layers, a layer, its arguments); "
-                        "check the brackets",
-                    )
-                ],
+            raise SpecError.one(
+                f"lists and mappings nest more than {MAX_DEPTH} levels deep here",
+                self.file,
+                line,
+                col,
+                hint="a spec nests a few levels (layers, a layer, its arguments); "
+                "check the brackets",
                 stage="parse",
             )
         if self._count > MAX_VALUES:
             line, col = _mark(node)
-            raise SpecError(
-                [
-                    Problem(
-                        f"the spec holds more than {MAX_VALUES:,} values once its YAML aliases "
-                        "are expanded",
-                        self.file,
-                        line,
-                        col,
-                        hint="write the repeated part once as a block, or use `repeat:`",
-                    )
-                ],
+            raise SpecError.one(
+                f"the spec holds more than {MAX_VALUES:,} values once its YAML aliases "
+                "are expanded",
+                self.file,
+                line,
+                col,
+                hint="write the repeated part once as a block, or use `repeat:`",
                 stage="parse",
             )
         if not _plain_tag(node):
@@ -244,7 +236,7 @@ def parse(text: str, file: str | None = None) -> Source:
     try:
         node = yaml.compose(text, Loader=_Loader)
         if node is None:
-            raise SpecError([Problem("the spec is empty", file, 1, 1)], stage="parse")
+            raise SpecError.one("the spec is empty", file, 1, 1, stage="parse")
         builder = _Builder(file)
         data = builder.build(node, ())
     except yaml.YAMLError as exc:  # syntax errors, and tags the safe loader refuses to construct
@@ -260,25 +252,19 @@ def read(path: str | Path) -> Source:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([Problem("no such file", str(path))], stage="parse") from None
+        raise SpecError.one("no such file", str(path), stage="parse") from None
     except IsADirectoryError:
-        raise SpecError(
-            [Problem("is a directory, not a spec file", str(path))], stage="parse"
-        ) from None
+        raise SpecError.one("is a directory, not a spec file", str(path), stage="parse") from None
     except UnicodeDecodeError as exc:
-        raise SpecError(
-            [
-                Problem(
-                    f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
-                    f"{exc.start} cannot be decoded)",
-                    str(path),
-                    hint="a spec is a YAML text file saved as UTF-8",
-                )
-            ],
+        raise SpecError.one(
+            f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start} cannot be decoded)",
+            str(path),
+            hint="a spec is a YAML text file saved as UTF-8",
             stage="parse",
         ) from None
     except OSError as exc:
-        raise SpecError([Problem(f"cannot read: {exc}", str(path))], stage="parse") from None
+        raise SpecError.one(f"cannot read: {exc}", str(path), stage="parse") from None
     return parse(text, str(path))
 
 
@@ -319,13 +305,9 @@ def apply_overrides(source: Source, sets: list[str]) -> Source:
             path = parse_set_path(key.strip())
             value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
         except (ValueError, yaml.YAMLError):
-            raise SpecError(
-                [
-                    Problem(
-                        f"cannot read --set {text!r}",
-                        hint="write --set train.epochs=3 (a dotted path, '=', a YAML value)",
-                    )
-                ],
+            raise SpecError.one(
+                f"cannot read --set {text!r}",
+                hint="write --set train.epochs=3 (a dotted path, '=', a YAML value)",
                 stage="parse",
             ) from None
         node: Any = data
@@ -338,9 +320,8 @@ def apply_overrides(source: Source, sets: list[str]) -> Source:
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
-                raise SpecError(
-                    [Problem(f"--set {text}: '{format_path(path[: i + 1])}' does not exist")],
-                    stage="parse",
+                raise SpecError.one(
+                    f"--set {text}: '{format_path(path[: i + 1])}' does not exist", stage="parse"
                 )
         last = path[-1]
         settable = (isinstance(node, dict) and isinstance(last, str)) or (
@@ -349,8 +330,8 @@ def apply_overrides(source: Source, sets: list[str]) -> Source:
         if settable:
             node[last] = value
         else:
-            raise SpecError(
-                [Problem(f"--set {text}: cannot set '{format_path(path)}' here")], stage="parse"
+            raise SpecError.one(
+                f"--set {text}: cannot set '{format_path(path)}' here", stage="parse"
             )
         overrides[path] = text
     return Source(data, source.file, source.values, source.keys, overrides)

@@ -11,8 +11,6 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from netspec.errors import Problem
-
 from .emitter import ExportError
 from .run import ExportReport, export_run, write_model
 from .sidecar import precision, sidecar_path
@@ -26,7 +24,7 @@ OUTPUT_STEPS = ("target_mean", "target_std")
 
 
 def _error(message: str, hint: str) -> ExportError:
-    return ExportError([Problem(message, hint=hint)])
+    return ExportError.one(message, hint=hint)
 
 
 def _meta(model: onnx.ModelProto) -> dict[str, str]:

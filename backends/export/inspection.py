@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import NetspecError, Problem, first_line
+from netspec.errors import NetspecError, first_line
 
 from .card import PREFIX, STRING_KEYS
 
@@ -41,7 +41,7 @@ class InspectError(NetspecError):
 
 
 def _error(message: str, path: Path) -> InspectError:
-    return InspectError([Problem(message, str(path))])
+    return InspectError.one(message, str(path))
 
 
 def load_model(path: str | Path) -> Any:

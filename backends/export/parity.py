@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.errors import NetspecError, Problem, first_line
+from netspec.errors import NetspecError, first_line
 from netspec.ir import Graph
 
 from ..lowering import NetModule
@@ -143,14 +143,9 @@ def check_parity(
                 bound = (
                     f"{tol:.0e}" if scale == 1.0 else f"{tol:.0e} x {scale:.3g}, the output's scale"
                 )
-                raise ParityError(
-                    [
-                        Problem(
-                            f"ONNX output differs from PyTorch by {diff:.1e} (> {bound}) "
-                            f"on {label}",
-                            hint="this is a bug in the exporter; please report it with the spec",
-                        )
-                    ]
+                raise ParityError.one(
+                    f"ONNX output differs from PyTorch by {diff:.1e} (> {bound}) on {label}",
+                    hint="this is a bug in the exporter; please report it with the spec",
                 )
         diffs[label] = worst
     return diffs

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError
 
 
 class PredictError(NetspecError):
@@ -23,9 +23,7 @@ def error(
 ) -> PredictError:
     """A PredictError; its kind is `kind`, else usage (an option: no file) or data (an input)."""
     kind = kind or ("usage" if file is None else "data")
-    return PredictError(
-        [Problem(message, None if file is None else str(file), hint=hint)], kind=kind
-    )
+    return PredictError.one(message, None if file is None else str(file), hint=hint, kind=kind)
 
 
 def model_error(message: str, file: str | Path, hint: str | None = None) -> PredictError:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import NetspecError, Problem, first_line
+from netspec.errors import NetspecError, first_line
 
 PROVIDERS = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
@@ -24,7 +24,7 @@ class SessionError(NetspecError):
 
 def _error(message: str, file: Path | None = None, hint: str | None = None) -> SessionError:
     where = None if file is None else str(file)
-    return SessionError([Problem(message, where, hint=hint)], kind="model" if file else "usage")
+    return SessionError.one(message, where, hint=hint, kind="model" if file else "usage")
 
 
 def open_session(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from netspec.errors import Problem, SpecError
+from netspec.errors import SpecError
 from netspec.train_spec import Callbacks
 
 from ..lowering import NetModule
@@ -39,9 +39,7 @@ def value(row: dict[str, float], monitor: str) -> float:
     if bare in row:
         return row[bare]
     recorded = ", ".join(k for k in row if k not in ("epoch", "time_s", "samples_per_s"))
-    raise SpecError(
-        [Problem(f"train.callbacks: cannot monitor '{monitor}': the run records {recorded}")]
-    )
+    raise SpecError.one(f"train.callbacks: cannot monitor '{monitor}': the run records {recorded}")
 
 
 def monitor_of(cb: Callbacks) -> str:

@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from netspec.errors import DataError, Problem
+from netspec.errors import DataError
 from netspec.fileio import atomic_path
 
 STATE_KEY = "netspec_state"  # JSON training state kept in the safetensors header metadata
@@ -28,7 +28,7 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file; a missing or corrupt file is a DataError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise DataError([Problem("no such weights file", str(path))])
+        raise DataError.one("no such weights file", str(path))
     try:
         tensors = load_file(str(path))
         from safetensors import safe_open
@@ -36,8 +36,8 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise DataError(
-            [Problem(f"cannot read weights: {exc}", str(path), hint="expected a .safetensors file")]
+        raise DataError.one(
+            f"cannot read weights: {exc}", str(path), hint="expected a .safetensors file"
         ) from None
     return tensors, meta
 

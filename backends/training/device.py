@@ -8,7 +8,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError
 from netspec.ir import Graph
 from netspec.memory import estimate, host_available
 from netspec.memory import total as memory_total
@@ -32,9 +32,7 @@ def check_device(device: str, *, indexed: bool = True) -> int | None:
     match = _DEVICE.fullmatch(device)
     if match is None or (match[2] is not None and not indexed):
         accepted = DEVICES if indexed else "auto, cpu or cuda"
-        raise NetspecError(
-            [Problem(f"--device {device}: expected {accepted}", hint="e.g. --device cpu")]
-        )
+        raise NetspecError.one(f"--device {device}: expected {accepted}", hint="e.g. --device cpu")
     return None if match[2] is None else int(match[2])
 
 
@@ -46,20 +44,16 @@ def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NetspecError(
-            [Problem(f"--device {device}: no CUDA device is available", hint="use --device cpu")]
+        raise NetspecError.one(
+            f"--device {device}: no CUDA device is available", hint="use --device cpu"
         )
     count = torch.cuda.device_count() if index is not None else 0
     if index is not None and index >= count:
-        raise NetspecError(
-            [
-                Problem(
-                    f"--device {device}: this machine has {count} CUDA device"
-                    + ("s" if count != 1 else "")
-                    + f" (cuda:0 to cuda:{count - 1})",
-                    hint=f"use --device cuda:N with N below {count}, or --device cuda",
-                )
-            ]
+        raise NetspecError.one(
+            f"--device {device}: this machine has {count} CUDA device"
+            + ("s" if count != 1 else "")
+            + f" (cuda:0 to cuda:{count - 1})",
+            hint=f"use --device cuda:N with N below {count}, or --device cuda",
         )
     return torch.device(device)
 
@@ -123,13 +117,9 @@ def check_memory(
         return
     where = "on the CUDA device" if device.type == "cuda" else "in host memory (MemAvailable)"
     parts = ", ".join(f"{r.what} {human_bytes(r.bytes)}" for r in rows)
-    raise NetspecError(
-        [
-            Problem(
-                f"training needs about {human_bytes(need)} at batch {spec.batch_size} "
-                f"({parts}), but {human_bytes(free)} is free {where}",
-                hint="shrink the network or train.batch_size, or pass --force to try anyway",
-            )
-        ],
+    raise NetspecError.one(
+        f"training needs about {human_bytes(need)} at batch {spec.batch_size} "
+        f"({parts}), but {human_bytes(free)} is free {where}",
+        hint="shrink the network or train.batch_size, or pass --force to try anyway",
         stage="train",
     )

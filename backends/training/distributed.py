@@ -19,7 +19,7 @@ import torch.distributed as dist
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from netspec.errors import NetspecError, Problem
+from netspec.errors import NetspecError
 
 from ..lowering import NetModule
 from ..lowering.weighted import FrozenBatchNorm1d, FrozenBatchNorm2d
@@ -73,14 +73,10 @@ class Dist:
         want = pick_device(device)
         if want.type == "cuda":
             if local_rank >= torch.cuda.device_count():
-                raise NetspecError(
-                    [
-                        Problem(
-                            f"local rank {local_rank} has no GPU: this node has "
-                            f"{torch.cuda.device_count()}",
-                            hint="start at most one process per GPU on each node",
-                        )
-                    ]
+                raise NetspecError.one(
+                    f"local rank {local_rank} has no GPU: this node has "
+                    f"{torch.cuda.device_count()}",
+                    hint="start at most one process per GPU on each node",
                 )
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)

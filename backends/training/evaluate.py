@@ -11,7 +11,7 @@ from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
-from netspec.errors import DataError, NetspecError, Problem, few
+from netspec.errors import DataError, NetspecError, few
 from netspec.runs import META_FILE, read_weights, run_source, run_weights
 
 from ..weights import load_weights
@@ -46,14 +46,10 @@ def evaluate_run(
     data_cfg = train.get("data") if isinstance(train, dict) else None
     kind = data_cfg.get("source") if isinstance(data_cfg, dict) else None
     if data is not None and kind == "builtin":
-        raise DataError(
-            [
-                Problem(
-                    f"--data: the run was trained on a built-in dataset, which has no path to "
-                    f"replace with {data}",
-                    hint="evaluate it without --data (on its test split)",
-                )
-            ]
+        raise DataError.one(
+            f"--data: the run was trained on a built-in dataset, which has no path to "
+            f"replace with {data}",
+            hint="evaluate it without --data (on its test split)",
         )
     if data is not None:
         source = run_source(
@@ -76,14 +72,10 @@ def evaluate_run(
     if data is not None:
         classes = tuple(meta["classes"]) if meta.get("classes") else None
         if classes != t.data.classes:
-            raise DataError(
-                [
-                    Problem(
-                        f"--data: the classes of {data} ({few(t.data.classes or ()) or 'none'}) are not those "
-                        f"the run was trained on ({few(classes or ()) or 'none'})",
-                        str(data),
-                    )
-                ]
+            raise DataError.one(
+                f"--data: the classes of {data} ({few(t.data.classes or ()) or 'none'}) are not those "
+                f"the run was trained on ({few(classes or ()) or 'none'})",
+                str(data),
             )
         split = t.data.train
         overlap = _in_training_split(run_dir, split)
@@ -93,7 +85,7 @@ def evaluate_run(
     elif t.data.test is not None:
         split, name = t.data.test, "test"
     else:
-        raise DataError([Problem(f"{run_dir}: the run has no test split", hint="pass --data")])
+        raise DataError.one(f"{run_dir}: the run has no test split", hint="pass --data")
     result = {"split": name, "samples": len(split.y), **t.evaluate_on(split, pre)}
     if t.data.task in ("multiclass", "binary"):
         if out is None:

@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from netspec.errors import NetspecError, Problem, SpecError
+from netspec.errors import NetspecError, SpecError
 
 
 def cores() -> int:
@@ -22,14 +22,10 @@ def cores() -> int:
 def split_endpoint(endpoint: str) -> tuple[str, int]:
     host, _, port = endpoint.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise NetspecError(
-            [
-                Problem(
-                    f"--rdzv-endpoint {endpoint!r} is not HOST:PORT",
-                    hint="the address and a free port of the node with --node-rank 0, "
-                    "e.g. --rdzv-endpoint node001:29500",
-                )
-            ]
+        raise NetspecError.one(
+            f"--rdzv-endpoint {endpoint!r} is not HOST:PORT",
+            hint="the address and a free port of the node with --node-rank 0, "
+            "e.g. --rdzv-endpoint node001:29500",
         )
     return host, int(port)
 
@@ -50,45 +46,29 @@ def check_launch(
     have = torch.cuda.device_count() if cuda else cores()
     what = "GPUs" if cuda else "CPU cores"
     if nproc < 1 or nproc > have:
-        raise NetspecError(
-            [
-                Problem(
-                    f"--nproc {nproc}: expected 1 to {have}, one process per "
-                    f"{'GPU' if cuda else 'CPU core'} (this machine has {have} {what})",
-                    hint="--nproc is the number of processes on each node",
-                )
-            ]
+        raise NetspecError.one(
+            f"--nproc {nproc}: expected 1 to {have}, one process per "
+            f"{'GPU' if cuda else 'CPU core'} (this machine has {have} {what})",
+            hint="--nproc is the number of processes on each node",
         )
     if nnodes < 1 or not 0 <= node_rank < nnodes:
-        raise NetspecError(
-            [
-                Problem(
-                    f"--nnodes {nnodes} --node-rank {node_rank}: expected nnodes >= 1 and "
-                    f"0 <= node-rank < nnodes",
-                )
-            ]
+        raise NetspecError.one(
+            f"--nnodes {nnodes} --node-rank {node_rank}: expected nnodes >= 1 and "
+            f"0 <= node-rank < nnodes"
         )
     if nnodes > 1 and endpoint is None:
-        raise NetspecError(
-            [
-                Problem(
-                    f"--nnodes {nnodes}: the nodes need a meeting point",
-                    hint="pass --rdzv-endpoint HOST:PORT of the node with --node-rank 0",
-                )
-            ]
+        raise NetspecError.one(
+            f"--nnodes {nnodes}: the nodes need a meeting point",
+            hint="pass --rdzv-endpoint HOST:PORT of the node with --node-rank 0",
         )
     world = nproc * nnodes
     if batch_size % world:
-        raise SpecError(
-            [
-                Problem(
-                    f"batch_size {batch_size} does not divide by the {world} processes "
-                    f"({nnodes} node(s) x {nproc}): each takes an equal part of every batch",
-                    path="train.batch_size",
-                    hint=f"use a multiple of {world}, e.g. --set train.batch_size="
-                    f"{max(world, batch_size // world * world)}",
-                )
-            ]
+        raise SpecError.one(
+            f"batch_size {batch_size} does not divide by the {world} processes "
+            f"({nnodes} node(s) x {nproc}): each takes an equal part of every batch",
+            path="train.batch_size",
+            hint=f"use a multiple of {world}, e.g. --set train.batch_size="
+            f"{max(world, batch_size // world * world)}",
         )
     if endpoint is not None:
         _, port = split_endpoint(endpoint)
@@ -98,14 +78,10 @@ def check_launch(
                     s.bind(("", port))
                 except OSError as exc:
                     taken = exc.errno == errno.EADDRINUSE
-                    raise NetspecError(
-                        [
-                            Problem(
-                                f"--rdzv-endpoint {endpoint}: port {port} "
-                                + ("is in use" if taken else f"cannot be opened: {exc.strerror}"),
-                                hint="choose a free port (another run may be using this one)",
-                            )
-                        ]
+                    raise NetspecError.one(
+                        f"--rdzv-endpoint {endpoint}: port {port} "
+                        + ("is in use" if taken else f"cannot be opened: {exc.strerror}"),
+                        hint="choose a free port (another run may be using this one)",
                     ) from None
 
 

@@ -23,7 +23,7 @@ from netspec import __version__
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
 from netspec.data.preprocess import Preprocessing
-from netspec.errors import Interrupted, Problem, SpecError
+from netspec.errors import Interrupted, SpecError
 from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
@@ -185,15 +185,11 @@ class Trainer:
         assert self.dist is not None
         if self.spec.sync_batchnorm:
             if self.device.type != "cuda":
-                raise SpecError(
-                    [
-                        Problem(
-                            "sync_batchnorm needs CUDA: torch's SyncBatchNorm has no CPU kernel",
-                            path="train.sync_batchnorm",
-                            hint="train on GPUs, or set train.sync_batchnorm: false (each "
-                            "process then normalizes with its own part of the batch)",
-                        )
-                    ]
+                raise SpecError.one(
+                    "sync_batchnorm needs CUDA: torch's SyncBatchNorm has no CPU kernel",
+                    path="train.sync_batchnorm",
+                    hint="train on GPUs, or set train.sync_batchnorm: false (each "
+                    "process then normalizes with its own part of the batch)",
                 )
             synced = sync_batchnorm(self.module)
             self.log(f"sync_batchnorm: {len(synced)} batchnorm layers synchronized")
@@ -442,18 +438,14 @@ class Trainer:
         except KeyboardInterrupt:
             # Not state.epoch: it counts an epoch whose checkpoint may not have been written.
             saved = self.saved_epoch
-            raise Interrupted(
-                [
-                    Problem(
-                        f"interrupted during epoch {saved + 1}; "
-                        + (
-                            f"epoch {saved} is saved in {self.run_dir}"
-                            if saved
-                            else "no epoch was completed"
-                        ),
-                        hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume",
-                    )
-                ]
+            raise Interrupted.one(
+                f"interrupted during epoch {saved + 1}; "
+                + (
+                    f"epoch {saved} is saved in {self.run_dir}"
+                    if saved
+                    else "no epoch was completed"
+                ),
+                hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume",
             ) from None
         finally:
             if board is not None:
@@ -463,14 +455,10 @@ class Trainer:
         try:
             return self._finish()
         except KeyboardInterrupt:
-            raise Interrupted(
-                [
-                    Problem(
-                        f"interrupted while writing the final model; epoch {self.saved_epoch} "
-                        f"is saved in {self.run_dir}",
-                        hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
-                    )
-                ]
+            raise Interrupted.one(
+                f"interrupted while writing the final model; epoch {self.saved_epoch} "
+                f"is saved in {self.run_dir}",
+                hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
             ) from None
 
     def _after_epoch(self, row: dict[str, float]) -> None:

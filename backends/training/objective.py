@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from netspec.data.pipeline import Prepared
-from netspec.errors import Problem, SpecError
+from netspec.errors import SpecError
 from netspec.ir import Graph
 from netspec.train_checks import loss_problems
 from netspec.train_spec import TrainSpec
@@ -17,7 +17,7 @@ REGRESSION_LOSSES = ("mse", "mae")
 
 
 def _loss_error(message: str, hint: str | None = None) -> SpecError:
-    return SpecError([Problem(f"train.loss: {message}", hint=hint)])
+    return SpecError.one(f"train.loss: {message}", hint=hint)
 
 
 def default_loss(task: str, output_shape: tuple[int, ...]) -> str:
@@ -91,4 +91,4 @@ def make_metrics(names: list[str], task: str, classes: tuple[str, ...] | None) -
     try:
         return Metrics(names, task=task, num_classes=max(len(classes or ()), 1))  # type: ignore[arg-type]
     except ValueError as exc:
-        raise SpecError([Problem(f"train.metrics: {exc}")]) from None
+        raise SpecError.one(f"train.metrics: {exc}") from None

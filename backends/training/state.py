@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.errors import DataError, Problem, SpecError
+from netspec.errors import DataError, SpecError
 from netspec.ir import Graph
 from netspec.runs import MODEL_PREFIX, model_part
 
@@ -116,24 +116,15 @@ def restore_state(path: Path, live: Resumable, hash_: str) -> RunState:
     """Load what `save_state` wrote into `live`; refuse a checkpoint of another network or optimizer."""
     if not path.is_file():
         run_dir = path.parent.parent
-        raise DataError(
-            [
-                Problem(
-                    f"--resume: no checkpoint in {run_dir}",
-                    hint="train without --resume, or point --out at an earlier run",
-                )
-            ]
+        raise DataError.one(
+            f"--resume: no checkpoint in {run_dir}",
+            hint="train without --resume, or point --out at an earlier run",
         )
     tensors, meta = checkpoint.load(path)
     state = json.loads(meta[checkpoint.STATE_KEY])
     if state["spec_sha256"] != hash_:
-        raise SpecError(
-            [
-                Problem(
-                    f"--resume: the network in the spec differs from the one in {path}",
-                    hint=RESUME_HINT,
-                )
-            ]
+        raise SpecError.one(
+            f"--resume: the network in the spec differs from the one in {path}", hint=RESUME_HINT
         )
     load_weights(live.module, model_part(tensors))
     # Another optimizer, or other trainable (frozen) layers than the run's, would not fit.
@@ -144,14 +135,10 @@ def restore_state(path: Path, live: Resumable, hash_: str) -> RunState:
             raise ValueError("it was made by another optimizer")
         checkpoint.load_optimizer_state(live.opt, tensors, state["optimizer"])
     except (ValueError, KeyError) as exc:
-        raise SpecError(
-            [
-                Problem(
-                    f"--resume: the optimizer state in {path} does not fit this spec's "
-                    f"optimizer and trainable layers: {exc}",
-                    hint=RESUME_HINT,
-                )
-            ]
+        raise SpecError.one(
+            f"--resume: the optimizer state in {path} does not fit this spec's "
+            f"optimizer and trainable layers: {exc}",
+            hint=RESUME_HINT,
         ) from None
     if live.sched is not None and state["scheduler"] is not None:
         live.sched.load_state_dict(state["scheduler"])

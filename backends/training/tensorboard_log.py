@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.errors import NetspecError, Problem, first_line
+from netspec.errors import NetspecError, first_line
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -81,14 +81,10 @@ class Board:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise NetspecError(
-                [
-                    Problem(
-                        "train.log.tensorboard is on, but the tensorboard package is not installed",
-                        trainer.graph.file,
-                        hint="pip install 'netspec[tensorboard]', or set train.log.tensorboard: false",
-                    )
-                ],
+            raise NetspecError.one(
+                "train.log.tensorboard is on, but the tensorboard package is not installed",
+                trainer.graph.file,
+                hint="pip install 'netspec[tensorboard]', or set train.log.tensorboard: false",
                 stage="train",
             ) from None
         self.trainer = trainer

@@ -47,13 +47,9 @@ def init_from(module: NetModule, init: Init, spec_file: str | None) -> list[str]
     if problems:
         raise SpecError(problems)
     if not picked:
-        raise SpecError(
-            [
-                Problem(
-                    f"train.init: no layer of {src} matches {init.layers} by name",
-                    hint="layer names are those of `netspec summary`",
-                )
-            ]
+        raise SpecError.one(
+            f"train.init: no layer of {src} matches {init.layers} by name",
+            hint="layer names are those of `netspec summary`",
         )
     load_weights(module, picked, strict=False)
     return sorted({k.rsplit(".", 1)[0] for k in picked})

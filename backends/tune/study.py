@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from netspec.compiler import compile_source
-from netspec.errors import NetspecError, Problem, SpecError, UsageError
+from netspec.errors import NetspecError, SpecError, UsageError
 from netspec.runs import absolute_paths
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, apply_overrides, read
@@ -58,22 +58,18 @@ def plan_study(
     from netspec.backends.training.callbacks import monitor_mode, monitor_of
 
     if trials < 1:
-        raise UsageError([Problem(f"--trials must be 1 or more, not {trials}")])
+        raise UsageError.one(f"--trials must be 1 or more, not {trials}")
     if pruner not in PRUNERS:
-        raise UsageError(
-            [Problem(f"unknown --pruner {pruner!r}", hint="choose median, hyperband or none")]
+        raise UsageError.one(
+            f"unknown --pruner {pruner!r}", hint="choose median, hyperband or none"
         )
     source = apply_overrides(read(spec), list(sets))
     entries = find_search(source)
     if not entries:
-        raise SpecError(
-            [
-                Problem(
-                    "the spec searches nothing: no {search: ...} value",
-                    str(spec),
-                    hint="train it with `netspec train`, or mark values to search (docs/tune.md)",
-                )
-            ]
+        raise SpecError.one(
+            "the spec searches nothing: no {search: ...} value",
+            str(spec),
+            hint="train it with `netspec train`, or mark values to search (docs/tune.md)",
         )
     try:
         graph = next(iter(check_ends(source, entries).values()))
@@ -90,7 +86,7 @@ def plan_study(
         if graph is None:
             raise err from None
     if graph.train is None:
-        raise SpecError([Problem("the spec has no `train:` section", str(spec))])
+        raise SpecError.one("the spec has no `train:` section", str(spec))
     folder = out or Path("runs") / graph.name / f"tune-{study}"
     folder.mkdir(parents=True, exist_ok=True)
     monitor = monitor_of(graph.train.callbacks)
@@ -253,7 +249,7 @@ def _spawned(plan: Plan, worker: int) -> None:
 def run_workers(plan: Plan, workers: int) -> None:
     """`workers` processes on one study; one worker runs here, without a child process."""
     if workers < 1:
-        raise UsageError([Problem(f"--workers must be 1 or more, not {workers}")])
+        raise UsageError.one(f"--workers must be 1 or more, not {workers}")
     open_study(plan)  # create the study (and its tables) once, before workers race to
     if workers == 1:
         work(plan)
@@ -271,6 +267,4 @@ def run_workers(plan: Plan, workers: int) -> None:
         raise
     failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
     if failed:
-        raise NetspecError(
-            [Problem(f"{len(failed)} of {workers} workers exited with codes {failed}")]
-        )
+        raise NetspecError.one(f"{len(failed)} of {workers} workers exited with codes {failed}")

@@ -18,7 +18,7 @@ def data_error(
 ) -> DataError:
     """One located problem; callers `raise data_error(...)` so tracebacks point at the caller."""
     where = str(file) if file is not None else None
-    return DataError([Problem(message, file=where, line=line, hint=hint)], stage="data")
+    return DataError.one(message, file=where, line=line, hint=hint, stage="data")
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
