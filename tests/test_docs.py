@@ -18,6 +18,7 @@ A block is handled by the HTML comment on the line above it, else by its languag
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shlex
@@ -286,6 +287,35 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch, no_plots, ca
         results = namespace["predictor"].predict(namespace["digits"])  # the module agrees
         labels = [r["predictions"][0]["label"] for r in results]
         assert labels == [str(int(k)) for k in namespace["probs"].argmax(1)]
+
+
+# Python arguments renamed in branches not merged yet (the new name: the old one).
+RENAMED_ARGS = {"device": "provider", "batch": "batch_size", "out": "out_dir", "batch_dim": "batch"}
+
+
+def test_python_signatures_in_prose_are_the_real_ones() -> None:
+    """docs/python.md's signatures (`name(a=None, *, b=1)`) name real arguments."""
+    import netspec
+    from netspec.api import Network
+    from netspec.run_api import Run
+
+    functions = {
+        "load_spec": netspec.load_spec,
+        "train": Network.train,
+        "export_onnx": Run.export_onnx,
+        "evaluate": Run.evaluate,
+        "Predictor": netspec.Predictor,
+        "predict": netspec.Predictor.predict,
+    }
+    text = (REPO / "docs" / "python.md").read_text(encoding="utf-8")
+    shown = re.findall(r"`(?:\w+\.)*(\w+)\(([^`]*=[^`]*)\)`", text)
+    assert {name for name, _ in shown} == set(functions)
+    for name, args in shown:
+        real = inspect.signature(functions[name]).parameters
+        if "*" not in args:  # a call, not the signature: load_spec and train take overrides
+            continue
+        for arg in re.findall(r"(\w+)=", args):
+            assert arg in real or RENAMED_ARGS.get(arg) in real, f"{name}() takes no {arg}="
 
 
 # --- every page ------------------------------------------------------------------------------
