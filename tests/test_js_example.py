@@ -65,8 +65,8 @@ def test_js_example_predicts_what_netspec_predicts(quickstart_onnx: Path, tmp_pa
 
 
 def test_readme_js_block_is_the_example() -> None:
-    """The README's excerpt is predict.mjs's own lines, so it cannot drift from the tested file."""
-    readme = (REPO / "README.md").read_text()
+    """docs/export.md's excerpt is predict.mjs's own lines, so it cannot drift from the tested file."""
+    readme = (REPO / "docs" / "export.md").read_text()
     block = readme.split("```js\n", 1)[1].split("```", 1)[0]
     source = {line.strip() for line in EXAMPLE.read_text().splitlines()}
     missing = [line for line in block.splitlines() if line.strip() not in source]

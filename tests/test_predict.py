@@ -30,7 +30,7 @@ from netspec.data.arraydata import ArrayData  # noqa: E402
 from netspec.data.pipeline import _geometry  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
+README = REPO / "docs" / "export.md"
 LINE = re.compile(r"^(\S+) \(score = (\d\.\d{5})\)$")
 
 
@@ -212,7 +212,7 @@ def test_python_predictor_imports_only_what_predict_needs(quickstart_onnx: Path)
 
 
 def readme_app() -> str:
-    section = README.read_text(encoding="utf-8").split("## Export and inference", 1)[1]
+    section = README.read_text(encoding="utf-8").split("## An app without netspec", 1)[1]
     section = section.split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1

@@ -285,8 +285,8 @@ def test_schema_command_cannot_write_a_folder(tmp_path: Path):
 
 
 def test_readme_modeline_and_vscode_setting_name_the_written_file(validator):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Editors", 1)[1].split("\n## ", 1)[0]
+    readme = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+    section = readme.split("## Editors", 1)[1].split("\n## ", 1)[0]
     assert "netspec schema -o netspec.schema.json" in section
     modeline = section.split("```yaml\n")[1].split("```")[0]
     first = modeline.splitlines()[0]
@@ -301,7 +301,7 @@ def test_readme_modeline_and_vscode_setting_name_the_written_file(validator):
 def test_readme_layer_table_names_every_argument():
     """The README's table and the models' descriptions tell the same story: a new argument is
     described in its model (test_every_property_has_a_description) and listed in the table."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
     rows = [line for line in readme.splitlines() if line.startswith("| `")]
     for cls in LAYER_KINDS:
         base = cls.kind.removesuffix("1d").removesuffix("2d")
