@@ -100,11 +100,11 @@ def parse_batches(text: str | Sequence[int]) -> tuple[int, ...]:
         except ValueError:
             n = 0
         if n < 1:
-            raise BenchError(f"--batch {text}: expected positive integers separated by commas")
+            raise BenchError(f"--batches {text}: expected positive integers separated by commas")
         if n not in out:
             out.append(n)
     if not out:
-        raise BenchError("--batch: give at least one batch size")
+        raise BenchError("--batches: give at least one batch size")
     return tuple(out)
 
 

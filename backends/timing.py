@@ -71,7 +71,7 @@ def interleave(
 
 def ort_session(model: bytes | str | Path, threads: int, device: str = "auto") -> tuple[Any, str]:
     """An onnxruntime session pinned to `threads`, and the device it runs on (cuda or cpu)."""
-    session = open_session(model, device, threads=threads, flag="--device")
+    session = open_session(model, device, threads=threads)
     return session, device_of(session)
 
 

@@ -178,9 +178,11 @@ def load(run: Run) -> NetModule:
 def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(raw sample, model input) of an image, .npy or .csv file, read and preprocessed exactly as
     `netspec predict` does with the run's recorded preprocessing (its first sample)."""
+    from netspec.data.preprocess import apply_values
+
     from .export.model import metadata
     from .predict.inputs import Failed, read_inputs
-    from .predict.model import info_of, prepare
+    from .predict.model import info_of
 
     # The model as its export would record it: the same metadata predict reads.
     graph = run.graph
@@ -196,7 +198,7 @@ def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
     sample = next(iter(read_inputs([path], info, note=lambda _: None)))
     if isinstance(sample, Failed):
         raise sample.error
-    return sample.x, prepare(sample.x[None], info)[0]
+    return sample.x, apply_values(sample.x[None], info.pre, info.input_shape)[0]
 
 
 # --- pictures -----------------------------------------------------------------------------------

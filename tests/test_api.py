@@ -238,7 +238,7 @@ def test_run_export_onnx_writes_a_checked_model(quickstart_copy: Path, tmp_path:
     assert path == tmp_path / "q.onnx" and path.is_file()
     assert not (quickstart_copy / "model.onnx").exists()
     predictor = netspec.Predictor(path)
-    assert predictor.session.info.batch == 2
+    assert predictor.model.info.batch == 2
     assert predictor.classes == tuple(str(k) for k in range(10))
     assert run.export_onnx() == quickstart_copy / "model.onnx"
 

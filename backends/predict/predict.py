@@ -11,27 +11,27 @@ import numpy as np
 from .ensemble import Ensemble
 from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
-from .model import Predictor, check_overlap, is_scene_model
+from .model import OnnxModel, check_overlap, is_scene_model
 from .outputs import Interpreter
 
 
 def predict(
-    model: str | Path | Predictor,
+    model: str | Path | OnnxModel,
     inputs: Sequence[str | Path | np.ndarray],
     *,
     top_k: int = 5,
-    provider: str = "auto",
-    batch_size: int = 64,
-    out_dir: str | Path | None = None,
+    device: str = "auto",
+    batch: int = 64,
+    out: str | Path | None = None,
     overlap: int | None = None,
     tta: bool = False,
     note: Note = lambda _: None,
     keep_going: bool = True,
     ensemble: Sequence[str | Path] = (),
 ) -> Iterator[dict[str, Any]]:
-    """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
+    """Results for every sample of `inputs`, in order, computed in batches of `batch` samples.
 
-    `model` is an .onnx file or a Predictor opened already (the Python API keeps one open).
+    `model` is an .onnx file or an OnnxModel opened already (the Python API keeps one open).
     `inputs` are files, folders (their input files), glob patterns (expand_inputs) or arrays of
     raw values (one sample or a batch, named `inputs[k]`, from the Python API). An input
     that cannot be read gives {input, error: NetspecError.to_dict()} in its place and the others
@@ -46,27 +46,27 @@ def predict(
     symmetries of each tile; their masks have the scene's size. With `ensemble` (further
     models) the outputs are the mean of every model's probabilities (values for regression).
     """
-    if batch_size < 1:
-        raise error(f"--batch {batch_size}: expected a positive number")
+    if batch < 1:
+        raise error(f"--batch {batch}: expected a positive number")
     check_overlap(overlap, (None, None))
     paths = expand_inputs([p if isinstance(p, np.ndarray) else Path(p) for p in inputs])
-    predictor: Predictor | Ensemble
+    predictor: OnnxModel | Ensemble
     if ensemble:
-        predictor = Ensemble([model, *ensemble], provider)
+        predictor = Ensemble([model, *ensemble], device)
     else:
-        predictor = model if isinstance(model, Predictor) else Predictor(model, provider)
+        predictor = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     info = predictor.info
-    interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
+    interpret = Interpreter(info, top_k, None if out is None else Path(out))
 
     def failed(sample: Failed) -> dict[str, Any]:
         if not keep_going:
             raise sample.error
         return {"input": sample.name, "error": sample.error.to_dict()}
 
-    if isinstance(predictor, Predictor) and is_scene_model(info):
+    if isinstance(predictor, OnnxModel) and is_scene_model(info):
         from netspec.data.scenes import SceneError  # segmentation only: tiling code
 
-        segmenter = predictor.segmenter(overlap, tta, batch_size)
+        segmenter = predictor.segmenter(overlap, tta, batch)
         for sample in read_scenes(paths, info):
             if isinstance(sample, Failed):
                 yield failed(sample)
@@ -86,11 +86,13 @@ def predict(
                 info.path,
                 kind="usage",
             )
-    batch: list[Sample] = []
+    pending: list[Sample] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        shapes = {s.x.shape for s in batch}
-        groups = [batch] if len(shapes) == 1 else [[s] for s in batch]  # dynamic sizes: one by one
+        shapes = {s.x.shape for s in pending}
+        groups = (
+            [pending] if len(shapes) == 1 else [[s] for s in pending]
+        )  # dynamic sizes: one by one
         for group in groups:
             out = predictor.run(np.stack([s.x for s in group]))
             for sample, y in zip(group, out):
@@ -99,12 +101,12 @@ def predict(
     for sample in read_inputs(paths, predictor.info, note):
         if isinstance(sample, Failed):  # in its place: the results before it go first
             yield from flush()
-            batch = []
+            pending = []
             yield failed(sample)
             continue
-        batch.append(sample)
-        if len(batch) == batch_size:
+        pending.append(sample)
+        if len(pending) == batch:
             yield from flush()
-            batch = []
-    if batch:
+            pending = []
+    if pending:
         yield from flush()

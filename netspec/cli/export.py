@@ -21,20 +21,17 @@ def export(
             show_default=False,
         ),
     ],
-    onnx: Annotated[
-        bool,
-        typer.Option(
-            "--onnx", help="Export to ONNX: the only format, and the default.", show_default=False
-        ),
-    ] = True,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output file (default: <run>/model.onnx).")
     ] = None,
     opset: Annotated[
         str, typer.Option(help="ONNX opset: a number, or auto (the lowest the network needs).")
     ] = "auto",
-    batch: Annotated[
-        str, typer.Option(help="Batch size: 'dynamic', or a fixed positive integer.")
+    batch_dim: Annotated[
+        str,
+        typer.Option(
+            "--batch-dim", help="The graph's batch dimension: 'dynamic', or a fixed positive size."
+        ),
     ] = "dynamic",
     fp16: Annotated[
         bool,
@@ -91,7 +88,7 @@ def export(
                 [source, *ensemble],
                 out,
                 opset=parse_opset(opset),
-                batch=parse_batch(batch),
+                batch=parse_batch(batch_dim),
                 check=check,
             )
         else:
@@ -99,7 +96,7 @@ def export(
                 source,
                 out,
                 opset=parse_opset(opset),
-                batch=parse_batch(batch),
+                batch=parse_batch(batch_dim),
                 fp16=fp16,
                 fp16_io=fp16_io,
                 int8=int8,
@@ -139,7 +136,9 @@ def bench(
         ),
     ],
     sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
-    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,64",
+    batches: Annotated[
+        str, typer.Option("--batches", help="Batch sizes to time, comma-separated.")
+    ] = "1,64",
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads for both engines (default: torch's).")
     ] = None,
@@ -161,7 +160,7 @@ def bench(
 
         result = run_bench(
             source,
-            parse_batches(batch),
+            parse_batches(batches),
             threads=threads,
             repeats=repeats,
             device=device,

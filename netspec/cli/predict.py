@@ -62,10 +62,6 @@ def predict(
             show_default=False,
         ),
     ] = None,
-    # Earlier names, kept working for scripts (hidden; one name per idea is shown).
-    provider: Annotated[str | None, typer.Option("--provider", hidden=True)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out-dir", hidden=True)] = None,
 ) -> None:
     """Run an exported model with onnxruntime on inputs, preprocessed as the model records.
 
@@ -82,9 +78,9 @@ def predict(
             model,
             inputs,
             top_k=top_k,
-            provider=provider or device,
-            batch_size=batch if batch_size is None else batch_size,
-            out_dir=out_dir if out is None else out,
+            device=device,
+            batch=batch,
+            out=out,
             overlap=overlap,
             tta=tta,
             note=lambda text: typer.echo(f"note: {text}", err=True),
