@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from netspec.train_spec import TrainSpec
+
 from .agreement import (
     INT8_NOTE,
     agreement_on_run,
@@ -37,7 +39,7 @@ from .agreement import (
 )
 from .bench_target import input_shape, load_target
 from .timing import BenchError, interleave, ort_call, ort_session, p90, torch_call
-from .training.device import check_device
+from .training.device import check_device, use_channels_last
 
 TORCH = "pytorch"
 TORCH_CL = "pytorch-cl"  # PyTorch eager in channels-last memory format (2-d convnets only)
@@ -254,9 +256,9 @@ def bench(
 
 
 def _channels_last(graph: Any) -> bool:
-    """A 2-d convnet: the networks netspec trains in channels-last (the `auto` rule of
-    `training.device.use_channels_last`, whatever the spec's train section says)."""
-    return len(graph.input_shape) == 3 and any(n.kind == "conv2d" for n in graph.nodes)
+    """Whether netspec would train this network in channels-last by default (2-d convnets):
+    `use_channels_last`'s `auto` rule, whatever the spec's train section says."""
+    return use_channels_last(graph, TrainSpec.model_construct(channels_last="auto"))
 
 
 def _row(engine: str, batch: int, device: str, seconds: list[float]) -> BenchRow:
