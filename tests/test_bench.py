@@ -15,17 +15,9 @@ pytest.importorskip("onnxruntime")
 from helpers import fails, invoke
 from typer.testing import CliRunner
 
-from netspec.backends.bench import (
-    ORT,
-    TORCH,
-    TORCH_CL,
-    BenchError,
-    BenchRow,
-    bench,
-    interleave,
-    p90,
-    parse_batches,
-)
+from netspec.backends.bench.result import ORT, TORCH, TORCH_CL, BenchRow
+from netspec.backends.bench.run import bench, parse_batches
+from netspec.backends.bench.timing import BenchError, interleave, p90
 from netspec.backends.export.parity import ParityError
 from netspec.cli import app
 

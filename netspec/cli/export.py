@@ -155,8 +155,9 @@ def bench(
 ) -> None:
     """Time PyTorch eager and onnxruntime on the same model and input, interleaved."""
     try:
-        from netspec.backends.bench import bench as run_bench
-        from netspec.backends.bench import parse_batches, render, to_dict
+        from netspec.backends.bench.result import render, to_dict
+        from netspec.backends.bench.run import bench as run_bench
+        from netspec.backends.bench.run import parse_batches
 
         result = run_bench(
             source,
