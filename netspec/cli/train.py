@@ -53,20 +53,17 @@ def train(
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.api import train_spec
-    from netspec.runs import prepare_run
 
     if precision is not None:
         sets = [*sets, f"train.precision={precision}"]
     if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
         try:
-            graph, run_dir, *_ = prepare_run(spec, sets, out, resume)
-            from netspec.backends.training.launch import launch_ranks
+            from netspec.backends.training.launch import launch_train
 
-            code = launch_ranks(
+            code = launch_train(
                 spec,
                 sets,
-                run_dir,
-                graph.train.batch_size,
+                out,
                 device=device,
                 resume=resume,
                 progress=progress,
