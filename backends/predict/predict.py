@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
 from .model import OnnxModel, check_overlap, is_scene_model
 from .outputs import Interpreter
+
+if TYPE_CHECKING:  # tiling code is imported where a segmentation model needs it
+    from netspec.data.scenes import SceneSegmenter
 
 
 def predict(
@@ -64,19 +67,8 @@ def predict(
         return {"input": sample.name, "error": sample.error.to_dict()}
 
     if isinstance(predictor, OnnxModel) and is_scene_model(info):
-        from netspec.data.scenes import SceneError  # segmentation only: tiling code
-
         segmenter = predictor.segmenter(overlap, tta, batch)
-        for sample in read_scenes(paths, info):
-            if isinstance(sample, Failed):
-                yield failed(sample)
-                continue
-            try:
-                seg = segmenter.segment(sample.x)
-            except SceneError as exc:
-                yield failed(Failed(sample.name, error(str(exc), sample.name)))
-                continue
-            yield interpret.scene(sample, seg)
+        yield from _scenes(segmenter, read_scenes(paths, info), interpret, failed)
         return
     for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
         if given:
@@ -86,19 +78,53 @@ def predict(
                 info.path,
                 kind="usage",
             )
+    yield from _batches(predictor, read_inputs(paths, info, note), batch, interpret, failed)
+
+
+Failure = Callable[[Failed], dict[str, Any]]
+
+
+def _scenes(
+    segmenter: SceneSegmenter,
+    samples: Iterable[Sample | Failed],
+    interpret: Interpreter,
+    failed: Failure,
+) -> Iterator[dict[str, Any]]:
+    """Each scene segmented tile by tile, in order; a scene that fails gives its failure."""
+    from netspec.data.scenes import SceneError  # segmentation only: tiling code
+
+    for sample in samples:
+        if isinstance(sample, Failed):
+            yield failed(sample)
+            continue
+        try:
+            seg = segmenter.segment(sample.x)
+        except SceneError as exc:
+            yield failed(Failed(sample.name, error(str(exc), sample.name)))
+            continue
+        yield interpret.scene(sample, seg)
+
+
+def _batches(
+    predictor: OnnxModel | Ensemble,
+    samples: Iterable[Sample | Failed],
+    batch: int,
+    interpret: Interpreter,
+    failed: Failure,
+) -> Iterator[dict[str, Any]]:
+    """The samples run `batch` at a time, results in order; a failure goes in its place."""
     pending: list[Sample] = []
 
     def flush() -> Iterator[dict[str, Any]]:
         shapes = {s.x.shape for s in pending}
-        groups = (
-            [pending] if len(shapes) == 1 else [[s] for s in pending]
-        )  # dynamic sizes: one by one
+        # Samples of different sizes (a dynamic input) run one by one.
+        groups = [pending] if len(shapes) == 1 else [[s] for s in pending]
         for group in groups:
-            out = predictor.run(np.stack([s.x for s in group]))
-            for sample, y in zip(group, out):
+            outputs = predictor.run(np.stack([s.x for s in group]))
+            for sample, y in zip(group, outputs):
                 yield interpret(sample, y)
 
-    for sample in read_inputs(paths, predictor.info, note):
+    for sample in samples:
         if isinstance(sample, Failed):  # in its place: the results before it go first
             yield from flush()
             pending = []
