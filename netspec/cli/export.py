@@ -11,6 +11,40 @@ import typer
 from netspec.cli.common import JsonOpt, SetOpt, app, fail
 from netspec.errors import NetspecError, UsageError
 
+Int8Opt = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="Quantize to int8 (static QDQ), calibrated on the run's training samples and "
+        "checked by accuracy on its test split.",
+    ),
+]
+
+MaxDropOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="With --int8: the most test accuracy it may lose, in percentage points (default 1)."
+    ),
+]
+
+CheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check/--no-check",
+        help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
+    ),
+]
+
+EnsembleOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ensemble",
+        help="Another run of the same task (repeatable): write one ONNX graph that averages "
+        "the runs' probabilities (default: <run>/ensemble.onnx).",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
 def export(
@@ -42,36 +76,10 @@ def export(
     fp16_io: Annotated[
         bool, typer.Option("--fp16-io", help="With --fp16: make the input and output float16 too.")
     ] = False,
-    int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8",
-            help="Quantize to int8 (static QDQ), calibrated on the run's training samples and "
-            "checked by accuracy on its test split.",
-        ),
-    ] = False,
-    max_drop: Annotated[
-        float | None,
-        typer.Option(
-            help="With --int8: the most test accuracy it may lose, in percentage points (default 1)."
-        ),
-    ] = None,
-    check: Annotated[
-        bool,
-        typer.Option(
-            "--check/--no-check",
-            help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
-        ),
-    ] = True,
-    ensemble: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--ensemble",
-            help="Another run of the same task (repeatable): write one ONNX graph that averages "
-            "the runs' probabilities (default: <run>/ensemble.onnx).",
-            show_default=False,
-        ),
-    ] = None,
+    int8: Int8Opt = False,
+    max_drop: MaxDropOpt = None,
+    check: CheckOpt = True,
+    ensemble: EnsembleOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""

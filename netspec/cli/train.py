@@ -11,6 +11,14 @@ import typer
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import Interrupted, NetspecError
 
+NprocOpt = Annotated[
+    int | None,
+    typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
+]
+EndpointOpt = Annotated[
+    str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
+]
+
 
 @app.command()
 def train(
@@ -34,15 +42,10 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train even if the memory estimate does not fit.")
     ] = False,
-    nproc: Annotated[
-        int | None,
-        typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
-    ] = None,
+    nproc: NprocOpt = None,
     nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
     node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
-    rdzv_endpoint: Annotated[
-        str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
-    ] = None,
+    rdzv_endpoint: EndpointOpt = None,
     as_json: Annotated[
         bool,
         typer.Option(
