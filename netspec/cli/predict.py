@@ -62,7 +62,7 @@ def predict(
     device: Annotated[
         str, typer.Option(help="auto (CUDA when onnxruntime-gpu can use it), cpu or cuda.")
     ] = "auto",
-    batch: Annotated[int, typer.Option("--batch", help="Samples per run.")] = 64,
+    batch: Annotated[int, typer.Option("--batch", help="Samples per call of the model.")] = 64,
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", help="Folder for segmentation masks (default: here)."),
