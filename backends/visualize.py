@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,9 +179,11 @@ def load(run: Run) -> NetModule:
 def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(raw sample, model input) of an image, .npy or .csv file, read and preprocessed exactly as
     `netspec predict` does with the run's recorded preprocessing (its first sample)."""
+    from netspec.data.preprocess import apply_values
+
     from .export.model import metadata
     from .predict.inputs import Failed, read_inputs
-    from .predict.model import info_of, prepare
+    from .predict.model import info_of
 
     # The model as its export would record it: the same metadata predict reads.
     graph = run.graph
@@ -196,7 +199,7 @@ def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
     sample = next(iter(read_inputs([path], info, note=lambda _: None)))
     if isinstance(sample, Failed):
         raise sample.error
-    return sample.x, prepare(sample.x[None], info)[0]
+    return sample.x, apply_values(sample.x[None], info.pre, info.input_shape)[0]
 
 
 # --- pictures -----------------------------------------------------------------------------------
@@ -286,3 +289,67 @@ def plot_saliency(raw: np.ndarray, s: Saliency, path: Path, title: str) -> None:
         ax.axis("off")
     fig.savefig(path)
     plt.close(fig)
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """A view drawn: the PNG written and a line saying what it shows."""
+
+    path: Path
+    detail: str
+
+
+def visualize(
+    run_dir: Path,
+    *,
+    filters: str | None = None,
+    activations: Path | None = None,
+    layers: Sequence[str] | None = None,
+    saliency: Path | None = None,
+    out: Path | None = None,
+) -> View:
+    """One view of a trained run drawn to a PNG (`out`, default: in the run, named after the
+    view): a convolution's `filters`, the feature maps an input makes (`activations`, of
+    `layers`, default the first 8 2-D convolutions) or an input's `saliency` (Grad-CAM)."""
+    from netspec.runs import load_run
+
+    run = load_run(run_dir)
+    if filters is not None:
+        return _filters_view(run, filters, out)
+    if activations is not None:
+        return _activations_view(run, activations, layers, out)
+    if saliency is not None:
+        return _saliency_view(run, saliency, out)
+    raise ValueError("visualize: no view given")
+
+
+def _filters_view(run: Run, layer: str, out: Path | None) -> View:
+    f = filters(run.graph, run.weights, layer)
+    path = out or run.directory / f"filters-{layer.replace('/', '_')}.png"
+    rows, cols = plot_filters(f, path, f"{run.graph.name}: filters")
+    return View(path, f"{len(f.tiles)} filters, {rows}x{cols} grid")
+
+
+def _activations_view(
+    run: Run, source: Path, layers: Sequence[str] | None, out: Path | None
+) -> View:
+    _, x = read_input(run, source)
+    maps = activations(load(run), x, list(layers or feature_convs(run.graph)[:8]))
+    path = out or run.directory / f"activations-{source.stem}.png"
+    plot_activations(maps, path, f"{run.graph.name}: feature maps of {source.name}")
+    return View(path, ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items()))
+
+
+def _saliency_view(run: Run, source: Path, out: Path | None) -> View:
+    raw, x = read_input(run, source)
+    meta = run.meta or {}
+    s = saliency(load(run), x, meta.get("task"))
+    classes = meta.get("classes") or []
+    label = classes[s.label] if s.label < len(classes) else str(s.label)
+    path = out or run.directory / f"saliency-{source.stem}.png"
+    title = f"{run.graph.name}: {source.name} predicted '{label}' ({s.score:.2f})"
+    plot_saliency(raw, s, path, title)
+    return View(path, f"predicted '{label}' ({s.score:.2f}), Grad-CAM on {s.layer}")

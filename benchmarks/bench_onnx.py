@@ -11,7 +11,7 @@ For mnist_cnn and cifar_cnn (random weights, seed 0), at batch 1 and 64, in ONE 
   and torch.mm of two 1024x1024 float32 matrices, for this machine's matmul rate (GFLOP/s).
 
 Both engines use --threads intra-op threads; onnxruntime with every graph optimization on and
-its threads not spinning (see backends/timing.py). Targets: b/a >= 2x at batch 1 for both specs;
+its threads not spinning (see backends/bench/timing.py). Targets: b/a >= 2x at batch 1 for both specs;
 b at least as fast as c within 5%. The last line gives cifar_cnn's batch-64 rate (FLOPs = 2 x
 the summary's MACs) as a fraction of the matmul rate.
 
@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 import netspec
+from netspec.backends.bench.timing import interleave, ort_call, ort_session, p90, torch_call
 from netspec.backends.export.model import export_onnx
 from netspec.backends.export.parity import max_abs_diff
 from netspec.backends.lowering import build_module
-from netspec.backends.timing import interleave, ort_call, ort_session, p90, torch_call
 from netspec.backends.weights import module_weights
 
 REPO = Path(__file__).resolve().parents[1]

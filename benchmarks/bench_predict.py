@@ -72,9 +72,7 @@ def quickstart_model(folder: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    subprocess.run(
-        [*netspec_command(), "export", str(run), "--onnx"], check=True, stdout=subprocess.DEVNULL
-    )
+    subprocess.run([*netspec_command(), "export", str(run)], check=True, stdout=subprocess.DEVNULL)
     return run / "model.onnx"
 
 

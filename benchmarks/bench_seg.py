@@ -29,7 +29,7 @@
 # Inference latency, one 256x256 tile at batch 1 (the spec compiled with input [8, 256, 256],
 # random weights and batchnorm statistics): PyTorch eager (eval, inference_mode; NCHW, and
 # channels-last) against onnxruntime on netspec's export, --infer-threads threads (1) each,
-# every call interleaved (backends/timing.py's `interleave`, as bench_onnx.py), numpy in and out.
+# every call interleaved (backends/bench/timing.py's `interleave`, as bench_onnx.py), numpy in and out.
 #
 #   python benchmarks/bench_seg.py            # 64 tiles, 8 rounds over 2 sets, 80 calls: ~5 min
 #   python benchmarks/bench_seg.py --quick    # 16 tiles, 3 rounds, 10 calls: under a minute
@@ -59,9 +59,9 @@ from bench_onnx import randomize_batchnorm
 from bench_train import copy_weights, interleaved, progress
 from torch import nn
 
+from netspec.backends.bench.timing import interleave, ort_call, ort_session, p90, torch_call
 from netspec.backends.export.model import export_onnx
 from netspec.backends.export.parity import max_abs_diff
-from netspec.backends.timing import interleave, ort_call, ort_session, p90, torch_call
 from netspec.backends.weights import module_weights
 from netspec.compiler import compile_source
 from netspec.ir import Graph

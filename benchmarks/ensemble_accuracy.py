@@ -2,7 +2,7 @@
 
 The runs must share their test split (train them with a fixed `train.data.split_seed`, as
 specs/nielsen_sigmoid.yaml does, and `--set train.seed=N`). Each run needs its model.onnx
-(`netspec export RUN --onnx`); the ensemble is the graph `netspec export --ensemble` writes,
+(`netspec export RUN`); the ensemble is the graph `netspec export --ensemble` writes,
 run in onnxruntime on the first run's test split, preprocessed as the model records.
 
     python benchmarks/ensemble_accuracy.py runs/ns0 runs/ns1 runs/ns2 runs/ns3 runs/ns4
@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from netspec.backends.export.ensemble import export_ensemble
-from netspec.backends.predict.model import Predictor
+from netspec.backends.predict.model import OnnxModel
 from netspec.data.pipeline import prepare
 from netspec.runs import load_run
 
 
 def accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of an exported model on raw samples x (preprocessed as it records)."""
-    predictor = Predictor(model, "cpu")
+    predictor = OnnxModel(model, "cpu")
     return float((predictor.run(x).argmax(axis=1) == y).mean())
 
 

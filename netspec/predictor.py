@@ -16,11 +16,13 @@ class Predictor:
     Needs neither torch nor the spec: only the .onnx file.
     """
 
-    def __init__(self, model: str | Path, *, provider: str = "auto", top_k: int = 5) -> None:
-        from netspec.backends.predict.model import Predictor as Session
+    def __init__(self, model: str | Path, *, device: str = "auto", top_k: int = 5) -> None:
+        """`device`: auto (CUDA when onnxruntime-gpu can use it), cpu or cuda, as `--device`;
+        `top_k`: classes per result, as `--top-k`."""
+        from netspec.backends.predict.model import OnnxModel
 
         self.path = Path(model)
-        self.session = Session(self.path, provider)
+        self.model = OnnxModel(self.path, device)
         self.top_k = top_k
 
     def __repr__(self) -> str:
@@ -29,14 +31,14 @@ class Predictor:
     @property
     def classes(self) -> tuple[str, ...] | None:
         """The class labels the model was trained with (None for regression)."""
-        return self.session.info.classes
+        return self.model.info.classes
 
     def predict(
         self,
         inputs: str | Path | np.ndarray | Iterable[str | Path | np.ndarray],
         *,
-        batch_size: int = 64,
-        out_dir: str | Path | None = None,
+        batch: int = 64,
+        out: str | Path | None = None,
         overlap: int | None = None,
         tta: bool = False,
         keep_going: bool = False,
@@ -47,7 +49,8 @@ class Predictor:
         the model's preprocessing is applied), one sample or a batch with a leading N; an array
         is named `inputs[k]` in the results (`inputs[k][i]` for a batch's samples).
         Classification: {input, predictions: [{label, score}]}; regression: {input, values};
-        segmentation: {input, mask, ...} with the mask written into `out_dir`.
+        segmentation: {input, mask, ...} with the mask written into the folder `out` (default: here).
+        `batch` is the samples per onnxruntime call (`--batch`).
         An input that cannot be read (a file, a folder, a glob, an array) raises its
         NetspecError; with `keep_going=True` it gives {input, error} in its place instead, as
         the command line does, and the others go on.
@@ -59,11 +62,11 @@ class Predictor:
         items = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
         return list(
             predict(
-                self.session,
+                self.model,
                 items,
                 top_k=self.top_k,
-                batch_size=batch_size,
-                out_dir=out_dir,
+                batch=batch,
+                out=out,
                 overlap=overlap,
                 tta=tta,
                 keep_going=keep_going,

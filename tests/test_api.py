@@ -238,7 +238,7 @@ def test_run_export_onnx_writes_a_checked_model(quickstart_copy: Path, tmp_path:
     assert path == tmp_path / "q.onnx" and path.is_file()
     assert not (quickstart_copy / "model.onnx").exists()
     predictor = netspec.Predictor(path)
-    assert predictor.session.info.batch == 2
+    assert predictor.model.info.batch == 2
     assert predictor.classes == tuple(str(k) for k in range(10))
     assert run.export_onnx() == quickstart_copy / "model.onnx"
 
@@ -262,6 +262,25 @@ def test_predictor_takes_arrays_and_files_like_the_cli(quickstart_onnx: Path, tm
         *(f"{tmp_path / 'x.npy'}[{i}]" for i in range(3)),
     ]
     assert mixed[0]["predictions"] == from_file[1]["predictions"]
+
+
+def test_predictor_takes_the_cli_words(quickstart_onnx: Path, tmp_path: Path):
+    # device=, batch= and out= mean what --device, --batch and --out mean.
+    x = digits(3)
+    np.save(tmp_path / "x.npy", x)
+    predictor = netspec.Predictor(quickstart_onnx, device="cpu", top_k=2)
+    assert predictor.predict(x, batch=1) == predictor.predict(x, batch=64)
+    cli = invoke("predict", quickstart_onnx, tmp_path / "x.npy", "--json", "--top-k", "2")
+    assert json.loads(cli.stdout) == predictor.predict(tmp_path / "x.npy", batch=2, out=tmp_path)
+    with pytest.raises(NetspecError, match="--batch 0: expected a positive number"):
+        predictor.predict(x, batch=0)
+    with pytest.raises(NetspecError, match="--device tpu: expected one of"):
+        netspec.Predictor(quickstart_onnx, device="tpu")
+    with pytest.raises(TypeError):
+        netspec.Predictor(quickstart_onnx, provider="cpu")  # type: ignore[call-arg]
+    for old in ({"batch_size": 1}, {"out_dir": tmp_path}):
+        with pytest.raises(TypeError):
+            predictor.predict(x, **old)
 
 
 def test_predictor_errors_name_the_array(quickstart_onnx: Path):

@@ -15,17 +15,9 @@ pytest.importorskip("onnxruntime")
 from helpers import fails, invoke
 from typer.testing import CliRunner
 
-from netspec.backends.bench import (
-    ORT,
-    TORCH,
-    TORCH_CL,
-    BenchError,
-    BenchRow,
-    bench,
-    interleave,
-    p90,
-    parse_batches,
-)
+from netspec.backends.bench.result import ORT, TORCH, TORCH_CL, BenchRow
+from netspec.backends.bench.run import bench, parse_batches
+from netspec.backends.bench.timing import BenchError, interleave, p90
 from netspec.backends.export.parity import ParityError
 from netspec.cli import app
 
@@ -110,7 +102,7 @@ def test_parse_batches_and_p90() -> None:
 
 def test_cli_bench_prints_both_engines(tiny: Path) -> None:
     result = CliRunner().invoke(
-        app, ["bench", str(tiny), "--batch", "1,3", "--threads", "1", "--repeats", "3"]
+        app, ["bench", str(tiny), "--batches", "1,3", "--threads", "1", "--repeats", "3"]
     )
     assert result.exit_code == 0, result.output
     assert "pytorch" in result.output and "onnxruntime" in result.output
@@ -122,7 +114,7 @@ def test_cli_bench_prints_both_engines(tiny: Path) -> None:
 
 def test_cli_bench_json(tiny: Path) -> None:
     result = CliRunner().invoke(
-        app, ["bench", str(tiny), "--batch", "2", "--threads", "1", "--repeats", "3", "--json"]
+        app, ["bench", str(tiny), "--batches", "2", "--threads", "1", "--repeats", "3", "--json"]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -139,7 +131,7 @@ def test_cli_bench_json(tiny: Path) -> None:
             "no/such/spec.yaml: error: no such spec, run directory or .onnx file",
         ),
         (["{txt}"], "{txt}: error: expected a spec (.yaml), a run directory or an .onnx file"),
-        (["{tiny}", "--batch", "0"], "error: --batch 0: expected positive integers"),
+        (["{tiny}", "--batches", "0"], "error: --batches 0: expected positive integers"),
         (["{tiny}", "--repeats", "0"], "error: --repeats 0: expected a positive integer"),
         (["{tiny}", "--threads", "0"], "error: --threads 0: expected a positive integer"),
     ],
@@ -154,7 +146,7 @@ def test_cli_bench_errors_exit_2(tiny: Path, args: list[str], message: str) -> N
 
 def test_float16_exports_get_the_float16_tolerance(quickstart_copy: Path) -> None:
     # float16 weights behind float32 inputs: the precision is read from the graph, not the input.
-    exported = invoke("export", quickstart_copy, "--onnx", "--fp16", "--no-check")
+    exported = invoke("export", quickstart_copy, "--fp16", "--no-check")
     assert exported.exit_code == 0, exported.output
     result = bench(quickstart_copy / "model.onnx", (7,), threads=1, repeats=2)
     assert result.tolerance == 1e-2 and not result.quantized

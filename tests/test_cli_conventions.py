@@ -116,18 +116,31 @@ def test_one_name_per_idea() -> None:
     for command in ("train", "tune", "export", "predict"):
         assert re.search(r"--out\s+-o", shown[command]), command
     for old in ("--provider", "--batch-size", "--out-dir"):
-        assert old not in shown["predict"]  # hidden: kept working for scripts
+        assert old not in shown["predict"]
     assert "--device" in shown["predict"] and "--batch " in shown["predict"]
+    # --batch means samples per call; the export's batch dimension and bench's list say so.
+    assert "--batch-dim" in shown["export"] and not re.search(r"--batch\s", shown["export"])
+    bench = invoke("bench", "--help").stdout
+    assert "--batches" in bench and not re.search(r"--batch\s", bench)
 
 
-def test_predict_old_spellings_still_work(quickstart_onnx: Path, tmp_path: Path) -> None:
-    np = pytest.importorskip("numpy")
-    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
-    new = invoke("predict", quickstart_onnx, tmp_path / "x.npy", "--device", "cpu", "--batch", "1")
-    old = invoke(
-        "predict", quickstart_onnx, tmp_path / "x.npy", "--provider", "cpu", "--batch-size", "1"
-    )
-    assert new.exit_code == old.exit_code == 0 and new.stdout == old.stdout
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("predict", "m.onnx", "x.npy", "--provider", "cpu"),
+        ("predict", "m.onnx", "x.npy", "--batch-size", "1"),
+        ("predict", "m.onnx", "x.npy", "--out-dir", "masks"),
+        ("export", "run", "--onnx"),
+        ("export", "run", "--batch", "4"),
+        ("bench", "spec.yaml", "--batch", "1,64"),
+    ],
+)
+def test_old_option_names_are_usage_errors(args: tuple[str, ...]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and "No such option" in result.stderr, result.output
+
+
+def test_predict_device_is_checked(quickstart_onnx: Path) -> None:
     assert "--device tpu" in invoke("predict", quickstart_onnx, "x.npy", "--device", "tpu").stderr
 
 

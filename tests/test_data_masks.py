@@ -18,7 +18,7 @@ from netspec.data import (
     make_shapes,
     mask_indices,
 )
-from netspec.data.shapes import class_signatures
+from netspec.data.shape_scenes import class_signatures
 from netspec.errors import DataError
 
 # CI checks out the repo next to shared/, so the data sits at ../shared/data from the root.
@@ -461,7 +461,7 @@ def test_shapes_are_deterministic_and_seeded() -> None:
     assert a.x.shape == (20, 4, 32, 40) and a.x.dtype == np.uint8
     assert a.y.shape == (20, 32, 40) and a.y.dtype == np.int64 and a.is_segmentation
     assert a.classes == SHAPE_CLASSES == ("background", "circle", "square", "triangle")
-    assert a.source == "generated shapes (netspec.data.shapes)"
+    assert a.source == "generated shapes (netspec.data.shape_scenes)"
     assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
     assert not np.array_equal(a.y, c.y) and not np.array_equal(a.x, c.x)
 

@@ -270,7 +270,7 @@ def test_bad_arguments_and_weights() -> None:
     with pytest.raises(DataError, match=r"dense\.weight is \(32, 783\), not \(32, 784\)"):
         export_onnx(graph, {**weights, "dense.weight": weights["dense.weight"][:, 1:]})
     assert parse_batch("dynamic") is None and parse_batch("4") == 4
-    with pytest.raises(ExportError, match="--batch 0"):
+    with pytest.raises(ExportError, match="--batch-dim 0"):
         parse_batch("0")
 
 
@@ -478,7 +478,7 @@ def test_batchnorm_fold_cases(name: str) -> None:
 def test_cli_exports_a_trained_run(quickstart_copy: Path) -> None:
     run = quickstart_copy  # this test's own copy, without a model.onnx yet
     assert not (run / "model.onnx").exists()
-    result = invoke("export", run, "--onnx")
+    result = invoke("export", run)
     assert result.exit_code == 0, result.output
     path = run / "model.onnx"
     assert path.is_file()
@@ -524,24 +524,24 @@ def test_export_run_api(quickstart_run: Path, tmp_path: Path) -> None:
 
 def test_cli_fixed_batch_fp16_and_no_check(quickstart_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "small.onnx"
-    result = invoke("export", quickstart_run, "--onnx", "-o", out, "--batch", "4", "--fp16")
+    result = invoke("export", quickstart_run, "-o", out, "--batch-dim", "4", "--fp16")
     assert result.exit_code == 0, result.output
     assert "batch 4, float16" in result.output and "tolerance 1e-02" in result.output
-    result = invoke("export", quickstart_run, "--onnx", "-o", out, "--no-check")
+    result = invoke("export", quickstart_run, "-o", out, "--no-check")
     assert result.exit_code == 0, result.output
     assert "not checked" in result.output
 
 
 def test_cli_missing_path(tmp_path: Path) -> None:
-    fails(invoke("export", tmp_path / "nope", "--onnx"), "no such run directory or weights file")
-    fails(invoke("export", tmp_path, "--onnx"), "not a run directory")
+    fails(invoke("export", tmp_path / "nope"), "no such run directory or weights file")
+    fails(invoke("export", tmp_path), "not a run directory")
 
 
 def test_cli_corrupt_weights(quickstart_copy: Path) -> None:
     run = quickstart_copy
     model = run / "model.safetensors"
     model.write_bytes(model.read_bytes()[:1000])
-    fails(invoke("export", run, "--onnx"), str(model), "cannot read weights")
+    fails(invoke("export", run), str(model), "cannot read weights")
     assert not (run / "model.onnx").exists()
 
 
@@ -549,12 +549,12 @@ def test_cli_weights_of_another_network(quickstart_copy: Path) -> None:
     run = quickstart_copy
     spec_path = run / "spec.yaml"
     spec_path.write_text(spec_path.read_text().replace("units: 128", "units: 64"))
-    fails(invoke("export", run, "--onnx"), "the weights do not fit")
+    fails(invoke("export", run), "the weights do not fit")
 
 
 def test_cli_needs_a_good_batch_and_opset(quickstart_run: Path) -> None:
-    fails(invoke("export", quickstart_run, "--onnx", "--batch", "many"), "--batch many")
-    fails(invoke("export", quickstart_run, "--onnx", "--opset", "9"), "opset 9")
+    fails(invoke("export", quickstart_run, "--batch-dim", "many"), "--batch-dim many")
+    fails(invoke("export", quickstart_run, "--opset", "9"), "opset 9")
 
 
 LAYERNORM_NET = """
@@ -588,21 +588,21 @@ def test_opset_is_the_lowest_the_graph_needs() -> None:
 
 
 def test_int8_refuses_what_it_cannot_check(quickstart_run: Path, tmp_path: Path) -> None:
-    out = ["--onnx", "-o", tmp_path / "m.onnx"]
+    out = ["-o", tmp_path / "m.onnx"]
     fails(invoke("export", quickstart_run, *out, "--int8", "--fp16"), "--int8 and --fp16")
-    fails(invoke("export", quickstart_run, *out, "--int8", "--batch", "4"), "dynamic batch")
+    fails(invoke("export", quickstart_run, *out, "--int8", "--batch-dim", "4"), "dynamic batch")
     fails(invoke("export", quickstart_run, *out, "--max-drop", "2"), "--int8 exports only")
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_cli_opset(quickstart_copy: Path) -> None:
-    result = invoke("export", quickstart_copy, "--onnx", "--opset", "15")
+    result = invoke("export", quickstart_copy, "--opset", "15")
     assert result.exit_code == 0, result.output
     assert "opset 15" in result.output
     assert onnx.load(quickstart_copy / "model.onnx").opset_import[0].version == 15
-    result = invoke("export", quickstart_copy, "--onnx")
+    result = invoke("export", quickstart_copy)
     assert "opset 13" in result.output
-    fails(invoke("export", quickstart_copy, "--onnx", "--opset", "12"), "opset 12")
+    fails(invoke("export", quickstart_copy, "--opset", "12"), "opset 12")
 
 
 def test_segmentation_card_describes_predicts_tiling() -> None:
@@ -628,9 +628,9 @@ def test_segmentation_card_describes_predicts_tiling() -> None:
 def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     pytest.importorskip("onnxruntime.quantization")
     run = quickstart_copy
-    fp32 = invoke("export", run, "--onnx", "-o", run / "fp32.onnx")
+    fp32 = invoke("export", run, "-o", run / "fp32.onnx")
     assert fp32.exit_code == 0, fp32.output
-    result = invoke("export", run, "--onnx", "--int8")
+    result = invoke("export", run, "--int8")
     assert result.exit_code == 0, result.output
     found = re.search(
         r"int8 \(static QDQ, calibrated on (\d+) training samples\): test accuracy "
@@ -649,15 +649,17 @@ def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     assert (run / "model.onnx").stat().st_size < (run / "fp32.onnx").stat().st_size / 2.5
     # A stated maximum drop the model cannot meet: refused, nothing written.
     (run / "model.onnx").unlink()
-    fails(invoke("export", run, "--onnx", "--int8", "--max-drop", "-1"), "more than --max-drop -1")
+    fails(invoke("export", run, "--int8", "--max-drop", "-1"), "more than --max-drop -1")
     assert not (run / "model.onnx").exists()
     # bench understands a quantized model: compared, not checked against the float tolerance.
-    invoke("export", run, "--onnx", "--int8")
-    bench = invoke("bench", run / "model.onnx", "--batch", "2", "--threads", "1", "--repeats", "2")
+    invoke("export", run, "--int8")
+    bench = invoke(
+        "bench", run / "model.onnx", "--batches", "2", "--threads", "1", "--repeats", "2"
+    )
     assert bench.exit_code == 0, bench.output
     assert "an int8 (quantized) model" in bench.output
     assert re.search(r"outputs compared: max abs diff \S+, argmax agreement", bench.output)
-    strict = ["--batch", "2", "--threads", "1", "--repeats", "2", "--tolerance", "1e-6"]
+    strict = ["--batches", "2", "--threads", "1", "--repeats", "2", "--tolerance", "1e-6"]
     fails(invoke("bench", run / "model.onnx", *strict), "(> 1e-06")
 
 
@@ -676,8 +678,8 @@ def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
         *(a for s in sets for a in ("--set", s)),
     )
     assert trained.exit_code == 0, trained.output
-    assert invoke("export", run, "--onnx", "-o", run / "fp32.onnx").exit_code == 0
-    result = invoke("export", run, "--onnx", "--int8", "-o", run / "int8.onnx")
+    assert invoke("export", run, "-o", run / "fp32.onnx").exit_code == 0
+    result = invoke("export", run, "--int8", "-o", run / "int8.onnx")
     assert result.exit_code == 0, result.output
     found = re.search(
         r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400", result.output
@@ -692,7 +694,7 @@ def test_an_old_run_without_a_raw_range_says_so(quickstart_copy: Path) -> None:
     meta = json.loads(meta_path.read_text())
     del meta["preprocessing"]["raw_range"]  # as runs trained before it was recorded
     meta_path.write_text(json.dumps(meta))
-    result = invoke("export", quickstart_copy, "--onnx", "--no-check")
+    result = invoke("export", quickstart_copy, "--no-check")
     assert result.exit_code == 0, result.output
     assert "note: the run records no raw value range" in result.output
     side = json.loads((quickstart_copy / "model.onnx.json").read_text())

@@ -278,7 +278,7 @@ def test_export_ensemble_averages_its_members(two_runs: list[Path], tmp_path: Pa
     from netspec.backends.predict.session import open_session
 
     out = tmp_path / "ens.onnx"
-    result = invoke("export", two_runs[0], "--onnx", "--ensemble", two_runs[1], "-o", out)
+    result = invoke("export", two_runs[0], "--ensemble", two_runs[1], "-o", out)
     assert result.exit_code == 0, result.output
     assert "matches its members' mean" in result.output
     model = onnx.load(out)
@@ -303,9 +303,7 @@ def test_predict_ensemble_matches_the_exported_ensemble(
     two_runs: list[Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "ens.onnx"
-    assert (
-        invoke("export", two_runs[0], "--onnx", "--ensemble", two_runs[1], "-o", out).exit_code == 0
-    )
+    assert invoke("export", two_runs[0], "--ensemble", two_runs[1], "-o", out).exit_code == 0
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(2).uniform(0, 16, (4, 1, 8, 8)).astype(np.float32))
     models = [p / "model.onnx" for p in two_runs]
@@ -348,7 +346,7 @@ def test_ensemble_members_must_agree(two_runs: list[Path], tmp_path: Path) -> No
     record["classes"] = [f"digit {c}" for c in record["classes"]]
     (renamed / "model.json").write_text(json.dumps(record))
     fails(
-        invoke("export", two_runs[0], "--onnx", "--ensemble", renamed, "-o", tmp_path / "e.onnx"),
+        invoke("export", two_runs[0], "--ensemble", renamed, "-o", tmp_path / "e.onnx"),
         "--ensemble:",
         "netspec.classes",
     )

@@ -467,7 +467,7 @@ def test_provider_choice(quickstart_onnx: Path, monkeypatch: pytest.MonkeyPatch)
     FakeSession.usable_cuda = False  # listed, but no device: onnxruntime falls back to the CPU
     try:
         assert session.open_session(quickstart_onnx, "auto").get_providers() == [session.CPU]
-        with pytest.raises(session.SessionError, match="--provider cuda: CUDA is not usable"):
+        with pytest.raises(session.SessionError, match="--device cuda: CUDA is not usable"):
             session.open_session(quickstart_onnx, "cuda")
     finally:
         FakeSession.usable_cuda = True

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from test_predict import fails, invoke  # noqa: E402
 
 from netspec.backends.predict.errors import PredictError  # noqa: E402
-from netspec.backends.predict.model import Predictor  # noqa: E402
+from netspec.backends.predict.model import OnnxModel  # noqa: E402
 from netspec.backends.predict.predict import predict  # noqa: E402
 from netspec.data.preprocess import apply_values  # noqa: E402
 from netspec.data.scenes import (  # noqa: E402
@@ -164,7 +164,7 @@ def test_a_3x3_conv_differs_only_on_tile_seams(tmp_path: Path) -> None:
     conv = Conv(bands=2, classes=3, kernel=3, seed=3)
     model = conv.save(tmp_path / "seg3.onnx", pre=record(2, (32, 32)))
     scene = np.random.default_rng(4).standard_normal((2, 100, 77)).astype(np.float32)
-    predictor = Predictor(model, "cpu")
+    predictor = OnnxModel(model, "cpu")
     seg = predictor.segmenter(overlap=6).segment(scene)
     z = conv(scene)
     p = np.exp(z - z.max(0))
@@ -264,7 +264,7 @@ class Recorder:
 def test_tta_runs_every_symmetry_and_keeps_a_pointwise_model(tmp_path: Path) -> None:
     conv = Conv(bands=3, classes=5, seed=13)
     model = conv.save(tmp_path / "seg.onnx", pre=record(3, (32, 32), scale=0.5))
-    predictor = Predictor(model, "cpu")
+    predictor = OnnxModel(model, "cpu")
     scene = np.random.default_rng(14).standard_normal((3, 80, 60)).astype(np.float32)
     prepare = predictor.segmenter().prepare
     plain = Recorder(predictor.run_prepared)
@@ -333,7 +333,7 @@ def test_each_tile_is_standardized_on_its_own(tmp_path: Path) -> None:
     conv = Conv(bands=2, classes=3, seed=17)
     pre = record(2, (16, 16), per_sample=True)
     model = conv.save(tmp_path / "ps.onnx", size=(16, 16), pre=pre)
-    predictor = Predictor(model, "cpu")
+    predictor = OnnxModel(model, "cpu")
     recorder = Recorder(predictor.run_prepared)
     seg = predictor.segmenter(overlap=4)
     segmenter = SceneSegmenter(recorder, seg.tile, 4, prepare=seg.prepare, head=seg.head)

@@ -11,7 +11,7 @@ import pytest
 Image = pytest.importorskip("PIL.Image")
 
 from netspec.backends.predict.inputs import read_image  # noqa: E402
-from netspec.backends.predict.model import ModelInfo, prepare  # noqa: E402
+from netspec.backends.predict.model import ModelInfo  # noqa: E402
 from netspec.data.arraydata import ArrayData  # noqa: E402
 from netspec.data.pipeline import _geometry  # noqa: E402
 from netspec.data.preprocess import (  # noqa: E402
@@ -118,7 +118,8 @@ def test_a_photo_through_predict_equals_the_training_pipeline(tmp_path: Path, st
     raw = read_image(tmp_path / "photo.png", info)
     np.testing.assert_array_equal(raw, trained[0])
     np.testing.assert_array_equal(
-        prepare(raw[None], info), apply_values(trained, record, record["input_shape"])
+        apply_values(raw[None], info.pre, info.input_shape),
+        apply_values(trained, record, record["input_shape"]),
     )
 
 

@@ -121,7 +121,7 @@ def epoch_of(path: Path) -> int:
 
 def test_export_uses_the_best_checkpoint_and_says_so(interrupted: Path) -> None:
     best = interrupted / "checkpoint" / "best.safetensors"
-    result = invoke("export", interrupted, "--onnx")
+    result = invoke("export", interrupted)
     assert result.exit_code == 0, result.output
     assert (
         f"note: {interrupted} has no model.safetensors (its training did not finish): "
@@ -158,7 +158,7 @@ def test_evaluate_scores_the_checkpoint_and_says_so(interrupted: Path, finished:
 
 
 def test_bench_benchmarks_the_checkpoint_and_says_so(interrupted: Path) -> None:
-    result = invoke("bench", interrupted, "--repeats", "1", "--batch", "1", "--json")
+    result = invoke("bench", interrupted, "--repeats", "1", "--batches", "1", "--json")
     assert result.exit_code == 0, result.output
     notes = json.loads(result.stdout)["notes"]
     assert any("using checkpoint/best.safetensors" in n for n in notes), notes
@@ -169,9 +169,8 @@ def test_a_run_stopped_before_its_first_epoch_holds_no_weights(
     interrupted: Path, command: str
 ) -> None:
     shutil.rmtree(interrupted / "checkpoint")
-    args = ["--onnx"] if command == "export" else []
     fails(
-        invoke(command, interrupted, *args),
+        invoke(command, interrupted),
         "the run holds no weights yet: its training stopped before the first epoch ended",
         f"resume it with: netspec train {interrupted / 'spec.yaml'} --out {interrupted} --resume",
     )

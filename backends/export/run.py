@@ -86,7 +86,7 @@ def parse_batch(text: str | int | None) -> int | None:
     except ValueError:
         n = 0
     if n < 1:
-        raise ExportError(f"--batch {text}: expected 'dynamic' or a positive integer")
+        raise ExportError(f"--batch-dim {text}: expected 'dynamic' or a positive integer")
     return n
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import error, shape
-from .model import ModelInfo, Predictor, kind_of
+from .model import ModelInfo, OnnxModel, kind_of
 from .outputs import probabilities
 
 # Preprocessing keys that are value steps: each member applies its own (they may come from
@@ -48,10 +48,10 @@ def check_members(infos: Sequence[ModelInfo]) -> str:
 
 
 class Ensemble:
-    """Predictor's interface over several models: the mean of their probabilities (or values)."""
+    """OnnxModel's interface over several models: the mean of their probabilities (or values)."""
 
-    def __init__(self, models: Sequence[str | Path], provider: str = "auto") -> None:
-        self.members = [Predictor(m, provider) for m in models]
+    def __init__(self, models: Sequence[str | Path], device: str = "auto") -> None:
+        self.members = [OnnxModel(m, device) for m in models]
         kind = check_members([m.info for m in self.members])
         # The averaged outputs are probabilities already: the interpreter must not squash them.
         self.info = replace(self.members[0].info, head=HEADS.get(kind))

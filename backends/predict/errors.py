@@ -1,10 +1,9 @@
-"""PredictError and the wording its messages share: shapes with ? for dynamic sizes, Pillow."""
+"""PredictError and the wording its messages share: shapes with ? for dynamic sizes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from netspec.errors import NetspecError
 
@@ -29,17 +28,6 @@ def error(
 def model_error(message: str, file: str | Path, hint: str | None = None) -> PredictError:
     """A PredictError about the model itself (its inputs, metadata, a failing run)."""
     return error(message, file, hint, kind="model")
-
-
-def pillow(path: Path, what: str) -> Any:
-    """PIL.Image, or a clear error: Pillow comes with the `train` extra, not the base install."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise error(
-            f"{what} needs Pillow, which is not installed", path, hint="pip install pillow"
-        ) from None
-    return Image
 
 
 def shape(dims: Sequence[int | str | None]) -> str:

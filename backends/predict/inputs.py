@@ -14,7 +14,7 @@ from netspec.data.preprocess import CropError, geometry
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
 from netspec.errors import NetspecError, first_line
 
-from .errors import PredictError, error, fits, pillow, shape, size
+from .errors import PredictError, error, fits, shape, size
 from .model import ModelInfo, scene_bands
 from .rows import csv_rows
 
@@ -154,7 +154,6 @@ def read_image(path: Path, info: ModelInfo, note: Note = lambda _: None) -> np.n
                 f"the model records no resize step: images not of {w}x{h} (width x height) are "
                 f"resized to it (bilinear), as `size: [{h}, {w}]` would in training"
             )
-            pillow(path, "resizing images")
             x = geometry(x, resize=(h, w))
     if not fits(x.shape, want):
         raise error(
@@ -175,7 +174,8 @@ def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) ->
             "give a .npy or .csv file",
             path,
         )
-    Image = pillow(path, "reading images")
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             im.load()
@@ -206,8 +206,6 @@ def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
 def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
     """The recorded grayscale, resize and center crop of one image (C, H, W), as in training."""
     pre = info.pre
-    if pre.get("resize"):
-        pillow(path, "resizing images")
     try:
         return geometry(
             x,
@@ -366,7 +364,8 @@ def read_tiff(path: Path, info: ModelInfo) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise error(f"TIFF of {x.dtype} values; expected numbers", path)
     if x.dtype == np.uint8 and info.channel_order and x.shape[0] in (1, 3, 4):
-        Image = pillow(path, "reading 8-bit scenes")
+        from PIL import Image
+
         hwc = x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
         im = Image.fromarray(np.ascontiguousarray(hwc))  # L, RGB or RGBA by the shape
         x = _pillow_pixels(im, info)

@@ -1,4 +1,4 @@
-"""The model as predict sees it: ModelInfo from the graph and netspec metadata, and Predictor."""
+"""The model as predict sees it: ModelInfo from the graph and netspec metadata, and OnnxModel (a session with them)."""
 
 from __future__ import annotations
 
@@ -168,28 +168,23 @@ def scene_bands(info: ModelInfo) -> int | None:
     return info.input_shape[0] if info.input_shape[0] is not None else info.raw_shape[0]
 
 
-def prepare(x: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """The value steps on a batch of raw samples: scale, mean/std or per-sample, reshape."""
-    return apply_values(x, info.pre, info.input_shape)
-
-
-class Predictor:
+class OnnxModel:
     """An onnxruntime session with the model's metadata: raw samples in, outputs out."""
 
-    def __init__(self, model: str | Path, provider: str = "auto") -> None:
-        self.session = open_session(model, provider, flag="--device")
+    def __init__(self, model: str | Path, device: str = "auto") -> None:
+        self.session = open_session(model, device)
         self.info = model_info(self.session, Path(model))
         self.dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
             self.info.input_type, np.float32
         )
 
-    @property
-    def provider(self) -> str:
-        return self.session.get_providers()[0]
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """Model inputs of a batch of raw samples: the recorded value steps, then the reshape."""
+        return apply_values(raw, self.info.pre, self.info.input_shape)
 
     def run(self, raw: np.ndarray) -> np.ndarray:
         """The model's output (float32) for a batch of raw samples (N, *raw_shape)."""
-        return self.run_prepared(prepare(raw, self.info))
+        return self.run_prepared(self.prepare(raw))
 
     def run_prepared(self, x: np.ndarray) -> np.ndarray:
         """The model's output (float32) for a batch of model inputs (preprocessed already)."""
@@ -215,7 +210,7 @@ class Predictor:
         return np.asarray(out, dtype=np.float32)
 
     def segmenter(
-        self, overlap: int | None = None, tta: bool = False, batch_size: int = 16
+        self, overlap: int | None = None, tta: bool = False, batch: int = 16
     ) -> SceneSegmenter:
         """A SceneSegmenter running this model on its tiles (for segmentation models)."""
         info = self.info
@@ -234,8 +229,8 @@ class Predictor:
             (h, w),
             overlap=overlap,
             tta=tta,
-            batch_size=batch_size,
-            prepare=lambda raw: prepare(raw, info),
+            batch_size=batch,
+            prepare=self.prepare,
             head=info.head,
         )
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from netspec.palette import mask_palette
 
-from .errors import error, pillow
+from .errors import error
 from .inputs import Sample
 from .model import ModelInfo, kind_of
 
@@ -91,7 +91,8 @@ class Interpreter:
 
     def write_mask(self, sample: Sample, classes: np.ndarray, k: int) -> dict[str, Any]:
         """Class ids (H, W) of K classes -> a palette PNG `<stem>_mask.png` in out_dir."""
-        Image = pillow(self.info.path, "writing segmentation masks")
+        from PIL import Image
+
         if k > 256:
             raise error(f"{k} classes: a palette mask holds at most 256", self.info.path)
         name = f"{sample.stem}_mask.png"

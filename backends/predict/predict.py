@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .ensemble import Ensemble
 from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
-from .model import Predictor, check_overlap, is_scene_model
+from .model import OnnxModel, check_overlap, is_scene_model
 from .outputs import Interpreter
+
+if TYPE_CHECKING:  # tiling code is imported where a segmentation model needs it
+    from netspec.data.scenes import SceneSegmenter
 
 
 def predict(
-    model: str | Path | Predictor,
+    model: str | Path | OnnxModel,
     inputs: Sequence[str | Path | np.ndarray],
     *,
     top_k: int = 5,
-    provider: str = "auto",
-    batch_size: int = 64,
-    out_dir: str | Path | None = None,
+    device: str = "auto",
+    batch: int = 64,
+    out: str | Path | None = None,
     overlap: int | None = None,
     tta: bool = False,
     note: Note = lambda _: None,
     keep_going: bool = True,
     ensemble: Sequence[str | Path] = (),
 ) -> Iterator[dict[str, Any]]:
-    """Results for every sample of `inputs`, in order, computed in batches of `batch_size`.
+    """Results for every sample of `inputs`, in order, computed in batches of `batch` samples.
 
-    `model` is an .onnx file or a Predictor opened already (the Python API keeps one open).
+    `model` is an .onnx file or an OnnxModel opened already (the Python API keeps one open).
     `inputs` are files, folders (their input files), glob patterns (expand_inputs) or arrays of
     raw values (one sample or a batch, named `inputs[k]`, from the Python API). An input
     that cannot be read gives {input, error: NetspecError.to_dict()} in its place and the others
@@ -46,37 +49,26 @@ def predict(
     symmetries of each tile; their masks have the scene's size. With `ensemble` (further
     models) the outputs are the mean of every model's probabilities (values for regression).
     """
-    if batch_size < 1:
-        raise error(f"--batch {batch_size}: expected a positive number")
+    if batch < 1:
+        raise error(f"--batch {batch}: expected a positive number")
     check_overlap(overlap, (None, None))
     paths = expand_inputs([p if isinstance(p, np.ndarray) else Path(p) for p in inputs])
-    predictor: Predictor | Ensemble
+    predictor: OnnxModel | Ensemble
     if ensemble:
-        predictor = Ensemble([model, *ensemble], provider)
+        predictor = Ensemble([model, *ensemble], device)
     else:
-        predictor = model if isinstance(model, Predictor) else Predictor(model, provider)
+        predictor = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     info = predictor.info
-    interpret = Interpreter(info, top_k, None if out_dir is None else Path(out_dir))
+    interpret = Interpreter(info, top_k, None if out is None else Path(out))
 
     def failed(sample: Failed) -> dict[str, Any]:
         if not keep_going:
             raise sample.error
         return {"input": sample.name, "error": sample.error.to_dict()}
 
-    if isinstance(predictor, Predictor) and is_scene_model(info):
-        from netspec.data.scenes import SceneError  # segmentation only: tiling code
-
-        segmenter = predictor.segmenter(overlap, tta, batch_size)
-        for sample in read_scenes(paths, info):
-            if isinstance(sample, Failed):
-                yield failed(sample)
-                continue
-            try:
-                seg = segmenter.segment(sample.x)
-            except SceneError as exc:
-                yield failed(Failed(sample.name, error(str(exc), sample.name)))
-                continue
-            yield interpret.scene(sample, seg)
+    if isinstance(predictor, OnnxModel) and is_scene_model(info):
+        segmenter = predictor.segmenter(overlap, tta, batch)
+        yield from _scenes(segmenter, read_scenes(paths, info), interpret, failed)
         return
     for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
         if given:
@@ -86,25 +78,61 @@ def predict(
                 info.path,
                 kind="usage",
             )
-    batch: list[Sample] = []
+    yield from _batches(predictor, read_inputs(paths, info, note), batch, interpret, failed)
 
-    def flush() -> Iterator[dict[str, Any]]:
-        shapes = {s.x.shape for s in batch}
-        groups = [batch] if len(shapes) == 1 else [[s] for s in batch]  # dynamic sizes: one by one
-        for group in groups:
-            out = predictor.run(np.stack([s.x for s in group]))
-            for sample, y in zip(group, out):
-                yield interpret(sample, y)
 
-    for sample in read_inputs(paths, predictor.info, note):
-        if isinstance(sample, Failed):  # in its place: the results before it go first
-            yield from flush()
-            batch = []
+Failure = Callable[[Failed], dict[str, Any]]
+
+
+def _scenes(
+    segmenter: SceneSegmenter,
+    samples: Iterable[Sample | Failed],
+    interpret: Interpreter,
+    failed: Failure,
+) -> Iterator[dict[str, Any]]:
+    """Each scene segmented tile by tile, in order; a scene that fails gives its failure."""
+    from netspec.data.scenes import SceneError  # segmentation only: tiling code
+
+    for sample in samples:
+        if isinstance(sample, Failed):
             yield failed(sample)
             continue
-        batch.append(sample)
-        if len(batch) == batch_size:
+        try:
+            seg = segmenter.segment(sample.x)
+        except SceneError as exc:
+            yield failed(Failed(sample.name, error(str(exc), sample.name)))
+            continue
+        yield interpret.scene(sample, seg)
+
+
+def _batches(
+    predictor: OnnxModel | Ensemble,
+    samples: Iterable[Sample | Failed],
+    batch: int,
+    interpret: Interpreter,
+    failed: Failure,
+) -> Iterator[dict[str, Any]]:
+    """The samples run `batch` at a time, results in order; a failure goes in its place."""
+    pending: list[Sample] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        shapes = {s.x.shape for s in pending}
+        # Samples of different sizes (a dynamic input) run one by one.
+        groups = [pending] if len(shapes) == 1 else [[s] for s in pending]
+        for group in groups:
+            outputs = predictor.run(np.stack([s.x for s in group]))
+            for sample, y in zip(group, outputs):
+                yield interpret(sample, y)
+
+    for sample in samples:
+        if isinstance(sample, Failed):  # in its place: the results before it go first
             yield from flush()
-            batch = []
-    if batch:
+            pending = []
+            yield failed(sample)
+            continue
+        pending.append(sample)
+        if len(pending) == batch:
+            yield from flush()
+            pending = []
+    if pending:
         yield from flush()

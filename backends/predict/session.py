@@ -1,4 +1,4 @@
-"""The one onnxruntime session factory: provider auto/cpu/cuda, thread count, a model from a path or bytes."""
+"""The one onnxruntime session factory: device auto/cpu/cuda, thread count, a model from a path or bytes."""
 
 from __future__ import annotations
 
@@ -29,20 +29,19 @@ def _error(message: str, file: Path | None = None, hint: str | None = None) -> S
 
 def open_session(
     model: str | Path | bytes | Any,
-    provider: str = "auto",
+    device: str = "auto",
     *,
     threads: int | None = None,
-    flag: str = "--provider",
 ) -> Any:
-    """An onnxruntime InferenceSession on `provider`: auto (CUDA when it works, else CPU), cpu, cuda.
+    """An onnxruntime InferenceSession on `device`: auto (CUDA when it works, else CPU), cpu, cuda.
 
     `model` is a file path, the model's bytes or a ModelProto. `threads` pins the intra-op
     threads (and runs ops one at a time, without spinning threads: for timing beside PyTorch).
-    `flag` names the option in errors (`--provider`, `--device`). Sessions never fall back to
-    the CPU silently: `provider` is what runs. Errors are SessionErrors (exit 2, with a hint).
+    Errors name the option `--device`. Sessions never fall back to the CPU silently: `device`
+    is what runs. Errors are SessionErrors (exit 2, with a hint).
     """
-    if provider not in PROVIDERS:
-        raise _error(f"{flag} {provider}: expected one of {', '.join(PROVIDERS)}")
+    if device not in PROVIDERS:
+        raise _error(f"--device {device}: expected one of {', '.join(PROVIDERS)}")
     path = None
     if isinstance(model, (str, Path)):
         path = Path(model)
@@ -59,12 +58,12 @@ def open_session(
     source = str(path) if path is not None else model
     options = _options(ort, threads)
     available = ort.get_available_providers()
-    if provider == "cuda" and CUDA not in available:
+    if device == "cuda" and CUDA not in available:
         raise _error(
-            f"{flag} cuda: this onnxruntime has no {CUDA} (it has {', '.join(available)})",
+            f"--device cuda: this onnxruntime has no {CUDA} (it has {', '.join(available)})",
             hint=GPU_HINT,
         )
-    if provider in ("auto", "cuda") and CUDA in available:
+    if device in ("auto", "cuda") and CUDA in available:
         try:
             session = _session(ort, source, options, [CUDA, CPU])
         except Exception as exc:  # onnxruntime raises its own types; the model is checked below
@@ -73,9 +72,9 @@ def open_session(
             reason = "onnxruntime fell back to the CPU (no usable CUDA device?)"
         if session is not None and session.get_providers()[0] == CUDA:
             return session
-        if provider == "cuda":
+        if device == "cuda":
             _cpu_session(ort, source, options, path)  # a broken model is reported as such
-            raise _error(f"{flag} cuda: CUDA is not usable: {reason}", hint=GPU_HINT)
+            raise _error(f"--device cuda: CUDA is not usable: {reason}", hint=GPU_HINT)
     return _cpu_session(ort, source, options, path)
 
 

@@ -146,3 +146,38 @@ def launch_ranks(
         worker.append("--progress" if progress else "--no-progress")
     args = torchrun_args(worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint)
     return launch(args, nproc)
+
+
+def launch_train(
+    spec: Path,
+    sets: list[str],
+    out: Path | None,
+    *,
+    device: str,
+    resume: bool,
+    progress: bool | None,
+    force: bool,
+    nproc: int,
+    nnodes: int,
+    node_rank: int,
+    endpoint: str | None,
+) -> int:
+    """`netspec train --nproc N`: compile the spec and pick the run directory here, then run
+    `netspec train` in `nproc` ranks on it (launch_ranks); their exit code."""
+    from netspec.runs import prepare_run
+
+    graph, run_dir, *_ = prepare_run(spec, sets, out, resume)
+    return launch_ranks(
+        spec,
+        sets,
+        run_dir,
+        graph.train.batch_size,
+        device=device,
+        resume=resume,
+        progress=progress,
+        force=force,
+        nproc=nproc,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        endpoint=endpoint,
+    )

@@ -11,6 +11,40 @@ import typer
 from netspec.cli.common import JsonOpt, SetOpt, app, fail
 from netspec.errors import NetspecError, UsageError
 
+Int8Opt = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="Quantize to int8 (static QDQ), calibrated on the run's training samples and "
+        "checked by accuracy on its test split.",
+    ),
+]
+
+MaxDropOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="With --int8: the most test accuracy it may lose, in percentage points (default 1)."
+    ),
+]
+
+CheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check/--no-check",
+        help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
+    ),
+]
+
+EnsembleOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ensemble",
+        help="Another run of the same task (repeatable): write one ONNX graph that averages "
+        "the runs' probabilities (default: <run>/ensemble.onnx).",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
 def export(
@@ -21,20 +55,17 @@ def export(
             show_default=False,
         ),
     ],
-    onnx: Annotated[
-        bool,
-        typer.Option(
-            "--onnx", help="Export to ONNX: the only format, and the default.", show_default=False
-        ),
-    ] = True,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Output file (default: <run>/model.onnx).")
     ] = None,
     opset: Annotated[
         str, typer.Option(help="ONNX opset: a number, or auto (the lowest the network needs).")
     ] = "auto",
-    batch: Annotated[
-        str, typer.Option(help="Batch size: 'dynamic', or a fixed positive integer.")
+    batch_dim: Annotated[
+        str,
+        typer.Option(
+            "--batch-dim", help="The graph's batch dimension: 'dynamic', or a fixed positive size."
+        ),
     ] = "dynamic",
     fp16: Annotated[
         bool,
@@ -45,36 +76,10 @@ def export(
     fp16_io: Annotated[
         bool, typer.Option("--fp16-io", help="With --fp16: make the input and output float16 too.")
     ] = False,
-    int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8",
-            help="Quantize to int8 (static QDQ), calibrated on the run's training samples and "
-            "checked by accuracy on its test split.",
-        ),
-    ] = False,
-    max_drop: Annotated[
-        float | None,
-        typer.Option(
-            help="With --int8: the most test accuracy it may lose, in percentage points (default 1)."
-        ),
-    ] = None,
-    check: Annotated[
-        bool,
-        typer.Option(
-            "--check/--no-check",
-            help="Check the model (onnx.checker, shapes) and compare it with PyTorch.",
-        ),
-    ] = True,
-    ensemble: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--ensemble",
-            help="Another run of the same task (repeatable): write one ONNX graph that averages "
-            "the runs' probabilities (default: <run>/ensemble.onnx).",
-            show_default=False,
-        ),
-    ] = None,
+    int8: Int8Opt = False,
+    max_drop: MaxDropOpt = None,
+    check: CheckOpt = True,
+    ensemble: EnsembleOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""
@@ -91,7 +96,7 @@ def export(
                 [source, *ensemble],
                 out,
                 opset=parse_opset(opset),
-                batch=parse_batch(batch),
+                batch=parse_batch(batch_dim),
                 check=check,
             )
         else:
@@ -99,7 +104,7 @@ def export(
                 source,
                 out,
                 opset=parse_opset(opset),
-                batch=parse_batch(batch),
+                batch=parse_batch(batch_dim),
                 fp16=fp16,
                 fp16_io=fp16_io,
                 int8=int8,
@@ -139,7 +144,9 @@ def bench(
         ),
     ],
     sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
-    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,64",
+    batches: Annotated[
+        str, typer.Option("--batches", help="Batch sizes to time, comma-separated.")
+    ] = "1,64",
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads for both engines (default: torch's).")
     ] = None,
@@ -156,12 +163,13 @@ def bench(
 ) -> None:
     """Time PyTorch eager and onnxruntime on the same model and input, interleaved."""
     try:
-        from netspec.backends.bench import bench as run_bench
-        from netspec.backends.bench import parse_batches, render, to_dict
+        from netspec.backends.bench.result import render, to_dict
+        from netspec.backends.bench.run import bench as run_bench
+        from netspec.backends.bench.run import parse_batches
 
         result = run_bench(
             source,
-            parse_batches(batch),
+            parse_batches(batches),
             threads=threads,
             repeats=repeats,
             device=device,

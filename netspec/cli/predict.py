@@ -11,61 +11,65 @@ import typer
 from netspec.cli.common import USER_ERROR, JsonOpt, app, fail
 from netspec.errors import NetspecError, Problem
 
+InputsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows "
+        "(numbers, or rows in the training CSV's format); folders of them and glob patterns "
+        "('scans/*.png'); for segmentation, scenes of any size: images, multi-band .tif, "
+        ".npy (C, H, W).",
+        show_default=False,
+    ),
+]
+
+OverlapOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--overlap",
+        help="Segmentation: pixels by which tiles overlap when a scene is predicted tile by "
+        "tile (blended across the overlap); 0 or more, below the tile side. "
+        "Default: a quarter of the tile side.",
+        show_default=False,
+    ),
+]
+
+TtaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tta",
+        help="Segmentation: test-time augmentation, averaging each tile's class "
+        "probabilities over its 8 rotations and mirrors (4 for tiles that are not square).",
+    ),
+]
+
+EnsembleOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ensemble",
+        help="Another exported model of the same task (repeatable): print the mean of the "
+        "models' class probabilities (values for regression).",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="An .onnx file.", show_default=False)],
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows "
-            "(numbers, or rows in the training CSV's format); folders of them and glob patterns "
-            "('scans/*.png'); for segmentation, scenes of any size: images, multi-band .tif, "
-            ".npy (C, H, W).",
-            show_default=False,
-        ),
-    ],
+    inputs: InputsArg,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input.")] = 5,
     as_json: JsonOpt = False,
     device: Annotated[
         str, typer.Option(help="auto (CUDA when onnxruntime-gpu can use it), cpu or cuda.")
     ] = "auto",
-    batch: Annotated[int, typer.Option("--batch", help="Samples per run.")] = 64,
+    batch: Annotated[int, typer.Option("--batch", help="Samples per call of the model.")] = 64,
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", help="Folder for segmentation masks (default: here)."),
     ] = None,
-    overlap: Annotated[
-        int | None,
-        typer.Option(
-            "--overlap",
-            help="Segmentation: pixels by which tiles overlap when a scene is predicted tile by "
-            "tile (blended across the overlap); 0 or more, below the tile side. "
-            "Default: a quarter of the tile side.",
-            show_default=False,
-        ),
-    ] = None,
-    tta: Annotated[
-        bool,
-        typer.Option(
-            "--tta",
-            help="Segmentation: test-time augmentation, averaging each tile's class "
-            "probabilities over its 8 rotations and mirrors (4 for tiles that are not square).",
-        ),
-    ] = False,
-    ensemble: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--ensemble",
-            help="Another exported model of the same task (repeatable): print the mean of the "
-            "models' class probabilities (values for regression).",
-            show_default=False,
-        ),
-    ] = None,
-    # Earlier names, kept working for scripts (hidden; one name per idea is shown).
-    provider: Annotated[str | None, typer.Option("--provider", hidden=True)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out-dir", hidden=True)] = None,
+    overlap: OverlapOpt = None,
+    tta: TtaOpt = False,
+    ensemble: EnsembleOpt = None,
 ) -> None:
     """Run an exported model with onnxruntime on inputs, preprocessed as the model records.
 
@@ -82,9 +86,9 @@ def predict(
             model,
             inputs,
             top_k=top_k,
-            provider=provider or device,
-            batch_size=batch if batch_size is None else batch_size,
-            out_dir=out_dir if out is None else out,
+            device=device,
+            batch=batch,
+            out=out,
             overlap=overlap,
             tta=tta,
             note=lambda text: typer.echo(f"note: {text}", err=True),

@@ -11,6 +11,14 @@ import typer
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import Interrupted, NetspecError
 
+NprocOpt = Annotated[
+    int | None,
+    typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
+]
+EndpointOpt = Annotated[
+    str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
+]
+
 
 @app.command()
 def train(
@@ -34,15 +42,10 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train even if the memory estimate does not fit.")
     ] = False,
-    nproc: Annotated[
-        int | None,
-        typer.Option(help="Data-parallel: start this many processes per node (torchrun, DDP)."),
-    ] = None,
+    nproc: NprocOpt = None,
     nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
     node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
-    rdzv_endpoint: Annotated[
-        str | None, typer.Option(help="With --nproc: HOST:PORT of the node with rank 0.")
-    ] = None,
+    rdzv_endpoint: EndpointOpt = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -53,20 +56,17 @@ def train(
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.api import train_spec
-    from netspec.runs import prepare_run
 
     if precision is not None:
         sets = [*sets, f"train.precision={precision}"]
     if nproc is not None:  # this process only launches: torchrun runs `netspec train` N times
         try:
-            graph, run_dir, *_ = prepare_run(spec, sets, out, resume)
-            from netspec.backends.training.launch import launch_ranks
+            from netspec.backends.training.launch import launch_train
 
-            code = launch_ranks(
+            code = launch_train(
                 spec,
                 sets,
-                run_dir,
-                graph.train.batch_size,
+                out,
                 device=device,
                 resume=resume,
                 progress=progress,

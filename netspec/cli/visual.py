@@ -102,37 +102,15 @@ def visualize(
             )
         if layers is not None and activations is None:
             raise UsageError("--layers goes with --activations")
-        from netspec.backends import visualize as vis
-        from netspec.runs import load_run
+        from netspec.backends.visualize import visualize as draw
 
-        loaded = load_run(run)
-        name = loaded.graph.name
-        if filters is not None:
-            f = vis.filters(loaded.graph, loaded.weights, filters)
-            path = out or loaded.directory / f"filters-{filters.replace('/', '_')}.png"
-            rows, cols = vis.plot_filters(f, path, f"{name}: filters")
-            detail = f"{len(f.tiles)} filters, {rows}x{cols} grid"
-        elif activations is not None:
-            raw, x = vis.read_input(loaded, activations)
-            module = vis.load(loaded)
-            names = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
-            maps = vis.activations(module, x, names or vis.feature_convs(loaded.graph)[:8])
-            path = out or loaded.directory / f"activations-{activations.stem}.png"
-            vis.plot_activations(maps, path, f"{name}: feature maps of {activations.name}")
-            detail = ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items())
-        else:
-            raw, x = vis.read_input(loaded, saliency)  # type: ignore[arg-type]
-            meta = loaded.meta or {}
-            s = vis.saliency(vis.load(loaded), x, meta.get("task"))
-            classes = meta.get("classes") or []
-            label = classes[s.label] if s.label < len(classes) else str(s.label)
-            path = out or loaded.directory / f"saliency-{saliency.stem}.png"
-            title = f"{name}: {saliency.name} predicted '{label}' ({s.score:.2f})"
-            vis.plot_saliency(raw, s, path, title)
-            detail = f"predicted '{label}' ({s.score:.2f}), Grad-CAM on {s.layer}"
+        names = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
+        view = draw(
+            run, filters=filters, activations=activations, layers=names, saliency=saliency, out=out
+        )
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps({"path": str(path), "detail": detail}, indent=2))
+        typer.echo(json.dumps({"path": str(view.path), "detail": view.detail}, indent=2))
     else:
-        typer.echo(f"wrote {path}: {detail}")
+        typer.echo(f"wrote {view.path}: {view.detail}")

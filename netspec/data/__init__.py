@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from netspec.data.mask_folder import load_mask_folder
     from netspec.data.masks import mask_indices
     from netspec.data.mnist import download_mnist, load_mnist_dir
-    from netspec.data.shapes import SHAPE_CLASSES, make_shapes
+    from netspec.data.shape_scenes import SHAPE_CLASSES, make_shapes
     from netspec.data.split import split_arrays
     from netspec.data.stats import dataset_stats
     from netspec.data.table import load_csv
@@ -35,8 +35,8 @@ _LAZY = {
     "mask_indices": "netspec.data.masks",
     "download_mnist": "netspec.data.mnist",
     "load_mnist_dir": "netspec.data.mnist",
-    "SHAPE_CLASSES": "netspec.data.shapes",
-    "make_shapes": "netspec.data.shapes",
+    "SHAPE_CLASSES": "netspec.data.shape_scenes",
+    "make_shapes": "netspec.data.shape_scenes",
     "split_arrays": "netspec.data.split",
     "dataset_stats": "netspec.data.stats",
     "load_csv": "netspec.data.table",

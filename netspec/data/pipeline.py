@@ -24,7 +24,7 @@ from netspec.data.halves import lower_half, scaled_targets
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
-from netspec.data.shapes import make_shapes
+from netspec.data.shape_scenes import make_shapes
 from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, dataset_stats, target_stats
 from netspec.data.table import load_csv

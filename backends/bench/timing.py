@@ -1,6 +1,6 @@
 """Timing primitives: interleaved rounds, and numpy-in, numpy-out calls of each engine.
 
-Used by `netspec bench` (backends/bench.py) and the scripts in benchmarks/.
+Used by `netspec bench` (bench/run.py) and the scripts in benchmarks/.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from netspec.errors import NetspecError, first_line
 
-from .predict.session import device_of, open_session
+from ..predict.session import device_of, open_session
 
 
 class BenchError(NetspecError):
@@ -71,7 +71,7 @@ def interleave(
 
 def ort_session(model: bytes | str | Path, threads: int, device: str = "auto") -> tuple[Any, str]:
     """An onnxruntime session pinned to `threads`, and the device it runs on (cuda or cpu)."""
-    session = open_session(model, device, threads=threads, flag="--device")
+    session = open_session(model, device, threads=threads)
     return session, device_of(session)
 
 

@@ -16,7 +16,7 @@ INT8_NOTE = (
 
 def default_tolerance(precision: str) -> float:
     """The export's parity tolerance for a float32 or float16 model."""
-    from .export.parity import FP16_TOLERANCE, TOLERANCE
+    from ..export.parity import FP16_TOLERANCE, TOLERANCE
 
     return FP16_TOLERANCE if precision == "float16" else TOLERANCE
 
@@ -25,7 +25,7 @@ def precision_of(model: bytes | Path) -> str:
     """float32, float16 or int8 (sidecar.precision of the model's graph)."""
     import onnx
 
-    from .export.sidecar import precision
+    from ..export.sidecar import precision
 
     proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
     return precision(proto)
@@ -42,7 +42,7 @@ def argmax_agreement(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def check_difference(expected: np.ndarray, actual: np.ndarray, tol: float | None) -> float:
-    from .export.parity import ParityError, max_abs_diff
+    from ..export.parity import ParityError, max_abs_diff
 
     expected = np.asarray(expected, dtype=np.float32)
     diff = max_abs_diff(expected, np.asarray(actual, dtype=np.float32))
@@ -63,7 +63,7 @@ def agreement_on_run(
     """Argmax agreement on up to 64 samples of the run's data (None: none loadable, or they do
     not fit a fixed batch): an int8 model's ranges were calibrated on such data, which random
     inputs lie outside of."""
-    from .export.run import run_samples
+    from ..export.run import run_samples
 
     samples, _ = run_samples(run, n=64)
     if samples is None or fixed not in (None, len(samples)):

@@ -75,8 +75,8 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
         from netspec.compiler import compile_source
         from netspec.source import apply_overrides, read
 
-        from .lowering import build_module
-        from .weights import module_weights
+        from ..lowering import build_module
+        from ..weights import module_weights
 
         graph = compile_source(apply_overrides(read(source), list(sets)))
         torch.manual_seed(seed)

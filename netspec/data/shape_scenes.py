@@ -120,5 +120,5 @@ def make_shapes(
         np.clip(img, 0.0, 255.0, out=img)
         x[i] = np.rint(img, out=img)
     return ArrayData(
-        x=x, y=y, classes=SHAPE_CLASSES, source="generated shapes (netspec.data.shapes)"
+        x=x, y=y, classes=SHAPE_CLASSES, source="generated shapes (netspec.data.shape_scenes)"
     )

@@ -1,0 +1,1 @@
+"""`netspec bench`: PyTorch eager against onnxruntime on the same model and input, interleaved."""
