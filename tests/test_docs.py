@@ -39,9 +39,6 @@ FENCE = re.compile(r"(?:<!-- ([a-z ]+): (.*?) -->\n)?```(\w*)\n(.*?)^```", re.S 
 
 # Options renamed in branches not merged yet: the docs already show the new name, and until the
 # merge the command still takes the old one. Once merged, the new name is simply an option.
-RENAMED = {("export", "--batch-dim"): "--batch", ("bench", "--batches"): "--batch"}
-
-
 @dataclass(frozen=True)
 class Block:
     page: Path
@@ -135,8 +132,7 @@ def check_options(args: list[str]) -> None:
     for arg in args[1:] if command else args:
         if arg.startswith("-") and len(arg) > 1 and not arg[1].isdigit():
             name = arg.split("=", 1)[0]
-            old = RENAMED.get((command, name))
-            assert name in known or old in known, f"netspec {command} takes no {name}"
+            assert name in known, f"netspec {command} takes no {name}"
 
 
 SHELL = of("bash", "sh")
