@@ -1,4 +1,4 @@
-"""One ONNX emission per layer kind: the `EXPORTS` table, keyed by layer class."""
+"""One ONNX emission per layer kind: the `EXPORTS` table, keyed by layer class (or family)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import numpy as np
 
 from netspec.ir import Node
 from netspec.layers import (
-    GELU,
-    Activation,
+    ActivationLayer,
     Add,
     AvgPool1D,
     AvgPool2D,
@@ -30,18 +29,12 @@ from netspec.layers import (
     GlobalMaxPool2D,
     Layer,
     LayerNorm,
-    LeakyReLU,
     MaxPool1D,
     MaxPool2D,
-    ReLU,
-    ReLU6,
     Reshape,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Tanh,
     Upsample2D,
     ZeroPad2D,
+    table_entry,
 )
 from netspec.layers.activations import Act, activation_of
 from netspec.layers.conv import windows
@@ -251,6 +244,7 @@ def emit_add(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Add" if len(xs) == 2 else "Sum", xs, node.name, node.name)
 
 
+# Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
     Dense: emit_dense,
     Conv1D: emit_conv,
@@ -269,15 +263,7 @@ EXPORTS: dict[type[Layer], Emit] = {
     Dropout: emit_dropout,
     BatchNorm: emit_batchnorm,
     LayerNorm: emit_layernorm,
-    Activation: emit_activation,
-    ReLU: emit_activation,
-    LeakyReLU: emit_activation,
-    Sigmoid: emit_activation,
-    Tanh: emit_activation,
-    Softmax: emit_activation,
-    GELU: emit_activation,
-    SiLU: emit_activation,
-    ReLU6: emit_activation,
+    ActivationLayer: emit_activation,  # the whole family, by its Act
     Upsample2D: emit_upsample,
     ZeroPad2D: emit_zeropad,
     Crop2D: emit_crop,
@@ -288,7 +274,7 @@ EXPORTS: dict[type[Layer], Emit] = {
 
 def emit_fn(node: Node) -> Emit:
     """The emission of a node's layer kind, or an ExportError naming the kind."""
-    fn = EXPORTS.get(type(node.layer))
+    fn = table_entry(EXPORTS, type(node.layer))
     if fn is None:
         raise ExportError(
             f"layer '{node.name}': no ONNX export for layer kind '{node.kind}' "

@@ -1,4 +1,4 @@
-"""The lowering table: every layer class to the function building its torch module (LOWERINGS)."""
+"""The lowering table (LOWERINGS): each layer class or family to the function building its module."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from torch import nn
 
 from netspec.ir import Node
 from netspec.layers import (
-    GELU,
-    Activation,
+    ActivationLayer,
     Add,
     AvgPool1D,
     AvgPool2D,
@@ -28,18 +27,12 @@ from netspec.layers import (
     GlobalMaxPool2D,
     Layer,
     LayerNorm,
-    LeakyReLU,
     MaxPool1D,
     MaxPool2D,
-    ReLU,
-    ReLU6,
     Reshape,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Tanh,
     Upsample2D,
     ZeroPad2D,
+    table_entry,
 )
 from netspec.layers.activations import activation_of
 
@@ -69,7 +62,8 @@ def lower_activation(node: Node) -> nn.Module:
     return act_module(activation_of(node.layer, rank), rank)
 
 
-# tests/test_completeness.py checks that every class in netspec.layers.LAYER_KINDS is here.
+# Keyed by layer class, looked up through the class hierarchy (netspec.layers.table_entry):
+# tests/test_completeness.py checks that every class in netspec.layers.LAYER_KINDS finds a row.
 LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     Dense: lower_dense,
     Conv1D: lower_conv,
@@ -88,15 +82,7 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     Dropout: lambda node: nn.Dropout(node.layer.rate),  # type: ignore[attr-defined]
     BatchNorm: lower_batchnorm,
     LayerNorm: lower_layernorm,
-    Activation: lower_activation,
-    ReLU: lower_activation,
-    LeakyReLU: lower_activation,
-    Sigmoid: lower_activation,
-    Tanh: lower_activation,
-    Softmax: lower_activation,
-    GELU: lower_activation,
-    SiLU: lower_activation,
-    ReLU6: lower_activation,
+    ActivationLayer: lower_activation,  # the whole family, by its Act
     Upsample2D: lower_upsample,
     ZeroPad2D: lower_zeropad,
     Crop2D: lower_crop,
@@ -107,11 +93,10 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
 
 def lower_node(node: Node) -> nn.Module:
     """The torch module of one IR node (parameters initialized; freezing is build_module's job)."""
-    for cls in type(node.layer).__mro__:
-        lower = LOWERINGS.get(cls)  # type: ignore[call-overload]
-        if lower is not None:
-            return lower(node)
-    raise NotImplementedError(
-        f"layer '{node.name}': no PyTorch lowering for layer kind '{node.kind}' "
-        "(add one to netspec.backends.lowering.layers.LOWERINGS)"
-    )
+    lower = table_entry(LOWERINGS, type(node.layer))
+    if lower is None:
+        raise NotImplementedError(
+            f"layer '{node.name}': no PyTorch lowering for layer kind '{node.kind}' "
+            "(add one to netspec.backends.lowering.layers.LOWERINGS)"
+        )
+    return lower(node)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from netspec.layers.activations import (
     GELU,
     Activation,
+    ActivationLayer,
     LeakyReLU,
     ReLU,
     ReLU6,
@@ -13,7 +14,7 @@ from netspec.layers.activations import (
     Softmax,
     Tanh,
 )
-from netspec.layers.base import Layer, Params, ShapeError, Weight
+from netspec.layers.base import Layer, Params, ShapeError, Weight, table_entry
 from netspec.layers.batchnorm import BatchNorm
 from netspec.layers.conv import Conv1D, Conv2D
 from netspec.layers.conv_transpose import ConvTranspose2D
@@ -71,11 +72,13 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
 
 __all__ = [
+    "ActivationLayer",
     "KINDS",
     "LAYER_KINDS",
     "Layer",
     "Params",
     "ShapeError",
     "Weight",
+    "table_entry",
     *[c.__name__ for c in LAYER_KINDS],
 ]

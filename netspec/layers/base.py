@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -192,6 +192,21 @@ class Layer(BaseModel):
         return 0
 
 
+T = TypeVar("T")
+
+
+def table_entry(table: Mapping[type[Layer], T], cls: type[Layer]) -> T | None:
+    """A backend table's entry for a layer class: its own row, else its nearest base class's.
+
+    Both backends (LOWERINGS, EXPORTS) look a kind up through this one rule, so one row can
+    serve a family (ActivationLayer) and a table never has to list each member.
+    """
+    for c in cls.__mro__:
+        if c in table:
+            return table[c]
+    return None
+
+
 def check_rank(layer: Layer, shape: Shape, ranks: tuple[int, ...]) -> None:
     """Raise a ShapeError explaining which input layout a layer needs."""
     if len(shape) in ranks:
@@ -238,4 +253,5 @@ __all__ = [
     "check_rank",
     "norm_axis",
     "suggest",
+    "table_entry",
 ]
