@@ -160,8 +160,9 @@ class Weight:
 class Layer(BaseModel):
     """A layer kind: its validated arguments, shape rule, parameter count and MACs, in one class.
 
-    Subclasses set `kind` (the YAML key) and override `output_shape`, and `params`/`macs` when the
-    layer has weights. Everything here is pure integer arithmetic on per-sample shapes.
+    Subclasses set `kind` (the YAML key) and override `output_shape` where the shape changes, and
+    `weights` (the tensors it owns; `params` is counted from them) and `macs` when the layer has
+    weights. Everything here is pure integer arithmetic on per-sample shapes.
     """
 
     # defer_build: a kind's validator is built on first use, so startup does not pay for all kinds.
