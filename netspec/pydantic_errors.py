@@ -106,11 +106,11 @@ def pydantic_problems(
         kind = err["type"]
         holder = _model_at(model, loc, data)
         here = what if len(loc) == 1 else f"{format_path((*base, *loc[:-1]))}"
-        if kind == "extra_forbidden":
-            problems.append(_unknown_name(source, path, holder, here, note, key_word))
-        elif kind == "missing":
-            if (loc[:-1], str(loc[-1])) not in typos:
-                problems.append(_missing(source, path, holder, here, note, key_word))
+        if kind in ("extra_forbidden", "missing"):
+            if kind == "missing" and (loc[:-1], str(loc[-1])) in typos:
+                continue
+            missing = kind == "missing"
+            problems.append(_name_problem(source, path, missing, holder, here, note, key_word))
         elif kind == "union_tag_invalid":
             problems.append(_unknown_tag(source, path, err, note))
         elif kind == "too_short" and loc[-1] == "layers":
@@ -150,38 +150,32 @@ def _field_names(holder: type[BaseModel] | None, required: bool = False) -> list
     ]
 
 
-def _unknown_name(
+def _name_problem(
     source: Source,
     path: SpecPath,
+    missing: bool,
     holder: type[BaseModel] | None,
     here: str,
     note: str,
     key_word: str,
 ) -> Problem:
+    """A name the model does not take (with the nearest it does, and all it takes), or a
+    required one left out (with all it needs)."""
+    name = str(path[-1])
+    if missing:
+        required = _field_names(holder, required=True)
+        return source.problem(
+            path[:-1],
+            f"missing required {key_word} '{name}'{note}",
+            f"{here} needs: {', '.join(required)}" if required else None,
+            key=True,
+        )
     fields = _field_names(holder)
-    bad = str(path[-1])
-    near = suggest(bad, fields) if fields else None
+    near = suggest(name, fields) if fields else None
     hint = f"did you mean '{near}'? " if near else ""
     if fields:
         hint += f"{here} takes: {', '.join(fields)}"
-    return source.problem(path, f"unknown {key_word} '{bad}'{note}", hint or None, key=True)
-
-
-def _missing(
-    source: Source,
-    path: SpecPath,
-    holder: type[BaseModel] | None,
-    here: str,
-    note: str,
-    key_word: str,
-) -> Problem:
-    required = _field_names(holder, required=True)
-    return source.problem(
-        path[:-1],
-        f"missing required {key_word} '{path[-1]}'{note}",
-        f"{here} needs: {', '.join(required)}" if required else None,
-        key=True,
-    )
+    return source.problem(path, f"unknown {key_word} '{name}'{note}", hint or None, key=True)
 
 
 def _unknown_tag(source: Source, path: SpecPath, err: Any, note: str) -> Problem:

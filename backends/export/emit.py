@@ -8,32 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from netspec import layers
 from netspec.ir import Node
 from netspec.layers import (
-    ActivationLayer,
-    Add,
-    AvgPool1D,
-    AvgPool2D,
     BatchNorm,
-    Concat,
-    Conv1D,
-    Conv2D,
+    Conv,
     ConvTranspose2D,
     Crop2D,
-    Dense,
-    Dropout,
-    Flatten,
     GlobalAvgPool1D,
     GlobalAvgPool2D,
-    GlobalMaxPool1D,
-    GlobalMaxPool2D,
     Layer,
     LayerNorm,
     MaxPool1D,
     MaxPool2D,
-    Reshape,
     Upsample2D,
-    ZeroPad2D,
     table_entry,
 )
 from netspec.layers.activations import Act, activation_of
@@ -67,7 +55,7 @@ def emit_dense(em: Emitter, node: Node, xs: list[str]) -> str:
 
 
 def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer: Conv1D | Conv2D = node.layer  # type: ignore[assignment]
+    layer: Conv = node.layer  # type: ignore[assignment]
     wins = windows(layer, node.input_shapes[0][1:])
     pads, x = _pads(wins), xs[0]
     if all(k == 1 for k in layer.kernel) and any(pads):
@@ -246,29 +234,22 @@ def emit_add(em: Emitter, node: Node, xs: list[str]) -> str:
 
 # Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
-    Dense: emit_dense,
-    Conv1D: emit_conv,
-    Conv2D: emit_conv,
-    ConvTranspose2D: emit_conv_transpose,
-    MaxPool1D: emit_pool,
-    MaxPool2D: emit_pool,
-    AvgPool1D: emit_pool,
-    AvgPool2D: emit_pool,
-    GlobalAvgPool1D: emit_global_pool,
-    GlobalAvgPool2D: emit_global_pool,
-    GlobalMaxPool1D: emit_global_pool,
-    GlobalMaxPool2D: emit_global_pool,
-    Flatten: emit_flatten,
-    Reshape: emit_reshape,
-    Dropout: emit_dropout,
-    BatchNorm: emit_batchnorm,
-    LayerNorm: emit_layernorm,
-    ActivationLayer: emit_activation,  # the whole family, by its Act
-    Upsample2D: emit_upsample,
-    ZeroPad2D: emit_zeropad,
-    Crop2D: emit_crop,
-    Concat: emit_concat,
-    Add: emit_add,
+    layers.Dense: emit_dense,
+    layers.Conv: emit_conv,  # conv1d, conv2d
+    layers.ConvTranspose2D: emit_conv_transpose,
+    layers.Pool: emit_pool,  # max and average, 1-D and 2-D
+    layers.GlobalPool: emit_global_pool,  # mean and maximum, 1-D and 2-D
+    layers.Flatten: emit_flatten,
+    layers.Reshape: emit_reshape,
+    layers.Dropout: emit_dropout,
+    layers.BatchNorm: emit_batchnorm,
+    layers.LayerNorm: emit_layernorm,
+    layers.ActivationLayer: emit_activation,  # the whole family, by its Act
+    layers.Upsample2D: emit_upsample,
+    layers.ZeroPad2D: emit_zeropad,
+    layers.Crop2D: emit_crop,
+    layers.Concat: emit_concat,
+    layers.Add: emit_add,
 }
 
 

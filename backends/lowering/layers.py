@@ -6,34 +6,9 @@ from collections.abc import Callable
 
 from torch import nn
 
+from netspec import layers
 from netspec.ir import Node
-from netspec.layers import (
-    ActivationLayer,
-    Add,
-    AvgPool1D,
-    AvgPool2D,
-    BatchNorm,
-    Concat,
-    Conv1D,
-    Conv2D,
-    ConvTranspose2D,
-    Crop2D,
-    Dense,
-    Dropout,
-    Flatten,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
-    GlobalMaxPool1D,
-    GlobalMaxPool2D,
-    Layer,
-    LayerNorm,
-    MaxPool1D,
-    MaxPool2D,
-    Reshape,
-    Upsample2D,
-    ZeroPad2D,
-    table_entry,
-)
+from netspec.layers import Layer, table_entry
 from netspec.layers.activations import activation_of
 
 from .activations import act_module
@@ -65,29 +40,22 @@ def lower_activation(node: Node) -> nn.Module:
 # Keyed by layer class, looked up through the class hierarchy (netspec.layers.table_entry):
 # tests/test_completeness.py checks that every class in netspec.layers.LAYER_KINDS finds a row.
 LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
-    Dense: lower_dense,
-    Conv1D: lower_conv,
-    Conv2D: lower_conv,
-    ConvTranspose2D: lower_conv_transpose,
-    MaxPool1D: lower_pool,
-    MaxPool2D: lower_pool,
-    AvgPool1D: lower_pool,
-    AvgPool2D: lower_pool,
-    GlobalAvgPool1D: lower_global_pool,
-    GlobalAvgPool2D: lower_global_pool,
-    GlobalMaxPool1D: lower_global_pool,
-    GlobalMaxPool2D: lower_global_pool,
-    Flatten: lambda node: nn.Flatten(1),
-    Reshape: lambda node: ReshapeBatch(node.shape),
-    Dropout: lambda node: nn.Dropout(node.layer.rate),  # type: ignore[attr-defined]
-    BatchNorm: lower_batchnorm,
-    LayerNorm: lower_layernorm,
-    ActivationLayer: lower_activation,  # the whole family, by its Act
-    Upsample2D: lower_upsample,
-    ZeroPad2D: lower_zeropad,
-    Crop2D: lower_crop,
-    Concat: lower_concat,
-    Add: lambda node: Sum(),
+    layers.Dense: lower_dense,
+    layers.Conv: lower_conv,  # conv1d, conv2d
+    layers.ConvTranspose2D: lower_conv_transpose,
+    layers.Pool: lower_pool,  # max and average, 1-D and 2-D
+    layers.GlobalPool: lower_global_pool,  # mean and maximum, 1-D and 2-D
+    layers.Flatten: lambda node: nn.Flatten(1),
+    layers.Reshape: lambda node: ReshapeBatch(node.shape),
+    layers.Dropout: lambda node: nn.Dropout(node.layer.rate),  # type: ignore[attr-defined]
+    layers.BatchNorm: lower_batchnorm,
+    layers.LayerNorm: lower_layernorm,
+    layers.ActivationLayer: lower_activation,  # the whole family, by its Act
+    layers.Upsample2D: lower_upsample,
+    layers.ZeroPad2D: lower_zeropad,
+    layers.Crop2D: lower_crop,
+    layers.Concat: lower_concat,
+    layers.Add: lambda node: Sum(),
 }
 
 

@@ -10,7 +10,9 @@ from netspec.layers.base import Layer, check_rank
 from netspec.shapes import Shape
 
 
-class _GlobalPool(Layer):
+class GlobalPool(Layer):
+    """The global pooling family (mean and maximum, 2-D or 1-D): one row in each backend."""
+
     ndim: ClassVar[int] = 2
 
     keepdims: bool = Field(
@@ -23,26 +25,26 @@ class _GlobalPool(Layer):
         return (x[0], *(1,) * self.ndim) if self.keepdims else (x[0],)
 
 
-class GlobalAvgPool2D(_GlobalPool):
+class GlobalAvgPool2D(GlobalPool):
     """The mean over height and width: [C, H, W] -> [C]."""
 
     kind: ClassVar[str] = "global_avgpool2d"
 
 
-class GlobalMaxPool2D(_GlobalPool):
+class GlobalMaxPool2D(GlobalPool):
     """The maximum over height and width: [C, H, W] -> [C]."""
 
     kind: ClassVar[str] = "global_maxpool2d"
 
 
-class GlobalAvgPool1D(_GlobalPool):
+class GlobalAvgPool1D(GlobalPool):
     """The mean over the length: [C, L] -> [C]."""
 
     kind: ClassVar[str] = "global_avgpool1d"
     ndim: ClassVar[int] = 1
 
 
-class GlobalMaxPool1D(_GlobalPool):
+class GlobalMaxPool1D(GlobalPool):
     """The maximum over the length: [C, L] -> [C]."""
 
     kind: ClassVar[str] = "global_maxpool1d"

@@ -11,7 +11,9 @@ from netspec.layers.conv import PADDING, window_output
 from netspec.shapes import Shape
 
 
-class _Pool2D(Layer):
+class Pool(Layer):
+    """The pooling family (max and average, 2-D here, 1-D below): one row in each backend."""
+
     ndim: ClassVar[int] = 2
 
     size: Ints2 = Field((2, 2), description="Window size: k, or [h, w].")
@@ -27,7 +29,7 @@ class _Pool2D(Layer):
         return shape
 
 
-class _Pool1D(_Pool2D):
+class _Pool1D(Pool):
     ndim: ClassVar[int] = 1
 
     size: Ints1 = Field((2,), description="Window size.")
@@ -37,13 +39,13 @@ class _Pool1D(_Pool2D):
     padding: Padding1 = Field("valid", description=PADDING)
 
 
-class MaxPool2D(_Pool2D):
+class MaxPool2D(Pool):
     """Max pooling over height and width."""
 
     kind: ClassVar[str] = "maxpool2d"
 
 
-class AvgPool2D(_Pool2D):
+class AvgPool2D(Pool):
     """Average pooling; padded cells are not counted in the average (as in Keras and ONNX)."""
 
     kind: ClassVar[str] = "avgpool2d"
