@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from netspec.expand import INPUT, block_use
 from netspec.ir import Graph, Node
+from netspec.items import INPUT, block_use
 from netspec.shapes import Shape
 
 # Text metrics shared by every renderer: a 12 px sans-serif font, ~7.4 px per character.

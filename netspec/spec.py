@@ -8,18 +8,8 @@ from typing import Annotated, Any, NoReturn
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from netspec.errors import Problem, SpecError
-from netspec.expand import (
-    INPUT,
-    MAX_LAYERS,
-    META_KEYS,
-    NAME_RE,
-    At,
-    BlockDef,
-    Decl,
-    Expander,
-    Scope,
-    layer_count,
-)
+from netspec.expand import At, Expander, Scope
+from netspec.items import INPUT, MAX_LAYERS, META_KEYS, NAME_RE, BlockDef, Decl, layer_count
 from netspec.layers import KINDS
 from netspec.layers.base import suggest
 from netspec.pydantic_errors import found, pydantic_problems
