@@ -128,7 +128,8 @@ class Expander:
         meta = None if item is None or kind is None else self.item_meta(item, path, note)
         if item is None or kind is None or meta is None:
             return prev
-        at = replace(at, trainable=at.trainable and meta.trainable)
+        if not meta.trainable:  # frozen: every layer it expands to, blocks and groups too
+            at = replace(at, trainable=False)
         if not kind:
             return self.group_item(item, path, at, prev, meta)
         if not self.layer_item_is_valid(item, kind, meta, path, note):
