@@ -15,12 +15,10 @@ from netspec.layers import (
     Conv,
     ConvTranspose2D,
     Crop2D,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
+    GlobalPool,
     Layer,
     LayerNorm,
-    MaxPool1D,
-    MaxPool2D,
+    Pool,
     Upsample2D,
     table_entry,
 )
@@ -99,10 +97,10 @@ def emit_conv_transpose(em: Emitter, node: Node, xs: list[str]) -> str:
 
 
 def emit_pool(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer = node.layer
+    layer: Pool = node.layer  # type: ignore[assignment]
     spatial = node.input_shapes[0][1:]
     wins = windows(layer, spatial)
-    is_max = isinstance(layer, (MaxPool1D, MaxPool2D))
+    is_max = layer.op == "max"
     attrs: dict[str, Any] = {
         "kernel_shape": [w.size for w in wins],
         "strides": [w.stride for w in wins],
@@ -132,13 +130,9 @@ def emit_pool(em: Emitter, node: Node, xs: list[str]) -> str:
 
 
 def emit_global_pool(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer = node.layer
-    op = (
-        "GlobalAveragePool"
-        if isinstance(layer, (GlobalAvgPool1D, GlobalAvgPool2D))
-        else "GlobalMaxPool"
-    )
-    if layer.keepdims:  # type: ignore[attr-defined]
+    layer: GlobalPool = node.layer  # type: ignore[assignment]
+    op = {"avg": "GlobalAveragePool", "max": "GlobalMaxPool"}[layer.op]
+    if layer.keepdims:
         return em.op(op, xs, node.name, node.name)
     y = em.op(op, xs, em.fresh(f"{node.name}/pooled"), node.name)
     return em.op("Flatten", [y], node.name, node.name, axis=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,7 @@ class GlobalPool(Layer):
     """The global pooling family (mean and maximum, 2-D or 1-D): one row in each backend."""
 
     ndim: ClassVar[int] = 2
+    op: ClassVar[Literal["max", "avg"]]  # the maximum or the mean over the axes
 
     keepdims: bool = Field(
         False, description="Keep the pooled axes with size 1: [C, 1, 1] instead of [C]."
@@ -29,18 +30,21 @@ class GlobalAvgPool2D(GlobalPool):
     """The mean over height and width: [C, H, W] -> [C]."""
 
     kind: ClassVar[str] = "global_avgpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
 
 
 class GlobalMaxPool2D(GlobalPool):
     """The maximum over height and width: [C, H, W] -> [C]."""
 
     kind: ClassVar[str] = "global_maxpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
 
 
 class GlobalAvgPool1D(GlobalPool):
     """The mean over the length: [C, L] -> [C]."""
 
     kind: ClassVar[str] = "global_avgpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
     ndim: ClassVar[int] = 1
 
 
@@ -48,4 +52,5 @@ class GlobalMaxPool1D(GlobalPool):
     """The maximum over the length: [C, L] -> [C]."""
 
     kind: ClassVar[str] = "global_maxpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
     ndim: ClassVar[int] = 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -15,6 +15,7 @@ class Pool(Layer):
     """The pooling family (max and average, 2-D here, 1-D below): one row in each backend."""
 
     ndim: ClassVar[int] = 2
+    op: ClassVar[Literal["max", "avg"]]  # the maximum or the mean of each window
 
     size: Ints2 = Field((2, 2), description="Window size: k, or [h, w].")
     stride: Ints2 | None = Field(
@@ -43,21 +44,25 @@ class MaxPool2D(Pool):
     """Max pooling over height and width."""
 
     kind: ClassVar[str] = "maxpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
 
 
 class AvgPool2D(Pool):
     """Average pooling; padded cells are not counted in the average (as in Keras and ONNX)."""
 
     kind: ClassVar[str] = "avgpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
 
 
 class MaxPool1D(_Pool1D):
     """Max pooling over the length."""
 
     kind: ClassVar[str] = "maxpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
 
 
 class AvgPool1D(_Pool1D):
     """Average pooling over the length; padded cells are not counted."""
 
     kind: ClassVar[str] = "avgpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
