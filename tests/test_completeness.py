@@ -19,7 +19,15 @@ from netspec.backends.lowering import (  # noqa: E402
     count_tensors,
 )
 from netspec.ir import Graph  # noqa: E402
-from netspec.layers import LAYER_KINDS, ActivationLayer, Layer, table_entry  # noqa: E402
+from netspec.layers import (  # noqa: E402
+    LAYER_KINDS,
+    ActivationLayer,
+    Conv,
+    GlobalPool,
+    Layer,
+    Pool,
+    table_entry,
+)
 from netspec.layers.base import ACTIVATIONS  # noqa: E402
 
 
@@ -179,15 +187,19 @@ def test_both_backends_key_the_same_classes() -> None:
     assert set(LOWERINGS) == set(EXPORTS)
 
 
-def test_an_activation_layer_needs_no_backend_row() -> None:
-    """Every activation kind is served by the family's one row in each backend."""
+@pytest.mark.parametrize(
+    "family", [ActivationLayer, Conv, Pool, GlobalPool], ids=lambda f: f.__name__
+)
+def test_a_family_member_needs_no_backend_row(family: type[Layer]) -> None:
+    """Every kind of a family (every activation, conv1d/2d, the pools) is served by the
+    family's one row in each backend, found through the class hierarchy."""
     from netspec.backends.export.emit import EXPORTS
 
-    family = [k for k in LAYER_KINDS if issubclass(k, ActivationLayer)]
-    assert family
+    members = [k for k in LAYER_KINDS if issubclass(k, family)]
+    assert len(members) >= 2
     for table in (LOWERINGS, EXPORTS):
-        assert not set(family) & set(table)
-        assert {table_entry(table, k) for k in family} == {table[ActivationLayer]}
+        assert not set(members) & set(table)
+        assert {table_entry(table, k) for k in members} == {table[family]}
 
 
 # --- the torch lowering against Layer.weights --------------------------------------------------
