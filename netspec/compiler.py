@@ -23,7 +23,7 @@ def gc_paused() -> Iterator[None]:
     from 0.029 ms at 1,000 layers to 0.059 ms at 16,000, and stays at 0.03 ms with this
     (benchmarks/bench_summary.py). What compiling leaves as garbage is collected afterwards.
     """
-    if not gc.isenabled():  # nested, or turned off by the caller: leave it as it is
+    if not gc.isenabled():  # turned off by the caller: leave it as it is
         yield
         return
     gc.disable()
@@ -33,19 +33,24 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+def _stages(source: Source) -> Graph:
+    """Every stage after parsing, in order (the caller pauses the collector once around all)."""
+    return check_train(count_params(infer_shapes(build_ir(validate(source)))), source)
+
+
 def compile_source(source: Source) -> Graph:
     """Compile a parsed spec into a fully annotated graph (shapes, params, MACs), train section checked."""
     with gc_paused():
-        return check_train(count_params(infer_shapes(build_ir(validate(source)))), source)
+        return _stages(source)
 
 
 def compile_text(text: str, file: str | None = None) -> Graph:
     """Compile spec text; `file` is only used in error messages."""
     with gc_paused():
-        return compile_source(parse(text, file))
+        return _stages(parse(text, file))
 
 
 def compile_file(path: str | Path) -> Graph:
     """Compile a spec file; raises SpecError (with file:line:col) on any problem."""
     with gc_paused():
-        return compile_source(read(path))
+        return _stages(read(path))

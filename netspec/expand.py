@@ -2,92 +2,31 @@
 
 Over 400 lines: one recursive walk (Expander) does the naming, scoping, `$param` substitution,
 repeats and per-argument validation together, because each needs the scope the others build.
+The items it walks, and the records it produces, are defined in `netspec.items`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import ValidationError
 
 from netspec.errors import Problem
-from netspec.layers import KINDS, Layer
+from netspec.items import (
+    INPUT,
+    MAX_BLOCK_DEPTH,
+    META_KEYS,
+    NAME_RE,
+    BlockDef,
+    Decl,
+    ItemMeta,
+    Origin,
+)
+from netspec.layers import KINDS
 from netspec.layers.base import suggest
 from netspec.pydantic_errors import found, pydantic_problems
 from netspec.source import Source, SpecPath, format_path
-
-INPUT = "input"  # the name of the network's input (and, inside a block, of the block's input)
-META_KEYS = ("name", "inputs", "trainable", "repeat")
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-MAX_BLOCK_DEPTH = 16
-
-
-class BlockDef(BaseModel):
-    """A reusable list of layers; `$param` in its layers is replaced by the argument of each use."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
-
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Parameter names and their defaults; a null default makes the parameter required.",
-    )
-    layers: Annotated[list[Any], Field(min_length=1)] = Field(
-        description="The block's layers; `input` is the block's input, names are local."
-    )
-
-
-class ItemMeta(BaseModel):
-    """The keys a layer item may carry besides its layer type."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
-
-    name: str | None = Field(
-        None,
-        description="A unique name to refer to this layer by (default: its type, numbered as "
-        "in Keras).",
-        json_schema_extra={"pattern": NAME_RE.pattern, "not": {"const": INPUT}},
-    )
-    inputs: Annotated[list[str], Field(min_length=1)] | None = Field(
-        None,
-        description="Earlier layers this one reads (default: the previous layer; `input` is "
-        "the network's input).",
-    )
-    trainable: bool = Field(True, description="false freezes the layer's weights.")
-    repeat: PositiveInt = Field(1, description="Number of copies of this item.")
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a layer was written: its path in the file, and the block uses that expanded it."""
-
-    path: SpecPath
-    line: int | None
-    col: int | None
-    via: tuple[str, ...] = ()
-
-
-_USE = re.compile(r"^block '([^']+)' used as '([^']+)'")
-
-
-def block_use(via: str) -> tuple[str, str]:
-    """(block, instance) of one `Origin.via` entry, e.g. ('down', 'enc2')."""
-    m = _USE.match(via)
-    if m is None:  # pragma: no cover - every via entry is written by Expander.block
-        raise ValueError(via)
-    return m.group(1), m.group(2)
-
-
-@dataclass(frozen=True)
-class Decl:
-    """One validated layer with its final name and resolved inputs, in file order."""
-
-    name: str
-    layer: Layer
-    inputs: tuple[str, ...]
-    trainable: bool
-    origin: Origin
 
 
 @dataclass
@@ -106,6 +45,21 @@ class Scope:
                 return scope.names[ref]
             scope = scope.parent
         return None
+
+
+@dataclass(frozen=True)
+class At:
+    """Where a list of items expands: the scope its names live in, the block uses that led
+    there (innermost last), and whether its layers train."""
+
+    scope: Scope
+    via: tuple[str, ...] = ()
+    trainable: bool = True
+
+    @property
+    def note(self) -> str:
+        """A problem's suffix inside a block: the use it happened in."""
+        return f" (in {self.via[-1]})" if self.via else ""
 
 
 class Expander:
@@ -146,85 +100,71 @@ class Expander:
         scope.names[local] = full
         return True
 
-    def note(self, via: tuple[str, ...]) -> str:
-        return f" (in {via[-1]})" if via else ""
-
     def origin(self, path: SpecPath, via: tuple[str, ...]) -> Origin:
         line, col = self.source.locate(path)
         return Origin(path, line, col, via)
 
     # items
     def expand(
-        self,
-        items: list[Any],
-        base: SpecPath,
-        scope: Scope,
-        prev: str,
-        via: tuple[str, ...],
-        trainable: bool,
-        params: dict[str, Any] | None,
+        self, items: list[Any], base: SpecPath, at: At, prev: str, params: dict[str, Any] | None
     ) -> str:
         """Expand a list of items; returns the full name of the last layer (the list's output)."""
         for i, raw in enumerate(items):
-            prev = self.item(raw, (*base, i), scope, prev, via, trainable, params)
+            prev = self.item(raw, (*base, i), at, prev, params)
         return prev
 
     def item(
-        self,
-        raw: Any,
-        path: SpecPath,
-        scope: Scope,
-        prev: str,
-        via: tuple[str, ...],
-        trainable: bool,
-        params: dict[str, Any] | None,
+        self, raw: Any, path: SpecPath, at: At, prev: str, params: dict[str, Any] | None
     ) -> str:
-        choices = [*KINDS, *self.blocks]
-        note = self.note(via)
+        """Expand one list item (a layer, a block use or a group, repeated); returns its output."""
+        note = at.note
         if params is not None:
             before = len(self.problems)
-            raw = self.substitute(raw, path, params, via)
+            raw = self.substitute(raw, path, params, note)
             if len(self.problems) > before:
                 return prev  # an unknown `$param`: reported once, not again as a bad argument
-        if isinstance(raw, str):
-            raw = {raw: None}
-        if not isinstance(raw, dict):
-            self.problems.append(
-                self.source.problem(
-                    path,
-                    f"expected a layer, {found(raw)}{note}",
-                    "write a mapping like `- conv2d: {filters: 32, kernel: 3}` or a name like `- flatten`",
-                )
-            )
+        item = self.as_item(raw, path, note)
+        kind = None if item is None else self.kind_of(item, path, note)
+        meta = None if item is None or kind is None else self.item_meta(item, path, note)
+        if item is None or kind is None or meta is None:
             return prev
-        kinds = [k for k in raw if k not in META_KEYS and k != "layers"]
+        if not meta.trainable:  # frozen: every layer it expands to, blocks and groups too
+            at = replace(at, trainable=False)
+        if not kind:
+            return self.group_item(item, path, at, prev, meta)
+        if not self.layer_item_is_valid(item, kind, meta, path, note):
+            return prev
+        use = self.block_use if kind in self.blocks else self.layer
+        for r in range(meta.repeat):
+            prev = use(kind, item[kind], path, at, prev, meta, r)
+        return prev
+
+    def as_item(self, raw: Any, path: SpecPath, note: str) -> dict[str, Any] | None:
+        """The item as a mapping (a bare name is a layer type without arguments), or None."""
+        if isinstance(raw, str):
+            return {raw: None}
+        if isinstance(raw, dict):
+            return raw
+        self.problems.append(
+            self.source.problem(
+                path,
+                f"expected a layer, {found(raw)}{note}",
+                "write a mapping like `- conv2d: {filters: 32, kernel: 3}` or a name like `- flatten`",
+            )
+        )
+        return None
+
+    def kind_of(self, item: dict[str, Any], path: SpecPath, note: str) -> str | None:
+        """The item's one layer type or block ('' when it has none: a group), or None when its
+        keys name unknown or several types (each reported)."""
+        kinds = [k for k in item if k not in META_KEYS and k != "layers"]
         known = [k for k in kinds if k in KINDS or k in self.blocks]
         unknown = [k for k in kinds if k not in known]
         for k in unknown:
-            if known or len(unknown) > 1:
-                near = suggest(k, [*META_KEYS, *choices])
-                self.problems.append(
-                    self.source.problem(
-                        (*path, k),
-                        f"unknown key '{k}'{note}",
-                        f"did you mean '{near}'?"
-                        if near
-                        else f"a layer item holds one layer type plus {', '.join(META_KEYS)}",
-                        key=True,
-                    )
-                )
-            else:
-                near = suggest(k, choices)
-                hint = (
-                    f"did you mean '{near}'?"
-                    if near
-                    else "run `netspec schema` to list the layer types"
-                )
-                self.problems.append(
-                    self.source.problem(
-                        (*path, k), f"unknown layer type '{k}'{note}", hint, key=True
-                    )
-                )
+            # A lone unknown key is a misspelt layer type; beside a known one, a misspelt key.
+            self.problems.append(
+                self.unknown_key(k, path, note, as_type=not known and len(unknown) == 1)
+            )
         if len(known) > 1:
             self.problems.append(
                 self.source.problem(
@@ -233,43 +173,74 @@ class Expander:
                     "give each layer its own list item (`- ...`)",
                 )
             )
-            return prev
+            return None
         if unknown:
-            return prev
-        meta_raw = {k: v for k, v in raw.items() if k in META_KEYS}
+            return None
+        return known[0] if known else ""
+
+    def unknown_key(self, key: str, path: SpecPath, note: str, as_type: bool) -> Problem:
+        choices = [*KINDS, *self.blocks]
+        if as_type:
+            near = suggest(key, choices)
+            hint = (
+                f"did you mean '{near}'?"
+                if near
+                else "run `netspec schema` to list the layer types"
+            )
+            return self.source.problem(
+                (*path, key), f"unknown layer type '{key}'{note}", hint, key=True
+            )
+        near = suggest(key, [*META_KEYS, *choices])
+        return self.source.problem(
+            (*path, key),
+            f"unknown key '{key}'{note}",
+            f"did you mean '{near}'?"
+            if near
+            else f"a layer item holds one layer type plus {', '.join(META_KEYS)}",
+            key=True,
+        )
+
+    def item_meta(self, item: dict[str, Any], path: SpecPath, note: str) -> ItemMeta | None:
+        """The item's keys besides its layer type (name, inputs, trainable, repeat), validated."""
         try:
-            meta = ItemMeta.model_validate(meta_raw)
+            return ItemMeta.model_validate({k: v for k, v in item.items() if k in META_KEYS})
         except ValidationError as exc:
             self.problems.extend(
                 pydantic_problems(
                     self.source, path, exc, ItemMeta, "a layer item", note, key_word="key"
                 )
             )
-            return prev
-        if not known:
-            if "layers" in raw and isinstance(raw["layers"], list) and raw["layers"]:
-                return self.group(
-                    raw["layers"], path, scope, prev, via, trainable and meta.trainable, meta
-                )
-            self.problems.append(
-                self.source.problem(
-                    path,
-                    f"no layer type in this item{note}",
-                    "add one, e.g. `dense: {units: 10}`, or `layers: [...]` for a group",
-                )
+            return None
+
+    def group_item(
+        self, item: dict[str, Any], path: SpecPath, at: At, prev: str, meta: ItemMeta
+    ) -> str:
+        """An item without a layer type: a group (`layers: [...]`), or a mistake reported."""
+        if "layers" in item and isinstance(item["layers"], list) and item["layers"]:
+            return self.group(item["layers"], path, at, prev, meta)
+        self.problems.append(
+            self.source.problem(
+                path,
+                f"no layer type in this item{at.note}",
+                "add one, e.g. `dense: {units: 10}`, or `layers: [...]` for a group",
             )
-            return prev
-        if "layers" in raw:
+        )
+        return prev
+
+    def layer_item_is_valid(
+        self, item: dict[str, Any], kind: str, meta: ItemMeta, path: SpecPath, note: str
+    ) -> bool:
+        """A layer or block item has no `layers:` key and, if named, a valid name."""
+        if "layers" in item:
             self.problems.append(
                 self.source.problem(
                     (*path, "layers"),
-                    f"unknown key 'layers' next to '{known[0]}'{note}",
+                    f"unknown key 'layers' next to '{kind}'{note}",
                     "a group of layers is an item with `layers:` and no layer type",
                     key=True,
                 )
             )
-            return prev
-        kind = known[0]
+            return False
         if meta.name is not None and (not NAME_RE.match(meta.name) or meta.name == INPUT):
             self.problems.append(
                 self.source.problem(
@@ -278,17 +249,8 @@ class Expander:
                     "use letters, digits, '_', '-' or '.', not starting with a digit; 'input' is reserved",
                 )
             )
-            return prev
-        for r in range(meta.repeat):
-            if kind in self.blocks:
-                prev = self.block_use(
-                    kind, raw[kind], path, scope, prev, via, trainable and meta.trainable, meta, r
-                )
-            else:
-                prev = self.layer(
-                    kind, raw[kind], path, scope, prev, via, trainable and meta.trainable, meta, r
-                )
-        return prev
+            return False
+        return True
 
     def inputs_of(
         self, meta: ItemMeta, path: SpecPath, scope: Scope, prev: str, note: str
@@ -310,30 +272,13 @@ class Expander:
         return meta.name if r == 0 else f"{meta.name}_{r}"
 
     def layer(
-        self,
-        kind: str,
-        args: Any,
-        path: SpecPath,
-        scope: Scope,
-        prev: str,
-        via: tuple[str, ...],
-        trainable: bool,
-        meta: ItemMeta,
-        r: int,
+        self, kind: str, args: Any, path: SpecPath, at: At, prev: str, meta: ItemMeta, r: int
     ) -> str:
-        cls = KINDS[kind]
-        note = self.note(via)
-        origin = self.origin(path, via)
+        """The r-th copy of a layer item: validated, named, its references resolved."""
+        cls, scope, note = KINDS[kind], at.scope, at.note
+        origin = self.origin(path, at.via)
+        args = self.arguments(args, kind, path, note)
         if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            self.problems.append(
-                self.source.problem(
-                    (*path, kind),
-                    f"the arguments of {kind} must be a mapping, {found(args)}{note}",
-                    f"write `{kind}: {{{', '.join(f'{n}: ...' for n, f in cls.model_fields.items() if f.is_required())}}}`",
-                )
-            )
             return prev
         try:
             layer = cls.model_validate(args)
@@ -355,10 +300,10 @@ class Expander:
             layer = layer.model_copy(update=updates)
         # Inputs are resolved before the layer's own name is claimed: a layer cannot read itself.
         inputs = self.inputs_of(meta, path, scope, prev, note)
-        local = self.repeated_name(meta, r)
-        name = scope.prefix + local if local else self.auto_name(scope, kind)
-        if not self.claim(scope, local or name[len(scope.prefix) :], name, origin, path):
+        named = self.name_use(scope, meta, r, kind, origin, path)
+        if named is None:
             return prev
+        name = named[1]
         lo, hi = cls.arity
         if not (lo <= len(inputs) and (hi is None or len(inputs) <= hi)):
             want = f"at least {lo}" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
@@ -372,22 +317,14 @@ class Expander:
                 )
             )
             return name
-        self.decls.append(Decl(name, layer, inputs, trainable, origin))
+        self.decls.append(Decl(name, layer, inputs, at.trainable, origin))
         return name
 
-    def group(
-        self,
-        items: list[Any],
-        path: SpecPath,
-        scope: Scope,
-        prev: str,
-        via: tuple[str, ...],
-        trainable: bool,
-        meta: ItemMeta,
-    ) -> str:
+    def group(self, items: list[Any], path: SpecPath, at: At, prev: str, meta: ItemMeta) -> str:
+        """The layers of a group, in the scope around it, `repeat` times."""
         if meta.name is not None or meta.inputs is not None:
             if meta.inputs is not None:
-                prev_inputs = self.inputs_of(meta, path, scope, prev, self.note(via))
+                prev_inputs = self.inputs_of(meta, path, at.scope, prev, at.note)
                 if len(prev_inputs) != 1:
                     self.problems.append(
                         self.source.problem((*path, "inputs"), "a group takes one input")
@@ -404,24 +341,15 @@ class Expander:
                     )
                 )
         for _ in range(meta.repeat):
-            prev = self.expand(items, (*path, "layers"), scope, prev, via, trainable, None)
+            prev = self.expand(items, (*path, "layers"), at, prev, None)
         return prev
 
     def block_use(
-        self,
-        block: str,
-        args: Any,
-        path: SpecPath,
-        scope: Scope,
-        prev: str,
-        via: tuple[str, ...],
-        trainable: bool,
-        meta: ItemMeta,
-        r: int,
+        self, block: str, args: Any, path: SpecPath, at: At, prev: str, meta: ItemMeta, r: int
     ) -> str:
-        note = self.note(via)
-        definition = self.blocks[block]
-        if len(via) >= MAX_BLOCK_DEPTH:
+        """The r-th copy of a block use: its layers expanded in a scope of their own."""
+        scope, note = at.scope, at.note
+        if len(at.via) >= MAX_BLOCK_DEPTH:
             self.problems.append(
                 self.source.problem(
                     path,
@@ -430,16 +358,44 @@ class Expander:
                 )
             )
             return prev
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
+        values = self.block_values(block, args, path, note)
+        if values is None:
+            return prev
+        origin = self.origin(path, at.via)
+        inputs = self.inputs_of(meta, path, scope, prev, note)  # before the claim, as for a layer
+        named = self.name_use(scope, meta, r, block, origin, path)
+        if named is None:
+            return prev
+        local, instance = named
+        if len(inputs) != 1:
             self.problems.append(
                 self.source.problem(
-                    (*path, block),
-                    f"the arguments of block '{block}' must be a mapping, {found(args)}{note}",
+                    (*path, "inputs"),
+                    f"a block takes one input, got {len(inputs)}{note}",
+                    "pass other layers as block parameters (e.g. `skip: enc1`)",
                 )
             )
             return prev
+        inner = Scope(instance + "/", inputs[0], parent=scope)
+        line = f", line {origin.line}" if origin.line else ""
+        here = f"block '{block}' used as '{instance}' at {format_path(path)}{line}"  # see block_use
+        inside = At(inner, (*at.via, here), at.trainable)
+        last = self.expand(
+            self.blocks[block].layers, ("blocks", block, "layers"), inside, inputs[0], values
+        )
+        # The instance name stands for the block's output.
+        scope.names[local] = last
+        return last
+
+    def block_values(
+        self, block: str, args: Any, path: SpecPath, note: str
+    ) -> dict[str, Any] | None:
+        """Every parameter of a block use: its argument, else its default; None when an
+        argument is unknown or a required one is missing (reported)."""
+        definition = self.blocks[block]
+        args = self.arguments(args, block, path, note, block=True)
+        if args is None:
+            return None
         values = dict(definition.params)
         bad = False
         for k, v in args.items():
@@ -469,42 +425,43 @@ class Expander:
                     )
                 )
                 bad = True
-        if bad:
-            return prev
-        origin = self.origin(path, via)
-        inputs = self.inputs_of(meta, path, scope, prev, note)  # before the claim, as for a layer
-        local = self.repeated_name(meta, r)
-        instance = scope.prefix + local if local else self.auto_name(scope, block)
-        if not self.claim(scope, local or instance[len(scope.prefix) :], instance, origin, path):
-            return prev
-        if len(inputs) != 1:
-            self.problems.append(
-                self.source.problem(
-                    (*path, "inputs"),
-                    f"a block takes one input, got {len(inputs)}{note}",
-                    "pass other layers as block parameters (e.g. `skip: enc1`)",
-                )
-            )
-            return prev
-        inner = Scope(instance + "/", inputs[0], parent=scope)
-        line = f", line {origin.line}" if origin.line else ""
-        here = f"block '{block}' used as '{instance}' at {format_path(path)}{line}"  # see block_use
-        last = self.expand(
-            definition.layers,
-            ("blocks", block, "layers"),
-            inner,
-            inputs[0],
-            (*via, here),
-            trainable,
-            values,
-        )
-        # The instance name stands for the block's output.
-        scope.names[local or instance[len(scope.prefix) :]] = last
-        return last
+        return None if bad else values
 
-    def substitute(
-        self, raw: Any, path: SpecPath, params: dict[str, Any], via: tuple[str, ...]
-    ) -> Any:
+    def arguments(
+        self, args: Any, key: str, path: SpecPath, note: str, block: bool = False
+    ) -> dict[str, Any] | None:
+        """The arguments under a layer type or block (none: {}), or None when not a mapping."""
+        if args is None:
+            return {}
+        if isinstance(args, dict):
+            return args
+        what, hint = f"block '{key}'", None
+        if not block:
+            fields = KINDS[key].model_fields.items()
+            required = ", ".join(f"{n}: ..." for n, f in fields if f.is_required())
+            what, hint = key, f"write `{key}: {{{required}}}`"
+        self.problems.append(
+            self.source.problem(
+                (*path, key),
+                f"the arguments of {what} must be a mapping, {found(args)}{note}",
+                hint,
+            )
+        )
+        return None
+
+    def name_use(
+        self, scope: Scope, meta: ItemMeta, r: int, base: str, origin: Origin, path: SpecPath
+    ) -> tuple[str, str] | None:
+        """(local, full) name of the r-th copy of a layer or block use, claimed in `scope`:
+        its `name` (numbered after the first copy) or an automatic one from `base`; None when
+        the name is taken (reported)."""
+        local = self.repeated_name(meta, r)
+        full = scope.prefix + local if local else self.auto_name(scope, base)
+        local = local or full[len(scope.prefix) :]
+        return (local, full) if self.claim(scope, local, full, origin, path) else None
+
+    def substitute(self, raw: Any, path: SpecPath, params: dict[str, Any], note: str) -> Any:
+        """`$name` in an item replaced by the block use's argument; an unknown name reported."""
         if isinstance(raw, str) and raw.startswith("$"):
             key = raw[1:]
             if key in params:
@@ -513,7 +470,7 @@ class Expander:
             self.problems.append(
                 self.source.problem(
                     path,
-                    f"unknown block parameter '{raw}'{self.note(via)}",
+                    f"unknown block parameter '{raw}'{note}",
                     f"did you mean '${near}'?"
                     if near
                     else "declare it under `params:` of the block",
@@ -521,79 +478,7 @@ class Expander:
             )
             return None
         if isinstance(raw, dict):
-            return {k: self.substitute(v, (*path, k), params, via) for k, v in raw.items()}
+            return {k: self.substitute(v, (*path, k), params, note) for k, v in raw.items()}
         if isinstance(raw, list):
-            return [self.substitute(v, (*path, i), params, via) for i, v in enumerate(raw)]
+            return [self.substitute(v, (*path, i), params, note) for i, v in enumerate(raw)]
         return raw
-
-
-# --- the size of the expansion, computed before expanding ---------------------------------------
-
-# `repeat:` and blocks multiply: 8 blocks each using the one before 10 times are 10**8 layers.
-# Far above any real network (the largest shipped spec has 51 layers; 4,000 conv2d layers
-# validate in ~1 s), far below what exhausts memory.
-MAX_LAYERS = 100_000
-_COUNT_STEPS = 1_000_000  # items looked at by layer_count before it settles for "at least"
-
-
-class _Budget(Exception):
-    """layer_count looked at too many items: the count so far is a lower bound."""
-
-
-def _plain_substitute(raw: Any, params: dict[str, Any]) -> Any:
-    """`$name` replaced by its value; unknown names stay (the expander reports them)."""
-    if isinstance(raw, str) and raw.startswith("$"):
-        return params.get(raw[1:], raw)
-    if isinstance(raw, dict):
-        return {k: _plain_substitute(v, params) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_plain_substitute(v, params) for v in raw]
-    return raw
-
-
-def layer_count(items: list[Any], blocks: dict[str, BlockDef]) -> tuple[int, bool]:
-    """How many layers `items` expand to, without expanding them: (count, exact).
-
-    Mistakes (unknown kinds, bad repeats, recursive blocks) count as one layer or none: the
-    expander reports them. `exact` is False when the walk stopped early; the count is then a
-    lower bound, already past MAX_LAYERS in every case that matters.
-    """
-    memo: dict[tuple[str, str], int] = {}
-    steps = 0
-
-    def count(items: Any, params: dict[str, Any] | None, depth: int) -> int:
-        nonlocal steps
-        if not isinstance(items, list) or depth > MAX_BLOCK_DEPTH:
-            return 0
-        n = 0
-        for raw in items:
-            steps += 1
-            if steps > _COUNT_STEPS:
-                raise _Budget
-            if params is not None:
-                raw = _plain_substitute(raw, params)
-            if not isinstance(raw, dict):
-                n += 1
-                continue
-            repeat = raw.get("repeat", 1)
-            repeat = repeat if isinstance(repeat, int) and repeat > 0 else 1
-            kinds = [k for k in raw if k not in META_KEYS and k != "layers"]
-            if len(kinds) == 1 and kinds[0] in blocks:
-                n += repeat * block(kinds[0], raw[kinds[0]], depth + 1)
-            elif kinds:
-                n += repeat
-            else:
-                n += repeat * count(raw.get("layers"), params, depth)
-        return n
-
-    def block(name: str, args: Any, depth: int) -> int:
-        values = {**blocks[name].params, **(args if isinstance(args, dict) else {})}
-        key = (name, repr(sorted(values.items(), key=lambda kv: str(kv[0]))))
-        if key not in memo:
-            memo[key] = count(blocks[name].layers, values, depth)
-        return memo[key]
-
-    try:
-        return count(items, None, 0), True
-    except _Budget:
-        return MAX_LAYERS + 1, False

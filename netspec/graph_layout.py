@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from netspec.expand import INPUT, block_use
 from netspec.ir import Graph, Node
+from netspec.items import INPUT, block_use
 from netspec.shapes import Shape
 
 # Text metrics shared by every renderer: a 12 px sans-serif font, ~7.4 px per character.
@@ -205,77 +205,15 @@ def layout(d: Drawing, sweeps: int = 6) -> Layout:
     barycentre sweeps order each rank to cut crossings; then each rank is packed around the
     mean x of its neighbours.
     """
-    index = {b.id: i for i, b in enumerate(d.boxes)}
-    rank: dict[str, int] = {}
-    preds: dict[str, list[str]] = {b.id: [] for b in d.boxes}
-    for link in d.links:
-        preds[link.dst].append(link.src)
-    for b in d.boxes:  # topological order
-        rank[b.id] = max((rank[p] + 1 for p in preds[b.id]), default=0)
-
-    # The layered graph: real boxes plus waypoints ("~k~r") on long links.
-    size = {b.id: box_size(b) for b in d.boxes}
-    up: dict[str, list[str]] = {b.id: [] for b in d.boxes}
-    down: dict[str, list[str]] = {b.id: [] for b in d.boxes}
-    chains: list[list[str]] = []
-    order_key: dict[str, float] = {b.id: float(index[b.id]) for b in d.boxes}
-    for k, link in enumerate(d.links):
-        chain = [link.src]
-        for r in range(rank[link.src] + 1, rank[link.dst]):
-            w = f"~{k}~{r}"
-            rank[w], size[w] = r, (DUMMY_W, 0.0)
-            up[w], down[w] = [], []
-            order_key[w] = index[link.dst] - 0.5  # start beside the box it leads to
-            chain.append(w)
-        chain.append(link.dst)
-        for a, b in pairwise(chain):
-            down[a].append(b)
-            up[b].append(a)
-        chains.append(chain)
-
-    n_ranks = max(rank.values()) + 1
-    rows: list[list[str]] = [[] for _ in range(n_ranks)]
-    for v in sorted(rank, key=lambda v: order_key[v]):
-        rows[rank[v]].append(v)
-
-    pos = {v: float(i) for row in rows for i, v in enumerate(row)}
-    for s in range(sweeps):
-        going_down = s % 2 == 0
-        seq = range(1, n_ranks) if going_down else range(n_ranks - 2, -1, -1)
-        for r in seq:
-            nbrs = up if going_down else down
-            row = rows[r]
-            key = {
-                v: sum(pos[u] for u in nbrs[v]) / len(nbrs[v]) if nbrs[v] else pos[v] for v in row
-            }
-            row.sort(key=lambda v: key[v])
-            for i, v in enumerate(row):
-                pos[v] = float(i)
-
-    # x: start packed, then pull each box towards its neighbours, keeping the order and gaps.
-    x: dict[str, float] = {}
-    for row in rows:
-        at = 0.0
-        for v in row:
-            x[v] = at + size[v][0] / 2
-            at += size[v][0] + GAP_X
-    for s in range(12):
-        going_down = s % 2 == 0
-        seq = range(n_ranks) if going_down else range(n_ranks - 1, -1, -1)
-        for r in seq:
-            row = rows[r]
-            want = []
-            for v in row:
-                nb = (up[v] + down[v]) if s >= 10 else (up[v] if going_down else down[v])
-                want.append(sum(x[u] for u in nb) / len(nb) if nb else x[v])
-            for v, p in zip(row, _pack(want, [size[v][0] for v in row])):
-                x[v] = p
-
-    _straighten(chains, rows, x, size)
-    left = min(x[v] - size[v][0] / 2 for v in x)
-    right = max(x[v] + size[v][0] / 2 for v in x)
+    g = _layered(d)
+    _order(g, sweeps)
+    x = _place_x(g)
+    _straighten(g.chains, g.rows, x, g.size)
+    left = min(x[v] - g.size[v][0] / 2 for v in x)
+    right = max(x[v] + g.size[v][0] / 2 for v in x)
     shift = MARGIN - left
-    row_h = [max((size[v][1] for v in row), default=0.0) for row in rows]
+    x = {v: p + shift for v, p in x.items()}
+    row_h = [max((g.size[v][1] for v in row), default=0.0) for row in g.rows]
     y_top: list[float] = []
     at = MARGIN + HEADER
     for h in row_h:
@@ -283,35 +221,130 @@ def layout(d: Drawing, sweeps: int = 6) -> Layout:
         at += max(h, 1.0) + GAP_Y
     height = at + MARGIN  # the last GAP_Y holds the output's shape label
     placed = tuple(
-        Placed(b, x[b.id] + shift, y_top[rank[b.id]] + row_h[rank[b.id]] / 2, *size[b.id])
+        Placed(b, x[b.id], y_top[g.rank[b.id]] + row_h[g.rank[b.id]] / 2, *g.size[b.id])
         for b in d.boxes
     )
+    routes = _routes(d, g, x, placed, [(y, y + h) for y, h in zip(y_top, row_h)])
+    width = right - left + 2 * MARGIN
+    width = max(width, len(title(d)) * CHAR_W * 1.2 + 2 * MARGIN)
+    return Layout(d, width, height, placed, routes)
+
+
+@dataclass
+class _Layered:
+    """The graph a layout works on: the boxes plus one waypoint ("~k~r") per rank a long link
+    crosses, each with its rank, size and neighbours one rank up and down."""
+
+    rank: dict[str, int]
+    size: dict[str, tuple[float, float]]
+    up: dict[str, list[str]]
+    down: dict[str, list[str]]
+    chains: list[list[str]]  # per link: its source, its waypoints, its destination
+    rows: list[list[str]]  # per rank, left to right
+
+
+def _layered(d: Drawing) -> _Layered:
+    """Ranks by longest path from the input, waypoints on long links, rows in drawing order."""
+    index = {b.id: i for i, b in enumerate(d.boxes)}
+    rank: dict[str, int] = {}
+    preds: dict[str, list[str]] = {b.id: [] for b in d.boxes}
+    for link in d.links:
+        preds[link.dst].append(link.src)
+    for b in d.boxes:  # topological order
+        rank[b.id] = max((rank[p] + 1 for p in preds[b.id]), default=0)
+    g = _Layered(rank, {b.id: box_size(b) for b in d.boxes}, {}, {}, [], [])
+    g.up = {b.id: [] for b in d.boxes}
+    g.down = {b.id: [] for b in d.boxes}
+    order_key: dict[str, float] = {b.id: float(index[b.id]) for b in d.boxes}
+    for k, link in enumerate(d.links):
+        chain = [link.src]
+        for r in range(rank[link.src] + 1, rank[link.dst]):
+            w = f"~{k}~{r}"
+            rank[w], g.size[w] = r, (DUMMY_W, 0.0)
+            g.up[w], g.down[w] = [], []
+            order_key[w] = index[link.dst] - 0.5  # start beside the box it leads to
+            chain.append(w)
+        chain.append(link.dst)
+        for a, b in pairwise(chain):
+            g.down[a].append(b)
+            g.up[b].append(a)
+        g.chains.append(chain)
+    g.rows = [[] for _ in range(max(rank.values()) + 1)]
+    for v in sorted(rank, key=lambda v: order_key[v]):
+        g.rows[rank[v]].append(v)
+    return g
+
+
+def _order(g: _Layered, sweeps: int) -> None:
+    """Barycentre sweeps, down then up: each row sorted by its neighbours' mean position."""
+    n_ranks = len(g.rows)
+    pos = {v: float(i) for row in g.rows for i, v in enumerate(row)}
+    for s in range(sweeps):
+        going_down = s % 2 == 0
+        seq = range(1, n_ranks) if going_down else range(n_ranks - 2, -1, -1)
+        nbrs = g.up if going_down else g.down
+        for r in seq:
+            row = g.rows[r]
+            key = {
+                v: sum(pos[u] for u in nbrs[v]) / len(nbrs[v]) if nbrs[v] else pos[v] for v in row
+            }
+            row.sort(key=lambda v: key[v])
+            for i, v in enumerate(row):
+                pos[v] = float(i)
+
+
+def _place_x(g: _Layered) -> dict[str, float]:
+    """x of every box and waypoint: rows packed, then each pulled towards its neighbours,
+    keeping the order and the gaps (the last two sweeps look both ways)."""
+    x: dict[str, float] = {}
+    for row in g.rows:
+        at = 0.0
+        for v in row:
+            x[v] = at + g.size[v][0] / 2
+            at += g.size[v][0] + GAP_X
+    n_ranks = len(g.rows)
+    for s in range(12):
+        going_down = s % 2 == 0
+        seq = range(n_ranks) if going_down else range(n_ranks - 1, -1, -1)
+        for r in seq:
+            row = g.rows[r]
+            want = []
+            for v in row:
+                nb = (g.up[v] + g.down[v]) if s >= 10 else (g.up[v] if going_down else g.down[v])
+                want.append(sum(x[u] for u in nb) / len(nb) if nb else x[v])
+            for v, p in zip(row, _pack(want, [g.size[v][0] for v in row])):
+                x[v] = p
+    return x
+
+
+def _routes(
+    d: Drawing,
+    g: _Layered,
+    x: dict[str, float],
+    placed: tuple[Placed, ...],
+    row_y: list[tuple[float, float]],
+) -> tuple[Route, ...]:
+    """Each link from its source's bottom, straight down through its waypoints' rows, to its
+    target's top; several links into one box land spread over its top, ordered by where they
+    come from."""
     by_id = {p.box.id: p for p in placed}
-
-    def through(v: str) -> list[tuple[float, float]]:
-        """A waypoint's two points: straight down through its rank's row."""
-        r = rank[v]
-        return [(x[v] + shift, y_top[r]), (x[v] + shift, y_top[r] + row_h[r])]
-
-    # Several links into one box land spread over its top, ordered by where they come from.
     entry: dict[tuple[str, int], float] = {}
     for b in d.boxes:
-        ins = [k for k, c in enumerate(chains) if c[-1] == b.id]
-        ins.sort(key=lambda k: x[chains[k][-2]])
+        ins = [k for k, c in enumerate(g.chains) if c[-1] == b.id]
+        ins.sort(key=lambda k: x[g.chains[k][-2]])
         p = by_id[b.id]
         for j, k in enumerate(ins):
             entry[(b.id, k)] = p.x - p.w / 2 + p.w * (j + 1) / (len(ins) + 1)
     routes = []
-    for k, (link, chain) in enumerate(zip(d.links, chains)):
+    for k, (link, chain) in enumerate(zip(d.links, g.chains)):
         s, t = by_id[link.src], by_id[link.dst]
         pts = [(s.x, s.y + s.h / 2)]
         for w in chain[1:-1]:
-            pts += through(w)
+            top, bottom = row_y[g.rank[w]]
+            pts += [(x[w], top), (x[w], bottom)]
         pts.append((entry[(link.dst, k)], t.y - t.h / 2))
         routes.append(Route(link, tuple(pts)))
-    width = right - left + 2 * MARGIN
-    width = max(width, len(title(d)) * CHAR_W * 1.2 + 2 * MARGIN)
-    return Layout(d, width, height, placed, tuple(routes))
+    return tuple(routes)
 
 
 def title(d: Drawing) -> str:

@@ -20,6 +20,7 @@ from netspec.graph_layout import (
     shape_text,
     title,
 )
+from netspec.layers import Add, Concat
 
 # Fill colours by what a layer does; one place for SVG and PNG.
 COLOURS = {
@@ -48,7 +49,7 @@ def colour(kind: str) -> str:
         return COLOURS["pool"]
     if "norm" in kind:
         return COLOURS["norm"]
-    if kind in ("concat", "add", "multiply", "subtract", "average", "maximum"):
+    if kind in (Concat.kind, Add.kind):
         return COLOURS["merge"]
     return COLOURS["other"]
 

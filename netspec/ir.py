@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from netspec.errors import Problem, SpecError
-from netspec.expand import INPUT, Origin
+from netspec.items import INPUT, Origin
 from netspec.layers import Layer, ShapeError, Weight
 from netspec.layers.activations import Act, activation_of
 from netspec.shapes import Shape

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netspec.ir import Graph
-from netspec.layers.activations import activation_of
+from netspec.layers.activations import Activation, activation_of
 from netspec.train_spec import TrainSpec
 
 FLOAT32_BYTES = 4
@@ -36,7 +36,10 @@ def activation_elements(graph: Graph) -> int:
     total = math.prod(graph.input_shape)
     for n in graph.nodes:
         size = math.prod(n.shape)
-        fused = n.kind != "activation" and activation_of(n.layer, len(n.shape)) is not None
+        # The `activation {fn}` layer is bare, not fused; the other activation kinds count twice.
+        fused = (
+            not isinstance(n.layer, Activation) and activation_of(n.layer, len(n.shape)) is not None
+        )
         total += size * (2 if fused else 1)
     return total
 

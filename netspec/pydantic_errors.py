@@ -28,18 +28,22 @@ def found(value: Any) -> str:
     return f"found {text} ({kind})" if value is not None else "found null"
 
 
+def _child(data: Any, part: Any) -> Any:
+    """`data[part]` for a key of a mapping or an index of a list, else None."""
+    if isinstance(data, dict):
+        return data.get(part)
+    if isinstance(data, list) and isinstance(part, int) and part < len(data):
+        return data[part]
+    return None
+
+
 def _model_at(
     model: type[BaseModel], loc: tuple[Any, ...], data: Any = None
 ) -> type[BaseModel] | None:
     """The pydantic model that holds the last element of `loc` (for "did you mean" suggestions)."""
     current: Any = model
     for part in loc[:-1]:
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
-        else:
-            data = None
+        data = _child(data, part)
         if isinstance(part, int):
             continue
         fields = getattr(current, "model_fields", None)
@@ -76,12 +80,7 @@ def _clean_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
         if isinstance(current, dict) and part not in current and not last and isinstance(part, str):
             continue
         out.append(part)
-        if isinstance(current, dict):
-            current = current.get(part)
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
-            current = current[part]
-        else:
-            current = None
+        current = _child(current, part)
     return tuple(out)
 
 
@@ -96,64 +95,24 @@ def pydantic_problems(
     data: Any = None,
 ) -> list[Problem]:
     """Translate pydantic errors into located Problems with suggestions."""
-    problems = []
     errors = exc.errors()
     for err in errors:
         err["loc"] = _clean_loc(data, tuple(err["loc"])) if data is not None else tuple(err["loc"])
-    # A typo of a required name shows once, as the typo, not also as "missing".
-    typos = set()
-    for e in errors:
-        if e["type"] == "extra_forbidden":
-            holder = _model_at(model, e["loc"], data)
-            if holder is not None:
-                typos.add((e["loc"][:-1], suggest(str(e["loc"][-1]), list(holder.model_fields))))
+    typos = _typos(errors, model, data)
+    problems = []
     for err in errors:
         loc = tuple(err["loc"])
         path = (*base, *loc)
         kind = err["type"]
         holder = _model_at(model, loc, data)
-        fields = [
-            (f.alias or n) for n, f in (holder.model_fields.items() if holder is not None else [])
-        ]
         here = what if len(loc) == 1 else f"{format_path((*base, *loc[:-1]))}"
-        if kind == "extra_forbidden":
-            bad = str(loc[-1])
-            near = suggest(bad, fields) if fields else None
-            hint = f"did you mean '{near}'? " if near else ""
-            if fields:
-                hint += f"{here} takes: {', '.join(fields)}"
-            problems.append(
-                source.problem(path, f"unknown {key_word} '{bad}'{note}", hint or None, key=True)
-            )
-        elif kind == "missing":
-            if (loc[:-1], str(loc[-1])) in typos:
+        if kind in ("extra_forbidden", "missing"):
+            if kind == "missing" and (loc[:-1], str(loc[-1])) in typos:
                 continue
-            required = [
-                (f.alias or n)
-                for n, f in (holder.model_fields.items() if holder is not None else [])
-                if f.is_required()
-            ]
-            problems.append(
-                source.problem(
-                    path[:-1],
-                    f"missing required {key_word} '{loc[-1]}'{note}",
-                    f"{here} needs: {', '.join(required)}" if required else None,
-                    key=True,
-                )
-            )
+            missing = kind == "missing"
+            problems.append(_name_problem(source, path, missing, holder, here, note, key_word))
         elif kind == "union_tag_invalid":
-            ctx = err.get("ctx") or {}
-            tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-            tag = str(ctx.get("tag", ""))
-            near = suggest(tag, tags)
-            disc = str(ctx.get("discriminator", "")).strip("'")
-            problems.append(
-                source.problem(
-                    (*path, disc),
-                    f"unknown {disc} '{tag}'{note}: expected one of {', '.join(tags)}",
-                    f"did you mean '{near}'?" if near else None,
-                )
-            )
+            problems.append(_unknown_tag(source, path, err, note))
         elif kind == "too_short" and loc[-1] == "layers":
             owner = "a block" if path[:1] == ("blocks",) else "a spec"
             problems.append(
@@ -164,19 +123,87 @@ def pydantic_problems(
                 )
             )
         else:
-            msg = err["msg"]
-            msg = re.sub(r"^Input should be ", "expected ", msg)
-            msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
-            msg = msg[0].lower() + msg[1:] if msg else msg
-            hint = (err.get("ctx") or {}).get("hint")
-            if kind in ("int_type", "float_type") and isinstance(err.get("input"), str):
-                hint = "write the number without quotes"
-            if kind == "literal_error" and isinstance(err.get("input"), str):
-                options = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
-                near = suggest(err["input"], options)
-                hint = f"did you mean '{near}'?" if near else None
-            problems.append(source.problem(path, f"{msg}, {found(err.get('input'))}{note}", hint))
+            problems.append(_wrong_value(source, path, err, note))
     return problems
 
 
-# --- expansion ---------------------------------------------------------------------------------
+def _typos(
+    errors: list[Any], model: type[BaseModel], data: Any
+) -> set[tuple[tuple[Any, ...], str | None]]:
+    """(where, the name meant) of every unknown name close to a field: a typo of a required
+    name shows once, as the typo, not also as "missing"."""
+    typos = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            holder = _model_at(model, e["loc"], data)
+            if holder is not None:
+                typos.add((e["loc"][:-1], suggest(str(e["loc"][-1]), list(holder.model_fields))))
+    return typos
+
+
+def _field_names(holder: type[BaseModel] | None, required: bool = False) -> list[str]:
+    """The names a model's fields are written with (only the required ones, if asked)."""
+    if holder is None:
+        return []
+    return [
+        (f.alias or n) for n, f in holder.model_fields.items() if not required or f.is_required()
+    ]
+
+
+def _name_problem(
+    source: Source,
+    path: SpecPath,
+    missing: bool,
+    holder: type[BaseModel] | None,
+    here: str,
+    note: str,
+    key_word: str,
+) -> Problem:
+    """A name the model does not take (with the nearest it does, and all it takes), or a
+    required one left out (with all it needs)."""
+    name = str(path[-1])
+    if missing:
+        required = _field_names(holder, required=True)
+        return source.problem(
+            path[:-1],
+            f"missing required {key_word} '{name}'{note}",
+            f"{here} needs: {', '.join(required)}" if required else None,
+            key=True,
+        )
+    fields = _field_names(holder)
+    near = suggest(name, fields) if fields else None
+    hint = f"did you mean '{near}'? " if near else ""
+    if fields:
+        hint += f"{here} takes: {', '.join(fields)}"
+    return source.problem(path, f"unknown {key_word} '{name}'{note}", hint or None, key=True)
+
+
+def _unknown_tag(source: Source, path: SpecPath, err: Any, note: str) -> Problem:
+    """A tagged union's tag that names no member (e.g. an unknown loss or schedule)."""
+    ctx = err.get("ctx") or {}
+    tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+    tag = str(ctx.get("tag", ""))
+    near = suggest(tag, tags)
+    disc = str(ctx.get("discriminator", "")).strip("'")
+    return source.problem(
+        (*path, disc),
+        f"unknown {disc} '{tag}'{note}: expected one of {', '.join(tags)}",
+        f"did you mean '{near}'?" if near else None,
+    )
+
+
+def _wrong_value(source: Source, path: SpecPath, err: Any, note: str) -> Problem:
+    """Any other error: pydantic's message, lower-cased and shortened, with what was found."""
+    kind = err["type"]
+    msg = err["msg"]
+    msg = re.sub(r"^Input should be ", "expected ", msg)
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    hint = (err.get("ctx") or {}).get("hint")
+    if kind in ("int_type", "float_type") and isinstance(err.get("input"), str):
+        hint = "write the number without quotes"
+    if kind == "literal_error" and isinstance(err.get("input"), str):
+        options = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        near = suggest(err["input"], options)
+        hint = f"did you mean '{near}'?" if near else None
+    return source.problem(path, f"{msg}, {found(err.get('input'))}{note}", hint)

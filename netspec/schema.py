@@ -7,7 +7,7 @@ from itertools import combinations
 from typing import Any
 
 from netspec import search
-from netspec.expand import META_KEYS, NAME_RE, BlockDef, ItemMeta
+from netspec.items import META_KEYS, NAME_RE, BlockDef, ItemMeta
 from netspec.layers import KINDS, LAYER_KINDS, Layer
 from netspec.spec import SpecHeader
 from netspec.train_spec import TrainSpec

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from netspec.errors import Problem, SpecError
-from netspec.expand import (
-    INPUT,
-    MAX_LAYERS,
-    META_KEYS,
-    NAME_RE,
-    BlockDef,
-    Decl,
-    Expander,
-    Scope,
-    layer_count,
-)
+from netspec.expand import At, Expander, Scope
+from netspec.items import INPUT, MAX_LAYERS, META_KEYS, NAME_RE, BlockDef, Decl, layer_count
 from netspec.layers import KINDS
 from netspec.layers.base import suggest
 from netspec.pydantic_errors import found, pydantic_problems
@@ -69,53 +60,92 @@ def validate(source: Source) -> Validated:
             ],
             stage="validate",
         )
-    problems: list[Problem] = []
+    header, problems = _header(source, data)
+    problems += _block_name_problems(source, header.blocks)
+    too_many = _size_problem(source, header)
+    if too_many is not None:
+        # Refused before expanding: the expansion itself is what would take the time and memory.
+        _refuse([*problems, too_many])
+    ex = Expander(source, header.blocks)
+    ex.expand(header.layers, ("layers",), At(Scope("", INPUT)), INPUT, None)
+    problems += ex.problems + _unresolved_problems(source, ex)
+    train = None
+    if data.get("train") is not None:
+        try:
+            train = TrainSpec.model_validate(data["train"])
+        except ValidationError as exc:
+            problems += pydantic_problems(
+                source, ("train",), exc, TrainSpec, "train", key_word="key", data=data["train"]
+            )
+    if problems:
+        _refuse(problems)
+    return Validated(
+        header.name,
+        tuple(header.input),
+        tuple(ex.decls),
+        train,
+        header.description,
+        source.file,
+    )
+
+
+def _refuse(problems: list[Problem]) -> NoReturn:
+    problems.sort(key=lambda p: (p.line or 0, p.col or 0))
+    raise SpecError(problems, stage="validate")
+
+
+def _header(source: Source, data: dict[str, Any]) -> tuple[SpecHeader, list[Problem]]:
+    """The top level and its problems; with problems, a stand-in header around the spec's own
+    layers and blocks, so one run reports the layers' problems too (refused if unreadable)."""
     try:
-        header = SpecHeader.model_validate(data)
+        return SpecHeader.model_validate(data), []
     except ValidationError as exc:
         problems = pydantic_problems(
             source, (), exc, SpecHeader, "a spec", key_word="key", data=data
         )
-        # Keep going with the layers when they are readable, so one run reports everything.
-        try:
-            header = SpecHeader.model_validate(
-                {
-                    "name": "spec",
-                    "input": [1],
-                    "layers": data.get("layers"),
-                    "blocks": data.get("blocks", {}),
-                }
-            )
-        except ValidationError:
-            raise SpecError(problems, stage="validate") from None
-    for name in header.blocks:
-        if name in KINDS or name in META_KEYS or name == "layers" or not NAME_RE.match(name):
-            problems.append(
-                source.problem(
-                    ("blocks", name),
-                    f"'{name}' cannot name a block",
-                    "it is a layer type or a reserved key; pick another name",
-                    key=True,
-                )
-            )
-    size, exact = layer_count(header.layers, header.blocks)
-    if size > MAX_LAYERS:
-        # Refused before expanding: the expansion itself is what would take the time and memory.
-        reach = f"{size:,} layers" if exact else "more layers than netspec counts"
-        problems.append(
-            source.problem(
-                ("layers",),
-                f"the layers expand to {reach} (repeats times block uses); "
-                f"the limit is {MAX_LAYERS:,}",
-                "lower `repeat:`, or the number of times blocks use each other",
-                key=True,
-            )
+    stand_in = {
+        "name": "spec",
+        "input": [1],
+        "layers": data.get("layers"),
+        "blocks": data.get("blocks", {}),
+    }
+    try:
+        return SpecHeader.model_validate(stand_in), problems
+    except ValidationError:
+        raise SpecError(problems, stage="validate") from None
+
+
+def _block_name_problems(source: Source, blocks: dict[str, BlockDef]) -> list[Problem]:
+    """Blocks named like a layer type or a reserved key, or not a valid name."""
+    return [
+        source.problem(
+            ("blocks", name),
+            f"'{name}' cannot name a block",
+            "it is a layer type or a reserved key; pick another name",
+            key=True,
         )
-        problems.sort(key=lambda p: (p.line or 0, p.col or 0))
-        raise SpecError(problems, stage="validate")
-    ex = Expander(source, header.blocks)
-    top = Scope("", INPUT)
-    ex.expand(header.layers, ("layers",), top, INPUT, (), True, None)
+        for name in blocks
+        if name in KINDS or name in META_KEYS or name == "layers" or not NAME_RE.match(name)
+    ]
+
+
+def _size_problem(source: Source, header: SpecHeader) -> Problem | None:
+    """The layers expanding past MAX_LAYERS, counted without expanding them."""
+    size, exact = layer_count(header.layers, header.blocks)
+    if size <= MAX_LAYERS:
+        return None
+    reach = f"{size:,} layers" if exact else "more layers than netspec counts"
+    return source.problem(
+        ("layers",),
+        f"the layers expand to {reach} (repeats times block uses); the limit is {MAX_LAYERS:,}",
+        "lower `repeat:`, or the number of times blocks use each other",
+        key=True,
+    )
+
+
+def _unresolved_problems(source: Source, ex: Expander) -> list[Problem]:
+    """References to no earlier layer: the layer itself, a later one, or no layer at all."""
+    problems = []
     for ref, path, note, known in ex.unresolved:
         later = ex.taken.get(ref)
         if later is not None and later.path and path[: len(later.path)] == later.path:
@@ -130,24 +160,5 @@ def validate(source: Source) -> Validated:
             near = suggest(ref, [n for n in earlier if "/" not in n])
             msg = f"no layer named '{ref}'"
             hint = f"did you mean '{near}'?" if near else "name a layer with `name:` to refer to it"
-        ex.problems.append(source.problem(path, msg + note, hint))
-    problems += ex.problems
-    train = None
-    if data.get("train") is not None:
-        try:
-            train = TrainSpec.model_validate(data["train"])
-        except ValidationError as exc:
-            problems += pydantic_problems(
-                source, ("train",), exc, TrainSpec, "train", key_word="key", data=data["train"]
-            )
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.col or 0))
-        raise SpecError(problems, stage="validate")
-    return Validated(
-        header.name,
-        tuple(header.input),
-        tuple(ex.decls),
-        train,
-        header.description,
-        source.file,
-    )
+        problems.append(source.problem(path, msg + note, hint))
+    return problems

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from netspec.ir import Graph
+from netspec.items import INPUT
 from netspec.memory import estimate
 from netspec.memory import total as memory_total
-from netspec.spec import INPUT
 
 FLOAT32_BYTES = 4
 

@@ -1,5 +1,6 @@
-"""Every layer kind is lowered: each kind in netspec.layers.LAYER_KINDS needs an entry in
-LOWERINGS and an example spec here, or this test fails (so a half-added kind fails CI)."""
+"""Every layer kind is lowered: each kind in netspec.layers.LAYER_KINDS needs a row in
+LOWERINGS and EXPORTS (its own, or its family's, found by `table_entry`) and an example spec
+here, or this test fails (so a half-added kind fails CI)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ from netspec.backends.lowering import (  # noqa: E402
     count_tensors,
 )
 from netspec.ir import Graph  # noqa: E402
-from netspec.layers import LAYER_KINDS, Layer  # noqa: E402
+from netspec.layers import (  # noqa: E402
+    LAYER_KINDS,
+    ActivationLayer,
+    Conv,
+    GlobalPool,
+    Layer,
+    Pool,
+    table_entry,
+)
 from netspec.layers.base import ACTIVATIONS  # noqa: E402
 
 
@@ -119,7 +128,9 @@ def check_onnx_parity(graph: Graph, module: NetModule) -> None:
     from netspec.backends.weights import module_weights
 
     for node in graph.nodes:
-        assert type(node.layer) in EXPORTS, f"layer kind '{node.kind}' has no entry in EXPORTS"
+        assert table_entry(EXPORTS, type(node.layer)), (
+            f"layer kind '{node.kind}' has no EXPORTS row"
+        )
     randomize_batchnorm(module)
     weights = module_weights(module.eval())
     model = export_onnx(graph, weights)
@@ -152,7 +163,7 @@ CHECKS = [
 @pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("kind", LAYER_KINDS, ids=[k.kind for k in LAYER_KINDS])
 def test_layer_kind_is_lowered(kind: type[Layer], check: Callable[[Graph, NetModule], None]):
-    assert kind in LOWERINGS, f"layer kind '{kind.kind}' has no entry in LOWERINGS"
+    assert table_entry(LOWERINGS, kind), f"layer kind '{kind.kind}' has no LOWERINGS row"
     graph = example_graph(kind)
     torch.manual_seed(0)
     check(graph, build_module(graph))
@@ -161,7 +172,34 @@ def test_layer_kind_is_lowered(kind: type[Layer], check: Callable[[Graph, NetMod
 def test_no_stale_examples() -> None:
     kinds = {k.kind for k in LAYER_KINDS}
     assert set(EXAMPLES) <= kinds, f"examples for unknown kinds: {set(EXAMPLES) - kinds}"
-    assert set(LOWERINGS) == set(LAYER_KINDS)
+
+
+def stale_rows(table: dict[type[Layer], object]) -> list[type[Layer]]:
+    """Rows that serve no layer kind: neither a kind nor a base class of one."""
+    return [c for c in table if not any(issubclass(k, c) for k in LAYER_KINDS)]
+
+
+def test_both_backends_key_the_same_classes() -> None:
+    """LOWERINGS and EXPORTS have one row per kind or family, the same rows, none stale."""
+    from netspec.backends.export.emit import EXPORTS
+
+    assert not stale_rows(LOWERINGS), stale_rows(LOWERINGS)
+    assert set(LOWERINGS) == set(EXPORTS)
+
+
+@pytest.mark.parametrize(
+    "family", [ActivationLayer, Conv, Pool, GlobalPool], ids=lambda f: f.__name__
+)
+def test_a_family_member_needs_no_backend_row(family: type[Layer]) -> None:
+    """Every kind of a family (every activation, conv1d/2d, the pools) is served by the
+    family's one row in each backend, found through the class hierarchy."""
+    from netspec.backends.export.emit import EXPORTS
+
+    members = [k for k in LAYER_KINDS if issubclass(k, family)]
+    assert len(members) >= 2
+    for table in (LOWERINGS, EXPORTS):
+        assert not set(members) & set(table)
+        assert {table_entry(table, k) for k in members} == {table[family]}
 
 
 # --- the torch lowering against Layer.weights --------------------------------------------------
@@ -171,7 +209,7 @@ def test_no_stale_examples() -> None:
 def test_torch_tensors_are_the_layer_weights(kind: type[Layer]) -> None:
     """Per node, the state_dict is exactly `Layer.weights()` (names and shapes); a trainable
     Weight is a parameter with requires_grad, a non-trainable one a buffer."""
-    assert kind in LOWERINGS, f"layer kind '{kind.kind}' has no entry in LOWERINGS"
+    assert table_entry(LOWERINGS, kind), f"layer kind '{kind.kind}' has no LOWERINGS row"
     graph = example_graph(kind)
     module = build_module(graph)
     for node in graph.nodes:
@@ -223,9 +261,9 @@ def test_every_activation_name_lowers(fn: str) -> None:
 def test_every_kind_has_an_onnx_emission() -> None:
     from netspec.backends.export.emit import EXPORTS
 
-    missing = [k.kind for k in LAYER_KINDS if k not in EXPORTS]
-    assert not missing, f"layer kinds without an entry in export.emit.EXPORTS: {missing}"
-    assert set(EXPORTS) == set(LAYER_KINDS), "EXPORTS lists classes that are not layer kinds"
+    missing = [k.kind for k in LAYER_KINDS if table_entry(EXPORTS, k) is None]
+    assert not missing, f"layer kinds without a row in export.emit.EXPORTS: {missing}"
+    assert not stale_rows(EXPORTS), "EXPORTS lists classes that serve no layer kind"
 
 
 def test_every_activation_has_an_onnx_emission() -> None:

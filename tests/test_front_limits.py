@@ -11,7 +11,7 @@ import pytest
 from netspec import SpecError, compile_file, compile_text
 from netspec.data.mnist import load_mnist_dir
 from netspec.errors import DataError
-from netspec.expand import MAX_LAYERS
+from netspec.items import MAX_LAYERS
 from netspec.source import MAX_DEPTH
 from netspec.summary import render, rows, totals
 

@@ -10,9 +10,9 @@ import pytest
 from helpers import REPO, fails, invoke, plain_specs
 
 from netspec.compiler import compile_source
-from netspec.expand import INPUT
 from netspec.graph_layout import drawing, layout, shape_text
 from netspec.graph_render import PNG_SCALE, mermaid, svg
+from netspec.items import INPUT
 from netspec.source import parse
 
 SPEC = """

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import REPO, fails, invoke
 
-from netspec.expand import META_KEYS
+from netspec.items import META_KEYS
 from netspec.layers import KINDS, LAYER_KINDS
 from netspec.layers.base import ACTIVATIONS
 from netspec.schema import json_schema

@@ -1,4 +1,4 @@
-"""One ONNX emission per layer kind: the `EXPORTS` table, keyed by layer class."""
+"""One ONNX emission per layer kind: the `EXPORTS` table, keyed by layer class (or family)."""
 
 from __future__ import annotations
 
@@ -8,40 +8,19 @@ from typing import Any
 
 import numpy as np
 
+from netspec import layers
 from netspec.ir import Node
 from netspec.layers import (
-    GELU,
-    Activation,
-    Add,
-    AvgPool1D,
-    AvgPool2D,
     BatchNorm,
-    Concat,
-    Conv1D,
-    Conv2D,
+    Conv,
     ConvTranspose2D,
     Crop2D,
-    Dense,
-    Dropout,
-    Flatten,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
-    GlobalMaxPool1D,
-    GlobalMaxPool2D,
+    GlobalPool,
     Layer,
     LayerNorm,
-    LeakyReLU,
-    MaxPool1D,
-    MaxPool2D,
-    ReLU,
-    ReLU6,
-    Reshape,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Tanh,
+    Pool,
     Upsample2D,
-    ZeroPad2D,
+    table_entry,
 )
 from netspec.layers.activations import Act, activation_of
 from netspec.layers.conv import windows
@@ -74,7 +53,7 @@ def emit_dense(em: Emitter, node: Node, xs: list[str]) -> str:
 
 
 def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer: Conv1D | Conv2D = node.layer  # type: ignore[assignment]
+    layer: Conv = node.layer  # type: ignore[assignment]
     wins = windows(layer, node.input_shapes[0][1:])
     pads, x = _pads(wins), xs[0]
     if all(k == 1 for k in layer.kernel) and any(pads):
@@ -118,10 +97,10 @@ def emit_conv_transpose(em: Emitter, node: Node, xs: list[str]) -> str:
 
 
 def emit_pool(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer = node.layer
+    layer: Pool = node.layer  # type: ignore[assignment]
     spatial = node.input_shapes[0][1:]
     wins = windows(layer, spatial)
-    is_max = isinstance(layer, (MaxPool1D, MaxPool2D))
+    is_max = layer.op == "max"
     attrs: dict[str, Any] = {
         "kernel_shape": [w.size for w in wins],
         "strides": [w.stride for w in wins],
@@ -151,13 +130,9 @@ def emit_pool(em: Emitter, node: Node, xs: list[str]) -> str:
 
 
 def emit_global_pool(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer = node.layer
-    op = (
-        "GlobalAveragePool"
-        if isinstance(layer, (GlobalAvgPool1D, GlobalAvgPool2D))
-        else "GlobalMaxPool"
-    )
-    if layer.keepdims:  # type: ignore[attr-defined]
+    layer: GlobalPool = node.layer  # type: ignore[assignment]
+    op = {"avg": "GlobalAveragePool", "max": "GlobalMaxPool"}[layer.op]
+    if layer.keepdims:
         return em.op(op, xs, node.name, node.name)
     y = em.op(op, xs, em.fresh(f"{node.name}/pooled"), node.name)
     return em.op("Flatten", [y], node.name, node.name, axis=1)
@@ -251,44 +226,30 @@ def emit_add(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Add" if len(xs) == 2 else "Sum", xs, node.name, node.name)
 
 
+# Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
-    Dense: emit_dense,
-    Conv1D: emit_conv,
-    Conv2D: emit_conv,
-    ConvTranspose2D: emit_conv_transpose,
-    MaxPool1D: emit_pool,
-    MaxPool2D: emit_pool,
-    AvgPool1D: emit_pool,
-    AvgPool2D: emit_pool,
-    GlobalAvgPool1D: emit_global_pool,
-    GlobalAvgPool2D: emit_global_pool,
-    GlobalMaxPool1D: emit_global_pool,
-    GlobalMaxPool2D: emit_global_pool,
-    Flatten: emit_flatten,
-    Reshape: emit_reshape,
-    Dropout: emit_dropout,
-    BatchNorm: emit_batchnorm,
-    LayerNorm: emit_layernorm,
-    Activation: emit_activation,
-    ReLU: emit_activation,
-    LeakyReLU: emit_activation,
-    Sigmoid: emit_activation,
-    Tanh: emit_activation,
-    Softmax: emit_activation,
-    GELU: emit_activation,
-    SiLU: emit_activation,
-    ReLU6: emit_activation,
-    Upsample2D: emit_upsample,
-    ZeroPad2D: emit_zeropad,
-    Crop2D: emit_crop,
-    Concat: emit_concat,
-    Add: emit_add,
+    layers.Dense: emit_dense,
+    layers.Conv: emit_conv,  # conv1d, conv2d
+    layers.ConvTranspose2D: emit_conv_transpose,
+    layers.Pool: emit_pool,  # max and average, 1-D and 2-D
+    layers.GlobalPool: emit_global_pool,  # mean and maximum, 1-D and 2-D
+    layers.Flatten: emit_flatten,
+    layers.Reshape: emit_reshape,
+    layers.Dropout: emit_dropout,
+    layers.BatchNorm: emit_batchnorm,
+    layers.LayerNorm: emit_layernorm,
+    layers.ActivationLayer: emit_activation,  # the whole family, by its Act
+    layers.Upsample2D: emit_upsample,
+    layers.ZeroPad2D: emit_zeropad,
+    layers.Crop2D: emit_crop,
+    layers.Concat: emit_concat,
+    layers.Add: emit_add,
 }
 
 
 def emit_fn(node: Node) -> Emit:
     """The emission of a node's layer kind, or an ExportError naming the kind."""
-    fn = EXPORTS.get(type(node.layer))
+    fn = table_entry(EXPORTS, type(node.layer))
     if fn is None:
         raise ExportError(
             f"layer '{node.name}': no ONNX export for layer kind '{node.kind}' "

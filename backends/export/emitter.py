@@ -12,9 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from netspec.errors import NetspecError
 from netspec.ir import Graph, Node
+from netspec.items import INPUT
 from netspec.layers.activations import Act
 from netspec.shapes import batch_axis
-from netspec.spec import INPUT
 
 from .fold import FoldPlan
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from netspec.ir import Graph, Node
+from netspec.items import INPUT
 from netspec.layers import Activation, BatchNorm, Conv1D, Conv2D, ConvTranspose2D, Dense, Dropout
 from netspec.layers.conv import windows
-from netspec.spec import INPUT
 
 # The layers a batchnorm folds into, and the axis of their `weight` that holds output channels.
 OUT_AXIS: dict[type, int] = {Dense: 0, Conv1D: 0, Conv2D: 0, ConvTranspose2D: 1}

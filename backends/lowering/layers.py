@@ -1,4 +1,4 @@
-"""The lowering table: every layer class to the function building its torch module (LOWERINGS)."""
+"""The lowering table (LOWERINGS): each layer class or family to the function building its module."""
 
 from __future__ import annotations
 
@@ -6,41 +6,9 @@ from collections.abc import Callable
 
 from torch import nn
 
+from netspec import layers
 from netspec.ir import Node
-from netspec.layers import (
-    GELU,
-    Activation,
-    Add,
-    AvgPool1D,
-    AvgPool2D,
-    BatchNorm,
-    Concat,
-    Conv1D,
-    Conv2D,
-    ConvTranspose2D,
-    Crop2D,
-    Dense,
-    Dropout,
-    Flatten,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
-    GlobalMaxPool1D,
-    GlobalMaxPool2D,
-    Layer,
-    LayerNorm,
-    LeakyReLU,
-    MaxPool1D,
-    MaxPool2D,
-    ReLU,
-    ReLU6,
-    Reshape,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Tanh,
-    Upsample2D,
-    ZeroPad2D,
-)
+from netspec.layers import Layer, table_entry
 from netspec.layers.activations import activation_of
 
 from .activations import act_module
@@ -69,49 +37,34 @@ def lower_activation(node: Node) -> nn.Module:
     return act_module(activation_of(node.layer, rank), rank)
 
 
-# tests/test_completeness.py checks that every class in netspec.layers.LAYER_KINDS is here.
+# Keyed by layer class, looked up through the class hierarchy (netspec.layers.table_entry):
+# tests/test_completeness.py checks that every class in netspec.layers.LAYER_KINDS finds a row.
 LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
-    Dense: lower_dense,
-    Conv1D: lower_conv,
-    Conv2D: lower_conv,
-    ConvTranspose2D: lower_conv_transpose,
-    MaxPool1D: lower_pool,
-    MaxPool2D: lower_pool,
-    AvgPool1D: lower_pool,
-    AvgPool2D: lower_pool,
-    GlobalAvgPool1D: lower_global_pool,
-    GlobalAvgPool2D: lower_global_pool,
-    GlobalMaxPool1D: lower_global_pool,
-    GlobalMaxPool2D: lower_global_pool,
-    Flatten: lambda node: nn.Flatten(1),
-    Reshape: lambda node: ReshapeBatch(node.shape),
-    Dropout: lambda node: nn.Dropout(node.layer.rate),  # type: ignore[attr-defined]
-    BatchNorm: lower_batchnorm,
-    LayerNorm: lower_layernorm,
-    Activation: lower_activation,
-    ReLU: lower_activation,
-    LeakyReLU: lower_activation,
-    Sigmoid: lower_activation,
-    Tanh: lower_activation,
-    Softmax: lower_activation,
-    GELU: lower_activation,
-    SiLU: lower_activation,
-    ReLU6: lower_activation,
-    Upsample2D: lower_upsample,
-    ZeroPad2D: lower_zeropad,
-    Crop2D: lower_crop,
-    Concat: lower_concat,
-    Add: lambda node: Sum(),
+    layers.Dense: lower_dense,
+    layers.Conv: lower_conv,  # conv1d, conv2d
+    layers.ConvTranspose2D: lower_conv_transpose,
+    layers.Pool: lower_pool,  # max and average, 1-D and 2-D
+    layers.GlobalPool: lower_global_pool,  # mean and maximum, 1-D and 2-D
+    layers.Flatten: lambda node: nn.Flatten(1),
+    layers.Reshape: lambda node: ReshapeBatch(node.shape),
+    layers.Dropout: lambda node: nn.Dropout(node.layer.rate),  # type: ignore[attr-defined]
+    layers.BatchNorm: lower_batchnorm,
+    layers.LayerNorm: lower_layernorm,
+    layers.ActivationLayer: lower_activation,  # the whole family, by its Act
+    layers.Upsample2D: lower_upsample,
+    layers.ZeroPad2D: lower_zeropad,
+    layers.Crop2D: lower_crop,
+    layers.Concat: lower_concat,
+    layers.Add: lambda node: Sum(),
 }
 
 
 def lower_node(node: Node) -> nn.Module:
     """The torch module of one IR node (parameters initialized; freezing is build_module's job)."""
-    for cls in type(node.layer).__mro__:
-        lower = LOWERINGS.get(cls)  # type: ignore[call-overload]
-        if lower is not None:
-            return lower(node)
-    raise NotImplementedError(
-        f"layer '{node.name}': no PyTorch lowering for layer kind '{node.kind}' "
-        "(add one to netspec.backends.lowering.layers.LOWERINGS)"
-    )
+    lower = table_entry(LOWERINGS, type(node.layer))
+    if lower is None:
+        raise NotImplementedError(
+            f"layer '{node.name}': no PyTorch lowering for layer kind '{node.kind}' "
+            "(add one to netspec.backends.lowering.layers.LOWERINGS)"
+        )
+    return lower(node)

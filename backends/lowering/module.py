@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from netspec.ir import Graph
+from netspec.items import INPUT
 from netspec.shapes import batch_axis
-from netspec.spec import INPUT
 
 from .activations import FusedActivation
 from .layers import lower_node

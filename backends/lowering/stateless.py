@@ -15,15 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netspec.ir import Node
-from netspec.layers import (
-    Concat,
-    Crop2D,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
-    MaxPool1D,
-    MaxPool2D,
-    Upsample2D,
-)
+from netspec.layers import Concat, Crop2D, Pool, Upsample2D
+from netspec.layers import GlobalPool as GlobalPoolLayer  # GlobalPool here is the torch module
 from netspec.layers.conv import windows
 from netspec.shapes import Window, batch_axis, window_counts
 
@@ -77,11 +70,11 @@ class PaddedPool(nn.Module):
 
 
 def lower_pool(node: Node) -> nn.Module:
-    layer = node.layer
+    layer: Pool = node.layer  # type: ignore[assignment]
     x = node.input_shapes[0]
     wins = windows(layer, x[1:])
     two_d = len(wins) == 2
-    is_max = isinstance(layer, (MaxPool1D, MaxPool2D))
+    is_max = layer.op == "max"
     native = all(w.symmetric and w.pad_begin <= w.size // 2 for w in wins)
     if not native:
         return PaddedPool("max" if is_max else "avg", wins, x[1:])
@@ -112,9 +105,8 @@ class GlobalPool(nn.Module):
 
 
 def lower_global_pool(node: Node) -> nn.Module:
-    layer = node.layer
-    mode = "avg" if isinstance(layer, (GlobalAvgPool1D, GlobalAvgPool2D)) else "max"
-    return GlobalPool(mode, len(node.input_shapes[0]) - 1, layer.keepdims)  # type: ignore[attr-defined]
+    layer: GlobalPoolLayer = node.layer  # type: ignore[assignment]
+    return GlobalPool(layer.op, len(node.input_shapes[0]) - 1, layer.keepdims)
 
 
 class ReshapeBatch(nn.Module):

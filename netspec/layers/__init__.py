@@ -5,6 +5,7 @@ from __future__ import annotations
 from netspec.layers.activations import (
     GELU,
     Activation,
+    ActivationLayer,
     LeakyReLU,
     ReLU,
     ReLU6,
@@ -13,9 +14,9 @@ from netspec.layers.activations import (
     Softmax,
     Tanh,
 )
-from netspec.layers.base import Layer, Params, ShapeError, Weight
+from netspec.layers.base import Layer, Params, ShapeError, Weight, table_entry
 from netspec.layers.batchnorm import BatchNorm
-from netspec.layers.conv import Conv1D, Conv2D
+from netspec.layers.conv import Conv, Conv1D, Conv2D
 from netspec.layers.conv_transpose import ConvTranspose2D
 from netspec.layers.crop import Crop2D
 from netspec.layers.dense import Dense
@@ -26,10 +27,11 @@ from netspec.layers.global_pool import (
     GlobalAvgPool2D,
     GlobalMaxPool1D,
     GlobalMaxPool2D,
+    GlobalPool,
 )
 from netspec.layers.layernorm import LayerNorm
 from netspec.layers.merge import Add, Concat
-from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
+from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
 from netspec.layers.reshape import Reshape
 from netspec.layers.upsample import Upsample2D
 from netspec.layers.zeropad import ZeroPad2D
@@ -71,11 +73,16 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
 
 __all__ = [
+    "ActivationLayer",
+    "Conv",
+    "GlobalPool",
     "KINDS",
     "LAYER_KINDS",
     "Layer",
     "Params",
+    "Pool",
     "ShapeError",
     "Weight",
+    "table_entry",
     *[c.__name__ for c in LAYER_KINDS],
 ]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -160,8 +160,9 @@ class Weight:
 class Layer(BaseModel):
     """A layer kind: its validated arguments, shape rule, parameter count and MACs, in one class.
 
-    Subclasses set `kind` (the YAML key) and override `output_shape`, and `params`/`macs` when the
-    layer has weights. Everything here is pure integer arithmetic on per-sample shapes.
+    Subclasses set `kind` (the YAML key) and override `output_shape` where the shape changes, and
+    `weights` (the tensors it owns; `params` is counted from them) and `macs` when the layer has
+    weights. Everything here is pure integer arithmetic on per-sample shapes.
     """
 
     # defer_build: a kind's validator is built on first use, so startup does not pay for all kinds.
@@ -190,6 +191,21 @@ class Layer(BaseModel):
 
     def macs(self, inputs: list[Shape], out: Shape) -> int:
         return 0
+
+
+T = TypeVar("T")
+
+
+def table_entry(table: Mapping[type[Layer], T], cls: type[Layer]) -> T | None:
+    """A backend table's entry for a layer class: its own row, else its nearest base class's.
+
+    Both backends (LOWERINGS, EXPORTS) look a kind up through this one rule, so one row can
+    serve a family (ActivationLayer) and a table never has to list each member.
+    """
+    for c in cls.__mro__:
+        if c in table:
+            return table[c]
+    return None
 
 
 def check_rank(layer: Layer, shape: Shape, ranks: tuple[int, ...]) -> None:
@@ -238,4 +254,5 @@ __all__ = [
     "check_rank",
     "norm_axis",
     "suggest",
+    "table_entry",
 ]

@@ -60,7 +60,9 @@ def window_output(layer: Layer, shape: Shape, channels: int) -> tuple[Shape, tup
     return (channels, *out), wins
 
 
-class _Conv(Layer):
+class Conv(Layer):
+    """The convolution family (conv1d, conv2d): one row in each backend."""
+
     ndim: ClassVar[int]
 
     filters: PositiveInt = Field(description="Output channels.")
@@ -98,7 +100,7 @@ class _Conv(Layer):
         return prod(out) * (inputs[0][0] // self.groups) * prod(self.kernel)
 
 
-class Conv1D(_Conv):
+class Conv1D(Conv):
     """A convolution over [channels, length]."""
 
     kind: ClassVar[str] = "conv1d"
@@ -110,7 +112,7 @@ class Conv1D(_Conv):
     dilation: Ints1 = Field((1,), description=DILATION)
 
 
-class Conv2D(_Conv):
+class Conv2D(Conv):
     """A convolution over [channels, height, width]."""
 
     kind: ClassVar[str] = "conv2d"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -10,8 +10,11 @@ from netspec.layers.base import Layer, check_rank
 from netspec.shapes import Shape
 
 
-class _GlobalPool(Layer):
+class GlobalPool(Layer):
+    """The global pooling family (mean and maximum, 2-D or 1-D): one row in each backend."""
+
     ndim: ClassVar[int] = 2
+    op: ClassVar[Literal["max", "avg"]]  # the maximum or the mean over the axes
 
     keepdims: bool = Field(
         False, description="Keep the pooled axes with size 1: [C, 1, 1] instead of [C]."
@@ -23,27 +26,31 @@ class _GlobalPool(Layer):
         return (x[0], *(1,) * self.ndim) if self.keepdims else (x[0],)
 
 
-class GlobalAvgPool2D(_GlobalPool):
+class GlobalAvgPool2D(GlobalPool):
     """The mean over height and width: [C, H, W] -> [C]."""
 
     kind: ClassVar[str] = "global_avgpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
 
 
-class GlobalMaxPool2D(_GlobalPool):
+class GlobalMaxPool2D(GlobalPool):
     """The maximum over height and width: [C, H, W] -> [C]."""
 
     kind: ClassVar[str] = "global_maxpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
 
 
-class GlobalAvgPool1D(_GlobalPool):
+class GlobalAvgPool1D(GlobalPool):
     """The mean over the length: [C, L] -> [C]."""
 
     kind: ClassVar[str] = "global_avgpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
     ndim: ClassVar[int] = 1
 
 
-class GlobalMaxPool1D(_GlobalPool):
+class GlobalMaxPool1D(GlobalPool):
     """The maximum over the length: [C, L] -> [C]."""
 
     kind: ClassVar[str] = "global_maxpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
     ndim: ClassVar[int] = 1

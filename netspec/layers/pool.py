@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,11 @@ from netspec.layers.conv import PADDING, window_output
 from netspec.shapes import Shape
 
 
-class _Pool2D(Layer):
+class Pool(Layer):
+    """The pooling family (max and average, 2-D here, 1-D below): one row in each backend."""
+
     ndim: ClassVar[int] = 2
+    op: ClassVar[Literal["max", "avg"]]  # the maximum or the mean of each window
 
     size: Ints2 = Field((2, 2), description="Window size: k, or [h, w].")
     stride: Ints2 | None = Field(
@@ -27,7 +30,7 @@ class _Pool2D(Layer):
         return shape
 
 
-class _Pool1D(_Pool2D):
+class _Pool1D(Pool):
     ndim: ClassVar[int] = 1
 
     size: Ints1 = Field((2,), description="Window size.")
@@ -37,25 +40,29 @@ class _Pool1D(_Pool2D):
     padding: Padding1 = Field("valid", description=PADDING)
 
 
-class MaxPool2D(_Pool2D):
+class MaxPool2D(Pool):
     """Max pooling over height and width."""
 
     kind: ClassVar[str] = "maxpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
 
 
-class AvgPool2D(_Pool2D):
+class AvgPool2D(Pool):
     """Average pooling; padded cells are not counted in the average (as in Keras and ONNX)."""
 
     kind: ClassVar[str] = "avgpool2d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
 
 
 class MaxPool1D(_Pool1D):
     """Max pooling over the length."""
 
     kind: ClassVar[str] = "maxpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "max"
 
 
 class AvgPool1D(_Pool1D):
     """Average pooling over the length; padded cells are not counted."""
 
     kind: ClassVar[str] = "avgpool1d"
+    op: ClassVar[Literal["max", "avg"]] = "avg"
