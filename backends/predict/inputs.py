@@ -191,15 +191,18 @@ def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) ->
 
 
 def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
-    """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W)."""
-    # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
-    im = im.convert("RGB" if info.pre.get("grayscale") else info.channel_order)
-    size = info.pre.get("image_size")
-    if size:  # decoded from a folder: the loader's own crop and resize, exactly
-        from netspec.data.folder import fit_image
+    """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W).
 
-        im = fit_image(im, (int(size[0]), int(size[1])), info.pre.get("image_crop"))
-    pixels = np.asarray(im)
+    The folder loader's own decoding (image_pixels): 16-bit images keep their range, as floats
+    on the 8-bit scale, so a 16-bit scan predicts as it trained.
+    """
+    from netspec.data.folder import image_pixels
+
+    # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
+    mode = "RGB" if info.pre.get("grayscale") else str(info.channel_order)
+    size = info.pre.get("image_size")
+    fit = (int(size[0]), int(size[1])) if size else None  # decoded from a folder: its own fit
+    pixels = image_pixels(im, mode, fit, info.pre.get("image_crop"))
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 

@@ -84,15 +84,54 @@ def fit_image(im: Image.Image, size: tuple[int, int], crop: str | None) -> Image
     return im
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int] | None, crop: str | None) -> np.ndarray:
-    """One image as an (H, W, C) or (H, W) uint8 array; DataError naming the file if unreadable."""
+# Pillow's 16-bit grayscale modes (PNG and TIFF); a 16-bit PNG may also open as 32-bit "I".
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+SIXTEEN_TO_8 = 255 / 65535  # a 16-bit value v is v * 255 / 65535: the scale of 8-bit pixels
+
+
+def bit_depth(im: Image.Image) -> int:
+    """8 or 16: the bits per value of an image Pillow opened; ValueError for 32-bit images."""
+    if im.mode in _SIXTEEN_BIT or (im.mode == "I" and im.format == "PNG"):
+        return 16
+    if im.mode in ("I", "F"):
+        kind = "integer" if im.mode == "I" else "float"
+        raise ValueError(
+            f"a 32-bit {kind} image; netspec reads 8- and 16-bit images (save it as a 16-bit "
+            "PNG or TIFF, or its values as a .npz array)"
+        )
+    return 8
+
+
+def image_pixels(
+    im: Image.Image, mode: str, size: tuple[int, int] | None, crop: str | None
+) -> np.ndarray:
+    """An opened image as (H, W, C) or (H, W) pixels in `mode` (RGB or L), fitted to size.
+
+    8-bit images give uint8. 16-bit grayscale images (microscopy, scans) keep their range:
+    float32 scaled by the bit depth to the 8-bit scale (v * 255 / 65535), where Pillow's
+    convert("L") would clip every value above 255. `netspec predict` decodes with this too.
+    """
+    if bit_depth(im) == 8:
+        im = im.convert(mode)
+        if size is not None:
+            im = fit_image(im, size, crop)
+        return np.asarray(im, dtype=np.uint8)
+    plane = Image.fromarray(np.asarray(im, dtype=np.float32) * np.float32(SIXTEEN_TO_8))
+    if size is not None:
+        plane = fit_image(plane, size, crop)  # mode F: resized as floats
+    values = np.asarray(plane, dtype=np.float32)
+    return np.repeat(values[..., None], 3, axis=2) if mode == "RGB" else values
+
+
+def _decode(
+    path: Path, mode: str, size: tuple[int, int] | None, crop: str | None
+) -> tuple[np.ndarray, int]:
+    """One image as (H, W, C) or (H, W) pixels (image_pixels) and its bit depth; DataError
+    naming the file if unreadable."""
     try:
         with Image.open(path) as im:
             im.load()
-            im = im.convert(mode)
-            if size is not None:
-                im = fit_image(im, size, crop)
-            return np.asarray(im, dtype=np.uint8)
+            return image_pixels(im, mode, size, crop), bit_depth(im)
     # Pillow's decoders raise many types on bad input (UnidentifiedImageError/OSError,
     # SyntaxError, struct.error, ValueError, DecompressionBombError, ...): all mean "bad file".
     except Exception as e:
@@ -116,7 +155,8 @@ def load_image_folder(
 
     size is (height, width); with crop="center" each image is first cropped to that aspect
     ratio so nothing is stretched. Without size all images must already share one size.
-    x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale); y: (N,) int64.
+    x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale), float32 on the same 0..255 scale
+    when any image is 16-bit (image_pixels); y: (N,) int64.
     """
     root = Path(root)
     if color not in _MODES:
@@ -160,17 +200,21 @@ def load_image_folder(
 
     # Every file is decoded before any is refused, so one run lists all the corrupt ones.
     decoded: list[np.ndarray] = []
+    depths: set[int] = set()
     bad: list[Problem] = []
     for path in files:
         try:
-            decoded.append(_decode(path, mode, size, crop))
+            pixels, depth = _decode(path, mode, size, crop)
+            decoded.append(pixels)
+            depths.add(depth)
         except DataError as e:
             bad += e.problems
     if bad:
         raise unreadable(bad)
-    # The first image fixes (H, W) when no size was asked for.
+    # The first image fixes (H, W) when no size was asked for; 16-bit images make x float32.
     first = decoded[0]
-    x = np.empty((len(files), channels, first.shape[0], first.shape[1]), dtype=np.uint8)
+    dtype = np.float32 if 16 in depths else np.uint8
+    x = np.empty((len(files), channels, first.shape[0], first.shape[1]), dtype=dtype)
     for i, (path, arr) in enumerate(zip(files, decoded)):
         if arr.shape[:2] != x.shape[2:]:
             raise data_error(
@@ -190,6 +234,8 @@ def load_image_folder(
         classes=tuple(names),
         source=f"image folder {root} ({len(names)} class{'es' if len(names) != 1 else ''}"
         + (f", resized to {size[0]}x{size[1]}" if size else "")
+        + (", 16-bit images scaled to 0..255" if 16 in depths else "")
         + ")",
         notes=notes,
+        bit_depth=max(depths),
     )

@@ -358,6 +358,7 @@ def prepare(
         channel_order=channel_order,
         image_size=tuple(cfg.size) if folder else None,  # type: ignore[union-attr,arg-type]
         image_crop=cfg.crop if folder else None,  # type: ignore[union-attr]
+        image_bits=data.bit_depth,
         grayscale=p.grayscale,
         resize=tuple(p.resize) if p.resize else None,  # type: ignore[arg-type]
         center_crop=tuple(p.center_crop) if p.center_crop else None,  # type: ignore[arg-type]

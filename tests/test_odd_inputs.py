@@ -1,0 +1,75 @@
+"""Inputs that trained or predicted silently wrong, or crashed (issue 20): one test per item.
+
+Each test failed before its fix. The corpus of odd files (tests/test_corpus.py) widens these
+to every loader; this file keeps the one reproduction of each reported case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from netspec.data import load_image_folder
+from netspec.data.folder import SIXTEEN_TO_8
+
+# --- item 2: 16-bit grayscale images keep their range ------------------------------------------
+
+
+def write_16bit(path: Path, value: int, size: int = 4) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size, size), value, np.uint16)).save(path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_grayscale_class_folders_keep_their_range(tmp_path: Path, suffix: str) -> None:
+    # Both classes are above 255: Pillow's convert("L") made them one blank class.
+    write_16bit(tmp_path / "dim" / f"0{suffix}", 1000)
+    write_16bit(tmp_path / "bright" / f"0{suffix}", 60000)
+    for color, channels in (("grayscale", 1), ("rgb", 3)):
+        data = load_image_folder(tmp_path, color=color)  # type: ignore[arg-type]
+        assert data.x.dtype == np.float32 and data.x.shape == (2, channels, 4, 4)
+        assert data.bit_depth == 16 and "16-bit" in data.source
+        by_class = {data.classes[int(y)]: float(x.max()) for x, y in zip(data.x, data.y)}
+        assert by_class["bright"] == pytest.approx(60000 * SIXTEEN_TO_8, rel=1e-6)
+        assert by_class["dim"] == pytest.approx(1000 * SIXTEEN_TO_8, rel=1e-6)
+    resized = load_image_folder(tmp_path, color="grayscale", size=(2, 2))
+    assert float(resized.x.max()) == pytest.approx(60000 * SIXTEEN_TO_8, rel=1e-5)
+
+
+def test_8bit_folders_stay_uint8(tmp_path: Path) -> None:
+    for name, value in (("a", 3), ("b", 200)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((4, 4), value, np.uint8)).save(tmp_path / name / "0.png")
+    data = load_image_folder(tmp_path, color="grayscale")
+    assert data.x.dtype == np.uint8 and data.bit_depth == 8
+
+
+def test_32bit_images_are_refused_by_name(tmp_path: Path) -> None:
+    from netspec.errors import DataError
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((4, 4), 70000.5, np.float32)).save(tmp_path / name / "0.tif")
+    with pytest.raises(DataError, match=r"0\.tif.*32-bit float image"):
+        load_image_folder(tmp_path, color="grayscale")
+
+
+def test_predict_reads_16bit_images_as_training_did(tmp_path: Path) -> None:
+    from netspec.backends.predict.inputs import read_image
+    from netspec.backends.predict.model import ModelInfo
+
+    write_16bit(tmp_path / "scan.png", 40000, size=8)
+    for order, resize in (("L", None), ("RGB", [4, 4])):
+        pre = {"channel_order": order, "image_size": resize, "raw_shape": [1, 8, 8]}
+        c = 1 if order == "L" else 3
+        h = 4 if resize else 8
+        info = ModelInfo(
+            tmp_path / "m.onnx", "input", "tensor(float)", None, (c, h, h), "out", (2,),
+            (c, h, h), pre=pre,
+        )  # fmt: skip
+        x = read_image(tmp_path / "scan.png", info)
+        assert x.shape == (c, h, h)
+        assert float(x.max()) == pytest.approx(40000 * SIXTEEN_TO_8, rel=1e-5)
