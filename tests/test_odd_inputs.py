@@ -6,6 +6,7 @@ to every loader; this file keeps the one reproduction of each reported case.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,56 @@ def test_predict_reads_16bit_images_as_training_did(tmp_path: Path) -> None:
         x = read_image(tmp_path / "scan.png", info)
         assert x.shape == (c, h, h)
         assert float(x.max()) == pytest.approx(40000 * SIXTEEN_TO_8, rel=1e-5)
+
+
+# --- item 4: NaN and infinities in predict inputs are per-input failures; JSON stays strict -----
+
+
+def strict_json(text: str) -> object:
+    """json.loads that refuses NaN, Infinity and -Infinity (Python's json accepts them)."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} in JSON output: not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_predict_fails_the_nan_inputs_only_and_prints_strict_json(
+    quickstart_onnx: Path, tmp_path: Path
+) -> None:
+    from helpers import invoke
+
+    good = np.full((1, 8, 8), 4.0, np.float32)
+    batch = np.stack([good, good, good])
+    batch[1, 0, 2, 3] = np.nan
+    np.save(tmp_path / "x.npy", batch)
+    bad = good.copy()
+    bad[0, 0, 0] = np.inf
+    np.save(tmp_path / "inf.npy", bad)
+    (tmp_path / "rows.csv").write_text(
+        ",".join(f"p{i}" for i in range(64)) + "\n" + ",".join(["1"] * 63 + ["nan"]) + "\n"
+    )
+    result = invoke(
+        "predict", quickstart_onnx, tmp_path / "x.npy", tmp_path / "inf.npy", tmp_path / "rows.csv",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    doc = strict_json(result.stdout)
+    assert isinstance(doc, list)
+    errors = {r["input"]: r["error"]["problems"][0]["message"] for r in doc if "error" in r}
+    assert [r["input"] for r in doc if "predictions" in r] == [
+        f"{tmp_path / 'x.npy'}[0]",
+        f"{tmp_path / 'x.npy'}[2]",
+    ]
+    assert "1 NaN value (the first at index (0, 2, 3))" in errors[f"{tmp_path / 'x.npy'}[1]"]
+    assert "1 infinite value" in errors[str(tmp_path / "inf.npy")]
+    assert len(errors) == 3 and any("rows.csv:2" in name for name in errors)
+
+
+def test_the_python_api_refuses_a_nan_array_by_name(quickstart_onnx: Path) -> None:
+    import netspec
+    from netspec.errors import NetspecError
+
+    x = np.full((1, 8, 8), np.nan, np.float32)
+    with pytest.raises(NetspecError, match=r"inputs\[0\].*64 NaN values"):
+        netspec.Predictor(quickstart_onnx).predict(x)

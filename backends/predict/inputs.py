@@ -106,8 +106,38 @@ def array_name(k: int) -> str:
     return f"inputs[{k}]"
 
 
+def finite(samples: Iterable[Sample | Failed]) -> Iterator[Sample | Failed]:
+    """The samples, each holding a NaN or an infinity turned into a Failed naming it.
+
+    A non-finite input gives a non-finite score (printed as `NaN`, which is not JSON) or a
+    confident wrong class: never a result. Every reader's samples pass through here.
+    """
+    for sample in samples:
+        if isinstance(sample, Sample) and not np.isfinite(sample.x).all():
+            nan = int(np.isnan(sample.x).sum())
+            inf = int(sample.x.size - np.count_nonzero(np.isfinite(sample.x))) - nan
+            what = " and ".join(f"{n} {word}" for n, word in ((nan, "NaN"), (inf, "infinite")) if n)
+            at = tuple(int(i) for i in np.argwhere(~np.isfinite(sample.x))[0])
+            yield Failed(
+                sample.name,
+                error(
+                    f"{what} value{'s' if nan + inf > 1 else ''} (the first at "
+                    f"index {at}); the model needs finite numbers",
+                    sample.name,
+                    hint="fill missing values (as training did) or leave this input out",
+                ),
+            )
+        else:
+            yield sample
+
+
 def read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
-    """The raw samples of every input (file or array), in order; a Failed for each that is not."""
+    """The raw samples of every input (file or array), in order; a Failed for each that is not
+    (unreadable, or holding NaN or infinite values)."""
+    return finite(_read_inputs(paths, info, note))
+
+
+def _read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
     resized = _Once(note)
     for k, path in enumerate(paths):
         try:
@@ -292,7 +322,7 @@ def read_scenes(paths: Iterable[Input], info: ModelInfo) -> Iterator[Sample | Fa
     for k, path in enumerate(paths):
         name = array_name(k) if isinstance(path, np.ndarray) else str(path)
         try:
-            yield from _scenes(path, info, bands, k)
+            yield from finite(_scenes(path, info, bands, k))
         except NetspecError as err:
             yield Failed(name, err)
 

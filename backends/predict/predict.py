@@ -76,7 +76,8 @@ def predict(
             except SceneError as exc:
                 yield failed(Failed(sample.name, error(str(exc), sample.name)))
                 continue
-            yield interpret.scene(sample, seg)
+            bad = interpret.failed(sample, seg.probs)
+            yield failed(bad) if bad else interpret.scene(sample, seg)
         return
     for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
         if given:
@@ -94,7 +95,8 @@ def predict(
         for group in groups:
             out = predictor.run(np.stack([s.x for s in group]))
             for sample, y in zip(group, out):
-                yield interpret(sample, y)
+                bad = interpret.failed(sample, y)
+                yield failed(bad) if bad else interpret(sample, y)
 
     for sample in read_inputs(paths, predictor.info, note):
         if isinstance(sample, Failed):  # in its place: the results before it go first
