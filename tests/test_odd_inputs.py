@@ -127,3 +127,69 @@ def test_the_python_api_refuses_a_nan_array_by_name(quickstart_onnx: Path) -> No
     x = np.full((1, 8, 8), np.nan, np.float32)
     with pytest.raises(NetspecError, match=r"inputs\[0\].*64 NaN values"):
         netspec.Predictor(quickstart_onnx).predict(x)
+
+
+# --- item 6: float labels with a classifier head are classes (or an error naming the file) -----
+
+ARRAY_SPEC = """\
+name: arrays
+input: [4]
+layers:
+  - dense: {{units: 3, activation: softmax}}
+train:
+  data: {{source: arrays, path: d.npz, val: 0.0, test: 0.25{extra}}}
+"""
+
+
+def write_npz(path: Path, y: np.ndarray, n: int = 12) -> None:
+    x = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
+    np.savez(path, x=x, y=y)
+
+
+def prepared(tmp_path: Path, text: str):
+    """The Trainer's data (it tells prepare the activation the network ends in)."""
+    from helpers import make_trainer
+
+    return make_trainer(tmp_path, text).data
+
+
+def test_integral_float_labels_with_a_softmax_head_are_classes(tmp_path: Path) -> None:
+    write_npz(tmp_path / "d.npz", np.arange(12, dtype=np.float64) % 3)
+    p = prepared(tmp_path, ARRAY_SPEC.format(extra=""))
+    assert p.task == "multiclass" and p.classes == ("0", "1", "2")
+    assert p.train.y.dtype == np.int64
+
+
+def test_integral_float_csv_labels_with_a_softmax_head_are_classes(tmp_path: Path) -> None:
+    # More than 20 distinct integral values: auto would call it regression; the head says classes.
+    rows = [f"{i % 7}.5,{i % 3}.0,{i},{float(i % 25)}" for i in range(50)]
+    (tmp_path / "t.csv").write_text("a,b,c,y\n" + "\n".join(rows) + "\n")
+    spec = ARRAY_SPEC.replace("[4]", "[3]").replace("units: 3", "units: 25")
+    spec = spec.replace("source: arrays, path: d.npz", "source: csv, path: t.csv, target: y")
+    p = prepared(tmp_path, spec.format(extra=""))
+    assert p.task == "multiclass" and len(p.classes or ()) == 25
+
+
+def test_non_integral_float_labels_with_a_softmax_head_name_the_file(tmp_path: Path) -> None:
+    from netspec.errors import DataError
+
+    write_npz(tmp_path / "d.npz", np.linspace(0, 2, 12))
+    with pytest.raises(DataError) as err:
+        prepared(tmp_path, ARRAY_SPEC.format(extra=""))
+    message = str(err.value)
+    assert "d.npz" in message and "ends in softmax" in message and "0.18" in message
+
+
+def test_float_targets_of_a_linear_head_stay_regression(tmp_path: Path) -> None:
+    write_npz(tmp_path / "d.npz", np.arange(12, dtype=np.float64) % 3)
+    spec = ARRAY_SPEC.replace("units: 3, activation: softmax", "units: 1")
+    p = prepared(tmp_path, spec.format(extra=""))
+    assert p.task == "regression"
+
+
+def test_integral_float_labels_of_named_classes_are_classes(tmp_path: Path) -> None:
+    from netspec.data import load_arrays
+
+    write_npz(tmp_path / "d.npz", np.arange(12, dtype=np.float64) % 3)
+    data = load_arrays(tmp_path / "d.npz", classes=["a", "b", "c"])
+    assert data.classes == ("a", "b", "c") and data.y.dtype == np.int64

@@ -11,6 +11,7 @@ import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData
+from netspec.data.labels import class_count
 from netspec.data.masks import checked_classes, mask_indices
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -104,6 +105,8 @@ def _targets(
             f"y has shape {tuple(y.shape)}; expected ({n},) or ({n}, K) to match x's {n} samples",
             path,
         )
+    if classes is not None and y.dtype.kind == "f" and y.ndim == 1 and _integral(y):
+        y = y.astype(np.int64)  # float64 labels 0.0, 1.0 (pandas) of named classes
     if y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer):
         # Integer targets are class indices.
         if y.ndim != 1:
@@ -115,7 +118,7 @@ def _targets(
         y64 = y.astype(np.int64)
         if y64.size and int(y64.min()) < 0:
             raise data_error(f"y holds class index {int(y64.min())}; expected 0 or more", path)
-        n_classes = int(y64.max()) + 1 if y64.size else 0
+        n_classes = class_count(int(y64.max()), path) if y64.size else 0
         if classes is None:
             return y64, tuple(str(i) for i in range(n_classes))
         if n_classes > len(classes):
@@ -139,6 +142,10 @@ def _targets(
     raise data_error(
         f"y has dtype {y.dtype}; expected integers (classes) or floats (regression)", path
     )
+
+
+def _integral(y: np.ndarray) -> bool:
+    return bool(np.isfinite(y).all() and (y == np.round(y)).all())
 
 
 def _mask_like(y: np.ndarray, hw: tuple[int, ...]) -> bool:

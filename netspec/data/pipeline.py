@@ -21,6 +21,7 @@ from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.halves import lower_half, scaled_targets
+from netspec.data.labels import float_classes
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -271,7 +272,10 @@ def prepare(
     """
     cfg = spec.data
     seed = spec.seed if cfg.split_seed is None else cfg.split_seed
-    data = _limit(load_source(cfg, spec_file), cfg.limit, seed)
+    loss = spec.loss.name if spec.loss else None
+    data = float_classes(
+        _limit(load_source(cfg, spec_file), cfg.limit, seed), output_activation, loss
+    )
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
@@ -279,6 +283,7 @@ def prepare(
     test: ArrayData | None = None
     if cfg.test_path or own_test:
         test = _limit(load_source(cfg, spec_file, test=True), cfg.limit, seed + 1)
+        test = float_classes(test, output_activation, loss)
     fractions = {"train": 1.0 - cfg.val - cfg.test, "val": cfg.val, "test": cfg.test}
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions["train"] <= 0:
@@ -368,7 +373,6 @@ def prepare(
         per_sample=p.normalize == "per_sample",
         raw_range=(float(train.x.min()), float(train.x.max())) if train.x.size else None,
     )
-    loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
     if task == "regression" and cfg.scale_targets:
         if output_activation is None:

@@ -1,0 +1,55 @@
+"""Class labels checked before anything is built from them: float labels of a classifier, and
+label values that are ids (10^12) rather than class indices."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from netspec.data._common import data_error
+from netspec.data.arraydata import ArrayData
+
+# More classes than this is a column of ids (or hashes), never class indices: refused before
+# any per-class list, bincount or one-hot is sized by it.
+MAX_CLASSES = 65536
+_RENUMBER = "renumber the labels 0..K-1, e.g. with numpy.unique(y, return_inverse=True)"
+_CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy")
+
+
+def class_count(top: int, where: object) -> int:
+    """The number of classes of labels 0..top, refused (naming `where`) when they are ids."""
+    if top >= MAX_CLASSES:
+        raise data_error(
+            f"labels go up to {top}: more than {MAX_CLASSES} classes, so they look like ids, "
+            "not class indices 0..K-1",
+            None if where is None else str(where),
+            hint=_RENUMBER,
+        )
+    return top + 1
+
+
+def float_classes(data: ArrayData, head: str | None, loss: str | None) -> ArrayData:
+    """Float labels (N,) of a classifier as class indices; regression data otherwise unchanged.
+
+    Arrays and pandas give labels as float64 (0.0, 1.0, ...): with a softmax head or a
+    cross-entropy loss they are classes, not regression targets (which crashed the first epoch
+    in the loss). Non-integral or negative values with such a head are an error naming the data.
+    """
+    classifier = head == "softmax" or (loss or "").split(" ")[0] in _CLASSIFIER_LOSSES
+    y = data.y
+    if data.classes is not None or y.ndim != 1 or y.dtype.kind != "f" or not classifier:
+        return data
+    why = "ends in softmax" if head == "softmax" else f"is trained with {loss}"
+    finite = np.isfinite(y)
+    odd = y[~finite | (y != np.round(y)) | (y < 0)] if y.size else y
+    if odd.size:
+        raise data_error(
+            f"{data.source}: the labels are floats such as {float(odd[0])!r}, but the network "
+            f"{why} (a classifier), which needs class indices 0, 1, 2, ...",
+            hint="store class labels as integers 0..K-1, or end the network in a linear output "
+            "with loss: mse for regression",
+        )
+    top = int(y.max()) if y.size else -1
+    k = class_count(top, data.source)
+    return replace(data, y=y.astype(np.int64), classes=tuple(str(i) for i in range(k)))
