@@ -193,3 +193,66 @@ def test_integral_float_labels_of_named_classes_are_classes(tmp_path: Path) -> N
     write_npz(tmp_path / "d.npz", np.arange(12, dtype=np.float64) % 3)
     data = load_arrays(tmp_path / "d.npz", classes=["a", "b", "c"])
     assert data.classes == ("a", "b", "c") and data.y.dtype == np.int64
+
+
+# --- item 7: headers claiming huge shapes, and labels that are ids ------------------------------
+
+
+def huge_npy(shape: tuple[int, ...] = (10**12,)) -> bytes:
+    """A .npy file whose header claims `shape` of float32 and holds 16 bytes of data."""
+    import io
+
+    f = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(f, header)
+    return f.getvalue() + bytes(16)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_an_npz_header_claiming_terabytes_is_refused_before_allocating(
+    tmp_path: Path, compress: bool
+) -> None:
+    import zipfile
+
+    from netspec.data import load_arrays
+    from netspec.errors import DataError
+
+    path = tmp_path / "big.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        z.writestr("x.npy", huge_npy())
+        buf = __import__("io").BytesIO()
+        np.save(buf, np.zeros(3, np.int64))
+        z.writestr("y.npy", buf.getvalue())
+    with pytest.raises(DataError, match=r"big\.npz.*claims shape \(1000000000000,\) of float32"):
+        load_arrays(path)
+
+
+def test_an_npy_header_claiming_terabytes_is_refused_in_training_and_predict(
+    tmp_path: Path,
+) -> None:
+    from netspec.backends.predict.inputs import _load_npy
+    from netspec.data import load_arrays
+    from netspec.errors import NetspecError
+
+    (tmp_path / "x.npy").write_bytes(huge_npy((10**6, 10**6)))
+    np.save(tmp_path / "y.npy", np.zeros(3, np.int64))
+    with pytest.raises(NetspecError, match=r"x\.npy.*4\.0 TB"):
+        load_arrays(tmp_path / "x.npy", y_path=tmp_path / "y.npy")
+    with pytest.raises(NetspecError, match=r"x\.npy.*4\.0 TB"):
+        _load_npy(tmp_path / "x.npy")
+
+
+def test_labels_that_are_ids_are_refused_before_anything_is_sized_by_them(tmp_path: Path) -> None:
+    from netspec.data import load_arrays
+    from netspec.errors import DataError
+
+    x = np.zeros((3, 2), np.float32)
+    np.savez(tmp_path / "ids.npz", x=x, y=np.array([5, 10**12, 7]))
+    with pytest.raises(DataError, match=r"ids\.npz.*labels go up to 1000000000000.*look like ids"):
+        load_arrays(tmp_path / "ids.npz")
+    np.savez(tmp_path / "fids.npz", x=x, y=np.array([5.0, 1e12, 7.0]))
+    spec = ARRAY_SPEC.replace("[4]", "[2]").replace("d.npz", "fids.npz")
+    with pytest.raises(
+        DataError, match=r"fids\.npz.*labels go up to 99999\d+: more than 65536 classes"
+    ):
+        prepared(tmp_path, spec.format(extra=""))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from netspec.data.arrays import check_npy_header
 from netspec.data.preprocess import CropError, geometry
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
 from netspec.errors import NetspecError, first_line
@@ -281,6 +282,8 @@ def array_samples(
 def _load_npy(path: Path) -> np.ndarray:
     """A numeric .npy array (never unpickled), or a clear error."""
     try:
+        with path.open("rb") as f:
+            check_npy_header(f, path.stat().st_size, path)
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
         why = (

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -37,6 +38,54 @@ def _refusal(e: ValueError) -> str:
     return f"is not a valid array file ({e})"
 
 
+DEFLATE_MAX_RATIO = 1032  # deflate's largest expansion: no member inflates beyond this
+
+
+def check_npy_header(f: BinaryIO, available: int, where: str | Path, what: str = "array") -> None:
+    """Refuse a .npy header claiming more bytes than the file (or zip member) can hold.
+
+    numpy allocates the claimed shape before reading any data: a forged or truncated header of
+    shape (10**12,) raised _ArrayMemoryError (or woke the OOM killer). `f` is at the header's
+    start; `available` is the most data bytes that can follow it.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            return  # other versions: numpy's own checks
+    except ValueError:
+        return  # a malformed header: np.load says what is wrong
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > available:
+        raise data_error(
+            f"{what} header claims shape {tuple(shape)} of {dtype} ({_bytes(claimed)}), but the "
+            f"file holds at most {_bytes(available)}: it is truncated or not written by numpy",
+            where,
+            hint="write it again with numpy.save / numpy.savez",
+        )
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} bytes"
+
+
+def _check_member(archive: Any, key: str, path: Path) -> None:
+    """check_npy_header for member `key` of an open NpzFile."""
+    info = archive.zip.getinfo(key if key in archive.zip.namelist() else f"{key}.npy")
+    available = info.file_size
+    if info.compress_type != zipfile.ZIP_STORED:
+        available = min(available, info.compress_size * DEFLATE_MAX_RATIO)
+    with archive.zip.open(info) as member:
+        check_npy_header(member, available, path, f"array {key!r}:")
+
+
 def _load_one(path: Path, key: str) -> np.ndarray:
     """The array in a .npy file, or member `key` of a .npz archive; allow_pickle stays False."""
     suffix = path.suffix.lower()
@@ -59,6 +108,7 @@ def _load_one(path: Path, key: str) -> np.ndarray:
                         f"it holds: {plain(keys) or 'nothing'}",
                         path,
                     )
+                _check_member(archive, key, path)
                 return archive[key]
         except ValueError as e:
             raise data_error(f"array {key!r} {_refusal(e)}", path) from None
@@ -72,6 +122,8 @@ def _load_one(path: Path, key: str) -> np.ndarray:
                 hint="write it with numpy.save",
             )
         try:
+            with path.open("rb") as f:
+                check_npy_header(f, path.stat().st_size, path)
             return np.load(path, allow_pickle=False)
         except ValueError as e:
             raise data_error(f"file {_refusal(e)}", path) from None
