@@ -256,3 +256,98 @@ def test_labels_that_are_ids_are_refused_before_anything_is_sized_by_them(tmp_pa
         DataError, match=r"fids\.npz.*labels go up to 99999\d+: more than 65536 classes"
     ):
         prepared(tmp_path, spec.format(extra=""))
+
+
+# --- item 8: CSV dialects, separators, infinities, one-hot notes, header-only files -------------
+
+
+def csv_file(tmp_path: Path, text: str, name: str = "t.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_quoted_numbers_with_thousands_separators_are_numbers(tmp_path: Path) -> None:
+    from netspec.data import load_csv
+
+    rows = "".join(f'"{1 + i},{234 + i}",{i},{i % 2}\n' for i in range(6))
+    data = load_csv(csv_file(tmp_path, "price,rooms,y\n" + rows), target="y")
+    assert data.x.shape == (6, 2) and data.x[0, 0] == 1234.0 and data.x[5, 0] == 6239.0
+    assert any("thousands separators: '1,234' is read as 1234" in n for n in data.notes)
+
+
+def test_a_column_of_infinities_is_refused_by_name_not_one_hot_encoded(tmp_path: Path) -> None:
+    from netspec.data import load_csv
+    from netspec.errors import DataError
+
+    rows = "".join(f"{'inf' if i else 1.5},{i},{i % 2}\n" for i in range(6))
+    with pytest.raises(DataError) as err:
+        load_csv(csv_file(tmp_path, "a,b,y\n" + rows), target="y")
+    message = str(err.value)
+    assert "t.csv:3" in message and "column 'a' holds 'inf', an infinite value" in message
+
+
+def test_a_semicolon_csv_with_decimal_commas_is_read(tmp_path: Path) -> None:
+    from netspec.data import load_csv
+
+    rows = "".join(f"{i},5;{i};{'ab'[i % 2]}\n" for i in range(6))
+    path = csv_file(tmp_path, "a;b;label\n" + rows)
+    data = load_csv(path, target="label")
+    assert data.x.shape == (6, 2) and data.x[3].tolist() == [3.5, 3.0]
+    assert data.classes == ("a", "b")
+    assert any("decimal commas: '0,5' is read as 0.5" in n for n in data.notes)
+    same = load_csv(path, target="label", delimiter=";")
+    assert np.array_equal(same.x, data.x)
+
+
+def test_a_semicolon_csv_with_a_wrong_target_lists_its_columns(tmp_path: Path) -> None:
+    from netspec.data import load_csv
+    from netspec.errors import DataError
+
+    path = csv_file(tmp_path, "a;b;c;label\n1;2;3;x\n4;5;6;y\n")
+    with pytest.raises(DataError) as err:
+        load_csv(path, target="species")
+    assert "available columns: a, b, c, label" in str(err.value)
+    assert "a;b" not in str(err.value)
+
+
+def test_text_columns_become_one_hot_with_a_note_saying_why(tmp_path: Path) -> None:
+    from netspec.data import load_csv
+
+    rows = "".join(f"{i},{'red' if i % 2 else 'blue'},{i % 2}\n" for i in range(6))
+    data = load_csv(csv_file(tmp_path, "a,color,y\n" + rows), target="y")
+    assert data.x.shape == (6, 3)
+    assert any(
+        "one-hot encoded 1 text column: color (2 categories; e.g. 'blue' is not a number)" in n
+        for n in data.notes
+    )
+
+
+def test_a_header_only_csv_says_it_has_no_data_rows(tmp_path: Path) -> None:
+    from netspec.data import load_csv
+    from netspec.errors import DataError
+
+    with pytest.raises(DataError) as err:
+        load_csv(csv_file(tmp_path, "a,b,y\n"), target="y")
+    assert "t.csv: error: CSV file has a header (a, b, y) but no data rows" in str(err.value)
+    assert "dropping 0 rows" not in str(err.value)
+
+
+def test_a_delimiter_in_the_spec_reaches_the_loader(tmp_path: Path) -> None:
+    from test_data_quality import TABLE_SPEC
+    from test_data_quality import prepared as prepare_spec
+
+    rows = "".join(f"{i}|{i * 2}|{i % 2}\n" for i in range(8))
+    csv_file(tmp_path, "a|b|y\n" + rows)
+    extra = ", delimiter: '|'"
+    p = prepare_spec(tmp_path, TABLE_SPEC.format(features=2, units=2, extra=extra))
+    assert p.train.x.shape[1] == 2
+
+
+def test_predict_reads_semicolon_rows_with_decimal_commas(tmp_path: Path) -> None:
+    from netspec.backends.predict.model import ModelInfo
+    from netspec.backends.predict.rows import csv_rows
+
+    path = csv_file(tmp_path, "a;b\n1,5;2\n3;4,25\n")
+    info = ModelInfo(path, "input", "tensor(float)", None, (2,), "out", (1,), (2,))
+    assert [x.tolist() for _, x in csv_rows(path, info)] == [[1.5, 2.0], [3.0, 4.25]]

@@ -136,7 +136,9 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
             ignore_value=cfg.ignore_value,
         )
     if isinstance(cfg, CsvData):
-        return load_csv(path, target=cfg.target, features=cfg.features, task=cfg.task)
+        return load_csv(
+            path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter
+        )
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
 
 
