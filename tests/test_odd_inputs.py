@@ -351,3 +351,40 @@ def test_predict_reads_semicolon_rows_with_decimal_commas(tmp_path: Path) -> Non
     path = csv_file(tmp_path, "a;b\n1,5;2\n3;4,25\n")
     info = ModelInfo(path, "input", "tensor(float)", None, (2,), "out", (1,), (2,))
     assert [x.tolist() for _, x in csv_rows(path, info)] == [[1.5, 2.0], [3.0, 4.25]]
+
+
+# --- item 9: errors name the mask file, and the weights file --------------------------------
+
+
+def test_a_mask_value_outside_the_classes_names_the_mask_file(tmp_path: Path) -> None:
+    from netspec.data import load_mask_folder
+    from netspec.errors import DataError
+
+    for i in range(6):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.full((4, 4), 9, np.uint8)).save(tmp_path / "images" / f"s{i}.png")
+        mask = np.zeros((4, 4), np.uint8)
+        mask[0, 0] = 1
+        if i == 5:
+            mask[1, 1] = 7  # the one bad mask
+        Image.fromarray(mask).save(tmp_path / "masks" / f"s{i}.png")
+    with pytest.raises(DataError) as err:
+        load_mask_folder(tmp_path, classes=["bg", "fg"])
+    message = str(err.value)
+    assert "masks/s5.png: error: masks hold class index 7" in message
+    with pytest.raises(DataError) as err:
+        load_mask_folder(tmp_path, mask_values=[0, 1])
+    assert "masks/s5.png: error: masks hold value 7 not in mask_values" in str(err.value)
+
+
+def test_weights_of_another_network_name_the_weights_file(quickstart_copy: Path) -> None:
+    from helpers import invoke
+    from safetensors.numpy import save_file
+
+    weights = quickstart_copy / "model.safetensors"
+    save_file({"other.weight": np.zeros((3, 3), np.float32)}, str(weights))
+    for command in (("export", quickstart_copy), ("evaluate", quickstart_copy)):
+        result = invoke(*command)
+        assert result.exit_code == 2, result.output
+        assert f"{weights}: error: the weights do not fit the network" in result.output, command

@@ -12,7 +12,7 @@ from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError, NetspecError, few
-from netspec.runs import META_FILE, read_weights, run_source, run_weights
+from netspec.runs import META_FILE, check_weights, read_weights, run_source, run_weights
 
 from ..weights import load_weights
 from .classify import split_report
@@ -65,7 +65,9 @@ def evaluate_run(
     graph = compile_source(source)
     t = Trainer(graph, graph.train, run_dir, device=device, log=lambda s: None, progress=False)
     t.setup()
-    load_weights(t.module, read_weights(weights_path)[0])  # a checkpoint gives its model part
+    weights = read_weights(weights_path)[0]  # a checkpoint gives its model part
+    check_weights(graph, weights, strict=True, file=weights_path)  # the error names the file
+    load_weights(t.module, weights)
     meta = json.loads((run_dir / META_FILE).read_text())
     # The training split's statistics, exactly as recorded, not recomputed on new data.
     pre = Preprocessing.from_dict(meta["preprocessing"])

@@ -295,6 +295,7 @@ def load_mask_folder(
         mask_values=mask_values,
         ignore_value=ignore_value,
         where=root / masks,
+        files=[mask_files[s] for s in stems],
     )
     notes = list(mask_notes)
     if alpha:

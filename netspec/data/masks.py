@@ -151,6 +151,29 @@ def _one_hot(
     return index, names or tuple(str(i) for i in range(k)), notes
 
 
+def _holding(y: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """The indices of the masks (N, H, W) holding any of `values`."""
+    return np.flatnonzero([np.isin(mask, values).any() for mask in y])
+
+
+def _holder(
+    y: np.ndarray, values: Sequence[int], files: Sequence[str | Path] | None, where: object
+) -> str | Path | None:
+    """The first mask file holding one of `values`, else `where` (the masks' folder or file)."""
+    if files is None:
+        return where  # type: ignore[return-value]
+    found = _holding(y, values)
+    return files[int(found[0])] if found.size else where  # type: ignore[return-value]
+
+
+def _others(y: np.ndarray, values: Sequence[int], files: Sequence[str | Path] | None) -> str:
+    """`; so do 3 other masks` when more than the named mask file holds such values."""
+    if files is None:
+        return ""
+    more = len(_holding(y, values)) - 1
+    return f" (so do {more} other mask{'s' if more != 1 else ''})" if more > 0 else ""
+
+
 def mask_indices(
     y: np.ndarray,
     *,
@@ -159,8 +182,12 @@ def mask_indices(
     mask_values: Sequence[int] | None = None,
     ignore_value: int | None = None,
     where: str | Path | None = None,
+    files: Sequence[str | Path] | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Segmentation masks -> (int64 (N, H, W) class indices with -1 ignored, class names, notes).
+
+    A value that belongs to no class is refused naming the first mask file holding it (`files`,
+    one per mask, from a mask folder), else `where`.
 
     y is (N, H, W) or (N, 1, H, W) integer/bool mask values, or (N, K, H, W) with one 0/1
     channel per class. Values map to classes by `mask_values` (value i is class i) when given;
@@ -210,8 +237,9 @@ def mask_indices(
             also = f" or ignore_value {ignore_value}" if ignore_value is not None else ""
             raise data_error(
                 f"masks hold value{'s' if len(unknown) > 1 else ''} {_few(unknown)} not in "
-                f"mask_values ({plain(order)}){also}; found values {_few(values.tolist(), 12)}",
-                where,
+                f"mask_values ({plain(order)}){also}; found values {_few(values.tolist(), 12)}"
+                + _others(y, unknown, files),
+                _holder(y, unknown, files, where),
                 hint="list every class's value in mask_values (in class order), or set "
                 "ignore_value for a no-data value",
             )
@@ -233,8 +261,9 @@ def mask_indices(
     else:
         if kept.size and kept[0] < 0:
             raise data_error(
-                f"masks hold the negative value {int(kept[0])}; expected class indices 0 or more",
-                where,
+                f"masks hold the negative value {int(kept[0])}; expected class indices 0 or more"
+                + _others(y, [int(kept[0])], files),
+                _holder(y, [int(kept[0])], files, where),
                 hint="set ignore_value for a no-data value, or mask_values to map values to classes",
             )
         top = int(kept[-1]) if kept.size else 0
@@ -243,8 +272,9 @@ def mask_indices(
                 too_big = [int(v) for v in kept if v >= len(names)]
                 raise data_error(
                     f"masks hold class index {_few(too_big)} but classes names only "
-                    f"{len(names)} ({plain(names)}); expected indices 0..{len(names) - 1}",
-                    where,
+                    f"{len(names)} ({plain(names)}); expected indices 0..{len(names) - 1}"
+                    + _others(y, too_big, files),
+                    _holder(y, too_big, files, where),
                     hint="give one name per class, or mask_values to map mask values to classes",
                 )
             out_names = names
@@ -252,8 +282,9 @@ def mask_indices(
             if top + 1 > _MAX_CLASSES:
                 raise data_error(
                     f"masks hold the value {top}; read as class indices that would be "
-                    f"{top + 1} classes (found values {_few(kept.tolist(), 12)})",
-                    where,
+                    f"{top + 1} classes (found values {_few(kept.tolist(), 12)})"
+                    + _others(y, [top], files),
+                    _holder(y, [top], files, where),
                     hint="give mask_values, the mask value of each class in class order",
                 )
             if top < 1:
