@@ -388,3 +388,49 @@ def test_weights_of_another_network_name_the_weights_file(quickstart_copy: Path)
         result = invoke(*command)
         assert result.exit_code == 2, result.output
         assert f"{weights}: error: the weights do not fit the network" in result.output, command
+
+
+# --- item 10: counts in messages -------------------------------------------------------------
+
+
+def test_class_counts_say_which_classes_occur(tmp_path: Path) -> None:
+    from netspec.data import load_arrays
+    from netspec.errors import DataError
+
+    write_npz(tmp_path / "d.npz", np.array([0, 1, 2, 5] * 3))
+    assert load_arrays(tmp_path / "d.npz").notes == ("classes 3, 4 never occur in y",)
+    with pytest.raises(DataError) as err:
+        prepared(tmp_path, ARRAY_SPEC.format(extra=""))
+    assert (
+        "6 classes (0, 1, 2, 5; 3, 4 never occur in the labels), but the network's output is (3,)"
+        in str(err.value)
+    )
+
+
+def test_no_class_is_0_classes() -> None:
+    from netspec.data.arraydata import ArrayData
+    from netspec.data.labels import classes_said
+
+    empty = ArrayData(np.zeros((0, 2)), np.zeros(0, np.int64), (), "none")
+    one = ArrayData(np.zeros((2, 2)), np.zeros(2, np.int64), ("a",), "one")
+    assert classes_said(empty) == "0 classes" and classes_said(one) == "1 class (a)"
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_csv_lacking_columns_names_them(tmp_path: Path, no_plots) -> None:
+    from helpers import invoke
+
+    rows = "".join(f"{i},{i % 3},{i * 2},{'ab'[i % 2]}\n" for i in range(40))
+    (tmp_path / "t.csv").write_text("a,b,c,y\n" + rows)
+    (tmp_path / "less.csv").write_text("a,c,d,y\n" + rows)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: t\ninput: [3]\nlayers:\n  - dense: {units: 2, activation: softmax}\n"
+        "train:\n  data: {source: csv, path: t.csv, target: y, val: 0.0, test: 0.25}\n"
+        "  epochs: 1\n"
+    )
+    assert invoke("train", spec, "--out", tmp_path / "run").exit_code == 0
+    result = invoke("evaluate", tmp_path / "run", "--data", tmp_path / "less.csv")
+    assert result.exit_code == 2
+    assert "less.csv: error: the CSV lacks column b that the model was trained on" in result.output
+    assert "it has d instead" in result.output

@@ -11,6 +11,7 @@ from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
+from netspec.data.table import check_columns
 from netspec.errors import DataError, NetspecError, few
 from netspec.runs import META_FILE, check_weights, read_weights, run_source, run_weights
 
@@ -51,6 +52,11 @@ def evaluate_run(
             f"replace with {data}",
             hint="evaluate it without --data (on its test split)",
         )
+    if data is not None and Path(data).suffix.lower() == ".csv":
+        meta_file = run_dir / META_FILE
+        table = json.loads(meta_file.read_text()).get("table") if meta_file.is_file() else None
+        if table:  # a table run: name the columns a new CSV lacks, before its shape is checked
+            check_columns(data, table)
     if data is not None:
         source = run_source(
             run_dir,

@@ -272,6 +272,11 @@ def load_arrays(
         )
     y, out_classes = _targets(y_raw, x.shape[0], y_file, names)
     notes: tuple[str, ...] = ()
+    if out_classes is not None and y.size:
+        absent = np.flatnonzero(np.bincount(y, minlength=len(out_classes)) == 0)
+        if absent.size:  # bincount is safe: class_count bounded the labels
+            never = plain(out_classes[i] for i in absent[:8]) + (", ..." if absent.size > 8 else "")
+            notes = (f"class{'es' if absent.size > 1 else ''} {never} never occur in y",)
     # Heuristic: a last axis smaller than both others (e.g. (N, 101, 100, 13)) is likely C.
     if (
         channels == "first"
@@ -280,7 +285,7 @@ def load_arrays(
         and x.shape[2] >= 8
     ):
         # Not transposed: guessing the layout wrong would silently scramble every image.
-        notes = (
+        notes += (
             f"x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); "
             "netspec expects (N, C, H, W) (set channels to 'last' if it is)",
         )

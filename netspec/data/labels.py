@@ -53,3 +53,22 @@ def float_classes(data: ArrayData, head: str | None, loss: str | None) -> ArrayD
     top = int(y.max()) if y.size else -1
     k = class_count(top, data.source)
     return replace(data, y=y.astype(np.int64), classes=tuple(str(i) for i in range(k)))
+
+
+def classes_said(data: ArrayData, shown: int = 5) -> str:
+    """`3 classes (a, b, c)`, `1 class (a)`, `0 classes`; with the classes that never occur in
+    the labels named: `6 classes (0, 1, 2, 5; 3 and 4 never occur)`."""
+    names = data.classes or ()
+    k = len(names)
+    said = f"{k} class{'es' if k != 1 else ''}"
+    if not k:
+        return said
+    present = set(np.unique(data.y[data.y >= 0]).tolist()) if data.y.dtype.kind in "iu" else None
+    occur = [n for i, n in enumerate(names) if present is None or i in present]
+    absent = [n for i, n in enumerate(names) if present is not None and i not in present]
+    listed = ", ".join(occur[:shown]) + (", ..." if len(occur) > shown else "")
+    if absent:
+        never = ", ".join(absent[:shown]) + (", ..." if len(absent) > shown else "")
+        verb = "never occur" if len(absent) > 1 else "never occurs"
+        return f"{said} ({listed}; {never} {verb} in the labels)"
+    return f"{said} ({listed})"

@@ -21,7 +21,7 @@ from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.halves import lower_half, scaled_targets
-from netspec.data.labels import float_classes
+from netspec.data.labels import classes_said, float_classes
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -150,10 +150,7 @@ def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
     if isinstance(cfg, FolderData):
         better = folder_with_classes(resolve_path(cfg.path, spec_file))
         hint = f"did you mean path: {better}?" if better else hint
-    found = f" ({data.classes[0]})" if data.classes else ""
-    raise data_error(
-        f"{data.source}: {len(data.classes)} class{found}; expected at least 2 classes", hint=hint
-    )
+    raise data_error(f"{data.source}: {classes_said(data)}; expected at least 2 classes", hint=hint)
 
 
 def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
@@ -246,14 +243,13 @@ def infer_task(data: ArrayData, output_shape: tuple[int, ...], loss: str | None)
     if output_shape == (1,) or loss == "binary_cross_entropy":
         if k > 2:
             raise data_error(
-                f"{data.source}: {k} classes, but the network has a single output unit",
+                f"{data.source}: {classes_said(data)}, but the network has a single output unit",
                 hint=f"end the network with `dense: {{units: {k}, activation: softmax}}`",
             )
         return "binary"
     if len(output_shape) != 1 or output_shape[0] != k:
         raise data_error(
-            f"{data.source}: {k} classes ({', '.join(data.classes[:5])}{', ...' if k > 5 else ''}),"
-            f" but the network's output is {output_shape}",
+            f"{data.source}: {classes_said(data)}, but the network's output is {output_shape}",
             hint=f"end the network with `dense: {{units: {k}, activation: softmax}}`",
         )
     return "multiclass"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -316,3 +316,25 @@ def load_csv(
         feature_names=tuple(names),
         table=TableColumns(target, tuple(columns)),
     )
+
+
+def check_columns(path: str | Path, table: dict[str, Any]) -> None:
+    """A CSV for a model trained on a table (TableColumns.to_dict) has every column it used.
+
+    Without this, a file lacking a column gave only `samples have shape (3,), but the spec's
+    input is (4,)`; this names the missing columns, and the ones the file has instead.
+    """
+    path = Path(path)
+    _, header, _ = _read_rows(path, None)
+    wanted = [str(c["name"]) for c in table.get("columns", ())]
+    target = str(table.get("target"))
+    missing = [name for name in [*wanted, target] if name not in header]
+    if missing:
+        extra = [name for name in header if name not in wanted and name != target]
+        raise data_error(
+            f"the CSV lacks column{'s' if len(missing) > 1 else ''} {plain(missing)} that the "
+            f"model was trained on (features {plain(wanted)}, target {target})"
+            + (f"; it has {plain(extra)} instead" if extra else ""),
+            path,
+            hint="give a CSV with the columns of the file the model was trained on",
+        )
