@@ -434,3 +434,15 @@ def test_evaluate_on_a_csv_lacking_columns_names_them(tmp_path: Path, no_plots) 
     assert result.exit_code == 2
     assert "less.csv: error: the CSV lacks column b that the model was trained on" in result.output
     assert "it has d instead" in result.output
+
+
+# --- item 12: facts about a built-in data set are not notes -----------------------------------
+
+
+def test_the_builtin_digits_say_their_range_in_the_source_not_a_note() -> None:
+    pytest.importorskip("sklearn")
+    from netspec.data.builtin import load_builtin
+
+    digits = load_builtin("digits")
+    assert digits.notes == () and "pixel values 0..16" in digits.source
+    assert float(digits.x.max()) == 16.0
