@@ -446,3 +446,33 @@ def test_the_builtin_digits_say_their_range_in_the_source_not_a_note() -> None:
     digits = load_builtin("digits")
     assert digits.notes == () and "pixel values 0..16" in digits.source
     assert float(digits.x.max()) == 16.0
+
+
+# --- item 13: a clone named netspec in the current folder (documented, not fixable) ---------
+
+
+def test_a_clone_named_netspec_in_the_current_folder_fails_as_the_readme_says(
+    tmp_path: Path,
+) -> None:
+    """Python imports the folder as a namespace package before the editable install's finder
+    runs, so netspec's code cannot speak; the README says what happened and what to do."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    (tmp_path / "netspec" / "netspec").mkdir(parents=True)  # the clone's layout, no __init__.py
+    (tmp_path / "netspec" / "backends").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", "import netspec; netspec.load_spec"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    said = "AttributeError: module 'netspec' has no attribute 'load_spec'"
+    readme = " ".join((REPO / "README.md").read_text().split())
+    if run.returncode == 0:  # a regular install (site-packages) is found first: no trap
+        return
+    assert said in run.stderr
+    assert f"fails with `{said}`" in readme and "Run scripts from inside the clone" in readme
