@@ -476,3 +476,65 @@ def test_a_clone_named_netspec_in_the_current_folder_fails_as_the_readme_says(
         return
     assert said in run.stderr
     assert f"fails with `{said}`" in readme and "Run scripts from inside the clone" in readme
+
+
+# --- item 14: pictures ---------------------------------------------------------------------
+
+
+def inside(fig, artist) -> bool:
+    """Whether a drawn artist (a title) lies wholly inside its figure."""
+    renderer = fig.canvas.get_renderer()
+    box, page = artist.get_window_extent(renderer), fig.bbox
+    return box.x0 >= page.x0 and box.x1 <= page.x1 and box.y0 >= page.y0 and box.y1 <= page.y1
+
+
+def test_the_iris_confusion_matrix_titles_fit(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from netspec.backends.training.plots import save_png
+    from netspec.backends.training.report_plots import confusion_figure
+
+    cm = np.array([[9, 1, 0], [1, 9, 0], [0, 10, 0]])
+    fig = confusion_figure(cm, ["setosa", "versicolor", "virginica"], title="iris_dnn: test")
+    save_png(fig, tmp_path / "confusion_matrix.png")  # drawn: titles have their extents
+    assert all(inside(fig, ax.title) for ax in fig.axes)
+
+
+def test_the_tune_history_has_whole_trial_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    import netspec.backends.training.plots as plots
+    from netspec.backends.tune.report import plot
+
+    drawn = []
+
+    class Drawn(Exception):
+        pass
+
+    def keep(fig, path) -> None:
+        drawn.append(fig)
+        fig.savefig(tmp_path / "history.png")
+        raise Drawn  # history.png only: the importance plot needs a real study
+
+    monkeypatch.setattr(plots, "save_png", keep)
+    rows = [{"state": "complete", "value": v, "number": i} for i, v in enumerate([0.5, 0.3])]
+    plan = SimpleNamespace(direction="minimize", monitor="val_loss", study="s", folder=tmp_path)
+    with pytest.raises(Drawn):
+        plot(None, rows, plan)
+    ticks = drawn[0].axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
+
+
+def test_a_dollar_mae_in_a_history_title_has_no_four_decimals(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from netspec.backends.training.plots import history_figure, save_png
+
+    history = [
+        {"epoch": e, "loss": 1.0 / e, "mae": 9e4 / e, "val_mae": 9.5e4 / e} for e in (1, 2, 3)
+    ]
+    fig = history_figure(history, title="california_housing", test={"mae": 45123.4567, "loss": 0.3})
+    save_png(fig, tmp_path / "history.png")
+    title = fig.get_suptitle()
+    assert "mae 45,123" in title and "45123.4567" not in title and "loss 0.3000" in title
