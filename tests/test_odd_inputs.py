@@ -538,3 +538,16 @@ def test_a_dollar_mae_in_a_history_title_has_no_four_decimals(tmp_path: Path) ->
     save_png(fig, tmp_path / "history.png")
     title = fig.get_suptitle()
     assert "mae 45,123" in title and "45123.4567" not in title and "loss 0.3000" in title
+
+
+def test_evaluate_of_diverged_weights_prints_strict_json(quickstart_copy: Path) -> None:
+    from helpers import invoke
+    from safetensors.numpy import load_file, save_file
+
+    path = quickstart_copy / "model.safetensors"
+    weights = {k: np.full_like(v, np.nan) for k, v in load_file(str(path)).items()}
+    save_file(weights, str(path))
+    result = invoke("evaluate", quickstart_copy)
+    assert result.exit_code == 0, result.output
+    doc = strict_json(result.stdout)
+    assert isinstance(doc, dict) and doc["loss"] is None
