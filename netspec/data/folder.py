@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
@@ -86,6 +86,7 @@ def fit_image(im: Image.Image, size: tuple[int, int], crop: str | None) -> Image
 
 # Pillow's 16-bit grayscale modes (PNG and TIFF); a 16-bit PNG may also open as 32-bit "I".
 _SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_ORIENTATION = 0x0112  # the EXIF tag of how the stored pixels are to be turned for display
 SIXTEEN_TO_8 = 255 / 65535  # a 16-bit value v is v * 255 / 65535: the scale of 8-bit pixels
 
 
@@ -109,8 +110,11 @@ def image_pixels(
 
     8-bit images give uint8. 16-bit grayscale images (microscopy, scans) keep their range:
     float32 scaled by the bit depth to the 8-bit scale (v * 255 / 65535), where Pillow's
-    convert("L") would clip every value above 255. `netspec predict` decodes with this too.
+    convert("L") would clip every value above 255. An EXIF orientation (phone photos stored
+    sideways) is applied first, as every image viewer does. `netspec predict` decodes with this too.
     """
+    if im.getexif().get(_ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
     if bit_depth(im) == 8:
         im = im.convert(mode)
         if size is not None:

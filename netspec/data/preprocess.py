@@ -152,8 +152,9 @@ def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
             "step": "decode",
             "channel_order": order,
             "raw_shape": pre.get("raw_shape"),
-            "definition": "images: decode, convert to the channel order (Pillow convert('RGB') "
-            "or convert('L')), then channels first (C, H, W); arrays and tables as they are"
+            "definition": "images: decode, turn by the EXIF orientation if any, convert to the "
+            "channel order (Pillow convert('RGB') or convert('L')), then channels first "
+            "(C, H, W); arrays and tables as they are"
             + (
                 "; a 16-bit grayscale image's values v become v * 255 / 65535 (float32), "
                 "not clipped to 255"
