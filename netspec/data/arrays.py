@@ -271,22 +271,32 @@ def load_arrays(
             y_file,
         )
     y, out_classes = _targets(y_raw, x.shape[0], y_file, names)
-    notes: tuple[str, ...] = ()
-    if out_classes is not None and y.size:
-        absent = np.flatnonzero(np.bincount(y, minlength=len(out_classes)) == 0)
-        if absent.size:  # bincount is safe: class_count bounded the labels
-            never = plain(out_classes[i] for i in absent[:8]) + (", ..." if absent.size > 8 else "")
-            notes = (f"class{'es' if absent.size > 1 else ''} {never} never occur in y",)
-    # Heuristic: a last axis smaller than both others (e.g. (N, 101, 100, 13)) is likely C.
+    notes = _absent_classes(y, out_classes) + _layout_note(x, channels)
+    return ArrayData(x=x, y=y, classes=out_classes, source=source, notes=notes)
+
+
+def _absent_classes(y: np.ndarray, classes: tuple[str, ...] | None) -> tuple[str, ...]:
+    """A note naming the classes no label holds (labels 0, 1, 2, 5: classes 3 and 4)."""
+    if classes is None or not y.size:
+        return ()
+    absent = np.flatnonzero(np.bincount(y, minlength=len(classes)) == 0)  # bounded: class_count
+    if not absent.size:
+        return ()
+    never = plain(classes[i] for i in absent[:8]) + (", ..." if absent.size > 8 else "")
+    return (f"class{'es' if absent.size > 1 else ''} {never} never occur in y",)
+
+
+def _layout_note(x: np.ndarray, channels: str) -> tuple[str, ...]:
+    """A note when images look channels-last: a last axis smaller than both others (e.g.
+    (N, 101, 100, 13)). Not transposed: guessing wrong would silently scramble every image."""
     if (
         channels == "first"
         and x.ndim == 4
         and x.shape[3] < min(x.shape[1], x.shape[2])
         and x.shape[2] >= 8
     ):
-        # Not transposed: guessing the layout wrong would silently scramble every image.
-        notes += (
+        return (
             f"x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); "
             "netspec expects (N, C, H, W) (set channels to 'last' if it is)",
         )
-    return ArrayData(x=x, y=y, classes=out_classes, source=source, notes=notes)
+    return ()

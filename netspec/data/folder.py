@@ -147,40 +147,32 @@ def _decode(
         ) from None
 
 
-def load_image_folder(
-    root: str | Path,
-    *,
-    size: tuple[int, int] | None = None,
-    color: Literal["rgb", "grayscale"] = "rgb",
-    classes: list[str] | None = None,
-    crop: Literal["center"] | None = None,
-) -> ArrayData:
-    """Images under root/<class>/..., classes sorted by folder name unless `classes` is given.
-
-    size is (height, width); with crop="center" each image is first cropped to that aspect
-    ratio so nothing is stretched. Without size all images must already share one size.
-    x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale), float32 on the same 0..255 scale
-    when any image is 16-bit (image_pixels); y: (N,) int64.
-    """
-    root = Path(root)
+def _checked_size(
+    size: tuple[int, int] | None, color: str, crop: str | None
+) -> tuple[int, int] | None:
+    """The options checked: a known color and crop, size (height, width) positive integers."""
     if color not in _MODES:
         raise data_error(f"unknown color {color!r}; expected 'rgb' or 'grayscale'")
     if crop not in (None, "center"):
         raise data_error(f"unknown crop {crop!r}; expected 'center' or none")
-    if size is not None:
-        if not (
-            isinstance(size, (tuple, list))
-            and len(size) == 2
-            and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-            and min(size) > 0
-        ):
-            raise data_error(f"size must be (height, width) positive integers, got {size!r}")
-        size = (int(size[0]), int(size[1]))
-    elif crop is not None:
-        raise data_error("crop='center' needs a size (height, width) to crop to")
-    mode, channels = _MODES[color]
+    if size is None:
+        if crop is not None:
+            raise data_error("crop='center' needs a size (height, width) to crop to")
+        return None
+    if not (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+        and min(size) > 0
+    ):
+        raise data_error(f"size must be (height, width) positive integers, got {size!r}")
+    return (int(size[0]), int(size[1]))
 
-    class_dirs = _class_dirs(root, classes)
+
+def _image_files(
+    class_dirs: list[tuple[str, Path]],
+) -> tuple[list[Path], list[int], list[Path]]:
+    """Every class folder's image files (sorted), their labels, and the other files skipped."""
     files: list[Path] = []
     labels: list[int] = []
     skipped: list[Path] = []
@@ -201,8 +193,13 @@ def load_image_folder(
             )
         files += images
         labels += [index] * len(images)
+    return files, labels, skipped
 
-    # Every file is decoded before any is refused, so one run lists all the corrupt ones.
+
+def _decode_all(
+    files: list[Path], mode: str, size: tuple[int, int] | None, crop: str | None
+) -> tuple[list[np.ndarray], set[int]]:
+    """Every file decoded, and the bit depths seen; all unreadable files refused in one error."""
     decoded: list[np.ndarray] = []
     depths: set[int] = set()
     bad: list[Problem] = []
@@ -215,9 +212,14 @@ def load_image_folder(
             bad += e.problems
     if bad:
         raise unreadable(bad)
-    # The first image fixes (H, W) when no size was asked for; 16-bit images make x float32.
+    return decoded, depths
+
+
+def _stack(
+    files: list[Path], decoded: list[np.ndarray], root: Path, channels: int, dtype: type
+) -> np.ndarray:
+    """(N, C, H, W) of the decoded images; the first fixes (H, W), others must share it."""
     first = decoded[0]
-    dtype = np.float32 if 16 in depths else np.uint8
     x = np.empty((len(files), channels, first.shape[0], first.shape[1]), dtype=dtype)
     for i, (path, arr) in enumerate(zip(files, decoded)):
         if arr.shape[:2] != x.shape[2:]:
@@ -230,6 +232,32 @@ def load_image_folder(
             )
         # (H, W, C) -> (C, H, W); grayscale arrays come back as (H, W).
         x[i] = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
+    return x
+
+
+def load_image_folder(
+    root: str | Path,
+    *,
+    size: tuple[int, int] | None = None,
+    color: Literal["rgb", "grayscale"] = "rgb",
+    classes: list[str] | None = None,
+    crop: Literal["center"] | None = None,
+) -> ArrayData:
+    """Images under root/<class>/..., classes sorted by folder name unless `classes` is given.
+
+    size is (height, width); with crop="center" each image is first cropped to that aspect
+    ratio so nothing is stretched. Without size all images must already share one size.
+    x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale), float32 on the same 0..255 scale
+    when any image is 16-bit (image_pixels); y: (N,) int64.
+    """
+    root = Path(root)
+    size = _checked_size(size, color, crop)
+    mode, channels = _MODES[color]
+    class_dirs = _class_dirs(root, classes)
+    files, labels, skipped = _image_files(class_dirs)
+    # Every file is decoded before any is refused, so one run lists all the corrupt ones.
+    decoded, depths = _decode_all(files, mode, size, crop)
+    x = _stack(files, decoded, root, channels, np.float32 if 16 in depths else np.uint8)
     names = [name for name, _ in class_dirs]
     notes = (f"skipped {len(skipped)} non-image files: {named(skipped, root)}",) if skipped else ()
     return ArrayData(
