@@ -61,14 +61,15 @@ def check_npy_header(f: BinaryIO, available: int, where: str | Path, what: str =
     claimed = math.prod(shape) * dtype.itemsize
     if claimed > available:
         raise data_error(
-            f"{what} header claims shape {tuple(shape)} of {dtype} ({_bytes(claimed)}), but the "
-            f"file holds at most {_bytes(available)}: it is truncated or not written by numpy",
+            f"{what} header claims shape {tuple(shape)} of {dtype} ({size_text(claimed)}), but the "
+            f"file holds at most {size_text(available)}: it is truncated or not written by numpy",
             where,
             hint="write it again with numpy.save / numpy.savez",
         )
 
 
-def _bytes(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count for messages: `64 bytes`, `4.0 TB`."""
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

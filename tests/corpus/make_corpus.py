@@ -249,6 +249,37 @@ IMAGE_CASES = [
 ]
 
 
+def forged_tiff(width: int, height: int) -> bytes:
+    """An uncompressed 8-bit TIFF whose header claims width x height and holds 16 bytes."""
+    import struct
+
+    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1)]
+    tags += [(273, 4, 8), (277, 3, 1), (278, 4, height), (279, 4, 16)]
+    out = b"II*\x00" + struct.pack("<I", 24) + bytes(16) + struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        out += struct.pack(
+            "<HHIHH" if kind == 3 else "<HHII", tag, kind, 1, value, *([0] * (kind == 3))
+        )
+    return out + struct.pack("<I", 0)
+
+
+def forged_in_folder(folder: Path) -> Path:
+    two_classes(exif_rotated)(folder)
+    (folder / "b" / "1.tif").write_bytes(forged_tiff(200_000, 200_000))
+    return folder
+
+
+IMAGE_CASES.append(
+    Case(
+        "image-forged-tiff-header",
+        forged_in_folder,
+        folder_gray,
+        names="b/1.tif",
+        says=("cannot decode image", "delete or replace the file"),
+    )
+)
+
+
 # --- array files ------------------------------------------------------------------------------
 
 
@@ -405,7 +436,21 @@ def diagonal_masks(data: Any) -> None:
     assert all(y.tolist() == np.eye(4).tolist() for y in data.y)
 
 
+def forged_scene(folder: Path) -> Path:
+    mask_folder(palette_mask)(folder)
+    (folder / "images" / "s1.png").unlink()
+    (folder / "images" / "s1.tif").write_bytes(forged_tiff(200_000, 200_000))
+    return folder
+
+
 MASK_CASES = [
+    Case(
+        "mask-folder-forged-tiff-scene",
+        forged_scene,
+        masks,
+        names="images/s1.tif",
+        says=("claims shape (200000, 200000) of uint8 (40.0 GB)", "delete or replace the file"),
+    ),
     Case("mask-palette", mask_folder(palette_mask), masks, diagonal_masks),
     Case("mask-16bit", mask_folder(mask16), masks, diagonal_masks),
     Case(
