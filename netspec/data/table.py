@@ -6,6 +6,7 @@ check every cell, drop rows with missing values, encode the features, encode the
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ def _read_rows(
         raise data_error(f"cannot read CSV file: {e}", path) from None
     try:
         delimiter, numbered = rows(text, delimiter)
-    except Exception as e:  # csv.Error: a NUL byte, an unclosed quote at the end
+    except csv.Error as e:  # a NUL byte, a field larger than csv's limit
         raise data_error(f"cannot read CSV file: {e}", path) from None
     if not numbered:
         raise data_error("CSV file is empty; expected a header row and data rows", path)
