@@ -551,3 +551,13 @@ def test_evaluate_of_diverged_weights_prints_strict_json(quickstart_copy: Path) 
     assert result.exit_code == 0, result.output
     doc = strict_json(result.stdout)
     assert isinstance(doc, dict) and doc["loss"] is None
+
+
+def test_sparse_integral_csv_labels_with_a_softmax_head_are_their_values(tmp_path: Path) -> None:
+    # 25 distinct whole values: auto reads a regression target; the softmax head says classes.
+    rows = [f"{i},{i % 4},{10 * (i % 25)}.0" for i in range(50)]
+    (tmp_path / "t.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    spec = ARRAY_SPEC.replace("[4]", "[2]").replace("units: 3", "units: 25")
+    spec = spec.replace("source: arrays, path: d.npz", "source: csv, path: t.csv, target: y")
+    p = prepared(tmp_path, spec.format(extra=""))
+    assert p.task == "multiclass" and p.classes == tuple(str(10 * i) for i in range(25))

@@ -34,7 +34,9 @@ def float_classes(data: ArrayData, head: str | None, loss: str | None) -> ArrayD
 
     Arrays and pandas give labels as float64 (0.0, 1.0, ...): with a softmax head or a
     cross-entropy loss they are classes, not regression targets (which crashed the first epoch
-    in the loss). Non-integral or negative values with such a head are an error naming the data.
+    in the loss): class indices for arrays, the distinct values in order for a CSV (as its
+    loader names numeric classes). Non-integral or negative values with such a head are an error
+    naming the data.
     """
     classifier = head == "softmax" or (loss or "").split(" ")[0] in _CLASSIFIER_LOSSES
     y = data.y
@@ -50,6 +52,10 @@ def float_classes(data: ArrayData, head: str | None, loss: str | None) -> ArrayD
             hint="store class labels as integers 0..K-1, or end the network in a linear output "
             "with loss: mse for regression",
         )
+    if data.table is not None:  # a CSV's numeric classes: its distinct values, in order
+        values, index = np.unique(y, return_inverse=True)
+        names = tuple(str(int(v)) for v in values)
+        return replace(data, y=index.astype(np.int64), classes=names)
     top = int(y.max()) if y.size else -1
     k = class_count(top, data.source)
     return replace(data, y=y.astype(np.int64), classes=tuple(str(i) for i in range(k)))
