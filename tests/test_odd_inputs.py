@@ -561,3 +561,30 @@ def test_sparse_integral_csv_labels_with_a_softmax_head_are_their_values(tmp_pat
     spec = spec.replace("source: arrays, path: d.npz", "source: csv, path: t.csv, target: y")
     p = prepared(tmp_path, spec.format(extra=""))
     assert p.task == "multiclass" and p.classes == tuple(str(10 * i) for i in range(25))
+
+
+def test_a_test_folder_lacking_a_class_keeps_the_training_classes(tmp_path: Path) -> None:
+    from netspec.errors import DataError
+
+    for split, names in (("train", "abc"), ("test", "bc"), ("odd", "bz")):
+        for name in names:
+            value = 40 * "abcz".index(name)
+            for i in range(4):
+                folder = tmp_path / split / name
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((4, 4), value + i, np.uint8)).save(folder / f"{i}.png")
+    spec = """\
+name: f
+input: [1, 4, 4]
+layers:
+  - flatten: {{}}
+  - dense: {{units: 3, activation: softmax}}
+train:
+  data: {{source: folder, path: train, test_path: {test}, color: grayscale, val: 0.0}}
+"""
+    p = prepared(tmp_path, spec.format(test="test"))
+    assert p.classes == ("a", "b", "c")
+    assert p.test is not None and sorted(set(p.test.y.tolist())) == [1, 2]  # b and c, not a and b
+    assert p.test.x[p.test.y == 1].min() == 40
+    with pytest.raises(DataError, match=r"the test data has class z that the training data lacks"):
+        prepared(tmp_path, spec.format(test="odd"))

@@ -78,3 +78,26 @@ def classes_said(data: ArrayData, shown: int = 5) -> str:
         verb = "never occur" if len(absent) > 1 else "never occurs"
         return f"{said} ({listed}; {never} {verb} in the labels)"
     return f"{said} ({listed})"
+
+
+def aligned(test: ArrayData, classes: tuple[str, ...] | None) -> ArrayData:
+    """A separate test set's labels re-indexed into the training data's classes, by name.
+
+    Each file names its classes by what it holds (a test folder without a `cat` subfolder, a
+    test CSV without one label): index i of the test file was another class than index i of
+    the training file, and the scores were silently wrong. A class unknown to training is
+    refused, naming it.
+    """
+    if classes is None or test.classes is None or test.classes == classes or test.y.ndim == 3:
+        return test
+    unknown = [c for c in test.classes if c not in classes]
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        known = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
+        raise data_error(
+            f"{test.source}: the test data has class{'es' if len(unknown) > 1 else ''} {listed} "
+            f"that the training data lacks (it has {known})",
+            hint="give test data of the training data's classes",
+        )
+    lookup = np.asarray([classes.index(c) for c in test.classes], dtype=np.int64)
+    return replace(test, y=lookup[test.y], classes=classes)

@@ -21,7 +21,7 @@ from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.halves import lower_half, scaled_targets
-from netspec.data.labels import classes_said, float_classes
+from netspec.data.labels import aligned, classes_said, float_classes
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -281,7 +281,7 @@ def prepare(
     test: ArrayData | None = None
     if cfg.test_path or own_test:
         test = _limit(load_source(cfg, spec_file, test=True), cfg.limit, seed + 1)
-        test = float_classes(test, output_activation, loss)
+        test = aligned(float_classes(test, output_activation, loss), data.classes)
     fractions = {"train": 1.0 - cfg.val - cfg.test, "val": cfg.val, "test": cfg.test}
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions["train"] <= 0:
