@@ -17,6 +17,10 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 _DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+")
 
 
+# Excel's first line naming the delimiter of the rows after it: `sep=;`.
+_EXCEL_SEP = re.compile(r"sep=(.)")
+
+
 class CsvTextError(ValueError):
     """The file cannot be read as text; the message says why and what to do."""
 
@@ -59,10 +63,16 @@ def sniff_delimiter(text: str) -> str:
 
 
 def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, list[str]]]]:
-    """The delimiter (given or sniffed) and (line, cells) of every non-blank row."""
+    """The delimiter (given, named by Excel's `sep=;` first line, or sniffed) and (line, cells)
+    of every non-blank row (a `sep=` line is not a row)."""
+    first, _, rest = text.partition("\n")
+    excel = _EXCEL_SEP.fullmatch(first.rstrip("\r"))
+    if excel:
+        delimiter = delimiter or excel.group(1)
     delimiter = delimiter or sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    out = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    reader = csv.reader(io.StringIO(rest if excel else text, newline=""), delimiter=delimiter)
+    skip = 1 if excel else 0
+    out = [(reader.line_num + skip, row) for row in reader if any(cell.strip() for cell in row)]
     return delimiter, out
 
 

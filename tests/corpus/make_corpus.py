@@ -109,6 +109,9 @@ CSV_CASES = [
     Case("csv-semicolon-decimal-comma", table(SEMI), csv_y, table_values),
     Case("csv-tab", table(PLAIN.replace(",", "\t")), csv_y, table_values),
     Case(
+        "csv-excel-sep-line", table("sep=;\r\n" + SEMI.replace("\n", "\r\n")), csv_y, table_values
+    ),
+    Case(
         "csv-quoted",
         table(PLAIN.replace("1.5", '"1.5"').replace(",a", ',"a"')),
         csv_y,
@@ -134,6 +137,13 @@ CSV_CASES = [
         csv_y,
         names="t.csv:2",
         says=("'inf', an infinite value", "leave the cell empty"),
+    ),
+    Case(
+        "csv-excel-sep-line-ragged",
+        table("sep=,\nf1,f2,y\n1,2,a\n3,4,5,b\n"),
+        csv_y,
+        names="t.csv:4",
+        says=("row has 4 fields; expected 3",),
     ),
     Case(
         "csv-ragged",
