@@ -588,3 +588,19 @@ train:
     assert p.test.x[p.test.y == 1].min() == 40
     with pytest.raises(DataError, match=r"the test data has class z that the training data lacks"):
         prepared(tmp_path, spec.format(test="odd"))
+
+
+def test_a_non_finite_model_output_is_a_failure_not_a_nan_score(tmp_path: Path) -> None:
+    from netspec.backends.predict.inputs import Failed, Sample
+    from netspec.backends.predict.model import ModelInfo
+    from netspec.backends.predict.outputs import Interpreter
+
+    info = ModelInfo(
+        tmp_path / "m.onnx", "input", "tensor(float)", None, (2,), "out", (3,), (2,),
+        task="multiclass", head="softmax", classes=("a", "b", "c"),
+    )  # fmt: skip
+    interpret = Interpreter(info)
+    sample = Sample("row.csv:2", "row_2", np.zeros(2, np.float32))
+    assert interpret.failed(sample, np.array([0.2, 0.3, 0.5])) is None
+    bad = interpret.failed(sample, np.array([np.nan, 0.3, 0.5]))
+    assert isinstance(bad, Failed) and "output for this input is NaN or infinite" in str(bad.error)
