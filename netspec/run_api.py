@@ -84,7 +84,7 @@ class Run:
         from netspec.runs import check_weights, read_weights
 
         weights, _ = read_weights(self.weights_path)
-        check_weights(self.graph, weights, strict=True)  # as runs.load_run checks them
+        check_weights(self.graph, weights, strict=True, file=self.weights_path)  # as load_run
         return load_module(self.graph, weights)
 
     def export_onnx(

@@ -242,7 +242,7 @@ def load_run(source: Path) -> Run:
     weights, header = read_weights(weights_path)
     graph = compile_source(run_source(directory))
     meta = run_meta(directory, header)
-    check_weights(graph, weights, strict=True)
+    check_weights(graph, weights, strict=True, file=weights_path)
     return Run(directory, weights_path, graph, weights, meta, notes)
 
 
@@ -308,8 +308,12 @@ def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 TORCH_COUNTERS = ("num_batches_tracked",)
 
 
-def check_weights(graph: Graph, weights: dict[str, Any], *, strict: bool = False) -> None:
-    """Every tensor the layers declare is there with its shape (strict: and nothing else is)."""
+def check_weights(
+    graph: Graph, weights: dict[str, Any], *, strict: bool = False, file: str | Path | None = None
+) -> None:
+    """Every tensor the layers declare is there with its shape (strict: and nothing else is).
+
+    `file` is the weights file, named by the error."""
     missing, wrong = [], []
     known = set()
     for node in graph.nodes:
@@ -334,5 +338,6 @@ def check_weights(graph: Graph, weights: dict[str, Any], *, strict: bool = False
             parts.append(f"unexpected {few(unexpected, 4)}")
         raise DataError.one(
             f"the weights do not fit the network '{graph.name}': {'; '.join(parts)}",
+            None if file is None else str(file),
             hint="use the weights with the spec they were trained with (the run's spec.yaml)",
         )

@@ -210,6 +210,9 @@ class CsvData(_Source):
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: regression for a numeric target with many values."
     )
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        None, description="The column delimiter (default: detected from the first rows)."
+    )
 
 
 DataSpec = Annotated[

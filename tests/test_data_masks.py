@@ -375,10 +375,10 @@ def test_mask_folder_size_and_content_errors(tmp_path: Path) -> None:
         load_mask_folder(tmp_path / "depth", color="rgb")
 
 
-def test_mask_folder_value_errors_name_the_masks_folder(tmp_path: Path) -> None:
+def test_mask_folder_value_errors_name_the_mask_file(tmp_path: Path) -> None:
     _pair(tmp_path, "a")
     _png(tmp_path / "masks" / "a.png", np.array([[0, 1, 2, 3]] * 4, np.uint8))
-    with pytest.raises(DataError, match=r"masks: error: masks hold class index 2, 3 but classes"):
+    with pytest.raises(DataError, match=r"masks/a\.png: error: masks hold class index 2, 3 but"):
         load_mask_folder(tmp_path, classes=["a", "b"])
 
 

@@ -37,6 +37,7 @@ from netspec.cli import app
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"(?:<!-- ([a-z ]+): (.*?) -->\n)?```(\w*)\n(.*?)^```", re.S | re.M)
 
+
 # Options renamed in branches not merged yet: the docs already show the new name, and until the
 # merge the command still takes the old one. Once merged, the new name is simply an option.
 @dataclass(frozen=True)

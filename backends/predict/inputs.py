@@ -1,4 +1,8 @@
-"""Predict's inputs as raw samples: image files, .npy arrays, CSV rows, and scenes of any size."""
+"""Predict's inputs as raw samples: image files, .npy arrays, CSV rows, and scenes of any size.
+
+Over 400 lines: every kind of input becomes the same Sample (or a Failed naming it) here, through
+one finite-values gate, so that no reader can skip a check the others make.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from netspec.data.arrays import check_npy_header
 from netspec.data.preprocess import CropError, geometry
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_bands
 from netspec.errors import NetspecError, first_line
@@ -106,8 +111,38 @@ def array_name(k: int) -> str:
     return f"inputs[{k}]"
 
 
+def finite(samples: Iterable[Sample | Failed]) -> Iterator[Sample | Failed]:
+    """The samples, each holding a NaN or an infinity turned into a Failed naming it.
+
+    A non-finite input gives a non-finite score (printed as `NaN`, which is not JSON) or a
+    confident wrong class: never a result. Every reader's samples pass through here.
+    """
+    for sample in samples:
+        if isinstance(sample, Sample) and not np.isfinite(sample.x).all():
+            nan = int(np.isnan(sample.x).sum())
+            inf = int(sample.x.size - np.count_nonzero(np.isfinite(sample.x))) - nan
+            what = " and ".join(f"{n} {word}" for n, word in ((nan, "NaN"), (inf, "infinite")) if n)
+            at = tuple(int(i) for i in np.argwhere(~np.isfinite(sample.x))[0])
+            yield Failed(
+                sample.name,
+                error(
+                    f"{what} value{'s' if nan + inf > 1 else ''} (the first at "
+                    f"index {at}); the model needs finite numbers",
+                    sample.name,
+                    hint="fill missing values (as training did) or leave this input out",
+                ),
+            )
+        else:
+            yield sample
+
+
 def read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
-    """The raw samples of every input (file or array), in order; a Failed for each that is not."""
+    """The raw samples of every input (file or array), in order; a Failed for each that is not
+    (unreadable, or holding NaN or infinite values)."""
+    return finite(_read_inputs(paths, info, note))
+
+
+def _read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
     resized = _Once(note)
     for k, path in enumerate(paths):
         try:
@@ -191,15 +226,18 @@ def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) ->
 
 
 def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
-    """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W)."""
-    # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
-    im = im.convert("RGB" if info.pre.get("grayscale") else info.channel_order)
-    size = info.pre.get("image_size")
-    if size:  # decoded from a folder: the loader's own crop and resize, exactly
-        from netspec.data.folder import fit_image
+    """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W).
 
-        im = fit_image(im, (int(size[0]), int(size[1])), info.pre.get("image_crop"))
-    pixels = np.asarray(im)
+    The folder loader's own decoding (image_pixels): 16-bit images keep their range, as floats
+    on the 8-bit scale, so a 16-bit scan predicts as it trained.
+    """
+    from netspec.data.folder import image_pixels
+
+    # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
+    mode = "RGB" if info.pre.get("grayscale") else str(info.channel_order)
+    size = info.pre.get("image_size")
+    fit = (int(size[0]), int(size[1])) if size else None  # decoded from a folder: its own fit
+    pixels = image_pixels(im, mode, fit, info.pre.get("image_crop"))
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
@@ -246,6 +284,8 @@ def array_samples(
 def _load_npy(path: Path) -> np.ndarray:
     """A numeric .npy array (never unpickled), or a clear error."""
     try:
+        with path.open("rb") as f:
+            check_npy_header(f, path.stat().st_size, path)
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
         why = (
@@ -287,7 +327,7 @@ def read_scenes(paths: Iterable[Input], info: ModelInfo) -> Iterator[Sample | Fa
     for k, path in enumerate(paths):
         name = array_name(k) if isinstance(path, np.ndarray) else str(path)
         try:
-            yield from _scenes(path, info, bands, k)
+            yield from finite(_scenes(path, info, bands, k))
         except NetspecError as err:
             yield Failed(name, err)
 

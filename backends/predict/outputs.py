@@ -10,7 +10,7 @@ import numpy as np
 from netspec.palette import mask_palette
 
 from .errors import error
-from .inputs import Sample
+from .inputs import Failed, Sample
 from .model import ModelInfo, kind_of
 
 if TYPE_CHECKING:  # for the annotation only: classifiers never load the tiling code
@@ -52,6 +52,21 @@ class Interpreter:
     def label(self, i: int) -> str:
         classes = self.info.classes
         return classes[i] if classes is not None and i < len(classes) else str(i)
+
+    def failed(self, sample: Sample, y: np.ndarray) -> Failed | None:
+        """A Failed when the model's output for a (finite) sample is NaN or infinite (an overflow
+        inside the network): a result would print `NaN`, which is not JSON, or a wrong class."""
+        if np.isfinite(y).all():
+            return None
+        return Failed(
+            sample.name,
+            error(
+                "the model's output for this input is NaN or infinite (an overflow inside the "
+                "network)",
+                sample.name,
+                hint="check that the input is in the range the model was trained on",
+            ),
+        )
 
     def __call__(self, sample: Sample, y: np.ndarray) -> dict[str, Any]:
         if self.kind == "multiclass":

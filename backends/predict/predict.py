@@ -102,7 +102,8 @@ def _scenes(
         except SceneError as exc:
             yield failed(Failed(sample.name, error(str(exc), sample.name)))
             continue
-        yield interpret.scene(sample, seg)
+        bad = interpret.failed(sample, seg.probs)
+        yield failed(bad) if bad else interpret.scene(sample, seg)
 
 
 def _batches(
@@ -122,7 +123,8 @@ def _batches(
         for group in groups:
             outputs = predictor.run(np.stack([s.x for s in group]))
             for sample, y in zip(group, outputs):
-                yield interpret(sample, y)
+                bad = interpret.failed(sample, y)
+                yield failed(bad) if bad else interpret(sample, y)
 
     for sample in samples:
         if isinstance(sample, Failed):  # in its place: the results before it go first

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from netspec.data.csvtext import number, read_text
+from netspec.data.csvtext import rows as csv_rows_of
 from netspec.errors import first_line
 
 from .errors import PredictError, error, shape
@@ -30,18 +31,14 @@ def csv_rows(path: Path, info: ModelInfo) -> Iterator[tuple[int, np.ndarray | Pr
         raise error(
             f"the model's input {shape(info.raw_shape)} is not fixed: use a .npy file", path
         )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # the training loader's reading: UTF-8 or UTF-16, the delimiter detected
+        delimiter, read = csv_rows_of(read_text(path))
+    except (OSError, ValueError, csv.Error) as exc:
         raise error(f"cannot read the CSV file ({first_line(exc)})", path) from None
-    rows = [
-        (line, cells)
-        for line, row in enumerate(csv.reader(io.StringIO(text)), start=1)
-        if any(cells := [c.strip() for c in row])
-    ]
+    rows = [(line, [c.strip() for c in row]) for line, row in read]
     # A first row of numbers with an empty cell (5.1,3.5,,0.2) is data, not a header.
-    header = rows[0][1] if rows and not _numbers([c for c in rows[0][1] if c]) else None
-    encode = _row_encoder(header, size, info, path)
+    header = rows[0][1] if rows and not _numbers([c for c in rows[0][1] if c], delimiter) else None
+    encode = _row_encoder(header, size, info, path, delimiter)
     if header is not None:
         rows = rows[1:]
     if not rows:
@@ -54,20 +51,20 @@ def csv_rows(path: Path, info: ModelInfo) -> Iterator[tuple[int, np.ndarray | Pr
 
 
 def _row_encoder(
-    header: list[str] | None, size: int, info: ModelInfo, path: Path
+    header: list[str] | None, size: int, info: ModelInfo, path: Path, delimiter: str
 ) -> Callable[[list[str], int], np.ndarray]:
     """How a row's cells become a raw sample: as numbers, or as a table row named by `header`."""
     features = json_meta(info.metadata, "netspec.features", path)
     table = json_meta(info.metadata, "netspec.table", path)
     if header is not None and table and header != [str(f) for f in features or ()]:
-        return _table_encoder(header, table, path)
+        return _table_encoder(header, table, path, delimiter)
     if header is not None:
         _check_header(header, size, features, path)
 
     def numbers(cells: list[str], line: int) -> np.ndarray:
-        values = _numbers(cells)
+        values = _numbers(cells, delimiter)
         if values is None:
-            bad = next(c for c in cells if _number(c) is None)
+            bad = next(c for c in cells if number(c, delimiter) is None)
             raise error(f"row {line}: {bad!r} is not a number", path)
         if len(values) != size:
             raise error(
@@ -81,7 +78,7 @@ def _row_encoder(
 
 
 def _table_encoder(
-    header: list[str], table: dict[str, Any], path: Path
+    header: list[str], table: dict[str, Any], path: Path, delimiter: str
 ) -> Callable[[list[str], int], np.ndarray]:
     """Rows in the training CSV's format: numeric columns as numbers, categories one-hot.
 
@@ -108,7 +105,7 @@ def _table_encoder(
         for (name, categories), k in zip(columns, where):
             cell = cells[k]
             if categories is None:
-                value = _number(cell)
+                value = number(cell, delimiter)
                 if value is None:
                     raise error(f"row {line}: column {name!r} is {cell!r}, not a number", path)
                 parts.append(value)
@@ -128,15 +125,8 @@ def _table_encoder(
     return encode
 
 
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _numbers(cells: list[str]) -> list[float] | None:
-    values = [_number(c) for c in cells]
+def _numbers(cells: list[str], delimiter: str) -> list[float] | None:
+    values = [number(c, delimiter) for c in cells]
     return None if any(v is None for v in values) else values  # type: ignore[return-value]
 
 

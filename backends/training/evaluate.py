@@ -11,8 +11,9 @@ from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
 from netspec.data.preprocess import Preprocessing
+from netspec.data.table import check_columns
 from netspec.errors import DataError, NetspecError, few
-from netspec.runs import META_FILE, read_weights, run_source, run_weights
+from netspec.runs import META_FILE, check_weights, read_weights, run_source, run_weights
 
 from ..weights import load_weights
 from .classify import split_report
@@ -51,6 +52,11 @@ def evaluate_run(
             f"replace with {data}",
             hint="evaluate it without --data (on its test split)",
         )
+    if data is not None and Path(data).suffix.lower() == ".csv":
+        meta_file = run_dir / META_FILE
+        table = json.loads(meta_file.read_text()).get("table") if meta_file.is_file() else None
+        if table:  # a table run: name the columns a new CSV lacks, before its shape is checked
+            check_columns(data, table)
     if data is not None:
         source = run_source(
             run_dir,
@@ -65,7 +71,9 @@ def evaluate_run(
     graph = compile_source(source)
     t = Trainer(graph, graph.train, run_dir, device=device, log=lambda s: None, progress=False)
     t.setup()
-    load_weights(t.module, read_weights(weights_path)[0])  # a checkpoint gives its model part
+    weights = read_weights(weights_path)[0]  # a checkpoint gives its model part
+    check_weights(graph, weights, strict=True, file=weights_path)  # the error names the file
+    load_weights(t.module, weights)
     meta = json.loads((run_dir / META_FILE).read_text())
     # The training split's statistics, exactly as recorded, not recomputed on new data.
     pre = Preprocessing.from_dict(meta["preprocessing"])

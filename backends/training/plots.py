@@ -85,6 +85,12 @@ def _monitored(
     return None
 
 
+def score(v: float) -> str:
+    """A metric for a picture: 4 decimals below 1000 (0.9667), whole numbers with thousands
+    separators above (a dollar MAE of 45,123, not 45123.4567)."""
+    return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
 def history_figure(
     history: list[dict[str, float]],
     *,
@@ -118,7 +124,7 @@ def history_figure(
     fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
     if test:
-        scores = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in test.items())
+        scores = ", ".join(f"{k.replace('_', ' ')} {score(v)}" for k, v in test.items())
         fig.suptitle(f"{title}\ntest: {scores}")
     else:
         fig.suptitle(title)
@@ -157,7 +163,7 @@ def history_figure(
                 markersize=13,
                 color="C3",
                 linestyle="none",
-                label=f"best {best[0]} {best[1]:.4f} (epoch {best_epoch})",
+                label=f"best {best[0]} {score(best[1])} (epoch {best_epoch})",
             )
         if family in test:
             ax.axhline(
@@ -165,7 +171,7 @@ def history_figure(
                 color="C2",
                 linestyle=":",
                 linewidth=1.5,
-                label=f"test {test[family]:.4f}",
+                label=f"test {score(test[family])}",
             )
         if epochs[-1] - epochs[0] < 2:
             # One or two epochs: autoscaling would zoom into fractional epochs around them.

@@ -47,7 +47,8 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str) -> F
     fig.suptitle(title)
     font = 9 if k <= 12 else 7
     for i, (values, name) in enumerate(
-        ((cm, "counts"), (shares, "share of each true class (rows sum to 100%)"))
+        # Two lines: one line of this title was wider than its panel for 3 classes (iris).
+        ((cm, "counts"), (shares, "share of each true class\n(rows sum to 100%)"))
     ):
         ax = fig.add_subplot(1, 2, i + 1)
         top = values.max() if values.size and values.max() > 0 else 1

@@ -93,6 +93,7 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     (fANOVA parameter importances, once at least two trials completed); matplotlib, not plotly."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from netspec.backends.training.plots import save_png
 
@@ -109,6 +110,7 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     ax.plot(xs, ys, "o", label="trial")
     ax.step(xs, [pick(ys[: i + 1]) for i in range(len(ys))], where="post", label="best so far")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
     ax.set_ylabel(plan.monitor)
     ax.set_title(f"study {plan.study}: optimization history")
     ax.legend()

@@ -106,7 +106,7 @@ def predict(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(json.dumps(results, indent=2, allow_nan=False))  # strict JSON
     if failed:
         if not as_json:
             typer.echo(f"{failed} of {failed + shown} inputs failed", err=True)

@@ -96,7 +96,10 @@ def train(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if result is not None:  # the process that writes (rank 0 of a data-parallel run)
-        typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+        from netspec.backends.training.report import finite  # NaN (a diverged run): null
+
+        shown = finite({k: v for k, v in result.items() if k != "history"})
+        typer.echo(json.dumps(shown, indent=2, allow_nan=False))
 
 
 @app.command()
@@ -145,7 +148,9 @@ def evaluate(
         from netspec.classreport import render_report
 
         typer.echo(render_report(result["report"]), err=True, nl=False)
-    typer.echo(json.dumps(result, indent=2))
+    from netspec.backends.training.report import finite  # NaN (diverged weights): null
+
+    typer.echo(json.dumps(finite(result), indent=2, allow_nan=False))
 
 
 @app.command()

@@ -43,6 +43,7 @@ class ArrayData:
     notes: things the loader did that a user should know (rows dropped, files skipped).
     feature_names: one name per column of a table's x (after one-hot encoding), else None.
     table: a CSV table's source columns (TableColumns), else None.
+    bit_depth: an image folder's deepest image (8 or 16 bits per value), else None.
     """
 
     x: np.ndarray
@@ -52,6 +53,7 @@ class ArrayData:
     notes: tuple[str, ...] = ()
     feature_names: tuple[str, ...] | None = None
     table: TableColumns | None = None
+    bit_depth: int | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim < 1 or self.y.ndim < 1 or self.x.shape[0] != self.y.shape[0]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData
+from netspec.data.labels import class_count
 from netspec.data.masks import checked_classes, mask_indices
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -36,6 +38,55 @@ def _refusal(e: ValueError) -> str:
     return f"is not a valid array file ({e})"
 
 
+DEFLATE_MAX_RATIO = 1032  # deflate's largest expansion: no member inflates beyond this
+
+
+def check_npy_header(f: BinaryIO, available: int, where: str | Path, what: str = "array") -> None:
+    """Refuse a .npy header claiming more bytes than the file (or zip member) can hold.
+
+    numpy allocates the claimed shape before reading any data: a forged or truncated header of
+    shape (10**12,) raised _ArrayMemoryError (or woke the OOM killer). `f` is at the header's
+    start; `available` is the most data bytes that can follow it.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            return  # other versions: numpy's own checks
+    except ValueError:
+        return  # a malformed header: np.load says what is wrong
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > available:
+        raise data_error(
+            f"{what} header claims shape {tuple(shape)} of {dtype} ({size_text(claimed)}), but the "
+            f"file holds at most {size_text(available)}: it is truncated or not written by numpy",
+            where,
+            hint="write it again with numpy.save / numpy.savez",
+        )
+
+
+def size_text(n: int) -> str:
+    """A byte count for messages: `64 bytes`, `4.0 TB`."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} bytes"
+
+
+def _check_member(archive: Any, key: str, path: Path) -> None:
+    """check_npy_header for member `key` of an open NpzFile."""
+    info = archive.zip.getinfo(key if key in archive.zip.namelist() else f"{key}.npy")
+    available = info.file_size
+    if info.compress_type != zipfile.ZIP_STORED:
+        available = min(available, info.compress_size * DEFLATE_MAX_RATIO)
+    with archive.zip.open(info) as member:
+        check_npy_header(member, available, path, f"array {key!r}:")
+
+
 def _load_one(path: Path, key: str) -> np.ndarray:
     """The array in a .npy file, or member `key` of a .npz archive; allow_pickle stays False."""
     suffix = path.suffix.lower()
@@ -58,6 +109,7 @@ def _load_one(path: Path, key: str) -> np.ndarray:
                         f"it holds: {plain(keys) or 'nothing'}",
                         path,
                     )
+                _check_member(archive, key, path)
                 return archive[key]
         except ValueError as e:
             raise data_error(f"array {key!r} {_refusal(e)}", path) from None
@@ -71,6 +123,8 @@ def _load_one(path: Path, key: str) -> np.ndarray:
                 hint="write it with numpy.save",
             )
         try:
+            with path.open("rb") as f:
+                check_npy_header(f, path.stat().st_size, path)
             return np.load(path, allow_pickle=False)
         except ValueError as e:
             raise data_error(f"file {_refusal(e)}", path) from None
@@ -104,6 +158,8 @@ def _targets(
             f"y has shape {tuple(y.shape)}; expected ({n},) or ({n}, K) to match x's {n} samples",
             path,
         )
+    if classes is not None and y.dtype.kind == "f" and y.ndim == 1 and _integral(y):
+        y = y.astype(np.int64)  # float64 labels 0.0, 1.0 (pandas) of named classes
     if y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer):
         # Integer targets are class indices.
         if y.ndim != 1:
@@ -115,7 +171,7 @@ def _targets(
         y64 = y.astype(np.int64)
         if y64.size and int(y64.min()) < 0:
             raise data_error(f"y holds class index {int(y64.min())}; expected 0 or more", path)
-        n_classes = int(y64.max()) + 1 if y64.size else 0
+        n_classes = class_count(int(y64.max()), path) if y64.size else 0
         if classes is None:
             return y64, tuple(str(i) for i in range(n_classes))
         if n_classes > len(classes):
@@ -139,6 +195,10 @@ def _targets(
     raise data_error(
         f"y has dtype {y.dtype}; expected integers (classes) or floats (regression)", path
     )
+
+
+def _integral(y: np.ndarray) -> bool:
+    return bool(np.isfinite(y).all() and (y == np.round(y)).all())
 
 
 def _mask_like(y: np.ndarray, hw: tuple[int, ...]) -> bool:
@@ -212,17 +272,32 @@ def load_arrays(
             y_file,
         )
     y, out_classes = _targets(y_raw, x.shape[0], y_file, names)
-    notes: tuple[str, ...] = ()
-    # Heuristic: a last axis smaller than both others (e.g. (N, 101, 100, 13)) is likely C.
+    notes = _absent_classes(y, out_classes) + _layout_note(x, channels)
+    return ArrayData(x=x, y=y, classes=out_classes, source=source, notes=notes)
+
+
+def _absent_classes(y: np.ndarray, classes: tuple[str, ...] | None) -> tuple[str, ...]:
+    """A note naming the classes no label holds (labels 0, 1, 2, 5: classes 3 and 4)."""
+    if classes is None or not y.size:
+        return ()
+    absent = np.flatnonzero(np.bincount(y, minlength=len(classes)) == 0)  # bounded: class_count
+    if not absent.size:
+        return ()
+    never = plain(classes[i] for i in absent[:8]) + (", ..." if absent.size > 8 else "")
+    return (f"class{'es' if absent.size > 1 else ''} {never} never occur in y",)
+
+
+def _layout_note(x: np.ndarray, channels: str) -> tuple[str, ...]:
+    """A note when images look channels-last: a last axis smaller than both others (e.g.
+    (N, 101, 100, 13)). Not transposed: guessing wrong would silently scramble every image."""
     if (
         channels == "first"
         and x.ndim == 4
         and x.shape[3] < min(x.shape[1], x.shape[2])
         and x.shape[2] >= 8
     ):
-        # Not transposed: guessing the layout wrong would silently scramble every image.
-        notes = (
+        return (
             f"x has shape {tuple(x.shape)}, which looks channels-last (N, H, W, C); "
             "netspec expects (N, C, H, W) (set channels to 'last' if it is)",
         )
-    return ArrayData(x=x, y=y, classes=out_classes, source=source, notes=notes)
+    return ()

@@ -27,8 +27,9 @@ def _digits() -> ArrayData:
         x=images[:, None, :, :],  # (N, 1, 8, 8)
         y=np.asarray(bunch.target, dtype=np.int64),
         classes=tuple(str(d) for d in range(10)),
-        source="scikit-learn's bundled 8x8 handwritten digits (load_digits)",
-        notes=("pixel values are 0..16, not 0..255",),
+        # A fact of the data set, not a decision of the user's: no note; the model card records
+        # it (raw_range [0, 16]) and specs/quickstart.yaml rescales by 1/16.
+        source="scikit-learn's bundled 8x8 handwritten digits (load_digits; pixel values 0..16)",
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
@@ -84,15 +84,58 @@ def fit_image(im: Image.Image, size: tuple[int, int], crop: str | None) -> Image
     return im
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int] | None, crop: str | None) -> np.ndarray:
-    """One image as an (H, W, C) or (H, W) uint8 array; DataError naming the file if unreadable."""
+# Pillow's 16-bit grayscale modes (PNG and TIFF); a 16-bit PNG may also open as 32-bit "I".
+_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_ORIENTATION = 0x0112  # the EXIF tag of how the stored pixels are to be turned for display
+SIXTEEN_TO_8 = 255 / 65535  # a 16-bit value v is v * 255 / 65535: the scale of 8-bit pixels
+
+
+def bit_depth(im: Image.Image) -> int:
+    """8 or 16: the bits per value of an image Pillow opened; ValueError for 32-bit images."""
+    if im.mode in _SIXTEEN_BIT or (im.mode == "I" and im.format == "PNG"):
+        return 16
+    if im.mode in ("I", "F"):
+        kind = "integer" if im.mode == "I" else "float"
+        raise ValueError(
+            f"a 32-bit {kind} image; netspec reads 8- and 16-bit images (save it as a 16-bit "
+            "PNG or TIFF, or its values as a .npz array)"
+        )
+    return 8
+
+
+def image_pixels(
+    im: Image.Image, mode: str, size: tuple[int, int] | None, crop: str | None
+) -> np.ndarray:
+    """An opened image as (H, W, C) or (H, W) pixels in `mode` (RGB or L), fitted to size.
+
+    8-bit images give uint8. 16-bit grayscale images (microscopy, scans) keep their range:
+    float32 scaled by the bit depth to the 8-bit scale (v * 255 / 65535), where Pillow's
+    convert("L") would clip every value above 255. An EXIF orientation (phone photos stored
+    sideways) is applied first, as every image viewer does. `netspec predict` decodes with this too.
+    """
+    if im.getexif().get(_ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
+    if bit_depth(im) == 8:
+        im = im.convert(mode)
+        if size is not None:
+            im = fit_image(im, size, crop)
+        return np.asarray(im, dtype=np.uint8)
+    plane = Image.fromarray(np.asarray(im, dtype=np.float32) * np.float32(SIXTEEN_TO_8))
+    if size is not None:
+        plane = fit_image(plane, size, crop)  # mode F: resized as floats
+    values = np.asarray(plane, dtype=np.float32)
+    return np.repeat(values[..., None], 3, axis=2) if mode == "RGB" else values
+
+
+def _decode(
+    path: Path, mode: str, size: tuple[int, int] | None, crop: str | None
+) -> tuple[np.ndarray, int]:
+    """One image as (H, W, C) or (H, W) pixels (image_pixels) and its bit depth; DataError
+    naming the file if unreadable."""
     try:
         with Image.open(path) as im:
             im.load()
-            im = im.convert(mode)
-            if size is not None:
-                im = fit_image(im, size, crop)
-            return np.asarray(im, dtype=np.uint8)
+            return image_pixels(im, mode, size, crop), bit_depth(im)
     # Pillow's decoders raise many types on bad input (UnidentifiedImageError/OSError,
     # SyntaxError, struct.error, ValueError, DecompressionBombError, ...): all mean "bad file".
     except Exception as e:
@@ -104,39 +147,32 @@ def _decode(path: Path, mode: str, size: tuple[int, int] | None, crop: str | Non
         ) from None
 
 
-def load_image_folder(
-    root: str | Path,
-    *,
-    size: tuple[int, int] | None = None,
-    color: Literal["rgb", "grayscale"] = "rgb",
-    classes: list[str] | None = None,
-    crop: Literal["center"] | None = None,
-) -> ArrayData:
-    """Images under root/<class>/..., classes sorted by folder name unless `classes` is given.
-
-    size is (height, width); with crop="center" each image is first cropped to that aspect
-    ratio so nothing is stretched. Without size all images must already share one size.
-    x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale); y: (N,) int64.
-    """
-    root = Path(root)
+def _checked_size(
+    size: tuple[int, int] | None, color: str, crop: str | None
+) -> tuple[int, int] | None:
+    """The options checked: a known color and crop, size (height, width) positive integers."""
     if color not in _MODES:
         raise data_error(f"unknown color {color!r}; expected 'rgb' or 'grayscale'")
     if crop not in (None, "center"):
         raise data_error(f"unknown crop {crop!r}; expected 'center' or none")
-    if size is not None:
-        if not (
-            isinstance(size, (tuple, list))
-            and len(size) == 2
-            and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
-            and min(size) > 0
-        ):
-            raise data_error(f"size must be (height, width) positive integers, got {size!r}")
-        size = (int(size[0]), int(size[1]))
-    elif crop is not None:
-        raise data_error("crop='center' needs a size (height, width) to crop to")
-    mode, channels = _MODES[color]
+    if size is None:
+        if crop is not None:
+            raise data_error("crop='center' needs a size (height, width) to crop to")
+        return None
+    if not (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+        and min(size) > 0
+    ):
+        raise data_error(f"size must be (height, width) positive integers, got {size!r}")
+    return (int(size[0]), int(size[1]))
 
-    class_dirs = _class_dirs(root, classes)
+
+def _image_files(
+    class_dirs: list[tuple[str, Path]],
+) -> tuple[list[Path], list[int], list[Path]]:
+    """Every class folder's image files (sorted), their labels, and the other files skipped."""
     files: list[Path] = []
     labels: list[int] = []
     skipped: list[Path] = []
@@ -157,20 +193,34 @@ def load_image_folder(
             )
         files += images
         labels += [index] * len(images)
+    return files, labels, skipped
 
-    # Every file is decoded before any is refused, so one run lists all the corrupt ones.
+
+def _decode_all(
+    files: list[Path], mode: str, size: tuple[int, int] | None, crop: str | None
+) -> tuple[list[np.ndarray], set[int]]:
+    """Every file decoded, and the bit depths seen; all unreadable files refused in one error."""
     decoded: list[np.ndarray] = []
+    depths: set[int] = set()
     bad: list[Problem] = []
     for path in files:
         try:
-            decoded.append(_decode(path, mode, size, crop))
+            pixels, depth = _decode(path, mode, size, crop)
+            decoded.append(pixels)
+            depths.add(depth)
         except DataError as e:
             bad += e.problems
     if bad:
         raise unreadable(bad)
-    # The first image fixes (H, W) when no size was asked for.
+    return decoded, depths
+
+
+def _stack(
+    files: list[Path], decoded: list[np.ndarray], root: Path, channels: int, dtype: type
+) -> np.ndarray:
+    """(N, C, H, W) of the decoded images; the first fixes (H, W), others must share it."""
     first = decoded[0]
-    x = np.empty((len(files), channels, first.shape[0], first.shape[1]), dtype=np.uint8)
+    x = np.empty((len(files), channels, first.shape[0], first.shape[1]), dtype=dtype)
     for i, (path, arr) in enumerate(zip(files, decoded)):
         if arr.shape[:2] != x.shape[2:]:
             raise data_error(
@@ -182,6 +232,32 @@ def load_image_folder(
             )
         # (H, W, C) -> (C, H, W); grayscale arrays come back as (H, W).
         x[i] = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
+    return x
+
+
+def load_image_folder(
+    root: str | Path,
+    *,
+    size: tuple[int, int] | None = None,
+    color: Literal["rgb", "grayscale"] = "rgb",
+    classes: list[str] | None = None,
+    crop: Literal["center"] | None = None,
+) -> ArrayData:
+    """Images under root/<class>/..., classes sorted by folder name unless `classes` is given.
+
+    size is (height, width); with crop="center" each image is first cropped to that aspect
+    ratio so nothing is stretched. Without size all images must already share one size.
+    x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale), float32 on the same 0..255 scale
+    when any image is 16-bit (image_pixels); y: (N,) int64.
+    """
+    root = Path(root)
+    size = _checked_size(size, color, crop)
+    mode, channels = _MODES[color]
+    class_dirs = _class_dirs(root, classes)
+    files, labels, skipped = _image_files(class_dirs)
+    # Every file is decoded before any is refused, so one run lists all the corrupt ones.
+    decoded, depths = _decode_all(files, mode, size, crop)
+    x = _stack(files, decoded, root, channels, np.float32 if 16 in depths else np.uint8)
     names = [name for name, _ in class_dirs]
     notes = (f"skipped {len(skipped)} non-image files: {named(skipped, root)}",) if skipped else ()
     return ArrayData(
@@ -190,6 +266,8 @@ def load_image_folder(
         classes=tuple(names),
         source=f"image folder {root} ({len(names)} class{'es' if len(names) != 1 else ''}"
         + (f", resized to {size[0]}x{size[1]}" if size else "")
+        + (", 16-bit images scaled to 0..255" if 16 in depths else "")
         + ")",
         notes=notes,
+        bit_depth=max(depths),
     )

@@ -180,23 +180,8 @@ def _size(a: np.ndarray) -> str:
     return f"{a.shape[-1]}x{a.shape[-2]}"
 
 
-def load_mask_folder(
-    path: str | Path,
-    *,
-    images: str = "images",
-    masks: str = "masks",
-    color: Literal["keep", "rgb", "grayscale"] = "keep",
-    classes: Sequence[str] | None = None,
-    mask_values: Sequence[int] | None = None,
-    ignore_value: int | None = None,
-) -> ArrayData:
-    """Image/mask pairs `path/<images>/<stem>.*` + `path/<masks>/<stem>.*`, sorted by stem.
-
-    Images: 8-bit PNG/JPEG/BMP (color keep/rgb/grayscale) or TIFF with any number of bands
-    (uint8 stays uint8, other types become float32 with values unchanged). Masks: one channel,
-    mapped to classes by `mask_indices`. x: (N, C, H, W); y: (N, H, W) int64, -1 ignored.
-    """
-    root = Path(path)
+def _check_layout(root: Path, images: str, masks: str, color: str) -> None:
+    """The options and the folder layout: root/<images>/ and root/<masks>/ exist."""
     if color not in ("keep", "rgb", "grayscale"):
         raise data_error(f"unknown color {color!r}; expected 'keep', 'rgb' or 'grayscale'")
     if not root.is_dir():
@@ -217,6 +202,12 @@ def load_mask_folder(
                 root,
                 hint=_LAYOUT_HINT,
             )
+
+
+def _pairs(
+    root: Path, images: str, masks: str
+) -> tuple[dict[str, Path], dict[str, Path], list[Path]]:
+    """Image and mask files by stem (every image with its mask), and the files skipped."""
     image_files, skipped_images = _scan(root / images)
     mask_files, skipped_masks = _scan(root / masks)
     if not image_files:
@@ -238,19 +229,57 @@ def load_mask_folder(
                 root,
                 hint=_LAYOUT_HINT,
             )
+    return image_files, mask_files, skipped_images + skipped_masks
 
-    stems = sorted(image_files, key=_natural_key)
-    pairs = [(image_files[s], mask_files[s]) for s in stems]
+
+def _check_scene(
+    x: np.ndarray,
+    arr: np.ndarray,
+    mask: np.ndarray,
+    pair: tuple[Path, Path],
+    names: tuple[str, str],
+) -> None:
+    """A scene of the first scene's size, bands and dtype; its mask of the scene's size.
+    names: the images subfolder and the first scene's name there."""
+    (img_path, mask_path), (images, first) = pair, names
+    if arr.shape[1:] != x.shape[2:]:
+        raise data_error(
+            f"scene {images}/{img_path.name} is {_size(arr)} but {first} is "
+            f"{_size(x)} (width x height); expected every scene to have one size",
+            img_path,
+            hint="crop or resize them to one size first",
+        )
+    if arr.shape[0] != x.shape[1] or arr.dtype != x.dtype:
+        raise data_error(
+            f"scene {images}/{img_path.name} has {arr.shape[0]} {arr.dtype} band(s) "
+            f"but {first} has {x.shape[1]} {x.dtype}; expected the same bands "
+            "and bit depth in every scene",
+            img_path,
+            hint="8-bit images stay uint8, others become float32: convert them to one",
+        )
+    if mask.shape != arr.shape[1:]:
+        raise data_error(
+            f"mask is {_size(mask)} but its image {images}/{img_path.name} is "
+            f"{_size(arr)} (width x height); expected a mask the size of its image",
+            mask_path,
+        )
+
+
+def _decode_pairs(
+    pairs: list[tuple[Path, Path]], color: str, images: str
+) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """x (N, C, H, W), the raw masks, and how many images lost an alpha channel; every
+    unreadable file is listed in one error."""
     x: np.ndarray | None = None
     raw_masks: list[np.ndarray] = []
     bad: list[Problem] = []
     alpha = 0
-    first_name = f"{images}/{pairs[0][0].name}"
+    first = f"{images}/{pairs[0][0].name}"
     # Pillow and zlib release the GIL while decoding, so threads overlap the decoding.
     pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(pairs))))
     try:
         decoded = pool.map(partial(_read_pair, color=color), pairs)
-        for i, ((img_path, mask_path), read) in enumerate(zip(pairs, decoded)):
+        for i, (pair, read) in enumerate(zip(pairs, decoded)):
             if isinstance(read, DataError):
                 bad += read.problems
                 continue
@@ -260,34 +289,39 @@ def load_mask_folder(
                 continue
             if x is None:
                 x = np.empty((len(pairs), *arr.shape), dtype=arr.dtype)
-            elif arr.shape[1:] != x.shape[2:]:
-                raise data_error(
-                    f"scene {images}/{img_path.name} is {_size(arr)} but {first_name} is "
-                    f"{_size(x)} (width x height); expected every scene to have one size",
-                    img_path,
-                    hint="crop or resize them to one size first",
-                )
-            elif arr.shape[0] != x.shape[1] or arr.dtype != x.dtype:
-                raise data_error(
-                    f"scene {images}/{img_path.name} has {arr.shape[0]} {arr.dtype} band(s) "
-                    f"but {first_name} has {x.shape[1]} {x.dtype}; expected the same bands "
-                    "and bit depth in every scene",
-                    img_path,
-                    hint="8-bit images stay uint8, others become float32: convert them to one",
-                )
+            _check_scene(x, arr, mask, pair, (images, first))
             x[i] = arr
-            if mask.shape != arr.shape[1:]:
-                raise data_error(
-                    f"mask is {_size(mask)} but its image {images}/{img_path.name} is "
-                    f"{_size(arr)} (width x height); expected a mask the size of its image",
-                    mask_path,
-                )
             raw_masks.append(mask)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if bad:
         raise unreadable(bad)
-    assert x is not None  # stems is non-empty
+    assert x is not None  # pairs is non-empty
+    return x, raw_masks, alpha
+
+
+def load_mask_folder(
+    path: str | Path,
+    *,
+    images: str = "images",
+    masks: str = "masks",
+    color: Literal["keep", "rgb", "grayscale"] = "keep",
+    classes: Sequence[str] | None = None,
+    mask_values: Sequence[int] | None = None,
+    ignore_value: int | None = None,
+) -> ArrayData:
+    """Image/mask pairs `path/<images>/<stem>.*` + `path/<masks>/<stem>.*`, sorted by stem.
+
+    Images: 8-bit PNG/JPEG/BMP (color keep/rgb/grayscale) or TIFF with any number of bands
+    (uint8 stays uint8, other types become float32 with values unchanged). Masks: one channel,
+    mapped to classes by `mask_indices`. x: (N, C, H, W); y: (N, H, W) int64, -1 ignored.
+    """
+    root = Path(path)
+    _check_layout(root, images, masks, color)
+    image_files, mask_files, skipped = _pairs(root, images, masks)
+    stems = sorted(image_files, key=_natural_key)
+    pairs = [(image_files[s], mask_files[s]) for s in stems]
+    x, raw_masks, alpha = _decode_pairs(pairs, color, images)
     y, names, mask_notes = mask_indices(
         np.stack(raw_masks),
         hw=(x.shape[2], x.shape[3]),
@@ -295,13 +329,13 @@ def load_mask_folder(
         mask_values=mask_values,
         ignore_value=ignore_value,
         where=root / masks,
+        files=[mask_files[s] for s in stems],
     )
     notes = list(mask_notes)
     if alpha:
         notes.append(f"dropped the alpha channel of {alpha} image{'s' if alpha > 1 else ''}")
     if any(mask_files[s].suffix.lower() in (".jpg", ".jpeg") for s in stems):
         notes.append("some masks are JPEG, whose lossy compression changes values near edges")
-    if skipped_images + skipped_masks:
-        skipped = skipped_images + skipped_masks
+    if skipped:
         notes.append(f"skipped {len(skipped)} files that are not images: {named(skipped, root)}")
     return ArrayData(x=x, y=y, classes=names, source=f"mask_folder {root}", notes=tuple(notes))

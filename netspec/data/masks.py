@@ -151,6 +151,113 @@ def _one_hot(
     return index, names or tuple(str(i) for i in range(k)), notes
 
 
+def _holding(y: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """The indices of the masks (N, H, W) holding any of `values`."""
+    return np.flatnonzero([np.isin(mask, values).any() for mask in y])
+
+
+def _holder(
+    y: np.ndarray, values: Sequence[int], files: Sequence[str | Path] | None, where: object
+) -> str | Path | None:
+    """The first mask file holding one of `values`, else `where` (the masks' folder or file)."""
+    if files is None:
+        return where  # type: ignore[return-value]
+    found = _holding(y, values)
+    return files[int(found[0])] if found.size else where  # type: ignore[return-value]
+
+
+def _others(y: np.ndarray, values: Sequence[int], files: Sequence[str | Path] | None) -> str:
+    """`; so do 3 other masks` when more than the named mask file holds such values."""
+    if files is None:
+        return ""
+    more = len(_holding(y, values)) - 1
+    return f" (so do {more} other mask{'s' if more != 1 else ''})" if more > 0 else ""
+
+
+def _by_mask_values(
+    y: np.ndarray,
+    values: np.ndarray,
+    kept: np.ndarray,
+    mask_values: Sequence[int],
+    ignore_value: int | None,
+    names: tuple[str, ...] | None,
+    files: Sequence[str | Path] | None,
+    where: str | Path | None,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The class of each kept mask value by its place in mask_values, and the class names."""
+    order = _checked_mask_values(mask_values, where)
+    unknown = [int(v) for v in kept if int(v) not in order]
+    if unknown:
+        also = f" or ignore_value {ignore_value}" if ignore_value is not None else ""
+        raise data_error(
+            f"masks hold value{'s' if len(unknown) > 1 else ''} {_few(unknown)} not in "
+            f"mask_values ({plain(order)}){also}; found values {_few(values.tolist(), 12)}"
+            + _others(y, unknown, files),
+            _holder(y, unknown, files, where),
+            hint="list every class's value in mask_values (in class order), or set "
+            "ignore_value for a no-data value",
+        )
+    if names is not None and len(names) != len(order):
+        raise data_error(
+            f"classes has {len(names)} names ({plain(names)}) but mask_values has "
+            f"{len(order)} values ({plain(order)}); expected one name per value",
+            where,
+        )
+    targets = np.array([order.index(int(v)) for v in kept], dtype=np.int64)
+    return targets, names or tuple(str(v) for v in order)
+
+
+def _by_index(
+    y: np.ndarray,
+    kept: np.ndarray,
+    names: tuple[str, ...] | None,
+    files: Sequence[str | Path] | None,
+    where: str | Path | None,
+    notes: list[str],
+) -> tuple[str, ...]:
+    """The class names of masks whose values are class indices, checked (notes: gaps)."""
+    if kept.size and kept[0] < 0:
+        raise data_error(
+            f"masks hold the negative value {int(kept[0])}; expected class indices 0 or more"
+            + _others(y, [int(kept[0])], files),
+            _holder(y, [int(kept[0])], files, where),
+            hint="set ignore_value for a no-data value, or mask_values to map values to classes",
+        )
+    top = int(kept[-1]) if kept.size else 0
+    if names is not None:
+        if top >= len(names):
+            too_big = [int(v) for v in kept if v >= len(names)]
+            raise data_error(
+                f"masks hold class index {_few(too_big)} but classes names only "
+                f"{len(names)} ({plain(names)}); expected indices 0..{len(names) - 1}"
+                + _others(y, too_big, files),
+                _holder(y, too_big, files, where),
+                hint="give one name per class, or mask_values to map mask values to classes",
+            )
+        return names
+    if top + 1 > _MAX_CLASSES:
+        raise data_error(
+            f"masks hold the value {top}; read as class indices that would be "
+            f"{top + 1} classes (found values {_few(kept.tolist(), 12)})"
+            + _others(y, [top], files),
+            _holder(y, [top], files, where),
+            hint="give mask_values, the mask value of each class in class order",
+        )
+    if top < 1:
+        raise data_error(
+            f"masks hold only the value {top}; expected at least two classes",
+            where,
+            hint="give classes (e.g. [background, object]) when no mask has foreground",
+        )
+    absent = sorted(set(range(top + 1)) - set(kept.tolist()))
+    if absent:
+        notes.append(
+            f"class indices {_few(absent)} never occur in the masks "
+            "(mask_values maps sparse values to classes)"
+        )
+    return tuple(str(i) for i in range(top + 1))
+
+
 def mask_indices(
     y: np.ndarray,
     *,
@@ -159,8 +266,12 @@ def mask_indices(
     mask_values: Sequence[int] | None = None,
     ignore_value: int | None = None,
     where: str | Path | None = None,
+    files: Sequence[str | Path] | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """Segmentation masks -> (int64 (N, H, W) class indices with -1 ignored, class names, notes).
+
+    A value that belongs to no class is refused naming the first mask file holding it (`files`,
+    one per mask, from a mask folder), else `where`.
 
     y is (N, H, W) or (N, 1, H, W) integer/bool mask values, or (N, K, H, W) with one 0/1
     channel per class. Values map to classes by `mask_values` (value i is class i) when given;
@@ -204,25 +315,9 @@ def mask_indices(
         raise data_error(f"every mask pixel equals ignore_value {ignore_value}", where)
     notes: list[str] = []
     if mask_values is not None:
-        order = _checked_mask_values(mask_values, where)
-        unknown = [int(v) for v in kept if int(v) not in order]
-        if unknown:
-            also = f" or ignore_value {ignore_value}" if ignore_value is not None else ""
-            raise data_error(
-                f"masks hold value{'s' if len(unknown) > 1 else ''} {_few(unknown)} not in "
-                f"mask_values ({plain(order)}){also}; found values {_few(values.tolist(), 12)}",
-                where,
-                hint="list every class's value in mask_values (in class order), or set "
-                "ignore_value for a no-data value",
-            )
-        if names is not None and len(names) != len(order):
-            raise data_error(
-                f"classes has {len(names)} names ({plain(names)}) but mask_values has "
-                f"{len(order)} values ({plain(order)}); expected one name per value",
-                where,
-            )
-        targets = np.array([order.index(int(v)) for v in kept], dtype=np.int64)
-        out_names = names or tuple(str(v) for v in order)
+        targets, out_names = _by_mask_values(
+            y, values, kept, mask_values, ignore_value, names, files, where
+        )
     elif y.dtype == np.bool_ or (
         (names is None or len(names) == 2) and 255 in kept and set(kept.tolist()) <= {0, 255}
     ):
@@ -231,45 +326,7 @@ def mask_indices(
         if y.dtype != np.bool_:
             notes.append("mask values 0 and 255 read as classes 0 and 1")
     else:
-        if kept.size and kept[0] < 0:
-            raise data_error(
-                f"masks hold the negative value {int(kept[0])}; expected class indices 0 or more",
-                where,
-                hint="set ignore_value for a no-data value, or mask_values to map values to classes",
-            )
-        top = int(kept[-1]) if kept.size else 0
-        if names is not None:
-            if top >= len(names):
-                too_big = [int(v) for v in kept if v >= len(names)]
-                raise data_error(
-                    f"masks hold class index {_few(too_big)} but classes names only "
-                    f"{len(names)} ({plain(names)}); expected indices 0..{len(names) - 1}",
-                    where,
-                    hint="give one name per class, or mask_values to map mask values to classes",
-                )
-            out_names = names
-        else:
-            if top + 1 > _MAX_CLASSES:
-                raise data_error(
-                    f"masks hold the value {top}; read as class indices that would be "
-                    f"{top + 1} classes (found values {_few(kept.tolist(), 12)})",
-                    where,
-                    hint="give mask_values, the mask value of each class in class order",
-                )
-            if top < 1:
-                raise data_error(
-                    f"masks hold only the value {top}; expected at least two classes",
-                    where,
-                    hint="give classes (e.g. [background, object]) when no mask has foreground",
-                )
-            out_names = tuple(str(i) for i in range(top + 1))
-            absent = sorted(set(range(top + 1)) - set(kept.tolist()))
-            if absent:
-                notes.append(
-                    f"class indices {_few(absent)} never occur in the masks "
-                    "(mask_values maps sparse values to classes)"
-                )
-        targets = kept
+        targets, out_names = kept, _by_index(y, kept, names, files, where, notes)
     full = np.full(len(values), -1, dtype=np.int64)
     full[~ignored] = targets
     index = _apply(y, values, full) if values.size else np.zeros(y.shape, dtype=np.int64)

@@ -21,6 +21,7 @@ from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.halves import lower_half, scaled_targets
+from netspec.data.labels import aligned, classes_said, float_classes
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -135,7 +136,9 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
             ignore_value=cfg.ignore_value,
         )
     if isinstance(cfg, CsvData):
-        return load_csv(path, target=cfg.target, features=cfg.features, task=cfg.task)
+        return load_csv(
+            path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter
+        )
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
 
 
@@ -147,10 +150,7 @@ def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
     if isinstance(cfg, FolderData):
         better = folder_with_classes(resolve_path(cfg.path, spec_file))
         hint = f"did you mean path: {better}?" if better else hint
-    found = f" ({data.classes[0]})" if data.classes else ""
-    raise data_error(
-        f"{data.source}: {len(data.classes)} class{found}; expected at least 2 classes", hint=hint
-    )
+    raise data_error(f"{data.source}: {classes_said(data)}; expected at least 2 classes", hint=hint)
 
 
 def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
@@ -243,14 +243,13 @@ def infer_task(data: ArrayData, output_shape: tuple[int, ...], loss: str | None)
     if output_shape == (1,) or loss == "binary_cross_entropy":
         if k > 2:
             raise data_error(
-                f"{data.source}: {k} classes, but the network has a single output unit",
+                f"{data.source}: {classes_said(data)}, but the network has a single output unit",
                 hint=f"end the network with `dense: {{units: {k}, activation: softmax}}`",
             )
         return "binary"
     if len(output_shape) != 1 or output_shape[0] != k:
         raise data_error(
-            f"{data.source}: {k} classes ({', '.join(data.classes[:5])}{', ...' if k > 5 else ''}),"
-            f" but the network's output is {output_shape}",
+            f"{data.source}: {classes_said(data)}, but the network's output is {output_shape}",
             hint=f"end the network with `dense: {{units: {k}, activation: softmax}}`",
         )
     return "multiclass"
@@ -271,7 +270,10 @@ def prepare(
     """
     cfg = spec.data
     seed = spec.seed if cfg.split_seed is None else cfg.split_seed
-    data = _limit(load_source(cfg, spec_file), cfg.limit, seed)
+    loss = spec.loss.name if spec.loss else None
+    data = float_classes(
+        _limit(load_source(cfg, spec_file), cfg.limit, seed), output_activation, loss
+    )
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
@@ -279,6 +281,7 @@ def prepare(
     test: ArrayData | None = None
     if cfg.test_path or own_test:
         test = _limit(load_source(cfg, spec_file, test=True), cfg.limit, seed + 1)
+        test = aligned(float_classes(test, output_activation, loss), data.classes)
     fractions = {"train": 1.0 - cfg.val - cfg.test, "val": cfg.val, "test": cfg.test}
     fractions = {k: v for k, v in fractions.items() if v > 0}
     if fractions["train"] <= 0:
@@ -358,6 +361,7 @@ def prepare(
         channel_order=channel_order,
         image_size=tuple(cfg.size) if folder else None,  # type: ignore[union-attr,arg-type]
         image_crop=cfg.crop if folder else None,  # type: ignore[union-attr]
+        image_bits=data.bit_depth,
         grayscale=p.grayscale,
         resize=tuple(p.resize) if p.resize else None,  # type: ignore[arg-type]
         center_crop=tuple(p.center_crop) if p.center_crop else None,  # type: ignore[arg-type]
@@ -367,7 +371,6 @@ def prepare(
         per_sample=p.normalize == "per_sample",
         raw_range=(float(train.x.min()), float(train.x.max())) if train.x.size else None,
     )
-    loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
     if task == "regression" and cfg.scale_targets:
         if output_activation is None:

@@ -34,6 +34,8 @@ class Preprocessing:
     # How a folder of images was decoded: netspec.data.folder.fit_image(image, size, crop).
     image_size: tuple[int, int] | None = None
     image_crop: str | None = None
+    # The folder's deepest image: 16 means 16-bit values were scaled to 0..255 (v * 255 / 65535).
+    image_bits: int | None = None
     grayscale: bool = False
     resize: tuple[int, int] | None = None
     center_crop: tuple[int, int] | None = None
@@ -150,8 +152,15 @@ def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
             "step": "decode",
             "channel_order": order,
             "raw_shape": pre.get("raw_shape"),
-            "definition": "images: decode, convert to the channel order (Pillow convert('RGB') "
-            "or convert('L')), then channels first (C, H, W); arrays and tables as they are",
+            "definition": "images: decode, turn by the EXIF orientation if any, convert to the "
+            "channel order (Pillow convert('RGB') or convert('L')), then channels first "
+            "(C, H, W); arrays and tables as they are"
+            + (
+                "; a 16-bit grayscale image's values v become v * 255 / 65535 (float32), "
+                "not clipped to 255"
+                if pre.get("image_bits") == 16
+                else ""
+            ),
         }
     )
     if pre.get("image_size"):

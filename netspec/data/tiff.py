@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from netspec.data._common import data_error
-from netspec.errors import first_line
+from netspec.data.arrays import size_text
+from netspec.errors import DataError, first_line
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+
+
+# The most any TIFF compression (deflate's 1032:1, LZW's less) can expand its data.
+_MAX_RATIO = 1100
+
+
+def _check_claim(path: Path, series: Any, compression: int) -> None:
+    """Refuse a header claiming more pixels than the file can hold, before they are allocated
+    (a forged or damaged 200000x200000 header asked for 37 GiB)."""
+    claimed = int(np.prod(series.shape, dtype=object)) * np.dtype(series.dtype).itemsize
+    size = path.stat().st_size
+    bound = size if compression == 1 else size * _MAX_RATIO
+    if claimed > bound:
+        raise data_error(
+            f"TIFF header claims shape {tuple(series.shape)} of {np.dtype(series.dtype)} "
+            f"({size_text(claimed)}), more than the file's {size_text(size)} can hold: it is "
+            "truncated or damaged",
+            path,
+            hint="delete or replace the file",
+        )
 
 
 def read_tiff_array(path: Path, what: str = "image") -> tuple[np.ndarray, str]:
@@ -22,11 +44,14 @@ def read_tiff_array(path: Path, what: str = "image") -> tuple[np.ndarray, str]:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            _check_claim(path, series, tif.pages[0].compression)
             array, axes = np.asarray(series.asarray()), str(series.axes)
         if array.size == 0:  # tifffile logs a warning and returns nothing for a broken header
             raise ValueError("no pixel data: a corrupt or empty TIFF")
     # tifffile raises many types on bad input; compressed TIFFs (LZW, JPEG) need the optional
     # imagecodecs package, but Pillow reads those when they are 8-bit.
+    except DataError:
+        raise
     except Exception as exc:
         try:
             from PIL import Image
