@@ -11,7 +11,7 @@ import torch
 
 from netspec.errors import NetspecError, few
 from netspec.ir import Graph, Node
-from netspec.runs import Run
+from netspec.runs import LoadedRun
 
 from .lowering import NetModule
 from .weights import load_module
@@ -170,12 +170,12 @@ def saliency(
     return Saliency(label, score, xt.grad[0].numpy(), cam.detach().numpy(), layer)
 
 
-def load(run: Run) -> NetModule:
+def load(run: LoadedRun) -> NetModule:
     """The run's torch module with its weights, in eval mode, on the CPU."""
     return load_module(run.graph, run.weights)
 
 
-def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_input(run: LoadedRun, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(raw sample, model input) of an image, .npy or .csv file, read and preprocessed exactly as
     `netspec predict` does with the run's recorded preprocessing (its first sample)."""
     from .export.model import metadata

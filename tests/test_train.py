@@ -790,7 +790,9 @@ def test_run_files_are_readable_like_ordinary_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("marker", ["model.safetensors", "checkpoint"])
 def test_training_into_an_existing_run_needs_resume(tmp_path: Path, marker: str) -> None:
-    # prepare_run protects a run by its weights or its checkpoints; no training is needed.
+    # prepare_run knows a run by the model.json netspec wrote; no training is needed.
+    from netspec.runs import RunMeta
+
     spec = tmp_path / "tiny.yaml"
     spec.write_text(textwrap.dedent(TINY))
     out = tmp_path / "run"
@@ -800,6 +802,11 @@ def test_training_into_an_existing_run_needs_resume(tmp_path: Path, marker: str)
         (out / marker).mkdir()
     else:
         (out / marker).write_bytes(b"")
+    # Weights or a checkpoint folder alone are not a run: they may be the user's own files.
+    for resume in (False, True):
+        with pytest.raises(SpecError, match=r"other files|holds no run made by netspec"):
+            prepare_run(spec, [], out, resume)
+    RunMeta(name="tiny", netspec_version="0.1.0").write(out / "model.json")
     with pytest.raises(SpecError, match=rf"--out {re.escape(str(out))} already holds a run"):
         prepare_run(spec, [], out, False)
     assert prepare_run(spec, [], out, True)[1] == out  # --resume continues it

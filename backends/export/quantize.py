@@ -23,7 +23,7 @@ import onnx
 
 from netspec.data.preprocess import apply_values
 from netspec.errors import NetspecError, first_line
-from netspec.runs import Run
+from netspec.runs import LoadedRun
 
 from .emitter import ExportError
 
@@ -58,12 +58,13 @@ class Quantized:
         )
 
 
-def _splits(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
+def _splits(run: LoadedRun) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
     """(calibration inputs, evaluation inputs, their labels, split name, task) of a run."""
     from netspec.data.pipeline import cut_tiles, prepare
 
-    graph, meta = run.graph, run.meta or {}
-    pre, task = meta.get("preprocessing"), meta.get("task")
+    graph = run.graph
+    pre = run.meta.preprocessing if run.meta else None
+    task = run.meta.task if run.meta else None
     if graph.train is None or pre is None:
         raise ExportError("--int8 needs a run trained by netspec (its data and preprocessing)")
     if task not in ("multiclass", "binary", "segmentation"):
@@ -123,7 +124,7 @@ def accuracy(session: Any, x: np.ndarray, y: np.ndarray, head: str) -> float:
     return 100.0 * right / max(total, 1)
 
 
-def quantize_run(run: Run, model: onnx.ModelProto, max_drop: float = MAX_DROP) -> Quantized:
+def quantize_run(run: LoadedRun, model: onnx.ModelProto, max_drop: float = MAX_DROP) -> Quantized:
     """The int8 model of a run's float32 export; ExportError when it loses more than `max_drop`
     points of accuracy on the run's test split (or cannot be made)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static

@@ -193,12 +193,12 @@ def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) ->
 def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
     """A Pillow image in the model's channel order (and the folder loader's fit): (C, H, W)."""
     # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
-    im = im.convert("RGB" if info.pre.get("grayscale") else info.channel_order)
-    size = info.pre.get("image_size")
-    if size:  # decoded from a folder: the loader's own crop and resize, exactly
+    pre = info.pre
+    im = im.convert("RGB" if pre is not None and pre.grayscale else info.channel_order)
+    if pre is not None and pre.image_size:  # decoded from a folder: the loader's fit, exactly
         from netspec.data.folder import fit_image
 
-        im = fit_image(im, (int(size[0]), int(size[1])), info.pre.get("image_crop"))
+        im = fit_image(im, pre.image_size, pre.image_crop)
     pixels = np.asarray(im)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
@@ -206,15 +206,12 @@ def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
 def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
     """The recorded grayscale, resize and center crop of one image (C, H, W), as in training."""
     pre = info.pre
-    if pre.get("resize"):
+    if pre is None:
+        return x
+    if pre.resize:
         pillow(path, "resizing images")
     try:
-        return geometry(
-            x,
-            grayscale=bool(pre.get("grayscale")),
-            resize=pre.get("resize"),
-            center_crop=pre.get("center_crop"),
-        )
+        return geometry(x, grayscale=pre.grayscale, resize=pre.resize, center_crop=pre.center_crop)
     except CropError as exc:
         (h, w), (H, W) = exc.crop, exc.image
         raise error(

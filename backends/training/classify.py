@@ -20,6 +20,7 @@ from netspec.classreport import (
 )
 from netspec.data.arraydata import ArrayData
 from netspec.fileio import write_text
+from netspec.run_record import RunLayout
 
 from .plots import matplotlib_missing
 
@@ -81,10 +82,11 @@ def split_report(
     classes = list(data.classes or trainer.data.classes or ())
     report, probs = class_report_of(data.y, probs, classes, split=split)
     out_dir = Path(out_dir)
-    write_text(out_dir / "classification_report.txt", render_report(report))
-    write_text(out_dir / "classification_report.json", json.dumps(report, indent=2))
+    files = RunLayout(out_dir)
+    write_text(files.report_txt, render_report(report))
+    write_text(files.report_json, json.dumps(report, indent=2))
     title = f"{trainer.graph.name}: {split} ({report['samples']} samples)"
-    written = ["classification_report.txt", "classification_report.json"]
+    written = [RunLayout.REPORT_TXT, RunLayout.REPORT_JSON]
     if trainer.spec.log.pictures:  # `log: {pictures: false}`: the report's data only
         written += _draw(trainer, data, report, probs, out_dir, title=title, log=log)
     log(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, prepare
-from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError, NetspecError, few
-from netspec.runs import META_FILE, read_weights, run_source, run_weights
+from netspec.runs import RunLayout, RunMeta, read_weights, run_source, run_weights
 
 from ..weights import load_weights
 from .classify import split_report
@@ -66,11 +64,14 @@ def evaluate_run(
     t = Trainer(graph, graph.train, run_dir, device=device, log=lambda s: None, progress=False)
     t.setup()
     load_weights(t.module, read_weights(weights_path)[0])  # a checkpoint gives its model part
-    meta = json.loads((run_dir / META_FILE).read_text())
+    meta = RunMeta.read(RunLayout(run_dir).meta)
+    meta.check(graph.input_shape, graph.output.shape, str(RunLayout(run_dir).meta))
     # The training split's statistics, exactly as recorded, not recomputed on new data.
-    pre = Preprocessing.from_dict(meta["preprocessing"])
+    pre = meta.preprocessing
+    if pre is None:
+        raise DataError.one("the run records no preprocessing", str(RunLayout(run_dir).meta))
     if data is not None:
-        classes = tuple(meta["classes"]) if meta.get("classes") else None
+        classes = meta.classes or None
         if classes != t.data.classes:
             raise DataError.one(
                 f"--data: the classes of {data} ({few(t.data.classes or ()) or 'none'}) are not those "
@@ -89,7 +90,7 @@ def evaluate_run(
     result = {"split": name, "samples": len(split.y), **t.evaluate_on(split, pre)}
     if t.data.task in ("multiclass", "binary"):
         if out is None:
-            out = run_dir if data is None else run_dir / "evaluate" / Path(data).stem
+            out = run_dir if data is None else RunLayout(run_dir).evaluation(Path(data).stem)
         report = split_report(
             t, split, out, split=name, norm=Normalizer(pre, t.device), log=log or (lambda s: None)
         )

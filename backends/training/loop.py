@@ -8,7 +8,6 @@ save share the Trainer's state; the concerns that stand alone live in the siblin
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 import sys
 import time
@@ -27,6 +26,7 @@ from netspec.errors import Interrupted, SpecError
 from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
+from netspec.run_record import RunLayout, RunMeta
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
@@ -89,6 +89,7 @@ class Trainer:
         self.graph = graph
         self.spec = spec
         self.run_dir = run_dir
+        self.layout = RunLayout(run_dir)
         # dist: one worker of a data-parallel run (training/distributed.py); None: the whole run.
         self.dist = dist
         self.writer = dist is None or dist.writer  # rank 0 alone writes and talks
@@ -475,35 +476,37 @@ class Trainer:
         )
 
     # persistence
-    def _meta(self) -> dict[str, Any]:
+    def _meta(self) -> RunMeta:
         """What an app needs to use the weights (also exported to ONNX metadata later)."""
         train = self.data.train
-        return {
-            "name": self.graph.name,
-            "netspec_version": __version__,
-            "spec_sha256": self.hash,
-            "task": self.data.task,
-            "classes": list(self.data.classes) if self.data.classes else None,
-            "input_shape": list(self.graph.input_shape),
-            "output_shape": list(self.graph.output.shape),
-            "head": self.module.head,
-            "preprocessing": self.data.preprocessing.to_dict(),
+        return RunMeta(
+            name=self.graph.name,
+            netspec_version=__version__,
+            spec_sha256=self.hash,
+            task=self.data.task,
+            classes=tuple(self.data.classes) if self.data.classes else None,
+            input_shape=tuple(self.graph.input_shape),
+            output_shape=tuple(self.graph.output.shape),
+            head=self.module.head,
+            preprocessing=self.data.preprocessing,
             # A table's columns, so predict reads rows in the training CSV's own format.
-            "features": list(train.feature_names) if train.feature_names else None,
-            "table": train.table.to_dict() if train.table else None,
-        }
+            features=tuple(train.feature_names) if train.feature_names else None,
+            table=train.table.to_dict() if train.table else None,
+        )
 
     def _write_static(self) -> None:
-        write_text(self.run_dir / "spec.yaml", self.spec_text)
-        write_text(self.run_dir / "summary.txt", self.summary_text)
-        write_text(self.run_dir / "model.json", json.dumps(self._meta(), indent=2))
+        # model.json first: it is the marker that makes the folder a run (runs.is_run), so a
+        # kill between these writes leaves a folder netspec knows as its own.
+        self._meta().write(self.layout.meta)
+        write_text(self.layout.spec, self.spec_text)
+        write_text(self.layout.summary, self.summary_text)
 
     @property
     def _last(self) -> Path:
-        return self.run_dir / "checkpoint" / "last.safetensors"
+        return self.layout.last
 
     def _nothing_saved(self) -> bool:
-        return not self._last.is_file() and not (self.run_dir / "model.safetensors").is_file()
+        return not self._last.is_file() and not self.layout.weights.is_file()
 
     def _resumable(self) -> Resumable:
         return Resumable(
@@ -519,7 +522,7 @@ class Trainer:
                 save_state(self._last, self._resumable(), self.state, self.hash, ranks)
             self.saved_epoch = self.state.epoch
         if self.spec.callbacks.csv_log and self.writer:
-            write_csv(self.state.history, self.run_dir / "metrics.csv")
+            write_csv(self.state.history, self.layout.metrics_csv)
 
     def _per_class(self) -> dict[str, dict[str, float | None]]:
         """IoU and Dice of each class from the last evaluation, by class name."""
@@ -565,7 +568,7 @@ class Trainer:
             xb.float().cpu().numpy(),
             yb.cpu().numpy(),
             pred.cpu().numpy(),
-            self.run_dir / "predictions.png",
+            self.layout.predictions_png,
             classes=list(self.data.classes or ()),
             title=f"{self.graph.name}: {split} tiles",
             rgb=self.spec.data.rgb_bands,
@@ -608,13 +611,13 @@ class Trainer:
             (x[pick].float() * self.data.preprocessing.scale).cpu().numpy(),
             self.norm.units(y[pick].float()).cpu().numpy(),
             pred.flatten(1).cpu().numpy(),
-            self.run_dir / "completions.png",
+            self.layout.completions_png,
             title=f"{self.graph.name}: {'held-out' if held is not None else 'training'} images",
         )
 
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
-        best_path = self.run_dir / "checkpoint" / "best.safetensors"
+        best_path = self.layout.best
         if self.dist is not None:
             self.dist.barrier()  # rank 0 has written best.safetensors
         if cb.early_stopping and cb.early_stopping.restore_best and best_path.is_file():
@@ -622,9 +625,9 @@ class Trainer:
             self.log(f"restored the best weights (epoch {st.best_epoch})")
         if self.writer:
             checkpoint.save(
-                self.run_dir / "model.safetensors",
+                self.layout.weights,
                 weights(self.module),
-                {"netspec": json.dumps(self._meta())},
+                {"netspec": self._meta().to_json()},
             )
         result: dict[str, Any] = {"epochs": st.epoch}
         best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), None)
@@ -644,7 +647,7 @@ class Trainer:
         result["history"] = st.history
         if not self.writer:
             return result
-        write_metrics(result, self.run_dir / "metrics.json")
+        write_metrics(result, self.layout.metrics_json)
         if self.spec.log.pictures:
             self._draw_pictures(result)
         if self.data.task in ("multiclass", "binary"):
@@ -660,7 +663,7 @@ class Trainer:
 
             plot_history(
                 st.history,
-                self.run_dir / "history.png",
+                self.layout.history_png,
                 title=self.graph.name,
                 loss_name=self._loss_name(),
                 best_epoch=st.best_epoch or None,

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netspec.errors import NetspecError, first_line
+from netspec.run_record import RunLayout
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .loop import Trainer
 
-LOG_DIR = "tensorboard"
 SHOWN = 8  # predictions drawn each epoch (segmentation: half, a row of four panels each)
 
 
@@ -88,7 +88,7 @@ class Board:
                 stage="train",
             ) from None
         self.trainer = trainer
-        self.dir = trainer.run_dir / LOG_DIR
+        self.dir = RunLayout(trainer.run_dir).tensorboard
         # Resuming after epoch k: events of later epochs from the interrupted run are dropped.
         purge = trainer.state.epoch + 1 if trainer.state.epoch else None
         self.writer: Any = SummaryWriter(log_dir=str(self.dir), purge_step=purge)

@@ -103,9 +103,9 @@ def visualize(
         if layers is not None and activations is None:
             raise UsageError("--layers goes with --activations")
         from netspec.backends import visualize as vis
-        from netspec.runs import load_run
+        from netspec.runs import read_run
 
-        loaded = load_run(run)
+        loaded = read_run(run)
         name = loaded.graph.name
         if filters is not None:
             f = vis.filters(loaded.graph, loaded.weights, filters)
@@ -122,9 +122,9 @@ def visualize(
             detail = ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items())
         else:
             raw, x = vis.read_input(loaded, saliency)  # type: ignore[arg-type]
-            meta = loaded.meta or {}
-            s = vis.saliency(vis.load(loaded), x, meta.get("task"))
-            classes = meta.get("classes") or []
+            meta = loaded.meta
+            s = vis.saliency(vis.load(loaded), x, meta.task if meta else None)
+            classes = (meta.classes if meta else None) or ()
             label = classes[s.label] if s.label < len(classes) else str(s.label)
             path = out or loaded.directory / f"saliency-{saliency.stem}.png"
             title = f"{name}: {saliency.name} predicted '{label}' ({s.score:.2f})"
