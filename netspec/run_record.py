@@ -11,14 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from netspec.data.labels import TASKS, Task
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError
 from netspec.fileio import write_text
 
-Task = Literal["multiclass", "binary", "regression", "segmentation"]
-TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "segmentation")
 CLASS_TASKS = frozenset({"multiclass", "binary", "segmentation"})
 
 

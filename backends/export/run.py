@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from netspec.data.preprocess import apply_values
 from netspec.errors import NetspecError, first_line
 from netspec.fileio import atomic_path
+from netspec.run_data import run_data
 from netspec.run_record import RunLayout
 from netspec.runs import LoadedRun, read_run
 
@@ -92,25 +92,12 @@ def parse_batch(text: str | int | None) -> int | None:
 
 def run_samples(run: LoadedRun, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None, str]:
     """Up to n samples of the run's training data, preprocessed as in training (or a note why not)."""
-    spec = run.graph.train
-    pre = run.meta.preprocessing if run.meta else None
-    if spec is None or pre is None:
+    if run.graph.train is None or run.meta is None or run.meta.preprocessing is None:
         return None, "no training data recorded with the run: checked on random inputs only"
     try:
-        from dataclasses import replace
-
-        from netspec.data.pipeline import _geometry, load_source
-
-        data = load_source(spec.data, run.graph.file)
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.permutation(len(data))[:n])
-        data = _geometry(replace(data, x=data.x[idx], y=data.y[idx]), spec)
-        x = data.x
-        if data.y.ndim == 3 and len(run.graph.input_shape) == 3:
-            # Segmentation scenes may be larger than the input: check on their top-left tiles.
-            h, w = run.graph.input_shape[1:]
-            x = x[:, :, :h, :w]
-        x = apply_values(x, pre, run.graph.input_shape)
+        train = run_data(run, "train")
+        pick = np.sort(np.random.default_rng(seed).permutation(len(train.data))[:n])
+        x = train.inputs(pick)
     except (NetspecError, OSError, ValueError, ImportError, KeyError) as exc:
         return (
             None,

@@ -137,7 +137,9 @@ class Trainer:
         if spec.init is not None:
             loaded = init_from(self.module, spec.init, graph.file)
             self.log(f"init: loaded {len(loaded)} layers from {spec.init.from_}")
-        self.loss_fn = choose_loss(spec, self.data, graph).to(self.device)
+        self.loss_fn = choose_loss(
+            spec, self.data.task, self.data.classes, graph, lambda: self.data.train.y
+        ).to(self.device)
         # Class losses take the logits (the head is fused into the loss); regression losses
         # compare what the network outputs, its final activation included.
         self.logits = self.loss_fn.on_logits
@@ -595,7 +597,17 @@ class Trainer:
         )
         if data is None:
             return
-        split_report(self, data, self.run_dir, split=split, log=self.log)
+        split_report(
+            self.probabilities(data),
+            data,
+            self.run_dir,
+            split=split,
+            classes=self.data.classes or (),
+            name=self.graph.name,
+            pictures=self.spec.log.pictures,
+            rgb=self.spec.data.rgb_bands,
+            log=self.log,
+        )
 
     @torch.inference_mode()
     def _plot_completions(self, n: int = 8) -> None:
