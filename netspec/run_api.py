@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,6 @@ from netspec.run_record import RunLayout, RunMeta
 if TYPE_CHECKING:
     import torch
 
-    from netspec.api import Echo
     from netspec.ir import Graph
 
 
@@ -117,7 +117,7 @@ class Run:
         data: str | Path | None = None,
         *,
         device: str = "auto",
-        echo: Echo | None = None,
+        echo: Callable[[str], None] | None = None,
         out: str | Path | None = None,
     ) -> dict[str, Any]:
         """Scores of the final weights on the run's test split, or on all of `data` (same kind

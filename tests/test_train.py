@@ -823,6 +823,21 @@ def test_make_optimizer_uses_the_fused_adam_step_on_the_cpu() -> None:
     assert not make_optimizer(sgd, params).defaults.get("fused")
 
 
+def test_an_unknown_optimizer_name_is_an_error_not_rmsprop() -> None:
+    from netspec.backends.training.optim import make_optimizer
+    from netspec.train_spec import TrainSpec
+
+    params = [torch.nn.Parameter(torch.randn(4, 3))]
+    spec = TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "rmsprop"})
+    assert isinstance(make_optimizer(spec, params), torch.optim.RMSprop)
+    # The schema refuses other names; one that got past it must not silently become RMSprop.
+    with pytest.raises(Exception, match=r"literal_error|Input should be"):
+        TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "lion"})
+    object.__setattr__(spec.optimizer, "name", "lion")
+    with pytest.raises(SpecError, match="optimizer 'lion' has no PyTorch optimizer"):
+        make_optimizer(spec, params)
+
+
 def test_restored_optimizer_moments_take_their_parameters_memory_layout(tmp_path: Path) -> None:
     # A channels-last weight with contiguous moments made the fused step pair wrong elements.
     w = torch.nn.Parameter(torch.randn(8, 3, 3, 3).contiguous(memory_format=torch.channels_last))

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from netspec import __version__
 from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
 from netspec.errors import NetspecError
@@ -35,6 +34,7 @@ from netspec.layers import Dropout
 from netspec.run_record import RunMeta
 from netspec.runs import check_weights
 from netspec.spec import INPUT
+from netspec.version import __version__
 
 try:
     import onnx

@@ -1,8 +1,9 @@
 """The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
 
-Over 400 lines: setup, batching (random tiles included), one epoch, evaluation and the final
-save share the Trainer's state; the concerns that stand alone live in the sibling modules
-(a data-parallel run's process group, shards and sums in distributed.py).
+Over 400 lines: setup, batching (random tiles included), one epoch and evaluation share the
+Trainer's state. What stands alone lives beside it: the run's files (run_files.py), the
+end-of-run reports (run_report.py), scoring without a Trainer (scoring.py), a data-parallel
+run's process group, shards and sums (distributed.py).
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec import __version__
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
-from netspec.data.preprocess import Preprocessing
 from netspec.errors import Interrupted, SpecError
-from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
-from ..weights import load_weights, named_parameters, weights
-from . import checkpoint
+from ..weights import load_weights, named_parameters
+from . import checkpoint, run_files, run_report
 from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
@@ -48,21 +46,9 @@ from .distributed import (
 from .normalize import Normalizer
 from .objective import choose_loss, default_loss, default_metrics, make_metrics
 from .optim import make_optimizer, make_schedule
-from .plots import matplotlib_missing
-from .report import (
-    epoch_line,
-    per_class_line,
-    progress_bar,
-    write_csv,
-    write_metrics,
-)
-from .state import (
-    Resumable,
-    RunState,
-    restore_state,
-    save_state,
-    spec_hash,
-)
+from .report import epoch_line, per_class_line, progress_bar
+from .scoring import Scorer, batch_slices, probabilities
+from .state import Resumable, RunState, restore_state, spec_hash
 from .tensorboard_log import Board
 from .transfer import init_from
 
@@ -174,7 +160,7 @@ class Trainer:
         self.reg = self._regularizers()
         self.state = RunState()
         self.hash = spec_hash(graph)
-        if self.resume and self._nothing_saved():
+        if self.resume and run_files.nothing_saved(self.layout):
             # Stopped before its first checkpoint: starting over is resuming it (same seeds).
             self.log(f"note: {self.run_dir} saved no epoch: training starts at epoch 1")
         elif self.resume:
@@ -235,14 +221,10 @@ class Trainer:
 
     # one epoch
     def _batches(self, n: int, bs: int, perm: torch.Tensor | None, fold: int = 2):
-        starts = list(range(0, n, bs))
-        if len(starts) > 1 and n - starts[-1] < fold:
-            # A batch of one breaks batchnorm: fold it into the previous batch (distributed:
-            # a last batch that would leave a rank with fewer than 2 samples).
-            starts.pop()
-        for i, s in enumerate(starts):
-            e = starts[i + 1] if i + 1 < len(starts) else n
-            yield (perm[s:e] if perm is not None else slice(s, e))
+        # A batch of one breaks batchnorm: it joins the previous batch (distributed: a last
+        # batch that would leave a rank with fewer than 2 samples).
+        for part in batch_slices(n, bs, fold):
+            yield perm[part] if perm is not None else part
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -381,27 +363,11 @@ class Trainer:
             self.metrics.sum_across(self.dist.all_reduce, self.device)
         return {"loss": total / max(count, 1), **self.metrics.compute()}
 
-    def evaluate_on(self, data: ArrayData, pre: Preprocessing) -> dict[str, float]:
-        """Loss and metrics of the current weights on `data`, preprocessed with a recorded `pre`.
-
-        `pre` is the training split's, as model.json records it: statistics are never
-        recomputed on the data evaluated.
-        """
-        norm = Normalizer(pre, self.device)
-        x, y = self._tensors(data, norm)
-        return self.evaluate(x, y, norm=norm)
-
-    @torch.inference_mode()
-    def probabilities(self, data: ArrayData, norm: Normalizer | None = None) -> np.ndarray:
-        """Class probabilities of `data`: (N, K) softmax, or (N,) sigmoid for one output unit."""
-        x, _ = self._tensors(data, norm)
-        self.module.eval()
-        out = []
-        for idx in self._batches(len(x), 512, None):
-            with self._autocast():
-                z = self.module.forward_logits(self._prep(x[idx], norm)).float()  # (B, K)
-            out.append(torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1))
-        return torch.cat(out).cpu().numpy()
+    def probabilities(self, data: ArrayData) -> np.ndarray:
+        """Class probabilities of `data` with the current weights (scoring.probabilities)."""
+        scorer = Scorer(self.module, self.data.preprocessing, self.device, True)
+        scorer.channels_last, scorer.bf16 = self.channels_last, self.bf16
+        return probabilities(scorer, data)
 
     def _bar(self):
         if not self.progress:
@@ -412,10 +378,9 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         spec = self.spec
         # First: a missing tensorboard package stops the run before it writes anything.
-        board = Board(self) if spec.log.tensorboard and self.writer else None
+        board = self._board() if spec.log.tensorboard and self.writer else None
         if self.writer:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._write_static()
+            run_files.write_static(self.layout, self._meta(), self.spec_text, self.summary_text)
         monitor = monitor_of(spec.callbacks)
         if self.val is None and monitor.startswith("val_"):
             self.log(
@@ -464,6 +429,22 @@ class Trainer:
                 hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
             ) from None
 
+    def _board(self) -> Board:
+        return Board(
+            self.layout,
+            epoch=self.state.epoch,
+            module=self.module,
+            input_shape=self.graph.input_shape,
+            device=self.device,
+            spec_file=self.graph.file,
+            task=self.data.task,
+            classes=self.data.classes or (),
+            name=self.graph.name,
+            rgb=self.spec.data.rgb_bands,
+            sample=self.prediction_sample,
+            log=self.log,
+        )
+
     def _after_epoch(self, row: dict[str, float]) -> None:
         after_epoch(
             self.spec.callbacks,
@@ -477,38 +458,13 @@ class Trainer:
             run_dir=self.run_dir if self.writer else None,
         )
 
-    # persistence
+    # persistence (run_files.py) and the end-of-run reports (run_report.py)
     def _meta(self) -> RunMeta:
-        """What an app needs to use the weights (also exported to ONNX metadata later)."""
-        train = self.data.train
-        return RunMeta(
-            name=self.graph.name,
-            netspec_version=__version__,
-            spec_sha256=self.hash,
-            task=self.data.task,
-            classes=tuple(self.data.classes) if self.data.classes else None,
-            input_shape=tuple(self.graph.input_shape),
-            output_shape=tuple(self.graph.output.shape),
-            head=self.module.head,
-            preprocessing=self.data.preprocessing,
-            # A table's columns, so predict reads rows in the training CSV's own format.
-            features=tuple(train.feature_names) if train.feature_names else None,
-            table=train.table.to_dict() if train.table else None,
-        )
-
-    def _write_static(self) -> None:
-        # model.json first: it is the marker that makes the folder a run (runs.is_run), so a
-        # kill between these writes leaves a folder netspec knows as its own.
-        self._meta().write(self.layout.meta)
-        write_text(self.layout.spec, self.spec_text)
-        write_text(self.layout.summary, self.summary_text)
+        return run_files.run_meta(self.graph, self.data, self.module.head, self.hash)
 
     @property
     def _last(self) -> Path:
         return self.layout.last
-
-    def _nothing_saved(self) -> bool:
-        return not self._last.is_file() and not self.layout.weights.is_file()
 
     def _resumable(self) -> Resumable:
         return Resumable(
@@ -521,19 +477,12 @@ class Trainer:
             if self.dist is not None:
                 ranks = self.dist.gather_rng(rank_rng(self.crops, self.augment, self.device))
             if self.writer:
-                save_state(self._last, self._resumable(), self.state, self.hash, ranks)
+                run_files.save_checkpoint(
+                    self.layout, self._resumable(), self.state, self.hash, ranks
+                )
             self.saved_epoch = self.state.epoch
         if self.spec.callbacks.csv_log and self.writer:
-            write_csv(self.state.history, self.layout.metrics_csv)
-
-    def _per_class(self) -> dict[str, dict[str, float | None]]:
-        """IoU and Dice of each class from the last evaluation, by class name."""
-        table = self.metrics.per_class()
-        names = self.data.classes or ()
-        return {
-            name: {metric: values[i] for metric, values in table.items()}
-            for i, name in enumerate(names)
-        }
+            run_files.save_history(self.layout, self.state.history)
 
     @torch.inference_mode()
     def prediction_sample(self, n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
@@ -544,10 +493,7 @@ class Trainer:
             x, y = (
                 self._random_tiles(idx)
                 if self.data.random_tiles
-                else (
-                    self.x_train[idx],
-                    self.y_train[idx],
-                )
+                else (self.x_train[idx], self.y_train[idx])
             )
             split = "training"
         else:
@@ -561,97 +507,49 @@ class Trainer:
         pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
         return xb, yb, pred, split
 
-    def _plot_predictions(self, n: int = 6) -> None:
-        """predictions.png: input, true mask and predicted mask of a few validation tiles."""
-        from .seg_plots import plot_predictions
-
-        xb, yb, pred, split = self.prediction_sample(n)
-        plot_predictions(
-            xb.float().cpu().numpy(),
-            yb.cpu().numpy(),
-            pred.cpu().numpy(),
-            self.layout.predictions_png,
-            classes=list(self.data.classes or ()),
-            title=f"{self.graph.name}: {split} tiles",
-            rgb=self.spec.data.rgb_bands,
-        )
-
-    def _loss_name(self) -> str:
-        """The loss as history.png names it: `binary cross-entropy + dice`."""
-        cfg = self.spec.loss
-        terms = (
-            cfg.terms if cfg else (default_loss(self.data.task, tuple(self.graph.output.shape)),)
-        )
-        return " + ".join(
-            t.replace("cross_entropy", "cross-entropy").replace("_", " ") for t in terms
-        )
-
-    def _class_report(self) -> None:
-        """The report files of the test split (else the validation split) in the run directory."""
-        from .classify import split_report
-
-        split, data = (
-            ("test", self.data.test)
-            if self.data.test is not None
-            else ("validation", self.data.val)
-        )
-        if data is None:
-            return
-        split_report(
-            self.probabilities(data),
-            data,
-            self.run_dir,
-            split=split,
-            classes=self.data.classes or (),
-            name=self.graph.name,
-            pictures=self.spec.log.pictures,
-            rgb=self.spec.data.rgb_bands,
-            log=self.log,
-        )
+    def _predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        xb, yb, pred, split = self.prediction_sample(6)
+        return xb.float().cpu().numpy(), yb.cpu().numpy(), pred.cpu().numpy(), split
 
     @torch.inference_mode()
-    def _plot_completions(self, n: int = 8) -> None:
-        """completions.png: upper halves, true and predicted lower halves of a few held-out images."""
-        from .completions import plot_completions
-
+    def _completions(self, n: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Upper halves, true and predicted lower halves of a few held-out images."""
         held = self.test or self.val
         x, y = held if held is not None else (self.x_train, self.y_train)
         pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
         self.module.eval()
         pred = self.norm.units(self.module(self._prep(x[pick])).float())
-        plot_completions(
+        return (
             (x[pick].float() * self.data.preprocessing.scale).cpu().numpy(),
             self.norm.units(y[pick].float()).cpu().numpy(),
             pred.flatten(1).cpu().numpy(),
-            self.layout.completions_png,
-            title=f"{self.graph.name}: {'held-out' if held is not None else 'training'} images",
+            held is not None,
         )
+
+    def _per_class(self) -> dict[str, dict[str, float | None]]:
+        return run_report.per_class(self.metrics.per_class(), self.data.classes or ())
 
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
-        best_path = self.layout.best
         if self.dist is not None:
             self.dist.barrier()  # rank 0 has written best.safetensors
-        if cb.early_stopping and cb.early_stopping.restore_best and best_path.is_file():
-            load_weights(self.module, checkpoint.load(best_path)[0])
+        if cb.early_stopping and cb.early_stopping.restore_best and self.layout.best.is_file():
+            load_weights(self.module, checkpoint.load(self.layout.best)[0])
             self.log(f"restored the best weights (epoch {st.best_epoch})")
         if self.writer:
-            checkpoint.save(
-                self.layout.weights,
-                weights(self.module),
-                {"netspec": self._meta().to_json()},
-            )
+            run_files.save_model(self.layout, self.module, self._meta())
         result: dict[str, Any] = {"epochs": st.epoch}
         best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), None)
         if best_row is not None:
             result["best"] = {k: v for k, v in best_row.items() if k not in ("time_s",)}
+        seg = self.data.task == "segmentation"
         if self.test is not None:
             result["test"] = self.evaluate(*self.test)
             self.log("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
-            if self.data.task == "segmentation":
+            if seg:
                 result["test_per_class"] = self._per_class()
                 self.log("test per class: " + per_class_line(result["test_per_class"]))
-        if self.data.task == "segmentation" and self.val is not None:
+        if seg and self.val is not None:
             self.evaluate(*self.val)
             result["val_per_class"] = self._per_class()
             self.log("val per class: " + per_class_line(result["val_per_class"]))
@@ -659,34 +557,34 @@ class Trainer:
         result["history"] = st.history
         if not self.writer:
             return result
-        write_metrics(result, self.layout.metrics_json)
-        if self.spec.log.pictures:
-            self._draw_pictures(result)
-        if self.data.task in ("multiclass", "binary"):
-            self._class_report()
+        run_files.save_metrics(self.layout, result)
+        self._reports(result)
         self.log(f"run saved in {self.run_dir}")
         return result
 
-    def _draw_pictures(self, result: dict[str, Any]) -> None:
-        """history.png, and predictions.png or completions.png where the task has them."""
-        st = self.state
-        try:
-            from .plots import plot_history
-
-            plot_history(
-                st.history,
-                self.layout.history_png,
-                title=self.graph.name,
-                loss_name=self._loss_name(),
-                best_epoch=st.best_epoch or None,
-                monitor=monitor_of(self.spec.callbacks),
-                test=result.get("test"),
+    def _reports(self, result: dict[str, Any]) -> None:
+        """history.png and the task's pictures; a classification run's report files."""
+        spec, data = self.spec, self.data
+        pics = run_report.Pictures(
+            self.layout, self.graph.name, data.classes or (), spec.data.rgb_bands, self.log
+        )
+        if spec.log.pictures:
+            terms = (
+                spec.loss.terms
+                if spec.loss
+                else (default_loss(data.task, tuple(self.graph.output.shape)),)
             )
-            if self.data.task == "segmentation":
-                self._plot_predictions()
-            if self.spec.data.complete:
-                self._plot_completions()
-        except ModuleNotFoundError as err:  # matplotlib is optional
-            if not matplotlib_missing(err):
-                raise
-            self.log("note: matplotlib is not installed; history.png was not drawn")
+            run_report.draw_history(
+                pics,
+                self.state.history,
+                loss=run_report.loss_name(terms),
+                best_epoch=self.state.best_epoch or None,
+                monitor=monitor_of(spec.callbacks),
+                test=result.get("test"),
+                predictions=self._predictions if data.task == "segmentation" else None,
+                completions=self._completions if spec.data.complete else None,
+            )
+        held = ("test", data.test) if data.test is not None else ("validation", data.val)
+        if data.task in ("multiclass", "binary") and held[1] is not None:
+            probs = self.probabilities(held[1])
+            run_report.class_report(pics, probs, held[1], split=held[0], pictures=spec.log.pictures)
