@@ -22,9 +22,9 @@ from netspec.backends.lowering import count_tensors
 from netspec.backends.training import checkpoint
 from netspec.backends.training.augment import Augmenter
 from netspec.backends.training.evaluate import evaluate_run
-from netspec.backends.training.loop import Interrupted, Trainer
+from netspec.backends.training.loop import Trainer
 from netspec.backends.weights import weights
-from netspec.errors import SpecError
+from netspec.errors import Interrupted, SpecError
 from netspec.runs import prepare_run
 
 # history.png is not drawn (conftest's no_plots); a test that asks for `real_plots` draws it.

@@ -8,7 +8,6 @@ run's process group, shards and sums (distributed.py).
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import sys
 import time
@@ -21,35 +20,33 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
-from netspec.errors import Interrupted, SpecError
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
-from ..weights import load_weights, named_parameters
+from ..weights import load_weights
 from . import checkpoint, run_files, run_report
 from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
-from .distributed import (
-    RANK_SEED,
-    Dist,
-    checkpoint_world,
-    data_parallel,
-    rank_rng,
-    resume_note,
-    set_rank_rng,
-    sync_batchnorm,
-)
+from .distributed import RANK_SEED, Dist, rank_rng, restore_rank_rng, wrap_data_parallel
 from .normalize import Normalizer
-from .objective import choose_loss, default_loss, default_metrics, make_metrics
+from .objective import choose_loss, default_loss, default_metrics, make_metrics, regularizers
 from .optim import make_optimizer, make_schedule
 from .report import epoch_line, per_class_line, progress_bar
-from .scoring import Scorer, batch_slices, probabilities
+from .scoring import (
+    Scorer,
+    batch_slices,
+    completions,
+    predicted_labels,
+    probabilities,
+    sample,
+)
 from .state import Resumable, RunState, restore_state, spec_hash
 from .tensorboard_log import Board
+from .tiles import random_tiles
 from .transfer import init_from
 
 
@@ -134,9 +131,16 @@ class Trainer:
         rank_seed = 0
         if self.dist is not None:
             rank_seed = RANK_SEED * self.dist.rank
-            self._data_parallel()
+            self._train_forward = wrap_data_parallel(
+                self.module, self.logits, self.dist, spec.sync_batchnorm, self.log
+            )
             torch.manual_seed(spec.seed + rank_seed)
         self.norm = Normalizer(self.data.preprocessing, self.device)
+        self.scorer = Scorer(
+            self.module, self.data.preprocessing, self.device, self.logits,
+            self.channels_last, self.bf16,
+        )  # fmt: skip
+        self.scorer.norm = self.norm
         self.x_train, self.y_train = self._tensors(self.data.train)
         self.val = self._tensors(self.data.val) if self.data.val is not None else None
         self.test = self._tensors(self.data.test) if self.data.test is not None else None
@@ -157,7 +161,7 @@ class Trainer:
         self.augment = Augmenter(spec.augment, seed=spec.seed + 1 + rank_seed, device=self.device)
         self.metric_names = default_metrics(self.data.task, spec.metrics)
         self.metrics = make_metrics(self.metric_names, self.data.task, self.data.classes)
-        self.reg = self._regularizers()
+        self.reg = regularizers(self.module, spec.regularize)
         self.state = RunState()
         self.hash = spec_hash(graph)
         if self.resume and run_files.nothing_saved(self.layout):
@@ -165,61 +169,15 @@ class Trainer:
             self.log(f"note: {self.run_dir} saved no epoch: training starts at epoch 1")
         elif self.resume:
             self.state = restore_state(self._last, self._resumable(), self.hash)
-            self._restore_rank_rng()
+            self.augment = restore_rank_rng(
+                self.dist, self._last, self.crops, self.augment, spec, self.state.epoch, self.log
+            )
             self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
         self.saved_epoch = self.state.epoch  # the epoch in checkpoint/last.safetensors
 
-    def _data_parallel(self) -> None:
-        """Wrap the training forward in DDP (and batchnorms in SyncBatchNorm when asked)."""
-        assert self.dist is not None
-        if self.spec.sync_batchnorm:
-            if self.device.type != "cuda":
-                raise SpecError.one(
-                    "sync_batchnorm needs CUDA: torch's SyncBatchNorm has no CPU kernel",
-                    path="train.sync_batchnorm",
-                    hint="train on GPUs, or set train.sync_batchnorm: false (each "
-                    "process then normalizes with its own part of the batch)",
-                )
-            synced = sync_batchnorm(self.module)
-            self.log(f"sync_batchnorm: {len(synced)} batchnorm layers synchronized")
-        self._train_forward = data_parallel(self.module, self.logits, self.dist)
+    def _tensors(self, data: ArrayData) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scorer.tensors(data, self.data.task)
 
-    def _restore_rank_rng(self) -> None:
-        """This rank's own generator states from the checkpoint; a note where there are none."""
-        if self.dist is None:
-            note = resume_note(checkpoint_world(self._last), 1)
-        else:
-            mine, saved = self.dist.rank_rng(self._last)
-            note = resume_note(saved, self.dist.world)
-            if mine:
-                set_rank_rng(mine, self.crops, self.augment, self.device)
-            elif self.dist.rank > 0:  # new streams, not the ones this rank started the run with
-                seed = self.spec.seed + RANK_SEED * self.dist.rank + self.state.epoch
-                torch.manual_seed(seed)
-                self.crops.manual_seed(seed + 2)
-                self.augment = Augmenter(self.spec.augment, seed=seed + 1, device=self.device)
-        if note:
-            self.log(f"note: {note}")
-
-    def _tensors(
-        self, data: ArrayData, norm: Normalizer | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
-        y = torch.from_numpy(np.ascontiguousarray(data.y))
-        y = y.long() if self.data.task in ("multiclass", "segmentation") else y.float()
-        return x, (norm or self.norm).targets(y.to(self.device))
-
-    def _regularizers(self) -> list[tuple[torch.Tensor, float, float]]:
-        out = []
-        for rule in self.spec.regularize:
-            for layer, tensor, p in named_parameters(self.module):
-                if tensor != "weight" or not p.requires_grad:
-                    continue  # like Keras' kernel_regularizer: weights, not biases
-                if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
-                    out.append((p, rule.l1, rule.l2))
-        return out
-
-    # one epoch
     def _batches(self, n: int, bs: int, perm: torch.Tensor | None, fold: int = 2):
         # A batch of one breaks batchnorm: it joins the previous batch (distributed: a last
         # batch that would leave a rank with fewer than 2 samples).
@@ -232,16 +190,13 @@ class Trainer:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module.forward_logits(x) if self.logits else self.module(x)
 
-    def _prep(self, x: torch.Tensor, norm: Normalizer | None = None) -> torch.Tensor:
-        x = (norm or self.norm)(x)
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scorer.prep(x)
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training batch: gathered, normalized, in the model's layout, augmented."""
         if self.data.random_tiles:
-            xb, yb = self._random_tiles(idx)
+            xb, yb = random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
             xb = self._prep(xb)
         else:
             xb = self._prep(self.x_train[idx])
@@ -251,25 +206,6 @@ class Trainer:
             xb, mask = self.augment(xb, yb if yb.ndim == 3 else None)
             yb = mask if mask is not None else yb
         return xb, yb
-
-    def _random_tiles(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random tile of the input's size from each scene `idx`, with its mask (one gather)."""
-        assert self.data.tile is not None
-        h, w = self.data.tile
-        c, sh, sw = self.x_train.shape[1:]
-        b = idx.shape[0]
-        tops = torch.randint(0, sh - h + 1, (b, 1), generator=self.crops)
-        lefts = torch.randint(0, sw - w + 1, (b, 1), generator=self.crops)
-        rows = (tops + torch.arange(h)).to(self.device)[:, :, None]  # (B, h, 1)
-        cols = (lefts + torch.arange(w)).to(self.device)[:, None, :]  # (B, 1, w)
-        scene = idx[:, None, None]
-        x = self.x_train[
-            scene[:, None],
-            torch.arange(c, device=self.device)[:, None, None],
-            rows[:, None],
-            cols[:, None],
-        ]
-        return x, self.y_train[scene, rows, cols]
 
     def train_epoch(self) -> dict[str, float]:
         m = self.module
@@ -337,10 +273,8 @@ class Trainer:
         x: torch.Tensor,
         y: torch.Tensor,
         batch_size: int | None = None,
-        *,
-        norm: Normalizer | None = None,
     ) -> dict[str, float]:
-        """Loss and metrics of the current weights on raw `x` (normalized by `norm`, default the run's)."""
+        """Loss and metrics of the current weights on raw `x` (scoring.score, split by rank)."""
         # Per-pixel outputs are large: a few dozen tiles at a time keep memory flat.
         batch_size = batch_size or (32 if self.data.task == "segmentation" else 512)
         m = self.module
@@ -352,11 +286,10 @@ class Trainer:
             x, y = x[part], y[part]
         total = 0.0
         for idx in self._batches(len(y), batch_size, None):
-            with self._autocast():
-                out = self._forward(self._prep(x[idx], norm)).float()
+            out = self.scorer.forward(x[idx])
             total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
             # Metrics in the data's units (regression targets are learned standardized).
-            self.metrics.update((norm or self.norm).units(out), (norm or self.norm).units(y[idx]))
+            self.metrics.update(self.norm.units(out), self.norm.units(y[idx]))
         count = len(y)
         if self.dist is not None:
             total, count = self.dist.sum([total, count])
@@ -365,9 +298,7 @@ class Trainer:
 
     def probabilities(self, data: ArrayData) -> np.ndarray:
         """Class probabilities of `data` with the current weights (scoring.probabilities)."""
-        scorer = Scorer(self.module, self.data.preprocessing, self.device, True)
-        scorer.channels_last, scorer.bf16 = self.channels_last, self.bf16
-        return probabilities(scorer, data)
+        return probabilities(self.scorer, data)
 
     def _bar(self):
         if not self.progress:
@@ -405,16 +336,7 @@ class Trainer:
                     self.on_epoch(row)
         except KeyboardInterrupt:
             # Not state.epoch: it counts an epoch whose checkpoint may not have been written.
-            saved = self.saved_epoch
-            raise Interrupted.one(
-                f"interrupted during epoch {saved + 1}; "
-                + (
-                    f"epoch {saved} is saved in {self.run_dir}"
-                    if saved
-                    else "no epoch was completed"
-                ),
-                hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume",
-            ) from None
+            raise run_files.interrupted(self.run_dir, self.saved_epoch, final=False) from None
         finally:
             if board is not None:
                 board.close()
@@ -423,11 +345,7 @@ class Trainer:
         try:
             return self._finish()
         except KeyboardInterrupt:
-            raise Interrupted.one(
-                f"interrupted while writing the final model; epoch {self.saved_epoch} "
-                f"is saved in {self.run_dir}",
-                hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
-            ) from None
+            raise run_files.interrupted(self.run_dir, self.saved_epoch, final=True) from None
 
     def _board(self) -> Board:
         return Board(
@@ -488,43 +406,27 @@ class Trainer:
     def prediction_sample(self, n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
         """A few held-out samples spread over their split: raw x, true y, predicted labels, split."""
         x, y = self.val if self.val is not None else self.test or (None, None)
+        split = "validation" if self.val is not None else "test"
         if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
             idx = torch.arange(min(n, len(self.y_train)), device=self.device)
             x, y = (
-                self._random_tiles(idx)
+                random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
                 if self.data.random_tiles
                 else (self.x_train[idx], self.y_train[idx])
             )
             split = "training"
-        else:
-            split = "validation" if self.val is not None else "test"
-        # Spread over the set: consecutive tiles often come from one scene.
-        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
-        xb, yb = x[pick], y[pick]
-        self.module.eval()
-        with self._autocast():
-            out = self.module.forward_logits(self._prep(xb)).float()
-        pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
-        return xb, yb, pred, split
+        xb, yb = sample(x, y, n)
+        return xb, yb, predicted_labels(self.scorer, xb), split
 
     def _predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         xb, yb, pred, split = self.prediction_sample(6)
         return xb.float().cpu().numpy(), yb.cpu().numpy(), pred.cpu().numpy(), split
 
-    @torch.inference_mode()
     def _completions(self, n: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """Upper halves, true and predicted lower halves of a few held-out images."""
         held = self.test or self.val
-        x, y = held if held is not None else (self.x_train, self.y_train)
-        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
-        self.module.eval()
-        pred = self.norm.units(self.module(self._prep(x[pick])).float())
-        return (
-            (x[pick].float() * self.data.preprocessing.scale).cpu().numpy(),
-            self.norm.units(y[pick].float()).cpu().numpy(),
-            pred.flatten(1).cpu().numpy(),
-            held is not None,
-        )
+        upper, lower, pred = completions(self.scorer, *(held or (self.x_train, self.y_train)), n)
+        return upper, lower, pred, held is not None
 
     def _per_class(self) -> dict[str, dict[str, float | None]]:
         return run_report.per_class(self.metrics.per_class(), self.data.classes or ())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ from netspec.ir import Graph
 from netspec.train_checks import loss_problems
 from netspec.train_spec import TrainSpec
 
+from ..weights import named_parameters
 from .losses import LossFn, balanced_class_weights, make_loss
 from .metrics import Metrics
 
@@ -100,3 +103,17 @@ def make_metrics(names: list[str], task: str, classes: tuple[str, ...] | None) -
         return Metrics(names, task=task, num_classes=max(len(classes or ()), 1))  # type: ignore[arg-type]
     except ValueError as exc:
         raise SpecError.one(f"train.metrics: {exc}") from None
+
+
+def regularizers(
+    module: torch.nn.Module, rules: Sequence[Any]
+) -> list[tuple[torch.Tensor, float, float]]:
+    """(weight, l1, l2) of every trainable weight a `train.regularize` rule names by layer."""
+    out = []
+    for rule in rules:
+        for layer, tensor, p in named_parameters(module):
+            if tensor != "weight" or not p.requires_grad:
+                continue  # like Keras' kernel_regularizer: weights, not biases
+            if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
+                out.append((p, rule.l1, rule.l2))
+    return out

@@ -6,11 +6,13 @@ Every name comes from `RunLayout`; every write is atomic (netspec/fileio.py, che
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from netspec.data.pipeline import Prepared
+from netspec.errors import Interrupted
 from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.run_record import RunLayout, RunMeta
@@ -79,3 +81,18 @@ def save_model(layout: RunLayout, module: torch.nn.Module, meta: RunMeta) -> Non
 
 def save_metrics(layout: RunLayout, result: dict[str, Any]) -> None:
     write_metrics(result, layout.metrics_json)
+
+
+def interrupted(run_dir: Path, saved: int, *, final: bool) -> Interrupted:
+    """The error of a Ctrl-C: during an epoch, or while the final model was written (`final`);
+    `saved` is the last epoch whose checkpoint was written."""
+    if final:
+        return Interrupted.one(
+            f"interrupted while writing the final model; epoch {saved} is saved in {run_dir}",
+            hint=f"finish with: netspec train SPEC --out {run_dir} --resume",
+        )
+    where = f"epoch {saved} is saved in {run_dir}" if saved else "no epoch was completed"
+    return Interrupted.one(
+        f"interrupted during epoch {saved + 1}; {where}",
+        hint=f"continue with: netspec train SPEC --out {run_dir} --resume",
+    )

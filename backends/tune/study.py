@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.compiler import compile_source
-from netspec.errors import NetspecError, SpecError, UsageError
+from netspec.errors import Interrupted, NetspecError, SpecError, UsageError
 from netspec.runs import absolute_paths, prepare_run
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, apply_overrides, read
@@ -163,7 +163,7 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
     import torch
 
     from ..training.callbacks import value
-    from ..training.loop import Interrupted, Trainer
+    from ..training.loop import Trainer
 
     chosen = {e.path: _suggest(trial, e) for e in entries}
     run_dir = plan.folder / f"trial-{trial.number:03d}"
