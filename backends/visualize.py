@@ -12,7 +12,7 @@ import torch
 
 from netspec.errors import NetspecError, few
 from netspec.ir import Graph, Node
-from netspec.runs import Run
+from netspec.runs import LoadedRun
 
 from .lowering import NetModule
 from .weights import load_module
@@ -171,12 +171,12 @@ def saliency(
     return Saliency(label, score, xt.grad[0].numpy(), cam.detach().numpy(), layer)
 
 
-def load(run: Run) -> NetModule:
+def load(run: LoadedRun) -> NetModule:
     """The run's torch module with its weights, in eval mode, on the CPU."""
     return load_module(run.graph, run.weights)
 
 
-def read_input(run: Run, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_input(run: LoadedRun, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(raw sample, model input) of an image, .npy or .csv file, read and preprocessed exactly as
     `netspec predict` does with the run's recorded preprocessing (its first sample)."""
     from netspec.data.preprocess import apply_values
@@ -314,9 +314,9 @@ def visualize(
     """One view of a trained run drawn to a PNG (`out`, default: in the run, named after the
     view): a convolution's `filters`, the feature maps an input makes (`activations`, of
     `layers`, default the first 8 2-D convolutions) or an input's `saliency` (Grad-CAM)."""
-    from netspec.runs import load_run
+    from netspec.runs import read_run
 
-    run = load_run(run_dir)
+    run = read_run(run_dir)
     if filters is not None:
         return _filters_view(run, filters, out)
     if activations is not None:
@@ -326,7 +326,7 @@ def visualize(
     raise ValueError("visualize: no view given")
 
 
-def _filters_view(run: Run, layer: str, out: Path | None) -> View:
+def _filters_view(run: LoadedRun, layer: str, out: Path | None) -> View:
     f = filters(run.graph, run.weights, layer)
     path = out or run.directory / f"filters-{layer.replace('/', '_')}.png"
     rows, cols = plot_filters(f, path, f"{run.graph.name}: filters")
@@ -334,7 +334,7 @@ def _filters_view(run: Run, layer: str, out: Path | None) -> View:
 
 
 def _activations_view(
-    run: Run, source: Path, layers: Sequence[str] | None, out: Path | None
+    run: LoadedRun, source: Path, layers: Sequence[str] | None, out: Path | None
 ) -> View:
     _, x = read_input(run, source)
     maps = activations(load(run), x, list(layers or feature_convs(run.graph)[:8]))
@@ -343,11 +343,11 @@ def _activations_view(
     return View(path, ", ".join(f"{k} ({len(v)} maps)" for k, v in maps.items()))
 
 
-def _saliency_view(run: Run, source: Path, out: Path | None) -> View:
+def _saliency_view(run: LoadedRun, source: Path, out: Path | None) -> View:
     raw, x = read_input(run, source)
-    meta = run.meta or {}
-    s = saliency(load(run), x, meta.get("task"))
-    classes = meta.get("classes") or []
+    meta = run.meta
+    s = saliency(load(run), x, meta.task if meta else None)
+    classes = (meta.classes if meta else None) or ()
     label = classes[s.label] if s.label < len(classes) else str(s.label)
     path = out or run.directory / f"saliency-{source.stem}.png"
     title = f"{run.graph.name}: {source.name} predicted '{label}' ({s.score:.2f})"

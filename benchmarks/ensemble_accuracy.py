@@ -19,7 +19,7 @@ import numpy as np
 from netspec.backends.export.ensemble import export_ensemble
 from netspec.backends.predict.model import OnnxModel
 from netspec.data.pipeline import prepare
-from netspec.runs import load_run
+from netspec.runs import read_run
 
 
 def accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
-    graph = load_run(args.runs[0]).graph
+    graph = read_run(args.runs[0]).graph
     test = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file).test
     assert test is not None, "the runs have no test split"
     for run in args.runs:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from netspec.predictor import Predictor
     from netspec.run_api import Run, load_run
 
-__version__ = "0.1.0"
+from netspec.version import __version__
 
 # Each public name and the module it lives in. Imported on first use (PEP 562), so that commands
 # needing neither the compiler nor pydantic (`netspec predict`, `netspec inspect`) start fast,

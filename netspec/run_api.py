@@ -5,17 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netspec.errors import DataError
+from netspec.run_record import RunLayout, RunMeta
 
 # torch is imported by Run.module, export_onnx and evaluate only; reading metrics needs none.
 if TYPE_CHECKING:
     import torch
 
-    from netspec.api import Echo
     from netspec.ir import Graph
 
 
@@ -48,12 +49,12 @@ class Run:
         return compile_source(run_source(self.dir))
 
     @cached_property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> RunMeta | None:
         """model.json: task, classes, head, preprocessing, shapes (or the copy in the weights
-        file's header, as `netspec export` reads it; {} if neither)."""
+        file's header, as `netspec export` reads it; None if neither)."""
         from netspec.runs import run_meta, weights_header
 
-        return run_meta(self.dir, weights_header(self.weights_path)) or {}
+        return run_meta(self.dir, weights_header(self.weights_path))
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -61,13 +62,13 @@ class Run:
 
         {} for a run whose training did not finish (its history is in metrics.csv).
         """
-        data = _json(self.dir / "metrics.json") or {}
+        data = _json(RunLayout(self.dir).metrics_json) or {}
         return {k: v for k, v in data.items() if k != "history"}
 
     @property
     def history(self) -> list[dict[str, float | int | None]]:
         """One dict per finished epoch (epoch, loss, metrics, val_*, lr, time_s), from metrics.csv."""
-        return read_history(self.dir / "metrics.csv")
+        return read_history(RunLayout(self.dir).metrics_csv)
 
     def history_frame(self) -> Any:
         """The history as a pandas DataFrame indexed by epoch (needs pandas)."""
@@ -84,7 +85,7 @@ class Run:
         from netspec.runs import check_weights, read_weights
 
         weights, _ = read_weights(self.weights_path)
-        check_weights(self.graph, weights, strict=True, file=self.weights_path)  # as load_run
+        check_weights(self.graph, weights, strict=True, file=self.weights_path)  # as read_run
         return load_module(self.graph, weights)
 
     def export_onnx(
@@ -116,7 +117,7 @@ class Run:
         data: str | Path | None = None,
         *,
         device: str = "auto",
-        echo: Echo | None = None,
+        echo: Callable[[str], None] | None = None,
         out: str | Path | None = None,
     ) -> dict[str, Any]:
         """Scores of the final weights on the run's test split, or on all of `data` (same kind

@@ -1,7 +1,11 @@
-"""Run directories: where a run is made, and the one way to load one (spec, weights, metadata)."""
+"""Run directories: where a run is made, and the one way to read one (spec, weights, metadata).
+
+The record itself (file names, metadata) is `netspec/run_record.py`, re-exported here.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -16,14 +20,25 @@ from netspec.compiler import compile_source
 from netspec.data.pipeline import resolve_path
 from netspec.errors import DataError, SpecError, few
 from netspec.ir import Graph
+from netspec.run_record import RunLayout, RunMeta
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
 
-SPEC_FILE = "spec.yaml"
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
-# An interrupted run has no model.safetensors yet: its checkpoints stand in, in this order.
-CHECKPOINT_FILES = ("checkpoint/best.safetensors", "checkpoint/last.safetensors")
+__all__ = [
+    "LoadedRun",
+    "RunLayout",
+    "RunMeta",
+    "absolute_paths",
+    "check_out",
+    "find_run",
+    "is_run",
+    "prepare_run",
+    "read_run",
+    "read_weights",
+    "run_meta",
+    "run_source",
+    "run_weights",
+]
 
 PATH_KEYS = (("data", "path"), ("data", "test_path"), ("data", "y_path"), ("init", "from"))
 
@@ -37,31 +52,42 @@ def absolute_paths(source: Source) -> Source:
     train = source.data.get("train") if isinstance(source.data, dict) else None
     if not isinstance(train, dict):
         return source
-    sets = []
+    data = copy.deepcopy(source.data)
+    changed = False
     for section, key in PATH_KEYS:
-        value = (
-            (train.get(section) or {}).get(key) if isinstance(train.get(section), dict) else None
-        )
+        part = data["train"].get(section)
+        value = part.get(key) if isinstance(part, dict) else None
         if isinstance(value, str) and value:
             where = ("train", section, key)
             typed = any(where[:cut] in source.overrides for cut in (1, 2, 3))
-            resolved = resolve_path(value, None if typed else source.file)
-            sets.append(f"train.{section}.{key}={resolved}")
-    if not sets:
+            # The resolved path goes in as a value: never re-parsed as YAML or `--set` text.
+            part[key] = str(resolve_path(value, None if typed else source.file))
+            changed = True
+    if not changed:
         return source
-    fixed = apply_overrides(source, sets)
-    # These are our own rewrites: errors should still point into the file, not at a --set.
-    return Source(fixed.data, source.file, source.values, source.keys, source.overrides)
+    return Source(data, source.file, source.values, source.keys, source.overrides)
 
 
 def latest_run(root: Path) -> Path | None:
-    runs = sorted(p.parent.parent for p in root.glob("*/checkpoint/last.safetensors"))
+    runs = sorted(
+        p.parent.parent for p in root.glob(f"*/{RunLayout.LAST}") if is_run(p.parent.parent)
+    )
     return runs[-1] if runs else None
 
 
 def is_run(directory: Path) -> bool:
-    """Whether `netspec train` made `directory`: it holds the spec, the weights or checkpoints."""
-    return any((directory / f).exists() for f in (SPEC_FILE, WEIGHTS_FILE, "checkpoint"))
+    """Whether `netspec train` made `directory`: the marker is its model.json, a RunMeta with
+    the netspec version that wrote it (written before any other file of the run).
+
+    Never the mere presence of a spec.yaml or weights: those may be the user's own files.
+    """
+    path = RunLayout(directory).meta
+    if not path.is_file():
+        return False
+    try:
+        return RunMeta.read(path).netspec_version is not None
+    except DataError:
+        return False
 
 
 def check_out(out: Path, resume: bool) -> None:
@@ -73,7 +99,7 @@ def check_out(out: Path, resume: bool) -> None:
         raise SpecError.one(
             f"--out {out} is a file, not a folder", hint="choose a new or empty folder for the run"
         )
-    if is_run(out):
+    if is_run(out):  # netspec's own files only: nothing of the user's is replaced
         if not resume:
             # Never train over an earlier run: its weights and metrics would be lost or mixed.
             raise SpecError.one(
@@ -83,7 +109,8 @@ def check_out(out: Path, resume: bool) -> None:
         return
     if resume:
         raise SpecError.one(
-            f"--resume: no checkpoint in {out}: it holds no run (no {SPEC_FILE})",
+            f"--resume: no checkpoint in {out}: it holds no run made by netspec train "
+            f"(no {RunLayout.META} written by netspec)",
             hint="train without --resume, or point --out at an earlier run",
         )
     # Files left by an atomic write that was killed are not the user's: they do not count.
@@ -102,7 +129,7 @@ def _is_temporary(path: Path) -> bool:
 
 def remove_stale_temporaries(run: Path) -> None:
     """Delete the temporary files of atomic writes a kill -9 interrupted: never read, only wasted space."""
-    for folder in (run, run / "checkpoint"):
+    for folder in (run, RunLayout(run).checkpoints):
         if folder.is_dir():
             for path in folder.iterdir():
                 if _is_temporary(path) and path.is_file():
@@ -153,7 +180,7 @@ def run_source(directory: Path, sets: Sequence[str] = ()) -> Source:
     The weights are the run's own, so the transfer source named by `train.init` is dropped:
     it is neither needed nor read (it may have moved since).
     """
-    path = Path(directory) / SPEC_FILE
+    path = RunLayout(directory).spec
     if not path.is_file():
         raise DataError.one("not a run directory (no spec.yaml)", str(directory))
     source = read(path)
@@ -164,14 +191,15 @@ def run_source(directory: Path, sets: Sequence[str] = ()) -> Source:
 
 
 @dataclass
-class Run:
-    """A trained network located from a run directory or a weights file."""
+class LoadedRun:
+    """A trained network read from a run directory or a weights file (`read_run`); the Python
+    API's lazy `netspec.Run` is another thing (run_api.py)."""
 
     directory: Path
     weights_path: Path
     graph: Graph
     weights: dict[str, np.ndarray]  # keyed `<layer name>.<tensor>`, as Layer.weights names them
-    meta: dict[str, Any] | None  # model.json: task, classes, head, preprocessing, ...
+    meta: RunMeta | None  # model.json: task, classes, head, preprocessing, ...
     notes: list[str] = field(default_factory=list)  # e.g. the checkpoint used as the weights
 
 
@@ -179,13 +207,14 @@ def find_run(source: Path) -> tuple[Path, Path, list[str]]:
     """(run directory, weights file, notes) for a run directory or a weights file inside one."""
     source = Path(source)
     if source.is_dir():
-        if not (source / SPEC_FILE).is_file():
+        if not RunLayout(source).spec.is_file():
             raise DataError.one("not a run directory (no spec.yaml)", str(source))
         weights_path, notes = run_weights(source)
         return source, weights_path, notes
     if source.is_file():
         directory = next(
-            (d for d in (source.parent, source.parent.parent) if (d / SPEC_FILE).is_file()), None
+            (d for d in (source.parent, source.parent.parent) if RunLayout(d).spec.is_file()),
+            None,
         )
         if directory is None:
             raise DataError.one(
@@ -204,22 +233,23 @@ def run_weights(directory: Path) -> tuple[Path, list[str]]:
     The one rule for every command that reads a run (export, evaluate, bench).
     """
     directory = Path(directory)
-    if (directory / WEIGHTS_FILE).is_file():
-        return directory / WEIGHTS_FILE, []
-    for name in CHECKPOINT_FILES:
+    layout = RunLayout(directory)
+    if layout.weights.is_file():
+        return layout.weights, []
+    for name in layout.STAND_INS:
         path = directory / name
         if path.is_file():
             epoch = checkpoint_epoch(path)
             after = f" (saved after epoch {epoch})" if epoch is not None else ""
             return path, [
-                f"{directory} has no {WEIGHTS_FILE} (its training did not finish): "
+                f"{directory} has no {layout.WEIGHTS} (its training did not finish): "
                 f"using {name}{after}"
             ]
     raise DataError.one(
         f"the run holds no weights yet: its training stopped before the first epoch "
-        f"ended (no {WEIGHTS_FILE}, no checkpoint)",
+        f"ended (no {layout.WEIGHTS}, no checkpoint)",
         str(directory),
-        hint=f"resume it with: netspec train {directory / SPEC_FILE} --out {directory} --resume",
+        hint=f"resume it with: netspec train {layout.spec} --out {directory} --resume",
     )
 
 
@@ -236,27 +266,33 @@ def checkpoint_epoch(path: Path) -> int | None:
     return None
 
 
-def load_run(source: Path) -> Run:
-    """Compile a run's spec.yaml and read its weights (model.safetensors or a checkpoint file)."""
+def read_run(source: Path) -> LoadedRun:
+    """Compile a run's spec.yaml and read its weights (model.safetensors or a checkpoint file);
+    the metadata is checked against the network (RunMeta.check)."""
     directory, weights_path, notes = find_run(source)
     weights, header = read_weights(weights_path)
     graph = compile_source(run_source(directory))
     meta = run_meta(directory, header)
     check_weights(graph, weights, strict=True, file=weights_path)
-    return Run(directory, weights_path, graph, weights, meta, notes)
+    if meta is not None:
+        meta.check(graph.input_shape, graph.output.shape, str(meta_file(directory, header)))
+    return LoadedRun(directory, weights_path, graph, weights, meta, notes)
 
 
-def run_meta(directory: Path, header: Mapping[str, str]) -> dict[str, Any] | None:
+def meta_file(directory: Path, header: Mapping[str, str]) -> Path | str:
+    """Where run_meta reads the record: model.json, else the weights file's header."""
+    path = RunLayout(directory).meta
+    return path if path.is_file() or "netspec" not in header else "the weights file's header"
+
+
+def run_meta(directory: Path, header: Mapping[str, str]) -> RunMeta | None:
     """A run's model.json (task, classes, head, preprocessing, ...), else the copy its weights
     file's `header` carries (a weights file alone), else None."""
-    meta_path = directory / META_FILE
-    try:
-        if meta_path.is_file():
-            return json.loads(meta_path.read_text(encoding="utf-8"))
-        if "netspec" in header:
-            return json.loads(header["netspec"])
-    except (OSError, ValueError) as exc:
-        raise DataError.one(f"cannot read the model metadata: {exc}", str(meta_path)) from None
+    path = RunLayout(directory).meta
+    if path.is_file():
+        return RunMeta.read(path)
+    if "netspec" in header:
+        return RunMeta.from_json(header["netspec"], str(directory))
     return None
 
 

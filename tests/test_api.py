@@ -183,7 +183,7 @@ def test_load_run_reads_metrics_and_history(quickstart_run: Path):
     assert run.metrics["epochs"] == 1 and 0 <= run.metrics["test"]["accuracy"] <= 1
     assert run.history == recorded["history"]  # from metrics.csv, numbers as written
     assert isinstance(run.history[0]["epoch"], int)
-    assert run.graph.name == "quickstart" and run.meta["task"] == "multiclass"
+    assert run.graph.name == "quickstart" and run.meta is not None and run.meta.task == "multiclass"
     assert netspec.load_run(quickstart_run / "model.safetensors").dir == quickstart_run
 
 

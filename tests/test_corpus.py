@@ -46,11 +46,14 @@ def test_predict_decodes_corpus_images_as_training_did(case: Case, corpus: dict[
     pytest.importorskip("onnxruntime")
     from netspec.backends.predict.inputs import read_image
     from netspec.backends.predict.model import ModelInfo
+    from netspec.data.preprocess import Preprocessing
 
     data = case.load(corpus[case.name])
     first = sorted((corpus[case.name] / "a").iterdir())[0]
     c, h, w = data.x.shape[1:]
-    pre = {"channel_order": "L" if c == 1 else "RGB", "raw_shape": [c, h, w]}
+    pre = Preprocessing(
+        input_shape=(c, h, w), raw_shape=(c, h, w), channel_order="L" if c == 1 else "RGB"
+    )
     info = ModelInfo(
         first, "input", "tensor(float)", None, (c, h, w), "y", (2,), (c, h, w), pre=pre
     )

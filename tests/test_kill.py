@@ -168,6 +168,7 @@ def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> N
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
     (run / "spec.yaml").write_text(textwrap.dedent(SPEC))
+    (run / "model.json").write_text('{"name": "killed", "netspec_version": "0.1.0"}')  # the marker
     stale = [run / "checkpoint" / ".last.safetensors.x1y2.tmp", run / ".model.safetensors.z.tmp"]
     for path in stale:
         path.write_bytes(b"\0" * 100)

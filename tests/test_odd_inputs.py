@@ -61,10 +61,16 @@ def test_32bit_images_are_refused_by_name(tmp_path: Path) -> None:
 def test_predict_reads_16bit_images_as_training_did(tmp_path: Path) -> None:
     from netspec.backends.predict.inputs import read_image
     from netspec.backends.predict.model import ModelInfo
+    from netspec.data.preprocess import Preprocessing
 
     write_16bit(tmp_path / "scan.png", 40000, size=8)
     for order, resize in (("L", None), ("RGB", [4, 4])):
-        pre = {"channel_order": order, "image_size": resize, "raw_shape": [1, 8, 8]}
+        pre = Preprocessing(
+            input_shape=(1, 8, 8),
+            raw_shape=(1, 8, 8),
+            channel_order=order,
+            image_size=tuple(resize) if resize else None,
+        )
         c = 1 if order == "L" else 3
         h = 4 if resize else 8
         info = ModelInfo(

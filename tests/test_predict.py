@@ -24,10 +24,10 @@ from onnx import TensorProto, helper  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.model import export_onnx  # noqa: E402
-from netspec.backends.export.run import preprocess as export_preprocess  # noqa: E402
 from netspec.backends.predict import session  # noqa: E402
 from netspec.data.arraydata import ArrayData  # noqa: E402
 from netspec.data.pipeline import _geometry  # noqa: E402
+from netspec.data.preprocess import apply_values as export_preprocess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "docs" / "export.md"

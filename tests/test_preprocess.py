@@ -103,13 +103,13 @@ def test_a_photo_through_predict_equals_the_training_pipeline(tmp_path: Path, st
         raw_shape=raw_shape,
         channel_order={1: "L", 3: "RGB"}[raw_shape[0]],
         **{k: tuple(v) if isinstance(v, list) else v for k, v in steps.items()},
-    ).to_dict()
+    )
     info = ModelInfo(
         path=tmp_path / "m.onnx",
         input_name="input",
         input_type="tensor(float)",
         batch=None,
-        input_shape=record["input_shape"],
+        input_shape=record.input_shape,
         output_name="out",
         output_shape=(1,),
         raw_shape=raw_shape,
@@ -119,7 +119,7 @@ def test_a_photo_through_predict_equals_the_training_pipeline(tmp_path: Path, st
     np.testing.assert_array_equal(raw, trained[0])
     np.testing.assert_array_equal(
         apply_values(raw[None], info.pre, info.input_shape),
-        apply_values(trained, record, record["input_shape"]),
+        apply_values(trained, record, record.input_shape),
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from helpers import fails, invoke
 
 from netspec.errors import SpecError
-from netspec.runs import load_run, prepare_run, read_weights
+from netspec.runs import prepare_run, read_run, read_weights
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 
@@ -79,7 +79,7 @@ def test_out_at_an_empty_folder_or_a_run_being_resumed_is_fine(tmp_path: Path) -
     # What a killed atomic write leaves behind is not the user's: the folder counts as empty.
     (out / ".spec.yaml.abc123.tmp").write_text("half")
     assert prepare_run(spec, [], out, False)[1] == out
-    (out / "spec.yaml").write_text(textwrap.dedent(TINY))
+    (out / "model.json").write_text('{"name": "tiny", "netspec_version": "0.1.0"}')
     with pytest.raises(SpecError, match=r"already holds a run"):
         prepare_run(spec, [], out, False)
     assert prepare_run(spec, [], out, True)[1] == out
@@ -128,7 +128,7 @@ def test_export_uses_the_best_checkpoint_and_says_so(interrupted: Path) -> None:
         f"using checkpoint/best.safetensors (saved after epoch {epoch_of(best)})"
     ) in result.output
     assert (interrupted / "model.onnx").is_file()
-    run = load_run(interrupted)
+    run = read_run(interrupted)
     assert run.weights_path == best
     expected, _ = read_weights(best)
     assert all(np.array_equal(run.weights[k], expected[k]) for k in expected)
@@ -137,7 +137,7 @@ def test_export_uses_the_best_checkpoint_and_says_so(interrupted: Path) -> None:
 def test_without_a_best_checkpoint_the_last_one_is_used(interrupted: Path) -> None:
     (interrupted / "checkpoint" / "best.safetensors").unlink()
     last = interrupted / "checkpoint" / "last.safetensors"
-    run = load_run(interrupted)
+    run = read_run(interrupted)
     assert run.weights_path == last
     assert run.notes == [
         f"{interrupted} has no model.safetensors (its training did not finish): "

@@ -22,9 +22,9 @@ from netspec.backends.lowering import count_tensors
 from netspec.backends.training import checkpoint
 from netspec.backends.training.augment import Augmenter
 from netspec.backends.training.evaluate import evaluate_run
-from netspec.backends.training.loop import Interrupted, Trainer
+from netspec.backends.training.loop import Trainer
 from netspec.backends.weights import weights
-from netspec.errors import SpecError
+from netspec.errors import Interrupted, SpecError
 from netspec.runs import prepare_run
 
 # history.png is not drawn (conftest's no_plots); a test that asks for `real_plots` draws it.
@@ -790,7 +790,9 @@ def test_run_files_are_readable_like_ordinary_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("marker", ["model.safetensors", "checkpoint"])
 def test_training_into_an_existing_run_needs_resume(tmp_path: Path, marker: str) -> None:
-    # prepare_run protects a run by its weights or its checkpoints; no training is needed.
+    # prepare_run knows a run by the model.json netspec wrote; no training is needed.
+    from netspec.runs import RunMeta
+
     spec = tmp_path / "tiny.yaml"
     spec.write_text(textwrap.dedent(TINY))
     out = tmp_path / "run"
@@ -800,6 +802,11 @@ def test_training_into_an_existing_run_needs_resume(tmp_path: Path, marker: str)
         (out / marker).mkdir()
     else:
         (out / marker).write_bytes(b"")
+    # Weights or a checkpoint folder alone are not a run: they may be the user's own files.
+    for resume in (False, True):
+        with pytest.raises(SpecError, match=r"other files|holds no run made by netspec"):
+            prepare_run(spec, [], out, resume)
+    RunMeta(name="tiny", netspec_version="0.1.0").write(out / "model.json")
     with pytest.raises(SpecError, match=rf"--out {re.escape(str(out))} already holds a run"):
         prepare_run(spec, [], out, False)
     assert prepare_run(spec, [], out, True)[1] == out  # --resume continues it
@@ -814,6 +821,21 @@ def test_make_optimizer_uses_the_fused_adam_step_on_the_cpu() -> None:
     assert make_optimizer(spec, params).defaults["fused"] is True
     sgd = TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "sgd"})
     assert not make_optimizer(sgd, params).defaults.get("fused")
+
+
+def test_an_unknown_optimizer_name_is_an_error_not_rmsprop() -> None:
+    from netspec.backends.training.optim import make_optimizer
+    from netspec.train_spec import TrainSpec
+
+    params = [torch.nn.Parameter(torch.randn(4, 3))]
+    spec = TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "rmsprop"})
+    assert isinstance(make_optimizer(spec, params), torch.optim.RMSprop)
+    # The schema refuses other names; one that got past it must not silently become RMSprop.
+    with pytest.raises(Exception, match=r"literal_error|Input should be"):
+        TrainSpec.model_validate({"data": {"source": "builtin"}, "optimizer": "lion"})
+    object.__setattr__(spec.optimizer, "name", "lion")
+    with pytest.raises(SpecError, match="optimizer 'lion' has no PyTorch optimizer"):
+        make_optimizer(spec, params)
 
 
 def test_restored_optimizer_moments_take_their_parameters_memory_layout(tmp_path: Path) -> None:

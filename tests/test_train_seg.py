@@ -17,6 +17,7 @@ from test_train_data import make
 
 from netspec.backends.training.evaluate import evaluate_run
 from netspec.backends.training.loop import Trainer
+from netspec.backends.training.tiles import random_tiles
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles
 from netspec.errors import NetspecError
@@ -242,7 +243,8 @@ def test_training_cuts_random_tiles_from_larger_scenes(tmp_path: Path) -> None:
     )
     assert t.data.random_tiles and t.data.tile == (64, 64)
     assert t.n_train == 3 * 5
-    xb, yb = t._random_tiles(torch.tensor([0, 1, 2, 0]))
+    idx = torch.tensor([0, 1, 2, 0])
+    xb, yb = random_tiles(t.x_train, t.y_train, idx, t.data.tile, t.crops)
     assert xb.shape == (4, 3, 64, 64) and yb.shape == (4, 64, 64)
     assert torch.equal(yb, (xb[:, 0] > 0).long())
     # Validation scenes are cut into tiles once: 96x80 -> a 2x2 grid of 64x64 tiles.

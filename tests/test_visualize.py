@@ -15,7 +15,7 @@ from netspec.backends import visualize as vis  # noqa: E402
 from netspec.backends.weights import load_module  # noqa: E402
 from netspec.compiler import compile_source  # noqa: E402
 from netspec.errors import NetspecError  # noqa: E402
-from netspec.runs import load_run  # noqa: E402
+from netspec.runs import read_run as load_run  # noqa: E402
 from netspec.source import parse  # noqa: E402
 
 CAM_SPEC = """

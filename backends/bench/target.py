@@ -39,18 +39,18 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
     if sets and source.suffix.lower() not in SPEC_SUFFIXES:
         raise UsageError.one("--set changes a spec; this is a run or an .onnx file", str(source))
     if source.is_dir():
-        from netspec.runs import load_run
+        from netspec.runs import read_run
 
-        run = load_run(source)
+        run = read_run(source)
         return Target(run.graph.name, "run", run.graph, run.weights, notes=run.notes, run=run)
     if source.suffix.lower() == ".onnx":
-        from netspec.runs import CHECKPOINT_FILES, SPEC_FILE, WEIGHTS_FILE, load_run
+        from netspec.runs import RunLayout, read_run
 
-        beside = source.parent
-        if (beside / SPEC_FILE).is_file() and any(
-            (beside / f).is_file() for f in (WEIGHTS_FILE, *CHECKPOINT_FILES)
+        beside = RunLayout(source.parent)
+        if beside.spec.is_file() and any(
+            (beside.directory / f).is_file() for f in (beside.WEIGHTS, *beside.STAND_INS)
         ):
-            run = load_run(beside)
+            run = read_run(beside.directory)
             return Target(
                 run.graph.name,
                 "onnx + run",

@@ -20,20 +20,21 @@ Conventions (the same as the PyTorch lowering):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from netspec import __version__
-from netspec.data.preprocess import describe
+from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
 from netspec.errors import NetspecError
 from netspec.ir import Graph
 from netspec.layers import Dropout
+from netspec.run_record import RunMeta
 from netspec.runs import check_weights
 from netspec.spec import INPUT
+from netspec.version import __version__
 
 try:
     import onnx
@@ -58,58 +59,65 @@ def layout(shape: Sequence[int]) -> str:
     return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
 
 
-def model_card(graph: Graph, meta: dict[str, Any] | None) -> dict[str, Any]:
+def as_meta(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> RunMeta:
+    """The run's record, from itself or its JSON form (named after the graph if it is not)."""
+    if isinstance(meta, RunMeta):
+        return meta
+    return RunMeta.from_dict({"name": graph.name, **(meta or {})})
+
+
+def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[str, Any]:
     """What an app needs besides the graph: the run's model.json (labels, task, head, the
     preprocessing with every step defined, the raw value range, the tiling for segmentation).
 
     One source for the .onnx `metadata_props` (`metadata`) and the JSON sidecar (sidecar.py).
     """
-    meta = dict(meta or {})
+    meta = as_meta(graph, meta)
     card: dict[str, Any] = {
-        "name": str(meta.get("name") or graph.name),
-        "version": str(meta.get("netspec_version") or __version__),
+        "name": meta.name or graph.name,
+        "version": meta.netspec_version or __version__,
     }
-    if meta.get("spec_sha256"):
-        card["spec_sha256"] = str(meta["spec_sha256"])
-    if meta.get("task"):
-        card["task"] = str(meta["task"])
-    if meta.get("classes") is not None:
-        card["classes"] = list(meta["classes"])
-    if meta.get("preprocessing") is not None:
-        pre = dict(meta["preprocessing"])
-        pre["layout"] = layout(graph.input_shape)
+    if meta.spec_sha256:
+        card["spec_sha256"] = meta.spec_sha256
+    if meta.task:
+        card["task"] = meta.task
+    if meta.classes is not None:
+        card["classes"] = list(meta.classes)
+    if meta.preprocessing is not None:
         # Runs trained before netspec recorded the raw range: null (docs/sidecar.md says so).
-        pre.setdefault("raw_range", None)
-        pre["steps"] = describe(pre)
-        card["preprocessing"] = pre
+        card["preprocessing"] = {
+            **meta.preprocessing.to_dict(),
+            "layout": layout(graph.input_shape),
+            "steps": describe(meta.preprocessing),
+        }
     card["input_shape"] = list(graph.input_shape)
     card["output_shape"] = list(graph.output.shape)
-    if meta.get("features"):  # a table's feature names, after one-hot encoding
-        card["features"] = list(meta["features"])
-    if meta.get("table"):  # its CSV columns: predict reads rows in the training file's format
-        card["table"] = meta["table"]
+    if meta.features:  # a table's feature names, after one-hot encoding
+        card["features"] = list(meta.features)
+    if meta.table:  # its CSV columns: predict reads rows in the training file's format
+        card["table"] = meta.table
     head = graph.head
-    final = meta.get("head", head.fn if head is not None else None)
+    # A record without a head (older runs): the graph's, which is where the record's comes from.
+    final = meta.head if meta.head_recorded else (head.fn if head is not None else None)
     card["head"] = final or "none"  # the output's softmax/sigmoid, or none (linear)
-    if meta.get("task") == "segmentation" and len(graph.input_shape) == 3:
+    if meta.task == "segmentation" and len(graph.input_shape) == 3:
         h, w = graph.input_shape[1:]
         card["tiling"] = describe_tiling((h, w))
     return card
 
 
-def metadata(graph: Graph, meta: dict[str, Any] | None) -> dict[str, str]:
+def metadata(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[str, str]:
     """model.metadata_props: the model card as strings (JSON for structured values)."""
     return encode_card(model_card(graph, meta))
 
 
-def target_affine(meta: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mean, std) of standardized regression targets in a run's model.json, else None."""
-    pre = (meta or {}).get("preprocessing") or {}
-    if pre.get("target_mean") is None or pre.get("target_std") is None:
+def target_affine(pre: Preprocessing | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, std) of standardized regression targets in a preprocessing record, else None."""
+    if pre is None or pre.target_mean is None or pre.target_std is None:
         return None
     return (
-        np.asarray(pre["target_mean"], dtype=np.float32),
-        np.asarray(pre["target_std"], dtype=np.float32),
+        np.asarray(pre.target_mean, dtype=np.float32),
+        np.asarray(pre.target_std, dtype=np.float32),
     )
 
 
@@ -127,7 +135,7 @@ def build_onnx(
     graph: Graph,
     weights: dict[str, np.ndarray],
     *,
-    meta: dict[str, Any] | None = None,
+    meta: RunMeta | Mapping[str, Any] | None = None,
     opset: int | None = None,
     batch: int | None = None,
     fp16: bool = False,
@@ -161,7 +169,7 @@ def build_onnx(
             n.input[:] = [out_name if i == final else i for i in n.input]
             n.output[:] = [out_name if o == final else o for o in n.output]
 
-    affine = target_affine(meta)
+    affine = target_affine(as_meta(graph, meta).preprocessing)
     if affine is not None:
         # Regression targets were learned standardized: the graph itself returns the data's
         # units (y * std + mean), so an app needs no netspec code to read the outputs.
@@ -213,7 +221,7 @@ def export_onnx(
     graph: Graph,
     weights: dict[str, np.ndarray],
     *,
-    meta: dict[str, Any] | None = None,
+    meta: RunMeta | Mapping[str, Any] | None = None,
     opset: int | None = None,
     batch: int | None = None,
     fp16: bool = False,

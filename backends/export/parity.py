@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, first_line
 from netspec.ir import Graph
 
@@ -103,7 +104,7 @@ def _target_affine(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
     props = {p.key: p.value for p in getattr(model, "metadata_props", ())}
     if "netspec.preprocessing" not in props:
         return None
-    return target_affine({"preprocessing": json.loads(props["netspec.preprocessing"])})
+    return target_affine(Preprocessing.from_dict(json.loads(props["netspec.preprocessing"])))
 
 
 def check_parity(

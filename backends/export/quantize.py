@@ -3,8 +3,8 @@
 Calibrated on the run's training samples, checked by accuracy on its test split (not
 elementwise: int8 rounding is not a bug to catch).
 
-Calibration and evaluation both use the run's own data pipeline (`data.pipeline.prepare`: the
-same split, geometry and recorded preprocessing as training), so the calibrated ranges are those
+Calibration and evaluation both use the run's own data (`runs.run_splits`: the same split,
+geometry and recorded preprocessing as training), so the calibrated ranges are those
 the model sees. Weights are quantized per output channel (int8), activations per tensor (int8),
 with MinMax calibration; onnxruntime runs QDQ models with its int8 kernels on the CPU.
 """
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from netspec.data.preprocess import apply_values
 from netspec.errors import NetspecError, first_line
-from netspec.runs import Run
+from netspec.run_data import run_splits
+from netspec.runs import LoadedRun
 
 from .emitter import ExportError
 
@@ -58,12 +58,11 @@ class Quantized:
         )
 
 
-def _splits(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
+def _splits(run: LoadedRun) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
     """(calibration inputs, evaluation inputs, their labels, split name, task) of a run."""
-    from netspec.data.pipeline import cut_tiles, prepare
-
-    graph, meta = run.graph, run.meta or {}
-    pre, task = meta.get("preprocessing"), meta.get("task")
+    graph = run.graph
+    pre = run.meta.preprocessing if run.meta else None
+    task = run.meta.task if run.meta else None
     if graph.train is None or pre is None:
         raise ExportError("--int8 needs a run trained by netspec (its data and preprocessing)")
     if task not in ("multiclass", "binary", "segmentation"):
@@ -72,21 +71,20 @@ def _splits(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
             "export it as float32 or --fp16"
         )
     try:
-        data = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+        data = run_splits(run, ("train", "test", "val"))
     except (NetspecError, OSError, ValueError, ImportError) as exc:
         raise ExportError(
             f"--int8 needs the run's data for calibration and the accuracy check: {first_line(exc)}"
         ) from None
-    split, name = (data.test, "test") if data.test is not None else (data.val, "validation")
-    if split is None:
+    held = data["test"] or data["val"]
+    if held is None:
         raise ExportError("--int8: the run has no test or validation split to check accuracy on")
-    train = data.train
-    if data.tile is not None and tuple(train.x.shape[2:]) != data.tile:
-        train = cut_tiles(train, data.tile)
+    train = data["train"]
+    assert train is not None
     rng = np.random.default_rng(0)
-    pick = np.sort(rng.permutation(len(train))[:CALIBRATION_SAMPLES])
-    calib = apply_values(train.x[pick], pre, graph.input_shape)
-    return calib, apply_values(split.x, pre, graph.input_shape), split.y, name, task
+    pick = np.sort(rng.permutation(len(train.data))[:CALIBRATION_SAMPLES])
+    name = "test" if held.split == "test" else "validation"
+    return train.inputs(pick), held.inputs(), held.data.y, name, task
 
 
 class _Reader:
@@ -123,7 +121,7 @@ def accuracy(session: Any, x: np.ndarray, y: np.ndarray, head: str) -> float:
     return 100.0 * right / max(total, 1)
 
 
-def quantize_run(run: Run, model: onnx.ModelProto, max_drop: float = MAX_DROP) -> Quantized:
+def quantize_run(run: LoadedRun, model: onnx.ModelProto, max_drop: float = MAX_DROP) -> Quantized:
     """The int8 model of a run's float32 export; ExportError when it loses more than `max_drop`
     points of accuracy on the run's test split (or cannot be made)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static

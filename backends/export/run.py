@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from netspec.data.preprocess import apply_values
 from netspec.errors import NetspecError, first_line
 from netspec.fileio import atomic_path
-from netspec.runs import Run, load_run
+from netspec.run_data import run_data
+from netspec.run_record import RunLayout
+from netspec.runs import LoadedRun, read_run
 
 from .emitter import ExportError
 from .model import build_onnx, check_model
@@ -90,38 +90,20 @@ def parse_batch(text: str | int | None) -> int | None:
     return n
 
 
-def run_samples(run: Run, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None, str]:
+def run_samples(run: LoadedRun, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None, str]:
     """Up to n samples of the run's training data, preprocessed as in training (or a note why not)."""
-    spec = run.graph.train
-    pre = (run.meta or {}).get("preprocessing")
-    if spec is None or pre is None:
+    if run.graph.train is None or run.meta is None or run.meta.preprocessing is None:
         return None, "no training data recorded with the run: checked on random inputs only"
     try:
-        from dataclasses import replace
-
-        from netspec.data.pipeline import _geometry, load_source
-
-        data = load_source(spec.data, run.graph.file)
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.permutation(len(data))[:n])
-        data = _geometry(replace(data, x=data.x[idx], y=data.y[idx]), spec)
-        x = data.x
-        if data.y.ndim == 3 and len(run.graph.input_shape) == 3:
-            # Segmentation scenes may be larger than the input: check on their top-left tiles.
-            h, w = run.graph.input_shape[1:]
-            x = x[:, :, :h, :w]
-        x = preprocess(x, pre, run.graph.input_shape)
+        train = run_data(run, "train")
+        pick = np.sort(np.random.default_rng(seed).permutation(len(train.data))[:n])
+        x = train.inputs(pick)
     except (NetspecError, OSError, ValueError, ImportError, KeyError) as exc:
         return (
             None,
             f"the run's data could not be loaded ({first_line(exc)}): checked on random inputs only",
         )
     return x, f"checked on {len(x)} samples of the run's data"
-
-
-def preprocess(x: np.ndarray, pre: dict[str, Any], input_shape: Sequence[int]) -> np.ndarray:
-    """The value steps of the recorded preprocessing (scale, normalize, reshape), in numpy."""
-    return apply_values(x, pre, input_shape)
 
 
 def export_run(
@@ -152,13 +134,13 @@ def export_run(
         raise ExportError("--int8 needs a dynamic batch (calibration feeds batches of any size)")
     if max_drop is not None and not int8:
         raise ExportError("--max-drop applies to --int8 exports only")
-    run = load_run(Path(source))
+    run = read_run(Path(source))
     model, stats = build_onnx(
         run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
     )
     notes: list[str] = list(run.notes)
-    pre = (run.meta or {}).get("preprocessing")
-    if pre is not None and pre.get("raw_range") is None:
+    pre = run.meta.preprocessing if run.meta else None
+    if pre is not None and pre.raw_range is None:
         notes.append(
             "the run records no raw value range (trained before netspec recorded it): "
             "raw_range is null in the model's metadata"
@@ -190,7 +172,7 @@ def export_run(
 
         quantized = quantize_run(run, model, MAX_DROP if max_drop is None else max_drop)
         model = quantized.model
-    path = Path(out) if out is not None else run.directory / "model.onnx"
+    path = Path(out) if out is not None else RunLayout(run.directory).onnx
     data = write_model(model, path)
     return ExportReport(
         path=path,

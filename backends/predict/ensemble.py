@@ -20,7 +20,8 @@ HEADS = {"multiclass": "softmax", "binary": "sigmoid"}
 
 def reading(info: ModelInfo) -> dict[str, object]:
     """How the model reads an input file: its preprocessing without the value steps."""
-    return {k: v for k, v in info.pre.items() if k not in VALUE_STEPS}
+    pre = info.pre.to_dict() if info.pre is not None else {}
+    return {k: v for k, v in pre.items() if k not in VALUE_STEPS}
 
 
 def check_members(infos: Sequence[ModelInfo]) -> str:

@@ -234,23 +234,20 @@ def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:
     from netspec.data.folder import image_pixels
 
     # The training pipeline: RGB then its own luma for `grayscale`, else Pillow's mode.
-    mode = "RGB" if info.pre.get("grayscale") else str(info.channel_order)
-    size = info.pre.get("image_size")
-    fit = (int(size[0]), int(size[1])) if size else None  # decoded from a folder: its own fit
-    pixels = image_pixels(im, mode, fit, info.pre.get("image_crop"))
+    pre = info.pre
+    mode = "RGB" if pre is not None and pre.grayscale else str(info.channel_order)
+    fit = pre.image_size if pre is not None and pre.image_size else None  # a folder's own fit
+    pixels = image_pixels(im, mode, fit, pre.image_crop if pre is not None else None)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
 def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
     """The recorded grayscale, resize and center crop of one image (C, H, W), as in training."""
     pre = info.pre
+    if pre is None:
+        return x
     try:
-        return geometry(
-            x,
-            grayscale=bool(pre.get("grayscale")),
-            resize=pre.get("resize"),
-            center_crop=pre.get("center_crop"),
-        )
+        return geometry(x, grayscale=pre.grayscale, resize=pre.resize, center_crop=pre.center_crop)
     except CropError as exc:
         (h, w), (H, W) = exc.crop, exc.image
         raise error(

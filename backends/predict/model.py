@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.data.preprocess import apply_values
+from netspec.data.preprocess import Preprocessing, apply_values
 from netspec.errors import first_line
+from netspec.run_record import check_classes
 
 from .errors import error, model_error, shape, size
 from .session import open_session
@@ -36,7 +37,7 @@ class ModelInfo:
     task: str | None = None  # multiclass | binary | regression (netspec.task)
     head: str | None = None  # softmax | sigmoid | None
     classes: tuple[str, ...] | None = None
-    pre: dict[str, Any] = field(default_factory=dict)  # netspec.preprocessing ({} if absent)
+    pre: Preprocessing | None = None  # netspec.preprocessing (None if absent)
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -47,12 +48,12 @@ class ModelInfo:
     @property
     def channel_order(self) -> str | None:
         """RGB or L when the model takes images."""
-        order = self.pre.get("channel_order")
+        order = self.pre.channel_order if self.pre is not None else None
         if order in ("RGB", "L"):
             return order
-        if self.pre.get("grayscale"):
+        if self.pre is not None and self.pre.grayscale:
             return "L"
-        if not self.pre and len(self.raw_shape) == 3:
+        if self.pre is None and len(self.raw_shape) == 3:
             return {1: "L", 3: "RGB"}.get(self.raw_shape[0])  # type: ignore[arg-type]
         return None
 
@@ -98,9 +99,10 @@ def info_of(
 ) -> ModelInfo:
     """ModelInfo of a model's input and output (dims with the batch axis first; None where
     dynamic) and its netspec `metadata_props` (`meta`, as export_onnx writes them)."""
-    pre = json_meta(meta, "netspec.preprocessing", path) or {}
+    record = json_meta(meta, "netspec.preprocessing", path)
+    pre = Preprocessing.from_dict(record, str(path)) if record else None
     input_shape = tuple(dims[1:])
-    raw = pre.get("raw_shape")
+    raw = pre.raw_shape if pre is not None else None
     raw_shape = tuple(None if d is None else int(d) for d in raw) if raw else input_shape
     fixed = None not in input_shape and None not in raw_shape
     if raw and fixed and math.prod(raw_shape) != math.prod(input_shape):  # type: ignore[arg-type]
@@ -110,6 +112,8 @@ def info_of(
             path,
         )
     classes = json_meta(meta, "netspec.classes", path)
+    # The card must fit the graph: a class the network cannot produce is never reported.
+    check_classes(classes, tuple(output_dims[1:]), str(path), whose="the model's metadata")
     head = meta.get("netspec.head")
     return ModelInfo(
         path=path,

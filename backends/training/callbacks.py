@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from netspec.errors import SpecError
+from netspec.run_record import RunLayout
 from netspec.train_spec import Callbacks
 
 from ..lowering import NetModule
@@ -71,7 +72,7 @@ def after_epoch(
         st.best, st.best_epoch, st.bad_epochs = current, st.epoch, 0
         if run_dir is not None and (cb.checkpoint.best or (es and es.restore_best)):
             checkpoint.save(
-                run_dir / "checkpoint" / "best.safetensors",
+                RunLayout(run_dir).best,
                 weights(module),
                 {"epoch": st.epoch, monitor: current},
             )

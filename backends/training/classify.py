@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +20,9 @@ from netspec.classreport import (
 )
 from netspec.data.arraydata import ArrayData
 from netspec.fileio import write_text
+from netspec.run_record import RunLayout
 
 from .plots import matplotlib_missing
-
-if TYPE_CHECKING:
-    from .loop import Trainer
-    from .normalize import Normalizer
 
 __all__ = ["THRESHOLD", "class_report_of", "split_report"]
 
@@ -64,29 +61,34 @@ def class_report_of(
 
 
 def split_report(
-    trainer: Trainer,
+    probs: np.ndarray,
     data: ArrayData,
     out_dir: Path,
     *,
     split: str,
-    norm: Normalizer | None = None,
+    classes: Sequence[str],
+    name: str,
+    pictures: bool = True,
+    rgb: Sequence[int] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
-    """Score `data` with the trainer's current weights; write the report files into `out_dir`.
+    """The report of predictions `probs` (scoring.probabilities) on `data`, written into
+    `out_dir`; `name` is the network's, for the pictures' titles.
 
     classification_report.txt and .json always; confusion_matrix.png, mistakes.png (image
-    inputs) and roc.png (two classes) when matplotlib is installed. Returns the report.
+    inputs) and roc.png (two classes) when `pictures` and matplotlib is installed. Returns the
+    report.
     """
-    probs = trainer.probabilities(data, norm)
-    classes = list(data.classes or trainer.data.classes or ())
+    classes = list(data.classes or classes)
     report, probs = class_report_of(data.y, probs, classes, split=split)
     out_dir = Path(out_dir)
-    write_text(out_dir / "classification_report.txt", render_report(report))
-    write_text(out_dir / "classification_report.json", json.dumps(report, indent=2))
-    title = f"{trainer.graph.name}: {split} ({report['samples']} samples)"
-    written = ["classification_report.txt", "classification_report.json"]
-    if trainer.spec.log.pictures:  # `log: {pictures: false}`: the report's data only
-        written += _draw(trainer, data, report, probs, out_dir, title=title, log=log)
+    files = RunLayout(out_dir)
+    write_text(files.report_txt, render_report(report))
+    write_text(files.report_json, json.dumps(report, indent=2))
+    title = f"{name}: {split} ({report['samples']} samples)"
+    written = [RunLayout.REPORT_TXT, RunLayout.REPORT_JSON]
+    if pictures:  # `log: {pictures: false}`: the report's data only
+        written += _draw(data, classes, report, probs, out_dir, title=title, rgb=rgb, log=log)
     log(
         f"{split} report: accuracy {report['accuracy']:.4f}, macro F1 {report['macro']['f1']:.4f}"
         f" ({', '.join(written)} in {out_dir})"
@@ -95,17 +97,17 @@ def split_report(
 
 
 def _draw(
-    trainer: Trainer,
     data: ArrayData,
+    classes: list[str],
     report: dict[str, Any],
     probs: np.ndarray,
     out_dir: Path,
     *,
     title: str,
+    rgb: Sequence[int] | None,
     log: Callable[[str], None],
 ) -> list[str]:
     """The report's pictures (names of the files written); none without matplotlib."""
-    classes = list(data.classes or trainer.data.classes or ())
     true = np.asarray(data.y).ravel().astype(np.int64)
     wrong = confident_mistakes(true, probs, MISTAKES)
     try:
@@ -118,7 +120,7 @@ def _draw(
             title=title,
             images=data.x[wrong] if data.x.ndim == 4 else None,
             mistakes=[(int(true[i]), int(probs[i].argmax()), float(probs[i].max())) for i in wrong],
-            rgb=trainer.spec.data.rgb_bands,
+            rgb=rgb,
         )
     except ModuleNotFoundError as err:  # matplotlib is optional
         if not matplotlib_missing(err):

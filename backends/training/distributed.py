@@ -11,6 +11,7 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch.distributed as dist
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from netspec.errors import NetspecError
+from netspec.errors import NetspecError, SpecError
+from netspec.train_spec import TrainSpec
 
 from ..lowering import NetModule
 from ..lowering.weighted import FrozenBatchNorm1d, FrozenBatchNorm2d
@@ -240,3 +242,48 @@ def data_parallel(net: NetModule, logits: bool, d: Dist) -> nn.Module:
     """The training forward with gradients averaged over the ranks (rank 0's weights to start)."""
     ids = [d.device.index] if d.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(TrainForward(net, logits), device_ids=ids)
+
+
+def wrap_data_parallel(
+    module: NetModule, logits: bool, d: Dist, sync: bool, log: Callable[[str], None]
+) -> nn.Module:
+    """The training forward of one rank in DDP (batchnorms in SyncBatchNorm when `sync`)."""
+    if sync:
+        if d.device.type != "cuda":
+            raise SpecError.one(
+                "sync_batchnorm needs CUDA: torch's SyncBatchNorm has no CPU kernel",
+                path="train.sync_batchnorm",
+                hint="train on GPUs, or set train.sync_batchnorm: false (each "
+                "process then normalizes with its own part of the batch)",
+            )
+        synced = sync_batchnorm(module)
+        log(f"sync_batchnorm: {len(synced)} batchnorm layers synchronized")
+    return data_parallel(module, logits, d)
+
+
+def restore_rank_rng(
+    d: Dist | None,
+    last: Path,
+    crops: torch.Generator,
+    augment: Augmenter,
+    spec: TrainSpec,
+    epoch: int,
+    log: Callable[[str], None],
+) -> Augmenter:
+    """This rank's own generator states from the checkpoint `last` (a note where there are
+    none); the augmenter to go on with."""
+    if d is None:
+        note = resume_note(checkpoint_world(last), 1)
+    else:
+        mine, saved = d.rank_rng(last)
+        note = resume_note(saved, d.world)
+        if mine:
+            set_rank_rng(mine, crops, augment, d.device)
+        elif d.rank > 0:  # new streams, not the ones this rank started the run with
+            seed = spec.seed + RANK_SEED * d.rank + epoch
+            torch.manual_seed(seed)
+            crops.manual_seed(seed + 2)
+            augment = Augmenter(spec.augment, seed=seed + 1, device=d.device)
+    if note:
+        log(f"note: {note}")
+    return augment

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
-from netspec.data.pipeline import cut_tiles, prepare
-from netspec.data.preprocess import Preprocessing
 from netspec.data.table import check_columns
-from netspec.errors import DataError, NetspecError, few
-from netspec.runs import META_FILE, check_weights, read_weights, run_source, run_weights
+from netspec.errors import DataError, NetspecError
+from netspec.run_data import run_data
+from netspec.runs import RunLayout, RunMeta, check_weights, read_weights, run_source, run_weights
 
+from ..lowering import build_module
 from ..weights import load_weights
 from .classify import split_report
-from .device import pick_device
-from .loop import Trainer
-from .normalize import Normalizer
+from .device import pick_device, use_channels_last
+from .objective import choose_loss, default_metrics, make_metrics
+from .scoring import Scorer, probabilities, score
 
 
 def evaluate_run(
@@ -33,91 +34,88 @@ def evaluate_run(
     """Metrics of a run's final weights on its test split, or on all of `data`.
 
     An interrupted run is scored with its checkpoint (`runs.run_weights`); `log` gets the note.
+    The data come from `runs.run_data`, preprocessed with the run's recorded preprocessing.
     Classification runs also get the report files (training/classify.py) in `out`, by default
     the run directory for its test split and `RUN/evaluate/<data name>` for other data; the
     result's "report" holds the per-class table.
     """
     run_dir = Path(run_dir)
-    pick_device(device)  # a wrong --device is reported before any data is read
-    source = run_source(run_dir)
+    log = log or (lambda s: None)
+    dev = pick_device(device)  # a wrong --device is reported before any data is read
     weights_path, notes = run_weights(run_dir)
     for note in notes:
-        (log or (lambda s: None))(f"note: {note}")
-    train = source.data.get("train") if isinstance(source.data, dict) else None
-    data_cfg = train.get("data") if isinstance(train, dict) else None
-    kind = data_cfg.get("source") if isinstance(data_cfg, dict) else None
-    if data is not None and kind == "builtin":
-        raise DataError.one(
-            f"--data: the run was trained on a built-in dataset, which has no path to "
-            f"replace with {data}",
-            hint="evaluate it without --data (on its test split)",
-        )
+        log(f"note: {note}")
     if data is not None and Path(data).suffix.lower() == ".csv":
-        meta_file = run_dir / META_FILE
-        table = json.loads(meta_file.read_text()).get("table") if meta_file.is_file() else None
+        layout = RunLayout(run_dir)
+        table = RunMeta.read(layout.meta).table if layout.meta.is_file() else None
         if table:  # a table run: name the columns a new CSV lacks, before its shape is checked
             check_columns(data, table)
-    if data is not None:
-        source = run_source(
-            run_dir,
-            [
-                f"train.data.path={Path(data).resolve()}",
-                "train.data.val=0.0",
-                "train.data.test=0.0",
-                "train.data.test_path=null",
-                "train.data.limit=null",
-            ],
-        )
-    graph = compile_source(source)
-    t = Trainer(graph, graph.train, run_dir, device=device, log=lambda s: None, progress=False)
-    t.setup()
+    try:
+        held = run_data(run_dir, "test" if data is None else Path(data))
+    except DataError as err:
+        if data is None and "has no test split" in err.problems[0].message:
+            raise DataError.one(
+                f"{run_dir}: the run has no test split", hint="pass --data"
+            ) from None
+        raise
+    graph = compile_source(run_source(run_dir))
+    assert graph.train is not None
+    spec, meta = graph.train, held.meta
+    task = meta.task or "regression"
+    module = build_module(graph).to(dev)
     weights = read_weights(weights_path)[0]  # a checkpoint gives its model part
     check_weights(graph, weights, strict=True, file=weights_path)  # the error names the file
-    load_weights(t.module, weights)
-    meta = json.loads((run_dir / META_FILE).read_text())
-    # The training split's statistics, exactly as recorded, not recomputed on new data.
-    pre = Preprocessing.from_dict(meta["preprocessing"])
-    if data is not None:
-        classes = tuple(meta["classes"]) if meta.get("classes") else None
-        if classes != t.data.classes:
-            raise DataError.one(
-                f"--data: the classes of {data} ({few(t.data.classes or ()) or 'none'}) are not those "
-                f"the run was trained on ({few(classes or ()) or 'none'})",
-                str(data),
-            )
-        split = t.data.train
-        overlap = _in_training_split(run_dir, split)
-        if t.data.task == "segmentation" and t.data.tile is not None:
-            split = cut_tiles(split, t.data.tile)  # every pixel, once
-        name = str(data)
-    elif t.data.test is not None:
-        split, name = t.data.test, "test"
-    else:
-        raise DataError.one(f"{run_dir}: the run has no test split", hint="pass --data")
-    result = {"split": name, "samples": len(split.y), **t.evaluate_on(split, pre)}
-    if t.data.task in ("multiclass", "binary"):
+    load_weights(module, weights)
+    channels_last = use_channels_last(graph, spec)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    loss_fn = choose_loss(spec, task, meta.classes, graph, lambda: _train(run_dir).y).to(dev)
+    scorer = Scorer(
+        module, held.preprocessing, dev, loss_fn.on_logits, channels_last, spec.precision == "bf16"
+    )
+    metrics = make_metrics(default_metrics(task, spec.metrics), task, meta.classes)
+    split = held.data
+    name = "test" if data is None else str(data)
+    result = {
+        "split": name,
+        "samples": len(split.y),
+        **score(scorer, split, task, loss_fn, metrics),
+    }
+    if task in ("multiclass", "binary"):
         if out is None:
-            out = run_dir if data is None else run_dir / "evaluate" / Path(data).stem
+            out = run_dir if data is None else RunLayout(run_dir).evaluation(Path(data).stem)
         report = split_report(
-            t, split, out, split=name, norm=Normalizer(pre, t.device), log=log or (lambda s: None)
+            probabilities(scorer, split),
+            split,
+            out,
+            split=name,
+            classes=meta.classes or (),
+            name=graph.name,
+            pictures=spec.log.pictures,
+            rgb=spec.data.rgb_bands,
+            log=log,
         )
         result["report"] = {k: v for k, v in report.items() if k != "roc"}
         if "roc" in report:
             result["report"]["roc_auc"] = report["roc"]["auc"]
-    if data is not None and overlap is not None:
-        result["in_training_split"] = overlap
-        if overlap:
-            n = len(t.data.train)
-            result["notes"] = [f"{overlap} of {n} samples were in the run's training split"]
+    if data is not None:
+        overlap = _in_training_split(run_dir, split)
+        if overlap is not None:
+            result["in_training_split"] = overlap
+            if overlap:
+                n = len(split)
+                result["notes"] = [f"{overlap} of {n} samples were in the run's training split"]
     return result
+
+
+def _train(run_dir: Path) -> ArrayData:
+    return run_data(run_dir, "train").data
 
 
 def _in_training_split(run_dir: Path, data: ArrayData) -> int | None:
     """How many samples of `data` the run trained on (equal bytes), or None if unknown."""
     try:
-        graph = compile_source(run_source(run_dir))
-        assert graph.train is not None
-        train = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file).train
+        train = _train(run_dir)
     except NetspecError:  # the training data moved or changed shape: nothing to compare
         return None
     seen = {hashlib.sha256(x.tobytes()).digest() for x in train.x}

@@ -1,14 +1,13 @@
 """The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
 
-Over 400 lines: setup, batching (random tiles included), one epoch, evaluation and the final
-save share the Trainer's state; the concerns that stand alone live in the sibling modules
-(a data-parallel run's process group, shards and sums in distributed.py).
+Over 400 lines: setup, batching (random tiles included), one epoch and evaluation share the
+Trainer's state. What stands alone lives beside it: the run's files (run_files.py), the
+end-of-run reports (run_report.py), scoring without a Trainer (scoring.py), a data-parallel
+run's process group, shards and sums (distributed.py).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import math
 import sys
 import time
@@ -19,51 +18,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec import __version__
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
-from netspec.data.preprocess import Preprocessing
-from netspec.errors import Interrupted, SpecError
-from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
+from netspec.run_record import RunLayout, RunMeta
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
-from ..weights import load_weights, named_parameters, weights
-from . import checkpoint
+from ..weights import load_weights
+from . import checkpoint, run_files, run_report
 from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
-from .distributed import (
-    RANK_SEED,
-    Dist,
-    checkpoint_world,
-    data_parallel,
-    rank_rng,
-    resume_note,
-    set_rank_rng,
-    sync_batchnorm,
-)
+from .distributed import RANK_SEED, Dist, rank_rng, restore_rank_rng, wrap_data_parallel
 from .normalize import Normalizer
-from .objective import choose_loss, default_loss, default_metrics, make_metrics
+from .objective import choose_loss, default_loss, default_metrics, make_metrics, regularizers
 from .optim import make_optimizer, make_schedule
-from .plots import matplotlib_missing
-from .report import (
-    epoch_line,
-    per_class_line,
-    progress_bar,
-    write_csv,
-    write_metrics,
+from .report import epoch_line, per_class_line, progress_bar
+from .scoring import (
+    Scorer,
+    batch_slices,
+    completions,
+    predicted_labels,
+    probabilities,
+    sample,
 )
-from .state import (
-    Resumable,
-    RunState,
-    restore_state,
-    save_state,
-    spec_hash,
-)
+from .state import Resumable, RunState, restore_state, spec_hash
 from .tensorboard_log import Board
+from .tiles import random_tiles
 from .transfer import init_from
 
 
@@ -89,6 +72,7 @@ class Trainer:
         self.graph = graph
         self.spec = spec
         self.run_dir = run_dir
+        self.layout = RunLayout(run_dir)
         # dist: one worker of a data-parallel run (training/distributed.py); None: the whole run.
         self.dist = dist
         self.writer = dist is None or dist.writer  # rank 0 alone writes and talks
@@ -136,7 +120,9 @@ class Trainer:
         if spec.init is not None:
             loaded = init_from(self.module, spec.init, graph.file)
             self.log(f"init: loaded {len(loaded)} layers from {spec.init.from_}")
-        self.loss_fn = choose_loss(spec, self.data, graph).to(self.device)
+        self.loss_fn = choose_loss(
+            spec, self.data.task, self.data.classes, graph, lambda: self.data.train.y
+        ).to(self.device)
         # Class losses take the logits (the head is fused into the loss); regression losses
         # compare what the network outputs, its final activation included.
         self.logits = self.loss_fn.on_logits
@@ -145,9 +131,16 @@ class Trainer:
         rank_seed = 0
         if self.dist is not None:
             rank_seed = RANK_SEED * self.dist.rank
-            self._data_parallel()
+            self._train_forward = wrap_data_parallel(
+                self.module, self.logits, self.dist, spec.sync_batchnorm, self.log
+            )
             torch.manual_seed(spec.seed + rank_seed)
         self.norm = Normalizer(self.data.preprocessing, self.device)
+        self.scorer = Scorer(
+            self.module, self.data.preprocessing, self.device, self.logits,
+            self.channels_last, self.bf16,
+        )  # fmt: skip
+        self.scorer.norm = self.norm
         self.x_train, self.y_train = self._tensors(self.data.train)
         self.val = self._tensors(self.data.val) if self.data.val is not None else None
         self.test = self._tensors(self.data.test) if self.data.test is not None else None
@@ -168,78 +161,28 @@ class Trainer:
         self.augment = Augmenter(spec.augment, seed=spec.seed + 1 + rank_seed, device=self.device)
         self.metric_names = default_metrics(self.data.task, spec.metrics)
         self.metrics = make_metrics(self.metric_names, self.data.task, self.data.classes)
-        self.reg = self._regularizers()
+        self.reg = regularizers(self.module, spec.regularize)
         self.state = RunState()
         self.hash = spec_hash(graph)
-        if self.resume and self._nothing_saved():
+        if self.resume and run_files.nothing_saved(self.layout):
             # Stopped before its first checkpoint: starting over is resuming it (same seeds).
             self.log(f"note: {self.run_dir} saved no epoch: training starts at epoch 1")
         elif self.resume:
             self.state = restore_state(self._last, self._resumable(), self.hash)
-            self._restore_rank_rng()
+            self.augment = restore_rank_rng(
+                self.dist, self._last, self.crops, self.augment, spec, self.state.epoch, self.log
+            )
             self.log(f"resumed {self.run_dir} after epoch {self.state.epoch}")
         self.saved_epoch = self.state.epoch  # the epoch in checkpoint/last.safetensors
 
-    def _data_parallel(self) -> None:
-        """Wrap the training forward in DDP (and batchnorms in SyncBatchNorm when asked)."""
-        assert self.dist is not None
-        if self.spec.sync_batchnorm:
-            if self.device.type != "cuda":
-                raise SpecError.one(
-                    "sync_batchnorm needs CUDA: torch's SyncBatchNorm has no CPU kernel",
-                    path="train.sync_batchnorm",
-                    hint="train on GPUs, or set train.sync_batchnorm: false (each "
-                    "process then normalizes with its own part of the batch)",
-                )
-            synced = sync_batchnorm(self.module)
-            self.log(f"sync_batchnorm: {len(synced)} batchnorm layers synchronized")
-        self._train_forward = data_parallel(self.module, self.logits, self.dist)
+    def _tensors(self, data: ArrayData) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scorer.tensors(data, self.data.task)
 
-    def _restore_rank_rng(self) -> None:
-        """This rank's own generator states from the checkpoint; a note where there are none."""
-        if self.dist is None:
-            note = resume_note(checkpoint_world(self._last), 1)
-        else:
-            mine, saved = self.dist.rank_rng(self._last)
-            note = resume_note(saved, self.dist.world)
-            if mine:
-                set_rank_rng(mine, self.crops, self.augment, self.device)
-            elif self.dist.rank > 0:  # new streams, not the ones this rank started the run with
-                seed = self.spec.seed + RANK_SEED * self.dist.rank + self.state.epoch
-                torch.manual_seed(seed)
-                self.crops.manual_seed(seed + 2)
-                self.augment = Augmenter(self.spec.augment, seed=seed + 1, device=self.device)
-        if note:
-            self.log(f"note: {note}")
-
-    def _tensors(
-        self, data: ArrayData, norm: Normalizer | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
-        y = torch.from_numpy(np.ascontiguousarray(data.y))
-        y = y.long() if self.data.task in ("multiclass", "segmentation") else y.float()
-        return x, (norm or self.norm).targets(y.to(self.device))
-
-    def _regularizers(self) -> list[tuple[torch.Tensor, float, float]]:
-        out = []
-        for rule in self.spec.regularize:
-            for layer, tensor, p in named_parameters(self.module):
-                if tensor != "weight" or not p.requires_grad:
-                    continue  # like Keras' kernel_regularizer: weights, not biases
-                if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
-                    out.append((p, rule.l1, rule.l2))
-        return out
-
-    # one epoch
     def _batches(self, n: int, bs: int, perm: torch.Tensor | None, fold: int = 2):
-        starts = list(range(0, n, bs))
-        if len(starts) > 1 and n - starts[-1] < fold:
-            # A batch of one breaks batchnorm: fold it into the previous batch (distributed:
-            # a last batch that would leave a rank with fewer than 2 samples).
-            starts.pop()
-        for i, s in enumerate(starts):
-            e = starts[i + 1] if i + 1 < len(starts) else n
-            yield (perm[s:e] if perm is not None else slice(s, e))
+        # A batch of one breaks batchnorm: it joins the previous batch (distributed: a last
+        # batch that would leave a rank with fewer than 2 samples).
+        for part in batch_slices(n, bs, fold):
+            yield perm[part] if perm is not None else part
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -247,16 +190,13 @@ class Trainer:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module.forward_logits(x) if self.logits else self.module(x)
 
-    def _prep(self, x: torch.Tensor, norm: Normalizer | None = None) -> torch.Tensor:
-        x = (norm or self.norm)(x)
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scorer.prep(x)
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training batch: gathered, normalized, in the model's layout, augmented."""
         if self.data.random_tiles:
-            xb, yb = self._random_tiles(idx)
+            xb, yb = random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
             xb = self._prep(xb)
         else:
             xb = self._prep(self.x_train[idx])
@@ -266,25 +206,6 @@ class Trainer:
             xb, mask = self.augment(xb, yb if yb.ndim == 3 else None)
             yb = mask if mask is not None else yb
         return xb, yb
-
-    def _random_tiles(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random tile of the input's size from each scene `idx`, with its mask (one gather)."""
-        assert self.data.tile is not None
-        h, w = self.data.tile
-        c, sh, sw = self.x_train.shape[1:]
-        b = idx.shape[0]
-        tops = torch.randint(0, sh - h + 1, (b, 1), generator=self.crops)
-        lefts = torch.randint(0, sw - w + 1, (b, 1), generator=self.crops)
-        rows = (tops + torch.arange(h)).to(self.device)[:, :, None]  # (B, h, 1)
-        cols = (lefts + torch.arange(w)).to(self.device)[:, None, :]  # (B, 1, w)
-        scene = idx[:, None, None]
-        x = self.x_train[
-            scene[:, None],
-            torch.arange(c, device=self.device)[:, None, None],
-            rows[:, None],
-            cols[:, None],
-        ]
-        return x, self.y_train[scene, rows, cols]
 
     def train_epoch(self) -> dict[str, float]:
         m = self.module
@@ -352,10 +273,8 @@ class Trainer:
         x: torch.Tensor,
         y: torch.Tensor,
         batch_size: int | None = None,
-        *,
-        norm: Normalizer | None = None,
     ) -> dict[str, float]:
-        """Loss and metrics of the current weights on raw `x` (normalized by `norm`, default the run's)."""
+        """Loss and metrics of the current weights on raw `x` (scoring.score, split by rank)."""
         # Per-pixel outputs are large: a few dozen tiles at a time keep memory flat.
         batch_size = batch_size or (32 if self.data.task == "segmentation" else 512)
         m = self.module
@@ -367,38 +286,19 @@ class Trainer:
             x, y = x[part], y[part]
         total = 0.0
         for idx in self._batches(len(y), batch_size, None):
-            with self._autocast():
-                out = self._forward(self._prep(x[idx], norm)).float()
+            out = self.scorer.forward(x[idx])
             total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
             # Metrics in the data's units (regression targets are learned standardized).
-            self.metrics.update((norm or self.norm).units(out), (norm or self.norm).units(y[idx]))
+            self.metrics.update(self.norm.units(out), self.norm.units(y[idx]))
         count = len(y)
         if self.dist is not None:
             total, count = self.dist.sum([total, count])
             self.metrics.sum_across(self.dist.all_reduce, self.device)
         return {"loss": total / max(count, 1), **self.metrics.compute()}
 
-    def evaluate_on(self, data: ArrayData, pre: Preprocessing) -> dict[str, float]:
-        """Loss and metrics of the current weights on `data`, preprocessed with a recorded `pre`.
-
-        `pre` is the training split's, as model.json records it: statistics are never
-        recomputed on the data evaluated.
-        """
-        norm = Normalizer(pre, self.device)
-        x, y = self._tensors(data, norm)
-        return self.evaluate(x, y, norm=norm)
-
-    @torch.inference_mode()
-    def probabilities(self, data: ArrayData, norm: Normalizer | None = None) -> np.ndarray:
-        """Class probabilities of `data`: (N, K) softmax, or (N,) sigmoid for one output unit."""
-        x, _ = self._tensors(data, norm)
-        self.module.eval()
-        out = []
-        for idx in self._batches(len(x), 512, None):
-            with self._autocast():
-                z = self.module.forward_logits(self._prep(x[idx], norm)).float()  # (B, K)
-            out.append(torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1))
-        return torch.cat(out).cpu().numpy()
+    def probabilities(self, data: ArrayData) -> np.ndarray:
+        """Class probabilities of `data` with the current weights (scoring.probabilities)."""
+        return probabilities(self.scorer, data)
 
     def _bar(self):
         if not self.progress:
@@ -409,10 +309,9 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         spec = self.spec
         # First: a missing tensorboard package stops the run before it writes anything.
-        board = Board(self) if spec.log.tensorboard and self.writer else None
+        board = self._board() if spec.log.tensorboard and self.writer else None
         if self.writer:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._write_static()
+            run_files.write_static(self.layout, self._meta(), self.spec_text, self.summary_text)
         monitor = monitor_of(spec.callbacks)
         if self.val is None and monitor.startswith("val_"):
             self.log(
@@ -437,16 +336,7 @@ class Trainer:
                     self.on_epoch(row)
         except KeyboardInterrupt:
             # Not state.epoch: it counts an epoch whose checkpoint may not have been written.
-            saved = self.saved_epoch
-            raise Interrupted.one(
-                f"interrupted during epoch {saved + 1}; "
-                + (
-                    f"epoch {saved} is saved in {self.run_dir}"
-                    if saved
-                    else "no epoch was completed"
-                ),
-                hint=f"continue with: netspec train SPEC --out {self.run_dir} --resume",
-            ) from None
+            raise run_files.interrupted(self.run_dir, self.saved_epoch, final=False) from None
         finally:
             if board is not None:
                 board.close()
@@ -455,11 +345,23 @@ class Trainer:
         try:
             return self._finish()
         except KeyboardInterrupt:
-            raise Interrupted.one(
-                f"interrupted while writing the final model; epoch {self.saved_epoch} "
-                f"is saved in {self.run_dir}",
-                hint=f"finish with: netspec train SPEC --out {self.run_dir} --resume",
-            ) from None
+            raise run_files.interrupted(self.run_dir, self.saved_epoch, final=True) from None
+
+    def _board(self) -> Board:
+        return Board(
+            self.layout,
+            epoch=self.state.epoch,
+            module=self.module,
+            input_shape=self.graph.input_shape,
+            device=self.device,
+            spec_file=self.graph.file,
+            task=self.data.task,
+            classes=self.data.classes or (),
+            name=self.graph.name,
+            rgb=self.spec.data.rgb_bands,
+            sample=self.prediction_sample,
+            log=self.log,
+        )
 
     def _after_epoch(self, row: dict[str, float]) -> None:
         after_epoch(
@@ -474,36 +376,13 @@ class Trainer:
             run_dir=self.run_dir if self.writer else None,
         )
 
-    # persistence
-    def _meta(self) -> dict[str, Any]:
-        """What an app needs to use the weights (also exported to ONNX metadata later)."""
-        train = self.data.train
-        return {
-            "name": self.graph.name,
-            "netspec_version": __version__,
-            "spec_sha256": self.hash,
-            "task": self.data.task,
-            "classes": list(self.data.classes) if self.data.classes else None,
-            "input_shape": list(self.graph.input_shape),
-            "output_shape": list(self.graph.output.shape),
-            "head": self.module.head,
-            "preprocessing": self.data.preprocessing.to_dict(),
-            # A table's columns, so predict reads rows in the training CSV's own format.
-            "features": list(train.feature_names) if train.feature_names else None,
-            "table": train.table.to_dict() if train.table else None,
-        }
-
-    def _write_static(self) -> None:
-        write_text(self.run_dir / "spec.yaml", self.spec_text)
-        write_text(self.run_dir / "summary.txt", self.summary_text)
-        write_text(self.run_dir / "model.json", json.dumps(self._meta(), indent=2))
+    # persistence (run_files.py) and the end-of-run reports (run_report.py)
+    def _meta(self) -> RunMeta:
+        return run_files.run_meta(self.graph, self.data, self.module.head, self.hash)
 
     @property
     def _last(self) -> Path:
-        return self.run_dir / "checkpoint" / "last.safetensors"
-
-    def _nothing_saved(self) -> bool:
-        return not self._last.is_file() and not (self.run_dir / "model.safetensors").is_file()
+        return self.layout.last
 
     def _resumable(self) -> Resumable:
         return Resumable(
@@ -516,127 +395,63 @@ class Trainer:
             if self.dist is not None:
                 ranks = self.dist.gather_rng(rank_rng(self.crops, self.augment, self.device))
             if self.writer:
-                save_state(self._last, self._resumable(), self.state, self.hash, ranks)
+                run_files.save_checkpoint(
+                    self.layout, self._resumable(), self.state, self.hash, ranks
+                )
             self.saved_epoch = self.state.epoch
         if self.spec.callbacks.csv_log and self.writer:
-            write_csv(self.state.history, self.run_dir / "metrics.csv")
-
-    def _per_class(self) -> dict[str, dict[str, float | None]]:
-        """IoU and Dice of each class from the last evaluation, by class name."""
-        table = self.metrics.per_class()
-        names = self.data.classes or ()
-        return {
-            name: {metric: values[i] for metric, values in table.items()}
-            for i, name in enumerate(names)
-        }
+            run_files.save_history(self.layout, self.state.history)
 
     @torch.inference_mode()
     def prediction_sample(self, n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
         """A few held-out samples spread over their split: raw x, true y, predicted labels, split."""
         x, y = self.val if self.val is not None else self.test or (None, None)
+        split = "validation" if self.val is not None else "test"
         if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
             idx = torch.arange(min(n, len(self.y_train)), device=self.device)
             x, y = (
-                self._random_tiles(idx)
+                random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
                 if self.data.random_tiles
-                else (
-                    self.x_train[idx],
-                    self.y_train[idx],
-                )
+                else (self.x_train[idx], self.y_train[idx])
             )
             split = "training"
-        else:
-            split = "validation" if self.val is not None else "test"
-        # Spread over the set: consecutive tiles often come from one scene.
-        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
-        xb, yb = x[pick], y[pick]
-        self.module.eval()
-        with self._autocast():
-            out = self.module.forward_logits(self._prep(xb)).float()
-        pred = out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
-        return xb, yb, pred, split
+        xb, yb = sample(x, y, n)
+        return xb, yb, predicted_labels(self.scorer, xb), split
 
-    def _plot_predictions(self, n: int = 6) -> None:
-        """predictions.png: input, true mask and predicted mask of a few validation tiles."""
-        from .seg_plots import plot_predictions
+    def _predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        xb, yb, pred, split = self.prediction_sample(6)
+        return xb.float().cpu().numpy(), yb.cpu().numpy(), pred.cpu().numpy(), split
 
-        xb, yb, pred, split = self.prediction_sample(n)
-        plot_predictions(
-            xb.float().cpu().numpy(),
-            yb.cpu().numpy(),
-            pred.cpu().numpy(),
-            self.run_dir / "predictions.png",
-            classes=list(self.data.classes or ()),
-            title=f"{self.graph.name}: {split} tiles",
-            rgb=self.spec.data.rgb_bands,
-        )
-
-    def _loss_name(self) -> str:
-        """The loss as history.png names it: `binary cross-entropy + dice`."""
-        cfg = self.spec.loss
-        terms = (
-            cfg.terms if cfg else (default_loss(self.data.task, tuple(self.graph.output.shape)),)
-        )
-        return " + ".join(
-            t.replace("cross_entropy", "cross-entropy").replace("_", " ") for t in terms
-        )
-
-    def _class_report(self) -> None:
-        """The report files of the test split (else the validation split) in the run directory."""
-        from .classify import split_report
-
-        split, data = (
-            ("test", self.data.test)
-            if self.data.test is not None
-            else ("validation", self.data.val)
-        )
-        if data is None:
-            return
-        split_report(self, data, self.run_dir, split=split, log=self.log)
-
-    @torch.inference_mode()
-    def _plot_completions(self, n: int = 8) -> None:
-        """completions.png: upper halves, true and predicted lower halves of a few held-out images."""
-        from .completions import plot_completions
-
+    def _completions(self, n: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Upper halves, true and predicted lower halves of a few held-out images."""
         held = self.test or self.val
-        x, y = held if held is not None else (self.x_train, self.y_train)
-        pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(self.device)
-        self.module.eval()
-        pred = self.norm.units(self.module(self._prep(x[pick])).float())
-        plot_completions(
-            (x[pick].float() * self.data.preprocessing.scale).cpu().numpy(),
-            self.norm.units(y[pick].float()).cpu().numpy(),
-            pred.flatten(1).cpu().numpy(),
-            self.run_dir / "completions.png",
-            title=f"{self.graph.name}: {'held-out' if held is not None else 'training'} images",
-        )
+        upper, lower, pred = completions(self.scorer, *(held or (self.x_train, self.y_train)), n)
+        return upper, lower, pred, held is not None
+
+    def _per_class(self) -> dict[str, dict[str, float | None]]:
+        return run_report.per_class(self.metrics.per_class(), self.data.classes or ())
 
     def _finish(self) -> dict[str, Any]:
         st, cb = self.state, self.spec.callbacks
-        best_path = self.run_dir / "checkpoint" / "best.safetensors"
         if self.dist is not None:
             self.dist.barrier()  # rank 0 has written best.safetensors
-        if cb.early_stopping and cb.early_stopping.restore_best and best_path.is_file():
-            load_weights(self.module, checkpoint.load(best_path)[0])
+        if cb.early_stopping and cb.early_stopping.restore_best and self.layout.best.is_file():
+            load_weights(self.module, checkpoint.load(self.layout.best)[0])
             self.log(f"restored the best weights (epoch {st.best_epoch})")
         if self.writer:
-            checkpoint.save(
-                self.run_dir / "model.safetensors",
-                weights(self.module),
-                {"netspec": json.dumps(self._meta())},
-            )
+            run_files.save_model(self.layout, self.module, self._meta())
         result: dict[str, Any] = {"epochs": st.epoch}
         best_row = next((r for r in st.history if r["epoch"] == st.best_epoch), None)
         if best_row is not None:
             result["best"] = {k: v for k, v in best_row.items() if k not in ("time_s",)}
+        seg = self.data.task == "segmentation"
         if self.test is not None:
             result["test"] = self.evaluate(*self.test)
             self.log("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
-            if self.data.task == "segmentation":
+            if seg:
                 result["test_per_class"] = self._per_class()
                 self.log("test per class: " + per_class_line(result["test_per_class"]))
-        if self.data.task == "segmentation" and self.val is not None:
+        if seg and self.val is not None:
             self.evaluate(*self.val)
             result["val_per_class"] = self._per_class()
             self.log("val per class: " + per_class_line(result["val_per_class"]))
@@ -644,34 +459,34 @@ class Trainer:
         result["history"] = st.history
         if not self.writer:
             return result
-        write_metrics(result, self.run_dir / "metrics.json")
-        if self.spec.log.pictures:
-            self._draw_pictures(result)
-        if self.data.task in ("multiclass", "binary"):
-            self._class_report()
+        run_files.save_metrics(self.layout, result)
+        self._reports(result)
         self.log(f"run saved in {self.run_dir}")
         return result
 
-    def _draw_pictures(self, result: dict[str, Any]) -> None:
-        """history.png, and predictions.png or completions.png where the task has them."""
-        st = self.state
-        try:
-            from .plots import plot_history
-
-            plot_history(
-                st.history,
-                self.run_dir / "history.png",
-                title=self.graph.name,
-                loss_name=self._loss_name(),
-                best_epoch=st.best_epoch or None,
-                monitor=monitor_of(self.spec.callbacks),
-                test=result.get("test"),
+    def _reports(self, result: dict[str, Any]) -> None:
+        """history.png and the task's pictures; a classification run's report files."""
+        spec, data = self.spec, self.data
+        pics = run_report.Pictures(
+            self.layout, self.graph.name, data.classes or (), spec.data.rgb_bands, self.log
+        )
+        if spec.log.pictures:
+            terms = (
+                spec.loss.terms
+                if spec.loss
+                else (default_loss(data.task, tuple(self.graph.output.shape)),)
             )
-            if self.data.task == "segmentation":
-                self._plot_predictions()
-            if self.spec.data.complete:
-                self._plot_completions()
-        except ModuleNotFoundError as err:  # matplotlib is optional
-            if not matplotlib_missing(err):
-                raise
-            self.log("note: matplotlib is not installed; history.png was not drawn")
+            run_report.draw_history(
+                pics,
+                self.state.history,
+                loss=run_report.loss_name(terms),
+                best_epoch=self.state.best_epoch or None,
+                monitor=monitor_of(spec.callbacks),
+                test=result.get("test"),
+                predictions=self._predictions if data.task == "segmentation" else None,
+                completions=self._completions if spec.data.complete else None,
+            )
+        held = ("test", data.test) if data.test is not None else ("validation", data.val)
+        if data.task in ("multiclass", "binary") and held[1] is not None:
+            probs = self.probabilities(held[1])
+            run_report.class_report(pics, probs, held[1], split=held[0], pictures=spec.log.pictures)

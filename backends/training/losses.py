@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from netspec.data.labels import IGNORE
 from netspec.train_spec import LOSSES
 
 __all__ = ["LOGIT_TERMS", "LossFn", "balanced_class_weights", "make_loss"]
@@ -23,7 +24,6 @@ _REGRESSION_TERMS = ("mse", "mae")
 # Additive smoothing of the soft dice/Jaccard ratios: keeps a class that is absent from both
 # target and prediction at a perfect score (not 0/0) and the gradient bounded on tiny masks.
 _EPS = 1.0
-IGNORE = -1
 
 
 @dataclass(frozen=True, eq=False)

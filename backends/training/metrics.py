@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from netspec.data.labels import IGNORE, Task
 from netspec.train_spec import METRICS
 
 __all__ = ["Metrics", "Task"]
 
-Task = Literal["multiclass", "binary", "regression", "segmentation"]
-
 _CLASSIFICATION = ("accuracy", "top5_accuracy", "precision", "recall", "f1")
 _REGRESSION = ("mae", "rmse")
 _SEGMENTATION = ("iou", "dice", "pixel_accuracy")
-IGNORE = -1  # segmentation target pixels that count nowhere
 
 
 class Metrics:

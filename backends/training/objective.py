@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 import torch
 
-from netspec.data.pipeline import Prepared
 from netspec.errors import SpecError
 from netspec.ir import Graph
 from netspec.train_checks import loss_problems
 from netspec.train_spec import TrainSpec
 
+from ..weights import named_parameters
 from .losses import LossFn, balanced_class_weights, make_loss
 from .metrics import Metrics
 
@@ -27,14 +32,20 @@ def default_loss(task: str, output_shape: tuple[int, ...]) -> str:
     return {"multiclass": "cross_entropy", "binary": "binary_cross_entropy"}.get(task, "mse")
 
 
-def choose_loss(spec: TrainSpec, prepared: Prepared, graph: Graph) -> LossFn:
-    """The spec's loss (or the task's default), checked against the data.
+def choose_loss(
+    spec: TrainSpec,
+    task: str,
+    classes: Sequence[str] | None,
+    graph: Graph,
+    train_labels: Callable[[], np.ndarray],
+) -> LossFn:
+    """The spec's loss (or the task's default), checked against the data's `task`.
 
     The spec's own loss was checked against the network when it was compiled
     (netspec.train_checks); the default one, known only now, gets the same check here.
+    `train_labels` gives the training split's labels, read only for balanced class weights.
     """
     cfg = spec.loss
-    task = prepared.task
     terms = cfg.terms if cfg else (default_loss(task, tuple(graph.output.shape)),)
     if task == "regression" and not set(terms) <= set(REGRESSION_LOSSES):
         wrong = next(t for t in terms if t not in REGRESSION_LOSSES)
@@ -53,16 +64,16 @@ def choose_loss(spec: TrainSpec, prepared: Prepared, graph: Graph) -> LossFn:
         if problems:
             message, hint = problems[0]
             raise _loss_error(f"{message} (the default loss for {task} data)", hint)
-    k = len(prepared.classes) if prepared.classes else 0
+    k = len(classes) if classes else 0
     class_weights = None
     if cfg is not None and cfg.class_weights is not None:
         if cfg.class_weights == "balanced":
-            class_weights = balanced_class_weights(prepared.train.y, k)
+            class_weights = balanced_class_weights(train_labels(), k)
         else:
             if len(cfg.class_weights) != k:
                 raise _loss_error(
                     f"{len(cfg.class_weights)} class_weights for {k} classes "
-                    f"({', '.join(prepared.classes or ())}); give one per class"
+                    f"({', '.join(classes or ())}); give one per class"
                 )
             class_weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     try:
@@ -92,3 +103,17 @@ def make_metrics(names: list[str], task: str, classes: tuple[str, ...] | None) -
         return Metrics(names, task=task, num_classes=max(len(classes or ()), 1))  # type: ignore[arg-type]
     except ValueError as exc:
         raise SpecError.one(f"train.metrics: {exc}") from None
+
+
+def regularizers(
+    module: torch.nn.Module, rules: Sequence[Any]
+) -> list[tuple[torch.Tensor, float, float]]:
+    """(weight, l1, l2) of every trainable weight a `train.regularize` rule names by layer."""
+    out = []
+    for rule in rules:
+        for layer, tensor, p in named_parameters(module):
+            if tensor != "weight" or not p.requires_grad:
+                continue  # like Keras' kernel_regularizer: weights, not biases
+            if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
+                out.append((p, rule.l1, rule.l2))
+    return out

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from netspec.errors import SpecError
 from netspec.train_spec import TrainSpec
 
 from .callbacks import monitor_mode
@@ -36,7 +37,17 @@ def make_optimizer(spec: TrainSpec, params: list[torch.nn.Parameter]) -> torch.o
     if o.name in ("adam", "adamw"):
         cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
         return cls(params, lr=o.lr, weight_decay=o.weight_decay, fused=_fused(params) or None)
-    return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        )
+    # The schema lists the names (train_spec.OPTIMIZERS); one it lets through and this table
+    # lacks is a bug to report, never a silent other optimizer.
+    raise SpecError.one(
+        f"optimizer '{o.name}' has no PyTorch optimizer here",
+        path="train.optimizer.name",
+        hint="use sgd, adam, adamw or rmsprop",
+    )
 
 
 def make_schedule(

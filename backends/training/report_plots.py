@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netspec.run_record import RunLayout
+
 from .plots import bands_shown, display_image, save_png
 
 if TYPE_CHECKING:
@@ -163,9 +165,9 @@ def roc_figure(report: dict[str, Any], classes: Sequence[str], *, title: str) ->
 def report_pictures(report: dict[str, Any], *, images: bool) -> list[str]:
     """The pictures `plot_class_report` draws: mistakes.png for image inputs only, roc.png
     for two classes only."""
-    names = ["confusion_matrix.png"]
-    names += ["mistakes.png"] if images else []
-    names += ["roc.png"] if "roc" in report else []
+    names = [RunLayout.CONFUSION_PNG]
+    names += [RunLayout.MISTAKES_PNG] if images else []
+    names += [RunLayout.ROC_PNG] if "roc" in report else []
     return names
 
 
@@ -184,9 +186,9 @@ def plot_class_report(
     out_dir = Path(out_dir)
     written = []
     for name in report_pictures(report, images=images is not None):
-        if name == "confusion_matrix.png":
+        if name == RunLayout.CONFUSION_PNG:
             fig = confusion_figure(report["confusion"], classes, title=title)
-        elif name == "mistakes.png":
+        elif name == RunLayout.MISTAKES_PNG:
             assert images is not None
             fig = mistakes_figure(images, mistakes, classes, title=title, rgb=rgb)
         else:

@@ -5,19 +5,17 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netspec.errors import NetspecError, first_line
+from netspec.run_record import RunLayout
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .loop import Trainer
-
-LOG_DIR = "tensorboard"
 SHOWN = 8  # predictions drawn each epoch (segmentation: half, a row of four panels each)
 
 
@@ -75,32 +73,51 @@ def labels_figure(
 
 
 class Board:
-    """A SummaryWriter on <run>/tensorboard for one training run (the writing rank only)."""
+    """A SummaryWriter on <run>/tensorboard for one training run (the writing rank only).
 
-    def __init__(self, trainer: Trainer) -> None:
+    `sample(n)` gives n held-out samples of the current weights (raw x, true y, predicted
+    labels, split name), drawn each epoch for image tasks.
+    """
+
+    def __init__(
+        self,
+        layout: RunLayout,
+        *,
+        epoch: int,
+        module: Any,
+        input_shape: Sequence[int],
+        device: Any,
+        spec_file: str | None,
+        task: str,
+        classes: Sequence[str],
+        name: str,
+        rgb: Sequence[int] | None,
+        sample: Callable[[int], tuple[Any, Any, Any, str]],
+        log: Callable[[str], None],
+    ) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise NetspecError.one(
                 "train.log.tensorboard is on, but the tensorboard package is not installed",
-                trainer.graph.file,
+                spec_file,
                 hint="pip install 'netspec[tensorboard]', or set train.log.tensorboard: false",
                 stage="train",
             ) from None
-        self.trainer = trainer
-        self.dir = trainer.run_dir / LOG_DIR
+        self.task, self.classes, self.name, self.rgb = task, list(classes), name, rgb
+        self.input_shape, self.sample, self.log = tuple(input_shape), sample, log
+        self.dir = layout.tensorboard
         # Resuming after epoch k: events of later epochs from the interrupted run are dropped.
-        purge = trainer.state.epoch + 1 if trainer.state.epoch else None
+        purge = epoch + 1 if epoch else None
         self.writer: Any = SummaryWriter(log_dir=str(self.dir), purge_step=purge)
-        if not trainer.state.epoch:
-            self._graph()
+        if not epoch:
+            self._graph(module, device)
 
-    def _graph(self) -> None:
+    def _graph(self, module: Any, device: Any) -> None:
         import torch
 
-        t = self.trainer
-        x = torch.zeros((1, *t.graph.input_shape), device=t.device)
-        module = getattr(t.module, "module", t.module)  # the network inside a DDP wrapper
+        x = torch.zeros((1, *self.input_shape), device=device)
+        module = getattr(module, "module", module)  # the network inside a DDP wrapper
         was_training = module.training
         module.eval()
         try:
@@ -108,7 +125,9 @@ class Board:
                 warnings.simplefilter("ignore")  # tracer chatter about Python control flow
                 self.writer.add_graph(module, x)
         except Exception as exc:  # tracing fails on some models; the scalars still matter
-            t.log(f"note: TensorBoard graph not written ({type(exc).__name__}: {first_line(exc)})")
+            self.log(
+                f"note: TensorBoard graph not written ({type(exc).__name__}: {first_line(exc)})"
+            )
         finally:
             module.train(was_training)
 
@@ -122,22 +141,26 @@ class Board:
         self.writer.flush()
 
     def _predictions(self, step: int) -> Figure | None:
-        t = self.trainer
-        if t.data.task == "regression" or len(t.graph.input_shape) != 3:
+        if self.task == "regression" or len(self.input_shape) != 3:
             return None  # nothing to draw as pictures
-        seg = t.data.task == "segmentation"
-        x, y, pred, split = t.prediction_sample(SHOWN // 2 if seg else SHOWN)
-        classes = list(t.data.classes or ())
-        rgb = t.spec.data.rgb_bands
-        title = f"{t.graph.name}: {split} samples, epoch {step}"
+        seg = self.task == "segmentation"
+        x, y, pred, split = self.sample(SHOWN // 2 if seg else SHOWN)
+        title = f"{self.name}: {split} samples, epoch {step}"
         images = x.float().cpu().numpy()
         if seg:
             from .seg_plots import predictions_figure
 
             return predictions_figure(
-                images, y.cpu().numpy(), pred.cpu().numpy(), classes=classes, title=title, rgb=rgb
+                images,
+                y.cpu().numpy(),
+                pred.cpu().numpy(),
+                classes=self.classes,
+                title=title,
+                rgb=self.rgb,
             )
-        return labels_figure(images, y.cpu().numpy(), pred.cpu().numpy(), classes, title, rgb)
+        return labels_figure(
+            images, y.cpu().numpy(), pred.cpu().numpy(), self.classes, title, self.rgb
+        )
 
     def close(self) -> None:
         self.writer.close()

@@ -8,6 +8,7 @@ import torch
 
 from netspec.data.pipeline import resolve_path
 from netspec.errors import Problem, SpecError
+from netspec.run_record import RunLayout
 from netspec.train_spec import Init
 
 from ..lowering import NetModule
@@ -23,7 +24,7 @@ def init_from(module: NetModule, init: Init, spec_file: str | None) -> list[str]
     """
     src = resolve_path(init.from_, spec_file)
     if src.is_dir():
-        src = src / "model.safetensors"
+        src = RunLayout(src).weights
     tensors, _ = checkpoint.load(src)
     own = weights(module)
     picked: dict[str, torch.Tensor] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.fileio import write_text
+from netspec.run_record import RunLayout
 
 from .study import Plan
 
@@ -44,7 +45,7 @@ def best_row(rows: list[dict[str, Any]], direction: str) -> dict[str, Any] | Non
 
 def write_best(plan: Plan, best: dict[str, Any]) -> Path:
     """best.yaml: the best trial's resolved spec, a plain spec that `netspec train` reproduces."""
-    spec_text = (Path(best["run"]) / "spec.yaml").read_text(encoding="utf-8")
+    spec_text = RunLayout(Path(best["run"])).spec.read_text(encoding="utf-8")
     head = (
         f"# The best trial ({best['number']}) of study '{plan.study}' over {plan.spec}: "
         f"{plan.monitor} {best['value']:.4f}. Reproduce it with `netspec train` on this file.\n"

@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from netspec.compiler import compile_source
-from netspec.errors import NetspecError, SpecError, UsageError
-from netspec.runs import absolute_paths
+from netspec.errors import Interrupted, NetspecError, SpecError, UsageError
+from netspec.runs import absolute_paths, prepare_run
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, apply_overrides, read
-from netspec.summary import render
 
 PRUNERS = ("median", "hyperband", "none")
 
@@ -165,15 +162,17 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
     import optuna
     import torch
 
-    from netspec.backends.training.callbacks import value
-    from netspec.backends.training.loop import Interrupted, Trainer
+    from ..training.callbacks import value
+    from ..training.loop import Trainer
 
     chosen = {e.path: _suggest(trial, e) for e in entries}
     run_dir = plan.folder / f"trial-{trial.number:03d}"
     trial.set_user_attr("run", str(run_dir))
-    trial_source = substitute(source, chosen)
     try:
-        graph = compile_source(trial_source)
+        # A trial starts as every run does: compiled, paths absolute, its own new folder.
+        graph, run_dir, spec_text, summary = prepare_run(
+            substitute(source, chosen), [], run_dir, resume=False
+        )
     except SpecError as err:
         raise _fail(trial, f"spec error: {err.problems[0].format().splitlines()[0]}") from None
     assert graph.train is not None
@@ -195,8 +194,8 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
         graph.train,
         run_dir,
         device=plan.device,
-        spec_text=yaml.safe_dump(trial_source.data, sort_keys=False),
-        summary_text=render(graph),
+        spec_text=spec_text,
+        summary_text=summary,
         log=lambda s: print(f"trial {trial.number}: {s}", file=sys.stderr, flush=True),
         progress=False,
         on_epoch=on_epoch,

@@ -46,7 +46,7 @@ def _version(value: bool) -> None:
         try:
             typer.echo(f"netspec {version('netspec')}")
         except PackageNotFoundError:  # a source tree that is not installed
-            from netspec import __version__
+            from netspec.version import __version__
 
             typer.echo(f"netspec {__version__}")
         raise typer.Exit()

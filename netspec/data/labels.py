@@ -1,14 +1,20 @@
-"""Class labels checked before anything is built from them: float labels of a classifier, and
-label values that are ids (10^12) rather than class indices."""
+"""Class labels: the task they make, the mask label that counts nowhere, and the checks made
+before anything is built from them (float labels of a classifier, ids rather than classes)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+
+Task = Literal["multiclass", "binary", "regression", "segmentation"]
+TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "segmentation")
+# A mask pixel with this label counts in no loss and no metric (unlabelled, or scored elsewhere).
+IGNORE = -1
 
 # More classes than this is a column of ids (or hashes), never class indices: refused before
 # any per-class list, bincount or one-hot is sized by it.

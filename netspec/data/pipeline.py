@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import folder_with_classes, load_image_folder
 from netspec.data.halves import lower_half, scaled_targets
-from netspec.data.labels import aligned, classes_said, float_classes
+from netspec.data.labels import Task, aligned, classes_said, float_classes
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.preprocess import CropError, Preprocessing, geometry
@@ -45,8 +45,6 @@ from netspec.train_spec import (
     TrainSpec,
     XoData,
 )
-
-Task = Literal["multiclass", "binary", "regression", "segmentation"]
 
 
 @dataclass(frozen=True)
@@ -255,19 +253,33 @@ def infer_task(data: ArrayData, output_shape: tuple[int, ...], loss: str | None)
     return "multiclass"
 
 
-def prepare(
+@dataclass(frozen=True)
+class Splits:
+    """A run's data split and shaped (geometry applied, held-out scenes cut into tiles), before
+    any statistics: what training computes its preprocessing record from, and what a trained
+    run's data are (runs.run_data) with the record it saved."""
+
+    train: ArrayData
+    val: ArrayData | None
+    test: ArrayData | None
+    notes: tuple[str, ...] = ()
+    tile: tuple[int, int] | None = None  # segmentation: (h, w) of the network's input
+    tiles_per_scene: int = 1
+
+
+def load_splits(
     spec: TrainSpec,
     input_shape: tuple[int, ...],
     output_shape: tuple[int, ...],
     spec_file: str | None,
     *,
     output_activation: str | None = None,
-) -> Prepared:
-    """Load, limit, split and shape-check the data; compute normalization on the training split.
+) -> Splits:
+    """Load, limit and split the data, then its geometry steps and tiles: the same samples in
+    the same splits on every call (the split is seeded).
 
-    `output_activation` is the activation the network's output ends in (None: linear); only a
-    linear output can reach standardized regression targets, so others keep the data's units.
-    """
+    `output_activation` (the network's last activation) tells float labels of a classifier
+    (a softmax head) from regression targets."""
     cfg = spec.data
     seed = spec.seed if cfg.split_seed is None else cfg.split_seed
     loss = spec.loss.name if spec.loss else None
@@ -314,12 +326,36 @@ def prepare(
             )
         val = cut_tiles(val, tile) if val is not None else None
         test = cut_tiles(test, tile) if test is not None else None
+    return Splits(train, val, test, tuple(notes), tile, per_scene)
+
+
+def prepare(
+    spec: TrainSpec,
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    spec_file: str | None,
+    *,
+    output_activation: str | None = None,
+) -> Prepared:
+    """The splits (`load_splits`), shape-checked, and the preprocessing record with the
+    normalization computed on the training split.
+
+    `output_activation` is the activation the network's output ends in (None: linear); only a
+    linear output can reach standardized regression targets, so others keep the data's units.
+    """
+    cfg = spec.data
+    splits = load_splits(
+        spec, input_shape, output_shape, spec_file, output_activation=output_activation
+    )
+    train, val, test, tile = splits.train, splits.val, splits.test, splits.tile
+    notes = list(splits.notes)
+    source = train.source
     raw_shape = tuple(int(d) for d in train.x.shape[1:])
     if tile is not None:
         raw_shape = (raw_shape[0], *tile)
     if prod(raw_shape) != prod(input_shape):
         raise data_error(
-            f"{data.source}: samples have shape {raw_shape}, but the spec's input is {input_shape}",
+            f"{source}: samples have shape {raw_shape}, but the spec's input is {input_shape}",
             hint=f"set `input: {list(raw_shape)}` in the spec, or resize the data (train.preprocess)",
         )
     if raw_shape != input_shape:
@@ -361,7 +397,7 @@ def prepare(
         channel_order=channel_order,
         image_size=tuple(cfg.size) if folder else None,  # type: ignore[union-attr,arg-type]
         image_crop=cfg.crop if folder else None,  # type: ignore[union-attr]
-        image_bits=data.bit_depth,
+        image_bits=train.bit_depth,
         grayscale=p.grayscale,
         resize=tuple(p.resize) if p.resize else None,  # type: ignore[arg-type]
         center_crop=tuple(p.center_crop) if p.center_crop else None,  # type: ignore[arg-type]
@@ -371,6 +407,7 @@ def prepare(
         per_sample=p.normalize == "per_sample",
         raw_range=(float(train.x.min()), float(train.x.max())) if train.x.size else None,
     )
+    loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
     if task == "regression" and cfg.scale_targets:
         if output_activation is None:
@@ -380,7 +417,9 @@ def prepare(
                 f"regression targets are not standardized: the output ends in "
                 f"{output_activation}, whose range the targets must fit"
             )
-    return Prepared(train, val, test, pre, task, train.classes, tuple(notes), tile, per_scene)
+    return Prepared(
+        train, val, test, pre, task, train.classes, tuple(notes), tile, splits.tiles_per_scene
+    )
 
 
 def _tile(

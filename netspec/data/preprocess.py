@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from netspec.errors import DataError
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma of R, G, B
 # Per-sample standardization: (x - mean) / (std + PER_SAMPLE_EPS), std with Bessel's correction.
@@ -52,9 +54,76 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**fields)
+    def from_dict(cls, d: Any, file: str | None = None) -> Preprocessing:
+        """The record back from its JSON form (model.json, a weights header, an ONNX card).
+
+        Keys this version does not know (a model card's `layout` and `steps`) are ignored; a
+        missing optional field (a record written before it existed, e.g. `raw_range`) is None.
+        A malformed record raises DataError naming `file`.
+        """
+        if not isinstance(d, Mapping):
+            raise _malformed(f"is a {type(d).__name__}, not a mapping", file)
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                if f.name in ("input_shape", "raw_shape"):
+                    raise _malformed(f"has no {f.name}", file)
+                continue
+            out[f.name] = _typed(f.name, d[f.name], file)
+        return cls(**out)
+
+
+# The record's fields by the type of their JSON value (see Preprocessing.from_dict).
+_INT_TUPLES = frozenset({"input_shape", "raw_shape", "image_size", "resize", "center_crop"})
+_FLOAT_TUPLES = frozenset({"mean", "std", "target_mean", "target_std", "raw_range"})
+_PAIRS = frozenset({"image_size", "resize", "center_crop", "raw_range"})
+
+
+def _malformed(what: str, file: str | None) -> DataError:
+    return DataError.one(
+        f"the preprocessing record {what}",
+        file,
+        hint="the file was not written by netspec, or was edited: train the run again",
+    )
+
+
+def _typed(name: str, value: Any, file: str | None) -> Any:
+    """One field's JSON value as the record holds it; DataError when it has the wrong type."""
+    if name in ("input_shape", "raw_shape") or value is not None:
+        number = (int,) if name in _INT_TUPLES else (int, float)
+        if name in _INT_TUPLES | _FLOAT_TUPLES:
+            # A shape may hold null: a dynamic dimension of an exported model's input.
+            dynamic = name in ("input_shape", "raw_shape")
+            ok = isinstance(value, (list, tuple)) and all(
+                (isinstance(v, number) and not isinstance(v, bool)) or (dynamic and v is None)
+                for v in value
+            )
+            if ok and name in _PAIRS:
+                ok = len(value) == 2
+            if not ok:
+                raise _malformed(f"has {name} {value!r}: expected a list of numbers", file)
+            return tuple(float(v) for v in value) if name in _FLOAT_TUPLES else tuple(value)
+        if name in ("grayscale", "per_sample"):
+            if not isinstance(value, bool):
+                raise _malformed(f"has {name} {value!r}: expected true or false", file)
+        elif name == "image_bits":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _malformed(f"has image_bits {value!r}: expected a whole number", file)
+        elif name == "scale":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise _malformed(f"has scale {value!r}: expected a number", file)
+            return float(value)
+        elif not isinstance(value, str):
+            raise _malformed(f"has {name} {value!r}: expected a string", file)
+    return value
+
+
+def as_record(pre: Preprocessing | Mapping[str, Any]) -> Preprocessing:
+    """A Preprocessing, from itself or its JSON form (whose shapes may be left out: the steps
+    themselves do not read them)."""
+    if isinstance(pre, Preprocessing):
+        return pre
+    return Preprocessing.from_dict({"input_shape": [], "raw_shape": [], **pre})
 
 
 class CropError(ValueError):
@@ -105,26 +174,35 @@ def geometry(
 
 
 def apply_values(
-    x: np.ndarray, pre: dict[str, Any], input_shape: Sequence[int | None]
+    x: np.ndarray,
+    pre: Preprocessing | Mapping[str, Any] | None,
+    input_shape: Sequence[int | None],
 ) -> np.ndarray:
     """The value steps of a recorded Preprocessing on a batch of raw samples, in numpy.
 
     x * scale, then per-channel (x - mean) / std or per-sample standardization, then the reshape
     to `input_shape` (skipped when it holds an unknown dimension). The trainer's `Normalizer`
-    does the same in torch; export parity and `netspec predict` use this one.
+    does the same in torch; export parity and `netspec predict` use this one. No record (a
+    model from elsewhere): the reshape alone.
     """
     x = np.asarray(x, dtype=np.float32)
-    scale = float(pre.get("scale") or 1.0)
-    if scale != 1.0:
-        x = x * np.float32(scale)
+    if pre is None:
+        return _reshaped(x, input_shape)
+    pre = as_record(pre)
+    if pre.scale != 1.0:
+        x = x * np.float32(pre.scale)
     view = (1, -1) + (1,) * (x.ndim - 2)
-    if pre.get("mean") and pre.get("std"):
-        mean = np.asarray(pre["mean"], np.float32).reshape(view)
-        x = (x - mean) / np.asarray(pre["std"], np.float32).reshape(view)
-    elif pre.get("per_sample"):
+    if pre.mean and pre.std:
+        mean = np.asarray(pre.mean, np.float32).reshape(view)
+        x = (x - mean) / np.asarray(pre.std, np.float32).reshape(view)
+    elif pre.per_sample:
         flat = x.reshape(len(x), -1)
         std = flat.std(1, ddof=PER_SAMPLE_DDOF, keepdims=True) if flat.shape[1] > 1 else 0.0
         x = ((flat - flat.mean(1, keepdims=True)) / (std + PER_SAMPLE_EPS)).reshape(x.shape)
+    return _reshaped(x, input_shape)
+
+
+def _reshaped(x: np.ndarray, input_shape: Sequence[int | None]) -> np.ndarray:
     if None not in input_shape:
         x = x.reshape(len(x), *input_shape)  # type: ignore[arg-type]
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -139,36 +217,37 @@ PILLOW_BILINEAR = (
 )
 
 
-def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
+def describe(pre: Preprocessing | Mapping[str, Any]) -> list[dict[str, Any]]:
     """The steps of a recorded Preprocessing, in order, each with its parameters and definition.
 
     Every step is exactly what `geometry`/`apply_values` (and the folder loader's `fit_image`) do,
     so an app in any language can redo them; steps that do nothing are left out.
     """
+    pre = as_record(pre)
     steps: list[dict[str, Any]] = []
-    order = pre.get("channel_order")
+    order = pre.channel_order
     steps.append(
         {
             "step": "decode",
             "channel_order": order,
-            "raw_shape": pre.get("raw_shape"),
+            "raw_shape": _listed(pre.raw_shape),
             "definition": "images: decode, turn by the EXIF orientation if any, convert to the "
             "channel order (Pillow convert('RGB') or convert('L')), then channels first "
             "(C, H, W); arrays and tables as they are"
             + (
                 "; a 16-bit grayscale image's values v become v * 255 / 65535 (float32), "
                 "not clipped to 255"
-                if pre.get("image_bits") == 16
+                if pre.image_bits == 16
                 else ""
             ),
         }
     )
-    if pre.get("image_size"):
-        crop = pre.get("image_crop")
+    if pre.image_size:
+        crop = pre.image_crop
         steps.append(
             {
                 "step": "fit_image",
-                "size": pre["image_size"],
+                "size": list(pre.image_size),
                 "crop": crop,
                 "method": PILLOW_BILINEAR,
                 "definition": (
@@ -182,7 +261,7 @@ def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
                 ),
             }
         )
-    if pre.get("grayscale"):
+    if pre.grayscale:
         steps.append(
             {
                 "step": "grayscale",
@@ -191,38 +270,38 @@ def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
                 "uint8 pixels rounded half to even and clipped to 0..255",
             }
         )
-    if pre.get("resize"):
+    if pre.resize:
         steps.append(
             {
                 "step": "resize",
-                "size": pre["resize"],
+                "size": list(pre.resize),
                 "method": PILLOW_BILINEAR,
                 "definition": "each channel as a 32-bit float image (Pillow mode F) resized to "
                 "(h, w); uint8 pixels rounded half to even and clipped to 0..255",
             }
         )
-    if pre.get("center_crop"):
+    if pre.center_crop:
         steps.append(
             {
                 "step": "center_crop",
-                "size": pre["center_crop"],
+                "size": list(pre.center_crop),
                 "definition": "top = (H - h) // 2, left = (W - w) // 2 (integer division)",
             }
         )
-    scale = float(pre.get("scale") or 1.0)
+    scale = pre.scale
     steps.append({"step": "to_float32", "definition": "values as float32"})
     if scale != 1.0:
         steps.append({"step": "scale", "factor": scale, "definition": "x * factor"})
-    if pre.get("mean") and pre.get("std"):
+    if pre.mean and pre.std:
         steps.append(
             {
                 "step": "normalize",
-                "mean": pre["mean"],
-                "std": pre["std"],
+                "mean": list(pre.mean),
+                "std": list(pre.std),
                 "definition": "(x - mean[c]) / std[c] for each channel c (the first axis)",
             }
         )
-    elif pre.get("per_sample"):
+    elif pre.per_sample:
         steps.append(
             {
                 "step": "standardize_per_sample",
@@ -235,8 +314,12 @@ def describe(pre: dict[str, Any]) -> list[dict[str, Any]]:
     steps.append(
         {
             "step": "reshape",
-            "shape": pre.get("input_shape"),
+            "shape": list(pre.input_shape),
             "definition": "row-major (C order) reshape to the model's input, then a batch axis",
         }
     )
     return steps
+
+
+def _listed(shape: Sequence[int] | None) -> list[int] | None:
+    return None if shape is None else list(shape)

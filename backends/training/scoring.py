@@ -1,0 +1,131 @@
+"""Scoring a module on data without a Trainer: loss and metrics, and class probabilities.
+
+`netspec evaluate` and the end-of-run report use these; the Trainer's own evaluation adds only
+what a data-parallel run needs (each rank's share, the sums across ranks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from netspec.data.arraydata import ArrayData
+from netspec.data.preprocess import Preprocessing
+
+from .metrics import Metrics
+from .normalize import Normalizer
+
+
+def batch_slices(n: int, size: int, fold: int = 2) -> Iterator[slice]:
+    """Consecutive batches of `size`; a last batch smaller than `fold` joins the one before (a
+    batch of one breaks batchnorm; the Trainer's batches follow the same rule)."""
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < fold:
+        starts.pop()
+    for i, s in enumerate(starts):
+        yield slice(s, starts[i + 1] if i + 1 < len(starts) else n)
+
+
+@dataclass
+class Scorer:
+    """A module in eval mode with the run's preprocessing: how its batches go forward."""
+
+    module: torch.nn.Module
+    pre: Preprocessing
+    device: torch.device
+    logits: bool = False  # score the logits (class losses take them) rather than the output
+    channels_last: bool = False
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        self.norm = Normalizer(self.pre, self.device)
+
+    def tensors(self, data: ArrayData, task: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x on the device as loaded; y as the loss takes it (class indices, or standardized
+        regression targets)."""
+        x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
+        y = torch.from_numpy(np.ascontiguousarray(data.y))
+        y = y.long() if task in ("multiclass", "segmentation") else y.float()
+        return x, self.norm.targets(y.to(self.device))
+
+    def prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor, *, logits: bool | None = None) -> torch.Tensor:
+        """The module on raw `x` (preprocessed here), float32 out."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x = self.prep(x)
+            use_logits = self.logits if logits is None else logits
+            out = self.module.forward_logits(x) if use_logits else self.module(x)  # type: ignore[operator]
+        return out.float()
+
+
+@torch.inference_mode()
+def score(
+    scorer: Scorer,
+    data: ArrayData,
+    task: str,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    metrics: Metrics,
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """Loss and metrics of `scorer`'s module on `data` (metrics in the data's units)."""
+    # Per-pixel outputs are large: a few dozen tiles at a time keep memory flat.
+    batch_size = batch_size or (32 if task == "segmentation" else 512)
+    x, y = scorer.tensors(data, task)
+    scorer.module.eval()
+    metrics.reset()
+    total = 0.0
+    for idx in batch_slices(len(y), batch_size):
+        out = scorer.forward(x[idx])
+        total += float(loss_fn(out, y[idx])) * y[idx].shape[0]
+        metrics.update(scorer.norm.units(out), scorer.norm.units(y[idx]))
+    return {"loss": total / max(len(y), 1), **metrics.compute()}
+
+
+@torch.inference_mode()
+def probabilities(scorer: Scorer, data: ArrayData) -> np.ndarray:
+    """Class probabilities of `data`: (N, K) softmax, or (N,) sigmoid for one output unit."""
+    x = torch.from_numpy(np.ascontiguousarray(data.x)).to(scorer.device)
+    scorer.module.eval()
+    out = []
+    for idx in batch_slices(len(x), 512):
+        z = scorer.forward(x[idx], logits=True)  # (B, K)
+        out.append(torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1))
+    return torch.cat(out).cpu().numpy()
+
+
+def sample(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n samples spread over the set (consecutive tiles often come from one scene)."""
+    pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(x.device)
+    return x[pick], y[pick]
+
+
+@torch.inference_mode()
+def predicted_labels(scorer: Scorer, x: torch.Tensor) -> torch.Tensor:
+    """The class (per sample, or per pixel) the module predicts for raw `x`."""
+    scorer.module.eval()
+    out = scorer.forward(x, logits=True)
+    return out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
+
+
+@torch.inference_mode()
+def completions(
+    scorer: Scorer, x: torch.Tensor, y: torch.Tensor, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image completion: n upper halves (scaled as the model sees them), their true and their
+    predicted lower halves, in the data's units."""
+    xs, ys = sample(x, y, n)
+    scorer.module.eval()
+    pred = scorer.norm.units(scorer.forward(xs, logits=False))
+    return (
+        (xs.float() * scorer.pre.scale).cpu().numpy(),
+        scorer.norm.units(ys.float()).cpu().numpy(),
+        pred.flatten(1).cpu().numpy(),
+    )
