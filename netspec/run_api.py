@@ -93,7 +93,7 @@ class Run:
         path: str | Path | None = None,
         *,
         opset: int | None = None,
-        batch: int | None = None,
+        batch_dim: int | None = None,
         fp16: bool = False,
         int8: bool = False,
         max_drop: float | None = None,
@@ -101,13 +101,13 @@ class Run:
     ) -> Path:
         """Export to ONNX (default <run>/model.onnx, with its JSON sidecar model.onnx.json),
         checked against PyTorch as `netspec export` does. `opset` None is the lowest the network
-        needs, `batch` None a dynamic batch size; `fp16` stores float16 weights (float32 input
+        needs, `batch_dim` None a dynamic batch dimension (`--batch-dim`); `fp16` stores float16 weights (float32 input
         and output), `int8` quantizes and checks test accuracy (at most `max_drop` points lost,
         default 1). Returns the file's path."""
         from netspec.backends.export.run import export_run
 
         report = export_run(
-            self._source, None if path is None else Path(path), opset=opset, batch=batch,
+            self._source, None if path is None else Path(path), opset=opset, batch=batch_dim,
             fp16=fp16, int8=int8, max_drop=max_drop, check=check,
         )  # fmt: skip
         return report.path

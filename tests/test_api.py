@@ -234,7 +234,7 @@ def test_run_evaluate_is_what_the_cli_prints(quickstart_run: Path):
 def test_run_export_onnx_writes_a_checked_model(quickstart_copy: Path, tmp_path: Path):
     pytest.importorskip("onnx")
     run = netspec.load_run(quickstart_copy)
-    path = run.export_onnx(tmp_path / "q.onnx", batch=2, check=False)
+    path = run.export_onnx(tmp_path / "q.onnx", batch_dim=2, check=False)
     assert path == tmp_path / "q.onnx" and path.is_file()
     assert not (quickstart_copy / "model.onnx").exists()
     predictor = netspec.Predictor(path)

@@ -287,9 +287,6 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch, no_plots, ca
 
 
 # Python arguments renamed in branches not merged yet (the new name: the old one).
-RENAMED_ARGS = {"device": "provider", "batch": "batch_size", "out": "out_dir", "batch_dim": "batch"}
-
-
 def test_python_signatures_in_prose_are_the_real_ones() -> None:
     """docs/python.md's signatures (`name(a=None, *, b=1)`) name real arguments."""
     import netspec
@@ -312,7 +309,7 @@ def test_python_signatures_in_prose_are_the_real_ones() -> None:
         if "*" not in args:  # a call, not the signature: load_spec and train take overrides
             continue
         for arg in re.findall(r"(\w+)=", args):
-            assert arg in real or RENAMED_ARGS.get(arg) in real, f"{name}() takes no {arg}="
+            assert arg in real, f"{name}() takes no {arg}="
 
 
 # --- every page ------------------------------------------------------------------------------
