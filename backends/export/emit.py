@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from onnx import TensorProto
 
 from netspec import layers
 from netspec.ir import Node
@@ -226,6 +227,32 @@ def emit_add(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Add" if len(xs) == 2 else "Sum", xs, node.name, node.name)
 
 
+def emit_permute(em: Emitter, node: Node, xs: list[str]) -> str:
+    perm = [0, *(d + 1 for d in node.layer.dims)]  # type: ignore[attr-defined]
+    return em.op("Transpose", xs, node.name, node.name, perm=perm)
+
+
+def emit_multiply(em: Emitter, node: Node, xs: list[str]) -> str:
+    rank = len(node.shape)
+    full = []
+    for x, shape in zip(xs, node.input_shapes):
+        missing = rank - len(shape)
+        if missing:  # a lower-rank input's missing axes go after the batch axis (numpy, per sample)
+            axes = em.ints(f"{node.name}/axes", list(range(1, 1 + missing)))
+            x = em.op("Unsqueeze", [x, axes], em.fresh(f"{node.name}/unsqueezed"), node.name)
+        full.append(x)
+    y = full[0]
+    for k, x in enumerate(full[1:], 2):
+        out = node.name if k == len(full) else em.fresh(f"{node.name}/product")
+        y = em.op("Mul", [y, x], out, node.name)
+    return y
+
+
+def emit_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
+    ids = em.op("Cast", xs, em.fresh(f"{node.name}/ids"), node.name, to=TensorProto.INT64)
+    return em.op("Gather", [*em.weight_inputs(node), ids], node.name, node.name, axis=0)
+
+
 # Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
     layers.Dense: emit_dense,
@@ -244,6 +271,9 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.Crop2D: emit_crop,
     layers.Concat: emit_concat,
     layers.Add: emit_add,
+    layers.Permute: emit_permute,
+    layers.Multiply: emit_multiply,
+    layers.Embedding: emit_embedding,
 }
 
 

@@ -12,6 +12,7 @@ from netspec.layers import Layer, table_entry
 from netspec.layers.activations import activation_of
 
 from .activations import act_module
+from .sequence import lower_embedding, lower_multiply, lower_permute
 from .stateless import (
     ReshapeBatch,
     Sum,
@@ -56,6 +57,9 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Crop2D: lower_crop,
     layers.Concat: lower_concat,
     layers.Add: lambda node: Sum(),
+    layers.Permute: lower_permute,
+    layers.Multiply: lower_multiply,
+    layers.Embedding: lower_embedding,
 }
 
 

@@ -21,6 +21,7 @@ from netspec.layers.conv_transpose import ConvTranspose2D
 from netspec.layers.crop import Crop2D
 from netspec.layers.dense import Dense
 from netspec.layers.dropout import Dropout
+from netspec.layers.embedding import Embedding
 from netspec.layers.flatten import Flatten
 from netspec.layers.global_pool import (
     GlobalAvgPool1D,
@@ -31,6 +32,8 @@ from netspec.layers.global_pool import (
 )
 from netspec.layers.layernorm import LayerNorm
 from netspec.layers.merge import Add, Concat
+from netspec.layers.multiply import Multiply
+from netspec.layers.permute import Permute
 from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
 from netspec.layers.reshape import Reshape
 from netspec.layers.upsample import Upsample2D
@@ -68,6 +71,9 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     Crop2D,
     Concat,
     Add,
+    Permute,
+    Multiply,
+    Embedding,
 )
 
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
