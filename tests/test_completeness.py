@@ -90,6 +90,17 @@ EXAMPLES: dict[str, str] = {
         "multiply:\n    inputs: [input, g, p]",
     ),
     "embedding": spec("[5]", "embedding: {input_dim: 7, output_dim: 3}", "dense: {units: 2}"),
+    "simple_rnn": spec(
+        "[5, 3]", "simple_rnn: {units: 4, return_sequences: true}", "simple_rnn: {units: 2}"
+    ),
+    "gru": spec(
+        "[5, 3]", "gru: {units: 4, bidirectional: true, return_sequences: true}", "gru: {units: 2}"
+    ),
+    "lstm": spec(
+        "[5, 3]",
+        "lstm: {units: 4, return_sequences: true}",
+        "lstm: {units: 2, bidirectional: true}",
+    ),
 }
 
 

@@ -12,6 +12,7 @@ from netspec.layers import Layer, table_entry
 from netspec.layers.activations import activation_of
 
 from .activations import act_module
+from .recurrent import lower_recurrent
 from .sequence import lower_embedding, lower_multiply, lower_permute
 from .stateless import (
     ReshapeBatch,
@@ -60,6 +61,7 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Permute: lower_permute,
     layers.Multiply: lower_multiply,
     layers.Embedding: lower_embedding,
+    layers.Recurrent: lower_recurrent,  # simple_rnn, gru, lstm
 }
 
 

@@ -35,6 +35,7 @@ from netspec.layers.merge import Add, Concat
 from netspec.layers.multiply import Multiply
 from netspec.layers.permute import Permute
 from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
+from netspec.layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from netspec.layers.reshape import Reshape
 from netspec.layers.upsample import Upsample2D
 from netspec.layers.zeropad import ZeroPad2D
@@ -74,6 +75,9 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     Permute,
     Multiply,
     Embedding,
+    SimpleRNN,
+    GRU,
+    LSTM,
 )
 
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
@@ -87,6 +91,7 @@ __all__ = [
     "Layer",
     "Params",
     "Pool",
+    "Recurrent",
     "ShapeError",
     "Weight",
     "table_entry",
