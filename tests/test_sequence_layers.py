@@ -241,3 +241,11 @@ def test_onnx_parity_at_two_lengths_and_batches(kind: str, bi: bool, seq: bool) 
         }
         diffs = check_parity(graph, weights, model, inputs, module=module)
         assert max(diffs.values()) < 1e-5, diffs
+
+
+def test_memory_counts_the_steps_a_recurrent_layer_keeps() -> None:
+    from netspec.memory import activation_elements
+
+    graph = netspec.compile_text(spec("[28, 28]", "lstm: {units: 128}"), "<memory>")
+    # the input, the output, and (4 gates + cell + hidden) x 128 per step
+    assert activation_elements(graph) == 28 * 28 + 128 + 28 * 6 * 128
