@@ -96,6 +96,18 @@ EXAMPLES: dict[str, str] = {
     "gru": spec(
         "[5, 3]", "gru: {units: 4, bidirectional: true, return_sequences: true}", "gru: {units: 2}"
     ),
+    "position_embedding": spec(
+        "[4]",
+        "embedding: {input_dim: 9, output_dim: 3}",
+        "position_embedding: {max_length: 6}",
+    ),
+    "seq_pool": spec(
+        "[5, 3]",
+        "seq_pool: {op: mean}\n    name: mean",
+        "seq_pool: {op: max}\n    inputs: [input]\n    name: max",
+        "seq_pool: {op: last}\n    inputs: [input]\n    name: last",
+        "concat:\n    inputs: [mean, max, last]",
+    ),
     "lstm": spec(
         "[5, 3]",
         "lstm: {units: 4, return_sequences: true}",

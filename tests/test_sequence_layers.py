@@ -70,6 +70,18 @@ def test_summary_shows_keras_counts() -> None:
     assert graph.nodes[2].macs == 20 * 4 * 32 * (16 + 32)
 
 
+def test_position_embedding_count_and_shorter_sequences() -> None:
+    graph = netspec.compile_text(
+        spec(
+            "[5]",
+            "embedding: {input_dim: 30, output_dim: 8}",
+            "position_embedding: {max_length: 12}",
+        ),
+        "<positions>",
+    )
+    assert graph.nodes[1].params == 12 * 8 and graph.nodes[1].shape == (5, 8)
+
+
 def test_embedding_and_position_free_shapes() -> None:
     graph = netspec.compile_text(
         spec(
@@ -98,6 +110,12 @@ def test_embedding_and_position_free_shapes() -> None:
         ),
         (spec("[5]", "lstm: {units: 4}"), "lstm needs a sequence input [time, features]"),
         (spec("[2, 3]", "permute: {dims: [0, 2]}"), "is not a permutation of the axes 0..1"),
+        (
+            spec("[9, 4]", "position_embedding: {max_length: 8}"),
+            "the sequence has 9 steps, more than max_length 8",
+        ),
+        (spec("[9]", "seq_pool: {op: max}"), "seq_pool needs a sequence input [time, features]"),
+        (spec("[9, 2]", "seq_pool: {op: avg}"), "expected a pooling: one of mean, max, last"),
         (
             spec("[2, 3]", "dense: {units: 4}\n    name: a", "multiply:\n    inputs: [input, a]"),
             "do not broadcast",

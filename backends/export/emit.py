@@ -254,6 +254,28 @@ def emit_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Gather", [*em.weight_inputs(node), ids], node.name, node.name, axis=0)
 
 
+def emit_position_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
+    (table,) = em.weight_inputs(node)
+    steps = node.shape[0]
+    rows = em.op(
+        "Slice",
+        [table, em.ints(f"{node.name}/start", [0]), em.ints(f"{node.name}/end", [steps])],
+        em.fresh(f"{node.name}/rows"),
+        node.name,
+    )
+    return em.op("Add", [xs[0], rows], node.name, node.name)
+
+
+def emit_seq_pool(em: Emitter, node: Node, xs: list[str]) -> str:
+    op = node.layer.op  # type: ignore[attr-defined]
+    if op == "last":
+        last = em.ints(f"{node.name}/last", [node.input_shapes[0][0] - 1])
+        step = em.op("Gather", [xs[0], last], em.fresh(f"{node.name}/step"), node.name, axis=1)
+        return em.op("Squeeze", [step, em.ints(f"{node.name}/axes", [1])], node.name, node.name)
+    reduce = {"mean": "ReduceMean", "max": "ReduceMax"}[op]
+    return em.op(reduce, xs, node.name, node.name, axes=[1], keepdims=0)  # opset-13 form
+
+
 # Stored gate blocks (torch's order, netspec.layers.recurrent) in ONNX's order: LSTM (i, f, g, o)
 # -> (i, o, f, c), GRU (r, z, n) -> (z, r, h); an RNN has one gate.
 ONNX_GATES = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "simple_rnn": (0,)}
@@ -335,6 +357,8 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.Multiply: emit_multiply,
     layers.Embedding: emit_embedding,
     layers.Recurrent: emit_recurrent,  # simple_rnn, gru, lstm
+    layers.PositionEmbedding: emit_position_embedding,
+    layers.SeqPool: emit_seq_pool,
 }
 
 

@@ -13,7 +13,13 @@ from netspec.layers.activations import activation_of
 
 from .activations import act_module
 from .recurrent import lower_recurrent
-from .sequence import lower_embedding, lower_multiply, lower_permute
+from .sequence import (
+    lower_embedding,
+    lower_multiply,
+    lower_permute,
+    lower_position_embedding,
+    lower_seq_pool,
+)
 from .stateless import (
     ReshapeBatch,
     Sum,
@@ -62,6 +68,8 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Multiply: lower_multiply,
     layers.Embedding: lower_embedding,
     layers.Recurrent: lower_recurrent,  # simple_rnn, gru, lstm
+    layers.PositionEmbedding: lower_position_embedding,
+    layers.SeqPool: lower_seq_pool,
 }
 
 

@@ -1,14 +1,15 @@
-"""Sequence layers (permute, multiply, embedding): their torch modules and lowerings."""
+"""Sequence layers (permute, multiply, embedding, position_embedding, seq_pool): torch modules and lowerings."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netspec.ir import Node
-from netspec.layers import Embedding, Permute
+from netspec.layers import Embedding, Permute, SeqPool
 
 
 class PermuteBatch(nn.Module):
@@ -65,3 +66,40 @@ def lower_embedding(node: Node) -> nn.Module:
     m = TokenEmbedding(layer.input_dim, layer.output_dim)
     nn.init.uniform_(m.weight, -0.05, 0.05)  # Keras' Embedding initializer
     return m
+
+
+class PositionAdd(nn.Module):
+    """Adds the first T rows of a learned (max_length, D) table to a [B, T, D] sequence."""
+
+    def __init__(self, max_length: int, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_length, features))
+        nn.init.xavier_uniform_(self.weight)  # Keras (keras_hub) PositionEmbedding: glorot
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.weight[: x.shape[1]]
+
+
+def lower_position_embedding(node: Node) -> nn.Module:
+    return PositionAdd(node.layer.max_length, node.input_shapes[0][-1])  # type: ignore[attr-defined]
+
+
+class TimePool(nn.Module):
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.op == "mean":
+            return x.mean(1)
+        if self.op == "max":
+            return x.amax(1)
+        return x[:, -1]
+
+    def extra_repr(self) -> str:
+        return self.op
+
+
+def lower_seq_pool(node: Node) -> nn.Module:
+    layer: SeqPool = node.layer  # type: ignore[assignment]
+    return TimePool(layer.op)

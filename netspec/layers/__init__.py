@@ -35,6 +35,7 @@ from netspec.layers.merge import Add, Concat
 from netspec.layers.multiply import Multiply
 from netspec.layers.permute import Permute
 from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
+from netspec.layers.position import PositionEmbedding, SeqPool
 from netspec.layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from netspec.layers.reshape import Reshape
 from netspec.layers.upsample import Upsample2D
@@ -78,6 +79,8 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     SimpleRNN,
     GRU,
     LSTM,
+    PositionEmbedding,
+    SeqPool,
 )
 
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
