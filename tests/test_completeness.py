@@ -108,6 +108,12 @@ EXAMPLES: dict[str, str] = {
         "seq_pool: {op: last}\n    inputs: [input]\n    name: last",
         "concat:\n    inputs: [mean, max, last]",
     ),
+    "multi_head_attention": spec(
+        "[4, 6]",
+        "multi_head_attention: {num_heads: 2, key_dim: 3, causal: true}\n    name: self",
+        "permute: {dims: [1, 0]}\n    inputs: [input]\n    name: p",
+        "multi_head_attention: {num_heads: 2, key_dim: 3, value_dim: 5}\n    inputs: [self, p]",
+    ),
     "lstm": spec(
         "[5, 3]",
         "lstm: {units: 4, return_sequences: true}",

@@ -267,3 +267,96 @@ def test_memory_counts_the_steps_a_recurrent_layer_keeps() -> None:
     graph = netspec.compile_text(spec("[28, 28]", "lstm: {units: 128}"), "<memory>")
     # the input, the output, and (4 gates + cell + hidden) x 128 per step
     assert activation_elements(graph) == 28 * 28 + 128 + 28 * 6 * 128
+
+
+# --- attention -----------------------------------------------------------------------------------
+
+
+def keras_mha_count(dq: int, dv: int, h: int, k: int, v: int) -> int:
+    """Keras MultiHeadAttention: query, key, value projections with biases, output back to Dq."""
+    return (dq * h * k + h * k) + (dv * h * k + h * k) + (dv * h * v + h * v) + (h * v * dq + dq)
+
+
+@pytest.mark.parametrize("dq,h,k,v", [(6, 2, 3, None), (16, 4, 8, 5), (64, 8, 16, None)])
+def test_attention_counts_are_keras(dq: int, h: int, k: int, v: int | None) -> None:
+    value_dim = "" if v is None else f", value_dim: {v}"
+    graph = netspec.compile_text(
+        spec(f"[7, {dq}]", f"multi_head_attention: {{num_heads: {h}, key_dim: {k}{value_dim}}}"),
+        "<mha>",
+    )
+    node = graph.nodes[0]
+    assert node.params == keras_mha_count(dq, dq, h, k, v or k)
+    assert node.shape == (7, dq)
+    torch = pytest.importorskip("torch")
+    from netspec.backends.lowering import build_module
+
+    module = build_module(graph)
+    assert sum(p.numel() for p in module.parameters()) == node.params
+    assert module(torch.randn(2, 7, dq)).shape == (2, 7, dq)
+
+
+def test_attention_is_the_textbook_equation() -> None:
+    """softmax(q k^T / sqrt(d) + causal mask) v per head, from the stored kernels, in numpy."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    graph = netspec.compile_text(
+        spec(
+            "[5, 4]", "multi_head_attention: {num_heads: 2, key_dim: 3, value_dim: 2, causal: true}"
+        ),
+        "<mha>",
+    )
+    from netspec.backends.lowering import build_module
+
+    module = build_module(graph).eval()
+    layer = module.layer(graph.nodes[0].name)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.uniform_(-0.5, 0.5)
+    t = {n: p.detach().numpy().astype(np.float64) for n, p in layer.named_parameters()}
+    x = np.random.default_rng(0).standard_normal((2, 5, 4))
+    q = (x @ t["query_kernel"] + t["query_bias"]).reshape(2, 5, 2, 3)
+    k = (x @ t["key_kernel"] + t["key_bias"]).reshape(2, 5, 2, 3)
+    v = (x @ t["value_kernel"] + t["value_bias"]).reshape(2, 5, 2, 2)
+    scores = np.einsum("bthd,bshd->bhts", q, k) / np.sqrt(3)
+    scores = np.where(np.tril(np.ones((5, 5), dtype=bool)), scores, -np.inf)
+    w = np.exp(scores - scores.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    o = np.einsum("bhts,bshd->bthd", w, v).reshape(2, 5, 4)
+    expected = o @ t["output_kernel"] + t["output_bias"]
+    with torch.no_grad():
+        got = module(torch.from_numpy(x).float()).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_onnx_parity_at_two_lengths(causal: bool) -> None:
+    """Cross-attention of a length-T query on a length-S value, for two (T, S), batches 2 and 5."""
+    pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    from netspec.backends.export.model import check_model, export_onnx
+    from netspec.backends.export.parity import check_parity
+    from netspec.backends.lowering import build_module
+    from netspec.backends.weights import module_weights
+
+    rng = np.random.default_rng(0)
+    for steps, keys in ((3, 8), (16, 5)):
+        graph = netspec.compile_text(
+            spec(
+                f"[{steps}, {keys}]",
+                "multi_head_attention: {num_heads: 2, key_dim: 4}\n    name: self",
+                "permute: {dims: [1, 0]}\n    inputs: [input]\n    name: value",
+                f"multi_head_attention: {{num_heads: 3, key_dim: 2, causal: {str(causal).lower()}}}"
+                "\n    inputs: [self, value]",
+            ),
+            "<mha parity>",
+        )
+        torch.manual_seed(steps)
+        module = build_module(graph).eval()
+        weights = module_weights(module)
+        model = export_onnx(graph, weights)
+        check_model(model, graph)
+        inputs = {
+            f"batch {n}": rng.standard_normal((n, steps, keys)).astype(np.float32) for n in (2, 5)
+        }
+        diffs = check_parity(graph, weights, model, inputs, module=module)
+        assert max(diffs.values()) < 1e-5, diffs

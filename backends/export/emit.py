@@ -20,7 +20,6 @@ from netspec.layers import (
     Layer,
     LayerNorm,
     Pool,
-    Recurrent,
     Upsample2D,
     table_entry,
 )
@@ -28,6 +27,7 @@ from netspec.layers.activations import Act, activation_of
 from netspec.layers.conv import windows
 from netspec.shapes import Window, batch_axis, window_counts
 
+from .emit_sequence import emit_attention, emit_recurrent
 from .emitter import Emitter, ExportError
 
 Emit = Callable[[Emitter, Node, list[str]], str]
@@ -276,65 +276,6 @@ def emit_seq_pool(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op(reduce, xs, node.name, node.name, axes=[1], keepdims=0)  # opset-13 form
 
 
-# Stored gate blocks (torch's order, netspec.layers.recurrent) in ONNX's order: LSTM (i, f, g, o)
-# -> (i, o, f, c), GRU (r, z, n) -> (z, r, h); an RNN has one gate.
-ONNX_GATES = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "simple_rnn": (0,)}
-ONNX_RECURRENT = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}
-
-
-def emit_recurrent(em: Emitter, node: Node, xs: list[str]) -> str:
-    """The ONNX LSTM/GRU/RNN operator, time-major (a Transpose, not layout=1, which
-    onnxruntime refuses); the declared tensors are stored as they are and reordered and stacked
-    into ONNX's W, R, B by constant ops in the graph (onnxruntime folds them once)."""
-    layer: Recurrent = node.layer  # type: ignore[assignment]
-    name, u = node.name, layer.units
-    order = ONNX_GATES[layer.kind]
-    rows = em.ints(f"{name}/gate_rows", [g * u + i for g in order for i in range(u)])
-    zero = em.ints(f"{name}/axis0", [0])
-    t = {k: em.init(f"{name}.{k}", a) for k, a in em.plan.tensors[name].items()}
-
-    def onnx_order(tensor: str) -> str:
-        if len(order) == 1:
-            return tensor
-        return em.op("Gather", [tensor, rows], em.fresh(f"{name}/gates"), name, axis=0)
-
-    def stacked(parts: list[str], what: str) -> str:
-        """Per direction [1, ...] stacked on a new first axis (ONNX's num_directions)."""
-        ones = [em.op("Unsqueeze", [p, zero], em.fresh(f"{name}/{what}"), name) for p in parts]
-        if len(ones) == 1:
-            return ones[0]
-        return em.op("Concat", ones, em.fresh(f"{name}/{what}"), name, axis=0)
-
-    suffixes = ("", "_reverse")[: layer.directions]
-    w = stacked([onnx_order(t[f"weight_ih{s}"]) for s in suffixes], "W")
-    r = stacked([onnx_order(t[f"weight_hh{s}"]) for s in suffixes], "R")
-    biases = []
-    for s in suffixes:
-        if layer.split_bias:
-            pair = [onnx_order(t[f"bias_ih{s}"]), onnx_order(t[f"bias_hh{s}"])]
-        else:  # ONNX's Wb then Rb: the one Keras bias, and zeros
-            zeros = em.init(f"{name}/zero_bias", np.zeros(len(order) * u))
-            pair = [onnx_order(t[f"bias{s}"]), zeros]
-        biases.append(em.op("Concat", pair, em.fresh(f"{name}/bias"), name, axis=0))
-    b = stacked(biases, "B")
-    x = em.op("Transpose", xs, em.fresh(f"{name}/time_major"), name, perm=[1, 0, 2])
-    attrs: dict[str, Any] = {"hidden_size": u}
-    if layer.bidirectional:
-        attrs["direction"] = "bidirectional"
-    if layer.kind == "gru":
-        attrs["linear_before_reset"] = 1  # torch's GRU, Keras' reset_after=True
-    width = layer.directions * u
-    if layer.return_sequences:  # Y: [T, D, B, u] -> [B, T, D * u]
-        y = em.fresh(f"{name}/Y")
-        em.op_outputs(ONNX_RECURRENT[layer.kind], [x, w, r, b], [y], name, **attrs)
-        y = em.op("Transpose", [y], em.fresh(f"{name}/batch_major"), name, perm=[2, 0, 1, 3])
-        return em.op("Reshape", [y, em.ints(f"{name}/shape", [0, 0, width])], name, name)
-    h = em.fresh(f"{name}/Y_h")  # Y_h: [D, B, u] -> [B, D * u]
-    em.op_outputs(ONNX_RECURRENT[layer.kind], [x, w, r, b], ["", h], name, **attrs)
-    h = em.op("Transpose", [h], em.fresh(f"{name}/batch_major"), name, perm=[1, 0, 2])
-    return em.op("Reshape", [h, em.ints(f"{name}/shape", [0, width])], name, name)
-
-
 # Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
     layers.Dense: emit_dense,
@@ -359,6 +300,7 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.Recurrent: emit_recurrent,  # simple_rnn, gru, lstm
     layers.PositionEmbedding: emit_position_embedding,
     layers.SeqPool: emit_seq_pool,
+    layers.MultiHeadAttention: emit_attention,
 }
 
 

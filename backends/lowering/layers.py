@@ -12,6 +12,7 @@ from netspec.layers import Layer, table_entry
 from netspec.layers.activations import activation_of
 
 from .activations import act_module
+from .attention import lower_attention
 from .recurrent import lower_recurrent
 from .sequence import (
     lower_embedding,
@@ -70,6 +71,7 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Recurrent: lower_recurrent,  # simple_rnn, gru, lstm
     layers.PositionEmbedding: lower_position_embedding,
     layers.SeqPool: lower_seq_pool,
+    layers.MultiHeadAttention: lower_attention,
 }
 
 

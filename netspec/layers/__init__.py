@@ -14,6 +14,7 @@ from netspec.layers.activations import (
     Softmax,
     Tanh,
 )
+from netspec.layers.attention import MultiHeadAttention
 from netspec.layers.base import Layer, Params, ShapeError, Weight, table_entry
 from netspec.layers.batchnorm import BatchNorm
 from netspec.layers.conv import Conv, Conv1D, Conv2D
@@ -81,6 +82,7 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     LSTM,
     PositionEmbedding,
     SeqPool,
+    MultiHeadAttention,
 )
 
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
