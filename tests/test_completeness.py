@@ -26,6 +26,7 @@ from netspec.layers import (  # noqa: E402
     GlobalPool,
     Layer,
     Pool,
+    Recurrent,
     table_entry,
 )
 from netspec.layers.base import ACTIVATIONS  # noqa: E402
@@ -242,10 +243,10 @@ def test_both_backends_key_the_same_classes() -> None:
 
 
 @pytest.mark.parametrize(
-    "family", [ActivationLayer, Conv, Pool, GlobalPool], ids=lambda f: f.__name__
+    "family", [ActivationLayer, Conv, Pool, GlobalPool, Recurrent], ids=lambda f: f.__name__
 )
 def test_a_family_member_needs_no_backend_row(family: type[Layer]) -> None:
-    """Every kind of a family (every activation, conv1d/2d, the pools) is served by the
+    """Every kind of a family (every activation, conv1d/2d, the pools, the recurrent layers) is served by the
     family's one row in each backend, found through the class hierarchy."""
     from netspec.backends.export.emit import EXPORTS
 
