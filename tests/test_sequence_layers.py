@@ -360,3 +360,37 @@ def test_attention_onnx_parity_at_two_lengths(causal: bool) -> None:
         }
         diffs = check_parity(graph, weights, model, inputs, module=module)
         assert max(diffs.values()) < 1e-5, diffs
+
+
+# --- other runtimes ------------------------------------------------------------------------------
+
+PORTABLE = {
+    "lstm": "lstm: {units: 6, bidirectional: true}",
+    "gru": "gru: {units: 6, bidirectional: true, return_sequences: true}",
+    "simple_rnn": "simple_rnn: {units: 6}",
+    "attention": "multi_head_attention: {num_heads: 2, key_dim: 4, causal: true}",
+    "pooling": "seq_pool: {op: last}",
+}
+
+
+@pytest.mark.parametrize("case", list(PORTABLE))
+def test_opencv_runs_the_sequence_exports(case: str, tmp_path) -> None:
+    """OpenCV DNN (5.x) reads the exported LSTM/GRU/RNN operators and the attention graph."""
+    cv2 = pytest.importorskip("cv2")
+    ort = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    from netspec.backends.export.model import export_onnx
+    from netspec.backends.lowering import build_module
+    from netspec.backends.weights import module_weights
+
+    graph = netspec.compile_text(spec("[7, 8]", PORTABLE[case]), f"<{case}>")
+    torch.manual_seed(0)
+    path = tmp_path / f"{case}.onnx"
+    path.write_bytes(export_onnx(graph, module_weights(build_module(graph))).SerializeToString())
+    x = np.random.default_rng(0).standard_normal((3, 7, 8)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": x})[0]
+    net = cv2.dnn.readNetFromONNX(str(path))
+    net.setInput(x)
+    got = net.forward()
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-5)

@@ -25,7 +25,11 @@ def emit_recurrent(em: Emitter, node: Node, xs: list[str]) -> str:
     layer: Recurrent = node.layer  # type: ignore[assignment]
     name, u = node.name, layer.units
     order = ONNX_GATES[layer.kind]
-    rows = em.ints(f"{name}/gate_rows", [g * u + i for g in order for i in range(u)])
+    rows = (
+        em.ints(f"{name}/gate_rows", [g * u + i for g in order for i in range(u)])
+        if len(order) > 1
+        else ""
+    )
     zero = em.ints(f"{name}/axis0", [0])
     t = {k: em.init(f"{name}.{k}", a) for k, a in em.plan.tensors[name].items()}
 
