@@ -8,6 +8,7 @@ from pathlib import Path
 
 from netspec.ir import Graph
 from netspec.layers.activations import Activation, activation_of
+from netspec.layers.recurrent import Recurrent
 from netspec.train_spec import TrainSpec
 
 FLOAT32_BYTES = 4
@@ -41,6 +42,12 @@ def activation_elements(graph: Graph) -> int:
             not isinstance(n.layer, Activation) and activation_of(n.layer, len(n.shape)) is not None
         )
         total += size * (2 if fused else 1)
+        if isinstance(n.layer, Recurrent):
+            # Every step keeps its gates, hidden (and LSTM cell) state for backward: an estimate,
+            # (gates + 2) x units per step and direction (the kernels' workspaces vary).
+            layer = n.layer
+            steps = n.input_shapes[0][0]
+            total += steps * layer.directions * (layer.gates + 2) * layer.units
     return total
 
 

@@ -26,6 +26,7 @@ from netspec.layers import (  # noqa: E402
     GlobalPool,
     Layer,
     Pool,
+    Recurrent,
     table_entry,
 )
 from netspec.layers.base import ACTIVATIONS  # noqa: E402
@@ -82,6 +83,43 @@ EXAMPLES: dict[str, str] = {
         "dense: {units: 5}\n    name: a",
         "add:\n    inputs: [input, a]",
     ),
+    "permute": spec("[2, 3, 4]", "permute: {dims: [2, 0, 1]}"),
+    "multiply": spec(
+        "[4, 4]",
+        "global_avgpool1d: {}\n    name: p",
+        "dense: {units: 4, activation: sigmoid}\n    inputs: [input]\n    name: g",
+        "multiply:\n    inputs: [input, g, p]",
+    ),
+    "embedding": spec("[5]", "embedding: {input_dim: 7, output_dim: 3}", "dense: {units: 2}"),
+    "simple_rnn": spec(
+        "[5, 3]", "simple_rnn: {units: 4, return_sequences: true}", "simple_rnn: {units: 2}"
+    ),
+    "gru": spec(
+        "[5, 3]", "gru: {units: 4, bidirectional: true, return_sequences: true}", "gru: {units: 2}"
+    ),
+    "position_embedding": spec(
+        "[4]",
+        "embedding: {input_dim: 9, output_dim: 3}",
+        "position_embedding: {max_length: 6}",
+    ),
+    "seq_pool": spec(
+        "[5, 3]",
+        "seq_pool: {op: mean}\n    name: mean",
+        "seq_pool: {op: max}\n    inputs: [input]\n    name: max",
+        "seq_pool: {op: last}\n    inputs: [input]\n    name: last",
+        "concat:\n    inputs: [mean, max, last]",
+    ),
+    "multi_head_attention": spec(
+        "[4, 6]",
+        "multi_head_attention: {num_heads: 2, key_dim: 3, causal: true}\n    name: self",
+        "permute: {dims: [1, 0]}\n    inputs: [input]\n    name: p",
+        "multi_head_attention: {num_heads: 2, key_dim: 3, value_dim: 5}\n    inputs: [self, p]",
+    ),
+    "lstm": spec(
+        "[5, 3]",
+        "lstm: {units: 4, return_sequences: true}",
+        "lstm: {units: 2, bidirectional: true}",
+    ),
 }
 
 
@@ -100,12 +138,26 @@ def example_graph(kind: type[Layer]) -> Graph:
     return graph
 
 
+def token_ids(graph: Graph) -> int | None:
+    """The number of valid ids when an embedding reads the input (the input is then token ids)."""
+    dims = [n.layer.input_dim for n in graph.nodes if n.kind == "embedding" and "input" in n.inputs]
+    return min(dims) if dims else None
+
+
+def sample_input(graph: Graph, batch: int) -> torch.Tensor:
+    """Standard-normal inputs, or valid token ids (as floats) for an embedding."""
+    ids = token_ids(graph)
+    if ids is None:
+        return torch.randn(batch, *graph.input_shape)
+    return torch.randint(0, ids, (batch, *graph.input_shape)).float()
+
+
 # --- the checks every kind goes through ------------------------------------------------------
 
 
 def check_torch_forward(graph: Graph, module: NetModule) -> None:
     """Forward (eval and train, with a backward) matches the IR's shapes and counts."""
-    x = torch.randn(2, *graph.input_shape)
+    x = sample_input(graph, 2)
     module.eval()
     with torch.no_grad():
         y = module(x)
@@ -116,7 +168,10 @@ def check_torch_forward(graph: Graph, module: NetModule) -> None:
     module.train()
     out = module(x.requires_grad_(True))
     out.sum().backward()
-    assert x.grad is not None and x.grad.shape == x.shape
+    if token_ids(graph) is None:
+        assert x.grad is not None and x.grad.shape == x.shape
+    else:  # token ids carry no gradient; the table does
+        assert all(p.grad is not None for p in module.parameters())
 
 
 def check_onnx_parity(graph: Graph, module: NetModule) -> None:
@@ -188,10 +243,10 @@ def test_both_backends_key_the_same_classes() -> None:
 
 
 @pytest.mark.parametrize(
-    "family", [ActivationLayer, Conv, Pool, GlobalPool], ids=lambda f: f.__name__
+    "family", [ActivationLayer, Conv, Pool, GlobalPool, Recurrent], ids=lambda f: f.__name__
 )
 def test_a_family_member_needs_no_backend_row(family: type[Layer]) -> None:
-    """Every kind of a family (every activation, conv1d/2d, the pools) is served by the
+    """Every kind of a family (every activation, conv1d/2d, the pools, the recurrent layers) is served by the
     family's one row in each backend, found through the class hierarchy."""
     from netspec.backends.export.emit import EXPORTS
 

@@ -51,6 +51,8 @@ EXPECTED = {
     "cifar_cnn": Expected(1_345_066, 1_343_146, 1_920, (10,), flatten=2048),
     "eeg_cnn": Expected(108_001, 107_681, 320, (1,), flatten=768, before_flatten=(32, 12, 2)),
     "unet": Expected(31_030_658, 31_030_658, 0, (2, 388, 388)),
+    # Keras: LSTM(128) on 28 features 4(128(28+128)+128) = 80,384, Dense(10) 1,290.
+    "mnist_lstm": Expected(81_674, 81_674, 0, (10,)),
 }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from onnx import TensorProto
 
 from netspec import layers
 from netspec.ir import Node
@@ -26,6 +27,7 @@ from netspec.layers.activations import Act, activation_of
 from netspec.layers.conv import windows
 from netspec.shapes import Window, batch_axis, window_counts
 
+from .emit_sequence import emit_attention, emit_recurrent
 from .emitter import Emitter, ExportError
 
 Emit = Callable[[Emitter, Node, list[str]], str]
@@ -226,6 +228,54 @@ def emit_add(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Add" if len(xs) == 2 else "Sum", xs, node.name, node.name)
 
 
+def emit_permute(em: Emitter, node: Node, xs: list[str]) -> str:
+    perm = [0, *(d + 1 for d in node.layer.dims)]  # type: ignore[attr-defined]
+    return em.op("Transpose", xs, node.name, node.name, perm=perm)
+
+
+def emit_multiply(em: Emitter, node: Node, xs: list[str]) -> str:
+    rank = len(node.shape)
+    full = []
+    for x, shape in zip(xs, node.input_shapes):
+        missing = rank - len(shape)
+        if missing:  # a lower-rank input's missing axes go after the batch axis (numpy, per sample)
+            axes = em.ints(f"{node.name}/axes", list(range(1, 1 + missing)))
+            x = em.op("Unsqueeze", [x, axes], em.fresh(f"{node.name}/unsqueezed"), node.name)
+        full.append(x)
+    y = full[0]
+    for k, x in enumerate(full[1:], 2):
+        out = node.name if k == len(full) else em.fresh(f"{node.name}/product")
+        y = em.op("Mul", [y, x], out, node.name)
+    return y
+
+
+def emit_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
+    ids = em.op("Cast", xs, em.fresh(f"{node.name}/ids"), node.name, to=TensorProto.INT64)
+    return em.op("Gather", [*em.weight_inputs(node), ids], node.name, node.name, axis=0)
+
+
+def emit_position_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
+    (table,) = em.weight_inputs(node)
+    steps = node.shape[0]
+    rows = em.op(
+        "Slice",
+        [table, em.ints(f"{node.name}/start", [0]), em.ints(f"{node.name}/end", [steps])],
+        em.fresh(f"{node.name}/rows"),
+        node.name,
+    )
+    return em.op("Add", [xs[0], rows], node.name, node.name)
+
+
+def emit_seq_pool(em: Emitter, node: Node, xs: list[str]) -> str:
+    op = node.layer.op  # type: ignore[attr-defined]
+    if op == "last":
+        last = em.ints(f"{node.name}/last", [node.input_shapes[0][0] - 1])
+        step = em.op("Gather", [xs[0], last], em.fresh(f"{node.name}/step"), node.name, axis=1)
+        return em.op("Squeeze", [step, em.ints(f"{node.name}/axes", [1])], node.name, node.name)
+    reduce = {"mean": "ReduceMean", "max": "ReduceMax"}[op]
+    return em.op(reduce, xs, node.name, node.name, axes=[1], keepdims=0)  # opset-13 form
+
+
 # Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
     layers.Dense: emit_dense,
@@ -244,6 +294,13 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.Crop2D: emit_crop,
     layers.Concat: emit_concat,
     layers.Add: emit_add,
+    layers.Permute: emit_permute,
+    layers.Multiply: emit_multiply,
+    layers.Embedding: emit_embedding,
+    layers.Recurrent: emit_recurrent,  # simple_rnn, gru, lstm
+    layers.PositionEmbedding: emit_position_embedding,
+    layers.SeqPool: emit_seq_pool,
+    layers.MultiHeadAttention: emit_attention,
 }
 
 

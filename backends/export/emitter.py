@@ -69,13 +69,19 @@ class Emitter:
         return self.consts[float(value)]
 
     def op(self, op_type: str, inputs: Sequence[str], out: str, layer: str, **attrs: Any) -> str:
+        self.op_outputs(op_type, inputs, [out], layer, **attrs)
+        return out
+
+    def op_outputs(
+        self, op_type: str, inputs: Sequence[str], outs: Sequence[str], layer: str, **attrs: Any
+    ) -> None:
+        """An op with several outputs (LSTM's Y, Y_h, Y_c); "" leaves an optional one unused."""
         name, k = f"{layer}/{op_type}", 1
         while name in self.node_names:
             name = f"{layer}/{op_type}_{k}"
             k += 1
         self.node_names.add(name)
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=name, **attrs))
-        return out
+        self.nodes.append(helper.make_node(op_type, list(inputs), list(outs), name=name, **attrs))
 
     def producer(self, value: str) -> str | None:
         """The op type of the node that writes `value` (None: the input or an initializer)."""

@@ -20,6 +20,8 @@ import torch
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, first_line
 from netspec.ir import Graph
+from netspec.items import INPUT
+from netspec.layers import Embedding
 
 from ..lowering import NetModule
 from ..predict.session import SessionError, open_session
@@ -65,14 +67,29 @@ def run_onnx(session: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
+def token_ids(graph: Graph) -> int | None:
+    """The number of valid token ids when an embedding reads the network input, else None."""
+    dims = [
+        n.layer.input_dim
+        for n in graph.nodes
+        if isinstance(n.layer, Embedding) and INPUT in n.inputs
+    ]
+    return min(dims) if dims else None
+
+
 def random_inputs(graph: Graph, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Standard-normal inputs: batches of 1 and 7, or of the model's fixed batch size."""
+    """Standard-normal inputs (random valid token ids for an embedding): batches of 1 and 7, or
+    of the model's fixed batch size."""
     rng = np.random.default_rng(seed)
     sizes = RANDOM_BATCHES if batch is None else (batch,)
-    return {
-        f"random batch {n}": rng.standard_normal((n, *graph.input_shape)).astype(np.float32)
-        for n in sizes
-    }
+    ids = token_ids(graph)
+
+    def draw(n: int) -> np.ndarray:
+        shape = (n, *graph.input_shape)
+        x = rng.standard_normal(shape) if ids is None else rng.integers(0, ids, shape)
+        return x.astype(np.float32)
+
+    return {f"random batch {n}": draw(n) for n in sizes}
 
 
 def _batches(x: np.ndarray, batch: int | None) -> list[np.ndarray]:

@@ -12,6 +12,15 @@ from netspec.layers import Layer, table_entry
 from netspec.layers.activations import activation_of
 
 from .activations import act_module
+from .attention import lower_attention
+from .recurrent import lower_recurrent
+from .sequence import (
+    lower_embedding,
+    lower_multiply,
+    lower_permute,
+    lower_position_embedding,
+    lower_seq_pool,
+)
 from .stateless import (
     ReshapeBatch,
     Sum,
@@ -56,6 +65,13 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Crop2D: lower_crop,
     layers.Concat: lower_concat,
     layers.Add: lambda node: Sum(),
+    layers.Permute: lower_permute,
+    layers.Multiply: lower_multiply,
+    layers.Embedding: lower_embedding,
+    layers.Recurrent: lower_recurrent,  # simple_rnn, gru, lstm
+    layers.PositionEmbedding: lower_position_embedding,
+    layers.SeqPool: lower_seq_pool,
+    layers.MultiHeadAttention: lower_attention,
 }
 
 

@@ -14,6 +14,7 @@ from netspec.layers.activations import (
     Softmax,
     Tanh,
 )
+from netspec.layers.attention import MultiHeadAttention
 from netspec.layers.base import Layer, Params, ShapeError, Weight, table_entry
 from netspec.layers.batchnorm import BatchNorm
 from netspec.layers.conv import Conv, Conv1D, Conv2D
@@ -21,6 +22,7 @@ from netspec.layers.conv_transpose import ConvTranspose2D
 from netspec.layers.crop import Crop2D
 from netspec.layers.dense import Dense
 from netspec.layers.dropout import Dropout
+from netspec.layers.embedding import Embedding
 from netspec.layers.flatten import Flatten
 from netspec.layers.global_pool import (
     GlobalAvgPool1D,
@@ -31,7 +33,11 @@ from netspec.layers.global_pool import (
 )
 from netspec.layers.layernorm import LayerNorm
 from netspec.layers.merge import Add, Concat
+from netspec.layers.multiply import Multiply
+from netspec.layers.permute import Permute
 from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
+from netspec.layers.position import PositionEmbedding, SeqPool
+from netspec.layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from netspec.layers.reshape import Reshape
 from netspec.layers.upsample import Upsample2D
 from netspec.layers.zeropad import ZeroPad2D
@@ -68,6 +74,15 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     Crop2D,
     Concat,
     Add,
+    Permute,
+    Multiply,
+    Embedding,
+    SimpleRNN,
+    GRU,
+    LSTM,
+    PositionEmbedding,
+    SeqPool,
+    MultiHeadAttention,
 )
 
 KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in LAYER_KINDS}
@@ -81,6 +96,7 @@ __all__ = [
     "Layer",
     "Params",
     "Pool",
+    "Recurrent",
     "ShapeError",
     "Weight",
     "table_entry",
