@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netspec.fileio import atomic_path
 from netspec.palette import mask_palette
 
 from .errors import error
@@ -15,6 +16,11 @@ from .model import ModelInfo, kind_of
 
 if TYPE_CHECKING:  # for the annotation only: classifiers never load the tiling code
     from netspec.data.scenes import Segmentation
+
+
+def is_mask_name(name: str) -> bool:
+    """A file name predict writes a mask under: `<stem>_mask.png`."""
+    return name.endswith("_mask.png") and len(name) > len("_mask.png")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -121,8 +127,8 @@ class Interpreter:
         img = Image.frombytes("P", (w, h), np.ascontiguousarray(classes, dtype=np.uint8).tobytes())
         img.putpalette(mask_palette(k))  # the colours of training's predictions.png
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            img.save(path)
+            with atomic_path(path) as tmp:
+                img.save(tmp, format="PNG")
         except OSError as exc:
             raise error(f"cannot write the mask: {exc.strerror or exc}", path) from None
         ids, counts = np.unique(classes, return_counts=True)
