@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -42,6 +43,13 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> None:
+    """A matplotlib figure saved atomically, in the format its suffix names (PNG without one)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+
+
 def _leftover(name: str) -> bool:
     """A temporary file of an interrupted atomic write (`.<name>.<random>.tmp`): netspec's own."""
     return name.startswith(".") and name.endswith(".tmp")
@@ -72,4 +80,21 @@ def check_own_folder(folder: str | Path, owns: Callable[[str], bool], command: s
             f"('{foreign[0]}'{more})",
             str(folder),
             hint="name a new or empty folder; netspec never writes beside your own files",
+        )
+
+
+def check_replaceable(
+    path: str | Path, ours: Callable[[Path], bool], command: str, hint: str
+) -> None:
+    """Refuse to replace an existing file that `ours` does not recognise as one `command` wrote."""
+    from netspec.errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError.one(f"{command}: {path} is a folder, not a file", str(path), hint=hint)
+    if path.exists() and not ours(path):
+        raise UsageError.one(
+            f"{command} will not replace {path}: it is not a file {command} wrote",
+            str(path),
+            hint=hint,
         )

@@ -9,7 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from netspec.errors import NetspecError
-from netspec.fileio import write_text
+from netspec.fileio import save_figure, write_text
 from netspec.graph_layout import (
     CHAR_W,
     FONT_PX,
@@ -215,7 +215,7 @@ def png(lay: Layout, path: Path) -> tuple[int, int]:
             va="center",
             bbox={"fc": "white", "ec": "none", "pad": 0.5, "alpha": 0.85},
         )
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi)
     plt.close(fig)
     return size
 

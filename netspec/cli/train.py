@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import Interrupted, NetspecError
+from netspec.fileio import check_own_folder
 
 NprocOpt = Annotated[
     int | None,
@@ -102,6 +104,31 @@ def train(
         typer.echo(json.dumps(shown, indent=2, allow_nan=False))
 
 
+# What evaluate writes into --out (backends/training/classify.py and report_plots.py).
+EVALUATE_FILES = frozenset(
+    {
+        "classification_report.txt",
+        "classification_report.json",
+        "confusion_matrix.png",
+        "mistakes.png",
+        "roc.png",
+    }
+)
+
+# What tune writes into its study folder (backends/tune): the SQLite study and its journals,
+# the report files, and one run folder per trial.
+_STUDY_FILES = frozenset({"best.yaml", "trials.json", "history.png", "importance.png"})
+
+
+def is_study_file(name: str) -> bool:
+    """A name `netspec tune` writes in its study folder."""
+    return (
+        name in _STUDY_FILES
+        or name.startswith("study.db")
+        or bool(re.fullmatch(r"trial-\d+", name))
+    )
+
+
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `netspec train`.")],
@@ -137,6 +164,8 @@ def evaluate(
     from netspec.run_api import load_run
 
     try:
+        if out is not None and out.resolve() != run_dir.resolve():
+            check_own_folder(out, EVALUATE_FILES.__contains__, "netspec evaluate")
         result = load_run(run_dir).evaluate(
             data, device=device, echo=lambda s: typer.echo(s, err=True), out=out
         )
@@ -177,6 +206,8 @@ def tune(
 ) -> None:
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
     try:
+        if out is not None:
+            check_own_folder(out, is_study_file, "netspec tune")
         from netspec.backends.tune.report import tune_study
 
         result, text = tune_study(
