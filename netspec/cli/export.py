@@ -10,6 +10,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, app, fail
 from netspec.errors import NetspecError, UsageError
+from netspec.jsonio import dumps
 
 Int8Opt = Annotated[
     bool,
@@ -116,7 +117,7 @@ def export(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        typer.echo(dumps(report.to_dict()))
     else:
         typer.echo("\n".join(report.lines()))
 
@@ -154,7 +155,7 @@ def inspect(
         info = inspect_model(model)
     except NetspecError as err:
         raise fail(err, as_json) from None
-    typer.echo(json.dumps(info, indent=2) if as_json else render(info))
+    typer.echo(dumps(info) if as_json else render(info))
 
 
 @app.command()
@@ -201,4 +202,4 @@ def bench(
         )
     except NetspecError as err:
         raise fail(err, as_json) from None
-    typer.echo(json.dumps(to_dict(result), indent=2) if as_json else render(result), nl=as_json)
+    typer.echo(dumps(to_dict(result)) if as_json else render(result), nl=as_json)

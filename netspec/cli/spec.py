@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, error_json, fail, report
 from netspec.errors import NetspecError
+from netspec.jsonio import dumps
 
 
 @app.command()
@@ -26,7 +26,7 @@ def summary(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(dumps(result.to_dict()))
     else:
         typer.echo(result.text(), nl=False)
 
@@ -62,7 +62,7 @@ def validate(
         if not as_json:
             typer.echo(f"ok: {path}: {line}")
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(dumps(results))
     elif bad:
         typer.echo(f"{bad} of {len(specs)} specs are invalid", err=True)
     if bad:
@@ -88,7 +88,7 @@ def schema(
     from netspec.fileio import write_text
     from netspec.schema import json_schema
 
-    text = json.dumps(json_schema(), indent=2) + "\n"
+    text = dumps(json_schema()) + "\n"
     if out is None:
         typer.echo(text, nl=False)
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,7 @@ import typer
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import Interrupted, NetspecError
 from netspec.fileio import check_own_folder
+from netspec.jsonio import dumps
 
 NprocOpt = Annotated[
     int | None,
@@ -98,10 +98,8 @@ def train(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if result is not None:  # the process that writes (rank 0 of a data-parallel run)
-        from netspec.backends.training.report import finite  # NaN (a diverged run): null
-
-        shown = finite({k: v for k, v in result.items() if k != "history"})
-        typer.echo(json.dumps(shown, indent=2, allow_nan=False))
+        shown = {k: v for k, v in result.items() if k != "history"}
+        typer.echo(dumps(shown))
 
 
 # What evaluate writes into --out (backends/training/classify.py and report_plots.py).
@@ -177,9 +175,8 @@ def evaluate(
         from netspec.classreport import render_report
 
         typer.echo(render_report(result["report"]), err=True, nl=False)
-    from netspec.backends.training.report import finite  # NaN (diverged weights): null
 
-    typer.echo(json.dumps(finite(result), indent=2, allow_nan=False))
+    typer.echo(dumps(result))
 
 
 @app.command()
@@ -220,4 +217,4 @@ def tune(
         raise fail(missing, as_json) from None
     except NetspecError as err:
         raise fail(err, as_json) from None
-    typer.echo(json.dumps(result, indent=2) if as_json else text, nl=as_json)
+    typer.echo(dumps(result) if as_json else text, nl=as_json)

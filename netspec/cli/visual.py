@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import NetspecError, UsageError
+from netspec.jsonio import dumps
 
 
 @app.command()
@@ -41,7 +41,7 @@ def graph(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(drawn.to_dict(), indent=2))
+        typer.echo(dumps(drawn.to_dict()))
         return
     middle = drawn.searched_values
     note = "" if middle is None else f"; searched values in the middle of their ranges: {middle}"
@@ -98,6 +98,6 @@ def visualize(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps({"path": str(view.path), "detail": view.detail}, indent=2))
+        typer.echo(dumps({"path": str(view.path), "detail": view.detail}))
     else:
         typer.echo(f"wrote {view.path}: {view.detail}")
