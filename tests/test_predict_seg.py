@@ -212,6 +212,24 @@ def test_a_mask_folder_holding_a_users_file_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["small_mask.png"]
 
 
+def test_a_users_file_named_like_a_mask_is_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = Conv(bands=1, classes=3, seed=5)
+    model = conv.save(tmp_path / "seg.onnx", softmax=True, pre=record(1, (32, 32), scale=0.01))
+    Image.fromarray(np.zeros((20, 15), np.uint8)).save(tmp_path / "small.png")
+    mine = tmp_path / "small_mask.png"  # the user's own mask, in the default folder (here)
+    Image.fromarray(np.full((20, 15), 7, np.uint8)).save(mine)
+    before = mine.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    fails(invoke("predict", model, "small.png"), "will not replace", "small_mask.png")
+    assert mine.read_bytes() == before
+    mine.unlink()
+    run_json(model, "small.png")
+    (result,) = run_json(model, "small.png")  # its own mask: replaced
+    assert result["mask"] == "small_mask.png" and mine.read_bytes() != before
+
+
 def test_dynamic_models_run_the_scene_whole(tmp_path: Path) -> None:
     conv = Conv(bands=3, classes=4, kernel=3, seed=7)
     # Trained on 32x32 tiles (the record), exported with a dynamic height and width.
