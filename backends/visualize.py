@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from netspec.errors import NetspecError, few
+from netspec.fileio import save_figure
 from netspec.ir import Graph, Node
 from netspec.runs import LoadedRun
 
@@ -232,7 +233,7 @@ def plot_filters(f: Filters, path: Path, title: str) -> tuple[int, int]:
         ax.imshow(tile, cmap=None if f.colour else "gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(str(i), fontsize=7, pad=2)
         ax.axis("off")
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return rows, cols
 
@@ -254,7 +255,7 @@ def plot_activations(maps: dict[str, np.ndarray], path: Path, title: str) -> lis
             ax.imshow(m[i], cmap="viridis", interpolation="nearest")
             ax.set_title(str(i), fontsize=6, pad=1)
             ax.axis("off")
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return grids
 
@@ -287,7 +288,7 @@ def plot_saliency(raw: np.ndarray, s: Saliency, path: Path, title: str) -> None:
             ax.imshow(overlay, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

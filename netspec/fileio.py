@@ -1,12 +1,13 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a truncated file behind."""
+"""Atomic file writes (a crash or Ctrl-C never leaves a truncated file behind) and the guard of output folders."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -40,3 +41,60 @@ def write_text(path: str | Path, text: str) -> None:
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> None:
+    """A matplotlib figure saved atomically, in the format its suffix names (PNG without one)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+
+
+def _leftover(name: str) -> bool:
+    """A temporary file of an interrupted atomic write (`.<name>.<random>.tmp`): netspec's own."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def check_own_folder(folder: str | Path, owns: Callable[[str], bool], command: str) -> None:
+    """Refuse to write into a folder that holds something `command` does not write.
+
+    The folder is accepted when it does not exist, is empty, or every entry in it is a name
+    `owns` accepts (the files the command itself writes), or a leftover of an interrupted atomic
+    write. Otherwise a UsageError names the folder and the first foreign entry: netspec never
+    writes beside (or over) a user's own files.
+    """
+    from netspec.errors import UsageError
+
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UsageError.one(
+            f"{command}: {folder} is a file, not a folder", str(folder), hint="name a folder"
+        )
+    foreign = sorted(p.name for p in folder.iterdir() if not (owns(p.name) or _leftover(p.name)))
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise UsageError.one(
+            f"{command} will not write into {folder}: it holds files {command} did not write "
+            f"('{foreign[0]}'{more})",
+            str(folder),
+            hint="name a new or empty folder; netspec never writes beside your own files",
+        )
+
+
+def check_replaceable(
+    path: str | Path, ours: Callable[[Path], bool], command: str, hint: str
+) -> None:
+    """Refuse to replace an existing file that `ours` does not recognise as one `command` wrote."""
+    from netspec.errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError.one(f"{command}: {path} is a folder, not a file", str(path), hint=hint)
+    if path.exists() and not ours(path):
+        raise UsageError.one(
+            f"{command} will not replace {path}: it is not a file {command} wrote",
+            str(path),
+            hint=hint,
+        )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from itertools import pairwise
 from pathlib import Path
 
 from netspec.errors import NetspecError
-from netspec.fileio import write_text
+from netspec.fileio import save_figure, write_text
 from netspec.graph_layout import (
     CHAR_W,
     FONT_PX,
@@ -17,6 +19,8 @@ from netspec.graph_layout import (
     PAD_Y,
     Drawing,
     Layout,
+    drawing,
+    layout,
     shape_text,
     title,
 )
@@ -211,7 +215,7 @@ def png(lay: Layout, path: Path) -> tuple[int, int]:
             va="center",
             bbox={"fc": "white", "ec": "none", "pad": 0.5, "alpha": 0.85},
         )
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi)
     plt.close(fig)
     return size
 
@@ -231,3 +235,45 @@ def write(lay: Layout, path: Path) -> str:
             f"cannot tell the picture format from '{path.name}'", hint="use .svg, .png, .mmd or .md"
         )
     return suffix.lstrip(".")
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What `netspec graph` wrote: the file, its format, the counts, and any searched values."""
+
+    path: Path
+    format: str
+    nodes: int
+    edges: int
+    searched_values: str | None  # `name=value, ...` a search spec was drawn with (its middle)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "nodes": self.nodes,
+            "edges": self.edges,
+            "searched_values": self.searched_values,
+        }
+
+
+def draw_spec(spec: str | Path, out: Path, expand: bool = False, sets: Sequence[str] = ()) -> Drawn:
+    """Read the spec (with `--set` values), compile it, lay it out and write the picture to `out`.
+
+    A search spec is drawn with every searched value in the middle of its range. Raises the
+    NetspecError of the stage that refused the spec, or of an unknown picture format.
+    """
+    from netspec import search
+    from netspec.compiler import compile_source
+    from netspec.source import apply_overrides, read
+
+    source = read(spec)
+    if sets:
+        source = apply_overrides(source, list(sets))
+    middle = None
+    if entries := search.find_search(source):
+        source = search.at_end(source, entries, "middle")
+        middle = search.values(entries, "middle")
+    lay = layout(drawing(compile_source(source), expand=expand))
+    fmt = write(lay, out)
+    return Drawn(out, fmt, len(lay.drawing.boxes), len(lay.drawing.links), middle)

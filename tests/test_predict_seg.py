@@ -148,7 +148,7 @@ def test_pointwise_tiles_equal_the_whole_scene(
     scene = rng.integers(0, 256, (3, 100, 77)).astype(np.float32)
     np.save(tmp_path / "scene.npy", scene)
     extra = [] if overlap is None else ["--overlap", str(overlap)]
-    (result,) = run_json(model, tmp_path / "scene.npy", "--out", tmp_path, *extra)
+    (result,) = run_json(model, tmp_path / "scene.npy", "--out", tmp_path / "masks", *extra)
     expected = conv(apply_values(scene[None], pre, (3, 100, 77))[0]).argmax(0)
     assert len(np.unique(expected)) >= 3
     np.testing.assert_array_equal(mask_file(result, (100, 77)), expected)
@@ -157,7 +157,7 @@ def test_pointwise_tiles_equal_the_whole_scene(
     assert result["tta"] == 1
     ids, counts = np.unique(expected, return_counts=True)
     assert result["pixels"] == {NAMES[i]: int(c) for i, c in zip(ids, counts)}
-    assert result["mask"] == str(tmp_path / "scene_mask.png")
+    assert result["mask"] == str(tmp_path / "masks" / "scene_mask.png")
 
 
 def test_a_3x3_conv_differs_only_on_tile_seams(tmp_path: Path) -> None:
@@ -187,10 +187,47 @@ def test_scenes_smaller_than_a_tile_are_padded_and_cropped(tmp_path: Path, shape
     model = conv.save(tmp_path / "seg.onnx", softmax=True, pre=record(1, (32, 32), scale=0.01))
     scene = np.random.default_rng(6).integers(0, 256, shape).astype(np.uint8)
     Image.fromarray(scene).save(tmp_path / "small.png")  # an 8-bit image: as any scene
-    (result,) = run_json(model, tmp_path / "small.png", "--out", tmp_path)
+    (result,) = run_json(model, tmp_path / "small.png", "--out", tmp_path / "masks")
     expected = conv(scene[None] * np.float32(0.01)).argmax(0)
     np.testing.assert_array_equal(mask_file(result, shape), expected)
     assert result["tiles"] == len(grid((max(32, shape[0]), max(32, shape[1])), (32, 32), 8))
+
+
+def test_a_mask_folder_holding_a_users_file_is_refused(tmp_path: Path) -> None:
+    conv = Conv(bands=1, classes=3, seed=5)
+    model = conv.save(tmp_path / "seg.onnx", softmax=True, pre=record(1, (32, 32), scale=0.01))
+    Image.fromarray(np.zeros((20, 15), np.uint8)).save(tmp_path / "small.png")
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    result = invoke("predict", model, tmp_path / "small.png", "--out", out)
+    assert result.exit_code == 2
+    assert "will not write into" in result.output and "notes.txt" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    # A folder of its own masks is fine: predicting again replaces them.
+    (out / "notes.txt").unlink()
+    run_json(model, tmp_path / "small.png", "--out", out)
+    (result,) = run_json(model, tmp_path / "small.png", "--out", out)
+    assert sorted(p.name for p in out.iterdir()) == ["small_mask.png"]
+
+
+def test_a_users_file_named_like_a_mask_is_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = Conv(bands=1, classes=3, seed=5)
+    model = conv.save(tmp_path / "seg.onnx", softmax=True, pre=record(1, (32, 32), scale=0.01))
+    Image.fromarray(np.zeros((20, 15), np.uint8)).save(tmp_path / "small.png")
+    mine = tmp_path / "small_mask.png"  # the user's own mask, in the default folder (here)
+    Image.fromarray(np.full((20, 15), 7, np.uint8)).save(mine)
+    before = mine.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    fails(invoke("predict", model, "small.png"), "will not replace", "small_mask.png")
+    assert mine.read_bytes() == before
+    mine.unlink()
+    run_json(model, "small.png")
+    (result,) = run_json(model, "small.png")  # its own mask: replaced
+    assert result["mask"] == "small_mask.png" and mine.read_bytes() != before
 
 
 def test_dynamic_models_run_the_scene_whole(tmp_path: Path) -> None:
@@ -370,7 +407,9 @@ def test_uint16_multiband_tiff_scenes(tmp_path: Path) -> None:
     scene = np.random.default_rng(20).integers(0, 65536, (4, 90, 64)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "planar.tif", scene, photometric="minisblack")  # (bands, H, W)
     tifffile.imwrite(tmp_path / "interleaved.tiff", scene.transpose(1, 2, 0))  # (H, W, bands)
-    doc = run_json(model, tmp_path / "planar.tif", tmp_path / "interleaved.tiff", "--out", tmp_path)
+    doc = run_json(
+        model, tmp_path / "planar.tif", tmp_path / "interleaved.tiff", "--out", tmp_path / "masks"
+    )
     expected = conv(apply_values(scene[None].astype(np.float32), pre, (4, 90, 64))[0]).argmax(0)
     assert len(np.unique(expected)) == 3
     for r in doc:
@@ -379,7 +418,7 @@ def test_uint16_multiband_tiff_scenes(tmp_path: Path) -> None:
     one = Conv(bands=1, classes=2, seed=21)
     gray = one.save(tmp_path / "one.onnx", pre=record(1, (32, 32), scale=1e-4))
     tifffile.imwrite(tmp_path / "band.tif", scene[2])  # (H, W): one band of 16 bits
-    (r,) = run_json(gray, tmp_path / "band.tif", "--out", tmp_path)
+    (r,) = run_json(gray, tmp_path / "band.tif", "--out", tmp_path / "masks")
     expected = one(scene[2:3].astype(np.float32) * np.float32(1e-4)).argmax(0)
     np.testing.assert_array_equal(mask_file(r, (90, 64)), expected)
 
@@ -391,7 +430,7 @@ def test_8bit_tiffs_take_the_model_channel_order(tmp_path: Path) -> None:
     rgb = np.random.default_rng(23).integers(0, 256, (40, 36, 3)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb)
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
-    doc = run_json(model, tmp_path / "rgb.tif", tmp_path / "rgb.png", "--out", tmp_path)
+    doc = run_json(model, tmp_path / "rgb.tif", tmp_path / "rgb.png", "--out", tmp_path / "masks")
     luma = np.asarray(Image.fromarray(rgb).convert("L"), np.float32)[None] / np.float32(255)
     for r in doc:
         np.testing.assert_array_equal(mask_file(r, (40, 36)), conv(luma).argmax(0))

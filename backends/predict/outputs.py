@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netspec.fileio import atomic_path
 from netspec.palette import mask_palette
 
 from .errors import error
@@ -15,6 +16,34 @@ from .model import ModelInfo, kind_of
 
 if TYPE_CHECKING:  # for the annotation only: classifiers never load the tiling code
     from netspec.data.scenes import Segmentation
+
+
+def is_mask_name(name: str) -> bool:
+    """A file name predict writes a mask under: `<stem>_mask.png`."""
+    return name.endswith("_mask.png") and len(name) > len("_mask.png")
+
+
+# Written into every mask's PNG text: predict replaces a file only if it carries this.
+MASK_SOFTWARE = "netspec predict"
+
+
+def _mask_info() -> Any:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", MASK_SOFTWARE)
+    return info
+
+
+def is_own_mask(path: Path) -> bool:
+    """Whether the file is a mask netspec predict wrote (its PNG text names the software)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get("Software") == MASK_SOFTWARE
+    except Exception:  # not an image Pillow reads: not one of ours
+        return False
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -120,9 +149,16 @@ class Interpreter:
         h, w = classes.shape
         img = Image.frombytes("P", (w, h), np.ascontiguousarray(classes, dtype=np.uint8).tobytes())
         img.putpalette(mask_palette(k))  # the colours of training's predictions.png
+        if path.exists() and not is_own_mask(path):
+            raise error(
+                f"will not replace {path}: a file netspec predict did not write",
+                path,
+                hint="move it, or give --out a new folder for the masks",
+                kind="usage",
+            )
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            img.save(path)
+            with atomic_path(path) as tmp:
+                img.save(tmp, format="PNG", pnginfo=_mask_info())
         except OSError as exc:
             raise error(f"cannot write the mask: {exc.strerror or exc}", path) from None
         ids, counts = np.unique(classes, return_counts=True)

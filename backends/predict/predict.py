@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netspec.fileio import check_own_folder
+
 from .ensemble import Ensemble
 from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
-from .model import OnnxModel, check_overlap, is_scene_model
-from .outputs import Interpreter
+from .model import OnnxModel, check_overlap, is_scene_model, kind_of
+from .outputs import Interpreter, is_mask_name
 
 if TYPE_CHECKING:  # tiling code is imported where a segmentation model needs it
     from netspec.data.scenes import SceneSegmenter
@@ -60,6 +62,9 @@ def predict(
         predictor = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     info = predictor.info
     interpret = Interpreter(info, top_k, None if out is None else Path(out))
+    if out is not None and kind_of(info) == "segmentation":
+        # A folder named for the masks holds masks only: never a user's files beside them.
+        check_own_folder(out, is_mask_name, "netspec predict")
 
     def failed(sample: Failed) -> dict[str, Any]:
         if not keep_going:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from netspec.errors import NetspecError, Problem
+from netspec.jsonio import dumps
 
 USER_ERROR = 2  # the exit code of every user error: spec, data, model or usage
 
@@ -35,7 +35,7 @@ class NetspecGroup(TyperGroup):
             # click's own wording; the hint is how to see the options (its text form says so too).
             name = exc.ctx.command_path if exc.ctx is not None else "netspec"
             problem = Problem(exc.format_message(), hint=f"see `{name} --help`")
-            typer.echo(json.dumps(error_json(NetspecError([problem], kind="usage")), indent=2))
+            typer.echo(dumps(error_json(NetspecError([problem], kind="usage"))))
             raise typer.Exit(code=USER_ERROR) from None
 
 
@@ -116,7 +116,7 @@ def fail(err: NetspecError, as_json: bool = False) -> typer.Exit:
     (error_json) goes to stdout, where the command's JSON document would have gone.
     """
     if as_json:
-        typer.echo(json.dumps(error_json(err), indent=2))
+        typer.echo(dumps(error_json(err)))
     else:
         typer.echo(report(err), err=True)
     return typer.Exit(code=USER_ERROR)

@@ -10,6 +10,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, app, fail
 from netspec.errors import NetspecError, UsageError
+from netspec.jsonio import dumps
 
 Int8Opt = Annotated[
     bool,
@@ -84,6 +85,8 @@ def export(
 ) -> None:
     """Export a trained run to ONNX, checked against the PyTorch model."""
     try:
+        if out is not None:
+            _check_target(out)
         from netspec.backends.export.opsets import parse_opset
         from netspec.backends.export.run import export_run, parse_batch
 
@@ -114,9 +117,30 @@ def export(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        typer.echo(dumps(report.to_dict()))
     else:
         typer.echo("\n".join(report.lines()))
+
+
+def _is_sidecar(path: Path) -> bool:
+    """A JSON sidecar netspec wrote (its `format` names it), as opposed to a user's JSON file."""
+    from netspec.backends.export.sidecar import FORMAT
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT
+
+
+def _check_target(out: Path) -> None:
+    """`-o FILE` replaces an .onnx file and its netspec sidecar, never a user's other files."""
+    from netspec.backends.export.sidecar import sidecar_path
+    from netspec.fileio import check_replaceable
+
+    hint = "name a new .onnx file (its sidecar is FILE.json beside it)"
+    check_replaceable(out, lambda p: p.suffix.lower() == ".onnx", "netspec export", hint)
+    check_replaceable(sidecar_path(out), _is_sidecar, "netspec export", hint)
 
 
 @app.command()
@@ -131,7 +155,7 @@ def inspect(
         info = inspect_model(model)
     except NetspecError as err:
         raise fail(err, as_json) from None
-    typer.echo(json.dumps(info, indent=2) if as_json else render(info))
+    typer.echo(dumps(info) if as_json else render(info))
 
 
 @app.command()
@@ -178,4 +202,4 @@ def bench(
         )
     except NetspecError as err:
         raise fail(err, as_json) from None
-    typer.echo(json.dumps(to_dict(result), indent=2) if as_json else render(result), nl=as_json)
+    typer.echo(dumps(to_dict(result)) if as_json else render(result), nl=as_json)

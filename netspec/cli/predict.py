@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from netspec.cli.common import USER_ERROR, JsonOpt, app, fail
 from netspec.errors import NetspecError, Problem
+from netspec.jsonio import dumps
 
 InputsArg = Annotated[
     list[Path],
@@ -106,7 +106,7 @@ def predict(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(results, indent=2, allow_nan=False))  # strict JSON
+        typer.echo(dumps(results))
     if failed:
         if not as_json:
             typer.echo(f"{failed} of {failed + shown} inputs failed", err=True)

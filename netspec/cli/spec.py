@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, error_json, fail, report
 from netspec.errors import NetspecError
+from netspec.jsonio import dumps
 
 
 @app.command()
@@ -19,24 +19,16 @@ def summary(
     as_json: JsonOpt = False,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
-    from netspec import search
-    from netspec.compiler import compile_source
-    from netspec.source import apply_overrides, read
-    from netspec.summary import render, to_dict
+    from netspec.spec_report import summarize
 
     try:
-        source = apply_overrides(read(spec), sets)
-        if entries := search.find_search(source):  # a search spec: its ranges and sizes
-            info = search.summary(source, entries, search.check_ends(source, entries))
-            typer.echo(json.dumps(info, indent=2) if as_json else search.render(info, entries))
-            return
-        graph = compile_source(source)
+        result = summarize(spec, sets)
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps(to_dict(graph), indent=2))
+        typer.echo(dumps(result.to_dict()))
     else:
-        typer.echo(render(graph), nl=False)
+        typer.echo(result.text(), nl=False)
 
 
 @app.command()
@@ -53,18 +45,13 @@ def validate(
     ] = False,
 ) -> None:
     """Check one or more specs; report each file; exit 2 if any is invalid."""
-    from netspec import search
-    from netspec.compiler import compile_source
-    from netspec.source import apply_overrides, read
-    from netspec.summary import one_line
+    from netspec.spec_report import check
 
     bad = 0
     results = []
     for path in specs:
         try:
-            source = apply_overrides(read(path), sets)
-            entries = search.find_search(source)
-            line = search.one_line(source, entries) if entries else one_line(compile_source(source))
+            line = check(path, sets)
         except NetspecError as err:
             bad += 1
             results.append({"file": str(path), "ok": False, **error_json(err.located(str(path)))})
@@ -75,7 +62,7 @@ def validate(
         if not as_json:
             typer.echo(f"ok: {path}: {line}")
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(dumps(results))
     elif bad:
         typer.echo(f"{bad} of {len(specs)} specs are invalid", err=True)
     if bad:
@@ -101,7 +88,7 @@ def schema(
     from netspec.fileio import write_text
     from netspec.schema import json_schema
 
-    text = json.dumps(json_schema(), indent=2) + "\n"
+    text = dumps(json_schema()) + "\n"
     if out is None:
         typer.echo(text, nl=False)
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +10,8 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import Interrupted, NetspecError
+from netspec.fileio import check_own_folder
+from netspec.jsonio import dumps
 
 NprocOpt = Annotated[
     int | None,
@@ -96,10 +98,33 @@ def train(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if result is not None:  # the process that writes (rank 0 of a data-parallel run)
-        from netspec.backends.training.report import finite  # NaN (a diverged run): null
+        shown = {k: v for k, v in result.items() if k != "history"}
+        typer.echo(dumps(shown))
 
-        shown = finite({k: v for k, v in result.items() if k != "history"})
-        typer.echo(json.dumps(shown, indent=2, allow_nan=False))
+
+# What evaluate writes into --out (backends/training/classify.py and report_plots.py).
+EVALUATE_FILES = frozenset(
+    {
+        "classification_report.txt",
+        "classification_report.json",
+        "confusion_matrix.png",
+        "mistakes.png",
+        "roc.png",
+    }
+)
+
+# What tune writes into its study folder (backends/tune): the SQLite study and its journals,
+# the report files, and one run folder per trial.
+_STUDY_FILES = frozenset({"best.yaml", "trials.json", "history.png", "importance.png"})
+
+
+def is_study_file(name: str) -> bool:
+    """A name `netspec tune` writes in its study folder."""
+    return (
+        name in _STUDY_FILES
+        or name.startswith("study.db")
+        or bool(re.fullmatch(r"trial-\d+", name))
+    )
 
 
 @app.command()
@@ -137,6 +162,8 @@ def evaluate(
     from netspec.run_api import load_run
 
     try:
+        if out is not None and out.resolve() != run_dir.resolve():
+            check_own_folder(out, EVALUATE_FILES.__contains__, "netspec evaluate")
         result = load_run(run_dir).evaluate(
             data, device=device, echo=lambda s: typer.echo(s, err=True), out=out
         )
@@ -148,9 +175,8 @@ def evaluate(
         from netspec.classreport import render_report
 
         typer.echo(render_report(result["report"]), err=True, nl=False)
-    from netspec.backends.training.report import finite  # NaN (diverged weights): null
 
-    typer.echo(json.dumps(finite(result), indent=2, allow_nan=False))
+    typer.echo(dumps(result))
 
 
 @app.command()
@@ -177,6 +203,8 @@ def tune(
 ) -> None:
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
     try:
+        if out is not None:
+            check_own_folder(out, is_study_file, "netspec tune")
         from netspec.backends.tune.report import tune_study
 
         result, text = tune_study(
@@ -189,4 +217,4 @@ def tune(
         raise fail(missing, as_json) from None
     except NetspecError as err:
         raise fail(err, as_json) from None
-    typer.echo(json.dumps(result, indent=2) if as_json else text, nl=as_json)
+    typer.echo(dumps(result) if as_json else text, nl=as_json)

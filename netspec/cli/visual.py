@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import NetspecError, UsageError
+from netspec.jsonio import dumps
 
 
 @app.command()
@@ -34,31 +34,18 @@ def graph(
 
     A search spec is drawn with every searched value in the middle of its range.
     """
-    from netspec import search
-    from netspec.compiler import compile_source
-    from netspec.graph_layout import drawing, layout
-    from netspec.graph_render import write
-    from netspec.source import apply_overrides, read
+    from netspec.graph_render import draw_spec
 
     try:
-        source = read(spec)
-        if sets:
-            source = apply_overrides(source, list(sets))
-        middle = None
-        if entries := search.find_search(source):
-            source = search.at_end(source, entries, "middle")
-            middle = search.values(entries, "middle")
-        lay = layout(drawing(compile_source(source), expand=expand))
-        fmt = write(lay, out)
+        drawn = draw_spec(spec, out, expand=expand, sets=sets)
     except NetspecError as err:
         raise fail(err, as_json) from None
-    boxes, links = len(lay.drawing.boxes), len(lay.drawing.links)
     if as_json:
-        info = {"path": str(out), "format": fmt, "nodes": boxes, "edges": links}
-        typer.echo(json.dumps({**info, "searched_values": middle}, indent=2))
+        typer.echo(dumps(drawn.to_dict()))
         return
+    middle = drawn.searched_values
     note = "" if middle is None else f"; searched values in the middle of their ranges: {middle}"
-    typer.echo(f"wrote {out} ({fmt}, {boxes} nodes, {links} edges){note}")
+    typer.echo(f"wrote {out} ({drawn.format}, {drawn.nodes} nodes, {drawn.edges} edges){note}")
 
 
 @app.command()
@@ -111,6 +98,6 @@ def visualize(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(json.dumps({"path": str(view.path), "detail": view.detail}, indent=2))
+        typer.echo(dumps({"path": str(view.path), "detail": view.detail}))
     else:
         typer.echo(f"wrote {view.path}: {view.detail}")

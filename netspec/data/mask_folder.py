@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -82,30 +83,37 @@ def _tiff_color(chw: np.ndarray, color: str, path: Path) -> np.ndarray:
     return out.transpose(2, 0, 1) if out.ndim == 3 else out[None]
 
 
+@contextlib.contextmanager
+def _decoded(path: Path, what: str) -> Iterator[Image.Image]:
+    """The image file, opened and loaded; any error while it is read is a DataError naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            yield im
+    # Pillow's decoders raise many types on bad input: all mean "bad file".
+    except Exception as e:
+        raise _decode_error(path, e, what) from None
+
+
 def _read_image(path: Path, color: str) -> tuple[np.ndarray, bool]:
     """One scene as (C, H, W) uint8 or float32, and whether an alpha channel was dropped."""
     dropped_alpha = False
     if path.suffix.lower() in TIFF_SUFFIXES:
         arr = _tiff_color(read_tiff_bands(path, "image"), color, path)
     else:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                mode = im.mode
-                if mode in _WIDE_MODES:
-                    arr = np.asarray(im)[None]  # 16-bit or float grayscale: one band
-                else:
-                    if color == "keep" and mode not in ("L", "RGB"):
-                        has_alpha = "A" in mode or "transparency" in im.info
-                        dropped_alpha = has_alpha and mode != "1"
-                        im = im.convert("L" if mode in ("1", "LA") else "RGB")
-                    elif color != "keep":
-                        im = im.convert("RGB" if color == "rgb" else "L")
-                    hwc = np.asarray(im, dtype=np.uint8)
-                    arr = hwc.transpose(2, 0, 1) if hwc.ndim == 3 else hwc[None]
-        # Pillow's decoders raise many types on bad input: all mean "bad file".
-        except Exception as e:
-            raise _decode_error(path, e, "image") from None
+        with _decoded(path, "image") as im:
+            mode = im.mode
+            if mode in _WIDE_MODES:
+                arr = np.asarray(im)[None]  # 16-bit or float grayscale: one band
+            else:
+                if color == "keep" and mode not in ("L", "RGB"):
+                    has_alpha = "A" in mode or "transparency" in im.info
+                    dropped_alpha = has_alpha and mode != "1"
+                    im = im.convert("L" if mode in ("1", "LA") else "RGB")
+                elif color != "keep":
+                    im = im.convert("RGB" if color == "rgb" else "L")
+                hwc = np.asarray(im, dtype=np.uint8)
+                arr = hwc.transpose(2, 0, 1) if hwc.ndim == 3 else hwc[None]
         if mode in _WIDE_MODES and color == "rgb":
             raise data_error(
                 f"color 'rgb' needs an 8-bit image; found a one-band {mode} image",
@@ -140,15 +148,11 @@ def _read_mask(path: Path) -> np.ndarray:
                 hint=_MASK_HINT,
             )
     else:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                mode = im.mode
-                if mode in _MASK_MODES:
-                    # Mode "1" becomes 0/255, like a grayscale {0, 255} mask.
-                    arr = np.asarray(im.convert("L") if mode == "1" else im)
-        except Exception as e:
-            raise _decode_error(path, e, "mask") from None
+        with _decoded(path, "mask") as im:
+            mode = im.mode
+            if mode in _MASK_MODES:
+                # Mode "1" becomes 0/255, like a grayscale {0, 255} mask.
+                arr = np.asarray(im.convert("L") if mode == "1" else im)
         if mode not in _MASK_MODES:
             raise data_error(
                 f"mask is a {mode} image; expected a single-channel mask "

@@ -1,0 +1,68 @@
+"""What `netspec summary` and `netspec validate` report for a spec file: read, --set, then search or compile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netspec import search
+from netspec.compiler import compile_source
+from netspec.ir import Graph
+from netspec.source import Source, apply_overrides, read
+
+
+def _source(spec: str | Path, sets: Sequence[str]) -> Source:
+    source = read(spec)
+    return apply_overrides(source, list(sets)) if sets else source
+
+
+@dataclass(frozen=True)
+class SpecSummary:
+    """A compiled network, or a search space checked at both ends and in the middle."""
+
+    graph: Graph | None = None
+    space: dict[str, Any] | None = None
+    entries: list[search.SearchEntry] = field(default_factory=list)
+
+    def text(self) -> str:
+        """The text `netspec summary` prints, newlines included."""
+        from netspec.summary import render
+
+        if self.graph is not None:
+            return render(self.graph)
+        assert self.space is not None
+        # The search table ends in a newline and is printed as a line: one blank line follows.
+        return search.render(self.space, self.entries) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of `netspec summary --json`."""
+        from netspec.summary import to_dict
+
+        if self.graph is not None:
+            return to_dict(self.graph)
+        assert self.space is not None
+        return self.space
+
+
+def summarize(spec: str | Path, sets: Sequence[str] = ()) -> SpecSummary:
+    """The spec (with `--set` values) compiled; a search spec checked at both ends and the middle.
+
+    Raises the NetspecError of the stage that refused it.
+    """
+    source = _source(spec, sets)
+    if entries := search.find_search(source):
+        space = search.summary(source, entries, search.check_ends(source, entries))
+        return SpecSummary(space=space, entries=entries)
+    return SpecSummary(graph=compile_source(source))
+
+
+def check(spec: str | Path, sets: Sequence[str] = ()) -> str:
+    """The one line `netspec validate` prints for a valid spec; raises its NetspecError if not."""
+    from netspec.summary import one_line
+
+    source = _source(spec, sets)
+    if entries := search.find_search(source):
+        return search.one_line(source, entries)
+    return one_line(compile_source(source))
