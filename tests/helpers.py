@@ -5,7 +5,9 @@ Fixtures live in conftest.py; plain functions live here so a test can call them 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from typer.testing import CliRunner
@@ -85,23 +87,76 @@ def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]
     return weights
 
 
-def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run"):
-    """A set-up Trainer (CPU, quiet) for the spec `text` written to tmp_path/<out>.yaml, its run
-    in tmp_path/<out>; what it logs is kept in `.logs`."""
+# --- tiny specs ---------------------------------------------------------------------------------
+
+# The layers of the tiny networks the tests train on the bundled 8x8 digits (one YAML line each).
+CONV = (
+    "conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}",
+    "flatten",
+    "dense: {units: 10, activation: softmax}",
+)
+MLP = ("flatten", "dense: {units: 16, activation: relu}", "dense: {units: 10, activation: softmax}")
+LINEAR = ("flatten", "dense: {units: 10, activation: softmax}")
+# The picture of a classification run costs ~1.5 s: a run in its own process goes without it.
+NO_PICTURES = "{pictures: false}"
+
+
+def tiny_spec(
+    layers: Sequence[str] = CONV,
+    *,
+    name: str = "tiny",
+    input: str = "[1, 8, 8]",
+    data: str | None = None,
+    limit: int | None = 200,
+    val: float = 0.25,
+    test: float | None = None,
+    preprocess: str | None = "{rescale: 0.0625}",
+    batch_size: int | None = 32,
+    epochs: int | None = 2,
+    seed: int | None = 1,
+    **train: object,
+) -> str:
+    """The YAML text of a tiny spec: `layers` (one YAML line each, default CONV) trained on the
+    bundled digits (`limit` samples, `val`/`test` fractions) unless `data` says otherwise.
+
+    Each train key comes out as `key: value` in the order data, preprocess, batch_size, epochs,
+    seed, then `train`'s keywords; a None leaves the key out. Values are YAML text (flow style).
+    """
+    if data is None:
+        parts = ["source: builtin"] + [f"limit: {limit}"] * (limit is not None) + [f"val: {val}"]
+        data = "{" + ", ".join(parts + [f"test: {test}"] * (test is not None)) + "}"
+    keys = {"data": data, "preprocess": preprocess, "batch_size": batch_size, "epochs": epochs}
+    keys |= {"seed": seed, **train}
+    lines = [f"name: {name}", f"input: {input}", "layers:", *(f"  - {layer}" for layer in layers)]
+    lines += ["train:", *(f"  {k}: {v}" for k, v in keys.items() if v is not None)]
+    return "\n".join(lines) + "\n"
+
+
+def write_spec(folder: Path, text: str | None = None, name: str = "tiny.yaml", **kw: Any) -> Path:
+    """`text` (default: `tiny_spec(**kw)`), dedented, written to folder/name; its path."""
     import textwrap
 
+    path = folder / name
+    path.write_text(textwrap.dedent(tiny_spec(**kw) if text is None else text))
+    return path
+
+
+def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run", resume: bool = False):
+    """A set-up Trainer (CPU, quiet) for the spec `text` written to tmp_path/<out>.yaml, its run
+    in tmp_path/<out>, as `netspec train SPEC --set ... --out OUT [--resume]` builds it; what it
+    logs is kept in `.logs`."""
     from netspec.backends.training.loop import Trainer
     from netspec.runs import prepare_run
 
-    spec = tmp_path / f"{out}.yaml"
-    spec.write_text(textwrap.dedent(text))
-    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, False)
+    spec = write_spec(tmp_path, text, f"{out}.yaml")
+    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, resume)
     logs: list[str] = []
     t = Trainer(
         graph,
         graph.train,
         run_dir,
         device="cpu",
+        resume=resume,
         spec_text=spec_text,
         summary_text=summary,
         log=logs.append,
