@@ -165,3 +165,31 @@ def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run", resume
     t.logs = logs  # type: ignore[attr-defined]
     t.setup()
     return t
+
+
+def predict_one_class(run: Path, label: int = 0, margin: float = 5.0) -> None:
+    """Rewrite a trained classification run's output layer so that the run predicts `label` for
+    every input, by a logit margin that int8 rounding cannot close: an int8 export of it loses
+    exactly 0 points of accuracy, whatever the training reached.
+
+    The last dense layer's weights become +-1e-4 (so the other logits stay within ~0.1 of each
+    other for any hidden activations a short training gives) and its bias `margin` for `label`:
+    the softmax then gives `label` ~0.94 (not a saturated 1.0, so that the int8 model's
+    outputs still differ measurably from the float32 ones) against ~0.006 for each other class,
+    far beyond int8's rounding of the logits (~margin/255) and of the probabilities (~1/255).
+    """
+    from safetensors.numpy import save_file
+
+    from netspec.runs import read_weights
+
+    graph = netspec.compile_file(run / "spec.yaml")
+    last = [n.name for n in graph.nodes if "weight" in n.weights][-1]  # the output dense
+    kernel, bias = f"{last}.weight", f"{last}.bias"
+    path = run / "model.safetensors"
+    tensors, header = read_weights(path)
+    assert tensors[kernel].ndim == 2, f"{last} is not a dense layer"
+    signs = np.where(np.random.default_rng(0).random(tensors[kernel].shape) < 0.5, -1.0, 1.0)
+    tensors[kernel] = (1e-4 * signs).astype(np.float32)
+    tensors[bias] = np.zeros_like(tensors[bias])
+    tensors[bias][label] = margin
+    save_file(tensors, str(path), metadata=header)
