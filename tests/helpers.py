@@ -66,6 +66,27 @@ def fails(result, *needles: str, problems: int = 1) -> str:
     return result.output
 
 
+def preprocessing_record(
+    raw_shape: Sequence[int], input_shape: Sequence[int] | None = None, **steps: Any
+) -> dict[str, Any]:
+    """A preprocessing record as the trainer writes it in model.json (and export in the model's
+    metadata) for raw samples of `raw_shape`: no step but those in `steps` (scale, mean, ...)."""
+    image = len(raw_shape) == 3
+    return {
+        "input_shape": list(input_shape or raw_shape),
+        "raw_shape": list(raw_shape),
+        "channel_order": {1: "L", 3: "RGB"}.get(raw_shape[0]) if image else None,
+        "grayscale": False,
+        "resize": None,
+        "center_crop": None,
+        "scale": 1.0,
+        "mean": None,
+        "std": None,
+        "per_sample": False,
+        **steps,
+    }
+
+
 def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Weights of the shapes each layer declares (`node.weights`), without torch.
 

@@ -22,6 +22,7 @@ from helpers import (  # noqa: E402
     invoke,
     plain_specs,
     predict_one_class,
+    preprocessing_record,
     random_weights,
     spec_params,
 )
@@ -219,18 +220,7 @@ def test_export_is_deterministic_and_named_by_layers() -> None:
 
 def test_metadata() -> None:
     graph, _, weights, _, _ = exported("quickstart.yaml")
-    pre = {
-        "input_shape": [1, 8, 8],
-        "raw_shape": [1, 8, 8],
-        "channel_order": "L",
-        "grayscale": False,
-        "resize": None,
-        "center_crop": None,
-        "scale": 0.0625,
-        "mean": None,
-        "std": None,
-        "per_sample": False,
-    }
+    pre = preprocessing_record((1, 8, 8), scale=0.0625)
     meta = {
         "name": "quickstart",
         "netspec_version": netspec.__version__,
