@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
-from helpers import REPO, invoke, plain_specs
+from helpers import REPO, SHARED_DATA, invoke, plain_specs
 
 SPEC_FILES = plain_specs()
 
@@ -48,7 +48,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The datasets shared by every checkout: a `shared/data` folder beside the repository."""
-    return REPO.parent / "shared" / "data"
+    return SHARED_DATA
 
 
 # --- plots ----------------------------------------------------------------------------------

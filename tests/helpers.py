@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import netspec
@@ -17,6 +18,12 @@ from netspec.cli import app
 from netspec.layers import BatchNorm
 
 REPO = Path(__file__).resolve().parents[1]
+# CI checks out the repo next to shared/, so the data sits at ../shared/data from the root.
+SHARED_DATA = REPO.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"real test datasets not found at {SHARED_DATA} (see shared/data/SOURCES.md)",
+)
 
 runner = CliRunner()
 
@@ -37,8 +44,6 @@ BIG_SPECS = frozenset({"alexnet"})
 
 def spec_params(paths: list[Path], slow: frozenset[str] = BIG_SPECS) -> list:
     """pytest.param per spec path, id its stem, marked slow when its stem is in `slow`."""
-    import pytest
-
     return [
         pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in slow else [])
         for p in paths

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, fails, invoke
+from helpers import REPO, fails, invoke, tiny_spec
 
 from netspec import compile_file, compile_text
 from netspec.data.halves import lower_half
@@ -154,20 +154,17 @@ def test_lower_half_splits_images() -> None:
         lower_half(table)
 
 
-COMPLETION = """\
-name: digits_completion
-input: [1, 4, 8]
-layers:
-  - flatten
-  - dense: {units: 32, activation: sigmoid}
-train:
-  data: {source: builtin, name: digits, complete: lower_half, val: 0.1, test: 0.1, limit: 300}
-  preprocess: {rescale: 1/16}
-  batch_size: 32
-  epochs: 1
-  loss: mse
-  metrics: [mae]
-"""
+COMPLETION = tiny_spec(
+    ("flatten", "dense: {units: 32, activation: sigmoid}"),
+    name="digits_completion",
+    input="[1, 4, 8]",
+    data="{source: builtin, name: digits, complete: lower_half, val: 0.1, test: 0.1, limit: 300}",
+    preprocess="{rescale: 1/16}",
+    epochs=1,
+    seed=None,
+    loss="mse",
+    metrics="[mae]",
+)
 
 
 def test_completion_targets_are_in_the_inputs_units() -> None:

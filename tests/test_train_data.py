@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import LINEAR, tiny_spec
 from helpers import make_trainer as make
 from typer.testing import CliRunner
 
@@ -357,16 +358,9 @@ def test_csv_california_housing_regression_subset(tmp_path: Path, data: Path) ->
 
 # --- preprocessing options ----------------------------------------------------------------------
 
-DIGITS = """\
-name: digits
-input: [1, 8, 8]
-layers:
-  - flatten
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 100, val: 0.2}
-  epochs: 1
-"""
+DIGITS = tiny_spec(
+    LINEAR, name="digits", limit=100, val=0.2, preprocess=None, batch_size=None, epochs=1, seed=None
+)
 
 
 @pytest.mark.parametrize(
