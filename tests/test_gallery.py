@@ -193,7 +193,10 @@ def test_completion_run_draws_completions(tmp_path: Path) -> None:
     png = tmp_path / "run" / "completions.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert 0 < metrics["test"]["mae"] < 0.5
+    # In the inputs' units (pixels 0..1), by construction at most 1 (sigmoid outputs, targets in
+    # 0..1); in raw 0..16 units it would be ~5. Not a score: one epoch leaves the outputs near 0.5
+    # (mae 0.39-0.42 over seeds 0-2; predicting 0.5 everywhere gives 0.40).
+    assert 0 < metrics["test"]["mae"] < 1
 
 
 def test_completion_images_rows() -> None:
