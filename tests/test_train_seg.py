@@ -108,8 +108,8 @@ def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
     trivial = background / 4
     last = result["history"][-1]
     # Measured after 4 epochs: trivial + 0.28 (seed 0, this spec's) and + 0.59 (seed 1). Seeds
-    # differ that much, so another torch build may too: + 0.1 (a mean IoU of 0.4 over the three
-    # shapes that the all-background mask scores 0 on) still says the shapes are found.
+    # differ that much, so another torch build may too: + 0.1 (about 0.4 of IoU summed over the
+    # three shapes, which the all-background mask scores 0 on) still says the shapes are found.
     assert last["val_iou"] > trivial + 0.1, (last, trivial)
     assert last["val_pixel_accuracy"] > background
     per_class = result["val_per_class"]
