@@ -680,13 +680,16 @@ def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
     )
     assert trained.exit_code == 0, trained.output
     assert invoke("export", run, "--onnx", "-o", run / "fp32.onnx").exit_code == 0
-    result = invoke("export", run, "--onnx", "--int8", "-o", run / "int8.onnx")
+    # One epoch on 2,000 digits: seeds 0-2 score 67-80% and lose -0.5 to -0.25 points in int8
+    # (a sample is 0.25 points of 400). Thresholds with room for another build: a model well
+    # above chance (10%), and a drop of at most 3 points (12 samples), stated to the gate too.
+    result = invoke("export", run, "--onnx", "--int8", "--max-drop", "3", "-o", run / "int8.onnx")
     assert result.exit_code == 0, result.output
     found = re.search(
         r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400", result.output
     )
     assert found, result.output
-    assert float(found[1]) > 60 and float(found[1]) - float(found[2]) <= 1.0
+    assert float(found[1]) > 40 and float(found[1]) - float(found[2]) <= 3.0
     assert (run / "fp32.onnx").stat().st_size > 3 * (run / "int8.onnx").stat().st_size
 
 
