@@ -5,9 +5,12 @@ Fixtures live in conftest.py; plain functions live here so a test can call them 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import netspec
@@ -15,6 +18,12 @@ from netspec.cli import app
 from netspec.layers import BatchNorm
 
 REPO = Path(__file__).resolve().parents[1]
+# CI checks out the repo next to shared/, so the data sits at ../shared/data from the root.
+SHARED_DATA = REPO.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"real test datasets not found at {SHARED_DATA} (see shared/data/SOURCES.md)",
+)
 
 runner = CliRunner()
 
@@ -35,8 +44,6 @@ BIG_SPECS = frozenset({"alexnet"})
 
 def spec_params(paths: list[Path], slow: frozenset[str] = BIG_SPECS) -> list:
     """pytest.param per spec path, id its stem, marked slow when its stem is in `slow`."""
-    import pytest
-
     return [
         pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in slow else [])
         for p in paths
@@ -64,6 +71,27 @@ def fails(result, *needles: str, problems: int = 1) -> str:
     return result.output
 
 
+def preprocessing_record(
+    raw_shape: Sequence[int], input_shape: Sequence[int] | None = None, **steps: Any
+) -> dict[str, Any]:
+    """A preprocessing record as the trainer writes it in model.json (and export in the model's
+    metadata) for raw samples of `raw_shape`: no step but those in `steps` (scale, mean, ...)."""
+    image = len(raw_shape) == 3
+    return {
+        "input_shape": list(input_shape or raw_shape),
+        "raw_shape": list(raw_shape),
+        "channel_order": {1: "L", 3: "RGB"}.get(raw_shape[0]) if image else None,
+        "grayscale": False,
+        "resize": None,
+        "center_crop": None,
+        "scale": 1.0,
+        "mean": None,
+        "std": None,
+        "per_sample": False,
+        **steps,
+    }
+
+
 def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Weights of the shapes each layer declares (`node.weights`), without torch.
 
@@ -85,23 +113,76 @@ def random_weights(graph: netspec.Graph, seed: int = 0) -> dict[str, np.ndarray]
     return weights
 
 
-def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run"):
-    """A set-up Trainer (CPU, quiet) for the spec `text` written to tmp_path/<out>.yaml, its run
-    in tmp_path/<out>; what it logs is kept in `.logs`."""
+# --- tiny specs ---------------------------------------------------------------------------------
+
+# The layers of the tiny networks the tests train on the bundled 8x8 digits (one YAML line each).
+CONV = (
+    "conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}",
+    "flatten",
+    "dense: {units: 10, activation: softmax}",
+)
+MLP = ("flatten", "dense: {units: 16, activation: relu}", "dense: {units: 10, activation: softmax}")
+LINEAR = ("flatten", "dense: {units: 10, activation: softmax}")
+# The picture of a classification run costs ~1.5 s: a run in its own process goes without it.
+NO_PICTURES = "{pictures: false}"
+
+
+def tiny_spec(
+    layers: Sequence[str] = CONV,
+    *,
+    name: str = "tiny",
+    input: str = "[1, 8, 8]",
+    data: str | None = None,
+    limit: int | None = 200,
+    val: float = 0.25,
+    test: float | None = None,
+    preprocess: str | None = "{rescale: 0.0625}",
+    batch_size: int | None = 32,
+    epochs: int | None = 2,
+    seed: int | None = 1,
+    **train: object,
+) -> str:
+    """The YAML text of a tiny spec: `layers` (one YAML line each, default CONV) trained on the
+    bundled digits (`limit` samples, `val`/`test` fractions) unless `data` says otherwise.
+
+    Each train key comes out as `key: value` in the order data, preprocess, batch_size, epochs,
+    seed, then `train`'s keywords; a None leaves the key out. Values are YAML text (flow style).
+    """
+    if data is None:
+        parts = ["source: builtin"] + [f"limit: {limit}"] * (limit is not None) + [f"val: {val}"]
+        data = "{" + ", ".join(parts + [f"test: {test}"] * (test is not None)) + "}"
+    keys = {"data": data, "preprocess": preprocess, "batch_size": batch_size, "epochs": epochs}
+    keys |= {"seed": seed, **train}
+    lines = [f"name: {name}", f"input: {input}", "layers:", *(f"  - {layer}" for layer in layers)]
+    lines += ["train:", *(f"  {k}: {v}" for k, v in keys.items() if v is not None)]
+    return "\n".join(lines) + "\n"
+
+
+def write_spec(folder: Path, text: str | None = None, name: str = "tiny.yaml", **kw: Any) -> Path:
+    """`text` (default: `tiny_spec(**kw)`), dedented, written to folder/name; its path."""
     import textwrap
 
+    path = folder / name
+    path.write_text(textwrap.dedent(tiny_spec(**kw) if text is None else text))
+    return path
+
+
+def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run", resume: bool = False):
+    """A set-up Trainer (CPU, quiet) for the spec `text` written to tmp_path/<out>.yaml, its run
+    in tmp_path/<out>, as `netspec train SPEC --set ... --out OUT [--resume]` builds it; what it
+    logs is kept in `.logs`."""
     from netspec.backends.training.loop import Trainer
     from netspec.runs import prepare_run
 
-    spec = tmp_path / f"{out}.yaml"
-    spec.write_text(textwrap.dedent(text))
-    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, False)
+    spec = write_spec(tmp_path, text, f"{out}.yaml")
+    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, resume)
     logs: list[str] = []
     t = Trainer(
         graph,
         graph.train,
         run_dir,
         device="cpu",
+        resume=resume,
         spec_text=spec_text,
         summary_text=summary,
         log=logs.append,
@@ -110,3 +191,31 @@ def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run"):
     t.logs = logs  # type: ignore[attr-defined]
     t.setup()
     return t
+
+
+def predict_one_class(run: Path, label: int = 0, margin: float = 5.0) -> None:
+    """Rewrite a trained classification run's output layer so that the run predicts `label` for
+    every input, by a logit margin that int8 rounding cannot close: an int8 export of it loses
+    exactly 0 points of accuracy, whatever the training reached.
+
+    The last dense layer's weights become +-1e-4 (so the other logits stay within ~0.1 of each
+    other for any hidden activations a short training gives) and its bias `margin` for `label`:
+    the softmax then gives `label` ~0.94 (not a saturated 1.0, so that the int8 model's
+    outputs still differ measurably from the float32 ones) against ~0.006 for each other class,
+    far beyond int8's rounding of the logits (~margin/255) and of the probabilities (~1/255).
+    """
+    from safetensors.numpy import save_file
+
+    from netspec.runs import read_weights
+
+    graph = netspec.compile_file(run / "spec.yaml")
+    last = [n.name for n in graph.nodes if "weight" in n.weights][-1]  # the output dense
+    kernel, bias = f"{last}.weight", f"{last}.bias"
+    path = run / "model.safetensors"
+    tensors, header = read_weights(path)
+    assert tensors[kernel].ndim == 2, f"{last} is not a dense layer"
+    signs = np.where(np.random.default_rng(0).random(tensors[kernel].shape) < 0.5, -1.0, 1.0)
+    tensors[kernel] = (1e-4 * signs).astype(np.float32)
+    tensors[bias] = np.zeros_like(tensors[bias])
+    tensors[bias][label] = margin
+    save_file(tensors, str(path), metadata=header)

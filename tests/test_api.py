@@ -221,7 +221,8 @@ def test_run_module_agrees_with_the_onnx_predictor(quickstart_run: Path, quickst
         np.testing.assert_allclose([scores[str(k)] for k in range(10)], row, atol=1e-5)
 
 
-def test_run_evaluate_is_what_the_cli_prints(quickstart_run: Path):
+def test_run_evaluate_is_what_the_cli_prints(quickstart_run: Path, no_plots):
+    # The report pictures are not drawn (test_classify.py checks them): only the numbers compared.
     run = netspec.load_run(quickstart_run)
     result = run.evaluate(device="cpu")
     assert result["split"] == "test" and result["samples"] == 359

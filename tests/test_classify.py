@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import invoke, make_trainer
+from helpers import invoke, make_trainer, tiny_spec
 from PIL import Image
 
 pytest.importorskip("torch")
@@ -76,19 +76,16 @@ def test_evaluate_writes_the_same_report_and_prints_the_table(
     assert (out / "mistakes.png").read_bytes() == (quickstart_copy / "mistakes.png").read_bytes()
 
 
-BINARY = """\
-name: binimg
-input: [1, 6, 6]
-layers:
-  - flatten
-  - dense: {units: 8, activation: relu}
-  - dense: {units: 1, activation: sigmoid}
-train:
-  data: {source: arrays, path: binimg.npz, val: 0.2, test: 0.3}
-  epochs: 2
-  batch_size: 16
-  optimizer: {name: adam, lr: 0.01}
-"""
+BINARY = tiny_spec(
+    ("flatten", "dense: {units: 8, activation: relu}", "dense: {units: 1, activation: sigmoid}"),
+    name="binimg",
+    input="[1, 6, 6]",
+    data="{source: arrays, path: binimg.npz, val: 0.2, test: 0.3}",
+    preprocess=None,
+    batch_size=16,
+    seed=None,
+    optimizer="{name: adam, lr: 0.01}",
+)
 
 
 def binary_data(tmp_path: Path, shape: tuple[int, ...]) -> None:

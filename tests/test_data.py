@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from helpers import SHARED_DATA as DATA
+from helpers import needs_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -39,12 +41,6 @@ from netspec.data import (
 from netspec.data import mnist as mnist_module
 from netspec.data.idx import IDX_DTYPES, parse_idx
 from netspec.errors import DataError
-
-# CI checks out the repo next to shared/, so the data sits at ../shared/data from the root.
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"real test datasets not found at {DATA} (see shared/data/SOURCES.md)"
-)
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

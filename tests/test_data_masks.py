@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from helpers import SHARED_DATA as DATA
+from helpers import needs_data
 from PIL import Image
 
 from netspec.data import (
@@ -20,13 +22,6 @@ from netspec.data import (
 )
 from netspec.data.shape_scenes import class_signatures
 from netspec.errors import DataError
-
-# CI checks out the repo next to shared/, so the data sits at ../shared/data from the root.
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"real test datasets not found at {DATA} (see shared/data/SOURCES.md)"
-)
-
 
 # --- mask_indices: accepted forms ----------------------------------------------------------
 

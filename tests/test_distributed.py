@@ -12,14 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import fails, invoke
+from helpers import NO_PICTURES, fails, invoke, tiny_spec, write_spec
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -35,22 +34,9 @@ from netspec.errors import SpecError
 
 # No dropout, no augmentation: 1 and 2 processes then compute the same thing. 141 training
 # digits in batches of 16: the last batch of 13 splits 7/6, so unequal shares are weighted too.
-SPEC = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
-  - flatten
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 201, val: 0.2, test: 0.1}
-  preprocess: {rescale: 0.0625}
-  batch_size: 16
-  epochs: 2
-  metrics: [accuracy, f1]
-  seed: 4
-  log: {pictures: false}  # each run is a process: pictures would cost ~1.5 s
-"""
+SPEC = tiny_spec(
+    limit=201, val=0.2, test=0.1, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES
+)
 
 TWO_CORES = pytest.mark.skipif(
     len(os.sched_getaffinity(0)) < 2, reason="two worker processes need two cores"
@@ -58,9 +44,7 @@ TWO_CORES = pytest.mark.skipif(
 
 
 def write(tmp_path: Path, text: str = SPEC) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
+    return write_spec(tmp_path, text)
 
 
 def netspec_train(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess:

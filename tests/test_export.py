@@ -16,7 +16,16 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from helpers import BIG_SPECS, fails, invoke, plain_specs, random_weights, spec_params  # noqa: E402
+from helpers import (  # noqa: E402
+    BIG_SPECS,
+    fails,
+    invoke,
+    plain_specs,
+    predict_one_class,
+    preprocessing_record,
+    random_weights,
+    spec_params,
+)
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
@@ -211,18 +220,7 @@ def test_export_is_deterministic_and_named_by_layers() -> None:
 
 def test_metadata() -> None:
     graph, _, weights, _, _ = exported("quickstart.yaml")
-    pre = {
-        "input_shape": [1, 8, 8],
-        "raw_shape": [1, 8, 8],
-        "channel_order": "L",
-        "grayscale": False,
-        "resize": None,
-        "center_crop": None,
-        "scale": 0.0625,
-        "mean": None,
-        "std": None,
-        "per_sample": False,
-    }
+    pre = preprocessing_record((1, 8, 8), scale=0.0625)
     meta = {
         "name": "quickstart",
         "netspec_version": netspec.__version__,
@@ -630,6 +628,9 @@ def test_segmentation_card_describes_predicts_tiling() -> None:
 def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     pytest.importorskip("onnxruntime.quantization")
     run = quickstart_copy
+    # A model whose int8 drop is known by construction: it says "0" for every digit, by a margin
+    # int8 cannot close, so it loses exactly 0 points whatever one epoch of training reached.
+    predict_one_class(run, label=0)
     fp32 = invoke("export", run, "-o", run / "fp32.onnx")
     assert fp32.exit_code == 0, fp32.output
     result = invoke("export", run, "--int8")
@@ -642,19 +643,21 @@ def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     )
     assert found, result.output
     assert int(found[1]) == 256 and int(found[4]) > 100  # the digits' test split
-    assert float(found[2]) - float(found[3]) <= 1.0
+    assert found[2] == found[3] and float(found[5]) == 0.0  # the drop is known: none
+    assert 5 < float(found[2]) < 15  # the share of 0s in the stratified test split (~1 in 10)
     model = onnx.load(str(run / "model.onnx"))
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops or "QuantizeLinear" in ops
     side = json.loads((run / "model.onnx.json").read_text())
     assert side["precision"] == "int8" and side["classes"][0] == "0"  # metadata kept
     assert (run / "model.onnx").stat().st_size < (run / "fp32.onnx").stat().st_size / 2.5
-    # A stated maximum drop the model cannot meet: refused, nothing written.
+    # The gate compares the drop with --max-drop: a drop of 0 meets a maximum of 0, and a stated
+    # maximum below it is refused, nothing written.
     (run / "model.onnx").unlink()
     fails(invoke("export", run, "--int8", "--max-drop", "-1"), "more than --max-drop -1")
     assert not (run / "model.onnx").exists()
+    assert invoke("export", run, "--int8", "--max-drop", "0").exit_code == 0
     # bench understands a quantized model: compared, not checked against the float tolerance.
-    invoke("export", run, "--int8")
     bench = invoke(
         "bench", run / "model.onnx", "--batches", "2", "--threads", "1", "--repeats", "2"
     )
@@ -681,13 +684,16 @@ def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
     )
     assert trained.exit_code == 0, trained.output
     assert invoke("export", run, "-o", run / "fp32.onnx").exit_code == 0
-    result = invoke("export", run, "--int8", "-o", run / "int8.onnx")
+    # One epoch on 2,000 digits: seeds 0-2 score 67-80% and lose -0.5 to -0.25 points in int8
+    # (a sample is 0.25 points of 400). Thresholds with room for another build: a model well
+    # above chance (10%), and a drop of at most 3 points (12 samples), stated to the gate too.
+    result = invoke("export", run, "--int8", "--max-drop", "3", "-o", run / "int8.onnx")
     assert result.exit_code == 0, result.output
     found = re.search(
         r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400", result.output
     )
     assert found, result.output
-    assert float(found[1]) > 60 and float(found[1]) - float(found[2]) <= 1.0
+    assert float(found[1]) > 40 and float(found[1]) - float(found[2]) <= 3.0
     assert (run / "fp32.onnx").stat().st_size > 3 * (run / "int8.onnx").stat().st_size
 
 

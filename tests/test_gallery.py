@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, fails, invoke
+from helpers import REPO, fails, invoke, tiny_spec
 
 from netspec import compile_file, compile_text
 from netspec.data.halves import lower_half
@@ -154,20 +154,17 @@ def test_lower_half_splits_images() -> None:
         lower_half(table)
 
 
-COMPLETION = """\
-name: digits_completion
-input: [1, 4, 8]
-layers:
-  - flatten
-  - dense: {units: 32, activation: sigmoid}
-train:
-  data: {source: builtin, name: digits, complete: lower_half, val: 0.1, test: 0.1, limit: 300}
-  preprocess: {rescale: 1/16}
-  batch_size: 32
-  epochs: 1
-  loss: mse
-  metrics: [mae]
-"""
+COMPLETION = tiny_spec(
+    ("flatten", "dense: {units: 32, activation: sigmoid}"),
+    name="digits_completion",
+    input="[1, 4, 8]",
+    data="{source: builtin, name: digits, complete: lower_half, val: 0.1, test: 0.1, limit: 300}",
+    preprocess="{rescale: 1/16}",
+    epochs=1,
+    seed=None,
+    loss="mse",
+    metrics="[mae]",
+)
 
 
 def test_completion_targets_are_in_the_inputs_units() -> None:
@@ -196,7 +193,10 @@ def test_completion_run_draws_completions(tmp_path: Path) -> None:
     png = tmp_path / "run" / "completions.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert 0 < metrics["test"]["mae"] < 0.5
+    # In the inputs' units (pixels 0..1), by construction at most 1 (sigmoid outputs, targets in
+    # 0..1); in raw 0..16 units it would be ~5. Not a score: one epoch leaves the outputs near 0.5
+    # (mae 0.39-0.42 over seeds 0-2; predicting 0.5 everywhere gives 0.40).
+    assert 0 < metrics["test"]["mae"] < 1
 
 
 def test_completion_images_rows() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from helpers import invoke  # noqa: E402
+from helpers import invoke, preprocessing_record  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import netspec  # noqa: E402
@@ -21,18 +21,7 @@ from netspec.backends.export.model import export_onnx  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PRE = {
-    "input_shape": [1, 28, 28],
-    "raw_shape": [1, 28, 28],
-    "channel_order": "L",
-    "grayscale": False,
-    "resize": None,
-    "center_crop": None,
-    "scale": 1 / 255,
-    "mean": [0.1307],
-    "std": [0.3081],
-    "per_sample": False,
-}
+PRE = preprocessing_record((1, 28, 28), scale=1 / 255, mean=[0.1307], std=[0.3081])
 META = {
     "name": "mnist_cnn",
     "netspec_version": "0.1.0",

@@ -16,28 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import NO_PICTURES, tiny_spec
 from safetensors import safe_open
 
 from netspec.runs import prepare_run, read_weights
 
 # Wide enough that a checkpoint (weights and Adam's two moments, ~3.6 MB) takes a while to write.
-SPEC = """\
-name: killed
-input: [1, 8, 8]
-layers:
-  - flatten
-  - dense: {units: 512, activation: relu}
-  - dropout: {rate: 0.25}
-  - dense: {units: 512, activation: relu}
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 300, val: 0.2}
-  preprocess: {rescale: 0.0625}
-  batch_size: 32
-  epochs: 5
-  seed: 3
-  log: {pictures: false}  # each run is a process: pictures would cost ~1.5 s
-"""
+WIDE = ("dense: {units: 512, activation: relu}", "dropout: {rate: 0.25}")
+WIDE += ("dense: {units: 512, activation: relu}", "dense: {units: 10, activation: softmax}")
+SPEC = tiny_spec(
+    ("flatten", *WIDE), name="killed", limit=300, val=0.2, epochs=5, seed=3, log=NO_PICTURES
+)
 
 GARBAGE = ".last.safetensors.garbage.tmp"  # planted before each resume: must never be read
 TIMEOUT = 180  # seconds for any one process; a hang fails the test instead of the suite

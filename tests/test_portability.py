@@ -107,6 +107,8 @@ def test_opencv_runs_the_trained_quickstart(quickstart_onnx: Path) -> None:
     labels = expected.argmax(1)
     np.testing.assert_array_equal(actual.argmax(1), labels)
     assert len(set(labels)) >= 5  # a trained model: the labels are not all one class
+    # Fed as in training: the one-epoch quickstart gets 0.78-0.86 of these 64 right over seeds
+    # 0-2 (chance: 0.1), so 0.5 leaves a wide margin for another machine or torch build.
     assert (labels == data.y[:64]).mean() > 0.5
 
 

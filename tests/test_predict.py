@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
-from helpers import fails, invoke, random_weights  # noqa: E402
+from helpers import fails, invoke, preprocessing_record, random_weights  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 import netspec  # noqa: E402
@@ -42,20 +42,7 @@ def exported(tmp: Path, spec: str, meta: dict | None = None, **kw) -> Path:
     return path
 
 
-def pre(raw_shape, input_shape=None, **steps) -> dict:
-    return {
-        "input_shape": list(input_shape or raw_shape),
-        "raw_shape": list(raw_shape),
-        "channel_order": {1: "L", 3: "RGB"}.get(raw_shape[0]) if len(raw_shape) == 3 else None,
-        "grayscale": False,
-        "resize": None,
-        "center_crop": None,
-        "scale": 1.0,
-        "mean": None,
-        "std": None,
-        "per_sample": False,
-        **steps,
-    }
+pre = preprocessing_record
 
 
 def ort_run(model: Path, x: np.ndarray) -> np.ndarray:

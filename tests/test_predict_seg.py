@@ -13,8 +13,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
+from helpers import fails, invoke, preprocessing_record  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from test_predict import fails, invoke  # noqa: E402
 
 from netspec.backends.predict.errors import PredictError  # noqa: E402
 from netspec.backends.predict.model import OnnxModel  # noqa: E402
@@ -36,19 +36,7 @@ NAMES = ["background", "road", "car", "tree", "water", "roof"]
 
 def record(bands: int, size: Sequence[int | None], **steps) -> dict:
     """netspec.preprocessing as the trainer writes it (raw tiles (C, h, w))."""
-    return {
-        "input_shape": [bands, *size],
-        "raw_shape": [bands, *size],
-        "channel_order": {1: "L", 3: "RGB"}.get(bands),
-        "grayscale": False,
-        "resize": None,
-        "center_crop": None,
-        "scale": 1.0,
-        "mean": None,
-        "std": None,
-        "per_sample": False,
-        **steps,
-    }
+    return preprocessing_record((bands, *size), **steps)
 
 
 class Conv:

@@ -10,33 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import fails, invoke
+from helpers import MLP, fails, invoke, tiny_spec
+from helpers import write_spec as write
 
 from netspec.errors import SpecError
 from netspec.runs import prepare_run, read_run, read_weights
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 
-TINY = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - flatten
-  - dense: {units: 16, activation: relu}
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 200, val: 0.25, test: 0.2}
-  preprocess: {rescale: 0.0625}
-  batch_size: 32
-  epochs: 2
-  seed: 1
-"""
+TINY = tiny_spec(MLP, test=0.2)
 
 
 def write_spec(folder: Path) -> Path:
-    spec = folder / "tiny.yaml"
-    spec.write_text(textwrap.dedent(TINY))
-    return spec
+    return write(folder, TINY)
 
 
 # --- item 10: what --out may be -------------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import fails, invoke, make_trainer
+from helpers import fails, invoke, make_trainer, tiny_spec
 
 pytest.importorskip("torch")
 pytest.importorskip("tensorboard")
@@ -17,20 +17,7 @@ from netspec.backends.training.tensorboard_log import scalar_tags
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 
-TINY = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
-  - flatten
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 120, val: 0.25}
-  preprocess: {rescale: 0.0625}
-  batch_size: 32
-  epochs: 2
-  log: {tensorboard: true}
-"""
+TINY = tiny_spec(limit=120, seed=None, log="{tensorboard: true}")
 
 
 def _events(run: Path) -> EventAccumulator:

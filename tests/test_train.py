@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import CONV, MLP, tiny_spec
+from helpers import make_trainer as make
 
 from netspec.backends.lowering import count_tensors
 from netspec.backends.training import checkpoint
@@ -32,64 +34,20 @@ pytestmark = pytest.mark.usefixtures("no_plots")
 
 # conv + batchnorm + two dropouts: the global RNG (dropout), the shuffle generator, the
 # augmenter's generator and the optimizer/scheduler state all matter for an exact resume.
-TINY = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
-  - batchnorm
-  - dropout: {rate: 0.25}
-  - flatten
-  - dense: {units: 16, activation: relu}
-  - dropout: {rate: 0.5}
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 240, val: 0.25}
-  preprocess: {rescale: 0.0625}
-  batch_size: 32
-  epochs: 3
-  seed: 1
-"""
+DROPOUTS = (CONV[0], "batchnorm", "dropout: {rate: 0.25}", "flatten")
+DROPOUTS += ("dense: {units: 16, activation: relu}", "dropout: {rate: 0.5}", CONV[-1])
+TINY = tiny_spec(DROPOUTS, limit=240, epochs=3)
 
 # No dropout and one batch per epoch: the reported training loss is exactly one step's loss.
-ONE_STEP = """\
-name: one_step
-input: [1, 8, 8]
-layers:
-  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
-  - flatten
-  - dense: {units: 16, activation: relu}
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 200, val: 0.0}
-  preprocess: {rescale: 0.0625}
-  batch_size: 1000
-  epochs: 1
-  optimizer: {name: sgd, lr: 0.01}
-  seed: 2
-"""
-
-
-def make(tmp_path: Path, text: str, *sets: str, out: str = "run", resume: bool = False) -> Trainer:
-    """A set-up Trainer for spec `text`, as `netspec train SPEC --set ... --out OUT` builds it."""
-    spec = tmp_path / f"{out}.yaml"
-    spec.write_text(textwrap.dedent(text))
-    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, resume)
-    logs: list[str] = []
-    t = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device="cpu",
-        resume=resume,
-        spec_text=spec_text,
-        summary_text=summary,
-        log=logs.append,
-        progress=False,
-    )
-    t.logs = logs  # type: ignore[attr-defined]
-    t.setup()
-    return t
+ONE_STEP = tiny_spec(
+    (CONV[0], *MLP),
+    name="one_step",
+    val=0.0,
+    batch_size=1000,
+    epochs=1,
+    seed=2,
+    optimizer="{name: sgd, lr: 0.01}",
+)
 
 
 def snapshot(t: Trainer) -> dict[str, torch.Tensor]:

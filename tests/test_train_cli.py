@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import fails, invoke
+from helpers import CONV, LINEAR, fails, invoke, tiny_spec
+from helpers import write_spec as write
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -117,28 +117,15 @@ def test_evaluate_something_that_is_not_a_run(tmp_path: Path) -> None:
 
 # --- small specs ---------------------------------------------------------------------------------
 
-TINY = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
-  - dropout: {rate: 0.25}
-  - flatten
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 200, val: 0.2}
-  preprocess: {rescale: 0.0625}
-  augment: {shift: 0.1}
-  epochs: 3
-  schedule: {name: step, step_size: 1, gamma: 0.5}
-  seed: 4
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "tiny.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
+TINY = tiny_spec(
+    (CONV[0], "dropout: {rate: 0.25}", *LINEAR),
+    val=0.2,
+    batch_size=None,
+    epochs=3,
+    seed=4,
+    augment="{shift: 0.1}",
+    schedule="{name: step, step_size: 1, gamma: 0.5}",
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import LINEAR, tiny_spec
 from helpers import make_trainer as make
 from typer.testing import CliRunner
 
@@ -79,7 +80,8 @@ def test_builtin_digits(tmp_path: Path) -> None:
     assert meta["preprocessing"]["raw_shape"] == [1, 8, 8]
     assert meta["preprocessing"]["input_shape"] == [64]
     assert "samples of shape (1, 8, 8) are reshaped to the input (64,)" in " ".join(t.logs)
-    assert result["test"]["accuracy"] > 0.85  # a linear model on digits, 5 epochs: ~0.92
+    # A linear model on digits, 5 epochs: 0.91-0.94 over seeds 0-2 (chance: 0.1).
+    assert result["test"]["accuracy"] > 0.85
 
 
 def test_mnist_idx_files_test_split_with_limit(tmp_path: Path, data: Path) -> None:
@@ -297,7 +299,8 @@ def test_arrays_with_a_regression_target(tmp_path: Path, layout: str) -> None:
     (std,) = t.data.preprocessing.target_std
     assert result["test"]["rmse"] ** 2 == pytest.approx(result["test"]["loss"] * std**2, rel=1e-4)
     history = result["history"]
-    assert history[-1]["val_loss"] < history[0]["val_loss"] / 2  # it learns
+    # It learns: a noiseless linear target; the last val_loss is 0.04-0.07 of the first over seeds 0-2.
+    assert history[-1]["val_loss"] < history[0]["val_loss"] / 2
     assert model_json(t)["task"] == "regression"
 
 
@@ -321,7 +324,10 @@ def test_csv_iris_classification(tmp_path: Path, data: Path) -> None:
     )
     assert t.data.classes == ("setosa", "versicolor", "virginica")
     result = t.fit()
-    assert result["test"]["accuracy"] >= 0.85
+    # 30 test flowers, 10 a species: telling setosa apart alone scores 0.67 at most, so 0.75
+    # means versicolor and virginica are told apart too. Not 0.85: seeds 0, 1, 2 score 0.97,
+    # 0.97 and 0.87 here, so 0.85 was one flower away from failing on another build.
+    assert result["test"]["accuracy"] >= 0.75
     pre = model_json(t)["preprocessing"]
     assert pre["raw_shape"] == [4] and pre["channel_order"] is None
     assert pre["mean"] == pytest.approx(train_stats(t)[0], abs=1e-12)
@@ -357,16 +363,9 @@ def test_csv_california_housing_regression_subset(tmp_path: Path, data: Path) ->
 
 # --- preprocessing options ----------------------------------------------------------------------
 
-DIGITS = """\
-name: digits
-input: [1, 8, 8]
-layers:
-  - flatten
-  - dense: {units: 10, activation: softmax}
-train:
-  data: {source: builtin, limit: 100, val: 0.2}
-  epochs: 1
-"""
+DIGITS = tiny_spec(
+    LINEAR, name="digits", limit=100, val=0.2, preprocess=None, batch_size=None, epochs=1, seed=None
+)
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,10 @@ def test_shapes_unet_learns_far_beyond_the_trivial_mask(shapes_run) -> None:
     # All-background: IoU 'background' = its share, 0 for the 3 shapes; mean over 4 classes.
     trivial = background / 4
     last = result["history"][-1]
-    assert last["val_iou"] > trivial + 0.2, (last, trivial)
+    # Measured after 4 epochs: trivial + 0.28 (seed 0, this spec's) and + 0.59 (seed 1). Seeds
+    # differ that much, so another torch build may too: + 0.1 (about 0.4 of IoU summed over the
+    # three shapes, which the all-background mask scores 0 on) still says the shapes are found.
+    assert last["val_iou"] > trivial + 0.1, (last, trivial)
     assert last["val_pixel_accuracy"] > background
     per_class = result["val_per_class"]
     assert list(per_class) == ["background", "circle", "square", "triangle"]
