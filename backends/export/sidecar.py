@@ -8,7 +8,6 @@ never differ) plus the input and output names, types and shapes, the opset and t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import onnx
 from onnx import helper
 
 from netspec.fileio import write_text
+from netspec.jsonio import dumps
 
 from .card import decode_card
 from .emitter import ExportError
@@ -67,7 +67,7 @@ def sidecar(model: onnx.ModelProto, file_name: str) -> dict[str, Any]:
 def write_sidecar(model: onnx.ModelProto, model_path: str | Path) -> Path:
     """Write the sidecar of the model saved at `model_path` (atomically); its path."""
     path = sidecar_path(model_path)
-    text = json.dumps(sidecar(model, Path(model_path).name), indent=2) + "\n"
+    text = dumps(sidecar(model, Path(model_path).name)) + "\n"
     try:
         write_text(path, text)
     except OSError as exc:

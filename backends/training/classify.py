@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from netspec.classreport import (
 )
 from netspec.data.arraydata import ArrayData
 from netspec.fileio import write_text
+from netspec.jsonio import dumps
 from netspec.run_record import RunLayout
 
 from .plots import matplotlib_missing
@@ -84,7 +84,7 @@ def split_report(
     out_dir = Path(out_dir)
     files = RunLayout(out_dir)
     write_text(files.report_txt, render_report(report))
-    write_text(files.report_json, json.dumps(report, indent=2))
+    write_text(files.report_json, dumps(report))
     title = f"{name}: {split} ({report['samples']} samples)"
     written = [RunLayout.REPORT_TXT, RunLayout.REPORT_JSON]
     if pictures:  # `log: {pictures: false}`: the report's data only

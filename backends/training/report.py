@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from netspec.fileio import write_text
+from netspec.jsonio import dumps
 
 from .state import jsonable
 
@@ -75,15 +74,5 @@ def write_csv(history: list[dict[str, float]], path: Path) -> None:
 
 def write_metrics(result: dict[str, Any], path: Path) -> None:
     """metrics.json: the run's result, strict JSON."""
-    write_text(path, json.dumps(finite(result), indent=2, default=jsonable))
-
-
-def finite(v: Any) -> Any:
-    """NaN and infinities become null: metrics.json stays strict JSON after a diverged run."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: finite(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [finite(x) for x in v]
-    return v
+    # NaN and infinities become null: metrics.json stays strict JSON after a diverged run.
+    write_text(path, dumps(result, default=jsonable))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from netspec.fileio import write_text
+from netspec.jsonio import dumps
 from netspec.run_record import RunLayout
 
 from .study import Plan
@@ -143,7 +144,6 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
 
 def finish(plan: Plan) -> dict[str, Any]:
     """Load the study, write best.yaml, trials.json and the plots; the study as one dict."""
-    import json
 
     from .study import open_study
 
@@ -163,7 +163,7 @@ def finish(plan: Plan) -> dict[str, Any]:
         "plots": [str(p) for p in plots],
         "trials": rows,
     }
-    write_text(plan.folder / "trials.json", json.dumps(result, indent=2))
+    write_text(plan.folder / "trials.json", dumps(result))
     return result
 
 
