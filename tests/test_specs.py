@@ -51,6 +51,9 @@ EXPECTED = {
     "cifar_cnn": Expected(1_345_066, 1_343_146, 1_920, (10,), flatten=2048),
     "eeg_cnn": Expected(108_001, 107_681, 320, (1,), flatten=768, before_flatten=(32, 12, 2)),
     "unet": Expected(31_030_658, 31_030_658, 0, (2, 388, 388)),
+    # Wang et al.'s FCN: conv1d 1*8*128+128, 128*5*256+256, 256*3*128+128, batchnorm 4 per channel.
+    "ucr_fcn": Expected(265_986, 264_962, 1_024, (2,)),
+    "ucr_fcn_vowels": Expected(278_153, 277_129, 1_024, (9,)),
 }
 
 
