@@ -217,3 +217,10 @@ def test_real_ucr_files(
     assert (min(seen), max(seen)) == lengths
     assert a.x.shape[2] == b.x.shape[2] == max(read_ts(train).lengths)
     assert np.isfinite(a.x).all() and np.isfinite(b.x).all()
+
+
+def test_a_target_label_file_is_regression(tmp_path: Path) -> None:
+    text = UNI.replace("@classLabel true a b", "@classLabel false\n@targetLabel true")
+    data = load_ts(ts(tmp_path, text.replace(":a", ":1.5").replace(":b", ":-2")))
+    assert data.classes is None and data.y.tolist() == [1.5, -2.0, -2.0]
+    refused(ts(tmp_path, text.replace(":a", ":1.5")), "target 'b' is not a number")
