@@ -215,6 +215,26 @@ class CsvData(_Source):
     )
 
 
+class TsData(_Source):
+    """A UCR/UEA `.ts` time-series file (`_TRAIN.ts`; its `_TEST.ts` as `test_path`).
+
+    Each case becomes (dimensions, length), conv1d's layout; labels from `@classLabel`.
+    """
+
+    source: Literal["ts"] = Field(description="A UCR/UEA .ts time-series file.")
+    path: str = Field(description=PATH)
+    length: PositiveInt | None = Field(
+        None,
+        description="Zero-pad shorter series at the end (and cut longer ones) to this length "
+        "(default: the longest training series).",
+    )
+    missing: Literal["zero", "interpolate"] | None = Field(
+        None,
+        description="Fill missing values ('?') with zeros or by linear interpolation "
+        "(default: refuse them).",
+    )
+
+
 DataSpec = Annotated[
     BuiltinData
     | ShapesData
@@ -224,7 +244,8 @@ DataSpec = Annotated[
     | FolderData
     | ArraysData
     | MaskFolderData
-    | CsvData,
+    | CsvData
+    | TsData,
     Field(discriminator="source"),
 ]
 

@@ -53,6 +53,9 @@ EXPECTED = {
     "unet": Expected(31_030_658, 31_030_658, 0, (2, 388, 388)),
     # Keras: LSTM(128) on 28 features 4(128(28+128)+128) = 80,384, Dense(10) 1,290.
     "mnist_lstm": Expected(81_674, 81_674, 0, (10,)),
+    # Wang et al.'s FCN: conv1d 1*8*128+128, 128*5*256+256, 256*3*128+128, batchnorm 4 per channel.
+    "ucr_fcn": Expected(265_986, 264_962, 1_024, (2,)),
+    "ucr_fcn_vowels": Expected(278_153, 277_129, 1_024, (9,)),
 }
 
 

@@ -43,6 +43,7 @@ from netspec.train_spec import (
     Normalize,
     ShapesData,
     TrainSpec,
+    TsData,
     XoData,
 )
 
@@ -137,6 +138,11 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
         return load_csv(
             path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter
         )
+    if isinstance(cfg, TsData):
+        from netspec.data.ts import load_ts
+
+        train = resolve_path(cfg.path, spec_file) if test else None  # its padding and dimensions
+        return load_ts(path, length=cfg.length, missing=cfg.missing, train=train)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
 
 

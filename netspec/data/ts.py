@@ -1,0 +1,255 @@
+"""UCR/UEA `.ts` time-series files (the sktime/aeon text format) as (N, channels, length) arrays.
+
+The format (sktime's `load_from_tsfile_to_dataframe`, aeon's `load_from_ts_file`): `#` comment
+lines; `@` header lines (`@problemName`, `@timeStamps`, `@missing`, `@univariate`, `@dimensions`,
+`@equalLength`, `@seriesLength`, `@classLabel true <names...>` or `false`, `@targetLabel`),
+then `@data` and one case per line: its dimensions separated by `:`, the values of each by `,`,
+`?` for a missing value, and the class label (or regression target) after the last `:`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from netspec.data._common import data_error, plain
+from netspec.data.arraydata import ArrayData
+
+Missing = Literal["zero", "interpolate"]
+MISSING_HINT = "set `train.data.missing: zero` or `interpolate` to fill missing values ('?')"
+
+
+@dataclass
+class TsFile:
+    """One parsed `.ts` file: each case's values (channels, its length), labels and their lines."""
+
+    path: Path
+    classes: tuple[str, ...] | None  # @classLabel's names in header order; None: regression
+    series: list[np.ndarray] = field(default_factory=list)  # (channels, length) float64, NaN = ?
+    labels: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the 1-based line of each case
+    data_line: int = 0  # the @data line
+
+    @property
+    def dims(self) -> int:
+        return int(self.series[0].shape[0])
+
+    @property
+    def lengths(self) -> list[int]:
+        return [int(s.shape[1]) for s in self.series]
+
+
+def _flag(value: str, tag: str, path: Path, line: int) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise data_error(f"@{tag} {value!r}: expected true or false", path, line=line)
+    return value.lower() == "true"
+
+
+def _values(text: str, dim: int, path: Path, line: int) -> np.ndarray:
+    out = np.empty(len(text.split(",")), np.float64)
+    for i, v in enumerate(text.split(",")):
+        v = v.strip()
+        if v == "?":
+            out[i] = math.nan
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            raise data_error(
+                f"dimension {dim + 1}, value {i + 1}: {v!r} is not a number",
+                path,
+                line=line,
+                hint="values are numbers separated by ',', dimensions by ':', '?' marks a "
+                "missing value",
+            ) from None
+        if math.isinf(out[i]):
+            raise data_error(
+                f"dimension {dim + 1}, value {i + 1}: {v!r} is infinite", path, line=line
+            )
+    return out
+
+
+def read_ts(path: Path) -> TsFile:
+    """Parse a `.ts` file; every problem is one DataError at its file:line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise data_error(
+            f"{path}: no such file", hint="a .ts file such as GunPoint_TRAIN.ts"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise data_error(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    classes: tuple[str, ...] | None = None
+    labelled = target = False
+    dims: int | None = None
+    label_line = 0
+    dims_said = ""  # where the dimension count came from, for messages
+    ts: TsFile | None = None
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if ts is None:
+            if not line.startswith("@"):
+                raise data_error(
+                    f"{line[:30]!r} before the @data line", path, line=n,
+                    hint="header lines start with '@' and end with '@data'; comments with '#'",
+                )  # fmt: skip
+            tag, _, rest = line[1:].partition(" ")
+            tag, words = tag.lower(), rest.split()
+            if tag == "data":
+                if not labelled and not target:
+                    raise data_error(
+                        "no labels: the header has no `@classLabel true <names...>`",
+                        path, line=n, hint="the ts source reads labelled problems",
+                    )  # fmt: skip
+                ts = TsFile(path, classes, data_line=n)
+            elif tag == "timestamps" and words and _flag(words[0], "timeStamps", path, n):
+                raise data_error(
+                    "@timeStamps true: series with time stamps are not read yet",
+                    path, line=n, hint="write the values without (time, value) pairs",
+                )  # fmt: skip
+            elif tag == "univariate" and words and _flag(words[0], "univariate", path, n):
+                dims, dims_said = 1, f"@univariate true (line {n}) says 1"
+            elif tag == "dimensions" and words:
+                if not words[0].isdigit() or int(words[0]) < 1:
+                    raise data_error(f"@dimensions {words[0]!r}: expected a count", path, line=n)
+                dims = int(words[0])
+                dims_said = f"@dimensions (line {n}) says {dims}"
+            elif tag == "classlabel" and words:
+                labelled, label_line = _flag(words[0], "classLabel", path, n), n
+                if labelled and len(words) < 2:
+                    raise data_error(
+                        "@classLabel true names no classes", path, line=n,
+                        hint="list them: `@classLabel true 1 2`",
+                    )  # fmt: skip
+                classes = tuple(words[1:]) if labelled else None
+            elif tag in ("missing", "equallength") and words:
+                _flag(words[0], {"missing": "missing", "equallength": "equalLength"}[tag], path, n)
+            elif tag == "targetlabel" and words:
+                target = _flag(words[0], "targetLabel", path, n)
+            continue
+        if line.startswith("@"):
+            raise data_error(f"a header line after @data ({ts.data_line})", path, line=n)
+        body, _, label = line.rpartition(":")
+        label = label.strip()
+        if not body:
+            raise data_error(
+                f"{line[:30]!r}: a case needs its values, ':' and its label", path, line=n
+            )
+        if classes is not None and label not in classes:
+            raise data_error(
+                f"label {label!r} is not one of @classLabel's ({plain(classes)})", path, line=n,
+                hint=f"add it to the @classLabel line ({label_line}), or correct the label",
+            )  # fmt: skip
+        parts = body.split(":")
+        if dims is None:
+            dims, dims_said = len(parts), f"line {n} has {len(parts)}"
+        if len(parts) != dims:
+            raise data_error(
+                f"{len(parts)} dimensions, but {dims_said}", path, line=n,
+                hint="every case has the same dimensions, separated by ':', the label last",
+            )  # fmt: skip
+        chans = [_values(p, d, path, n) for d, p in enumerate(parts)]
+        if any(len(c) == 0 for c in chans):
+            raise data_error("an empty dimension", path, line=n)
+        length = max(len(c) for c in chans)
+        case = np.zeros((dims, length), np.float64)  # a shorter dimension: zeros at its end
+        for d, c in enumerate(chans):
+            case[d, : len(c)] = c
+        ts.series.append(case)
+        ts.labels.append(label)
+        ts.lines.append(n)
+    if ts is None:
+        raise data_error(f"{path}: no @data line", path, hint="the cases follow a line `@data`")
+    if not ts.series:
+        raise data_error("no cases after @data", path, line=ts.data_line)
+    return ts
+
+
+def _fill(case: np.ndarray, how: Missing) -> None:
+    """Fill NaNs in place: zeros, or linear interpolation per channel (ends: the nearest value)."""
+    for row in case:
+        bad = np.isnan(row)
+        if not bad.any():
+            continue
+        if how == "zero" or bad.all():
+            row[bad] = 0.0
+        else:
+            idx = np.arange(len(row))
+            row[bad] = np.interp(idx[bad], idx[~bad], row[~bad])
+
+
+def load_ts(
+    path: Path,
+    *,
+    length: int | None = None,
+    missing: Missing | None = None,
+    train: Path | None = None,
+) -> ArrayData:
+    """A `.ts` file as ArrayData: x (N, channels, length) float32, y class indices (or targets).
+
+    Shorter series are zero-padded at their end to `length` (default: the longest series of the
+    training file: this one, or `train` when this is its separate test file); longer ones are cut.
+    """
+    ts = read_ts(path)
+    notes: list[str] = []
+    ref = read_ts(train) if train is not None else ts
+    if ref.dims != ts.dims:
+        raise data_error(
+            f"{ts.dims} dimensions, but the training file {ref.path.name} has {ref.dims}",
+            path, line=ts.lines[0], hint="train and test files of one problem have the same dimensions",
+        )  # fmt: skip
+    width = length or max(ref.lengths)
+    filled = 0
+    for case, n in zip(ts.series, ts.lines, strict=True):
+        holes = int(np.isnan(case).sum())
+        if holes and missing is None:
+            d, i = (int(v[0]) for v in np.nonzero(np.isnan(case)))
+            raise data_error(
+                f"a missing value ('?') in dimension {d + 1} at step {i + 1}", path, line=n,
+                hint=MISSING_HINT,
+            )  # fmt: skip
+        if holes:
+            _fill(case, missing)  # type: ignore[arg-type]
+            filled += holes
+    if filled:
+        notes.append(f"{path.name}: {filled} missing values filled ({missing})")
+    lo, hi = min(ts.lengths), max(ts.lengths)
+    x = np.zeros((len(ts.series), ts.dims, width), np.float32)
+    for i, case in enumerate(ts.series):
+        x[i, :, : min(width, case.shape[1])] = case[:, :width]
+    if lo != hi or hi != width:
+        notes.append(
+            f"{path.name}: series of length {lo}-{hi} zero-padded at the end to {width}"
+            + (
+                f"; {sum(n > width for n in ts.lengths)} longer ones cut to {width}"
+                if hi > width
+                else ""
+            )
+            + " (padding is not masked: the network sees the zeros)"
+        )
+    if ts.classes is None:
+        try:
+            y = np.array([float(v) for v in ts.labels], np.float32)
+        except ValueError:
+            bad = next(i for i, v in enumerate(ts.labels) if not _number(v))
+            raise data_error(
+                f"target {ts.labels[bad]!r} is not a number", path, line=ts.lines[bad]
+            ) from None
+        return ArrayData(x, y, None, str(path), tuple(notes))
+    index = {c: i for i, c in enumerate(ts.classes)}
+    y = np.array([index[v] for v in ts.labels], np.int64)
+    return ArrayData(x, y, ts.classes, str(path), tuple(notes))
+
+
+def _number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
