@@ -1,8 +1,6 @@
 """The `train:` section of a spec: data, preprocessing, augmentation, optimizer, loss, callbacks.
 
-Over 400 lines: one small pydantic model per section and per data source, every field with the
-description that `netspec schema` shows in editors, in the one module the schema and the located
-errors are generated from; the sections refer to each other and read best together.
+The data sources are in train_data_spec.py; what the sections share in spec_base.py.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PositiveInt,
@@ -20,13 +17,21 @@ from pydantic import (
     model_validator,
 )
 
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
-Size = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
-# Relative paths are relative to the spec file's folder.
-PATH = "The data's file or folder (relative: to the spec file's folder)."
-SPLIT = "Which of the dataset's own files to read: train or test."
-TEST = "Fraction held out for the test split (0: use `test_path`)."
+from netspec.spec_base import Fraction, PositiveFloat, Section, Size
+from netspec.train_data_spec import (  # noqa: F401 (the data sources are named from here too)
+    ArraysData,
+    BuiltinData,
+    Cifar10Data,
+    CsvData,
+    DataSpec,
+    FolderData,
+    MaskFolderData,
+    MnistData,
+    ShapesData,
+    TsData,
+    XoData,
+)
+
 MONITOR = "What to watch: val_loss, or val_ (or nothing) and a metric, e.g. val_accuracy."
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("step", "cosine", "one_cycle", "plateau")
@@ -42,223 +47,15 @@ LOSS_NAME_SCHEMA = {
 _FRACTION = r"\s*([0-9.]+)\s*/\s*([0-9.]+)\s*"  # `rescale: 1/255`
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
-
-
-# --- data sources (discriminated by `source`) ------------------------------------------------
-
-
-class _Source(_Section):
-    val: Fraction = Field(0.1, description="Fraction of the training data held out for validation.")
-    test: Fraction = Field(0.0, description=TEST)
-    test_path: str | None = Field(None, description="Separate test data in the same format.")
-    limit: PositiveInt | None = Field(
-        None, description="Use only the first N samples (quick runs)."
-    )
-    split_seed: int | None = Field(
-        None,
-        description="Seed of the limit and the val/test split (default: train.seed). Fix it to "
-        "train several seeds on one split, e.g. the members of an ensemble.",
-    )
-    scale_targets: bool = Field(
-        True,
-        description="Regression: standardize the targets with the training split's mean and std "
-        "(undone in the exported model and in the reported metrics).",
-    )
-    tiles_per_scene: PositiveInt | None = Field(
-        None,
-        description="Segmentation: random tiles of the network's input size cut from each larger "
-        "training scene per epoch (default: as many as cover it).",
-    )
-    rgb_bands: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] | None = Field(
-        None,
-        description="Pictures of image inputs (predictions.png, mistakes.png): the bands shown as "
-        "red, green and blue, numbered from 1 (Sentinel-2 true colour: [4, 3, 2]); default the "
-        "first three.",
-    )
-    complete: Literal["lower_half"] | None = Field(
-        None,
-        description="Image completion (multi-output regression): the input is the upper half of "
-        "each image and the targets are the pixels of its lower half, in the input's units "
-        "(after `rescale`); labels are dropped.",
-    )
-
-
-class _Masks(_Section):
-    """Options of sources that can hold segmentation masks."""
-
-    classes: list[str] | None = Field(
-        None, description="Class names, index i naming class i (masks and labels)."
-    )
-    mask_values: list[int] | None = Field(
-        None,
-        description="The mask pixel value of each class, in class order (default: {0, 255} masks "
-        "are background/foreground, other masks hold class indices).",
-    )
-    ignore_value: int | None = Field(
-        None, description="Mask pixels with this value count in neither the loss nor the metrics."
-    )
-
-
-class BuiltinData(_Source):
-    """A dataset shipped inside a well-kept package (scikit-learn's 8x8 digits)."""
-
-    source: Literal["builtin"] = Field(description="A dataset shipped in a package.")
-    name: Literal["digits"] = Field("digits", description="digits: scikit-learn's 8x8 digits.")
-    test: Fraction = Field(0.2, description=TEST)
-
-
-class ShapesData(_Source):
-    """Generated segmentation scenes: circles, squares and triangles on a textured background.
-
-    Each class has its own spectral signature over `bands` channels, like land cover in a
-    multi-band satellite tile; the masks are exact. Deterministic for a given seed.
-    """
-
-    source: Literal["shapes"] = Field(description="Generated segmentation scenes.")
-    samples: PositiveInt = Field(400, description="Number of scenes.")
-    size: Size = Field(default_factory=lambda: [64, 64], description="[height, width].")
-    bands: PositiveInt = Field(3, description="Channels of each scene.")
-    seed: int = Field(0, description="Seed of the generator.")
-    test: Fraction = Field(0.1, description=TEST)
-
-
-class XoData(_Source):
-    """Generated 9x9 grey images of X and O (classes O, X), noisy and shifted; seeded."""
-
-    source: Literal["xo"] = Field(description="Generated 9x9 images of X and O.")
-    samples: PositiveInt = Field(1000, description="Number of images (half X, half O).")
-    noise: Annotated[float, Field(ge=0.0)] = Field(0.2, description="Pixel noise std (0..1).")
-    seed: int = Field(0, description="Seed of the generator.")
-    test: Fraction = Field(0.2, description=TEST)
-
-
-class MnistData(_Source):
-    """MNIST-family IDX files (.gz or raw) in `path`; `download: true` fetches and checks them."""
-
-    source: Literal["mnist"] = Field(description="MNIST-family IDX files.")
-    path: str = Field(description=PATH)
-    split: Literal["train", "test"] = Field("train", description=SPLIT)
-    download: bool = Field(False, description="Fetch the files (md5-checked) when missing.")
-
-
-class Cifar10Data(_Source):
-    """CIFAR-10 python batches, read without unpickling arbitrary objects."""
-
-    source: Literal["cifar10"] = Field(description="CIFAR-10 python batches.")
-    path: str = Field(description=PATH)
-    split: Literal["train", "test"] = Field("train", description=SPLIT)
-
-
-class FolderData(_Source):
-    """A folder of images, one subfolder per class (e.g. cats/ and dogs/)."""
-
-    source: Literal["folder"] = Field(description="A folder of images, one subfolder per class.")
-    path: str = Field(description=PATH)
-    size: Size | None = Field(None, description="Resize every image to [height, width].")
-    color: Literal["rgb", "grayscale"] = Field(
-        "rgb", description="Convert every image to RGB or grayscale."
-    )
-    crop: Literal["center"] | None = Field(
-        None, description="center: crop to the aspect ratio of `size` before resizing."
-    )
-
-
-class ArraysData(_Source, _Masks):
-    """NPZ (keys `x` and `y`) or NPY arrays, any number of channels.
-
-    y: (N,) labels or targets, or segmentation masks: (N, H, W) class indices or (N, K, H, W)
-    with one 0/1 channel per class.
-    """
-
-    source: Literal["arrays"] = Field(description="NPZ or NPY arrays.")
-    path: str = Field(description=PATH)
-    y_path: str | None = Field(
-        None, description="An NPY file of the targets, when `path` is an NPY of x."
-    )
-    x_key: str = Field("x", description="The NPZ key of the inputs.")
-    y_key: str = Field("y", description="The NPZ key of the targets.")
-    channels: Literal["first", "last"] = Field(
-        "first", description="x is (N, C, H, W) (first) or (N, H, W, C) (last)."
-    )
-
-
-class MaskFolderData(_Source, _Masks):
-    """Image/mask file pairs for segmentation: `path/<images>/a.png` with `path/<masks>/a.png`.
-
-    Images: PNG, JPEG or TIFF (any number of bands, 8 or 16 bit). Masks: single-channel PNG or
-    TIFF (palette PNGs give their indices), paired by file stem.
-    """
-
-    source: Literal["mask_folder"] = Field(description="Image/mask file pairs for segmentation.")
-    path: str = Field(description=PATH)
-    images: str = Field("images", description="Subfolder of `path` holding the images.")
-    masks: str = Field("masks", description="Subfolder of `path` holding the masks.")
-    color: Literal["keep", "rgb", "grayscale"] = Field(
-        "keep", description="Convert 8-bit images to RGB or grayscale, or keep their bands."
-    )
-
-
-class CsvData(_Source):
-    """A CSV table: feature columns and a target column."""
-
-    source: Literal["csv"] = Field(description="A CSV table.")
-    path: str = Field(description=PATH)
-    target: str = Field(description="The column to predict.")
-    features: list[str] | None = Field(None, description="Feature columns (default: all others).")
-    task: Literal["auto", "classification", "regression"] = Field(
-        "auto", description="auto: regression for a numeric target with many values."
-    )
-    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
-        None, description="The column delimiter (default: detected from the first rows)."
-    )
-
-
-class TsData(_Source):
-    """A UCR/UEA `.ts` time-series file (`_TRAIN.ts`; its `_TEST.ts` as `test_path`).
-
-    Each case becomes (dimensions, length), conv1d's layout; labels from `@classLabel`.
-    """
-
-    source: Literal["ts"] = Field(description="A UCR/UEA .ts time-series file.")
-    path: str = Field(description=PATH)
-    length: PositiveInt | None = Field(
-        None,
-        description="Zero-pad shorter series at the end (and cut longer ones) to this length "
-        "(default: the longest training series).",
-    )
-    missing: Literal["zero", "interpolate"] | None = Field(
-        None,
-        description="Fill missing values ('?') with zeros or by linear interpolation "
-        "(default: refuse them).",
-    )
-
-
-DataSpec = Annotated[
-    BuiltinData
-    | ShapesData
-    | XoData
-    | MnistData
-    | Cifar10Data
-    | FolderData
-    | ArraysData
-    | MaskFolderData
-    | CsvData
-    | TsData,
-    Field(discriminator="source"),
-]
-
-
 # --- preprocessing and augmentation ----------------------------------------------------------
 
 
-class Normalize(_Section):
+class Normalize(Section):
     mean: list[float] = Field(description="Per-channel mean, subtracted.")
     std: list[Annotated[float, Field(gt=0.0)]] = Field(description="Per-channel std, divided by.")
 
 
-class Preprocess(_Section):
+class Preprocess(Section):
     """Steps recorded with the model, so evaluation and export apply exactly the same ones."""
 
     grayscale: bool = Field(False, description="Convert to one channel.")
@@ -291,7 +88,7 @@ class Preprocess(_Section):
         return v
 
 
-class Augment(_Section):
+class Augment(Section):
     """Random transforms of training batches (never validation or test data)."""
 
     flip: Literal["horizontal", "vertical", "both"] | None = Field(
@@ -306,7 +103,7 @@ class Augment(_Section):
 # --- optimization ---------------------------------------------------------------------------
 
 
-class Optimizer(_Section):
+class Optimizer(Section):
     """The optimizer; `optimizer: adam` is short for `{name: adam}`."""
 
     name: Literal[OPTIMIZERS] = Field("adam", description="sgd, adam, adamw or rmsprop.")  # type: ignore[valid-type]
@@ -326,7 +123,7 @@ class Optimizer(_Section):
         return self
 
 
-class Schedule(_Section):
+class Schedule(Section):
     """The learning-rate schedule; `schedule: cosine` is short for `{name: cosine}`."""
 
     name: Literal[SCHEDULES] = Field(description="step, cosine, one_cycle or plateau.")  # type: ignore[valid-type]
@@ -339,7 +136,7 @@ class Schedule(_Section):
     monitor: str = Field("val_loss", description="plateau: " + MONITOR)
 
 
-class Loss(_Section):
+class Loss(Section):
     """One loss, or a weighted sum of terms: `cross_entropy + dice`."""
 
     name: Annotated[str, WithJsonSchema(LOSS_NAME_SCHEMA)] = Field(
@@ -389,7 +186,7 @@ class Loss(_Section):
         return self
 
 
-class Regularize(_Section):
+class Regularize(Section):
     """Penalties on the weights of the layers whose names match `layers` (glob patterns)."""
 
     layers: list[str] = Field(
@@ -413,7 +210,7 @@ METRICS = (
 )
 
 
-class EarlyStopping(_Section):
+class EarlyStopping(Section):
     """Stop when the monitored value stops improving."""
 
     monitor: str = Field("val_loss", description=MONITOR)
@@ -424,7 +221,7 @@ class EarlyStopping(_Section):
     restore_best: bool = Field(True, description="End with the best epoch's weights.")
 
 
-class Checkpoint(_Section):
+class Checkpoint(Section):
     """Which weights the run directory keeps."""
 
     monitor: str = Field("val_loss", description=MONITOR)
@@ -432,7 +229,7 @@ class Checkpoint(_Section):
     last: bool = Field(True, description="Keep the last epoch's state, to resume from.")
 
 
-class ReduceLROnPlateau(_Section):
+class ReduceLROnPlateau(Section):
     """Lower the learning rate when the monitored value stops improving."""
 
     monitor: str = Field("val_loss", description=MONITOR)
@@ -441,7 +238,7 @@ class ReduceLROnPlateau(_Section):
     min_lr: Annotated[float, Field(ge=0.0)] = Field(0.0, description="Lowest lr.")
 
 
-class Callbacks(_Section):
+class Callbacks(Section):
     """What runs at the end of each epoch."""
 
     early_stopping: EarlyStopping | None = Field(None, description="Stop when training stalls.")
@@ -453,7 +250,7 @@ class Callbacks(_Section):
     csv_log: bool = Field(True, description="Write metrics.csv.")
 
 
-class Log(_Section):
+class Log(Section):
     """What a run records besides its metrics: pictures at the end, live TensorBoard events."""
 
     pictures: bool = Field(
@@ -473,7 +270,7 @@ class Log(_Section):
     )
 
 
-class Init(_Section):
+class Init(Section):
     """Transfer learning: load weights by layer name (and shape) from a run or weights file."""
 
     from_: str = Field(alias="from", description="A run directory or a weights file.")
@@ -495,7 +292,7 @@ def _shorthand_schema(schema: dict[str, Any]) -> None:
     props["channels_last"]["enum"] += [True, False]
 
 
-class TrainSpec(_Section):
+class TrainSpec(Section):
     """Everything `netspec train` needs besides the network."""
 
     model_config = ConfigDict(json_schema_extra=lambda schema, cls: _shorthand_schema(schema))
