@@ -17,6 +17,11 @@ PREFIX = "netspec."
 NO_HEAD = "none"  # the card's head of a linear output (RunMeta's None)
 
 
+def props_of(model: Any) -> dict[str, str]:
+    """An ONNX ModelProto's `metadata_props` as a dict."""
+    return {p.key: p.value for p in getattr(model, "metadata_props", ())}
+
+
 def encode_card(card: Mapping[str, Any]) -> dict[str, str]:
     """The model card (model.model_card) as `metadata_props`."""
     return {PREFIX + k: v if k in STRING_KEYS else json.dumps(v) for k, v in card.items()}
@@ -65,6 +70,11 @@ class Card:
                     f"metadata {key} is not valid JSON: {text[:60]!r}", file, kind="model"
                 ) from None
         return cls.from_values(values, file)
+
+    @classmethod
+    def of(cls, model: Any, file: str | None = None) -> Card:
+        """The card of an ONNX ModelProto."""
+        return cls.from_props(props_of(model), file)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], file: str | None = None) -> Card:

@@ -15,7 +15,7 @@ from onnx import helper
 
 from netspec.data.preprocess import Preprocessing
 
-from .card import NO_HEAD, Card, encode_card
+from .card import NO_HEAD, Card, encode_card, props_of
 from .emitter import ExportError
 from .run import ExportReport, export_run, write_report
 
@@ -36,14 +36,6 @@ def _error(message: str, hint: str) -> ExportError:
     return ExportError.one(message, hint=hint)
 
 
-def _props(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def _card(model: onnx.ModelProto) -> Card:
-    return Card.from_props(_props(model))
-
-
 def _input_steps(card: Card) -> Preprocessing | None:
     """The input side of the preprocessing: each member's graph undoes its own targets."""
     pre = card.preprocessing
@@ -57,11 +49,11 @@ def _shown(value: Any) -> str:
 
 def _check_members(models: Sequence[onnx.ModelProto], sources: Sequence[Path]) -> None:
     """One input, one output, and the same task, classes, shapes and input preprocessing."""
-    first = _card(models[0])
+    first = Card.of(models[0])
     for model, source in zip(models, sources):
         if [i.name for i in model.graph.input] != [INPUT] or len(model.graph.output) != 1:
             raise ExportError(f"{source}: expected one input named '{INPUT}' and one output")
-        card = _card(model)
+        card = Card.of(model)
         if first.task == "segmentation":
             raise ExportError(f"{source}: segmentation models are not ensembled")
         for key, name in SHARED.items():
@@ -109,15 +101,14 @@ def combine(models: Sequence[onnx.ModelProto], names: Sequence[str]) -> onnx.Mod
     the members.
     """
     first = models[0]
-    card = _card(first)
+    card = Card.of(first)
     op = HEADS.get(card.task or "")
     nodes, inits, infos, outs = [], [], [], []
     for i, model in enumerate(models):
         graph = _prefixed(model, f"m{i}")
         out = graph.output[0].name
-        if (
-            op is not None and _card(model).head != op.lower()
-        ):  # scores: the member's probabilities first
+        # Scores: the member's probabilities first.
+        if op is not None and Card.of(model).head != op.lower():
             nodes.append(helper.make_node(op, [out], [f"{out}/{op.lower()}"], name=f"m{i}/{op}"))
             out = f"{out}/{op.lower()}"
         nodes += graph.node
@@ -138,7 +129,7 @@ def combine(models: Sequence[onnx.ModelProto], names: Sequence[str]) -> onnx.Mod
     newest = max(opsets, key=lambda o: o.version)
     model = helper.make_model(graph, opset_imports=[newest], producer_name="netspec")
     model.ir_version = first.ir_version
-    props = _props(first)
+    props = props_of(first)
     head = op.lower() if op else card.meta.head or NO_HEAD
     props.update(encode_card({"head": head, "ensemble": list(names)}))
     helper.set_model_props(model, props)
@@ -153,7 +144,7 @@ def member_mean(models: Sequence[onnx.ModelProto], x: np.ndarray) -> np.ndarray:
     outs = []
     for model in models:
         y = open_session(model.SerializeToString(), "cpu").run(None, {INPUT: x})[0]
-        card = _card(model)
+        card = Card.of(model)
         op = HEADS.get(card.task or "")
         if op == "Softmax" and card.head != "softmax":
             y = np.exp(y - y.max(axis=1, keepdims=True))
@@ -210,7 +201,7 @@ def export_ensemble(
     diffs: dict[str, float] = {}
     if check:
         onnx.checker.check_model(model, full_check=True)
-        shape = _card(model).input_shape or ()
+        shape = Card.of(model).input_shape or ()
         rng = np.random.default_rng(0)
         for n in (1, 7) if batch is None else (batch,):
             x = rng.standard_normal((n, *shape)).astype(np.float32)

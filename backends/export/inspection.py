@@ -19,7 +19,7 @@ from netspec.data.arraydata import TableColumns
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError, NetspecError, first_line
 
-from .card import PREFIX, STRING_KEYS, Card
+from .card import PREFIX, STRING_KEYS, Card, props_of
 
 # The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (
@@ -132,7 +132,7 @@ def inspect_model(path: str | Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     _ops(graph, counts)
     params = sum(math.prod(i.dims) for i in graph.initializer)
-    props = {p.key: p.value for p in model.metadata_props}
+    props = props_of(model)
     netspec = _netspec(props)
     return {
         "file": str(path),

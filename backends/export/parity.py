@@ -100,8 +100,7 @@ def max_abs_diff(expected: np.ndarray, actual: np.ndarray) -> float:
 
 def _target_affine(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """The target un-scaling recorded in an ONNX model's metadata (see model.target_affine)."""
-    props = {p.key: p.value for p in getattr(model, "metadata_props", ())}
-    return target_affine(Card.from_props(props).preprocessing)
+    return target_affine(Card.of(model).preprocessing)
 
 
 def check_parity(

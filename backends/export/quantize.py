@@ -163,7 +163,7 @@ def quantize_run(run: LoadedRun, model: onnx.ModelProto, max_drop: float = MAX_D
         model.producer_name,
         model.producer_version,
     )
-    head = Card.from_props({p.key: p.value for p in model.metadata_props}).meta.head or NO_HEAD
+    head = Card.of(model).meta.head or NO_HEAD
     acc32 = accuracy(onnx_session(model), x, y, head)
     acc8 = accuracy(onnx_session(quantized), x, y, head)
     measure = "pixel accuracy" if task == "segmentation" else "accuracy"

@@ -64,13 +64,10 @@ def _row_encoder(
         values = _numbers(cells, delimiter)
         if values is None:
             bad = next(c for c in cells if number(c, delimiter) is None)
-            raise error(f"row {line}: {bad!r} is not a number", path)
+            raise _row(line, f": {bad!r} is not a number", path)
         if len(values) != size:
-            raise error(
-                f"row {line} has {len(values)} values; expected {size} "
-                f"(the model's input {shape(info.raw_shape)})",
-                path,
-            )
+            expected = f"{size} (the model's input {shape(info.raw_shape)})"
+            raise _row(line, f" has {len(values)} values; expected {expected}", path)
         return np.asarray(values, dtype=np.float32)
 
     return numbers
@@ -99,29 +96,40 @@ def _table_encoder(
 
     def encode(cells: list[str], line: int) -> np.ndarray:
         if len(cells) != len(header):
-            raise error(f"row {line} has {len(cells)} fields; expected {len(header)}", path)
+            raise _row(line, f" has {len(cells)} fields; expected {len(header)}", path)
         parts: list[float] = []
         for (name, categories), k in zip(columns, where):
             cell = cells[k]
             if categories is None:
                 value = number(cell, delimiter)
                 if value is None:
-                    raise error(f"row {line}: column {name!r} is {cell!r}, not a number", path)
+                    raise _row(line, f": column {name!r} is {cell!r}, not a number", path)
                 parts.append(value)
-            elif cell in categories:
-                parts += [float(cell == c) for c in categories]
             else:
-                known = ", ".join(map(str, categories[:6])) + (
-                    ", ..." if len(categories) > 6 else ""
-                )
-                raise error(
-                    f"row {line}: column {name!r} is {cell!r}, a category the model was not "
-                    f"trained on (it knows {known})",
-                    path,
-                )
+                parts += _one_hot(cell, categories, name, line, path)
         return np.asarray(parts, dtype=np.float32)
 
     return encode
+
+
+def _one_hot(
+    cell: str, categories: tuple[str, ...], name: str, line: int, path: Path
+) -> list[float]:
+    """A categorical cell one-hot over the column's training categories."""
+    if cell not in categories:
+        known = ", ".join(categories[:6]) + (", ..." if len(categories) > 6 else "")
+        raise _row(
+            line,
+            f": column {name!r} is {cell!r}, a category the model was not trained on "
+            f"(it knows {known})",
+            path,
+        )
+    return [float(cell == c) for c in categories]
+
+
+def _row(line: int, what: str, path: Path) -> PredictError:
+    """A row that cannot be read: `row <line><what>`."""
+    return error(f"row {line}{what}", path)
 
 
 def _numbers(cells: list[str], delimiter: str) -> list[float] | None:
