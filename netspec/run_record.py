@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from netspec.data.arraydata import TableColumns
 from netspec.data.labels import TASKS, Task
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError
@@ -102,9 +103,9 @@ class RunMeta:
     output_shape: tuple[int, ...] | None = None
     head: str | None = None  # the output's softmax or sigmoid, None: linear
     preprocessing: Preprocessing | None = None
-    # A table's feature names (after one-hot encoding) and its CSV columns (TableColumns).
+    # A table's feature names (after one-hot encoding) and its CSV columns.
     features: tuple[str, ...] | None = None
-    table: dict[str, Any] | None = None
+    table: TableColumns | None = None
     # False for a record written before netspec recorded the head: the graph's head then.
     head_recorded: bool = field(default=True, compare=False, repr=False)
 
@@ -115,7 +116,7 @@ class RunMeta:
             if f.name == "head_recorded":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, Preprocessing):
+            if isinstance(value, (Preprocessing, TableColumns)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -159,7 +160,8 @@ class RunMeta:
             out[key] = None if value is None else tuple(value)
         pre = d.get("preprocessing")
         out["preprocessing"] = None if pre is None else Preprocessing.from_dict(pre, file)
-        out["table"] = _optional(d, "table", dict, file)
+        table = d.get("table")
+        out["table"] = None if table is None else TableColumns.from_dict(table, file)
         out["head_recorded"] = "head" in d
         return cls(**out)
 

@@ -66,8 +66,6 @@ TABLES = [c for c in CASES if c.name.startswith("csv-") and c.check is not None]
 @pytest.mark.parametrize("case", TABLES, ids=[c.name for c in TABLES])
 def test_predict_reads_corpus_tables_as_training_did(case: Case, corpus: dict[str, Path]) -> None:
     """`netspec predict` reads each CSV dialect's rows to the very features training read."""
-    import json
-
     import numpy as np
 
     from netspec.backends.predict.model import ModelInfo
@@ -76,10 +74,9 @@ def test_predict_reads_corpus_tables_as_training_did(case: Case, corpus: dict[st
     path = corpus[case.name]
     data = case.load(path)
     f = data.x.shape[1]
-    meta = {
-        "netspec.table": json.dumps(data.table.to_dict()),
-        "netspec.features": json.dumps(list(data.feature_names)),
-    }
-    info = ModelInfo(path, "input", "tensor(float)", None, (f,), "y", (2,), (f,), metadata=meta)
+    info = ModelInfo(
+        path, "input", "tensor(float)", None, (f,), "y", (2,), (f,),
+        features=data.feature_names, table=data.table.to_dict(),
+    )  # fmt: skip
     rows = [x for _, x in csv_rows(path, info)]
     assert np.array_equal(np.stack(rows), data.x)

@@ -5,55 +5,66 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from netspec.data.preprocess import Preprocessing
+
+from .card import NO_HEAD, Card, encode_card, props_of
 from .emitter import ExportError
-from .run import ExportReport, export_run, write_model
-from .sidecar import precision, sidecar_path
+from .run import ExportReport, export_run, write_report
 
 INPUT = "input"  # every member's input name (backends/export/model.py); the ensemble shares it
 TOLERANCE = 1e-5  # the ensemble against the mean of its members, both in onnxruntime
 # Outputs of the graph are probabilities when the members end in (or are given) this head.
 HEADS = {"multiclass": "Softmax", "binary": "Sigmoid"}
-# Only the output side of preprocessing may differ: each member's graph undoes its own targets.
-OUTPUT_STEPS = ("target_mean", "target_std")
+# What every member must share: the card's fields, by their metadata key (for messages).
+SHARED = {
+    "netspec.task": "task",
+    "netspec.classes": "classes",
+    "netspec.input_shape": "input_shape",
+    "netspec.output_shape": "output_shape",
+}
 
 
 def _error(message: str, hint: str) -> ExportError:
     return ExportError.one(message, hint=hint)
 
 
-def _meta(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
+def _input_steps(card: Card) -> Preprocessing | None:
+    """The input side of the preprocessing: each member's graph undoes its own targets."""
+    pre = card.preprocessing
+    return None if pre is None else replace(pre, target_mean=None, target_std=None)
 
 
-def _input_steps(meta: dict[str, str]) -> dict[str, object]:
-    pre = json.loads(meta.get("netspec.preprocessing", "{}"))
-    return {k: v for k, v in pre.items() if k not in OUTPUT_STEPS}
+def _shown(value: Any) -> str:
+    """A card value as the metadata spells it."""
+    return value if isinstance(value, str) else json.dumps(list(value) if value else value)
 
 
 def _check_members(models: Sequence[onnx.ModelProto], sources: Sequence[Path]) -> None:
     """One input, one output, and the same task, classes, shapes and input preprocessing."""
-    first = _meta(models[0])
-    keys = ("netspec.task", "netspec.classes", "netspec.input_shape", "netspec.output_shape")
+    first = Card.of(models[0])
     for model, source in zip(models, sources):
         if [i.name for i in model.graph.input] != [INPUT] or len(model.graph.output) != 1:
             raise ExportError(f"{source}: expected one input named '{INPUT}' and one output")
-        meta = _meta(model)
-        if first.get("netspec.task") == "segmentation":
+        card = Card.of(model)
+        if first.task == "segmentation":
             raise ExportError(f"{source}: segmentation models are not ensembled")
-        for key in keys:
-            if meta.get(key) != first.get(key):
+        for key, name in SHARED.items():
+            mine, theirs = getattr(card, name), getattr(first, name)
+            if mine != theirs:
                 raise _error(
-                    f"--ensemble: {source} has {key} {meta.get(key)}, the first member "
-                    f"{sources[0]} has {first.get(key)}",
+                    f"--ensemble: {source} has {key} {_shown(mine)}, the first member "
+                    f"{sources[0]} has {_shown(theirs)}",
                     "ensemble runs of one spec (for example trained with --set train.seed=N)",
                 )
-        if _input_steps(meta) != _input_steps(first):
+        if _input_steps(card) != _input_steps(first):
             raise _error(
                 f"--ensemble: {source} preprocesses its input differently from {sources[0]} "
                 "(one ONNX input feeds every member, so rescale and normalization must agree)",
@@ -90,14 +101,14 @@ def combine(models: Sequence[onnx.ModelProto], names: Sequence[str]) -> onnx.Mod
     the members.
     """
     first = models[0]
-    meta = _meta(first)
-    op = HEADS.get(meta.get("netspec.task", ""))
+    card = Card.of(first)
+    op = HEADS.get(card.task or "")
     nodes, inits, infos, outs = [], [], [], []
     for i, model in enumerate(models):
         graph = _prefixed(model, f"m{i}")
         out = graph.output[0].name
-        head = _meta(model).get("netspec.head")
-        if op is not None and head != op.lower():  # scores: the member's probabilities first
+        # Scores: the member's probabilities first.
+        if op is not None and Card.of(model).head != op.lower():
             nodes.append(helper.make_node(op, [out], [f"{out}/{op.lower()}"], name=f"m{i}/{op}"))
             out = f"{out}/{op.lower()}"
         nodes += graph.node
@@ -118,9 +129,10 @@ def combine(models: Sequence[onnx.ModelProto], names: Sequence[str]) -> onnx.Mod
     newest = max(opsets, key=lambda o: o.version)
     model = helper.make_model(graph, opset_imports=[newest], producer_name="netspec")
     model.ir_version = first.ir_version
-    meta["netspec.head"] = op.lower() if op else meta.get("netspec.head", "none")
-    meta["netspec.ensemble"] = json.dumps(list(names))
-    helper.set_model_props(model, meta)
+    props = props_of(first)
+    head = op.lower() if op else card.meta.head or NO_HEAD
+    props.update(encode_card({"head": head, "ensemble": list(names)}))
+    helper.set_model_props(model, props)
     model.doc_string = f"mean of {len(models)} models: {', '.join(names)}"
     return model
 
@@ -132,12 +144,12 @@ def member_mean(models: Sequence[onnx.ModelProto], x: np.ndarray) -> np.ndarray:
     outs = []
     for model in models:
         y = open_session(model.SerializeToString(), "cpu").run(None, {INPUT: x})[0]
-        meta = _meta(model)
-        op = HEADS.get(meta.get("netspec.task", ""))
-        if op == "Softmax" and meta.get("netspec.head") != "softmax":
+        card = Card.of(model)
+        op = HEADS.get(card.task or "")
+        if op == "Softmax" and card.head != "softmax":
             y = np.exp(y - y.max(axis=1, keepdims=True))
             y = y / y.sum(axis=1, keepdims=True)
-        elif op == "Sigmoid" and meta.get("netspec.head") != "sigmoid":
+        elif op == "Sigmoid" and card.head != "sigmoid":
             y = 1.0 / (1.0 + np.exp(-y))
         outs.append(y.astype(np.float64))
     return np.mean(outs, axis=0)
@@ -189,7 +201,7 @@ def export_ensemble(
     diffs: dict[str, float] = {}
     if check:
         onnx.checker.check_model(model, full_check=True)
-        shape = json.loads(_meta(model)["netspec.input_shape"])
+        shape = Card.of(model).input_shape or ()
         rng = np.random.default_rng(0)
         for n in (1, 7) if batch is None else (batch,):
             x = rng.standard_normal((n, *shape)).astype(np.float32)
@@ -200,21 +212,15 @@ def export_ensemble(
                 f" (tolerance {TOLERANCE:.0e}); nothing was written"
             )
     home = paths[0] if paths[0].is_dir() else paths[0].parent  # a run, or its weights file
-    path = Path(out) if out is not None else home / "ensemble.onnx"
-    data = write_model(model, path)
     if diffs:
         worst = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
         notes.append(f"the ensemble matches its members' mean in onnxruntime: {worst}")
-    return ExportReport(
-        path=path,
-        size=len(data),
-        opset=model.opset_import[0].version,
+    return write_report(
+        model,
+        Path(out) if out is not None else home / "ensemble.onnx",
         batch=batch,
         fp16=False,
-        precision=precision(model),
-        nodes=len(model.graph.node),
-        folded_batchnorm=folded,
-        removed_dropout=removed,
-        sidecar=sidecar_path(path),
+        folded=folded,
+        removed=removed,
         notes=notes,
     )

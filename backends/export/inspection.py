@@ -15,9 +15,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from netspec.errors import NetspecError, first_line
+from netspec.data.arraydata import TableColumns
+from netspec.data.preprocess import Preprocessing
+from netspec.errors import DataError, NetspecError, first_line
 
-from .card import PREFIX, STRING_KEYS
+from .card import PREFIX, STRING_KEYS, Card, props_of
 
 # The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (
@@ -130,7 +132,7 @@ def inspect_model(path: str | Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     _ops(graph, counts)
     params = sum(math.prod(i.dims) for i in graph.initializer)
-    props = {p.key: p.value for p in model.metadata_props}
+    props = props_of(model)
     netspec = _netspec(props)
     return {
         "file": str(path),
@@ -187,6 +189,7 @@ def render(info: dict[str, Any]) -> str:
     ops = ", ".join(f"{op} {n}" for op, n in info["operators"].items())
     lines.append(f"operators:  {ops or 'none'}")
     meta = info["netspec"]
+    card = _card(meta)
     if meta is None:
         lines.append("netspec:    no netspec metadata (not exported by `netspec export`)")
     else:
@@ -194,12 +197,12 @@ def render(info: dict[str, Any]) -> str:
         for key, value in meta.items():
             if key == "classes" and isinstance(value, list):
                 text = f"{len(value)}: " + ", ".join(map(str, value))
-            elif key == "preprocessing" and isinstance(value, dict):
-                text = _preprocessing(value)
+            elif key == "preprocessing" and card and card.preprocessing:
+                text = _preprocessing(card.preprocessing, card.layout)
             elif key == "features" and isinstance(value, list):
                 text = f"{len(value)}: " + ", ".join(map(str, value))
-            elif key == "table" and isinstance(value, dict):
-                text = _table(value)
+            elif key == "table" and card and card.table:
+                text = _table(card.table)
             elif isinstance(value, (list, dict)):
                 text = json.dumps(value)
             else:
@@ -219,44 +222,46 @@ def info_dynamic(value: dict[str, Any]) -> str:
     return f"  dynamic: {named}"
 
 
-def _table(table: dict[str, Any]) -> str:
+def _card(values: dict[str, Any] | None) -> Card | None:
+    """The typed card of the shown values; None when they do not fit it (shown as JSON)."""
+    try:
+        return Card.from_values(values) if values else None
+    except DataError:
+        return None
+
+
+def _table(table: TableColumns) -> str:
     """A CSV model's columns, e.g. `island (Biscoe, Dream), bill_length_mm; target species`."""
-    cols = [
-        f"{c.get('name')} ({', '.join(map(str, c['categories']))})"
-        if c.get("categories")
-        else str(c.get("name"))
-        for c in table.get("columns", ())
-        if isinstance(c, dict)
-    ]
-    return f"{', '.join(cols)}; target {table.get('target')}"
+    cols = [f"{name} ({', '.join(cats)})" if cats else name for name, cats in table.columns]
+    return f"{', '.join(cols)}; target {table.target}"
 
 
-def _preprocessing(pre: dict[str, Any]) -> str:
+def _preprocessing(pre: Preprocessing, layout: str | None) -> str:
     """The recorded steps in the order they are applied, e.g. `L, x * 0.0625, reshape (1, 8, 8)`."""
     steps = []
-    if pre.get("channel_order"):
-        steps.append(f"{pre['channel_order']} image")
-    if pre.get("grayscale"):
+    if pre.channel_order:
+        steps.append(f"{pre.channel_order} image")
+    if pre.grayscale:
         steps.append("grayscale (0.299 R + 0.587 G + 0.114 B)")
-    if pre.get("resize"):
-        steps.append("resize {}x{} (bilinear)".format(*pre["resize"]))
-    if pre.get("center_crop"):
-        steps.append("center crop {}x{}".format(*pre["center_crop"]))
-    if pre.get("scale", 1.0) != 1.0:
-        steps.append(f"x * {pre['scale']:g}")
-    if pre.get("mean"):
-        mean = ", ".join(f"{m:g}" for m in pre["mean"])
-        std = ", ".join(f"{s:g}" for s in pre["std"])
+    if pre.resize:
+        steps.append("resize {}x{} (bilinear)".format(*pre.resize))
+    if pre.center_crop:
+        steps.append("center crop {}x{}".format(*pre.center_crop))
+    if pre.scale != 1.0:
+        steps.append(f"x * {pre.scale:g}")
+    if pre.mean and pre.std:
+        mean = ", ".join(f"{m:g}" for m in pre.mean)
+        std = ", ".join(f"{s:g}" for s in pre.std)
         steps.append(f"(x - [{mean}]) / [{std}] per channel")
-    elif pre.get("per_sample"):
+    elif pre.per_sample:
         steps.append("per-sample standardization")
-    raw = pre.get("raw_shape")
-    shape = pre.get("input_shape")
+    raw, shape = pre.raw_shape, pre.input_shape
     if raw and shape and list(raw) != list(shape):
         steps.append(f"reshape {tuple(raw)} -> {tuple(shape)}")
     head = f"raw sample {tuple(raw)}" if raw else "raw sample"
-    layout = f", layout {pre['layout']}" if pre.get("layout") else ""
-    return f"{head}: " + (", ".join(steps) or "used as is") + layout
+    return (
+        f"{head}: " + (", ".join(steps) or "used as is") + (f", layout {layout}" if layout else "")
+    )
 
 
 __all__ = ["InspectError", "inspect_model", "load_model", "render"]

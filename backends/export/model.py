@@ -95,7 +95,7 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
     if meta.features:  # a table's feature names, after one-hot encoding
         card["features"] = list(meta.features)
     if meta.table:  # its CSV columns: predict reads rows in the training file's format
-        card["table"] = meta.table
+        card["table"] = meta.table.to_dict()
     head = graph.head
     # A record without a head (older runs): the graph's, which is where the record's comes from.
     final = meta.head if meta.head_recorded else (head.fn if head is not None else None)
@@ -142,7 +142,13 @@ def build_onnx(
     fp16_io: bool = False,
     fold_batchnorm: bool = True,
 ) -> tuple[onnx.ModelProto, ExportStats]:
-    """export_onnx, plus what was folded and removed."""
+    """The ONNX model of a compiled graph with weights keyed `<layer>.<tensor>` (numpy arrays),
+    and what was folded and removed.
+
+    `meta` is the run's model.json (stored as metadata); `opset` defaults to the lowest the graph
+    needs; `batch` fixes the batch size (default: a dynamic `batch` dimension); `fp16` stores
+    initializers and computes in float16 (input and output stay float32 unless `fp16_io`).
+    """
     newest = onnx.defs.onnx_opset_version()
     if opset is not None:
         choose_opset(opset, (), newest)  # out of range: refused before any work
@@ -153,49 +159,20 @@ def build_onnx(
     check_weights(graph, weights)
     plan = plan_folding(graph, weights, fold_batchnorm)
     em = Emitter(graph, plan, opset or BASELINE_OPSET, fp16)
-    io_elem = em.elem if fp16_io else onnx.TensorProto.FLOAT
     if fp16 and not fp16_io:  # float32 in: one Cast to the model's float16
         em.values[INPUT] = em.op("Cast", [INPUT_NAME], em.fresh("input/fp16"), "input", to=em.elem)
     for node in graph.nodes:
         xs = [em.values[i] for i in node.inputs]
         em.values[node.name] = emit_fn(node)(em, node, xs)
-
-    out_name = graph.output.name
-    final = em.values[out_name]
-    if final == em.values[INPUT]:  # the network computes nothing: ONNX needs a node
-        em.op("Identity", [final], out_name, out_name)
-    elif final != out_name:  # the output is an alias (a dropout or folded batchnorm at the end)
-        for n in em.nodes:
-            n.input[:] = [out_name if i == final else i for i in n.input]
-            n.output[:] = [out_name if o == final else o for o in n.output]
-
-    affine = target_affine(as_meta(graph, meta).preprocessing)
-    if affine is not None:
-        # Regression targets were learned standardized: the graph itself returns the data's
-        # units (y * std + mean), so an app needs no netspec code to read the outputs.
-        standardized = f"{out_name}/standardized"
-        for n in em.nodes:
-            n.output[:] = [standardized if o == out_name else o for o in n.output]
-            n.input[:] = [standardized if i == out_name else i for i in n.input]
-        mean, std = affine
-        scaled = em.op(
-            "Mul", [standardized, em.init("target_std", std)], f"{out_name}/scaled", "targets"
-        )
-        em.op("Add", [scaled, em.init("target_mean", mean)], out_name, "targets")
-
-    if fp16 and not fp16_io:  # float32 out: the last value cast back
-        inner = f"{out_name}/fp16"
-        for n in em.nodes:
-            n.output[:] = [inner if o == out_name else o for o in n.output]
-            n.input[:] = [inner if i == out_name else i for i in n.input]
-        em.op("Cast", [inner], out_name, "output", to=onnx.TensorProto.FLOAT)
+    _output(em, graph, target_affine(as_meta(graph, meta).preprocessing), fp16 and not fp16_io)
 
     dim: int | str = batch if batch is not None else BATCH_PARAM
+    io_elem = em.elem if fp16_io else onnx.TensorProto.FLOAT
     onnx_graph = helper.make_graph(
         em.nodes,
         graph.name,
         [helper.make_tensor_value_info(INPUT_NAME, io_elem, [dim, *graph.input_shape])],
-        [helper.make_tensor_value_info(out_name, io_elem, [dim, *graph.output.shape])],
+        [helper.make_tensor_value_info(graph.output.name, io_elem, [dim, *graph.output.shape])],
         initializer=em.inits,
     )
     opset = choose_opset(opset, (n.op_type for n in em.nodes), newest)
@@ -217,34 +194,46 @@ def build_onnx(
     return model, stats
 
 
-def export_onnx(
+def _output(
+    em: Emitter,
     graph: Graph,
-    weights: dict[str, np.ndarray],
-    *,
-    meta: RunMeta | Mapping[str, Any] | None = None,
-    opset: int | None = None,
-    batch: int | None = None,
-    fp16: bool = False,
-    fp16_io: bool = False,
-    fold_batchnorm: bool = True,
-) -> onnx.ModelProto:
-    """The ONNX model of a compiled graph with weights keyed `<layer>.<tensor>` (numpy arrays).
+    affine: tuple[np.ndarray, np.ndarray] | None,
+    cast_back: bool,
+) -> None:
+    """The graph's output under the last layer's name: then the regression targets' un-scaling
+    (`affine`), then the Cast back to float32 (`cast_back`), each under that name."""
+    out_name = graph.output.name
+    final = em.values[out_name]
+    if final == em.values[INPUT]:  # the network computes nothing: ONNX needs a node
+        em.op("Identity", [final], out_name, out_name)
+    elif final != out_name:  # the output is an alias (a dropout or folded batchnorm at the end)
+        _rename(em, final, out_name)
+    if affine is not None:
+        # Regression targets were learned standardized: the graph itself returns the data's
+        # units (y * std + mean), so an app needs no netspec code to read the outputs.
+        standardized = f"{out_name}/standardized"
+        _rename(em, out_name, standardized)
+        mean, std = affine
+        scaled = em.op(
+            "Mul", [standardized, em.init("target_std", std)], f"{out_name}/scaled", "targets"
+        )
+        em.op("Add", [scaled, em.init("target_mean", mean)], out_name, "targets")
+    if cast_back:  # float32 out: the last value cast back
+        inner = f"{out_name}/fp16"
+        _rename(em, out_name, inner)
+        em.op("Cast", [inner], out_name, "output", to=onnx.TensorProto.FLOAT)
 
-    `meta` is the run's model.json (stored as metadata); `opset` defaults to the lowest the graph
-    needs; `batch` fixes the batch size (default: a dynamic `batch` dimension); `fp16` stores
-    initializers and computes in float16 (input and output stay float32 unless `fp16_io`).
-    """
-    model, _ = build_onnx(
-        graph,
-        weights,
-        meta=meta,
-        opset=opset,
-        batch=batch,
-        fp16=fp16,
-        fp16_io=fp16_io,
-        fold_batchnorm=fold_batchnorm,
-    )
-    return model
+
+def _rename(em: Emitter, old: str, new: str) -> None:
+    """Every node's input and output `old` renamed `new`."""
+    for n in em.nodes:
+        n.input[:] = [new if i == old else i for i in n.input]
+        n.output[:] = [new if o == old else o for o in n.output]
+
+
+def export_onnx(graph: Graph, weights: dict[str, np.ndarray], **options: Any) -> onnx.ModelProto:
+    """The ONNX model of a compiled graph (build_onnx's, with the same keyword options)."""
+    return build_onnx(graph, weights, **options)[0]
 
 
 def _doc(graph: Graph) -> str:

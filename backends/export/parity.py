@@ -10,14 +10,12 @@ float16-rounded inputs, so only the model's own rounding is measured.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, first_line
 from netspec.ir import Graph
 from netspec.items import INPUT
@@ -26,6 +24,7 @@ from netspec.layers import Embedding
 from ..lowering import NetModule
 from ..predict.session import SessionError, open_session
 from ..weights import load_module
+from .card import Card
 from .model import target_affine
 
 TOLERANCE = 1e-4
@@ -118,10 +117,7 @@ def max_abs_diff(expected: np.ndarray, actual: np.ndarray) -> float:
 
 def _target_affine(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """The target un-scaling recorded in an ONNX model's metadata (see model.target_affine)."""
-    props = {p.key: p.value for p in getattr(model, "metadata_props", ())}
-    if "netspec.preprocessing" not in props:
-        return None
-    return target_affine(Preprocessing.from_dict(json.loads(props["netspec.preprocessing"])))
+    return target_affine(Card.of(model).preprocessing)
 
 
 def check_parity(

@@ -25,6 +25,7 @@ from netspec.errors import NetspecError, first_line
 from netspec.run_data import run_splits
 from netspec.runs import LoadedRun
 
+from .card import NO_HEAD, Card
 from .emitter import ExportError
 
 CALIBRATION_SAMPLES = 256
@@ -162,7 +163,7 @@ def quantize_run(run: LoadedRun, model: onnx.ModelProto, max_drop: float = MAX_D
         model.producer_name,
         model.producer_version,
     )
-    head = {p.key: p.value for p in model.metadata_props}.get("netspec.head", "none")
+    head = Card.of(model).meta.head or NO_HEAD
     acc32 = accuracy(onnx_session(model), x, y, head)
     acc8 = accuracy(onnx_session(quantized), x, y, head)
     measure = "pixel accuracy" if task == "segmentation" else "accuracy"

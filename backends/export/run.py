@@ -128,12 +128,7 @@ def export_run(
     `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
     run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
     """
-    if int8 and (fp16 or fp16_io):
-        raise ExportError("--int8 and --fp16 exclude each other: choose one precision")
-    if int8 and batch is not None:
-        raise ExportError("--int8 needs a dynamic batch (calibration feeds batches of any size)")
-    if max_drop is not None and not int8:
-        raise ExportError("--max-drop applies to --int8 exports only")
+    _check_options(batch, fp16 or fp16_io, int8, max_drop)
     run = read_run(Path(source))
     model, stats = build_onnx(
         run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
@@ -148,22 +143,7 @@ def export_run(
     diffs: dict[str, float] = {}
     tolerance = None
     if check:
-        try:
-            from . import parity
-        except ImportError as exc:
-            raise ExportError(
-                f"the parity check needs PyTorch ({exc}): install it, or export with --no-check"
-            ) from None
-
-        check_model(model, run.graph, batch)
-        if samples is None:
-            samples, note = run_samples(run)
-            notes.append(note)
-        inputs = parity.random_inputs(run.graph, batch)
-        if samples is not None:
-            inputs[f"{len(samples)} samples"] = np.asarray(samples, dtype=np.float32)
-        diffs = parity.check_parity(run.graph, run.weights, model, inputs, fp16=fp16)
-        tolerance = parity.FP16_TOLERANCE if fp16 else parity.TOLERANCE
+        diffs, tolerance = _parity(run, model, batch, fp16, samples, notes)
     else:
         notes.append("not checked (--no-check)")
     quantized = None
@@ -173,6 +153,70 @@ def export_run(
         quantized = quantize_run(run, model, MAX_DROP if max_drop is None else max_drop)
         model = quantized.model
     path = Path(out) if out is not None else RunLayout(run.directory).onnx
+    return write_report(
+        model,
+        path,
+        batch=batch,
+        fp16=fp16,
+        folded=stats.folded_batchnorm,
+        removed=stats.removed_dropout,
+        max_abs_diff=diffs,
+        tolerance=tolerance,
+        quantized=None if quantized is None else quantized.line(),
+        notes=notes,
+    )
+
+
+def _check_options(batch: int | None, fp16: bool, int8: bool, max_drop: float | None) -> None:
+    """The export options that exclude each other."""
+    if int8 and fp16:
+        raise ExportError("--int8 and --fp16 exclude each other: choose one precision")
+    if int8 and batch is not None:
+        raise ExportError("--int8 needs a dynamic batch (calibration feeds batches of any size)")
+    if max_drop is not None and not int8:
+        raise ExportError("--max-drop applies to --int8 exports only")
+
+
+def _parity(
+    run: LoadedRun,
+    model: Any,
+    batch: int | None,
+    fp16: bool,
+    samples: np.ndarray | None,
+    notes: list[str],
+) -> tuple[dict[str, float], float]:
+    """check_model, then the PyTorch parity check on random batches and samples (default: the
+    run's data; `notes` gets where they came from): the differences and their tolerance."""
+    try:
+        from . import parity
+    except ImportError as exc:
+        raise ExportError(
+            f"the parity check needs PyTorch ({exc}): install it, or export with --no-check"
+        ) from None
+
+    check_model(model, run.graph, batch)
+    if samples is None:
+        samples, note = run_samples(run)
+        notes.append(note)
+    inputs = parity.random_inputs(run.graph, batch)
+    if samples is not None:
+        inputs[f"{len(samples)} samples"] = np.asarray(samples, dtype=np.float32)
+    diffs = parity.check_parity(run.graph, run.weights, model, inputs, fp16=fp16)
+    return diffs, parity.FP16_TOLERANCE if fp16 else parity.TOLERANCE
+
+
+def write_report(
+    model: Any,
+    path: Path,
+    *,
+    batch: int | None,
+    fp16: bool,
+    folded: int,
+    removed: int,
+    **checks: Any,
+) -> ExportReport:
+    """Write the model and its sidecar (write_model), and the report of what was written;
+    `checks`: the report's check fields (max_abs_diff, tolerance, quantized, notes)."""
     data = write_model(model, path)
     return ExportReport(
         path=path,
@@ -182,11 +226,8 @@ def export_run(
         fp16=fp16,
         precision=precision(model),
         nodes=len(model.graph.node),
-        folded_batchnorm=stats.folded_batchnorm,
-        removed_dropout=stats.removed_dropout,
+        folded_batchnorm=folded,
+        removed_dropout=removed,
         sidecar=sidecar_path(path),
-        max_abs_diff=diffs,
-        tolerance=tolerance,
-        quantized=None if quantized is None else quantized.line(),
-        notes=notes,
+        **checks,
     )

@@ -17,7 +17,7 @@ from onnx import helper
 from netspec.fileio import write_text
 from netspec.jsonio import dumps
 
-from .card import decode_card
+from .card import decode_card, props_of
 from .emitter import ExportError
 
 FORMAT = "netspec-sidecar"
@@ -51,7 +51,7 @@ def _value(value: onnx.ValueInfoProto) -> dict[str, Any]:
 
 def sidecar(model: onnx.ModelProto, file_name: str) -> dict[str, Any]:
     """The sidecar document of a model written as `file_name`."""
-    props = {p.key: p.value for p in model.metadata_props}
+    props = props_of(model)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.data.preprocess import Preprocessing, apply_values
+from netspec.data.arraydata import TableColumns
+from netspec.data.preprocess import Preprocessing, apply_values, as_record
 from netspec.errors import first_line
 from netspec.run_record import check_classes
 
+from ..export.card import Card
 from .errors import error, model_error, shape, size
 from .session import open_session
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # imported where a segmenter is made: classifiers never load 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What predict needs to know about a model, from its graph and its metadata."""
+    """What predict needs to know about a model, from its graph and its card (export/card.py)."""
 
     path: Path
     input_name: str
@@ -34,11 +35,20 @@ class ModelInfo:
     output_name: str
     output_shape: tuple[int | None, ...]
     raw_shape: tuple[int | None, ...]  # a raw sample, before the value steps and the reshape
-    task: str | None = None  # multiclass | binary | regression (netspec.task)
+    task: str | None = None  # multiclass | binary | regression | segmentation
     head: str | None = None  # softmax | sigmoid | None
     classes: tuple[str, ...] | None = None
-    pre: Preprocessing | None = None  # netspec.preprocessing (None if absent)
-    metadata: dict[str, str] = field(default_factory=dict)
+    # The preprocessing record (None if absent); its JSON form is taken too.
+    pre: Preprocessing | None = None
+    # A table's feature names and CSV columns: predict reads rows in the training CSV's format.
+    features: tuple[str, ...] | None = None
+    table: TableColumns | None = None
+
+    def __post_init__(self) -> None:
+        if self.pre is not None and not isinstance(self.pre, Preprocessing):
+            object.__setattr__(self, "pre", as_record(self.pre))
+        if self.table is not None and not isinstance(self.table, TableColumns):
+            object.__setattr__(self, "table", TableColumns.from_dict(self.table, str(self.path)))
 
     @property
     def size(self) -> int | None:
@@ -60,13 +70,6 @@ class ModelInfo:
 
 def _dims(arg: Any) -> list[int | None]:
     return [d if isinstance(d, int) and d > 0 else None for d in (arg.shape or [])]
-
-
-def json_meta(meta: dict[str, str], key: str, path: Path) -> Any:
-    try:
-        return json.loads(meta[key]) if key in meta else None
-    except ValueError:
-        raise model_error(f"metadata {key} is not valid JSON: {meta[key][:60]!r}", path) from None
 
 
 def model_info(session: Any, path: Path) -> ModelInfo:
@@ -95,12 +98,12 @@ def info_of(
     dims: Sequence[int | None],
     output_name: str,
     output_dims: Sequence[int | None],
-    meta: dict[str, str],
+    meta: Mapping[str, str],
 ) -> ModelInfo:
     """ModelInfo of a model's input and output (dims with the batch axis first; None where
-    dynamic) and its netspec `metadata_props` (`meta`, as export_onnx writes them)."""
-    record = json_meta(meta, "netspec.preprocessing", path)
-    pre = Preprocessing.from_dict(record, str(path)) if record else None
+    dynamic) and its `metadata_props` (`meta`, as export_onnx writes them: its Card)."""
+    card = Card.from_props(meta, str(path))
+    pre = card.preprocessing
     input_shape = tuple(dims[1:])
     raw = pre.raw_shape if pre is not None else None
     raw_shape = tuple(None if d is None else int(d) for d in raw) if raw else input_shape
@@ -111,10 +114,9 @@ def info_of(
             f"input {shape(input_shape)}",
             path,
         )
-    classes = json_meta(meta, "netspec.classes", path)
+    classes = card.classes
     # The card must fit the graph: a class the network cannot produce is never reported.
     check_classes(classes, tuple(output_dims[1:]), str(path), whose="the model's metadata")
-    head = meta.get("netspec.head")
     return ModelInfo(
         path=path,
         input_name=input_name,
@@ -124,11 +126,12 @@ def info_of(
         output_name=output_name,
         output_shape=tuple(output_dims[1:]),
         raw_shape=raw_shape,
-        task=meta.get("netspec.task"),
-        head=head if head in ("softmax", "sigmoid") else None,
-        classes=tuple(str(c) for c in classes) if classes else None,
+        task=card.task,
+        head=card.head,
+        classes=classes or None,
         pre=pre,
-        metadata=meta,
+        features=card.features,
+        table=card.table,
     )
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from netspec.data.arraydata import TableColumns
 from netspec.data.csvtext import number, read_text
 from netspec.data.csvtext import rows as csv_rows_of
 from netspec.errors import first_line
 
 from .errors import PredictError, error, shape
-from .model import ModelInfo, json_meta
+from .model import ModelInfo
 
 
 def csv_rows(path: Path, info: ModelInfo) -> Iterator[tuple[int, np.ndarray | PredictError]]:
@@ -54,9 +54,8 @@ def _row_encoder(
     header: list[str] | None, size: int, info: ModelInfo, path: Path, delimiter: str
 ) -> Callable[[list[str], int], np.ndarray]:
     """How a row's cells become a raw sample: as numbers, or as a table row named by `header`."""
-    features = json_meta(info.metadata, "netspec.features", path)
-    table = json_meta(info.metadata, "netspec.table", path)
-    if header is not None and table and header != [str(f) for f in features or ()]:
+    features, table = info.features, info.table
+    if header is not None and table and header != list(features or ()):
         return _table_encoder(header, table, path, delimiter)
     if header is not None:
         _check_header(header, size, features, path)
@@ -65,33 +64,30 @@ def _row_encoder(
         values = _numbers(cells, delimiter)
         if values is None:
             bad = next(c for c in cells if number(c, delimiter) is None)
-            raise error(f"row {line}: {bad!r} is not a number", path)
+            raise _row(line, f": {bad!r} is not a number", path)
         if len(values) != size:
-            raise error(
-                f"row {line} has {len(values)} values; expected {size} "
-                f"(the model's input {shape(info.raw_shape)})",
-                path,
-            )
+            expected = f"{size} (the model's input {shape(info.raw_shape)})"
+            raise _row(line, f" has {len(values)} values; expected {expected}", path)
         return np.asarray(values, dtype=np.float32)
 
     return numbers
 
 
 def _table_encoder(
-    header: list[str], table: dict[str, Any], path: Path, delimiter: str
+    header: list[str], table: TableColumns, path: Path, delimiter: str
 ) -> Callable[[list[str], int], np.ndarray]:
     """Rows in the training CSV's format: numeric columns as numbers, categories one-hot.
 
     The same encoding as netspec.data.table.load_csv: columns in the recorded order, each
     categorical column one-hot over its (sorted) training categories.
     """
-    columns = [(str(c["name"]), c.get("categories")) for c in table.get("columns", ())]
+    columns = table.columns
     missing = [name for name, _ in columns if name not in header]
     if missing:
         raise error(
             f"header has no column {', '.join(map(repr, missing[:4]))}"
             f"{', ...' if len(missing) > 4 else ''}; the model was trained on the columns "
-            f"{', '.join(name for name, _ in columns)} (target {table.get('target')!r})",
+            f"{', '.join(name for name, _ in columns)} (target {table.target!r})",
             path,
             hint="give rows in the training CSV's format (its header, any other columns are "
             "ignored), or rows of the model's input numbers",
@@ -100,29 +96,40 @@ def _table_encoder(
 
     def encode(cells: list[str], line: int) -> np.ndarray:
         if len(cells) != len(header):
-            raise error(f"row {line} has {len(cells)} fields; expected {len(header)}", path)
+            raise _row(line, f" has {len(cells)} fields; expected {len(header)}", path)
         parts: list[float] = []
         for (name, categories), k in zip(columns, where):
             cell = cells[k]
             if categories is None:
                 value = number(cell, delimiter)
                 if value is None:
-                    raise error(f"row {line}: column {name!r} is {cell!r}, not a number", path)
+                    raise _row(line, f": column {name!r} is {cell!r}, not a number", path)
                 parts.append(value)
-            elif cell in categories:
-                parts += [float(cell == c) for c in categories]
             else:
-                known = ", ".join(map(str, categories[:6])) + (
-                    ", ..." if len(categories) > 6 else ""
-                )
-                raise error(
-                    f"row {line}: column {name!r} is {cell!r}, a category the model was not "
-                    f"trained on (it knows {known})",
-                    path,
-                )
+                parts += _one_hot(cell, categories, name, line, path)
         return np.asarray(parts, dtype=np.float32)
 
     return encode
+
+
+def _one_hot(
+    cell: str, categories: tuple[str, ...], name: str, line: int, path: Path
+) -> list[float]:
+    """A categorical cell one-hot over the column's training categories."""
+    if cell not in categories:
+        known = ", ".join(categories[:6]) + (", ..." if len(categories) > 6 else "")
+        raise _row(
+            line,
+            f": column {name!r} is {cell!r}, a category the model was not trained on "
+            f"(it knows {known})",
+            path,
+        )
+    return [float(cell == c) for c in categories]
+
+
+def _row(line: int, what: str, path: Path) -> PredictError:
+    """A row that cannot be read: `row <line><what>`."""
+    return error(f"row {line}{what}", path)
 
 
 def _numbers(cells: list[str], delimiter: str) -> list[float] | None:
@@ -130,8 +137,10 @@ def _numbers(cells: list[str], delimiter: str) -> list[float] | None:
     return None if any(v is None for v in values) else values  # type: ignore[return-value]
 
 
-def _check_header(cells: list[str], size: int, features: list[Any] | None, path: Path) -> None:
-    if features is not None and cells != [str(f) for f in features]:
+def _check_header(
+    cells: list[str], size: int, features: tuple[str, ...] | None, path: Path
+) -> None:
+    if features is not None and cells != list(features):
         raise error(
             f"header {', '.join(cells[:4])}...: expected the model's features "
             f"{', '.join(map(str, features[:4]))}...",

@@ -12,7 +12,7 @@ from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.table import check_columns
 from netspec.errors import DataError, NetspecError
-from netspec.run_data import run_data
+from netspec.run_data import RunData, run_data
 from netspec.runs import RunLayout, RunMeta, check_weights, read_weights, run_source, run_weights
 
 from ..lowering import build_module
@@ -45,19 +45,7 @@ def evaluate_run(
     weights_path, notes = run_weights(run_dir)
     for note in notes:
         log(f"note: {note}")
-    if data is not None and Path(data).suffix.lower() == ".csv":
-        layout = RunLayout(run_dir)
-        table = RunMeta.read(layout.meta).table if layout.meta.is_file() else None
-        if table:  # a table run: name the columns a new CSV lacks, before its shape is checked
-            check_columns(data, table)
-    try:
-        held = run_data(run_dir, "test" if data is None else Path(data))
-    except DataError as err:
-        if data is None and "has no test split" in err.problems[0].message:
-            raise DataError.one(
-                f"{run_dir}: the run has no test split", hint="pass --data"
-            ) from None
-        raise
+    held = _held_out(run_dir, data)
     graph = compile_source(run_source(run_dir))
     assert graph.train is not None
     spec, meta = graph.train, held.meta
@@ -106,6 +94,23 @@ def evaluate_run(
                 n = len(split)
                 result["notes"] = [f"{overlap} of {n} samples were in the run's training split"]
     return result
+
+
+def _held_out(run_dir: Path, data: Path | None) -> RunData:
+    """The data to score (run_data's): the run's test split, or all of `data`."""
+    if data is not None and Path(data).suffix.lower() == ".csv":
+        layout = RunLayout(run_dir)
+        table = RunMeta.read(layout.meta).table if layout.meta.is_file() else None
+        if table:  # a table run: name the columns a new CSV lacks, before its shape is checked
+            check_columns(data, table)
+    try:
+        return run_data(run_dir, "test" if data is None else Path(data))
+    except DataError as err:
+        if data is None and "has no test split" in err.problems[0].message:
+            raise DataError.one(
+                f"{run_dir}: the run has no test split", hint="pass --data"
+            ) from None
+        raise
 
 
 def _train(run_dir: Path) -> ArrayData:

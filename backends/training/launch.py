@@ -31,15 +31,10 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 def check_launch(
-    *,
-    nproc: int,
-    nnodes: int,
-    node_rank: int,
-    endpoint: str | None,
-    batch_size: int,
-    device: str,
+    nproc: int, nnodes: int, node_rank: int, endpoint: str | None, *, batch_size: int, device: str
 ) -> None:
-    """Refuse what cannot start before any worker does: each problem located, exit 2."""
+    """Refuse what cannot start before any worker does (`nproc` ranks on node `node_rank` of
+    `nnodes`, meeting at `endpoint`): each problem located, exit 2."""
     import torch  # after the spec checks (the CLI's rule): spec errors come without torch
 
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -115,39 +110,6 @@ def launch(args: list[str], nproc: int) -> int:
     return 0
 
 
-def launch_ranks(
-    spec: Path,
-    sets: list[str],
-    run_dir: Path,
-    batch_size: int,
-    *,
-    device: str,
-    resume: bool,
-    progress: bool | None,
-    force: bool,
-    nproc: int,
-    nnodes: int,
-    node_rank: int,
-    endpoint: str | None,
-) -> int:
-    """Check the launch, then run `netspec train` in `nproc` ranks here; their exit code."""
-    check_launch(
-        nproc=nproc,
-        nnodes=nnodes,
-        node_rank=node_rank,
-        endpoint=endpoint,
-        batch_size=batch_size,
-        device=device,
-    )
-    worker = [str(spec), *(a for s in sets for a in ("--set", s)), "--out", str(run_dir)]
-    worker += ["--device", device, *(["--resume"] if resume else [])]
-    worker += ["--force"] if force else []
-    if progress is not None:
-        worker.append("--progress" if progress else "--no-progress")
-    args = torchrun_args(worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint)
-    return launch(args, nproc)
-
-
 def launch_train(
     spec: Path,
     sets: list[str],
@@ -162,22 +124,18 @@ def launch_train(
     node_rank: int,
     endpoint: str | None,
 ) -> int:
-    """`netspec train --nproc N`: compile the spec and pick the run directory here, then run
-    `netspec train` in `nproc` ranks on it (launch_ranks); their exit code."""
+    """`netspec train --nproc N`: compile the spec and pick the run directory here, check the
+    launch, then run `netspec train` in `nproc` ranks on that directory; their exit code."""
     from netspec.runs import prepare_run
 
     graph, run_dir, *_ = prepare_run(spec, sets, out, resume)
-    return launch_ranks(
-        spec,
-        sets,
-        run_dir,
-        graph.train.batch_size,
-        device=device,
-        resume=resume,
-        progress=progress,
-        force=force,
-        nproc=nproc,
-        nnodes=nnodes,
-        node_rank=node_rank,
-        endpoint=endpoint,
+    check_launch(
+        nproc, nnodes, node_rank, endpoint, batch_size=graph.train.batch_size, device=device
     )
+    worker = [str(spec), *(a for s in sets for a in ("--set", s)), "--out", str(run_dir)]
+    worker += ["--device", device, *(["--resume"] if resume else [])]
+    worker += ["--force"] if force else []
+    if progress is not None:
+        worker.append("--progress" if progress else "--no-progress")
+    args = torchrun_args(worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint)
+    return launch(args, nproc)

@@ -91,6 +91,8 @@ class Trainer:
 
     # setup
     def setup(self) -> None:
+        # This order fixes the random streams (seed, data, weights, ranks, tiles, augmentation,
+        # a resume's restore): resume is bit-identical only in it.
         spec, graph = self.spec, self.graph
         torch.manual_seed(spec.seed)
         act = activation_of(graph.output.layer, len(graph.output.shape))
@@ -162,8 +164,12 @@ class Trainer:
         self.metric_names = default_metrics(self.data.task, spec.metrics)
         self.metrics = make_metrics(self.metric_names, self.data.task, self.data.classes)
         self.reg = regularizers(self.module, spec.regularize)
-        self.state = RunState()
-        self.hash = spec_hash(graph)
+        self._start_or_resume()
+
+    def _start_or_resume(self) -> None:
+        """A fresh RunState, or the saved one with its optimizer and random streams restored."""
+        spec, self.state = self.spec, RunState()
+        self.hash = spec_hash(self.graph)
         if self.resume and run_files.nothing_saved(self.layout):
             # Stopped before its first checkpoint: starting over is resuming it (same seeds).
             self.log(f"note: {self.run_dir} saved no epoch: training starts at epoch 1")

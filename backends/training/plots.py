@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netspec.fileio import atomic_path
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -108,7 +109,6 @@ def history_figure(
         # registry to leak into, safe in a process that already has an interactive pyplot.
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
     except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
         raise ModuleNotFoundError(
             "plotting training curves needs matplotlib: pip install matplotlib", name="matplotlib"
@@ -131,79 +131,84 @@ def history_figure(
     best = _monitored(history, best_epoch, monitor) if best_epoch and monitor else None
     # Markers make a 1-epoch run visible at all and short runs readable; long runs stay clean.
     marker = "o" if len(history) <= 30 else None
-    epochs = sorted({float(row.get("epoch", i + 1)) for i, row in enumerate(history)})
     for i, family in enumerate(families):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        pairs = ((family, "training"), (_VAL + family, "validation"))
-        if family == "lr":
-            pairs = (("lr", "learning rate"),)
-        for key, label in pairs:
-            xs, ys = _series(history, key)
-            if xs:
-                ax.plot(xs, ys, marker=marker, markersize=3, label=label)
-        if family == "lr":
-            name = "learning rate"
-            lrs = [row["lr"] for row in history if row.get("lr", 0) > 0]
-            if lrs and max(lrs) > 10 * min(lrs):  # schedules spanning decades read better in log
-                ax.set_yscale("log")
-        elif family == "loss" and loss_name:
-            name = f"loss ({loss_name})"
-        else:
-            name = family.replace("_", " ")
-        ax.set_title(name)
-        ax.set_ylabel(loss_name if family == "loss" and loss_name else name)
-        ax.set_xlabel("epoch")
-        if best_epoch:
-            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label="best epoch")
-        if best is not None and best[0].removeprefix(_VAL) == family:
-            ax.plot(
-                [best_epoch],
-                [best[1]],
-                marker="*",
-                markersize=13,
-                color="C3",
-                linestyle="none",
-                label=f"best {best[0]} {score(best[1])} (epoch {best_epoch})",
-            )
-        if family in test:
-            ax.axhline(
-                test[family],
-                color="C2",
-                linestyle=":",
-                linewidth=1.5,
-                label=f"test {score(test[family])}",
-            )
-        if epochs[-1] - epochs[0] < 2:
-            # One or two epochs: autoscaling would zoom into fractional epochs around them.
-            ax.set_xticks(epochs)
-            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-        if family != "lr" or best_epoch:
-            ax.legend(fontsize=8)
+        _panel(ax, history, family, loss_name, best_epoch, best, test, marker=marker)
     return fig
 
 
-def plot_history(
+def _panel(
+    ax: Axes,
     history: list[dict[str, float]],
-    path: Path,
+    family: str,
+    loss_name: str | None,
+    best_epoch: int | None,
+    best: tuple[str, float] | None,
+    test: dict[str, float],
     *,
-    title: str,
-    loss_name: str | None = None,
-    best_epoch: int | None = None,
-    monitor: str | None = None,
-    test: dict[str, float] | None = None,
+    marker: str | None,
 ) -> None:
+    """One metric family's panel of `history_figure`: its curves, the best epoch, the test score."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = sorted({float(row.get("epoch", i + 1)) for i, row in enumerate(history)})
+    pairs = ((family, "training"), (_VAL + family, "validation"))
+    if family == "lr":
+        pairs = (("lr", "learning rate"),)
+    for key, label in pairs:
+        xs, ys = _series(history, key)
+        if xs:
+            ax.plot(xs, ys, marker=marker, markersize=3, label=label)
+    if family == "lr":
+        name = "learning rate"
+        lrs = [row["lr"] for row in history if row.get("lr", 0) > 0]
+        if lrs and max(lrs) > 10 * min(lrs):  # schedules spanning decades read better in log
+            ax.set_yscale("log")
+    elif family == "loss" and loss_name:
+        name = f"loss ({loss_name})"
+    else:
+        name = family.replace("_", " ")
+    ax.set_title(name)
+    ax.set_ylabel(loss_name if family == "loss" and loss_name else name)
+    ax.set_xlabel("epoch")
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label="best epoch")
+    if best is not None and best[0].removeprefix(_VAL) == family:
+        ax.plot(
+            [best_epoch],
+            [best[1]],
+            marker="*",
+            markersize=13,
+            color="C3",
+            linestyle="none",
+            label=f"best {best[0]} {score(best[1])} (epoch {best_epoch})",
+        )
+    if family in test:
+        ax.axhline(
+            test[family],
+            color="C2",
+            linestyle=":",
+            linewidth=1.5,
+            label=f"test {score(test[family])}",
+        )
+    if epochs[-1] - epochs[0] < 2:
+        # One or two epochs: autoscaling would zoom into fractional epochs around them.
+        ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    if family != "lr" or best_epoch:
+        ax.legend(fontsize=8)
+
+
+def plot_history(history: list[dict[str, float]], path: Path, **marks: Any) -> None:
     """Write the training curves of `history` (one dict per epoch) to the PNG file `path`.
 
     Written atomically, so a reader such as a dashboard refreshing during training never sees
-    a half-written image. The keywords are `history_figure`'s marks.
+    a half-written image. `marks`: `history_figure`'s keywords (title, best epoch, ...).
     """
-    fig = history_figure(
-        history, title=title, loss_name=loss_name, best_epoch=best_epoch, monitor=monitor, test=test
-    )
-    save_png(fig, Path(path))
+    save_png(history_figure(history, **marks), Path(path))
 
 
 def bands_shown(channels: int, rgb: Sequence[int] | None = None) -> str:

@@ -92,7 +92,6 @@ def predictions_figure(
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
     except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
         raise ModuleNotFoundError(
             "plotting predictions needs matplotlib: pip install matplotlib", name="matplotlib"
@@ -143,11 +142,21 @@ def predictions_figure(
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r][0].set_ylabel(f"tile {r}", fontsize=9)
+    _legend(fig, colors, classes, ignored=bool((true < 0).any() or (pred < 0).any()), errors=errors)
+    return fig
+
+
+def _legend(
+    fig: Figure, colors: np.ndarray, classes: Sequence[str], *, ignored: bool, errors: bool
+) -> None:
+    """The legend below the grid: each class's colour, then ignored pixels and errors if shown."""
+    from matplotlib.patches import Patch
+
     handles = [
         Patch(facecolor=colors[i], edgecolor="none", label=label)
         for i, label in enumerate(class_labels(classes))
     ]
-    if (true < 0).any() or (pred < 0).any():
+    if ignored:
         handles.append(Patch(facecolor=IGNORED_COLOR, edgecolor="none", label="ignored"))
     if errors:
         handles.append(Patch(facecolor=_WRONG_COLOR, edgecolor="none", label="wrong (errors)"))
@@ -158,7 +167,6 @@ def predictions_figure(
         fontsize=9,
         frameon=False,
     )
-    return fig
 
 
 def plot_predictions(

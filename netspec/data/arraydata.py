@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from netspec.data._common import data_error
+from netspec.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,41 @@ class TableColumns:
                 for name, cats in self.columns
             ],
         }
+
+    @classmethod
+    def from_dict(cls, d: Any, file: str | None = None) -> TableColumns:
+        """The columns back from their JSON form (model.json, an ONNX model's card); DataError
+        naming `file` when it is not `{target, columns: [{name, categories}, ...]}`."""
+        columns = d.get("columns") if isinstance(d, Mapping) else None
+        if not (
+            isinstance(d, Mapping)
+            and isinstance(d.get("target"), (str, int))
+            and isinstance(columns, list)
+            and all(_column_ok(c) for c in columns)
+        ):
+            raise DataError.one(
+                f"the table record {str(d)[:80]!r} is malformed: expected its target and columns",
+                file,
+                hint="the file was not written by netspec, or was edited: train the run again",
+            )
+        return cls(
+            str(d["target"]),
+            tuple(
+                (
+                    str(c["name"]),
+                    None if c.get("categories") is None else tuple(map(str, c["categories"])),
+                )
+                for c in columns
+            ),
+        )
+
+
+def _column_ok(c: Any) -> bool:
+    return (
+        isinstance(c, Mapping)
+        and isinstance(c.get("name"), (str, int))
+        and (c.get("categories") is None or isinstance(c.get("categories"), list))
+    )
 
 
 # eq=False: dataclass equality would compare arrays elementwise and raise on `==`.

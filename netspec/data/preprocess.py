@@ -223,6 +223,8 @@ def describe(pre: Preprocessing | Mapping[str, Any]) -> list[dict[str, Any]]:
     Every step is exactly what `geometry`/`apply_values` (and the folder loader's `fit_image`) do,
     so an app in any language can redo them; steps that do nothing are left out.
     """
+    # Over 80 lines as one function on purpose: the list below is the steps in the order they
+    # run, each with its definition; split up, that order would be spelled in two places.
     pre = as_record(pre)
     steps: list[dict[str, Any]] = []
     order = pre.channel_order

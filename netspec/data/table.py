@@ -10,7 +10,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -319,16 +319,16 @@ def load_csv(
     )
 
 
-def check_columns(path: str | Path, table: dict[str, Any]) -> None:
-    """A CSV for a model trained on a table (TableColumns.to_dict) has every column it used.
+def check_columns(path: str | Path, table: TableColumns) -> None:
+    """A CSV for a model trained on a table (its recorded TableColumns) has every column it used.
 
     Without this, a file lacking a column gave only `samples have shape (3,), but the spec's
     input is (4,)`; this names the missing columns, and the ones the file has instead.
     """
     path = Path(path)
     _, header, _ = _read_rows(path, None)
-    wanted = [str(c["name"]) for c in table.get("columns", ())]
-    target = str(table.get("target"))
+    wanted = [name for name, _ in table.columns]
+    target = table.target
     missing = [name for name in [*wanted, target] if name not in header]
     if missing:
         extra = [name for name in header if name not in wanted and name != target]
