@@ -197,9 +197,7 @@ def test_the_run_exports_and_predicts_a_larger_scene_tile_by_tile(
     assert mask.mode == "P" and mask.size == (100, 104)
     assert set(np.unique(np.asarray(mask))) <= {0, 1, 2, 3}
     assert sum(result["pixels"].values()) == 104 * 100
-    (tta,) = predict(
-        tmp_path / "unet.onnx", [tmp_path / "scene.npy"], out=tmp_path / "t", tta=True
-    )
+    (tta,) = predict(tmp_path / "unet.onnx", [tmp_path / "scene.npy"], out=tmp_path / "t", tta=True)
     assert tta["tta"] == 8
     # The 8-fold average changes a few pixels at most on a network trained with the symmetries.
     same = np.mean(np.asarray(Image.open(tta["mask"])) == np.asarray(mask))

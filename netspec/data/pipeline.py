@@ -370,29 +370,7 @@ def prepare(
     scale = float(p.rescale) if p.rescale else 1.0
     if cfg.complete:
         train, val, test = (scaled_targets(d, scale) for d in (train, val, test))
-    mean = std = None
-    if isinstance(p.normalize, Normalize):
-        mean, std = tuple(p.normalize.mean), tuple(p.normalize.std)
-        if len(mean) != raw_shape[0] or len(std) != raw_shape[0]:
-            raise data_error(
-                f"train.preprocess.normalize: {len(mean)} means and {len(std)} stds for "
-                f"{raw_shape[0]} channels; give one per channel"
-            )
-    elif p.normalize == "dataset":
-        x64 = train.x.astype(np.float64) * scale
-        m, s = dataset_stats(x64)
-        # A channel constant in the training split gets std 1 (as scikit-learn's StandardScaler
-        # does): std ~0 would blow up any other value it takes at test or predict time.
-        axes = (0, *range(2, x64.ndim))
-        constant = np.flatnonzero(x64.max(axis=axes) == x64.min(axis=axes))
-        s[constant] = 1.0
-        mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
-        if len(constant):
-            names = channel_names(train, constant)
-            notes.append(
-                f"{len(constant)} feature(s) constant in the training split ({names}): "
-                "normalized with std 1, as scikit-learn does"
-            )
+    mean, std = _normalization(p, train, raw_shape, scale, notes)
     channel_order = None
     if train.x.ndim == 4:
         channel_order = {1: "L", 3: "RGB"}.get(raw_shape[0])
@@ -457,3 +435,33 @@ def _tile(
             hint="use `padding: same` convolutions so the output keeps the input's size",
         )
     return h, w
+
+
+def _normalization(
+    p: Any, train: ArrayData, raw_shape: tuple[int, ...], scale: float, notes: list[str]
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The per-channel mean and std the spec asks for: given, or the training split's own."""
+    mean = std = None
+    if isinstance(p.normalize, Normalize):
+        mean, std = tuple(p.normalize.mean), tuple(p.normalize.std)
+        if len(mean) != raw_shape[0] or len(std) != raw_shape[0]:
+            raise data_error(
+                f"train.preprocess.normalize: {len(mean)} means and {len(std)} stds for "
+                f"{raw_shape[0]} channels; give one per channel"
+            )
+    elif p.normalize == "dataset":
+        x64 = train.x.astype(np.float64) * scale
+        m, s = dataset_stats(x64)
+        # A channel constant in the training split gets std 1 (as scikit-learn's StandardScaler
+        # does): std ~0 would blow up any other value it takes at test or predict time.
+        axes = (0, *range(2, x64.ndim))
+        constant = np.flatnonzero(x64.max(axis=axes) == x64.min(axis=axes))
+        s[constant] = 1.0
+        mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
+        if len(constant):
+            names = channel_names(train, constant)
+            notes.append(
+                f"{len(constant)} feature(s) constant in the training split ({names}): "
+                "normalized with std 1, as scikit-learn does"
+            )
+    return mean, std
