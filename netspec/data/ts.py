@@ -75,6 +75,9 @@ def _values(text: str, dim: int, path: Path, line: int) -> np.ndarray:
 
 def read_ts(path: Path) -> TsFile:
     """Parse a `.ts` file; every problem is one DataError at its file:line."""
+    # Over 80 lines on purpose: one pass over the lines, whose header state (the classes, the
+    # dimension count and the line that said each) is what every case line is checked against
+    # and named by in its message; split, that state would travel through every call.
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
