@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netspec.ir import Graph
-from netspec.layers.activations import Activation, activation_of
+from netspec.layers.activations import ActivationLayer, activation_of
 from netspec.layers.recurrent import Recurrent
 from netspec.train_spec import TrainSpec
 
@@ -37,9 +37,12 @@ def activation_elements(graph: Graph) -> int:
     total = math.prod(graph.input_shape)
     for n in graph.nodes:
         size = math.prod(n.shape)
-        # The `activation {fn}` layer is bare, not fused; the other activation kinds count twice.
+        # A fused activation (conv then relu in one layer) keeps the pre-activation too; an
+        # activation layer of its own (relu, softmax, `activation {fn}`) only its output: its
+        # input is the node before it, counted there.
         fused = (
-            not isinstance(n.layer, Activation) and activation_of(n.layer, len(n.shape)) is not None
+            not isinstance(n.layer, ActivationLayer)
+            and activation_of(n.layer, len(n.shape)) is not None
         )
         total += size * (2 if fused else 1)
         if isinstance(n.layer, Recurrent):

@@ -106,3 +106,14 @@ def test_train_refuses_a_billion_unit_dense_before_allocating(tmp_path: Path) ->
     result = invoke("train", spec, "--out", tmp_path / "run")
     text = fails(result, "training needs about", "GB", "pass --force")
     assert "Traceback" not in text
+
+
+def test_an_activation_layer_of_its_own_counts_as_the_fused_one() -> None:
+    """conv then a `relu` layer keeps what conv with `activation: relu` keeps: the conv's output
+    and the relu's (the relu layer's input is the conv's node, counted once, not again)."""
+    from netspec.memory import activation_elements
+
+    head = "name: m\ninput: [1, 8, 8]\nlayers:\n"
+    fused = compile_text(head + "  - conv2d: {filters: 4, kernel: 3, activation: relu}\n")
+    apart = compile_text(head + "  - conv2d: {filters: 4, kernel: 3}\n  - relu\n")
+    assert activation_elements(apart) == activation_elements(fused) == 64 + 2 * 4 * 6 * 6
