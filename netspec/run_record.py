@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -54,6 +55,8 @@ class RunLayout:
     EVALUATE = "evaluate"
     # An interrupted run has no model.safetensors yet: its checkpoints stand in, in this order.
     STAND_INS = (BEST, LAST)
+    # A classification report's files (in the run, or where `netspec evaluate --out` puts them).
+    REPORT_FILES = (REPORT_TXT, REPORT_JSON, CONFUSION_PNG, MISTAKES_PNG, ROC_PNG)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "directory", Path(self.directory))
@@ -84,6 +87,42 @@ class RunLayout:
     def evaluation(self, name: str) -> Path:
         """Where `netspec evaluate --data NAME` writes its report files."""
         return self.directory / self.EVALUATE / name
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """Where each file of a `netspec tune` study folder lives: the one place their names are
+    spelled (the study's SQLite file and its journals, the report, one run folder per trial)."""
+
+    folder: Path
+
+    DB = "study.db"
+    BEST = "best.yaml"
+    TRIALS = "trials.json"
+    HISTORY_PNG = "history.png"
+    IMPORTANCE_PNG = "importance.png"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    db = property(lambda self: self.folder / self.DB)
+    best = property(lambda self: self.folder / self.BEST)
+    trials = property(lambda self: self.folder / self.TRIALS)
+    history_png = property(lambda self: self.folder / self.HISTORY_PNG)
+    importance_png = property(lambda self: self.folder / self.IMPORTANCE_PNG)
+
+    def trial(self, number: int) -> Path:
+        """The run directory of trial `number`."""
+        return self.folder / f"trial-{number:03d}"
+
+    @classmethod
+    def owns(cls, name: str) -> bool:
+        """Whether `netspec tune` writes an entry of this name in a study folder."""
+        return (
+            name in (cls.BEST, cls.TRIALS, cls.HISTORY_PNG, cls.IMPORTANCE_PNG)
+            or name.startswith(cls.DB)  # the database and its journals
+            or re.fullmatch(r"trial-\d+", name) is not None
+        )
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,9 @@ def test_tune_refuses_a_folder_of_the_users(tmp_path: Path) -> None:
 
 
 def test_tune_accepts_its_own_study_folder(tmp_path: Path) -> None:
-    from netspec.cli.train import is_study_file
+    from netspec.run_record import StudyLayout
 
+    is_study_file = StudyLayout.owns
     names = ["study.db", "study.db-journal", "best.yaml", "trials.json", "history.png"]
     assert all(map(is_study_file, [*names, "importance.png", "trial-000", "trial-1234"]))
     assert not any(map(is_study_file, ["notes.txt", "trial-x", "best.yml", "spec.yaml"]))

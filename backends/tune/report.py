@@ -8,7 +8,7 @@ from typing import Any
 
 from netspec.fileio import write_text
 from netspec.jsonio import dumps
-from netspec.run_record import RunLayout
+from netspec.run_record import RunLayout, StudyLayout
 
 from .study import Plan
 
@@ -51,7 +51,7 @@ def write_best(plan: Plan, best: dict[str, Any]) -> Path:
         f"# The best trial ({best['number']}) of study '{plan.study}' over {plan.spec}: "
         f"{plan.monitor} {best['value']:.4f}. Reproduce it with `netspec train` on this file.\n"
     )
-    path = plan.folder / "best.yaml"
+    path = StudyLayout(plan.folder).best
     write_text(path, head + spec_text)
     return path
 
@@ -83,7 +83,7 @@ def render(rows: list[dict[str, Any]], plan: Plan, best: dict[str, Any] | None) 
     if best is not None:
         lines.append(
             f"best: trial {best['number']}, {plan.monitor} {best['value']:.4f} "
-            f"-> {plan.folder / 'best.yaml'}"
+            f"-> {StudyLayout(plan.folder).best}"
         )
     else:
         lines.append("best: none (no trial completed)")
@@ -117,8 +117,8 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     ax.set_title(f"study {plan.study}: optimization history")
     ax.legend()
     fig.tight_layout()
-    save_png(fig, plan.folder / "history.png")
-    written.append(plan.folder / "history.png")
+    save_png(fig, StudyLayout(plan.folder).history_png)
+    written.append(StudyLayout(plan.folder).history_png)
     if len(done) < 2:
         return written
     import optuna
@@ -137,8 +137,8 @@ def plot(study, rows: list[dict[str, Any]], plan: Plan) -> list[Path]:
     ax.set_xlabel(f"importance for {plan.monitor} (fANOVA)")
     ax.set_title(f"study {plan.study}: parameter importance")
     fig.tight_layout()
-    save_png(fig, plan.folder / "importance.png")
-    written.append(plan.folder / "importance.png")
+    save_png(fig, StudyLayout(plan.folder).importance_png)
+    written.append(StudyLayout(plan.folder).importance_png)
     return written
 
 
@@ -163,7 +163,7 @@ def finish(plan: Plan) -> dict[str, Any]:
         "plots": [str(p) for p in plots],
         "trials": rows,
     }
-    write_text(plan.folder / "trials.json", dumps(result))
+    write_text(StudyLayout(plan.folder).trials, dumps(result))
     return result
 
 

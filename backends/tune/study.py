@@ -11,6 +11,7 @@ from typing import Any
 
 from netspec.compiler import compile_source
 from netspec.errors import Interrupted, NetspecError, SpecError, UsageError
+from netspec.run_record import StudyLayout
 from netspec.runs import absolute_paths, prepare_run
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, apply_overrides, read
@@ -90,7 +91,7 @@ def plan_study(
     plan = Plan(
         spec=Path(spec),
         folder=folder,
-        storage=storage or f"sqlite:///{(folder / 'study.db').resolve()}",
+        storage=storage or f"sqlite:///{StudyLayout(folder).db.resolve()}",
         study=study,
         trials=trials,
         pruner=pruner,
@@ -166,7 +167,7 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
     from ..training.loop import Trainer
 
     chosen = {e.path: _suggest(trial, e) for e in entries}
-    run_dir = plan.folder / f"trial-{trial.number:03d}"
+    run_dir = StudyLayout(plan.folder).trial(trial.number)
     trial.set_user_attr("run", str(run_dir))
     try:
         # A trial starts as every run does: compiled, paths absolute, its own new folder.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
 from netspec.errors import Interrupted, NetspecError
 from netspec.fileio import check_own_folder
 from netspec.jsonio import dumps
+from netspec.run_record import RunLayout, StudyLayout
 
 NprocOpt = Annotated[
     int | None,
@@ -102,31 +102,6 @@ def train(
         typer.echo(dumps(shown))
 
 
-# What evaluate writes into --out (backends/training/classify.py and report_plots.py).
-EVALUATE_FILES = frozenset(
-    {
-        "classification_report.txt",
-        "classification_report.json",
-        "confusion_matrix.png",
-        "mistakes.png",
-        "roc.png",
-    }
-)
-
-# What tune writes into its study folder (backends/tune): the SQLite study and its journals,
-# the report files, and one run folder per trial.
-_STUDY_FILES = frozenset({"best.yaml", "trials.json", "history.png", "importance.png"})
-
-
-def is_study_file(name: str) -> bool:
-    """A name `netspec tune` writes in its study folder."""
-    return (
-        name in _STUDY_FILES
-        or name.startswith("study.db")
-        or bool(re.fullmatch(r"trial-\d+", name))
-    )
-
-
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `netspec train`.")],
@@ -163,7 +138,7 @@ def evaluate(
 
     try:
         if out is not None and out.resolve() != run_dir.resolve():
-            check_own_folder(out, EVALUATE_FILES.__contains__, "netspec evaluate")
+            check_own_folder(out, RunLayout.REPORT_FILES.__contains__, "netspec evaluate")
         result = load_run(run_dir).evaluate(
             data, device=device, echo=lambda s: typer.echo(s, err=True), out=out
         )
@@ -204,7 +179,7 @@ def tune(
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
     try:
         if out is not None:
-            check_own_folder(out, is_study_file, "netspec tune")
+            check_own_folder(out, StudyLayout.owns, "netspec tune")
         from netspec.backends.tune.report import tune_study
 
         result, text = tune_study(
