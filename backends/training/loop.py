@@ -32,7 +32,6 @@ from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
 from .distributed import RANK_SEED, Dist, rank_rng, restore_rank_rng, wrap_data_parallel
-from .normalize import Normalizer
 from .objective import choose_loss, default_loss, default_metrics, make_metrics, regularizers
 from .optim import make_optimizer, make_schedule
 from .report import epoch_line, per_class_line, progress_bar
@@ -40,6 +39,7 @@ from .scoring import (
     Scorer,
     batch_slices,
     completions,
+    loss_sum,
     predicted_labels,
     probabilities,
     sample,
@@ -137,12 +137,11 @@ class Trainer:
                 self.module, self.logits, self.dist, spec.sync_batchnorm, self.log
             )
             torch.manual_seed(spec.seed + rank_seed)
-        self.norm = Normalizer(self.data.preprocessing, self.device)
         self.scorer = Scorer(
             self.module, self.data.preprocessing, self.device, self.logits,
             self.channels_last, self.bf16,
         )  # fmt: skip
-        self.scorer.norm = self.norm
+        self.norm = self.scorer.norm  # one Normalizer for training and scoring
         self.x_train, self.y_train = self._tensors(self.data.train)
         self.val = self._tensors(self.data.val) if self.data.val is not None else None
         self.test = self._tensors(self.data.test) if self.data.test is not None else None
@@ -290,12 +289,7 @@ class Trainer:
             self.dist.rank0_buffers(m)
             part = self.dist.span(len(y))
             x, y = x[part], y[part]
-        total = 0.0
-        for idx in self._batches(len(y), batch_size, None):
-            out = self.scorer.forward(x[idx])
-            total += float(self.loss_fn(out, y[idx])) * y[idx].shape[0]
-            # Metrics in the data's units (regression targets are learned standardized).
-            self.metrics.update(self.norm.units(out), self.norm.units(y[idx]))
+        total = loss_sum(self.scorer, x, y, self.loss_fn, self.metrics, batch_size)
         count = len(y)
         if self.dist is not None:
             total, count = self.dist.sum([total, count])

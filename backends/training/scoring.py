@@ -81,12 +81,26 @@ def score(
     x, y = scorer.tensors(data, task)
     scorer.module.eval()
     metrics.reset()
+    total = loss_sum(scorer, x, y, loss_fn, metrics, batch_size)
+    return {"loss": total / max(len(y), 1), **metrics.compute()}
+
+
+def loss_sum(
+    scorer: Scorer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    metrics: Metrics,
+    batch_size: int,
+) -> float:
+    """The loss summed over the samples of raw `x` (each batch's mean times its size), each batch
+    added to `metrics` in the data's units (regression targets are learned standardized)."""
     total = 0.0
     for idx in batch_slices(len(y), batch_size):
         out = scorer.forward(x[idx])
         total += float(loss_fn(out, y[idx])) * y[idx].shape[0]
         metrics.update(scorer.norm.units(out), scorer.norm.units(y[idx]))
-    return {"loss": total / max(len(y), 1), **metrics.compute()}
+    return total
 
 
 @torch.inference_mode()
