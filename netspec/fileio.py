@@ -43,14 +43,15 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> None:
-    """A matplotlib figure saved atomically, in the format its suffix names (PNG without one)."""
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+def save_figure(fig: Any, path: str | Path, fmt: str | None = None, **kwargs: Any) -> None:
+    """A matplotlib figure saved atomically, as `fmt`, else in the format its suffix names (PNG
+    without one)."""
+    fmt = fmt or Path(path).suffix.lstrip(".").lower() or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, **kwargs)
 
 
-def _leftover(name: str) -> bool:
+def is_temporary(name: str) -> bool:
     """A temporary file of an interrupted atomic write (`.<name>.<random>.tmp`): netspec's own."""
     return name.startswith(".") and name.endswith(".tmp")
 
@@ -72,7 +73,7 @@ def check_own_folder(folder: str | Path, owns: Callable[[str], bool], command: s
         raise UsageError.one(
             f"{command}: {folder} is a file, not a folder", str(folder), hint="name a folder"
         )
-    foreign = sorted(p.name for p in folder.iterdir() if not (owns(p.name) or _leftover(p.name)))
+    foreign = sorted(p.name for p in folder.iterdir() if not (owns(p.name) or is_temporary(p.name)))
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise UsageError.one(

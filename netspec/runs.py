@@ -19,6 +19,7 @@ import yaml
 from netspec.compiler import compile_source
 from netspec.data.pipeline import resolve_path
 from netspec.errors import DataError, SpecError, few
+from netspec.fileio import is_temporary
 from netspec.ir import Graph
 from netspec.run_record import RunLayout, RunMeta
 from netspec.source import Source, apply_overrides, read
@@ -114,7 +115,9 @@ def check_out(out: Path, resume: bool) -> None:
             hint="train without --resume, or point --out at an earlier run",
         )
     # Files left by an atomic write that was killed are not the user's: they do not count.
-    others = sorted(p.name for p in out.iterdir() if not _is_temporary(p)) if out.is_dir() else []
+    others = (
+        sorted(p.name for p in out.iterdir() if not is_temporary(p.name)) if out.is_dir() else []
+    )
     if others:
         raise SpecError.one(
             f"--out {out} is a folder with other files ({few(others, 4)}), not a run: "
@@ -123,16 +126,12 @@ def check_out(out: Path, resume: bool) -> None:
         )
 
 
-def _is_temporary(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(".tmp")
-
-
 def remove_stale_temporaries(run: Path) -> None:
     """Delete the temporary files of atomic writes a kill -9 interrupted: never read, only wasted space."""
     for folder in (run, RunLayout(run).checkpoints):
         if folder.is_dir():
             for path in folder.iterdir():
-                if _is_temporary(path) and path.is_file():
+                if is_temporary(path.name) and path.is_file():
                     path.unlink(missing_ok=True)
 
 

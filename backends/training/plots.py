@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from netspec.fileio import atomic_path
+from netspec.fileio import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -253,5 +253,4 @@ def display_image(
 
 def save_png(fig: Figure, path: Path) -> None:
     """savefig through netspec.fileio's atomic write: never a half-written PNG."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    save_figure(fig, path, "png", dpi=100)
