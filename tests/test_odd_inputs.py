@@ -147,6 +147,14 @@ train:
 """
 
 
+def csv_spec(features: int, units: int) -> str:
+    """ARRAY_SPEC reading t.csv (target column y) with `features` inputs and `units` classes."""
+    spec = ARRAY_SPEC.replace("[4]", f"[{features}]").replace("units: 3", f"units: {units}")
+    return spec.replace(
+        "source: arrays, path: d.npz", "source: csv, path: t.csv, target: y"
+    ).format(extra="")
+
+
 def write_npz(path: Path, y: np.ndarray, n: int = 12) -> None:
     x = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
     np.savez(path, x=x, y=y)
@@ -170,9 +178,7 @@ def test_integral_float_csv_labels_with_a_softmax_head_are_classes(tmp_path: Pat
     # More than 20 distinct integral values: auto would call it regression; the head says classes.
     rows = [f"{i % 7}.5,{i % 3}.0,{i},{float(i % 25)}" for i in range(50)]
     (tmp_path / "t.csv").write_text("a,b,c,y\n" + "\n".join(rows) + "\n")
-    spec = ARRAY_SPEC.replace("[4]", "[3]").replace("units: 3", "units: 25")
-    spec = spec.replace("source: arrays, path: d.npz", "source: csv, path: t.csv, target: y")
-    p = prepared(tmp_path, spec.format(extra=""))
+    p = prepared(tmp_path, csv_spec(features=3, units=25))
     assert p.task == "multiclass" and len(p.classes or ()) == 25
 
 
@@ -563,9 +569,7 @@ def test_sparse_integral_csv_labels_with_a_softmax_head_are_their_values(tmp_pat
     # 25 distinct whole values: auto reads a regression target; the softmax head says classes.
     rows = [f"{i},{i % 4},{10 * (i % 25)}.0" for i in range(50)]
     (tmp_path / "t.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
-    spec = ARRAY_SPEC.replace("[4]", "[2]").replace("units: 3", "units: 25")
-    spec = spec.replace("source: arrays, path: d.npz", "source: csv, path: t.csv, target: y")
-    p = prepared(tmp_path, spec.format(extra=""))
+    p = prepared(tmp_path, csv_spec(features=2, units=25))
     assert p.task == "multiclass" and p.classes == tuple(str(10 * i) for i in range(25))
 
 

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import REPO, fails, invoke
+from helpers import REPO, SHARED_DATA, fails, invoke
 
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError
@@ -18,7 +18,7 @@ from netspec.source import read
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 
-IRIS = REPO.parent / "shared" / "data" / "iris" / "iris.csv"
+IRIS = SHARED_DATA / "iris" / "iris.csv"
 
 # Two classes, two output units: the smallest classifier trained from a CSV in a few seconds.
 TWO = """\
