@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import ACTIVATIONS, ActivationName, Axis, Layer, ShapeError
+from netspec.layers.base import ACTIVATIONS, ActivationName, Axis, Layer, ShapeError, member
 from netspec.layers.dense import Dense
 from netspec.shapes import Shape
 
@@ -55,12 +55,6 @@ class Activation(ActivationLayer):
         return Act(self.fn)  # a softmax over the channel/feature axis 0, as the bare softmax
 
 
-class ReLU(ActivationLayer):
-    """max(x, 0)."""
-
-    kind: ClassVar[str] = "relu"
-
-
 class LeakyReLU(ActivationLayer):
     """x for x > 0, negative_slope * x below."""
 
@@ -72,18 +66,6 @@ class LeakyReLU(ActivationLayer):
 
     def act(self, rank: int) -> Act:
         return Act("leaky_relu", slope=self.negative_slope)
-
-
-class Sigmoid(ActivationLayer):
-    """1 / (1 + exp(-x))."""
-
-    kind: ClassVar[str] = "sigmoid"
-
-
-class Tanh(ActivationLayer):
-    """The hyperbolic tangent."""
-
-    kind: ClassVar[str] = "tanh"
 
 
 class Softmax(ActivationLayer):
@@ -118,16 +100,12 @@ class GELU(ActivationLayer):
         return Act("gelu", approximate=self.approximate)
 
 
-class SiLU(ActivationLayer):
-    """x * sigmoid(x) (swish)."""
-
-    kind: ClassVar[str] = "silu"
-
-
-class ReLU6(ActivationLayer):
-    """min(max(x, 0), 6)."""
-
-    kind: ClassVar[str] = "relu6"
+# The members that compute the function named like their kind, with no option.
+ReLU = member(ActivationLayer, "ReLU", "relu", "max(x, 0).")
+Sigmoid = member(ActivationLayer, "Sigmoid", "sigmoid", "1 / (1 + exp(-x)).")
+Tanh = member(ActivationLayer, "Tanh", "tanh", "The hyperbolic tangent.")
+SiLU = member(ActivationLayer, "SiLU", "silu", "x * sigmoid(x) (swish).")
+ReLU6 = member(ActivationLayer, "ReLU6", "relu6", "min(max(x, 0), 6).")
 
 
 def activation_of(layer: Layer, rank: int) -> Act | None:

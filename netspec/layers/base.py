@@ -208,6 +208,16 @@ def table_entry(table: Mapping[type[Layer], T], cls: type[Layer]) -> T | None:
     return None
 
 
+LayerT = TypeVar("LayerT", bound=Layer)
+
+
+def member(base: type[LayerT], name: str, kind: str, doc: str, **constants: object) -> type[LayerT]:
+    """A family member that differs from its base only in class constants (`kind`, and e.g.
+    `op`, `ndim`): declared in one line, where a class statement each would repeat the same six."""
+    namespace = {"__module__": base.__module__, "__qualname__": name, "__doc__": doc}
+    return type(name, (base,), {**namespace, "kind": kind, **constants})
+
+
 def check_rank(layer: Layer, shape: Shape, ranks: tuple[int, ...]) -> None:
     """Raise a ShapeError explaining which input layout a layer needs."""
     if len(shape) in ranks:
@@ -252,6 +262,7 @@ __all__ = [
     "ShapeError",
     "Weight",
     "check_rank",
+    "member",
     "norm_axis",
     "suggest",
     "table_entry",

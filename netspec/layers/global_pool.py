@@ -1,4 +1,4 @@
-"""global_avgpool2d / global_maxpool2d (and 1d): reduce every spatial axis, [C, ...] -> [C]."""
+"""Global pooling, mean or maximum, 2-D over H and W or 1-D over L: [C, ...] -> [C]."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import Layer, check_rank
+from netspec.layers.base import Layer, check_rank, member
 from netspec.shapes import Shape
 
 
@@ -26,31 +26,12 @@ class GlobalPool(Layer):
         return (x[0], *(1,) * self.ndim) if self.keepdims else (x[0],)
 
 
-class GlobalAvgPool2D(GlobalPool):
-    """The mean over height and width: [C, H, W] -> [C]."""
-
-    kind: ClassVar[str] = "global_avgpool2d"
-    op: ClassVar[Literal["max", "avg"]] = "avg"
-
-
-class GlobalMaxPool2D(GlobalPool):
-    """The maximum over height and width: [C, H, W] -> [C]."""
-
-    kind: ClassVar[str] = "global_maxpool2d"
-    op: ClassVar[Literal["max", "avg"]] = "max"
-
-
-class GlobalAvgPool1D(GlobalPool):
-    """The mean over the length: [C, L] -> [C]."""
-
-    kind: ClassVar[str] = "global_avgpool1d"
-    op: ClassVar[Literal["max", "avg"]] = "avg"
+class _GlobalPool1D(GlobalPool):
     ndim: ClassVar[int] = 1
 
 
-class GlobalMaxPool1D(GlobalPool):
-    """The maximum over the length: [C, L] -> [C]."""
-
-    kind: ClassVar[str] = "global_maxpool1d"
-    op: ClassVar[Literal["max", "avg"]] = "max"
-    ndim: ClassVar[int] = 1
+_2D, _1D = GlobalPool, _GlobalPool1D  # short names keep each member on one line
+GlobalAvgPool2D = member(_2D, "GlobalAvgPool2D", "global_avgpool2d", "Mean over H and W.", op="avg")
+GlobalMaxPool2D = member(_2D, "GlobalMaxPool2D", "global_maxpool2d", "Max over H and W.", op="max")
+GlobalAvgPool1D = member(_1D, "GlobalAvgPool1D", "global_avgpool1d", "Mean over L.", op="avg")
+GlobalMaxPool1D = member(_1D, "GlobalMaxPool1D", "global_maxpool1d", "Max over L.", op="max")

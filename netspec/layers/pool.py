@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import Ints1, Ints2, Layer, Padding1, Padding2, check_rank
+from netspec.layers.base import Ints1, Ints2, Layer, Padding1, Padding2, check_rank, member
 from netspec.layers.conv import PADDING, window_output
 from netspec.shapes import Shape
 
@@ -40,29 +40,9 @@ class _Pool1D(Pool):
     padding: Padding1 = Field("valid", description=PADDING)
 
 
-class MaxPool2D(Pool):
-    """Max pooling over height and width."""
-
-    kind: ClassVar[str] = "maxpool2d"
-    op: ClassVar[Literal["max", "avg"]] = "max"
-
-
-class AvgPool2D(Pool):
-    """Average pooling; padded cells are not counted in the average (as in Keras and ONNX)."""
-
-    kind: ClassVar[str] = "avgpool2d"
-    op: ClassVar[Literal["max", "avg"]] = "avg"
-
-
-class MaxPool1D(_Pool1D):
-    """Max pooling over the length."""
-
-    kind: ClassVar[str] = "maxpool1d"
-    op: ClassVar[Literal["max", "avg"]] = "max"
-
-
-class AvgPool1D(_Pool1D):
-    """Average pooling over the length; padded cells are not counted."""
-
-    kind: ClassVar[str] = "avgpool1d"
-    op: ClassVar[Literal["max", "avg"]] = "avg"
+# The members differ only in these constants; padded cells never count in an average (as in
+# Keras and ONNX).
+MaxPool2D = member(Pool, "MaxPool2D", "maxpool2d", "Max pooling over height and width.", op="max")
+AvgPool2D = member(Pool, "AvgPool2D", "avgpool2d", "Average pooling.", op="avg")
+MaxPool1D = member(_Pool1D, "MaxPool1D", "maxpool1d", "Max pooling over the length.", op="max")
+AvgPool1D = member(_Pool1D, "AvgPool1D", "avgpool1d", "Average pooling over the length.", op="avg")
