@@ -89,8 +89,10 @@ def graph_for(name: str, seed: int, epochs: int, limit: int | None, momentum: fl
 
 def run_netspec(graph, run_dir: Path, epochs: int) -> dict[str, Any]:
     from netspec.backends.training.loop import Trainer
+    from netspec.runs import PreparedRun, TrainOptions
 
-    t = Trainer(graph, graph.train, run_dir, device="cpu", log=lambda s: None, progress=False)
+    run, options = PreparedRun(graph, run_dir), TrainOptions("cpu", progress=False)
+    t = Trainer(run, options, log=lambda s: None)
     t.setup()
     t0 = time.perf_counter()
     for _ in range(epochs):

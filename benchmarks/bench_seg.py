@@ -252,9 +252,11 @@ class NetspecStep:
 def netspec_trainer(npz: Path, run_dir: Path) -> Any:
     """--trainer: the real Trainer on the arrays in `npz`, through the public API, set up."""
     from netspec.backends.training.loop import Trainer
+    from netspec.runs import PreparedRun, TrainOptions
 
     graph = seg_graph(npz)
-    t = Trainer(graph, graph.train, run_dir, device="cpu", log=lambda s: None, progress=False)
+    run, options = PreparedRun(graph, run_dir), TrainOptions("cpu", progress=False)
+    t = Trainer(run, options, log=lambda s: None)
     t.setup()
     return t
 

@@ -191,9 +191,11 @@ def netspec_graph(name: str, npz: Path, overrides: list[str]):
 def netspec_trainer(name: str, npz: Path, run_dir: Path, overrides: list[str]):
     """A Trainer for the spec on the arrays in `npz`, through the public API, set up."""
     from netspec.backends.training.loop import Trainer
+    from netspec.runs import PreparedRun, TrainOptions
 
     graph = netspec_graph(name, npz, overrides)
-    t = Trainer(graph, graph.train, run_dir, device="cpu", log=lambda s: None, progress=False)
+    run, options = PreparedRun(graph, run_dir), TrainOptions("cpu", progress=False)
+    t = Trainer(run, options, log=lambda s: None)
     t.setup()
     return t
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from netspec.ir import Graph
     from netspec.run_api import Run
+    from netspec.runs import TrainOptions
     from netspec.source import Source
     from netspec.summary import Row, Totals
 
@@ -161,15 +162,14 @@ class Network:
         is `--set train.epochs=3 --set train.optimizer.lr=0.01`. Lines the run tells (epochs,
         test scores) go to `echo`, default stderr; pass `echo=lambda line: None` for silence.
         """
+        from netspec.runs import TrainOptions
+
         run_dir, _ = train_spec(
             self.source,
             set_lines(sets, "train."),
-            out=None if out is None else Path(out),
-            resume=resume,
-            device=device,
-            progress=progress,
-            force=force,
-            echo=echo or _stderr,
+            None if out is None else Path(out),
+            TrainOptions(device, resume, progress, force),
+            echo or _stderr,
         )
         from netspec.run_api import Run
 
@@ -183,31 +183,16 @@ def _stderr(line: str) -> None:
 def train_spec(
     spec: Path | Source,
     sets: Sequence[str],
-    *,
     out: Path | None,
-    resume: bool,
-    device: str,
-    progress: bool | None,
-    force: bool,
+    options: TrainOptions,
     echo: Echo,
 ) -> tuple[Path, dict[str, Any] | None]:
     """Train a spec (file or parsed) with `--set` lines: the run directory and the result
     (None on a data-parallel rank that does not write). `netspec train` and Network.train."""
     from netspec.runs import prepare_run
 
-    graph, run_dir, spec_text, summary_text = prepare_run(spec, sets, out, resume)
+    run = prepare_run(spec, sets, out, options.resume)
     # Imported after the spec checks, so a spec error is reported without loading torch.
     from netspec.backends.training.run import train_run
 
-    result = train_run(
-        graph,
-        run_dir,
-        device=device,
-        resume=resume,
-        spec_text=spec_text,
-        summary_text=summary_text,
-        progress=progress,
-        force=force,
-        echo=echo,
-    )
-    return run_dir, result
+    return run.run_dir, train_run(run, options, echo)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -27,8 +27,10 @@ from netspec.summary import render
 
 __all__ = [
     "LoadedRun",
+    "PreparedRun",
     "RunLayout",
     "RunMeta",
+    "TrainOptions",
     "absolute_paths",
     "check_out",
     "find_run",
@@ -135,9 +137,29 @@ def remove_stale_temporaries(run: Path) -> None:
                     path.unlink(missing_ok=True)
 
 
+class PreparedRun(NamedTuple):
+    """A compiled spec, the run directory it trains into, and the texts the run records."""
+
+    graph: Graph
+    run_dir: Path
+    spec_text: str = ""
+    summary_text: str = ""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run trains, the same whoever starts it: `netspec train`, `Network.train`, a tune
+    trial or one torchrun rank."""
+
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    resume: bool = False  # continue the run directory's last saved epoch
+    progress: bool | None = None  # a live bar; None: when stderr is a terminal
+    force: bool = False  # train even when the memory estimate says it will not fit
+
+
 def prepare_run(
     spec: Path | Source, sets: Sequence[str], out: Path | None, resume: bool
-) -> tuple[Graph, Path, str, str]:
+) -> PreparedRun:
     """Compile the spec (a file, or one parsed already) with overrides; pick the run directory."""
     source = absolute_paths(
         apply_overrides(spec if isinstance(spec, Source) else read(spec), list(sets))
@@ -167,7 +189,7 @@ def prepare_run(
     if resume:
         remove_stale_temporaries(out)
     spec_text = yaml.safe_dump(source.data, sort_keys=False)
-    return graph, out, spec_text, render(graph)
+    return PreparedRun(graph, out, spec_text, render(graph))
 
 
 # --- loading a run ------------------------------------------------------------------------------

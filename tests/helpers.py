@@ -172,22 +172,12 @@ def make_trainer(tmp_path: Path, text: str, *sets: str, out: str = "run", resume
     in tmp_path/<out>, as `netspec train SPEC --set ... --out OUT [--resume]` builds it; what it
     logs is kept in `.logs`."""
     from netspec.backends.training.loop import Trainer
-    from netspec.runs import prepare_run
+    from netspec.runs import TrainOptions, prepare_run
 
     spec = write_spec(tmp_path, text, f"{out}.yaml")
-    graph, run_dir, spec_text, summary = prepare_run(spec, list(sets), tmp_path / out, resume)
+    run = prepare_run(spec, list(sets), tmp_path / out, resume)
     logs: list[str] = []
-    t = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device="cpu",
-        resume=resume,
-        spec_text=spec_text,
-        summary_text=summary,
-        log=logs.append,
-        progress=False,
-    )
+    t = Trainer(run, TrainOptions("cpu", resume, progress=False), log=logs.append)
     t.logs = logs  # type: ignore[attr-defined]
     t.setup()
     return t

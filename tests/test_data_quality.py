@@ -21,7 +21,7 @@ from netspec.compiler import compile_file
 from netspec.data import load_csv, load_image_folder, load_mask_folder
 from netspec.data.pipeline import Prepared, prepare, resolve_path
 from netspec.errors import DataError
-from netspec.runs import prepare_run
+from netspec.runs import TrainOptions, prepare_run
 
 
 def prepared(tmp_path: Path, text: str) -> Prepared:
@@ -377,9 +377,9 @@ def test_targets_of_a_bounded_output_are_not_standardized(tmp_path: Path) -> Non
     text = REGRESSION_SPEC.replace("{{units: 1}}", "{{units: 1, activation: sigmoid}}")
     (tmp_path / "big.yaml").write_text(text.format(extra=""))
     np.savez(tmp_path / "big.npz", x=np.zeros((8, 3), np.float32), y=np.linspace(0, 1, 8))
-    graph, run_dir, *_ = prepare_run(tmp_path / "big.yaml", [], tmp_path / "run", False)
+    run = prepare_run(tmp_path / "big.yaml", [], tmp_path / "run", False)
     logs: list[str] = []
-    t = Trainer(graph, graph.train, run_dir, device="cpu", log=logs.append, progress=False)
+    t = Trainer(run, TrainOptions("cpu", progress=False), log=logs.append)
     t.setup()
     assert t.data.preprocessing.target_mean is None
     assert (

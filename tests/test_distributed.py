@@ -31,6 +31,7 @@ from netspec.backends.training.loop import Trainer
 from netspec.backends.training.metrics import Metrics
 from netspec.backends.weights import weights
 from netspec.errors import SpecError
+from netspec.runs import PreparedRun
 
 # No dropout, no augmentation: 1 and 2 processes then compute the same thing. 141 training
 # digits in batches of 16: the last batch of 13 splits 7/6, so unequal shares are weighted too.
@@ -190,9 +191,8 @@ def test_sync_batchnorm_on_the_cpu_is_refused(tmp_path: Path) -> None:
     graph = compile_file(write(tmp_path, text))
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
-        trainer = Trainer(
-            graph, graph.train, tmp_path / "run", dist=Dist(0, 1, torch.device("cpu"))
-        )
+        run = PreparedRun(graph, tmp_path / "run")
+        trainer = Trainer(run, dist=Dist(0, 1, torch.device("cpu")))
         with pytest.raises(SpecError, match="sync_batchnorm needs CUDA"):
             trainer.setup()
     finally:

@@ -21,6 +21,7 @@ from torch import nn
 
 from netspec import compile_text
 from netspec.backends.training.loop import Trainer
+from netspec.runs import PreparedRun, TrainOptions
 
 SPEC = """\
 name: bn_parity
@@ -68,7 +69,7 @@ def test_netspec_steps_match_a_hand_written_loop_in_train_and_eval_mode(tmp_path
     x.reshape(300, 64)[np.arange(300), y * 6] = 15
     np.savez(tmp_path / "digits.npz", x=x, y=y)
     graph = compile_text(SPEC, file=str(tmp_path / "spec.yaml"))
-    t = Trainer(graph, graph.train, tmp_path / "run", device="cpu", log=lambda s: None)
+    t = Trainer(PreparedRun(graph, tmp_path / "run"), TrainOptions("cpu"), log=lambda s: None)
     t.setup()
     assert t.channels_last  # netspec's default layout for a 2-d convnet, against NCHW below
     hand = hand_model()

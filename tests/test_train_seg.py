@@ -21,7 +21,7 @@ from netspec.backends.training.tiles import random_tiles
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles
 from netspec.errors import NetspecError
-from netspec.runs import prepare_run
+from netspec.runs import TrainOptions, prepare_run
 
 UNET = """\
 name: small_unet
@@ -270,18 +270,8 @@ def test_resume_with_random_tiles_is_exact(tmp_path: Path) -> None:
     first = make(tmp_path, text, "train.epochs=1", out="split")
     first.fit()
     spec = tmp_path / "split.yaml"
-    graph, run_dir, spec_text, summary = prepare_run(spec, [], tmp_path / "split", True)
-    second = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device="cpu",
-        resume=True,
-        spec_text=spec_text,
-        summary_text=summary,
-        log=lambda s: None,
-        progress=False,
-    )
+    run = prepare_run(spec, [], tmp_path / "split", True)
+    second = Trainer(run, TrainOptions("cpu", resume=True, progress=False), log=lambda s: None)
     second.setup()
     second.fit()
     a = {k: v for k, v in whole.module.state_dict().items()}

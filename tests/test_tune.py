@@ -159,6 +159,7 @@ class Stop(Exception):
 def test_trainer_on_epoch_sees_each_row_and_can_stop_the_run(tmp_path: Path):
     pytest.importorskip("torch")
     from netspec.backends.training.loop import Trainer
+    from netspec.runs import PreparedRun, TrainOptions
 
     source = parse(TINY.replace("KERNEL", "3"), str(tmp_path / "t.yaml"))
     entries = find_search(source)
@@ -170,7 +171,8 @@ def test_trainer_on_epoch_sees_each_row_and_can_stop_the_run(tmp_path: Path):
         if row["epoch"] == 1:
             raise Stop
 
-    trainer = Trainer(graph, graph.train, tmp_path / "run", progress=False, on_epoch=on_epoch)
+    run = PreparedRun(graph, tmp_path / "run")
+    trainer = Trainer(run, TrainOptions(progress=False), on_epoch=on_epoch)
     trainer.log = lambda s: None
     trainer.setup()
     with pytest.raises(Stop):

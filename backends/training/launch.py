@@ -7,8 +7,12 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netspec.errors import NetspecError, SpecError
+
+if TYPE_CHECKING:
+    from netspec.runs import TrainOptions
 
 
 def cores() -> int:
@@ -114,28 +118,25 @@ def launch_train(
     spec: Path,
     sets: list[str],
     out: Path | None,
-    *,
-    device: str,
-    resume: bool,
-    progress: bool | None,
-    force: bool,
+    options: TrainOptions,
     nproc: int,
     nnodes: int,
     node_rank: int,
+    *,
     endpoint: str | None,
 ) -> int:
     """`netspec train --nproc N`: compile the spec and pick the run directory here, check the
     launch, then run `netspec train` in `nproc` ranks on that directory; their exit code."""
     from netspec.runs import prepare_run
 
-    graph, run_dir, *_ = prepare_run(spec, sets, out, resume)
+    graph, run_dir, *_ = prepare_run(spec, sets, out, options.resume)
     check_launch(
-        nproc, nnodes, node_rank, endpoint, batch_size=graph.train.batch_size, device=device
+        nproc, nnodes, node_rank, endpoint, batch_size=graph.train.batch_size, device=options.device
     )
     worker = [str(spec), *(a for s in sets for a in ("--set", s)), "--out", str(run_dir)]
-    worker += ["--device", device, *(["--resume"] if resume else [])]
-    worker += ["--force"] if force else []
-    if progress is not None:
-        worker.append("--progress" if progress else "--no-progress")
+    worker += ["--device", options.device, *(["--resume"] if options.resume else [])]
+    worker += ["--force"] if options.force else []
+    if options.progress is not None:
+        worker.append("--progress" if options.progress else "--no-progress")
     args = torchrun_args(worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint)
     return launch(args, nproc)

@@ -20,9 +20,9 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
-from netspec.ir import Graph
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
+from netspec.runs import PreparedRun, TrainOptions
 from netspec.train_spec import TrainSpec
 
 from ..lowering import build_module
@@ -32,18 +32,11 @@ from .augment import Augmenter
 from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
 from .distributed import RANK_SEED, Dist, rank_rng, restore_rank_rng, wrap_data_parallel
+from .examples import Examples
 from .objective import choose_loss, default_loss, default_metrics, make_metrics, regularizers
 from .optim import make_optimizer, make_schedule
 from .report import epoch_line, per_class_line, progress_bar
-from .scoring import (
-    Scorer,
-    batch_slices,
-    completions,
-    loss_sum,
-    predicted_labels,
-    probabilities,
-    sample,
-)
+from .scoring import Scorer, batch_slices, loss_sum, probabilities
 from .state import Resumable, RunState, restore_state, spec_hash
 from .tensorboard_log import Board
 from .tiles import random_tiles
@@ -55,34 +48,26 @@ class Trainer:
 
     def __init__(
         self,
-        graph: Graph,
-        spec: TrainSpec,
-        run_dir: Path,
+        run: PreparedRun,
+        options: TrainOptions | None = None,
         *,
-        device: str = "auto",
-        resume: bool = False,
-        spec_text: str = "",
-        summary_text: str = "",
-        log=None,
-        progress: bool | None = None,
-        force: bool = False,
+        log: Callable[[str], None] | None = None,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
         dist: Dist | None = None,
     ) -> None:
-        self.graph = graph
-        self.spec = spec
-        self.run_dir = run_dir
-        self.layout = RunLayout(run_dir)
+        self.graph, self.run_dir, self.spec_text, self.summary_text = run
+        options = options or TrainOptions()
+        assert self.graph.train is not None, "prepare_run refuses a spec without train:"
+        self.spec: TrainSpec = self.graph.train
+        self.layout = RunLayout(self.run_dir)
         # dist: one worker of a data-parallel run (training/distributed.py); None: the whole run.
         self.dist = dist
         self.writer = dist is None or dist.writer  # rank 0 alone writes and talks
-        self.device = dist.device if dist is not None else pick_device(device)
-        self.resume = resume
-        self.spec_text = spec_text
-        self.summary_text = summary_text
+        self.device = dist.device if dist is not None else pick_device(options.device)
+        self.resume = options.resume
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self.force = force  # train even when the memory estimate says it will not fit
+        self.progress = sys.stderr.isatty() if options.progress is None else options.progress
+        self.force = options.force
         # Called with each epoch's row once it is saved; what it raises (a tuner's prune
         # signal) ends fit() and propagates, the epoch's checkpoint already written.
         self.on_epoch = on_epoch
@@ -163,6 +148,8 @@ class Trainer:
         self.metric_names = default_metrics(self.data.task, spec.metrics)
         self.metrics = make_metrics(self.metric_names, self.data.task, self.data.classes)
         self.reg = regularizers(self.module, spec.regularize)
+        train = (self.x_train, self.y_train)
+        self.examples = Examples(self.scorer, self.data, train, self.val, self.test, self.crops)
         self._start_or_resume()
 
     def _start_or_resume(self) -> None:
@@ -359,7 +346,7 @@ class Trainer:
             classes=self.data.classes or (),
             name=self.graph.name,
             rgb=self.spec.data.rgb_bands,
-            sample=self.prediction_sample,
+            sample=self.examples.sample,
             log=self.log,
         )
 
@@ -402,32 +389,6 @@ class Trainer:
         if self.spec.callbacks.csv_log and self.writer:
             run_files.save_history(self.layout, self.state.history)
 
-    @torch.inference_mode()
-    def prediction_sample(self, n: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
-        """A few held-out samples spread over their split: raw x, true y, predicted labels, split."""
-        x, y = self.val if self.val is not None else self.test or (None, None)
-        split = "validation" if self.val is not None else "test"
-        if x is None:  # no held-out tiles: show training tiles (labelled so in the title)
-            idx = torch.arange(min(n, len(self.y_train)), device=self.device)
-            x, y = (
-                random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
-                if self.data.random_tiles
-                else (self.x_train[idx], self.y_train[idx])
-            )
-            split = "training"
-        xb, yb = sample(x, y, n)
-        return xb, yb, predicted_labels(self.scorer, xb), split
-
-    def _predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        xb, yb, pred, split = self.prediction_sample(6)
-        return xb.float().cpu().numpy(), yb.cpu().numpy(), pred.cpu().numpy(), split
-
-    def _completions(self, n: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """Upper halves, true and predicted lower halves of a few held-out images."""
-        held = self.test or self.val
-        upper, lower, pred = completions(self.scorer, *(held or (self.x_train, self.y_train)), n)
-        return upper, lower, pred, held is not None
-
     def _per_class(self) -> dict[str, dict[str, float | None]]:
         return run_report.per_class(self.metrics.per_class(), self.data.classes or ())
 
@@ -465,28 +426,10 @@ class Trainer:
         return result
 
     def _reports(self, result: dict[str, Any]) -> None:
-        """history.png and the task's pictures; a classification run's report files."""
         spec, data = self.spec, self.data
         pics = run_report.Pictures(
             self.layout, self.graph.name, data.classes or (), spec.data.rgb_bands, self.log
         )
-        if spec.log.pictures:
-            terms = (
-                spec.loss.terms
-                if spec.loss
-                else (default_loss(data.task, tuple(self.graph.output.shape)),)
-            )
-            run_report.draw_history(
-                pics,
-                self.state.history,
-                loss=run_report.loss_name(terms),
-                best_epoch=self.state.best_epoch or None,
-                monitor=monitor_of(spec.callbacks),
-                test=result.get("test"),
-                predictions=self._predictions if data.task == "segmentation" else None,
-                completions=self._completions if spec.data.complete else None,
-            )
-        held = ("test", data.test) if data.test is not None else ("validation", data.val)
-        if data.task in ("multiclass", "binary") and held[1] is not None:
-            probs = self.probabilities(held[1])
-            run_report.class_report(pics, probs, held[1], split=held[0], pictures=spec.log.pictures)
+        output = tuple(self.graph.output.shape)
+        terms = spec.loss.terms if spec.loss else (default_loss(data.task, output),)
+        run_report.write(pics, spec, self.examples, self.state, run_report.loss_name(terms), result)

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from netspec.ir import Graph
+from netspec.runs import PreparedRun, TrainOptions
 
 from .distributed import Dist, in_worker
 from .loop import Trainer
 
 
 def train_run(
-    graph: Graph,
-    run_dir: Path,
-    *,
-    device: str,
-    resume: bool,
-    spec_text: str,
-    summary_text: str,
-    progress: bool | None,
-    force: bool,
-    echo: Callable[[str], None],
+    run: PreparedRun, options: TrainOptions, echo: Callable[[str], None]
 ) -> dict[str, Any] | None:
-    """Train `graph` into `run_dir`; the result on the process that writes, None on other ranks.
+    """Train a prepared run; the result on the process that writes, None on other ranks.
 
     `echo` gets every line the run tells (run directory, notes, epochs, test scores).
 
@@ -34,23 +24,11 @@ def train_run(
     dist = None
     try:
         if in_worker():
-            dist = Dist.from_env(device)
-            run_dir = dist.agree(run_dir)  # type: ignore[assignment] (rank 0's, on every node)
+            dist = Dist.from_env(options.device)
+            run = run._replace(run_dir=dist.agree(run.run_dir))  # rank 0's, on every node
         if dist is None or dist.writer:
-            echo(f"run directory: {run_dir}")
-        trainer = Trainer(
-            graph,
-            graph.train,
-            run_dir,
-            device=device,
-            resume=resume,
-            spec_text=spec_text,
-            summary_text=summary_text,
-            progress=progress,
-            force=force,
-            log=echo,
-            dist=dist,
-        )
+            echo(f"run directory: {run.run_dir}")
+        trainer = Trainer(run, options, log=echo, dist=dist)
         trainer.setup()
         result = trainer.fit()
         if dist is not None:

@@ -11,8 +11,13 @@ import numpy as np
 
 from netspec.data.arraydata import ArrayData
 from netspec.run_record import RunLayout
+from netspec.train_spec import TrainSpec
 
+from .callbacks import monitor_of
+from .examples import Examples
 from .plots import matplotlib_missing
+from .scoring import probabilities
+from .state import RunState
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,34 @@ def per_class(table: dict[str, list[float | None]], classes: Sequence[str]) -> d
         name: {metric: values[i] for metric, values in table.items()}
         for i, name in enumerate(classes)
     }
+
+
+def write(
+    pics: Pictures,
+    spec: TrainSpec,
+    examples: Examples,
+    state: RunState,
+    loss: str,
+    result: dict[str, Any],
+) -> None:
+    """history.png and the task's pictures; a classification run's report files (on the test
+    split, else the validation split)."""
+    data = examples.data
+    if spec.log.pictures:
+        draw_history(
+            pics,
+            state.history,
+            loss=loss,
+            best_epoch=state.best_epoch or None,
+            monitor=monitor_of(spec.callbacks),
+            test=result.get("test"),
+            predictions=examples.predictions if data.task == "segmentation" else None,
+            completions=examples.completions if spec.data.complete else None,
+        )
+    split, held = ("test", data.test) if data.test is not None else ("validation", data.val)
+    if data.task in ("multiclass", "binary") and held is not None:
+        probs = probabilities(examples.scorer, held)
+        class_report(pics, probs, held, split=split, pictures=spec.log.pictures)
 
 
 def draw_history(

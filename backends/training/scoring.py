@@ -113,33 +113,3 @@ def probabilities(scorer: Scorer, data: ArrayData) -> np.ndarray:
         z = scorer.forward(x[idx], logits=True)  # (B, K)
         out.append(torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1))
     return torch.cat(out).cpu().numpy()
-
-
-def sample(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n samples spread over the set (consecutive tiles often come from one scene)."""
-    pick = torch.linspace(0, len(y) - 1, min(n, len(y))).round().long().to(x.device)
-    return x[pick], y[pick]
-
-
-@torch.inference_mode()
-def predicted_labels(scorer: Scorer, x: torch.Tensor) -> torch.Tensor:
-    """The class (per sample, or per pixel) the module predicts for raw `x`."""
-    scorer.module.eval()
-    out = scorer.forward(x, logits=True)
-    return out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
-
-
-@torch.inference_mode()
-def completions(
-    scorer: Scorer, x: torch.Tensor, y: torch.Tensor, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image completion: n upper halves (scaled as the model sees them), their true and their
-    predicted lower halves, in the data's units."""
-    xs, ys = sample(x, y, n)
-    scorer.module.eval()
-    pred = scorer.norm.units(scorer.forward(xs, logits=False))
-    return (
-        (xs.float() * scorer.pre.scale).cpu().numpy(),
-        scorer.norm.units(ys.float()).cpu().numpy(),
-        pred.flatten(1).cpu().numpy(),
-    )

@@ -12,7 +12,7 @@ from typing import Any
 from netspec.compiler import compile_source
 from netspec.errors import Interrupted, NetspecError, SpecError, UsageError
 from netspec.run_record import StudyLayout
-from netspec.runs import absolute_paths, prepare_run
+from netspec.runs import TrainOptions, absolute_paths, prepare_run
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, apply_overrides, read
 
@@ -171,12 +171,9 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
     trial.set_user_attr("run", str(run_dir))
     try:
         # A trial starts as every run does: compiled, paths absolute, its own new folder.
-        graph, run_dir, spec_text, summary = prepare_run(
-            substitute(source, chosen), [], run_dir, resume=False
-        )
+        run = prepare_run(substitute(source, chosen), [], run_dir, resume=False)
     except SpecError as err:
         raise _fail(trial, f"spec error: {err.problems[0].format().splitlines()[0]}") from None
-    assert graph.train is not None
     seen: list[float] = []
 
     def on_epoch(row: dict[str, float]) -> None:
@@ -191,14 +188,9 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
                 raise optuna.TrialPruned()
 
     trainer = Trainer(
-        graph,
-        graph.train,
-        run_dir,
-        device=plan.device,
-        spec_text=spec_text,
-        summary_text=summary,
+        run,
+        TrainOptions(device=plan.device, progress=False),
         log=lambda s: print(f"trial {trial.number}: {s}", file=sys.stderr, flush=True),
-        progress=False,
         on_epoch=on_epoch,
     )
     try:

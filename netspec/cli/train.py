@@ -58,6 +58,9 @@ def train(
 ) -> None:
     """Train the network on the data of the spec's `train:` section; save a run directory."""
     from netspec.api import train_spec
+    from netspec.runs import TrainOptions
+
+    options = TrainOptions(device, resume, progress, force)
 
     if precision is not None:
         sets = [*sets, f"train.precision={precision}"]
@@ -66,31 +69,14 @@ def train(
             from netspec.backends.training.launch import launch_train
 
             code = launch_train(
-                spec,
-                sets,
-                out,
-                device=device,
-                resume=resume,
-                progress=progress,
-                force=force,
-                nproc=nproc,
-                nnodes=nnodes,
-                node_rank=node_rank,
-                endpoint=rdzv_endpoint,
+                spec, sets, out, options, nproc, nnodes, node_rank, endpoint=rdzv_endpoint
             )
         except NetspecError as err:
             raise fail(err, as_json) from None
         raise typer.Exit(code)
     try:
         _, result = train_spec(
-            spec,
-            sets,
-            out=out,
-            resume=resume,
-            device=device,
-            progress=progress,
-            force=force,
-            echo=lambda line: typer.echo(line, err=True),
+            spec, sets, out, options, echo=lambda line: typer.echo(line, err=True)
         )
     except Interrupted as err:  # Ctrl-C: the last finished epoch is saved
         typer.echo(err.format(), err=True)
