@@ -69,8 +69,6 @@ def _keeps(node: Node, masked: list[int]) -> bool | str:
         return layer.return_sequences
     if isinstance(layer, SeqPool):
         return False
-    if isinstance(layer, MultiHeadAttention):
-        return True  # the query's mask; the keys' is consumed
     if isinstance(layer, Concat):
         if layer.axis % rank == rank - 1:
             return True
@@ -97,17 +95,19 @@ def mask_flow(graph: Graph) -> dict[str, str]:
     return flow
 
 
-def input_masks(graph: Graph, node: Node, flow: dict[str, str]) -> tuple[str | None, ...]:
+def input_masks(node: Node, flow: dict[str, str]) -> tuple[str | None, ...]:
     """The mask source of each of a node's inputs (None: unmasked)."""
     return tuple(flow.get(i) if i != INPUT else None for i in node.inputs)
 
 
 def _propagate(graph: Graph) -> tuple[dict[str, str], list[Problem]]:
+    if not any(source_key(n) for n in graph.nodes):
+        return {}, []  # no mask source: nothing to follow
     flow: dict[str, str] = {}
     canonical: dict[tuple[object, ...], str] = {}
     problems: list[Problem] = []
     for node in graph.nodes:
-        per_input = input_masks(graph, node, flow)
+        per_input = input_masks(node, flow)
         masks = {m for m in per_input if m is not None}
         key = source_key(node)
         if key is not None:
@@ -124,7 +124,7 @@ def _propagate(graph: Graph) -> tuple[dict[str, str], list[Problem]]:
             continue
         if not masks:
             continue
-        if isinstance(node.layer, MultiHeadAttention):
+        if isinstance(node.layer, MultiHeadAttention):  # the query's mask; the keys' is read
             if per_input[0] is not None:
                 flow[node.name] = per_input[0]
             continue

@@ -39,6 +39,11 @@ CASES: dict[str, tuple[str, ...]] = {
     },
     "attention-self": (IDS, "multi_head_attention: {num_heads: 2, key_dim: 3}"),
     "attention-causal": (IDS, "multi_head_attention: {num_heads: 2, key_dim: 3, causal: true}"),
+    "attention-cross": (
+        IDS + "\n    name: e",
+        "dense: {units: 3, activation: tanh}\n    name: v",
+        "multi_head_attention: {num_heads: 2, key_dim: 2, causal: true}\n    inputs: [e, v]",
+    ),
     **{
         f"seq_pool-{op}": (IDS, "dense: {units: 5}", f"seq_pool: {{op: {op}}}")
         for op in ("mean", "max", "last")

@@ -76,7 +76,7 @@ def node_lengths(em: Emitter, node: Node) -> str | None:
     if em not in _MASKS:
         _MASKS[em] = (mask_flow(em.graph), {})
     flow, done = _MASKS[em]
-    source = input_masks(em.graph, node, flow)[which]
+    source = input_masks(node, flow)[which]
     if source is None:
         return None
     if source not in done:

@@ -189,7 +189,7 @@ def masked_programs(
             fn = last_fn if i == len(nodes) - 1 else module_of(node.name)
             ins = tuple(slot[x] for x in node.inputs)
             which = lengths_input(node)
-            mask = None if which is None else input_masks(graph, node, flow)[which]
+            mask = None if which is None else input_masks(node, flow)[which]
             if mask is not None:
                 fn, ins = _with_lengths(fn), (*ins, lslot[mask])
             steps.append((fn, ins, slot[node.name]))
