@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netspec.ir import Graph, build_ir, count_params, infer_shapes
+from netspec.masks import check_masks
 from netspec.source import Source, parse, read
 from netspec.spec import validate
 from netspec.train_checks import check_train
@@ -35,7 +36,7 @@ def gc_paused() -> Iterator[None]:
 
 def _stages(source: Source) -> Graph:
     """Every stage after parsing, in order (the caller pauses the collector once around all)."""
-    return check_train(count_params(infer_shapes(build_ir(validate(source)))), source)
+    return check_train(count_params(check_masks(infer_shapes(build_ir(validate(source))))), source)
 
 
 def compile_source(source: Source) -> Graph:

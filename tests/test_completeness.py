@@ -91,6 +91,12 @@ EXAMPLES: dict[str, str] = {
         "multiply:\n    inputs: [input, g, p]",
     ),
     "embedding": spec("[5]", "embedding: {input_dim: 7, output_dim: 3}", "dense: {units: 2}"),
+    "masking": spec(
+        "[5, 3]",
+        "masking: {value: 0.0}",
+        "gru: {units: 4, bidirectional: true, return_sequences: true}",
+        "seq_pool: {op: last}",
+    ),
     "simple_rnn": spec(
         "[5, 3]", "simple_rnn: {units: 4, return_sequences: true}", "simple_rnn: {units: 2}"
     ),

@@ -105,8 +105,8 @@ def test_embedding_and_position_free_shapes() -> None:
             "reset_after: false is not supported yet",
         ),
         (
-            spec("[5]", "embedding: {input_dim: 9, output_dim: 2, mask_zero: true}"),
-            "mask_zero: true is not supported yet",
+            spec("[5]", "embedding: {input_dim: 9, output_dim: 2, mask_zero: true}", "flatten"),
+            "a padding mask (from 'embedding') reaches it",
         ),
         (spec("[5]", "lstm: {units: 4}"), "lstm needs a sequence input [time, features]"),
         (spec("[2, 3]", "permute: {dims: [0, 2]}"), "is not a permutation of the axes 0..1"),

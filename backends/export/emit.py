@@ -27,7 +27,7 @@ from netspec.layers.activations import Act, activation_of
 from netspec.layers.conv import windows
 from netspec.shapes import Window, batch_axis, window_counts
 
-from .emit_sequence import emit_attention, emit_recurrent
+from .emit_sequence import emit_attention, emit_masking, emit_recurrent, emit_seq_pool
 from .emitter import Emitter, ExportError
 
 Emit = Callable[[Emitter, Node, list[str]], str]
@@ -266,16 +266,6 @@ def emit_position_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Add", [xs[0], rows], node.name, node.name)
 
 
-def emit_seq_pool(em: Emitter, node: Node, xs: list[str]) -> str:
-    op = node.layer.op  # type: ignore[attr-defined]
-    if op == "last":
-        last = em.ints(f"{node.name}/last", [node.input_shapes[0][0] - 1])
-        step = em.op("Gather", [xs[0], last], em.fresh(f"{node.name}/step"), node.name, axis=1)
-        return em.op("Squeeze", [step, em.ints(f"{node.name}/axes", [1])], node.name, node.name)
-    reduce = {"mean": "ReduceMean", "max": "ReduceMax"}[op]
-    return em.op(reduce, xs, node.name, node.name, axes=[1], keepdims=0)  # opset-13 form
-
-
 # Looked up like LOWERINGS, through the class hierarchy (netspec.layers.table_entry).
 EXPORTS: dict[type[Layer], Emit] = {
     layers.Dense: emit_dense,
@@ -297,6 +287,7 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.Permute: emit_permute,
     layers.Multiply: emit_multiply,
     layers.Embedding: emit_embedding,
+    layers.Masking: emit_masking,
     layers.Recurrent: emit_recurrent,  # simple_rnn, gru, lstm
     layers.PositionEmbedding: emit_position_embedding,
     layers.SeqPool: emit_seq_pool,

@@ -1,16 +1,101 @@
-"""ONNX emissions of the recurrent layers (the LSTM/GRU/RNN operators) and of attention (MatMul, Softmax)."""
+"""ONNX emissions of the recurrent layers (the LSTM/GRU/RNN operators), attention (MatMul, Softmax), seq_pool and masking, and of padding masks (lengths) where a layer reads one."""
 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
+from onnx import TensorProto
 
 from netspec.ir import Node
-from netspec.layers import MultiHeadAttention, Recurrent
+from netspec.layers import Embedding, MultiHeadAttention, Recurrent
+from netspec.masks import input_masks, lengths_input, mask_flow
 
 from .emitter import Emitter
+
+# Per export: the graph's mask flow, and each mask source's [B] int64 lengths once emitted.
+_MASKS: weakref.WeakKeyDictionary[Emitter, tuple[dict[str, str], dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _source_lengths(em: Emitter, source: Node) -> str:
+    """[B] int64 lengths of a mask source's input: the last real step + 1, at least 1. Ids:
+    real where the id (truncated, as the embedding's Gather) is not 0; masking: where any
+    feature differs from `value`. Computed from the input's own time axis (Shape), so a
+    dynamic one works too."""
+    name, x = source.name, em.values[source.inputs[0]]
+
+    def tmp(what: str) -> str:
+        return em.fresh(f"{name}/mask_{what}")
+
+    if isinstance(source.layer, Embedding):
+        ids = em.op("Cast", [x], tmp("ids"), name, to=TensorProto.INT64)
+        zero = em.init(f"{name}/mask_zero", np.zeros((), dtype=np.int64))
+        pad = em.op("Equal", [ids, zero], tmp("pad"), name)
+    else:
+        value = em.const(float(source.layer.value))  # type: ignore[attr-defined]
+        same = em.op("Equal", [x, value], tmp("same"), name)
+        same = em.op("Cast", [same], tmp("same_int"), name, to=TensorProto.INT64)
+        # a step is padding when every feature equals the value: min over features is 1
+        pad = em.op("ReduceMin", [same], tmp("pad_int"), name, axes=[2], keepdims=0)
+        pad = em.op("Cast", [pad], tmp("pad"), name, to=TensorProto.BOOL)
+    real = em.op("Not", [pad], tmp("real"), name)
+    real = em.op("Cast", [real], tmp("real_int"), name, to=TensorProto.INT64)
+    steps = _steps(em, x, name)
+    one = em.init(f"{name}/mask_one", np.ones((), dtype=np.int64))
+    number = em.op("Add", [steps, one], tmp("number"), name)  # 1..T
+    last = em.op("Mul", [real, number], tmp("numbered"), name)
+    last = em.op("ReduceMax", [last], tmp("last"), name, axes=[1], keepdims=0)
+    return em.op("Max", [last, one], tmp("lengths"), name)
+
+
+def _steps(em: Emitter, x: str, layer: str) -> str:
+    """[T] int64 0..T-1 over the time axis (axis 1) of a batch-major tensor."""
+    shape = em.op("Shape", [x], em.fresh(f"{layer}/shape"), layer)
+    t = em.op(
+        "Gather",
+        [shape, em.init(f"{layer}/time_axis", np.ones((), dtype=np.int64))],
+        em.fresh(f"{layer}/steps_n"),
+        layer,
+        axis=0,
+    )
+    zero = em.init(f"{layer}/start", np.zeros((), dtype=np.int64))
+    delta = em.init(f"{layer}/delta", np.ones((), dtype=np.int64))
+    return em.op("Range", [zero, t, delta], em.fresh(f"{layer}/steps"), layer)
+
+
+def node_lengths(em: Emitter, node: Node) -> str | None:
+    """The [B] int64 lengths a mask-aware node reads (netspec.masks.lengths_input), emitted at
+    their first use; None when the node reads no mask (the unmasked graph is unchanged)."""
+    which = lengths_input(node)
+    if which is None:
+        return None
+    if em not in _MASKS:
+        _MASKS[em] = (mask_flow(em.graph), {})
+    flow, done = _MASKS[em]
+    source = input_masks(node, flow)[which]
+    if source is None:
+        return None
+    if source not in done:
+        done[source] = _source_lengths(em, em.graph.node(source))
+    return done[source]
+
+
+def _real(em: Emitter, x: str, lengths: str, layer: str, axes: list[int]) -> str:
+    """Bool: the steps of x (time on axis 1) before each sample's length, unsqueezed at `axes`
+    (of [B, T]) to broadcast."""
+    steps = _steps(em, x, layer)
+    per = em.op(
+        "Unsqueeze", [lengths, em.ints(f"{layer}/batch_col", [1])], em.fresh(f"{layer}/len"), layer
+    )
+    real = em.op("Less", [steps, per], em.fresh(f"{layer}/real"), layer)  # [B, T]
+    return em.op(
+        "Unsqueeze", [real, em.ints(f"{layer}/axes", axes)], em.fresh(f"{layer}/real"), layer
+    )
+
 
 # Stored gate blocks (torch's order, netspec.layers.recurrent) in ONNX's order: LSTM (i, f, g, o)
 # -> (i, o, f, c), GRU (r, z, n) -> (z, r, h); an RNN has one gate.
@@ -64,13 +149,20 @@ def emit_recurrent(em: Emitter, node: Node, xs: list[str]) -> str:
     if layer.kind == "gru":
         attrs["linear_before_reset"] = 1  # torch's GRU, Keras' reset_after=True
     width = layer.directions * u
+    ins = [x, w, r, b]
+    lengths = node_lengths(em, node)
+    if lengths is not None:  # padded steps skipped; their Y is 0, Y_h the last real step's
+        lens = em.op(
+            "Cast", [lengths], em.fresh(f"{name}/sequence_lens"), name, to=TensorProto.INT32
+        )
+        ins.append(lens)
     if layer.return_sequences:  # Y: [T, D, B, u] -> [B, T, D * u]
         y = em.fresh(f"{name}/Y")
-        em.op_outputs(ONNX_RECURRENT[layer.kind], [x, w, r, b], [y], name, **attrs)
+        em.op_outputs(ONNX_RECURRENT[layer.kind], ins, [y], name, **attrs)
         y = em.op("Transpose", [y], em.fresh(f"{name}/batch_major"), name, perm=[2, 0, 1, 3])
         return em.op("Reshape", [y, em.ints(f"{name}/shape", [0, 0, width])], name, name)
     h = em.fresh(f"{name}/Y_h")  # Y_h: [D, B, u] -> [B, D * u]
-    em.op_outputs(ONNX_RECURRENT[layer.kind], [x, w, r, b], ["", h], name, **attrs)
+    em.op_outputs(ONNX_RECURRENT[layer.kind], ins, ["", h], name, **attrs)
     h = em.op("Transpose", [h], em.fresh(f"{name}/batch_major"), name, perm=[1, 0, 2])
     return em.op("Reshape", [h, em.ints(f"{name}/shape", [0, width])], name, name)
 
@@ -104,6 +196,11 @@ def emit_attention(em: Emitter, node: Node, xs: list[str]) -> str:
         allowed = np.tril(np.ones((steps, keys), dtype=bool))
         mask = em.init(f"{name}/causal_mask", np.where(allowed, 0.0, -np.inf))
         scores = em.op("Add", [scores, mask], tmp("masked"), name)
+    lengths = node_lengths(em, node)
+    if lengths is not None:  # padded keys: -inf before the softmax
+        real = _real(em, value, lengths, name, [1, 2])  # [B, 1, 1, S]
+        inf = em.const(float("-inf"))
+        scores = em.op("Where", [real, scores, inf], tmp("key_masked"), name)
     weights = em.op("Softmax", [scores], tmp("weights"), name, axis=-1)
     o = em.op("MatMul", [weights, v], tmp("attended"), name)
     o = em.op("Transpose", [o], tmp("batch_major"), name, perm=[0, 2, 1, 3])
@@ -111,3 +208,50 @@ def emit_attention(em: Emitter, node: Node, xs: list[str]) -> str:
     o = em.op("Reshape", [o, em.ints(f"{name}/merged", [0, 0, width])], tmp("merged"), name)
     y = em.op("MatMul", [o, t["output_kernel"]], tmp("output"), name)
     return em.op("Add", [y, t["output_bias"]], name, name)
+
+
+def emit_seq_pool(em: Emitter, node: Node, xs: list[str]) -> str:
+    """Mean, max or last over time; of a masked sequence, over its real steps only."""
+    op = node.layer.op  # type: ignore[attr-defined]
+    name, x = node.name, xs[0]
+    lengths = node_lengths(em, node)
+    if lengths is not None:
+        return _masked_pool(em, node, x, lengths)
+    if op == "last":
+        last = em.ints(f"{name}/last", [node.input_shapes[0][0] - 1])
+        step = em.op("Gather", [x, last], em.fresh(f"{name}/step"), name, axis=1)
+        return em.op("Squeeze", [step, em.ints(f"{name}/axes", [1])], name, name)
+    reduce = {"mean": "ReduceMean", "max": "ReduceMax"}[op]
+    return em.op(reduce, xs, name, name, axes=[1], keepdims=0)  # opset-13 form
+
+
+def _masked_pool(em: Emitter, node: Node, x: str, lengths: str) -> str:
+    op, name = node.layer.op, node.name  # type: ignore[attr-defined]
+
+    def tmp(what: str) -> str:
+        return em.fresh(f"{name}/{what}")
+
+    if op == "max":
+        real = _real(em, x, lengths, name, [2])  # [B, T, 1]
+        kept = em.op("Where", [real, x, em.const(float("-inf"))], tmp("real_steps"), name)
+        return em.op("ReduceMax", [kept], name, name, axes=[1], keepdims=0)
+    if op == "last":  # the one step at length - 1; Where, not a product, so no 0 * inf
+        one = em.init(f"{name}/one", np.ones((), dtype=np.int64))
+        before = em.op("Sub", [lengths, one], tmp("last_index"), name)
+        steps = _steps(em, x, name)
+        col = em.op("Unsqueeze", [before, em.ints(f"{name}/col", [1])], tmp("last_col"), name)
+        pick = em.op("Equal", [steps, col], tmp("is_last"), name)
+        pick = em.op("Unsqueeze", [pick, em.ints(f"{name}/feature", [2])], tmp("is_last"), name)
+        x = em.op("Where", [pick, x, em.const(0.0)], tmp("last_step"), name)
+        return em.op("ReduceSum", [x, em.ints(f"{name}/time", [1])], name, name, keepdims=0)
+    real = _real(em, x, lengths, name, [2])
+    kept = em.op("Where", [real, x, em.const(0.0)], tmp("real_steps"), name)
+    total = em.op("ReduceSum", [kept, em.ints(f"{name}/time", [1])], tmp("sum"), name, keepdims=0)
+    count = em.op("Cast", [lengths], tmp("count"), name, to=em.elem)
+    count = em.op("Unsqueeze", [count, em.ints(f"{name}/col", [1])], tmp("count"), name)
+    return em.op("Div", [total, count], name, name)
+
+
+def emit_masking(em: Emitter, node: Node, xs: list[str]) -> str:
+    """The input unchanged: the mask is the lengths the layers after it compute from it."""
+    return em.op("Identity", xs, node.name, node.name)

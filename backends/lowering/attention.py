@@ -33,12 +33,19 @@ class Attention(nn.Module):
     def _heads(self, x: Tensor, size: int) -> Tensor:
         return x.reshape(x.shape[0], x.shape[1], self.heads, size).transpose(1, 2)
 
-    def forward(self, query: Tensor, value: Tensor | None = None) -> Tensor:
+    def forward(
+        self, query: Tensor, value: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        """`lengths`: the keys' padding mask (netspec.masks): keys past them get no weight."""
         value = query if value is None else value
         q = self._heads(query @ self.query_kernel + self.query_bias, self.key_dim)
         k = self._heads(value @ self.key_kernel + self.key_bias, self.key_dim)
         v = self._heads(value @ self.value_kernel + self.value_bias, self.value_dim)
         mask = None if self.mask is None else self.mask.to(q.device)
+        if lengths is not None:  # [B, 1, 1, S]: real keys; with the causal [T, S] when set
+            real = torch.arange(value.shape[1], device=q.device) < lengths[:, None]
+            real = real[:, None, None, :]
+            mask = real if mask is None else real & mask
         p = self.dropout if self.training else 0.0
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         o = o.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)

@@ -16,6 +16,7 @@ from .attention import lower_attention
 from .recurrent import lower_recurrent
 from .sequence import (
     lower_embedding,
+    lower_masking,
     lower_multiply,
     lower_permute,
     lower_position_embedding,
@@ -68,6 +69,7 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Permute: lower_permute,
     layers.Multiply: lower_multiply,
     layers.Embedding: lower_embedding,
+    layers.Masking: lower_masking,
     layers.Recurrent: lower_recurrent,  # simple_rnn, gru, lstm
     layers.PositionEmbedding: lower_position_embedding,
     layers.SeqPool: lower_seq_pool,

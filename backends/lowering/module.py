@@ -17,6 +17,7 @@ from netspec.shapes import batch_axis
 
 from .activations import FusedActivation
 from .layers import lower_node
+from .sequence import masked_programs
 
 Head = Literal["softmax", "sigmoid"]
 
@@ -136,6 +137,12 @@ class NetModule(nn.Module):
 
     def _build_plans(self) -> None:
         nodes = self.graph.nodes
+        masked = masked_programs(self.graph, self.layer, self._logits_fn())
+        if masked is not None:  # padding masks: lengths travel in slots of their own
+            plan_, logits_, self._n_slots = masked
+            self._programs, self._hook_dicts = [plan_, plan_, logits_, logits_], []
+            self._sequential = False
+            return
         slot = {INPUT: 0} | {n.name: i + 1 for i, n in enumerate(nodes)}
         last_use = {i + 1: i for i in range(len(nodes))}  # unread outputs are dropped at once
         for step, node in enumerate(nodes):

@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from netspec.ir import Node
 from netspec.layers import GRU, LSTM, Recurrent
@@ -55,16 +58,36 @@ class RecurrentModule(nn.Module):
                 flat += [bias, torch.zeros_like(bias)]
         return flat
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _kernel(self, lead: tuple[Tensor, ...], h0: Tensor, *args: Any) -> tuple[Tensor, Tensor]:
+        """torch's fused kernel on (x,) or a packed (data, batch_sizes): (every step's output,
+        the last hidden state)."""
+        if self.mode == "lstm":
+            y, h, _ = torch._VF.lstm(*lead, (h0, h0), *args)  # type: ignore[attr-defined]
+        elif self.mode == "gru":
+            y, h = torch._VF.gru(*lead, h0, *args)  # type: ignore[attr-defined]
+        else:
+            y, h = torch._VF.rnn_tanh(*lead, h0, *args)  # type: ignore[attr-defined]
+        return y, h
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """`lengths` (a padding mask, netspec.masks): each sample's first `lengths` steps only,
+        as a packed sequence: the backward direction starts at the last real step, the last
+        state is the last real step's, and outputs at padded steps are 0 (as ONNX's)."""
         d = len(self.suffixes)
         h0 = x.new_zeros(d, x.shape[0], self.units)
-        args = (self.flat_weights(), True, 1, 0.0, self.training, self.bidirectional, True)
-        if self.mode == "lstm":
-            y, h, _ = torch._VF.lstm(x, (h0, h0), *args)  # type: ignore[attr-defined]
-        elif self.mode == "gru":
-            y, h = torch._VF.gru(x, h0, *args)  # type: ignore[attr-defined]
+        flags = (True, 1, 0.0, self.training, self.bidirectional)
+        if lengths is None:
+            y, h = self._kernel((x,), h0, self.flat_weights(), *flags, True)
         else:
-            y, h = torch._VF.rnn_tanh(x, h0, *args)  # type: ignore[attr-defined]
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            lead = (packed.data, packed.batch_sizes)
+            data, h = self._kernel(lead, h0, self.flat_weights(), *flags)
+            h = h.index_select(1, packed.unsorted_indices)  # type: ignore[arg-type]
+            if self.return_sequences:
+                out = PackedSequence(
+                    data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+                )
+                y, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         if self.return_sequences:
             return y
         return h.transpose(0, 1).reshape(x.shape[0], d * self.units)

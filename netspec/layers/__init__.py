@@ -32,6 +32,7 @@ from netspec.layers.global_pool import (
     GlobalPool,
 )
 from netspec.layers.layernorm import LayerNorm
+from netspec.layers.masking import Masking
 from netspec.layers.merge import Add, Concat
 from netspec.layers.multiply import Multiply
 from netspec.layers.permute import Permute
@@ -77,6 +78,7 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     Permute,
     Multiply,
     Embedding,
+    Masking,
     SimpleRNN,
     GRU,
     LSTM,

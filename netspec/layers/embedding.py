@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
-from pydantic import AfterValidator, Field, PositiveInt
+from pydantic import Field, PositiveInt
 
-from netspec.layers.base import Layer, Weight, _fail
+from netspec.layers.base import Layer, Weight
 from netspec.shapes import Shape
-
-
-def _no_mask(v: bool) -> bool:
-    if v:
-        raise _fail(
-            "mask_zero: true is not supported yet (padding masks are not implemented)",
-            "leave mask_zero out (false): id 0 is then an ordinary token",
-        )
-    return v
 
 
 class Embedding(Layer):
@@ -28,8 +19,10 @@ class Embedding(Layer):
 
     input_dim: PositiveInt = Field(description="Vocabulary size: ids are 0..input_dim-1.")
     output_dim: PositiveInt = Field(description="Length of each token's vector.")
-    mask_zero: Annotated[bool, AfterValidator(_no_mask)] = Field(
-        False, description="Id 0 is padding, masked downstream (not supported yet: false only)."
+    mask_zero: bool = Field(
+        False,
+        description="Id 0 is padding (trailing): the layers after it skip padded steps "
+        "(netspec.masks).",
     )
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:

@@ -45,8 +45,8 @@ class PositionEmbedding(Layer):
 
 
 class SeqPool(Layer):
-    """Pools a [T, F] sequence over time to [F]: the mean, the maximum, or the last step
-    (padding is not masked yet: every step counts)."""
+    """Pools a [T, F] sequence over time to [F]: the mean, the maximum, or the last step.
+    Of a masked sequence (netspec.masks), its real steps only: `last` is the last real step."""
 
     kind: ClassVar[str] = "seq_pool"
 
