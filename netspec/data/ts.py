@@ -234,7 +234,7 @@ def load_ts(
                 if hi > width
                 else ""
             )
-            + " (padding is not masked: the network sees the zeros)"
+            + " (`permute` then `masking: {value: 0}` lets recurrent layers skip the padding)"
         )
     if ts.classes is None:
         try:
