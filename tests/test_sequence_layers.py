@@ -373,24 +373,94 @@ PORTABLE = {
 }
 
 
-@pytest.mark.parametrize("case", list(PORTABLE))
-def test_opencv_runs_the_sequence_exports(case: str, tmp_path) -> None:
-    """OpenCV DNN (5.x) reads the exported LSTM/GRU/RNN operators and the attention graph."""
-    cv2 = pytest.importorskip("cv2")
+NODE_RUN = """
+const ort = require('onnxruntime-node');
+let text = '';
+process.stdin.on('data', (d) => { text += d; });
+process.stdin.on('end', async () => {
+  const job = JSON.parse(text);
+  const session = await ort.InferenceSession.create(job.model);
+  const feeds = {};
+  for (const [name, t] of Object.entries(job.inputs)) {
+    const data = t.type === 'int64' ? BigInt64Array.from(t.data.map(BigInt)) : Float32Array.from(t.data);
+    feeds[name] = new ort.Tensor(t.type, data, t.dims);
+  }
+  const out = await session.run(feeds);
+  const y = out[session.outputNames[0]];
+  process.stdout.write(JSON.stringify({dims: y.dims, data: Array.from(y.data, Number)}));
+});
+"""
+
+RUNTIME_CASES = {
+    **{k: ("[7, 8]", v) for k, v in PORTABLE.items()},
+    "masked": (
+        "[9]",
+        "embedding: {input_dim: 20, output_dim: 8, mask_zero: true}",
+        PORTABLE["gru"],
+    ),
+}
+
+
+def exported_case(case: str, tmp_path) -> tuple[str, np.ndarray, np.ndarray]:
+    """A RUNTIME_CASES network exported to ONNX, an input batch, and onnxruntime's output."""
     ort = pytest.importorskip("onnxruntime")
     torch = pytest.importorskip("torch")
     from netspec.backends.export.model import export_onnx
     from netspec.backends.lowering import build_module
     from netspec.backends.weights import module_weights
 
-    graph = netspec.compile_text(spec("[7, 8]", PORTABLE[case]), f"<{case}>")
+    shape, *items = RUNTIME_CASES[case]
+    graph = netspec.compile_text(spec(shape, *items), f"<{case}>")
     torch.manual_seed(0)
     path = tmp_path / f"{case}.onnx"
     path.write_bytes(export_onnx(graph, module_weights(build_module(graph))).SerializeToString())
-    x = np.random.default_rng(0).standard_normal((3, 7, 8)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    if case == "masked":  # three sequences of 9, 4 and 1 ids, padded with 0 at the end
+        x = rng.integers(1, 20, (3, 9)).astype(np.float32)  # ids travel as floats, as trained
+        x[1, 4:], x[2, 1:] = 0, 0
+    else:
+        x = rng.standard_normal((3, 7, 8)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"input": x})[0]
-    net = cv2.dnn.readNetFromONNX(str(path))
+    return str(path), x, session.run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("case", list(RUNTIME_CASES))
+def test_opencv_runs_the_sequence_exports(case: str, tmp_path) -> None:
+    """OpenCV DNN (5.x) reads the exported LSTM/GRU/RNN operators, the attention graph and the
+    mask's lengths (Equal, Range, ReduceMax, sequence_lens)."""
+    cv2 = pytest.importorskip("cv2")
+    path, x, expected = exported_case(case, tmp_path)
+    net = cv2.dnn.readNetFromONNX(path)
     net.setInput(x)
     got = net.forward()
     np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", list(RUNTIME_CASES))
+def test_onnxruntime_node_runs_the_sequence_exports(case: str, tmp_path) -> None:
+    """onnxruntime-node (the JS example's runtime) gives Python onnxruntime's outputs for the
+    recurrent operators, attention and a padded batch with a mask."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node, js = shutil.which("node"), Path(__file__).resolve().parents[1] / "docs" / "js"
+    if (
+        node is None
+        or subprocess.run(
+            [node, "-e", "require.resolve('onnxruntime-node')"], cwd=js, capture_output=True
+        ).returncode
+    ):
+        pytest.skip("node or onnxruntime-node is not installed (cd docs/js && npm install)")
+    path, x, expected = exported_case(case, tmp_path)
+    feed = {"type": "float32", "data": x.ravel().tolist(), "dims": list(x.shape)}
+    job = json.dumps({"model": path, "inputs": {"input": feed}})
+    done = subprocess.run(
+        [node, "-e", NODE_RUN], cwd=js, input=job, capture_output=True, text=True, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["dims"] == list(expected.shape)
+    np.testing.assert_allclose(np.array(got["data"]).reshape(expected.shape), expected, atol=1e-5)
