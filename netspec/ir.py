@@ -232,6 +232,15 @@ def at_length(graph: Graph) -> Graph:
     return infer_shapes(replace(graph, input_shape=filled(graph.input_shape, graph.length)))
 
 
+def at_data_length(graph: Graph, sample_shape: tuple[int, ...]) -> Graph:
+    """A dynamic graph measured at its data's length (a sample's size on the time axis).
+
+    The shapes pass at that length refuses what it cannot run (a sequence longer than a
+    position_embedding's max_length) as a located SpecError.
+    """
+    return count_params(graph, sample_shape[graph.input_shape.index(None)])
+
+
 def count_params(graph: Graph, length: int | None = None) -> Graph:
     """Parameter pass: total, trainable and MACs per node (frozen layers are non-trainable).
 

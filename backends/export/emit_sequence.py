@@ -101,8 +101,11 @@ def emit_attention(em: Emitter, node: Node, xs: list[str]) -> str:
     scores = em.op("Mul", [scores, em.const(1.0 / math.sqrt(layer.key_dim))], tmp("scaled"), name)
     if layer.causal:
         steps, keys = node.input_shapes[0][0], node.input_shapes[-1][0]
-        allowed = np.tril(np.ones((steps, keys), dtype=bool))
-        mask = em.init(f"{name}/causal_mask", np.where(allowed, 0.0, -np.inf))
+        if steps is None or keys is None:  # a dynamic time axis: the mask of the call's lengths
+            mask = em.causal_mask(query, value, name)
+        else:
+            allowed = np.tril(np.ones((steps, keys), dtype=bool))
+            mask = em.init(f"{name}/causal_mask", np.where(allowed, 0.0, -np.inf))
         scores = em.op("Add", [scores, mask], tmp("masked"), name)
     weights = em.op("Softmax", [scores], tmp("weights"), name, axis=-1)
     o = em.op("MatMul", [weights, v], tmp("attended"), name)

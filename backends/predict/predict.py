@@ -111,6 +111,26 @@ def _scenes(
         yield failed(bad) if bad else interpret.scene(sample, seg)
 
 
+def too_long(sample: Sample, info: Any) -> Failed | None:
+    """A sequence longer than a dynamic time axis takes (a position_embedding's table) fails
+    here with a message, not in onnxruntime with a broadcasting error."""
+    raw = info.raw_shape
+    if info.max_length is None or raw.count(None) != 1 or sample.x.ndim != len(raw):
+        return None
+    steps = sample.x.shape[raw.index(None)]
+    if steps <= info.max_length:
+        return None
+    return Failed(
+        sample.name,
+        error(
+            f"sequence of {steps} steps; the model takes at most {info.max_length} (its "
+            "position_embedding's max_length)",
+            sample.name,
+            hint=f"cut the sequence to its first {info.max_length} steps",
+        ),
+    )
+
+
 def _batches(
     predictor: OnnxModel | Ensemble,
     samples: Iterable[Sample | Failed],
@@ -132,6 +152,8 @@ def _batches(
                 yield failed(bad) if bad else interpret(sample, y)
 
     for sample in samples:
+        if isinstance(sample, Sample):
+            sample = too_long(sample, predictor.info) or sample
         if isinstance(sample, Failed):  # in its place: the results before it go first
             yield from flush()
             pending = []

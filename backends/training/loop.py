@@ -20,7 +20,7 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
-from netspec.ir import Graph
+from netspec.ir import Graph, at_data_length
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
 from netspec.train_spec import TrainSpec
@@ -105,6 +105,8 @@ class Trainer:
         )
         for note in self.data.notes:
             self.log(f"note: {note}")
+        if graph.dynamic:  # the data's length fills the time axis: checked and measured at it
+            self.graph = graph = at_data_length(graph, self.data.train.x.shape[1:])
         data_bytes = sum(
             a.x.nbytes + a.y.nbytes for a in (self.data.train, self.data.val, self.data.test) if a
         )
