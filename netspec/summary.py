@@ -197,7 +197,7 @@ def cells(graph: Graph) -> Cells:
     ]
     if graph.length is not None:
         notes.append(
-            f"MACs and memory at length {graph.length} (the time axis is dynamic (None); "
+            f"MACs and memory at length {graph.length} (None is the dynamic time axis; "
             "set it with --length)"
         )
     if graph.train is not None:

@@ -350,11 +350,13 @@ class Trainer:
             raise run_files.interrupted(self.run_dir, self.saved_epoch, final=True) from None
 
     def _board(self) -> Board:
+        graph = self.graph
         return Board(
             self.layout,
             epoch=self.state.epoch,
             module=self.module,
-            input_shape=self.graph.input_shape,
+            # A dynamic time axis: traced at the data's length.
+            input_shape=self.data.train.x.shape[1:] if graph.dynamic else graph.input_shape,
             device=self.device,
             spec_file=self.graph.file,
             task=self.data.task,

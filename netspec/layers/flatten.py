@@ -16,7 +16,7 @@ class Flatten(Layer):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         if dynamic(inputs[0]):
             raise ShapeError(
-                f"cannot flatten {tuple(inputs[0])}: its size depends on the dynamic time axis",
+                "cannot flatten: the size depends on the dynamic time axis (None)",
                 hint=DYNAMIC_HINT,
             )
         return (prod(inputs[0]),)

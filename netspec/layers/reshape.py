@@ -23,8 +23,7 @@ class Reshape(Layer):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         if dynamic(inputs[0]):
             raise ShapeError(
-                f"cannot reshape {tuple(inputs[0])}: a fixed reshape needs the length of the "
-                "dynamic time axis",
+                "cannot reshape: a fixed shape needs the length of the dynamic time axis (None)",
                 hint=DYNAMIC_HINT,
             )
         n = prod(inputs[0])
