@@ -232,6 +232,18 @@ def at_length(graph: Graph) -> Graph:
     return infer_shapes(replace(graph, input_shape=filled(graph.input_shape, graph.length)))
 
 
+def shortest_length(graph: Graph, limit: int = 4096) -> int | None:
+    """The shortest length of the dynamic time axis the network runs on (its windows must fit),
+    or None if none up to `limit` does."""
+    for t in range(1, limit + 1):
+        try:
+            at_length(replace(graph, length=t))
+        except SpecError:
+            continue
+        return t
+    return None
+
+
 def at_data_length(graph: Graph, sample_shape: tuple[int, ...]) -> Graph:
     """A dynamic graph measured at its data's length (a sample's size on the time axis).
 

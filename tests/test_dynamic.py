@@ -284,6 +284,28 @@ def test_export_keeps_the_time_axis_and_matches_torch(name: str) -> None:
     assert max(diffs.values()) < 1e-4, diffs
 
 
+def test_predict_refuses_a_sequence_shorter_than_the_windows(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from netspec.backends.export.card import Card
+    from netspec.backends.export.model import export_onnx
+    from netspec.ir import shortest_length
+
+    graph = network("conv", None)
+    # maxpool 2 then a kernel of 3 at stride 2: floor(t / 2) >= 3
+    assert shortest_length(graph) == 6
+    assert shortest_length(network("recurrent", None)) == 1
+    _, weights = _module_and_weights(graph)
+    model = export_onnx(graph, weights)
+    assert Card.of(model).min_length == 6 and Card.of(model).max_length is None
+    path = tmp_path / "conv.onnx"
+    path.write_bytes(model.SerializeToString())
+    for t in (5, 6, 40):
+        np.save(tmp_path / f"x{t}.npy", np.ones((6, t), dtype=np.float32))
+    ok = invoke("predict", path, tmp_path / "x6.npy", tmp_path / "x40.npy")
+    assert ok.exit_code == 0, ok.output
+    fails(invoke("predict", path, tmp_path / "x5.npy"), "sequence of 5 steps", "at least 6")
+
+
 def test_torch_module_takes_any_length() -> None:
     torch = pytest.importorskip("torch")
     module, _ = _module_and_weights(network("recurrent", None))

@@ -53,6 +53,7 @@ class Card:
     tiling: dict[str, Any] | None = None  # a segmentation model's tiles (scenes.describe_tiling)
     ensemble: tuple[str, ...] | None = None  # an ensemble's members (export/ensemble.py)
     max_length: int | None = None  # the longest sequence a dynamic time axis takes (if limited)
+    min_length: int | None = None  # the shortest one (its windows must fit), if above 1
     found: bool = False  # the model has netspec metadata at all
 
     @classmethod
@@ -105,6 +106,7 @@ class Card:
             tiling=values.get("tiling") if isinstance(values.get("tiling"), dict) else None,
             ensemble=tuple(map(str, members)) if isinstance(members, list) else None,
             max_length=_positive(values, "max_length", file),
+            min_length=_positive(values, "min_length", file),
             found=True,
         )
 

@@ -30,6 +30,7 @@ SHARED = {
     "netspec.input_shape": "input_shape",
     "netspec.output_shape": "output_shape",
     "netspec.max_length": "max_length",
+    "netspec.min_length": "min_length",
 }
 
 
@@ -206,7 +207,8 @@ def export_ensemble(
         onnx.checker.check_model(model, full_check=True)
         card = Card.of(model)
         # A dynamic time axis is checked at two lengths (within a position table's).
-        lengths = (16, 5) if card.max_length is None else (card.max_length, 5)
+        shortest = card.min_length or 1
+        lengths = (max(shortest, min(16, card.max_length or 16)), max(shortest, 5))
         rng = np.random.default_rng(0)
         for t in lengths if None in (card.input_shape or ()) else (None,):
             shape = tuple(t if d is None else d for d in card.input_shape or ())

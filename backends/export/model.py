@@ -29,7 +29,7 @@ import numpy as np
 from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
 from netspec.errors import NetspecError
-from netspec.ir import Graph
+from netspec.ir import Graph, shortest_length
 from netspec.layers import Dropout, PositionEmbedding
 from netspec.run_record import RunMeta
 from netspec.runs import check_weights
@@ -115,6 +115,9 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
     longest = max_length(graph)
     if longest is not None:  # predict refuses a longer sequence with a message, not a crash
         card["max_length"] = longest
+    shortest = shortest_length(graph) if graph.dynamic else None
+    if shortest is not None and shortest > 1:  # and a shorter one than its windows need
+        card["min_length"] = shortest
     if meta.features:  # a table's feature names, after one-hot encoding
         card["features"] = list(meta.features)
     if meta.table:  # its CSV columns: predict reads rows in the training file's format

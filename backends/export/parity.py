@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from netspec.errors import NetspecError, SpecError, first_line
-from netspec.ir import Graph, at_length, default_length
+from netspec.ir import Graph, at_length, default_length, shortest_length
 from netspec.items import INPUT
 from netspec.layers import Embedding
 from netspec.shapes import filled
@@ -100,11 +100,11 @@ def random_inputs(graph: Graph, batch: int | None = None, seed: int = 0) -> dict
 
 def parity_lengths(graph: Graph) -> list[int]:
     """Lengths of the dynamic time axis the parity check runs at: the measured one, about half
-    of it and an odd short one, each that the network accepts (a kernel must fit, a
-    position_embedding's table must be long enough)."""
+    of it, an odd short one and the shortest the network accepts, each that it accepts (a
+    kernel must fit, a position_embedding's table must be long enough)."""
     full = graph.length or default_length(graph)
     out: list[int] = []
-    for t in (full, full // 2 + 1, 13):
+    for t in (full, full // 2 + 1, 13, shortest_length(graph) or full):
         if t in out:
             continue
         try:

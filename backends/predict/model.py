@@ -45,6 +45,7 @@ class ModelInfo:
     table: TableColumns | None = None
     # The longest sequence the dynamic time axis takes (a position_embedding's table), if limited.
     max_length: int | None = None
+    min_length: int | None = None  # the shortest (its windows must fit), if above 1
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -135,6 +136,7 @@ def info_of(
         features=card.features,
         table=card.table,
         max_length=card.max_length,
+        min_length=card.min_length,
     )
 
 

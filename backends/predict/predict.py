@@ -111,24 +111,23 @@ def _scenes(
         yield failed(bad) if bad else interpret.scene(sample, seg)
 
 
-def too_long(sample: Sample, info: Any) -> Failed | None:
-    """A sequence longer than a dynamic time axis takes (a position_embedding's table) fails
-    here with a message, not in onnxruntime with a broadcasting error."""
+def wrong_length(sample: Sample, info: Any) -> Failed | None:
+    """A sequence longer than a dynamic time axis takes (a position_embedding's table), or
+    shorter than its windows need, fails here with a message, not in onnxruntime."""
     raw = info.raw_shape
-    if info.max_length is None or raw.count(None) != 1 or sample.x.ndim != len(raw):
+    if raw.count(None) != 1 or sample.x.ndim != len(raw):
         return None
     steps = sample.x.shape[raw.index(None)]
-    if steps <= info.max_length:
+    if info.max_length is not None and steps > info.max_length:
+        why = f"at most {info.max_length} (its position_embedding's max_length)"
+        hint = f"cut the sequence to its first {info.max_length} steps"
+    elif info.min_length is not None and steps < info.min_length:
+        why = f"at least {info.min_length} (its convolution and pooling windows must fit)"
+        hint = f"pad the sequence to {info.min_length} steps, as the training data was padded"
+    else:
         return None
-    return Failed(
-        sample.name,
-        error(
-            f"sequence of {steps} steps; the model takes at most {info.max_length} (its "
-            "position_embedding's max_length)",
-            sample.name,
-            hint=f"cut the sequence to its first {info.max_length} steps",
-        ),
-    )
+    message = f"sequence of {steps} steps; the model takes {why}"
+    return Failed(sample.name, error(message, sample.name, hint=hint))
 
 
 def _batches(
@@ -153,7 +152,7 @@ def _batches(
 
     for sample in samples:
         if isinstance(sample, Sample):
-            sample = too_long(sample, predictor.info) or sample
+            sample = wrong_length(sample, predictor.info) or sample
         if isinstance(sample, Failed):  # in its place: the results before it go first
             yield from flush()
             pending = []
