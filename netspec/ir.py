@@ -217,9 +217,15 @@ DEFAULT_LENGTH = 100
 
 def default_length(graph: Graph) -> int:
     """The length a dynamic network is measured at by default: 100, or the shortest
-    position_embedding's max_length if that is less (a longer sequence could not run)."""
-    caps = [getattr(n.layer, "max_length", DEFAULT_LENGTH) for n in graph.nodes]
-    return min([DEFAULT_LENGTH, *caps])
+    position_embedding's max_length if that is less (a longer sequence could not run), or the
+    shortest length the network runs on if that is more (its windows must fit)."""
+    caps = [n.layer.max_length for n in graph.nodes if hasattr(n.layer, "max_length")]
+    length = min([DEFAULT_LENGTH, *caps])
+    try:
+        at_length(replace(graph, length=length))
+    except SpecError:
+        return shortest_length(graph, limit=min(caps, default=MAX_SHORTEST)) or length
+    return length
 
 
 def at_length(graph: Graph) -> Graph:
@@ -232,7 +238,10 @@ def at_length(graph: Graph) -> Graph:
     return infer_shapes(replace(graph, input_shape=filled(graph.input_shape, graph.length)))
 
 
-def shortest_length(graph: Graph, limit: int = 4096) -> int | None:
+MAX_SHORTEST = 4096  # the longest length `shortest_length` tries
+
+
+def shortest_length(graph: Graph, limit: int = MAX_SHORTEST) -> int | None:
     """The shortest length of the dynamic time axis the network runs on (its windows must fit),
     or None if none up to `limit` does."""
     for t in range(1, limit + 1):

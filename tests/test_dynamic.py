@@ -115,6 +115,13 @@ def test_macs_at_the_stated_length_are_the_fixed_networks(name: str) -> None:
         assert [n.macs for n in at.nodes] == [n.macs for n in network(name, length).nodes]
 
 
+def test_the_default_length_is_one_the_network_runs_at() -> None:
+    """Seven stride-2 pools need 128 steps: measured there, not refused at 100."""
+    graph = compile_("[2, null]", *["maxpool1d: {size: 2}"] * 7, "global_maxpool1d")
+    assert graph.length == 128 and graph.nodes[-2].shape == (2, None)
+    assert [n.macs for n in graph.nodes] == [0] * 8
+
+
 def test_shapes_carry_none_through_each_layer() -> None:
     graph = network("conv", None)
     shapes = {n.name: n.shape for n in graph.nodes}

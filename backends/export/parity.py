@@ -100,11 +100,12 @@ def random_inputs(graph: Graph, batch: int | None = None, seed: int = 0) -> dict
 
 def parity_lengths(graph: Graph) -> list[int]:
     """Lengths of the dynamic time axis the parity check runs at: the measured one, about half
-    of it, an odd short one and the shortest the network accepts, each that it accepts (a
-    kernel must fit, a position_embedding's table must be long enough)."""
+    of it, an odd short one, the shortest the network accepts and a longer one, each that it
+    accepts (a kernel must fit, a position_embedding's table must be long enough); two at
+    least unless the network runs at one length only."""
     full = graph.length or default_length(graph)
     out: list[int] = []
-    for t in (full, full // 2 + 1, 13, shortest_length(graph) or full):
+    for t in (full, full // 2 + 1, 13, shortest_length(graph) or full, full + 7):
         if t in out:
             continue
         try:
@@ -112,6 +113,8 @@ def parity_lengths(graph: Graph) -> list[int]:
         except SpecError:
             continue
         out.append(t)
+        if len(out) == 4:
+            break
     return out
 
 
