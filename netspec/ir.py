@@ -9,7 +9,7 @@ from netspec.errors import Problem, SpecError
 from netspec.items import INPUT, Origin
 from netspec.layers import Layer, ShapeError, Weight
 from netspec.layers.activations import Act, activation_of
-from netspec.shapes import Shape
+from netspec.shapes import Shape, dynamic, filled
 from netspec.source import format_path
 from netspec.spec import Validated
 
@@ -53,6 +53,13 @@ class Graph:
     train: Any = None
     description: str | None = None
     file: str | None = None
+    # The length the dynamic time axis is measured at (MACs, memory); None: no dynamic axis.
+    length: int | None = None
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the input has a dynamic (null) time axis: shapes then carry None."""
+        return dynamic(self.input_shape)
 
     @property
     def output(self) -> Node:
@@ -144,7 +151,7 @@ def infer_shapes(graph: Graph) -> Graph:
             getattr(node.layer, f): shapes[getattr(node.layer, f)] for f in node.layer.ref_fields
         }
         try:
-            shape = tuple(node.layer.output_shape(ins, refs))
+            shape = _output_shape(node.layer, ins, refs)
         except ShapeError as exc:
             message = exc.message
             if exc.mismatch is not None:
@@ -163,16 +170,111 @@ def infer_shapes(graph: Graph) -> Graph:
     return replace(graph, nodes=tuple(out))
 
 
+def _output_shape(layer: Layer, ins: list[Shape], refs: dict[str, Shape]) -> Shape:
+    """The layer's shape rule, and with a dynamic input the checks that it can take one."""
+    if not any(dynamic(x) for x in ins):
+        return tuple(layer.output_shape(ins, refs))
+    try:
+        shape = tuple(layer.output_shape(ins, refs))
+    except TypeError:  # a rule doing arithmetic on the unknown length
+        raise ShapeError(
+            f"{layer.kind} needs the length of the dynamic time axis (null)", hint=STATIC_HINT
+        ) from None
+    _check_static_weights(layer, ins, shape)
+    return shape
+
+
+def _check_static_weights(layer: Layer, ins: list[Shape], shape: Shape) -> None:
+    """Parameter counts never depend on the dynamic axis: a layer whose tensors would (dense,
+    layernorm, a recurrent layer's features on the time axis) is refused."""
+    try:
+        sizes = [(k, w.shape) for k, w in layer.weights(ins, shape).items()]
+    except TypeError:  # arithmetic on the unknown length
+        sizes = [("weights", (None,))]
+    for name, size in sizes:
+        if None in size:
+            raise ShapeError(
+                f"its {name} would need the length of the dynamic time axis (null): the axis it "
+                "acts on is the time axis",
+                hint=STATIC_HINT,
+            )
+
+
+STATIC_HINT = (
+    "dense, layernorm and recurrent layers act on the last axis and convolutions on the first: "
+    "`permute: {dims: [1, 0]}` puts the features where the layer reads them"
+)
+
+
 def _shapes_text(shapes: list[Shape]) -> str:
     return ", ".join(str(tuple(s)) for s in shapes)
 
 
-def count_params(graph: Graph) -> Graph:
-    """Parameter pass: total, trainable and MACs per node (frozen layers are non-trainable)."""
+# MACs and the memory estimate of a dynamic-length network are counted at this length, unless
+# asked for another (`netspec summary --length`) or a position_embedding's max_length is shorter.
+DEFAULT_LENGTH = 100
+
+
+def default_length(graph: Graph) -> int:
+    """The length a dynamic network is measured at by default: 100, or the shortest
+    position_embedding's max_length if that is less (a longer sequence could not run), or the
+    shortest length the network runs on if that is more (its windows must fit)."""
+    caps = [n.layer.max_length for n in graph.nodes if hasattr(n.layer, "max_length")]
+    length = min([DEFAULT_LENGTH, *caps])
+    try:
+        at_length(replace(graph, length=length))
+    except SpecError:
+        return shortest_length(graph, limit=min(caps, default=MAX_SHORTEST)) or length
+    return length
+
+
+def at_length(graph: Graph) -> Graph:
+    """The graph with its dynamic axis set to `graph.length`: every shape a number (counts kept).
+
+    The memory estimate and the MACs read these; a graph without a dynamic axis is itself.
+    """
+    if graph.length is None or not graph.dynamic:
+        return graph
+    return infer_shapes(replace(graph, input_shape=filled(graph.input_shape, graph.length)))
+
+
+MAX_SHORTEST = 4096  # the longest length `shortest_length` tries
+
+
+def shortest_length(graph: Graph, limit: int = MAX_SHORTEST) -> int | None:
+    """The shortest length of the dynamic time axis the network runs on (its windows must fit),
+    or None if none up to `limit` does."""
+    for t in range(1, limit + 1):
+        try:
+            at_length(replace(graph, length=t))
+        except SpecError:
+            continue
+        return t
+    return None
+
+
+def at_data_length(graph: Graph, sample_shape: tuple[int, ...]) -> Graph:
+    """A dynamic graph measured at its data's length (a sample's size on the time axis).
+
+    The shapes pass at that length refuses what it cannot run (a sequence longer than a
+    position_embedding's max_length) as a located SpecError.
+    """
+    return count_params(graph, sample_shape[graph.input_shape.index(None)])
+
+
+def count_params(graph: Graph, length: int | None = None) -> Graph:
+    """Parameter pass: total, trainable and MACs per node (frozen layers are non-trainable).
+
+    Parameters never depend on a dynamic axis; MACs do, and are counted at `length` (default:
+    `default_length`), which the graph records.
+    """
+    if graph.dynamic:
+        graph = replace(graph, length=length or default_length(graph))
+    fixed = at_length(graph)
     out = []
-    for node in graph.nodes:
+    for node, at in zip(graph.nodes, fixed.nodes):
         p = node.layer.params(list(node.input_shapes), node.shape)
         trainable = p.total - p.non_trainable if node.trainable else 0
-        macs = node.layer.macs(list(node.input_shapes), node.shape)
+        macs = at.layer.macs(list(at.input_shapes), at.shape)
         out.append(replace(node, params=p.total, trainable_params=trainable, macs=macs))
     return replace(graph, nodes=tuple(out))

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from netspec.ir import Graph
+from netspec.ir import Graph, at_length
 from netspec.layers.activations import ActivationLayer, activation_of
 from netspec.layers.recurrent import Recurrent
 from netspec.train_spec import TrainSpec
@@ -33,7 +33,10 @@ def optimizer_slots(spec: TrainSpec | None) -> int:
 
 def activation_elements(graph: Graph) -> int:
     """Per-sample floats kept for the backward pass: each node's output, the input, and a second
-    copy where a fused activation keeps both its input and its output (conv then relu)."""
+    copy where a fused activation keeps both its input and its output (conv then relu).
+
+    A dynamic time axis is counted at the graph's stated length (`Graph.length`)."""
+    graph = at_length(graph)
     total = math.prod(graph.input_shape)
     for n in graph.nodes:
         size = math.prod(n.shape)

@@ -138,8 +138,9 @@ class RunMeta:
     spec_sha256: str | None = None
     task: Task | None = None
     classes: tuple[str, ...] | None = None
-    input_shape: tuple[int, ...] | None = None
-    output_shape: tuple[int, ...] | None = None
+    # None inside a shape: the dynamic time axis of a sequence network (`input: [null, F]`).
+    input_shape: tuple[int | None, ...] | None = None
+    output_shape: tuple[int | None, ...] | None = None
     head: str | None = None  # the output's softmax or sigmoid, None: linear
     preprocessing: Preprocessing | None = None
     # A table's feature names (after one-hot encoding) and its CSV columns.
@@ -193,9 +194,14 @@ class RunMeta:
             value = d.get(key)
             if value is not None and not (
                 isinstance(value, list)
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+                and all(
+                    v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
+                    for v in value
+                )
             ):
-                raise _malformed(f"has {key} {value!r}: expected a list of sizes", file)
+                raise _malformed(
+                    f"has {key} {value!r}: expected a list of sizes (null: dynamic)", file
+                )
             out[key] = None if value is None else tuple(value)
         pre = d.get("preprocessing")
         out["preprocessing"] = None if pre is None else Preprocessing.from_dict(pre, file)

@@ -1,10 +1,26 @@
-"""Pure integer shape arithmetic shared by every layer kind: no NumPy, no framework."""
+"""Pure integer shape arithmetic shared by every layer kind: no NumPy, no framework.
+
+A per-sample shape may hold None: the dynamic time axis of a sequence (`input: [null, F]`).
+Arithmetic on None gives None (a window over an unknown length has an unknown output length);
+what needs the number (a product, a fixed reshape) refuses it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-Shape = tuple[int, ...]
+Shape = tuple[int | None, ...]
+
+
+def dynamic(shape: Sequence[int | None]) -> bool:
+    """True when the shape holds the dynamic (None) axis."""
+    return None in shape
+
+
+def filled(shape: Sequence[int | None], length: int) -> tuple[int, ...]:
+    """The shape with its dynamic axis set to `length` (MACs and memory are counted at one)."""
+    return tuple(length if n is None else n for n in shape)
 
 
 def conv_out(n: int, f: int, p: int, s: int, d: int = 1) -> int:
@@ -20,8 +36,14 @@ def conv_out_total(n: int, f: int, pad_total: int, s: int, d: int = 1) -> int:
     return (n + pad_total - d * (f - 1) - 1) // s + 1
 
 
-def same_pad(n: int, f: int, s: int, d: int = 1) -> tuple[int, int]:
-    """(begin, end) padding for SAME_UPPER: output ceil(n/s), the odd extra pixel at the end."""
+def same_pad(n: int | None, f: int, s: int, d: int = 1) -> tuple[int, int]:
+    """(begin, end) padding for SAME_UPPER: output ceil(n/s), the odd extra pixel at the end.
+
+    An unknown length n (None) is padded as stride 1 pads any length: d(f-1) in all.
+    """
+    if n is None:
+        total = d * (f - 1)
+        return total // 2, total - total // 2
     out = -(-n // s)
     total = max((out - 1) * s + d * (f - 1) + 1 - n, 0)
     return total // 2, total - total // 2
@@ -53,7 +75,9 @@ class Window:
     def symmetric(self) -> bool:
         return self.pad_begin == self.pad_end
 
-    def out(self, n: int) -> int:
+    def out(self, n: int | None) -> int | None:
+        if n is None:
+            return None
         return conv_out_total(
             n, self.size, self.pad_begin + self.pad_end, self.stride, self.dilation
         )
@@ -67,7 +91,9 @@ class Window:
         )
 
 
-def resolve_window(n: int, size: int, stride: int, dilation: int, padding: str | int) -> Window:
+def resolve_window(
+    n: int | None, size: int, stride: int, dilation: int, padding: str | int
+) -> Window:
     """Turn a padding setting (`valid`, `same` or an int per side) into begin/end pads for one axis."""
     if padding == "valid":
         return Window(size, stride, dilation, 0, 0)

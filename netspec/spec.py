@@ -24,8 +24,14 @@ class SpecHeader(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="The network's name.")]
     input: Annotated[
-        list[PositiveInt],
-        Field(min_length=1, max_length=4, description="Shape of one sample, channels first."),
+        list[PositiveInt | None],
+        Field(
+            min_length=1,
+            max_length=4,
+            description="Shape of one sample, channels first. A sequence's time axis may be "
+            "null (dynamic: any length): [null] for token ids, [null, F] for [time, features], "
+            "[C, null] for conv1d's [channels, length].",
+        ),
     ]
     layers: Annotated[list[Any], Field(min_length=1)] = Field(
         description="The network, one layer type per item: `- conv2d: {filters: 32, kernel: 3}`."
@@ -41,7 +47,7 @@ class SpecHeader(BaseModel):
 @dataclass(frozen=True)
 class Validated:
     name: str
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int | None, ...]  # None: the dynamic time axis of a sequence
     decls: tuple[Decl, ...]
     train: TrainSpec | None
     description: str | None
@@ -61,7 +67,7 @@ def validate(source: Source) -> Validated:
             stage="validate",
         )
     header, problems = _header(source, data)
-    problems += _block_name_problems(source, header.blocks)
+    problems += _block_name_problems(source, header.blocks) + _input_problems(source, header.input)
     too_many = _size_problem(source, header)
     if too_many is not None:
         # Refused before expanding: the expansion itself is what would take the time and memory.
@@ -113,6 +119,36 @@ def _header(source: Source, data: dict[str, Any]) -> tuple[SpecHeader, list[Prob
         return SpecHeader.model_validate(stand_in), problems
     except ValidationError:
         raise SpecError(problems, stage="validate") from None
+
+
+def _input_problems(source: Source, shape: list[int | None]) -> list[Problem]:
+    """A null (dynamic) axis anywhere but a sequence's time axis, or more than one of them."""
+    nulls = [i for i, n in enumerate(shape) if n is None]
+    if not nulls:
+        return []
+    if len(shape) > 2:
+        return [
+            source.problem(
+                ("input", nulls[0]),
+                f"a dynamic (null) axis is allowed only in a sequence input, not in a rank-"
+                f"{len(shape)} input {_shape_text(shape)}",
+                "sequences are [null] (token ids), [null, features] or [channels, null] "
+                "(conv1d); give images a fixed height and width",
+            )
+        ]
+    if len(nulls) > 1:
+        return [
+            source.problem(
+                ("input", nulls[1]),
+                f"only one axis may be dynamic (null), got {_shape_text(shape)}",
+                "the time axis is dynamic: [null, features] or [channels, null]",
+            )
+        ]
+    return []
+
+
+def _shape_text(shape: list[int | None]) -> str:
+    return "[" + ", ".join("null" if n is None else str(n) for n in shape) + "]"
 
 
 def _block_name_problems(source: Source, blocks: dict[str, BlockDef]) -> list[Problem]:

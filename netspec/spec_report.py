@@ -9,7 +9,8 @@ from typing import Any
 
 from netspec import search
 from netspec.compiler import compile_source
-from netspec.ir import Graph
+from netspec.errors import UsageError
+from netspec.ir import Graph, count_params
 from netspec.source import Source, apply_overrides, read
 
 
@@ -46,16 +47,33 @@ class SpecSummary:
         return self.space
 
 
-def summarize(spec: str | Path, sets: Sequence[str] = ()) -> SpecSummary:
+def summarize(spec: str | Path, sets: Sequence[str] = (), length: int | None = None) -> SpecSummary:
     """The spec (with `--set` values) compiled; a search spec checked at both ends and the middle.
 
-    Raises the NetspecError of the stage that refused it.
+    `length` is the dynamic time axis' length MACs and memory are counted at (default:
+    `ir.default_length`). Raises the NetspecError of the stage that refused it.
     """
     source = _source(spec, sets)
     if entries := search.find_search(source):
         space = search.summary(source, entries, search.check_ends(source, entries))
         return SpecSummary(space=space, entries=entries)
-    return SpecSummary(graph=compile_source(source))
+    graph = compile_source(source)
+    if length is not None:
+        graph = measured(graph, length)
+    return SpecSummary(graph=graph)
+
+
+def measured(graph: Graph, length: int) -> Graph:
+    """The graph's MACs (and memory estimate) counted at `length` of its dynamic time axis."""
+    if length < 1:
+        raise UsageError.one(f"--length {length}: expected a positive number of steps")
+    if not graph.dynamic:
+        raise UsageError.one(
+            f"--length {length}: the network's input {list(graph.input_shape)} has no dynamic "
+            "(null) time axis",
+            hint="--length applies to an input like [null, 12]; leave it out here",
+        )
+    return count_params(graph, length)
 
 
 def check(spec: str | Path, sets: Sequence[str] = ()) -> str:

@@ -18,7 +18,7 @@ class Row:
     name: str
     type: str
     inputs: tuple[str, ...]
-    output_shape: tuple[int, ...]
+    output_shape: tuple[int | None, ...]  # None: the dynamic time axis
     params: int
     trainable_params: int
     macs: int
@@ -58,6 +58,7 @@ def to_dict(graph: Graph) -> dict[str, Any]:
         "input_shape": list(graph.input_shape),
         "output_shape": list(graph.output.shape),
         **asdict(t),
+        **({"length": graph.length} if graph.length is not None else {}),
         "layers": [
             {
                 "name": r.name,
@@ -89,7 +90,7 @@ def human_count(n: int) -> str:
     return str(n)
 
 
-def _shape(shape: tuple[int, ...]) -> str:
+def _shape(shape: tuple[int | None, ...]) -> str:
     return str(tuple(shape))
 
 
@@ -194,6 +195,11 @@ def cells(graph: Graph) -> Cells:
         f"Non-trainable params: {t.non_trainable_params:,}",
         f"MACs per sample: {t.macs:,} ({human_count(t.macs)})",
     ]
+    if graph.length is not None:
+        notes.append(
+            f"MACs and memory at length {graph.length} (None is the dynamic time axis; "
+            "set it with --length)"
+        )
     if graph.train is not None:
         batch = graph.train.batch_size
         parts = estimate(graph, batch)

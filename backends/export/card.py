@@ -52,6 +52,8 @@ class Card:
     layout: str | None = None  # the input's layout beside the preprocessing (NCHW, NCL, NC)
     tiling: dict[str, Any] | None = None  # a segmentation model's tiles (scenes.describe_tiling)
     ensemble: tuple[str, ...] | None = None  # an ensemble's members (export/ensemble.py)
+    max_length: int | None = None  # the longest sequence a dynamic time axis takes (if limited)
+    min_length: int | None = None  # the shortest one (its windows must fit), if above 1
     found: bool = False  # the model has netspec metadata at all
 
     @classmethod
@@ -103,6 +105,8 @@ class Card:
             layout=layout if isinstance(layout, str) else None,
             tiling=values.get("tiling") if isinstance(values.get("tiling"), dict) else None,
             ensemble=tuple(map(str, members)) if isinstance(members, list) else None,
+            max_length=_positive(values, "max_length", file),
+            min_length=_positive(values, "min_length", file),
             found=True,
         )
 
@@ -117,6 +121,17 @@ class Card:
     preprocessing = property(lambda self: self.meta.preprocessing)
     features = property(lambda self: self.meta.features)
     table = property(lambda self: self.meta.table)
+
+
+def _positive(values: Mapping[str, Any], key: str, file: str | None) -> int | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise DataError.one(
+            f"metadata {PREFIX}{key} is {value!r}: expected a positive integer", file, kind="model"
+        )
+    return value
 
 
 def _shape(values: Mapping[str, Any], key: str, file: str | None) -> tuple[int | None, ...] | None:

@@ -257,9 +257,12 @@ def emit_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
 def emit_position_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
     (table,) = em.weight_inputs(node)
     steps = node.shape[0]
+    # A dynamic time axis: the rows to add are as many as this input's steps (Shape, then its
+    # axis 1); predict refuses a sequence longer than the table before it gets here.
+    end = em.ints(f"{node.name}/end", [steps]) if steps is not None else em.dim(xs[0], 1, node.name)
     rows = em.op(
         "Slice",
-        [table, em.ints(f"{node.name}/start", [0]), em.ints(f"{node.name}/end", [steps])],
+        [table, em.ints(f"{node.name}/start", [0]), end],
         em.fresh(f"{node.name}/rows"),
         node.name,
     )

@@ -193,8 +193,11 @@ def emit_attention(em: Emitter, node: Node, xs: list[str]) -> str:
     scores = em.op("Mul", [scores, em.const(1.0 / math.sqrt(layer.key_dim))], tmp("scaled"), name)
     if layer.causal:
         steps, keys = node.input_shapes[0][0], node.input_shapes[-1][0]
-        allowed = np.tril(np.ones((steps, keys), dtype=bool))
-        mask = em.init(f"{name}/causal_mask", np.where(allowed, 0.0, -np.inf))
+        if steps is None or keys is None:  # a dynamic time axis: the mask of the call's lengths
+            mask = em.causal_mask(query, value, name)
+        else:
+            allowed = np.tril(np.ones((steps, keys), dtype=bool))
+            mask = em.init(f"{name}/causal_mask", np.where(allowed, 0.0, -np.inf))
         scores = em.op("Add", [scores, mask], tmp("masked"), name)
     lengths = node_lengths(em, node)
     if lengths is not None:  # padded keys: -inf before the softmax
@@ -218,7 +221,8 @@ def emit_seq_pool(em: Emitter, node: Node, xs: list[str]) -> str:
     if lengths is not None:
         return _masked_pool(em, node, x, lengths)
     if op == "last":
-        last = em.ints(f"{name}/last", [node.input_shapes[0][0] - 1])
+        steps = node.input_shapes[0][0]
+        last = em.ints(f"{name}/last", [steps - 1 if steps is not None else -1])
         step = em.op("Gather", [x, last], em.fresh(f"{name}/step"), name, axis=1)
         return em.op("Squeeze", [step, em.ints(f"{name}/axes", [1])], name, name)
     reduce = {"mean": "ReduceMean", "max": "ReduceMax"}[op]

@@ -62,6 +62,31 @@ class Emitter:
     def ints(self, base: str, values: Sequence[int]) -> str:
         return self.init(base, np.asarray(values, dtype=np.int64))
 
+    def dim(self, x: str, axis: int, layer: str) -> str:
+        """The size of `x` along `axis` at run time, as a 1-D int64 of one value (a dynamic
+        time axis has no number to write down)."""
+        shape = self.op("Shape", [x], self.fresh(f"{layer}/shape"), layer)
+        start, end = self.ints(f"{layer}/axis", [axis]), self.ints(f"{layer}/axis_end", [axis + 1])
+        return self.op("Slice", [shape, start, end], self.fresh(f"{layer}/dim{axis}"), layer)
+
+    def causal_mask(self, query: str, value: str, layer: str) -> str:
+        """A [T, S] mask of 0 (step t may see step s <= t) and -inf, built at run time from the
+        inputs' lengths (a dynamic time axis), from opset-13 ops: Range, LessOrEqual, Where."""
+
+        def steps(x: str, what: str) -> str:
+            n = self.op("Squeeze", [self.dim(x, 1, layer)], self.fresh(f"{layer}/{what}"), layer)
+            zero, one = (
+                self.init(f"{layer}/{k}", np.asarray(k == "one", np.int64)) for k in ("zero", "one")
+            )
+            return self.op("Range", [zero, n, one], self.fresh(f"{layer}/{what}_range"), layer)
+
+        rows, cols = steps(query, "steps"), steps(value, "keys")
+        axis = self.ints(f"{layer}/column_axis", [1])
+        rows = self.op("Unsqueeze", [rows, axis], self.fresh(f"{layer}/rows"), layer)
+        seen = self.op("LessOrEqual", [cols, rows], self.fresh(f"{layer}/allowed"), layer)
+        fill = [self.const(0.0), self.const(-np.inf)]
+        return self.op("Where", [seen, *fill], self.fresh(f"{layer}/causal_mask"), layer)
+
     def const(self, value: float) -> str:
         """A shared scalar constant in the model's float type."""
         if float(value) not in self.consts:

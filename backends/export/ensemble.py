@@ -29,6 +29,8 @@ SHARED = {
     "netspec.classes": "classes",
     "netspec.input_shape": "input_shape",
     "netspec.output_shape": "output_shape",
+    "netspec.max_length": "max_length",
+    "netspec.min_length": "min_length",
 }
 
 
@@ -44,7 +46,9 @@ def _input_steps(card: Card) -> Preprocessing | None:
 
 def _shown(value: Any) -> str:
     """A card value as the metadata spells it."""
-    return value if isinstance(value, str) else json.dumps(list(value) if value else value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(list(value) if isinstance(value, (list, tuple)) else value)
 
 
 def _check_members(models: Sequence[onnx.ModelProto], sources: Sequence[Path]) -> None:
@@ -201,11 +205,17 @@ def export_ensemble(
     diffs: dict[str, float] = {}
     if check:
         onnx.checker.check_model(model, full_check=True)
-        shape = Card.of(model).input_shape or ()
+        card = Card.of(model)
+        # A dynamic time axis is checked at two lengths (within a position table's).
+        shortest = card.min_length or 1
+        lengths = (max(shortest, min(16, card.max_length or 16)), max(shortest, 5))
         rng = np.random.default_rng(0)
-        for n in (1, 7) if batch is None else (batch,):
-            x = rng.standard_normal((n, *shape)).astype(np.float32)
-            diffs[f"members' mean, batch {n}"] = parity(model, models, x)
+        for t in lengths if None in (card.input_shape or ()) else (None,):
+            shape = tuple(t if d is None else d for d in card.input_shape or ())
+            at = "" if t is None else f", length {t}"
+            for n in (1, 7) if batch is None else (batch,):
+                x = rng.standard_normal((n, *shape)).astype(np.float32)
+                diffs[f"members' mean, batch {n}{at}"] = parity(model, models, x)
         if max(diffs.values()) > TOLERANCE:
             raise ExportError(
                 f"the ensemble differs from the mean of its members by {max(diffs.values()):.1e}"

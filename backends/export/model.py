@@ -29,8 +29,8 @@ import numpy as np
 from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
 from netspec.errors import NetspecError
-from netspec.ir import Graph
-from netspec.layers import Dropout
+from netspec.ir import Graph, shortest_length
+from netspec.layers import Dropout, PositionEmbedding
 from netspec.run_record import RunMeta
 from netspec.runs import check_weights
 from netspec.spec import INPUT
@@ -49,14 +49,34 @@ from .fold import plan_folding
 from .opsets import BASELINE_OPSET, choose_opset
 
 BATCH_PARAM = "batch"
+TIME_PARAM = "time"  # the dim_param of a dynamic time axis (`input: [null, F]`)
+
+
+def onnx_dims(batch: int | str, shape: Sequence[int | None]) -> list[int | str]:
+    """A value's ONNX dims: the batch, then the per-sample shape with None named `time`."""
+    return [batch, *(TIME_PARAM if n is None else n for n in shape)]
 
 
 # --- metadata ------------------------------------------------------------------------------------
 
 
-def layout(shape: Sequence[int]) -> str:
-    """The input layout, channels first: NCHW for images, NCL for sequences, NC for features."""
+def layout(shape: Sequence[int | None]) -> str:
+    """The input layout, channels first: NCHW for images, NCL for sequences, NC for features;
+    with a dynamic time axis NTF ([time, features]), NCL ([channels, time]) or NT (token ids)."""
+    if None in shape:
+        return {(None,): "NT", (None, 0): "NTF"}.get(
+            tuple(None if n is None else 0 for n in shape), "NCL"
+        )
     return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
+
+
+def max_length(graph: Graph) -> int | None:
+    """The longest sequence a dynamic-length network runs on: its shortest position_embedding's
+    max_length (None: no limit, or no dynamic axis)."""
+    if not graph.dynamic:
+        return None
+    caps = [n.layer.max_length for n in graph.nodes if isinstance(n.layer, PositionEmbedding)]
+    return min(caps) if caps else None
 
 
 def as_meta(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> RunMeta:
@@ -92,6 +112,12 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
         }
     card["input_shape"] = list(graph.input_shape)
     card["output_shape"] = list(graph.output.shape)
+    longest = max_length(graph)
+    if longest is not None:  # predict refuses a longer sequence with a message, not a crash
+        card["max_length"] = longest
+    shortest = shortest_length(graph) if graph.dynamic else None
+    if shortest is not None and shortest > 1:  # and a shorter one than its windows need
+        card["min_length"] = shortest
     if meta.features:  # a table's feature names, after one-hot encoding
         card["features"] = list(meta.features)
     if meta.table:  # its CSV columns: predict reads rows in the training file's format
@@ -171,8 +197,12 @@ def build_onnx(
     onnx_graph = helper.make_graph(
         em.nodes,
         graph.name,
-        [helper.make_tensor_value_info(INPUT_NAME, io_elem, [dim, *graph.input_shape])],
-        [helper.make_tensor_value_info(graph.output.name, io_elem, [dim, *graph.output.shape])],
+        [helper.make_tensor_value_info(INPUT_NAME, io_elem, onnx_dims(dim, graph.input_shape))],
+        [
+            helper.make_tensor_value_info(
+                graph.output.name, io_elem, onnx_dims(dim, graph.output.shape)
+            )
+        ],
         initializer=em.inits,
     )
     opset = choose_opset(opset, (n.op_type for n in em.nodes), newest)
@@ -277,13 +307,19 @@ def check_model(model: onnx.ModelProto, graph: Graph, batch: int | None = None) 
         # Some ops (Resize) infer a fresh symbol for a symbolic batch: any symbol is dynamic.
         return dim == batch if batch is not None else not isinstance(dim, int)
 
+    def same(dims: list[int | str | None], shape: Sequence[int | None]) -> bool:
+        # The time axis (None in the IR) is any symbol ONNX infers for it, never a number.
+        return len(dims) == len(shape) and all(
+            not isinstance(d, int) if n is None else d == n for d, n in zip(dims, shape)
+        )
+
     want = "dynamic" if batch is None else str(batch)
     wrong = []
     for node in graph.nodes:
         dims = found.get(node.name)
         if dims is None:
             continue  # folded or removed: its value is another layer's tensor
-        if tuple(dims[1:]) != tuple(node.shape) or not dims or not batch_ok(dims[0]):
+        if not dims or not same(dims[1:], node.shape) or not batch_ok(dims[0]):
             wrong.append(
                 f"'{node.name}' is {dims}, not [{', '.join([want, *map(str, node.shape)])}]"
             )

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from netspec.errors import NetspecError, first_line
-from netspec.ir import Graph
+from netspec.errors import NetspecError, SpecError, first_line
+from netspec.ir import Graph, at_length, default_length, shortest_length
 from netspec.items import INPUT
 from netspec.layers import Embedding
+from netspec.shapes import filled
 
 from ..lowering import NetModule
 from ..predict.session import SessionError, open_session
@@ -78,17 +79,43 @@ def token_ids(graph: Graph) -> int | None:
 
 def random_inputs(graph: Graph, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal inputs (random valid token ids for an embedding): batches of 1 and 7, or
-    of the model's fixed batch size."""
+    of the model's fixed batch size; with a dynamic time axis, each at two or more lengths."""
     rng = np.random.default_rng(seed)
     sizes = RANDOM_BATCHES if batch is None else (batch,)
     ids = token_ids(graph)
 
-    def draw(n: int) -> np.ndarray:
-        shape = (n, *graph.input_shape)
-        x = rng.standard_normal(shape) if ids is None else rng.integers(0, ids, shape)
+    def draw(n: int, shape: tuple[int, ...]) -> np.ndarray:
+        full = (n, *shape)
+        x = rng.standard_normal(full) if ids is None else rng.integers(0, ids, full)
         return x.astype(np.float32)
 
-    return {f"random batch {n}": draw(n) for n in sizes}
+    if not graph.dynamic:
+        return {f"random batch {n}": draw(n, graph.input_shape) for n in sizes}  # type: ignore[arg-type]
+    return {
+        f"random batch {n}, length {t}": draw(n, filled(graph.input_shape, t))
+        for t in parity_lengths(graph)
+        for n in sizes
+    }
+
+
+def parity_lengths(graph: Graph) -> list[int]:
+    """Lengths of the dynamic time axis the parity check runs at: the measured one, about half
+    of it, an odd short one, the shortest the network accepts and a longer one, each that it
+    accepts (a kernel must fit, a position_embedding's table must be long enough); two at
+    least unless the network runs at one length only."""
+    full = graph.length or default_length(graph)
+    out: list[int] = []
+    for t in (full, full // 2 + 1, 13, shortest_length(graph) or full, full + 7):
+        if t in out:
+            continue
+        try:
+            at_length(replace(graph, length=t))
+        except SpecError:
+            continue
+        out.append(t)
+        if len(out) == 4:
+            break
+    return out
 
 
 def _batches(x: np.ndarray, batch: int | None) -> list[np.ndarray]:

@@ -22,7 +22,13 @@ class Attention(nn.Module):
             self.register_parameter(name, nn.Parameter(torch.zeros(w.shape)))
         for name in ("query", "key", "value", "output"):
             nn.init.xavier_uniform_(getattr(self, f"{name}_kernel"))  # Keras: glorot, zero bias
-        mask = torch.ones(query[0], value[0], dtype=torch.bool).tril() if layer.causal else None
+        self.causal = layer.causal
+        known = query[0] is not None and value[0] is not None
+        mask = (
+            torch.ones(query[0], value[0], dtype=torch.bool).tril()
+            if layer.causal and known
+            else None
+        )
         self.mask = mask  # a constant of the shapes, not state: moved in _apply
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
@@ -42,6 +48,8 @@ class Attention(nn.Module):
         k = self._heads(value @ self.key_kernel + self.key_bias, self.key_dim)
         v = self._heads(value @ self.value_kernel + self.value_bias, self.value_dim)
         mask = None if self.mask is None else self.mask.to(q.device)
+        if self.causal and mask is None:  # a dynamic time axis: the mask of this call's lengths
+            mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
         if lengths is not None:  # [B, 1, 1, S]: real keys; with the causal [T, S] when set
             real = torch.arange(value.shape[1], device=q.device) < lengths[:, None]
             real = real[:, None, None, :]

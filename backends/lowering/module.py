@@ -202,7 +202,10 @@ class NetModule(nn.Module):
         return self._modules[self.module_keys[name]]  # type: ignore[return-value]
 
     def _check(self, x: Tensor) -> None:
-        if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+        got = tuple(x.shape[1:])
+        if len(got) != len(self.input_shape) or any(
+            want is not None and want != n for want, n in zip(self.input_shape, got)
+        ):  # None: the dynamic time axis takes any length
             raise ValueError(
                 f"network '{self.graph.name}' expects input of shape (N, "
                 f"{', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"

@@ -43,6 +43,9 @@ class ModelInfo:
     # A table's feature names and CSV columns: predict reads rows in the training CSV's format.
     features: tuple[str, ...] | None = None
     table: TableColumns | None = None
+    # The longest sequence the dynamic time axis takes (a position_embedding's table), if limited.
+    max_length: int | None = None
+    min_length: int | None = None  # the shortest (its windows must fit), if above 1
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -132,6 +135,8 @@ def info_of(
         pre=pre,
         features=card.features,
         table=card.table,
+        max_length=card.max_length,
+        min_length=card.min_length,
     )
 
 

@@ -111,6 +111,25 @@ def _scenes(
         yield failed(bad) if bad else interpret.scene(sample, seg)
 
 
+def wrong_length(sample: Sample, info: Any) -> Failed | None:
+    """A sequence longer than a dynamic time axis takes (a position_embedding's table), or
+    shorter than its windows need, fails here with a message, not in onnxruntime."""
+    raw = info.raw_shape
+    if raw.count(None) != 1 or sample.x.ndim != len(raw):
+        return None
+    steps = sample.x.shape[raw.index(None)]
+    if info.max_length is not None and steps > info.max_length:
+        why = f"at most {info.max_length} (its position_embedding's max_length)"
+        hint = f"cut the sequence to its first {info.max_length} steps"
+    elif info.min_length is not None and steps < info.min_length:
+        why = f"at least {info.min_length} (its convolution and pooling windows must fit)"
+        hint = f"pad the sequence to {info.min_length} steps, as the training data was padded"
+    else:
+        return None
+    message = f"sequence of {steps} steps; the model takes {why}"
+    return Failed(sample.name, error(message, sample.name, hint=hint))
+
+
 def _batches(
     predictor: OnnxModel | Ensemble,
     samples: Iterable[Sample | Failed],
@@ -132,6 +151,8 @@ def _batches(
                 yield failed(bad) if bad else interpret(sample, y)
 
     for sample in samples:
+        if isinstance(sample, Sample):
+            sample = wrong_length(sample, predictor.info) or sample
         if isinstance(sample, Failed):  # in its place: the results before it go first
             yield from flush()
             pending = []

@@ -20,6 +20,7 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
+from netspec.ir import at_data_length
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
 from netspec.runs import PreparedRun, TrainOptions
@@ -90,6 +91,8 @@ class Trainer:
         )
         for note in self.data.notes:
             self.log(f"note: {note}")
+        if graph.dynamic:  # the data's length fills the time axis: checked and measured at it
+            self.graph = graph = at_data_length(graph, self.data.train.x.shape[1:])
         data_bytes = sum(
             a.x.nbytes + a.y.nbytes for a in (self.data.train, self.data.val, self.data.test) if a
         )
@@ -335,11 +338,13 @@ class Trainer:
             raise run_files.interrupted(self.run_dir, self.saved_epoch, final=True) from None
 
     def _board(self) -> Board:
+        graph = self.graph
         return Board(
             self.layout,
             epoch=self.state.epoch,
             module=self.module,
-            input_shape=self.graph.input_shape,
+            # A dynamic time axis: traced at the data's length.
+            input_shape=self.data.train.x.shape[1:] if graph.dynamic else graph.input_shape,
             device=self.device,
             spec_file=self.graph.file,
             task=self.data.task,

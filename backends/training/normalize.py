@@ -40,4 +40,6 @@ class Normalizer:
             flat = x.flatten(1)
             std = flat.std(1, correction=PER_SAMPLE_DDOF, keepdim=True)
             x = ((flat - flat.mean(1, keepdim=True)) / (std + PER_SAMPLE_EPS)).view_as(x)
+        if None in self.shape:  # a dynamic time axis: the data has the input's layout already
+            return x
         return x.reshape(x.shape[0], *self.shape)

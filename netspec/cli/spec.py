@@ -17,12 +17,21 @@ def summary(
     spec: SpecArg,
     sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     as_json: JsonOpt = False,
+    length: Annotated[
+        int | None,
+        typer.Option(
+            "--length",
+            help="For an input with a dynamic (null) time axis: the length MACs and the memory "
+            "estimate are counted at (default: 100, or a position_embedding's shorter max_length).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
     from netspec.spec_report import summarize
 
     try:
-        result = summarize(spec, sets)
+        result = summarize(spec, sets, length)
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:

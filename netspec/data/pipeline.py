@@ -335,6 +335,26 @@ def load_splits(
     return Splits(train, val, test, tuple(notes), tile, per_scene)
 
 
+def _fill_time_axis(
+    source: str, raw: tuple[int, ...], want: tuple[int | None, ...], notes: list[str]
+) -> None:
+    """A dynamic (null) time axis takes the data's length; every other axis must be the data's
+    as it is (no reshape: the length is not the spec's to know)."""
+    if len(raw) != len(want) or any(w is not None and w != n for w, n in zip(want, raw)):
+        spec_form = "[" + ", ".join("null" if w is None else str(w) for w in want) + "]"
+        raise data_error(
+            f"{source}: samples have shape {raw}, but the spec's input is {spec_form} (null: "
+            "any length)",
+            hint="the data's other axes must match as they are: a .ts source gives [channels, "
+            "length], so use `input: [channels, null]` (then `permute: {dims: [1, 0]}` for "
+            "recurrent layers)",
+        )
+    length = raw[want.index(None)]
+    notes.append(
+        f"the dynamic time axis is {length} steps long in this data (padded to one length)"
+    )
+
+
 def prepare(
     spec: TrainSpec,
     input_shape: tuple[int, ...],
@@ -359,12 +379,14 @@ def prepare(
     raw_shape = tuple(int(d) for d in train.x.shape[1:])
     if tile is not None:
         raw_shape = (raw_shape[0], *tile)
-    if prod(raw_shape) != prod(input_shape):
+    if None in input_shape:
+        _fill_time_axis(source, raw_shape, input_shape, notes)
+    elif prod(raw_shape) != prod(input_shape):
         raise data_error(
             f"{source}: samples have shape {raw_shape}, but the spec's input is {input_shape}",
             hint=f"set `input: {list(raw_shape)}` in the spec, or resize the data (train.preprocess)",
         )
-    if raw_shape != input_shape:
+    elif raw_shape != input_shape:
         notes.append(f"samples of shape {raw_shape} are reshaped to the input {input_shape}")
     p = spec.preprocess
     scale = float(p.rescale) if p.rescale else 1.0
@@ -377,7 +399,8 @@ def prepare(
     folder = isinstance(cfg, FolderData) and cfg.size is not None
     pre = Preprocessing(
         input_shape=tuple(input_shape),
-        raw_shape=raw_shape,
+        # A dynamic network records its time axis as dynamic: predict takes any length.
+        raw_shape=tuple(input_shape) if None in input_shape else raw_shape,  # type: ignore[arg-type]
         channel_order=channel_order,
         image_size=tuple(cfg.size) if folder else None,  # type: ignore[union-attr,arg-type]
         image_crop=cfg.crop if folder else None,  # type: ignore[union-attr]

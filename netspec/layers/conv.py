@@ -33,6 +33,13 @@ def windows(layer: Layer, spatial: Shape) -> tuple[Window, ...]:
     stride = layer.stride or size  # type: ignore[attr-defined]
     dilation = getattr(layer, "dilation", (1,) * len(spatial))
     padding = layer.padding  # type: ignore[attr-defined]
+    if padding == "same" and any(n is None and s > 1 for n, s in zip(spatial, stride)):
+        # SAME's padding with a stride depends on the length (n mod stride): no fixed pads.
+        raise ShapeError(
+            "padding: same with a stride above 1 needs a known length, and the time axis is "
+            "dynamic (null)",
+            hint="use padding: valid (or an integer) with the stride, or a fixed input length",
+        )
     return tuple(
         resolve_window(
             n, size[i], stride[i], dilation[i], padding if isinstance(padding, str) else padding[i]
@@ -49,6 +56,9 @@ def window_output(layer: Layer, shape: Shape, channels: int) -> tuple[Shape, tup
     axes = ("length",) if len(spatial) == 1 else AXES
     for axis, n, w in zip(axes, spatial, wins):
         size = w.out(n)
+        if size is None:  # the dynamic time axis stays dynamic
+            out.append(None)
+            continue
         if size < 1:
             raise ShapeError(
                 f"output {axis} would be {w.formula(n)} < 1: a window of {w.size}"

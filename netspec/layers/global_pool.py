@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import Layer, check_rank, member
+from netspec.layers.base import Layer, ShapeError, check_rank, member
 from netspec.shapes import Shape
 
 
@@ -23,6 +23,13 @@ class GlobalPool(Layer):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
         check_rank(self, x, (self.ndim + 1,))
+        if x[0] is None:
+            raise ShapeError(
+                f"{self.kind} keeps axis 0 (channels) and pools the rest, but axis 0 of "
+                f"{tuple(x)} is the dynamic time axis",
+                hint="pool a [time, features] sequence with seq_pool, or permute it to "
+                "[features, time] first",
+            )
         return (x[0], *(1,) * self.ndim) if self.keepdims else (x[0],)
 
 

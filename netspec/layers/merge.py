@@ -34,7 +34,9 @@ class Concat(Layer):
                     hint="crop2d or zeropad2d one input, or use padding: same in the convolutions",
                     mismatch=(0, k),
                 )
-        return (*first[:axis], sum(s[axis] for s in inputs), *first[axis + 1 :])
+        sizes = [s[axis] for s in inputs]
+        joined = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+        return (*first[:axis], joined, *first[axis + 1 :])
 
 
 class Add(Layer):

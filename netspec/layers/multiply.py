@@ -15,9 +15,12 @@ def broadcast(a: Shape, b: Shape) -> Shape | None:
     b = (1,) * (rank - len(b)) + tuple(b)
     out = []
     for x, y in zip(a, b):
-        if x != y and 1 not in (x, y):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:  # different sizes, or a dynamic axis against a fixed size above 1
             return None
-        out.append(max(x, y))
     return tuple(out)
 
 

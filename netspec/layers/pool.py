@@ -6,7 +6,16 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from netspec.layers.base import Ints1, Ints2, Layer, Padding1, Padding2, check_rank, member
+from netspec.layers.base import (
+    Ints1,
+    Ints2,
+    Layer,
+    Padding1,
+    Padding2,
+    ShapeError,
+    check_rank,
+    member,
+)
 from netspec.layers.conv import PADDING, window_output
 from netspec.shapes import Shape
 
@@ -26,7 +35,15 @@ class Pool(Layer):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         (x,) = inputs
         check_rank(self, x, (self.ndim + 1,))
-        shape, _ = window_output(self, x, x[0])
+        shape, wins = window_output(self, x, x[0])
+        for n, w in zip(x[1:], wins):
+            if n is None and self.op == "avg" and not (w.symmetric and w.pad_begin <= w.size // 2):
+                # Each output's divisor (its real cells) would be a table of the length.
+                raise ShapeError(
+                    f"average pooling with uneven padding ({w.pad_begin} before, {w.pad_end} "
+                    "after) needs a known length, and the time axis is dynamic (null)",
+                    hint="use padding: valid, an odd window with padding: same, or maxpool1d",
+                )
         return shape
 
 

@@ -30,7 +30,8 @@ class PositionEmbedding(Layer):
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
         x = inputs[0]
         _sequence(self, x)
-        if x[0] > self.max_length:
+        # An unknown length is checked when data arrives (training, predict), not here.
+        if x[0] is not None and x[0] > self.max_length:
             raise ShapeError(
                 f"the sequence has {x[0]} steps, more than max_length {self.max_length}",
                 hint=f"raise max_length to at least {x[0]}",

@@ -7,7 +7,8 @@ from typing import Annotated, ClassVar
 from pydantic import Field
 
 from netspec.layers.base import Layer, ShapeError
-from netspec.shapes import Shape, prod
+from netspec.layers.flatten import DYNAMIC_HINT
+from netspec.shapes import Shape, dynamic, prod
 
 
 class Reshape(Layer):
@@ -20,6 +21,11 @@ class Reshape(Layer):
     )
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        if dynamic(inputs[0]):
+            raise ShapeError(
+                "cannot reshape: a fixed shape needs the length of the dynamic time axis (None)",
+                hint=DYNAMIC_HINT,
+            )
         n = prod(inputs[0])
         wanted = list(self.shape)
         if 0 in wanted or wanted.count(-1) > 1:
