@@ -125,9 +125,16 @@ class Network:
         """Parameters in all (trainable or not)."""
         return sum(n.params for n in self.graph.nodes)
 
-    def summary(self) -> Summary:
-        """The summary table (`print(net.summary())`), with its rows and totals as data."""
-        return Summary(self.graph)
+    def summary(self, length: int | None = None) -> Summary:
+        """The summary table (`print(net.summary())`), with its rows and totals as data.
+
+        `length`: of a network with a dynamic time axis (`input: [null, F]`), the length its
+        MACs and memory are counted at (`netspec summary --length`); default 100."""
+        if length is None:
+            return Summary(self.graph)
+        from netspec.spec_report import measured
+
+        return Summary(measured(self.graph, length))
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

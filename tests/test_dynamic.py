@@ -235,6 +235,18 @@ def test_summary_shows_none_and_the_length(tmp_path: Path) -> None:
     assert "at length 40" in invoke("summary", write(tmp_path, "transformer")).output
 
 
+def test_the_python_api_counts_at_a_length_as_the_cli(tmp_path: Path) -> None:
+    import netspec
+
+    path = write(tmp_path, "recurrent")
+    net = netspec.load_spec(path)
+    at7 = net.summary(length=7)
+    assert str(at7) in invoke("summary", path, "--length", "7").output
+    fixed = netspec.load_spec(write(tmp_path, "recurrent", 7)).summary()
+    assert at7.totals == fixed.totals  # counts and MACs of the length-7 network
+    assert net.summary().totals.total_params == fixed.totals.total_params
+
+
 def test_summary_length_of_a_fixed_network_is_refused(tmp_path: Path) -> None:
     fails(invoke("summary", write(tmp_path, "recurrent", 9), "--length", "7"), "no dynamic")
     fails(invoke("summary", write(tmp_path, "recurrent"), "--length", "0"), "positive")
