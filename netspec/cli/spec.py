@@ -17,6 +17,13 @@ def summary(
     spec: SpecArg,
     sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     as_json: JsonOpt = False,
+    blocks: Annotated[
+        bool,
+        typer.Option(
+            "--blocks",
+            help="One row per block use (its layers' parameters and MACs summed; same totals).",
+        ),
+    ] = False,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
     from netspec.spec_report import summarize
@@ -26,9 +33,9 @@ def summary(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(dumps(result.to_dict()))
+        typer.echo(dumps(result.to_dict(blocks=blocks)))
     else:
-        typer.echo(result.text(), nl=False)
+        typer.echo(result.text(blocks=blocks), nl=False)
 
 
 @app.command()
