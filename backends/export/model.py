@@ -20,7 +20,7 @@ Conventions (the same as the PyTorch lowering):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +28,19 @@ import numpy as np
 
 from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
+from netspec.data.token_ids import card_entry
 from netspec.errors import NetspecError
 from netspec.ir import Graph
-from netspec.layers import Dropout
+from netspec.layers import (
+    Dense,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    MultiHeadAttention,
+    PositionEmbedding,
+    Recurrent,
+    SeqPool,
+)
 from netspec.run_record import RunMeta
 from netspec.runs import check_weights
 from netspec.spec import INPUT
@@ -54,9 +64,24 @@ BATCH_PARAM = "batch"
 # --- metadata ------------------------------------------------------------------------------------
 
 
-def layout(shape: Sequence[int]) -> str:
-    """The input layout, channels first: NCHW for images, NCL for sequences, NC for features."""
-    return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
+# The layers that read a rank-2 input as [time, features] (features on the last axis); conv1d,
+# pooling, permute and the rest read it as conv1d's [channels, length].
+_SEQUENCE_READERS = (Recurrent, MultiHeadAttention, PositionEmbedding, SeqPool, LayerNorm, Dense)
+
+
+def layout(graph: Graph) -> str:
+    """The input layout as the network reads it: NCHW for images, NCL for conv1d's [channels,
+    length], NTF for a sequence [time, features] (every layer that reads the input acts on its
+    last axis: recurrent, attention, dense, layernorm...), NT for token ids (read by an
+    embedding), NC for features."""
+    shape = graph.input_shape
+    readers = [type(n.layer) for n in graph.nodes if INPUT in n.inputs]
+    if len(shape) == 1:
+        return "NT" if any(issubclass(k, Embedding) for k in readers) else "NC"
+    if len(shape) == 2:
+        sequence = readers and all(issubclass(k, _SEQUENCE_READERS) for k in readers)
+        return "NTF" if sequence else "NCL"
+    return "NCHW" if len(shape) == 3 else "N" + "?" * len(shape)
 
 
 def as_meta(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> RunMeta:
@@ -87,10 +112,12 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
         # Runs trained before netspec recorded the raw range: null (docs/sidecar.md says so).
         card["preprocessing"] = {
             **meta.preprocessing.to_dict(),
-            "layout": layout(graph.input_shape),
+            "layout": layout(graph),
             "steps": describe(meta.preprocessing),
         }
     card["input_shape"] = list(graph.input_shape)
+    if (ids := card_entry(graph)) is not None:  # predict checks its inputs against them
+        card["token_ids"] = ids
     card["output_shape"] = list(graph.output.shape)
     if meta.features:  # a table's feature names, after one-hot encoding
         card["features"] = list(meta.features)

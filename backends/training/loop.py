@@ -20,6 +20,7 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
+from netspec.data.token_ids import check_training_ids
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
@@ -103,6 +104,7 @@ class Trainer:
             graph.file,
             output_activation=act.fn if act is not None else None,
         )
+        check_training_ids(graph, self.data)  # before torch meets a float or an unknown id
         for note in self.data.notes:
             self.log(f"note: {note}")
         data_bytes = sum(
