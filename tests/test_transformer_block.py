@@ -174,3 +174,13 @@ def test_the_onnx_export_matches_torch_in_onnxruntime(spec: str) -> None:
     diffs = check_parity(graph, tensors, model, random_inputs(graph), module=module, tolerance=1e-5)
     assert set(diffs) == {"random batch 1", "random batch 7"}
     assert max(diffs.values()) <= 1e-5
+
+
+def test_the_documented_block_is_the_shipped_one() -> None:
+    """docs/language.md shows the encoder block as specs/ucr_transformer.yaml has it."""
+    page = (SPEC.parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+    start = page.index("<!-- file: encoder.yaml -->\n```yaml\n") + len(
+        "<!-- file: encoder.yaml -->\n```yaml\n"
+    )
+    documented = yaml.safe_load(page[start : page.index("```", start)])
+    assert documented["blocks"] == encoder_blocks()
