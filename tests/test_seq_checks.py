@@ -140,6 +140,14 @@ def test_valid_ids_train_and_predict_checks_the_exported_model(tmp_path: Path) -
         assert needle in str(info.value) and "layer 'embedding'" in str(info.value)
     np.save(tmp_path / "x.npy", np.array([0, 1, 2, 3, 4, 11], dtype=np.float32))
     fails(invoke("predict", tmp_path / "ids.onnx", tmp_path / "x.npy"), "token id 11")
+    # new data for the run (netspec evaluate --data) is checked as the training data was
+    rows = good_rows(8)
+    rows[3][1] = 30
+    new = tmp_path / "new"
+    new.mkdir()
+    ids_csv(new, rows)
+    out = fails(invoke("evaluate", tmp_path / "run", "--data", new / "t.csv"), "token id 30")
+    assert "layer 'embedding' (embedding)" in out
 
 
 # --- the layout of sequence inputs -----------------------------------------------------------

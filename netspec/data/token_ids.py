@@ -70,7 +70,8 @@ def bad_ids(x: np.ndarray, input_dim: int) -> tuple[str, str] | None:
 
 def check_training_ids(graph: Graph, splits: Any) -> None:
     """DataError located at the reading embedding when a split's input is not valid token ids
-    (`splits`: a data.pipeline.Prepared), or when train.preprocess would change the ids."""
+    (`splits`: a data.pipeline.Prepared, or the Splits a run's data is read from), or when
+    train.preprocess would change the ids (a Prepared's record)."""
     node = id_reader(graph)
     if node is None:
         return
@@ -89,8 +90,10 @@ def check_training_ids(graph: Graph, splits: Any) -> None:
             raise fail(
                 f"{layer} reads token ids, but the {split} split of {data.source} {bad[0]}", bad[1]
             )
-    pre = splits.preprocessing
-    if pre.scale != 1.0 or pre.mean is not None or pre.std is not None or pre.per_sample:
+    pre = getattr(splits, "preprocessing", None)
+    if pre is not None and (
+        pre.scale != 1.0 or pre.mean is not None or pre.std is not None or pre.per_sample
+    ):
         raise fail(
             f"{layer} reads token ids, but train.preprocess rescales or normalizes the input, "
             "which would change the ids",
