@@ -8,14 +8,14 @@ at train time against the spec's embedding, at predict time against the model ca
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netspec.errors import DataError
-from netspec.ir import Graph, Node
-from netspec.items import INPUT
-from netspec.source import format_path
+
+if TYPE_CHECKING:  # predict imports this module for check_predict_ids: no spec machinery then
+    from netspec.ir import Graph, Node
 
 _HINT_FLOATS = (
     "an embedding takes integer token ids in [0, input_dim): read text with a tokenizer (a text "
@@ -25,6 +25,8 @@ _HINT_FLOATS = (
 
 def id_reader(graph: Graph) -> Node | None:
     """The embedding that reads the network input (its values are then token ids), else None."""
+    from netspec.items import INPUT
+
     return next((n for n in graph.nodes if n.kind == "embedding" and INPUT in n.inputs), None)
 
 
@@ -72,6 +74,8 @@ def check_training_ids(graph: Graph, splits: Any) -> None:
     """DataError located at the reading embedding when a split's input is not valid token ids
     (`splits`: a data.pipeline.Prepared, or the Splits a run's data is read from), or when
     train.preprocess would change the ids (a Prepared's record)."""
+    from netspec.source import format_path
+
     node = id_reader(graph)
     if node is None:
         return
