@@ -18,6 +18,7 @@ from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import cut_tiles, load_splits
 from netspec.data.preprocess import Preprocessing, apply_values
+from netspec.data.token_ids import check_training_ids
 from netspec.errors import DataError, few
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
@@ -97,6 +98,7 @@ def _run_data(
         graph.file,
         output_activation=act.fn if act is not None else None,
     )
+    check_training_ids(graph, splits)  # new data for `netspec evaluate RUN --data`, too
     pre = meta.preprocessing
 
     def one(data: ArrayData, name: str) -> RunData:

@@ -27,22 +27,22 @@ class SpecSummary:
     space: dict[str, Any] | None = None
     entries: list[search.SearchEntry] = field(default_factory=list)
 
-    def text(self) -> str:
-        """The text `netspec summary` prints, newlines included."""
+    def text(self, *, blocks: bool = False) -> str:
+        """The text `netspec summary` prints, newlines included (`blocks`: one row per block use)."""
         from netspec.summary import render
 
         if self.graph is not None:
-            return render(self.graph)
+            return render(self.graph, blocks=blocks)
         assert self.space is not None
         # The search table ends in a newline and is printed as a line: one blank line follows.
         return search.render(self.space, self.entries) + "\n"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, blocks: bool = False) -> dict[str, Any]:
         """The JSON document of `netspec summary --json`."""
         from netspec.summary import to_dict
 
         if self.graph is not None:
-            return to_dict(self.graph)
+            return to_dict(self.graph, blocks=blocks)
         assert self.space is not None
         return self.space
 

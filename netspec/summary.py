@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from netspec.ir import Graph
-from netspec.items import INPUT
+from netspec.items import INPUT, block_use
 from netspec.memory import estimate
 from netspec.memory import total as memory_total
 
@@ -34,11 +34,52 @@ class Totals:
     param_bytes: int
 
 
-def rows(graph: Graph) -> tuple[Row, ...]:
-    return tuple(
+def rows(graph: Graph, *, blocks: bool = False) -> tuple[Row, ...]:
+    """One row per layer; with `blocks`, one row per top-level block use instead of its layers."""
+    table = tuple(
         Row(n.name, n.kind, n.inputs, n.shape, n.params, n.trainable_params, n.macs, n.trainable)
         for n in graph.nodes
     )
+    return _by_block(graph, table) if blocks else table
+
+
+def _by_block(graph: Graph, table: tuple[Row, ...]) -> tuple[Row, ...]:
+    """Each top-level block use as one row: named like the use, typed `block <name>`, fed by
+    what feeds it from outside, shaped like its output (its last layer), its layers' parameters
+    and MACs summed, so the totals are those of the expanded rows. A reference to any layer
+    inside a use reads as the use's name."""
+    use = {n.name: block_use(n.origin.via[0]) for n in graph.nodes if n.origin.via}
+
+    def outer(name: str) -> str:
+        return use[name][1] if name in use else name
+
+    out: list[Row] = []
+    i = 0
+    while i < len(table):
+        here = use.get(table[i].name)
+        if here is None:
+            out.append(replace(table[i], inputs=tuple(outer(x) for x in table[i].inputs)))
+            i += 1
+            continue
+        j = i
+        while j < len(table) and use.get(table[j].name) == here:
+            j += 1
+        group, inner = table[i:j], {r.name for r in table[i:j]}
+        feeds = (outer(x) for r in group for x in r.inputs if x not in inner)
+        out.append(
+            Row(
+                here[1],
+                f"block {here[0]}",
+                tuple(dict.fromkeys(feeds)),
+                group[-1].output_shape,
+                sum(r.params for r in group),
+                sum(r.trainable_params for r in group),
+                sum(r.macs for r in group),
+                all(r.trainable for r in group),
+            )
+        )
+        i = j
+    return tuple(out)
 
 
 def totals(table: tuple[Row, ...]) -> Totals:
@@ -50,8 +91,8 @@ def totals(table: tuple[Row, ...]) -> Totals:
     )
 
 
-def to_dict(graph: Graph) -> dict[str, Any]:
-    table = rows(graph)
+def to_dict(graph: Graph, *, blocks: bool = False) -> dict[str, Any]:
+    table = rows(graph, blocks=blocks)
     t = totals(table)
     return {
         "name": graph.name,
@@ -155,9 +196,9 @@ class Cells:
     notes: list[str]  # the totals lines under the table
 
 
-def cells(graph: Graph) -> Cells:
+def cells(graph: Graph, *, blocks: bool = False) -> Cells:
     """The Keras-style table of `graph`, then the totals summed from the same rows."""
-    table_rows = rows(graph)
+    table_rows = rows(graph, blocks=blocks)
     t = totals(table_rows)
     graphlike = not graph.sequential
     header = ["Layer (type)", *(["Inputs"] if graphlike else []), "Output shape", "Param #", "MACs"]
@@ -211,9 +252,9 @@ def cells(graph: Graph) -> Cells:
     return Cells(f'Model: "{graph.name}"', header, body, {n - 2, n - 1}, notes)
 
 
-def render(graph: Graph) -> str:
+def render(graph: Graph, *, blocks: bool = False) -> str:
     """The summary as text: a Keras-style table, then the totals summed from the same rows."""
-    c = cells(graph)
+    c = cells(graph, blocks=blocks)
     return "\n".join([c.title, *_table(c.header, c.body, c.right), *c.notes]) + "\n"
 
 

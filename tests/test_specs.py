@@ -56,6 +56,11 @@ EXPECTED = {
     # Wang et al.'s FCN: conv1d 1*8*128+128, 128*5*256+256, 256*3*128+128, batchnorm 4 per channel.
     "ucr_fcn": Expected(265_986, 264_962, 1_024, (2,)),
     "ucr_fcn_vowels": Expected(278_153, 277_129, 1_024, (9,)),
+    # Keras: Bidirectional(GRU(64)) on 1 feature 2 * 3(64(1+64)+2*64) = 25,728, Dense(2) 258.
+    "ucr_gru": Expected(25_986, 25_986, 0, (2,)),
+    # Dense(64) 832, 29x64 positions, 2 encoder blocks of 33,472 (tests/test_transformer_block.py),
+    # LayerNormalization 128, Dense(9) 585.
+    "ucr_transformer": Expected(70_345, 70_345, 0, (9,)),
 }
 
 

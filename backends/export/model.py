@@ -28,9 +28,20 @@ import numpy as np
 
 from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
+from netspec.data.token_ids import card_entry
 from netspec.errors import NetspecError
 from netspec.ir import Graph, shortest_length
-from netspec.layers import Dropout, PositionEmbedding
+from netspec.layers import (
+    Dense,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Masking,
+    MultiHeadAttention,
+    PositionEmbedding,
+    Recurrent,
+    SeqPool,
+)
 from netspec.run_record import RunMeta
 from netspec.runs import check_weights
 from netspec.spec import INPUT
@@ -60,14 +71,32 @@ def onnx_dims(batch: int | str, shape: Sequence[int | None]) -> list[int | str]:
 # --- metadata ------------------------------------------------------------------------------------
 
 
-def layout(shape: Sequence[int | None]) -> str:
-    """The input layout, channels first: NCHW for images, NCL for sequences, NC for features;
-    with a dynamic time axis NTF ([time, features]), NCL ([channels, time]) or NT (token ids)."""
-    if None in shape:
-        return {(None,): "NT", (None, 0): "NTF"}.get(
-            tuple(None if n is None else 0 for n in shape), "NCL"
-        )
-    return {3: "NCHW", 2: "NCL", 1: "NC"}.get(len(shape), "N" + "?" * len(shape))
+# The layers that read a rank-2 input as [time, features] (features on the last axis); conv1d,
+# pooling, permute and the rest read it as conv1d's [channels, length].
+_SEQUENCE_READERS = (
+    Recurrent,
+    MultiHeadAttention,
+    PositionEmbedding,
+    SeqPool,
+    LayerNorm,
+    Dense,
+    Masking,
+)
+
+
+def layout(graph: Graph) -> str:
+    """The input layout as the network reads it: NCHW for images, NCL for conv1d's [channels,
+    length], NTF for a sequence [time, features] (every layer that reads the input acts on its
+    last axis: recurrent, attention, dense, layernorm...), NT for token ids (read by an
+    embedding), NC for features."""
+    shape = graph.input_shape
+    readers = [type(n.layer) for n in graph.nodes if INPUT in n.inputs]
+    if len(shape) == 1:
+        return "NT" if any(issubclass(k, Embedding) for k in readers) else "NC"
+    if len(shape) == 2:
+        sequence = readers and all(issubclass(k, _SEQUENCE_READERS) for k in readers)
+        return "NTF" if sequence else "NCL"
+    return "NCHW" if len(shape) == 3 else "N" + "?" * len(shape)
 
 
 def max_length(graph: Graph) -> int | None:
@@ -107,10 +136,12 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
         # Runs trained before netspec recorded the raw range: null (docs/sidecar.md says so).
         card["preprocessing"] = {
             **meta.preprocessing.to_dict(),
-            "layout": layout(graph.input_shape),
+            "layout": layout(graph),
             "steps": describe(meta.preprocessing),
         }
     card["input_shape"] = list(graph.input_shape)
+    if (ids := card_entry(graph)) is not None:  # predict checks its inputs against them
+        card["token_ids"] = ids
     card["output_shape"] = list(graph.output.shape)
     longest = max_length(graph)
     if longest is not None:  # predict refuses a longer sequence with a message, not a crash

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import numpy as np
 
 from netspec.data.arraydata import TableColumns
 from netspec.data.preprocess import Preprocessing, apply_values, as_record
+from netspec.data.token_ids import check_predict_ids
 from netspec.errors import first_line
 from netspec.run_record import check_classes
 
@@ -46,6 +48,8 @@ class ModelInfo:
     # The longest sequence the dynamic time axis takes (a position_embedding's table), if limited.
     max_length: int | None = None
     min_length: int | None = None  # the shortest (its windows must fit), if above 1
+    # The card's token_ids ({layer, input_dim}) when an embedding reads the input, else None.
+    token_ids: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -137,7 +141,17 @@ def info_of(
         table=card.table,
         max_length=card.max_length,
         min_length=card.min_length,
+        token_ids=_token_ids(meta),
     )
+
+
+def _token_ids(meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The card's `token_ids` entry (export/model.py writes it), None when absent or malformed."""
+    try:
+        value = json.loads(meta.get("netspec.token_ids", "null"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def kind_of(info: ModelInfo) -> str:
@@ -201,6 +215,7 @@ class OnnxModel:
     def run_prepared(self, x: np.ndarray) -> np.ndarray:
         """The model's output (float32) for a batch of model inputs (preprocessed already)."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
+        check_predict_ids(x, self.info.token_ids, str(self.info.path))
         fixed, n = self.info.batch, len(x)
         if fixed is not None and n != fixed:  # a fixed-batch export: pad and run in its size
             outs = []

@@ -20,6 +20,7 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
+from netspec.data.token_ids import check_training_ids
 from netspec.ir import at_data_length
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
@@ -89,6 +90,7 @@ class Trainer:
             graph.file,
             output_activation=act.fn if act is not None else None,
         )
+        check_training_ids(graph, self.data)  # before torch meets a float or an unknown id
         for note in self.data.notes:
             self.log(f"note: {note}")
         if graph.dynamic:  # the data's length fills the time axis: checked and measured at it

@@ -26,6 +26,13 @@ def summary(
             show_default=False,
         ),
     ] = None,
+    blocks: Annotated[
+        bool,
+        typer.Option(
+            "--blocks",
+            help="One row per block use (its layers' parameters and MACs summed; same totals).",
+        ),
+    ] = False,
 ) -> None:
     """Print every layer's output shape, parameters and MACs, and the totals."""
     from netspec.spec_report import summarize
@@ -35,9 +42,9 @@ def summary(
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
-        typer.echo(dumps(result.to_dict()))
+        typer.echo(dumps(result.to_dict(blocks=blocks)))
     else:
-        typer.echo(result.text(), nl=False)
+        typer.echo(result.text(blocks=blocks), nl=False)
 
 
 @app.command()
