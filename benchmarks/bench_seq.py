@@ -34,11 +34,14 @@ layernorm, also onnxruntime with its SkipLayerNormFusion disabled (not a target;
     python benchmarks/bench_seq.py --quick     # 512 samples, 3 rounds, one set of workers
     python benchmarks/bench_seq.py --cases lstm --rounds 21 --no-inference
     python benchmarks/bench_seq.py --threads 1 --retries 0   # a machine busy with other jobs
+
+(Over 400 lines: three networks written three ways, the worker protocol and two reports.)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -48,6 +51,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -234,9 +238,7 @@ def keras_model(name: str) -> Any:
         h = L.GlobalAveragePooling1D()(h)
     model = keras.Model(inp, L.Dense(CLASSES, activation="softmax")(h))
     model.compile(
-        optimizer=keras.optimizers.Adam(LR),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     return model
 
@@ -244,24 +246,18 @@ def keras_model(name: str) -> Any:
 def keras_unavailable() -> str | None:
     """Why Keras 3 cannot run here on the torch backend, or None if it can."""
     code = "import keras; assert keras.backend.backend() == 'torch', keras.backend.backend()"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=worker_env()
-    )
-    if done.returncode == 0:
-        return None
-    lines = done.stderr.strip().splitlines()
-    return lines[-1] if lines else f"exit status {done.returncode}"
+    cmd = [sys.executable, "-c", code]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=worker_env())
+    lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+    return None if done.returncode == 0 else lines[-1]
 
 
-def param_counts(name: str) -> dict[str, int]:
-    """Parameters of each contender's network (the netspec LSTM has one bias where torch has two)."""
+def param_counts(name: str) -> str:
+    """'netspec / hand' parameters (netspec's LSTM holds one bias per gate where torch has two)."""
     from netspec.backends.lowering import build_module
 
-    counts = {
-        "netspec": sum(p.numel() for p in build_module(netspec_graph(name)).parameters()),
-        "hand": sum(p.numel() for p in HAND[name]().parameters()),
-    }
-    return counts
+    ns, hand = build_module(netspec_graph(name)), HAND[name]()
+    return " / ".join(f"{sum(p.numel() for p in m.parameters()):,}" for m in (ns, hand))
 
 
 # --- the worker: one contender in its own process (bench_train.py's protocol) --------------------
@@ -311,9 +307,7 @@ def worker(kind: str, name: str, npz: str, threads: int) -> int:
 
 def worker_env() -> dict[str, str]:
     """Keras on the torch backend unless KERAS_BACKEND says else (Keras 3 defaults to TensorFlow)."""
-    env = dict(os.environ)
-    env.setdefault("KERAS_BACKEND", "torch")
-    return env
+    return {"KERAS_BACKEND": "torch", **os.environ}
 
 
 class Worker(bench_train.Worker):
@@ -402,22 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="512 samples, 3 rounds, 1 generation")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 12)")
-    ap.add_argument(
-        "--generations", type=int, default=None, help="fresh worker processes (default 4)"
-    )
+    ap.add_argument("--generations", type=int, default=None, help="worker sets (default 4)")
     ap.add_argument("--samples", type=int, default=None, help="samples per epoch (default 1024)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--no-keras", action="store_true", help="leave the Keras column out")
     ap.add_argument("--no-inference", action="store_true", help="skip onnxruntime vs eager")
     ap.add_argument("--repeats", type=int, default=None, help="inference calls (default 200)")
-    ap.add_argument(
-        "--retries",
-        type=int,
-        default=bench_train.RETRIES,
-        help=f"re-runs of a contended epoch (default {bench_train.RETRIES}; 0 on a machine that"
-        " is always busy, where every epoch is contended)",
-    )
+    retries = f"re-runs of a contended epoch (default {bench_train.RETRIES}; 0: always busy)"
+    ap.add_argument("--retries", type=int, default=bench_train.RETRIES, help=retries)
     args = ap.parse_args(argv)
     n = args.samples or (512 if args.quick else 1024)
     rounds = args.rounds or (3 if args.quick else 12)
@@ -436,26 +423,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{generations} set(s) of worker processes; load average {os.getloadavg()[0]:.2f} at "
         "the start"
     )
-    if why_not is None:
-        import importlib.metadata
-
-        print(f"keras {importlib.metadata.version('keras')} on the torch backend")
-    else:
-        print(f"keras: skipped ({why_not})")
-    print()
+    keras = f"keras {version('keras')} on the torch backend" if why_not is None else None
+    print(f"{keras or f'keras: skipped ({why_not})'}\n")
     rates: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as d:
         npz = Path(d) / "seq.npz"
         x, y = synthetic(n, seed=0)
         np.savez(npz, x=x, y=y)
         for name in args.cases:
-            runs = interleaved(
-                lambda name=name: [Worker(k, name, npz, threads) for k in kinds],
-                rounds,
-                generations,
-                threads,
-                name,
-            )
+            spawn = functools.partial(lambda c: [Worker(k, c, npz, threads) for k in kinds], name)
+            runs = interleaved(spawn, rounds, generations, threads, name)
             rates[name] = {k: [n / r["wall"] for r in rs] for k, rs in zip(kinds, runs)}
     infer = {} if args.no_inference else {name: inference(name, repeats, 1) for name in args.cases}
 
@@ -467,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = param_counts(name)
         for k, v in by_kind.items():
             print(
-                f"| {name} | {counts['netspec']:,} / {counts['hand']:,} | {LABELS[k]} | "
+                f"| {name} | {counts} | {LABELS[k]} | "
                 f"{statistics.median(v):,.0f} | {max(v):,.0f} | {min(v):,.0f} |"
             )
     keys = ["netspec/hand"] + (["netspec/keras", "hand/keras"] if "keras" in kinds else [])
@@ -508,10 +485,7 @@ def main(argv: list[str] | None = None) -> int:
                     ort = statistics.median(times[engine, b])
                     missed = engine == "onnxruntime" and eager / ort < TARGETS["onnxruntime/eager"]
                     ok &= not missed
-                    cells += [
-                        f"{1e3 * ort:.3f}",
-                        f"{eager / ort:.2f}x" + (" missed" if missed else ""),
-                    ]
+                    cells += [f"{1e3 * ort:.3f}", f"{eager / ort:.2f}x" + " missed" * missed]
                 print(f"| {name} | {b} | {' | '.join(cells)} |")
     c = bench_train.contended
     print(
