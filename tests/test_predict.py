@@ -429,7 +429,7 @@ class FakeSession:
     asked: ClassVar[list[list[str]]] = []
     usable_cuda = True
 
-    def __init__(self, path, options=None, providers=()) -> None:
+    def __init__(self, path, options=None, providers=(), disabled_optimizers=()) -> None:
         FakeSession.asked.append(list(providers))
         self.providers = [p for p in providers if p != session.CUDA or self.usable_cuda]
 
