@@ -489,12 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                     ok &= not missed
                     cells += [f"{1e3 * ort:.3f}", f"{eager / ort:.2f}x" + " missed" * missed]
                 print(f"| {name} | {b} | {' | '.join(cells)} |")
-    c = bench_train.contended
-    print(
-        f"\n{c['runs']} timed epochs; {c['retried']} re-run because other processes were busy "
-        f"on the cores they needed, {c['kept']} kept contended after {bench_train.RETRIES} "
-        f"retries; load average {os.getloadavg()[0]:.2f} at the end"
-    )
+    print(bench_train.contention_note())
     return 0 if ok else 1
 
 

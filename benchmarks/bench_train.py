@@ -563,12 +563,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['optimizer']:.2f} | {m['batch']:.2f} | {m['metrics']:.2f} | "
                 f"{m['other']:.2f} | {m['outside']:.1f}% |"
             )
-    print(
-        f"\n{contended['runs']} timed epochs; {contended['retried']} re-run because other "
-        f"processes were busy on the cores they needed, {contended['kept']} kept contended "
-        f"after {RETRIES} retries; load average {os.getloadavg()[0]:.2f} at the end"
-    )
+    print(contention_note())
     return 0 if ok else 1
+
+
+def contention_note() -> str:
+    """How many timed epochs ran while other processes took the cores (the report's last line)."""
+    c = contended
+    return (
+        f"\n{c['runs']} timed epochs; {c['retried']} re-run because other processes were busy "
+        f"on the cores they needed, {c['kept']} kept contended after {RETRIES} retries; "
+        f"load average {os.getloadavg()[0]:.2f} at the end"
+    )
 
 
 if __name__ == "__main__":
