@@ -1,0 +1,539 @@
+"""Each Keras layer class as netspec spec items, and its weights as netspec's tensors.
+
+A converter takes the layer's config and inputs (`T`: where each Keras tensor is in the netspec
+network, and its layout) and appends items; an option netspec cannot express raises `Refuse`.
+`keras_tensors` is the one conversion of Keras weights to netspec's names and layouts (the
+importer and tests/test_keras_parity.py both use it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Keras' activation names with a netspec equivalent (leaky_relu: a layer, Keras' slope is 0.2).
+ACTS = {
+    "linear": "linear",
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "gelu": "gelu",
+    "silu": "silu",
+    "swish": "silu",
+    "relu6": "relu6",
+}
+RECURRENT = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn"}
+ELEMENTWISE = ("Dropout", "Activation", "ReLU", "LeakyReLU")
+
+
+@dataclass(frozen=True)
+class T:
+    """A Keras tensor in the netspec network: the layer giving it (`input` for the input), its
+    layout (`cl`: Keras channels-last, netspec channels-first; `seq`: [time, features] in both;
+    `flat`: rank 1), its per-sample rank, and for a channels-last Flatten's output the flatten
+    whose (H, W, C) order the next dense kernel undoes."""
+
+    ns: str
+    layout: str
+    rank: int
+    perm: str | None = None
+
+
+class Refuse(Exception):
+    """A layer option netspec cannot express (collected: every one is reported at once)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _gru_blocks(a: np.ndarray, axis: int) -> np.ndarray:
+    """Keras' GRU gate blocks (z, r, h) in netspec's (torch's) order (r, z, n)."""
+    z, r, h = np.split(a, 3, axis=axis)
+    return np.concatenate([r, z, h], axis=axis)
+
+
+def _recurrent(kind: str, w: list[np.ndarray], suffix: str) -> dict[str, np.ndarray]:
+    kernel, recurrent, bias = w
+    if kind == "gru":  # bias (2, 3u): [input bias; recurrent bias] (reset_after)
+        return {
+            f"weight_ih{suffix}": _gru_blocks(kernel, 1).T,
+            f"weight_hh{suffix}": _gru_blocks(recurrent, 1).T,
+            f"bias_ih{suffix}": _gru_blocks(bias[0], 0),
+            f"bias_hh{suffix}": _gru_blocks(bias[1], 0),
+        }
+    # lstm (i, f, c, o) and simple_rnn: torch's order already
+    return {
+        f"weight_ih{suffix}": kernel.T,
+        f"weight_hh{suffix}": recurrent.T,
+        f"bias{suffix}": bias,
+    }
+
+
+def keras_tensors(cls: str, config: dict[str, Any], w: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """One Keras layer's weights (in the order of `layer.weights`) as netspec's tensors, keyed
+    by tensor name (`weight`, `bias`, `running_mean`, `weight_ih_reverse`, `query_kernel`...)."""
+    if not w:
+        return {}
+    if cls in ("Dense",):
+        return {"weight": w[0].T, **({"bias": w[1]} if len(w) > 1 else {})}
+    if cls in ("Conv1D", "Conv2D"):  # (k..., in/groups, out) -> (out, in/groups, k...)
+        n = w[0].ndim
+        return {"weight": w[0].transpose(n - 1, n - 2, *range(n - 2)), **_bias(w)}
+    if cls == "Conv2DTranspose":  # (kh, kw, out, in) -> torch's (in, out, kh, kw)
+        return {"weight": w[0].transpose(3, 2, 0, 1), **_bias(w)}
+    if cls == "BatchNormalization":
+        return dict(zip(("weight", "bias", "running_mean", "running_var"), w))
+    if cls == "LayerNormalization":
+        return dict(zip(("weight", "bias"), w))
+    if cls == "Embedding":
+        return {"weight": w[0]}
+    if cls in RECURRENT:
+        return _recurrent(RECURRENT[cls], w, "")
+    if cls == "Bidirectional":
+        kind = RECURRENT[config["layer"]["class_name"]]
+        half = len(w) // 2
+        return _recurrent(kind, w[:half], "") | _recurrent(kind, w[half:], "_reverse")
+    if cls == "MultiHeadAttention":
+        # Keras keeps the heads as an axis: (D, H, k) kernels and (H, k) biases; netspec (D, H*k).
+        q, qb, k, kb, v, vb, o, ob = w
+        out = {}
+        for part, (kernel, bias) in {"query": (q, qb), "key": (k, kb), "value": (v, vb)}.items():
+            out[f"{part}_kernel"] = kernel.reshape(kernel.shape[0], -1)
+            out[f"{part}_bias"] = bias.reshape(-1)
+        out["output_kernel"] = o.reshape(-1, o.shape[-1])
+        out["output_bias"] = ob
+        return out
+    raise ValueError(f"no weight conversion for {cls}")
+
+
+def _bias(w: list[np.ndarray]) -> dict[str, np.ndarray]:
+    return {"bias": w[1]} if len(w) > 1 else {}
+
+
+# --- options --------------------------------------------------------------------------------
+
+
+def _check(cfg: dict[str, Any], hint: str | None = None, **allowed: tuple[Any, ...]) -> None:
+    """Each named option, when present, has one of the values netspec can express."""
+    for key, ok in allowed.items():
+        if key in cfg and cfg[key] not in ok:
+            raise Refuse(f"{key}: {cfg[key]!r} (netspec: {' or '.join(map(repr, ok))})", hint)
+
+
+def _act_name(value: Any) -> str:
+    if isinstance(value, dict) and isinstance(value.get("config"), str):
+        value = value["config"]  # Keras 3 may serialize a built-in as {class_name: function}
+    if not isinstance(value, str):
+        raise Refuse(f"a custom activation {value!r}", "netspec runs no code from the file")
+    return value
+
+
+def _fused(cfg: dict[str, Any], x: T) -> tuple[str, tuple[str, dict[str, Any]] | None]:
+    """A layer's `activation` as netspec's fused one, or linear plus an activation item."""
+    name = _act_name(cfg.get("activation", "linear") or "linear")
+    if name == "leaky_relu":
+        return "linear", ("leaky_relu", {"negative_slope": 0.2})  # Keras' function default
+    if name == "softmax" and x.layout == "seq" and x.rank >= 2:
+        return "linear", ("softmax", {"axis": -1})  # netspec's fused softmax is over axis 0
+    if name not in ACTS:
+        raise Refuse(f"activation '{name}'", f"netspec has {', '.join(ACTS)} and leaky_relu")
+    return ACTS[name], None
+
+
+def _ints(v: Any) -> Any:
+    """A Keras size tuple as netspec writes it: one int when every axis is the same."""
+    if isinstance(v, (list, tuple)):
+        v = [int(x) for x in v]
+        return v[0] if len(set(v)) == 1 else v
+    return int(v)
+
+
+def _channels_last(cfg: dict[str, Any]) -> None:
+    _check(cfg, "netspec imports channels-last Keras models", data_format=("channels_last", None))
+
+
+def _axis(value: Any, x: T) -> int:
+    """A Keras axis (counting the batch, or negative) as netspec's per-sample axis."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, int):
+        raise Refuse(f"axis {value!r}", "one axis")
+    k = value - 1 if value > 0 else x.rank + value
+    if not 0 <= k < x.rank:
+        raise Refuse(f"axis {value!r} of a rank-{x.rank} input")
+    if x.layout == "cl":
+        return 0 if k == x.rank - 1 else k + 1
+    return k
+
+
+# --- converters -----------------------------------------------------------------------------
+
+Convert = Callable[[Any, Any, list[T], list[np.ndarray]], T]
+
+
+def _then(state: Any, la: Any, out: T, extra: tuple[str, dict[str, Any]] | None) -> T:
+    if extra is None:
+        return out
+    kind, args = extra
+    name = state.add(kind, args, state.name(f"{la.name}_{kind}"), [out])
+    return T(name, out.layout, out.rank, out.perm)
+
+
+def _permute(state: Any, la: Any, x: T, dims: list[int], layout: str) -> T:
+    name = state.add("permute", {"dims": dims}, state.name(f"{la.name}_permute"), [x])
+    return T(name, layout, x.rank)
+
+
+def _to_cl(state: Any, la: Any, x: T) -> T:
+    """A [time, features] tensor as channels-first [features, time] (Keras' Conv1D input)."""
+    if x.layout == "seq" and x.rank == 2:
+        return _permute(state, la, x, [1, 0], "cl")
+    if x.layout != "cl":
+        raise Refuse(f"a rank-{x.rank} input where an image or sequence is expected")
+    return x
+
+
+def _to_seq(state: Any, la: Any, x: T) -> T:
+    if x.layout == "cl" and x.rank == 2:
+        return _permute(state, la, x, [1, 0], "seq")
+    if x.layout == "cl":
+        raise Refuse("an image input where a sequence [time, features] is expected")
+    return x
+
+
+def dense(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    if x.layout == "cl" and x.rank > 1:
+        raise Refuse("a Dense on a channels-last feature map", "flatten or pool the features first")
+    act, extra = _fused(cfg, x)
+    args: dict[str, Any] = {"units": int(cfg["units"])}
+    if act != "linear":
+        args["activation"] = act
+    if not cfg.get("use_bias", True):
+        args["bias"] = False
+    name = state.add("dense", args, state.name(la.name), xs)
+    state.put(name, keras_tensors("Dense", cfg, w))
+    if x.perm:
+        state.flatten_dense.append((name, x.perm))
+    return _then(state, la, T(name, x.layout, x.rank), extra)
+
+
+def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, "pad the input with ZeroPadding first", padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    act, extra = _fused(cfg, x)
+    args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
+    if _ints(cfg.get("strides", 1)) != 1:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    if _ints(cfg.get("dilation_rate", 1)) != 1:
+        args["dilation"] = _ints(cfg["dilation_rate"])
+    if int(cfg.get("groups", 1)) != 1:
+        args["groups"] = int(cfg["groups"])
+    if act != "linear":
+        args["activation"] = act
+    if not cfg.get("use_bias", True):
+        args["bias"] = False
+    kind = "conv1d" if la.cls == "Conv1D" else "conv2d"
+    name = state.add(kind, args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return _then(state, la, T(name, "cl", x.rank), extra)
+
+
+def conv_transpose(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    act, extra = _fused(cfg, x)
+    args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
+    if _ints(cfg.get("strides", 1)) != 1:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    if cfg.get("output_padding") is not None:
+        args["output_padding"] = _ints(cfg["output_padding"])
+    if _ints(cfg.get("dilation_rate", 1)) != 1:
+        args["dilation"] = _ints(cfg["dilation_rate"])
+    if act != "linear":
+        args["activation"] = act
+    if not cfg.get("use_bias", True):
+        args["bias"] = False
+    name = state.add("conv_transpose2d", args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return _then(state, la, T(name, "cl", x.rank), extra)
+
+
+def pool(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    size = _ints(cfg.get("pool_size", 2))
+    args: dict[str, Any] = {"size": size}
+    if cfg.get("strides") is not None and _ints(cfg["strides"]) != size:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    op = "max" if la.cls.startswith("Max") else "avg"
+    name = state.add(f"{op}pool{la.cls[-2:].lower()}", args, state.name(la.name), [x])
+    return T(name, "cl", x.rank)
+
+
+def global_pool(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    _channels_last(cfg)
+    op = "max" if "Max" in la.cls else "avg"
+    keep = bool(cfg.get("keepdims", False))
+    if la.cls.endswith("1D") and x.layout == "seq":
+        if keep:
+            raise Refuse("keepdims: true over a sequence")
+        name = state.add(
+            "seq_pool", {"op": "max" if op == "max" else "mean"}, state.name(la.name), xs
+        )
+        return T(name, "flat", 1)
+    x = _to_cl(state, la, x)
+    kind = f"global_{op}pool{la.cls[-2:].lower()}"
+    name = state.add(kind, {"keepdims": True} if keep else None, state.name(la.name), [x])
+    return T(name, "cl", x.rank) if keep else T(name, "flat", 1)
+
+
+def batchnorm(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    _check(cfg, "netspec's batchnorm has both gamma and beta", center=(True,), scale=(True,))
+    if _axis(cfg.get("axis", -1), x) != 0 or (x.layout == "seq" and x.rank > 1):
+        raise Refuse(
+            f"axis {cfg.get('axis')!r} of a {x.layout} input", "netspec normalizes the channels"
+        )
+    args = {"momentum": float(cfg.get("momentum", 0.99)), "eps": float(cfg.get("epsilon", 1e-3))}
+    name = state.add("batchnorm", args, state.name(la.name), xs)
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return T(name, x.layout, x.rank, x.perm)
+
+
+def layernorm(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    _check(cfg, "netspec's layernorm has both gamma and beta", center=(True,), scale=(True,))
+    _check(cfg, rms_scaling=(False,))
+    if (x.layout == "cl" and x.rank > 1) or _axis(cfg.get("axis", -1), x) != x.rank - 1:
+        raise Refuse(f"axis {cfg.get('axis')!r}", "netspec's layernorm normalizes the last axis")
+    name = state.add("layernorm", {"eps": float(cfg.get("epsilon", 1e-3))}, state.name(la.name), xs)
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return T(name, x.layout, x.rank)
+
+
+def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    if la.cls == "Activation":
+        fn = _act_name(cfg.get("activation"))
+        if fn == "softmax":
+            item = ("softmax", {"axis": -1} if x.layout == "seq" and x.rank > 1 else None)
+        elif fn == "leaky_relu":
+            item = ("leaky_relu", {"negative_slope": 0.2})
+        elif fn in ACTS:
+            item = ("activation", {"fn": ACTS[fn]})
+        else:
+            raise Refuse(f"activation '{fn}'", f"netspec has {', '.join(ACTS)} and leaky_relu")
+    elif la.cls == "ReLU":
+        _check(cfg, negative_slope=(0, 0.0), threshold=(0, 0.0), max_value=(None, 6, 6.0))
+        item = ("relu6" if cfg.get("max_value") else "relu", None)
+    elif la.cls == "LeakyReLU":
+        slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
+        item = ("leaky_relu", {"negative_slope": float(slope)})
+    else:  # Softmax
+        axis = _axis(cfg.get("axis", -1), x)
+        item = ("softmax", {"axis": axis} if axis else None)
+    name = state.add(item[0], item[1], state.name(la.name), xs)
+    return T(name, x.layout, x.rank, x.perm)
+
+
+def dropout(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    _check(cfg, noise_shape=(None,))
+    name = state.add("dropout", {"rate": float(cfg.get("rate", 0.5))}, state.name(la.name), xs)
+    return T(name, x.layout, x.rank, x.perm)
+
+
+def _feeds_dense(state: Any, keras_name: str) -> bool:
+    """Every path from this tensor reaches a Dense through elementwise layers only."""
+    users = state.consumers.get(keras_name, [])
+    return bool(users) and all(
+        u.cls == "Dense" or (u.cls in ELEMENTWISE and _feeds_dense(state, u.name)) for u in users
+    )
+
+
+def flatten(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,) = xs
+    perm = None
+    if x.layout == "cl" and x.rank > 1:
+        if _feeds_dense(state, la.name):
+            perm = "?"  # the dense kernels after it are reordered (keras_import._State.finish)
+        else:  # Keras flattens (H, W, C): make netspec's (C, H, W) that order first
+            x = _permute(state, la, x, [*range(1, x.rank), 0], "seq")
+    name = state.add("flatten", None, state.name(la.name), [x])
+    return T(name, "flat", 1, name if perm else None)
+
+
+def reshape(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    target = [int(v) for v in cfg["target_shape"]]
+    if x.perm:
+        raise Refuse("a reshape of a channels-last Flatten's output")
+    if x.layout == "cl" and x.rank > 1:
+        x = _permute(state, la, x, [*range(1, x.rank), 0], "seq")
+    name = state.add("reshape", {"shape": target}, state.name(la.name), [x])
+    out = T(name, "seq" if len(target) > 1 else "flat", len(target))
+    if len(target) == 3:  # a channels-last image again: netspec's channels first
+        return _permute(state, la, out, [2, 0, 1], "cl")
+    return out
+
+
+def zeropad(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    p = cfg.get("padding", 1)
+    if isinstance(p, int):
+        pads = [p] * 4
+    elif all(isinstance(v, int) for v in p):
+        pads = [p[0], p[0], p[1], p[1]]
+    else:
+        pads = [p[0][0], p[0][1], p[1][0], p[1][1]]
+    x = _to_cl(state, la, xs[0])
+    name = state.add("zeropad2d", {"padding": _ints(pads)}, state.name(la.name), [x])
+    return T(name, "cl", x.rank)
+
+
+def upsample(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, interpolation=("nearest", "bilinear"))
+    args: dict[str, Any] = {"scale": _ints(cfg.get("size", 2))}
+    if cfg.get("interpolation", "nearest") != "nearest":
+        args["mode"] = cfg["interpolation"]
+    x = _to_cl(state, la, xs[0])
+    name = state.add("upsample2d", args, state.name(la.name), [x])
+    return T(name, "cl", x.rank)
+
+
+def embedding(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    if x.rank != 1:
+        raise Refuse(f"a rank-{x.rank} input", "netspec embeds a sequence of ids [time]")
+    args: dict[str, Any] = {
+        "input_dim": int(cfg["input_dim"]),
+        "output_dim": int(cfg["output_dim"]),
+    }
+    if cfg.get("mask_zero"):
+        args["mask_zero"] = True
+    name = state.add("embedding", args, state.name(la.name), xs)
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return T(name, "seq", 2)
+
+
+def _recurrent_options(cls: str, cfg: dict[str, Any]) -> None:
+    if cls not in RECURRENT:
+        raise Refuse(f"a {cls} inside Bidirectional")
+    hint = "netspec's recurrent layers are torch's: tanh, sigmoid gates, with biases"
+    _check(cfg, hint, activation=("tanh",), use_bias=(True,), return_state=(False,))
+    _check(cfg, hint, go_backwards=(False,), stateful=(False,))
+    if cls != "SimpleRNN":
+        _check(cfg, hint, recurrent_activation=("sigmoid",))
+    if cls == "GRU":
+        _check(cfg, "torch's GRU is Keras' reset_after: true", reset_after=(True,))
+
+
+def recurrent(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg, cls = la.config, la.cls
+    bidirectional = cls == "Bidirectional"
+    if bidirectional:
+        _check(cfg, "netspec concatenates both directions", merge_mode=("concat",))
+        inner = cfg["layer"]
+        cls, cfg = inner["class_name"], inner["config"]
+    _recurrent_options(cls, cfg)
+    if cfg.get("dropout") or cfg.get("recurrent_dropout"):
+        state.notes.append(
+            f"'{la.name}': Keras' dropout inside the {cls} is left out (inference is unchanged)"
+        )
+    x = _to_seq(state, la, xs[0])
+    args: dict[str, Any] = {"units": int(cfg["units"])}
+    seq = bool(cfg.get("return_sequences"))
+    if bidirectional:
+        args["bidirectional"] = True
+    if seq:
+        args["return_sequences"] = True
+    name = state.add(RECURRENT[cls], args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, la.config, w))
+    return T(name, "seq", 2) if seq else T(name, "flat", 1)
+
+
+def attention(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    # A built layer records its axes: [1], the time axis of a (batch, time, features) input.
+    _check(cfg, use_bias=(True,), output_shape=(None,), attention_axes=(None, [1], 1, -2))
+    for key in ("attention_mask", "return_attention_scores", "training"):
+        if la.kwargs.get(key) not in (None, False):
+            raise Refuse(f"the call's {key}")
+    names = list(dict.fromkeys(t.ns for t in xs))
+    if len(xs) == 3 and xs[2].ns != xs[1].ns:
+        raise Refuse("a key different from the value", "netspec attends with key = value")
+    args: dict[str, Any] = {"num_heads": int(cfg["num_heads"]), "key_dim": int(cfg["key_dim"])}
+    if cfg.get("value_dim") not in (None, cfg["key_dim"]):
+        args["value_dim"] = int(cfg["value_dim"])
+    if la.kwargs.get("use_causal_mask"):
+        args["causal"] = True
+    if cfg.get("dropout"):
+        args["dropout"] = float(cfg["dropout"])
+    inputs = [_to_seq(state, la, t) for t in ([xs[0]] if len(names) == 1 else xs[:2])]
+    name = state.add("multi_head_attention", args, state.name(la.name), inputs)
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return T(name, "seq", 2)
+
+
+def merge(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    if any(t.perm for t in xs) or len({t.layout for t in xs}) > 1:
+        raise Refuse("inputs of different layouts")
+    kind = {"Add": "add", "Multiply": "multiply", "Concatenate": "concat"}[la.cls]
+    args = None
+    if kind == "concat":
+        axis = _axis(la.config.get("axis", -1), xs[0])
+        args = {"axis": axis} if axis else None
+    name = state.add(kind, args, state.name(la.name), xs)
+    return T(name, xs[0].layout, max(t.rank for t in xs))
+
+
+CONVERTERS: dict[str, Convert] = {
+    "Dense": dense,
+    "Conv1D": conv,
+    "Conv2D": conv,
+    "Conv2DTranspose": conv_transpose,
+    **dict.fromkeys(("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"), pool),
+    **dict.fromkeys(
+        (
+            "GlobalAveragePooling1D",
+            "GlobalAveragePooling2D",
+            "GlobalMaxPooling1D",
+            "GlobalMaxPooling2D",
+        ),
+        global_pool,
+    ),
+    "BatchNormalization": batchnorm,
+    "LayerNormalization": layernorm,
+    **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "Softmax"), activation),
+    "Dropout": dropout,
+    "Flatten": flatten,
+    "Reshape": reshape,
+    "ZeroPadding2D": zeropad,
+    "UpSampling2D": upsample,
+    "Embedding": embedding,
+    **dict.fromkeys(("LSTM", "GRU", "SimpleRNN", "Bidirectional"), recurrent),
+    "MultiHeadAttention": attention,
+    **dict.fromkeys(("Add", "Multiply", "Concatenate"), merge),
+}
