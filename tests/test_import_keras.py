@@ -203,8 +203,13 @@ def test_export_and_predict_match_keras(built, tmp_path: Path, name: str) -> Non
     assert "Total params" in result.output
     result = runner.invoke(app, ["export", str(run)])
     assert result.exit_code == 0, result.output
-    # NHWC arrays: predict reads raw samples channels-first, as netspec's loaders give them.
-    answers = Predictor(run / "model.onnx").predict(_netspec_input(x))
+    # The arrays Keras took: NHWC images too (the card's input_layout), and channels-first ones.
+    answers = Predictor(run / "model.onnx").predict(x)
+    if name == "image":
+        again = Predictor(run / "model.onnx").predict(_netspec_input(x))
+        assert [a["values"] for a in again] == [a["values"] for a in answers]
+        sidecar = json.loads((run / "model.onnx.json").read_text())
+        assert sidecar["input_layout"] == "NHWC"
     tol = 1e-4 * max(1.0, np.abs(want).max())
     for answer, row in zip(answers, want):
         if "values" in answer:
@@ -432,3 +437,19 @@ def test_open_input_needs_input_shape(tmp_path: Path) -> None:
     assert imported.spec["input"] == [3, 16, 16]
     with pytest.raises(NetspecError, match="does not fit"):
         read_keras(tmp_path / "m.keras", (16, 16, 3))
+
+
+def test_reading_needs_neither_keras_nor_tensorflow(built) -> None:
+    """The importer reads the files with h5py, zipfile and json alone."""
+    import subprocess
+    import sys
+
+    folder = built["text"][3]
+    code = (
+        "import sys\n"
+        "from netspec.backends.importing.keras_import import read_keras\n"
+        f"for f in ('text.keras', 'text.h5'): read_keras({str(folder)!r} + '/' + f)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

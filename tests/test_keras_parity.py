@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 if keras.backend.backend() != "torch":
     pytest.skip("Keras runs on another backend here", allow_module_level=True)
 
-from netspec.backends.importing.keras_layers import keras_tensors  # noqa: E402
+from netspec.backends.importing.keras_weights import keras_tensors  # noqa: E402
 from netspec.backends.weights import load_module  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 

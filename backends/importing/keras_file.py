@@ -1,4 +1,6 @@
-"""Keras model files as plain data: the model's config and each layer's weights in Keras' order.
+"""Keras model files as plain data: the model's layers (name, class, config, inputs by layer
+name, from a Sequential or functional config, Keras 2's or Keras 3's) and each layer's weights
+in Keras' order.
 
 `.keras` (Keras 3: a zip of config.json, metadata.json and model.weights.h5, whose weight groups
 are named by class and counter, `layers/conv2d_1/vars/0`, each `vars` group carrying the layer's
@@ -13,8 +15,9 @@ import io
 import json
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +191,163 @@ def _read_h5(path: Path) -> KerasFile:
         ]
 
     return KerasFile(model, f"keras {version} (.h5)", weights)
+
+
+MODELS = ("Sequential", "Functional", "Model")
+
+
+@dataclass
+class KLayer:
+    """One layer of the Keras config: its inputs by layer name, and the call's keyword options."""
+
+    name: str
+    cls: str
+    config: dict[str, Any]
+    inputs: list[str]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    index: int = 0  # the how-many-th layer of its class (the .keras weight group's counter)
+
+
+def model_layers(model: Any, file: str) -> tuple[list[KLayer], str, str, tuple[int | None, ...]]:
+    """The config's layers (only those the output depends on), the input layer's name, the
+    output layer's name and the input's per-sample shape in Keras' order."""
+    if not isinstance(model, dict) or "class_name" not in model:
+        raise DataError.one("the Keras config is not a model", file)
+    cls, cfg = model["class_name"], model.get("config")
+    if cls not in MODELS or not isinstance(cfg, (dict, list)):
+        raise DataError.one(
+            f"a subclassed model (class {cls}) without a layer config: its layers are Python "
+            "code, which netspec does not run",
+            file,
+            hint="netspec imports Sequential and functional models",
+        )
+    raw = cfg if isinstance(cfg, list) else cfg.get("layers")
+    if not isinstance(raw, list) or not raw:
+        raise DataError.one(f"the {cls} model's config lists no layers", file)
+    if cls == "Sequential":
+        layers, shape = _sequential(cfg, raw, file)
+        inp, out = "input", layers[-1].name if layers else "input"
+    else:
+        layers, inp, out = _functional(cfg, raw, file)
+        shape = None
+        for la in layers:
+            if la.name == inp:
+                shape = la.config.get("batch_shape") or la.config.get("batch_input_shape")
+        if shape is None:
+            raise DataError.one(f"the input layer '{inp}' has no shape", file)
+        shape = tuple(shape[1:])
+        layers = [la for la in layers if la.cls != "InputLayer"]
+    needed, stack = {out}, [out]
+    by_name = {la.name: la for la in layers}
+    while stack:
+        for n in by_name[stack.pop()].inputs:
+            if n in by_name and n not in needed:
+                needed.add(n)
+                stack.append(n)
+    return [la for la in layers if la.name in needed], inp, out, shape
+
+
+def _count(layers: list[KLayer]) -> list[KLayer]:
+    seen: Counter[str] = Counter()
+    for la in layers:
+        la.index = seen[la.cls]
+        seen[la.cls] += 1
+    return layers
+
+
+def _entry_name(entry: dict[str, Any]) -> str:
+    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    return str(entry.get("name") or cfg.get("name") or entry.get("class_name"))
+
+
+def _sequential(cfg: Any, raw: list[Any], file: str) -> tuple[list[KLayer], tuple[int | None, ...]]:
+    shape = cfg.get("build_input_shape") if isinstance(cfg, dict) else None
+    layers, prev = [], "input"
+    for entry in raw:
+        c = entry.get("config") or {}
+        shape = c.get("batch_shape") or c.get("batch_input_shape") or shape
+        if entry.get("class_name") == "InputLayer":
+            continue
+        name = _entry_name(entry)
+        layers.append(KLayer(name, entry.get("class_name", "?"), c, [prev]))
+        prev = name
+    if shape is None:
+        raise DataError.one(
+            "the Sequential model was never built: its config has no input shape",
+            file,
+            hint="save it after calling it once, or give it a keras.Input",
+        )
+    # Keras 3 counts Sequential's layers without the InputLayer (Sequential.layers).
+    return _count(layers), tuple(shape[1:])
+
+
+def _functional(cfg: dict[str, Any], raw: list[Any], file: str) -> tuple[list[KLayer], str, str]:
+    def single(refs: Any, what: str) -> str:
+        if isinstance(refs, list) and refs and isinstance(refs[0], str):
+            refs = [refs]
+        if not isinstance(refs, list) or len(refs) != 1:
+            raise DataError.one(
+                f"the model has {len(refs) if isinstance(refs, list) else 'no'} {what}s: netspec "
+                f"networks have one input and one output",
+                file,
+            )
+        return str(refs[0][0])
+
+    inp = single(cfg.get("input_layers"), "input")
+    out = single(cfg.get("output_layers"), "output")
+    layers = []
+    for entry in raw:
+        nodes = entry.get("inbound_nodes") or []
+        name = _entry_name(entry)
+        if len(nodes) > 1:
+            raise DataError.one(
+                f"layer '{name}' is called {len(nodes)} times (a shared layer): netspec layers "
+                "have one set of inputs each",
+                file,
+            )
+        refs, kwargs = _inbound(nodes[0]) if nodes else ([], {})
+        layers.append(
+            KLayer(name, entry.get("class_name", "?"), entry.get("config") or {}, refs, kwargs)
+        )
+    return _count(layers), inp, out
+
+
+def _inbound(node: Any) -> tuple[list[str], dict[str, Any]]:
+    """The layer names one call reads (Keras 3's {args, kwargs} or Keras 2's [[name, 0, 0,
+    kwargs], ...]) and its plain keyword options."""
+    refs: list[str] = []
+    kwargs: dict[str, Any] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            refs.append(value["config"]["keras_history"][0])
+        elif (
+            isinstance(value, list)
+            and len(value) >= 3
+            and isinstance(value[0], str)
+            and isinstance(value[1], int)
+        ):
+            refs.append(value[0])  # Keras 2: [name, node_index, tensor_index, kwargs]
+            if len(value) > 3 and isinstance(value[3], dict):
+                for k, v in value[3].items():
+                    before = len(refs)
+                    walk(v)
+                    if len(refs) == before:
+                        kwargs[k] = v
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+
+    if isinstance(node, dict):
+        walk(node.get("args", []))
+        for k, v in (node.get("kwargs") or {}).items():
+            before = len(refs)
+            walk(v)
+            if len(refs) == before:
+                kwargs[k] = v
+    else:
+        walk(node)
+    return refs, kwargs

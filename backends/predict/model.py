@@ -46,6 +46,8 @@ class ModelInfo:
     # The longest sequence the dynamic time axis takes (a position_embedding's table), if limited.
     max_length: int | None = None
     min_length: int | None = None  # the shortest (its windows must fit), if above 1
+    # "NHWC": an imported Keras model's arrays are channels-last; the network's are channels-first.
+    input_layout: str | None = None
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -137,6 +139,7 @@ def info_of(
         table=card.table,
         max_length=card.max_length,
         min_length=card.min_length,
+        input_layout=card.meta.input_layout,
     )
 
 
