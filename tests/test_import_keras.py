@@ -106,6 +106,18 @@ def text_model():
     return keras.Model(inp, out, name="text_model")
 
 
+def masked_model():
+    """Padding masks (mask_zero) through causal attention with its own value_dim, a residual,
+    layernorm, a bidirectional LSTM and a masked mean."""
+    inp = keras.Input((8,))
+    e = L.Embedding(20, 6, mask_zero=True, name="emb")(inp)
+    a = L.MultiHeadAttention(2, 3, value_dim=4, name="att")(e, e, use_causal_mask=True)
+    h = L.LayerNormalization(name="ln")(L.Add(name="res")([e, a]))
+    h = L.Bidirectional(L.LSTM(3, return_sequences=True), name="bi")(h)
+    h = L.GlobalAveragePooling1D(name="mean")(h)
+    return keras.Model(inp, L.Dense(3, activation="softmax", name="out")(h), name="masked")
+
+
 def table_model():
     """A Sequential regression model with a Normalization at its input."""
     norm = L.Normalization(name="norm")
@@ -127,6 +139,7 @@ MODELS = {
     "image": image_model,
     "sequence": sequence_model,
     "text": text_model,
+    "masked": masked_model,
     "table": table_model,
 }
 
@@ -136,6 +149,11 @@ def _inputs(name: str, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0, 255, (4, 10, 10, 3)).astype(np.float32)
     if name == "text":
         return rng.integers(0, 30, (4, 9)).astype(np.float32)
+    if name == "masked":  # padded with zeros after 8, 5, 3 and 1 tokens
+        ids = rng.integers(1, 20, (4, 8)).astype(np.float32)
+        for row, n in zip(ids, (8, 5, 3, 1)):
+            row[n:] = 0
+        return ids
     if name == "sequence":
         return rng.normal(0, 1, (4, 12, 4)).astype(np.float32)
     return rng.normal(3, 2, (4, 4)).astype(np.float32)
@@ -155,7 +173,7 @@ def built(tmp_path_factory):
         _save(model, folder / f"{name}.keras")
         _save(model, folder / f"{name}.h5")
         pre = sum(int(np.prod(w.shape)) for w in model.weights if "norm/" in w.path)
-        out[name] = (model.count_params() - pre, x, want, folder)
+        out[name] = (model.count_params() - pre, x, want, folder, model)
     return out
 
 
@@ -163,20 +181,8 @@ def _netspec_input(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x  # NHWC -> NCHW
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-@pytest.mark.parametrize("name", list(MODELS))
-def test_import_matches_keras(built, tmp_path: Path, name: str, suffix: str) -> None:
-    """Counts equal Keras', and the imported run's torch output equals Keras' output."""
-    count, x, want, folder = built[name]
-    imported = read_keras(folder / f"{name}{suffix}")
-    run = write_import(imported, tmp_path / "run")
-    loaded = read_run(run)
-    assert totals(rows(loaded.graph)).total_params == count
-    assert (
-        loaded.meta.imported_from.sha256
-        == __import__("hashlib").sha256((folder / f"{name}{suffix}").read_bytes()).hexdigest()
-    )
-    assert (loaded.meta.input_layout == "NHWC") == (name == "image")
+def _forward(loaded, x: np.ndarray) -> np.ndarray:
+    """The imported run's torch output for Keras' inputs: transposed, then preprocessed."""
     xs = _netspec_input(x)
     pre = loaded.meta.preprocessing
     if pre is not None:
@@ -186,7 +192,24 @@ def test_import_matches_keras(built, tmp_path: Path, name: str, suffix: str) -> 
             xs = (xs - np.reshape(pre.mean, shape)) / np.reshape(pre.std, shape)
     module = load_module(loaded.graph, loaded.weights)
     with torch.no_grad():
-        got = module(torch.from_numpy(xs.astype(np.float32))).numpy()
+        return module(torch.from_numpy(xs.astype(np.float32))).numpy()
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_import_matches_keras(built, tmp_path: Path, name: str, suffix: str) -> None:
+    """Counts equal Keras', and the imported run's torch output equals Keras' output."""
+    count, x, want, folder, _ = built[name]
+    imported = read_keras(folder / f"{name}{suffix}")
+    run = write_import(imported, tmp_path / "run")
+    loaded = read_run(run)
+    assert totals(rows(loaded.graph)).total_params == count
+    assert (
+        loaded.meta.imported_from.sha256
+        == __import__("hashlib").sha256((folder / f"{name}{suffix}").read_bytes()).hexdigest()
+    )
+    assert (loaded.meta.input_layout == "NHWC") == (name == "image")
+    got = _forward(loaded, x)
     np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
@@ -196,7 +219,7 @@ def test_export_and_predict_match_keras(built, tmp_path: Path, name: str) -> Non
     recorded preprocessing applied), gives Keras' outputs."""
     from netspec.predictor import Predictor
 
-    _, x, want, folder = built[name]
+    _, x, want, folder, _ = built[name]
     run = tmp_path / "run"
     result = runner.invoke(app, ["import", str(folder / f"{name}.keras"), "-o", str(run)])
     assert result.exit_code == 0, result.output
@@ -318,6 +341,51 @@ def _keras2_file(path: Path, functional: bool) -> dict[str, np.ndarray]:
             lg[f"{layer}/kernel:0"] = kernel.astype(np.float32)
             lg[f"{layer}/bias:0"] = bias.astype(np.float32)
     return w
+
+
+def _keras2_node(node: dict) -> list:
+    """A Keras 3 call ({args, kwargs}) as Keras 2 wrote it: [[name, 0, 0, kwargs], ...]."""
+    name = lambda t: t["config"]["keras_history"][0]  # noqa: E731
+    args = [a for a in node["args"] if isinstance(a, (dict, list))]
+    if args and isinstance(args[0], list):  # a merge: one list of tensors
+        return [[name(t), 0, 0, {}] for t in args[0]]
+    kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}  # implicit
+    if len(args) > 1:  # attention: Keras 2 passed the value as a keyword
+        kwargs["value"] = [name(args[1]), 0, 0]
+    return [[name(args[0]), 0, 0, kwargs]]
+
+
+def _as_keras2(model, path: Path) -> None:
+    """A Keras 3 model written by hand in Keras 2's .h5 layout: `batch_input_shape`, inbound
+    nodes as lists, weights under model_weights/<layer>/<layer>/<var>:0 in `weight_names`."""
+    cfg = json.loads(json.dumps(model.get_config()))
+    for layer in cfg["layers"]:
+        if "batch_shape" in layer["config"]:
+            layer["config"]["batch_input_shape"] = layer["config"].pop("batch_shape")
+        layer["inbound_nodes"] = [_keras2_node(n) for n in layer.get("inbound_nodes", [])]
+    cls = "Sequential" if isinstance(model, keras.Sequential) else "Functional"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": cls, "config": cfg}).encode()
+        f.attrs["keras_version"] = b"2.15.0"
+        root = f.create_group("model_weights")
+        for layer in model.layers:
+            group = root.create_group(layer.name)
+            names = [f"{layer.name}/{layer.name}/w{i}:0" for i in range(len(layer.weights))]
+            group.attrs["weight_names"] = [n.split("/", 1)[1].encode() for n in names]
+            for n, v in zip(names, layer.weights):
+                group[n.split("/", 1)[1]] = v.value.detach().cpu().numpy()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_keras2_layout_matches_keras(built, tmp_path: Path, name: str) -> None:
+    """Each model in Keras 2's .h5 layout imports to the same outputs."""
+    _, x, want, _, model = built[name]
+    _as_keras2(model, tmp_path / "k2.h5")
+    imported = read_keras(tmp_path / "k2.h5")
+    assert imported.producer == "keras 2.15.0 (.h5)"
+    loaded = read_run(write_import(imported, tmp_path / "run"))
+    got = _forward(loaded, x)
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
 @pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
@@ -453,3 +521,32 @@ def test_reading_needs_neither_keras_nor_tensorflow(built) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_cli_usage_errors(built, tmp_path: Path) -> None:
+    """A bad --input-shape, a folder of the user's own files: one message, exit 2."""
+    source = str(built["table"][3] / "table.keras")
+    result = runner.invoke(app, ["import", source, "-o", str(tmp_path / "a"), "--input-shape", "x"])
+    assert result.exit_code == 2 and "--input-shape 'x'" in result.output
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["import", source, "-o", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "notes.txt" in result.output
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    # An earlier import is netspec's own: importing again replaces it.
+    for _ in range(2):
+        result = runner.invoke(app, ["import", source, "-o", str(tmp_path / "again")])
+        assert result.exit_code == 0, result.output
+
+
+def test_run_record_fields_are_checked() -> None:
+    from netspec.errors import DataError
+    from netspec.run_record import RunMeta, SourceModel
+
+    meta = RunMeta(name="n", input_layout="NHWC", imported_from=SourceModel("m.h5", "ab", "k"))
+    assert RunMeta.from_json(meta.to_json()) == meta
+    assert "input_layout" not in RunMeta(name="n").to_dict()  # trained runs' records unchanged
+    with pytest.raises(DataError, match="input_layout"):
+        RunMeta.from_dict({"name": "n", "input_layout": "NCHW"})
+    with pytest.raises(DataError, match="imported_from"):
+        RunMeta.from_dict({"name": "n", "imported_from": {"file": 3}})

@@ -344,6 +344,8 @@ def _inbound(node: Any) -> tuple[list[str], dict[str, Any]]:
     if isinstance(node, dict):
         walk(node.get("args", []))
         for k, v in (node.get("kwargs") or {}).items():
+            if k == "mask":  # Keras 3 spells out the padding mask; netspec derives it itself
+                continue
             before = len(refs)
             walk(v)
             if len(refs) == before:
