@@ -550,3 +550,16 @@ def test_run_record_fields_are_checked() -> None:
         RunMeta.from_dict({"name": "n", "input_layout": "NCHW"})
     with pytest.raises(DataError, match="imported_from"):
         RunMeta.from_dict({"name": "n", "imported_from": {"file": 3}})
+
+
+def test_no_guesswork_after_an_unsupported_layer(tmp_path: Path) -> None:
+    """After a layer netspec cannot import, the axes are unknown: the layers after it are
+    reported for their own options only, never for the axes they would have been given."""
+    inp = keras.Input((8, 8, 3))
+    x = L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(inp))
+    x = L.RepeatVector(5, name="repeat")(x)  # (5, 4) in Keras
+    x = L.Conv1D(2, 3, name="c1d")(x)
+    x = L.Conv1D(2, 1, padding="causal", name="causal")(x)
+    _save(keras.Model(inp, x), tmp_path / "m.keras")
+    text = _refused(tmp_path / "m.keras", tmp_path, "RepeatVector x1 (repeat)", "'causal'")
+    assert "c1d" not in text

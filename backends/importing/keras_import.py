@@ -48,28 +48,42 @@ def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Import
     state.tensors[inp] = T("input", layout, len(shape))
     problems: list[Problem] = []
     unsupported: dict[str, list[str]] = {}
+    # Layers after one that failed: their layouts are guesses, so only their own options count.
+    doubtful: set[str] = set()
     for layer in layers:
         first = state.tensors.get(layer.inputs[0]) if layer.inputs else None
+        guessed = first or T("input", layout, len(shape))
+        after_failure = any(n in doubtful for n in layer.inputs)
         try:
+            missing = [n for n in layer.inputs if n not in state.tensors]
+            if missing or not layer.inputs:
+                raise Refuse(f"reads {missing or 'nothing'}, which no layer of the model gives")
             if layer.cls in PREPROCESSING and first is not None and first.ns == "input":
                 state.preprocess(layer, kf.weights(layer.name, layer.cls, layer.index), inp)
                 continue
             convert = CONVERTERS.get(layer.cls)
             if convert is None:
                 unsupported.setdefault(layer.cls, []).append(layer.name)
-                state.tensors[layer.name] = first or T("input", layout, len(shape))
+                state.tensors[layer.name] = guessed
+                doubtful.add(layer.name)
                 continue
             w = kf.weights(layer.name, layer.cls, layer.index)
             state.tensors[layer.name] = convert(
                 state, layer, [state.tensors[n] for n in layer.inputs], w
             )
+            if after_failure:
+                doubtful.add(layer.name)
         except Refuse as why:
-            problems.append(
-                Problem(
-                    f"layer '{layer.name}' ({layer.cls}): {why.message}", str(path), hint=why.hint
+            if not (after_failure and why.layout):
+                problems.append(
+                    Problem(
+                        f"layer '{layer.name}' ({layer.cls}): {why.message}",
+                        str(path),
+                        hint=why.hint,
+                    )
                 )
-            )
-            state.tensors[layer.name] = first or T("input", layout, len(shape))
+            state.tensors[layer.name] = guessed
+            doubtful.add(layer.name)
     if unsupported:
         listed = "; ".join(
             f"{cls} x{len(names)} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})"
@@ -159,6 +173,11 @@ class _State:
         else:
             if cfg.get("invert"):
                 raise Refuse("invert: true", "only a normalization at the input is imported")
+            if self.tensors[inp].layout == "seq":
+                raise Refuse(
+                    "a normalization of a sequence's features",
+                    "netspec's preprocessing record normalizes axis 0 (channels)",
+                )
             if len(w) >= 2:
                 m, v = w[0].ravel(), w[1].ravel()
             else:

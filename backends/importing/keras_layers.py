@@ -47,9 +47,10 @@ class T:
 class Refuse(Exception):
     """A layer option netspec cannot express (collected: every one is reported at once)."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, layout: bool = False) -> None:
         super().__init__(message)
         self.message, self.hint = message, hint
+        self.layout = layout  # about the input's axes: unreliable after a layer that failed
 
 
 # --- options --------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def _axis(value: Any, x: T) -> int:
         raise Refuse(f"axis {value!r}", "one axis")
     k = value - 1 if value > 0 else x.rank + value
     if not 0 <= k < x.rank:
-        raise Refuse(f"axis {value!r} of a rank-{x.rank} input")
+        raise Refuse(f"axis {value!r} of a rank-{x.rank} input", layout=True)
     if x.layout == "cl":
         return 0 if k == x.rank - 1 else k + 1
     return k
@@ -131,7 +132,7 @@ def _to_cl(state: Any, la: Any, x: T) -> T:
     if x.layout == "seq" and x.rank == 2:
         return _permute(state, la, x, [1, 0], "cl")
     if x.layout != "cl":
-        raise Refuse(f"a rank-{x.rank} input where an image or sequence is expected")
+        raise Refuse(f"a rank-{x.rank} input where an image or sequence is expected", layout=True)
     return x
 
 
@@ -139,14 +140,18 @@ def _to_seq(state: Any, la: Any, x: T) -> T:
     if x.layout == "cl" and x.rank == 2:
         return _permute(state, la, x, [1, 0], "seq")
     if x.layout == "cl":
-        raise Refuse("an image input where a sequence [time, features] is expected")
+        raise Refuse("an image input where a sequence [time, features] is expected", layout=True)
     return x
 
 
 def dense(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     (x,), cfg = xs, la.config
     if x.layout == "cl" and x.rank > 1:
-        raise Refuse("a Dense on a channels-last feature map", "flatten or pool the features first")
+        raise Refuse(
+            "a Dense on a channels-last feature map",
+            "flatten or pool the features first",
+            layout=True,
+        )
     act, extra = _fused(cfg, x)
     args: dict[str, Any] = {"units": int(cfg["units"])}
     if act != "linear":
@@ -248,7 +253,9 @@ def batchnorm(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     _check(cfg, "netspec's batchnorm has both gamma and beta", center=(True,), scale=(True,))
     if _axis(cfg.get("axis", -1), x) != 0 or (x.layout == "seq" and x.rank > 1):
         raise Refuse(
-            f"axis {cfg.get('axis')!r} of a {x.layout} input", "netspec normalizes the channels"
+            f"axis {cfg.get('axis')!r} of a {x.layout} input",
+            "netspec normalizes the channels",
+            layout=True,
         )
     args = {"momentum": float(cfg.get("momentum", 0.99)), "eps": float(cfg.get("epsilon", 1e-3))}
     name = state.add("batchnorm", args, state.name(la.name), xs)
@@ -261,7 +268,9 @@ def layernorm(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     _check(cfg, "netspec's layernorm has both gamma and beta", center=(True,), scale=(True,))
     _check(cfg, rms_scaling=(False,))
     if (x.layout == "cl" and x.rank > 1) or _axis(cfg.get("axis", -1), x) != x.rank - 1:
-        raise Refuse(f"axis {cfg.get('axis')!r}", "netspec's layernorm normalizes the last axis")
+        raise Refuse(
+            f"axis {cfg.get('axis')!r}", "netspec's layernorm normalizes the last axis", layout=True
+        )
     name = state.add("layernorm", {"eps": float(cfg.get("epsilon", 1e-3))}, state.name(la.name), xs)
     state.put(name, keras_tensors(la.cls, cfg, w))
     return T(name, x.layout, x.rank)
@@ -323,7 +332,7 @@ def reshape(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     (x,), cfg = xs, la.config
     target = [int(v) for v in cfg["target_shape"]]
     if x.perm:
-        raise Refuse("a reshape of a channels-last Flatten's output")
+        raise Refuse("a reshape of a channels-last Flatten's output", layout=True)
     if x.layout == "cl" and x.rank > 1:
         x = _permute(state, la, x, [*range(1, x.rank), 0], "seq")
     name = state.add("reshape", {"shape": target}, state.name(la.name), [x])
@@ -363,7 +372,9 @@ def upsample(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
 def embedding(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     (x,), cfg = xs, la.config
     if x.rank != 1:
-        raise Refuse(f"a rank-{x.rank} input", "netspec embeds a sequence of ids [time]")
+        raise Refuse(
+            f"a rank-{x.rank} input", "netspec embeds a sequence of ids [time]", layout=True
+        )
     args: dict[str, Any] = {
         "input_dim": int(cfg["input_dim"]),
         "output_dim": int(cfg["output_dim"]),
@@ -436,7 +447,7 @@ def attention(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
 
 def merge(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     if any(t.perm for t in xs) or len({t.layout for t in xs}) > 1:
-        raise Refuse("inputs of different layouts")
+        raise Refuse("inputs of different layouts", layout=True)
     kind = {"Add": "add", "Multiply": "multiply", "Concatenate": "concat"}[la.cls]
     args = None
     if kind == "concat":
