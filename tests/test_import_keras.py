@@ -563,3 +563,32 @@ def test_no_guesswork_after_an_unsupported_layer(tmp_path: Path) -> None:
     _save(keras.Model(inp, x), tmp_path / "m.keras")
     text = _refused(tmp_path / "m.keras", tmp_path, "RepeatVector x1 (repeat)", "'causal'")
     assert "c1d" not in text
+
+
+def _forget_name(_: str, obj) -> None:
+    obj.attrs.pop("name", None)  # returns None: visititems goes on
+
+
+def _names(f) -> list[str]:
+    found: list[str] = []
+    f.visititems(lambda key, obj: found.append(key) if "name" in obj.attrs else None)
+    return found
+
+
+def test_keras_file_without_layer_names(built, tmp_path: Path) -> None:
+    """Keras 3 versions that record no layer name in model.weights.h5 are read by Keras' own
+    group names (the class in snake case and a counter)."""
+    _, x, want, folder, _ = built["image"]
+    with zipfile.ZipFile(folder / "image.keras") as zin:
+        (tmp_path / "w.h5").write_bytes(zin.read("model.weights.h5"))
+        with h5py.File(tmp_path / "w.h5", "a") as f:
+            f.visititems(_forget_name)
+            assert not _names(f)
+        with zipfile.ZipFile(tmp_path / "old.keras", "w") as zout:
+            for item in zin.namelist():
+                data = zin.read(item)
+                zout.writestr(
+                    item, (tmp_path / "w.h5").read_bytes() if item.endswith(".h5") else data
+                )
+    loaded = read_run(write_import(read_keras(tmp_path / "old.keras"), tmp_path / "run"))
+    np.testing.assert_allclose(_forward(loaded, x), want, atol=1e-4 * max(1.0, np.abs(want).max()))

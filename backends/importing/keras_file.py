@@ -128,8 +128,11 @@ def _read_zip(path: Path) -> KerasFile:
 
 
 def _counter_name(class_name: str, index: int) -> str:
-    """The group name Keras gave the `index`-th layer of this class (0: none, else `_<index>`)."""
-    snake = re.sub(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+    """The group name Keras gave the `index`-th layer of this class: keras.src.utils.naming's
+    to_snake_case of the class name, then `_<index>` after the first."""
+    snake = re.sub(r"\W+", "", class_name)
+    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", snake)
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
     return snake if index == 0 else f"{snake}_{index}"
 
 
