@@ -54,6 +54,20 @@ class _Dumper(yaml.SafeDumper):
 
 _Dumper.add_representer(type(None), lambda d, _: d.represent_scalar("tag:yaml.org,2002:null", ""))
 _Dumper.add_representer(
+    dict,  # a layer's arguments on one line: `- conv2d: {filters: 16, kernel: 3}`
+    lambda d, v: d.represent_mapping(
+        "tag:yaml.org,2002:map",
+        v,
+        flow_style=bool(v)
+        and all(
+            not isinstance(x, dict)
+            and not (isinstance(x, list) and any(isinstance(i, (dict, list)) for i in x))
+            for x in v.values()
+        )
+        and "name" not in v,
+    ),
+)
+_Dumper.add_representer(
     list,
     lambda d, v: d.represent_sequence(
         "tag:yaml.org,2002:seq", v, flow_style=all(not isinstance(x, (dict, list)) for x in v)
