@@ -55,6 +55,8 @@ def image_model():
     x = L.BatchNormalization(name="bn")(x)
     x = L.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(x)
     x = L.Conv2D(6, 4, strides=2, padding="same", use_bias=False, name="c2")(x)  # 6x6
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(x)
+    x = L.SeparableConv2D(6, 3, padding="same", activation="relu6", name="sep")(x)
     g = L.Conv2D(6, 3, padding="same", groups=3, name="grouped")(x)
     d = L.Conv2D(6, 3, padding="same", dilation_rate=2, name="dilated")(x)
     x = L.LeakyReLU(0.1, name="leaky")(L.Add(name="add")([g, d]))
@@ -256,7 +258,7 @@ def test_spec_is_readable_and_records_its_source(built, tmp_path: Path) -> None:
     assert text.startswith("# Imported by netspec")
     assert "# sha256 " in text
     assert "input: [3, 10, 10]" in text
-    for name in ("c1", "grouped", "dilated", "upconv", "flat", "fc"):
+    for name in ("c1", "dw", "sep_depthwise", "sep", "grouped", "dilated", "upconv", "flat"):
         assert f"name: {name}\n" in text
 
 
@@ -423,7 +425,7 @@ def test_unsupported_layers_refused_whole(tmp_path: Path) -> None:
     x = L.Conv2D(4, 3, name="c")(inp)
     x = L.Cropping2D(1, name="crop_a")(x)
     x = L.Cropping2D(1, name="crop_b")(x)
-    x = L.SeparableConv2D(4, 1, name="sep")(x)
+    x = L.PReLU(name="prelu")(x)
     x = L.Conv2D(4, 1, activation="elu", name="elu_conv")(x)
     out = L.Dense(2)(L.Flatten()(x))
     _save(keras.Model(inp, out), tmp_path / "m.keras")
@@ -431,7 +433,7 @@ def test_unsupported_layers_refused_whole(tmp_path: Path) -> None:
         tmp_path / "m.keras",
         tmp_path,
         "Cropping2D x2 (crop_a, crop_b)",
-        "SeparableConv2D x1 (sep)",
+        "PReLU x1 (prelu)",
         "layer 'elu_conv' (Conv2D): activation 'elu'",
     )
     assert text.startswith(str(tmp_path / "m.keras"))

@@ -20,12 +20,14 @@ import numpy as np
 
 from netspec.errors import DataError, Problem, SpecError
 
+from . import keras_convs, keras_layers
 from .keras_file import KLayer, model_layers, read_keras_file
-from .keras_layers import CONVERTERS, Refuse, T
+from .keras_layers import Refuse, T
 from .keras_weights import keras_tensors
 from .model import Imported
 
 PREPROCESSING = ("Rescaling", "Normalization")
+CONVERTERS = {**keras_layers.CONVERTERS, **keras_convs.CONVERTERS}
 
 
 def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Imported:

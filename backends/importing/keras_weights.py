@@ -44,6 +44,9 @@ def keras_tensors(cls: str, config: dict[str, Any], w: list[np.ndarray]) -> dict
     if cls in ("Conv1D", "Conv2D"):  # (k..., in/groups, out) -> (out, in/groups, k...)
         n = w[0].ndim
         return {"weight": w[0].transpose(n - 1, n - 2, *range(n - 2)), **_bias(w)}
+    if cls == "DepthwiseConv2D":  # (kh, kw, in, mult) -> (in*mult, 1, kh, kw): out i*mult + m
+        kh, kw, c, mult = w[0].shape
+        return {"weight": w[0].reshape(kh, kw, c * mult).transpose(2, 0, 1)[:, None], **_bias(w)}
     if cls == "Conv2DTranspose":  # (kh, kw, out, in) -> torch's (in, out, kh, kw)
         return {"weight": w[0].transpose(3, 2, 0, 1), **_bias(w)}
     if cls == "BatchNormalization":
