@@ -1,8 +1,7 @@
-"""Each Keras layer class as netspec spec items, and its weights as netspec's tensors.
+"""Keras layers (the convolution family aside: keras_convs.py) as netspec spec items.
 
 A converter takes the layer's config and inputs (`T`: where each Keras tensor is in the netspec
 network, and its layout) and appends items; an option netspec cannot express raises `Refuse`.
-The convolution and pooling family is keras_convs.py, on the helpers here.
 """
 
 from __future__ import annotations
