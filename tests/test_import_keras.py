@@ -594,3 +594,45 @@ def test_keras_file_without_layer_names(built, tmp_path: Path) -> None:
                 )
     loaded = read_run(write_import(read_keras(tmp_path / "old.keras"), tmp_path / "run"))
     np.testing.assert_allclose(_forward(loaded, x), want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_imported_run_initialises_training(tmp_path: Path) -> None:
+    """The imported run is a transfer source: its spec with a train section, the first layer
+    frozen, `init: {from: RUN}` trains from Keras' weights."""
+    import yaml
+
+    model = keras.Sequential(
+        [keras.Input((4,)), L.Dense(8, activation="relu", name="h"), L.Dense(1)]
+    )
+    _save(model, tmp_path / "reg.keras")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4))
+    rows = [",".join(map(str, [*r, r @ [1, 2, 3, 4]])) for r in x]
+    (tmp_path / "reg.csv").write_text("a,b,c,d,t\n" + "\n".join(rows) + "\n")
+    assert (
+        runner.invoke(
+            app, ["import", str(tmp_path / "reg.keras"), "-o", str(tmp_path / "run")]
+        ).exit_code
+        == 0
+    )
+    spec = yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())
+    spec["layers"][0]["trainable"] = False
+    spec["train"] = {
+        "data": {
+            "source": "csv",
+            "path": "reg.csv",
+            "target": "t",
+            "task": "regression",
+            "val": 0.2,
+        },
+        "epochs": 1,
+        "loss": "mse",
+        "init": {"from": "run"},
+    }
+    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "retrained"
+    result = runner.invoke(app, ["train", str(tmp_path / "retrain.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "init: loaded 2 layers" in result.output
+    frozen = read_run(out).weights["h.weight"]
+    np.testing.assert_array_equal(frozen, model.get_layer("h").kernel.value.detach().numpy().T)
