@@ -126,6 +126,29 @@ class StudyLayout:
 
 
 @dataclass(frozen=True)
+class SourceModel:
+    """The model file a run was imported from (`netspec import`): its name, sha256 and maker."""
+
+    file: str
+    sha256: str
+    producer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "producer": self.producer}
+
+    @classmethod
+    def from_dict(cls, d: Any, file: str | None = None) -> SourceModel:
+        if not (
+            isinstance(d, Mapping)
+            and isinstance(d.get("file"), str)
+            and isinstance(d.get("sha256"), str)
+            and isinstance(d.get("producer"), (str, type(None)))
+        ):
+            raise _malformed(f"has imported_from {d!r}: expected file, sha256 and producer", file)
+        return cls(d["file"], d["sha256"], d.get("producer"))
+
+
+@dataclass(frozen=True)
 class RunMeta:
     """model.json: what an app needs to use the weights (also in the weights file's header
     `netspec` and, as the model card, in an exported model's metadata).
@@ -146,6 +169,10 @@ class RunMeta:
     # A table's feature names (after one-hot encoding) and its CSV columns.
     features: tuple[str, ...] | None = None
     table: TableColumns | None = None
+    # "NHWC": the source model (an imported Keras one) took channels-last images; netspec's
+    # input is channels-first, so raw arrays are transposed before the network sees them.
+    input_layout: str | None = None
+    imported_from: SourceModel | None = None  # `netspec import`: the model file it came from
     # False for a record written before netspec recorded the head: the graph's head then.
     head_recorded: bool = field(default=True, compare=False, repr=False)
 
@@ -156,7 +183,9 @@ class RunMeta:
             if f.name == "head_recorded":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, (Preprocessing, TableColumns)):
+            if value is None and f.name in ("input_layout", "imported_from"):
+                continue  # an imported model's fields: a trained run's record stays as it was
+            if isinstance(value, (Preprocessing, TableColumns, SourceModel)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -207,6 +236,12 @@ class RunMeta:
         out["preprocessing"] = None if pre is None else Preprocessing.from_dict(pre, file)
         table = d.get("table")
         out["table"] = None if table is None else TableColumns.from_dict(table, file)
+        layout = d.get("input_layout")
+        if layout not in (None, "NHWC"):
+            raise _malformed(f"has input_layout {layout!r}: expected NHWC or null", file)
+        out["input_layout"] = layout
+        source = d.get("imported_from")
+        out["imported_from"] = None if source is None else SourceModel.from_dict(source, file)
         out["head_recorded"] = "head" in d
         return cls(**out)
 

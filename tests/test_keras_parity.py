@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 if keras.backend.backend() != "torch":
     pytest.skip("Keras runs on another backend here", allow_module_level=True)
 
+from netspec.backends.importing.keras_weights import keras_tensors  # noqa: E402
 from netspec.backends.weights import load_module  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 
@@ -27,60 +28,12 @@ def _numpy(t) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def _gru_blocks(a: np.ndarray, axis: int) -> np.ndarray:
-    """Keras' GRU gate blocks (z, r, h) in netspec's (torch's) order (r, z, n)."""
-    z, r, h = np.split(a, 3, axis=axis)
-    return np.concatenate([r, z, h], axis=axis)
-
-
-def _recurrent(kind: str, cell: list[np.ndarray], suffix: str) -> dict[str, np.ndarray]:
-    kernel, recurrent, bias = cell
-    if kind == "gru":  # bias (2, 3u): [input bias; recurrent bias]
-        return {
-            f"weight_ih{suffix}": _gru_blocks(kernel, 1).T,
-            f"weight_hh{suffix}": _gru_blocks(recurrent, 1).T,
-            f"bias_ih{suffix}": _gru_blocks(bias[0], 0),
-            f"bias_hh{suffix}": _gru_blocks(bias[1], 0),
-        }
-    # lstm (i, f, c, o) and simple_rnn: torch's order already
-    return {
-        f"weight_ih{suffix}": kernel.T,
-        f"weight_hh{suffix}": recurrent.T,
-        f"bias{suffix}": bias,
-    }
-
-
 def netspec_weights(layer, name: str) -> dict[str, np.ndarray]:
-    """One Keras layer's weights under netspec's `<layer>.<tensor>` names."""
+    """One Keras layer's weights under netspec's `<layer>.<tensor>` names, by the importer's
+    own conversion (netspec import)."""
     w = [_numpy(v.value) for v in layer.weights]
-    if isinstance(layer, keras.layers.Bidirectional):
-        kind = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru"}.get(
-            type(layer.forward_layer), "simple_rnn"
-        )
-        both = _recurrent(kind, w[:3], "") | _recurrent(kind, w[3:], "_reverse")
-        return {f"{name}.{k}": v for k, v in both.items()}
-    if isinstance(layer, keras.layers.LSTM | keras.layers.GRU | keras.layers.SimpleRNN):
-        kind = {keras.layers.LSTM: "lstm", keras.layers.GRU: "gru"}.get(type(layer), "simple_rnn")
-        return {f"{name}.{k}": v for k, v in _recurrent(kind, w, "").items()}
-    if isinstance(layer, keras.layers.Dense):
-        return {f"{name}.weight": w[0].T, f"{name}.bias": w[1]}
-    if isinstance(layer, keras.layers.Embedding):
-        return {f"{name}.weight": w[0]}
-    if isinstance(layer, keras.layers.LayerNormalization):
-        return {f"{name}.weight": w[0], f"{name}.bias": w[1]}
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        # Keras keeps the heads as an axis: (D, H, k) kernels and (H, k) biases; netspec (D, H*k).
-        q, qb, k, kb, v, vb, o, ob = w
-        flat = {"query": (q, qb), "key": (k, kb), "value": (v, vb)}
-        out = {}
-        for part, (kernel, bias) in flat.items():
-            out[f"{name}.{part}_kernel"] = kernel.reshape(kernel.shape[0], -1)
-            out[f"{name}.{part}_bias"] = bias.reshape(-1)
-        out[f"{name}.output_kernel"] = o.reshape(-1, o.shape[-1])
-        out[f"{name}.output_bias"] = ob
-        return out
-    assert not w, f"no conversion for {type(layer).__name__}"
-    return {}
+    tensors = keras_tensors(type(layer).__name__, layer.get_config(), w)
+    return {f"{name}.{k}": v for k, v in tensors.items()}
 
 
 def compare(spec: str, model, x: np.ndarray, names: dict[str, str]) -> None:

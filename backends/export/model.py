@@ -160,6 +160,10 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
     if meta.task == "segmentation" and len(graph.input_shape) == 3:
         h, w = graph.input_shape[1:]
         card["tiling"] = describe_tiling((h, w))
+    if meta.input_layout:  # an imported channels-last model: predict takes its arrays as it did
+        card["input_layout"] = meta.input_layout
+    if meta.imported_from is not None:
+        card["imported_from"] = meta.imported_from.to_dict()
     return card
 
 

@@ -266,6 +266,10 @@ def array_samples(
 ) -> Iterator[Sample]:
     """An array of raw values as one sample, or a batch of them with a leading N."""
     raw = info.raw_shape
+    # An imported model's channels-last images (H, W, C): the same arrays its source took.
+    nhwc = info.input_layout == "NHWC" and len(raw) == 3 and array.ndim in (3, 4)
+    if nhwc and fits(array.shape[-3:], (raw[1], raw[2], raw[0])):
+        array = np.moveaxis(array, -1, -3)
     if fits(array.shape, raw):
         yield Sample(name, stem, array.astype(np.float32))
         return

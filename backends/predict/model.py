@@ -50,6 +50,8 @@ class ModelInfo:
     min_length: int | None = None  # the shortest (its windows must fit), if above 1
     # The card's token_ids ({layer, input_dim}) when an embedding reads the input, else None.
     token_ids: dict[str, Any] | None = None
+    # "NHWC": an imported Keras model's arrays are channels-last; the network's are channels-first.
+    input_layout: str | None = None
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -142,6 +144,7 @@ def info_of(
         max_length=card.max_length,
         min_length=card.min_length,
         token_ids=_token_ids(meta),
+        input_layout=card.meta.input_layout,
     )
 
 

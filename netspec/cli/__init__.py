@@ -20,6 +20,7 @@ COMMANDS = {
     "inspect": "export",
     "bench": "export",
     "predict": "predict",
+    "import": "importing",
     "graph": "visual",
     "visualize": "visual",
 }

@@ -1,0 +1,194 @@
+"""Keras' convolutions, pooling, padding and resizing as netspec spec items (channels-last
+Keras tensors are channels-first here: keras_layers.T); the helpers are keras_layers.py's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .keras_layers import (
+    Convert,
+    Refuse,
+    T,
+    _channels_last,
+    _check,
+    _fused,
+    _ints,
+    _then,
+    _to_cl,
+)
+from .keras_weights import keras_tensors
+
+
+def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, "pad the input with ZeroPadding first", padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    act, extra = _fused(cfg, x)
+    args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
+    if _ints(cfg.get("strides", 1)) != 1:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    if _ints(cfg.get("dilation_rate", 1)) != 1:
+        args["dilation"] = _ints(cfg["dilation_rate"])
+    if int(cfg.get("groups", 1)) != 1:
+        args["groups"] = int(cfg["groups"])
+    if act != "linear":
+        args["activation"] = act
+    if not cfg.get("use_bias", True):
+        args["bias"] = False
+    kind = "conv1d" if la.cls == "Conv1D" else "conv2d"
+    name = state.add(kind, args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return _then(state, la, T(name, "cl", x.rank), extra)
+
+
+def depthwise(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    """DepthwiseConv2D: a conv2d with one group per input channel; SeparableConv2D: that
+    (without bias) and a 1x1 conv2d after it, the two layers netspec counts as Keras does."""
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, padding=("valid", "same"))
+    if not w:
+        raise Refuse("no weights in the file (the input's channels are unknown)")
+    x = _to_cl(state, la, xs[0])
+    channels, mult = w[0].shape[2], w[0].shape[3]
+    separable = la.cls == "SeparableConv2D"
+    act, extra = _fused(cfg, x)
+    args: dict[str, Any] = {"filters": channels * mult, "kernel": _ints(cfg["kernel_size"])}
+    if _ints(cfg.get("strides", 1)) != 1:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    if _ints(cfg.get("dilation_rate", 1)) != 1:
+        args["dilation"] = _ints(cfg["dilation_rate"])
+    args["groups"] = channels
+    bias = bool(cfg.get("use_bias", True))
+    if not separable:
+        if act != "linear":
+            args["activation"] = act
+        if not bias:
+            args["bias"] = False
+        name = state.add("conv2d", args, state.name(la.name), [x])
+        state.put(name, keras_tensors("DepthwiseConv2D", cfg, w))
+        return _then(state, la, T(name, "cl", x.rank), extra)
+    args["bias"] = False
+    dw = state.add("conv2d", args, state.name(f"{la.name}_depthwise"), [x])
+    state.put(dw, keras_tensors("DepthwiseConv2D", cfg, w[:1]))
+    point: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": 1}
+    if act != "linear":
+        point["activation"] = act
+    if not bias:
+        point["bias"] = False
+    name = state.add("conv2d", point, state.name(la.name), [T(dw, "cl", x.rank)])
+    state.put(name, keras_tensors("Conv2D", cfg, w[1:]))
+    return _then(state, la, T(name, "cl", x.rank), extra)
+
+
+def conv_transpose(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    act, extra = _fused(cfg, x)
+    args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
+    if _ints(cfg.get("strides", 1)) != 1:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    if cfg.get("output_padding") is not None:
+        args["output_padding"] = _ints(cfg["output_padding"])
+    if _ints(cfg.get("dilation_rate", 1)) != 1:
+        args["dilation"] = _ints(cfg["dilation_rate"])
+    if act != "linear":
+        args["activation"] = act
+    if not cfg.get("use_bias", True):
+        args["bias"] = False
+    name = state.add("conv_transpose2d", args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, cfg, w))
+    return _then(state, la, T(name, "cl", x.rank), extra)
+
+
+def pool(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    size = _ints(cfg.get("pool_size", 2))
+    args: dict[str, Any] = {"size": size}
+    if cfg.get("strides") is not None and _ints(cfg["strides"]) != size:
+        args["stride"] = _ints(cfg["strides"])
+    if cfg.get("padding", "valid") != "valid":
+        args["padding"] = cfg["padding"]
+    op = "max" if la.cls.startswith("Max") else "avg"
+    name = state.add(f"{op}pool{la.cls[-2:].lower()}", args, state.name(la.name), [x])
+    return T(name, "cl", x.rank)
+
+
+def global_pool(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    (x,), cfg = xs, la.config
+    _channels_last(cfg)
+    op = "max" if "Max" in la.cls else "avg"
+    keep = bool(cfg.get("keepdims", False))
+    if la.cls.endswith("1D") and x.layout == "seq":
+        if keep:
+            raise Refuse("keepdims: true over a sequence")
+        name = state.add(
+            "seq_pool", {"op": "max" if op == "max" else "mean"}, state.name(la.name), xs
+        )
+        return T(name, "flat", 1)
+    x = _to_cl(state, la, x)
+    kind = f"global_{op}pool{la.cls[-2:].lower()}"
+    name = state.add(kind, {"keepdims": True} if keep else None, state.name(la.name), [x])
+    return T(name, "cl", x.rank) if keep else T(name, "flat", 1)
+
+
+def zeropad(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    p = cfg.get("padding", 1)
+    if isinstance(p, int):
+        pads = [p] * 4
+    elif all(isinstance(v, int) for v in p):
+        pads = [p[0], p[0], p[1], p[1]]
+    else:
+        pads = [p[0][0], p[0][1], p[1][0], p[1][1]]
+    x = _to_cl(state, la, xs[0])
+    name = state.add("zeropad2d", {"padding": _ints(pads)}, state.name(la.name), [x])
+    return T(name, "cl", x.rank)
+
+
+def upsample(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, interpolation=("nearest", "bilinear"))
+    args: dict[str, Any] = {"scale": _ints(cfg.get("size", 2))}
+    if cfg.get("interpolation", "nearest") != "nearest":
+        args["mode"] = cfg["interpolation"]
+    x = _to_cl(state, la, xs[0])
+    name = state.add("upsample2d", args, state.name(la.name), [x])
+    return T(name, "cl", x.rank)
+
+
+CONVERTERS: dict[str, Convert] = {
+    "Conv1D": conv,
+    "Conv2D": conv,
+    "Conv2DTranspose": conv_transpose,
+    "DepthwiseConv2D": depthwise,
+    "SeparableConv2D": depthwise,
+    "ZeroPadding2D": zeropad,
+    "UpSampling2D": upsample,
+    **dict.fromkeys(("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"), pool),
+    **dict.fromkeys(
+        (
+            "GlobalAveragePooling1D",
+            "GlobalAveragePooling2D",
+            "GlobalMaxPooling1D",
+            "GlobalMaxPooling2D",
+        ),
+        global_pool,
+    ),
+}
