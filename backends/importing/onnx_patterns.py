@@ -1,0 +1,162 @@
+"""What the ONNX importer does after the walk: patterns producers split into several ops joined into one netspec layer, then the spec and its weights under unique names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnx import numpy_helper
+
+from netspec.items import INPUT, NAME_RE
+
+from .onnx_graph import Importer, Lay
+
+WEIGHTED = ("dense", "conv1d", "conv2d", "conv_transpose2d")
+# Activation layers a dense or convolution takes as its `activation:` (netspec fuses these).
+FUSABLE = ("relu", "sigmoid", "tanh", "relu6", "silu", "gelu", "leaky_relu", "softmax")
+RECURRENT = ("lstm", "gru", "simple_rnn")
+
+
+def hard_swish_nodes(ctx: Importer) -> set[str]:
+    """Names of the nodes of x * Clip(x + 3, 0, 6) / 6 (hard-swish written out, as tf2onnx and
+    paddle2onnx do), refused together as one hard_swish."""
+    graph = ctx.model.graph
+    consts = dict(ctx.consts)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    made = {o: n for n in graph.node for o in n.output}
+
+    def is_const(name: str, value: float) -> bool:
+        c = consts.get(name)
+        return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == value
+
+    found: set[str] = set()
+    for div in graph.node:
+        if div.op_type != "Div" or not is_const(div.input[1], 6.0):
+            continue
+        mul = made.get(div.input[0])
+        if mul is None or mul.op_type != "Mul":
+            continue
+        for x, c in (mul.input, reversed(mul.input)):
+            clip = made.get(c)
+            add = made.get(clip.input[0]) if clip is not None and clip.op_type == "Clip" else None
+            if add is not None and add.op_type == "Add" and x in add.input:
+                other = [i for i in add.input if i != x]
+                if other and is_const(other[0], 3.0):
+                    found |= {div.name, mul.name, clip.name, add.name}
+    return found
+
+
+def join_patterns(ctx: Importer, last: str, own: bool) -> tuple[list[Lay], str]:
+    """The layers that reach the output, with the split patterns joined: a padding into the
+    convolution after it, an activation into the dense or convolution before it, a global pool
+    with the flatten after it, a recurrent layer with the last-step pooling after it.
+
+    `own`: the file is netspec's export, whose zeropad2d layers stay (it writes a Pad before a
+    convolution only for a padded 1x1 kernel).
+    """
+    layers = _reachable(ctx, last)
+    changed = True
+    while changed:
+        changed = False
+        readers: dict[str, list[Lay]] = {}
+        for lay in layers:
+            for i in lay.inputs:
+                readers.setdefault(i, []).append(lay)
+        for b in layers:
+            if len(b.inputs) != 1 or b.inputs[0] == INPUT:
+                continue
+            a = ctx.layers[b.inputs[0]]
+            if len(readers.get(a.name, [])) != 1 or a.name == last:
+                continue
+            if _join(a, b, own):
+                layers = [x for x in layers if x is not b]
+                for x in layers:
+                    x.inputs = [a.name if i == b.name else i for i in x.inputs]
+                    if x.args.get("to") == b.name:
+                        x.args["to"] = a.name
+                a.shape = b.shape
+                last = a.name if b.name == last else last
+                changed = True
+                break
+    return layers, last
+
+
+def _join(a: Lay, b: Lay, own: bool) -> bool:
+    """Make `a` compute `a` then `b` (a is read only by b), if netspec has the one layer."""
+    if a.kind in WEIGHTED and "activation" not in a.args and b.kind in FUSABLE:
+        if (b.kind == "leaky_relu" and b.args) or (b.kind == "gelu" and b.args):
+            return False  # a fused leaky_relu has the default slope, a fused gelu is exact
+        if b.kind == "softmax":
+            axis = b.args.get("axis", 0) % len(b.shape)
+            if axis != (len(b.shape) - 1 if a.kind == "dense" else 0):
+                return False
+        a.args["activation"] = b.kind
+        return True
+    if a.kind == "zeropad2d" and b.kind == "conv2d" and "padding" not in b.args:
+        top, bottom, left, right = a.args["padding"]
+        kernel = b.args["kernel"]
+        if top != bottom or left != right or (own and kernel not in (1, [1, 1])):
+            return False
+        # a becomes the convolution, padded itself
+        a.kind, a.args = b.kind, {**b.args, "padding": top if top == left else [top, left]}
+        a.weights, a.base = b.weights, b.base
+        return True
+    if a.kind.startswith("global_") and a.args.get("keepdims") and b.kind == "flatten":
+        del a.args["keepdims"]
+        return True
+    if (
+        a.kind in RECURRENT
+        and a.args.get("return_sequences")
+        and not a.args.get("bidirectional")
+        and b.kind == "seq_pool"
+        and b.args.get("op") == "last"
+    ):
+        del a.args["return_sequences"]
+        return True
+    return False
+
+
+def _reachable(ctx: Importer, last: str) -> list[Lay]:
+    """The layers the output depends on, in the order they were made (a topological one)."""
+    need, stack = {last}, [last]
+    while stack:
+        lay = ctx.layers[stack.pop()]
+        refs = [*lay.inputs, *([lay.args["to"]] if "to" in lay.args else [])]
+        for i in refs:
+            if i != INPUT and i not in need:
+                need.add(i)
+                stack.append(i)
+    return [lay for key, lay in ctx.layers.items() if key in need]
+
+
+def build_spec(
+    ctx: Importer, layers: list[Lay], last: str, name: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The spec mapping (names unique, each layer's inputs where they are not the previous
+    layer) and the weights under `<layer>.<tensor>`."""
+    final: dict[str, str] = {INPUT: INPUT}
+    taken = {INPUT}
+    for lay in layers:
+        base, k = lay.base, 1
+        candidate = base
+        while candidate in taken:
+            candidate = f"{base}_{k}"
+            k += 1
+        taken.add(candidate)
+        final[lay.name] = candidate
+    items, weights, prev = [], {}, INPUT
+    for lay in layers:
+        args = {k: (final[v] if k == "to" else v) for k, v in lay.args.items()}
+        item: dict[str, Any] = {lay.kind: args or None, "name": final[lay.name]}
+        ins = [final[i] for i in lay.inputs]
+        if ins != [prev]:
+            item["inputs"] = ins
+        items.append(item)
+        prev = final[lay.name]
+        for t, w in lay.weights.items():
+            weights[f"{final[lay.name]}.{t}"] = np.ascontiguousarray(w, dtype=np.float32)
+    assert final[last] == prev  # the output is the last layer
+    title = name if NAME_RE.match(name) else "imported"
+    return {"name": title, "input": list(ctx.input_shape), "layers": items}, weights
