@@ -41,7 +41,7 @@ from .onnx_ops import (
     op_matmul,
     op_softmax,
 )
-from .onnx_patterns import build_spec, hard_swish_nodes, join_patterns
+from .onnx_patterns import build_spec, gelu_nodes, hard_swish_nodes, join_patterns
 from .onnx_recurrent import op_recurrent
 from .onnx_views import (
     op_add,
@@ -105,10 +105,8 @@ OPS = {
     "RNN": op_recurrent,
 }
 # Evaluated when every input is a constant (shape arithmetic, weight reordering), never a layer.
-CONSTANT_OPS = frozenset(
-    {"Constant", "ConstantOfShape", "Cast", "Range", "Expand", "Equal", "Where", "Div", "Sub"}
-    | set(OPS)
-)
+FOLD_ONLY = frozenset({"Constant", "ConstantOfShape", "Cast", "Range", "Expand", "Equal", "Where"})
+CONSTANT_OPS = FOLD_ONLY | {"Div", "Sub"} | set(OPS)
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 
 
@@ -223,6 +221,7 @@ def _walk(ctx: Importer) -> list[Problem]:
             reasons.append(reason)
 
     claimed = hard_swish_nodes(ctx)
+    gelus = gelu_nodes(ctx)
     for k, node in enumerate(ctx.model.graph.node):
         label = node.name or f"#{k} ({node.op_type})"
         ins = [i for i in node.input if i]
@@ -237,9 +236,18 @@ def _walk(ctx: Importer) -> list[Problem]:
             refuse(f"{node.domain}.{node.op_type}", label, "an operator outside the ONNX standard")
             poisoned.update(outs)
             continue
+        if node.name and node.name in gelus and not any(i in poisoned for i in ins):
+            if gelus[node.name]:  # the last node of an erf-form GELU: the layer
+                try:
+                    src = ctx.source(ctx.val(gelus[node.name]), node)
+                    ctx.add(node, "gelu", {}, [src])
+                except Unsupported as exc:
+                    refuse("Erf", label, str(exc))
+                    poisoned.update(outs)
+            continue
         if any(i in poisoned for i in ins):  # after a refused node: only unknown ops are listed
             poisoned.update(outs)
-            if node.op_type not in CONSTANT_OPS:
+            if node.op_type not in OPS and node.op_type not in FOLD_ONLY:
                 refuse(node.op_type, label, "no netspec equivalent")
             continue
         if (

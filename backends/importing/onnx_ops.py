@@ -273,7 +273,7 @@ def op_clip(ctx: Importer, node: onnx.NodeProto) -> None:
         hi = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.inf
         if lo is None or hi is None:
             raise Unsupported("computed bounds")
-    lo, hi = float(np.asarray(lo)), float(np.asarray(hi))
+    lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in (lo, hi))
     src = ctx.source(ctx.val(node.input[0]), node)
     if (lo, hi) == (0.0, 6.0):
         ctx.add(node, "relu6", {}, [src])

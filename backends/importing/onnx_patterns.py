@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import onnx
 from onnx import numpy_helper
 
 from netspec.items import INPUT, NAME_RE
@@ -21,10 +22,7 @@ def hard_swish_nodes(ctx: Importer) -> set[str]:
     """Names of the nodes of x * Clip(x + 3, 0, 6) / 6 (hard-swish written out, as tf2onnx and
     paddle2onnx do), refused together as one hard_swish."""
     graph = ctx.model.graph
-    consts = dict(ctx.consts)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    consts = _consts(ctx)
     made = {o: n for n in graph.node for o in n.output}
 
     def is_const(name: str, value: float) -> bool:
@@ -46,6 +44,77 @@ def hard_swish_nodes(ctx: Importer) -> set[str]:
                 if other and is_const(other[0], 3.0):
                     found |= {div.name, mul.name, clip.name, add.name}
     return found
+
+
+def gelu_nodes(ctx: Importer) -> dict[str, str]:
+    """GELU written out with Erf (below opset 20): netspec's 0.5x * (1 + erf(x * 1/sqrt 2)) and
+    torch's x * (1 + erf(x / sqrt 2)) * 0.5. Node name -> x for the last node of each, "" for
+    the others (computed by the one gelu layer)."""
+    graph = ctx.model.graph
+    consts = _consts(ctx)
+    made = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def is_const(name: str, value: float) -> bool:
+        c = consts.get(name)
+        return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - value) < 1e-6
+
+    def other(node: onnx.NodeProto, name: str) -> str:
+        rest = [i for i in node.input if i != name]
+        return rest[0] if len(rest) == 1 else ""
+
+    found: dict[str, str] = {}
+    for erf in graph.node:
+        arg = made.get(erf.input[0]) if erf.op_type == "Erf" else None
+        if arg is None or len(arg.input) != 2:
+            continue
+        x = arg.input[0]
+        if not (
+            (arg.op_type == "Mul" and is_const(arg.input[1], 0.5**0.5))
+            or (arg.op_type == "Div" and is_const(arg.input[1], 2**0.5))
+        ):
+            continue
+        adds = readers.get(erf.output[0], [])
+        if (
+            len(adds) != 1
+            or adds[0].op_type != "Add"
+            or not is_const(other(adds[0], erf.output[0]), 1.0)
+        ):
+            continue
+        add = adds[0]
+        muls = readers.get(add.output[0], [])
+        if len(muls) != 1 or muls[0].op_type != "Mul":
+            continue
+        m1 = muls[0]
+        factor = made.get(other(m1, add.output[0]))
+        if (
+            factor is not None
+            and factor.op_type == "Mul"
+            and set(factor.input) >= {x}
+            and is_const(other(factor, x), 0.5)
+        ):
+            found |= {arg.name: "", erf.name: "", add.name: "", factor.name: "", m1.name: x}
+            continue
+        last = readers.get(m1.output[0], [])
+        if (
+            other(m1, add.output[0]) == x
+            and len(last) == 1
+            and last[0].op_type == "Mul"
+            and is_const(other(last[0], m1.output[0]), 0.5)
+        ):
+            found |= {arg.name: "", erf.name: "", add.name: "", m1.name: "", last[0].name: x}
+    return found
+
+
+def _consts(ctx: Importer) -> dict[str, np.ndarray]:
+    consts = dict(ctx.consts)
+    for node in ctx.model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return consts
 
 
 def join_patterns(ctx: Importer, last: str, own: bool) -> tuple[list[Lay], str]:
@@ -156,7 +225,7 @@ def build_spec(
         items.append(item)
         prev = final[lay.name]
         for t, w in lay.weights.items():
-            weights[f"{final[lay.name]}.{t}"] = np.ascontiguousarray(w, dtype=np.float32)
+            weights[f"{final[lay.name]}.{t}"] = np.array(w, dtype=np.float32, order="C")
     assert final[last] == prev  # the output is the last layer
     title = name if NAME_RE.match(name) else "imported"
     return {"name": title, "input": list(ctx.input_shape), "layers": items}, weights

@@ -142,7 +142,9 @@ def op_squeeze(ctx: Importer, node: onnx.NodeProto) -> None:
     )
 
 
-def _reshaped(ctx: Importer, node: onnx.NodeProto, v: Val, dims: tuple[int, ...]) -> None:
+def _reshaped(
+    ctx: Importer, node: onnx.NodeProto, v: Val, dims: tuple[int, ...], flatten: bool = True
+) -> None:
     """The node's output: `v` with the per-sample shape `dims` (same values, same order)."""
     if v.tokens and v.tokens[0] == (0, 0) and c_order(v.tokens[1:]):
         if tuple(dims) == tuple(ctx.shape_of(v.layer)):  # the layer's own value: no layer
@@ -152,7 +154,7 @@ def _reshaped(ctx: Importer, node: onnx.NodeProto, v: Val, dims: tuple[int, ...]
         src = v.layer
     else:
         src = ctx.source(v, node)
-    if len(dims) == 1:
+    if len(dims) == 1 and flatten:
         ctx.add(node, "flatten", {}, [src])
     else:
         ctx.add(node, "reshape", {"shape": list(dims)}, [src])
@@ -186,12 +188,13 @@ def op_reshape(ctx: Importer, node: onnx.NodeProto) -> None:
         if d == BATCH:
             raise Unsupported(f"a reshape to {target} that moves the batch axis")
         dims.append(d)
-    if -1 in dims:
+    inferred = -1 in dims  # [batch, -1] is a flatten; explicit sizes, a reshape
+    if inferred:
         known = int(np.prod([d for d in dims if d != -1]))
         dims[dims.index(-1)] = count // known if known else 0
     if int(np.prod(dims)) != count:
         raise Unsupported(f"a reshape to {target} of a per-sample size {count}")
-    _reshaped(ctx, node, v, tuple(dims))
+    _reshaped(ctx, node, v, tuple(dims), flatten=inferred)
 
 
 def op_shape(ctx: Importer, node: onnx.NodeProto) -> None:
@@ -264,7 +267,7 @@ def op_pad(ctx: Importer, node: onnx.NodeProto) -> None:
         value = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else 0.0
         if len(node.input) > 3 and node.input[3]:
             raise Unsupported("the axes input")
-    if value is None or float(np.asarray(value)) != 0.0:
+    if value is None or np.any(np.asarray(value) != 0):
         raise Unsupported("a pad value other than zero")
     v = ctx.val(node.input[0])
     if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
