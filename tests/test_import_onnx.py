@@ -51,7 +51,8 @@ def check_parity(path: Path, imported, folded: int | None = 0) -> None:
     if folded is None:
         return
     model = onnx.load(str(path))
-    elements = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    floats = [t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT]
+    elements = sum(int(np.prod(t.dims)) for t in floats)  # not the int64 shapes and pads
     assert sum(n.params for n in graph.nodes) == elements - folded
 
 
@@ -309,3 +310,294 @@ def test_torch_export_imports_with_onnxruntime_outputs(tmp_path, name):
     assert [n.kind for n in compiled(imported).nodes] == kinds
     assert imported.producer.startswith("onnx: pytorch")
     check_parity(path, imported, folded)
+
+
+# --- graphs as other producers write them ------------------------------------------------------
+
+
+def node(op: str, ins: list[str], out: str, **attrs) -> onnx.NodeProto:
+    return helper.make_node(op, ins, [out], name=out, **attrs)
+
+
+def test_matmul_and_add_become_dense_layers(tmp_path):
+    inits = {"w1": f32(6, 4), "b1": f32(4), "w2": f32(4, 3), "b2": f32(1, 3)}
+    nodes = [
+        node("MatMul", ["x", "w1"], "fc1"),
+        node("Add", ["fc1", "b1"], "fc1_bias"),
+        node("Relu", ["fc1_bias"], "act"),
+        node("MatMul", ["act", "w2"], "fc2"),
+        node("Add", ["b2", "fc2"], "y"),
+    ]
+    path = save(tmp_path, nodes, inits, [6])
+    imported = read_onnx(path)
+    layers = imported.spec["layers"]
+    assert [next(iter(item)) for item in layers] == ["dense", "dense"]
+    assert layers[0]["dense"] == {"units": 4, "activation": "relu"}
+    check_parity(path, imported)
+
+
+def test_pads_before_a_convolution(tmp_path):
+    """A symmetric Pad becomes the convolution's padding; an asymmetric one a zeropad2d."""
+    inits = {
+        "p1": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+        "w1": f32(4, 2, 3, 3),
+        "b1": f32(4),
+        "p2": np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64),
+        "w2": f32(3, 4, 3, 3),
+    }
+    nodes = [
+        node("Pad", ["x", "p1"], "pad1", mode="constant"),
+        node("Conv", ["pad1", "w1", "b1"], "conv1", kernel_shape=[3, 3]),
+        node("Pad", ["conv1", "p2"], "pad2"),
+        node("Conv", ["pad2", "w2"], "y", kernel_shape=[3, 3], strides=[2, 2]),
+    ]
+    path = save(tmp_path, nodes, inits, [2, 8, 8])
+    imported = read_onnx(path)
+    kinds = [next(iter(item)) for item in imported.spec["layers"]]
+    assert kinds == ["conv2d", "zeropad2d", "conv2d"]
+    assert imported.spec["layers"][0]["conv2d"]["padding"] == 1
+    assert imported.spec["layers"][1]["zeropad2d"] == {"padding": [0, 1, 0, 1]}
+    check_parity(path, imported)
+
+
+def test_shape_gather_reshape_chain_is_a_flatten(tmp_path):
+    inits = {"w": f32(3, 2, 3, 3), "i0": np.array(0, np.int64), "ax": np.array([0], np.int64)}
+    inits |= {"minus1": np.array([-1], np.int64), "fw": f32(5, 12), "fb": f32(5)}
+    nodes = [
+        node("Conv", ["x", "w"], "conv", kernel_shape=[3, 3]),
+        node("Shape", ["conv"], "shape"),
+        node("Gather", ["shape", "i0"], "batch", axis=0),
+        node("Unsqueeze", ["batch", "ax"], "batch1"),
+        node("Concat", ["batch1", "minus1"], "target", axis=0),
+        node("Reshape", ["conv", "target"], "flat"),
+        node("Gemm", ["flat", "fw", "fb"], "y", transB=1),
+    ]
+    path = save(tmp_path, nodes, inits, [2, 4, 4])
+    imported = read_onnx(path)
+    assert [next(iter(item)) for item in imported.spec["layers"]] == ["conv2d", "flatten", "dense"]
+    check_parity(path, imported)
+
+
+def squeeze_excite(gate: str) -> tuple[list, dict]:
+    inits = {"w1": f32(2, 8, 1, 1), "b1": f32(2), "w2": f32(8, 2, 1, 1), "b2": f32(8)}
+    nodes = [
+        node("GlobalAveragePool", ["x"], "squeeze"),
+        node("Conv", ["squeeze", "w1", "b1"], "reduce", kernel_shape=[1, 1]),
+        node("Relu", ["reduce"], "reduce_act"),
+        node("Conv", ["reduce_act", "w2", "b2"], "expand", kernel_shape=[1, 1]),
+        node(gate, ["expand"], "gate"),
+        node("Mul", ["x", "gate"], "y"),
+    ]
+    return nodes, inits
+
+
+def test_squeeze_excite_with_a_sigmoid_gate_is_a_multiply(tmp_path):
+    path = save(tmp_path, *squeeze_excite("Sigmoid"), [8, 5, 5])
+    imported = read_onnx(path)
+    layers = imported.spec["layers"]
+    assert [next(iter(item)) for item in layers] == [
+        "global_avgpool2d",
+        "conv2d",
+        "conv2d",
+        "multiply",
+    ]
+    assert layers[0]["global_avgpool2d"] == {"keepdims": True}
+    assert layers[2]["conv2d"]["activation"] == "sigmoid"
+    assert layers[3]["inputs"] == ["input", "expand"]
+    check_parity(path, imported)
+
+
+def test_squeeze_excite_with_hard_sigmoid_is_refused_by_name(tmp_path):
+    path = save(tmp_path, *squeeze_excite("HardSigmoid"), [8, 5, 5])
+    with pytest.raises(DataError) as err:
+        read_onnx(path)
+    (problem,) = err.value.problems
+    assert "HardSigmoid (1 node: gate)" in problem.message
+    assert "no hard_sigmoid" in problem.message
+
+
+def test_hard_swish_written_out_is_refused_as_one_hard_swish(tmp_path):
+    inits = {"w": f32(4, 2, 3, 3), "three": np.array(3.0, np.float32)}
+    inits |= {"zero": np.array(0.0, np.float32), "six": np.array(6.0, np.float32)}
+    nodes = [
+        node("Conv", ["x", "w"], "conv", kernel_shape=[3, 3]),
+        node("Add", ["conv", "three"], "hs_add"),
+        node("Clip", ["hs_add", "zero", "six"], "hs_clip"),
+        node("Mul", ["conv", "hs_clip"], "hs_mul"),
+        node("Div", ["hs_mul", "six"], "hs_div"),
+        node("Relu", ["hs_div"], "y"),
+    ]
+    path = save(tmp_path, nodes, inits, [2, 6, 6])
+    with pytest.raises(DataError) as err:
+        read_onnx(path)
+    (problem,) = err.value.problems
+    assert (
+        "hard_swish (Add/Clip/Mul/Div) (4 nodes: hs_add, hs_clip, hs_mul, hs_div)"
+        in problem.message
+    )
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+def test_every_unsupported_op_type_is_listed_once_with_its_nodes_and_count(tmp_path):
+    nodes = [
+        node("Sin", ["x"], "sin1"),
+        node("Relu", ["sin1"], "after"),  # downstream of a refusal: not listed
+        node("Sin", ["after"], "sin2"),
+        node("Sub", ["sin2", "x"], "diff"),
+        node("Mul", ["diff", "k"], "y"),
+    ]
+    path = save(tmp_path, nodes, {"k": np.array(2.0, np.float32)}, [4])
+    with pytest.raises(DataError) as err:
+        read_onnx(path)
+    messages = [p.message for p in err.value.problems]
+    assert len(messages) == 2
+    assert messages[0].startswith("cannot import Sin (2 nodes: sin1, sin2)")
+    assert messages[1].startswith("cannot import Sub (1 node: diff)")
+    assert all(p.file == str(path) for p in err.value.problems)
+
+
+REFUSED = {
+    # op: (nodes, initializers, input shape, words of the message)
+    "conv3d": (
+        [node("Conv", ["x", "w"], "y", kernel_shape=[1, 1, 1])],
+        {"w": f32(2, 1, 1, 1, 1)},
+        [1, 2, 2, 2],
+        "input 'x' has rank 5",  # volumes: refused at the input, before any node
+    ),
+    "clip": (
+        [node("Clip", ["x", "lo", "hi"], "y")],
+        {"lo": np.array(-1.0, np.float32), "hi": np.array(1.0, np.float32)},
+        [4],
+        "Clip (1 node: y): Clip(-1, 1)",
+    ),
+    "resize_cubic": (
+        [node("Resize", ["x", "", "s"], "y", mode="cubic")],
+        {"s": np.array([1, 1, 2, 2], np.float32)},
+        [1, 2, 2],
+        "Resize (1 node: y): mode cubic",
+    ),
+    "gru_reset_before": (
+        [node("GRU", ["xt", "w", "r"], "yg", hidden_size=2), node("Relu", ["yg"], "y")],
+        {"w": f32(1, 6, 3), "r": f32(1, 6, 2)},
+        [4, 3],
+        "GRU (1 node: yg): linear_before_reset=0",
+    ),
+    "avgpool_include_pad": (
+        [
+            node(
+                "AveragePool",
+                ["x"],
+                "y",
+                kernel_shape=[3, 3],
+                pads=[1, 1, 1, 1],
+                count_include_pad=1,
+            )
+        ],
+        {},
+        [1, 4, 4],
+        "count_include_pad=1",
+    ),
+    "matmul_of_two_tensors": (
+        [node("MatMul", ["x", "x"], "y")],
+        {},
+        [3, 3],
+        "MatMul (1 node: y): a product of two computed tensors",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_refusals_name_the_node_and_the_reason(tmp_path, case):
+    nodes, inits, shape, words = REFUSED[case]
+    if case == "gru_reset_before":  # the sequence time-major, as recurrent ops take it
+        nodes = [node("Transpose", ["x"], "xt", perm=[1, 0, 2]), *nodes]
+    path = save(tmp_path, nodes, inits, shape)
+    with pytest.raises(DataError) as err:
+        read_onnx(path)
+    assert words in err.value.format()
+
+
+def test_dynamic_dimensions_need_an_input_shape(tmp_path):
+    inits = {"w": f32(3, 2, 3, 3)}
+    graph = helper.make_graph(
+        [node("Conv", ["x", "w"], "conv", kernel_shape=[3, 3]), node("Relu", ["conv"], "y")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(DataError) as err:
+        read_onnx(path)
+    assert "dynamic dimensions [?, 2, ?, ?]" in err.value.format()
+    assert "--input-shape" in err.value.format()
+    with pytest.raises(DataError, match="does not fit"):
+        read_onnx(path, (3, 8, 8))
+    imported = read_onnx(path, (2, 8, 8))
+    assert imported.spec["input"] == [2, 8, 8]
+    assert imported.spec["layers"][0]["conv2d"]["activation"] == "relu"
+
+
+# --- bad files ---------------------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_onnx_and_a_truncated_one(tmp_path):
+    text = tmp_path / "notes.onnx"
+    text.write_text("hello, this is not a model\n")
+    with pytest.raises(DataError, match="not an ONNX model") as err:
+        read_onnx(text)
+    assert err.value.problems[0].file == str(text)
+    path = save(tmp_path, [node("Relu", ["x"], "y")], {}, [4])
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(path.read_bytes()[:-9])
+    with pytest.raises(DataError, match="not an ONNX model, or a truncated one"):
+        read_onnx(cut)
+    with pytest.raises(DataError, match="no such ONNX file"):
+        read_onnx(tmp_path / "missing.onnx")
+
+
+def external(tmp_path: Path, location: str) -> Path:
+    """A dense model whose weight lives in an external data file at `location`."""
+    w = f32(4, 3)
+    tensor = numpy_helper.from_array(w, "w")
+    data = (tmp_path / location).resolve()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(w.tobytes())
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in {"location": location, "offset": "0", "length": str(w.nbytes)}.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [node("MatMul", ["x", "w"], "y")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[tensor],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "model" / "ext.onnx"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_external_data_inside_the_folder_is_read_and_outside_it_refused(tmp_path):
+    inside = external(tmp_path, "model/weights.bin")
+    # the location is relative to the model's folder: rewrite it as the model sees it
+    model = onnx.load(str(inside), load_external_data=False)
+    model.graph.initializer[0].external_data[0].value = "weights.bin"
+    inside.write_bytes(model.SerializeToString())
+    imported = read_onnx(inside)
+    assert imported.weights["y.weight"].shape == (3, 4)
+    outside = external(tmp_path, "secret.bin")
+    model = onnx.load(str(outside), load_external_data=False)
+    model.graph.initializer[0].external_data[0].value = "../secret.bin"
+    outside.write_bytes(model.SerializeToString())
+    with pytest.raises(DataError, match="outside the model's folder") as err:
+        read_onnx(outside)
+    assert err.value.problems[0].file == str(outside)
