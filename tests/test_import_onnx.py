@@ -144,6 +144,21 @@ layers:
   - reshape: {shape: [48]}
   - dense: {units: 2}
 """,
+    "attention": """
+name: att
+input: [6, 8]
+layers:
+  - dense: {units: 8}
+    name: emb
+  - multi_head_attention: {num_heads: 2, key_dim: 4, value_dim: 3, causal: true}
+  - add:
+    inputs: [emb, multi_head_attention]
+  - layernorm
+  - multi_head_attention: {num_heads: 1, key_dim: 5}
+    inputs: [layernorm, emb]
+  - seq_pool: {op: mean}
+  - dense: {units: 3, activation: softmax}
+""",
     "bidirectional_last": """
 name: bi
 input: [7, 3]
@@ -200,6 +215,15 @@ def test_round_trip_gives_the_same_spec_and_bit_identical_weights(tmp_path, name
         assert imported.weights[key].tobytes() == value.tobytes(), key
     # netspec's export adds index constants (gate orders, shapes): only the outputs compared
     check_parity(path, imported, folded=None)
+
+
+def test_a_fixed_batch_size_becomes_free(tmp_path):
+    graph = netspec.compile_text(spec_text("mnist_lstm"))
+    path = tmp_path / "model.onnx"
+    onnx.save(export_onnx(graph, random_weights(graph), batch=1), str(path))
+    imported = read_onnx(path)
+    assert [n.kind for n in compiled(imported).nodes] == ["reshape", "lstm", "dense"]
+    assert any("fixed batch size 1" in note for note in imported.notes)
 
 
 def test_round_trip_of_a_folded_export_computes_the_same(tmp_path):
@@ -305,6 +329,7 @@ def test_torch_export_imports_with_onnxruntime_outputs(tmp_path, name):
             input_names=["x"],
             output_names=["y"],
             dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            do_constant_folding=name != "convnet_bn",
         )
     imported = read_onnx(path)
     assert [n.kind for n in compiled(imported).nodes] == kinds

@@ -41,7 +41,13 @@ from .onnx_ops import (
     op_matmul,
     op_softmax,
 )
-from .onnx_patterns import build_spec, gelu_nodes, hard_swish_nodes, join_patterns
+from .onnx_patterns import (
+    attention_groups,
+    build_spec,
+    gelu_nodes,
+    hard_swish_nodes,
+    join_patterns,
+)
 from .onnx_recurrent import op_recurrent
 from .onnx_views import (
     op_add,
@@ -222,6 +228,7 @@ def _walk(ctx: Importer) -> list[Problem]:
 
     claimed = hard_swish_nodes(ctx)
     gelus = gelu_nodes(ctx)
+    attention = attention_groups(ctx)
     for k, node in enumerate(ctx.model.graph.node):
         label = node.name or f"#{k} ({node.op_type})"
         ins = [i for i in node.input if i]
@@ -243,6 +250,15 @@ def _walk(ctx: Importer) -> list[Problem]:
                     ctx.add(node, "gelu", {}, [src])
                 except Unsupported as exc:
                     refuse("Erf", label, str(exc))
+                    poisoned.update(outs)
+            continue
+        if node.name and node.name in attention:
+            _, need = attention[node.name]
+            if need:  # the node that writes the attention's output: the one layer
+                try:
+                    _attention(ctx, node, need)
+                except Unsupported as exc:
+                    refuse("multi_head_attention", label, str(exc))
                     poisoned.update(outs)
             continue
         if any(i in poisoned for i in ins):  # after a refused node: only unknown ops are listed
@@ -284,6 +300,13 @@ def _walk(ctx: Importer) -> list[Problem]:
         )
         for op, (names, reasons) in failed.items()
     ]
+
+
+def _attention(ctx: Importer, node: onnx.NodeProto, need: dict) -> None:
+    query = ctx.source(ctx.val(need["query"]), node)
+    value = ctx.source(ctx.val(need["value"]), node)
+    inputs = [query] if query == value else [query, value]
+    ctx.add(node, "multi_head_attention", need["args"], inputs, need["weights"])
 
 
 def _evaluate(ctx: Importer, node: onnx.NodeProto) -> None:

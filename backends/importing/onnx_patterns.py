@@ -109,6 +109,64 @@ def gelu_nodes(ctx: Importer) -> dict[str, str]:
     return found
 
 
+ATTENTION = ("query", "key", "value", "output")
+
+
+def attention_groups(ctx: Importer) -> dict[str, tuple[str, dict[str, object]]]:
+    """netspec's own multi_head_attention exports (initializers `<layer>.query_kernel`, ...;
+    nodes `<layer>/...`): node name -> (layer, what it needs) for the node that writes the
+    layer's output, (layer, {}) for the others, which the one layer computes."""
+    graph = ctx.model.graph
+    found: dict[str, tuple[str, dict[str, object]]] = {}
+    layers = [
+        t.name[: -len(".query_kernel")]
+        for t in graph.initializer
+        if t.name.endswith(".query_kernel")
+    ]
+    for layer in layers:
+        names = [f"{layer}.{w}_{p}" for w in ATTENTION for p in ("kernel", "bias")]
+        if not all(n in ctx.consts for n in names):
+            continue
+        group = [n for n in graph.node if n.name.startswith(f"{layer}/")]
+        ids = {id(n) for n in group}
+        used = {i for n in graph.node if id(n) not in ids for i in n.input}
+        used |= {o.name for o in graph.output}
+        finals = [n for n in group if any(o in used for o in n.output if o)]
+        ops = {n.op_type for n in group}
+        reads = {
+            n.input[1]: n.input[0] for n in group if n.op_type == "MatMul" and len(n.input) == 2
+        }
+        biased = {o for m in group if f"{layer}.query_bias" in m.input for o in m.output}
+        split = [n for n in group if n.op_type == "Reshape" and n.input[0] in biased]
+        heads = ctx.consts.get(split[0].input[1]) if split else None
+        if len(finals) != 1 or heads is None or "Less" in ops:
+            continue  # not the export's form (or its padded keys masked): op by op
+        num_heads, key_dim = int(heads[2]), int(heads[3])
+        value_dim = ctx.consts[f"{layer}.value_kernel"].shape[1] // num_heads
+        spec: dict[str, object] = {
+            "query": reads.get(f"{layer}.query_kernel"),
+            "value": reads.get(f"{layer}.key_kernel"),
+            "args": {
+                "num_heads": num_heads,
+                "key_dim": key_dim,
+                **({"value_dim": value_dim} if value_dim != key_dim else {}),
+                **(
+                    {"causal": True}
+                    if "LessOrEqual" in ops or f"{layer}/causal_mask" in ctx.consts
+                    else {}
+                ),
+            },
+            "weights": {
+                f"{w}_{p}": ctx.consts[f"{layer}.{w}_{p}"]
+                for w in ATTENTION
+                for p in ("kernel", "bias")
+            },
+        }
+        for n in group:
+            found[n.name] = (layer, spec if n is finals[0] else {})
+    return found
+
+
 def _consts(ctx: Importer) -> dict[str, np.ndarray]:
     consts = dict(ctx.consts)
     for node in ctx.model.graph.node:
