@@ -292,6 +292,16 @@ class LSTMClassifier(nn.Module):
         return self.fc(out[:, -1, :])
 
 
+class BiGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.fc = nn.GRU(5, 4, batch_first=True, bidirectional=True), nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)  # [B, T, 2 * 4]: torch reshapes ONNX's [T, 2, B, 4] to it
+        return self.fc(out.mean(1))
+
+
 TORCH = {
     # name: (module, per-sample input, kinds expected, initializer elements the import combines)
     "convnet": (
@@ -303,6 +313,7 @@ TORCH = {
     "residual": (Residual, (4, 8, 8), ["conv2d", "conv2d", "add", "relu"], 0),
     "mlp": (MLP, (2, 6, 6), ["flatten", "dense", "dense"], 0),
     "lstm": (LSTMClassifier, (9, 5), ["lstm", "dense"], 4 * 7),  # two biases -> one
+    "bigru": (BiGRU, (6, 5), ["gru", "seq_pool", "dense"], 0),
 }
 
 
