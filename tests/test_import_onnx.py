@@ -473,6 +473,35 @@ def test_hard_swish_written_out_is_refused_as_one_hard_swish(tmp_path):
     )
 
 
+def test_a_channels_last_input_becomes_channels_first_with_its_layout_recorded(tmp_path):
+    """tf2onnx's Keras models take NHWC and transpose it first: netspec's input is [C, H, W]."""
+    inits = {"w": f32(4, 3, 3, 3), "b": f32(4), "fw": f32(2, 4), "fb": f32(2)}
+    nodes = [
+        node("Transpose", ["x"], "nchw", perm=[0, 3, 1, 2]),
+        node("Conv", ["nchw", "w", "b"], "conv", kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
+        node("Relu", ["conv"], "act"),
+        node("ReduceMean", ["act"], "pooled", axes=[2, 3], keepdims=0),
+        node("Gemm", ["pooled", "fw", "fb"], "y", transB=1),
+    ]
+    path = save(tmp_path, nodes, inits, [6, 5, 3])
+    imported = read_onnx(path)
+    assert imported.spec["input"] == [3, 6, 5]
+    assert imported.input_layout == "NHWC"
+    assert [next(iter(item)) for item in imported.spec["layers"]] == [
+        "conv2d",
+        "global_avgpool2d",
+        "dense",
+    ]
+    assert imported.spec["layers"][0]["conv2d"]["padding"] == "same"
+    graph = compiled(imported)
+    module = load_module(graph, imported.weights)
+    x = RNG.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
@@ -495,6 +524,18 @@ def test_every_unsupported_op_type_is_listed_once_with_its_nodes_and_count(tmp_p
 
 
 REFUSED = {
+    "add_broadcast": (
+        [node("Conv", ["x", "w"], "c", kernel_shape=[1, 1]), node("Add", ["c", "x"], "y")],
+        {"w": f32(3, 1, 1, 1)},
+        [1, 4, 4],
+        "Add (1 node: y): as add: inputs c (3, 4, 4) and input (1, 4, 4) must have equal shapes",
+    ),
+    "output_is_input": (
+        [node("Identity", ["x"], "y")],
+        {},
+        [4],
+        "the output 'y' is the input",
+    ),
     # op: (nodes, initializers, input shape, words of the message)
     "conv3d": (
         [node("Conv", ["x", "w"], "y", kernel_shape=[1, 1, 1])],

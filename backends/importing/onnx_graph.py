@@ -152,6 +152,8 @@ class Importer:
         self.taken: set[str] = set()
         self.input_shape: tuple[int, ...] = ()
         self.fixed_batch: int | None = None
+        self.input_layout: str | None = None  # NHWC / NWC: the file's input is channels-last
+        self.skip: set[str] = set()  # outputs of nodes already accounted for (that Transpose)
 
     # --- values -----------------------------------------------------------------------------
 
@@ -212,7 +214,11 @@ class Importer:
             refs = {getattr(layer, r): self.shape_of(getattr(layer, r)) for r in cls.ref_fields}
             shape = tuple(layer.output_shape(shapes, refs))
         except ShapeError as exc:
-            raise Unsupported(f"as {kind}: {exc.message}") from None
+            message = exc.message
+            if exc.mismatch is not None:  # the core names the two inputs that disagree
+                a, b = (f"{inputs[k]} {shapes[k]}" for k in exc.mismatch)
+                message = message.replace("{a}", a).replace("{b}", b)
+            raise Unsupported(f"as {kind}: {message}") from None
         except ValueError as exc:  # pydantic: arguments netspec does not accept
             raise Unsupported(f"as {kind}: {first_line(exc)}") from None
         value = node.output[out] if bind else ""

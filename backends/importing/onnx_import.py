@@ -22,7 +22,7 @@ from netspec.errors import DataError, NetspecError, Problem, few, first_line
 from netspec.items import INPUT
 
 from .model import Imported
-from .onnx_graph import BATCH, Importer, Unsupported, Val, load
+from .onnx_graph import BATCH, Importer, Unsupported, Val, attrs, load
 from .onnx_ops import (
     _activation,
     _global_pool,
@@ -126,7 +126,7 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
     where = str(path)
     model = load(path)
     ctx = Importer(model, path)
-    input_name = _input(ctx, input_shape)
+    _input(ctx, input_shape)
     problems = _walk(ctx)
     outputs = list(model.graph.output)
     if len(outputs) != 1:
@@ -140,13 +140,13 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
     if problems:
         raise DataError(problems)
     out = outputs[0].name
-    if out not in ctx.vals or out == input_name:
-        raise DataError.one(f"the output '{out}' is not computed from the input", where)
-    producer = next(n for n in model.graph.node if out in n.output)
+    producer = next((n for n in model.graph.node if out in n.output), None)
     try:
-        last = ctx.source(ctx.vals[out], producer)
+        last = ctx.source(ctx.vals[out], producer) if producer and out in ctx.vals else INPUT
     except Unsupported as exc:
         raise DataError.one(f"the output '{out}': {exc}", where) from None
+    if last == INPUT:
+        raise DataError.one(f"the output '{out}' is the input: the model computes nothing", where)
     made_by = f"{model.producer_name} {model.producer_version}".strip() or "unknown producer"
     layers, last = join_patterns(ctx, last, own=model.producer_name == "netspec")
     name = model.graph.name or path.stem
@@ -157,10 +157,16 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
         notes.append(
             f"the source model had a fixed batch size {ctx.fixed_batch}; netspec's is free"
         )
-    return Imported(spec, weights, path, f"onnx: {made_by}", notes=notes)
+    if ctx.input_layout:
+        notes.append(
+            f"the source model takes {ctx.input_layout} inputs; the spec's input is channels-first"
+        )
+    return Imported(
+        spec, weights, path, f"onnx: {made_by}", input_layout=ctx.input_layout, notes=notes
+    )
 
 
-def _input(ctx: Importer, input_shape: tuple[int, ...] | None) -> str:
+def _input(ctx: Importer, input_shape: tuple[int, ...] | None) -> None:
     where = str(ctx.path)
     graph = ctx.model.graph
     inits = {t.name for t in graph.initializer}
@@ -205,10 +211,25 @@ def _input(ctx: Importer, input_shape: tuple[int, ...] | None) -> str:
             where,
             hint=f"give them with --input-shape ({len(rest)} numbers, without the batch)",
         )
-    ctx.input_shape = tuple(rest)  # type: ignore[arg-type]
     ctx.fixed_batch = batch if batch else None
-    ctx.vals[x.name] = Val(INPUT, tuple((i, 0) for i in range(len(dims))), (None, *rest))
-    return x.name
+    identity = tuple((i, 0) for i in range(len(dims)))
+    first = _channels_last(ctx, x.name, len(dims))
+    if first is not None:  # tf2onnx's channels-last input: netspec's input is channels-first
+        rest = [rest[-1], *rest[:-1]]
+        ctx.vals[first.output[0]] = Val(INPUT, identity, (None, *rest))
+        ctx.skip.add(first.output[0])
+        ctx.input_layout = {4: "NHWC", 3: "NWC"}[len(dims)]
+    ctx.input_shape = tuple(rest)  # type: ignore[arg-type]
+    ctx.vals[x.name] = Val(INPUT, identity, (None, *rest))
+
+
+def _channels_last(ctx: Importer, name: str, rank: int) -> onnx.NodeProto | None:
+    """The Transpose to channels-first that is the only reader of a channels-last input."""
+    readers = [n for n in ctx.model.graph.node if name in n.input]
+    if len(readers) != 1 or readers[0].op_type != "Transpose" or rank < 3:
+        return None
+    perm = list(attrs(readers[0]).get("perm", []))
+    return readers[0] if perm == [0, rank - 1, *range(1, rank - 1)] else None
 
 
 def _dims_text(dims: list[int | None]) -> str:
@@ -230,6 +251,8 @@ def _walk(ctx: Importer) -> list[Problem]:
     gelus = gelu_nodes(ctx)
     attention = attention_groups(ctx)
     for k, node in enumerate(ctx.model.graph.node):
+        if node.output and node.output[0] in ctx.skip:
+            continue
         label = node.name or f"#{k} ({node.op_type})"
         ins = [i for i in node.input if i]
         outs = [o for o in node.output if o]

@@ -128,8 +128,8 @@ def attention_groups(ctx: Importer) -> dict[str, tuple[str, dict[str, object]]]:
         if not all(n in ctx.consts for n in names):
             continue
         group = [n for n in graph.node if n.name.startswith(f"{layer}/")]
-        ids = {id(n) for n in group}
-        used = {i for n in graph.node if id(n) not in ids for i in n.input}
+        ids = {n.name for n in group}
+        used = {i for n in graph.node if n.name not in ids for i in n.input}
         used |= {o.name for o in graph.output}
         finals = [n for n in group if any(o in used for o in n.output if o)]
         ops = {n.op_type for n in group}
@@ -163,7 +163,7 @@ def attention_groups(ctx: Importer) -> dict[str, tuple[str, dict[str, object]]]:
             },
         }
         for n in group:
-            found[n.name] = (layer, spec if n is finals[0] else {})
+            found[n.name] = (layer, spec if n.name == finals[0].name else {})
     return found
 
 

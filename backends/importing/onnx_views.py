@@ -25,7 +25,7 @@ def _bias_target(ctx: Importer, node: onnx.NodeProto, v: Val, c: np.ndarray) -> 
     if flat.size != units:
         return False
     want = (units,) if lay.kind == "dense" else (units,) + (1,) * (len(lay.shape) - 1)
-    if c.shape[-len(want) :] != want and c.shape != (units,) * (lay.kind == "dense"):
+    if tuple(c.shape[-len(want) :]) != want:  # else it broadcasts along another axis
         return False
     del lay.args["bias"]
     lay.weights["bias"] = np.ascontiguousarray(flat, dtype=np.float32)
