@@ -502,6 +502,33 @@ def test_a_channels_last_input_becomes_channels_first_with_its_layout_recorded(t
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
+def test_scaling_and_normalization_at_the_input_become_the_preprocessing_record(tmp_path):
+    mean = np.array([0.4, 0.5, 0.6], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.2, 0.25, 0.3], np.float32).reshape(3, 1, 1)
+    inits = {"k": np.array(255.0, np.float32), "mean": mean, "std": std, "w": f32(2, 3, 1, 1)}
+    nodes = [
+        node("Div", ["x", "k"], "scaled"),
+        node("Sub", ["scaled", "mean"], "centred"),
+        node("Div", ["centred", "std"], "normed"),
+        node("Conv", ["normed", "w"], "y", kernel_shape=[1, 1]),
+    ]
+    path = save(tmp_path, nodes, inits, [3, 4, 4])
+    imported = read_onnx(path)
+    pre = imported.preprocessing
+    assert pre is not None and pre["scale"] == pytest.approx(1 / 255)
+    assert pre["mean"] == pytest.approx([0.4, 0.5, 0.6]) and pre["std"] == pytest.approx(
+        [0.2, 0.25, 0.3]
+    )
+    assert [next(iter(item)) for item in imported.spec["layers"]] == ["conv2d"]
+    module = load_module(compiled(imported), imported.weights)
+    x = RNG.uniform(0, 255, (2, 3, 4, 4)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    ready = (x * pre["scale"] - mean) / std
+    with torch.no_grad():
+        got = module(torch.from_numpy(ready.astype(np.float32))).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 

@@ -152,6 +152,7 @@ class Importer:
         self.taken: set[str] = set()
         self.input_shape: tuple[int, ...] = ()
         self.fixed_batch: int | None = None
+        self.input_value = ""  # the ONNX value that is netspec's (channels-first) input
         self.input_layout: str | None = None  # NHWC / NWC: the file's input is channels-last
         self.skip: set[str] = set()  # outputs of nodes already accounted for (that Transpose)
 

@@ -127,6 +127,7 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
     model = load(path)
     ctx = Importer(model, path)
     _input(ctx, input_shape)
+    preprocessing = _input_affine(ctx)
     problems = _walk(ctx)
     outputs = list(model.graph.output)
     if len(outputs) != 1:
@@ -161,8 +162,18 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
         notes.append(
             f"the source model takes {ctx.input_layout} inputs; the spec's input is channels-first"
         )
+    if preprocessing:
+        notes.append(
+            "the scaling and normalization at the model's input became its preprocessing record"
+        )
     return Imported(
-        spec, weights, path, f"onnx: {made_by}", input_layout=ctx.input_layout, notes=notes
+        spec,
+        weights,
+        path,
+        f"onnx: {made_by}",
+        input_layout=ctx.input_layout,
+        preprocessing=preprocessing,
+        notes=notes,
     )
 
 
@@ -219,8 +230,68 @@ def _input(ctx: Importer, input_shape: tuple[int, ...] | None) -> None:
         ctx.vals[first.output[0]] = Val(INPUT, identity, (None, *rest))
         ctx.skip.add(first.output[0])
         ctx.input_layout = {4: "NHWC", 3: "NWC"}[len(dims)]
+        ctx.input_value = first.output[0]
+    else:
+        ctx.input_value = x.name
     ctx.input_shape = tuple(rest)  # type: ignore[arg-type]
     ctx.vals[x.name] = Val(INPUT, identity, (None, *rest))
+
+
+def _input_affine(ctx: Importer) -> dict | None:
+    """x * scale, then (x - mean) / std per channel, written as Mul/Div/Sub/Add of constants
+    right at the input: the preprocessing record's steps (netspec.data.preprocess), not layers."""
+    graph = ctx.model.graph
+    start = current = ctx.input_value
+    consts = dict(ctx.consts)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    channels = ctx.input_shape[0]
+    scale, mean, std = 1.0, None, None
+    outputs = {o.name for o in graph.output}
+    rank = len(ctx.input_shape) + 1
+
+    def per_channel(c: np.ndarray) -> np.ndarray | None:
+        if c.size == 1:
+            return np.full(channels, float(c.reshape(-1)[0]))
+        want = (channels,) + (1,) * (rank - 2)
+        fits = tuple(c.shape[-len(want) :]) == want and c.size == channels
+        return c.reshape(-1).astype(np.float64) if fits else None
+
+    while True:
+        readers = [n for n in graph.node if current in n.input]
+        ops = ("Mul", "Div", "Sub", "Add")
+        if len(readers) != 1 or readers[0].op_type not in ops or current in outputs:
+            break
+        node = readers[0]
+        if node.input[0] != current or node.input[1] not in consts:
+            break
+        c = per_channel(consts[node.input[1]])
+        if c is None:
+            break
+        op = node.op_type
+        if op in ("Mul", "Div") and mean is None and std is None and np.all(c == c[0]):
+            scale = scale * float(c[0]) if op == "Mul" else scale / float(c[0])
+        elif op in ("Sub", "Add") and mean is None and std is None:
+            mean = c if op == "Sub" else -c
+        elif op == "Div" and std is None:
+            std = c
+            mean = np.zeros(channels) if mean is None else mean
+        else:
+            break
+        ctx.skip.add(node.output[0])
+        current = node.output[0]
+    if current == start:
+        return None
+    ctx.vals[current] = ctx.vals[start]
+    record: dict = {}
+    if scale != 1.0:
+        record["scale"] = float(np.float32(scale))
+    if mean is not None:
+        record["mean"] = [float(np.float32(m)) for m in mean]
+        spread = std if std is not None else np.ones(channels)
+        record["std"] = [float(np.float32(v)) for v in spread]
+    return record or None
 
 
 def _channels_last(ctx: Importer, name: str, rank: int) -> onnx.NodeProto | None:
