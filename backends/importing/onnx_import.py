@@ -2,7 +2,8 @@
 
 The graph is walked once in its (topological) order: constant subgraphs are evaluated (the
 onnx reference evaluator), layout-only ops become views of netspec values (onnx_graph.Val),
-every other op a layer (onnx_ops, onnx_views, onnx_recurrent). Then the patterns producers
+every other op a layer (onnx_ops, onnx_views, onnx_reshape, onnx_recurrent); the input is
+read first (onnx_input). Then the patterns producers
 split into several ops are joined (onnx_patterns) and the spec is compiled and its weights
 checked, so what comes back is a spec netspec accepts. Only the `onnx` package is used.
 """
@@ -22,12 +23,11 @@ from netspec.errors import DataError, NetspecError, Problem, few, first_line
 from netspec.items import INPUT
 
 from .model import Imported
-from .onnx_graph import BATCH, Importer, Unsupported, Val, attrs, load
+from .onnx_graph import BATCH, Importer, Unsupported, load
+from .onnx_input import input_affine, read_input
 from .onnx_ops import (
-    _activation,
-    _global_pool,
-    _pool,
-    _reduce,
+    activation,
+    global_pool,
     op_batchnorm,
     op_clip,
     op_conv,
@@ -40,6 +40,8 @@ from .onnx_ops import (
     op_leaky_relu,
     op_matmul,
     op_softmax,
+    pool,
+    reduce,
 )
 from .onnx_patterns import (
     attention_groups,
@@ -49,15 +51,14 @@ from .onnx_patterns import (
     join_patterns,
 )
 from .onnx_recurrent import op_recurrent
+from .onnx_reshape import op_flatten, op_reshape
 from .onnx_views import (
     op_add,
     op_concat,
-    op_flatten,
     op_gather,
     op_identity,
     op_mul,
     op_pad,
-    op_reshape,
     op_resize,
     op_shape,
     op_slice,
@@ -74,21 +75,21 @@ OPS = {
     "MatMul": op_matmul,
     "BatchNormalization": op_batchnorm,
     "LayerNormalization": op_layernorm,
-    "Relu": _activation("relu"),
-    "Sigmoid": _activation("sigmoid"),
-    "Tanh": _activation("tanh"),
+    "Relu": activation("relu"),
+    "Sigmoid": activation("sigmoid"),
+    "Tanh": activation("tanh"),
     "LeakyRelu": op_leaky_relu,
     "Softmax": op_softmax,
     "Gelu": op_gelu,
     "Clip": op_clip,
     "HardSigmoid": op_hard_sigmoid,
     "HardSwish": op_hard_swish,
-    "MaxPool": _pool("max"),
-    "AveragePool": _pool("avg"),
-    "GlobalAveragePool": _global_pool("avg"),
-    "GlobalMaxPool": _global_pool("max"),
-    "ReduceMean": _reduce("avg"),
-    "ReduceMax": _reduce("max"),
+    "MaxPool": pool("max"),
+    "AveragePool": pool("avg"),
+    "GlobalAveragePool": global_pool("avg"),
+    "GlobalMaxPool": global_pool("max"),
+    "ReduceMean": reduce("avg"),
+    "ReduceMax": reduce("max"),
     "Add": op_add,
     "Sum": op_sum,
     "Concat": op_concat,
@@ -113,7 +114,6 @@ OPS = {
 # Evaluated when every input is a constant (shape arithmetic, weight reordering), never a layer.
 FOLD_ONLY = frozenset({"Constant", "ConstantOfShape", "Cast", "Range", "Expand", "Equal", "Where"})
 CONSTANT_OPS = FOLD_ONLY | {"Div", "Sub"} | set(OPS)
-FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 
 
 def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Imported:
@@ -126,8 +126,8 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
     where = str(path)
     model = load(path)
     ctx = Importer(model, path)
-    _input(ctx, input_shape)
-    preprocessing = _input_affine(ctx)
+    read_input(ctx, input_shape)
+    preprocessing = input_affine(ctx)
     problems = _walk(ctx)
     outputs = list(model.graph.output)
     if len(outputs) != 1:
@@ -175,136 +175,6 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
         preprocessing=preprocessing,
         notes=notes,
     )
-
-
-def _input(ctx: Importer, input_shape: tuple[int, ...] | None) -> None:
-    where = str(ctx.path)
-    graph = ctx.model.graph
-    inits = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise DataError.one(
-            f"the model has {len(inputs)} inputs ({few([i.name for i in inputs])}); a netspec "
-            "network has one",
-            where,
-        )
-    (x,) = inputs
-    t = x.type.tensor_type
-    if t.elem_type not in FLOAT_TYPES:
-        raise DataError.one(
-            f"input '{x.name}' is of type {onnx.TensorProto.DataType.Name(t.elem_type)}; netspec "
-            "imports models of float inputs",
-            where,
-        )
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    if len(dims) < 2 or len(dims) > 4:
-        raise DataError.one(
-            f"input '{x.name}' has rank {len(dims)}: netspec takes [batch, features], "
-            "[batch, channels, length] or [batch, channels, height, width]",
-            where,
-        )
-    batch, rest = dims[0], dims[1:]
-    if input_shape is not None:
-        given = tuple(int(d) for d in input_shape)
-        clash = len(given) != len(rest) or any(
-            r is not None and r != g for r, g in zip(rest, given)
-        )
-        if clash:
-            raise DataError.one(
-                f"--input-shape {','.join(map(str, given))} does not fit input '{x.name}' of "
-                f"shape {_dims_text(dims)} (the first dimension is the batch)",
-                where,
-            )
-        rest = list(given)
-    if None in rest:
-        raise DataError.one(
-            f"input '{x.name}' has dynamic dimensions {_dims_text(dims)} besides the batch",
-            where,
-            hint=f"give them with --input-shape ({len(rest)} numbers, without the batch)",
-        )
-    ctx.fixed_batch = batch if batch else None
-    identity = tuple((i, 0) for i in range(len(dims)))
-    first = _channels_last(ctx, x.name, len(dims))
-    if first is not None:  # tf2onnx's channels-last input: netspec's input is channels-first
-        rest = [rest[-1], *rest[:-1]]
-        ctx.vals[first.output[0]] = Val(INPUT, identity, (None, *rest))
-        ctx.skip.add(first.output[0])
-        ctx.input_layout = {4: "NHWC", 3: "NWC"}[len(dims)]
-        ctx.input_value = first.output[0]
-    else:
-        ctx.input_value = x.name
-    ctx.input_shape = tuple(rest)  # type: ignore[arg-type]
-    ctx.vals[x.name] = Val(INPUT, identity, (None, *rest))
-
-
-def _input_affine(ctx: Importer) -> dict | None:
-    """x * scale, then (x - mean) / std per channel, written as Mul/Div/Sub/Add of constants
-    right at the input: the preprocessing record's steps (netspec.data.preprocess), not layers."""
-    graph = ctx.model.graph
-    start = current = ctx.input_value
-    consts = dict(ctx.consts)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    channels = ctx.input_shape[0]
-    scale, mean, std = 1.0, None, None
-    outputs = {o.name for o in graph.output}
-    rank = len(ctx.input_shape) + 1
-
-    def per_channel(c: np.ndarray) -> np.ndarray | None:
-        if c.size == 1:
-            return np.full(channels, float(c.reshape(-1)[0]))
-        want = (channels,) + (1,) * (rank - 2)
-        fits = tuple(c.shape[-len(want) :]) == want and c.size == channels
-        return c.reshape(-1).astype(np.float64) if fits else None
-
-    while True:
-        readers = [n for n in graph.node if current in n.input]
-        ops = ("Mul", "Div", "Sub", "Add")
-        if len(readers) != 1 or readers[0].op_type not in ops or current in outputs:
-            break
-        node = readers[0]
-        if node.input[0] != current or node.input[1] not in consts:
-            break
-        c = per_channel(consts[node.input[1]])
-        if c is None:
-            break
-        op = node.op_type
-        if op in ("Mul", "Div") and mean is None and std is None and np.all(c == c[0]):
-            scale = scale * float(c[0]) if op == "Mul" else scale / float(c[0])
-        elif op in ("Sub", "Add") and mean is None and std is None:
-            mean = c if op == "Sub" else -c
-        elif op == "Div" and std is None:
-            std = c
-            mean = np.zeros(channels) if mean is None else mean
-        else:
-            break
-        ctx.skip.add(node.output[0])
-        current = node.output[0]
-    if current == start:
-        return None
-    ctx.vals[current] = ctx.vals[start]
-    record: dict = {}
-    if scale != 1.0:
-        record["scale"] = float(np.float32(scale))
-    if mean is not None:
-        record["mean"] = [float(np.float32(m)) for m in mean]
-        spread = std if std is not None else np.ones(channels)
-        record["std"] = [float(np.float32(v)) for v in spread]
-    return record or None
-
-
-def _channels_last(ctx: Importer, name: str, rank: int) -> onnx.NodeProto | None:
-    """The Transpose to channels-first that is the only reader of a channels-last input."""
-    readers = [n for n in ctx.model.graph.node if name in n.input]
-    if len(readers) != 1 or readers[0].op_type != "Transpose" or rank < 3:
-        return None
-    perm = list(attrs(readers[0]).get("perm", []))
-    return readers[0] if perm == [0, rank - 1, *range(1, rank - 1)] else None
-
-
-def _dims_text(dims: list[int | None]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
 def _walk(ctx: Importer) -> list[Problem]:

@@ -21,7 +21,7 @@ from .onnx_graph import Importer, Unsupported, attrs, short_float
 Handler = Callable[[Importer, onnx.NodeProto], None]
 
 
-def _uniform(values: list[int]) -> int | list[int]:
+def uniform(values: list[int]) -> int | list[int]:
     """`3` for [3, 3], the list otherwise: the spec as a user would write it."""
     return values[0] if len(set(values)) == 1 else list(values)
 
@@ -54,7 +54,7 @@ def _window_args(
         raise Unsupported("auto_pad SAME_LOWER (the extra pad first)")
     begins, ends = _pads_of(node, n, a)
     wanted = [(b, e) for b, e in zip(begins, ends)]
-    for padding in ("valid", "same", _uniform(begins) if begins == ends else None):
+    for padding in ("valid", "same", uniform(begins) if begins == ends else None):
         if padding is None:
             continue
         args = {**base, "padding": padding}
@@ -88,11 +88,11 @@ def op_conv(ctx: Importer, node: onnx.NodeProto) -> None:
     src = ctx.source(ctx.val(node.input[0]), node)
     spatial = _spatial(ctx, src, n)
     kind = f"conv{n}d"
-    base: dict[str, Any] = {"filters": int(w.shape[0]), "kernel": _uniform(list(w.shape[2:]))}
+    base: dict[str, Any] = {"filters": int(w.shape[0]), "kernel": uniform(list(w.shape[2:]))}
     if any(s != 1 for s in a.get("strides", [1] * n)):
-        base["stride"] = _uniform(list(a["strides"]))
+        base["stride"] = uniform(list(a["strides"]))
     if any(d != 1 for d in a.get("dilations", [1] * n)):
-        base["dilation"] = _uniform(list(a["dilations"]))
+        base["dilation"] = uniform(list(a["dilations"]))
     if a.get("group", 1) != 1:
         base["groups"] = int(a["group"])
     weights = {"weight": w}
@@ -133,10 +133,10 @@ def op_conv_transpose(ctx: Importer, node: onnx.NodeProto) -> None:
     _spatial(ctx, src, 2)
     begins, ends = _pads_of(node, 2, a)
     extra = list(a.get("output_padding", [0, 0]))
-    base: dict[str, Any] = {"filters": int(w.shape[1]), "kernel": _uniform(list(w.shape[2:]))}
+    base: dict[str, Any] = {"filters": int(w.shape[1]), "kernel": uniform(list(w.shape[2:]))}
     for key, attr in (("stride", "strides"), ("dilation", "dilations")):
         if any(v != 1 for v in a.get(attr, [1, 1])):
-            base[key] = _uniform(list(a[attr]))
+            base[key] = uniform(list(a[attr]))
     weights = {"weight": w}
     if b is not None:
         weights["bias"] = b
@@ -145,8 +145,8 @@ def op_conv_transpose(ctx: Importer, node: onnx.NodeProto) -> None:
     # The netspec arguments whose ONNX emission has these pads and output padding.
     candidates = [{"padding": "valid"}, {"padding": "same"}]
     if begins == ends:
-        sym = {"padding": _uniform(begins)}
-        candidates += [sym, {**sym, "output_padding": _uniform(extra)}]
+        sym = {"padding": uniform(begins)}
+        candidates += [sym, {**sym, "output_padding": uniform(extra)}]
     for extra_args in candidates:
         args = {**base, **extra_args}
         try:
@@ -231,7 +231,7 @@ def op_layernorm(ctx: Importer, node: onnx.NodeProto) -> None:
 # --- activations -------------------------------------------------------------------------------
 
 
-def _activation(kind: str, **args: Any) -> Handler:
+def activation(kind: str, **args: Any) -> Handler:
     def handle(ctx: Importer, node: onnx.NodeProto) -> None:
         src = ctx.source(ctx.val(node.input[0]), node)
         ctx.add(node, kind, dict(args), [src])
@@ -294,7 +294,7 @@ def op_hard_swish(ctx: Importer, node: onnx.NodeProto) -> None:
 # --- pooling -----------------------------------------------------------------------------------
 
 
-def _pool(op: str) -> Handler:
+def pool(op: str) -> Handler:
     def handle(ctx: Importer, node: onnx.NodeProto) -> None:
         a = attrs(node)
         if len([o for o in node.output if o]) > 1:
@@ -307,10 +307,10 @@ def _pool(op: str) -> Handler:
         src = ctx.source(ctx.val(node.input[0]), node)
         spatial = _spatial(ctx, src, len(k))
         kind = f"{op}pool{len(k)}d"
-        base: dict[str, Any] = {"size": _uniform(k)}
+        base: dict[str, Any] = {"size": uniform(k)}
         strides = list(a.get("strides", [1] * len(k)))
         if strides != k:
-            base["stride"] = _uniform(strides)
+            base["stride"] = uniform(strides)
         args = _window_args(ctx, kind, base, spatial, node, a)
         if args is None:
             raise Unsupported("asymmetric pads")
@@ -324,7 +324,7 @@ def _pool(op: str) -> Handler:
     return handle
 
 
-def _global_pool(op: str) -> Handler:
+def global_pool(op: str) -> Handler:
     def handle(ctx: Importer, node: onnx.NodeProto) -> None:
         src = ctx.source(ctx.val(node.input[0]), node)
         n = len(ctx.shape_of(src)) - 1
@@ -335,7 +335,7 @@ def _global_pool(op: str) -> Handler:
     return handle
 
 
-def _reduce(op: str) -> Handler:
+def reduce(op: str) -> Handler:
     """ReduceMean/ReduceMax over every spatial axis: a global pool; over time of [T, F]: seq_pool."""
 
     def handle(ctx: Importer, node: onnx.NodeProto) -> None:
