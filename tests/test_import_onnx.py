@@ -302,6 +302,27 @@ class BiGRU(nn.Module):
         return self.fc(out.mean(1))
 
 
+class Mixed(nn.Module):
+    """Activations torch writes as several ops (GELU with Erf, SiLU as x * sigmoid(x), ReLU6 as
+    Clip), upsampling, a concat of two branches, a transposed convolution, a dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.branch = nn.Conv2d(2, 4, 1)
+        self.up = nn.ConvTranspose2d(8, 3, 2, stride=2)
+        self.head = nn.Linear(3 * 16 * 16, 4)
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x):
+        a = nn.functional.gelu(self.conv(x))
+        b = nn.functional.silu(self.branch(x))
+        y = torch.cat([nn.functional.relu6(a), nn.functional.leaky_relu(b, 0.2)], dim=1)
+        y = self.up(nn.functional.max_pool2d(y, 2))
+        y = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        return self.head(self.drop(torch.tanh(y)).flatten(1))
+
+
 TORCH = {
     # name: (module, per-sample input, kinds expected, initializer elements the import combines)
     "convnet": (
@@ -314,6 +335,13 @@ TORCH = {
     "mlp": (MLP, (2, 6, 6), ["flatten", "dense", "dense"], 0),
     "lstm": (LSTMClassifier, (9, 5), ["lstm", "dense"], 4 * 7),  # two biases -> one
     "bigru": (BiGRU, (6, 5), ["gru", "seq_pool", "dense"], 0),
+    "mixed": (
+        Mixed,
+        (2, 8, 8),
+        ["conv2d", "conv2d", "relu6", "leaky_relu", "concat", "maxpool2d"]  # gelu, silu fused
+        + ["conv_transpose2d", "upsample2d", "tanh", "flatten", "dense"],
+        0,
+    ),
 }
 
 
