@@ -338,8 +338,9 @@ TORCH = {
     "mixed": (
         Mixed,
         (2, 8, 8),
-        ["conv2d", "conv2d", "relu6", "leaky_relu", "concat", "maxpool2d"]  # gelu, silu fused
-        + ["conv_transpose2d", "upsample2d", "tanh", "flatten", "dense"],
+        # gelu and silu fused into the convolutions before them
+        "conv2d conv2d relu6 leaky_relu concat maxpool2d conv_transpose2d upsample2d tanh "
+        "flatten dense".split(),
         0,
     ),
 }
