@@ -339,8 +339,19 @@ TORCH = {
         Mixed,
         (2, 8, 8),
         # gelu and silu fused into the convolutions before them
-        "conv2d conv2d relu6 leaky_relu concat maxpool2d conv_transpose2d upsample2d tanh "
-        "flatten dense".split(),
+        [
+            "conv2d",
+            "conv2d",
+            "relu6",
+            "leaky_relu",
+            "concat",
+            "maxpool2d",
+            "conv_transpose2d",
+            "upsample2d",
+            "tanh",
+            "flatten",
+            "dense",
+        ],
         0,
     ),
 }
