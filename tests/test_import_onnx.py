@@ -226,6 +226,32 @@ def test_a_fixed_batch_size_becomes_free(tmp_path):
     assert any("fixed batch size 1" in note for note in imported.notes)
 
 
+def test_a_batchnorm_written_as_mul_and_add_is_a_batchnorm(tmp_path):
+    """netspec's export writes a batchnorm after a sigmoid as Mul and Add (OpenCV misfuses
+    the op there); tf2onnx writes folded batch normalizations the same way."""
+    text = (
+        "name: s\ninput: [6]\nlayers:\n  - dense: {units: 4, activation: sigmoid}\n  - batchnorm\n"
+    )
+    graph = netspec.compile_text(text)
+    path = tmp_path / "model.onnx"
+    onnx.save(export_onnx(graph, random_weights(graph)), str(path))
+    assert "Mul" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    imported = read_onnx(path)
+    assert [n.kind for n in compiled(imported).nodes] == ["dense", "batchnorm"]
+    check_parity(path, imported, folded=None)
+    inits = {"w": f32(3, 2, 3, 3), "g": f32(1, 3, 1, 1), "b": f32(3, 1, 1)}
+    nodes = [
+        node("Conv", ["x", "w"], "conv", kernel_shape=[3, 3]),
+        node("Mul", ["conv", "g"], "scaled"),
+        node("Add", ["scaled", "b"], "shifted"),
+        node("Relu", ["shifted"], "y"),
+    ]
+    path = save(tmp_path, nodes, inits, [2, 5, 5], name="tf.onnx")
+    imported = read_onnx(path)
+    assert [n.kind for n in compiled(imported).nodes] == ["conv2d", "batchnorm", "relu"]
+    check_parity(path, imported, folded=-6)  # the running mean and variance the import adds
+
+
 def test_round_trip_of_a_folded_export_computes_the_same(tmp_path):
     """With batchnorms folded (the default export), each is part of its convolution's weights."""
     graph = netspec.compile_text(spec_text("resnet_cifar"))

@@ -68,9 +68,55 @@ def op_concat(ctx: Importer, node: onnx.NodeProto) -> None:
     _merge(ctx, node, "concat", {} if axis == 1 else {"axis": axis - 1})
 
 
+def _channels(c: np.ndarray, dims: tuple[int | None, ...]) -> np.ndarray | None:
+    """A constant that scales or shifts each channel (ONNX axis 1) of a value of `dims`, as a
+    vector of one value per channel; None when it varies along another axis."""
+    channels, rank = dims[1], len(dims)
+    if c.size == 1:
+        return np.full(channels, c.reshape(-1)[0], dtype=np.float32)  # type: ignore[arg-type]
+    want = (channels,) + (1,) * (rank - 2)
+    if c.size != channels or tuple(c.shape[-len(want) :]) != want:
+        return None
+    return c.reshape(-1).astype(np.float32)
+
+
+def _affine(ctx: Importer, node: onnx.NodeProto) -> None:
+    """x * scale (+ shift) per channel, as tf2onnx writes a folded batch normalization and
+    netspec's export a batchnorm after a sigmoid-like activation: a batchnorm of mean 0 and
+    variance 1 - eps (so that it divides by exactly 1)."""
+    const = next(i for i in node.input if ctx.const(i) is not None)
+    v = ctx.val(next(i for i in node.input if i != const))
+    scale = _channels(ctx.const(const), v.dims)  # type: ignore[arg-type]
+    if scale is None or len(v.dims) > 4:
+        raise Unsupported("a product with a constant that is not one factor per channel")
+    readers = [n for n in ctx.model.graph.node if node.output[0] in n.input]
+    shift = np.zeros_like(scale)
+    out = node.output[0]
+    if len(readers) == 1 and readers[0].op_type == "Add" and ctx.single_reader(out):
+        add = readers[0]
+        other = [i for i in add.input if i != out]
+        c = ctx.const(other[0]) if len(other) == 1 else None
+        per = _channels(c, v.dims) if c is not None else None
+        if per is not None:
+            shift, out = per, add.output[0]
+            ctx.skip.add(out)
+    src = ctx.source(v, node)
+    eps = 1e-3  # netspec's default
+    weights = {
+        "weight": scale,
+        "bias": shift,
+        "running_mean": np.zeros_like(scale),
+        "running_var": np.full_like(scale, 1.0 - eps),
+    }
+    lay = ctx.add(node, "batchnorm", {}, [src], weights, bind=False)
+    lay.onnx_value = out
+    ctx.set_layer_value(out, lay)
+
+
 def op_mul(ctx: Importer, node: onnx.NodeProto) -> None:
     if any(ctx.const(i) is not None for i in node.input):
-        raise Unsupported("a product with a constant (netspec has no scale layer)")
+        _affine(ctx, node)
+        return
     a, b = ctx.val(node.input[0]), ctx.val(node.input[1])
     for x, s in ((a, b), (b, a)):  # x * sigmoid(x): silu
         lay = ctx.layers.get(s.layer)
