@@ -250,6 +250,11 @@ def test_a_batchnorm_written_as_mul_and_add_is_a_batchnorm(tmp_path):
     imported = read_onnx(path)
     assert [n.kind for n in compiled(imported).nodes] == ["conv2d", "batchnorm", "relu"]
     check_parity(path, imported, folded=-6)  # the running mean and variance the import adds
+    shift_only = [node("Relu", ["x"], "act"), node("Add", ["act", "b"], "y")]
+    path = save(tmp_path, shift_only, {"b": f32(2, 1, 1)}, [2, 5, 5], name="shift.onnx")
+    imported = read_onnx(path)
+    assert [n.kind for n in compiled(imported).nodes] == ["relu", "batchnorm"]
+    check_parity(path, imported, folded=-6)
 
 
 def test_round_trip_of_a_folded_export_computes_the_same(tmp_path):

@@ -41,7 +41,11 @@ def op_add(ctx: Importer, node: onnx.NodeProto) -> None:
         v, c = (ctx.val(y), cx) if cx is not None else (ctx.val(x), cy)
         if _bias_target(ctx, node, v, c):  # type: ignore[arg-type]
             return
-        raise Unsupported("an added constant that is not a dense or convolution bias")
+        shift = _channels(c, v.dims)  # type: ignore[arg-type]
+        if shift is None or len(v.dims) > 4:
+            raise Unsupported("an added constant that is neither a bias nor one per channel")
+        _batchnorm(ctx, node, v, np.ones_like(shift), shift, node.output[0])
+        return
     _merge(ctx, node, "add", {})
 
 
@@ -100,6 +104,12 @@ def _affine(ctx: Importer, node: onnx.NodeProto) -> None:
         if per is not None:
             shift, out = per, add.output[0]
             ctx.skip.add(out)
+    _batchnorm(ctx, node, v, scale, shift, out)
+
+
+def _batchnorm(
+    ctx: Importer, node: onnx.NodeProto, v: Val, scale: np.ndarray, shift: np.ndarray, out: str
+) -> None:
     src = ctx.source(v, node)
     eps = 1e-3  # netspec's default
     weights = {
