@@ -253,7 +253,7 @@ def _walk(ctx: Importer) -> list[Problem]:
         except Unsupported as exc:
             refuse(node.op_type, label, str(exc))
             poisoned.update(outs)
-        except (KeyError, IndexError, ValueError, TypeError) as exc:  # malformed node
+        except Exception as exc:  # a malformed node: refused with its reason, never a traceback
             refuse(node.op_type, label, f"a malformed node: {first_line(exc)}")
             poisoned.update(outs)
     return [
