@@ -41,6 +41,8 @@ def check_parity(path: Path, imported, folded: int | None = 0) -> None:
     graph = compiled(imported)
     module = load_module(graph, imported.weights)
     x = RNG.standard_normal((3, *graph.input_shape)).astype(np.float32)
+    if graph.nodes[0].kind == "embedding":  # token ids
+        x = RNG.integers(0, graph.nodes[0].layer.input_dim, x.shape).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     want = session.run(None, {session.get_inputs()[0].name: x})[0]
     with torch.no_grad():
@@ -56,12 +58,20 @@ def check_parity(path: Path, imported, folded: int | None = 0) -> None:
     assert sum(n.params for n in graph.nodes) == elements - folded
 
 
-def save(tmp_path: Path, nodes, inits, shape, opset: int = 13, name: str = "g.onnx") -> Path:
+def save(
+    tmp_path: Path,
+    nodes,
+    inits,
+    shape,
+    opset: int = 13,
+    name: str = "g.onnx",
+    elem=TensorProto.FLOAT,
+) -> Path:
     """A model of `nodes` from input x [N, *shape] to output y, as another producer writes it."""
     graph = helper.make_graph(
         nodes,
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
+        [helper.make_tensor_value_info("x", elem, ["N", *shape])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
     )
@@ -158,6 +168,14 @@ layers:
     inputs: [layernorm, emb]
   - seq_pool: {op: mean}
   - dense: {units: 3, activation: softmax}
+""",
+    "tokens": """
+name: tok
+input: [10]
+layers:
+  - embedding: {input_dim: 20, output_dim: 6}
+  - lstm: {units: 5}
+  - dense: {units: 2, activation: softmax}
 """,
     "bidirectional_last": """
 name: bi
@@ -598,6 +616,24 @@ def test_scaling_and_normalization_at_the_input_become_the_preprocessing_record(
     with torch.no_grad():
         got = module(torch.from_numpy(ready.astype(np.float32))).numpy()
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def test_integer_token_ids_and_a_table_lookup_are_an_embedding(tmp_path):
+    inits = {"table": f32(12, 4), "fw": f32(3, 4), "fb": f32(3)}
+    nodes = [
+        node("Gather", ["table", "x"], "emb", axis=0),
+        node("ReduceMean", ["emb"], "mean", axes=[1], keepdims=0),
+        node("Gemm", ["mean", "fw", "fb"], "y", transB=1),
+    ]
+    path = save(tmp_path, nodes, inits, [5], elem=TensorProto.INT64)
+    imported = read_onnx(path)
+    graph = compiled(imported)
+    assert [n.kind for n in graph.nodes] == ["embedding", "seq_pool", "dense"]
+    ids = RNG.integers(0, 12, (3, 5))
+    want = ort.InferenceSession(str(path)).run(None, {"x": ids})[0]
+    with torch.no_grad():
+        got = load_module(graph, imported.weights)(torch.from_numpy(ids.astype(np.float32)))
+    assert np.abs(got.numpy() - want).max() <= 1e-5
 
 
 # --- refusals ----------------------------------------------------------------------------------

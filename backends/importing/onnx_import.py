@@ -54,6 +54,7 @@ from .onnx_recurrent import op_recurrent
 from .onnx_reshape import op_flatten, op_reshape
 from .onnx_views import (
     op_add,
+    op_cast,
     op_concat,
     op_gather,
     op_identity,
@@ -95,6 +96,7 @@ OPS = {
     "Concat": op_concat,
     "Mul": op_mul,
     "Identity": op_identity,
+    "Cast": op_cast,
     "Dropout": op_identity,
     "Transpose": op_transpose,
     "Unsqueeze": op_unsqueeze,

@@ -11,7 +11,14 @@ from netspec.items import INPUT
 
 from .onnx_graph import Importer, Val, attrs
 
-FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+# Float inputs, and integer ones (token ids: netspec's input is float, its embedding truncates).
+INPUT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.INT32,
+}
 
 
 def read_input(ctx: Importer, input_shape: tuple[int, ...] | None) -> None:
@@ -27,10 +34,10 @@ def read_input(ctx: Importer, input_shape: tuple[int, ...] | None) -> None:
         )
     (x,) = inputs
     t = x.type.tensor_type
-    if t.elem_type not in FLOAT_TYPES:
+    if t.elem_type not in INPUT_TYPES:
         raise DataError.one(
             f"input '{x.name}' is of type {onnx.TensorProto.DataType.Name(t.elem_type)}; netspec "
-            "imports models of float inputs",
+            "imports models of number inputs",
             where,
         )
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]

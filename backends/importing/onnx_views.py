@@ -205,7 +205,31 @@ def op_shape(ctx: Importer, node: onnx.NodeProto) -> None:
     ctx.consts[node.output[0]] = dims[a.get("start", 0) : a.get("end", len(dims))]
 
 
+def op_cast(ctx: Importer, node: onnx.NodeProto) -> None:
+    """Casts between float and integer ids: the value itself (an embedding truncates ids)."""
+    if attrs(node).get("to") not in NUMBERS:
+        raise Unsupported("a cast to a type that is not a number")
+    ctx.vals[node.output[0]] = ctx.val(node.input[0])
+
+
+NUMBERS = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.INT32,
+}
+
+
 def op_gather(ctx: Importer, node: onnx.NodeProto) -> None:
+    table = ctx.const(node.input[0])
+    if table is not None:  # rows of a constant table by computed ids: an embedding
+        if table.ndim != 2 or attrs(node).get("axis", 0) != 0:
+            raise Unsupported("a lookup that is not of rows of a 2-D table")
+        src = ctx.source(ctx.val(node.input[1]), node)
+        args = {"input_dim": int(table.shape[0]), "output_dim": int(table.shape[1])}
+        ctx.add(node, "embedding", args, [src], {"weight": table})
+        return
     v = ctx.val(node.input[0])
     index = ctx.need_const(node, 1, "indices")
     axis = attrs(node).get("axis", 0) % len(v.dims)
