@@ -503,6 +503,23 @@ def test_shape_gather_reshape_chain_is_a_flatten(tmp_path):
     check_parity(path, imported)
 
 
+def test_a_channels_last_flatten_is_a_permute_then_a_reshape(tmp_path):
+    """Keras flattens [H, W, C]: tf2onnx transposes back to channels-last before the Reshape."""
+    inits = {"w": f32(2, 3, 3, 3), "shape": np.array([-1, 2 * 4 * 4], np.int64), "fw": f32(32, 3)}
+    nodes = [
+        node("Conv", ["x", "w"], "conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        node("Transpose", ["conv"], "nhwc", perm=[0, 2, 3, 1]),
+        node("Reshape", ["nhwc", "shape"], "flat"),
+        node("MatMul", ["flat", "fw"], "y"),
+    ]
+    path = save(tmp_path, nodes, inits, [3, 4, 4])
+    imported = read_onnx(path)
+    kinds = [n.kind for n in compiled(imported).nodes]
+    assert kinds == ["conv2d", "permute", "reshape", "dense"]  # explicit sizes: a reshape
+    assert imported.spec["layers"][1]["permute"] == {"dims": [1, 2, 0]}
+    check_parity(path, imported)
+
+
 def squeeze_excite(gate: str) -> tuple[list, dict]:
     inits = {"w1": f32(2, 8, 1, 1), "b1": f32(2), "w2": f32(8, 2, 1, 1), "b2": f32(8)}
     nodes = [
