@@ -653,6 +653,39 @@ def test_integer_token_ids_and_a_table_lookup_are_an_embedding(tmp_path):
     assert np.abs(got.numpy() - want).max() <= 1e-5
 
 
+@pytest.mark.parametrize("output", ["Y", "Y_h"])
+def test_a_batch_major_lstm_layout_1(tmp_path, output):
+    """layout=1 (X [B, T, F]); onnxruntime refuses it, so onnx's reference evaluator is the
+    source's outputs here."""
+    from onnx.reference import ReferenceEvaluator
+
+    inits = {"W": f32(1, 16, 3), "R": f32(1, 16, 4), "B": f32(1, 32), "ax": np.array([2])}
+    if output == "Y":  # Y [B, T, 1, 4] -> [B, T, 4] -> max over time
+        nodes = [
+            helper.make_node(
+                "LSTM", ["x", "W", "R", "B"], ["ys"], name="l", hidden_size=4, layout=1
+            ),
+            node("Squeeze", ["ys", "ax"], "seq"),
+            node("ReduceMax", ["seq"], "y", axes=[1], keepdims=0),
+        ]
+    else:  # Y_h [B, 1, 4] -> [B, 4]
+        nodes = [
+            helper.make_node(
+                "LSTM", ["x", "W", "R", "B"], ["", "yh"], name="l", hidden_size=4, layout=1
+            ),
+            node("Flatten", ["yh"], "y", axis=1),
+        ]
+    path = save(tmp_path, nodes, inits, [5, 3], opset=14)
+    imported = read_onnx(path)
+    graph = compiled(imported)
+    assert [n.kind for n in graph.nodes] == (["lstm", "seq_pool"] if output == "Y" else ["lstm"])
+    x = RNG.standard_normal((2, 5, 3)).astype(np.float32)
+    want = ReferenceEvaluator(onnx.load(str(path))).run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = load_module(graph, imported.weights)(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() <= 1e-5
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 

@@ -92,11 +92,21 @@ def op_recurrent(ctx: Importer, node: onnx.NodeProto) -> None:
         args["return_sequences"] = True
     lay = ctx.add(node, KIND[op], args, [src], weights, out=0 if y_used else 1, bind=False)
     steps = ctx.shape_of(src)[0]
-    if y_used:  # Y [T, D, B, H] of netspec's [B, T, D*H]
-        tokens = ((1, 0), (2, 0), (0, 0), (2, 1))
-        dims: tuple[int | None, ...] = (steps, dirs, None, units)
-        out = node.output[0]
-    else:  # Y_h [D, B, H] of netspec's [B, D*H]
+    if y_used and layout:  # Y [B, T, D, H] of netspec's [B, T, D*H]
+        tokens, dims, out = (
+            ((0, 0), (1, 0), (2, 0), (2, 1)),
+            (None, steps, dirs, units),
+            node.output[0],
+        )
+    elif y_used:  # Y [T, D, B, H]
+        tokens, dims, out = (
+            ((1, 0), (2, 0), (0, 0), (2, 1)),
+            (steps, dirs, None, units),
+            node.output[0],
+        )
+    elif layout:  # Y_h [B, D, H] of netspec's [B, D*H]
+        tokens, dims, out = ((0, 0), (1, 0), (1, 1)), (None, dirs, units), node.output[1]
+    else:  # Y_h [D, B, H]
         tokens, dims, out = ((1, 0), (0, 0), (1, 1)), (dirs, None, units), node.output[1]
     lay.onnx_value = out
-    ctx.vals[out] = Val(lay.name, tokens, dims)
+    ctx.vals[out] = Val(lay.name, tokens, dims)  # type: ignore[arg-type]
