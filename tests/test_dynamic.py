@@ -412,3 +412,28 @@ def test_training_data_of_another_layout_is_refused(tmp_path: Path) -> None:
         spec("[null, 6]", "lstm: {units: 3}", "dense: {units: 2}", train=TRAIN.format())
     )
     fails(invoke("train", path, "--out", tmp_path / "run"), "[null, 6]", "[channels, null]")
+
+
+def test_bench_times_a_dynamic_token_model_at_a_length(tmp_path: Path) -> None:
+    """`netspec bench` fills the time axis (--length, default 100 within max_length) and feeds
+    token ids from the embedding's vocabulary, so PyTorch and onnxruntime agree on real input."""
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "tok.yaml"
+    path.write_text(
+        spec(
+            "[null]",
+            "embedding: {input_dim: 50, output_dim: 8, mask_zero: true}",
+            "position_embedding: {max_length: 40}",
+            "lstm: {units: 8}",
+            "dense: {units: 3, activation: softmax}",
+        )
+    )
+    done = invoke("bench", path, "--batches", "2", "--repeats", "2", "--length", "12", "--json")
+    assert done.exit_code == 0, done.output
+    result = __import__("json").loads(done.output)
+    assert any("length 12" in note for note in result["notes"])
+    assert result["max_abs_diff"] < 1e-4
+    default = invoke("bench", path, "--batches", "1", "--repeats", "2", "--json")
+    assert "length 40" in default.output  # 100 capped by the position table
+    fails(invoke("bench", path, "--length", "41"), "at most 40 steps")
+    fails(invoke("bench", write(tmp_path, "recurrent", 9), "--length", "7"), "no dynamic")

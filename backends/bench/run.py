@@ -39,7 +39,7 @@ from .agreement import (
     precision_of,
 )
 from .result import ENGINES, ORT, TORCH, TORCH_CL, BenchResult, BenchRow, make_row
-from .target import Target, input_shape, load_target
+from .target import Target, input_shape, load_target, token_ids
 from .timing import BenchError, interleave, ort_call, ort_session, torch_call
 
 DEFAULT_BATCHES = (1, 64)
@@ -84,6 +84,7 @@ def bench(
     device: str = "auto",
     tolerance: float | None = None,
     sets: Sequence[str] = (),
+    length: int | None = None,
 ) -> BenchResult:
     """Time PyTorch eager and onnxruntime on `source`, interleaved, at each batch size.
 
@@ -91,7 +92,8 @@ def bench(
     afresh) or an .onnx file (PyTorch too when its run is beside it). `device`: auto (CUDA when
     both torch and onnxruntime can use it), cpu or cuda. `tolerance`: the largest difference
     allowed, times the output's scale (default: the export's; quantized models: not checked).
-    `sets`: `--set` overrides of a spec.
+    `sets`: `--set` overrides of a spec. `length`: of a dynamic time axis (default 100).
+    Token ids (an embedding reads the input) are drawn from the embedding's vocabulary.
     """
     batches, threads = _check_options(batches, threads, repeats, device, tolerance)
     target = load_target(Path(source), seed, sets)
@@ -102,16 +104,20 @@ def bench(
         quantized = kind == "int8"
         if tolerance is None and not quantized:
             tolerance = default_tolerance(kind)
-        shape, fixed = input_shape(engines.session)
+        shape, fixed = input_shape(engines.session, length, notes)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
             batches = (fixed,)
-        if target.graph is not None and tuple(target.graph.input_shape) != shape:
+        known = target.graph and tuple(
+            n if g is None else g for g, n in zip(target.graph.input_shape, shape, strict=False)
+        )
+        if target.graph is not None and known != shape:
             raise BenchError(
                 f"the .onnx input {shape} does not fit the run's network "
                 f"{tuple(target.graph.input_shape)}"
             )
-        timed = _time_batches(engines, shape, batches, repeats, tolerance, seed)
+        vocab = token_ids(engines.session)
+        timed = _time_batches(engines, shape, batches, repeats, tolerance, seed, vocab)
         agree = timed.agree
         if quantized and engines.torch is not None and target.run is not None:
             real = _agreement_on_run(engines, target.run, fixed)
@@ -238,6 +244,7 @@ def _time_batches(
     repeats: int,
     tolerance: float | None,
     seed: int,
+    vocab: int | None = None,
 ) -> Timed:
     """Each batch size: the same random input to every engine, outputs compared once, then
     the engines timed interleaved."""
@@ -245,7 +252,10 @@ def _time_batches(
     rng = np.random.default_rng(seed)
     devices = {ORT: engines.ort_device, TORCH: engines.torch_device, TORCH_CL: engines.torch_device}
     for b in batches:
-        x = rng.standard_normal((b, *shape)).astype(np.float32)
+        if vocab is None:
+            x = rng.standard_normal((b, *shape)).astype(np.float32)
+        else:  # token ids: an embedding's table has no row for a random normal
+            x = rng.integers(1, vocab, (b, *shape)).astype(np.float32)
         calls: dict[Hashable, Callable[[], Any]] = {ORT: ort_call(engines.session, x)}
         if engines.torch is not None:
             calls[TORCH] = torch_call(engines.torch, x, engines.torch_device)

@@ -11,6 +11,7 @@ import numpy as np
 
 from netspec.errors import DataError, UsageError
 
+from ..export.card import Card
 from .timing import BenchError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -91,11 +92,47 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
     raise DataError.one("expected a spec (.yaml), a run directory or an .onnx file", str(source))
 
 
-def input_shape(session: Any) -> tuple[tuple[int, ...], int | None]:
-    """The input shape without the batch axis, and the fixed batch size (None: dynamic)."""
+def input_shape(
+    session: Any, length: int | None, notes: list[str]
+) -> tuple[tuple[int, ...], int | None]:
+    """The input shape without the batch axis (a dynamic time axis at `length`, default that of
+    the summary: 100 within the card's min_length and max_length), and the fixed batch size
+    (None: dynamic)."""
+    from netspec.ir import DEFAULT_LENGTH
+
     dims = session.get_inputs()[0].shape
-    rest = dims[1:]
-    if not all(isinstance(d, int) and d > 0 for d in rest):
-        raise BenchError(f"the model's input {dims} has dynamic dimensions besides the batch")
+    rest = list(dims[1:])
+    free = [i for i, d in enumerate(rest) if not (isinstance(d, int) and d > 0)]
+    if len(free) > 1:
+        raise BenchError(f"the model's input {dims} has several dynamic dimensions")
+    if free:
+        card = Card.from_props(dict(session.get_modelmeta().custom_metadata_map))
+        steps = length or min(DEFAULT_LENGTH, card.max_length or DEFAULT_LENGTH)
+        steps = max(steps, card.min_length or 1)
+        if card.max_length is not None and steps > card.max_length:
+            raise UsageError.one(
+                f"--length {steps}: the model takes at most {card.max_length} steps",
+                hint=f"pass --length {card.max_length} or less",
+            )
+        rest[free[0]] = steps
+        notes.append(f"the dynamic time axis is timed at length {steps} (--length)")
+    elif length is not None:
+        raise UsageError.one(
+            f"--length {length}: the model's input {dims} has no dynamic time axis",
+            hint="--length applies to a model whose input is like [batch, time, features]",
+        )
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
     return tuple(rest), batch
+
+
+def token_ids(session: Any) -> int | None:
+    """The input_dim of the embedding that reads the input as token ids (the card's
+    `token_ids`), else None: random ids in [1, input_dim) replace random normals then."""
+    import json
+
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        entry = json.loads(meta.get("netspec.token_ids", "null"))
+    except ValueError:
+        return None
+    return int(entry["input_dim"]) if isinstance(entry, dict) and "input_dim" in entry else None

@@ -183,6 +183,14 @@ def bench(
             "export's, 1e-4, or 1e-2 for float16; int8 models are compared, not checked)."
         ),
     ] = None,
+    length: Annotated[
+        int | None,
+        typer.Option(
+            "--length",
+            help="Steps of a dynamic time axis (default: 100, within the model's limits).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Time PyTorch eager and onnxruntime on the same model and input, interleaved."""
@@ -199,6 +207,7 @@ def bench(
             device=device,
             tolerance=tolerance,
             sets=sets,
+            length=length,
         )
     except NetspecError as err:
         raise fail(err, as_json) from None
