@@ -374,7 +374,8 @@ PORTABLE = {
 
 
 NODE_RUN = """
-const ort = require('onnxruntime-node');
+const ort = require(process.env.ORT_MODULE);
+if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;  // web: no worker threads in node
 let text = '';
 process.stdin.on('data', (d) => { text += d; });
 process.stdin.on('end', async () => {
@@ -436,10 +437,12 @@ def test_opencv_runs_the_sequence_exports(case: str, tmp_path) -> None:
     np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime-node", "onnxruntime-web"])
 @pytest.mark.parametrize("case", list(RUNTIME_CASES))
-def test_onnxruntime_node_runs_the_sequence_exports(case: str, tmp_path) -> None:
-    """onnxruntime-node (the JS example's runtime) gives Python onnxruntime's outputs for the
-    recurrent operators, attention and a padded batch with a mask."""
+def test_javascript_runtimes_run_the_sequence_exports(case: str, runtime: str, tmp_path) -> None:
+    """onnxruntime-node (the JS example's runtime) and onnxruntime-web (its wasm backend, run in
+    node) give Python onnxruntime's outputs for the recurrent operators, attention and a padded
+    batch with a mask."""
     import json
     import os
     import shutil
@@ -458,7 +461,12 @@ def test_onnxruntime_node_runs_the_sequence_exports(case: str, tmp_path) -> None
     feed = {"type": "float32", "data": x.ravel().tolist(), "dims": list(x.shape)}
     job = json.dumps({"model": path, "inputs": {"input": feed}})
     done = subprocess.run(
-        [node, "-e", NODE_RUN], cwd=js, input=job, capture_output=True, text=True, env=os.environ
+        [node, "-e", NODE_RUN],
+        cwd=js,
+        input=job,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ORT_MODULE": runtime},
     )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
