@@ -96,6 +96,7 @@ def _run_data(
         graph.output.shape,
         graph.file,
         output_activation=act.fn if act is not None else None,
+        tokenizer=meta.tokenizer,  # a text run's own vocabulary, never one of new data
     )
     pre = meta.preprocessing
 

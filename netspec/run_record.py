@@ -17,6 +17,7 @@ from typing import Any
 from netspec.data.arraydata import TableColumns
 from netspec.data.labels import TASKS, Task
 from netspec.data.preprocess import Preprocessing
+from netspec.data.tokenizer import Tokenizer
 from netspec.errors import DataError
 from netspec.fileio import write_text
 
@@ -145,6 +146,8 @@ class RunMeta:
     # A table's feature names (after one-hot encoding) and its CSV columns.
     features: tuple[str, ...] | None = None
     table: TableColumns | None = None
+    # A text source's tokenizer (its vocabulary): predict takes raw strings through it.
+    tokenizer: Tokenizer | None = None
     # False for a record written before netspec recorded the head: the graph's head then.
     head_recorded: bool = field(default=True, compare=False, repr=False)
 
@@ -155,7 +158,7 @@ class RunMeta:
             if f.name == "head_recorded":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, (Preprocessing, TableColumns)):
+            if isinstance(value, (Preprocessing, TableColumns, Tokenizer)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -201,6 +204,8 @@ class RunMeta:
         out["preprocessing"] = None if pre is None else Preprocessing.from_dict(pre, file)
         table = d.get("table")
         out["table"] = None if table is None else TableColumns.from_dict(table, file)
+        tok = d.get("tokenizer")
+        out["tokenizer"] = None if tok is None else Tokenizer.from_dict(tok, file)
         out["head_recorded"] = "head" in d
         return cls(**out)
 
@@ -245,6 +250,13 @@ class RunMeta:
             check_classes(self.classes, output_shape, file)
         if self.preprocessing is not None:
             check_preprocessing(self.preprocessing, input_shape, file)
+        tok = self.tokenizer
+        if tok is not None and tuple(input_shape) not in ((tok.max_length,), (None,)):
+            raise _mismatch(
+                f"a tokenizer of rows of {tok.max_length} ids, but the network's input is "
+                f"{list(input_shape)}",
+                file,
+            )
 
 
 def check_classes(

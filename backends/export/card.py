@@ -117,6 +117,7 @@ class Card:
     preprocessing = property(lambda self: self.meta.preprocessing)
     features = property(lambda self: self.meta.features)
     table = property(lambda self: self.meta.table)
+    tokenizer = property(lambda self: self.meta.tokenizer)  # a text model's (data/tokenizer.py)
 
 
 def _shape(values: Mapping[str, Any], key: str, file: str | None) -> tuple[int | None, ...] | None:

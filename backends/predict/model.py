@@ -12,6 +12,7 @@ import numpy as np
 
 from netspec.data.arraydata import TableColumns
 from netspec.data.preprocess import Preprocessing, apply_values, as_record
+from netspec.data.tokenizer import Tokenizer
 from netspec.errors import first_line
 from netspec.run_record import check_classes
 
@@ -43,6 +44,7 @@ class ModelInfo:
     # A table's feature names and CSV columns: predict reads rows in the training CSV's format.
     features: tuple[str, ...] | None = None
     table: TableColumns | None = None
+    tokenizer: Tokenizer | None = None  # a text model's: inputs are raw strings
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -132,6 +134,7 @@ def info_of(
         pre=pre,
         features=card.features,
         table=card.table,
+        tokenizer=card.tokenizer,
     )
 
 

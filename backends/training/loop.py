@@ -20,6 +20,7 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
+from netspec.data.text import check_vocab
 from netspec.ir import Graph
 from netspec.layers.activations import activation_of
 from netspec.run_record import RunLayout, RunMeta
@@ -103,6 +104,8 @@ class Trainer:
             graph.file,
             output_activation=act.fn if act is not None else None,
         )
+        if self.data.tokenizer is not None:
+            check_vocab(self.data.tokenizer, graph)
         for note in self.data.notes:
             self.log(f"note: {note}")
         data_bytes = sum(
