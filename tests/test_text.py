@@ -145,6 +145,13 @@ def test_train_export_predict_strings(tmp_path: Path) -> None:
     tok = meta.tokenizer
     assert tok is not None and tok.level == "char" and tok.max_length == 24
     assert meta.table is not None and meta.table.columns[0][0] == "sentence"
+    # evaluate re-reads the data with the recorded tokenizer (new data too: never refitted).
+    result = invoke("evaluate", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "new.csv").write_text("lang,sentence\nfr,quiche au chat\nen,the cat\n")
+    result = invoke("evaluate", tmp_path / "run", "--data", tmp_path / "new.csv", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["samples"] == 2
     onnx_path = run.export_onnx()
     import onnx
 
