@@ -159,6 +159,8 @@ def test_train_export_predict_strings(tmp_path: Path) -> None:
     assert card.tokenizer == tok
     side = json.loads(Path(f"{onnx_path}.json").read_text())
     assert side["tokenizer"]["vocab"] == list(tok.vocab) and side["tokenizer"]["pad_id"] == 0
+    shown = invoke("inspect", onnx_path).output
+    assert f"tokenizer: char tokens, {tok.size} ids" in shown and "rows of 24" in shown
     texts = ["le chat est grand", "the dog is big and small", "zzzz"]
     module = run.module.eval()
     with torch.no_grad():
@@ -192,6 +194,10 @@ def test_train_export_predict_strings(tmp_path: Path) -> None:
     result = invoke("predict", onnx_path, "--text", long)
     assert result.exit_code == 0 and "cut to it" in result.output
     _js_tokenizes_like_python(onnx_path, tmp_path, [*texts, long, "Ça va? naïve 日本語"])
+
+
+def test_text_for_a_model_without_a_tokenizer(quickstart_onnx: Path) -> None:
+    fails(invoke("predict", quickstart_onnx, "--text", "hello"), "takes no texts")
 
 
 def _js_tokenizes_like_python(onnx_path: Path, tmp_path: Path, texts: list[str]) -> None:

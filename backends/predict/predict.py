@@ -62,6 +62,13 @@ def predict(
     else:
         predictor = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     info = predictor.info
+    if info.tokenizer is None and any(isinstance(p, Text) for p in paths):
+        raise error(
+            "--text: the model takes no texts (its metadata records no tokenizer: it was not "
+            "trained on a text source)",
+            info.path,
+            kind="usage",
+        )
     interpret = Interpreter(info, top_k, None if out is None else Path(out))
     if out is not None and kind_of(info) == "segmentation":
         # A folder named for the masks holds masks only: never a user's files beside them.
