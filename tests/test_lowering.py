@@ -15,6 +15,7 @@ F = torch.nn.functional
 from helpers import plain_specs, spec_params  # noqa: E402
 
 import netspec  # noqa: E402
+from netspec.backends.export.parity import token_ids  # noqa: E402
 from netspec.backends.lowering import (  # noqa: E402
     LOWERINGS,
     NetModule,
@@ -57,7 +58,10 @@ def build(text: str, seed: int = 0) -> tuple[Graph, NetModule]:
 
 def check_against_ir(graph: Graph, module: NetModule, batch: int = 2) -> torch.Tensor:
     """Forward a random batch; every node's shape, the output shape and the counts match the IR."""
+    ids = token_ids(graph)  # an embedding reads the input: valid ids, not normal draws
     x = torch.randn(batch, *graph.input_shape)
+    if ids is not None:
+        x = torch.randint(0, ids, x.shape).float()
     with torch.no_grad():
         y = module(x)
     assert tuple(y.shape) == (batch, *graph.output.shape)
