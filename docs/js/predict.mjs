@@ -99,13 +99,14 @@ const [modelPath, ...inputs] = args;
 const card = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")); // the sidecar
 const pre = card.preprocessing;
 const tok = card.tokenizer; // a text model's, else undefined
-const samples = []; // [name, raw sample]
+const samples = []; // [name, raw sample]: the files' samples, then the texts (as netspec)
+const textSamples = [];
 if (tok) {
   const ids = new Map(tok.vocab.map((t, i) => [t, i + 2]));
-  texts.forEach((text, i) => samples.push([`text[${i}]`, tokenIds(text, tok, ids)]));
+  texts.forEach((text, i) => textSamples.push([`text[${i}]`, tokenIds(text, tok, ids)]));
 }
 if (idsOnly) {
-  console.log(JSON.stringify(samples.map(([, x]) => Array.from(x))));
+  console.log(JSON.stringify(textSamples.map(([, x]) => Array.from(x))));
   process.exit(0);
 }
 const sampleSize = pre.raw_shape.reduce((a, b) => a * b, 1);
@@ -120,6 +121,7 @@ for (const path of inputs) {
     samples.push([batched ? `${path}[${s}]` : path, values.subarray(s * sampleSize, (s + 1) * sampleSize)]);
   }
 }
+samples.push(...textSamples);
 const ort = require("onnxruntime-node");
 const session = await ort.InferenceSession.create(modelPath);
 const results = [];
