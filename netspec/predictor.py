@@ -47,7 +47,9 @@ class Predictor:
 
         An input is a file (image, .npy, .csv) or a numpy array of raw values (as in the files:
         the model's preprocessing is applied), one sample or a batch with a leading N; an array
-        is named `inputs[k]` in the results (`inputs[k][i]` for a batch's samples).
+        is named `inputs[k]` in the results (`inputs[k][i]` for a batch's samples). For a text
+        model (its card records a tokenizer) a `str` is a text, tokenized as in training and
+        named `inputs[k]`; a Path is a .txt (one text per line) or .csv file.
         Classification: {input, predictions: [{label, score}]}; regression: {input, values};
         segmentation: {input, mask, ...} with the mask written into the folder `out` (default: here).
         `batch` is the samples per onnxruntime call (`--batch`).
@@ -59,7 +61,14 @@ class Predictor:
 
         from netspec.backends.predict.predict import predict
 
-        items = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
+        items: list[Any] = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
+        if self.model.info.tokenizer is not None:  # a text model: strings are texts
+            from netspec.backends.predict.texts import Text
+
+            items = [
+                Text(item, f"inputs[{k}]") if isinstance(item, str) else item
+                for k, item in enumerate(items)
+            ]
         return list(
             predict(
                 self.model,

@@ -97,6 +97,7 @@ def _run_data(
         graph.output.shape,
         graph.file,
         output_activation=act.fn if act is not None else None,
+        tokenizer=meta.tokenizer,  # a text run's own vocabulary, never one of new data
     )
     check_training_ids(graph, splits)  # new data for `netspec evaluate RUN --data`, too
     pre = meta.preprocessing

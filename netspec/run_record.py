@@ -17,6 +17,7 @@ from typing import Any
 from netspec.data.arraydata import TableColumns
 from netspec.data.labels import TASKS, Task
 from netspec.data.preprocess import Preprocessing
+from netspec.data.tokenizer import Tokenizer
 from netspec.errors import DataError
 from netspec.fileio import write_text
 
@@ -173,6 +174,8 @@ class RunMeta:
     # input is channels-first, so raw arrays are transposed before the network sees them.
     input_layout: str | None = None
     imported_from: SourceModel | None = None  # `netspec import`: the model file it came from
+    # A text source's tokenizer (its vocabulary): predict takes raw strings through it.
+    tokenizer: Tokenizer | None = None
     # False for a record written before netspec recorded the head: the graph's head then.
     head_recorded: bool = field(default=True, compare=False, repr=False)
 
@@ -185,7 +188,7 @@ class RunMeta:
             value = getattr(self, f.name)
             if value is None and f.name in ("input_layout", "imported_from"):
                 continue  # an imported model's fields: a trained run's record stays as it was
-            if isinstance(value, (Preprocessing, TableColumns, SourceModel)):
+            if isinstance(value, (Preprocessing, TableColumns, SourceModel, Tokenizer)):
                 value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
@@ -242,6 +245,8 @@ class RunMeta:
         out["input_layout"] = layout
         source = d.get("imported_from")
         out["imported_from"] = None if source is None else SourceModel.from_dict(source, file)
+        tok = d.get("tokenizer")
+        out["tokenizer"] = None if tok is None else Tokenizer.from_dict(tok, file)
         out["head_recorded"] = "head" in d
         return cls(**out)
 
@@ -286,6 +291,13 @@ class RunMeta:
             check_classes(self.classes, output_shape, file)
         if self.preprocessing is not None:
             check_preprocessing(self.preprocessing, input_shape, file)
+        tok = self.tokenizer
+        if tok is not None and tuple(input_shape) not in ((tok.max_length,), (None,)):
+            raise _mismatch(
+                f"a tokenizer of rows of {tok.max_length} ids, but the network's input is "
+                f"{list(input_shape)}",
+                file,
+            )
 
 
 def check_classes(

@@ -197,6 +197,45 @@ class TsData(_Source):
     )
 
 
+class Tokenize(Section):
+    """How texts become token ids (netspec/data/tokenizer.py): 0 is padding, 1 an unknown token,
+    2.. the training split's vocabulary, most frequent first."""
+
+    level: Literal["char", "word"] = Field(
+        "char",
+        description="char: every character is a token; word: runs of letters and digits, and "
+        "each other non-space character.",
+    )
+    max_length: PositiveInt | None = Field(
+        None,
+        description="Tokens per text: longer texts are cut, shorter ones padded with 0 on the "
+        "right (default: the spec's input length [L]; with a dynamic input, the 95th "
+        "percentile of the training split's texts).",
+    )
+    vocab_size: Annotated[int, Field(ge=3)] | None = Field(
+        None,
+        description="Ids in all, padding and unknown included (the embedding's input_dim): the "
+        "most frequent training tokens are kept (default: every token seen min_count times).",
+    )
+    min_count: PositiveInt = Field(
+        1, description="Training tokens seen fewer times are unknown (id 1)."
+    )
+    lowercase: bool = Field(False, description="Lowercase texts before splitting them.")
+
+
+class TextData(_Source):
+    """A CSV column of texts and a label column, tokenized with a vocabulary of the training split."""
+
+    source: Literal["text"] = Field(description="A CSV of texts and labels.")
+    path: str = Field(description=PATH)
+    text: str = Field("text", description="The column of texts.")
+    label: str = Field("label", description="The column of class labels.")
+    tokenizer: Tokenize = Field(default_factory=Tokenize, description="How texts become ids.")
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        None, description="The column delimiter (default: detected from the first rows)."
+    )
+
+
 DataSpec = Annotated[
     BuiltinData
     | ShapesData
@@ -207,6 +246,7 @@ DataSpec = Annotated[
     | ArraysData
     | MaskFolderData
     | CsvData
-    | TsData,
+    | TsData
+    | TextData,
     Field(discriminator="source"),
 ]

@@ -29,7 +29,12 @@ from helpers import (  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.emitter import ExportError  # noqa: E402
-from netspec.backends.export.model import build_onnx, check_model, export_onnx  # noqa: E402
+from netspec.backends.export.model import (  # noqa: E402
+    build_onnx,
+    check_model,
+    export_onnx,
+    onnx_dims,
+)
 from netspec.backends.export.opsets import parse_opset  # noqa: E402
 from netspec.backends.export.parity import (  # noqa: E402
     FP16_TOLERANCE,
@@ -116,11 +121,12 @@ def test_spec_exports_and_matches_pytorch(path: Path) -> None:
     assert inp.name == "input"
     assert out.name == graph.output.name
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert dims == ["batch", *graph.input_shape]
+    assert dims == onnx_dims("batch", graph.input_shape)  # a dynamic time axis: "time"
     dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
-    assert dims == ["batch", *graph.output.shape]
-    diffs = check_parity(graph, weights, model, random_inputs(graph), module=module)
-    assert set(diffs) == {"random batch 1", "random batch 7"}
+    assert dims == onnx_dims("batch", graph.output.shape)
+    inputs = random_inputs(graph)
+    diffs = check_parity(graph, weights, model, inputs, module=module)
+    assert set(diffs) == set(inputs) and len(inputs) >= 2  # batches 1 and 7 (at 2+ lengths)
     assert max(diffs.values()) <= TOLERANCE
     assert "Dropout" not in ops(model) and "Identity" not in ops(model)
 

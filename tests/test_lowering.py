@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,14 @@ F = torch.nn.functional
 from helpers import plain_specs, spec_params  # noqa: E402
 
 import netspec  # noqa: E402
+from netspec.backends.export.parity import token_ids  # noqa: E402
 from netspec.backends.lowering import (  # noqa: E402
     LOWERINGS,
     NetModule,
     build_module,
     count_tensors,
 )
-from netspec.ir import Graph  # noqa: E402
+from netspec.ir import Graph, at_length, default_length  # noqa: E402
 
 SPECS = plain_specs()
 # The valid-convolution U-Net at its 572x572 tile is ~150 GMACs a sample; 188x188 is the
@@ -57,7 +59,12 @@ def build(text: str, seed: int = 0) -> tuple[Graph, NetModule]:
 
 def check_against_ir(graph: Graph, module: NetModule, batch: int = 2) -> torch.Tensor:
     """Forward a random batch; every node's shape, the output shape and the counts match the IR."""
+    ids = token_ids(graph)  # an embedding reads the input: valid ids, not normal draws
+    if graph.dynamic:  # a dynamic time axis: forwarded and compared at the default length
+        graph = at_length(replace(graph, length=default_length(graph)))
     x = torch.randn(batch, *graph.input_shape)
+    if ids is not None:
+        x = torch.randint(0, ids, x.shape).float()
     with torch.no_grad():
         y = module(x)
     assert tuple(y.shape) == (batch, *graph.output.shape)

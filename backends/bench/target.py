@@ -128,11 +128,5 @@ def input_shape(
 def token_ids(session: Any) -> int | None:
     """The input_dim of the embedding that reads the input as token ids (the card's
     `token_ids`), else None: random ids in [1, input_dim) replace random normals then."""
-    import json
-
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    try:
-        entry = json.loads(meta.get("netspec.token_ids", "null"))
-    except ValueError:
-        return None
-    return int(entry["input_dim"]) if isinstance(entry, dict) and "input_dim" in entry else None
+    card = Card.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    return None if card.token_ids is None else int(card.token_ids["input_dim"])

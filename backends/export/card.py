@@ -54,6 +54,8 @@ class Card:
     ensemble: tuple[str, ...] | None = None  # an ensemble's members (export/ensemble.py)
     max_length: int | None = None  # the longest sequence a dynamic time axis takes (if limited)
     min_length: int | None = None  # the shortest one (its windows must fit), if above 1
+    # {layer, input_dim} of the embedding that reads the input as token ids (data/token_ids.py)
+    token_ids: dict[str, Any] | None = None
     found: bool = False  # the model has netspec metadata at all
 
     @classmethod
@@ -107,6 +109,7 @@ class Card:
             ensemble=tuple(map(str, members)) if isinstance(members, list) else None,
             max_length=_positive(values, "max_length", file),
             min_length=_positive(values, "min_length", file),
+            token_ids=_token_ids(values, file),
             found=True,
         )
 
@@ -121,6 +124,20 @@ class Card:
     preprocessing = property(lambda self: self.meta.preprocessing)
     features = property(lambda self: self.meta.features)
     table = property(lambda self: self.meta.table)
+    tokenizer = property(lambda self: self.meta.tokenizer)  # a text model's (data/tokenizer.py)
+
+
+def _token_ids(values: Mapping[str, Any], file: str | None) -> dict[str, Any] | None:
+    entry = values.get("token_ids")
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or _positive(entry, "input_dim", file) is None:
+        raise DataError.one(
+            f"metadata {PREFIX}token_ids is {entry!r}: expected {{layer, input_dim}}",
+            file,
+            kind="model",
+        )
+    return entry
 
 
 def _positive(values: Mapping[str, Any], key: str, file: str | None) -> int | None:

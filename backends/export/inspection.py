@@ -203,6 +203,12 @@ def render(info: dict[str, Any]) -> str:
                 text = f"{len(value)}: " + ", ".join(map(str, value))
             elif key == "table" and card and card.table:
                 text = _table(card.table)
+            elif key == "tokenizer" and card and card.tokenizer:
+                tok = card.tokenizer  # the vocabulary is in the sidecar, not on screen
+                text = (
+                    f"{tok.level} tokens{', lowercased' if tok.lowercase else ''}, {tok.size} ids "
+                    f"(0 padding, 1 unknown, {len(tok.vocab)} tokens), rows of {tok.max_length}"
+                )
             elif isinstance(value, (list, dict)):
                 text = json.dumps(value)
             else:

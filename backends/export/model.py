@@ -153,6 +153,8 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
         card["features"] = list(meta.features)
     if meta.table:  # its CSV columns: predict reads rows in the training file's format
         card["table"] = meta.table.to_dict()
+    if meta.tokenizer:  # a text model's: its vocabulary, once (predict and the sidecar read it)
+        card["tokenizer"] = meta.tokenizer.to_dict()
     head = graph.head
     # A record without a head (older runs): the graph's, which is where the record's comes from.
     final = meta.head if meta.head_recorded else (head.fn if head is not None else None)

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from netspec.data.token_ids import id_reader
 from netspec.errors import NetspecError, SpecError, first_line
 from netspec.ir import Graph, at_length, default_length, shortest_length
-from netspec.items import INPUT
-from netspec.layers import Embedding
 from netspec.shapes import filled
 
 from ..lowering import NetModule
@@ -69,12 +68,8 @@ def run_onnx(session: Any, x: np.ndarray) -> np.ndarray:
 
 def token_ids(graph: Graph) -> int | None:
     """The number of valid token ids when an embedding reads the network input, else None."""
-    dims = [
-        n.layer.input_dim
-        for n in graph.nodes
-        if isinstance(n.layer, Embedding) and INPUT in n.inputs
-    ]
-    return min(dims) if dims else None
+    node = id_reader(graph)
+    return None if node is None else int(node.layer.input_dim)  # type: ignore[attr-defined]
 
 
 def random_inputs(graph: Graph, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:

@@ -22,12 +22,14 @@ from netspec.errors import NetspecError, first_line
 from .errors import PredictError, error, fits, shape, size
 from .model import ModelInfo, scene_bands
 from .rows import csv_rows
+from .texts import Text, TextReader, text_samples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _SUPPORTED = "images, .npy or .csv"
 
-# One input: a file, or (from the Python API) an array of raw values, one sample or a batch.
-Input = Path | np.ndarray
+# One input: a file, or (from the Python API) an array of raw values, one sample or a batch,
+# or (for a text model) a text.
+Input = Path | np.ndarray | Text
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def expand_inputs(paths: Sequence[Input]) -> list[Input]:
         raise error("no inputs: give image files, .npy arrays, .csv files or folders of them")
     files: list[Input] = []
     for path in paths:
-        if isinstance(path, np.ndarray):  # an array from the Python API: as it is
+        if isinstance(path, (np.ndarray, Text)):  # an array or a text: as it is
             files.append(path)
             continue
         if path.is_dir():
@@ -144,6 +146,9 @@ def read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator
 
 def _read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
     resized = _Once(note)
+    if info.tokenizer is not None:
+        yield from _read_texts(paths, info, resized)
+        return
     for k, path in enumerate(paths):
         try:
             if isinstance(path, np.ndarray):
@@ -160,6 +165,31 @@ def _read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterato
                 yield from read_csv(path, info)
         except NetspecError as err:
             yield Failed(array_name(k) if isinstance(path, np.ndarray) else str(path), err)
+
+
+def _read_texts(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator[Sample | Failed]:
+    """A text model's inputs: texts, .txt and .csv files (predict/texts.py)."""
+    assert info.tokenizer is not None
+    reader = TextReader(info.tokenizer, note)
+    column = info.table.columns[0][0] if info.table and info.table.columns else None
+    for k, item in enumerate(paths):
+        name = (
+            array_name(k)
+            if isinstance(item, np.ndarray)
+            else (item.name if isinstance(item, Text) else str(item))
+        )
+        try:
+            if isinstance(item, np.ndarray):  # token ids, as the model takes them
+                _check_numeric(item, name)
+                yield from array_samples(item, name, f"inputs_{k}", info, name)
+                continue
+            for sample_name, stem, x in text_samples(item, reader, column):
+                if isinstance(x, NetspecError):
+                    yield Failed(sample_name, x)
+                else:
+                    yield Sample(sample_name, stem, x)
+        except NetspecError as err:
+            yield Failed(name, err)
 
 
 class _Once:

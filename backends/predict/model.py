@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 from netspec.data.arraydata import TableColumns
 from netspec.data.preprocess import Preprocessing, apply_values, as_record
 from netspec.data.token_ids import check_predict_ids
+from netspec.data.tokenizer import Tokenizer
 from netspec.errors import first_line
 from netspec.run_record import check_classes
 
@@ -52,6 +52,7 @@ class ModelInfo:
     token_ids: dict[str, Any] | None = None
     # "NHWC": an imported Keras model's arrays are channels-last; the network's are channels-first.
     input_layout: str | None = None
+    tokenizer: Tokenizer | None = None  # a text model's: inputs are raw strings
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -143,18 +144,10 @@ def info_of(
         table=card.table,
         max_length=card.max_length,
         min_length=card.min_length,
-        token_ids=_token_ids(meta),
+        token_ids=card.token_ids,
         input_layout=card.meta.input_layout,
+        tokenizer=card.tokenizer,
     )
-
-
-def _token_ids(meta: Mapping[str, str]) -> dict[str, Any] | None:
-    """The card's `token_ids` entry (export/model.py writes it), None when absent or malformed."""
-    try:
-        value = json.loads(meta.get("netspec.token_ids", "null"))
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def kind_of(info: ModelInfo) -> str:

@@ -15,6 +15,7 @@ from .errors import error, shape
 from .inputs import Failed, Note, Sample, expand_inputs, read_inputs, read_scenes
 from .model import OnnxModel, check_overlap, is_scene_model, kind_of
 from .outputs import Interpreter, is_mask_name
+from .texts import Text
 
 if TYPE_CHECKING:  # tiling code is imported where a segmentation model needs it
     from netspec.data.scenes import SceneSegmenter
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # tiling code is imported where a segmentation model needs it
 
 def predict(
     model: str | Path | OnnxModel,
-    inputs: Sequence[str | Path | np.ndarray],
+    inputs: Sequence[str | Path | np.ndarray | Text],
     *,
     top_k: int = 5,
     device: str = "auto",
@@ -54,13 +55,20 @@ def predict(
     if batch < 1:
         raise error(f"--batch {batch}: expected a positive number")
     check_overlap(overlap, (None, None))
-    paths = expand_inputs([p if isinstance(p, np.ndarray) else Path(p) for p in inputs])
+    paths = expand_inputs([p if isinstance(p, (np.ndarray, Text)) else Path(p) for p in inputs])
     predictor: OnnxModel | Ensemble
     if ensemble:
         predictor = Ensemble([model, *ensemble], device)
     else:
         predictor = model if isinstance(model, OnnxModel) else OnnxModel(model, device)
     info = predictor.info
+    if info.tokenizer is None and any(isinstance(p, Text) for p in paths):
+        raise error(
+            "--text: the model takes no texts (its metadata records no tokenizer: it was not "
+            "trained on a text source)",
+            info.path,
+            kind="usage",
+        )
     interpret = Interpreter(info, top_k, None if out is None else Path(out))
     if out is not None and kind_of(info) == "segmentation":
         # A folder named for the masks holds masks only: never a user's files beside them.

@@ -20,6 +20,7 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.pipeline import prepare
+from netspec.data.text import check_vocab
 from netspec.data.token_ids import check_training_ids
 from netspec.ir import at_data_length
 from netspec.layers.activations import activation_of
@@ -90,6 +91,8 @@ class Trainer:
             graph.file,
             output_activation=act.fn if act is not None else None,
         )
+        if self.data.tokenizer is not None:  # its vocabulary fits the embedding's table
+            check_vocab(self.data.tokenizer, graph)
         check_training_ids(graph, self.data)  # before torch meets a float or an unknown id
         for note in self.data.notes:
             self.log(f"note: {note}")

@@ -40,6 +40,7 @@ def run_meta(graph: Graph, data: Prepared, head: str | None, spec_sha256: str) -
         # A table's columns, so predict reads rows in the training CSV's own format.
         features=tuple(train.feature_names) if train.feature_names else None,
         table=train.table,
+        tokenizer=data.tokenizer,
     )
 
 

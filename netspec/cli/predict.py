@@ -12,12 +12,23 @@ from netspec.errors import NetspecError, Problem
 from netspec.jsonio import dumps
 
 InputsArg = Annotated[
-    list[Path],
+    list[Path] | None,
     typer.Argument(
         help="Images (png, jpg, bmp, tiff), .npy arrays (one sample or a batch) or .csv rows "
         "(numbers, or rows in the training CSV's format); folders of them and glob patterns "
         "('scans/*.png'); for segmentation, scenes of any size: images, multi-band .tif, "
-        ".npy (C, H, W).",
+        ".npy (C, H, W); for a text model, .txt files (one text per line) and .csv files "
+        "with the training file's text column.",
+        show_default=False,
+    ),
+]
+
+TextOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--text",
+        help='A text for a text model (repeatable): --text "Bonjour" --text "Hello"; named '
+        "text[0], text[1], ... in the results, after the input files.",
         show_default=False,
     ),
 ]
@@ -56,7 +67,8 @@ EnsembleOpt = Annotated[
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="An .onnx file.", show_default=False)],
-    inputs: InputsArg,
+    inputs: InputsArg = None,
+    text: TextOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input.")] = 5,
     as_json: JsonOpt = False,
     device: Annotated[
@@ -78,13 +90,19 @@ def predict(
     # onnxruntime only: predict never imports torch (a test checks it).
     from netspec.backends.predict.outputs import text_lines
     from netspec.backends.predict.predict import predict as run_predict
+    from netspec.backends.predict.texts import Text
+
+    items: list[Path | Text] = [
+        *(inputs or []),
+        *(Text(t, f"text[{i}]") for i, t in enumerate(text or [])),
+    ]
 
     results = []
     failed = shown = 0
     try:
         for result in run_predict(
             model,
-            inputs,
+            items,
             top_k=top_k,
             device=device,
             batch=batch,

@@ -30,8 +30,10 @@ from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, dataset_stats, target_stats
 from netspec.data.table import load_csv
 from netspec.data.tiles import tile_starts
+from netspec.data.tokenizer import Tokenizer
 from netspec.data.xo import make_xo
 from netspec.shapes import prod
+from netspec.train_data_spec import TextData
 from netspec.train_spec import (
     ArraysData,
     BuiltinData,
@@ -66,6 +68,7 @@ class Prepared:
     notes: tuple[str, ...] = ()
     tile: tuple[int, int] | None = None  # segmentation: (h, w) of the network's input
     tiles_per_scene: int = 1  # random training tiles per scene and epoch (1: scenes are tiles)
+    tokenizer: Tokenizer | None = None  # a text source's (data/text.py)
 
     @property
     def random_tiles(self) -> bool:
@@ -143,6 +146,10 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
 
         train = resolve_path(cfg.path, spec_file) if test else None  # its padding and dimensions
         return load_ts(path, length=cfg.length, missing=cfg.missing, train=train)
+    if isinstance(cfg, TextData):
+        from netspec.data.text import load_texts
+
+        return load_texts(path, text=cfg.text, label=cfg.label, delimiter=cfg.delimiter)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
 
 
@@ -271,6 +278,7 @@ class Splits:
     notes: tuple[str, ...] = ()
     tile: tuple[int, int] | None = None  # segmentation: (h, w) of the network's input
     tiles_per_scene: int = 1
+    tokenizer: Tokenizer | None = None  # a text source's, fitted on the training split
 
 
 def load_splits(
@@ -280,12 +288,14 @@ def load_splits(
     spec_file: str | None,
     *,
     output_activation: str | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Splits:
     """Load, limit and split the data, then its geometry steps and tiles: the same samples in
     the same splits on every call (the split is seeded).
 
     `output_activation` (the network's last activation) tells float labels of a classifier
-    (a softmax head) from regression targets."""
+    (a softmax head) from regression targets. A text source's texts become token ids by
+    `tokenizer` (a trained run's record), else by one fitted on the training split."""
     cfg = spec.data
     seed = spec.seed if cfg.split_seed is None else cfg.split_seed
     loss = spec.loss.name if spec.loss else None
@@ -318,6 +328,14 @@ def load_splits(
         if "test" in parts
         else (_geometry(test, spec) if test is not None else None)
     )
+    if isinstance(cfg, TextData):
+        from netspec.data.text import tokenized
+
+        train, val, test, tokenizer = tokenized(
+            spec, input_shape, train, val, test, tokenizer, notes
+        )
+    else:
+        tokenizer = None
     tile: tuple[int, int] | None = None
     per_scene = 1
     if masks:
@@ -332,7 +350,7 @@ def load_splits(
             )
         val = cut_tiles(val, tile) if val is not None else None
         test = cut_tiles(test, tile) if test is not None else None
-    return Splits(train, val, test, tuple(notes), tile, per_scene)
+    return Splits(train, val, test, tuple(notes), tile, per_scene, tokenizer)
 
 
 def _fill_time_axis(
@@ -425,7 +443,16 @@ def prepare(
                 f"{output_activation}, whose range the targets must fit"
             )
     return Prepared(
-        train, val, test, pre, task, train.classes, tuple(notes), tile, splits.tiles_per_scene
+        train,
+        val,
+        test,
+        pre,
+        task,
+        train.classes,
+        tuple(notes),
+        tile,
+        splits.tiles_per_scene,
+        splits.tokenizer,
     )
 
 

@@ -1,0 +1,185 @@
+"""The `text` source: a CSV column of texts and a label column, tokenized after the split.
+
+`load_texts` reads the file with the CSV source's own reading and label handling (table.py:
+encoding, delimiter, header, ragged rows, missing columns, class names) and gives an ArrayData
+whose x holds the texts (an object array). `tokenize_splits` then fits the tokenizer on the
+training split alone (or takes a run's recorded one) and turns every split into (N, max_length)
+float32 ids, the form the embedding layer takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.data._common import data_error
+from netspec.data.arraydata import ArrayData, TableColumns
+from netspec.data.table import _column, _read_rows, _Table, _target
+from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile
+from netspec.errors import DataError, Problem
+
+_SHOWN = 5  # empty texts listed by line; the rest are counted
+
+
+def load_texts(
+    path: str | Path, *, text: str, label: str, delimiter: str | None = None
+) -> ArrayData:
+    """x: the texts (N,) as an object array; y: class indices of the label column (names sorted,
+    numeric labels by value, as the CSV source). An empty text or label is an error naming its
+    line: a model cannot learn from, or be scored on, nothing."""
+    path = Path(path)
+    delimiter, header, numbered = _read_rows(path, delimiter)
+    t_col = _column(header, text, path, "text")
+    l_col = _column(header, label, path, "label")
+    if t_col == l_col:
+        raise data_error(f"the text and label columns are both {text!r}", path)
+    lines = [line for line, _ in numbered]
+    texts = [row[t_col] for _, row in numbered]
+    labels = [row[l_col].strip() for _, row in numbered]
+    _refuse_empty(path, lines, texts, f"an empty text (column {text!r})")
+    _refuse_empty(path, lines, labels, f"an empty label (column {label!r})")
+    table = _Table(path, delimiter, header, [l_col, t_col], [], lines)
+    y, classes = _target(table, labels, label, "classification")
+    return ArrayData(
+        x=np.asarray(texts, dtype=object),
+        y=y,
+        classes=classes,
+        source=f"texts {path} (column {text!r}, label {label!r})",
+        # The columns, so predict and evaluate find the texts in a CSV of the same format.
+        table=TableColumns(label, ((text, None),)),
+    )
+
+
+def _refuse_empty(path: Path, lines: list[int], values: list[str], what: str) -> None:
+    empty = [line for line, v in zip(lines, values) if not v.strip()]
+    if not empty:
+        return
+    problems = [
+        Problem(f"row has {what}", str(path), line, hint="fill it in, or remove the row")
+        for line in empty[:_SHOWN]
+    ]
+    if len(empty) > _SHOWN:
+        problems.append(Problem(f"... and {len(empty) - _SHOWN} more rows with {what}"))
+    raise DataError(problems, stage="data")
+
+
+def fit_tokenizer(train: ArrayData, options: Any, input_shape: tuple[int, ...]) -> Tokenizer:
+    """The tokenizer of a text source's `tokenizer:` options, fitted on the training split.
+
+    max_length: as given; else the spec's input length when it is fixed ([L]); else the 95th
+    percentile of the training texts' token counts (nearest rank).
+    """
+    texts = [str(t) for t in train.x]
+    length = options.max_length
+    if length is None and len(input_shape) == 1 and input_shape[0] is not None:
+        length = int(input_shape[0])
+    tok = fit(
+        texts,
+        level=options.level,
+        max_length=1,
+        vocab_size=options.vocab_size,
+        min_count=options.min_count,
+        lowercase=options.lowercase,
+    )
+    if length is None:
+        length = length_percentile([len(tok.tokens(t)) for t in texts])
+    return replace(tok, max_length=int(length))
+
+
+def check_input(tok: Tokenizer, input_shape: tuple[int, ...], source: str) -> None:
+    """The spec's input takes the tokenizer's rows: [max_length] (or a dynamic [null])."""
+    if len(input_shape) != 1 or input_shape[0] not in (None, tok.max_length):
+        raise data_error(
+            f"{source}: texts become rows of {tok.max_length} token ids (tokenizer.max_length), "
+            f"but the spec's input is {list(input_shape)}",
+            hint=f"set `input: [{tok.max_length}]`, or the tokenizer's max_length to the input's "
+            "length",
+        )
+
+
+def tokenize(data: ArrayData, tok: Tokenizer) -> tuple[ArrayData, int]:
+    """A split's texts as (N, max_length) float32 ids, and how many texts were cut short."""
+    texts = [str(t) for t in data.x]
+    cut = sum(len(tok.tokens(t)) > tok.max_length for t in texts)
+    return replace(data, x=tok.encode(texts).astype(np.float32)), cut
+
+
+def tokenize_splits(
+    splits: dict[str, ArrayData | None],
+    options: Any,
+    input_shape: tuple[int, ...],
+    recorded: Tokenizer | None,
+) -> tuple[dict[str, ArrayData | None], Tokenizer, list[str]]:
+    """Every split tokenized by one tokenizer: `recorded` (a trained run's), else one fitted on
+    the training split; the splits, the tokenizer and the notes for the user."""
+    train = splits["train"]
+    assert train is not None
+    tok = recorded or fit_tokenizer(train, options, input_shape)
+    check_input(tok, input_shape, train.source)
+    notes: list[str] = []
+    if recorded is None:
+        notes.append(
+            f"tokenizer: {tok.size} {tok.level} ids (0 padding, 1 unknown, {len(tok.vocab)} "
+            f"from the training split), rows of {tok.max_length}"
+            + (
+                f" (the {LENGTH_PERCENTILE}th percentile of the training texts)"
+                if options.max_length is None and input_shape[0] is None
+                else ""
+            )
+        )
+    out: dict[str, ArrayData | None] = {}
+    cut: list[str] = []
+    for name, data in splits.items():
+        out[name] = None
+        if data is not None:
+            out[name], n = tokenize(data, tok)
+            cut += [f"{n} of {len(data)} {name}"] if n else []
+    if cut:  # one note for all splits
+        notes.append(
+            f"texts longer than max_length {tok.max_length} {tok.level} tokens are cut to it: "
+            + ", ".join(cut)
+        )
+    return out, tok, notes
+
+
+def check_vocab(tok: Tokenizer, graph: Any) -> None:
+    """Every embedding fed the ids has a row for each id the tokenizer gives (an id past the
+    table would fail deep inside torch)."""
+    from netspec.layers import Embedding
+
+    for node in graph.nodes:
+        dim = node.layer.input_dim if isinstance(node.layer, Embedding) else None
+        if dim is not None and dim < tok.size:
+            raise data_error(
+                f"the tokenizer gives {tok.size} ids (0 padding, 1 unknown, {len(tok.vocab)} "
+                f"tokens of the training split), but embedding {node.name!r} has input_dim {dim}",
+                graph.file,
+                hint=f"set its `input_dim: {tok.size}`, or `train.data.tokenizer.vocab_size: "
+                f"{dim}` to keep the most frequent tokens",
+            )
+
+
+def tokenized(
+    spec: Any,
+    input_shape: tuple[int, ...],
+    train: ArrayData,
+    val: ArrayData | None,
+    test: ArrayData | None,
+    recorded: Tokenizer | None,
+    notes: list[str],
+) -> tuple[ArrayData, ArrayData | None, ArrayData | None, Tokenizer]:
+    """A text source's splits as token ids (data/text.py); its ids are never scaled."""
+    p = spec.preprocess
+    if p.rescale or p.normalize != "none" or p.grayscale or p.resize or p.center_crop:
+        raise data_error(
+            "train.preprocess: a text source gives token ids, which are never scaled or normalized",
+            hint="remove train.preprocess",
+        )
+    parts, tok, said = tokenize_splits(
+        {"train": train, "val": val, "test": test}, spec.data.tokenizer, input_shape, recorded
+    )
+    notes += said
+    return parts["train"], parts["val"], parts["test"], tok  # type: ignore[return-value]
