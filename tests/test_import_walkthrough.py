@@ -186,6 +186,8 @@ def test_imported_run_with_every_command(walked, tmp_path: Path) -> None:
     assert "16 filters" in invoke(
         ["visualize", str(run), "--filters", "conv1", "-o", str(tmp_path / "f.png")]
     )
+    saliency = invoke(["visualize", str(run), "--saliency", photo, "-o", str(tmp_path / "s.png")])
+    assert f"predicted '{int(want.argmax())}'" in saliency  # a softmax head: multiclass
     for args in (
         ["evaluate", str(run)],
         ["evaluate", str(run), "--data", str(PHOTOS)],
@@ -208,3 +210,29 @@ def test_retrained_run_evaluates_and_quantizes_on_its_photos(walked, tmp_path: P
         ["export", str(run), "--int8", "--max-drop", "0.1", "-o", str(tmp_path / "q.onnx")]
     )
     assert (tmp_path / "q.onnx").is_file(), out
+
+
+def test_image_record_and_task_of_an_import() -> None:
+    """Channels-last inputs of 1 or 3 channels and a fixed size are images (decoded 0..255,
+    resized as training's folders are); other inputs keep the record as it was. A softmax head
+    is multiclass, one sigmoid unit binary, anything else unknown."""
+    from netspec.backends.importing.write import image_input, task_of
+
+    gray = image_input(None, "NHWC", (1, 28, 28))
+    assert gray == {
+        "input_shape": [1, 28, 28],
+        "raw_shape": [1, 28, 28],
+        "channel_order": "L",
+        "image_size": [28, 28],
+        "raw_range": [0.0, 255.0],
+    }
+    scaled = {"input_shape": [3, 8, 8], "raw_shape": [3, 8, 8], "scale": 0.5}
+    assert image_input(scaled, "NHWC", (3, 8, 8))["scale"] == 0.5
+    assert image_input(scaled, "NHWC", (3, 8, 8))["channel_order"] == "RGB"
+    assert image_input(scaled, None, (3, 8, 8)) is scaled  # channels first: not known as images
+    assert image_input(None, "NHWC", (5, 8, 8)) is None  # 5 channels: not a picture
+    assert image_input(None, "NHWC", (3, None, None)) is None
+    assert task_of("softmax", (10,)) == "multiclass"
+    assert task_of("sigmoid", (1,)) == "binary"
+    assert task_of("sigmoid", (4,)) is None and task_of(None, (3,)) is None
+    assert task_of("softmax", (4, 4)) is None

@@ -102,6 +102,16 @@ def image_input(
     return record
 
 
+def task_of(head: str | None, output: tuple[int | None, ...]) -> str | None:
+    """What a source model's head says it is: a softmax over classes, one sigmoid unit for two
+    classes (saliency and reports need to know); anything else is left unknown."""
+    if len(output) == 1 and head == "softmax" and (output[0] or 0) > 1:
+        return "multiclass"
+    if output == (1,) and head == "sigmoid":
+        return "binary"
+    return None
+
+
 def write_import(imported: Imported, out: Path) -> Path:
     """Write the run directory `out` (new, empty, or an earlier import's); return it."""
     out = Path(out)
@@ -116,6 +126,7 @@ def write_import(imported: Imported, out: Path) -> Path:
         name=graph.name,
         netspec_version=__version__,
         spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        task=task_of(head.fn if head is not None else None, tuple(graph.output.shape)),
         classes=imported.classes,
         input_shape=tuple(graph.input_shape),
         output_shape=tuple(graph.output.shape),
