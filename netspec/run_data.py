@@ -85,6 +85,14 @@ def _run_data(
         )
     new = isinstance(split, Path)
     source = run_source(directory)
+    if not (isinstance(source.data, dict) and isinstance(source.data.get("train"), dict)):
+        raise DataError.one(
+            "the run's spec has no train: section (an imported model), so netspec knows "
+            "neither its data nor how to read new data for it",
+            str(layout.spec),
+            hint="train from it (`init: {from: RUN}` in a spec with a train: section, "
+            "docs/import.md) and use that run",
+        )
     if new:
         source = _new_data(source, split)  # type: ignore[arg-type]
     graph = compile_source(source)

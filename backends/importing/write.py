@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -86,6 +87,31 @@ def compile_import(imported: Imported, text: str, where: str) -> Graph:
     return graph
 
 
+def image_input(
+    pre: dict[str, Any] | None, layout: str | None, shape: tuple[int | None, ...]
+) -> dict[str, Any] | None:
+    """The preprocessing record of an image model (channels last in Keras, 1 or 3 channels, a
+    fixed size) says so: predict and visualize then take image files, decoded (0..255) and
+    resized to the input as a folder's images are in training, which is what Keras' image
+    loaders give such a model."""
+    if layout != "NHWC" or len(shape) != 3 or shape[0] not in (1, 3) or None in shape:
+        return pre
+    c, h, w = shape
+    record = dict(pre or {"input_shape": list(shape), "raw_shape": list(shape)})
+    record.update(channel_order="RGB" if c == 3 else "L", image_size=[h, w], raw_range=[0.0, 255.0])
+    return record
+
+
+def task_of(head: str | None, output: tuple[int | None, ...]) -> str | None:
+    """What a source model's head says it is: a softmax over classes, one sigmoid unit for two
+    classes (saliency and reports need to know); anything else is left unknown."""
+    if len(output) == 1 and head == "softmax" and (output[0] or 0) > 1:
+        return "multiclass"
+    if output == (1,) and head == "sigmoid":
+        return "binary"
+    return None
+
+
 def write_import(imported: Imported, out: Path) -> Path:
     """Write the run directory `out` (new, empty, or an earlier import's); return it."""
     out = Path(out)
@@ -95,11 +121,12 @@ def write_import(imported: Imported, out: Path) -> Path:
     text = spec_text(imported, sha256)
     graph = compile_import(imported, text, str(layout.spec))
     head = graph.head
-    pre = imported.preprocessing
+    pre = image_input(imported.preprocessing, imported.input_layout, tuple(graph.input_shape))
     meta = RunMeta(
         name=graph.name,
         netspec_version=__version__,
         spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        task=task_of(head.fn if head is not None else None, tuple(graph.output.shape)),
         classes=imported.classes,
         input_shape=tuple(graph.input_shape),
         output_shape=tuple(graph.output.shape),

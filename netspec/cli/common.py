@@ -75,6 +75,17 @@ def _main(
 
 
 SpecArg = Annotated[Path, typer.Argument(help="A spec file (YAML).", show_default=False)]
+SpecOrRunArg = Annotated[
+    Path, typer.Argument(help="A spec file (YAML), or a run directory.", show_default=False)
+]
+
+
+def spec_of(path: Path) -> Path:
+    """A spec argument: a run directory (trained or imported) stands for its spec.yaml."""
+    from netspec.runs import RunLayout, is_run
+
+    return RunLayout(path).spec if path.is_dir() and is_run(path) else path
+
 
 SetOpt = Annotated[
     list[str],

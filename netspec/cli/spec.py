@@ -7,14 +7,23 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, error_json, fail, report
+from netspec.cli.common import (
+    JsonOpt,
+    SetOpt,
+    SpecOrRunArg,
+    app,
+    error_json,
+    fail,
+    report,
+    spec_of,
+)
 from netspec.errors import NetspecError
 from netspec.jsonio import dumps
 
 
 @app.command()
 def summary(
-    spec: SpecArg,
+    spec: SpecOrRunArg,
     sets: SetOpt = [],  # noqa: B006 (typer reads the default; it is never mutated)
     as_json: JsonOpt = False,
     length: Annotated[
@@ -34,11 +43,11 @@ def summary(
         ),
     ] = False,
 ) -> None:
-    """Print every layer's output shape, parameters and MACs, and the totals."""
+    """Print every layer's output shape, parameters and MACs, and the totals (of a spec or a run)."""
     from netspec.spec_report import summarize
 
     try:
-        result = summarize(spec, sets, length)
+        result = summarize(spec_of(spec), sets, length)
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:

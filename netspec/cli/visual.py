@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from netspec.cli.common import JsonOpt, SetOpt, SpecArg, app, fail
+from netspec.cli.common import JsonOpt, SetOpt, SpecOrRunArg, app, fail, spec_of
 from netspec.errors import NetspecError, UsageError
 from netspec.jsonio import dumps
 
 
 @app.command()
 def graph(
-    spec: SpecArg,
+    spec: SpecOrRunArg,
     out: Annotated[
         Path,
         typer.Option(
@@ -37,7 +37,7 @@ def graph(
     from netspec.graph_render import draw_spec
 
     try:
-        drawn = draw_spec(spec, out, expand=expand, sets=sets)
+        drawn = draw_spec(spec_of(spec), out, expand=expand, sets=sets)
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
