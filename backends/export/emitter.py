@@ -94,8 +94,20 @@ class Emitter:
         return self.consts[float(value)]
 
     def op(self, op_type: str, inputs: Sequence[str], out: str, layer: str, **attrs: Any) -> str:
+        if op_type == "Mul":
+            inputs = [self._unfused(x, inputs, layer) for x in inputs]
         self.op_outputs(op_type, inputs, [out], layer, **attrs)
         return out
+
+    def _unfused(self, x: str, inputs: Sequence[str], layer: str) -> str:
+        """x, safe as a Mul operand: OpenCV DNN (5.1) rewrites any HardSigmoid -> Mul as one
+        HardSwish of the HardSigmoid's input, whatever the Mul's other operand (a squeeze-excite
+        gate, a batchnorm's scale); an Identity between them stops that, except in x *
+        HardSigmoid(x), which is a HardSwish."""
+        made = next((n for n in reversed(self.nodes) if x in n.output), None)
+        if made is None or made.op_type != "HardSigmoid" or made.input[0] in inputs:
+            return x
+        return self.op("Identity", [x], self.fresh(f"{layer}/unfused"), layer)
 
     def op_outputs(
         self, op_type: str, inputs: Sequence[str], outs: Sequence[str], layer: str, **attrs: Any
