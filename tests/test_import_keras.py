@@ -465,6 +465,41 @@ def test_keras2_hard_sigmoid_refused(built, tmp_path: Path) -> None:
     )
 
 
+def test_keras_mobilenet_v3_imports_with_parity(tmp_path: Path) -> None:
+    """keras.applications' MobileNetV3Small: hard_silu activations, and its hard_sigmoid written
+    as ops, ReLU(6)(x + 3.0) * (1/6), which becomes netspec's hard_sigmoid; Keras' count and
+    logits."""
+    keras.utils.set_random_seed(3)
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3),
+        alpha=0.75,
+        weights=None,
+        classes=4,
+        include_preprocessing=False,
+        classifier_activation=None,
+    )
+    _randomize(model, 3)
+    _save(model, tmp_path / "mnv3.keras")
+    x = np.random.default_rng(3).normal(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    want = model(x, training=False).detach().cpu().numpy()
+    imported = read_keras(tmp_path / "mnv3.keras")
+    kinds = [next(iter(item)) for item in imported.spec["layers"]]
+    assert kinds.count("hard_sigmoid") == 9  # one per squeeze-excite gate
+    loaded = read_run(write_import(imported, tmp_path / "run"))
+    assert totals(rows(loaded.graph)).total_params == model.count_params()
+    np.testing.assert_allclose(_forward(loaded, x), want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_other_keras_ops_refused(tmp_path: Path) -> None:
+    """An op on a number other than the hard_sigmoid pattern is refused (it used to pass for the
+    Add layer of the same class name)."""
+    inp = keras.Input((4, 4, 3))
+    x = L.Conv2D(3, 1, name="c")(inp)
+    y = L.ReLU(6.0, name="r")(x + 1.0)
+    _save(keras.Model(inp, L.Flatten()(y)), tmp_path / "m.keras")
+    _refused(tmp_path / "m.keras", tmp_path, "(ops.Add): the op Add with constants [1.0]")
+
+
 # --- refusals -------------------------------------------------------------------------------
 
 

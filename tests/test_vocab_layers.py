@@ -324,3 +324,20 @@ def test_hard_swish_below_14_keeps_its_pattern() -> None:
     graph = netspec.compile_text(spec("[3, 6, 6]", "hard_swish"), "s")
     model = export_onnx(graph, {})
     assert [n.op_type for n in model.graph.node] == ["HardSigmoid", "Mul"]
+
+
+def test_regularize_covers_both_separable_kernels() -> None:
+    """`train.regularize` on a separable_conv2d penalises its depthwise and pointwise kernels
+    (Keras' depthwise_ and pointwise_regularizer), never its bias."""
+    from types import SimpleNamespace
+
+    from netspec.backends.training.objective import regularizers
+
+    graph = netspec.compile_text(
+        spec("[3, 6, 6]", "separable_conv2d: {filters: 4, kernel: 3}\n    name: sep"), "s"
+    )
+    module = build_module(graph)
+    rule = SimpleNamespace(layers=["sep"], l1=0.0, l2=0.5)
+    found = regularizers(module, [rule])
+    sep = module.layer("sep")
+    assert {id(p) for p, _, _ in found} == {id(sep.depthwise_weight), id(sep.pointwise_weight)}

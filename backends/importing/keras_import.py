@@ -20,14 +20,14 @@ import numpy as np
 
 from netspec.errors import DataError, Problem, SpecError
 
-from . import keras_convs, keras_layers
+from . import keras_convs, keras_layers, keras_ops
 from .keras_file import KLayer, model_layers, read_keras_file
 from .keras_layers import Refuse, T
 from .keras_weights import keras_tensors
 from .model import Imported
 
 PREPROCESSING = ("Rescaling", "Normalization")
-CONVERTERS = {**keras_layers.CONVERTERS, **keras_convs.CONVERTERS}
+CONVERTERS = {**keras_layers.CONVERTERS, **keras_convs.CONVERTERS, **keras_ops.CONVERTERS}
 
 
 def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Imported:
@@ -132,6 +132,7 @@ class _State:
         self.scale, self.mean, self.std = 1.0, None, None  # the preprocessing so far
         self.last = "input"
         self.producer = ""
+        self.absorbed: set[str] = set()  # layers a pattern already converted (hard_sigmoid)
 
     def name(self, keras_name: str) -> str:
         """A netspec layer name for a Keras one: kept when valid and free."""

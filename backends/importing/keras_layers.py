@@ -203,6 +203,8 @@ def layernorm(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
 
 def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     (x,), cfg = xs, la.config
+    if la.name in state.absorbed:
+        return x
     if la.cls == "Activation":
         fn = _act_name(cfg.get("activation"), state)
         if fn == "softmax":
