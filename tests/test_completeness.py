@@ -42,6 +42,11 @@ EXAMPLES: dict[str, str] = {
     "dense": spec("[6]", "dense: {units: 4, activation: relu}", "dense: {units: 3, bias: false}"),
     "conv1d": spec("[2, 9]", "conv1d: {filters: 3, kernel: 3, stride: 2, padding: same}"),
     "conv2d": spec("[2, 7, 6]", "conv2d: {filters: 4, kernel: [3, 2], padding: same, stride: 2}"),
+    "separable_conv2d": spec(
+        "[3, 7, 6]",
+        "separable_conv2d: {filters: 4, kernel: 3, padding: same, stride: 2, depth_multiplier: 2}",
+        "separable_conv2d: {filters: 2, kernel: [2, 3], bias: false, activation: hard_swish}",
+    ),
     "conv_transpose2d": spec("[3, 4, 5]", "conv_transpose2d: {filters: 2, kernel: 3, stride: 2}"),
     "maxpool1d": spec("[2, 9]", "maxpool1d: {size: 2, padding: same}"),
     "maxpool2d": spec("[2, 7, 6]", "maxpool2d: {size: 3, stride: 2, padding: same}"),
@@ -65,6 +70,9 @@ EXAMPLES: dict[str, str] = {
     "gelu": spec("[6]", "gelu"),
     "silu": spec("[6]", "silu"),
     "relu6": spec("[6]", "relu6"),
+    "hard_sigmoid": spec("[6]", "hard_sigmoid"),
+    "hard_swish": spec("[2, 3, 3]", "hard_swish"),
+    "clip": spec("[2, 3, 3]", "clip: {min: -0.5, max: 0.75}"),
     "upsample2d": spec("[2, 3, 4]", "upsample2d: {scale: 2, mode: bilinear}"),
     "zeropad2d": spec("[2, 3, 4]", "zeropad2d: {padding: [1, 0, 2, 3]}"),
     "crop2d": spec(

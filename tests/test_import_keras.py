@@ -137,8 +137,31 @@ def _save(model, path: Path, weights_only: bool = False) -> None:
         (model.save_weights if weights_only else model.save)(path)
 
 
+def mobile_model():
+    """The MobileNet vocabulary: separable convolutions (depth_multiplier, no bias, strides,
+    a non-square kernel), hard_sigmoid and hard_silu (fused and as layers), a squeeze-excite
+    gate, and a ReLU capped at 4 (clip)."""
+    inp = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="hard_silu", name="stem")(inp)
+    x = L.SeparableConv2D(8, 3, padding="same", depth_multiplier=2, use_bias=False, name="sep_dm")(
+        x
+    )
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Activation("hard_swish", name="hswish")(x)
+    se = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    se = L.Conv2D(4, 1, activation="relu", name="reduce")(se)
+    se = L.Conv2D(8, 1, activation="hard_sigmoid", name="gate")(se)
+    x = L.Multiply(name="excite")([x, se])
+    x = L.SeparableConv2D(6, (3, 2), strides=2, activation="relu6", name="sep_s2")(x)
+    x = L.ReLU(max_value=4.0, name="cap")(x)
+    x = L.Activation("hard_sigmoid", name="hsig")(x)
+    out = L.Dense(3, name="out")(L.GlobalAveragePooling2D(name="pool")(x))
+    return keras.Model(inp, out, name="mobile")
+
+
 MODELS = {
     "image": image_model,
+    "mobile": mobile_model,
     "sequence": sequence_model,
     "text": text_model,
     "masked": masked_model,
@@ -149,6 +172,8 @@ MODELS = {
 def _inputs(name: str, rng: np.random.Generator) -> np.ndarray:
     if name == "image":
         return rng.uniform(0, 255, (4, 10, 10, 3)).astype(np.float32)
+    if name == "mobile":
+        return rng.normal(0, 2, (4, 12, 12, 3)).astype(np.float32)
     if name == "text":
         return rng.integers(0, 30, (4, 9)).astype(np.float32)
     if name == "masked":  # padded with zeros after 8, 5, 3 and 1 tokens
@@ -210,12 +235,12 @@ def test_import_matches_keras(built, tmp_path: Path, name: str, suffix: str) -> 
         loaded.meta.imported_from.sha256
         == __import__("hashlib").sha256((folder / f"{name}{suffix}").read_bytes()).hexdigest()
     )
-    assert (loaded.meta.input_layout == "NHWC") == (name == "image")
+    assert (loaded.meta.input_layout == "NHWC") == (name in ("image", "mobile"))
     got = _forward(loaded, x)
     np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
-@pytest.mark.parametrize("name", ["image", "table", "text"])
+@pytest.mark.parametrize("name", ["image", "mobile", "table", "text"])
 def test_export_and_predict_match_keras(built, tmp_path: Path, name: str) -> None:
     """`netspec export` of the imported run, then `netspec predict` on the raw inputs (the
     recorded preprocessing applied), gives Keras' outputs."""
@@ -258,8 +283,9 @@ def test_spec_is_readable_and_records_its_source(built, tmp_path: Path) -> None:
     assert text.startswith("# Imported by netspec")
     assert "# sha256 " in text
     assert "input: [3, 10, 10]" in text
-    for name in ("c1", "dw", "sep_depthwise", "sep", "grouped", "dilated", "upconv", "flat"):
+    for name in ("c1", "dw", "sep", "grouped", "dilated", "upconv", "flat"):
         assert f"name: {name}\n" in text
+    assert "separable_conv2d: {filters: 6, kernel: 3, padding: same, activation: relu6}" in text
 
 
 # --- Keras 2 files, written by hand --------------------------------------------------------
@@ -378,7 +404,7 @@ def _as_keras2(model, path: Path) -> None:
                 group[n.split("/", 1)[1]] = v.value.detach().cpu().numpy()
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "mobile"])
 def test_keras2_layout_matches_keras(built, tmp_path: Path, name: str) -> None:
     """Each model in Keras 2's .h5 layout imports to the same outputs."""
     _, x, want, _, model = built[name]
@@ -403,6 +429,75 @@ def test_keras2_h5(tmp_path: Path, functional: bool) -> None:
     with torch.no_grad():
         got = load_module(loaded.graph, loaded.weights)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_mobile_vocabulary_is_imported_as_netspec_kinds(built) -> None:
+    """SeparableConv2D is one separable_conv2d, hard_silu and hard_sigmoid are netspec's
+    activations (fused where Keras fuses them), a ReLU capped at 4 is a clip."""
+    imported = read_keras(built["mobile"][3] / "mobile.keras")
+    items = {item["name"]: item for item in imported.spec["layers"]}
+    assert items["sep_dm"]["separable_conv2d"] == {
+        "filters": 8,
+        "kernel": 3,
+        "padding": "same",
+        "depth_multiplier": 2,
+        "bias": False,
+    }
+    assert items["sep_s2"]["separable_conv2d"]["activation"] == "relu6"
+    assert imported.weights["sep_dm.depthwise_weight"].shape == (16, 1, 3, 3)
+    assert imported.weights["sep_dm.pointwise_weight"].shape == (8, 16, 1, 1)
+    assert "sep_dm.bias" not in imported.weights
+    assert items["stem"]["conv2d"]["activation"] == "hard_swish"
+    assert items["gate"]["conv2d"]["activation"] == "hard_sigmoid"
+    assert items["hswish"]["activation"] == {"fn": "hard_swish"}
+    assert items["hsig"]["activation"] == {"fn": "hard_sigmoid"}
+    assert items["cap"]["clip"] == {"min": 0.0, "max": 4.0}
+
+
+def test_keras2_hard_sigmoid_refused(built, tmp_path: Path) -> None:
+    """Keras 2's hard_sigmoid is clip(0.2x + 0.5, 0, 1), not netspec's (Keras 3's): refused."""
+    _as_keras2(built["mobile"][4], tmp_path / "k2.h5")
+    _refused(
+        tmp_path / "k2.h5",
+        tmp_path,
+        "layer 'gate' (Conv2D): activation 'hard_sigmoid' of Keras 2",
+        "layer 'hsig' (Activation): activation 'hard_sigmoid' of Keras 2",
+    )
+
+
+def test_keras_mobilenet_v3_imports_with_parity(tmp_path: Path) -> None:
+    """keras.applications' MobileNetV3Small: hard_silu activations, and its hard_sigmoid written
+    as ops, ReLU(6)(x + 3.0) * (1/6), which becomes netspec's hard_sigmoid; Keras' count and
+    logits."""
+    keras.utils.set_random_seed(3)
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3),
+        alpha=0.75,
+        weights=None,
+        classes=4,
+        include_preprocessing=False,
+        classifier_activation=None,
+    )
+    _randomize(model, 3)
+    _save(model, tmp_path / "mnv3.keras")
+    x = np.random.default_rng(3).normal(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    want = model(x, training=False).detach().cpu().numpy()
+    imported = read_keras(tmp_path / "mnv3.keras")
+    kinds = [next(iter(item)) for item in imported.spec["layers"]]
+    assert kinds.count("hard_sigmoid") == 9  # one per squeeze-excite gate
+    loaded = read_run(write_import(imported, tmp_path / "run"))
+    assert totals(rows(loaded.graph)).total_params == model.count_params()
+    np.testing.assert_allclose(_forward(loaded, x), want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_other_keras_ops_refused(tmp_path: Path) -> None:
+    """An op on a number other than the hard_sigmoid pattern is refused (it used to pass for the
+    Add layer of the same class name)."""
+    inp = keras.Input((4, 4, 3))
+    x = L.Conv2D(3, 1, name="c")(inp)
+    y = L.ReLU(6.0, name="r")(x + 1.0)
+    _save(keras.Model(inp, L.Flatten()(y)), tmp_path / "m.keras")
+    _refused(tmp_path / "m.keras", tmp_path, "(ops.Add): the op Add with constants [1.0]")
 
 
 # --- refusals -------------------------------------------------------------------------------

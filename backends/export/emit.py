@@ -13,6 +13,7 @@ from netspec import layers
 from netspec.ir import Node
 from netspec.layers import (
     BatchNorm,
+    Clip,
     Conv,
     ConvTranspose2D,
     Crop2D,
@@ -20,6 +21,7 @@ from netspec.layers import (
     Layer,
     LayerNorm,
     Pool,
+    SeparableConv2D,
     Upsample2D,
     table_entry,
 )
@@ -54,16 +56,23 @@ def emit_dense(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.fused(node, _act(node), "Add", [y, em.init(f"{node.name}.bias", t["bias"])])
 
 
-def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
-    layer: Conv = node.layer  # type: ignore[assignment]
+def _conv_input(em: Emitter, node: Node, x: str) -> tuple[str, list[int]]:
+    """The convolution's input and its Conv `pads`, from the node's windows."""
+    layer: Conv | SeparableConv2D = node.layer  # type: ignore[assignment]
     wins = windows(layer, node.input_shapes[0][1:])
-    pads, x = _pads(wins), xs[0]
+    pads = _pads(wins)
     if all(k == 1 for k in layer.kernel) and any(pads):
         # OpenCV DNN (up to 5.0 at least) returns garbage for a 1x1 Conv with pads: an explicit
         # zero Pad first, then the convolution unpadded, computes the same everywhere.
         full = em.ints(f"{node.name}/pads", [0, 0, *pads[: len(wins)], 0, 0, *pads[len(wins) :]])
         x = em.op("Pad", [x, full], em.fresh(f"{node.name}/padded"), node.name, mode="constant")
         pads = [0] * len(pads)
+    return x, pads
+
+
+def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: Conv = node.layer  # type: ignore[assignment]
+    x, pads = _conv_input(em, node, xs[0])
     return em.fused(
         node,
         _act(node),
@@ -75,6 +84,31 @@ def emit_conv(em: Emitter, node: Node, xs: list[str]) -> str:
         pads=pads,
         group=layer.groups,
     )
+
+
+def emit_separable(em: Emitter, node: Node, xs: list[str]) -> str:
+    """Two Conv nodes: the depthwise (group = input channels, no bias), then the 1x1 pointwise."""
+    layer: SeparableConv2D = node.layer  # type: ignore[assignment]
+    x, pads = _conv_input(em, node, xs[0])
+    depthwise, pointwise, *bias = em.weight_inputs(node)
+    mid = em.op(
+        "Conv",
+        [x, depthwise],
+        em.fresh(f"{node.name}/depthwise"),
+        node.name,
+        kernel_shape=list(layer.kernel),
+        strides=list(layer.stride),
+        dilations=list(layer.dilation),
+        pads=pads,
+        group=node.input_shapes[0][0],
+    )
+    return em.fused(node, _act(node), "Conv", [mid, pointwise, *bias], kernel_shape=[1, 1])
+
+
+def emit_clip(em: Emitter, node: Node, xs: list[str]) -> str:
+    layer: Clip = node.layer  # type: ignore[assignment]
+    bounds = [em.const(layer.min), em.const(layer.max)]
+    return em.op("Clip", [xs[0], *bounds], node.name, node.name)
 
 
 def emit_conv_transpose(em: Emitter, node: Node, xs: list[str]) -> str:
@@ -273,6 +307,7 @@ def emit_position_embedding(em: Emitter, node: Node, xs: list[str]) -> str:
 EXPORTS: dict[type[Layer], Emit] = {
     layers.Dense: emit_dense,
     layers.Conv: emit_conv,  # conv1d, conv2d
+    layers.SeparableConv2D: emit_separable,
     layers.ConvTranspose2D: emit_conv_transpose,
     layers.Pool: emit_pool,  # max and average, 1-D and 2-D
     layers.GlobalPool: emit_global_pool,  # mean and maximum, 1-D and 2-D
@@ -282,6 +317,7 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.BatchNorm: emit_batchnorm,
     layers.LayerNorm: emit_layernorm,
     layers.ActivationLayer: emit_activation,  # the whole family, by its Act
+    layers.Clip: emit_clip,
     layers.Upsample2D: emit_upsample,
     layers.ZeroPad2D: emit_zeropad,
     layers.Crop2D: emit_crop,

@@ -94,8 +94,20 @@ class Emitter:
         return self.consts[float(value)]
 
     def op(self, op_type: str, inputs: Sequence[str], out: str, layer: str, **attrs: Any) -> str:
+        if op_type == "Mul":
+            inputs = [self._unfused(x, inputs, layer) for x in inputs]
         self.op_outputs(op_type, inputs, [out], layer, **attrs)
         return out
+
+    def _unfused(self, x: str, inputs: Sequence[str], layer: str) -> str:
+        """x, safe as a Mul operand: OpenCV DNN (5.1) rewrites any HardSigmoid -> Mul as one
+        HardSwish of the HardSigmoid's input, whatever the Mul's other operand (a squeeze-excite
+        gate, a batchnorm's scale); an Identity between them stops that, except in x *
+        HardSigmoid(x), which is a HardSwish."""
+        made = next((n for n in reversed(self.nodes) if x in n.output), None)
+        if made is None or made.op_type != "HardSigmoid" or made.input[0] in inputs:
+            return x
+        return self.op("Identity", [x], self.fresh(f"{layer}/unfused"), layer)
 
     def op_outputs(
         self, op_type: str, inputs: Sequence[str], outs: Sequence[str], layer: str, **attrs: Any
@@ -161,6 +173,19 @@ def _relu6(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> st
     return em.op("Clip", [x, em.const(0.0), em.const(6.0)], out, layer)
 
 
+def _hard_sigmoid(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    # Keras 3's and torch's relu6(x + 3) / 6; ONNX's default alpha (0.2) is Keras 2's.
+    return em.op("HardSigmoid", [x], out, layer, alpha=1.0 / 6.0, beta=0.5)
+
+
+def _hard_swish(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    if em.opset >= 14:
+        return em.op("HardSwish", [x], out, layer)
+    # Below opset 14 (and for OpenCV and older runtimes) written as x * HardSigmoid(x).
+    gate = _hard_sigmoid(em, act, x, em.fresh(f"{layer}/hard_sigmoid"), layer, rank)
+    return em.op("Mul", [x, gate], out, layer)
+
+
 def _gelu(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
     if em.opset >= 20:
         return em.op("Gelu", [x], out, layer, approximate=act.approximate)
@@ -199,4 +224,6 @@ ACT_EXPORTS: dict[str, EmitAct] = {
     "gelu": _gelu,
     "silu": _silu,
     "relu6": _relu6,
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_swish": _hard_swish,
 }

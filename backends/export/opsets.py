@@ -12,6 +12,7 @@ BASELINE_OPSET = 13
 NEWER_OPS: dict[str, int] = {
     "LayerNormalization": 17,
     "Gelu": 20,  # emitted only when asked for opset >= 20; below, GELU is written with Erf
+    "HardSwish": 14,  # emitted only when asked for opset >= 14; below, x * HardSigmoid(x)
 }
 
 

@@ -26,7 +26,7 @@ def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     _channels_last(cfg)
     _check(cfg, "pad the input with ZeroPadding first", padding=("valid", "same"))
     x = _to_cl(state, la, xs[0])
-    act, extra = _fused(cfg, x)
+    act, extra = _fused(cfg, x, state)
     args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
     if _ints(cfg.get("strides", 1)) != 1:
         args["stride"] = _ints(cfg["strides"])
@@ -47,8 +47,8 @@ def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
 
 
 def depthwise(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
-    """DepthwiseConv2D: a conv2d with one group per input channel; SeparableConv2D: that
-    (without bias) and a 1x1 conv2d after it, the two layers netspec counts as Keras does."""
+    """DepthwiseConv2D: a conv2d with one group per input channel; SeparableConv2D: netspec's
+    separable_conv2d (the depthwise conv without bias, then the 1x1 pointwise with it)."""
     cfg = la.config
     _channels_last(cfg)
     _check(cfg, padding=("valid", "same"))
@@ -57,34 +57,27 @@ def depthwise(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     x = _to_cl(state, la, xs[0])
     channels, mult = w[0].shape[2], w[0].shape[3]
     separable = la.cls == "SeparableConv2D"
-    act, extra = _fused(cfg, x)
-    args: dict[str, Any] = {"filters": channels * mult, "kernel": _ints(cfg["kernel_size"])}
+    act, extra = _fused(cfg, x, state)
+    filters = int(cfg["filters"]) if separable else channels * mult
+    args: dict[str, Any] = {"filters": filters, "kernel": _ints(cfg["kernel_size"])}
     if _ints(cfg.get("strides", 1)) != 1:
         args["stride"] = _ints(cfg["strides"])
     if cfg.get("padding", "valid") != "valid":
         args["padding"] = cfg["padding"]
     if _ints(cfg.get("dilation_rate", 1)) != 1:
         args["dilation"] = _ints(cfg["dilation_rate"])
-    args["groups"] = channels
-    bias = bool(cfg.get("use_bias", True))
-    if not separable:
-        if act != "linear":
-            args["activation"] = act
-        if not bias:
-            args["bias"] = False
-        name = state.add("conv2d", args, state.name(la.name), [x])
-        state.put(name, keras_tensors("DepthwiseConv2D", cfg, w))
-        return _then(state, la, T(name, "cl", x.rank), extra)
-    args["bias"] = False
-    dw = state.add("conv2d", args, state.name(f"{la.name}_depthwise"), [x])
-    state.put(dw, keras_tensors("DepthwiseConv2D", cfg, w[:1]))
-    point: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": 1}
+    if separable:
+        if mult != 1:
+            args["depth_multiplier"] = int(mult)
+    else:
+        args["groups"] = channels
     if act != "linear":
-        point["activation"] = act
-    if not bias:
-        point["bias"] = False
-    name = state.add("conv2d", point, state.name(la.name), [T(dw, "cl", x.rank)])
-    state.put(name, keras_tensors("Conv2D", cfg, w[1:]))
+        args["activation"] = act
+    if not cfg.get("use_bias", True):
+        args["bias"] = False
+    kind = "separable_conv2d" if separable else "conv2d"
+    name = state.add(kind, args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, cfg, w))
     return _then(state, la, T(name, "cl", x.rank), extra)
 
 
@@ -93,7 +86,7 @@ def conv_transpose(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     _channels_last(cfg)
     _check(cfg, padding=("valid", "same"))
     x = _to_cl(state, la, xs[0])
-    act, extra = _fused(cfg, x)
+    act, extra = _fused(cfg, x, state)
     args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
     if _ints(cfg.get("strides", 1)) != 1:
         args["stride"] = _ints(cfg["strides"])

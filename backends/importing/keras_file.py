@@ -209,6 +209,7 @@ class KLayer:
     inputs: list[str]
     kwargs: dict[str, Any] = field(default_factory=dict)
     index: int = 0  # the how-many-th layer of its class (the .keras weight group's counter)
+    constants: list[float] = field(default_factory=list)  # an op's numbers (`x + 3.0`: [3.0])
 
 
 def model_layers(model: Any, file: str) -> tuple[list[KLayer], str, str, tuple[int | None, ...]]:
@@ -309,8 +310,15 @@ def _functional(cfg: dict[str, Any], raw: list[Any], file: str) -> tuple[list[KL
                 file,
             )
         refs, kwargs = _inbound(nodes[0]) if nodes else ([], {})
+        cls = entry.get("class_name", "?")
+        constants: list[float] = []
+        if str(entry.get("module", "")).startswith("keras.src.ops"):
+            # A Keras 3 op on a tensor (`x + 3.0`), not the layer of the same class name.
+            cls = f"ops.{cls}"
+            args = nodes[0].get("args", []) if nodes and isinstance(nodes[0], dict) else []
+            constants = [float(a) for a in args if isinstance(a, (int, float))]
         layers.append(
-            KLayer(name, entry.get("class_name", "?"), entry.get("config") or {}, refs, kwargs)
+            KLayer(name, cls, entry.get("config") or {}, refs, kwargs, constants=constants)
         )
     return _count(layers), inp, out
 

@@ -20,14 +20,14 @@ import numpy as np
 
 from netspec.errors import DataError, Problem, SpecError
 
-from . import keras_convs, keras_layers
+from . import keras_convs, keras_layers, keras_ops
 from .keras_file import KLayer, model_layers, read_keras_file
 from .keras_layers import Refuse, T
 from .keras_weights import keras_tensors
 from .model import Imported
 
 PREPROCESSING = ("Rescaling", "Normalization")
-CONVERTERS = {**keras_layers.CONVERTERS, **keras_convs.CONVERTERS}
+CONVERTERS = {**keras_layers.CONVERTERS, **keras_convs.CONVERTERS, **keras_ops.CONVERTERS}
 
 
 def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Imported:
@@ -47,6 +47,7 @@ def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Import
         raise DataError.one(f"the model's input {list(shape)} has rank {len(shape)}", str(path))
     ns_shape = _netspec_input(shape, layout, input_shape, str(path))
     state = _State(path, consumers, layers)
+    state.producer = kf.producer  # Keras 2 and 3 differ in what some names compute
     state.tensors[inp] = T("input", layout, len(shape))
     problems: list[Problem] = []
     unsupported: dict[str, list[str]] = {}
@@ -130,6 +131,8 @@ class _State:
         self.flatten_dense: list[tuple[str, str]] = []  # (dense, flatten) kernels to reorder
         self.scale, self.mean, self.std = 1.0, None, None  # the preprocessing so far
         self.last = "input"
+        self.producer = ""
+        self.absorbed: set[str] = set()  # layers a pattern already converted (hard_sigmoid)
 
     def name(self, keras_name: str) -> str:
         """A netspec layer name for a Keras one: kept when valid and free."""

@@ -25,6 +25,9 @@ ACTS = {
     "silu": "silu",
     "swish": "silu",
     "relu6": "relu6",
+    "hard_sigmoid": "hard_sigmoid",  # Keras 3's relu6(x + 3) / 6 (Keras 2 files: refused)
+    "hard_silu": "hard_swish",
+    "hard_swish": "hard_swish",
 }
 ELEMENTWISE = ("Dropout", "Activation", "ReLU", "LeakyReLU")
 
@@ -61,17 +64,24 @@ def _check(cfg: dict[str, Any], hint: str | None = None, **allowed: tuple[Any, .
             raise Refuse(f"{key}: {cfg[key]!r} (netspec: {' or '.join(map(repr, ok))})", hint)
 
 
-def _act_name(value: Any) -> str:
+def _act_name(value: Any, state: Any = None) -> str:
     if isinstance(value, dict) and isinstance(value.get("config"), str):
         value = value["config"]  # Keras 3 may serialize a built-in as {class_name: function}
     if not isinstance(value, str):
         raise Refuse(f"a custom activation {value!r}", "netspec runs no code from the file")
+    if value == "hard_sigmoid" and str(getattr(state, "producer", "")).startswith("keras 2"):
+        raise Refuse(
+            "activation 'hard_sigmoid' of Keras 2 (clip(0.2x + 0.5, 0, 1))",
+            "netspec's hard_sigmoid is Keras 3's and torch's, relu6(x + 3) / 6",
+        )
     return value
 
 
-def _fused(cfg: dict[str, Any], x: T) -> tuple[str, tuple[str, dict[str, Any]] | None]:
+def _fused(
+    cfg: dict[str, Any], x: T, state: Any = None
+) -> tuple[str, tuple[str, dict[str, Any]] | None]:
     """A layer's `activation` as netspec's fused one, or linear plus an activation item."""
-    name = _act_name(cfg.get("activation", "linear") or "linear")
+    name = _act_name(cfg.get("activation", "linear") or "linear", state)
     if name == "leaky_relu":
         return "linear", ("leaky_relu", {"negative_slope": 0.2})  # Keras' function default
     if name == "softmax" and x.layout == "seq" and x.rank >= 2:
@@ -150,7 +160,7 @@ def dense(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
             "flatten or pool the features first",
             layout=True,
         )
-    act, extra = _fused(cfg, x)
+    act, extra = _fused(cfg, x, state)
     args: dict[str, Any] = {"units": int(cfg["units"])}
     if act != "linear":
         args["activation"] = act
@@ -193,8 +203,10 @@ def layernorm(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
 
 def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     (x,), cfg = xs, la.config
+    if la.name in state.absorbed:
+        return x
     if la.cls == "Activation":
-        fn = _act_name(cfg.get("activation"))
+        fn = _act_name(cfg.get("activation"), state)
         if fn == "softmax":
             item = ("softmax", {"axis": -1} if x.layout == "seq" and x.rank > 1 else None)
         elif fn == "leaky_relu":
@@ -204,8 +216,14 @@ def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
         else:
             raise Refuse(f"activation '{fn}'", f"netspec has {', '.join(ACTS)} and leaky_relu")
     elif la.cls == "ReLU":
-        _check(cfg, negative_slope=(0, 0.0), threshold=(0, 0.0), max_value=(None, 6, 6.0))
-        item = ("relu6" if cfg.get("max_value") else "relu", None)
+        _check(cfg, negative_slope=(0, 0.0), threshold=(0, 0.0))
+        top = cfg.get("max_value")
+        if top is None:
+            item = ("relu", None)
+        elif float(top) == 6.0:
+            item = ("relu6", None)
+        else:  # ReLU(max_value=m): MobileNet-style capped ReLUs
+            item = ("clip", {"min": 0.0, "max": float(top)})
     elif la.cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         item = ("leaky_relu", {"negative_slope": float(slope)})

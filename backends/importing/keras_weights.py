@@ -47,6 +47,13 @@ def keras_tensors(cls: str, config: dict[str, Any], w: list[np.ndarray]) -> dict
     if cls == "DepthwiseConv2D":  # (kh, kw, in, mult) -> (in*mult, 1, kh, kw): out i*mult + m
         kh, kw, c, mult = w[0].shape
         return {"weight": w[0].reshape(kh, kw, c * mult).transpose(2, 0, 1)[:, None], **_bias(w)}
+    if cls == "SeparableConv2D":  # depthwise as above; pointwise (1, 1, C*dm, f) -> (f, C*dm, 1, 1)
+        depthwise = keras_tensors("DepthwiseConv2D", config, w[:1])["weight"]
+        return {
+            "depthwise_weight": depthwise,
+            "pointwise_weight": w[1].transpose(3, 2, 0, 1),
+            **({"bias": w[2]} if len(w) > 2 else {}),
+        }
     if cls == "Conv2DTranspose":  # (kh, kw, out, in) -> torch's (in, out, kh, kw)
         return {"weight": w[0].transpose(3, 2, 0, 1), **_bias(w)}
     if cls == "BatchNormalization":

@@ -20,6 +20,8 @@ ACT_MODULES: dict[str, Callable[[Act, int], nn.Module]] = {
     "gelu": lambda act, rank: nn.GELU(approximate=act.approximate),
     "silu": lambda act, rank: nn.SiLU(),
     "relu6": lambda act, rank: nn.ReLU6(),
+    "hard_sigmoid": lambda act, rank: nn.Hardsigmoid(),  # relu6(x + 3) / 6, as Keras 3
+    "hard_swish": lambda act, rank: nn.Hardswish(),  # x * hard_sigmoid(x), Keras' hard_silu
 }
 
 

@@ -25,6 +25,7 @@ from .sequence import (
 from .stateless import (
     ReshapeBatch,
     Sum,
+    lower_clip,
     lower_concat,
     lower_crop,
     lower_global_pool,
@@ -38,6 +39,7 @@ from .weighted import (
     lower_conv_transpose,
     lower_dense,
     lower_layernorm,
+    lower_separable,
 )
 
 
@@ -52,6 +54,7 @@ def lower_activation(node: Node) -> nn.Module:
 LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.Dense: lower_dense,
     layers.Conv: lower_conv,  # conv1d, conv2d
+    layers.SeparableConv2D: lower_separable,
     layers.ConvTranspose2D: lower_conv_transpose,
     layers.Pool: lower_pool,  # max and average, 1-D and 2-D
     layers.GlobalPool: lower_global_pool,  # mean and maximum, 1-D and 2-D
@@ -61,6 +64,7 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.BatchNorm: lower_batchnorm,
     layers.LayerNorm: lower_layernorm,
     layers.ActivationLayer: lower_activation,  # the whole family, by its Act
+    layers.Clip: lower_clip,
     layers.Upsample2D: lower_upsample,
     layers.ZeroPad2D: lower_zeropad,
     layers.Crop2D: lower_crop,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netspec.ir import Node
-from netspec.layers import Concat, Crop2D, Pool, Upsample2D
+from netspec.layers import Clip, Concat, Crop2D, Pool, Upsample2D
 from netspec.layers import GlobalPool as GlobalPoolLayer  # GlobalPool here is the torch module
 from netspec.layers.conv import windows
 from netspec.shapes import Window, batch_axis, window_counts
@@ -180,3 +180,22 @@ class Sum(nn.Module):
         for x in xs[2:]:
             y = y + x
         return y
+
+
+class ClipValues(nn.Module):
+    """clip: torch.clamp to [min, max] (ONNX Clip)."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, self.low, self.high)
+
+    def extra_repr(self) -> str:
+        return f"min={self.low:g}, max={self.high:g}"
+
+
+def lower_clip(node: Node) -> nn.Module:
+    layer: Clip = node.layer  # type: ignore[assignment]
+    return ClipValues(layer.min, layer.max)

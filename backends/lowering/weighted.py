@@ -1,4 +1,4 @@
-"""Layers with weights (dense, convolutions, batch/layer norm): their torch modules and lowerings."""
+"""Layers with weights (dense, convolutions, separable, batch/layer norm): torch modules and lowerings."""
 
 # Conventions that are not plain torch defaults, so weights and numbers match Keras and the ONNX
 # export: kernels are glorot-uniform and biases zero; SAME padding is SAME_UPPER (the odd extra
@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netspec.ir import Node
-from netspec.layers import BatchNorm, Conv1D, Conv2D, ConvTranspose2D, Dense, LayerNorm
+from netspec.layers import (
+    BatchNorm,
+    Conv1D,
+    Conv2D,
+    ConvTranspose2D,
+    Dense,
+    LayerNorm,
+    SeparableConv2D,
+)
 from netspec.layers.activations import activation_of
 from netspec.layers.conv import windows
 from netspec.shapes import Window
@@ -95,6 +104,49 @@ def lower_conv(node: Node) -> nn.Module:
     )
     m.pre_pad = extra
     return _fuse(m, node)
+
+
+class SeparableConv2dAct(FusedActivation, nn.Module):
+    """Keras' SeparableConv2D: a depthwise conv (groups = input channels, no bias), then a 1x1
+    conv with the bias; tensors named as `SeparableConv2D.weights` declares them."""
+
+    def __init__(self, layer: SeparableConv2D, channels: int, sym: tuple[int, ...]) -> None:
+        super().__init__()
+        mid = channels * layer.depth_multiplier
+        self.depthwise_weight = nn.Parameter(torch.empty(mid, 1, *layer.kernel))
+        self.pointwise_weight = nn.Parameter(torch.empty(layer.filters, mid, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(layer.filters)) if layer.bias else None
+        self.stride, self.padding = tuple(layer.stride), sym
+        self.dilation, self.groups = tuple(layer.dilation), channels
+        nn.init.xavier_uniform_(self.depthwise_weight)
+        nn.init.xavier_uniform_(self.pointwise_weight)
+        self.pre_pad: tuple[int, ...] | None = None
+
+    def forward_linear(self, x: Tensor) -> Tensor:
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad)
+        y = F.conv2d(
+            x, self.depthwise_weight, None, self.stride, self.padding, self.dilation, self.groups
+        )
+        return F.conv2d(y, self.pointwise_weight, self.bias)
+
+    def extra_repr(self) -> str:
+        act = "" if self.act_name == "linear" else f", activation={self.act_name}"
+        return (
+            f"depthwise={tuple(self.depthwise_weight.shape)}, "
+            f"pointwise={tuple(self.pointwise_weight.shape)}, stride={self.stride}{act}"
+        )
+
+
+def lower_separable(node: Node) -> nn.Module:
+    layer: SeparableConv2D = node.layer  # type: ignore[assignment]
+    x = node.input_shapes[0]
+    sym, extra = _split_pads(windows(layer, x[1:]))
+    m = SeparableConv2dAct(layer, x[0], sym)
+    m.pre_pad = extra
+    rank = len(node.shape)
+    m.set_activation(activation_of(layer, rank), rank)
+    return m
 
 
 class ConvTranspose2dAct(FusedActivation, nn.ConvTranspose2d):

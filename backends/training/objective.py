@@ -112,8 +112,8 @@ def regularizers(
     out = []
     for rule in rules:
         for layer, tensor, p in named_parameters(module):
-            if tensor != "weight" or not p.requires_grad:
-                continue  # like Keras' kernel_regularizer: weights, not biases
+            if not tensor.endswith("weight") or not p.requires_grad:
+                continue  # like Keras' kernel_regularizer (separable: both kernels), not biases
             if any(fnmatch.fnmatchcase(layer, pat) for pat in rule.layers):
                 out.append((p, rule.l1, rule.l2))
     return out

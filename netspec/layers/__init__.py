@@ -6,6 +6,8 @@ from netspec.layers.activations import (
     GELU,
     Activation,
     ActivationLayer,
+    HardSigmoid,
+    HardSwish,
     LeakyReLU,
     ReLU,
     ReLU6,
@@ -17,6 +19,7 @@ from netspec.layers.activations import (
 from netspec.layers.attention import MultiHeadAttention
 from netspec.layers.base import Layer, Params, ShapeError, Weight, table_entry
 from netspec.layers.batchnorm import BatchNorm
+from netspec.layers.clip import Clip
 from netspec.layers.conv import Conv, Conv1D, Conv2D
 from netspec.layers.conv_transpose import ConvTranspose2D
 from netspec.layers.crop import Crop2D
@@ -40,6 +43,7 @@ from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
 from netspec.layers.position import PositionEmbedding, SeqPool
 from netspec.layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from netspec.layers.reshape import Reshape
+from netspec.layers.separable import SeparableConv2D
 from netspec.layers.upsample import Upsample2D
 from netspec.layers.zeropad import ZeroPad2D
 
@@ -47,6 +51,7 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     Dense,
     Conv1D,
     Conv2D,
+    SeparableConv2D,
     ConvTranspose2D,
     MaxPool1D,
     MaxPool2D,
@@ -70,6 +75,9 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     GELU,
     SiLU,
     ReLU6,
+    HardSigmoid,
+    HardSwish,
+    Clip,
     Upsample2D,
     ZeroPad2D,
     Crop2D,

@@ -48,7 +48,8 @@ class Activation(ActivationLayer):
     kind: ClassVar[str] = "activation"
 
     fn: ActivationName = Field(
-        description="linear, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6."
+        description="linear, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or "
+        "hard_swish."
     )
 
     def act(self, rank: int) -> Act:
@@ -106,6 +107,9 @@ Sigmoid = member(ActivationLayer, "Sigmoid", "sigmoid", "1 / (1 + exp(-x)).")
 Tanh = member(ActivationLayer, "Tanh", "tanh", "The hyperbolic tangent.")
 SiLU = member(ActivationLayer, "SiLU", "silu", "x * sigmoid(x) (swish).")
 ReLU6 = member(ActivationLayer, "ReLU6", "relu6", "min(max(x, 0), 6).")
+# Keras 3's and torch's definitions (Keras 2's hard_sigmoid was clip(0.2x + 0.5, 0, 1)).
+HardSigmoid = member(ActivationLayer, "HardSigmoid", "hard_sigmoid", "relu6(x + 3) / 6.")
+HardSwish = member(ActivationLayer, "HardSwish", "hard_swish", "x * hard_sigmoid(x) (hard_silu).")
 
 
 def activation_of(layer: Layer, rank: int) -> Act | None:

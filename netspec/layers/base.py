@@ -22,6 +22,8 @@ ACTIVATIONS: tuple[str, ...] = (
     "gelu",
     "silu",
     "relu6",
+    "hard_sigmoid",
+    "hard_swish",
 )
 
 

@@ -86,7 +86,7 @@ class Conv(Layer):
     )
     activation: ActivationName = Field(
         "linear",
-        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6.",
+        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or hard_swish.",
     )
     bias: bool = Field(True, description="Add a learned bias.")
 

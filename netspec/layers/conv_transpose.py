@@ -46,7 +46,7 @@ class ConvTranspose2D(Layer):
     dilation: Ints2 = Field((1, 1), description=DILATION)
     activation: ActivationName = Field(
         "linear",
-        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6.",
+        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or hard_swish.",
     )
     bias: bool = Field(True, description="Add a learned bias.")
 

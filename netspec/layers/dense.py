@@ -18,7 +18,7 @@ class Dense(Layer):
     units: PositiveInt = Field(description="Output features: the new size of the last axis.")
     activation: ActivationName = Field(
         "linear",
-        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu or relu6.",
+        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or hard_swish.",
     )
     bias: bool = Field(True, description="Add a learned bias.")
 
