@@ -21,25 +21,33 @@ from .keras_layers import (
 from .keras_weights import keras_tensors
 
 
-def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
-    cfg = la.config
-    _channels_last(cfg)
-    _check(cfg, "pad the input with ZeroPadding first", padding=("valid", "same"))
-    x = _to_cl(state, la, xs[0])
-    act, extra = _fused(cfg, x, state)
-    args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
+def _conv_args(cfg: dict[str, Any], filters: int, act: str, **more: Any) -> dict[str, Any]:
+    """A Keras convolution's spec arguments, each written only where it is not netspec's
+    default: filters, kernel, stride, padding, dilation, `more` (those not None), activation,
+    bias."""
+    args: dict[str, Any] = {"filters": filters, "kernel": _ints(cfg["kernel_size"])}
     if _ints(cfg.get("strides", 1)) != 1:
         args["stride"] = _ints(cfg["strides"])
     if cfg.get("padding", "valid") != "valid":
         args["padding"] = cfg["padding"]
     if _ints(cfg.get("dilation_rate", 1)) != 1:
         args["dilation"] = _ints(cfg["dilation_rate"])
-    if int(cfg.get("groups", 1)) != 1:
-        args["groups"] = int(cfg["groups"])
+    args.update({k: v for k, v in more.items() if v is not None})
     if act != "linear":
         args["activation"] = act
     if not cfg.get("use_bias", True):
         args["bias"] = False
+    return args
+
+
+def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    cfg = la.config
+    _channels_last(cfg)
+    _check(cfg, "pad the input with ZeroPadding first", padding=("valid", "same"))
+    x = _to_cl(state, la, xs[0])
+    act, extra = _fused(cfg, x, state)
+    groups = int(cfg.get("groups", 1))
+    args = _conv_args(cfg, int(cfg["filters"]), act, groups=groups if groups != 1 else None)
     kind = "conv1d" if la.cls == "Conv1D" else "conv2d"
     name = state.add(kind, args, state.name(la.name), [x])
     state.put(name, keras_tensors(la.cls, cfg, w))
@@ -59,22 +67,10 @@ def depthwise(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     separable = la.cls == "SeparableConv2D"
     act, extra = _fused(cfg, x, state)
     filters = int(cfg["filters"]) if separable else channels * mult
-    args: dict[str, Any] = {"filters": filters, "kernel": _ints(cfg["kernel_size"])}
-    if _ints(cfg.get("strides", 1)) != 1:
-        args["stride"] = _ints(cfg["strides"])
-    if cfg.get("padding", "valid") != "valid":
-        args["padding"] = cfg["padding"]
-    if _ints(cfg.get("dilation_rate", 1)) != 1:
-        args["dilation"] = _ints(cfg["dilation_rate"])
     if separable:
-        if mult != 1:
-            args["depth_multiplier"] = int(mult)
+        args = _conv_args(cfg, filters, act, depth_multiplier=int(mult) if mult != 1 else None)
     else:
-        args["groups"] = channels
-    if act != "linear":
-        args["activation"] = act
-    if not cfg.get("use_bias", True):
-        args["bias"] = False
+        args = _conv_args(cfg, filters, act, groups=channels)
     kind = "separable_conv2d" if separable else "conv2d"
     name = state.add(kind, args, state.name(la.name), [x])
     state.put(name, keras_tensors(la.cls, cfg, w))
@@ -87,19 +83,10 @@ def conv_transpose(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     _check(cfg, padding=("valid", "same"))
     x = _to_cl(state, la, xs[0])
     act, extra = _fused(cfg, x, state)
-    args: dict[str, Any] = {"filters": int(cfg["filters"]), "kernel": _ints(cfg["kernel_size"])}
-    if _ints(cfg.get("strides", 1)) != 1:
-        args["stride"] = _ints(cfg["strides"])
-    if cfg.get("padding", "valid") != "valid":
-        args["padding"] = cfg["padding"]
-    if cfg.get("output_padding") is not None:
-        args["output_padding"] = _ints(cfg["output_padding"])
-    if _ints(cfg.get("dilation_rate", 1)) != 1:
-        args["dilation"] = _ints(cfg["dilation_rate"])
-    if act != "linear":
-        args["activation"] = act
-    if not cfg.get("use_bias", True):
-        args["bias"] = False
+    out_pad = cfg.get("output_padding")
+    args = _conv_args(
+        cfg, int(cfg["filters"]), act, output_padding=None if out_pad is None else _ints(out_pad)
+    )
     name = state.add("conv_transpose2d", args, state.name(la.name), [x])
     state.put(name, keras_tensors(la.cls, cfg, w))
     return _then(state, la, T(name, "cl", x.rank), extra)

@@ -25,6 +25,12 @@ ACTIVATIONS: tuple[str, ...] = (
     "hard_sigmoid",
     "hard_swish",
 )
+# The `activation:` argument of the weighted layers (dense, convolutions), described once.
+ACTIVATION_DOC = (
+    "Applied to the output: linear (none), "
+    + ", ".join(ACTIVATIONS[1:-1])
+    + f" or {ACTIVATIONS[-1]}."
+)
 
 
 def suggest(name: str, options: Sequence[str]) -> str | None:
@@ -253,6 +259,7 @@ def norm_axis(axis: int, rank: int, layer: str) -> int:
 
 __all__ = [
     "ACTIVATIONS",
+    "ACTIVATION_DOC",
     "ActivationName",
     "Axis",
     "Ints1",

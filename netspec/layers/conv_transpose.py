@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
+    ACTIVATION_DOC,
     ActivationName,
     Ints2,
     Layer,
@@ -46,7 +47,7 @@ class ConvTranspose2D(Layer):
     dilation: Ints2 = Field((1, 1), description=DILATION)
     activation: ActivationName = Field(
         "linear",
-        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or hard_swish.",
+        description=ACTIVATION_DOC,
     )
     bias: bool = Field(True, description="Add a learned bias.")
 

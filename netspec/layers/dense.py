@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from netspec.layers.base import ActivationName, Layer, Weight
+from netspec.layers.base import ACTIVATION_DOC, ActivationName, Layer, Weight
 from netspec.shapes import Shape, prod
 
 
@@ -18,7 +18,7 @@ class Dense(Layer):
     units: PositiveInt = Field(description="Output features: the new size of the last axis.")
     activation: ActivationName = Field(
         "linear",
-        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or hard_swish.",
+        description=ACTIVATION_DOC,
     )
     bias: bool = Field(True, description="Add a learned bias.")
 

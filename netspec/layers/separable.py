@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
+    ACTIVATION_DOC,
     ActivationName,
     Ints2,
     Layer,
@@ -35,7 +36,7 @@ class SeparableConv2D(Layer):
     )
     activation: ActivationName = Field(
         "linear",
-        description="Applied to the output: linear (none), relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or hard_swish.",
+        description=ACTIVATION_DOC,
     )
     bias: bool = Field(True, description="Add a learned bias after the pointwise convolution.")
 
