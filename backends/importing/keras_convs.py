@@ -40,6 +40,16 @@ def _conv_args(cfg: dict[str, Any], filters: int, act: str, **more: Any) -> dict
     return args
 
 
+def _add_conv(
+    state: Any, la: Any, kind: str, args: dict[str, Any], x: T, extra: Any, w: list[np.ndarray]
+) -> T:
+    """The convolution as a spec item with Keras' weights in netspec's layout, then the
+    activation it fused when netspec could not (`_fused`'s extra)."""
+    name = state.add(kind, args, state.name(la.name), [x])
+    state.put(name, keras_tensors(la.cls, la.config, w))
+    return _then(state, la, T(name, "cl", x.rank), extra)
+
+
 def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     cfg = la.config
     _channels_last(cfg)
@@ -49,9 +59,7 @@ def conv(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     groups = int(cfg.get("groups", 1))
     args = _conv_args(cfg, int(cfg["filters"]), act, groups=groups if groups != 1 else None)
     kind = "conv1d" if la.cls == "Conv1D" else "conv2d"
-    name = state.add(kind, args, state.name(la.name), [x])
-    state.put(name, keras_tensors(la.cls, cfg, w))
-    return _then(state, la, T(name, "cl", x.rank), extra)
+    return _add_conv(state, la, kind, args, x, extra, w)
 
 
 def depthwise(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
@@ -72,9 +80,7 @@ def depthwise(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     else:
         args = _conv_args(cfg, filters, act, groups=channels)
     kind = "separable_conv2d" if separable else "conv2d"
-    name = state.add(kind, args, state.name(la.name), [x])
-    state.put(name, keras_tensors(la.cls, cfg, w))
-    return _then(state, la, T(name, "cl", x.rank), extra)
+    return _add_conv(state, la, kind, args, x, extra, w)
 
 
 def conv_transpose(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
@@ -87,9 +93,7 @@ def conv_transpose(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     args = _conv_args(
         cfg, int(cfg["filters"]), act, output_padding=None if out_pad is None else _ints(out_pad)
     )
-    name = state.add("conv_transpose2d", args, state.name(la.name), [x])
-    state.put(name, keras_tensors(la.cls, cfg, w))
-    return _then(state, la, T(name, "cl", x.rank), extra)
+    return _add_conv(state, la, "conv_transpose2d", args, x, extra, w)
 
 
 def pool(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
