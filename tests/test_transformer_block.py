@@ -177,10 +177,13 @@ def test_the_onnx_export_matches_torch_in_onnxruntime(spec: str) -> None:
 
 
 def test_the_documented_block_is_the_shipped_one() -> None:
-    """docs/language.md shows the encoder block as specs/ucr_transformer.yaml has it."""
+    """docs/language.md shows the encoder block as specs/ucr_transformer.yaml and
+    specs/langid_transformer.yaml have it."""
     page = (SPEC.parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
     start = page.index("<!-- file: encoder.yaml -->\n```yaml\n") + len(
         "<!-- file: encoder.yaml -->\n```yaml\n"
     )
     documented = yaml.safe_load(page[start : page.index("```", start)])
     assert documented["blocks"] == encoder_blocks()
+    langid = yaml.safe_load((SPEC.parent / "langid_transformer.yaml").read_text(encoding="utf-8"))
+    assert langid["blocks"] == encoder_blocks()
