@@ -549,34 +549,47 @@ def test_squeeze_excite_with_a_sigmoid_gate_is_a_multiply(tmp_path):
     check_parity(path, imported)
 
 
-def test_squeeze_excite_with_hard_sigmoid_is_refused_by_name(tmp_path):
+def test_squeeze_excite_with_a_hard_sigmoid_gate_imports(tmp_path):
+    """MobileNetV3's gate: HardSigmoid(alpha=1/6, beta=0.5), netspec's hard_sigmoid."""
+    nodes, inits = squeeze_excite("HardSigmoid")
+    nodes[4] = node("HardSigmoid", ["expand"], "gate", alpha=1 / 6, beta=0.5)
+    path = save(tmp_path, nodes, inits, [8, 5, 5])
+    imported = read_onnx(path)
+    kinds = [next(iter(item)) for item in imported.spec["layers"]]
+    assert "multiply" in kinds and "hard_sigmoid" in str(imported.spec["layers"])
+    check_parity(path, imported)
+
+
+def test_hard_sigmoid_of_another_slope_is_refused_by_name(tmp_path):
+    """ONNX's default HardSigmoid (alpha 0.2, Keras 2's) is not netspec's relu6(x + 3) / 6."""
     path = save(tmp_path, *squeeze_excite("HardSigmoid"), [8, 5, 5])
     with pytest.raises(DataError) as err:
         read_onnx(path)
     (problem,) = err.value.problems
     assert "HardSigmoid (1 node: gate)" in problem.message
-    assert "no hard_sigmoid" in problem.message
+    assert "alpha=0.2" in problem.message
 
 
-def test_hard_swish_written_out_is_refused_as_one_hard_swish(tmp_path):
+def test_hard_swish_written_out_and_as_one_op_import(tmp_path):
+    """x * Clip(x + 3, 0, 6) / 6 (tf2onnx, paddle2onnx) and HardSwish (opset 14) become
+    hard_swish; a Clip with other bounds becomes clip."""
     inits = {"w": f32(4, 2, 3, 3), "three": np.array(3.0, np.float32)}
     inits |= {"zero": np.array(0.0, np.float32), "six": np.array(6.0, np.float32)}
+    inits |= {"lo": np.array(-1.0, np.float32), "hi": np.array(2.0, np.float32)}
     nodes = [
         node("Conv", ["x", "w"], "conv", kernel_shape=[3, 3]),
         node("Add", ["conv", "three"], "hs_add"),
         node("Clip", ["hs_add", "zero", "six"], "hs_clip"),
         node("Mul", ["conv", "hs_clip"], "hs_mul"),
         node("Div", ["hs_mul", "six"], "hs_div"),
-        node("Relu", ["hs_div"], "y"),
+        node("HardSwish", ["hs_div"], "hs_op"),
+        node("Clip", ["hs_op", "lo", "hi"], "y"),
     ]
-    path = save(tmp_path, nodes, inits, [2, 6, 6])
-    with pytest.raises(DataError) as err:
-        read_onnx(path)
-    (problem,) = err.value.problems
-    assert (
-        "hard_swish (Add/Clip/Mul/Div) (4 nodes: hs_add, hs_clip, hs_mul, hs_div)"
-        in problem.message
-    )
+    path = save(tmp_path, nodes, inits, [2, 6, 6], opset=14)
+    imported = read_onnx(path)
+    text = str(imported.spec["layers"])
+    assert text.count("hard_swish") == 2 and "'clip': {'min': -1.0, 'max': 2.0}" in text
+    check_parity(path, imported, folded=5)  # the scalars 3, 0, 6, -1 and 2 are the ops' own
 
 
 def test_a_channels_last_input_becomes_channels_first_with_its_layout_recorded(tmp_path):
@@ -728,10 +741,10 @@ REFUSED = {
         "input 'x' has rank 5",  # volumes: refused at the input, before any node
     ),
     "clip": (
-        [node("Clip", ["x", "lo", "hi"], "y")],
-        {"lo": np.array(-1.0, np.float32), "hi": np.array(1.0, np.float32)},
+        [node("Clip", ["x", "lo"], "y")],
+        {"lo": np.array(-1.0, np.float32)},
         [4],
-        "Clip (1 node: y): Clip(-1, 1)",
+        "Clip (1 node: y): Clip(-1, inf): a one-sided bound",
     ),
     "resize_cubic": (
         [node("Resize", ["x", "", "s"], "y", mode="cubic")],

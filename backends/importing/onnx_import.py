@@ -200,10 +200,12 @@ def _walk(ctx: Importer) -> list[Problem]:
         ins = [i for i in node.input if i]
         outs = [o for o in node.output if o]
         if node.name in claimed and node.name:
-            refuse(
-                "hard_swish (Add/Clip/Mul/Div)", label, "netspec has no hard_swish activation yet"
-            )
-            poisoned.update(outs)
+            if claimed[node.name]:  # the Div of x * Clip(x + 3, 0, 6) / 6: the one layer
+                try:
+                    ctx.add(node, "hard_swish", {}, [ctx.source(ctx.val(claimed[node.name]), node)])
+                except Unsupported as exc:
+                    refuse("hard_swish (Add/Clip/Mul/Div)", label, str(exc))
+                    poisoned.update(outs)
             continue
         if node.domain not in ("", "ai.onnx"):
             refuse(f"{node.domain}.{node.op_type}", label, "an operator outside the ONNX standard")

@@ -279,16 +279,25 @@ def op_clip(ctx: Importer, node: onnx.NodeProto) -> None:
         ctx.add(node, "relu6", {}, [src])
     elif (lo, hi) == (0.0, np.inf):
         ctx.add(node, "relu", {}, [src])
+    elif np.isfinite(lo) and np.isfinite(hi):
+        ctx.add(node, "clip", {"min": short_float(lo), "max": short_float(hi)}, [src])
     else:
-        raise Unsupported(f"Clip({lo:g}, {hi:g}): netspec has relu6 (0, 6) and relu (0, inf)")
+        raise Unsupported(f"Clip({lo:g}, {hi:g}): a one-sided bound other than relu's (0, inf)")
 
 
 def op_hard_sigmoid(ctx: Importer, node: onnx.NodeProto) -> None:
-    raise Unsupported("netspec has no hard_sigmoid activation yet")
+    a = attrs(node)
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:  # ONNX's default is Keras 2's 0.2
+        raise Unsupported(
+            f"HardSigmoid(alpha={alpha:g}, beta={beta:g}): netspec's hard_sigmoid is "
+            "relu6(x + 3) / 6 (alpha 1/6, beta 0.5)"
+        )
+    ctx.add(node, "hard_sigmoid", {}, [ctx.source(ctx.val(node.input[0]), node)])
 
 
 def op_hard_swish(ctx: Importer, node: onnx.NodeProto) -> None:
-    raise Unsupported("netspec has no hard_swish activation yet")
+    ctx.add(node, "hard_swish", {}, [ctx.source(ctx.val(node.input[0]), node)])
 
 
 # --- pooling -----------------------------------------------------------------------------------

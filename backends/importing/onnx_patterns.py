@@ -18,9 +18,9 @@ FUSABLE = ("relu", "sigmoid", "tanh", "relu6", "silu", "gelu", "leaky_relu", "so
 RECURRENT = ("lstm", "gru", "simple_rnn")
 
 
-def hard_swish_nodes(ctx: Importer) -> set[str]:
-    """Names of the nodes of x * Clip(x + 3, 0, 6) / 6 (hard-swish written out, as tf2onnx and
-    paddle2onnx do), refused together as one hard_swish."""
+def hard_swish_nodes(ctx: Importer) -> dict[str, str]:
+    """hard-swish written out as x * Clip(x + 3, 0, 6) / 6 (as tf2onnx and paddle2onnx do):
+    node name -> x for its last node (the Div: one hard_swish layer), "" for the others."""
     graph = ctx.model.graph
     consts = _consts(ctx)
     made = {o: n for n in graph.node for o in n.output}
@@ -29,7 +29,7 @@ def hard_swish_nodes(ctx: Importer) -> set[str]:
         c = consts.get(name)
         return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == value
 
-    found: set[str] = set()
+    found: dict[str, str] = {}
     for div in graph.node:
         if div.op_type != "Div" or not is_const(div.input[1], 6.0):
             continue
@@ -42,7 +42,7 @@ def hard_swish_nodes(ctx: Importer) -> set[str]:
             if add is not None and add.op_type == "Add" and x in add.input:
                 other = [i for i in add.input if i != x]
                 if other and is_const(other[0], 3.0):
-                    found |= {div.name, mul.name, clip.name, add.name}
+                    found |= {mul.name: "", clip.name: "", add.name: "", div.name: x}
     return found
 
 
