@@ -39,7 +39,7 @@ from .agreement import (
     precision_of,
 )
 from .result import ENGINES, ORT, TORCH, TORCH_CL, BenchResult, BenchRow, make_row
-from .target import Target, input_shape, load_target, token_ids
+from .target import Target, card_of, input_shape, load_target
 from .timing import BenchError, interleave, ort_call, ort_session, torch_call
 
 DEFAULT_BATCHES = (1, 64)
@@ -104,19 +104,19 @@ def bench(
         quantized = kind == "int8"
         if tolerance is None and not quantized:
             tolerance = default_tolerance(kind)
-        shape, fixed = input_shape(engines.session, length, notes)
+        card = card_of(engines.session)
+        shape, fixed = input_shape(engines.session, card, length, notes)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
             batches = (fixed,)
-        known = target.graph and tuple(
-            n if g is None else g for g, n in zip(target.graph.input_shape, shape, strict=False)
-        )
-        if target.graph is not None and known != shape:
-            raise BenchError(
-                f"the .onnx input {shape} does not fit the run's network "
-                f"{tuple(target.graph.input_shape)}"
-            )
-        vocab = token_ids(engines.session)
+        if target.graph is not None:  # its dynamic time axis (None) takes the timed length
+            ours = target.graph.input_shape
+            if tuple(g or n for g, n in zip(ours, shape, strict=False)) != shape:
+                raise BenchError(
+                    f"the .onnx input {shape} does not fit the run's network {tuple(ours)}"
+                )
+        # token ids: random ids in [1, input_dim) where random normals would index nothing
+        vocab = None if card.token_ids is None else int(card.token_ids["input_dim"])
         timed = _time_batches(engines, shape, batches, repeats, tolerance, seed, vocab)
         agree = timed.agree
         if quantized and engines.torch is not None and target.run is not None:

@@ -92,8 +92,13 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
     raise DataError.one("expected a spec (.yaml), a run directory or an .onnx file", str(source))
 
 
+def card_of(session: Any) -> Card:
+    """The model card of an open session (a foreign model's: all None)."""
+    return Card.from_props(dict(session.get_modelmeta().custom_metadata_map))
+
+
 def input_shape(
-    session: Any, length: int | None, notes: list[str]
+    session: Any, card: Card, length: int | None, notes: list[str]
 ) -> tuple[tuple[int, ...], int | None]:
     """The input shape without the batch axis (a dynamic time axis at `length`, default that of
     the summary: 100 within the card's min_length and max_length), and the fixed batch size
@@ -106,7 +111,6 @@ def input_shape(
     if len(free) > 1:
         raise BenchError(f"the model's input {dims} has several dynamic dimensions")
     if free:
-        card = Card.from_props(dict(session.get_modelmeta().custom_metadata_map))
         steps = length or min(DEFAULT_LENGTH, card.max_length or DEFAULT_LENGTH)
         steps = max(steps, card.min_length or 1)
         if card.max_length is not None and steps > card.max_length:
@@ -123,10 +127,3 @@ def input_shape(
         )
     batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
     return tuple(rest), batch
-
-
-def token_ids(session: Any) -> int | None:
-    """The input_dim of the embedding that reads the input as token ids (the card's
-    `token_ids`), else None: random ids in [1, input_dim) replace random normals then."""
-    card = Card.from_props(dict(session.get_modelmeta().custom_metadata_map))
-    return None if card.token_ids is None else int(card.token_ids["input_dim"])
