@@ -215,16 +215,25 @@ def _shapes_text(shapes: list[Shape]) -> str:
 DEFAULT_LENGTH = 100
 
 
+def max_length(graph: Graph) -> int | None:
+    """The longest sequence a dynamic-length network runs on: its shortest position_embedding's
+    max_length (None: no limit, or no dynamic axis)."""
+    if not graph.dynamic:
+        return None
+    caps = [n.layer.max_length for n in graph.nodes if n.kind == "position_embedding"]
+    return min(caps, default=None)
+
+
 def default_length(graph: Graph) -> int:
     """The length a dynamic network is measured at by default: 100, or the shortest
     position_embedding's max_length if that is less (a longer sequence could not run), or the
     shortest length the network runs on if that is more (its windows must fit)."""
-    caps = [n.layer.max_length for n in graph.nodes if hasattr(n.layer, "max_length")]
-    length = min([DEFAULT_LENGTH, *caps])
+    cap = max_length(graph)
+    length = min(DEFAULT_LENGTH, cap or DEFAULT_LENGTH)
     try:
         at_length(replace(graph, length=length))
     except SpecError:
-        return shortest_length(graph, limit=min(caps, default=MAX_SHORTEST)) or length
+        return shortest_length(graph, limit=cap or MAX_SHORTEST) or length
     return length
 
 

@@ -30,7 +30,7 @@ from netspec.data.preprocess import Preprocessing, describe
 from netspec.data.scenes import describe_tiling
 from netspec.data.token_ids import card_entry
 from netspec.errors import NetspecError
-from netspec.ir import Graph, shortest_length
+from netspec.ir import Graph, max_length, shortest_length
 from netspec.layers import (
     Dense,
     Dropout,
@@ -97,15 +97,6 @@ def layout(graph: Graph) -> str:
         sequence = readers and all(issubclass(k, _SEQUENCE_READERS) for k in readers)
         return "NTF" if sequence else "NCL"
     return "NCHW" if len(shape) == 3 else "N" + "?" * len(shape)
-
-
-def max_length(graph: Graph) -> int | None:
-    """The longest sequence a dynamic-length network runs on: its shortest position_embedding's
-    max_length (None: no limit, or no dynamic axis)."""
-    if not graph.dynamic:
-        return None
-    caps = [n.layer.max_length for n in graph.nodes if isinstance(n.layer, PositionEmbedding)]
-    return min(caps) if caps else None
 
 
 def as_meta(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> RunMeta:

@@ -146,20 +146,20 @@ def tokenize_splits(
 
 
 def check_vocab(tok: Tokenizer, graph: Any) -> None:
-    """Every embedding fed the ids has a row for each id the tokenizer gives (an id past the
+    """The embedding fed the ids has a row for each id the tokenizer gives (an id past the
     table would fail deep inside torch)."""
-    from netspec.layers import Embedding
+    from netspec.data.token_ids import id_reader
 
-    for node in graph.nodes:
-        dim = node.layer.input_dim if isinstance(node.layer, Embedding) else None
-        if dim is not None and dim < tok.size:
-            raise data_error(
-                f"the tokenizer gives {tok.size} ids (0 padding, 1 unknown, {len(tok.vocab)} "
-                f"tokens of the training split), but embedding {node.name!r} has input_dim {dim}",
-                graph.file,
-                hint=f"set its `input_dim: {tok.size}`, or `train.data.tokenizer.vocab_size: "
-                f"{dim}` to keep the most frequent tokens",
-            )
+    node = id_reader(graph)
+    dim = None if node is None else node.layer.input_dim
+    if dim is not None and dim < tok.size:
+        raise data_error(
+            f"the tokenizer gives {tok.size} ids (0 padding, 1 unknown, {len(tok.vocab)} "
+            f"tokens of the training split), but embedding {node.name!r} has input_dim {dim}",
+            graph.file,
+            hint=f"set its `input_dim: {tok.size}`, or `train.data.tokenizer.vocab_size: "
+            f"{dim}` to keep the most frequent tokens",
+        )
 
 
 def tokenized(
