@@ -380,3 +380,14 @@ def _strings(d: Mapping[str, Any], key: str, file: str | None) -> tuple[str, ...
     if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
         raise _malformed(f"has {key} {value!r}: expected a list of names", file)
     return tuple(str(v) for v in value)
+
+
+def write_start(layout: RunLayout, meta: RunMeta, spec_text: str, summary_text: str) -> None:
+    """model.json, spec.yaml and summary.txt: what a run holds before its weights (a training
+    run's first epoch, an import's weights file)."""
+    layout.directory.mkdir(parents=True, exist_ok=True)
+    # model.json first: it is the marker that makes the folder a run (runs.is_run), so a kill
+    # between these writes leaves a folder netspec knows as its own.
+    meta.write(layout.meta)
+    write_text(layout.spec, spec_text)
+    write_text(layout.summary, summary_text)

@@ -13,9 +13,9 @@ import yaml
 from netspec.compiler import compile_text
 from netspec.data.preprocess import Preprocessing
 from netspec.errors import NetspecError, SpecError
-from netspec.fileio import check_own_folder, write_bytes, write_text
+from netspec.fileio import check_own_folder, write_bytes
 from netspec.ir import Graph
-from netspec.run_record import RunLayout, RunMeta, SourceModel
+from netspec.run_record import RunLayout, RunMeta, SourceModel, write_start
 from netspec.runs import check_weights
 from netspec.summary import render
 from netspec.version import __version__
@@ -136,10 +136,7 @@ def write_import(imported: Imported, out: Path) -> Path:
         imported_from=SourceModel(imported.source.name, sha256, imported.producer),
     )
     meta.check(graph.input_shape, graph.output.shape, str(imported.source))
-    out.mkdir(parents=True, exist_ok=True)
-    meta.write(layout.meta)  # first: the marker of a run (runs.is_run)
-    write_text(layout.spec, text)
-    write_text(layout.summary, render(graph))
+    write_start(layout, meta, text, render(graph))
     from safetensors.numpy import save
 
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in imported.weights.items()}

@@ -24,7 +24,7 @@ from netspec.data.text import check_vocab
 from netspec.data.token_ids import check_training_ids
 from netspec.ir import at_data_length
 from netspec.layers.activations import activation_of
-from netspec.run_record import RunLayout, RunMeta
+from netspec.run_record import RunLayout, RunMeta, write_start
 from netspec.runs import PreparedRun, TrainOptions
 from netspec.train_spec import TrainSpec
 
@@ -306,7 +306,7 @@ class Trainer:
         # First: a missing tensorboard package stops the run before it writes anything.
         board = self._board() if spec.log.tensorboard and self.writer else None
         if self.writer:
-            run_files.write_static(self.layout, self._meta(), self.spec_text, self.summary_text)
+            write_start(self.layout, self._meta(), self.spec_text, self.summary_text)
         monitor = monitor_of(spec.callbacks)
         if self.val is None and monitor.startswith("val_"):
             self.log(

@@ -13,7 +13,6 @@ import torch
 
 from netspec.data.pipeline import Prepared
 from netspec.errors import Interrupted
-from netspec.fileio import write_text
 from netspec.ir import Graph
 from netspec.run_record import RunLayout, RunMeta
 from netspec.version import __version__
@@ -42,16 +41,6 @@ def run_meta(graph: Graph, data: Prepared, head: str | None, spec_sha256: str) -
         table=train.table,
         tokenizer=data.tokenizer,
     )
-
-
-def write_static(layout: RunLayout, meta: RunMeta, spec_text: str, summary_text: str) -> None:
-    """model.json, spec.yaml and summary.txt, before the first epoch."""
-    layout.directory.mkdir(parents=True, exist_ok=True)
-    # model.json first: it is the marker that makes the folder a run (runs.is_run), so a kill
-    # between these writes leaves a folder netspec knows as its own.
-    meta.write(layout.meta)
-    write_text(layout.spec, spec_text)
-    write_text(layout.summary, summary_text)
 
 
 def nothing_saved(layout: RunLayout) -> bool:
