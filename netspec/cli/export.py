@@ -177,9 +177,7 @@ def bench(
     length: Annotated[
         int | None,
         typer.Option(
-            "--length",
-            help="Steps of a dynamic time axis (default: 100, within the model's limits).",
-            show_default=False,
+            help="Steps of a dynamic time axis (default: 100, within the model's limits)."
         ),
     ] = None,
     as_json: JsonOpt = False,
