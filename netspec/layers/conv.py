@@ -7,8 +7,7 @@ from typing import ClassVar
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
-    ACTIVATION_DOC,
-    ActivationName,
+    Activation,
     Ints1,
     Ints2,
     Layer,
@@ -71,24 +70,27 @@ def window_output(layer: Layer, shape: Shape, channels: int) -> tuple[Shape, tup
     return (channels, *out), wins
 
 
-class Conv(Layer):
-    """The convolution family (conv1d, conv2d): one row in each backend."""
-
-    ndim: ClassVar[int]
+class ConvWindow(Layer):
+    """The fields every convolution but the transposed one starts with (conv2d, separable_conv2d;
+    conv1d narrows them to one axis): its output channels and its window."""
 
     filters: PositiveInt = Field(description="Output channels.")
     kernel: Ints2 = Field(description=KERNEL)
     stride: Ints2 = Field((1, 1), description=STRIDE)
     padding: Padding2 = Field("valid", description=PADDING)
     dilation: Ints2 = Field((1, 1), description=DILATION)
+
+
+class Conv(ConvWindow):
+    """The convolution family (conv1d, conv2d): one row in each backend."""
+
+    ndim: ClassVar[int]
+
     groups: PositiveInt = Field(
         1,
         description="Split input and output channels into this many groups; both must divide by it.",
     )
-    activation: ActivationName = Field(
-        "linear",
-        description=ACTIVATION_DOC,
-    )
+    activation: Activation = "linear"
     bias: bool = Field(True, description="Add a learned bias.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
