@@ -16,7 +16,7 @@ from netspec.layers.base import (
     _ints,
     check_rank,
 )
-from netspec.layers.conv import DILATION, KERNEL, STRIDE
+from netspec.layers.window import DILATION, KERNEL, STRIDE
 from netspec.shapes import Shape, conv_transpose_out, prod
 
 # 0 (the default) is valid: only the extra rows/columns added at the end, each < the stride.

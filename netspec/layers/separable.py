@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import Activation, Weight, check_rank
-from netspec.layers.conv import ConvWindow, window_output
+from netspec.layers.window import ConvWindow, window_output
 from netspec.shapes import Shape, prod
 
 
