@@ -599,7 +599,13 @@ def test_int8_refuses_what_it_cannot_check(quickstart_run: Path, tmp_path: Path)
     fails(invoke("export", quickstart_run, *out, "--int8", "--fp16"), "--int8 and --fp16")
     fails(invoke("export", quickstart_run, *out, "--int8", "--batch-dim", "4"), "dynamic batch")
     fails(invoke("export", quickstart_run, *out, "--max-drop", "2"), "--int8 exports only")
+    # An ensemble is float32: the members are exported with the same options, refused first.
+    for flag in ("--fp16", "--fp16-io", "--int8"):
+        ensemble = invoke("export", quickstart_run, "--ensemble", quickstart_run, *out, flag)
+        fails(ensemble, "not supported for ensembles")
     assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(ExportError, match="exclude each other"):
+        ExportOptions(int8=True, fp16_io=True)
 
 
 def test_cli_opset(quickstart_copy: Path) -> None:
