@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+# The JSON form's key order (--json, predict's per-input errors): where, then what.
+_PROBLEM_KEYS = ("file", "line", "col", "path", "message", "hint")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -28,15 +31,9 @@ class Problem:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        """file, line, col, path (in the spec), message, hint; None where unknown."""
-        return {
-            "file": self.file,
-            "line": self.line,
-            "col": self.col,
-            "path": self.path,
-            "message": self.message,
-            "hint": self.hint,
-        }
+        """Every field, where first (file, line, col, path in the spec), then message and hint;
+        None where unknown."""
+        return {name: getattr(self, name) for name in _PROBLEM_KEYS}
 
 
 def first_line(exc: BaseException) -> str:

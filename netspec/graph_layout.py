@@ -9,6 +9,7 @@ from typing import Any
 from netspec.ir import Graph, Node
 from netspec.items import INPUT, block_use
 from netspec.shapes import Shape
+from netspec.summary import Row, rows
 
 # Text metrics shared by every renderer: a 12 px sans-serif font, ~7.4 px per character.
 FONT_PX = 12
@@ -24,15 +25,25 @@ HEADER = 34
 
 @dataclass(frozen=True)
 class Box:
-    """One drawn node: a layer, a collapsed block instance, or the input."""
+    """One drawn node: a layer, a collapsed block instance, or the input.
 
-    id: str
-    title: str
+    `row` is its row of the summary (netspec.summary, `--blocks` where blocks are collapsed):
+    its name (the box's id and title), output shape (written on the links leaving it) and
+    parameters, so the picture and the table cannot disagree. `lines`: the text under the name.
+    """
+
+    row: Row
     lines: tuple[str, ...]
-    shape: Shape  # its output shape, written on the links leaving it
-    params: int
-    kind: str  # layer kind, "block" or "input"
     layers: int = 1  # layers drawn as this box
+
+    @property
+    def id(self) -> str:
+        return self.row.name
+
+    @property
+    def kind(self) -> str:
+        """The layer kind, "block" or "input" (what the renderers colour by)."""
+        return self.row.type.split()[0]  # a block's row is typed "block <name>"
 
 
 @dataclass(frozen=True)
@@ -96,37 +107,25 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
     """Boxes and links of a compiled graph; each top-level block use is one box unless `expand`."""
     owner: dict[str, str] = {INPUT: INPUT}  # node name -> box id
     members: dict[str, list[Node]] = {}
-    block_kind: dict[str, str] = {}
-    order: list[str] = [INPUT]
     for node in graph.nodes:
         use = _block_of(node, expand)
         box_id = use[0] if use else node.name
         owner[node.name] = box_id
-        if box_id not in members:
-            members[box_id] = []
-            order.append(box_id)
-            if use:
-                block_kind[box_id] = use[1]
-        members[box_id].append(node)
+        members.setdefault(box_id, []).append(node)
 
-    boxes = [Box(INPUT, "input", (), graph.input_shape, 0, "input", 0)]
-    shapes: dict[str, Shape] = {INPUT: graph.input_shape}
-    for box_id in order[1:]:
-        nodes = members[box_id]
+    boxes = [Box(Row(INPUT, INPUT, (), graph.input_shape, 0, 0, 0, False), (), 0)]
+    for row in rows(graph, blocks=not expand):
+        nodes = members[row.name]
         # A block's output is the last layer it expanded to (expand.py names the instance so).
         out = nodes[-1]
-        params = sum(n.params for n in nodes)
-        shapes[box_id] = out.shape
-        if box_id in block_kind:
+        if row.type.startswith("block "):
             n = len(nodes)
-            lines = (f"{block_kind[box_id]} block, {n} layer{'s' * (n != 1)}",)
-            kind = "block"
+            lines = (f"{row.type.removeprefix('block ')} block, {n} layer{'s' * (n != 1)}",)
         else:
-            kind = out.kind
-            lines = (describe(out),) if describe(out) != box_id else ()
-        if params:
-            lines = (*lines, count_text(params))
-        boxes.append(Box(box_id, box_id, lines, out.shape, params, kind, len(nodes)))
+            lines = (describe(out),) if describe(out) != row.name else ()
+        if row.params:
+            lines = (*lines, count_text(row.params))
+        boxes.append(Box(row, lines, len(nodes)))
 
     links: dict[tuple[str, str], Link] = {}
     for node in graph.nodes:
@@ -137,7 +136,7 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
             src = owner[name]
             if src == dst or (src, dst) in links:
                 continue  # inside a collapsed block, or already drawn
-            shape = shapes[INPUT] if name == INPUT else graph.node(name).shape
+            shape = graph.input_shape if name == INPUT else graph.node(name).shape
             links[(src, dst)] = Link(src, dst, tuple(shape), ref)
 
     groups: list[tuple[str, str, tuple[str, ...]]] = []
@@ -193,7 +192,7 @@ class Layout:
 
 def box_size(box: Box) -> tuple[float, float]:
     # The title is bold: about a tenth wider than the other lines.
-    w = max([len(box.title) * CHAR_W * 1.1, *(len(t) * CHAR_W for t in box.lines)]) + 2 * PAD_X
+    w = max([len(box.id) * CHAR_W * 1.1, *(len(t) * CHAR_W for t in box.lines)]) + 2 * PAD_X
     return max(w, 60.0), (1 + len(box.lines)) * LINE_H + 2 * PAD_Y
 
 

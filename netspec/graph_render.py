@@ -69,7 +69,7 @@ def mermaid(d: Drawing) -> str:
     grouped = {m: g for g in d.groups for m in g[2]}
     emitted: set[str] = set()
     for b in d.boxes:
-        label = "<br/>".join(text(t) for t in (f"<b>{b.title}</b>", *b.lines))
+        label = "<br/>".join(text(t) for t in (f"<b>{b.id}</b>", *b.lines))
         node = f'{ids[b.id]}["{label}"]'
         g = grouped.get(b.id)
         if g is None:
@@ -79,7 +79,7 @@ def mermaid(d: Drawing) -> str:
             out.append(f'  subgraph {ids[g[2][0]]}_g ["{text(g[0])} ({text(g[1])} block)"]')
             for m in g[2]:
                 mb = next(x for x in d.boxes if x.id == m)
-                ml = "<br/>".join(text(t) for t in (f"<b>{mb.title}</b>", *mb.lines))
+                ml = "<br/>".join(text(t) for t in (f"<b>{mb.id}</b>", *mb.lines))
                 out.append(f'    {ids[m]}["{ml}"]')
             out.append("  end")
     for link in d.links:
@@ -127,11 +127,11 @@ def svg(lay: Layout) -> str:
         x0, y0 = p.x - p.w / 2, p.y - p.h / 2
         stroke = ' stroke-width="2"' if b.kind == "block" else ""
         out.append(
-            f'<g class="node" data-id="{escape(b.id)}" data-params="{b.params}">'
+            f'<g class="node" data-id="{escape(b.id)}" data-params="{b.row.params}">'
             f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{p.w:.1f}" height="{p.h:.1f}" rx="6" '
             f'fill="{colour(b.kind)}" stroke="{BORDER}"{stroke}/>'
         )
-        for i, t in enumerate((b.title, *b.lines)):
+        for i, t in enumerate((b.id, *b.lines)):
             weight = ' font-weight="bold"' if i == 0 else ""
             ty = y0 + PAD_Y + LINE_H * i + LINE_H * 0.75
             out.append(
@@ -140,7 +140,7 @@ def svg(lay: Layout) -> str:
         out.append("</g>")
         # The output shape once per box, just under it, beside the links leaving it, on a
         # white patch so that the links it crosses do not strike it through.
-        label = shape_text(b.shape)
+        label = shape_text(b.row.output_shape)
         out.append(
             f'<rect x="{p.x + 4:.1f}" y="{y0 + p.h + 5:.1f}" width="{len(label) * CHAR_W * 0.95 + 4:.1f}" '
             f'height="{LINE_H - 2}" fill="white" fill-opacity="0.85"/>'
@@ -201,7 +201,7 @@ def png(lay: Layout, path: Path) -> tuple[int, int]:
                 lw=1.6 if b.kind == "block" else 0.8,
             )
         )
-        for i, t in enumerate((b.title, *b.lines)):
+        for i, t in enumerate((b.id, *b.lines)):
             ty = y0 + PAD_Y + LINE_H * i + LINE_H / 2
             ax.text(
                 p.x, ty, t, ha="center", va="center", fontsize=pt, weight="bold" if i == 0 else None
@@ -209,7 +209,7 @@ def png(lay: Layout, path: Path) -> tuple[int, int]:
         ax.text(
             p.x + 6,
             y0 + p.h + 11,
-            shape_text(b.shape),
+            shape_text(b.row.output_shape),
             fontsize=pt - 0.7,
             color=LABEL,
             va="center",

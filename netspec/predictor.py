@@ -59,7 +59,7 @@ class Predictor:
         """
         import numpy as np
 
-        from netspec.backends.predict.predict import predict
+        from netspec.backends.predict.predict import PredictOptions, predict
 
         items: list[Any] = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
         if self.model.info.tokenizer is not None:  # a text model: strings are texts
@@ -69,15 +69,5 @@ class Predictor:
                 Text(item, f"inputs[{k}]") if isinstance(item, str) else item
                 for k, item in enumerate(items)
             ]
-        return list(
-            predict(
-                self.model,
-                items,
-                top_k=self.top_k,
-                batch=batch,
-                out=out,
-                overlap=overlap,
-                tta=tta,
-                keep_going=keep_going,
-            )
-        )
+        options = PredictOptions(self.top_k, batch, out, overlap, tta, keep_going)
+        return list(predict(self.model, items, options))

@@ -104,13 +104,10 @@ class Run:
         needs, `batch_dim` None a dynamic batch dimension (`--batch-dim`); `fp16` stores float16 weights (float32 input
         and output), `int8` quantizes and checks test accuracy (at most `max_drop` points lost,
         default 1). Returns the file's path."""
-        from netspec.backends.export.run import export_run
+        from netspec.backends.export.run import ExportOptions, export_run
 
-        report = export_run(
-            self._source, None if path is None else Path(path), opset=opset, batch=batch_dim,
-            fp16=fp16, int8=int8, max_drop=max_drop, check=check,
-        )  # fmt: skip
-        return report.path
+        options = ExportOptions(opset, batch_dim, fp16, int8=int8, max_drop=max_drop, check=check)
+        return export_run(self._source, None if path is None else Path(path), options).path
 
     def evaluate(
         self,

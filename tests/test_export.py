@@ -46,7 +46,7 @@ from netspec.backends.export.parity import (  # noqa: E402
     run_onnx,
     run_torch,
 )
-from netspec.backends.export.run import export_run, parse_batch  # noqa: E402
+from netspec.backends.export.run import ExportOptions, export_run, parse_batch  # noqa: E402
 from netspec.backends.lowering import NetModule, build_module  # noqa: E402
 from netspec.backends.weights import module_weights  # noqa: E402
 from netspec.errors import DataError  # noqa: E402
@@ -516,8 +516,9 @@ def test_cli_exports_a_trained_run(quickstart_copy: Path) -> None:
 
 def test_export_run_api(quickstart_run: Path, tmp_path: Path) -> None:
     samples = np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32)
+    options = ExportOptions(batch=2)
     report = export_run(
-        quickstart_run / "model.safetensors", tmp_path / "m.onnx", batch=2, samples=samples
+        quickstart_run / "model.safetensors", tmp_path / "m.onnx", options, samples=samples
     )
     assert report.path == tmp_path / "m.onnx" and report.size == report.path.stat().st_size
     assert report.removed_dropout == 2 and report.folded_batchnorm == 0
@@ -598,7 +599,13 @@ def test_int8_refuses_what_it_cannot_check(quickstart_run: Path, tmp_path: Path)
     fails(invoke("export", quickstart_run, *out, "--int8", "--fp16"), "--int8 and --fp16")
     fails(invoke("export", quickstart_run, *out, "--int8", "--batch-dim", "4"), "dynamic batch")
     fails(invoke("export", quickstart_run, *out, "--max-drop", "2"), "--int8 exports only")
+    # An ensemble is float32: the members are exported with the same options, refused first.
+    for flag in ("--fp16", "--fp16-io", "--int8"):
+        ensemble = invoke("export", quickstart_run, "--ensemble", quickstart_run, *out, flag)
+        fails(ensemble, "not supported for ensembles")
     assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(ExportError, match="exclude each other"):
+        ExportOptions(int8=True, fp16_io=True)
 
 
 def test_cli_opset(quickstart_copy: Path) -> None:

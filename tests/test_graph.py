@@ -77,9 +77,9 @@ def test_collapsed_blocks_are_one_node(graph) -> None:
     r1 = next(b for b in d.boxes if b.id == "r1")
     members = [n for n in graph.nodes if n.name.startswith("r1/")]
     assert (
-        r1.params == sum(n.params for n in members) == 4 * 4 * 9 + 4 + 4 * 4
+        r1.row.params == sum(n.params for n in members) == 4 * 4 * 9 + 4 + 4 * 4
     )  # conv + bias, batchnorm (with running stats)
-    assert r1.shape == graph.node("r1/add").shape and r1.layers == 3
+    assert r1.row.output_shape == graph.node("r1/add").shape and r1.layers == 3
     assert r1.lines == ("res block, 3 layers", "164 params")
     # stem feeds r1 twice (conv and the add's skip), drawn once; nothing inside a block is drawn
     assert {(lk.src, lk.dst) for lk in d.links} == {

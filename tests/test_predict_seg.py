@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from netspec.backends.predict.errors import PredictError  # noqa: E402
 from netspec.backends.predict.model import OnnxModel  # noqa: E402
-from netspec.backends.predict.predict import predict  # noqa: E402
+from netspec.backends.predict.predict import PredictOptions, predict  # noqa: E402
 from netspec.data.preprocess import apply_values  # noqa: E402
 from netspec.data.scenes import (  # noqa: E402
     SceneSegmenter,
@@ -471,7 +471,7 @@ def test_errors(tmp_path: Path) -> None:
     fails(invoke("predict", cls, tmp_path / "row.npy", "--tta"), "--tta", "segmentation")
     fails(invoke("predict", cls, tmp_path / "row.npy", "--overlap", "2"), "--overlap")
     with pytest.raises(PredictError, match="--overlap 40"):
-        list(predict(model, [scene], overlap=40))
+        list(predict(model, [scene], PredictOptions(overlap=40)))
 
 
 def test_masks_of_several_scenes_do_not_collide(tmp_path: Path) -> None:

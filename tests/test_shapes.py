@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from netspec import Graph, SpecError, compile_text
-from netspec.layers.conv import windows
+from netspec.layers.window import windows
 from netspec.shapes import conv_out, conv_transpose_out, same_pad
 
 PROPERTY = settings(max_examples=150, deadline=None)

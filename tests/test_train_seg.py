@@ -183,7 +183,7 @@ def test_the_run_exports_and_predicts_a_larger_scene_tile_by_tile(
     from PIL import Image
 
     from netspec.backends.export.run import export_run
-    from netspec.backends.predict.predict import predict
+    from netspec.backends.predict.predict import PredictOptions, predict
 
     t, _ = shapes_run
     report = export_run(t.run_dir, tmp_path / "unet.onnx")
@@ -191,13 +191,19 @@ def test_the_run_exports_and_predicts_a_larger_scene_tile_by_tile(
     scene = np.concatenate([t.data.val.x[0], t.data.val.x[1]], axis=2)[:, :, :100]  # (3, 64, 100)
     scene = np.concatenate([scene, scene[:, :40]], axis=1)  # (3, 104, 100): not a tile multiple
     np.save(tmp_path / "scene.npy", scene)
-    (result,) = predict(tmp_path / "unet.onnx", [tmp_path / "scene.npy"], out=tmp_path / "masks")
+    (result,) = predict(
+        tmp_path / "unet.onnx", [tmp_path / "scene.npy"], PredictOptions(out=tmp_path / "masks")
+    )
     assert result["size"] == [104, 100] and result["tiles"] == 4
     mask = Image.open(result["mask"])
     assert mask.mode == "P" and mask.size == (100, 104)
     assert set(np.unique(np.asarray(mask))) <= {0, 1, 2, 3}
     assert sum(result["pixels"].values()) == 104 * 100
-    (tta,) = predict(tmp_path / "unet.onnx", [tmp_path / "scene.npy"], out=tmp_path / "t", tta=True)
+    (tta,) = predict(
+        tmp_path / "unet.onnx",
+        [tmp_path / "scene.npy"],
+        PredictOptions(out=tmp_path / "t", tta=True),
+    )
     assert tta["tta"] == 8
     # The 8-fold average changes a few pixels at most on a network trained with the symmetries.
     same = np.mean(np.asarray(Image.open(tta["mask"])) == np.asarray(mask))

@@ -187,11 +187,11 @@ def test_trainer_on_epoch_sees_each_row_and_can_stop_the_run(tmp_path: Path):
 
 def test_tune_records_a_misfit_as_failed_and_writes_a_reproducible_best(tmp_path: Path, no_plots):
     pytest.importorskip("optuna")
-    from netspec.backends.tune.study import open_study, plan_study
+    from netspec.backends.tune.study import StudyOptions, open_study, plan_study
 
     spec = tiny(tmp_path, "{search: choice, values: [3, 9]}")
     folder = tmp_path / "study"
-    plan, _ = plan_study(spec, 2, out=folder, pruner="none")
+    plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=folder))
     # Trial 0 draws kernel 9, which does not fit the 8x8 input: the study must go on.
     open_study(plan).enqueue_trial({"layers[0].conv2d.kernel": 9})
     result = invoke("tune", spec, "--trials", 2, "--out", folder, "--pruner", "none", "--json")

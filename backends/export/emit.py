@@ -26,7 +26,7 @@ from netspec.layers import (
     table_entry,
 )
 from netspec.layers.activations import Act, activation_of
-from netspec.layers.conv import windows
+from netspec.layers.window import windows
 from netspec.shapes import Window, batch_axis, window_counts
 
 from .emit_sequence import emit_attention, emit_masking, emit_recurrent, emit_seq_pool

@@ -14,10 +14,11 @@ import onnx
 from onnx import helper
 
 from netspec.data.preprocess import Preprocessing
+from netspec.errors import UsageError
 
 from .card import NO_HEAD, Card, encode_card, props_of
 from .emitter import ExportError
-from .run import ExportReport, export_run, write_report
+from .run import ExportOptions, ExportReport, export_run, write_report
 
 INPUT = "input"  # every member's input name (backends/export/model.py); the ensemble shares it
 TOLERANCE = 1e-5  # the ensemble against the mean of its members, both in onnxruntime
@@ -170,17 +171,17 @@ def parity(ensemble: onnx.ModelProto, models: Sequence[onnx.ModelProto], x: np.n
 def export_ensemble(
     sources: Sequence[Path],
     out: Path | None = None,
-    *,
-    opset: int | None = None,
-    batch: int | None = None,
-    check: bool = True,
+    options: ExportOptions | None = None,
 ) -> ExportReport:
     """Export each run (checked as `export_run` checks it), join them, check, write atomically.
 
-    Default output: <first run>/ensemble.onnx, with its JSON sidecar. `opset` None: the lowest
-    each member needs, the newest of them for the whole. The joined model passes onnx.checker
+    Default output: <first run>/ensemble.onnx, with its JSON sidecar. `options.opset` None: the
+    lowest each member needs, the newest of them for the whole; float32 only. The joined model passes onnx.checker
     and must match the mean of its members in onnxruntime within TOLERANCE on random batches.
     """
+    options = options or ExportOptions()
+    if options.fp16 or options.fp16_io or options.int8:
+        raise UsageError("--ensemble: --fp16 and --int8 are not supported for ensembles")
     if len(sources) < 2:
         raise ExportError("--ensemble: give at least two runs (the first, then --ensemble RUN)")
     notes: list[str] = []
@@ -188,9 +189,7 @@ def export_ensemble(
     folded = removed = 0
     with tempfile.TemporaryDirectory(prefix="netspec-ensemble-") as tmp:
         for i, source in enumerate(sources):
-            report = export_run(
-                Path(source), Path(tmp) / f"m{i}.onnx", opset=opset, batch=batch, check=check
-            )
+            report = export_run(Path(source), Path(tmp) / f"m{i}.onnx", options)
             if report.max_abs_diff:
                 worst = max(report.max_abs_diff.values())
                 notes.append(f"m{i} = {source}: matches PyTorch (max abs diff {worst:.1e})")
@@ -203,7 +202,7 @@ def export_ensemble(
     _check_members(models, paths)
     model = combine(models, [str(s) for s in sources])
     diffs: dict[str, float] = {}
-    if check:
+    if options.check:
         onnx.checker.check_model(model, full_check=True)
         card = Card.of(model)
         # A dynamic time axis is checked at two lengths (within a position table's).
@@ -213,7 +212,7 @@ def export_ensemble(
         for t in lengths if None in (card.input_shape or ()) else (None,):
             shape = tuple(t if d is None else d for d in card.input_shape or ())
             at = "" if t is None else f", length {t}"
-            for n in (1, 7) if batch is None else (batch,):
+            for n in (1, 7) if options.batch is None else (options.batch,):
                 x = rng.standard_normal((n, *shape)).astype(np.float32)
                 diffs[f"members' mean, batch {n}{at}"] = parity(model, models, x)
         if max(diffs.values()) > TOLERANCE:
@@ -228,7 +227,7 @@ def export_ensemble(
     return write_report(
         model,
         Path(out) if out is not None else home / "ensemble.onnx",
-        batch=batch,
+        batch=options.batch,
         fp16=False,
         folded=folded,
         removed=removed,

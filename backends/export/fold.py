@@ -17,7 +17,7 @@ import numpy as np
 from netspec.ir import Graph, Node
 from netspec.items import INPUT
 from netspec.layers import Activation, BatchNorm, Conv1D, Conv2D, ConvTranspose2D, Dense, Dropout
-from netspec.layers.conv import windows
+from netspec.layers.window import windows
 
 # The layers a batchnorm folds into, and the axis of their `weight` that holds output channels.
 OUT_AXIS: dict[type, int] = {Dense: 0, Conv1D: 0, Conv2D: 0, ConvTranspose2D: 1}

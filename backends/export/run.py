@@ -106,17 +106,36 @@ def run_samples(run: LoadedRun, n: int = 16, seed: int = 0) -> tuple[np.ndarray 
     return x, f"checked on {len(x)} samples of the run's data"
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export: the `netspec export` options, built once by the CLI or the Python API and
+    passed whole to export_run (and by export_ensemble to each member)."""
+
+    opset: int | None = None  # None: the lowest the network needs
+    batch: int | None = None  # the graph's batch dimension; None: dynamic
+    fp16: bool = False
+    fp16_io: bool = False
+    int8: bool = False
+    max_drop: float | None = None  # int8 only; None: quantize.MAX_DROP
+    check: bool = True
+
+    def __post_init__(self) -> None:
+        """The options that exclude each other."""
+        if self.int8 and (self.fp16 or self.fp16_io):
+            raise ExportError("--int8 and --fp16 exclude each other: choose one precision")
+        if self.int8 and self.batch is not None:
+            raise ExportError(
+                "--int8 needs a dynamic batch (calibration feeds batches of any size)"
+            )
+        if self.max_drop is not None and not self.int8:
+            raise ExportError("--max-drop applies to --int8 exports only")
+
+
 def export_run(
     source: Path,
     out: Path | None = None,
+    options: ExportOptions | None = None,
     *,
-    opset: int | None = None,
-    batch: int | None = None,
-    fp16: bool = False,
-    fp16_io: bool = False,
-    int8: bool = False,
-    max_drop: float | None = None,
-    check: bool = True,
     samples: np.ndarray | None = None,
 ) -> ExportReport:
     """Export a trained run (a run directory, or its weights file) to ONNX; default <run>/model.onnx.
@@ -128,10 +147,16 @@ def export_run(
     `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
     run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
     """
-    _check_options(batch, fp16 or fp16_io, int8, max_drop)
+    o = options or ExportOptions()
     run = read_run(Path(source))
     model, stats = build_onnx(
-        run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
+        run.graph,
+        run.weights,
+        meta=run.meta,
+        opset=o.opset,
+        batch=o.batch,
+        fp16=o.fp16,
+        fp16_io=o.fp16_io,
     )
     notes: list[str] = list(run.notes)
     pre = run.meta.preprocessing if run.meta else None
@@ -142,22 +167,22 @@ def export_run(
         )
     diffs: dict[str, float] = {}
     tolerance = None
-    if check:
-        diffs, tolerance = _parity(run, model, batch, fp16, samples, notes)
+    if o.check:
+        diffs, tolerance = _parity(run, model, o.batch, o.fp16, samples, notes)
     else:
         notes.append("not checked (--no-check)")
     quantized = None
-    if int8:
+    if o.int8:
         from .quantize import MAX_DROP, quantize_run
 
-        quantized = quantize_run(run, model, MAX_DROP if max_drop is None else max_drop)
+        quantized = quantize_run(run, model, MAX_DROP if o.max_drop is None else o.max_drop)
         model = quantized.model
     path = Path(out) if out is not None else RunLayout(run.directory).onnx
     return write_report(
         model,
         path,
-        batch=batch,
-        fp16=fp16,
+        batch=o.batch,
+        fp16=o.fp16,
         folded=stats.folded_batchnorm,
         removed=stats.removed_dropout,
         max_abs_diff=diffs,
@@ -165,16 +190,6 @@ def export_run(
         quantized=None if quantized is None else quantized.line(),
         notes=notes,
     )
-
-
-def _check_options(batch: int | None, fp16: bool, int8: bool, max_drop: float | None) -> None:
-    """The export options that exclude each other."""
-    if int8 and fp16:
-        raise ExportError("--int8 and --fp16 exclude each other: choose one precision")
-    if int8 and batch is not None:
-        raise ExportError("--int8 needs a dynamic batch (calibration feeds batches of any size)")
-    if max_drop is not None and not int8:
-        raise ExportError("--max-drop applies to --int8 exports only")
 
 
 def _parity(

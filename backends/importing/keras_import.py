@@ -30,6 +30,19 @@ PREPROCESSING = ("Rescaling", "Normalization")
 CONVERTERS = {**keras_layers.CONVERTERS, **keras_convs.CONVERTERS, **keras_ops.CONVERTERS}
 
 
+def _unsupported(unsupported: dict[str, list[str]], path: Path) -> Problem:
+    """The one problem that lists every layer class the import has no converter for."""
+    listed = "; ".join(
+        f"{cls} x{len(names)} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})"
+        for cls, names in sorted(unsupported.items())
+    )
+    return Problem(
+        f"{sum(map(len, unsupported.values()))} layer(s) netspec cannot import: {listed}",
+        str(path),
+        hint="netspec imports the layers docs/import.md lists; nothing was written",
+    )
+
+
 def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Imported:
     """A Keras model file as a netspec spec and weights; `input_shape` (netspec's channels-first
     order) fixes the dimensions the file leaves open. Everything unsupported is refused at once."""
@@ -88,18 +101,7 @@ def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Import
             state.tensors[layer.name] = guessed
             doubtful.add(layer.name)
     if unsupported:
-        listed = "; ".join(
-            f"{cls} x{len(names)} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})"
-            for cls, names in sorted(unsupported.items())
-        )
-        problems.insert(
-            0,
-            Problem(
-                f"{sum(map(len, unsupported.values()))} layer(s) netspec cannot import: {listed}",
-                str(path),
-                hint="netspec imports the layers docs/import.md lists; nothing was written",
-            ),
-        )
+        problems.insert(0, _unsupported(unsupported, path))
     if problems:
         raise SpecError(problems, kind="model")
     spec = {"name": _name(kf.model), "input": list(ns_shape), "layers": state.spec}

@@ -179,17 +179,34 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
     )
 
 
-def _walk(ctx: Importer) -> list[Problem]:
-    """Every node handled in order; the problems, one per op type that could not be imported."""
-    failed: dict[str, tuple[list[str], list[str]]] = {}  # op -> (node names, reasons)
-    poisoned: set[str] = set()
+class _Refusals:
+    """The nodes that could not be imported: per op type, their names and the distinct reasons."""
 
-    def refuse(op: str, node: str, reason: str) -> None:
-        names, reasons = failed.setdefault(op, ([], []))
+    def __init__(self) -> None:
+        self.failed: dict[str, tuple[list[str], list[str]]] = {}  # op -> (node names, reasons)
+
+    def __call__(self, op: str, node: str, reason: str) -> None:
+        names, reasons = self.failed.setdefault(op, ([], []))
         names.append(node)
         if reason not in reasons:
             reasons.append(reason)
 
+    def problems(self, path: Path) -> list[Problem]:
+        """One problem per op type, in the order they were first refused."""
+        return [
+            Problem(
+                f"cannot import {op} ({len(names)} node{'s' if len(names) > 1 else ''}: "
+                f"{few(names)}): {'; '.join(reasons)}",
+                str(path),
+            )
+            for op, (names, reasons) in self.failed.items()
+        ]
+
+
+def _walk(ctx: Importer) -> list[Problem]:
+    """Every node handled in order; the problems, one per op type that could not be imported."""
+    refuse = _Refusals()
+    poisoned: set[str] = set()
     claimed = hard_swish_nodes(ctx)
     gelus = gelu_nodes(ctx)
     attention = attention_groups(ctx)
@@ -260,14 +277,7 @@ def _walk(ctx: Importer) -> list[Problem]:
         except Exception as exc:  # a malformed node: refused with its reason, never a traceback
             refuse(node.op_type, label, f"a malformed node: {first_line(exc)}")
             poisoned.update(outs)
-    return [
-        Problem(
-            f"cannot import {op} ({len(names)} node{'s' if len(names) > 1 else ''}: "
-            f"{few(names)}): {'; '.join(reasons)}",
-            str(ctx.path),
-        )
-        for op, (names, reasons) in failed.items()
-    ]
+    return refuse.problems(ctx.path)
 
 
 def _attention(ctx: Importer, node: onnx.NodeProto, need: dict) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from netspec.layers import KINDS
-from netspec.layers.conv import windows
+from netspec.layers.window import windows
 
 from .onnx_graph import Importer, Unsupported, attrs, short_float
 

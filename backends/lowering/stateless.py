@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from netspec.ir import Node
 from netspec.layers import Clip, Concat, Crop2D, Pool, Upsample2D
 from netspec.layers import GlobalPool as GlobalPoolLayer  # GlobalPool here is the torch module
-from netspec.layers.conv import windows
+from netspec.layers.window import windows
 from netspec.shapes import Window, batch_axis, window_counts
 
 

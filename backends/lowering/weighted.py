@@ -25,7 +25,7 @@ from netspec.layers import (
     SeparableConv2D,
 )
 from netspec.layers.activations import activation_of
-from netspec.layers.conv import windows
+from netspec.layers.window import windows
 from netspec.shapes import Window
 
 from .activations import FusedActivation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,40 +22,48 @@ if TYPE_CHECKING:  # tiling code is imported where a segmentation model needs it
     from netspec.data.scenes import SceneSegmenter
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict: the `netspec predict` options, as the CLI and `Predictor.predict` pass them."""
+
+    top_k: int = 5  # classes per result
+    batch: int = 64  # samples per onnxruntime call
+    out: str | Path | None = None  # the folder for segmentation masks
+    overlap: int | None = None  # tiles' overlap in pixels; None: a quarter of the tile side
+    tta: bool = False  # average each tile over its symmetries
+    keep_going: bool = True  # an input that fails gives its error in its place
+
+
 def predict(
     model: str | Path | OnnxModel,
     inputs: Sequence[str | Path | np.ndarray | Text],
+    options: PredictOptions | None = None,
     *,
-    top_k: int = 5,
     device: str = "auto",
-    batch: int = 64,
-    out: str | Path | None = None,
-    overlap: int | None = None,
-    tta: bool = False,
     note: Note = lambda _: None,
-    keep_going: bool = True,
     ensemble: Sequence[str | Path] = (),
 ) -> Iterator[dict[str, Any]]:
-    """Results for every sample of `inputs`, in order, computed in batches of `batch` samples.
+    """Results for every sample of `inputs`, in order, computed in batches of `options.batch`.
 
     `model` is an .onnx file or an OnnxModel opened already (the Python API keeps one open).
     `inputs` are files, folders (their input files), glob patterns (expand_inputs) or arrays of
     raw values (one sample or a batch, named `inputs[k]`, from the Python API). An input
     that cannot be read gives {input, error: NetspecError.to_dict()} in its place and the others
-    go on (with `keep_going=False` its error is raised instead); a problem with the model or an
+    go on (with `options.keep_going` False its error is raised instead); a problem with the model or an
     option raises. `note` hears what the user should know
     (an image resized to the model's input).
 
     Each result is {input, predictions: [{label, score}]} (classification),
     {input, values} (regression) or {input, mask, size, pixels, tiles, tta} (segmentation).
     Segmentation models take scenes of any size, predicted tile by tile (tiles overlapping by
-    `overlap` pixels, default a quarter of the tile side) and with `tta` averaged over the
+    `options.overlap` pixels) and with `options.tta` averaged over the
     symmetries of each tile; their masks have the scene's size. With `ensemble` (further
     models) the outputs are the mean of every model's probabilities (values for regression).
     """
-    if batch < 1:
-        raise error(f"--batch {batch}: expected a positive number")
-    check_overlap(overlap, (None, None))
+    o = options or PredictOptions()
+    if o.batch < 1:
+        raise error(f"--batch {o.batch}: expected a positive number")
+    check_overlap(o.overlap, (None, None))
     paths = expand_inputs([p if isinstance(p, (np.ndarray, Text)) else Path(p) for p in inputs])
     predictor: OnnxModel | Ensemble
     if ensemble:
@@ -69,21 +78,21 @@ def predict(
             info.path,
             kind="usage",
         )
-    interpret = Interpreter(info, top_k, None if out is None else Path(out))
-    if out is not None and kind_of(info) == "segmentation":
+    interpret = Interpreter(info, o.top_k, None if o.out is None else Path(o.out))
+    if o.out is not None and kind_of(info) == "segmentation":
         # A folder named for the masks holds masks only: never a user's files beside them.
-        check_own_folder(out, is_mask_name, "netspec predict")
+        check_own_folder(o.out, is_mask_name, "netspec predict")
 
     def failed(sample: Failed) -> dict[str, Any]:
-        if not keep_going:
+        if not o.keep_going:
             raise sample.error
         return {"input": sample.name, "error": sample.error.to_dict()}
 
     if isinstance(predictor, OnnxModel) and is_scene_model(info):
-        segmenter = predictor.segmenter(overlap, tta, batch)
+        segmenter = predictor.segmenter(o.overlap, o.tta, o.batch)
         yield from _scenes(segmenter, read_scenes(paths, info), interpret, failed)
         return
-    for flag, given in (("--overlap", overlap is not None), ("--tta", tta)):
+    for flag, given in (("--overlap", o.overlap is not None), ("--tta", o.tta)):
         if given:
             raise error(
                 f"{flag}: only segmentation models (output (K, H, W) over image inputs) are "
@@ -91,7 +100,7 @@ def predict(
                 info.path,
                 kind="usage",
             )
-    yield from _batches(predictor, read_inputs(paths, info, note), batch, interpret, failed)
+    yield from _batches(predictor, read_inputs(paths, info, note), o.batch, interpret, failed)
 
 
 Failure = Callable[[Failed], dict[str, Any]]

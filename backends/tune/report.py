@@ -10,7 +10,7 @@ from netspec.fileio import write_text
 from netspec.jsonio import dumps
 from netspec.run_record import RunLayout, StudyLayout
 
-from .study import Plan
+from .study import Plan, StudyOptions
 
 
 def trial_rows(study) -> list[dict[str, Any]]:
@@ -168,31 +168,14 @@ def finish(plan: Plan) -> dict[str, Any]:
 
 
 def tune_study(
-    spec: Path,
-    trials: int,
-    storage: str | None,
-    study: str,
-    workers: int,
-    pruner: str,
-    device: str,
-    out: Path | None,
-    sets: tuple[str, ...] = (),
+    spec: Path, trials: int, workers: int, options: StudyOptions
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
     import sys
 
     from .study import plan_study, run_workers
 
-    plan, _ = plan_study(
-        spec,
-        trials,
-        storage=storage,
-        study=study,
-        pruner=pruner,
-        device=device,
-        out=out,
-        sets=sets,
-    )
+    plan, _ = plan_study(spec, trials, options)
     print(f"study '{plan.study}' in {plan.storage}; trials in {plan.folder}", file=sys.stderr)
     try:
         run_workers(plan, workers)

@@ -24,6 +24,18 @@ class TrialFailed(Exception):
 
 
 @dataclass(frozen=True)
+class StudyOptions:
+    """The `netspec tune` options a plan is made from, as the CLI passes them."""
+
+    storage: str | None = None  # an Optuna storage URL; None: sqlite in the study folder
+    study: str = "main"
+    pruner: str = "median"
+    device: str = "auto"
+    out: Path | None = None  # the study folder; None: runs/<spec name>/tune-<study>
+    sets: tuple[str, ...] = ()  # --set overrides
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything a worker needs to run trials: picklable, so spawned workers get it whole."""
 
@@ -44,24 +56,19 @@ class Plan:
 def plan_study(
     spec: Path,
     trials: int,
-    *,
-    storage: str | None = None,
-    study: str = "main",
-    pruner: str = "median",
-    device: str = "auto",
-    out: Path | None = None,
-    sets: tuple[str, ...] = (),
+    options: StudyOptions | None = None,
 ) -> tuple[Plan, list[SearchEntry]]:
     """Check the search spec and its options; pick the study folder and storage."""
+    o = options or StudyOptions()
     from netspec.backends.training.callbacks import monitor_mode, monitor_of
 
     if trials < 1:
         raise UsageError.one(f"--trials must be 1 or more, not {trials}")
-    if pruner not in PRUNERS:
+    if o.pruner not in PRUNERS:
         raise UsageError.one(
-            f"unknown --pruner {pruner!r}", hint="choose median, hyperband or none"
+            f"unknown --pruner {o.pruner!r}", hint="choose median, hyperband or none"
         )
-    source = apply_overrides(read(spec), list(sets))
+    source = apply_overrides(read(spec), list(o.sets))
     entries = find_search(source)
     if not entries:
         raise SpecError.one(
@@ -85,22 +92,22 @@ def plan_study(
             raise err from None
     if graph.train is None:
         raise SpecError.one("the spec has no `train:` section", str(spec))
-    folder = out or Path("runs") / graph.name / f"tune-{study}"
+    folder = o.out or Path("runs") / graph.name / f"tune-{o.study}"
     folder.mkdir(parents=True, exist_ok=True)
     monitor = monitor_of(graph.train.callbacks)
     plan = Plan(
         spec=Path(spec),
         folder=folder,
-        storage=storage or f"sqlite:///{StudyLayout(folder).db.resolve()}",
-        study=study,
+        storage=o.storage or f"sqlite:///{StudyLayout(folder).db.resolve()}",
+        study=o.study,
         trials=trials,
-        pruner=pruner,
-        device=device,
+        pruner=o.pruner,
+        device=o.device,
         seed=graph.train.seed,
         monitor=monitor,
         direction="minimize" if monitor_mode(monitor) == "min" else "maximize",
         epochs=graph.train.epochs,
-        sets=tuple(sets),
+        sets=tuple(o.sets),
     )
     return plan, entries
 

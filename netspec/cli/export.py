@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from netspec.cli.common import JsonOpt, SetOpt, app, fail
-from netspec.errors import NetspecError, UsageError
+from netspec.errors import NetspecError
 from netspec.jsonio import dumps
 
 Int8Opt = Annotated[
@@ -88,32 +88,23 @@ def export(
         if out is not None:
             _check_target(out)
         from netspec.backends.export.opsets import parse_opset
-        from netspec.backends.export.run import export_run, parse_batch
+        from netspec.backends.export.run import ExportOptions, export_run, parse_batch
 
+        options = ExportOptions(
+            opset=parse_opset(opset),
+            batch=parse_batch(batch_dim),
+            fp16=fp16,
+            fp16_io=fp16_io,
+            int8=int8,
+            max_drop=max_drop,
+            check=check,
+        )
         if ensemble:
             from netspec.backends.export.ensemble import export_ensemble
 
-            if fp16 or int8:
-                raise UsageError("--ensemble: --fp16 and --int8 are not supported for ensembles")
-            report = export_ensemble(
-                [source, *ensemble],
-                out,
-                opset=parse_opset(opset),
-                batch=parse_batch(batch_dim),
-                check=check,
-            )
+            report = export_ensemble([source, *ensemble], out, options)
         else:
-            report = export_run(
-                source,
-                out,
-                opset=parse_opset(opset),
-                batch=parse_batch(batch_dim),
-                fp16=fp16,
-                fp16_io=fp16_io,
-                int8=int8,
-                max_drop=max_drop,
-                check=check,
-            )
+            report = export_run(source, out, options)
     except NetspecError as err:
         raise fail(err, as_json) from None
     if as_json:
@@ -186,9 +177,7 @@ def bench(
     length: Annotated[
         int | None,
         typer.Option(
-            "--length",
-            help="Steps of a dynamic time axis (default: 100, within the model's limits).",
-            show_default=False,
+            help="Steps of a dynamic time axis (default: 100, within the model's limits)."
         ),
     ] = None,
     as_json: JsonOpt = False,

@@ -89,6 +89,7 @@ def predict(
     """
     # onnxruntime only: predict never imports torch (a test checks it).
     from netspec.backends.predict.outputs import text_lines
+    from netspec.backends.predict.predict import PredictOptions
     from netspec.backends.predict.predict import predict as run_predict
     from netspec.backends.predict.texts import Text
 
@@ -97,18 +98,15 @@ def predict(
         *(Text(t, f"text[{i}]") for i, t in enumerate(text or [])),
     ]
 
+    options = PredictOptions(top_k=top_k, batch=batch, out=out, overlap=overlap, tta=tta)
     results = []
     failed = shown = 0
     try:
         for result in run_predict(
             model,
             items,
-            top_k=top_k,
+            options,
             device=device,
-            batch=batch,
-            out=out,
-            overlap=overlap,
-            tta=tta,
             note=lambda text: typer.echo(f"note: {text}", err=True),
             ensemble=ensemble or (),
         ):

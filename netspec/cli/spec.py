@@ -29,10 +29,8 @@ def summary(
     length: Annotated[
         int | None,
         typer.Option(
-            "--length",
             help="For an input with a dynamic (null) time axis: the length MACs and the memory "
             "estimate are counted at (default: 100, or a position_embedding's shorter max_length).",
-            show_default=False,
         ),
     ] = None,
     blocks: Annotated[

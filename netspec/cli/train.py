@@ -167,10 +167,10 @@ def tune(
         if out is not None:
             check_own_folder(out, StudyLayout.owns, "netspec tune")
         from netspec.backends.tune.report import tune_study
+        from netspec.backends.tune.study import StudyOptions
 
-        result, text = tune_study(
-            spec, trials, storage, study, workers, pruner, device, out, tuple(sets)
-        )
+        options = StudyOptions(storage, study, pruner, device, out, tuple(sets))
+        result, text = tune_study(spec, trials, workers, options)
     except ModuleNotFoundError as err:
         if err.name != "optuna":
             raise

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from netspec.shapes import Shape, prod
@@ -125,6 +125,8 @@ Ints2 = _ints(2, 1, "a positive size")
 Padding1 = _padding(1)
 Padding2 = _padding(2)
 ActivationName = _choice(ACTIVATIONS, "an activation")
+# The `activation:` field of the weighted layers: `activation: Activation = "linear"`.
+Activation = Annotated[ActivationName, Field(description=ACTIVATION_DOC)]
 
 
 class ShapeError(Exception):
@@ -260,6 +262,7 @@ def norm_axis(axis: int, rank: int, layer: str) -> int:
 __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_DOC",
+    "Activation",
     "ActivationName",
     "Axis",
     "Ints1",

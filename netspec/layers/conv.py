@@ -6,89 +6,21 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from netspec.layers.base import (
-    ACTIVATION_DOC,
-    ActivationName,
-    Ints1,
-    Ints2,
-    Layer,
-    Padding1,
-    Padding2,
-    ShapeError,
-    Weight,
-    check_rank,
-)
-from netspec.shapes import Shape, Window, prod, resolve_window
-
-AXES = ("height", "width")
-# Argument descriptions shared by the convolutions and pools (the schema and the docs show them).
-KERNEL = "Window size: k, or [h, w] in 2d."
-STRIDE = "Step between windows: s, or [h, w] in 2d."
-PADDING = "valid (none), same (output ceil(n/s), as Keras and ONNX SAME_UPPER), p, or [h, w] in 2d."
-DILATION = "Spacing between kernel taps: d, or [h, w] in 2d."
+from netspec.layers.base import Activation, Ints1, Padding1, ShapeError, Weight, check_rank
+from netspec.layers.window import DILATION, KERNEL, PADDING, STRIDE, ConvWindow, window_output
+from netspec.shapes import Shape, prod
 
 
-def windows(layer: Layer, spatial: Shape) -> tuple[Window, ...]:
-    """Resolve a windowed layer's kernel/stride/dilation/padding into per-axis windows."""
-    size = getattr(layer, "kernel", None) or layer.size  # type: ignore[attr-defined]
-    stride = layer.stride or size  # type: ignore[attr-defined]
-    dilation = getattr(layer, "dilation", (1,) * len(spatial))
-    padding = layer.padding  # type: ignore[attr-defined]
-    if padding == "same" and any(n is None and s > 1 for n, s in zip(spatial, stride)):
-        # SAME's padding with a stride depends on the length (n mod stride): no fixed pads.
-        raise ShapeError(
-            "padding: same with a stride above 1 needs a known length, and the time axis is "
-            "dynamic (null)",
-            hint="use padding: valid (or an integer) with the stride, or a fixed input length",
-        )
-    return tuple(
-        resolve_window(
-            n, size[i], stride[i], dilation[i], padding if isinstance(padding, str) else padding[i]
-        )
-        for i, n in enumerate(spatial)
-    )
-
-
-def window_output(layer: Layer, shape: Shape, channels: int) -> tuple[Shape, tuple[Window, ...]]:
-    """Output shape of a sliding-window layer, with the arithmetic spelled out when it is < 1."""
-    spatial = shape[1:]
-    wins = windows(layer, spatial)
-    out = []
-    axes = ("length",) if len(spatial) == 1 else AXES
-    for axis, n, w in zip(axes, spatial, wins):
-        size = w.out(n)
-        if size is None:  # the dynamic time axis stays dynamic
-            out.append(None)
-            continue
-        if size < 1:
-            raise ShapeError(
-                f"output {axis} would be {w.formula(n)} < 1: a window of {w.size}"
-                f"{f' (dilation {w.dilation})' if w.dilation > 1 else ''} does not fit the input "
-                f"{axis} {n}{' with this padding' if w.pad_begin or w.pad_end else ''}",
-                hint="use padding: same, a smaller kernel or stride, or fewer downsampling layers before it",
-            )
-        out.append(size)
-    return (channels, *out), wins
-
-
-class Conv(Layer):
+class Conv(ConvWindow):
     """The convolution family (conv1d, conv2d): one row in each backend."""
 
     ndim: ClassVar[int]
 
-    filters: PositiveInt = Field(description="Output channels.")
-    kernel: Ints2 = Field(description=KERNEL)
-    stride: Ints2 = Field((1, 1), description=STRIDE)
-    padding: Padding2 = Field("valid", description=PADDING)
-    dilation: Ints2 = Field((1, 1), description=DILATION)
     groups: PositiveInt = Field(
         1,
         description="Split input and output channels into this many groups; both must divide by it.",
     )
-    activation: ActivationName = Field(
-        "linear",
-        description=ACTIVATION_DOC,
-    )
+    activation: Activation = "linear"
     bias: bool = Field(True, description="Add a learned bias.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:

@@ -7,8 +7,7 @@ from typing import ClassVar
 from pydantic import Field, PositiveInt
 
 from netspec.layers.base import (
-    ACTIVATION_DOC,
-    ActivationName,
+    Activation,
     Ints2,
     Layer,
     Padding2,
@@ -17,7 +16,7 @@ from netspec.layers.base import (
     _ints,
     check_rank,
 )
-from netspec.layers.conv import DILATION, KERNEL, STRIDE
+from netspec.layers.window import DILATION, KERNEL, STRIDE
 from netspec.shapes import Shape, conv_transpose_out, prod
 
 # 0 (the default) is valid: only the extra rows/columns added at the end, each < the stride.
@@ -45,10 +44,7 @@ class ConvTranspose2D(Layer):
         "PyTorch size formula.",
     )
     dilation: Ints2 = Field((1, 1), description=DILATION)
-    activation: ActivationName = Field(
-        "linear",
-        description=ACTIVATION_DOC,
-    )
+    activation: Activation = "linear"
     bias: bool = Field(True, description="Add a learned bias.")
 
     def pads(self) -> tuple[tuple[int, int], ...]:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from netspec.layers.base import ACTIVATION_DOC, ActivationName, Layer, Weight
+from netspec.layers.base import Activation, Layer, Weight
 from netspec.shapes import Shape, prod
 
 
@@ -16,10 +16,7 @@ class Dense(Layer):
     kind: ClassVar[str] = "dense"
 
     units: PositiveInt = Field(description="Output features: the new size of the last axis.")
-    activation: ActivationName = Field(
-        "linear",
-        description=ACTIVATION_DOC,
-    )
+    activation: Activation = "linear"
     bias: bool = Field(True, description="Add a learned bias.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:

@@ -16,7 +16,7 @@ from netspec.layers.base import (
     check_rank,
     member,
 )
-from netspec.layers.conv import PADDING, window_output
+from netspec.layers.window import PADDING, window_output
 from netspec.shapes import Shape
 
 

@@ -6,20 +6,12 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
-from netspec.layers.base import (
-    ACTIVATION_DOC,
-    ActivationName,
-    Ints2,
-    Layer,
-    Padding2,
-    Weight,
-    check_rank,
-)
-from netspec.layers.conv import DILATION, KERNEL, PADDING, STRIDE, window_output
+from netspec.layers.base import Activation, Weight, check_rank
+from netspec.layers.window import ConvWindow, window_output
 from netspec.shapes import Shape, prod
 
 
-class SeparableConv2D(Layer):
+class SeparableConv2D(ConvWindow):
     """A depthwise conv2d (one group per input channel, `depth_multiplier` filters each, no bias)
     and a 1x1 conv2d to `filters` with the bias and activation: one layer, as Keras counts it
     (k*k*C*dm + C*dm*filters + filters)."""
@@ -27,17 +19,10 @@ class SeparableConv2D(Layer):
     kind: ClassVar[str] = "separable_conv2d"
 
     filters: PositiveInt = Field(description="Output channels (of the pointwise convolution).")
-    kernel: Ints2 = Field(description=KERNEL)
-    stride: Ints2 = Field((1, 1), description=STRIDE)
-    padding: Padding2 = Field("valid", description=PADDING)
-    dilation: Ints2 = Field((1, 1), description=DILATION)
     depth_multiplier: PositiveInt = Field(
         1, description="Depthwise filters per input channel (the pointwise input is C * this)."
     )
-    activation: ActivationName = Field(
-        "linear",
-        description=ACTIVATION_DOC,
-    )
+    activation: Activation = "linear"
     bias: bool = Field(True, description="Add a learned bias after the pointwise convolution.")
 
     def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
