@@ -36,6 +36,15 @@ CheckOpt = Annotated[
     ),
 ]
 
+PreprocessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--preprocess",
+        help="Put the run's image preprocessing inside the graph (opset 18): the model takes "
+        "uint8 (N, H, W, C) images of any size and resizes, converts and normalizes them itself.",
+    ),
+]
+
 EnsembleOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -80,6 +89,7 @@ def export(
     int8: Int8Opt = False,
     max_drop: MaxDropOpt = None,
     check: CheckOpt = True,
+    preprocess: PreprocessOpt = False,
     ensemble: EnsembleOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -93,8 +103,10 @@ def export(
         if ensemble:
             from netspec.backends.export.ensemble import export_ensemble
 
-            if fp16 or int8:
-                raise UsageError("--ensemble: --fp16 and --int8 are not supported for ensembles")
+            if fp16 or int8 or preprocess:
+                raise UsageError(
+                    "--ensemble: --fp16, --int8 and --preprocess are not supported for ensembles"
+                )
             report = export_ensemble(
                 [source, *ensemble],
                 out,
@@ -113,6 +125,7 @@ def export(
                 int8=int8,
                 max_drop=max_drop,
                 check=check,
+                preprocess=preprocess,
             )
     except NetspecError as err:
         raise fail(err, as_json) from None
