@@ -159,6 +159,11 @@ def test_sidecar_and_card_say_the_preprocessing_is_inside(runs: dict[str, Path])
     ]
     assert inside["raw_input"]["layout"] == "NHWC" and inside["raw_input"]["channels"] == [1, 3, 4]
     assert inside["preprocessing"] == plain["preprocessing"]  # the record, for reference
+    pytest.importorskip("jsonschema")
+    from test_sidecar_schema import assert_valid
+
+    assert_valid(plain)
+    assert_valid(inside)
     props = {p.key: p.value for p in onnx.load(run / "pre.onnx").metadata_props}
     assert props["netspec.preprocessing_in_graph"] == "true"
     shown = invoke("inspect", run / "pre.onnx")
