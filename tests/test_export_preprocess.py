@@ -218,3 +218,114 @@ def test_refusals_are_located_messages(runs: dict[str, Path], quickstart_run: Pa
     )
     with pytest.raises(ExportError, match="8-bit images"):
         check_preprocessable(sixteen)
+
+
+# --- JavaScript consumers (docs/js) ----------------------------------------------------------
+
+JS = Path(__file__).resolve().parents[1] / "docs" / "js"
+
+
+def _node_with(*modules: str) -> str:
+    """The node binary when it resolves every module from docs/js (or NODE_PATH), else skip."""
+    import os
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    for module in modules:
+        probe = [node, "-e", f"require.resolve('{module}')"]
+        if subprocess.run(probe, cwd=JS, capture_output=True, env=os.environ).returncode:
+            pytest.skip(f"{module} is not installed: cd docs/js && npm install")
+    return node
+
+
+def _predict_mjs(node: str, model: Path, *inputs: Path) -> list[dict]:
+    import subprocess
+
+    done = subprocess.run(
+        [node, str(JS / "predict.mjs"), str(model), *map(str, inputs), "--top-k", "3"],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _same_predictions(js: list[dict], py: list[dict], atol: float) -> None:
+    assert len(js) == len(py)
+    for a, b in zip(js, py):
+        assert a["predictions"][0]["label"] == b["predictions"][0]["label"], (a, b)
+        np.testing.assert_allclose(
+            [p["score"] for p in a["predictions"]],
+            [p["score"] for p in b["predictions"]],
+            atol=atol,
+        )
+
+
+@pytest.mark.parametrize("name", ["gray", "rgb"])
+def test_js_fed_raw_pixels_predicts_what_netspec_predicts(
+    runs: dict[str, Path], name: str, tmp_path: Path
+) -> None:
+    """The issue's test: a JS consumer given raw image bytes (uint8 .npy pixels, no image code)
+    of an in-graph-preprocessing export matches `netspec predict --json` on the image files."""
+    node = _node_with("onnxruntime-node")
+    files = _new_images(tmp_path)
+    arrays = []
+    for path in files:
+        arrays.append(tmp_path / f"{path.stem}.npy")
+        np.save(arrays[-1], _pixels(path))
+    result = invoke("predict", runs[name] / "plain.onnx", *files, "--json", "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    # 8x8 inputs: a 1-grey-level rounding tie moves a score by ~1e-3 (see above)
+    _same_predictions(
+        _predict_mjs(node, runs[name] / "pre.onnx", *arrays), json.loads(result.stdout), 5e-3
+    )
+
+
+def test_js_decodes_png_files_itself(runs: dict[str, Path], tmp_path: Path) -> None:
+    """pngjs decodes exactly: the same predictions as from the pixels (RGBA, gray: any PNG)."""
+    node = _node_with("onnxruntime-node", "pngjs")
+    files = _new_images(tmp_path)
+    result = invoke("predict", runs["gray"] / "plain.onnx", *files, "--json", "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    _same_predictions(
+        _predict_mjs(node, runs["gray"] / "pre.onnx", *files), json.loads(result.stdout), 5e-3
+    )
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime-node", "onnxruntime-web"])
+def test_javascript_runtimes_run_the_preprocessing(
+    runs: dict[str, Path], runtime: str, tmp_path: Path
+) -> None:
+    """uint8 Resize with antialias (opset 18) in onnxruntime-node and -web's wasm backend gives
+    Python onnxruntime's outputs."""
+    import os
+    import subprocess
+
+    import onnxruntime as ort
+
+    node = _node_with(runtime)
+    model = runs["rgb"] / "pre.onnx"
+    x = _image(np.random.default_rng(9), 29, 18, 1, channels=4)[None]
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x}
+    )[0]
+    script = f"""
+const ort = require({json.dumps(runtime)});
+if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;
+(async () => {{
+  const session = await ort.InferenceSession.create({json.dumps(str(model))});
+  const x = new ort.Tensor("uint8", Uint8Array.from({json.dumps(x.ravel().tolist())}), {list(x.shape)});
+  const out = await session.run({{ image: x }});
+  process.stdout.write(JSON.stringify(Array.from(out[session.outputNames[0]].data)));
+}})();
+"""
+    done = subprocess.run(
+        [node, "-e", script], cwd=JS, capture_output=True, text=True, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.array(json.loads(done.stdout)), expected.ravel(), atol=1e-5)
