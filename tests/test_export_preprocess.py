@@ -329,3 +329,18 @@ if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;
     )
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(np.array(json.loads(done.stdout)), expected.ravel(), atol=1e-5)
+
+
+def test_the_onnx_reference_evaluator_runs_the_preprocessing(runs: dict[str, Path]) -> None:
+    """The export is standard ONNX: the onnx package's reference implementation agrees."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    model = runs["gray"] / "pre.onnx"
+    x = _image(np.random.default_rng(4), 26, 19, 0, channels=3)[None]
+    expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x}
+    )[0]
+    got = ReferenceEvaluator(onnx.load(model)).run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
