@@ -124,11 +124,14 @@ def test_broken_sidecars_do_not_validate(quickstart_onnx: Path) -> None:
         change(doc)
         return doc
 
+    older = broken(lambda d: d.pop("preprocessing_in_graph"))  # before the key: still valid
+    assert v.is_valid(older)
     for doc in (
         broken(lambda d: d.update(precision="int4")),
         broken(lambda d: d.pop("head")),
         broken(lambda d: d.update(head=None)),
         broken(lambda d: d.update(preprocessing_in_graph=True)),  # without raw_input
+        broken(lambda d: d.update(preprocessing_in_graph="yes")),
         broken(lambda d: d["preprocessing"].update(scale=0)),
         broken(lambda d: d["preprocessing"]["steps"].append({"step": "sharpen", "definition": ""})),
         broken(lambda d: d["inputs"][0].update(shape=[None, 64])),
