@@ -71,3 +71,45 @@ def test_readme_js_block_is_the_example() -> None:
     source = {line.strip() for line in EXAMPLE.read_text().splitlines()}
     missing = [line for line in block.splitlines() if line.strip() not in source]
     assert block.strip() and not missing, missing
+
+
+@pytest.mark.parametrize(
+    "flags, atol",
+    [
+        (("--fp16",), 1e-5),
+        (("--fp16", "--fp16-io"), 1e-3),  # float16 out: netspec predict reads the same halves
+        (("--int8", "--max-drop", "100"), 1e-5),
+        (("--batch-dim", "4"), 1e-5),
+    ],
+    ids=["fp16", "fp16-io", "int8", "batch4"],
+)
+def test_js_example_runs_every_precision(
+    quickstart_run: Path, tmp_path: Path, flags: tuple, atol: float
+) -> None:
+    """predict.mjs reads `inputs[0].dtype`: a --fp16-io export takes and gives float16."""
+    node = _node_with_ort()
+    pytest.importorskip("sklearn")
+    from netspec.data.builtin import load_builtin
+
+    model = tmp_path / "m.onnx"
+    result = invoke("export", quickstart_run, "-o", model, *flags)
+    assert result.exit_code == 0, result.output
+    np.save(tmp_path / "batch.npy", load_builtin("digits").x[:5])
+    inputs = [str(tmp_path / "batch.npy")]
+    done = subprocess.run(
+        [node, str(EXAMPLE), str(model), *inputs, "--top-k", "3"],
+        cwd=EXAMPLE.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = invoke("predict", model, *inputs, "--top-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    for a, b in zip(json.loads(done.stdout), json.loads(result.stdout), strict=True):
+        assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        np.testing.assert_allclose(
+            [p["score"] for p in a["predictions"]],
+            [p["score"] for p in b["predictions"]],
+            atol=atol,
+        )

@@ -180,8 +180,10 @@ def export_ensemble(
     and must match the mean of its members in onnxruntime within TOLERANCE on random batches.
     """
     options = options or ExportOptions()
-    if options.fp16 or options.fp16_io or options.int8:
-        raise UsageError("--ensemble: --fp16 and --int8 are not supported for ensembles")
+    if options.fp16 or options.fp16_io or options.int8 or options.preprocess:
+        raise UsageError(
+            "--ensemble: --fp16, --int8 and --preprocess are not supported for ensembles"
+        )
     if len(sources) < 2:
         raise ExportError("--ensemble: give at least two runs (the first, then --ensemble RUN)")
     notes: list[str] = []

@@ -36,6 +36,7 @@ class ExportReport:
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
     tolerance: float | None = None
     quantized: str | None = None  # the int8 accuracy check, in words
+    preprocessing: str | None = None  # --preprocess: the in-graph steps' check, in words
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +62,8 @@ class ExportReport:
             out.append(f"{what} PyTorch (max abs diff): {diffs} (tolerance {self.tolerance:.0e})")
         if self.quantized:
             out.append(self.quantized)
+        if self.preprocessing:
+            out.append(self.preprocessing)
         out += [f"note: {n}" for n in self.notes]
         return out
 
@@ -118,6 +121,7 @@ class ExportOptions:
     int8: bool = False
     max_drop: float | None = None  # int8 only; None: quantize.MAX_DROP
     check: bool = True
+    preprocess: bool = False  # the run's image preprocessing inside the graph (opset 18)
 
     def __post_init__(self) -> None:
         """The options that exclude each other."""
@@ -146,14 +150,18 @@ def export_run(
 
     `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
     run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
+
+    `options.preprocess` puts the run's image preprocessing in front of the network (preprocess_graph.py:
+    the model takes uint8 images of any size), checked against netspec's own steps.
     """
     o = options or ExportOptions()
     run = read_run(Path(source))
+    opset = _preprocess_opset(run, o.opset) if o.preprocess else o.opset
     model, stats = build_onnx(
         run.graph,
         run.weights,
         meta=run.meta,
-        opset=o.opset,
+        opset=opset,
         batch=o.batch,
         fp16=o.fp16,
         fp16_io=o.fp16_io,
@@ -177,6 +185,9 @@ def export_run(
 
         quantized = quantize_run(run, model, MAX_DROP if o.max_drop is None else o.max_drop)
         model = quantized.model
+    in_graph = None
+    if o.preprocess:
+        model, in_graph = _preprocess(run, model)
     path = Path(out) if out is not None else RunLayout(run.directory).onnx
     return write_report(
         model,
@@ -188,7 +199,43 @@ def export_run(
         max_abs_diff=diffs,
         tolerance=tolerance,
         quantized=None if quantized is None else quantized.line(),
+        preprocessing=in_graph,
         notes=notes,
+    )
+
+
+def _preprocess_opset(run: LoadedRun, opset: int | None) -> int:
+    """The opset of an export with its preprocessing inside: at least 18 (Resize's antialias);
+    ExportError when the run takes no images or a lower opset is asked."""
+    from .preprocess_graph import PREPROCESS_OPSET, check_preprocessable
+
+    check_preprocessable(run.meta.preprocessing if run.meta else None)
+    if opset is not None and opset < PREPROCESS_OPSET:
+        raise ExportError(
+            f"--preprocess needs opset {PREPROCESS_OPSET} or higher (Resize with antialias), "
+            f"not {opset}"
+        )
+    return opset or PREPROCESS_OPSET
+
+
+def _preprocess(run: LoadedRun, model: Any) -> tuple[Any, str]:
+    """The model with the run's preprocessing in front (checked by onnx.checker and against
+    netspec's numpy steps on probe images), and the check in words."""
+    import onnx
+
+    from .preprocess_check import check_against_numpy
+    from .preprocess_graph import with_preprocessing
+
+    pre = run.meta.preprocessing  # type: ignore[union-attr]  # checked by check_preprocessable
+    model = with_preprocessing(model, pre)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the model with its preprocessing fails onnx.checker: {exc}") from None
+    worst, mean = check_against_numpy(pre)
+    return model, (
+        "preprocessing inside the graph: it takes uint8 (N, H, W, C) images of any size; "
+        f"against netspec's steps {worst:g} grey levels at most (mean {mean:.3f})"
     )
 
 

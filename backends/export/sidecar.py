@@ -60,6 +60,9 @@ def sidecar(model: onnx.ModelProto, file_name: str) -> dict[str, Any]:
         "precision": precision(model),
         "inputs": [_value(v) for v in model.graph.input],
         "outputs": [_value(v) for v in model.graph.output],
+        # --preprocess: the graph takes raw uint8 images (`raw_input`) and applies
+        # `preprocessing` itself; false: the app applies it (docs/sidecar.md).
+        "preprocessing_in_graph": False,
         **decode_card(props),
     }
 

@@ -1,12 +1,20 @@
 // predict.mjs: node predict.mjs model.onnx sample.npy [more.npy ...] [--top-k N]
+//             node predict.mjs model.onnx photo.jpg [scan.png ...]    (an export with --preprocess)
 //             node predict.mjs model.onnx --text "a sentence" [--text "..."]  (a text model)
 //
-// Runs a netspec export with onnxruntime-node, its only dependency (npm install in this folder).
-// onnxruntime-node exposes no metadata_props, so everything comes from the JSON sidecar that
-// `netspec export` writes beside the model (model.onnx.json): the labels, the head and the
-// preprocessing steps. Inputs are .npy files of raw samples as the sidecar's `raw_shape` says
-// (one sample, or a batch with a leading axis), after any geometry steps (image decoding and
-// resizing need an image library; see docs/sidecar.md for their exact definitions).
+// Runs a netspec export with onnxruntime-node (npm install in this folder). onnxruntime-node
+// exposes no metadata_props, so everything comes from the JSON sidecar that `netspec export`
+// writes beside the model (model.onnx.json): the labels, the head, the input's dtype and the
+// preprocessing steps (docs/sidecar.md; docs/sidecar.schema.json is its schema).
+// - An export with its preprocessing inside (`--preprocess`, `preprocessing_in_graph`) takes
+//   decoded uint8 images (H, W, C) of any size: .png and .jpg files are decoded here with the
+//   pure-JS pngjs and jpeg-js (optional dependencies; no EXIF orientation: turn photos first), or
+//   .npy files hold the pixels as uint8 (H, W, C), or (N, H, W, C) for a batch of one size.
+// - Otherwise inputs are .npy files of raw samples as the sidecar's `raw_shape` says (one
+//   sample, or a batch with a leading axis), after any geometry steps: this script applies the
+//   value steps only (image decoding and resizing: docs/sidecar.md gives their exact maths).
+// - Every precision: float32 and int8 models take float32; a `--fp16-io` export takes and gives
+//   float16, converted here (`inputs[0].dtype`).
 // A text model's sidecar has a `tokenizer` (docs/sidecar.md): --text inputs become token ids by
 // the same rules as netspec's own tokenizer (netspec/data/tokenizer.py); `--ids` prints them.
 // Prints the same JSON as `netspec predict --json` for classifiers.
@@ -15,7 +23,7 @@ import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url); // honours NODE_PATH, unlike `import`
 
-function readNpy(path) {
+function readNpy(path, Values = Float32Array) {
   // The .npy format: magic, version, a little header dict, then the raw values (C order).
   const buf = readFileSync(path);
   if (buf.toString("latin1", 0, 6) !== "\x93NUMPY") throw new Error(`${path}: not a .npy file`);
@@ -36,9 +44,62 @@ function readNpy(path) {
     "<i8": (i) => Number(buf.readBigInt64LE(start + 8 * i)),
   };
   if (!readers[descr]) throw new Error(`${path}: unsupported dtype ${descr}`);
-  const values = new Float32Array(n);
+  const values = new Values(n);
   for (let i = 0; i < n; i++) values[i] = readers[descr](i);
   return { shape, values };
+}
+
+function decodeImage(path) {
+  // A .png or .jpg as RGBA pixels (H, W, 4) with the pure-JS decoders (the graph drops alpha).
+  const buf = readFileSync(path);
+  let img;
+  try {
+    img = /\.png$/i.test(path)
+      ? require("pngjs").PNG.sync.read(buf)
+      : require("jpeg-js").decode(buf, { useTArray: true, formatAsRGBA: true });
+  } catch (e) {
+    if (e.code === "MODULE_NOT_FOUND") throw new Error(`${path}: decoding images needs pngjs and jpeg-js (npm install in docs/js), or give the pixels as a uint8 .npy`);
+    throw e;
+  }
+  return { shape: [img.height, img.width, 4], values: Uint8Array.from(img.data) };
+}
+
+function toHalf(x) {
+  // float32 values as IEEE float16 bits, rounded to nearest even (a --fp16-io model's input).
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    f[0] = x[i];
+    const b = u[0], sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff, man = b & 0x7fffff;
+    let h;
+    if (exp === 0xff) h = sign | 0x7c00 | (man ? 0x200 : 0); // inf, nan
+    else if (exp > 142) h = sign | 0x7c00; // too large: inf
+    else if (exp > 112) { // normal
+      h = ((exp - 112) << 10) | (man >>> 13);
+      const rest = man & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h += 1;
+      h |= sign;
+    } else if (exp > 101) { // subnormal
+      const m = man | 0x800000, shift = 126 - exp;
+      h = m >>> shift;
+      const rest = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+      if (rest > half || (rest === half && (h & 1))) h += 1;
+      h |= sign;
+    } else h = sign;
+    out[i] = h;
+  }
+  return out;
+}
+
+function fromHalf(bits) {
+  // IEEE float16 bits as numbers (a --fp16-io model's output).
+  return Array.from(bits, (h) => {
+    const sign = h & 0x8000 ? -1 : 1, exp = (h >>> 10) & 0x1f, man = h & 0x3ff;
+    if (exp === 0) return sign * man * 2 ** -24;
+    if (exp === 31) return man ? NaN : sign * Infinity;
+    return sign * (1 + man / 1024) * 2 ** (exp - 15);
+  });
 }
 
 function preprocess(sample, pre) {
@@ -109,8 +170,24 @@ if (idsOnly) {
   console.log(JSON.stringify(textSamples.map(([, x]) => Array.from(x))));
   process.exit(0);
 }
+const input = card.inputs[0]; // its dtype: float32, float16 (--fp16-io) or uint8 (--preprocess)
+const inside = card.preprocessing_in_graph === true; // the graph takes decoded images itself
 const sampleSize = pre.raw_shape.reduce((a, b) => a * b, 1);
-for (const path of inputs) {
+for (const path of inside ? inputs : []) { // images (H, W, C) of any size, one sample each
+  if (/\.(png|jpe?g)$/i.test(path)) {
+    samples.push([path, decodeImage(path)]);
+    continue;
+  }
+  const { shape, values } = readNpy(path, Uint8Array); // uint8 pixels (H, W, C) or (N, H, W, C)
+  const batched = shape.length === 4;
+  const one = batched ? shape.slice(1) : shape;
+  const size = one.reduce((a, b) => a * b, 1);
+  for (let s = 0; s < (batched ? shape[0] : 1); s++) {
+    const name = batched ? `${path}[${s}]` : path;
+    samples.push([name, { shape: one, values: values.subarray(s * size, (s + 1) * size) }]);
+  }
+}
+for (const path of inside ? [] : inputs) {
   const { shape, values } = readNpy(path);
   const batched = shape.length === pre.raw_shape.length + 1;
   const count = batched ? shape[0] : 1;
@@ -125,11 +202,29 @@ samples.push(...textSamples);
 const ort = require("onnxruntime-node");
 const session = await ort.InferenceSession.create(modelPath);
 const results = [];
+function tensor(x, dims) {
+  // One sample as the model's input: its dtype, and its batch size when the export fixed one.
+  const n = typeof input.shape[0] === "number" && input.shape[0] > 1 ? input.shape[0] : 1;
+  const Values = input.dtype === "uint8" ? Uint8Array : Float32Array;
+  const data = new Values(x.length * n);
+  for (let i = 0; i < n; i++) data.set(x, i * x.length); // copies of the sample fill the batch
+  if (input.dtype === "float16") return new ort.Tensor("float16", toHalf(data), [n, ...dims]);
+  return new ort.Tensor(input.dtype === "uint8" ? "uint8" : "float32", data, [n, ...dims]);
+}
+
+function scores(out) {
+  // The first sample's outputs as numbers (float16 bits converted).
+  const n = out.dims[0];
+  const data = out.type === "float16" && out.data instanceof Uint16Array ? fromHalf(out.data) : Array.from(out.data);
+  return data.slice(0, data.length / n);
+}
+
 for (const [name, sample] of samples) {
-  const x = preprocess(sample, pre);
-  const feed = { [card.inputs[0].name]: new ort.Tensor("float32", x, [1, ...card.input_shape]) };
+  const feed = {
+    [input.name]: inside ? tensor(sample.values, sample.shape) : tensor(preprocess(sample, pre), card.input_shape),
+  };
   const out = await session.run(feed);
-  const p = probabilities(Array.from(out[card.outputs[0].name].data), card.head);
+  const p = probabilities(scores(out[card.outputs[0].name]), card.head);
   let predictions;
   if (p.length === 1) { // one sigmoid unit: class 1 when p >= 0.5
     const one = p[0] >= 0.5;

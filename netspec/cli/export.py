@@ -36,6 +36,15 @@ CheckOpt = Annotated[
     ),
 ]
 
+PreprocessOpt = Annotated[
+    bool,
+    typer.Option(
+        "--preprocess",
+        help="Put the run's image preprocessing inside the graph (opset 18): the model takes "
+        "uint8 (N, H, W, C) images of any size and resizes, converts and normalizes them itself.",
+    ),
+]
+
 EnsembleOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -80,6 +89,7 @@ def export(
     int8: Int8Opt = False,
     max_drop: MaxDropOpt = None,
     check: CheckOpt = True,
+    preprocess: PreprocessOpt = False,
     ensemble: EnsembleOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -98,6 +108,7 @@ def export(
             int8=int8,
             max_drop=max_drop,
             check=check,
+            preprocess=preprocess,
         )
         if ensemble:
             from netspec.backends.export.ensemble import export_ensemble
