@@ -10,9 +10,10 @@ import numpy as np
 
 from netspec.errors import NetspecError, first_line
 from netspec.fileio import atomic_path
+from netspec.ir import Graph
 from netspec.run_data import run_data
 from netspec.run_record import RunLayout
-from netspec.runs import LoadedRun, read_run
+from netspec.runs import LoadedRun, check_weights, read_run
 
 from .emitter import ExportError
 from .model import build_onnx, check_model
@@ -230,4 +231,51 @@ def write_report(
         removed_dropout=removed,
         sidecar=sidecar_path(path),
         **checks,
+    )
+
+
+def export_module(
+    graph: Graph,
+    module: Any,
+    out: Path,
+    *,
+    opset: int | None = None,
+    batch: int | None = None,
+    fp16: bool = False,
+    check: bool = True,
+) -> ExportReport:
+    """Export a torch module of `graph` trained outside netspec (the Python API's
+    `Network.export_onnx`): its weights, checked to fit the graph, then as `export_run`, with
+    the parity check on random inputs (no run, so no data and no preprocessing record)."""
+    from ..weights import module_weights
+
+    _check_options(batch, fp16, False, None)
+    inner = getattr(module, "_orig_mod", module)  # torch.compile's wrapper
+    inner = getattr(inner, "module", inner)  # DistributedDataParallel's
+    if not hasattr(inner, "module_keys"):
+        raise ExportError(
+            f"export_onnx takes the module that Network.to_torch() made, not a "
+            f"{type(module).__name__}"
+        )
+    weights = module_weights(inner)
+    check_weights(graph, weights, strict=True, file=None)
+    run = LoadedRun(out.parent, out, graph, weights, None)
+    model, stats = build_onnx(graph, weights, meta=None, opset=opset, batch=batch, fp16=fp16)
+    notes: list[str] = []
+    diffs: dict[str, float] = {}
+    tolerance = None
+    if check:
+        diffs, tolerance = _parity(run, model, batch, fp16, None, notes)
+    else:
+        notes.append("not checked (check=False)")
+    return write_report(
+        model,
+        out,
+        batch=batch,
+        fp16=fp16,
+        folded=stats.folded_batchnorm,
+        removed=stats.removed_dropout,
+        max_abs_diff=diffs,
+        tolerance=tolerance,
+        notes=notes,
     )
