@@ -8,6 +8,7 @@ from typing import Any
 
 from netspec.ir import Graph, Node
 from netspec.items import INPUT, block_use
+from netspec.layers import Add, Multiply
 from netspec.shapes import Shape
 
 # Text metrics shared by every renderer: a 12 px sans-serif font, ~7.4 px per character.
@@ -37,12 +38,15 @@ class Box:
 
 @dataclass(frozen=True)
 class Link:
-    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to)."""
+    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to);
+    `order`: where it comes among the inputs of a layer whose inputs' order matters (concat's
+    1-based positions; empty for one input, a sum or a product, or a collapsed block)."""
 
     src: str
     dst: str
     shape: Shape
     ref: bool = False
+    order: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ class Drawing:
     links: tuple[Link, ...]
     params: int
     groups: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (instance, block, member ids)
+
+
+# Merges whose result does not depend on the order of their inputs: their edges get no number.
+UNORDERED = (Add.kind, Multiply.kind)
 
 
 def shape_text(shape: Shape) -> str:
@@ -131,6 +139,7 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
     links: dict[tuple[str, str], Link] = {}
     for node in graph.nodes:
         dst = owner[node.name]
+        ordered = dst == node.name and len(node.inputs) > 1 and node.kind not in UNORDERED
         reads = [(i, False) for i in node.inputs]
         reads += [(getattr(node.layer, f), True) for f in node.layer.ref_fields]
         for name, ref in reads:
@@ -138,7 +147,12 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
             if src == dst or (src, dst) in links:
                 continue  # inside a collapsed block, or already drawn
             shape = shapes[INPUT] if name == INPUT else graph.node(name).shape
-            links[(src, dst)] = Link(src, dst, tuple(shape), ref)
+            order = (
+                tuple(k + 1 for k, i in enumerate(node.inputs) if owner[i] == src)
+                if ordered and not ref
+                else ()
+            )
+            links[(src, dst)] = Link(src, dst, tuple(shape), ref, order)
 
     groups: list[tuple[str, str, tuple[str, ...]]] = []
     if expand:
