@@ -1,4 +1,7 @@
-"""The network as a picture's data: boxes and links (blocks collapsed or open), then a layered layout."""
+"""The network as a picture's data: boxes and links (blocks collapsed or open), then a layered layout.
+
+Over 400 lines: the layered layout (ranks, crossing sweeps, placement, routes) and the drawing
+it lays out are one pipeline whose steps share the private _Layered state."""
 
 from __future__ import annotations
 
@@ -38,9 +41,8 @@ class Box:
 
 @dataclass(frozen=True)
 class Link:
-    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to);
-    `order`: where it comes among the inputs of a layer whose inputs' order matters (concat's
-    1-based positions; empty for one input, a sum or a product, or a collapsed block)."""
+    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to); `order`:
+    its 1-based places among the inputs of a concat (empty where the order does not matter)."""
 
     src: str
     dst: str
@@ -60,8 +62,7 @@ class Drawing:
     groups: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (instance, block, member ids)
 
 
-# Merges whose result does not depend on the order of their inputs: their edges get no number.
-UNORDERED = (Add.kind, Multiply.kind)
+UNORDERED = (Add.kind, Multiply.kind)  # merges whose edges need no number: the order is moot
 
 
 def shape_text(shape: Shape) -> str:
@@ -147,12 +148,10 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
             if src == dst or (src, dst) in links:
                 continue  # inside a collapsed block, or already drawn
             shape = shapes[INPUT] if name == INPUT else graph.node(name).shape
-            order = (
-                tuple(k + 1 for k, i in enumerate(node.inputs) if owner[i] == src)
-                if ordered and not ref
-                else ()
+            order = tuple(k + 1 for k, i in enumerate(node.inputs) if owner[i] == src)
+            links[(src, dst)] = Link(
+                src, dst, tuple(shape), ref, order if ordered and not ref else ()
             )
-            links[(src, dst)] = Link(src, dst, tuple(shape), ref, order)
 
     groups: list[tuple[str, str, tuple[str, ...]]] = []
     if expand:
