@@ -335,7 +335,10 @@ class TrainSpec(Section):
         description="Default: accuracy for classification, mae for regression, "
         "iou + dice + pixel_accuracy for segmentation.",
     )
-    regularize: list[Regularize] = Field(default_factory=list)
+    regularize: list[Regularize] = Field(
+        default_factory=list,
+        description="Weight penalties (L1, L2) on the layers whose names match each rule.",
+    )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     log: Log = Field(
         default_factory=Log, description="Pictures at the end, live logging (TensorBoard)."
