@@ -359,6 +359,29 @@ def test_run_predict_takes_raw_inputs_as_the_exported_model_does(
         run.predict(x, batch_size=1)  # type: ignore[call-arg]
 
 
+def test_run_predict_gives_regression_values_in_the_targets_units(tmp_path: Path, no_plots):
+    # Targets are standardized in training; the export undoes it in its graph, Run.predict too.
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x, y=(x @ rng.normal(size=6) * 50 + 300).astype(np.float32))
+    spec = (
+        "name: reg\ninput: [6]\nlayers:\n  - dense: {units: 8, activation: relu}\n"
+        "  - dense: {units: 1}\ntrain:\n"
+        f"  data: {{source: arrays, path: {tmp_path / 'reg.npz'}, val: 0.2, test: 0.1}}\n"
+        "  epochs: 1\n"
+    )
+    run = netspec.load_spec(spec).train(tmp_path / "run", echo=lambda line: None)
+    want = netspec.Predictor(run.export_onnx()).predict(x[:5])
+    got = run.predict(x[:5], device="cpu")
+    assert [r["input"] for r in got] == [r["input"] for r in want]
+    np.testing.assert_allclose(
+        [r["values"] for r in got], [r["values"] for r in want], rtol=1e-5, atol=1e-3
+    )
+    assert abs(np.mean([r["values"] for r in got]) - 300) < 200  # the targets' units
+
+
 # --- Predictor -----------------------------------------------------------------------------------
 
 
