@@ -1,8 +1,9 @@
-"""The Python API for specs: load_spec -> Network (summary, to_torch, train); netspec train's path."""
+"""The Python API for specs: load_spec (path, YAML text or dict) -> Network (summary, to_torch, export_onnx, train)."""
 
 from __future__ import annotations
 
 import json
+import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,20 +44,92 @@ def set_lines(sets: Mapping[str, Any], prefix: str = "") -> list[str]:
     return lines
 
 
-def load_spec(spec: str | Path, /, **sets: Any) -> Network:
-    """Compile a spec: a file path, or YAML text (a str holding a newline).
+TEXT, DICT = "<yaml text>", "<dict>"  # where errors say a spec given as a str or a dict came from
 
-    Keyword arguments override spec values as `--set` does, validated like the file:
-    `load_spec("net.yaml", train__epochs=3)` or `load_spec("net.yaml", **{"train.epochs": 3})`
-    (`__` stands for a dot). Raises NetspecError (SpecError) naming file:line:col on any problem.
+
+def load_spec(spec: str | Path | Mapping[str, Any], /, **sets: Any) -> Network:
+    """Compile a spec: a file path, YAML text, or a dict (as `yaml.safe_load` gives).
+
+    A `Path` is always a file; a `str` is a file when one exists at that path, else YAML text
+    (its errors are located in `<yaml text>`, a dict's in `<dict>`). Keyword arguments override
+    spec values as `--set` does, validated like the file: `load_spec("net.yaml", train__epochs=3)`
+    or `load_spec("net.yaml", **{"train.epochs": 3})` (`__` stands for a dot). Raises
+    NetspecError (SpecError) naming file:line:col on any problem.
     """
     from netspec.compiler import compile_source
-    from netspec.source import apply_overrides, parse, read
+    from netspec.source import apply_overrides, read
 
-    source = parse(spec) if isinstance(spec, str) and "\n" in spec else read(spec)
-    if sets:
-        source = apply_overrides(source, set_lines(sets))
-    return Network(compile_source(source), source)
+    if isinstance(spec, Mapping):
+        source, label = _from_text(dict_yaml(spec), DICT), DICT
+    elif isinstance(spec, str) and not _is_file(spec):
+        source, label = _from_text(spec, TEXT), TEXT
+    elif isinstance(spec, (str, Path)):
+        source, label = read(spec), None
+    else:
+        raise SpecError.one(
+            f"load_spec takes a path, YAML text or a dict, not {type(spec).__name__}",
+            stage="parse",
+        )
+    try:
+        if sets:
+            source = apply_overrides(source, set_lines(sets))
+        return Network(compile_source(source), source)
+    except SpecError as exc:
+        raise exc.located(label) from None
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return "\n" not in text and Path(text).is_file()
+    except (OSError, ValueError):  # a name too long or with a NUL byte: no file
+        return False
+
+
+def _from_text(text: str, label: str) -> Source:
+    """Parse YAML text given in Python; a one-line text that is no mapping was meant as a path."""
+    from netspec.source import parse
+
+    try:
+        source = parse(text)
+    except SpecError as exc:
+        raise exc.located(label) from None
+    if not isinstance(source.data, dict) and label == TEXT and "\n" not in text.strip():
+        raise SpecError.one(
+            "no such file, and not a spec as YAML text either",
+            text,
+            hint="a str is read as a file when one exists at that path, else as YAML text "
+            "(`name: ...`, `input: ...`, `layers: ...`); pass a Path to mean a file",
+            stage="parse",
+        )
+    return source
+
+
+def dict_yaml(spec: Mapping[str, Any]) -> str:
+    """A spec given as a dict, as YAML text (block style, the keys in their order), so that it
+    goes through the same parser as a file; tuples count as lists, Paths as strings."""
+    import yaml
+
+    def plain(value: Any, where: str) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): plain(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, Path):
+            return str(value)
+        if value is None or isinstance(value, (str, bool)):
+            return value
+        if isinstance(value, numbers.Integral):  # numpy integers too
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return float(value)
+        raise SpecError.one(
+            f"{where}: {value!r}: a spec value is a number, string, bool, None, "
+            "or a list or dict of them",
+            DICT,
+            stage="parse",
+        )
+
+    return yaml.safe_dump(plain(spec, ""), sort_keys=False, allow_unicode=True)
 
 
 class Summary:
@@ -142,14 +215,36 @@ class Network:
     def __repr__(self) -> str:
         return f"<Network {self.name!r}: input {self.input_shape}, output {self.output_shape}>"
 
-    def to_torch(self) -> torch.nn.Module:
+    def to_torch(self, *, logits: bool = False) -> torch.nn.Module:
         """A plain torch.nn.Module of the network, freshly initialized, in training mode.
 
-        It takes a batch (N, *input_shape) and returns (N, *output_shape).
+        It takes a batch (N, *input_shape) and returns (N, *output_shape). `logits=True` stops
+        before the output's softmax or sigmoid, for a loop of your own: torch's
+        `CrossEntropyLoss` (softmax) and `BCEWithLogitsLoss` (sigmoid) apply it themselves.
+        The weights are the same either way (`export_onnx` exports the spec, head included).
         """
         from netspec.backends.lowering import build_module
 
-        return build_module(self.graph)
+        return build_module(self.graph, logits=logits)
+
+    def export_onnx(
+        self,
+        module: torch.nn.Module,
+        path: str | Path,
+        *,
+        opset: int | None = None,
+        batch_dim: int | None = None,
+        fp16: bool = False,
+        check: bool = True,
+    ) -> Path:
+        """Export a module of this network trained in a loop of your own (`to_torch()`, with or
+        without `logits`) to ONNX at `path`, with its JSON sidecar, checked against PyTorch on
+        random inputs as `netspec export` does (no data or preprocessing is recorded: the
+        model takes model inputs). `opset`, `batch_dim`, `fp16`: as `Run.export_onnx`."""
+        from netspec.backends.export.run import ExportOptions, export_module
+
+        options = ExportOptions(opset=opset, batch=batch_dim, fp16=fp16, check=check)
+        return export_module(self.graph, module, Path(path), options).path
 
     def train(
         self,

@@ -1,4 +1,7 @@
-"""The network as a picture's data: boxes and links (blocks collapsed or open), then a layered layout."""
+"""The network as a picture's data: boxes and links (blocks collapsed or open), then a layered layout.
+
+Over 400 lines: the layered layout (ranks, crossing sweeps, placement, routes) and the drawing
+it lays out are one pipeline whose steps share the private _Layered state."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 
 from netspec.ir import Graph, Node
 from netspec.items import INPUT, block_use
+from netspec.layers import Add, Multiply
 from netspec.shapes import Shape
 from netspec.summary import Row, rows
 
@@ -48,12 +52,14 @@ class Box:
 
 @dataclass(frozen=True)
 class Link:
-    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to)."""
+    """An edge: `src`'s output read by `dst` (`ref`: read for its shape only, e.g. crop_to); `order`:
+    its 1-based places among the inputs of a concat (empty where the order does not matter)."""
 
     src: str
     dst: str
     shape: Shape
     ref: bool = False
+    order: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class Drawing:
     links: tuple[Link, ...]
     params: int
     groups: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (instance, block, member ids)
+
+
+UNORDERED = (Add.kind, Multiply.kind)  # merges whose edges need no number: the order is moot
 
 
 def shape_text(shape: Shape) -> str:
@@ -130,6 +139,7 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
     links: dict[tuple[str, str], Link] = {}
     for node in graph.nodes:
         dst = owner[node.name]
+        ordered = dst == node.name and len(node.inputs) > 1 and node.kind not in UNORDERED
         reads = [(i, False) for i in node.inputs]
         reads += [(getattr(node.layer, f), True) for f in node.layer.ref_fields]
         for name, ref in reads:
@@ -137,7 +147,10 @@ def drawing(graph: Graph, expand: bool = False) -> Drawing:
             if src == dst or (src, dst) in links:
                 continue  # inside a collapsed block, or already drawn
             shape = graph.input_shape if name == INPUT else graph.node(name).shape
-            links[(src, dst)] = Link(src, dst, tuple(shape), ref)
+            order = tuple(k + 1 for k, i in enumerate(node.inputs) if owner[i] == src)
+            links[(src, dst)] = Link(
+                src, dst, tuple(shape), ref, order if ordered and not ref else ()
+            )
 
     groups: list[tuple[str, str, tuple[str, ...]]] = []
     if expand:

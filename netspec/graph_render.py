@@ -58,6 +58,11 @@ def colour(kind: str) -> str:
     return COLOURS["other"]
 
 
+def order_text(order: tuple[int, ...]) -> str:
+    """An edge's place among its target's inputs: `1`, or `1,2` for an input read twice."""
+    return ",".join(map(str, order))
+
+
 def mermaid(d: Drawing) -> str:
     """A Mermaid flowchart: one node per box (params in its label), shapes on every edge."""
     ids = {b.id: f"n{i}" for i, b in enumerate(d.boxes)}
@@ -84,7 +89,12 @@ def mermaid(d: Drawing) -> str:
             out.append("  end")
     for link in d.links:
         arrow = "-.->" if link.ref else "-->"
-        out.append(f'  {ids[link.src]} {arrow}|"{shape_text(link.shape)}"| {ids[link.dst]}')
+        label = (
+            f"{order_text(link.order)}: {shape_text(link.shape)}"
+            if link.order
+            else shape_text(link.shape)
+        )
+        out.append(f'  {ids[link.src]} {arrow}|"{label}"| {ids[link.dst]}')
     return "\n".join(out) + "\n"
 
 
@@ -122,6 +132,13 @@ def svg(lay: Layout) -> str:
             f'd="{path}" fill="none" stroke="{EDGE}" stroke-width="1.3"{dash} '
             'marker-end="url(#arrow)"/>'
         )
+        if r.link.order:  # which input of a concat: a number where the edge lands
+            ex, ey = r.points[-1]
+            out.append(
+                f'<text class="order" data-src="{escape(r.link.src)}" '
+                f'data-dst="{escape(r.link.dst)}" x="{ex + 3:.1f}" y="{ey - 4:.1f}" '
+                f'font-size="{FONT_PX - 2}" fill="{EDGE}">{order_text(r.link.order)}</text>'
+            )
     for p in lay.placed:
         b = p.box
         x0, y0 = p.x - p.w / 2, p.y - p.h / 2
@@ -187,6 +204,8 @@ def png(lay: Layout, path: Path) -> tuple[int, int]:
                 (x1, y1 - 6), (x1, y1), arrowstyle="-|>", mutation_scale=8, color=EDGE, lw=1
             )
         )
+        if r.link.order:
+            ax.text(x1 + 3, y1 - 4, order_text(r.link.order), fontsize=pt - 1.5, color=EDGE)
     for p in lay.placed:
         b = p.box
         x0, y0 = p.x - p.w / 2, p.y - p.h / 2

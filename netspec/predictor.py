@@ -25,6 +25,13 @@ class Predictor:
         self.model = OnnxModel(self.path, device)
         self.top_k = top_k
 
+    @classmethod
+    def _of(cls, model: Any, top_k: int) -> Predictor:
+        """A Predictor over a model opened already (Run.predict's torch ModuleModel)."""
+        self = cls.__new__(cls)
+        self.path, self.model, self.top_k = model.info.path, model, top_k
+        return self
+
     def __repr__(self) -> str:
         return f"<Predictor {str(self.path)!r}>"
 

@@ -1,4 +1,4 @@
-"""The Python API for trained runs: load_run -> Run (metrics, history, module, export, evaluate)."""
+"""The Python API for trained runs: load_run -> Run (metrics, history, module, predict, export, evaluate)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from netspec.run_record import RunLayout, RunMeta
 
 # torch is imported by Run.module, export_onnx and evaluate only; reading metrics needs none.
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import numpy as np
     import torch
 
     from netspec.ir import Graph
@@ -108,6 +111,31 @@ class Run:
 
         options = ExportOptions(opset, batch_dim, fp16, int8=int8, max_drop=max_drop, check=check)
         return export_run(self._source, None if path is None else Path(path), options).path
+
+    def predict(
+        self,
+        inputs: str | Path | np.ndarray | Iterable[str | Path | np.ndarray],
+        *,
+        device: str = "auto",
+        top_k: int = 5,
+        batch: int = 64,
+        out: str | Path | None = None,
+        overlap: int | None = None,
+        tta: bool = False,
+        keep_going: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Predictions of the trained module on raw inputs, as `netspec predict --json` gives
+        them for this run's export: files, arrays of raw values, and texts (a `str`) for a text
+        model, with the run's recorded preprocessing; no export needed. The arguments are
+        `Predictor`'s and `Predictor.predict`'s (`device`, `top_k`, `batch`, `out` as the CLI's
+        options). The module moves to `device` (auto: CUDA when there is one)."""
+        from netspec.backends.predict.module_model import ModuleModel
+        from netspec.predictor import Predictor
+
+        model = ModuleModel(self.graph, self.meta, self.module, self.weights_path, device)
+        return Predictor._of(model, top_k).predict(
+            inputs, batch=batch, out=out, overlap=overlap, tta=tta, keep_going=keep_going
+        )
 
     def evaluate(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 from netspec import search
 from netspec.items import META_KEYS, NAME_RE, BlockDef, ItemMeta
 from netspec.layers import KINDS, LAYER_KINDS, Layer
+from netspec.schema_forms import by_form
 from netspec.spec import SpecHeader
 from netspec.train_spec import TrainSpec
 
@@ -60,13 +61,28 @@ def _search_entry() -> Schema:
     return {"description": f"A search space for `netspec tune`: {search.HINT}.", "oneOf": branches}
 
 
+# What marks a value as one of the alternatives `_wrap` adds, so validators and editors pick the
+# branch by the value's form instead of trying every one: a search entry is a mapping with a
+# `search` key, a block parameter a string starting with `$`.
+_MARKS: dict[str, Schema] = {
+    REF.format(model="SearchEntry"): {"type": "object", "required": ["search"]},
+    "param": {"type": "string", "pattern": r"^\$"},
+}
+
+
+def _mark(alt: Schema) -> Schema:
+    return _MARKS[alt.get("$ref", "param")]
+
+
 def _wrap(node: Schema, alts: list[Schema]) -> Schema:
-    """`node`, or any of `alts`; its description stays on top, where editors look."""
+    """`node`, or any of `alts`, chosen by the value's form (if/then/else, not anyOf): a plain
+    value is checked against `node` alone, so a message names its own mistake ("'32' is not of
+    type 'integer'") and never the search-space form. Its description stays on top, for hovers."""
     top = {k: node[k] for k in _KEEP if k in node}
-    rest = {k: v for k, v in node.items() if k not in _KEEP}
-    if set(rest) == {"anyOf"}:
-        return {**top, "anyOf": [*rest["anyOf"], *alts]}
-    return {**top, "anyOf": [rest, *alts]}
+    out = {k: v for k, v in node.items() if k not in _KEEP}
+    for alt in reversed(alts):
+        out = {"if": _mark(alt), "then": alt, "else": out}
+    return {**top, **out}
 
 
 def _open(node: Schema, alts: list[Schema]) -> Schema:
@@ -100,10 +116,8 @@ def _kind_item(cls: type[Layer], meta: Schema, variant: str) -> Schema:
         args = {"description": doc, "anyOf": [_ref(cls.__name__ + variant), {"type": "null"}]}
     return {
         "type": "object",
-        "title": f"{cls.kind} layer",
         "description": f"A `{cls.kind}` layer: {doc}",
         "properties": {cls.kind: args, **meta},
-        "required": [cls.kind],
         "additionalProperties": False,
     }
 
@@ -127,7 +141,12 @@ def _block_use(meta: Schema, variant: str) -> Schema:
         "title": "block use",
         "description": "A use of a block defined under `blocks:`: `- <block>: {<param>: value}`.",
         "properties": meta,
-        "propertyNames": {"pattern": NAME_RE.pattern, "not": {"pattern": _any_case(KINDS)}},
+        # A kind in another case (`Conv2d`) is no block name: "'Conv2d' is not one of [kinds]".
+        "propertyNames": {
+            "pattern": NAME_RE.pattern,
+            "if": {"pattern": _any_case(KINDS)},
+            "then": {"enum": list(KINDS)},
+        },
         "additionalProperties": {
             "description": "A block defined under `blocks:`, with its arguments.",
             "anyOf": [{"type": "object", "additionalProperties": args}, {"type": "null"}],
@@ -146,11 +165,11 @@ def _without_blocks(defs: Schema) -> None:
     """LayerItemPlain: the items of a spec without `blocks:`, where every key is a layer type."""
     defs["LayerGroupPlain"] = copy.deepcopy(defs["LayerGroup"])
     defs["LayerGroupPlain"]["properties"]["layers"]["items"] = _ref("LayerItemPlain")
-    branches = [b for b in defs["LayerItem"]["anyOf"] if b != _ref("BlockUse")]
-    defs["LayerItemPlain"] = {
-        **defs["LayerItem"],
-        "anyOf": [_ref("LayerGroupPlain") if b == _ref("LayerGroup") else b for b in branches],
-    }
+    plain = copy.deepcopy(defs["LayerItem"])
+    chosen = plain["else"]["allOf"]
+    chosen[-2]["then"] = _ref("LayerGroupPlain")
+    chosen[-1]["then"] = _unknown_kind()
+    defs["LayerItemPlain"] = plain
 
 
 def _layer_items(defs: Schema, meta_schema: Schema, variant: str) -> None:
@@ -159,15 +178,10 @@ def _layer_items(defs: Schema, meta_schema: Schema, variant: str) -> None:
     meta = _open(meta_schema, alts)["properties"]
     item = "LayerItem" + variant
     bare = [c.kind for c in LAYER_KINDS if not _required(c)]
-    # The bare names first: yaml-language-server 2.0 completes the kinds' keys only then.
-    branches: list[Schema] = [
-        {"type": "string", "enum": bare, "description": "A layer without arguments: `- relu`."}
-    ]
     for cls in LAYER_KINDS:
         args = _open(cls.model_json_schema(ref_template=REF), alts)
         defs[cls.__name__ + variant] = {**args, "title": f"{cls.kind} arguments"}
         defs[f"{cls.__name__}Item{variant}"] = _kind_item(cls, meta, variant)
-        branches.append(_ref(f"{cls.__name__}Item{variant}"))
     defs["LayerGroup" + variant] = {
         "type": "object",
         "title": "group of layers",
@@ -181,17 +195,51 @@ def _layer_items(defs: Schema, meta_schema: Schema, variant: str) -> None:
             },
             **{k: v for k, v in meta.items() if k != "name"},  # a group has no name of its own
         },
-        "required": ["layers"],
         "additionalProperties": False,
     }
-    branches.append(_ref("LayerGroup" + variant))
     defs["BlockUse" + variant] = _block_use(meta, variant)
-    branches.append(_ref("BlockUse" + variant))
-    if variant == IN_BLOCK:
-        branches.append(PARAM)
-    defs[item] = {
+    bare_schema: Schema = {
+        "type": "string",
+        "enum": bare,
+        "description": "A layer without arguments: `- relu`.",
+    }
+    defs[item] = _item(
+        bare_schema if variant == TOP else _wrap(bare_schema, [PARAM]),
+        {c.kind: _ref(f"{c.__name__}Item{variant}") for c in LAYER_KINDS},
+        _ref("LayerGroup" + variant),
+        _ref("BlockUse" + variant),
+    )
+
+
+def _item(bare: Schema, kinds: dict[str, Schema], group: Schema, other: Schema) -> Schema:
+    """A layer item, its branch chosen by its form and its kind key (if/then, not anyOf): a
+    string is a bare layer; a mapping with a kind's key is that kind's item, with `layers` a
+    group, else `other` (a block use, or an unknown kind). Validators then report the mistake
+    inside the right branch (the misspelt argument, the wrong type), not "valid under none";
+    editors complete one entry per kind."""
+    known = [*kinds, "layers"]
+    return {
         "description": "One layer, a group of layers, or a use of a block.",
-        "anyOf": branches,
+        "if": {"type": "string"},
+        "then": bare,
+        "else": {
+            "type": "object",
+            "allOf": [
+                *({"if": {"required": [k]}, "then": ref} for k, ref in kinds.items()),
+                {"if": {"required": ["layers"]}, "then": group},
+                {"if": {"not": {"anyOf": [{"required": [k]} for k in known]}}, "then": other},
+            ],
+        },
+    }
+
+
+def _unknown_kind() -> Schema:
+    """An item without a layer type (a spec without `blocks:`): its key names the mistake."""
+    return {
+        "description": "A layer type: one of the kinds.",
+        "if": {"propertyNames": {"enum": list(META_KEYS)}},
+        "then": {"anyOf": [{"required": [k]} for k in KINDS]},
+        "else": {"propertyNames": {"enum": [*KINDS, *META_KEYS]}},
     }
 
 
@@ -206,6 +254,10 @@ def _describe_refs(node: Any, defs: Schema) -> None:
     for prop in node.get("properties", {}).values():
         if isinstance(prop, dict) and "description" not in prop:
             refs = [prop] + [b for b in prop.get("anyOf", []) if isinstance(b, dict)]
+            branch = prop
+            while isinstance(branch.get("else"), dict):  # the value past _wrap's and null's ifs
+                branch = branch["else"]
+                refs += [branch, *(b for b in branch.get("anyOf", []) if isinstance(b, dict))]
             for r in refs:
                 target = defs.get(r.get("$ref", "").rsplit("/", 1)[-1], {})
                 if target.get("description"):
@@ -235,12 +287,15 @@ def json_schema() -> Schema:
         _layer_items(defs, meta_schema, variant)
     props = schema["properties"]
     props["input"]["items"] = _wrap(props["input"]["items"], top)
-    props["layers"]["items"] = _ref("LayerItem")
     _without_blocks(defs)
-    schema["if"] = {"not": {"required": ["blocks"]}}
-    plain = "Without `blocks:`, every item holds a layer type (or is a group of layers)."
-    schema["then"] = {
-        "properties": {"layers": {"description": plain, "items": _ref("LayerItemPlain")}}
+    # One item schema per spec, so a spec's mistake is reported once: without `blocks:` every
+    # item holds a layer type (or is a group of layers); with it, other keys are block uses.
+    del props["layers"]["items"]
+    schema["if"] = {"required": ["blocks"]}
+    layers = props["layers"]["description"]
+    schema["then"] = {"properties": {"layers": {"description": layers, "items": _ref("LayerItem")}}}
+    schema["else"] = {
+        "properties": {"layers": {"description": layers, "items": _ref("LayerItemPlain")}}
     }
     # As validate refuses them, and a kind in another case too: such a block could not be used.
     props["blocks"]["propertyNames"] = {
@@ -254,7 +309,8 @@ def json_schema() -> Schema:
         "description": props["train"]["description"],
         "anyOf": [_ref("TrainSpec"), {"type": "null"}],
     }
-    _describe_refs(schema, defs)
+    schema = by_form(schema)
+    _describe_refs(schema, schema["$defs"])
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "netspec spec"
     return schema

@@ -36,6 +36,31 @@ MONITOR = "What to watch: val_loss, or val_ (or nothing) and a metric, e.g. val_
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("step", "cosine", "one_cycle", "plateau")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "dice", "jaccard", "mse", "mae")
+# Other frameworks' names of the same losses (Keras, PyTorch): the hint names netspec's, which
+# spelling distance alone gets wrong (categorical_crossentropy is closest to binary_cross_entropy).
+LOSS_ALIASES = {
+    "categorical_crossentropy": "cross_entropy",
+    "sparse_categorical_crossentropy": "cross_entropy",
+    "categorical_cross_entropy": "cross_entropy",
+    "sparse_categorical_cross_entropy": "cross_entropy",
+    "crossentropyloss": "cross_entropy",
+    "crossentropy": "cross_entropy",
+    "nll": "cross_entropy",
+    "nllloss": "cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy",
+    "bce": "binary_cross_entropy",
+    "bceloss": "binary_cross_entropy",
+    "bcewithlogitsloss": "binary_cross_entropy",
+    "mean_squared_error": "mse",
+    "mseloss": "mse",
+    "mean_absolute_error": "mae",
+    "l1loss": "mae",
+    "l1": "mae",
+    "l2": "mse",
+    "dice_loss": "dice",
+    "jaccard_loss": "jaccard",
+    "iou": "jaccard",
+}
 _TERM = f"({'|'.join(LOSSES)})"
 # One loss name, or a sum of them (`cross_entropy + dice`): the enum is what editors complete.
 LOSS_NAME_SCHEMA = {
@@ -160,7 +185,7 @@ class Loss(Section):
             if t not in LOSSES:
                 from netspec.layers.base import suggest
 
-                hint = suggest(t, LOSSES)
+                hint = LOSS_ALIASES.get(t.lower().replace("-", "_")) or suggest(t, LOSSES)
                 raise ValueError(
                     f"unknown loss {t!r}"
                     + (
@@ -310,7 +335,10 @@ class TrainSpec(Section):
         description="Default: accuracy for classification, mae for regression, "
         "iou + dice + pixel_accuracy for segmentation.",
     )
-    regularize: list[Regularize] = Field(default_factory=list)
+    regularize: list[Regularize] = Field(
+        default_factory=list,
+        description="Weight penalties (L1, L2) on the layers whose names match each rule.",
+    )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     log: Log = Field(
         default_factory=Log, description="Pictures at the end, live logging (TensorBoard)."

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from helpers import REPO, invoke
 
 import netspec
@@ -75,7 +76,7 @@ def test_load_spec_errors_are_netspec_errors_with_their_location(tmp_path: Path)
     bad.write_text("name: x\ninput: [4]\nlayers:\n  - dense: {units: 0}\n", encoding="utf-8")
     with pytest.raises(NetspecError, match=r"bad\.yaml:4:\d+: error: layers\[0\]\.dense\.units"):
         netspec.load_spec(bad)
-    with pytest.raises(NetspecError, match=r"^2:1: error: .*unknown key 'inptu'"):
+    with pytest.raises(NetspecError, match=r"^<yaml text>:2:1: error: .*unknown key 'inptu'"):
         netspec.load_spec("name: x\ninptu: [4]\nlayers: [flatten]\n")
     with pytest.raises(NetspecError, match=r"missing\.yaml: error: no such file"):
         netspec.load_spec(tmp_path / "missing.yaml")
@@ -86,6 +87,43 @@ def test_load_spec_errors_are_netspec_errors_with_their_location(tmp_path: Path)
         netspec.load_spec(QUICKSTART, train__epochs=-1)
     with pytest.raises(NetspecError, match=r"a spec value is a number, string"):
         netspec.load_spec(QUICKSTART, train__epochs=object())
+
+
+def test_load_spec_takes_a_dict_as_yaml_safe_load_gives_it():
+    data = yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))
+    from_dict = netspec.load_spec(data)
+    from_file = netspec.load_spec(QUICKSTART)
+    assert from_dict.summary().to_dict() == from_file.summary().to_dict()
+    assert from_dict.graph.train == from_file.graph.train
+    # Tuples, numpy numbers and overrides are taken as in a file; the dict is not changed.
+    data["input"] = (1, 8, 8)
+    data["layers"][0]["conv2d"]["filters"] = np.int64(8)
+    wider = netspec.load_spec(data, train__epochs=2)
+    assert wider.graph.nodes[0].shape == (8, 8, 8) and wider.graph.train.epochs == 2
+    assert data["input"] == (1, 8, 8)
+    bad = {"name": "x", "input": [4], "layers": [{"dense": {"units": 2}}, "sofmax"]}
+    with pytest.raises(NetspecError, match=r"^<dict>:\d+:\d+: error: layers\[1\]\.sofmax: unknown"):
+        netspec.load_spec(bad)
+    with pytest.raises(NetspecError, match=r"^<dict>: error: layers\[0\]\.dense\.units: <object"):
+        netspec.load_spec({"name": "x", "input": [4], "layers": [{"dense": {"units": object()}}]})
+    with pytest.raises(NetspecError, match="load_spec takes a path, YAML text or a dict, not int"):
+        netspec.load_spec(3)  # type: ignore[arg-type]
+
+
+def test_a_str_is_a_file_when_one_exists_else_yaml_text_and_errors_say_which(
+    tmp_path: Path, monkeypatch
+):
+    one_line = "{name: x, input: [4], layers: [{dense: {units: 2}}]}"
+    assert netspec.load_spec(one_line).output_shape == (2,)  # one line of YAML, not a path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.yaml").write_text(one_line, encoding="utf-8")
+    assert netspec.load_spec("net.yaml").graph.file == "net.yaml"
+    with pytest.raises(NetspecError, match=r"^nett\.yaml: error: no such file, and not a spec as"):
+        netspec.load_spec("nett.yaml")  # a misspelt path is not taken for a YAML string
+    with pytest.raises(NetspecError, match=r"^<yaml text>:1:\d+: error: .*units"):
+        netspec.load_spec("{name: x, input: [4], layers: [{dense: {units: 0}}]}")
+    with pytest.raises(NetspecError, match=r"nett\.yaml: error: no such file$"):
+        netspec.load_spec(Path("nett.yaml"))  # a Path is always a file
 
 
 # --- summary -----------------------------------------------------------------------------------
@@ -141,6 +179,52 @@ def test_to_torch_is_a_plain_module_with_the_ir_shapes(spec):
     with torch.no_grad():
         y = module.eval()(torch.zeros(3, *net.input_shape))
     assert tuple(y.shape) == (3, *net.output_shape)
+
+
+def test_to_torch_logits_stops_before_the_head_with_the_same_weights():
+    torch = pytest.importorskip("torch")
+    net = netspec.load_spec(QUICKSTART)  # ends in softmax
+    probs, logits = net.to_torch().eval(), net.to_torch(logits=True).eval()
+    assert probs.state_dict().keys() == logits.state_dict().keys()
+    logits.load_state_dict(probs.state_dict())
+    x = torch.randn(4, *net.input_shape)
+    with torch.no_grad():
+        z = logits(x)
+        torch.testing.assert_close(torch.softmax(z, 1), probs(x))
+    assert not torch.allclose(z.sum(1), torch.ones(4))  # not probabilities
+    linear = netspec.load_spec(BRANCHY)  # no softmax or sigmoid at the end: the same module
+    a, b = linear.to_torch().eval(), linear.to_torch(logits=True).eval()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(a(torch.ones(2, 3, 8, 8)), b(torch.ones(2, 3, 8, 8)))
+
+
+def test_network_export_onnx_exports_a_module_trained_in_a_loop_of_ones_own(tmp_path: Path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    net = netspec.load_spec(QUICKSTART)
+    torch.manual_seed(0)
+    model = net.to_torch(logits=True)  # with CrossEntropyLoss, which applies the softmax
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.from_numpy(digits(32) / 16).float(), torch.arange(32) % 10
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    path = net.export_onnx(model, tmp_path / "own.onnx")
+    assert path == tmp_path / "own.onnx" and (tmp_path / "own.onnx.json").is_file()
+    results = netspec.Predictor(path, top_k=10).predict(x.numpy())  # the spec's softmax inside
+    with torch.no_grad():
+        want = torch.softmax(model.eval()(x), 1).numpy()
+    for row, result in zip(want, results):
+        scores = {p["label"]: p["score"] for p in result["predictions"]}
+        np.testing.assert_allclose([scores[str(k)] for k in range(10)], row, atol=1e-5)
+    with pytest.raises(NetspecError, match=r"takes the module that Network\.to_torch"):
+        net.export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx")
+    other = netspec.load_spec(REPO / "specs" / "mnist_cnn.yaml").to_torch()
+    with pytest.raises(NetspecError, match="the weights do not fit the network 'quickstart'"):
+        net.export_onnx(other, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_import_netspec_and_load_spec_do_not_load_torch_or_onnxruntime():
@@ -242,6 +326,60 @@ def test_run_export_onnx_writes_a_checked_model(quickstart_copy: Path, tmp_path:
     assert predictor.model.info.batch == 2
     assert predictor.classes == tuple(str(k) for k in range(10))
     assert run.export_onnx() == quickstart_copy / "model.onnx"
+
+
+def test_run_predict_takes_raw_inputs_as_the_exported_model_does(
+    quickstart_run: Path, quickstart_onnx: Path, tmp_path: Path
+):
+    x = digits(3)
+    np.save(tmp_path / "x.npy", x)
+    run = netspec.load_run(quickstart_run)
+    onnx = netspec.Predictor(quickstart_onnx, top_k=3)
+    for inputs in (x, x[0], tmp_path / "x.npy", [x[1], str(tmp_path / "x.npy")]):
+        got, want = run.predict(inputs, device="cpu", top_k=3), onnx.predict(inputs)
+        assert [r["input"] for r in got] == [r["input"] for r in want]
+        for g, w in zip(got, want):
+            assert [p["label"] for p in g["predictions"]] == [p["label"] for p in w["predictions"]]
+            np.testing.assert_allclose(
+                [p["score"] for p in g["predictions"]],
+                [p["score"] for p in w["predictions"]],
+                atol=1e-5,
+            )
+
+    # The CLI's words: --device, --batch, --out, --top-k.
+    def labels(results: list[dict]) -> list[list[str]]:
+        return [[p["label"] for p in r["predictions"]] for r in results]
+
+    assert labels(run.predict(x, batch=1, device="cpu")) == labels(run.predict(x, device="cpu"))
+    with pytest.raises(NetspecError, match="--batch 0: expected a positive number"):
+        run.predict(x, batch=0, device="cpu")
+    with pytest.raises(NetspecError, match="--device tpu: expected"):
+        run.predict(x, device="tpu")
+    with pytest.raises(TypeError):
+        run.predict(x, batch_size=1)  # type: ignore[call-arg]
+
+
+def test_run_predict_gives_regression_values_in_the_targets_units(tmp_path: Path, no_plots):
+    # Targets are standardized in training; the export undoes it in its graph, Run.predict too.
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x, y=(x @ rng.normal(size=6) * 50 + 300).astype(np.float32))
+    spec = (
+        "name: reg\ninput: [6]\nlayers:\n  - dense: {units: 8, activation: relu}\n"
+        "  - dense: {units: 1}\ntrain:\n"
+        f"  data: {{source: arrays, path: {tmp_path / 'reg.npz'}, val: 0.2, test: 0.1}}\n"
+        "  epochs: 1\n"
+    )
+    run = netspec.load_spec(spec).train(tmp_path / "run", echo=lambda line: None)
+    want = netspec.Predictor(run.export_onnx()).predict(x[:5])
+    got = run.predict(x[:5], device="cpu")
+    assert [r["input"] for r in got] == [r["input"] for r in want]
+    np.testing.assert_allclose(
+        [r["values"] for r in got], [r["values"] for r in want], rtol=1e-5, atol=1e-3
+    )
+    assert abs(np.mean([r["values"] for r in got]) - 300) < 200  # the targets' units
 
 
 # --- Predictor -----------------------------------------------------------------------------------

@@ -195,8 +195,14 @@ def test_broadcast_with_a_dynamic_axis() -> None:
 def test_the_schema_allows_null_in_input() -> None:
     from netspec.schema import json_schema
 
-    items = json_schema()["properties"]["input"]["items"]["anyOf"]
-    assert {"type": "null"} in items
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json_schema())
+    spec = {"name": "s", "input": [None, 8], "layers": [{"lstm": {"units": 4}}]}
+    assert list(validator.iter_errors(spec)) == []
+    spec["input"] = [0, 8]  # a size is still positive
+    assert [e.message for e in validator.iter_errors(spec)] == [
+        "0 is less than or equal to the minimum of 0"
+    ]
 
 
 def test_training_memory_is_estimated_at_the_length() -> None:

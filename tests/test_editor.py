@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from helpers import REPO, invoke
 
+from netspec.layers import KINDS
+
 
 def _server() -> Path | None:
     """`$YAML_LANGUAGE_SERVER`, the copy .ci/run installs in the venv, or one on PATH."""
@@ -236,3 +238,26 @@ def test_diagnostics_on_a_typo_and_none_on_shipped_specs(lsp):
         text = (REPO / "specs" / name).read_text(encoding="utf-8")
         spec_uri, _ = _open(lsp, name, text)
         assert client.diagnostics_of(spec_uri, empty_ok=True) == [], name
+
+
+def test_typos_get_their_own_message_and_one_completion_per_kind(lsp):
+    """The schema picks a layer item's branch by its kind key: no spurious "Matches a schema
+    that is not allowed", no search-space form in messages, one completion per kind."""
+    client = lsp[0]
+    for path in sorted((Path(__file__).parent / "typo_specs").glob("*.yaml")):
+        uri, _ = _open(lsp, path.name, path.read_text(encoding="utf-8"))
+        messages = [d["message"] for d in client.diagnostics_of(uri, empty_ok=False)]
+        assert messages, path.name
+        assert not any("Matches a schema that is not allowed" in m for m in messages), messages
+        assert not any("search" in m.lower() or "Filters)" in m for m in messages), messages
+    uri, lines = _open(lsp, "dash.yaml", "name: demo\ninput: [4]\nlayers:\n  - \n")
+    result = client.request(
+        "textDocument/completion",
+        {"textDocument": {"uri": uri}, "position": {"line": lines.index("  - "), "character": 4}},
+    )
+    items = result["items"] if isinstance(result, dict) else result
+    labels = [item["label"] for item in items]
+    assert sorted(k for k in labels if k in KINDS) == sorted(KINDS)  # each kind once
+    assert not any(label.endswith((" layer", "Item")) for label in labels), labels
+    dense = next(item for item in items if item["label"] == "dense")
+    assert "fully connected" in str(dense.get("documentation"))

@@ -113,6 +113,45 @@ def test_svg_has_every_node_edge_shape_and_count(graph) -> None:
     assert "small: 465 params" in texts and "r1/out" in texts and "batchnorm" in texts
 
 
+CONCAT = """
+name: order
+input: [2, 8, 8]
+layers:
+  - conv2d: {filters: 3, kernel: 1}
+    name: a
+  - conv2d: {filters: 5, kernel: 1}
+    name: b
+    inputs: [input]
+  - concat: {}
+    inputs: [b, a, b]
+  - add: {}
+    inputs: [concat, concat]
+  - conv2d: {filters: 3, kernel: 1}
+    name: c
+  - add: {}
+    inputs: [c, a]
+"""
+
+
+def test_edges_into_a_concat_say_their_order() -> None:
+    d = drawing(compile_source(parse(CONCAT)))
+    order = {(lk.src, lk.dst): lk.order for lk in d.links}
+    assert order[("b", "concat")] == (1, 3) and order[("a", "concat")] == (2,)
+    assert order[("c", "add_1")] == order[("a", "add_1")] == ()  # a sum: no order
+    assert order[(INPUT, "a")] == ()
+    _, edges = _mermaid(mermaid(d))
+    ids = {f"n{i}": b.id for i, b in enumerate(d.boxes)}
+    labels = {(ids[a], ids[b]): s for a, b, s in edges}
+    assert labels[("b", "concat")] == "1,3: 5×8×8" and labels[("a", "concat")] == "2: 3×8×8"
+    assert labels[("a", "add_1")] == "3×8×8"
+    root = ET.fromstring(svg(layout(d)))
+    numbers = {
+        (t.get("data-src"), t.get("data-dst")): t.text
+        for t in root.findall(f"{SVG}text[@class='order']")
+    }
+    assert numbers == {("b", "concat"): "1,3", ("a", "concat"): "2"}
+
+
 def _overlaps(lay) -> list[tuple[str, str]]:
     bad = []
     ps = lay.placed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,33 @@ def test_every_typo_spec_is_refused_by_the_schema_and_by_validate(validator, pat
     assert _errors(validator, _load(path)), f"the schema accepts {path.name}"
     result = invoke("validate", path)
     assert result.exit_code == 2, result.output
+
+
+def _mistake(path: Path) -> set[str]:
+    """The words a typo spec's first line says were brought in (`old` -> `new`; or, where that
+    pair shows no change, the description's own `wrong` for `right`)."""
+    quoted = re.findall(r"`([^`]*)`", path.read_text(encoding="utf-8").splitlines()[0])
+    word = re.compile(r'"[^"]*"|[\w$.+-]+')
+    for new, old in ((quoted[-1], quoted[-2]), (quoted[0], quoted[1])):
+        words = set(word.findall(new)) - set(word.findall(old))
+        if words:
+            return {w.strip('"') for w in words}
+    raise AssertionError(path.name)
+
+
+@pytest.mark.parametrize("path", TYPOS, ids=[p.stem for p in TYPOS])
+def test_the_schema_message_of_a_typo_names_the_mistake(validator, path: Path):
+    """As check-jsonschema prints them without --verbose: an error's own line (path: message)
+    names the wrong word, not only a dump of the whole item "not valid under any" of its forms."""
+    words = _mistake(path)
+    lines = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(_load(path))]
+    named = [
+        line
+        for line in lines
+        if not line.split(": ", 1)[1].startswith(("{", "["))
+        and any(re.search(rf"(?<![\w$]){re.escape(w)}(?!\w)", line) for w in words)
+    ]
+    assert named, (words, lines)
 
 
 @pytest.mark.slow  # two check-jsonschema processes: ~7 s on 2 busy cores
@@ -190,12 +218,16 @@ def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _branches(schema: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every alternative of a value, through $refs and anyOf/oneOf, as an editor gathers them."""
+    """Every alternative of a value, through $refs, anyOf/oneOf, and the then/else and allOf
+    of the if/then forms that pick a branch by the value's form, as an editor gathers them."""
     node = _resolve(schema, node)
     alts = node.get("anyOf", []) + node.get("oneOf", [])
+    alts += [node[k] for k in ("then", "else") if k in node]
+    alts += [part["then"] for part in node.get("allOf", []) if "then" in part]
     if not alts:
         return [node]
-    return [b for alt in alts for b in _branches(schema, alt)]
+    own = [node] if "properties" in node or "enum" in node else []
+    return own + [b for alt in alts for b in _branches(schema, alt)]
 
 
 def _keys(schema, node) -> set[str]:
@@ -210,7 +242,7 @@ def _values(schema, node) -> set[Any]:
 
 
 def test_completions_offered_by_the_schema(schema):
-    item = schema["properties"]["layers"]["items"]
+    item = schema["else"]["properties"]["layers"]["items"]  # a spec without blocks
     assert set(KINDS) | set(META_KEYS) <= _keys(schema, item)  # after `- `
     assert {"flatten", "relu", "batchnorm"} <= _values(schema, item)  # bare layers
     conv2d = next(b for b in _branches(schema, item) if "conv2d" in b.get("properties", {}))
@@ -220,12 +252,13 @@ def test_completions_offered_by_the_schema(schema):
     assert _values(schema, activation) == set(ACTIVATIONS)
     train = schema["properties"]["train"]
     assert {"data", "epochs", "optimizer", "loss", "metrics", "callbacks"} <= _keys(schema, train)
-    props = _resolve(schema, _branches(schema, train)[0])["properties"]
+    props = next(b for b in _branches(schema, train) if "properties" in b)["properties"]
     assert set(OPTIMIZERS) <= _values(schema, props["optimizer"])
     assert set(OPTIMIZERS) == _values(schema, _keys_node(schema, props["optimizer"], "name"))
     assert set(SCHEDULES) <= _values(schema, props["schedule"])
     assert set(LOSSES) <= _values(schema, props["loss"])
-    assert set(METRICS) == _values(schema, _resolve(schema, props["metrics"]["anyOf"][0]["items"]))
+    (metrics,) = [b for b in _branches(schema, props["metrics"]) if b.get("type") == "array"]
+    assert set(METRICS) == _values(schema, _resolve(schema, metrics["items"]))
     sources = _values(schema, _keys_node(schema, props["data"], "source"))
     assert {"builtin", "mnist", "cifar10", "folder", "arrays", "csv", "mask_folder"} <= sources
 
@@ -259,7 +292,7 @@ def test_every_property_has_a_description(schema):
 def test_every_layer_kind_has_an_item_with_its_docstring(schema):
     for cls in LAYER_KINDS:
         item = schema["$defs"][f"{cls.__name__}Item"]
-        assert item["required"] == [cls.kind]
+        assert next(iter(item["properties"])) == cls.kind
         assert cls.__doc__ and cls.__doc__.split()[0] in item["description"], cls.kind
 
 

@@ -21,7 +21,9 @@ TINY = tiny_spec(limit=120, seed=None, log="{tensorboard: true}")
 
 
 def _events(run: Path) -> EventAccumulator:
-    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    ea = EventAccumulator(
+        str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
     ea.Reload()
     return ea
 
@@ -39,6 +41,8 @@ def test_every_epoch_is_logged(tmp_path: Path) -> None:
         "lr",
         "time/epoch_s",
         "time/samples_per_s",
+        "loss/test",
+        "accuracy/test",
     }
     for tag, key in (("loss/train", "loss"), ("accuracy/val", "val_accuracy"), ("lr", "lr")):
         events = ea.Scalars(tag)
@@ -49,6 +53,29 @@ def test_every_epoch_is_logged(tmp_path: Path) -> None:
     assert [im.step for im in images] == [1, 2]
     assert images[-1].width > 400 and images[-1].height > 100  # 8 labelled samples in a row
     assert not any("graph not written" in line for line in t.logs)
+    for key in ("loss", "accuracy"):  # the test split's scores, at the last epoch
+        (event,) = ea.Scalars(f"{key}/test")
+        assert event.step == 2 and event.value == pytest.approx(result["test"][key])
+
+
+def test_the_spec_and_the_train_section_as_hparams_are_logged(tmp_path: Path) -> None:
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    t = make_trainer(tmp_path, TINY.replace("epochs: 2", "epochs: 1"))
+    t.fit()
+    ea = _events(t.run_dir)
+    (text,) = ea.Tensors("spec/text_summary")
+    shown = text.tensor_proto.string_val[0].decode()
+    assert shown == "\n".join("    " + line for line in t.spec_text.splitlines())
+    content = ea.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    values = start.session_start_info.hparams
+    assert values["epochs"].number_value == 1
+    assert values["batch_size"].number_value == t.spec.batch_size
+    assert values["optimizer.name"].string_value == t.spec.optimizer.name
+    assert values["log.tensorboard"].number_value == 1  # torch writes a bool as a number
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"loss/test", "accuracy/test"}
 
 
 def test_off_by_default(tmp_path: Path) -> None:

@@ -166,6 +166,11 @@ def test_train_export_predict_strings(tmp_path: Path) -> None:
     with torch.no_grad():
         want = module(torch.tensor(tok.encode(texts), dtype=torch.float32)).numpy()
     got = Predictor(onnx_path, top_k=2).predict(texts)
+    own = run.predict(texts, top_k=2, device="cpu")  # the run's module on the same strings
+    assert [r["input"] for r in own] == [r["input"] for r in got]
+    for a, b in zip(own, got):
+        assert a["predictions"][0]["label"] == b["predictions"][0]["label"]
+        assert a["predictions"][0]["score"] == pytest.approx(b["predictions"][0]["score"], abs=1e-5)
     assert [r["input"] for r in got] == ["inputs[0]", "inputs[1]", "inputs[2]"]
     for row, p in zip(got, want):
         best = int(np.argmax(p))

@@ -116,6 +116,23 @@ def test_loss_given_as_a_mapping_is_located_at_its_name() -> None:
         compile_text(text, "m.yaml")
 
 
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("categorical_crossentropy", "cross_entropy"),  # closest in spelling: binary_cross_entropy
+        ("sparse_categorical_crossentropy", "cross_entropy"),
+        ("CrossEntropyLoss", "cross_entropy"),
+        ("binary_crossentropy", "binary_cross_entropy"),
+        ("BCEWithLogitsLoss", "binary_cross_entropy"),
+        ("mean_squared_error", "mse"),
+        ("cross_entopy", "cross_entropy"),  # a typo: the closest name
+    ],
+)
+def test_another_frameworks_loss_name_suggests_netspecs(name: str, meant: str) -> None:
+    with pytest.raises(SpecError, match=rf"unknown loss '{name}'; did you mean '{meant}'\?"):
+        compile_text(mlp(f"  loss: {name}\n"), "m.yaml")
+
+
 def test_each_pattern_of_a_rule_is_checked_on_its_own() -> None:
     text = mlp("  regularize:\n    - {layers: ['dense*', relu], l1: 0.1}\n")
     with pytest.raises(

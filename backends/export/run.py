@@ -10,9 +10,10 @@ import numpy as np
 
 from netspec.errors import NetspecError, first_line
 from netspec.fileio import atomic_path
+from netspec.ir import Graph
 from netspec.run_data import run_data
 from netspec.run_record import RunLayout
-from netspec.runs import LoadedRun, read_run
+from netspec.runs import LoadedRun, check_weights, read_run
 
 from .emitter import ExportError
 from .model import build_onnx, check_model
@@ -292,4 +293,53 @@ def write_report(
         removed_dropout=removed,
         sidecar=sidecar_path(path),
         **checks,
+    )
+
+
+def export_module(
+    graph: Graph,
+    module: Any,
+    out: Path,
+    options: ExportOptions | None = None,
+) -> ExportReport:
+    """Export a torch module of `graph` trained outside netspec (the Python API's
+    `Network.export_onnx`): its weights, checked to fit the graph, then as `export_run`, with
+    the parity check on random inputs (no run, so no data and no preprocessing record).
+    float32 or fp16 only: int8 needs data to calibrate, preprocessing a record."""
+    from ..weights import module_weights
+
+    o = options or ExportOptions()
+    if o.int8 or o.fp16_io or o.preprocess:
+        raise ExportError(
+            "export_onnx of a module: float32 or fp16 only (no int8, fp16_io or preprocess)"
+        )
+    opset, batch, fp16 = o.opset, o.batch, o.fp16
+    inner = getattr(module, "_orig_mod", module)  # torch.compile's wrapper
+    inner = getattr(inner, "module", inner)  # DistributedDataParallel's
+    if not hasattr(inner, "module_keys"):
+        raise ExportError(
+            f"export_onnx takes the module that Network.to_torch() made, not a "
+            f"{type(module).__name__}"
+        )
+    weights = module_weights(inner)
+    check_weights(graph, weights, strict=True, file=None)
+    run = LoadedRun(out.parent, out, graph, weights, None)
+    model, stats = build_onnx(graph, weights, meta=None, opset=opset, batch=batch, fp16=fp16)
+    notes: list[str] = []
+    diffs: dict[str, float] = {}
+    tolerance = None
+    if o.check:
+        diffs, tolerance = _parity(run, model, batch, fp16, None, notes)
+    else:
+        notes.append("not checked (check=False)")
+    return write_report(
+        model,
+        out,
+        batch=batch,
+        fp16=fp16,
+        folded=stats.folded_batchnorm,
+        removed=stats.removed_dropout,
+        max_abs_diff=diffs,
+        tolerance=tolerance,
+        notes=notes,
     )

@@ -77,6 +77,7 @@ class NetModule(nn.Module):
         self._sequential = False
         self._n_slots = 0
         self._stale = True
+        self._return_logits = False  # forward skips the head too (build_module(logits=True))
         self.__dict__["_layers"] = nn.ModuleDict()
         taken = {n.name for n in graph.nodes}
         for node in graph.nodes:
@@ -233,8 +234,9 @@ class NetModule(nn.Module):
         return slots[-1]  # type: ignore[return-value]
 
     def forward(self, x: Tensor) -> Tensor:
-        """(N, *input_shape) -> (N, *output_shape); probabilities if the spec ends in one."""
-        return self._run(x, 0)
+        """(N, *input_shape) -> (N, *output_shape); probabilities if the spec ends in one (unless
+        built with `logits=True`: then as forward_logits)."""
+        return self._run(x, int(self._return_logits))
 
     def forward_logits(self, x: Tensor) -> Tensor:
         """Like forward, without the final softmax/sigmoid named by `head` (for the loss)."""
@@ -253,9 +255,12 @@ class NetModule(nn.Module):
         return shapes
 
 
-def build_module(graph: Graph) -> NetModule:
-    """Lower a compiled graph (netspec.compile_file/compile_text) to a torch module."""
-    return NetModule(graph)
+def build_module(graph: Graph, *, logits: bool = False) -> NetModule:
+    """Lower a compiled graph (netspec.compile_file/compile_text) to a torch module; `logits`:
+    its forward stops before the output's softmax or sigmoid (graph.head), as forward_logits."""
+    module = NetModule(graph)
+    module._return_logits = logits
+    return module
 
 
 def count_tensors(module: nn.Module) -> tuple[int, int]:

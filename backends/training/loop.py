@@ -329,18 +329,27 @@ class Trainer:
                     board.epoch(row)
                 if self.on_epoch is not None:
                     self.on_epoch(row)
+            if self.state.stopped:
+                self.log(f"stopped: {self.state.stopped}")
         except KeyboardInterrupt:
+            if board is not None:
+                board.close()
             # Not state.epoch: it counts an epoch whose checkpoint may not have been written.
             raise run_files.interrupted(self.run_dir, self.saved_epoch, final=False) from None
+        except BaseException:
+            if board is not None:
+                board.close()
+            raise
+        try:
+            result = self._finish()
+            if board is not None:  # the test scores and the hparams, once the run is done
+                board.finish(result.get("test"), self.spec.model_dump(mode="json"))
+            return result
+        except KeyboardInterrupt:
+            raise run_files.interrupted(self.run_dir, self.saved_epoch, final=True) from None
         finally:
             if board is not None:
                 board.close()
-        if self.state.stopped:
-            self.log(f"stopped: {self.state.stopped}")
-        try:
-            return self._finish()
-        except KeyboardInterrupt:
-            raise run_files.interrupted(self.run_dir, self.saved_epoch, final=True) from None
 
     def _board(self) -> Board:
         graph = self.graph
@@ -358,6 +367,7 @@ class Trainer:
             rgb=self.spec.data.rgb_bands,
             sample=self.examples.sample,
             log=self.log,
+            spec_text=self.spec_text,
         )
 
     def _after_epoch(self, row: dict[str, float]) -> None:

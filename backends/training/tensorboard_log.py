@@ -1,9 +1,10 @@
-"""`train.log.tensorboard`: each epoch's scalars, the graph and a grid of predictions as TensorBoard events."""
+"""`train.log.tensorboard`: each epoch's scalars, the graph, a grid of predictions, the spec, and at the end the test scores and the train section as hparams."""
 
 # Not named tensorboard.py: a module must not shadow the package it uses (house style).
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,29 @@ def scalar_tags(row: dict[str, float]) -> dict[str, float]:
         else:
             tags[f"{key}/train"] = value
     return tags
+
+
+def hparam_values(train: Any, prefix: str = "") -> dict[str, bool | int | float | str]:
+    """The spec's `train:` section as TensorBoard hparams: nested keys dotted (`optimizer.lr`),
+    lists and other values as text, nulls left out (the HParams dashboard takes scalars only)."""
+    out: dict[str, bool | int | float | str] = {}
+    items = train.items() if isinstance(train, dict) else enumerate(train)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(hparam_values(value, f"{name}."))
+        elif value is None:
+            continue
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value)
+    return out
+
+
+def spec_markdown(text: str) -> str:
+    """The spec as TensorBoard's text plugin shows it verbatim: an indented Markdown code block."""
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 def labels_figure(
@@ -94,6 +118,7 @@ class Board:
         rgb: Sequence[int] | None,
         sample: Callable[[int], tuple[Any, Any, Any, str]],
         log: Callable[[str], None],
+        spec_text: str = "",
     ) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -110,8 +135,11 @@ class Board:
         # Resuming after epoch k: events of later epochs from the interrupted run are dropped.
         purge = epoch + 1 if epoch else None
         self.writer: Any = SummaryWriter(log_dir=str(self.dir), purge_step=purge)
+        self.step = epoch
         if not epoch:
             self._graph(module, device)
+            if spec_text:
+                self.writer.add_text("spec", spec_markdown(spec_text), 0)
 
     def _graph(self, module: Any, device: Any) -> None:
         import torch
@@ -132,7 +160,7 @@ class Board:
             module.train(was_training)
 
     def epoch(self, row: dict[str, float]) -> None:
-        step = int(row["epoch"])
+        step = self.step = int(row["epoch"])
         for tag, value in scalar_tags(row).items():
             self.writer.add_scalar(tag, value, step)
         fig = self._predictions(step)
@@ -161,6 +189,19 @@ class Board:
         return labels_figure(
             images, y.cpu().numpy(), pred.cpu().numpy(), self.classes, title, self.rgb
         )
+
+    def finish(self, test: dict[str, float] | None, train: dict[str, Any]) -> None:
+        """The end of a finished run: the test split's scores (`loss/test` beside `loss/val`)
+        at the last epoch, and the `train:` section as hparams with those scores as metrics."""
+        from torch.utils.tensorboard.summary import hparams
+
+        metrics = {f"{k}/test": float(v) for k, v in (test or {}).items()}
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, self.step)
+        # Into this run's own event file (SummaryWriter.add_hparams would open another folder).
+        for summary in hparams(hparam_values(train), metrics):
+            self.writer.file_writer.add_summary(summary, self.step)
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
