@@ -131,6 +131,9 @@ def write_import(imported: Imported, out: Path) -> Path:
     graph = compile_import(imported, text, str(layout.spec))
     head = graph.head
     pre = image_input(imported.preprocessing, imported.input_layout, tuple(graph.input_shape))
+    if pre is not None:  # a scaling at the input of a table or sequence model
+        shape = list(graph.input_shape)
+        pre = {"input_shape": shape, "raw_shape": shape, **pre}
     meta = RunMeta(
         name=graph.name,
         netspec_version=__version__,
