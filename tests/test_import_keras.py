@@ -528,7 +528,7 @@ def test_unsupported_layers_refused_whole(tmp_path: Path) -> None:
         tmp_path / "m.keras",
         tmp_path,
         "Cropping2D x2 (crop_a, crop_b)",
-        "PReLU x1 (prelu)",
+        "layer 'prelu' (PReLU): a slope per element (alpha of shape (2, 2, 4))",
         "layer 'elu_conv' (Conv2D): activation 'elu'",
     )
     assert text.startswith(str(tmp_path / "m.keras"))
