@@ -1,6 +1,7 @@
-"""`prelu` from other tools: Keras' PReLU (slopes per channel, per feature, shared), torch's
-nn.PReLU through torch.onnx and an ONNX PRelu as another producer writes it import with the
-source's counts and outputs; a slope per element is refused; netspec's export imports back."""
+"""Vocabulary from other tools: `prelu` from Keras' PReLU (slopes per channel, per feature,
+shared), torch's nn.PReLU through torch.onnx and an ONNX PRelu as another producer writes it,
+with the source's counts and outputs (a slope per element refused; netspec's export imports
+back); ONNX Pad variants; the Keras layers netspec has no kind for, listed whole."""
 
 from __future__ import annotations
 
@@ -169,3 +170,91 @@ def test_round_trip_of_prelu(tmp_path: Path) -> None:
     assert set(imported.weights) == set(weights)
     for key, value in weights.items():
         assert imported.weights[key].tobytes() == value.tobytes(), key
+
+
+@pytest.mark.parametrize("opset", [10, 13])
+@pytest.mark.parametrize("pads", [[0, 0, 1, 2, 0, 0, 0, 1], [0, 0, 1, 1, 0, 0, 1, 1]])
+def test_onnx_pad_of_height_and_width(tmp_path: Path, opset: int, pads: list[int]) -> None:
+    """Pad as an attribute (opset < 11) and as an input, symmetric or not: a zeropad2d."""
+    if opset < 11:
+        nodes, inits = [helper.make_node("Pad", ["x"], ["y"], name="pad", pads=pads)], []
+    else:
+        nodes = [helper.make_node("Pad", ["x", "p"], ["y"], name="pad", mode="constant")]
+        inits = [numpy_helper.from_array(np.array(pads, np.int64), "p")]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8 if opset >= 11 else 5
+    path = tmp_path / "pad.onnx"
+    onnx.save(model, str(path))
+    imported = read_onnx(path)
+    assert [next(iter(i)) for i in imported.spec["layers"]] == ["zeropad2d"]
+    run = write_import(imported, tmp_path / "run")
+    x = RNG.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    _close(_torch_out(run, x), _onnx_out(path, x))
+
+
+@pytest.mark.parametrize(
+    ("attrs", "value", "words"),
+    [
+        ({"mode": "reflect"}, None, "Pad (1 node: pad): reflect padding (netspec pads with zeros)"),
+        ({"mode": "edge"}, None, "edge padding"),
+        ({}, 1.5, "a pad value other than zero"),
+    ],
+)
+def test_onnx_pad_refusals(tmp_path: Path, attrs: dict, value, words: str) -> None:
+    ins = ["x", "p"] + (["v"] if value is not None else [])
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "p")]
+    if value is not None:
+        inits.append(numpy_helper.from_array(np.array(value, np.float32), "v"))
+    graph = helper.make_graph(
+        [helper.make_node("Pad", ins, ["y"], name="pad", **attrs)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "pad.onnx"))
+    with pytest.raises(DataError) as err:
+        read_onnx(tmp_path / "pad.onnx")
+    assert words in err.value.format()
+
+
+def test_keras_layers_netspec_has_no_kind_for_are_listed(tmp_path: Path) -> None:
+    """Cropping, 1-D padding and upsampling, ELU: refused whole, each named with its count."""
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("Keras runs on another backend here")
+    L = keras.layers
+    inp = keras.Input((12, 3))
+    x = L.Cropping1D(1, name="crop")(inp)
+    x = L.ZeroPadding1D(1, name="pad")(x)
+    x = L.UpSampling1D(2, name="up")(x)
+    x = L.ELU(name="elu")(x)
+    i2 = keras.Input((6, 6, 2))
+    model = keras.Sequential(
+        [i2, L.Cropping2D(1, name="crop2"), L.GlobalMaxPooling2D(name="gmp"), L.Dense(2)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        keras.Model(inp, L.Dense(2)(L.Flatten()(x))).save(tmp_path / "a.keras")
+        model.save(tmp_path / "b.keras")
+    result = runner.invoke(app, ["import", str(tmp_path / "a.keras"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    for words in (
+        "Cropping1D x1 (crop)",
+        "ZeroPadding1D x1 (pad)",
+        "UpSampling1D x1 (up)",
+        "ELU x1 (elu)",
+    ):
+        assert words in result.output, result.output
+    result = runner.invoke(app, ["import", str(tmp_path / "b.keras"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Cropping2D x1 (crop2)" in result.output
+    assert not (tmp_path / "o").exists()
