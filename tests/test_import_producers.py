@@ -118,3 +118,35 @@ def test_onnxruntime_models_netspec_cannot_express_are_refused_whole(
     text = err.value.format()
     for w in words:
         assert w in text, text
+
+
+def test_several_onnx_inputs_or_outputs_are_refused_with_one_message(tmp_path: Path) -> None:
+    """Several inputs, or several outputs that are not a classifier's label and probabilities:
+    one located message, exit 2, nothing written."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def save(name: str, inputs: list[str], outputs: list[str], nodes) -> Path:
+        graph = helper.make_graph(
+            nodes,
+            "g",
+            [helper.make_tensor_value_info(i, TensorProto.FLOAT, ["N", 4]) for i in inputs],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / name))
+        return tmp_path / name
+
+    two_in = save("in.onnx", ["a", "b"], ["y"], [helper.make_node("Add", ["a", "b"], ["y"])])
+    relu, sig = helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sigmoid", ["x"], ["s"])
+    two_out = save("out.onnx", ["x"], ["r", "s"], [relu, sig])
+    for path, words in (
+        (two_in, "the model has 2 inputs (a, b)"),
+        (two_out, "the model has 2 outputs; a netspec network has one"),
+    ):
+        result = invoke("import", path, "-o", tmp_path / "never")
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert result.output.startswith(str(path))
+        assert result.output.count("error:") == 1
+        assert not (tmp_path / "never").exists()
