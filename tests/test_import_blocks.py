@@ -193,34 +193,37 @@ def test_imported_blocks_export_and_import_back_exactly(tmp_path: Path) -> None:
         assert again.weights[key].tobytes() == value.tobytes(), key
 
 
-def test_no_repeats_no_blocks_and_a_block_read_from_outside_is_not_made(tmp_path: Path) -> None:
-    text = """
-name: n
-input: [6]
-layers:
-  - dense: {units: 6, activation: relu}
-    name: a
-  - dense: {units: 6}
-    name: b
-  - dense: {units: 6, activation: relu}
-    name: c
-  - dense: {units: 6}
-    name: d
-  - add:
-    inputs: [a, d]
-    name: e
-"""
+def _dense_pairs(pairs: int, read_inside: bool) -> dict:
+    """`pairs` dense-relu/dense pairs, then an add of the last one and (read_inside) both layers
+    of the second pair, or the input."""
+    items = []
+    for i in range(pairs):
+        items += [f"  - dense: {{units: 6, activation: relu}}\n    name: a{i}"]
+        items += [f"  - dense: {{units: 6}}\n    name: b{i}"]
+    other = "a1, b1" if read_inside else "input"
+    text = "name: n\ninput: [6]\nlayers:\n" + "\n".join(items)
+    text += f"\n  - add:\n    inputs: [{other}, b{pairs - 1}]\n"
     graph = netspec.compile_text(text)
+    return {"graph": graph, "weights": random_weights(graph)}
+
+
+@pytest.mark.parametrize(
+    ("pairs", "read_inside", "blocks"), [(4, False, True), (4, True, False), (2, False, False)]
+)
+def test_no_block_where_it_is_read_inside_or_saves_nothing(
+    tmp_path: Path, pairs: int, read_inside: bool, blocks: bool
+) -> None:
+    """Four pairs make a block; not when the second pair's layers are read after it (no window
+    holding them can be a use, and two pairs left save nothing), nor of two pairs."""
+    made = _dense_pairs(pairs, read_inside)
     path = tmp_path / "m.onnx"
-    onnx.save(export_onnx(graph, random_weights(graph)), str(path))
-    imported = read_onnx(path)
-    # [a, b] and [c, d] repeat, but `a` is read after its window: no block
-    assert "blocks" not in with_blocks(imported).spec
+    onnx.save(export_onnx(made["graph"], made["weights"]), str(path))
+    assert ("blocks" in with_blocks(read_onnx(path)).spec) is blocks
 
 
 def test_keras_model_with_repeats_imports_with_blocks(tmp_path: Path) -> None:
-    """Three named conv-bn-relu groups and two dense groups: two blocks, the uses named as the
-    groups were, Keras' count and outputs."""
+    """Three named conv-bn-relu groups and three dense-dropout groups: two blocks, the uses
+    named as the groups were, Keras' count and outputs."""
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "torch":
         pytest.skip("Keras runs on another backend here")
@@ -233,7 +236,7 @@ def test_keras_model_with_repeats_imports_with_blocks(tmp_path: Path) -> None:
         x = L.BatchNormalization(name=f"g{i}_bn")(x)
         x = L.ReLU(name=f"g{i}_relu")(x)
     x = L.GlobalAveragePooling2D(name="pool")(x)
-    for i in range(1, 3):
+    for i in range(1, 4):
         x = L.Dense(6, activation="relu", name=f"fc{i}_dense")(x)
         x = L.Dropout(0.1, name=f"fc{i}_drop")(x)
     model = keras.Model(inp, L.Dense(3, activation="softmax", name="out")(x))
@@ -250,7 +253,7 @@ def test_keras_model_with_repeats_imports_with_blocks(tmp_path: Path) -> None:
     spec = yaml.safe_load((run / "spec.yaml").read_text())
     assert list(spec["blocks"]) == ["g", "fc"]
     assert [i["name"] for i in spec["layers"] if "g" in i] == ["g1", "g2", "g3"]
-    assert [i["name"] for i in spec["layers"] if "fc" in i] == ["fc1", "fc2"]
+    assert [i["name"] for i in spec["layers"] if "fc" in i] == ["fc1", "fc2", "fc3"]
     assert [i["name"] for i in spec["blocks"]["g"]["layers"]] == ["conv", "bn", "relu"]
     graph = read_run(run).graph
     assert totals(rows(graph)).total_params == model.count_params()

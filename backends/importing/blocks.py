@@ -94,6 +94,15 @@ def _kind_args(item: Any) -> tuple[str, Any]:
     return kind, item[kind]
 
 
+def _refs(item: Any) -> list[str]:
+    """The layers an item names in its arguments (crop2d's `to`)."""
+    if not isinstance(item, dict):
+        return []
+    kind, args = _kind_args(item)
+    fields = getattr(KINDS.get(kind), "ref_fields", ())
+    return [args[f] for f in fields if isinstance(args, dict) and isinstance(args.get(f), str)]
+
+
 def _plain(item: Any) -> bool:
     """An item a block can hold: one layer kind without references, a name, maybe inputs."""
     if isinstance(item, str):
@@ -115,8 +124,8 @@ def _flat(items: list[Any], names: list[str], inputs: list[tuple[str, ...]]) -> 
     sigs: list[Any] = []
     readers: list[set[int]] = [set() for _ in names]
     for i, item in enumerate(items):
-        for r in inputs[i]:
-            if r != INPUT:
+        for r in [*inputs[i], *_refs(item)]:
+            if r in index and r != INPUT:
                 readers[index[r]].add(i)
         if not _plain(item):
             sigs.append(("unique", i))
@@ -201,9 +210,10 @@ def find_runs(flat: Flat) -> list[Run]:
                 if not (same or before) or not _valid(flat, start, size):
                     continue  # a window equal to neither neighbour is in no run
                 count[start - lo] = 1 + (count[after - lo] if same else 0)
-                if count[start - lo] < 2 or (
-                    best is not None and size * count[start - lo] < best[0][0]
-                ):
+                n = count[start - lo]
+                # a block only where it shortens the spec: n uses and a definition of `size`
+                # layers instead of size * n layers (two pools and convs stay as they are)
+                if n < 2 or size * n <= size + n or (best is not None and size * n < best[0][0]):
                     continue
                 run = Run(start, size, count[start - lo])
                 rank = (size * run.count, local_names(flat, run) is not None, -size, -start)
@@ -293,6 +303,12 @@ def _rewrite(spec: dict[str, Any], flat: Flat, runs: list[Run]) -> dict[str, Any
         item = flat.items[i]
         if isinstance(item, dict) and "inputs" in item:
             item = {**item, "inputs": [out_name.get(r, r) for r in item["inputs"]]}
+        if _refs(item):  # crop2d's `to`: a window's output is its use
+            kind, args = _kind_args(item)
+            item = {
+                **item,
+                kind: {k: out_name.get(v, v) if v in _refs(item) else v for k, v in args.items()},
+            }
         layers.append(item)
         i += 1
     new: dict[str, Any] = {}
@@ -378,7 +394,11 @@ def _same_layers(flat: Any, new: Any) -> bool:
         return False
     rename = {INPUT: INPUT}
     for a, b in zip(flat.nodes, new.nodes, strict=True):
-        if a.kind != b.kind or a.layer.model_dump() != b.layer.model_dump():
+        fields = a.layer.ref_fields
+        mine = {
+            k: rename.get(v, "?") if k in fields else v for k, v in a.layer.model_dump().items()
+        }
+        if a.kind != b.kind or mine != b.layer.model_dump():
             return False
         if tuple(rename.get(i, "?") for i in a.inputs) != tuple(b.inputs):
             return False
