@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from netspec.run_record import RunLayout, RunMeta
 from netspec.runs import LoadedRun, run_source
 from netspec.source import Source
 
-__all__ = ["SPLITS", "RunData", "run_data", "run_splits"]
+__all__ = ["SPLITS", "RunData", "imported_meta", "no_data_error", "run_data", "run_splits"]
 
 SPLITS = ("train", "val", "test")
 
@@ -78,20 +78,23 @@ def _run_data(
     directory = _directory(run)
     layout = RunLayout(directory)
     meta = run.meta if isinstance(run, LoadedRun) else RunMeta.read(layout.meta)
+    imported = meta is not None and meta.imported_from is not None
+    new = isinstance(split, Path)
+    source = run_source(directory)
+    if not (isinstance(source.data, dict) and isinstance(source.data.get("train"), dict)):
+        if imported:
+            raise no_data_error(layout.spec)
+        raise DataError.one(
+            "the run's spec has no train: section, so netspec knows neither its data nor "
+            "how to read new data for it",
+            str(layout.spec),
+        )
+    if meta is not None and imported and meta.input_shape is not None:
+        meta = imported_meta(meta)
     if meta is None or meta.preprocessing is None or meta.input_shape is None:
         raise DataError.one(
             "the run records no preprocessing: its data cannot be prepared as in training",
             str(layout.meta),
-        )
-    new = isinstance(split, Path)
-    source = run_source(directory)
-    if not (isinstance(source.data, dict) and isinstance(source.data.get("train"), dict)):
-        raise DataError.one(
-            "the run's spec has no train: section (an imported model), so netspec knows "
-            "neither its data nor how to read new data for it",
-            str(layout.spec),
-            hint="train from it (`init: {from: RUN}` in a spec with a train: section, "
-            "docs/import.md) and use that run",
         )
     if new:
         source = _new_data(source, split)  # type: ignore[arg-type]
@@ -115,6 +118,17 @@ def _run_data(
             data = cut_tiles(data, splits.tile)  # every pixel once (held-out splits already are)
         return RunData(data, name, pre, meta)
 
+    if imported and meta.classes is None and splits.train.classes:
+        # An imported model names no classes: they are its data's, in the order the data
+        # gives them (a folder's sorted class names, as Keras' loaders order them too).
+        meta = replace(meta, classes=tuple(splits.train.classes))
+        n = graph.output.shape[-1] if graph.output.shape else 1
+        if meta.task == "multiclass" and n != len(meta.classes):
+            raise DataError.one(
+                f"the data has {len(meta.classes)} classes ({few(meta.classes)}); the imported "
+                f"model has {n} outputs",
+                str(layout.spec),
+            )
     if isinstance(split, Path):
         data = splits.train
         if (data.classes or None) != (meta.classes or None):
@@ -126,6 +140,29 @@ def _run_data(
         return one(data, str(split))
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     return {n: None if parts[n] is None else one(parts[n], n) for n in split}  # type: ignore[arg-type]
+
+
+def no_data_error(spec: Path) -> DataError:
+    """What an imported run needs before netspec can evaluate or calibrate it: its data."""
+    return DataError.one(
+        "an imported run has no data of its own: add a train: section saying where its data "
+        "is and how to read it to its spec.yaml, e.g. `train: {data: {source: folder, path: "
+        "photos, size: [H, W]}}` or `train: {data: {source: csv, path: table.csv, target: "
+        "label}}` (docs/import.md); then `netspec evaluate` scores its test split (or all of "
+        "--data), and `netspec export --int8` calibrates on it",
+        str(spec),
+        hint="the run's recorded preprocessing (the source model's scaling) is applied to "
+        "the raw data; the train: section's own preprocess is not",
+    )
+
+
+def imported_meta(meta: RunMeta) -> RunMeta:
+    """An imported run's record as data needs it: a model without scaling at its input takes
+    its data as they are read (identity preprocessing)."""
+    if meta.preprocessing is not None or meta.input_shape is None:
+        return meta
+    shape = tuple(meta.input_shape)
+    return replace(meta, preprocessing=Preprocessing(input_shape=shape, raw_shape=shape))  # type: ignore[arg-type]
 
 
 def _new_data(source: Source, data: Path) -> Source:

@@ -73,6 +73,7 @@ EXAMPLES: dict[str, str] = {
     "hard_sigmoid": spec("[6]", "hard_sigmoid"),
     "hard_swish": spec("[2, 3, 3]", "hard_swish"),
     "clip": spec("[2, 3, 3]", "clip: {min: -0.5, max: 0.75}"),
+    "prelu": spec("[3, 4, 5]", "prelu", "conv2d: {filters: 2, kernel: 1}", "prelu: {shared: true}"),
     "upsample2d": spec("[2, 3, 4]", "upsample2d: {scale: 2, mode: bilinear}"),
     "zeropad2d": spec("[2, 3, 4]", "zeropad2d: {padding: [1, 0, 2, 3]}"),
     "crop2d": spec(

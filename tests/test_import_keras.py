@@ -528,7 +528,7 @@ def test_unsupported_layers_refused_whole(tmp_path: Path) -> None:
         tmp_path / "m.keras",
         tmp_path,
         "Cropping2D x2 (crop_a, crop_b)",
-        "PReLU x1 (prelu)",
+        "layer 'prelu' (PReLU): a slope per element (alpha of shape (2, 2, 4))",
         "layer 'elu_conv' (Conv2D): activation 'elu'",
     )
     assert text.startswith(str(tmp_path / "m.keras"))
@@ -731,3 +731,61 @@ def test_imported_run_initialises_training(tmp_path: Path) -> None:
     assert "init: loaded 2 layers" in result.output
     frozen = read_run(out).weights["h.weight"]
     np.testing.assert_array_equal(frozen, model.get_layer("h").kernel.value.detach().numpy().T)
+
+
+def test_structures_netspec_cannot_express_are_refused(tmp_path: Path) -> None:
+    """Several inputs or outputs and a shared layer: one located message each, exit 2."""
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    _save(keras.Model([a, b], L.Dense(2)(L.Add()([a, b]))), tmp_path / "in.keras")
+    inp = keras.Input((4,))
+    _save(keras.Model(inp, [L.Dense(2)(inp), L.Dense(3)(inp)]), tmp_path / "out.keras")
+    shared = L.Dense(4, name="shared")
+    _save(keras.Model(inp, L.Dense(2)(shared(shared(inp)))), tmp_path / "shared.h5")
+    for name, words in (
+        ("in.keras", "the model has 2 inputs: netspec networks have one input and one output"),
+        ("out.keras", "the model has 2 outputs"),
+        ("shared.h5", "layer 'shared' is called 2 times (a shared layer)"),
+    ):
+        text = _refused(tmp_path / name, tmp_path, words)
+        assert text.startswith(str(tmp_path / name)) and text.count("error:") == 1
+
+
+def _nested_models():
+    """A functional convnet base inside a Sequential (the transfer-learning pattern), and a
+    Sequential inside a functional model inside a functional model."""
+    i = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, padding="same", name="base_conv")(i)
+    x = L.ReLU(name="base_relu")(L.BatchNormalization(name="base_bn")(x))
+    base = keras.Model(i, x, name="base")
+    outer = keras.Sequential(
+        [keras.Input((8, 8, 3)), base, L.GlobalAveragePooling2D(name="gap"), L.Dense(3, name="fc")],
+        name="outer",
+    )
+    mlp = keras.Sequential(
+        [keras.Input((4,)), L.Dense(5, activation="relu", name="m1")], name="mlp"
+    )
+    i2 = keras.Input((4,))
+    mid = keras.Model(i2, L.Dense(3, name="mid_out")(mlp(i2)), name="mid")
+    i3 = keras.Input((4,))
+    top = keras.Model(i3, L.Dense(2, activation="softmax", name="top")(mid(i3)), name="top_model")
+    return {"convnet": outer, "deep": top}
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_nested_models_are_inlined(tmp_path: Path, suffix: str) -> None:
+    for i, (name, model) in enumerate(_nested_models().items()):
+        _randomize(model, i)
+        x = np.random.default_rng(i).standard_normal((3, *model.input_shape[1:])).astype("f4")
+        want = model(x, training=False).detach().cpu().numpy()
+        path = tmp_path / f"{name}{suffix}"
+        _save(model, path)
+        imported = read_keras(path)
+        kinds = [
+            next(k for k in item if k not in ("name", "inputs")) for item in imported.spec["layers"]
+        ]
+        assert "Sequential" not in str(kinds) and "Functional" not in str(kinds)
+        run = write_import(imported, tmp_path / f"run_{name}{suffix[1:]}")
+        loaded = read_run(run)
+        assert totals(rows(loaded.graph)).total_params == model.count_params()
+        got = _forward(loaded, x)
+        np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))

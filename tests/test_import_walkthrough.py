@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import warnings
 from pathlib import Path
 
@@ -196,7 +197,17 @@ def test_imported_run_with_every_command(walked, tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
-        assert "no train: section" in result.output or "trained by netspec" in result.output
+        assert "has no data of its own" in result.output and "train: {data:" in result.output
+    # with a data section its photos are read, as the Keras model took them; a 10-class head
+    # does not score 2-class data
+    copy = tmp_path / "with_data"
+    shutil.copytree(run, copy)
+    (copy / "spec.yaml").write_text(
+        (copy / "spec.yaml").read_text()
+        + f"train:\n  data: {{source: folder, path: {PHOTOS}, size: [64, 64], test: 0.2}}\n"
+    )
+    result = runner.invoke(app, ["evaluate", str(copy)])
+    assert result.exit_code == 2 and "the data has 2 classes (cats, dogs)" in result.output
 
 
 def test_retrained_run_evaluates_and_quantizes_on_its_photos(walked, tmp_path: Path) -> None:

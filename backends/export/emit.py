@@ -111,6 +111,17 @@ def emit_clip(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Clip", [xs[0], *bounds], node.name, node.name)
 
 
+def emit_prelu(em: Emitter, node: Node, xs: list[str]) -> str:
+    """PRelu, its slopes (the declared `weight`, [C]) reshaped to broadcast along the channel
+    axis ([C, 1, 1] for a map)."""
+    (slope,) = em.weight_inputs(node)
+    rank = len(node.shape)
+    if rank > 1 and node.weights["weight"].shape[0] > 1:
+        shape = em.ints(f"{node.name}/slope_shape", [-1] + [1] * (rank - 1))
+        slope = em.op("Reshape", [slope, shape], em.fresh(f"{node.name}/slope"), node.name)
+    return em.op("PRelu", [xs[0], slope], node.name, node.name)
+
+
 def emit_conv_transpose(em: Emitter, node: Node, xs: list[str]) -> str:
     layer: ConvTranspose2D = node.layer  # type: ignore[assignment]
     begins, ends, extra = [], [], []
@@ -318,6 +329,7 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.LayerNorm: emit_layernorm,
     layers.ActivationLayer: emit_activation,  # the whole family, by its Act
     layers.Clip: emit_clip,
+    layers.PReLU: emit_prelu,
     layers.Upsample2D: emit_upsample,
     layers.ZeroPad2D: emit_zeropad,
     layers.Crop2D: emit_crop,

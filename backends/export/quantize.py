@@ -22,7 +22,8 @@ import numpy as np
 import onnx
 
 from netspec.errors import NetspecError, first_line
-from netspec.run_data import run_splits
+from netspec.run_data import imported_meta, no_data_error, run_splits
+from netspec.run_record import RunLayout
 from netspec.runs import LoadedRun
 
 from .card import NO_HEAD, Card
@@ -64,6 +65,11 @@ def _splits(run: LoadedRun) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, st
     graph = run.graph
     pre = run.meta.preprocessing if run.meta else None
     task = run.meta.task if run.meta else None
+    if run.meta is not None and run.meta.imported_from is not None:
+        if graph.train is None:  # an imported run: the user says where its data are
+            problem = no_data_error(RunLayout(run.directory).spec).problems[0]
+            raise ExportError.one(f"--int8: {problem.message}", problem.file, hint=problem.hint)
+        pre = imported_meta(run.meta).preprocessing
     if graph.train is None or pre is None:
         raise ExportError("--int8 needs a run trained by netspec (its data and preprocessing)")
     if task not in ("multiclass", "binary", "segmentation"):

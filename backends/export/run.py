@@ -96,7 +96,9 @@ def parse_batch(text: str | int | None) -> int | None:
 
 def run_samples(run: LoadedRun, n: int = 16, seed: int = 0) -> tuple[np.ndarray | None, str]:
     """Up to n samples of the run's training data, preprocessed as in training (or a note why not)."""
-    if run.graph.train is None or run.meta is None or run.meta.preprocessing is None:
+    if run.graph.train is None or run.meta is None:
+        return None, "no training data recorded with the run: checked on random inputs only"
+    if run.meta.preprocessing is None and run.meta.imported_from is None:  # imported: identity
         return None, "no training data recorded with the run: checked on random inputs only"
     try:
         train = run_data(run, "train")

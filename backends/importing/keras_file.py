@@ -7,6 +7,9 @@ are named by class and counter, `layers/conv2d_1/vars/0`, each `vars` group carr
 name) and `.h5` (Keras 2 and Keras 3's legacy format: the root attribute `model_config`, weights
 under `model_weights/<layer>/` in the order of the group's `weight_names` attribute). h5py,
 zipfile and json only: neither TensorFlow nor Keras is imported.
+
+Over 400 lines: both file formats' weight lookups and the config's layer walk (nested models
+inlined) share KLayer and its scope, the one contract between reading a file and converting it.
 """
 
 from __future__ import annotations
@@ -36,14 +39,19 @@ _KERAS_PARTS = {
 }
 
 
+# The models a layer sits in, outermost first: (name, class, index among its class).
+Scope = tuple[tuple[str, str, int], ...]
+
+
 @dataclass
 class KerasFile:
     """A Keras file read: the model's config (`{"class_name": ..., "config": ...}`), what wrote
-    it, and `weights(layer_name, class_name, index)`: a layer's arrays in Keras' order."""
+    it, and `weights(layer_name, class_name, index, scope)`: a layer's arrays in Keras' order
+    (`scope`: the nested models it sits in)."""
 
     model: dict[str, Any]
     producer: str
-    weights: Callable[[str, str, int], list[np.ndarray]]
+    weights: Callable[[str, str, int, Scope], list[np.ndarray]]
 
 
 def read_keras_file(path: Path) -> KerasFile:
@@ -110,13 +118,15 @@ def _read_zip(path: Path) -> KerasFile:
             if isinstance(name, str):
                 by_name[name] = key
 
-    def weights(name: str, class_name: str, index: int) -> list[np.ndarray]:
+    def weights(name: str, class_name: str, index: int, scope: Scope = ()) -> list[np.ndarray]:
         if store is None:
             return []
         # Keras names the groups by class and counter (saving_lib._save_container_state);
-        # newer versions also record the layer's name, which wins when present.
-        key = by_name.get(name) or _counter_name(class_name, index)
-        group = store.get(f"layers/{key}")
+        # newer versions also record the layer's name, which wins when present. A nested
+        # model's layers are in its group's `layers/`, counted within it.
+        key = (None if scope else by_name.get(name)) or _counter_name(class_name, index)
+        outer = "".join(f"{_counter_name(c, i)}/layers/" for _, c, i in scope)
+        group = store.get(f"layers/{outer}{key}")
         if group is None:
             return []
         out: list[np.ndarray] = []
@@ -183,15 +193,16 @@ def _read_h5(path: Path) -> KerasFile:
         version = version.decode()
     root = f.get("model_weights", f)
 
-    def weights(name: str, class_name: str, index: int) -> list[np.ndarray]:
-        group = root.get(name)
+    def weights(name: str, class_name: str, index: int, scope: Scope = ()) -> list[np.ndarray]:
+        group = root.get(scope[0][0] if scope else name)
         if group is None:
             return []
-        names = group.attrs.get("weight_names", [])
-        return [
-            np.asarray(group[n.decode() if isinstance(n, bytes) else n][()], dtype=np.float32)
-            for n in names
+        names = [
+            n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("weight_names", [])
         ]
+        if scope:  # the outermost nested model's group lists its layers' weights as `layer/w`
+            names = [n for n in names if n.split("/")[-2:-1] == [name]]
+        return [np.asarray(group[n][()], dtype=np.float32) for n in names]
 
     return KerasFile(model, f"keras {version} (.h5)", weights)
 
@@ -210,11 +221,15 @@ class KLayer:
     kwargs: dict[str, Any] = field(default_factory=dict)
     index: int = 0  # the how-many-th layer of its class (the .keras weight group's counter)
     constants: list[float] = field(default_factory=list)  # an op's numbers (`x + 3.0`: [3.0])
+    scope: Scope = ()  # the nested models it was inlined from
 
 
-def model_layers(model: Any, file: str) -> tuple[list[KLayer], str, str, tuple[int | None, ...]]:
-    """The config's layers (only those the output depends on), the input layer's name, the
-    output layer's name and the input's per-sample shape in Keras' order."""
+def model_layers(
+    model: Any, file: str, nested: bool = False
+) -> tuple[list[KLayer], str, str, tuple[int | None, ...]]:
+    """The config's layers (only those the output depends on; a nested model's inlined), the
+    input layer's name, the output layer's name and the input's per-sample shape in Keras'
+    order (`nested`: a model inside another, whose input shape is the outer one's)."""
     if not isinstance(model, dict) or "class_name" not in model:
         raise DataError.one("the Keras config is not a model", file)
     cls, cfg = model["class_name"], model.get("config")
@@ -229,7 +244,7 @@ def model_layers(model: Any, file: str) -> tuple[list[KLayer], str, str, tuple[i
     if not isinstance(raw, list) or not raw:
         raise DataError.one(f"the {cls} model's config lists no layers", file)
     if cls == "Sequential":
-        layers, shape = _sequential(cfg, raw, file)
+        layers, shape = _sequential(cfg, raw, file, nested)
         inp, out = "input", layers[-1].name if layers else "input"
     else:
         layers, inp, out = _functional(cfg, raw, file)
@@ -237,10 +252,11 @@ def model_layers(model: Any, file: str) -> tuple[list[KLayer], str, str, tuple[i
         for la in layers:
             if la.name == inp:
                 shape = la.config.get("batch_shape") or la.config.get("batch_input_shape")
-        if shape is None:
+        if shape is None and not nested:
             raise DataError.one(f"the input layer '{inp}' has no shape", file)
-        shape = tuple(shape[1:])
+        shape = tuple(shape[1:]) if shape else ()
         layers = [la for la in layers if la.cls != "InputLayer"]
+    layers, out = _inline(layers, out, file)
     needed, stack = {out}, [out]
     by_name = {la.name: la for la in layers}
     while stack:
@@ -264,7 +280,39 @@ def _entry_name(entry: dict[str, Any]) -> str:
     return str(entry.get("name") or cfg.get("name") or entry.get("class_name"))
 
 
-def _sequential(cfg: Any, raw: list[Any], file: str) -> tuple[list[KLayer], tuple[int | None, ...]]:
+def _inline(layers: list[KLayer], out: str, file: str) -> tuple[list[KLayer], str]:
+    """Each nested Sequential or functional model replaced by its layers (read from the input
+    it is called on; its name, for the layers after it, by its output layer), their weights
+    looked up in its scope."""
+    done: list[KLayer] = []
+    rename: dict[str, str] = {}
+    for la in layers:
+        la.inputs = [rename.get(n, n) for n in la.inputs]
+        if la.cls not in MODELS:
+            done.append(la)
+            continue
+        inner, inp, last, _ = model_layers({"class_name": la.cls, "config": la.config}, file, True)
+        if len(la.inputs) != 1:
+            raise DataError.one(f"the nested model '{la.name}' reads {len(la.inputs)} inputs", file)
+        for x in inner:
+            x.inputs = [la.inputs[0] if n == inp else n for n in x.inputs]
+            x.scope = ((la.name, la.cls, la.index), *x.scope)
+        done += inner
+        rename[la.name] = last
+    names = Counter(la.name for la in done)
+    twice = sorted(n for n, k in names.items() if k > 1)
+    if twice:
+        raise DataError.one(
+            f"a nested model's layer has the name of another layer: {', '.join(twice)}",
+            file,
+            hint="give the layers distinct names (netspec inlines nested models)",
+        )
+    return done, rename.get(out, out)
+
+
+def _sequential(
+    cfg: Any, raw: list[Any], file: str, nested: bool = False
+) -> tuple[list[KLayer], tuple[int | None, ...]]:
     shape = cfg.get("build_input_shape") if isinstance(cfg, dict) else None
     layers, prev = [], "input"
     for entry in raw:
@@ -275,14 +323,14 @@ def _sequential(cfg: Any, raw: list[Any], file: str) -> tuple[list[KLayer], tupl
         name = _entry_name(entry)
         layers.append(KLayer(name, entry.get("class_name", "?"), c, [prev]))
         prev = name
-    if shape is None:
+    if shape is None and not nested:
         raise DataError.one(
             "the Sequential model was never built: its config has no input shape",
             file,
             hint="save it after calling it once, or give it a keras.Input",
         )
     # Keras 3 counts Sequential's layers without the InputLayer (Sequential.layers).
-    return _count(layers), tuple(shape[1:])
+    return _count(layers), tuple(shape[1:]) if shape else ()
 
 
 def _functional(cfg: dict[str, Any], raw: list[Any], file: str) -> tuple[list[KLayer], str, str]:

@@ -75,7 +75,9 @@ def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Import
             if missing or not layer.inputs:
                 raise Refuse(f"reads {missing or 'nothing'}, which no layer of the model gives")
             if layer.cls in PREPROCESSING and first is not None and first.ns == "input":
-                state.preprocess(layer, kf.weights(layer.name, layer.cls, layer.index), inp)
+                state.preprocess(
+                    layer, kf.weights(layer.name, layer.cls, layer.index, layer.scope), inp
+                )
                 continue
             convert = CONVERTERS.get(layer.cls)
             if convert is None:
@@ -83,7 +85,7 @@ def read_keras(path: Path, input_shape: tuple[int, ...] | None = None) -> Import
                 state.tensors[layer.name] = guessed
                 doubtful.add(layer.name)
                 continue
-            w = kf.weights(layer.name, layer.cls, layer.index)
+            w = kf.weights(layer.name, layer.cls, layer.index, layer.scope)
             state.tensors[layer.name] = convert(
                 state, layer, [state.tensors[n] for n in layer.inputs], w
             )

@@ -234,6 +234,26 @@ def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     return T(name, x.layout, x.rank, x.perm)
 
 
+def prelu(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    """PReLU: one slope for all, or one per channel (Keras' alpha of shape (1, ..., 1, C),
+    its spatial axes shared; the features of a rank-1 tensor)."""
+    (x,), (alpha,) = xs, w
+    alpha = np.asarray(alpha, np.float32)
+    if alpha.size == 1:
+        args, slope = {"shared": True}, alpha.reshape(1)
+    elif (x.rank == 1 or x.layout == "cl") and not x.perm and all(d == 1 for d in alpha.shape[:-1]):
+        args, slope = None, alpha.reshape(-1)
+    else:
+        raise Refuse(
+            f"a slope per element (alpha of shape {tuple(alpha.shape)})",
+            "netspec's prelu has one slope per channel (shared_axes: the spatial axes) or one "
+            "for all",
+        )
+    name = state.add("prelu", args, state.name(la.name), xs)
+    state.put(name, {"weight": slope})
+    return T(name, x.layout, x.rank, x.perm)
+
+
 def dropout(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     (x,), cfg = xs, la.config
     _check(cfg, noise_shape=(None,))
@@ -368,6 +388,7 @@ CONVERTERS: dict[str, Convert] = {
     "BatchNormalization": batchnorm,
     "LayerNormalization": layernorm,
     **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "Softmax"), activation),
+    "PReLU": prelu,
     "Dropout": dropout,
     "Flatten": flatten,
     "Reshape": reshape,

@@ -23,6 +23,7 @@ from netspec.errors import DataError, NetspecError, Problem, few, first_line
 from netspec.items import INPUT
 
 from .model import Imported
+from .onnx_classifier import label_head
 from .onnx_graph import BATCH, Importer, Unsupported, load
 from .onnx_input import input_affine, read_input
 from .onnx_ops import (
@@ -39,6 +40,7 @@ from .onnx_ops import (
     op_layernorm,
     op_leaky_relu,
     op_matmul,
+    op_prelu,
     op_softmax,
     pool,
     reduce,
@@ -80,6 +82,7 @@ OPS = {
     "Sigmoid": activation("sigmoid"),
     "Tanh": activation("tanh"),
     "LeakyRelu": op_leaky_relu,
+    "PRelu": op_prelu,
     "Softmax": op_softmax,
     "Gelu": op_gelu,
     "Clip": op_clip,
@@ -128,10 +131,13 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
     where = str(path)
     model = load(path)
     ctx = Importer(model, path)
+    head = label_head(model)  # a classifier's label output beside its probabilities
+    if head is not None:
+        ctx.skip |= head.dropped
     read_input(ctx, input_shape)
     preprocessing = input_affine(ctx)
     problems = _walk(ctx)
-    outputs = list(model.graph.output)
+    outputs = [head.probabilities] if head else [o.name for o in model.graph.output]
     if len(outputs) != 1:
         problems.append(
             Problem(
@@ -142,7 +148,7 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
         )
     if problems:
         raise DataError(problems)
-    out = outputs[0].name
+    out = outputs[0]
     producer = next((n for n in model.graph.node if out in n.output), None)
     try:
         last = ctx.source(ctx.vals[out], producer) if producer and out in ctx.vals else INPUT
@@ -164,6 +170,11 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
         notes.append(
             f"the source model takes {ctx.input_layout} inputs; the spec's input is channels-first"
         )
+    if head is not None:
+        notes.append(
+            f"the source model's label output (the ArgMax of its probabilities) became the "
+            f"run's classes ({few(head.classes)}); its probabilities are the network's output"
+        )
     if preprocessing:
         notes.append(
             "the scaling and normalization at the model's input became its preprocessing record"
@@ -175,6 +186,7 @@ def read_onnx(path: Path, input_shape: tuple[int, ...] | None = None) -> Importe
         f"onnx: {made_by}",
         input_layout=ctx.input_layout,
         preprocessing=preprocessing,
+        classes=head.classes if head else None,
         notes=notes,
     )
 

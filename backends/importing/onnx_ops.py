@@ -245,6 +245,23 @@ def op_leaky_relu(ctx: Importer, node: onnx.NodeProto) -> None:
     ctx.add(node, "leaky_relu", {} if slope == 0.01 else {"negative_slope": slope}, [src])
 
 
+def op_prelu(ctx: Importer, node: onnx.NodeProto) -> None:
+    """PRelu with a constant slope: one for all, or one per channel (broadcast along axis 1)."""
+    slope = ctx.need_const(node, 1, "constant slope")
+    src = ctx.source(ctx.val(node.input[0]), node)
+    shape = ctx.shape_of(src)
+    dims = (1,) * (len(shape) + 1 - slope.ndim) + tuple(slope.shape)
+    if slope.size == 1:
+        ctx.add(node, "prelu", {"shared": True}, [src], {"weight": slope.reshape(1)})
+    elif len(dims) == len(shape) + 1 and dims[1] == shape[0] and slope.size == shape[0]:
+        ctx.add(node, "prelu", {}, [src], {"weight": slope.reshape(-1)})
+    else:
+        raise Unsupported(
+            f"a slope of shape {list(slope.shape)} for an input of {list(shape)}: netspec's prelu "
+            "has one slope per channel or one for all"
+        )
+
+
 def op_softmax(ctx: Importer, node: onnx.NodeProto) -> None:
     v = ctx.val(node.input[0])
     rank = len(v.dims)

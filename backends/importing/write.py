@@ -20,6 +20,7 @@ from netspec.runs import check_weights
 from netspec.summary import render
 from netspec.version import __version__
 
+from .blocks import with_blocks
 from .model import Imported
 
 # What `netspec import` writes into its folder (check_own_folder refuses anything else there).
@@ -50,7 +51,11 @@ def spec_text(imported: Imported, sha256: str) -> str:
 
 
 class _Dumper(yaml.SafeDumper):
-    """The spec as a person writes it: `input: [3, 32, 32]`, `- flatten:` (no `null`)."""
+    """The spec as a person writes it: `input: [3, 32, 32]`, `- flatten:` (no `null`), every
+    value written out (block uses with equal arguments share no YAML anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 _Dumper.add_representer(type(None), lambda d, _: d.represent_scalar("tag:yaml.org,2002:null", ""))
@@ -65,7 +70,8 @@ _Dumper.add_representer(
             and not (isinstance(x, list) and any(isinstance(i, (dict, list)) for i in x))
             for x in v.values()
         )
-        and "name" not in v,
+        and "name" not in v
+        and None not in v.values(),
     ),
 )
 _Dumper.add_representer(
@@ -113,8 +119,11 @@ def task_of(head: str | None, output: tuple[int | None, ...]) -> str | None:
 
 
 def write_import(imported: Imported, out: Path) -> Path:
-    """Write the run directory `out` (new, empty, or an earlier import's); return it."""
+    """Write the run directory `out` (new, empty, or an earlier import's); return it. The
+    model's repeated structures are written as blocks (`with_blocks`, done here if the caller
+    has not)."""
     out = Path(out)
+    imported = with_blocks(imported)
     check_own_folder(out, lambda name: name in OWN, "netspec import")
     layout = RunLayout(out)
     sha256 = sha256_of(imported.source)
@@ -122,6 +131,9 @@ def write_import(imported: Imported, out: Path) -> Path:
     graph = compile_import(imported, text, str(layout.spec))
     head = graph.head
     pre = image_input(imported.preprocessing, imported.input_layout, tuple(graph.input_shape))
+    if pre is not None:  # a scaling at the input of a table or sequence model
+        shape = list(graph.input_shape)
+        pre = {"input_shape": shape, "raw_shape": shape, **pre}
     meta = RunMeta(
         name=graph.name,
         netspec_version=__version__,

@@ -39,6 +39,7 @@ from .weighted import (
     lower_conv_transpose,
     lower_dense,
     lower_layernorm,
+    lower_prelu,
     lower_separable,
 )
 
@@ -65,6 +66,7 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.LayerNorm: lower_layernorm,
     layers.ActivationLayer: lower_activation,  # the whole family, by its Act
     layers.Clip: lower_clip,
+    layers.PReLU: lower_prelu,
     layers.Upsample2D: lower_upsample,
     layers.ZeroPad2D: lower_zeropad,
     layers.Crop2D: lower_crop,

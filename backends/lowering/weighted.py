@@ -22,6 +22,7 @@ from netspec.layers import (
     ConvTranspose2D,
     Dense,
     LayerNorm,
+    PReLU,
     SeparableConv2D,
 )
 from netspec.layers.activations import activation_of
@@ -239,3 +240,9 @@ def lower_batchnorm(node: Node) -> nn.Module:
 def lower_layernorm(node: Node) -> nn.Module:
     layer: LayerNorm = node.layer  # type: ignore[assignment]
     return nn.LayerNorm(node.input_shapes[0][-1], eps=layer.eps)
+
+
+def lower_prelu(node: Node) -> nn.Module:
+    """torch's nn.PReLU: its `weight` the slopes, applied along the channel axis (dim 1)."""
+    layer: PReLU = node.layer  # type: ignore[assignment]
+    return nn.PReLU(1 if layer.shared else node.input_shapes[0][0])

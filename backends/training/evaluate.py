@@ -86,7 +86,7 @@ def evaluate_run(
         result["report"] = {k: v for k, v in report.items() if k != "roc"}
         if "roc" in report:
             result["report"]["roc_auc"] = report["roc"]["auc"]
-    if data is not None:
+    if data is not None and meta.imported_from is None:  # an imported model trained elsewhere
         overlap = _in_training_split(run_dir, split)
         if overlap is not None:
             result["in_training_split"] = overlap

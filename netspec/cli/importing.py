@@ -72,9 +72,10 @@ def import_(
 ) -> None:
     """Import a Keras or ONNX model as a readable spec and a run every command accepts."""
     try:
+        from netspec.backends.importing.blocks import with_blocks
         from netspec.backends.importing.write import write_import
 
-        imported = read_model(source, parse_input_shape(input_shape))
+        imported = with_blocks(read_model(source, parse_input_shape(input_shape)))
         run = write_import(imported, out)
     except NetspecError as err:
         raise fail(err, as_json) from None

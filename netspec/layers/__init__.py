@@ -41,6 +41,7 @@ from netspec.layers.multiply import Multiply
 from netspec.layers.permute import Permute
 from netspec.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D, Pool
 from netspec.layers.position import PositionEmbedding, SeqPool
+from netspec.layers.prelu import PReLU
 from netspec.layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from netspec.layers.reshape import Reshape
 from netspec.layers.separable import SeparableConv2D
@@ -78,6 +79,7 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     HardSigmoid,
     HardSwish,
     Clip,
+    PReLU,
     Upsample2D,
     ZeroPad2D,
     Crop2D,
