@@ -10,7 +10,11 @@ from netspec.fileio import write_text
 from netspec.jsonio import dumps
 from netspec.run_record import RunLayout, StudyLayout
 
+from .storage import shown
 from .study import Plan
+
+# The one way a trial fails without a reason: its worker died and sent no more heartbeats.
+STALE = "its worker stopped (no heartbeat: killed, or its machine lost)"
 
 
 def trial_rows(study) -> list[dict[str, Any]]:
@@ -30,7 +34,9 @@ def trial_rows(study) -> list[dict[str, Any]]:
                 "params": dict(t.params),
                 "seconds": seconds,
                 "run": t.user_attrs.get("run"),
-                "reason": t.user_attrs.get("reason") or t.system_attrs.get("fail_reason"),
+                "reason": t.user_attrs.get("reason")
+                or t.system_attrs.get("fail_reason")
+                or (STALE if t.state.name == "FAIL" else None),
             }
         )
     return out
@@ -154,7 +160,7 @@ def finish(plan: Plan) -> dict[str, Any]:
     plots = plot(study, rows, plan)
     result = {
         "study": plan.study,
-        "storage": plan.storage,
+        "storage": shown(plan.storage),
         "folder": str(plan.folder),
         "monitor": plan.monitor,
         "direction": plan.direction,
@@ -177,6 +183,7 @@ def tune_study(
     device: str,
     out: Path | None,
     sets: tuple[str, ...] = (),
+    heartbeat: int = 20,
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
     import sys
@@ -192,13 +199,15 @@ def tune_study(
         device=device,
         out=out,
         sets=sets,
+        heartbeat=heartbeat,
     )
-    print(f"study '{plan.study}' in {plan.storage}; trials in {plan.folder}", file=sys.stderr)
+    where = shown(plan.storage)
+    print(f"study '{plan.study}' in {where}; trials in {plan.folder}", file=sys.stderr)
     try:
         run_workers(plan, workers)
     except KeyboardInterrupt:
         print(
-            f"interrupted: run the same command to resume the study in {plan.storage}",
+            f"interrupted: run the same command to resume the study in {where}",
             file=sys.stderr,
         )
         raise

@@ -160,6 +160,13 @@ def tune(
         typer.Option("-o", "--out", help="Study folder (default: runs/<spec name>/tune-<study>)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            help="Seconds between a running trial's heartbeats; a trial silent for 3 of them "
+            "(its worker killed, its machine lost) is marked failed."
+        ),
+    ] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
@@ -169,7 +176,7 @@ def tune(
         from netspec.backends.tune.report import tune_study
 
         result, text = tune_study(
-            spec, trials, storage, study, workers, pruner, device, out, tuple(sets)
+            spec, trials, storage, study, workers, pruner, device, out, tuple(sets), heartbeat
         )
     except ModuleNotFoundError as err:
         if err.name != "optuna":
