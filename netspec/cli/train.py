@@ -48,6 +48,10 @@ def train(
     nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
     node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
     rdzv_endpoint: EndpointOpt = None,
+    rdzv_timeout: Annotated[
+        int,
+        typer.Option(help="With --nnodes: seconds to wait for every node to arrive; then exit 2."),
+    ] = 300,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -69,7 +73,15 @@ def train(
             from netspec.backends.training.launch import launch_train
 
             code = launch_train(
-                spec, sets, out, options, nproc, nnodes, node_rank, endpoint=rdzv_endpoint
+                spec,
+                sets,
+                out,
+                options,
+                nproc,
+                nnodes,
+                node_rank,
+                endpoint=rdzv_endpoint,
+                rdzv_timeout=rdzv_timeout,
             )
         except NetspecError as err:
             raise fail(err, as_json) from None
