@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,16 @@ def finish(plan: Plan) -> dict[str, Any]:
     study = open_study(plan)
     rows = trial_rows(study)
     best = best_row(rows, plan.direction)
-    best_spec = write_best(plan, best) if best is not None else None
+    best_spec = None
+    if best is not None and RunLayout(Path(best["run"])).spec.is_file():
+        best_spec = write_best(plan, best)
+    elif best is not None:  # another machine ran it, into a folder this one does not see
+        print(
+            f"note: best.yaml not written: the best trial ({best['number']}) ran into "
+            f"{best['run']}, which is not on this machine (give every machine the same --out "
+            "on a shared filesystem)",
+            file=sys.stderr,
+        )
     plots = plot(study, rows, plan)
     result = {
         "study": plan.study,
@@ -186,8 +196,6 @@ def tune_study(
     heartbeat: int = 20,
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
-    import sys
-
     from .study import plan_study, run_workers
 
     plan, _ = plan_study(
