@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -75,7 +76,7 @@ def open_storage(url: str, heartbeat: int):
     """Optuna's RDBStorage on `url` (already normalized): trials send a heartbeat every
     `heartbeat` seconds and a trial silent for 3 of them is failed (its worker died)."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -84,11 +85,21 @@ def open_storage(url: str, heartbeat: int):
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
-            )
+        tries = 0
+        while True:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
+                    )
+            except (IntegrityError, ProgrammingError):
+                # Two commands creating Optuna's tables in a new database at the same moment:
+                # one wins, the other finds them on its next try.
+                tries += 1
+                if tries == 3:
+                    raise
+                time.sleep(1)
     except ImportError as exc:  # a driver named in the URL that is not installed
         raise UsageError.one(
             f"--storage {shown(url)}: its database driver is not installed ({exc.name or exc})",
