@@ -103,7 +103,8 @@ def rdb(url: str) -> Iterator:
     """An Optuna storage on `url`, its connections closed after."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(normalize(url))
+    sqlite = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if "sqlite" in url else {}
+    storage = optuna.storages.RDBStorage(normalize(url), **sqlite)
     try:
         yield storage
     finally:  # psycopg warns of a connection left open when it is collected: close them all
@@ -243,3 +244,66 @@ def test_a_killed_worker_leaves_an_exact_study(tmp_path: Path, postgres: str) ->
     # Run again: the study is full, nothing more is trained.
     again = subprocess.run(tune_cmd(spec, "--trials", 4, *common), capture_output=True, timeout=120)
     assert again.returncode == 0 and len(states(postgres, "killed")) == 4
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc/*/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent's pid
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _workers(pid: int) -> list[int]:
+    """The spawned tune workers of `pid` (not multiprocessing's resource tracker)."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+@pytest.mark.slow  # 2 SQLite workers, one SIGKILLed mid-trial (~30 s)
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds workers through /proc")
+def test_a_killed_worker_of_one_command_on_sqlite(tmp_path: Path) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    spec = tiny(tmp_path)
+    folder = tmp_path / "study"
+    args = ["--trials", 3, "--workers", 2, "--heartbeat", 1, "--set", "train.epochs=30"]
+    tune = subprocess.Popen(
+        [*tune_cmd(spec, *args), "--out", folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    url = f"sqlite:///{folder / 'study.db'}"
+    deadline = time.monotonic() + 120
+    while not (folder / "study.db").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with rdb(url) as storage:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and tune.poll() is None:
+            try:
+                trials = optuna.load_study(study_name="main", storage=storage).get_trials()
+            except KeyError:  # not created yet
+                trials = []
+            training = [
+                t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+            ]
+            if len(training) == 2:  # both workers are mid-trial: either one will do
+                break
+            time.sleep(0.1)
+    workers = _workers(tune.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = tune.communicate(timeout=240)
+    assert tune.returncode == 0, err.decode()
+    assert "note: 1 of 2 workers were killed (signal 9)" in err.decode()
+    got = states(url, "main")
+    assert len(got) == 3 and got.count("FAIL") == 1 and got.count("COMPLETE") == 2, got
+    check_best(folder)

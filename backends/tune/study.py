@@ -342,6 +342,14 @@ def run_workers(plan: Plan, workers: int) -> None:
             p.join()  # the children got the same Ctrl-C; their running trials are marked failed
         raise
     failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if failed:
+    killed = [-c for c in failed if c < 0]
+    if failed and (len(killed) < len(failed) or len(killed) == workers):
         raise NetspecError.one(f"{len(failed)} of {workers} workers exited with codes {failed}")
+    if killed:  # the others went on; the killed one's trial fails once its heartbeat is stale
+        print(
+            f"note: {len(killed)} of {workers} workers were killed (signal "
+            f"{', '.join(map(str, killed))}); their running trials are marked failed",
+            file=sys.stderr,
+            flush=True,
+        )
     settle(plan)
