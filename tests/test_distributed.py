@@ -111,7 +111,7 @@ def test_multi_node_flags_reach_torchrun() -> None:
     )
     assert args == [
         *("--nproc-per-node", "4", "--nnodes", "2", "--node-rank", "1"),
-        *("--master-addr", "node001", "--master-port", "29400"),
+        *("--master-addr", "node001", "--master-port", "29400", "--rdzv-conf", "timeout=300"),
         *("--module", "netspec", "train", "s.yaml", "--out", "r"),
     ]
     assert "--standalone" in torchrun_args([], nproc=2, nnodes=1, node_rank=0, endpoint=None)

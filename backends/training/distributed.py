@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class Dist:
     rank: int
     world: int
     device: torch.device
+    nodes: int = 1  # the machines the `world` processes run on
 
     @classmethod
     def from_env(cls, device: str) -> Dist:
@@ -89,7 +91,14 @@ class Dist:
             # oversubscribe them N times over.
             torch.set_num_threads(max(1, cores() // local_world))
             dist.init_process_group("gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), dev)
+        world = dist.get_world_size()
+        nodes = int(os.environ.get("GROUP_WORLD_SIZE") or max(1, world // local_world))
+        return cls(dist.get_rank(), world, dev, nodes)
+
+    def describe(self) -> str:
+        """The world, as the log says it: `2 processes on 2 nodes`."""
+        procs = f"{self.world} process{'es' if self.world != 1 else ''}"
+        return f"{procs} on {self.nodes} node{'s' if self.nodes != 1 else ''}"
 
     @property
     def writer(self) -> bool:
@@ -155,6 +164,25 @@ class Dist:
             keys = list(f.keys())
             mine = {k[len(prefix) :]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
         return mine, saved_world(keys)
+
+
+def lost_peer(exc: BaseException) -> NetspecError | None:
+    """The error to show when `exc` means another process of the run is gone (its node died,
+    was killed or lost the network), else None."""
+    text = str(exc)
+    lost = isinstance(exc, dist.DistError) or (
+        isinstance(exc, RuntimeError)
+        and any(w in text for w in ("Connection closed", "Connection reset", "Broken pipe", "gloo"))
+    )
+    if not lost:
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # no C++ source location
+    return NetspecError.one(
+        f"lost another process of this data-parallel run ({first[:200]})",
+        hint="a node stopped, was killed or lost its network; the run directory holds the last "
+        "finished epoch: start it again with --resume (any --nproc, any --nnodes)",
+    )
 
 
 def rank_rng(crops: torch.Generator, augment: Augmenter, device: torch.device) -> dict[str, Tensor]:

@@ -84,21 +84,52 @@ def check_launch(
                     ) from None
 
 
+# How long the nodes wait for each other at the start, unless --rdzv-timeout says otherwise.
+RDZV_TIMEOUT = 300
+
+
 def torchrun_args(
-    worker_args: list[str], *, nproc: int, nnodes: int, node_rank: int, endpoint: str | None
+    worker_args: list[str],
+    *,
+    nproc: int,
+    nnodes: int,
+    node_rank: int,
+    endpoint: str | None,
+    timeout: int = RDZV_TIMEOUT,
 ) -> list[str]:
     """The torchrun command line that starts `netspec train WORKER_ARGS` in every process."""
     args = ["--nproc-per-node", str(nproc), "--nnodes", str(nnodes)]
     if endpoint is None:  # one node: a rendezvous on a free local port, no collisions
         args.append("--standalone")
     else:
+        # Static rendezvous: node 0 hosts the store; `timeout` bounds the wait for the others.
         host, port = split_endpoint(endpoint)
         args += ["--node-rank", str(node_rank), "--master-addr", host, "--master-port", str(port)]
+        args += ["--rdzv-conf", f"timeout={timeout}"]
     return [*args, "--module", "netspec", "train", *worker_args]
 
 
-def launch(args: list[str], nproc: int) -> int:
-    """Run torchrun with `args` (see torchrun_args); the exit code of the first failed worker."""
+def _quiet_torch() -> None:
+    """Import torch with its C++ log at FATAL: a rendezvous that waits prints a warning and a
+    C++ stack at every retry, and its end is said once, by `launch`. Workers keep the default
+    (the variable is read when torch loads, and put back before any worker starts)."""
+    before = os.environ.get("TORCH_CPP_LOG_LEVEL")
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "FATAL"
+    try:
+        import torch  # noqa: F401
+    finally:
+        if before is None:
+            del os.environ["TORCH_CPP_LOG_LEVEL"]
+        else:
+            os.environ["TORCH_CPP_LOG_LEVEL"] = before
+
+
+def launch(
+    args: list[str], nproc: int, *, nnodes: int = 1, endpoint: str | None = None, timeout: int = 0
+) -> int:
+    """Run torchrun with `args` (see torchrun_args); the exit code of the first failed worker.
+    Nodes that do not meet at `endpoint` within `timeout` seconds are one error (exit 2)."""
+    from torch.distributed import DistError
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -111,6 +142,15 @@ def launch(args: list[str], nproc: int) -> int:
         rank, failure = exc.get_first_failure()
         print(f"error: worker {rank} exited with code {failure.exitcode}", file=sys.stderr)
         return failure.exitcode if failure.exitcode > 0 else 1
+    except DistError as exc:  # the launcher's own store: the nodes never met, or lost node 0
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NetspecError.one(
+            f"the {nnodes} nodes did not all meet at --rdzv-endpoint {endpoint} within "
+            f"{timeout} s ({first})",
+            hint="start `netspec train` with the same --nnodes and --rdzv-endpoint on every "
+            "node, each with its own --node-rank (0 hosts the endpoint); check that the port "
+            "is open between them; --rdzv-timeout SECONDS waits longer",
+        ) from None
     return 0
 
 
@@ -124,12 +164,16 @@ def launch_train(
     node_rank: int,
     *,
     endpoint: str | None,
+    rdzv_timeout: int = RDZV_TIMEOUT,
 ) -> int:
     """`netspec train --nproc N`: compile the spec and pick the run directory here, check the
     launch, then run `netspec train` in `nproc` ranks on that directory; their exit code."""
     from netspec.runs import prepare_run
 
     graph, run_dir, *_ = prepare_run(spec, sets, out, options.resume)
+    if rdzv_timeout < 1:
+        raise NetspecError.one(f"--rdzv-timeout must be 1 second or more, not {rdzv_timeout}")
+    _quiet_torch()
     check_launch(
         nproc, nnodes, node_rank, endpoint, batch_size=graph.train.batch_size, device=options.device
     )
@@ -138,5 +182,12 @@ def launch_train(
     worker += ["--force"] if options.force else []
     if options.progress is not None:
         worker.append("--progress" if options.progress else "--no-progress")
-    args = torchrun_args(worker, nproc=nproc, nnodes=nnodes, node_rank=node_rank, endpoint=endpoint)
-    return launch(args, nproc)
+    args = torchrun_args(
+        worker,
+        nproc=nproc,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        endpoint=endpoint,
+        timeout=rdzv_timeout,
+    )
+    return launch(args, nproc, nnodes=nnodes, endpoint=endpoint, timeout=rdzv_timeout)

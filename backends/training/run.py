@@ -7,7 +7,7 @@ from typing import Any
 
 from netspec.runs import PreparedRun, TrainOptions
 
-from .distributed import Dist, in_worker
+from .distributed import Dist, in_worker, lost_peer
 from .loop import Trainer
 
 
@@ -28,11 +28,19 @@ def train_run(
             run = run._replace(run_dir=dist.agree(run.run_dir))  # rank 0's, on every node
         if dist is None or dist.writer:
             echo(f"run directory: {run.run_dir}")
+        if dist is not None and dist.writer:
+            echo(f"data-parallel: {dist.describe()}")
         trainer = Trainer(run, options, log=echo, dist=dist)
         trainer.setup()
         result = trainer.fit()
         if dist is not None:
             dist.barrier()  # all ranks finish before any tears the process group down
+    except RuntimeError as exc:  # torch's distributed errors are RuntimeErrors
+        error = lost_peer(exc) if dist is not None else None
+        if error is None:
+            raise
+        dist = None  # the group is broken: tearing it down would wait on the lost process
+        raise error from None
     finally:
         if dist is not None:
             dist.close()

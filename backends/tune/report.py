@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,11 @@ from netspec.fileio import write_text
 from netspec.jsonio import dumps
 from netspec.run_record import RunLayout, StudyLayout
 
+from .storage import shown
 from .study import Plan, StudyOptions
+
+# The one way a trial fails without a reason: its worker died and sent no more heartbeats.
+STALE = "its worker stopped (no heartbeat: killed, or its machine lost)"
 
 
 def trial_rows(study) -> list[dict[str, Any]]:
@@ -30,7 +35,9 @@ def trial_rows(study) -> list[dict[str, Any]]:
                 "params": dict(t.params),
                 "seconds": seconds,
                 "run": t.user_attrs.get("run"),
-                "reason": t.user_attrs.get("reason") or t.system_attrs.get("fail_reason"),
+                "reason": t.user_attrs.get("reason")
+                or t.system_attrs.get("fail_reason")
+                or (STALE if t.state.name == "FAIL" else None),
             }
         )
     return out
@@ -150,11 +157,20 @@ def finish(plan: Plan) -> dict[str, Any]:
     study = open_study(plan)
     rows = trial_rows(study)
     best = best_row(rows, plan.direction)
-    best_spec = write_best(plan, best) if best is not None else None
+    best_spec = None
+    if best is not None and RunLayout(Path(best["run"])).spec.is_file():
+        best_spec = write_best(plan, best)
+    elif best is not None:  # another machine ran it, into a folder this one does not see
+        print(
+            f"note: best.yaml not written: the best trial ({best['number']}) ran into "
+            f"{best['run']}, which is not on this machine (give every machine the same --out "
+            "on a shared filesystem)",
+            file=sys.stderr,
+        )
     plots = plot(study, rows, plan)
     result = {
         "study": plan.study,
-        "storage": plan.storage,
+        "storage": shown(plan.storage),
         "folder": str(plan.folder),
         "monitor": plan.monitor,
         "direction": plan.direction,
@@ -171,17 +187,16 @@ def tune_study(
     spec: Path, trials: int, workers: int, options: StudyOptions
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
-    import sys
-
     from .study import plan_study, run_workers
 
     plan, _ = plan_study(spec, trials, options)
-    print(f"study '{plan.study}' in {plan.storage}; trials in {plan.folder}", file=sys.stderr)
+    where = shown(plan.storage)
+    print(f"study '{plan.study}' in {where}; trials in {plan.folder}", file=sys.stderr)
     try:
         run_workers(plan, workers)
     except KeyboardInterrupt:
         print(
-            f"interrupted: run the same command to resume the study in {plan.storage}",
+            f"interrupted: run the same command to resume the study in {where}",
             file=sys.stderr,
         )
         raise

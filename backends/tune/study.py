@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import multiprocessing
 import sys
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from netspec.run_record import StudyLayout
 from netspec.runs import TrainOptions, absolute_paths, prepare_run
 from netspec.search import SearchEntry, at_end, check_ends, find_search, substitute
 from netspec.source import Source, apply_overrides, read
+
+from .storage import normalize, open_storage, study_lock
 
 PRUNERS = ("median", "hyperband", "none")
 
@@ -33,6 +37,7 @@ class StudyOptions:
     device: str = "auto"
     out: Path | None = None  # the study folder; None: runs/<spec name>/tune-<study>
     sets: tuple[str, ...] = ()  # --set overrides
+    heartbeat: int = 20  # seconds between a trial's heartbeats (--heartbeat)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Plan:
     direction: str  # minimize or maximize
     epochs: int
     sets: tuple[str, ...] = ()  # --set overrides, applied to the spec by every worker
+    heartbeat: int = 20  # seconds between a trial's heartbeats; 3 missed: its worker is dead
 
 
 def plan_study(
@@ -64,6 +70,10 @@ def plan_study(
 
     if trials < 1:
         raise UsageError.one(f"--trials must be 1 or more, not {trials}")
+    if o.heartbeat < 1:
+        raise UsageError.one(f"--heartbeat must be 1 second or more, not {o.heartbeat}")
+    # before any training: a bad URL is refused at once
+    storage = normalize(o.storage) if o.storage is not None else None
     if o.pruner not in PRUNERS:
         raise UsageError.one(
             f"unknown --pruner {o.pruner!r}", hint="choose median, hyperband or none"
@@ -98,7 +108,7 @@ def plan_study(
     plan = Plan(
         spec=Path(spec),
         folder=folder,
-        storage=o.storage or f"sqlite:///{StudyLayout(folder).db.resolve()}",
+        storage=storage or f"sqlite:///{StudyLayout(folder).db.resolve()}",
         study=o.study,
         trials=trials,
         pruner=o.pruner,
@@ -108,17 +118,9 @@ def plan_study(
         direction="minimize" if monitor_mode(monitor) == "min" else "maximize",
         epochs=graph.train.epochs,
         sets=tuple(o.sets),
+        heartbeat=o.heartbeat,
     )
     return plan, entries
-
-
-def _storage(url: str):
-    import optuna
-
-    if url.startswith("sqlite"):
-        # Several worker processes write one SQLite file: wait for its lock instead of failing.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return url
 
 
 def _pruner(plan: Plan):
@@ -139,7 +141,7 @@ def open_study(plan: Plan, worker: int = 0):
     # Failed trials are reported in the table with their reason, not as Optuna's tracebacks.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna.create_study(
-        storage=_storage(plan.storage),
+        storage=open_storage(plan.storage, plan.heartbeat),
         study_name=plan.study,
         sampler=optuna.samplers.TPESampler(seed=plan.seed + 1000 * worker),
         pruner=_pruner(plan),
@@ -163,6 +165,19 @@ def _suggest(trial, entry: SearchEntry) -> Any:
 def _fail(trial, reason: str) -> TrialFailed:
     trial.set_user_attr("reason", reason)
     return TrialFailed(reason)
+
+
+def tell_once(study, name: str, line: str) -> bool:
+    """Notes (about the data, the same in every trial) are printed once per study, by whichever
+    worker meets them first; True when `line` is such a note (printed now or before)."""
+    if not line.startswith("note: "):
+        return False
+    with study_lock(study._storage, name):  # workers meet the same note at the same time
+        told = study.user_attrs.get("notes", [])
+        if line not in told:
+            study.set_user_attr("notes", [*told, line])
+            print(line, file=sys.stderr, flush=True)
+    return True
 
 
 def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> float:
@@ -197,7 +212,10 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
     trainer = Trainer(
         run,
         TrainOptions(device=plan.device, progress=False),
-        log=lambda s: print(f"trial {trial.number}: {s}", file=sys.stderr, flush=True),
+        log=lambda s: (
+            tell_once(trial.study, plan.study, s)
+            or print(f"trial {trial.number}: {s}", file=sys.stderr, flush=True)
+        ),
         on_epoch=on_epoch,
     )
     try:
@@ -218,24 +236,89 @@ def run_trial(trial, plan: Plan, source: Source, entries: list[SearchEntry]) -> 
     return min(finite) if plan.direction == "minimize" else max(finite)
 
 
-def work(plan: Plan, worker: int = 0) -> None:
-    """One worker: trials until the study holds `plan.trials` finished ones."""
+def fail_stale(study) -> None:
+    """Fail the running trials whose worker stopped sending heartbeats (killed, or its machine
+    lost): they count as finished, failed trials."""
     import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def next_trial(study, plan: Plan):
+    """The study's next trial for this worker, or None once the study holds `plan.trials`.
+
+    Every trial counts (running, waiting, finished, failed), and the count and the taking are
+    one step under the study's lock: however many workers and commands share the study, it
+    never holds more than `plan.trials` (a killed worker's trial is failed, not rerun).
+    """
+    from optuna.trial import TrialState
+
+    with study_lock(study._storage, plan.study):
+        fail_stale(study)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if len(trials) >= plan.trials and not waiting:
+            return None
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are meant for Study.optimize: `work` sends them.
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            return study.ask()  # an enqueued (waiting) trial first, else a new one
+
+
+def work(plan: Plan, worker: int = 0) -> None:
+    """One worker: trials until the study holds `plan.trials` of them."""
+    import optuna
+    from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import TrialState
 
     source = absolute_paths(apply_overrides(read(plan.spec), list(plan.sets)))
     entries = find_search(source)
     study = open_study(plan, worker)
-    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    left = plan.trials - len(study.get_trials(deepcopy=False, states=done))
-    if left <= 0:
-        return
-    study.optimize(
-        lambda trial: run_trial(trial, plan, source, entries),
-        n_trials=left,
-        catch=(TrialFailed,),
-        callbacks=[optuna.study.MaxTrialsCallback(plan.trials, states=done)],
-    )
+    while (trial := next_trial(study, plan)) is not None:
+        state, value = TrialState.FAIL, None
+        try:
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                value = run_trial(trial, plan, source, entries)
+            state = TrialState.COMPLETE
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except TrialFailed:
+            pass
+        except BaseException as exc:  # Ctrl-C, or a bug: the trial is failed, the worker stops
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            trial.set_user_attr("reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+def settle(plan: Plan) -> None:
+    """Wait until no trial of the study is running elsewhere (another command, another
+    machine), failing those whose worker died, so that the report is the whole study."""
+    from optuna.trial import TrialState
+
+    study = open_study(plan)
+    told = False
+    while True:
+        fail_stale(study)
+        busy = [
+            t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.RUNNING, TrialState.WAITING)
+        ]
+        if not busy:
+            return
+        if not told:
+            print(
+                f"waiting for trial(s) {', '.join(map(str, busy))} of other workers "
+                f"(a worker silent for {3 * plan.heartbeat} s is taken as dead)",
+                file=sys.stderr,
+                flush=True,
+            )
+            told = True
+        time.sleep(min(plan.heartbeat, 5))
 
 
 def _spawned(plan: Plan, worker: int) -> None:
@@ -252,6 +335,7 @@ def run_workers(plan: Plan, workers: int) -> None:
     open_study(plan)  # create the study (and its tables) once, before workers race to
     if workers == 1:
         work(plan)
+        settle(plan)
         return
     ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
     procs = [ctx.Process(target=_spawned, args=(plan, i)) for i in range(workers)]
@@ -265,5 +349,14 @@ def run_workers(plan: Plan, workers: int) -> None:
             p.join()  # the children got the same Ctrl-C; their running trials are marked failed
         raise
     failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if failed:
+    killed = [-c for c in failed if c < 0]
+    if failed and (len(killed) < len(failed) or len(killed) == workers):
         raise NetspecError.one(f"{len(failed)} of {workers} workers exited with codes {failed}")
+    if killed:  # the others went on; the killed one's trial fails once its heartbeat is stale
+        print(
+            f"note: {len(killed)} of {workers} workers were killed (signal "
+            f"{', '.join(map(str, killed))}); their running trials are marked failed",
+            file=sys.stderr,
+            flush=True,
+        )
+    settle(plan)

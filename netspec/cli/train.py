@@ -48,6 +48,10 @@ def train(
     nnodes: Annotated[int, typer.Option(help="With --nproc: the number of nodes.")] = 1,
     node_rank: Annotated[int, typer.Option(help="With --nproc: this node's rank.")] = 0,
     rdzv_endpoint: EndpointOpt = None,
+    rdzv_timeout: Annotated[
+        int,
+        typer.Option(help="With --nnodes: seconds to wait for every node to arrive; then exit 2."),
+    ] = 300,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -69,7 +73,15 @@ def train(
             from netspec.backends.training.launch import launch_train
 
             code = launch_train(
-                spec, sets, out, options, nproc, nnodes, node_rank, endpoint=rdzv_endpoint
+                spec,
+                sets,
+                out,
+                options,
+                nproc,
+                nnodes,
+                node_rank,
+                endpoint=rdzv_endpoint,
+                rdzv_timeout=rdzv_timeout,
             )
         except NetspecError as err:
             raise fail(err, as_json) from None
@@ -160,6 +172,13 @@ def tune(
         typer.Option("-o", "--out", help="Study folder (default: runs/<spec name>/tune-<study>)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            help="Seconds between a running trial's heartbeats; a trial silent for 3 of them "
+            "(its worker killed, its machine lost) is marked failed."
+        ),
+    ] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a spec's {search: ...} values with Optuna (TPE, pruning); write the best spec."""
@@ -169,7 +188,7 @@ def tune(
         from netspec.backends.tune.report import tune_study
         from netspec.backends.tune.study import StudyOptions
 
-        options = StudyOptions(storage, study, pruner, device, out, tuple(sets))
+        options = StudyOptions(storage, study, pruner, device, out, tuple(sets), heartbeat)
         result, text = tune_study(spec, trials, workers, options)
     except ModuleNotFoundError as err:
         if err.name != "optuna":

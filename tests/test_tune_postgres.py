@@ -1,0 +1,310 @@
+"""`netspec tune` on a real PostgreSQL server and shared by many workers: storage URLs, exactly
+N trials across workers and separately started commands, a killed worker, notes once a study.
+
+The `postgres` fixture starts a throwaway server (initdb, trust auth, a free port, its socket in
+a temp folder) when the PostgreSQL binaries and a driver are installed, and skips otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import fails, invoke
+
+pytest.importorskip("optuna")
+
+from netspec.backends.tune import storage as tune_storage
+from netspec.backends.tune.storage import normalize, shown
+
+TINY = """\
+name: tiny_search
+input: [64]  # the digits are 8x8: a note says they are reshaped, once a study
+layers:
+  - dense: {units: {search: int, low: 8, high: 24, step: 8}, activation: relu}
+  - dense: {units: 10, activation: softmax}
+train:
+  data: {source: builtin, name: digits, val: 0.2}
+  batch_size: 128
+  epochs: 1
+  optimizer: {name: adam, lr: {search: float, low: 0.001, high: 0.01, log: true}}
+  log: {pictures: false}
+"""
+
+
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny_search.yaml"
+    path.write_text(TINY, encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root: run them as the distribution's postgres user.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL server's `postgres` database (user postgres, trust)."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
+    if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
+        pytest.skip("no PostgreSQL driver: pip install 'netspec[postgres]'")
+    if os.geteuid() == 0 and not shutil.which("runuser"):
+        pytest.skip("running as root without runuser: initdb refuses root")
+    root = Path(tempfile.mkdtemp(prefix="netspec-pg-"))  # short: a socket path is <108 bytes
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    run = lambda *cmd: subprocess.run(  # noqa: E731
+        _as_server_user([*cmd]), capture_output=True, text=True, timeout=120
+    )
+    made = run(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    if made.returncode:
+        pytest.skip(f"initdb failed: {made.stderr.strip()[-300:]}")
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    started = run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "start")
+    if started.returncode:
+        pytest.skip(f"pg_ctl start failed: {started.stderr.strip()[-300:]}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def tune_cmd(spec: Path, *args: str | int | Path) -> list[str]:
+    return [sys.executable, "-m", "netspec", "tune", str(spec), *map(str, args), "--device", "cpu"]
+
+
+@contextlib.contextmanager
+def rdb(url: str) -> Iterator:
+    """An Optuna storage on `url`, its connections closed after."""
+    import optuna
+
+    sqlite = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if "sqlite" in url else {}
+    storage = optuna.storages.RDBStorage(normalize(url), **sqlite)
+    try:
+        yield storage
+    finally:  # psycopg warns of a connection left open when it is collected: close them all
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+def states(url: str, study: str) -> list[str]:
+    import optuna
+
+    with rdb(url) as storage:
+        loaded = optuna.load_study(study_name=study, storage=storage)
+        return [t.state.name for t in loaded.get_trials(deepcopy=False)]
+
+
+def check_best(folder: Path) -> dict:
+    """trials.json's best is the best completed trial, and best.yaml says it."""
+    data = json.loads((folder / "trials.json").read_text(encoding="utf-8"))
+    done = [t for t in data["trials"] if t["state"] == "complete"]
+    best = min(done, key=lambda t: t["value"])
+    assert data["best"]["number"] == best["number"]
+    head = (folder / "best.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert f"The best trial ({best['number']})" in head
+    return data
+
+
+# --- storage URLs, no server needed -------------------------------------------------------------
+
+
+def test_postgres_urls_get_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tune_storage, "_installed", lambda m: m == "psycopg")
+    for url in ("postgresql://u:secret@h:5432/db", "postgres://u:secret@h:5432/db"):
+        assert normalize(url) == "postgresql+psycopg://u:secret@h:5432/db"
+    # psycopg2 asked for but absent: the declared psycopg 3 serves it.
+    assert normalize("postgresql+psycopg2://u@h/db") == "postgresql+psycopg://u@h/db"
+    monkeypatch.setattr(tune_storage, "_installed", lambda m: m == "psycopg2")
+    assert normalize("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert normalize("sqlite:///x/study.db") == "sqlite:///x/study.db"
+    assert shown("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+
+
+def test_a_missing_driver_is_one_error_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tune_storage, "_installed", lambda m: False)
+    out = fails(
+        invoke("tune", tiny(tmp_path), "--storage", "postgresql://u:secret@h/db"),
+        "--storage postgresql://u:***@h/db: no postgresql driver is installed (psycopg or psycopg2)",
+        "pip install 'netspec[postgres]'",
+    )
+    assert "secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("not a url", "--storage 'not a url' is not a database URL"),
+        ("oracle://u@h/db", "not 'oracle'"),
+    ],
+)
+def test_a_bad_url_is_one_error(tmp_path: Path, url: str, needle: str) -> None:
+    fails(invoke("tune", tiny(tmp_path), "--storage", url), needle)
+
+
+def test_an_unreachable_server_is_one_error(tmp_path: Path) -> None:
+    if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
+        pytest.skip("no PostgreSQL driver installed")
+    url = f"postgresql://u:secret@127.0.0.1:{free_port()}/db"  # nothing listens there
+    out = fails(
+        invoke("tune", tiny(tmp_path), "--storage", url, "--out", tmp_path / "s"),
+        "cannot open the study's database",
+        "check that the server runs",
+    )
+    assert "secret" not in out
+
+
+# --- a real server ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # 2 spawned workers, 3 one-epoch trials (~10 s)
+def test_two_workers_make_exactly_n_trials_on_postgres(tmp_path: Path, postgres: str) -> None:
+    spec = tiny(tmp_path)
+    folder = tmp_path / "study"
+    cmd = tune_cmd(spec, "--trials", 3, "--workers", 2, "--storage", postgres, "--study", "w2")
+    done = subprocess.run([*cmd, "--out", folder], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert states(postgres, "w2") == ["COMPLETE"] * 3
+    check_best(folder)
+    # The data's note (8x8 reshaped to 64) is told once for the study, not once a trial.
+    assert done.stderr.count("note: ") == 1, done.stderr
+
+
+@pytest.mark.slow  # a worker killed mid-trial; two more commands finish the study (~60 s)
+def test_a_killed_worker_leaves_an_exact_study(tmp_path: Path, postgres: str) -> None:
+    import optuna
+
+    spec = tiny(tmp_path)
+    folder = tmp_path / "study"
+    common = ["--storage", postgres, "--study", "killed", "--heartbeat", "1", "--out", folder]
+    doomed = subprocess.Popen(
+        [*tune_cmd(spec, "--trials", 3, "--set", "train.epochs=100000", *common)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        with rdb(postgres) as storage:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and doomed.poll() is None:
+                try:
+                    study = optuna.load_study(study_name="killed", storage=storage)
+                    trials = study.get_trials(deepcopy=False)
+                    if trials and trials[0].intermediate_values:  # it trains: kill it mid-trial
+                        break
+                except KeyError:  # the study is not created yet
+                    pass
+                time.sleep(0.2)
+            else:
+                pytest.fail("the first worker never trained an epoch")
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=30)
+    assert states(postgres, "killed") == ["RUNNING"]
+    # The issue's whole scene: two more commands, started apart, finish the study.
+    other = subprocess.Popen(tune_cmd(spec, "--trials", 4, *common), stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    done = subprocess.run(
+        tune_cmd(spec, "--trials", 4, *common), capture_output=True, text=True, timeout=240
+    )
+    _, other_err = other.communicate(timeout=240)
+    assert other.returncode == 0, other_err.decode()
+    assert done.returncode == 0, done.stderr
+    assert states(postgres, "killed") == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    data = check_best(folder)
+    assert data["trials"][0]["reason"].startswith("its worker stopped (no heartbeat")
+    assert data["best"]["number"] in (1, 2, 3)
+    # Run again: the study is full, nothing more is trained.
+    again = subprocess.run(tune_cmd(spec, "--trials", 4, *common), capture_output=True, timeout=120)
+    assert again.returncode == 0 and len(states(postgres, "killed")) == 4
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc/*/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent's pid
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _workers(pid: int) -> list[int]:
+    """The spawned tune workers of `pid` (not multiprocessing's resource tracker)."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+@pytest.mark.slow  # 2 SQLite workers, one SIGKILLed mid-trial (~30 s)
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds workers through /proc")
+def test_a_killed_worker_of_one_command_on_sqlite(tmp_path: Path) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    spec = tiny(tmp_path)
+    folder = tmp_path / "study"
+    # Trials long enough that both workers are surely mid-trial together, even on a busy machine.
+    args = ["--trials", 3, "--workers", 2, "--heartbeat", 1, "--set", "train.epochs=150"]
+    tune = subprocess.Popen(
+        [*tune_cmd(spec, *args), "--out", folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    url = f"sqlite:///{folder / 'study.db'}"
+    deadline = time.monotonic() + 120
+    while not (folder / "study.db").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with rdb(url) as storage:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and tune.poll() is None:
+            try:
+                trials = optuna.load_study(study_name="main", storage=storage).get_trials()
+            except KeyError:  # not created yet
+                trials = []
+            training = [
+                t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+            ]
+            if len(training) == 2:  # both workers are mid-trial: either one will do
+                break
+            time.sleep(0.1)
+    workers = _workers(tune.pid)
+    assert len(workers) == 2, (workers, tune.poll(), [t.state for t in trials])
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = tune.communicate(timeout=240)
+    assert tune.returncode == 0, err.decode()
+    assert "note: 1 of 2 workers were killed (signal 9)" in err.decode()
+    got = states(url, "main")
+    assert len(got) == 3 and got.count("FAIL") == 1 and got.count("COMPLETE") == 2, got
+    check_best(folder)
