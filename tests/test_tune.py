@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import warnings
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,24 @@ def test_tune_two_workers_share_one_sqlite_study(tmp_path: Path):
 def test_tune_refuses_a_spec_that_searches_nothing_and_a_bad_pruner(tmp_path: Path):
     fails(invoke("tune", REPO / "specs" / "quickstart.yaml"), "searches nothing")
     fails(invoke("tune", tiny(tmp_path), "--pruner", "asha"), "unknown --pruner 'asha'")
+
+
+def test_settle_fails_a_running_trial_that_never_sent_a_heartbeat(tmp_path: Path):
+    """A trial left RUNNING by a worker that never beat (killed before its first heartbeat, or
+    a netspec from before heartbeats) is failed once it is older than three heartbeats, so the
+    report does not wait for it forever."""
+    pytest.importorskip("optuna")
+    from optuna.trial import TrialState
+
+    from netspec.backends.tune.study import StudyOptions, open_study, plan_study, settle
+
+    spec = tiny(tmp_path)
+    plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=tmp_path / "s", heartbeat=1))
+    study = open_study(plan)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        orphan = study.ask()  # RUNNING, and no heartbeat thread ever started for it
+    settle(plan)  # returns once the orphan is 3 s old
+    trial = open_study(plan).get_trials()[orphan.number]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["reason"] == "its worker sent no heartbeat"

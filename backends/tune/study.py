@@ -246,6 +246,38 @@ def fail_stale(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def fail_silent(study, after: float) -> None:
+    """Fail the running trials that never sent a heartbeat and started over `after` seconds ago:
+    left by a worker killed before its first beat, or by a netspec from before heartbeats.
+    Optuna's own check skips them, so a study holding one would be waited on forever."""
+    import datetime
+
+    from optuna.trial import TrialState
+
+    try:  # Optuna's tables: no public call says whether a trial ever sent a heartbeat
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        storage = study._storage
+        storage = getattr(storage, "_backend", storage)  # the cached storage's RDB storage
+        with _create_scoped_session(storage.scoped_session) as session:
+            silent = [
+                t.trial_id
+                for t in session.query(models.TrialModel)
+                .filter(models.TrialModel.study_id == study._study_id)
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .all()
+                if not t.heartbeats
+                and t.datetime_start is not None
+                and (datetime.datetime.now() - t.datetime_start).total_seconds() > after
+            ]
+    except (ImportError, AttributeError):
+        return
+    for trial_id in silent:
+        study._storage.set_trial_user_attr(trial_id, "reason", "its worker sent no heartbeat")
+        study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+
+
 def next_trial(study, plan: Plan):
     """The study's next trial for this worker, or None once the study holds `plan.trials`.
 
@@ -303,6 +335,7 @@ def settle(plan: Plan) -> None:
     told = False
     while True:
         fail_stale(study)
+        fail_silent(study, 3 * plan.heartbeat)
         busy = [
             t.number
             for t in study.get_trials(deepcopy=False)
