@@ -35,7 +35,8 @@ class ExportReport:
     sidecar: Path | None = None  # the JSON metadata beside the model
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
     tolerance: float | None = None
-    quantized: str | None = None  # the int8 accuracy check, in words
+    quantized: str | None = None  # the int8 checks in words: accuracy, then every runtime's row
+    int8_check: dict[str, Any] | None = None  # the same as data (also the card's int8_check)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +117,7 @@ def export_run(
     fp16_io: bool = False,
     int8: bool = False,
     max_drop: float | None = None,
+    int8_runtimes: tuple[str, ...] | None = None,
     check: bool = True,
     samples: np.ndarray | None = None,
 ) -> ExportReport:
@@ -125,10 +127,19 @@ def export_run(
     (random batches of 1 and 7, and `samples`, default: up to 16 samples of the run's data); a
     failure raises and writes nothing. The file is written atomically, with its JSON sidecar.
 
-    `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
-    run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
+    `int8` quantizes the checked float32 model (quantize.py, at opset 19 or later) and checks it
+    by accuracy on the run's test split, then in every runtime installed (int8_check.py): a drop
+    over `max_drop` points (default quantize.MAX_DROP), or a runtime beyond that gate, raises
+    (`int8_runtimes`: the runtimes gated; default every one installed).
     """
     _check_options(batch, fp16 or fp16_io, int8, max_drop)
+    if int8_runtimes and not int8:
+        raise ExportError("--int8-runtime applies to --int8 exports only")
+    if int8:
+        from .quantize import check_runtime_names, int8_opset
+
+        check_runtime_names(int8_runtimes)
+        opset = int8_opset(opset)
     run = read_run(Path(source))
     model, stats = build_onnx(
         run.graph, run.weights, meta=run.meta, opset=opset, batch=batch, fp16=fp16, fp16_io=fp16_io
@@ -150,7 +161,8 @@ def export_run(
     if int8:
         from .quantize import MAX_DROP, quantize_run
 
-        quantized = quantize_run(run, model, MAX_DROP if max_drop is None else max_drop)
+        limit = MAX_DROP if max_drop is None else max_drop
+        quantized = quantize_run(run, model, limit, int8_runtimes)
         model = quantized.model
     path = Path(out) if out is not None else RunLayout(run.directory).onnx
     return write_report(
@@ -162,7 +174,8 @@ def export_run(
         removed=stats.removed_dropout,
         max_abs_diff=diffs,
         tolerance=tolerance,
-        quantized=None if quantized is None else quantized.line(),
+        quantized=None if quantized is None else "\n".join(quantized.lines()),
+        int8_check=None if quantized is None else quantized.to_dict(),
         notes=notes,
     )
 
@@ -216,7 +229,7 @@ def write_report(
     **checks: Any,
 ) -> ExportReport:
     """Write the model and its sidecar (write_model), and the report of what was written;
-    `checks`: the report's check fields (max_abs_diff, tolerance, quantized, notes)."""
+    `checks`: the report's check fields (max_abs_diff, tolerance, quantized, int8_check, notes)."""
     data = write_model(model, path)
     return ExportReport(
         path=path,
