@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .runtimes import RUNTIMES, Runtime, RuntimeFailed, Unavailable
+from . import runtimes as known
+from .runtimes import Runtime, RuntimeFailed, Unavailable
 
 CHECK_SAMPLES = 128
 # A slow runtime (the reference evaluator: plain numpy, about 13 s a sample for unet_isbi on a
@@ -133,13 +134,15 @@ def check_runtimes(
     split: str,
     max_drop: float,
     gated: tuple[str, ...] | None = None,
-    runtimes: tuple[Runtime, ...] = RUNTIMES,
+    runtimes: tuple[Runtime, ...] | None = None,
 ) -> RuntimeCheck:
     """Run the int8 model in every runtime on the batch `x` (the first: onnxruntime, the gate's
     reference) and compare each with the float32 model run in onnxruntime.
 
     `gated` names the runtimes meant to run the model (None: every one installed here): only
-    their rows can fail, and one of them that is not installed fails as such."""
+    their rows can fail, and one of them that is not installed fails as such. `runtimes`
+    defaults to runtimes.RUNTIMES (looked up at each call)."""
+    runtimes = known.RUNTIMES if runtimes is None else runtimes
     x = np.ascontiguousarray(x, np.float32)
     expected, _ = runtimes[0].run(float_model, x)
     expected = expected.astype(np.float64)
