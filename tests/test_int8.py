@@ -81,6 +81,54 @@ def test_the_int8_form_is_standard_onnx_that_the_reference_evaluator_runs(tiny) 
     assert np.abs(got - floats).max() < 0.1  # int8 rounding, not another model
 
 
+CONCAT_POOL = """
+name: concat_pool
+input: [3, 16, 16]
+layers:
+  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
+    name: a
+  - conv2d: {filters: 4, kernel: 3, padding: same, activation: relu}
+    inputs: [input]
+    name: b
+  - concat:
+    inputs: [a, b]
+  - maxpool2d: {size: 2}
+  - flatten
+  - dense: {units: 4, activation: softmax}
+"""
+
+
+def test_a_max_pool_of_float_values_runs_on_int8_values() -> None:
+    """A concat stays float32 (its int8 form is onnxruntime's own), so the MaxPool after it
+    reads float values, which OpenCV's int8 pooling refuses: it gets a QuantizeLinear and a
+    DequantizeLinear of its input's calibrated range, and every runtime runs it."""
+    from onnx.reference import ReferenceEvaluator
+
+    graph = netspec.compile_text(CONCAT_POOL, "concat_pool.yaml")
+    model = export_onnx(graph, random_weights(graph), opset=INT8_OPSET)
+    x = np.random.default_rng(0).standard_normal((32, 3, 16, 16)).astype(np.float32)
+    quantized = _quantize(model, x)
+    ops = [n.op_type for n in quantized.graph.node]
+    at = ops.index("MaxPool")
+    assert ops[at - 2 : at + 2] == ["Concat", "QuantizeLinear", "MaxPool", "DequantizeLinear"]
+    inferred = onnx.shape_inference.infer_shapes(quantized)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    pool = quantized.graph.node[at]
+    assert types[pool.input[0]] == types[pool.output[0]] == onnx.TensorProto.UINT8
+    expected = ort.InferenceSession(quantized.SerializeToString()).run(None, {"input": x})[0]
+    floats = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    assert np.abs(expected - floats).max() < 0.1
+    got = ReferenceEvaluator(quantized).run(None, {"input": x[:4]})[0]
+    np.testing.assert_allclose(got, expected[:4], atol=1e-5)
+    try:
+        import cv2
+    except ImportError:
+        pytest.skip("opencv-python is not installed")
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(quantized.SerializeToString(), np.uint8))
+    net.setInput(x)
+    np.testing.assert_allclose(np.asarray(net.forward()), expected, atol=1e-5)
+
+
 # --- the table and its gate, with runtimes of known behaviour ---------------------------------------
 
 

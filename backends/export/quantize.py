@@ -37,6 +37,7 @@ from netspec.runs import LoadedRun
 from .card import NO_HEAD, PREFIX, Card
 from .emitter import ExportError
 from .int8_check import CHECK_SAMPLES, RuntimeCheck, check_runtimes, top1
+from .int8_pools import quantize_pools
 from .runtimes import RUNTIME_NAMES
 
 CALIBRATION_SAMPLES = 256
@@ -244,7 +245,7 @@ def _quantize(model: onnx.ModelProto, calib: np.ndarray) -> onnx.ModelProto:
             raise ExportError(f"onnxruntime cannot quantize the model: {first_line(exc)}") from None
         finally:
             root.setLevel(level)
-        quantized = onnx.load(str(out))
+        quantized = quantize_pools(onnx.load(str(out)), model, calib)
     foreign = sorted({n.op_type for n in quantized.graph.node if n.domain not in ("", "ai.onnx")})
     if foreign:  # QUANTIZED_OPS keeps to standard operators; a guard for onnxruntime's choices
         raise ExportError(
