@@ -6,14 +6,14 @@ elementwise: int8 rounding is not a bug to catch), then run in every runtime ins
 (int8_check.py): a runtime meant to run it that disagrees beyond the gate fails the export.
 
 The form (docs/export.md has the measurements): standard ONNX operators only -- QLinearConv,
-QLinearMatMul, QuantizeLinear, DequantizeLinear, and MaxPool, Flatten and Reshape on int8
-values; everything else stays float32 -- at opset 19 or later. OpenCV 5.1 runs no QDQ model at all
-and the onnx reference evaluator no DequantizeLinear before opset 19; ORT's com.microsoft
-operators (QGemm, QLinearAdd...) run in onnxruntime alone, so dense layers' Gemm is written as
-MatMul + Add first. Activations are uint8, weights int8 per output channel with 7-bit values
-(`reduce_range`): on x86 CPUs without VNNI, onnxruntime's native int8 kernels (Python, Node)
-saturate 16-bit sums of u8 x s8 products of full 8-bit weights, which changed 5 of 256 MNIST
-predictions that its wasm kernels (web), OpenCV and the reference evaluator keep.
+QLinearMatMul, QuantizeLinear, DequantizeLinear, and MaxPool (int8_pools.py), Flatten and
+Reshape on int8 values; everything else stays float32 -- at opset 19 or later. OpenCV 5.1 runs
+no QDQ model at all and the onnx reference evaluator no DequantizeLinear before 19; onnxruntime's
+com.microsoft operators (QGemm, QLinearAdd...) run in onnxruntime alone, so dense layers' Gemm
+is written as MatMul + Add first. Activations are uint8, weights int8 per output channel with
+7-bit values (`reduce_range`): on x86 CPUs without VNNI, onnxruntime's native int8 kernels
+(Python, Node) saturate 16-bit sums of u8 x s8 products of full 8-bit weights, which changed 5
+of 256 MNIST predictions that its wasm kernels (web), OpenCV and the reference evaluator keep.
 """
 
 from __future__ import annotations
