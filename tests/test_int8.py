@@ -129,7 +129,7 @@ def test_a_max_pool_of_float_values_runs_on_int8_values() -> None:
     np.testing.assert_allclose(np.asarray(net.forward()), expected, atol=1e-5)
 
 
-# --- the table and its gate, with runtimes of known behaviour ---------------------------------------
+# --- the table and its gate, with runtimes of known behaviour ------------------------------------
 
 
 def _fake(name: str, behave: str) -> Runtime:
