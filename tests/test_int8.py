@@ -5,6 +5,7 @@ here (OpenCV, onnxruntime-node and -web), each skipped with its reason when abse
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +261,14 @@ def test_a_runtime_that_disagrees_fails_the_export_with_the_table(
     card = json.loads((run / "model.onnx.json").read_text())["int8_check"]
     assert card["runtimes"]["rows"] == report["int8_check"]["runtimes"]["rows"]
     assert card["accuracy_float32"] - card["accuracy_int8"] <= card["max_drop"]
+    # netspec inspect shows it in one line.
+    shown = invoke("inspect", run / "model.onnx")
+    assert shown.exit_code == 0, shown.output
+    assert re.search(
+        r"int8_check: test accuracy [\d.]+% -> [\d.]+%; top-1 agreement: onnxruntime [\d.]+%, "
+        r"opencv [\d.]+%",
+        shown.output,
+    ), shown.output
 
 
 # --- the real runtimes ---------------------------------------------------------------------------

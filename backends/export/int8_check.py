@@ -12,6 +12,7 @@ problem).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -89,6 +90,28 @@ class RuntimeCheck:
                 text += "  FAILED" if r.gated else "  beyond the gate"
             out.append(text + ("" if r.gated else "  (not gated)"))
         return out
+
+
+def summary(card: dict[str, Any]) -> str:
+    """A card's `int8_check` in one line (`netspec inspect`): the accuracy, then each runtime's
+    agreement or status."""
+    parts = []
+    if isinstance(card.get("accuracy_float32"), (int, float)):
+        parts.append(
+            f"{card.get('split', 'test')} {card.get('measure', 'accuracy')} "
+            f"{card['accuracy_float32']:.2f}% -> {card.get('accuracy_int8', 0.0):.2f}%"
+        )
+    rows = (card.get("runtimes") or {}).get("rows") or []
+    ran = [
+        f"{r.get('runtime')} {r['agreement']:.2f}%"
+        if isinstance(r.get("agreement"), (int, float))
+        else f"{r.get('runtime')} {r.get('status')}"
+        for r in rows
+        if isinstance(r, dict)
+    ]
+    if ran:
+        parts.append("top-1 agreement: " + ", ".join(ran))
+    return "; ".join(parts) or json.dumps(card)
 
 
 def _points(n: float) -> str:
