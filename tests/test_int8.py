@@ -130,6 +130,37 @@ def test_a_max_pool_of_float_values_runs_on_int8_values() -> None:
     np.testing.assert_allclose(np.asarray(net.forward()), expected, atol=1e-5)
 
 
+SEQUENCE = """
+name: seq
+input: [7, 8]
+layers:
+  - gru: {units: 6, return_sequences: true}
+  - seq_pool: {op: max}
+  - dense: {units: 3, activation: softmax}
+"""
+
+
+def test_a_sequence_network_exports_and_quantizes_at_the_int8_opset() -> None:
+    """ReduceMax/Min/Mean take their axes as an input from opset 18 (an attribute before): the
+    exporter writes either form, so int8's opset 19 serves sequence networks too."""
+    pytest.importorskip("torch")
+    from netspec.backends.export.parity import check_parity, random_inputs
+
+    graph = netspec.compile_text(SEQUENCE, "seq.yaml")
+    weights = random_weights(graph)
+    for opset in (13, INT8_OPSET):
+        model = export_onnx(graph, weights, opset=opset)
+        (pool,) = [n for n in model.graph.node if n.op_type == "ReduceMax"]
+        assert len(pool.input) == (2 if opset >= 18 else 1)
+        assert max(check_parity(graph, weights, model, random_inputs(graph, None)).values()) < 1e-5
+    x = np.random.default_rng(0).standard_normal((32, 7, 8)).astype(np.float32)
+    quantized = _quantize(model, x)
+    assert "QLinearMatMul" in {n.op_type for n in quantized.graph.node}
+    floats = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    got = ort.InferenceSession(quantized.SerializeToString()).run(None, {"input": x})[0]
+    assert np.abs(got - floats).max() < 0.1
+
+
 # --- the table and its gate, with runtimes of known behaviour ------------------------------------
 
 
