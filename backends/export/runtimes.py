@@ -74,8 +74,8 @@ def _opencv(model: bytes, x: np.ndarray) -> tuple[np.ndarray, str | None]:
         net.setInput(x)
         out = np.asarray(net.forward())
     except cv2.error as exc:
-        # OpenCV's message starts with the source location; its last line is the assertion.
-        raise RuntimeFailed(str(exc).strip().splitlines()[-1]) from None
+        # "OpenCV(5.1.0) /path/file.cpp:334: error: (-215:Assertion failed) ... in function 'f'"
+        raise RuntimeFailed(str(exc).strip().splitlines()[-1].split(" error: ")[-1]) from None
     return out, cv2.__version__
 
 
