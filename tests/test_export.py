@@ -649,7 +649,8 @@ def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     result = invoke("export", run, "--int8")
     assert result.exit_code == 0, result.output
     found = re.search(
-        r"int8 \(static QDQ, calibrated on (\d+) training samples\): test accuracy "
+        r"int8 \(static, QLinearConv/QLinearMatMul, calibrated on (\d+) training samples\): "
+        r"test accuracy "
         r"([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on (\d+) samples, drop (-?[\d.]+) points "
         r"\(max 1\)",
         result.output,

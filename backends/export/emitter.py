@@ -21,6 +21,10 @@ from .fold import FoldPlan
 INPUT_NAME = "input"
 
 
+# Reductions whose axes became an input at opset 18 (ReduceSum's did at 13).
+AXES_INPUT_FROM_18 = frozenset({"ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd"})
+
+
 class ExportError(NetspecError):
     """The model cannot be exported, or the exported model fails a check."""
 
@@ -96,6 +100,9 @@ class Emitter:
     def op(self, op_type: str, inputs: Sequence[str], out: str, layer: str, **attrs: Any) -> str:
         if op_type == "Mul":
             inputs = [self._unfused(x, inputs, layer) for x in inputs]
+        if op_type in AXES_INPUT_FROM_18 and self.opset >= 18 and "axes" in attrs:
+            # Written in their opset-13 form; from 18 the axes are an input (int8 exports are 19+).
+            inputs = [*inputs, self.ints(f"{layer}/axes", attrs.pop("axes"))]
         self.op_outputs(op_type, inputs, [out], layer, **attrs)
         return out
 

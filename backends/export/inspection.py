@@ -20,6 +20,7 @@ from netspec.data.preprocess import Preprocessing
 from netspec.errors import DataError, NetspecError, first_line
 
 from .card import PREFIX, STRING_KEYS, Card, props_of
+from .int8_check import summary as int8_summary
 
 # The netspec metadata keys, in the order they are shown (values are JSON but STRING_KEYS).
 NETSPEC_KEYS = (
@@ -209,6 +210,8 @@ def render(info: dict[str, Any]) -> str:
                     f"{tok.level} tokens{', lowercased' if tok.lowercase else ''}, {tok.size} ids "
                     f"(0 padding, 1 unknown, {len(tok.vocab)} tokens), rows of {tok.max_length}"
                 )
+            elif key == "int8_check" and isinstance(value, dict):
+                text = int8_summary(value)
             elif isinstance(value, (list, dict)):
                 text = json.dumps(value)
             else:

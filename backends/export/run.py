@@ -36,7 +36,8 @@ class ExportReport:
     sidecar: Path | None = None  # the JSON metadata beside the model
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # parity check -> difference
     tolerance: float | None = None
-    quantized: str | None = None  # the int8 accuracy check, in words
+    quantized: str | None = None  # the int8 checks in words: accuracy, then every runtime's row
+    int8_check: dict[str, Any] | None = None  # the same as data (also the card's int8_check)
     preprocessing: str | None = None  # --preprocess: the in-graph steps' check, in words
     notes: list[str] = field(default_factory=list)
 
@@ -123,6 +124,7 @@ class ExportOptions:
     fp16_io: bool = False
     int8: bool = False
     max_drop: float | None = None  # int8 only; None: quantize.MAX_DROP
+    int8_runtimes: tuple[str, ...] | None = None  # int8 only: the runtimes gated; None: all
     check: bool = True
     preprocess: bool = False  # the run's image preprocessing inside the graph (opset 18)
 
@@ -136,6 +138,8 @@ class ExportOptions:
             )
         if self.max_drop is not None and not self.int8:
             raise ExportError("--max-drop applies to --int8 exports only")
+        if self.int8_runtimes and not self.int8:
+            raise ExportError("--int8-runtime applies to --int8 exports only")
 
 
 def export_run(
@@ -151,15 +155,24 @@ def export_run(
     (random batches of 1 and 7, and `samples`, default: up to 16 samples of the run's data); a
     failure raises and writes nothing. The file is written atomically, with its JSON sidecar.
 
-    `int8` quantizes the checked float32 model (quantize.py) and checks it by accuracy on the
-    run's test split: a drop over `max_drop` points (default quantize.MAX_DROP) raises.
+    `int8` quantizes the checked float32 model (quantize.py, at opset 19 or later) and checks it
+    by accuracy on the run's test split, then in every runtime installed (int8_check.py): a drop
+    over `max_drop` points (default quantize.MAX_DROP), or a runtime beyond that gate, raises
+    (`int8_runtimes`: the runtimes gated; default every one installed).
 
-    `options.preprocess` puts the run's image preprocessing in front of the network (preprocess_graph.py:
+    `preprocess` puts the run's image preprocessing in front of the network (preprocess_graph.py:
     the model takes uint8 images of any size), checked against netspec's own steps.
     """
     o = options or ExportOptions()
+    opset = o.opset
+    if o.int8:
+        from .quantize import check_runtime_names, int8_opset
+
+        check_runtime_names(o.int8_runtimes)
+        opset = int8_opset(opset)
     run = read_run(Path(source))
-    opset = _preprocess_opset(run, o.opset) if o.preprocess else o.opset
+    if o.preprocess:
+        opset = _preprocess_opset(run, opset)
     model, stats = build_onnx(
         run.graph,
         run.weights,
@@ -186,7 +199,8 @@ def export_run(
     if o.int8:
         from .quantize import MAX_DROP, quantize_run
 
-        quantized = quantize_run(run, model, MAX_DROP if o.max_drop is None else o.max_drop)
+        limit = MAX_DROP if o.max_drop is None else o.max_drop
+        quantized = quantize_run(run, model, limit, o.int8_runtimes)
         model = quantized.model
     in_graph = None
     if o.preprocess:
@@ -201,7 +215,8 @@ def export_run(
         removed=stats.removed_dropout,
         max_abs_diff=diffs,
         tolerance=tolerance,
-        quantized=None if quantized is None else quantized.line(),
+        quantized=None if quantized is None else "\n".join(quantized.lines()),
+        int8_check=None if quantized is None else quantized.to_dict(),
         preprocessing=in_graph,
         notes=notes,
     )
@@ -281,7 +296,7 @@ def write_report(
     **checks: Any,
 ) -> ExportReport:
     """Write the model and its sidecar (write_model), and the report of what was written;
-    `checks`: the report's check fields (max_abs_diff, tolerance, quantized, notes)."""
+    `checks`: the report's check fields (max_abs_diff, tolerance, quantized, int8_check, notes)."""
     data = write_model(model, path)
     return ExportReport(
         path=path,
