@@ -136,3 +136,29 @@ def test_what_predict_does_not_do_for_such_a_model_is_refused(
 
 def test_bench_refuses_a_preprocess_export(runs: dict[str, Path]) -> None:  # noqa: F811
     fails(invoke("bench", runs["rgb"] / "pre.onnx"), "export --preprocess", "without --preprocess")
+
+
+def test_a_segmentation_model_with_the_preprocessing_inside_is_refused(tmp_path: Path) -> None:
+    """Its graph resizes a scene to one tile; predict segments scenes at their own size."""
+    from netspec.backends.predict.errors import PredictError
+    from netspec.backends.predict.model import ModelInfo, is_scene_model
+    from netspec.backends.predict.predict import PredictOptions, _check_in_graph
+    from netspec.data.preprocess import Preprocessing
+
+    info = ModelInfo(
+        path=tmp_path / "seg.onnx",
+        input_name="image",
+        input_type="tensor(uint8)",
+        batch=None,
+        input_shape=(None, None, None),
+        output_name="out",
+        output_shape=(2, 8, 8),
+        raw_shape=(3, 8, 8),
+        task="segmentation",
+        pre=Preprocessing(input_shape=(3, 8, 8), raw_shape=(3, 8, 8), channel_order="RGB"),
+        in_graph=True,
+    )
+    assert not is_scene_model(info)
+    with pytest.raises(PredictError, match="tile by tile") as caught:
+        _check_in_graph(info, PredictOptions())
+    assert "without --preprocess" in str(caught.value.to_dict())
