@@ -56,7 +56,9 @@ class Predictor:
         the model's preprocessing is applied), one sample or a batch with a leading N; an array
         is named `inputs[k]` in the results (`inputs[k][i]` for a batch's samples). For a text
         model (its card records a tokenizer) a `str` is a text, tokenized as in training and
-        named `inputs[k]`; a Path is a .txt (one text per line) or .csv file.
+        named `inputs[k]`; a Path is a .txt (one text per line) or .csv file. An
+        `export --preprocess` model takes image files and uint8 pixel arrays (H, W, C) or
+        (N, H, W, C), of any size; arrays of other dtypes are refused (docs/export.md).
         Classification: {input, predictions: [{label, score}]}; regression: {input, values};
         segmentation: {input, mask, ...} with the mask written into the folder `out` (default: here).
         `batch` is the samples per onnxruntime call (`--batch`).

@@ -250,8 +250,12 @@ def test_metadata() -> None:
     # An old run: no range (the card lists every field of the record, null where unrecorded).
     assert {k: recorded[k] for k in pre} == pre
     assert recorded["layout"] == "NCHW" and recorded["raw_range"] is None
-    assert [s["step"] for s in steps] == ["decode", "to_float32", "scale", "reshape"]
-    assert steps[2] == {"step": "scale", "factor": 0.0625, "definition": "x * factor"}
+    # digits of another size than 8x8: predict resizes them (the step says how)
+    assert [s["step"] for s in steps] == [
+        "decode", "resize_to_input", "to_float32", "scale", "reshape"
+    ]  # fmt: skip
+    assert steps[1]["size"] == [8, 8]
+    assert steps[3] == {"step": "scale", "factor": 0.0625, "definition": "x * factor"}
     assert json.loads(props["netspec.input_shape"]) == [1, 8, 8]
     assert json.loads(props["netspec.output_shape"]) == [10]
     assert props["netspec.head"] == "softmax"
@@ -510,7 +514,9 @@ def test_cli_exports_a_trained_run(quickstart_copy: Path) -> None:
         assert side[name] == (value if isinstance(side[name], str) else json.loads(value))
     pre = side["preprocessing"]
     assert pre["raw_range"] == [0.0, 16.0]  # the digits' raw values, recorded at training
-    assert [s["step"] for s in pre["steps"]] == ["decode", "to_float32", "scale", "reshape"]
+    assert [s["step"] for s in pre["steps"]] == [
+        "decode", "resize_to_input", "to_float32", "scale", "reshape"
+    ]  # fmt: skip
     assert side["task"] == "multiclass" and side["classes"][3] == "3" and "tiling" not in side
 
 

@@ -87,7 +87,9 @@ def test_inspect_an_export_as_json(mnist) -> None:
     steps = meta["preprocessing"].pop("steps")
     assert {k: meta["preprocessing"][k] for k in PRE} == PRE
     assert meta["preprocessing"]["layout"] == "NCHW" and meta["preprocessing"]["raw_range"] is None
-    assert [s["step"] for s in steps] == ["decode", "to_float32", "scale", "normalize", "reshape"]
+    assert [s["step"] for s in steps] == [
+        "decode", "resize_to_input", "to_float32", "scale", "normalize", "reshape"
+    ]  # fmt: skip
     assert meta["input_shape"] == [1, 28, 28] and meta["output_shape"] == [10]
     assert info["metadata"] == {}
 

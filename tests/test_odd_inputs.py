@@ -242,7 +242,7 @@ def test_an_npz_header_claiming_terabytes_is_refused_before_allocating(
 def test_an_npy_header_claiming_terabytes_is_refused_in_training_and_predict(
     tmp_path: Path,
 ) -> None:
-    from netspec.backends.predict.inputs import _load_npy
+    from netspec.backends.predict.inputs import load_npy
     from netspec.data import load_arrays
     from netspec.errors import NetspecError
 
@@ -251,7 +251,7 @@ def test_an_npy_header_claiming_terabytes_is_refused_in_training_and_predict(
     with pytest.raises(NetspecError, match=r"x\.npy.*4\.0 TB"):
         load_arrays(tmp_path / "x.npy", y_path=tmp_path / "y.npy")
     with pytest.raises(NetspecError, match=r"x\.npy.*4\.0 TB"):
-        _load_npy(tmp_path / "x.npy")
+        load_npy(tmp_path / "x.npy")
 
 
 def test_labels_that_are_ids_are_refused_before_anything_is_sized_by_them(tmp_path: Path) -> None:

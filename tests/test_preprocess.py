@@ -154,3 +154,77 @@ def test_described_steps_match_what_the_code_does() -> None:
     np.testing.assert_allclose(
         apply_values(small, pre, (1, 6, 6)).reshape(2, -1), by_hand, rtol=1e-6
     )
+
+
+def test_the_decode_step_says_what_predict_decodes_to(tmp_path: Path) -> None:
+    """A grayscale model decodes to RGB, then makes the gray with its own weights (not Pillow's
+    convert('L')); a gray model converts with Pillow's luma. The words say so."""
+    from netspec.data.preprocess import GRAY_WEIGHTS, describe
+
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    for grayscale, mode in ((True, "RGB"), (False, "L")):
+        record = Preprocessing(
+            input_shape=(1, 6, 6), raw_shape=(1, 6, 6), channel_order="L", grayscale=grayscale
+        )
+        decode = describe(record)[0]
+        assert f"convert('{mode}')" in decode["definition"]
+        assert ("grayscale step" in decode["definition"]) == grayscale
+        info = ModelInfo(
+            path=tmp_path / "m.onnx",
+            input_name="input",
+            input_type="tensor(float)",
+            batch=None,
+            input_shape=(1, 6, 6),
+            output_name="out",
+            output_shape=(1,),
+            raw_shape=(1, 6, 6),
+            pre=record,
+        )
+        got = read_image(tmp_path / "p.png", info)[0]
+        if grayscale:
+            gray = rgb.astype(np.float32) @ np.array(GRAY_WEIGHTS, np.float32)
+            np.testing.assert_array_equal(got, np.clip(np.rint(gray), 0, 255))
+        else:
+            luma = (rgb.astype(np.int64) @ np.array([19595, 38470, 7471]) + 32768) >> 16
+            np.testing.assert_array_equal(got, luma)
+
+
+def test_an_image_of_another_size_has_its_step(tmp_path: Path) -> None:
+    """`resize_to_input`: what predict does to an image that is not the input's size, when the
+    record has no geometry step that fixes the size (and never for tiled segmentation)."""
+    from netspec.data.preprocess import describe
+
+    def names(tiled: bool = False, **steps: object) -> list[str]:
+        record = {"input_shape": [3, 5, 7], "raw_shape": [3, 5, 7], "channel_order": "RGB"}
+        return [s["step"] for s in describe({**record, **steps}, tiled=tiled)]
+
+    assert names()[:2] == ["decode", "resize_to_input"]
+    assert "resize_to_input" not in names(resize=[5, 7])
+    assert "resize_to_input" not in names(tiled=True)
+    assert "resize_to_input" not in [
+        s["step"] for s in describe({"input_shape": [4], "raw_shape": [4]})
+    ]
+    step = describe({"input_shape": [3, 5, 7], "raw_shape": [3, 5, 7], "channel_order": "RGB"})[1]
+    assert step["size"] == [5, 7] and "Pillow" in step["method"]
+    # the words hold: predict's image of another size is the float resize, rounded
+    rgb = np.random.default_rng(2).integers(0, 256, (9, 4, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    record = Preprocessing(input_shape=(3, 5, 7), raw_shape=(3, 5, 7), channel_order="RGB")
+    info = ModelInfo(
+        path=tmp_path / "m.onnx",
+        input_name="input",
+        input_type="tensor(float)",
+        batch=None,
+        input_shape=(3, 5, 7),
+        output_name="out",
+        output_shape=(1,),
+        raw_shape=(3, 5, 7),
+        pre=record,
+    )
+    said: list[str] = []
+    got = read_image(tmp_path / "p.png", info, said.append)
+    for c in range(3):
+        plane = Image.fromarray(rgb[..., c].astype(np.float32)).resize((7, 5), Image.BILINEAR)
+        np.testing.assert_array_equal(got[c], np.clip(np.rint(np.asarray(plane)), 0, 255))
+    assert said and "resized" in said[0]

@@ -105,7 +105,18 @@ def input_shape(
     (None: dynamic)."""
     from netspec.ir import DEFAULT_LENGTH
 
-    dims = session.get_inputs()[0].shape
+    first = session.get_inputs()[0]
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("netspec.preprocessing_in_graph") == "true":
+        # Its time depends on each image's size, and PyTorch has no such preprocessing to
+        # compare with: bench times the network on the input the two engines share.
+        raise UsageError.one(
+            f"the model takes decoded images (input '{first.name}' {first.type}, any size) and "
+            "preprocesses them in its graph (export --preprocess); netspec bench times the "
+            "network on its preprocessed input",
+            hint="bench the run, or its export without --preprocess",
+        )
+    dims = first.shape
     rest = list(dims[1:])
     free = [i for i, d in enumerate(rest) if not (isinstance(d, int) and d > 0)]
     if len(free) > 1:

@@ -128,7 +128,7 @@ def model_card(graph: Graph, meta: RunMeta | Mapping[str, Any] | None) -> dict[s
         card["preprocessing"] = {
             **meta.preprocessing.to_dict(),
             "layout": layout(graph),
-            "steps": describe(meta.preprocessing),
+            "steps": describe(meta.preprocessing, tiled=meta.task == "segmentation"),
         }
     card["input_shape"] = list(graph.input_shape)
     if (ids := card_entry(graph)) is not None:  # predict checks its inputs against them

@@ -27,6 +27,14 @@ def reading(info: ModelInfo) -> dict[str, object]:
 def check_members(infos: Sequence[ModelInfo]) -> str:
     """The members' common kind; an error naming the first member that differs from the first."""
     first = infos[0]
+    inside = next((info for info in infos if info.in_graph), None)
+    if inside is not None:
+        raise error(
+            "--ensemble: the model takes decoded images and preprocesses them in its graph "
+            "(export --preprocess); members must take the same preprocessed input",
+            inside.path,
+            hint="ensemble the exports without --preprocess",
+        )
     kind = kind_of(first)
     if kind == "segmentation":
         raise error("--ensemble: segmentation models are not ensembled", first.path)

@@ -153,7 +153,7 @@ def _read_inputs(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterato
         try:
             if isinstance(path, np.ndarray):
                 name = array_name(k)
-                _check_numeric(path, name)
+                check_numeric(path, name)
                 yield from array_samples(path, name, f"inputs_{k}", info, name)
                 continue
             kind = check_input(path)
@@ -180,7 +180,7 @@ def _read_texts(paths: Iterable[Input], info: ModelInfo, note: Note) -> Iterator
         )
         try:
             if isinstance(item, np.ndarray):  # token ids, as the model takes them
-                _check_numeric(item, name)
+                check_numeric(item, name)
                 yield from array_samples(item, name, f"inputs_{k}", info, name)
                 continue
             for sample_name, stem, x in text_samples(item, reader, column):
@@ -288,7 +288,7 @@ def image_steps(x: np.ndarray, info: ModelInfo, path: Path) -> np.ndarray:
 
 def read_npy(path: Path, info: ModelInfo) -> Iterator[Sample]:
     """A .npy array: one raw sample, or a batch of them with a leading N (never pickled)."""
-    yield from array_samples(_load_npy(path), str(path), path.stem, info, path)
+    yield from array_samples(load_npy(path), str(path), path.stem, info, path)
 
 
 def array_samples(
@@ -312,7 +312,7 @@ def array_samples(
         yield Sample(f"{name}[{i}]", f"{stem}_{i}", x)
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
     """A numeric .npy array (never unpickled), or a clear error."""
     try:
         with path.open("rb") as f:
@@ -331,11 +331,11 @@ def _load_npy(path: Path) -> np.ndarray:
         ) from None
     if not isinstance(array, np.ndarray):
         raise error(f"not an array but {type(array).__name__}; expected numbers", path)
-    _check_numeric(array, path)
+    check_numeric(array, path)
     return array
 
 
-def _check_numeric(array: np.ndarray, where: str | Path) -> None:
+def check_numeric(array: np.ndarray, where: str | Path) -> None:
     if array.dtype.kind not in "biuf":
         raise error(f"array of dtype {array.dtype}; expected numbers", where)
 
@@ -365,7 +365,7 @@ def read_scenes(paths: Iterable[Input], info: ModelInfo) -> Iterator[Sample | Fa
 
 def _scenes(path: Input, info: ModelInfo, bands: int | None, k: int) -> Iterator[Sample]:
     if isinstance(path, np.ndarray):
-        _check_numeric(path, array_name(k))
+        check_numeric(path, array_name(k))
         scenes: Iterable[Sample] = array_scenes(path, array_name(k), f"inputs_{k}", array_name(k))
         yield from _with_bands(scenes, bands, array_name(k))
         return
@@ -406,7 +406,7 @@ def _with_bands(scenes: Iterable[Sample], bands: int | None, where: str | Path) 
 
 def read_npy_scenes(path: Path) -> Iterator[Sample]:
     """A .npy array as one scene (C, H, W) or several (N, C, H, W)."""
-    yield from array_scenes(_load_npy(path), str(path), path.stem, path)
+    yield from array_scenes(load_npy(path), str(path), path.stem, path)
 
 
 def array_scenes(array: np.ndarray, name: str, stem: str, where: str | Path) -> Iterator[Sample]:

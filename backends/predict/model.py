@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,9 @@ class ModelInfo:
     # "NHWC": an imported Keras model's arrays are channels-last; the network's are channels-first.
     input_layout: str | None = None
     tokenizer: Tokenizer | None = None  # a text model's: inputs are raw strings
+    # An `export --preprocess` model: it takes decoded uint8 images (N, H, W, C) of any size and
+    # preprocesses them itself; `pre` is then the record of what its graph does.
+    in_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.pre is not None and not isinstance(self.pre, Preprocessing):
@@ -82,8 +85,12 @@ def _dims(arg: Any) -> list[int | None]:
     return [d if isinstance(d, int) and d > 0 else None for d in (arg.shape or [])]
 
 
+IN_GRAPH_KEY = "netspec.preprocessing_in_graph"
+
+
 def model_info(session: Any, path: Path) -> ModelInfo:
-    """ModelInfo of an onnxruntime session; the model must have one float input."""
+    """ModelInfo of an onnxruntime session; the model must have one float input, or be an
+    `export --preprocess` model (one uint8 image input)."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
@@ -92,12 +99,21 @@ def model_info(session: Any, path: Path) -> ModelInfo:
             path,
         )
     inp, out = inputs[0], outputs[0]
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if inp.type == "tensor(uint8)" and meta.get(IN_GRAPH_KEY) == "true":
+        info = info_of(path, inp.name, inp.type, _dims(inp), out.name, _dims(out), meta)
+        if info.pre is None or len(info.pre.raw_shape) != 3 or len(info.input_shape) != 3:
+            raise model_error(
+                f"metadata {IN_GRAPH_KEY} is true but the model's card records no image "
+                f"preprocessing (input '{inp.name}' {shape(info.input_shape)})",
+                path,
+            )
+        return replace(info, in_graph=True)
     if inp.type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
         raise model_error(f"input '{inp.name}' is a {inp.type}; predict feeds float tensors", path)
     dims = _dims(inp)
     if not dims:
         raise model_error(f"input '{inp.name}' has no batch axis (shape {inp.shape})", path)
-    meta = dict(session.get_modelmeta().custom_metadata_map)
     return info_of(path, inp.name, inp.type, dims, out.name, _dims(out), meta)
 
 
@@ -178,7 +194,8 @@ def is_scene_model(info: ModelInfo) -> bool:
     """A segmentation model over images (C, H, W): its inputs are scenes of any size, tiled."""
     shape, raw = info.input_shape, info.raw_shape
     return (
-        kind_of(info) == "segmentation"
+        not info.in_graph
+        and kind_of(info) == "segmentation"
         and len(shape) == 3
         and len(raw) == 3
         and all(a is None or b is None or a == b for a, b in zip(shape, raw))
@@ -196,12 +213,17 @@ class OnnxModel:
     def __init__(self, model: str | Path, device: str = "auto") -> None:
         self.session = open_session(model, device)
         self.info = model_info(self.session, Path(model))
-        self.dtype = {"tensor(float16)": np.float16, "tensor(double)": np.float64}.get(
-            self.info.input_type, np.float32
-        )
+        self.dtype = {
+            "tensor(float16)": np.float16,
+            "tensor(double)": np.float64,
+            "tensor(uint8)": np.uint8,
+        }.get(self.info.input_type, np.float32)
 
     def prepare(self, raw: np.ndarray) -> np.ndarray:
-        """Model inputs of a batch of raw samples: the recorded value steps, then the reshape."""
+        """Model inputs of a batch of raw samples: the recorded value steps, then the reshape
+        (an in-graph-preprocessing model takes its uint8 images as they are)."""
+        if self.info.in_graph:
+            return raw
         return apply_values(raw, self.info.pre, self.info.input_shape)
 
     def run(self, raw: np.ndarray) -> np.ndarray:

@@ -88,6 +88,13 @@ def predict(
             raise sample.error
         return {"input": sample.name, "error": sample.error.to_dict()}
 
+    if info.in_graph:
+        _check_in_graph(info, o)
+        from .pixels import read_pixels
+
+        samples = read_pixels(paths, info, note)
+        yield from _batches(predictor, samples, o.batch, interpret, failed)
+        return
     if isinstance(predictor, OnnxModel) and is_scene_model(info):
         segmenter = predictor.segmenter(o.overlap, o.tta, o.batch)
         yield from _scenes(segmenter, read_scenes(paths, info), interpret, failed)
@@ -104,6 +111,29 @@ def predict(
 
 
 Failure = Callable[[Failed], dict[str, Any]]
+
+
+def _check_in_graph(info: Any, o: PredictOptions) -> None:
+    """What predict does not do for an `export --preprocess` model: tiles (its graph resizes a
+    scene to one tile), nor test-time augmentation; a usage error naming the option."""
+    plain = "predict with the export without --preprocess"
+    if kind_of(info) == "segmentation":
+        raise error(
+            "the model resizes each image to its input inside the graph (export --preprocess): "
+            "netspec predict segments scenes tile by tile, at their own size, only with float "
+            "tiles",
+            info.path,
+            hint=plain,
+            kind="usage",
+        )
+    for flag, given in (("--overlap", o.overlap is not None), ("--tta", o.tta)):
+        if given:
+            raise error(
+                f"{flag}: only segmentation models are predicted tile by tile; this model "
+                "takes whole images (export --preprocess)",
+                info.path,
+                kind="usage",
+            )
 
 
 def _scenes(
@@ -158,14 +188,18 @@ def _batches(
     pending: list[Sample] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        shapes = {s.x.shape for s in pending}
-        # Samples of different sizes (a dynamic input) run one by one.
-        groups = [pending] if len(shapes) == 1 else [[s] for s in pending]
-        for group in groups:
-            outputs = predictor.run(np.stack([s.x for s in group]))
-            for sample, y in zip(group, outputs):
-                bad = interpret.failed(sample, y)
-                yield failed(bad) if bad else interpret(sample, y)
+        # Samples of different sizes (a dynamic input, images of an in-graph-preprocessing
+        # model) run in one call per size; the results keep the inputs' order.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, sample in enumerate(pending):
+            groups.setdefault(sample.x.shape, []).append(i)
+        outputs: dict[int, np.ndarray] = {}
+        for group in groups.values():
+            ys = predictor.run(np.stack([pending[i].x for i in group]))
+            outputs.update(zip(group, ys))
+        for i, sample in enumerate(pending):
+            bad = interpret.failed(sample, outputs[i])
+            yield failed(bad) if bad else interpret(sample, outputs[i])
 
     for sample in samples:
         if isinstance(sample, Sample):

@@ -217,25 +217,43 @@ PILLOW_BILINEAR = (
 )
 
 
-def describe(pre: Preprocessing | Mapping[str, Any]) -> list[dict[str, Any]]:
+def describe(pre: Preprocessing | Mapping[str, Any], tiled: bool = False) -> list[dict[str, Any]]:
     """The steps of a recorded Preprocessing, in order, each with its parameters and definition.
 
     Every step is exactly what `geometry`/`apply_values` (and the folder loader's `fit_image`) do,
-    so an app in any language can redo them; steps that do nothing are left out.
+    so an app in any language can redo them; steps that do nothing are left out. `tiled`: the
+    model takes scenes of any size in tiles (segmentation), so predict resizes no image of
+    another size (no `resize_to_input` step).
     """
     # Over 80 lines as one function on purpose: the list below is the steps in the order they
     # run, each with its definition; split up, that order would be spelled in two places.
     pre = as_record(pre)
     steps: list[dict[str, Any]] = []
     order = pre.channel_order
+    # The decode mode: a `grayscale` model decodes to RGB and makes the gray in its own step.
+    mode = "RGB" if pre.grayscale else order
+    if mode == "RGB":
+        convert = (
+            "convert to RGB (Pillow convert('RGB'): a palette looked up, alpha dropped, gray "
+            "repeated as R, G, B)"
+            + ("; the grayscale step below makes the gray" if pre.grayscale else "")
+        )
+    else:
+        convert = (
+            "convert to L (Pillow convert('L'): a palette looked up, alpha dropped, RGB to "
+            "(19595 R + 38470 G + 7471 B + 32768) >> 16)"
+        )
     steps.append(
         {
             "step": "decode",
             "channel_order": order,
             "raw_shape": _listed(pre.raw_shape),
-            "definition": "images: decode, turn by the EXIF orientation if any, convert to the "
-            "channel order (Pillow convert('RGB') or convert('L')), then channels first "
-            "(C, H, W); arrays and tables as they are"
+            "definition": (
+                f"images: decode, turn by the EXIF orientation if any, {convert}, then channels "
+                "first (C, H, W); arrays as they are"
+                if mode in ("RGB", "L")
+                else "arrays and tables as they are"
+            )
             + (
                 "; a 16-bit grayscale image's values v become v * 255 / 65535 (float32), "
                 "not clipped to 255"
@@ -288,6 +306,19 @@ def describe(pre: Preprocessing | Mapping[str, Any]) -> list[dict[str, Any]]:
                 "step": "center_crop",
                 "size": list(pre.center_crop),
                 "definition": "top = (H - h) // 2, left = (W - w) // 2 (integer division)",
+            }
+        )
+    raw = pre.raw_shape
+    other_size = mode in ("RGB", "L") and len(raw) == 3 and None not in raw and not tiled
+    if other_size and not (pre.image_size or pre.resize or pre.center_crop):
+        steps.append(
+            {
+                "step": "resize_to_input",
+                "size": list(raw[1:]),
+                "method": PILLOW_BILINEAR,
+                "definition": "only an image that is not (h, w) (training saw none: netspec "
+                "predict does it and says so on stderr): each channel as a 32-bit float image "
+                "resized to (h, w), rounded half to even and clipped to 0..255, as `resize`",
             }
         )
     scale = pre.scale
