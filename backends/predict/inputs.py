@@ -239,12 +239,18 @@ def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) ->
             "give a .npy or .csv file",
             path,
         )
+    return image_steps(open_image(path, lambda im: _pillow_pixels(im, info)), info, path)
+
+
+def open_image(path: Path, pixels: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """`pixels` of the image file opened and loaded with Pillow; a file Pillow cannot decode is
+    one PredictError naming it."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.load()
-            x = _pillow_pixels(im, info)
+            return pixels(im)
     except Exception as exc:  # Pillow raises many types on bad files: all mean "cannot decode"
         names = "/".join(s[1:] for s in IMAGE_SUFFIXES)
         raise error(
@@ -252,7 +258,6 @@ def _decode_image(path: Path, info: ModelInfo, not_images: str | None = None) ->
             f"expected a readable {names} file",
             path,
         ) from None
-    return image_steps(x, info, path)
 
 
 def _pillow_pixels(im: Any, info: ModelInfo) -> np.ndarray:

@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from netspec.errors import NetspecError, first_line
+from netspec.errors import NetspecError
 
 from .errors import error, shape
 from .inputs import (
-    IMAGE_SUFFIXES,
     Failed,
     Input,
     Note,
@@ -27,6 +26,7 @@ from .inputs import (
     check_input,
     check_numeric,
     load_npy,
+    open_image,
 )
 from .model import ModelInfo
 
@@ -99,23 +99,11 @@ def decode_pixels(path: Path, info: ModelInfo, note: Note = lambda _: None) -> n
     A 16-bit image (values v * 255 / 65535 as floats in the plain export) is rounded half to even
     to 8 bits, since the graph's input is uint8; `note` says so.
     """
-    from PIL import Image
-
     from netspec.data.folder import image_pixels
 
     pre = info.pre
     mode = "RGB" if pre is not None and pre.grayscale else str(info.channel_order)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            pixels: Any = image_pixels(im, mode, None, None)
-    except Exception as exc:  # Pillow raises many types on bad files: all mean "cannot decode"
-        names = "/".join(s[1:] for s in IMAGE_SUFFIXES)
-        raise error(
-            f"cannot decode the image ({type(exc).__name__}: {first_line(exc)}); "
-            f"expected a readable {names} file",
-            path,
-        ) from None
+    pixels: Any = open_image(path, lambda im: image_pixels(im, mode, None, None))
     if pixels.dtype != np.uint8:
         note(
             "16-bit images are rounded to 8 bits: the model (export --preprocess) takes uint8 "
