@@ -28,8 +28,9 @@ ACTS = {
     "hard_sigmoid": "hard_sigmoid",  # Keras 3's relu6(x + 3) / 6 (Keras 2 files: refused)
     "hard_silu": "hard_swish",
     "hard_swish": "hard_swish",
+    "elu": "elu",  # alpha 1, as Keras' `activation="elu"`
 }
-ELEMENTWISE = ("Dropout", "Activation", "ReLU", "LeakyReLU")
+ELEMENTWISE = ("Dropout", "Activation", "ReLU", "LeakyReLU", "ELU")
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,9 @@ def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
             item = ("relu6", None)
         else:  # ReLU(max_value=m): MobileNet-style capped ReLUs
             item = ("clip", {"min": 0.0, "max": float(top)})
+    elif la.cls == "ELU":
+        alpha = float(cfg.get("alpha", 1.0))
+        item = ("elu", {"alpha": alpha} if alpha != 1.0 else None)
     elif la.cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         item = ("leaky_relu", {"negative_slope": float(slope)})
@@ -387,7 +391,7 @@ CONVERTERS: dict[str, Convert] = {
     "Dense": dense,
     "BatchNormalization": batchnorm,
     "LayerNormalization": layernorm,
-    **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "Softmax"), activation),
+    **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"), activation),
     "PReLU": prelu,
     "Dropout": dropout,
     "Flatten": flatten,
