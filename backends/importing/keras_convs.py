@@ -11,7 +11,6 @@ from .keras_layers import (
     Convert,
     Refuse,
     T,
-    _channels_last,
     _check,
     _fused,
     _ints,
@@ -19,6 +18,10 @@ from .keras_layers import (
     _to_cl,
 )
 from .keras_weights import keras_tensors
+
+
+def _channels_last(cfg: dict[str, Any]) -> None:
+    _check(cfg, "netspec imports channels-last Keras models", data_format=("channels_last", None))
 
 
 def _conv_args(cfg: dict[str, Any], filters: int, act: str, **more: Any) -> dict[str, Any]:

@@ -1,8 +1,7 @@
 """Keras layers (the convolution family aside: keras_convs.py) as netspec spec items.
 
 A converter takes the layer's config and inputs (`T`: where each Keras tensor is in the netspec
-network, and its layout) and appends items; an option netspec cannot express raises `Refuse`.
-"""
+network, and its layout) and appends items; an option netspec cannot express raises `Refuse`."""
 
 from __future__ import annotations
 
@@ -98,10 +97,6 @@ def _ints(v: Any) -> Any:
         v = [int(x) for x in v]
         return v[0] if len(set(v)) == 1 else v
     return int(v)
-
-
-def _channels_last(cfg: dict[str, Any]) -> None:
-    _check(cfg, "netspec imports channels-last Keras models", data_format=("channels_last", None))
 
 
 def _axis(value: Any, x: T) -> int:
@@ -226,8 +221,7 @@ def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
         else:  # ReLU(max_value=m): MobileNet-style capped ReLUs
             item = ("clip", {"min": 0.0, "max": float(top)})
     elif la.cls == "ELU":
-        alpha = float(cfg.get("alpha", 1.0))
-        item = ("elu", {"alpha": alpha} if alpha != 1.0 else None)
+        item = ("elu", {"alpha": float(cfg["alpha"])} if cfg.get("alpha", 1.0) != 1.0 else None)
     elif la.cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         item = ("leaky_relu", {"negative_slope": float(slope)})
