@@ -23,7 +23,7 @@ def hard_swish_nodes(ctx: Importer) -> dict[str, str]:
     """hard-swish written out as x * Clip(x + 3, 0, 6) / 6 (as tf2onnx and paddle2onnx do):
     node name -> x for its last node (the Div: one hard_swish layer), "" for the others."""
     graph = ctx.model.graph
-    consts = _consts(ctx)
+    consts = graph_consts(ctx)
     made = {o: n for n in graph.node for o in n.output}
 
     def is_const(name: str, value: float) -> bool:
@@ -52,7 +52,7 @@ def gelu_nodes(ctx: Importer) -> dict[str, str]:
     torch's x * (1 + erf(x / sqrt 2)) * 0.5. Node name -> x for the last node of each, "" for
     the others (computed by the one gelu layer)."""
     graph = ctx.model.graph
-    consts = _consts(ctx)
+    consts = graph_consts(ctx)
     made = {o: n for n in graph.node for o in n.output}
     readers: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
@@ -168,7 +168,7 @@ def attention_groups(ctx: Importer) -> dict[str, tuple[str, dict[str, object]]]:
     return found
 
 
-def _consts(ctx: Importer) -> dict[str, np.ndarray]:
+def graph_consts(ctx: Importer) -> dict[str, np.ndarray]:
     consts = dict(ctx.consts)
     for node in ctx.model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
