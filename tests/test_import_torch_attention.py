@@ -59,6 +59,19 @@ class Encoder(nn.Module):
         return self.fc(self.enc(x).mean(1))
 
 
+class Stack(nn.Module):
+    """Two pre-norm layers cloned from one: torch.onnx shares their equal weights (Identity)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.enc(x).mean(1))
+
+
 class Padded(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -155,3 +168,19 @@ def test_masked_torch_attention_is_refused(tmp_path: Path) -> None:
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert words in result.output, result.output
         assert not out.exists()
+
+
+def test_torch_encoder_stack_with_shared_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Stack().eval()
+    imported = read_onnx(_export(model, tmp_path / "m.onnx", (5, 8)))
+    names = [i["name"] for i in imported.spec["layers"] if "multi_head_attention" in i]
+    assert names == ["enc.layers.0.self_attn", "enc.layers.1.self_attn"]
+    run = write_import(imported, tmp_path / "run")
+    loaded = read_run(run)
+    assert totals(rows(loaded.graph)).total_params == sum(p.numel() for p in model.parameters())
+    x = RNG.standard_normal((3, 5, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+        got = load_module(loaded.graph, loaded.weights)(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))

@@ -32,10 +32,14 @@ def torch_attention_groups(
     """Node name -> (layer base, what it needs) as `onnx_patterns.attention_groups` gives it:
     the need for the node writing the scope's output, {} for the scope's other nodes."""
     graph = ctx.model.graph
+    consts = dict(consts)
+    for node in graph.node:  # weights torch shares between identical layers: Identity of one
+        if node.op_type == "Identity" and node.input[0] in consts:
+            consts[node.output[0]] = consts[node.input[0]]
     scopes: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         scope = _scope(node)
-        if scope:
+        if scope and node.op_type != "Constant":  # constants stay: torch shares them by value
             scopes.setdefault(scope, []).append(node)
     found: dict[str, tuple[str, dict[str, object]]] = {}
     for scope, group in scopes.items():
