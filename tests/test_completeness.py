@@ -72,10 +72,17 @@ EXAMPLES: dict[str, str] = {
     "relu6": spec("[6]", "relu6"),
     "hard_sigmoid": spec("[6]", "hard_sigmoid"),
     "hard_swish": spec("[2, 3, 3]", "hard_swish"),
+    "elu": spec(
+        "[2, 3, 3]", "elu: {alpha: 0.7}", "conv2d: {filters: 2, kernel: 1, activation: elu}"
+    ),
     "clip": spec("[2, 3, 3]", "clip: {min: -0.5, max: 0.75}"),
     "prelu": spec("[3, 4, 5]", "prelu", "conv2d: {filters: 2, kernel: 1}", "prelu: {shared: true}"),
     "upsample2d": spec("[2, 3, 4]", "upsample2d: {scale: 2, mode: bilinear}"),
+    "upsample1d": spec("[2, 5]", "upsample1d: {scale: 3}"),
+    "zeropad1d": spec("[2, 5]", "zeropad1d: {padding: [2, 1]}"),
     "zeropad2d": spec("[2, 3, 4]", "zeropad2d: {padding: [1, 0, 2, 3]}"),
+    "trim1d": spec("[2, 6]", "trim1d: {trim: [2, 1]}"),
+    "trim2d": spec("[2, 5, 6]", "trim2d: {trim: [1, 0, 2, 3]}"),
     "crop2d": spec(
         "[2, 8, 8]",
         "conv2d: {filters: 2, kernel: 3}\n    name: small",

@@ -99,7 +99,7 @@ def test_evaluate_and_int8_of_an_imported_run(tmp_path: Path) -> None:
     assert "setosa" in result.output
     result = invoke("export", run, "--int8")
     assert result.exit_code == 0, result.output
-    assert "int8 (static QDQ, calibrated on" in result.output
+    assert "int8 (static, QLinearConv/QLinearMatMul, calibrated on" in result.output
     assert "checked on 16 samples of the run's data" in result.output
 
 

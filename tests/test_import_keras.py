@@ -518,18 +518,18 @@ def _refused(path: Path, tmp_path: Path, *needles: str) -> str:
 def test_unsupported_layers_refused_whole(tmp_path: Path) -> None:
     inp = keras.Input((8, 8, 3))
     x = L.Conv2D(4, 3, name="c")(inp)
-    x = L.Cropping2D(1, name="crop_a")(x)
-    x = L.Cropping2D(1, name="crop_b")(x)
+    x = L.GaussianNoise(0.1, name="noise_a")(x)
+    x = L.GaussianNoise(0.1, name="noise_b")(x)
     x = L.PReLU(name="prelu")(x)
-    x = L.Conv2D(4, 1, activation="elu", name="elu_conv")(x)
+    x = L.Conv2D(4, 1, activation="selu", name="selu_conv")(x)
     out = L.Dense(2)(L.Flatten()(x))
     _save(keras.Model(inp, out), tmp_path / "m.keras")
     text = _refused(
         tmp_path / "m.keras",
         tmp_path,
-        "Cropping2D x2 (crop_a, crop_b)",
-        "layer 'prelu' (PReLU): a slope per element (alpha of shape (2, 2, 4))",
-        "layer 'elu_conv' (Conv2D): activation 'elu'",
+        "GaussianNoise x2 (noise_a, noise_b)",
+        "layer 'prelu' (PReLU): a slope per element (alpha of shape (6, 6, 4))",
+        "layer 'selu_conv' (Conv2D): activation 'selu'",
     )
     assert text.startswith(str(tmp_path / "m.keras"))
 

@@ -1,7 +1,7 @@
 """Vocabulary from other tools: `prelu` from Keras' PReLU (slopes per channel, per feature,
 shared), torch's nn.PReLU through torch.onnx and an ONNX PRelu as another producer writes it,
 with the source's counts and outputs (a slope per element refused; netspec's export imports
-back); ONNX Pad variants; the Keras layers netspec has no kind for, listed whole."""
+back); ONNX Pad variants. (Cropping, 1-D padding and upsampling, ELU: test_import_edges.py.)"""
 
 from __future__ import annotations
 
@@ -225,36 +225,3 @@ def test_onnx_pad_refusals(tmp_path: Path, attrs: dict, value, words: str) -> No
     with pytest.raises(DataError) as err:
         read_onnx(tmp_path / "pad.onnx")
     assert words in err.value.format()
-
-
-def test_keras_layers_netspec_has_no_kind_for_are_listed(tmp_path: Path) -> None:
-    """Cropping, 1-D padding and upsampling, ELU: refused whole, each named with its count."""
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("Keras runs on another backend here")
-    L = keras.layers
-    inp = keras.Input((12, 3))
-    x = L.Cropping1D(1, name="crop")(inp)
-    x = L.ZeroPadding1D(1, name="pad")(x)
-    x = L.UpSampling1D(2, name="up")(x)
-    x = L.ELU(name="elu")(x)
-    i2 = keras.Input((6, 6, 2))
-    model = keras.Sequential(
-        [i2, L.Cropping2D(1, name="crop2"), L.GlobalMaxPooling2D(name="gmp"), L.Dense(2)]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        keras.Model(inp, L.Dense(2)(L.Flatten()(x))).save(tmp_path / "a.keras")
-        model.save(tmp_path / "b.keras")
-    result = runner.invoke(app, ["import", str(tmp_path / "a.keras"), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    for words in (
-        "Cropping1D x1 (crop)",
-        "ZeroPadding1D x1 (pad)",
-        "UpSampling1D x1 (up)",
-        "ELU x1 (elu)",
-    ):
-        assert words in result.output, result.output
-    result = runner.invoke(app, ["import", str(tmp_path / "b.keras"), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "Cropping2D x1 (crop2)" in result.output
-    assert not (tmp_path / "o").exists()

@@ -22,6 +22,8 @@ from netspec.layers import (
     LayerNorm,
     Pool,
     SeparableConv2D,
+    Trim,
+    Upsample1D,
     Upsample2D,
     table_entry,
 )
@@ -249,10 +251,36 @@ def emit_upsample(em: Emitter, node: Node, xs: list[str]) -> str:
     return em.op("Resize", [xs[0], "", scales], node.name, node.name, **attrs)
 
 
+def emit_upsample1d(em: Emitter, node: Node, xs: list[str]) -> str:
+    """torch's nearest on [N, C, L]: source step floor(i / scale)."""
+    layer: Upsample1D = node.layer  # type: ignore[assignment]
+    scales = em.init(f"{node.name}/scales", np.array([1, 1, layer.scale], np.float32), np.float32)
+    attrs = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    return em.op("Resize", [xs[0], "", scales], node.name, node.name, mode="nearest", **attrs)
+
+
 def emit_zeropad(em: Emitter, node: Node, xs: list[str]) -> str:
-    top, bottom, left, right = node.layer.padding  # type: ignore[attr-defined]
-    pads = em.ints(f"{node.name}/pads", [0, 0, top, left, 0, 0, bottom, right])
-    return em.op("Pad", [xs[0], pads], node.name, node.name, mode="constant")
+    """zeropad2d (top, bottom, left, right) and zeropad1d (left, right)."""
+    pads = node.layer.padding  # type: ignore[attr-defined]
+    if len(pads) == 2:
+        onnx_pads = [0, 0, pads[0], 0, 0, pads[1]]
+    else:
+        top, bottom, left, right = pads
+        onnx_pads = [0, 0, top, left, 0, 0, bottom, right]
+    pads_name = em.ints(f"{node.name}/pads", onnx_pads)
+    return em.op("Pad", [xs[0], pads_name], node.name, node.name, mode="constant")
+
+
+def emit_trim(em: Emitter, node: Node, xs: list[str]) -> str:
+    """trim1d, trim2d: a Slice of the axes after the channels, its bounds from the IR's shape."""
+    layer: Trim = node.layer  # type: ignore[assignment]
+    begins = [b for b, _ in layer.edges()]
+    starts = em.ints(f"{node.name}/starts", begins)
+    ends = em.ints(
+        f"{node.name}/ends", [b + n for b, n in zip(begins, node.shape[1:], strict=True)]
+    )
+    axes = em.ints(f"{node.name}/axes", list(range(2, 2 + len(begins))))
+    return em.op("Slice", [xs[0], starts, ends, axes], node.name, node.name)
 
 
 def emit_crop(em: Emitter, node: Node, xs: list[str]) -> str:
@@ -330,9 +358,12 @@ EXPORTS: dict[type[Layer], Emit] = {
     layers.ActivationLayer: emit_activation,  # the whole family, by its Act
     layers.Clip: emit_clip,
     layers.PReLU: emit_prelu,
+    layers.Upsample1D: emit_upsample1d,
     layers.Upsample2D: emit_upsample,
+    layers.ZeroPad1D: emit_zeropad,
     layers.ZeroPad2D: emit_zeropad,
     layers.Crop2D: emit_crop,
+    layers.Trim: emit_trim,  # trim1d, trim2d
     layers.Concat: emit_concat,
     layers.Add: emit_add,
     layers.Permute: emit_permute,

@@ -167,6 +167,10 @@ def _leaky_relu(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) 
     return em.op("LeakyRelu", [x], out, layer, alpha=float(act.slope))
 
 
+def _elu(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
+    return em.op("Elu", [x], out, layer, alpha=float(act.alpha))
+
+
 def _softmax(em: Emitter, act: Act, x: str, out: str, layer: str, rank: int) -> str:
     return em.op("Softmax", [x], out, layer, axis=batch_axis(act.axis, rank))
 
@@ -233,4 +237,5 @@ ACT_EXPORTS: dict[str, EmitAct] = {
     "relu6": _relu6,
     "hard_sigmoid": _hard_sigmoid,
     "hard_swish": _hard_swish,
+    "elu": _elu,
 }

@@ -11,7 +11,6 @@ from .keras_layers import (
     Convert,
     Refuse,
     T,
-    _channels_last,
     _check,
     _fused,
     _ints,
@@ -19,6 +18,10 @@ from .keras_layers import (
     _to_cl,
 )
 from .keras_weights import keras_tensors
+
+
+def _channels_last(cfg: dict[str, Any]) -> None:
+    _check(cfg, "netspec imports channels-last Keras models", data_format=("channels_last", None))
 
 
 def _conv_args(cfg: dict[str, Any], filters: int, act: str, **more: Any) -> dict[str, Any]:
@@ -130,10 +133,41 @@ def global_pool(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     return T(name, "cl", x.rank) if keep else T(name, "flat", 1)
 
 
+def _edges_1d(value: Any) -> list[int]:
+    """Keras' 1-D padding or cropping: c or (left, right)."""
+    return [value, value] if isinstance(value, int) else [int(value[0]), int(value[1])]
+
+
+def _edges_2d(value: Any) -> list[int]:
+    """Keras' 2-D padding or cropping: c, (h, w) or ((top, bottom), (left, right))."""
+    if isinstance(value, int):
+        return [value] * 4
+    if all(isinstance(v, int) for v in value):
+        return [value[0], value[0], value[1], value[1]]
+    return [value[0][0], value[0][1], value[1][0], value[1][1]]
+
+
+def _one_d(state: Any, la: Any, x: T, kind: str, args: dict[str, Any]) -> T:
+    """A layer on Keras' (steps, features): netspec's [C, L] kind (as Conv1D's input)."""
+    x = _to_cl(state, la, x)
+    return T(state.add(kind, args, state.name(la.name), [x]), "cl", x.rank)
+
+
+def trim(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
+    """Cropping1D/2D: fixed steps or pixels cut off the edges (trim1d, trim2d)."""
+    cfg = la.config
+    _channels_last(cfg)
+    if la.cls == "Cropping1D":
+        return _one_d(state, la, xs[0], "trim1d", {"trim": _ints(_edges_1d(cfg["cropping"]))})
+    return _one_d(state, la, xs[0], "trim2d", {"trim": _ints(_edges_2d(cfg["cropping"]))})
+
+
 def zeropad(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     cfg = la.config
     _channels_last(cfg)
     p = cfg.get("padding", 1)
+    if la.cls == "ZeroPadding1D":
+        return _one_d(state, la, xs[0], "zeropad1d", {"padding": _ints(_edges_1d(p))})
     if isinstance(p, int):
         pads = [p] * 4
     elif all(isinstance(v, int) for v in p):
@@ -148,6 +182,8 @@ def zeropad(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
 def upsample(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
     cfg = la.config
     _channels_last(cfg)
+    if la.cls == "UpSampling1D":  # Keras repeats each step
+        return _one_d(state, la, xs[0], "upsample1d", {"scale": int(cfg.get("size", 2))})
     _check(cfg, interpolation=("nearest", "bilinear"))
     args: dict[str, Any] = {"scale": _ints(cfg.get("size", 2))}
     if cfg.get("interpolation", "nearest") != "nearest":
@@ -163,8 +199,9 @@ CONVERTERS: dict[str, Convert] = {
     "Conv2DTranspose": conv_transpose,
     "DepthwiseConv2D": depthwise,
     "SeparableConv2D": depthwise,
-    "ZeroPadding2D": zeropad,
-    "UpSampling2D": upsample,
+    **dict.fromkeys(("ZeroPadding1D", "ZeroPadding2D"), zeropad),
+    **dict.fromkeys(("UpSampling1D", "UpSampling2D"), upsample),
+    **dict.fromkeys(("Cropping1D", "Cropping2D"), trim),
     **dict.fromkeys(("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"), pool),
     **dict.fromkeys(
         (

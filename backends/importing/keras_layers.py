@@ -1,8 +1,7 @@
 """Keras layers (the convolution family aside: keras_convs.py) as netspec spec items.
 
 A converter takes the layer's config and inputs (`T`: where each Keras tensor is in the netspec
-network, and its layout) and appends items; an option netspec cannot express raises `Refuse`.
-"""
+network, and its layout) and appends items; an option netspec cannot express raises `Refuse`."""
 
 from __future__ import annotations
 
@@ -28,8 +27,9 @@ ACTS = {
     "hard_sigmoid": "hard_sigmoid",  # Keras 3's relu6(x + 3) / 6 (Keras 2 files: refused)
     "hard_silu": "hard_swish",
     "hard_swish": "hard_swish",
+    "elu": "elu",  # alpha 1, as Keras' `activation="elu"`
 }
-ELEMENTWISE = ("Dropout", "Activation", "ReLU", "LeakyReLU")
+ELEMENTWISE = ("Dropout", "Activation", "ReLU", "LeakyReLU", "ELU")
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,6 @@ def _ints(v: Any) -> Any:
         v = [int(x) for x in v]
         return v[0] if len(set(v)) == 1 else v
     return int(v)
-
-
-def _channels_last(cfg: dict[str, Any]) -> None:
-    _check(cfg, "netspec imports channels-last Keras models", data_format=("channels_last", None))
 
 
 def _axis(value: Any, x: T) -> int:
@@ -224,6 +220,8 @@ def activation(state: Any, la: Any, xs: list[T], w: list[np.ndarray]) -> T:
             item = ("relu6", None)
         else:  # ReLU(max_value=m): MobileNet-style capped ReLUs
             item = ("clip", {"min": 0.0, "max": float(top)})
+    elif la.cls == "ELU":
+        item = ("elu", {"alpha": float(cfg["alpha"])} if cfg.get("alpha", 1.0) != 1.0 else None)
     elif la.cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         item = ("leaky_relu", {"negative_slope": float(slope)})
@@ -387,7 +385,7 @@ CONVERTERS: dict[str, Convert] = {
     "Dense": dense,
     "BatchNormalization": batchnorm,
     "LayerNormalization": layernorm,
-    **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "Softmax"), activation),
+    **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"), activation),
     "PReLU": prelu,
     "Dropout": dropout,
     "Flatten": flatten,

@@ -33,6 +33,7 @@ from .onnx_ops import (
     op_clip,
     op_conv,
     op_conv_transpose,
+    op_elu,
     op_gelu,
     op_gemm,
     op_hard_sigmoid,
@@ -49,11 +50,13 @@ from .onnx_patterns import (
     attention_groups,
     build_spec,
     gelu_nodes,
+    graph_consts,
     hard_swish_nodes,
     join_patterns,
 )
 from .onnx_recurrent import op_recurrent
 from .onnx_reshape import op_flatten, op_reshape
+from .onnx_torch_attention import torch_attention_groups
 from .onnx_views import (
     op_add,
     op_cast,
@@ -82,6 +85,7 @@ OPS = {
     "Sigmoid": activation("sigmoid"),
     "Tanh": activation("tanh"),
     "LeakyRelu": op_leaky_relu,
+    "Elu": op_elu,
     "PRelu": op_prelu,
     "Softmax": op_softmax,
     "Gelu": op_gelu,
@@ -221,7 +225,7 @@ def _walk(ctx: Importer) -> list[Problem]:
     poisoned: set[str] = set()
     claimed = hard_swish_nodes(ctx)
     gelus = gelu_nodes(ctx)
-    attention = attention_groups(ctx)
+    attention = attention_groups(ctx) | torch_attention_groups(ctx, graph_consts(ctx))
     for k, node in enumerate(ctx.model.graph.node):
         if node.output and node.output[0] in ctx.skip:
             continue
@@ -293,6 +297,8 @@ def _walk(ctx: Importer) -> list[Problem]:
 
 
 def _attention(ctx: Importer, node: onnx.NodeProto, need: dict) -> None:
+    if "refuse" in need:  # recognised as attention, in a form netspec cannot express
+        raise Unsupported(need["refuse"])
     query = ctx.source(ctx.val(need["query"]), node)
     value = ctx.source(ctx.val(need["value"]), node)
     inputs = [query] if query == value else [query, value]

@@ -245,6 +245,12 @@ def op_leaky_relu(ctx: Importer, node: onnx.NodeProto) -> None:
     ctx.add(node, "leaky_relu", {} if slope == 0.01 else {"negative_slope": slope}, [src])
 
 
+def op_elu(ctx: Importer, node: onnx.NodeProto) -> None:
+    alpha = short_float(attrs(node).get("alpha", 1.0))
+    src = ctx.source(ctx.val(node.input[0]), node)
+    ctx.add(node, "elu", {} if alpha == 1.0 else {"alpha": alpha}, [src])
+
+
 def op_prelu(ctx: Importer, node: onnx.NodeProto) -> None:
     """PRelu with a constant slope: one for all, or one per channel (broadcast along axis 1)."""
     slope = ctx.need_const(node, 1, "constant slope")

@@ -11,10 +11,11 @@ from onnx import numpy_helper
 from netspec.items import INPUT, NAME_RE
 
 from .onnx_graph import Importer, Lay
+from .onnx_ops import uniform
 
 WEIGHTED = ("dense", "conv1d", "conv2d", "conv_transpose2d")
 # Activation layers a dense or convolution takes as its `activation:` (netspec fuses these).
-FUSABLE = ("relu", "sigmoid", "tanh", "relu6", "silu", "gelu", "leaky_relu", "softmax")
+FUSABLE = ("relu", "sigmoid", "tanh", "relu6", "silu", "gelu", "leaky_relu", "softmax", "elu")
 RECURRENT = ("lstm", "gru", "simple_rnn")
 
 
@@ -22,7 +23,7 @@ def hard_swish_nodes(ctx: Importer) -> dict[str, str]:
     """hard-swish written out as x * Clip(x + 3, 0, 6) / 6 (as tf2onnx and paddle2onnx do):
     node name -> x for its last node (the Div: one hard_swish layer), "" for the others."""
     graph = ctx.model.graph
-    consts = _consts(ctx)
+    consts = graph_consts(ctx)
     made = {o: n for n in graph.node for o in n.output}
 
     def is_const(name: str, value: float) -> bool:
@@ -51,7 +52,7 @@ def gelu_nodes(ctx: Importer) -> dict[str, str]:
     torch's x * (1 + erf(x / sqrt 2)) * 0.5. Node name -> x for the last node of each, "" for
     the others (computed by the one gelu layer)."""
     graph = ctx.model.graph
-    consts = _consts(ctx)
+    consts = graph_consts(ctx)
     made = {o: n for n in graph.node for o in n.output}
     readers: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
@@ -167,7 +168,7 @@ def attention_groups(ctx: Importer) -> dict[str, tuple[str, dict[str, object]]]:
     return found
 
 
-def _consts(ctx: Importer) -> dict[str, np.ndarray]:
+def graph_consts(ctx: Importer) -> dict[str, np.ndarray]:
     consts = dict(ctx.consts)
     for node in ctx.model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
@@ -210,11 +211,15 @@ def join_patterns(ctx: Importer, last: str, own: bool) -> tuple[list[Lay], str]:
     return layers, last
 
 
+def _edge_list(value: int | list[int], n: int) -> list[int]:
+    return [value] * n if isinstance(value, int) else list(value)
+
+
 def _join(a: Lay, b: Lay, own: bool) -> bool:
     """Make `a` compute `a` then `b` (a is read only by b), if netspec has the one layer."""
     if a.kind in WEIGHTED and "activation" not in a.args and b.kind in FUSABLE:
-        if (b.kind == "leaky_relu" and b.args) or (b.kind == "gelu" and b.args):
-            return False  # a fused leaky_relu has the default slope, a fused gelu is exact
+        if b.kind in ("leaky_relu", "gelu", "elu") and b.args:
+            return False  # fused: leaky_relu's default slope, exact gelu, elu's alpha 1
         if b.kind == "softmax":
             axis = b.args.get("axis", 0) % len(b.shape)
             if axis != (len(b.shape) - 1 if a.kind == "dense" else 0):
@@ -229,6 +234,11 @@ def _join(a: Lay, b: Lay, own: bool) -> bool:
         # a becomes the convolution, padded itself
         a.kind, a.args = b.kind, {**b.args, "padding": top if top == left else [top, left]}
         a.weights, a.base = b.weights, b.base
+        return True
+    if a.kind == b.kind and a.kind in ("trim1d", "trim2d"):  # torch slices one axis at a time
+        n = 2 if a.kind == "trim1d" else 4
+        cuts = [_edge_list(a.args["trim"], n), _edge_list(b.args["trim"], n)]
+        a.args = {"trim": uniform([x + y for x, y in zip(*cuts)])}
         return True
     if a.kind.startswith("global_") and a.args.get("keepdims") and b.kind == "flatten":
         del a.args["keepdims"]

@@ -241,7 +241,9 @@ def op_gather(ctx: Importer, node: onnx.NodeProto) -> None:
 
 
 def op_slice(ctx: Importer, node: onnx.NodeProto) -> None:
-    """The centre crop of a skip connection (crop2d), to the size of an earlier layer."""
+    """Steps or pixels cut off the edges (trim1d, trim2d; `[a:b]` with negative or clamped
+    bounds as torch writes them); a centred crop of H and W to an earlier layer's size is crop2d
+    (a skip connection's crop)."""
     v = ctx.val(node.input[0])
     if ctx.opset < 10:
         a = attrs(node)
@@ -258,25 +260,34 @@ def op_slice(ctx: Importer, node: onnx.NodeProto) -> None:
             raise Unsupported("steps other than 1")
     rank = len(v.dims)
     axes = [x % rank for x in axes]
-    if rank != 4 or sorted(axes) != [2, 3]:
-        raise Unsupported("a slice that is not a crop of height and width")
+    if rank not in (3, 4) or not axes or any(ax < 2 for ax in axes) or len(set(axes)) < len(axes):
+        raise Unsupported("a slice that is not a crop of the length, or of height and width")
     src = ctx.source(v, node)
     shape = ctx.shape_of(src)
-    box = {ax: (s, min(e, shape[ax - 1])) for ax, s, e in zip(axes, starts, ends)}
-    h, w = box[2][1] - box[2][0], box[3][1] - box[3][0]
-    if (box[2][0], box[3][0]) != ((shape[1] - h) // 2, (shape[2] - w) // 2):
-        raise Unsupported("a crop that is not centred")
-    to = next(
-        (
-            n
-            for n in reversed(list(ctx.layers))
-            if ctx.layers[n].shape[1:] == (h, w) and len(ctx.layers[n].shape) == 3
-        ),
-        None,
-    )
-    if to is None:
-        raise Unsupported(f"a centre crop to {h}x{w}, the size of no earlier layer")
-    ctx.add(node, "crop2d", {"to": to}, [src])
+    box = {ax: (0, shape[ax - 1]) for ax in range(2, rank)}
+    for ax, s, e in zip(axes, starts, ends):
+        n = shape[ax - 1]
+        s, e = (max(0, min(i + n if i < 0 else i, n)) for i in (s, e))
+        if e <= s:
+            raise Unsupported(f"a slice [{s}:{e}] of an axis of {n} that leaves nothing")
+        box[ax] = (s, e)
+    cuts = [c for ax in range(2, rank) for c in (box[ax][0], shape[ax - 1] - box[ax][1])]
+    kind = "trim1d" if rank == 3 else "trim2d"
+    if rank == 4 and sorted(axes) == [2, 3]:
+        h, w = box[2][1] - box[2][0], box[3][1] - box[3][0]
+        to = next(
+            (
+                n
+                for n in reversed(list(ctx.layers))
+                if ctx.layers[n].shape[1:] == (h, w) and len(ctx.layers[n].shape) == 3
+            ),
+            None,
+        )
+        # U-Net's centred skip crop to an earlier layer's size stays crop2d (it says why)
+        if to is not None and (box[2][0], box[3][0]) == ((shape[1] - h) // 2, (shape[2] - w) // 2):
+            ctx.add(node, "crop2d", {"to": to}, [src])
+            return
+    ctx.add(node, kind, {"trim": uniform(cuts)}, [src])
 
 
 def op_pad(ctx: Importer, node: onnx.NodeProto) -> None:
@@ -295,8 +306,14 @@ def op_pad(ctx: Importer, node: onnx.NodeProto) -> None:
     if value is None or np.any(np.asarray(value) != 0):
         raise Unsupported("a pad value other than zero")
     v = ctx.val(node.input[0])
+    if len(pads) == 6 and not any(pads[i] for i in (0, 1, 3, 4)) and min(pads) >= 0:
+        src = ctx.source(v, node)
+        ctx.add(node, "zeropad1d", {"padding": uniform([pads[2], pads[5]])}, [src])
+        return
     if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
-        raise Unsupported("padding other than height and width of a [N, C, H, W] tensor")
+        raise Unsupported(
+            "padding other than of the length of [N, C, L] or height and width of [N, C, H, W]"
+        )
     src = ctx.source(v, node)
     ctx.add(node, "zeropad2d", {"padding": [pads[2], pads[6], pads[3], pads[7]]}, [src])
 
@@ -304,8 +321,8 @@ def op_pad(ctx: Importer, node: onnx.NodeProto) -> None:
 def op_resize(ctx: Importer, node: onnx.NodeProto) -> None:
     a = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs(node).items()}
     v = ctx.val(node.input[0])
-    if len(v.dims) != 4:
-        raise Unsupported("resizing that is not of height and width")
+    if len(v.dims) not in (3, 4):
+        raise Unsupported("resizing that is not of the length of [N, C, L] or height and width")
     mode = a.get("mode", "nearest")
     if node.op_type == "Upsample":
         scales = a.get("scales") or ctx.need_const(node, 1, "scales").tolist()
@@ -328,7 +345,7 @@ def op_resize(ctx: Importer, node: onnx.NodeProto) -> None:
         transform = a.get("coordinate_transformation_mode", "half_pixel")
         nearest = a.get("nearest_mode", "round_prefer_floor")
     if list(scales[:2]) != [1.0, 1.0] or any(float(s) != int(s) or s < 1 for s in scales[2:]):
-        raise Unsupported(f"scales {scales} (netspec upsamples height and width by integers)")
+        raise Unsupported(f"scales {scales} (netspec upsamples the spatial axes by integers)")
     factor = [int(s) for s in scales[2:]]
     if mode == "nearest":
         # Source index floor(i / s) (netspec's, torch's): asymmetric with floor, or the half-pixel
@@ -342,7 +359,7 @@ def op_resize(ctx: Importer, node: onnx.NodeProto) -> None:
         args = {"scale": uniform(factor), "mode": "bilinear"}
     else:
         ok = False
-    if not ok:
+    if not ok or (len(v.dims) == 3 and mode != "nearest"):
         raise Unsupported(f"mode {mode} with coordinate transformation {transform}")
     src = ctx.source(v, node)
-    ctx.add(node, "upsample2d", args, [src])
+    ctx.add(node, "upsample1d" if len(v.dims) == 3 else "upsample2d", args, [src])

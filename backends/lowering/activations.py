@@ -22,6 +22,7 @@ ACT_MODULES: dict[str, Callable[[Act, int], nn.Module]] = {
     "relu6": lambda act, rank: nn.ReLU6(),
     "hard_sigmoid": lambda act, rank: nn.Hardsigmoid(),  # relu6(x + 3) / 6, as Keras 3
     "hard_swish": lambda act, rank: nn.Hardswish(),  # x * hard_sigmoid(x), Keras' hard_silu
+    "elu": lambda act, rank: nn.ELU(act.alpha),
 }
 
 

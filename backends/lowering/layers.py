@@ -30,7 +30,9 @@ from .stateless import (
     lower_crop,
     lower_global_pool,
     lower_pool,
+    lower_trim,
     lower_upsample,
+    lower_upsample1d,
     lower_zeropad,
 )
 from .weighted import (
@@ -67,9 +69,12 @@ LOWERINGS: dict[type[Layer], Callable[[Node], nn.Module]] = {
     layers.ActivationLayer: lower_activation,  # the whole family, by its Act
     layers.Clip: lower_clip,
     layers.PReLU: lower_prelu,
+    layers.Upsample1D: lower_upsample1d,
     layers.Upsample2D: lower_upsample,
+    layers.ZeroPad1D: lower_zeropad,
     layers.ZeroPad2D: lower_zeropad,
     layers.Crop2D: lower_crop,
+    layers.Trim: lower_trim,  # trim1d, trim2d
     layers.Concat: lower_concat,
     layers.Add: lambda node: Sum(),
     layers.Permute: lower_permute,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netspec.ir import Node
-from netspec.layers import Clip, Concat, Crop2D, Pool, Upsample2D
+from netspec.layers import Clip, Concat, Crop2D, Pool, Trim, Upsample1D, Upsample2D
 from netspec.layers import GlobalPool as GlobalPoolLayer  # GlobalPool here is the torch module
 from netspec.layers.window import windows
 from netspec.shapes import Window, batch_axis, window_counts
@@ -144,9 +144,39 @@ def lower_crop(node: Node) -> nn.Module:
     return Crop(top, left, node.shape[1], node.shape[2])
 
 
+class Trimmed(nn.Module):
+    """Fixed windows [begin, begin + size) of the axes after the channels (trim1d, trim2d)."""
+
+    def __init__(self, begins: Sequence[int], sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.begins, self.sizes = tuple(begins), tuple(sizes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for axis, (b, n) in enumerate(zip(self.begins, self.sizes, strict=True), start=2):
+            x = x.narrow(axis, b, n)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"begins={self.begins}, sizes={self.sizes}"
+
+
+def lower_trim(node: Node) -> nn.Module:
+    layer: Trim = node.layer  # type: ignore[assignment]
+    return Trimmed([b for b, _ in layer.edges()], node.shape[1:])
+
+
 def lower_zeropad(node: Node) -> nn.Module:
-    top, bottom, left, right = node.layer.padding  # type: ignore[attr-defined]
+    """zeropad2d (top, bottom, left, right) and zeropad1d (left, right)."""
+    pads = node.layer.padding  # type: ignore[attr-defined]
+    if len(pads) == 2:
+        return nn.ConstantPad1d(tuple(pads), 0.0)
+    top, bottom, left, right = pads
     return nn.ZeroPad2d((left, right, top, bottom))
+
+
+def lower_upsample1d(node: Node) -> nn.Module:
+    layer: Upsample1D = node.layer  # type: ignore[assignment]
+    return nn.Upsample(scale_factor=float(layer.scale), mode="nearest")
 
 
 def lower_upsample(node: Node) -> nn.Module:

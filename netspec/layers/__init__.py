@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from netspec.layers.activations import (
+    ELU,
     GELU,
     Activation,
     ActivationLayer,
@@ -45,8 +46,9 @@ from netspec.layers.prelu import PReLU
 from netspec.layers.recurrent import GRU, LSTM, Recurrent, SimpleRNN
 from netspec.layers.reshape import Reshape
 from netspec.layers.separable import SeparableConv2D
-from netspec.layers.upsample import Upsample2D
-from netspec.layers.zeropad import ZeroPad2D
+from netspec.layers.trim import Trim, Trim1D, Trim2D
+from netspec.layers.upsample import Upsample1D, Upsample2D
+from netspec.layers.zeropad import ZeroPad1D, ZeroPad2D
 
 LAYER_KINDS: tuple[type[Layer], ...] = (
     Dense,
@@ -78,11 +80,16 @@ LAYER_KINDS: tuple[type[Layer], ...] = (
     ReLU6,
     HardSigmoid,
     HardSwish,
+    ELU,
     Clip,
     PReLU,
+    Upsample1D,
     Upsample2D,
+    ZeroPad1D,
     ZeroPad2D,
     Crop2D,
+    Trim1D,
+    Trim2D,
     Concat,
     Add,
     Permute,
@@ -109,6 +116,7 @@ __all__ = [
     "Params",
     "Pool",
     "Recurrent",
+    "Trim",
     "ShapeError",
     "Weight",
     "table_entry",

@@ -19,13 +19,14 @@ class Act:
     """What an activation computes, resolved: every backend lowers this, never a layer class.
 
     `fn` is one of ACTIVATIONS; `axis` is the per-sample axis of a softmax (the backends add
-    the batch axis), `slope` that of leaky_relu, `approximate` that of gelu.
+    the batch axis), `slope` that of leaky_relu, `approximate` that of gelu, `alpha` that of elu.
     """
 
     fn: str
     axis: int = 0
     slope: float = LEAKY_RELU_SLOPE
     approximate: str = "none"
+    alpha: float = 1.0
 
 
 class ActivationLayer(Layer):
@@ -48,8 +49,8 @@ class Activation(ActivationLayer):
     kind: ClassVar[str] = "activation"
 
     fn: ActivationName = Field(
-        description="linear, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid or "
-        "hard_swish."
+        description="linear, relu, leaky_relu, sigmoid, tanh, softmax, gelu, silu, relu6, hard_sigmoid, "
+        "hard_swish or elu."
     )
 
     def act(self, rank: int) -> Act:
@@ -67,6 +68,18 @@ class LeakyReLU(ActivationLayer):
 
     def act(self, rank: int) -> Act:
         return Act("leaky_relu", slope=self.negative_slope)
+
+
+class ELU(ActivationLayer):
+    """x for x > 0, alpha * (exp(x) - 1) below (Keras' and torch's ELU; `activation: elu` has
+    alpha 1)."""
+
+    kind: ClassVar[str] = "elu"
+
+    alpha: Annotated[float, Field(gt=0.0)] = Field(1.0, description="Scale of the negative part.")
+
+    def act(self, rank: int) -> Act:
+        return Act("elu", alpha=self.alpha)
 
 
 class Softmax(ActivationLayer):

@@ -24,6 +24,7 @@ ACTIVATIONS: tuple[str, ...] = (
     "relu6",
     "hard_sigmoid",
     "hard_swish",
+    "elu",
 )
 # The `activation:` argument of the weighted layers (dense, convolutions), described once.
 ACTIVATION_DOC = (

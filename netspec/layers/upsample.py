@@ -1,8 +1,9 @@
-"""upsample2d: repeat (nearest) or interpolate (bilinear) pixels by an integer scale."""
+"""upsample1d, upsample2d: repeat (nearest) or interpolate (bilinear, 2D) steps or pixels by an
+integer scale."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -24,3 +25,16 @@ class Upsample2D(Layer):
         (x,) = inputs
         check_rank(self, x, (3,))
         return (x[0], x[1] * self.scale[0], x[2] * self.scale[1])
+
+
+class Upsample1D(Layer):
+    """Repeat every step of a [C, L] sequence `scale` times (Keras' UpSampling1D)."""
+
+    kind: ClassVar[str] = "upsample1d"
+
+    scale: Annotated[int, Field(ge=1)] = Field(2, description="Factor: each step repeated s times.")
+
+    def output_shape(self, inputs: list[Shape], refs: dict[str, Shape]) -> Shape:
+        (x,) = inputs
+        check_rank(self, x, (2,))
+        return (x[0], x[1] * self.scale)
