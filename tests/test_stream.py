@@ -212,3 +212,52 @@ def test_lazy_views_decode_nothing_until_indexed(tmp_path: Path) -> None:
     assert calls == []
     np.testing.assert_array_equal(part[1:][:, 0, 0, 0], [2, 5])
     assert calls == [2, 5]
+
+
+ARRAYS = """\
+name: arrays
+input: [4]
+layers:
+  - dense: {{units: 8, activation: relu}}
+  - dense: {{units: 3, activation: softmax}}
+train:
+  data: {{source: arrays, path: {path}, {extra}val: 0.2, cache: {cache}, workers: {workers}}}
+  preprocess: {{normalize: dataset}}
+  batch_size: 7
+  epochs: 2
+  seed: 1
+"""
+
+
+@pytest.mark.parametrize("form", ["npz", "npy"])
+def test_npy_and_npz_stream_memory_mapped(tmp_path: Path, form: str) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)).astype(np.float64), rng.integers(0, 3, 60)
+    if form == "npz":
+        np.savez(tmp_path / "d.npz", x=x, y=y)
+        path, extra = tmp_path / "d.npz", ""
+    else:
+        np.save(tmp_path / "x.npy", x)
+        np.save(tmp_path / "y.npy", y)
+        path, extra = tmp_path / "x.npy", f"y_path: {tmp_path / 'y.npy'}, "
+    runs = {}
+    for cache, workers in (("ram", 0), ("none", 0), ("none", 1)):
+        text = ARRAYS.format(path=path, extra=extra, cache=cache, workers=workers)
+        t = make_trainer(tmp_path, text, out=f"{cache}{workers}")
+        assert isinstance(t.x_train, Streamed) == (cache == "none")
+        if cache == "none":
+            assert any("memory-mapped" in line for line in t.logs)
+            assert isinstance(t.data.train.x.reader.array, np.memmap)
+        t.fit()
+        runs[cache, workers] = weights(t)
+    assert same(runs["none", 0], runs["ram", 0]) and same(runs["none", 1], runs["ram", 0])
+
+
+def test_compressed_npz_cannot_stream(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez_compressed(tmp_path / "d.npz", x=rng.normal(size=(30, 4)), y=rng.integers(0, 3, 30))
+    text = ARRAYS.format(path=tmp_path / "d.npz", extra="", cache="none", workers=0)
+    with pytest.raises(DataError, match="cannot be memory-mapped"):
+        make_trainer(tmp_path, text)
+    auto = make_trainer(tmp_path, text.replace("cache: none", "cache: auto"), out="auto")
+    assert isinstance(auto.x_train, torch.Tensor)

@@ -4,6 +4,7 @@ kinds, and the rule for the paths a spec names."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from netspec.data.halves import lower_half
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.shape_scenes import make_shapes
-from netspec.data.stream import Lazy, choose_cache, content_key, disk_cached
+from netspec.data.stream import Lazy, choose_cache, content_key, disk_cached, is_streamed
 from netspec.data.table import load_csv
 from netspec.data.xo import make_xo
 
@@ -66,6 +67,30 @@ def _folder(cfg: ds.FolderData, path: Path) -> ArrayData:
     return listing.data(x, 16 if x.dtype == np.float32 else 8, tuple(notes))
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size * 2  # as _folder's estimates: the splits are copies
+    except OSError:
+        return 0  # load_arrays says what is wrong
+
+
+def _mapped(cfg: ds.ArraysData, data: ArrayData) -> ArrayData | None:
+    """Arrays with x memory-mapped, when the cache asks to stream (None: read them whole)."""
+    notes: list[str] = []
+    if not is_streamed(data.x):
+        if cfg.cache == "auto":
+            return None
+        raise data_error(
+            f"train.data.cache: {cfg.cache} streams x from its file, but {data.source} cannot "
+            "be memory-mapped (a compressed .npz member, or segmentation masks)",
+            hint="save x with numpy.save or numpy.savez (uncompressed), or use cache: ram",
+        )
+    if choose_cache(cfg.cache, data.x.nbytes * 2, notes) == "ram":
+        return None
+    notes.append("x is read memory-mapped from its file, batch by batch (no cache needed)")
+    return replace(data, notes=(*data.notes, *notes))
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if cfg.cache in ("disk", "none") and not isinstance(cfg, STREAMED):
         raise data_error(
@@ -90,14 +115,17 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
         return load_cifar10_dir(path, split="test" if test and not cfg.test_path else cfg.split)
     if isinstance(cfg, ds.FolderData):
         return _folder(cfg, path)
-    masks = {
-        "classes": cfg.classes,
-        "mask_values": cfg.mask_values,
-        "ignore_value": cfg.ignore_value,
-    }
+    if isinstance(cfg, (ds.ArraysData, ds.MaskFolderData)):  # the options of masks
+        masks = {"classes": cfg.classes, "mask_values": cfg.mask_values}
+        masks["ignore_value"] = cfg.ignore_value
     if isinstance(cfg, ds.ArraysData):
         y_path = resolve_path(cfg.y_path, spec_file) if cfg.y_path else None
         keys = {"x_key": cfg.x_key, "y_key": cfg.y_key, "channels": cfg.channels}
+        big = cfg.cache == "auto" and choose_cache("auto", _size(path), []) != "ram"
+        if cfg.cache in ("disk", "none") or big:
+            streamed = _mapped(cfg, load_arrays(path, y_path=y_path, **keys, **masks, stream=True))
+            if streamed is not None:
+                return streamed
         return load_arrays(path, y_path=y_path, **keys, **masks)
     if isinstance(cfg, ds.MaskFolderData):
         return load_mask_folder(path, images=cfg.images, masks=cfg.masks, color=cfg.color, **masks)
