@@ -83,9 +83,10 @@ class Feeder:
         self.workers = default_workers() if workers is None else workers
         self.jobs = _Jobs()
         self.loader: DataLoader | None = None
-        if self.workers > 0 and splits:
+        decoded = {k: v for k, v in splits.items() if not v.in_place}  # the rest: read here
+        if self.workers > 0 and decoded:
             self.loader = DataLoader(
-                _Splits(splits),
+                _Splits(decoded),
                 batch_size=None,  # each job is a whole batch
                 sampler=self.jobs,
                 num_workers=self.workers,
@@ -102,7 +103,7 @@ class Feeder:
 
     def run(self, name: str, parts: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
         """The batches of split `name` at each of `parts`, decoded in order."""
-        if self.loader is None:
+        if self.loader is None or self.splits[name].in_place:
             x = self.splits[name]
             yield from (torch.from_numpy(x[p]) for p in parts)
             return

@@ -100,6 +100,8 @@ class Lazy:
         if isinstance(key, (int, np.integer)):
             return self._one(int(self.index[key]))
         picked = self.index[key]
+        if self.in_place:  # a memory-mapped array: one gather, no per-sample decode
+            return np.ascontiguousarray(self.reader.array[np.sort(picked)][_unsort(picked)])  # type: ignore[attr-defined]
         out = np.empty((len(picked), *self.sample_shape), dtype=self.dtype)
         for j, i in enumerate(picked):
             sample = self._one(int(i))
@@ -113,6 +115,12 @@ class Lazy:
             out[j] = sample
         return out
 
+    @property
+    def in_place(self) -> bool:
+        """Samples read straight from an array on disk (nothing to decode, no steps): the
+        training process reads them itself, faster than a worker could hand them over."""
+        return isinstance(self.reader, ArrayReader) and not self.steps
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         x = self[:]  # everything, decoded: what code that wants a whole array gets
         return x if dtype is None else x.astype(dtype)
@@ -122,6 +130,11 @@ class Lazy:
 
     def mapped(self, step: Callable[[np.ndarray], np.ndarray]) -> Lazy:
         return Lazy(self.reader, self.index, (*self.steps, step))
+
+
+def _unsort(idx: np.ndarray) -> np.ndarray:
+    """Where each of idx lands in sorted(idx): reading a map in file order, then reordering."""
+    return np.argsort(np.argsort(idx, kind="stable"), kind="stable")
 
 
 def is_streamed(x: Any) -> bool:
