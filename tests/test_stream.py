@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_trainer
+from helpers import make_trainer, tiny_spec
 from PIL import Image
 
 from netspec.backends.training.loader import Streamed
@@ -214,19 +214,13 @@ def test_lazy_views_decode_nothing_until_indexed(tmp_path: Path) -> None:
     assert calls == [2, 5]
 
 
-ARRAYS = """\
-name: arrays
-input: [4]
-layers:
-  - dense: {{units: 8, activation: relu}}
-  - dense: {{units: 3, activation: softmax}}
-train:
-  data: {{source: arrays, path: {path}, {extra}val: 0.2, cache: {cache}, workers: {workers}}}
-  preprocess: {{normalize: dataset}}
-  batch_size: 7
-  epochs: 2
-  seed: 1
-"""
+def arrays_spec(path: Path, extra: str, cache: str, workers: int) -> str:
+    """A small classifier of (N, 4) arrays, streamed or not."""
+    data = f"{{source: arrays, path: {path}, {extra}val: 0.2, cache: {cache}, workers: {workers}}}"
+    layers = ["dense: {units: 8, activation: relu}", "dense: {units: 3, activation: softmax}"]
+    return tiny_spec(
+        layers, input="[4]", data=data, preprocess="{normalize: dataset}", batch_size=7
+    )
 
 
 @pytest.mark.parametrize("form", ["npz", "npy"])
@@ -242,7 +236,7 @@ def test_npy_and_npz_stream_memory_mapped(tmp_path: Path, form: str) -> None:
         path, extra = tmp_path / "x.npy", f"y_path: {tmp_path / 'y.npy'}, "
     runs = {}
     for cache, workers in (("ram", 0), ("none", 0), ("none", 1)):
-        text = ARRAYS.format(path=path, extra=extra, cache=cache, workers=workers)
+        text = arrays_spec(path, extra, cache, workers)
         t = make_trainer(tmp_path, text, out=f"{cache}{workers}")
         assert isinstance(t.x_train, Streamed) == (cache == "none")
         if cache == "none":
@@ -256,7 +250,7 @@ def test_npy_and_npz_stream_memory_mapped(tmp_path: Path, form: str) -> None:
 def test_compressed_npz_cannot_stream(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.savez_compressed(tmp_path / "d.npz", x=rng.normal(size=(30, 4)), y=rng.integers(0, 3, 30))
-    text = ARRAYS.format(path=tmp_path / "d.npz", extra="", cache="none", workers=0)
+    text = arrays_spec(tmp_path / "d.npz", "", "none", 0)
     with pytest.raises(DataError, match="cannot be memory-mapped"):
         make_trainer(tmp_path, text)
     auto = make_trainer(tmp_path, text.replace("cache: none", "cache: auto"), out="auto")

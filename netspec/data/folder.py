@@ -281,7 +281,7 @@ def load_image_folder(
     x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale), float32 on the same 0..255 scale
     when any image is 16-bit (image_pixels); y: (N,) int64.
     """
-    return list_image_folder(root, size=size, color=color, classes=classes, crop=crop).load()
+    return list_image_folder(root, size, color, classes, crop).load()
 
 
 @dataclass(frozen=True)
@@ -324,12 +324,7 @@ class FolderListing:
 
 
 def list_image_folder(
-    root: str | Path,
-    *,
-    size: tuple[int, int] | None = None,
-    color: Literal["rgb", "grayscale"] = "rgb",
-    classes: list[str] | None = None,
-    crop: Literal["center"] | None = None,
+    root: str | Path, size: Any, color: str, classes: list[str] | None, crop: str | None
 ) -> FolderListing:
     """The options checked and the folder listed (load_image_folder's first half)."""
     root = Path(root)

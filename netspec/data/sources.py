@@ -52,7 +52,7 @@ def _folder(cfg: ds.FolderData, path: Path) -> ArrayData:
     """An image folder decoded into memory (cache ram), or streamed: decoded batch by batch
     from the files (none) or from a disk cache of the decoded samples (disk)."""
     size = tuple(cfg.size) if cfg.size else None
-    listing = list_image_folder(path, size=size, color=cfg.color, crop=cfg.crop)  # type: ignore[arg-type]
+    listing = list_image_folder(path, size, cfg.color, None, cfg.crop)
     if cfg.cache == "ram":
         return listing.load()
     x = Lazy(listing.reader)
