@@ -284,3 +284,24 @@ def test_two_processes_streaming_their_shards_train_the_weights_of_one(tmp_path:
     assert "every batch is decoded from the image files" in two.stderr
     a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+def test_chunked_passes_read_ahead_in_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netspec.data.folder import list_image_folder
+    from netspec.data.stats import channel_stats
+
+    folder = image_folder(tmp_path / "images", n=30)
+    x = Lazy(list_image_folder(folder, (8, 8), "rgb", None, None).reader)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 8 * 3 * 8 * 8 * 4)  # 4 samples a chunk
+    alone = channel_stats(x, 0.5), stream.value_range(x)
+    monkeypatch.setattr(stream, "default_workers", lambda: 3)
+    pooled = channel_stats(x, 0.5), stream.value_range(x)
+    for a, b in zip(alone[0], pooled[0]):
+        np.testing.assert_array_equal(a, b)
+    assert alone[1] == pooled[1]
+    (folder / "b" / "010.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match="cannot decode image") as e:
+        stream.value_range(x)
+    assert "010.png" in e.value.format()

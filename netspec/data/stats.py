@@ -8,7 +8,7 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
-from netspec.data.stream import chunks
+from netspec.data.stream import chunks, read_chunks
 
 
 def dataset_stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -38,15 +38,15 @@ def channel_stats(
     lo = np.full(x.shape[1], np.inf)
     hi = np.full(x.shape[1], -np.inf)
     parts = chunks(x)
-    for part in parts:
-        c = x[part].astype(np.float64) * scale
+    for raw in read_chunks(x, parts):
+        c = raw.astype(np.float64) * scale
         total += c.sum(axis=axes)
         lo, hi = np.minimum(lo, c.min(axis=axes)), np.maximum(hi, c.max(axis=axes))
     mean = total / per_channel
     shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcast the mean over (N, C, H, W)
     sq = np.zeros(x.shape[1], dtype=np.float64)
-    for part in parts:
-        dev = x[part].astype(np.float64) * scale - mean.reshape(shape)
+    for raw in read_chunks(x, parts):
+        dev = raw.astype(np.float64) * scale - mean.reshape(shape)
         sq += np.square(dev).sum(axis=axes)
     return mean, np.sqrt(sq / per_channel), lo, hi
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from netspec.data._common import data_error
+from netspec.errors import NetspecError
 
 CACHE_ENV = "NETSPEC_CACHE_DIR"
 CHUNK_BYTES = 1 << 26  # float64 bytes per chunk of a pass over the data (64 MiB)
@@ -166,6 +170,44 @@ def chunks(x: Any, bytes_per_value: int = 8) -> Sequence[slice]:
     return [slice(s, min(s + size, n)) for s in range(0, n, size)]
 
 
+def read_chunks(x: Any, parts: Sequence[slice]) -> Iterator[np.ndarray]:
+    """x[part] for each part, in order. A Lazy that decodes files is read ahead by forked worker
+    processes (default_workers of them, a few chunks each at most, so memory stays bounded)."""
+    workers = default_workers()
+    if not isinstance(x, Lazy) or x.in_place or workers < 2 or len(parts) < 2:
+        yield from (x[p] for p in parts)
+        return
+    global _SHARED
+    _SHARED = x  # the forked workers inherit it: nothing but slices is pickled
+    pending: deque[Future] = deque()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        todo = iter(parts)
+        for part in todo:
+            pending.append(pool.submit(_read_shared, part))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            out = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_read_shared, nxt))
+            if isinstance(out, tuple):  # a user error in a worker: raised here, as it was
+                kind, problems, stage = out
+                raise kind(problems, stage=stage)
+            yield out
+    _SHARED = None
+
+
+_SHARED: Lazy | None = None
+
+
+def _read_shared(part: slice) -> Any:
+    try:
+        return _SHARED[part]  # type: ignore[index]
+    except NetspecError as e:
+        return (type(e), list(e.problems), e.stage)
+
+
 # --- which cache ------------------------------------------------------------------------------
 
 COMFORT = 0.25  # data in RAM at most this share of the available memory: `auto` keeps ram
@@ -212,8 +254,7 @@ def value_range(x: Any) -> tuple[float, float] | None:
     if not x.size:
         return None
     lo, hi = np.inf, -np.inf
-    for part in chunks(x):
-        c = x[part]
+    for c in read_chunks(x, chunks(x)):
         lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
     return lo, hi
 
@@ -295,9 +336,9 @@ def _write(x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Any) -> No
     try:
         with tmp.open("wb") as f:
             np.lib.format.write_array_header_2_0(f, header)
-            parts = chunks(x, x.dtype.itemsize)
-            for k, part in enumerate(parts):
-                f.write(np.ascontiguousarray(x[part]).tobytes())
+            parts = chunks(x)
+            for k, (part, c) in enumerate(zip(parts, read_chunks(x, parts))):
+                f.write(np.ascontiguousarray(c).tobytes())
                 if log is not None and (k % 10 == 9 or k == len(parts) - 1):
                     log(f"disk cache: {part.stop}/{len(x)} samples decoded")
             f.flush()
