@@ -214,14 +214,10 @@ COMFORT = 0.25  # data in RAM at most this share of the available memory: `auto`
 
 
 def available_memory() -> int | None:
-    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    """The host's available memory (memory.host_available: MemAvailable, None elsewhere)."""
+    from netspec.memory import host_available
+
+    return host_available()
 
 
 def choose_cache(mode: str, nbytes: int, notes: list[str]) -> str:
