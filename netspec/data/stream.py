@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -277,10 +278,11 @@ def content_key(kind: str, files: Sequence[Path], options: dict[str, Any]) -> st
 
 
 def disk_cached(
-    x: Lazy, key: str, notes: list[str], log: Callable[[str], None] | None = None
+    x: Lazy, key: str, notes: list[str], log: Callable[[int, int], None] | None = None
 ) -> Lazy:
+    # The first pass of a large folder takes minutes: a progress line on a terminal by default.
     """x's samples from the disk cache `key`: reused when complete and matching, else written
-    once (progress on `log`). A cache that cannot be written (a full disk) leaves x as it is,
+    once (progress on `log(done, total)`, a terminal line by default). A cache that cannot be written (a full disk) leaves x as it is,
     with a note: the run goes on decoding from the files."""
     folder = cache_dir()
     npy, done = folder / f"{key}.npy", folder / f"{key}.done"
@@ -294,7 +296,7 @@ def disk_cached(
         free = shutil.disk_usage(folder).free
         if x.nbytes + (64 << 20) > free:
             raise OSError(f"{x.nbytes / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free")
-        _write(x, npy, done, want, log)
+        _write(x, npy, done, want, log or (_progress if sys.stderr.isatty() else None))
     except OSError as e:
         notes.append(
             f"the disk cache could not be written in {folder} ({e}): samples are decoded from "
@@ -318,7 +320,14 @@ def _reuse(npy: Path, done: Path, want: dict[str, Any]) -> np.ndarray | None:
     return arr if ok else None
 
 
-def _write(x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Any) -> None:
+def _progress(done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\rwriting the disk cache: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
+
+
+def _write(
+    x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Callable[[int, int], None] | None
+) -> None:
     """The .npy written through a temporary file and renamed, then the marker: a run killed
     mid-write leaves no marker, so the next run rebuilds. Plain writes, not a writable memory
     map: a full disk is an OSError here, where a map would die of SIGBUS."""
@@ -333,10 +342,10 @@ def _write(x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Any) -> No
         with tmp.open("wb") as f:
             np.lib.format.write_array_header_2_0(f, header)
             parts = chunks(x)
-            for k, (part, c) in enumerate(zip(parts, read_chunks(x, parts))):
+            for part, c in zip(parts, read_chunks(x, parts)):
                 f.write(np.ascontiguousarray(c).tobytes())
-                if log is not None and (k % 10 == 9 or k == len(parts) - 1):
-                    log(f"disk cache: {part.stop}/{len(x)} samples decoded")
+                if log is not None:
+                    log(part.stop, len(x))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, npy)
