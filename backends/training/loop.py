@@ -1,4 +1,4 @@
-"""The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
+"""The training loop: the Trainer, one epoch at a time, over device tensors or streamed splits.
 
 Over 400 lines: setup, batching (random tiles included), one epoch and evaluation share the
 Trainer's state. What stands alone lives beside it: the run's files (run_files.py), the

@@ -106,7 +106,8 @@ class Lazy:
             return self._one(int(self.index[key]))
         picked = self.index[key]
         if self.in_place:  # a memory-mapped array: one gather, no per-sample decode
-            return np.ascontiguousarray(self.reader.array[np.sort(picked)][_unsort(picked)])  # type: ignore[attr-defined]
+            rows = self.reader.array[np.sort(picked)]  # type: ignore[attr-defined]
+            return np.ascontiguousarray(rows[_unsort(picked)])
         out = np.empty((len(picked), *self.sample_shape), dtype=self.dtype)
         for j, i in enumerate(picked):
             sample = self._one(int(i))
@@ -148,7 +149,7 @@ def is_streamed(x: Any) -> bool:
 
 
 def subset(x: Any, idx: np.ndarray) -> Any:
-    """x's samples at idx: a view for a Lazy or a memory-mapped array (nothing read), else a copy."""
+    """x's samples at idx: a view of a Lazy or a memory-mapped array (nothing read), else a copy."""
     if isinstance(x, np.memmap):
         x = Lazy(ArrayReader(x))
     return x.view(idx) if isinstance(x, Lazy) else x[idx]
@@ -280,10 +281,10 @@ def content_key(kind: str, files: Sequence[Path], options: dict[str, Any]) -> st
 def disk_cached(
     x: Lazy, key: str, notes: list[str], log: Callable[[int, int], None] | None = None
 ) -> Lazy:
-    # The first pass of a large folder takes minutes: a progress line on a terminal by default.
     """x's samples from the disk cache `key`: reused when complete and matching, else written
-    once (progress on `log(done, total)`, a terminal line by default). A cache that cannot be written (a full disk) leaves x as it is,
-    with a note: the run goes on decoding from the files."""
+    once (progress on `log(done, total)`; by default a line on a terminal, as the first pass of
+    a large folder takes minutes). A cache that cannot be written (a full disk) leaves x as it
+    is, with a note: the run goes on decoding from the files."""
     folder = cache_dir()
     npy, done = folder / f"{key}.npy", folder / f"{key}.done"
     want = {"shape": list(x.shape), "dtype": x.dtype.str, "key": key}
