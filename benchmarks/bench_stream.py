@@ -10,6 +10,9 @@ subprocess (a small CNN at 64x64, 2 epochs, batch 32, `--device cpu`), interleav
 modes rotate each round, and the disk cache is emptied before each disk run so its first epoch
 writes it and its second reads it. Measured from outside the process, by reading /proc:
 
+- peak anonymous memory (RssAnon, sampled every 0.1 s, the largest process of the tree): what
+  the processes allocated, without the pages of files they map (the disk cache's and .npy
+  pages are page cache, counted in RSS but reclaimed by the kernel at will);
 - peak RSS: the training process's VmHWM (its own high-water mark, read just before it exits,
   via a parent that waits on it: resource.getrusage(RUSAGE_CHILDREN).ru_maxrss) and the peak of
   the whole process tree's PSS (workers included, shared pages divided among their sharers),
@@ -119,14 +122,25 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _pss(pid: int) -> int:
+def _field(path: str, name: str) -> int:
+    """A `Name:  N kB` field of a /proc file, in bytes (0 when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
                 return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def _pss(pid: int) -> int:
+    return _field(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def _anon(pid: int) -> int:
+    """Anonymous resident memory: what the process allocated, without the pages of files it
+    maps (a memory-mapped cache's pages are page cache, which the kernel reclaims at will)."""
+    return _field(f"/proc/{pid}/status", "RssAnon:")
 
 
 # A parent of its own per run: RUSAGE_CHILDREN's maxrss is then this run's alone.
@@ -144,13 +158,15 @@ def run_once(spec: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
     )
-    peak = 0
+    peak = anon = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, anon
         while not stop.wait(0.1):
-            peak = max(peak, sum(_pss(p) for p in _tree(proc.pid)))
+            tree = _tree(proc.pid)
+            peak = max(peak, sum(_pss(p) for p in tree))
+            anon = max(anon, max((_anon(p) for p in tree), default=0))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -165,6 +181,7 @@ def run_once(spec: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
     return {
         "rss_mb": maxrss / 2**20,
         "tree_pss_mb": peak / 2**20,
+        "anon_mb": anon / 2**20,
         "epoch1_sps": hist[0]["samples_per_s"],
         "epoch2_sps": hist[-1]["samples_per_s"],
         "wall_s": wall,
@@ -214,14 +231,15 @@ def _med(rows: list[dict[str, float]], key: str) -> float:
 def report(results: dict, small: int, large: int, args: argparse.Namespace) -> None:
     print(f"\nbench_stream: {args.rounds} rounds, workers {args.workers or 'default'}, "
           f"{os.cpu_count()} CPUs; medians\n")  # fmt: skip
-    keys = ("rss_mb", "tree_pss_mb", "epoch1_sps", "epoch2_sps", "wall_s")
+    keys = ("rss_mb", "anon_mb", "tree_pss_mb", "epoch1_sps", "epoch2_sps", "wall_s")
     print(f"{'n':>6} {'cache':<5} " + " ".join(f"{k:>12}" for k in keys))
     for (size, mode), rows in sorted(results.items()):
         print(f"{size:>6} {mode:<5} " + " ".join(f"{_med(rows, k):>12.1f}" for k in keys))
     print()
     for mode in MODES:
-        growth = _med(results[large, mode], "rss_mb") / _med(results[small, mode], "rss_mb")
-        print(f"peak RSS {mode:<4} n={large} / n={small}: {growth:.2f}x")
+        for k in ("rss_mb", "anon_mb"):
+            growth = _med(results[large, mode], k) / _med(results[small, mode], k)
+            print(f"peak {k[:-3]:<4} {mode:<4} n={large} / n={small}: {growth:.2f}x")
     for size in (small, large):
         ram = results[size, "ram"]
         for mode in ("none", "disk"):
