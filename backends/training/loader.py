@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data._utils import signal_handling
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.stream import Lazy, default_workers, is_streamed
@@ -85,6 +86,10 @@ class Feeder:
         self.loader: DataLoader | None = None
         decoded = {k: v for k, v in splits.items() if not v.in_place}  # the rest: read here
         if self.workers > 0 and decoded:
+            # torch's SIGCHLD handler raises a dead worker's error wherever this process is (in
+            # a forward, in a log call). Marked as set, it is never installed: the error then
+            # comes from the next batch asked for (within 5 s), reported as a DataError there.
+            signal_handling._SIGCHLD_handler_set = True
             self.loader = DataLoader(
                 _Splits(decoded),
                 batch_size=None,  # each job is a whole batch
@@ -108,20 +113,21 @@ class Feeder:
             yield from (torch.from_numpy(x[p]) for p in parts)
             return
         self.jobs.jobs = [(name, p) for p in parts]
-        it = iter(self.loader)
-        for _ in parts:
-            try:
+        try:
+            it = iter(self.loader)
+            for _ in parts:
                 batch = next(it)
-            except RuntimeError as e:  # a worker killed (out of memory, a signal)
-                raise DataError.one(
-                    f"a data worker process stopped while decoding {name} batches ({e})",
-                    hint="see the system log (out of memory?), lower train.data.workers, then "
-                    "`--resume` continues from the last saved epoch",
-                    stage="data",
-                ) from None
-            if isinstance(batch, _Failed):
-                raise batch.error()
-            yield batch
+                if isinstance(batch, _Failed):
+                    raise batch.error()
+                yield batch
+        except (RuntimeError, EOFError, ConnectionError) as e:  # a worker killed (OOM, a signal)
+            raise DataError.one(
+                f"a data worker process stopped while decoding {name} batches "
+                f"({type(e).__name__}: {e})",
+                hint="see the system log (out of memory?), lower train.data.workers, then "
+                "`--resume` continues from the last saved epoch",
+                stage="data",
+            ) from None
 
 
 class Streamed:
