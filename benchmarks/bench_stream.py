@@ -6,7 +6,8 @@ photos (../shared/data/cats_dogs: a random crop, scale and flip of each, 160x160
 in two classes. Nothing is downloaded or committed.
 
 For each size and each `train.data.cache` (ram, disk, none), `netspec train` runs as a
-subprocess (a small CNN at 64x64, 2 epochs, batch 32, `--device cpu`), interleaved: the cache
+subprocess (a small CNN at 64x64, 2 epochs, batch 32, 600 validation images at every size so
+that the evaluation's batches weigh the same, `--device cpu`), interleaved: the cache
 modes rotate each round, and the disk cache is emptied before each disk run so its first epoch
 writes it and its second reads it. Measured from outside the process, by reading /proc:
 
@@ -48,6 +49,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "cats_dogs"
 MODES = ("ram", "disk", "none")
+VAL = 600
 
 SPEC = """\
 name: bench_stream
@@ -60,7 +62,7 @@ layers:
   - global_avgpool2d
   - dense: {{units: 2, activation: softmax}}
 train:
-  data: {{source: folder, path: {path}, size: [64, 64], val: 0.1, cache: {cache},
+  data: {{source: folder, path: {path}, size: [64, 64], val: {val}, cache: {cache},
           workers: {workers}}}
   preprocess: {{rescale: 1/255}}
   batch_size: 32
@@ -212,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                 order = MODES[r % 3 :] + MODES[: r % 3]
                 for mode in order:
                     spec = tmp / f"{mode}_{size}.yaml"
-                    text = SPEC.format(path=folders[size], cache=mode, workers=workers)
+                    # VAL validation samples at every size: the evaluation's batches (up to
+                    # 512) and their activations are then the same, and only the data grow.
+                    val = round(VAL / size, 6)
+                    text = SPEC.format(path=folders[size], val=val, cache=mode, workers=workers)
                     spec.write_text(text)
                     shutil.rmtree(tmp / "cache", ignore_errors=True)
                     row = run_once(spec, tmp / f"run_{mode}_{size}", env)
