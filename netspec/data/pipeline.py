@@ -110,15 +110,7 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
 def _streamable(data: ArrayData, spec: TrainSpec) -> None:
     """Refuse what a streamed source cannot do yet: whole-set steps on the samples."""
     cfg = spec.data
-    what = (
-        "image completion (complete: lower_half)"
-        if cfg.complete
-        else "segmentation masks"
-        if data.y.ndim == 3
-        else "text"
-        if isinstance(cfg, TextData)
-        else None
-    )
+    what = "segmentation masks" if data.y.ndim == 3 else None  # completion: sources.py
     if what is not None:
         raise data_error(
             f"{data.source}: {what} is read into memory; train.data.cache: {cfg.cache} streams",

@@ -53,7 +53,7 @@ def _folder(cfg: ds.FolderData, path: Path) -> ArrayData:
     from the files (none) or from a disk cache of the decoded samples (disk)."""
     size = tuple(cfg.size) if cfg.size else None
     listing = list_image_folder(path, size, cfg.color, None, cfg.crop)
-    if cfg.cache == "ram":
+    if cfg.cache == "ram" or (cfg.cache == "auto" and cfg.complete):  # halves: whole arrays
         return listing.load()
     x = Lazy(listing.reader)
     notes: list[str] = []
@@ -92,10 +92,10 @@ def _mapped(cfg: ds.ArraysData, data: ArrayData) -> ArrayData | None:
 
 
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
-    if cfg.cache in ("disk", "none") and not isinstance(cfg, STREAMED):
+    if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
+        what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
-            f"train.data.cache: {cfg.cache} streams samples from files; the {cfg.source} source "
-            "is read whole",
+            f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
             hint="use cache: ram (or auto); image folders and .npy arrays can stream",
         )
     if isinstance(cfg, ds.BuiltinData):
@@ -121,7 +121,8 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if isinstance(cfg, ds.ArraysData):
         y_path = resolve_path(cfg.y_path, spec_file) if cfg.y_path else None
         keys = {"x_key": cfg.x_key, "y_key": cfg.y_key, "channels": cfg.channels}
-        big = cfg.cache == "auto" and choose_cache("auto", _size(path), []) != "ram"
+        auto = cfg.cache == "auto" and not cfg.complete  # halves: whole arrays
+        big = auto and choose_cache("auto", _size(path), []) != "ram"
         if cfg.cache in ("disk", "none") or big:
             streamed = _mapped(cfg, load_arrays(path, y_path=y_path, **keys, **masks, stream=True))
             if streamed is not None:
