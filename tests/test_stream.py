@@ -308,83 +308,14 @@ def test_chunked_passes_read_ahead_in_worker_processes(
 
 
 def test_streaming_refuses_what_needs_whole_arrays(tmp_path: Path) -> None:
+    from netspec.train_data_spec import ArraysData
+
     folder = image_folder(tmp_path / "images")
     text = SPEC.format(path=folder, cache="none", workers=0, epochs=1)
     with pytest.raises(DataError, match="image completion is read whole"):
         make_trainer(tmp_path, text.replace("cache: none", "cache: none, complete: lower_half"))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "seg.npz", x=rng.random((20, 3, 8, 8)), y=rng.integers(0, 2, (20, 8, 8)))
-    from netspec.train_data_spec import ArraysData
-
     arrays = ArraysData(source="arrays", path=str(tmp_path / "seg.npz"), cache="none")
-    with pytest.raises(DataError, match="cannot be memory-mapped"):
-        make_trainer(tmp_path, text)
-    auto = make_trainer(tmp_path, text.replace("cache: none", "cache: auto"), out="auto")
-    assert isinstance(auto.x_train, torch.Tensor)
-
-
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two processes need two cores")
-@pytest.mark.slow  # a 2-process torchrun run and an in-process one (~15 s)
-def test_two_processes_streaming_their_shards_train_the_weights_of_one(tmp_path: Path) -> None:
-    from helpers import invoke
-    from safetensors.torch import load_file
-    from test_distributed import netspec_train
-
-    folder = image_folder(tmp_path / "images", n=40)
-    plain = SPEC.replace("  - dropout: {{rate: 0.2}}\n", "").replace(
-        "  augment: {{flip: horizontal}}\n", ""
-    )
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        plain.format(path=folder, cache="ram", workers=0, epochs=2).replace(
-            "batch_size: 5", "batch_size: 6"
-        )
-    )
-    one = invoke("train", spec, "--out", tmp_path / "one")
-    assert one.exit_code == 0, one.output
-    two = netspec_train(
-        spec, "--out", tmp_path / "two", "--nproc", "2",
-        "--set", "train.data.cache=none", "--set", "train.data.workers=1",
-    )  # fmt: skip
-    assert two.returncode == 0, two.stderr
-    assert "every batch is decoded from the image files" in two.stderr
-    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-
-
-def test_chunked_passes_read_ahead_in_worker_processes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from netspec.data.folder import list_image_folder
-    from netspec.data.stats import channel_stats
-
-    folder = image_folder(tmp_path / "images", n=30)
-    x = Lazy(list_image_folder(folder, (8, 8), "rgb", None, None).reader)
-    monkeypatch.setattr(stream, "CHUNK_BYTES", 8 * 3 * 8 * 8 * 4)  # 4 samples a chunk
-    alone = channel_stats(x, 0.5), stream.value_range(x)
-    monkeypatch.setattr(stream, "default_workers", lambda: 3)
-    pooled = channel_stats(x, 0.5), stream.value_range(x)
-    for a, b in zip(alone[0], pooled[0]):
-        np.testing.assert_array_equal(a, b)
-    assert alone[1] == pooled[1]
-    (folder / "b" / "010.png").write_bytes(b"broken")
-    with pytest.raises(DataError, match="cannot decode image") as e:
-        stream.value_range(x)
-    assert "010.png" in e.value.format()
-
-
-def test_streaming_refuses_what_needs_whole_arrays(tmp_path: Path) -> None:
-    folder = image_folder(tmp_path / "images")
-    text = SPEC.format(path=folder, cache="none", workers=0, epochs=1)
-    with pytest.raises(DataError, match="image completion is read whole"):
-        make_trainer(tmp_path, text.replace("cache: none", "cache: none, complete: lower_half"))
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "seg.npz", x=rng.random((20, 3, 8, 8)), y=rng.integers(0, 2, (20, 8, 8)))
-    cfg = make_trainer(tmp_path, text, out="cfg").spec.data
-    seg = cfg.model_copy(update={"source": "arrays"})
-    from netspec.train_data_spec import ArraysData
-
-    arrays = ArraysData(**{**seg.model_dump(include={"val", "test", "cache"}), "source": "arrays",
-                           "path": str(tmp_path / "seg.npz")})  # fmt: skip
     with pytest.raises(DataError, match="cannot be memory-mapped"):
         load_source(arrays, None)
