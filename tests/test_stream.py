@@ -319,3 +319,22 @@ def test_streaming_refuses_what_needs_whole_arrays(tmp_path: Path) -> None:
     arrays = ArraysData(source="arrays", path=str(tmp_path / "seg.npz"), cache="none")
     with pytest.raises(DataError, match="cannot be memory-mapped"):
         load_source(arrays, None)
+
+
+def test_preprocess_geometry_is_applied_per_streamed_sample(tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "images")
+    geometry = (
+        "preprocess: {rescale: 1/255, normalize: dataset, grayscale: true, center_crop: [6, 6]}"
+    )
+    runs = {}
+    for cache in ("ram", "none"):
+        text = SPEC.format(path=folder, cache=cache, workers=1, epochs=1)
+        text = text.replace("input: [3, 8, 8]", "input: [1, 6, 6]").replace(
+            "preprocess: {rescale: 1/255, normalize: dataset}", geometry
+        )
+        t = make_trainer(tmp_path, text, out=cache)
+        t.fit()
+        runs[cache] = t
+    assert runs["none"].data.train.x.shape[1:] == (1, 6, 6)
+    assert runs["none"].data.preprocessing == runs["ram"].data.preprocessing
+    assert same(weights(runs["none"]), weights(runs["ram"]))
