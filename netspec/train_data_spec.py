@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from netspec.spec_base import PATH, SPLIT, TEST, Fraction, Section, Size
 
@@ -44,6 +44,19 @@ class _Source(Section):
         description="Image completion (multi-output regression): the input is the upper half of "
         "each image and the targets are the pixels of its lower half, in the input's units "
         "(after `rescale`); labels are dropped.",
+    )
+    cache: Literal["auto", "ram", "disk", "none"] = Field(
+        "auto",
+        description="Where decoded samples live (docs/training.md, Data bigger than memory): ram "
+        "decodes everything into memory once; disk writes the decoded samples once to a "
+        "memory-mapped file reused by later runs; none decodes each batch from the files; auto "
+        "keeps ram when the data take at most a quarter of the available memory, else disk. "
+        "disk and none stream batches through worker processes (image folders and .npy files).",
+    )
+    workers: NonNegativeInt | None = Field(
+        None,
+        description="Worker processes decoding batches when the data streams (cache disk or "
+        "none); 0 decodes in the training process (default: the CPU count less one, at most 8).",
     )
 
 

@@ -120,6 +120,7 @@ def check_memory(
     raise NetspecError.one(
         f"training needs about {human_bytes(need)} at batch {spec.batch_size} "
         f"({parts}), but {human_bytes(free)} is free {where}",
-        hint="shrink the network or train.batch_size, or pass --force to try anyway",
+        hint="shrink the network or train.batch_size, stream the data (train.data.cache: "
+        "disk or none), or pass --force to try anyway",
         stage="train",
     )

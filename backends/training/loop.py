@@ -1,4 +1,4 @@
-"""The training loop: the Trainer, over in-memory tensors on the device, one epoch at a time.
+"""The training loop: the Trainer, one epoch at a time, over device tensors or streamed splits.
 
 Over 400 lines: setup, batching (random tiles included), one epoch and evaluation share the
 Trainer's state. What stands alone lives beside it: the run's files (run_files.py), the
@@ -36,6 +36,7 @@ from .callbacks import after_epoch, monitor_of
 from .device import check_memory, keep_freed_memory, pick_device, use_channels_last
 from .distributed import RANK_SEED, Dist, rank_rng, restore_rank_rng, wrap_data_parallel
 from .examples import Examples
+from .loader import Streamed, batched, feeder_of, held_bytes, rows
 from .objective import choose_loss, default_loss, default_metrics, make_metrics, regularizers
 from .optim import make_optimizer, make_schedule
 from .report import epoch_line, per_class_line, progress_bar
@@ -98,9 +99,7 @@ class Trainer:
             self.log(f"note: {note}")
         if graph.dynamic:  # the data's length fills the time axis: checked and measured at it
             self.graph = graph = at_data_length(graph, self.data.train.x.shape[1:])
-        data_bytes = sum(
-            a.x.nbytes + a.y.nbytes for a in (self.data.train, self.data.val, self.data.test) if a
-        )
+        data_bytes = sum(map(held_bytes, (self.data.train, self.data.val, self.data.test)))
         check_memory(graph, spec, self.device, data_bytes, force=self.force)
         self.module = build_module(graph).to(self.device)
         if self.device.type == "cpu":
@@ -130,9 +129,11 @@ class Trainer:
                 self.module, self.logits, self.dist, spec.sync_batchnorm, self.log
             )
             torch.manual_seed(spec.seed + rank_seed)
+        # Streamed splits: decoded by worker processes, in the order the batches are drawn here.
+        feeder = feeder_of(self.data, spec.data.workers, self.device)
         self.scorer = Scorer(
             self.module, self.data.preprocessing, self.device, self.logits,
-            self.channels_last, self.bf16,
+            self.channels_last, self.bf16, feeder,
         )  # fmt: skip
         self.norm = self.scorer.norm  # one Normalizer for training and scoring
         self.x_train, self.y_train = self._tensors(self.data.train)
@@ -193,13 +194,14 @@ class Trainer:
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         return self.scorer.prep(x)
 
-    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training batch: gathered, normalized, in the model's layout, augmented."""
+    def _batch(self, idx: torch.Tensor, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training batch (`raw`: its samples as loaded): normalized, in the model's
+        layout, augmented."""
         if self.data.random_tiles:
             xb, yb = random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
             xb = self._prep(xb)
         else:
-            xb = self._prep(self.x_train[idx])
+            xb = self._prep(raw)
             yb = self.y_train[idx]
         if self.augment.enabled:
             # Masks get the very same flips, symmetries and shifts as their images.
@@ -214,21 +216,23 @@ class Trainer:
         perm = torch.randperm(self.n_train, generator=self.shuffle)
         if self.per_scene > 1:
             perm = perm % len(self.y_train)  # each scene per_scene times, in random order
-        perm = perm.to(self.device)
+        streamed = isinstance(self.x_train, Streamed)
+        perm = perm if streamed else perm.to(self.device)  # streamed: the loader's indices
         total = torch.zeros((), device=self.device)
         seen = 0
         t0 = time.perf_counter()
         bar = self._bar()
         d = self.dist
         fold = 2 if d is None else 2 * d.world
+        # Every batch drawn first (this rank's share of it under DDP): a streamed split's
+        # workers decode them ahead, in this order.
+        globals_ = list(self._batches(self.n_train, self.spec.batch_size, perm, fold))
+        idxs = [d.shard(idx) for idx in globals_] if d is not None else globals_
+        raws = batched(self.x_train, idxs) if not self.data.random_tiles else idxs
         try:
-            for step, idx in enumerate(
-                self._batches(self.n_train, self.spec.batch_size, perm, fold)
-            ):
-                if d is not None:
-                    n_global = idx.shape[0]
-                    idx = d.shard(idx)
-                xb, yb = self._batch(idx)
+            for step, (idx, raw) in enumerate(zip(idxs, raws)):
+                n_global = globals_[step].shape[0]
+                xb, yb = self._batch(idx, raw)
                 with self._autocast():
                     out = self._train_forward(xb)
                     loss = self.loss_fn(out, yb)
@@ -283,7 +287,7 @@ class Trainer:
         if self.dist is not None:  # each rank scores its part; the sums make the whole set's
             self.dist.rank0_buffers(m)
             part = self.dist.span(len(y))
-            x, y = x[part], y[part]
+            x, y = rows(x, part), y[part]
         total = loss_sum(self.scorer, x, y, self.loss_fn, self.metrics, batch_size)
         count = len(y)
         if self.dist is not None:

@@ -14,7 +14,9 @@ import torch
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.preprocess import Preprocessing
+from netspec.data.stream import is_streamed
 
+from .loader import Feeder, Streamed, batched
 from .metrics import Metrics
 from .normalize import Normalizer
 
@@ -39,6 +41,7 @@ class Scorer:
     logits: bool = False  # score the logits (class losses take them) rather than the output
     channels_last: bool = False
     bf16: bool = False
+    feeder: Feeder | None = None  # the run's streamed splits' worker processes (loader.py)
 
     def __post_init__(self) -> None:
         self.norm = Normalizer(self.pre, self.device)
@@ -46,10 +49,16 @@ class Scorer:
     def tensors(self, data: ArrayData, task: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         """x on the device as loaded; y as the loss takes it (class indices, or standardized
         regression targets)."""
-        x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
+        x = self.inputs(data)
         y = torch.from_numpy(np.ascontiguousarray(data.y))
         y = y.long() if task in ("multiclass", "segmentation") else y.float()
         return x, self.norm.targets(y.to(self.device))
+
+    def inputs(self, data: ArrayData) -> torch.Tensor | Streamed:
+        """x on the device; a streamed split stays on disk, its batches decoded when indexed."""
+        if is_streamed(data.x):
+            return Streamed(data.x, self.device, self.feeder)
+        return torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
 
     def prep(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
@@ -87,7 +96,7 @@ def score(
 
 def loss_sum(
     scorer: Scorer,
-    x: torch.Tensor,
+    x: torch.Tensor | Streamed,
     y: torch.Tensor,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     metrics: Metrics,
@@ -96,8 +105,9 @@ def loss_sum(
     """The loss summed over the samples of raw `x` (each batch's mean times its size), each batch
     added to `metrics` in the data's units (regression targets are learned standardized)."""
     total = 0.0
-    for idx in batch_slices(len(y), batch_size):
-        out = scorer.forward(x[idx])
+    parts = list(batch_slices(len(y), batch_size))
+    for idx, xb in zip(parts, batched(x, parts)):
+        out = scorer.forward(xb)
         total += float(loss_fn(out, y[idx])) * y[idx].shape[0]
         metrics.update(scorer.norm.units(out), scorer.norm.units(y[idx]))
     return total
@@ -106,10 +116,11 @@ def loss_sum(
 @torch.inference_mode()
 def probabilities(scorer: Scorer, data: ArrayData) -> np.ndarray:
     """Class probabilities of `data`: (N, K) softmax, or (N,) sigmoid for one output unit."""
-    x = torch.from_numpy(np.ascontiguousarray(data.x)).to(scorer.device)
+    x = scorer.inputs(data)
     scorer.module.eval()
     out = []
-    for idx in batch_slices(len(x), 512):
-        z = scorer.forward(x[idx], logits=True)  # (B, K)
+    parts = list(batch_slices(len(x), 512))
+    for xb in batched(x, parts):
+        z = scorer.forward(xb, logits=True)  # (B, K)
         out.append(torch.sigmoid(z[:, 0]) if z.shape[1] == 1 else torch.softmax(z, dim=1))
     return torch.cat(out).cpu().numpy()

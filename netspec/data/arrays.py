@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import zipfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -13,7 +14,9 @@ import numpy as np
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData
 from netspec.data.labels import class_count
+from netspec.data.mapped import map_npy, map_npz_member
 from netspec.data.masks import checked_classes, mask_indices
+from netspec.data.stream import ArrayReader, Lazy, is_streamed
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
@@ -87,8 +90,9 @@ def _check_member(archive: Any, key: str, path: Path) -> None:
         check_npy_header(member, available, path, f"array {key!r}:")
 
 
-def _load_one(path: Path, key: str) -> np.ndarray:
-    """The array in a .npy file, or member `key` of a .npz archive; allow_pickle stays False."""
+def _load_one(path: Path, key: str, mapped: bool = False) -> np.ndarray:
+    """The array in a .npy file, or member `key` of a .npz archive; allow_pickle stays False.
+    `mapped`: memory-mapped where it can be (mapped.py), read whole where it cannot."""
     suffix = path.suffix.lower()
     head = _magic(path)
     if suffix == ".npz":
@@ -110,7 +114,8 @@ def _load_one(path: Path, key: str) -> np.ndarray:
                         path,
                     )
                 _check_member(archive, key, path)
-                return archive[key]
+                in_place = map_npz_member(path, key) if mapped else None
+                return archive[key] if in_place is None else in_place
         except ValueError as e:
             raise data_error(f"array {key!r} {_refusal(e)}", path) from None
         except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
@@ -125,7 +130,8 @@ def _load_one(path: Path, key: str) -> np.ndarray:
         try:
             with path.open("rb") as f:
                 check_npy_header(f, path.stat().st_size, path)
-            return np.load(path, allow_pickle=False)
+            in_place = map_npy(path) if mapped else None
+            return np.load(path, allow_pickle=False) if in_place is None else in_place
         except ValueError as e:
             raise data_error(f"file {_refusal(e)}", path) from None
         except (OSError, EOFError) as e:
@@ -133,21 +139,31 @@ def _load_one(path: Path, key: str) -> np.ndarray:
     raise data_error(f"unsupported array file type {path.suffix!r}; expected .npz or .npy", path)
 
 
-def _features(x: np.ndarray, path: Path) -> np.ndarray:
+def _features(x: np.ndarray, path: Path) -> Any:
     if x.ndim < 2:
         raise data_error(
             f"x has shape {tuple(x.shape)}; expected (N, F) features or (N, C, H, W) images",
             path,
         )
     if x.dtype == np.uint8:
-        return x  # images stay compact; the trainer scales them
+        return Lazy(ArrayReader(x)) if isinstance(x, np.memmap) else x  # the trainer scales them
     if x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer) or x.dtype.kind == "f":
+        if isinstance(x, np.memmap):  # streamed: each sample converted and checked when read
+            return Lazy(ArrayReader(x)).mapped(partial(_finite_float, path=path))
         out = x.astype(np.float32)
         bad = int(x.size - np.count_nonzero(np.isfinite(out)))
         if bad:
             raise data_error(f"x holds {bad} NaN or infinite values; expected finite numbers", path)
         return out
     raise data_error(f"x has dtype {x.dtype}; expected a numeric (integer or float) array", path)
+
+
+def _finite_float(x: np.ndarray, path: Path) -> np.ndarray:
+    """Samples of a streamed x as float32, refused when not finite."""
+    out = x.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise data_error("x holds NaN or infinite values; expected finite numbers", path)
+    return out
 
 
 def _targets(
@@ -216,8 +232,12 @@ def load_arrays(
     classes: Sequence[str] | None = None,
     mask_values: Sequence[int] | None = None,
     ignore_value: int | None = None,
+    stream: bool = False,
 ) -> ArrayData:
     """x (and y) from a .npz archive, or x from a .npy file and y from `y_path`.
+
+    stream: x memory-mapped (a .npy, an uncompressed .npz member) and read on demand, a
+    `stream.Lazy`; where it cannot be mapped, or y holds masks, it is read whole.
 
     x is (N, F), or images (N, C, H, W) with any C; channels="last" reads (N, H, W, C).
     uint8 x stays uint8, other numeric x becomes float32. Integer (N,) y means classification
@@ -231,12 +251,20 @@ def load_arrays(
     if y_path is None and path.suffix.lower() == ".npy":
         raise data_error("a .npy file holds only x; expected y_path naming the labels file", path)
     names = checked_classes(classes, path)
-    x_raw = _load_one(path, x_key)
     y_file = Path(y_path) if y_path is not None else path
     y_raw = _load_one(y_file, y_key)
+    x_raw = _load_one(path, x_key, mapped=stream)
+    if (
+        isinstance(x_raw, np.memmap)
+        and x_raw.ndim in (3, 4)
+        and _mask_like(y_raw, x_raw.shape[-2:])
+    ):
+        x_raw = np.asarray(x_raw)  # segmentation masks: read whole (the pipeline says so)
     x = _features(x_raw, path)
     if x.ndim == 3 and _mask_like(y_raw, x.shape[1:]):
         x = x[:, None]  # (N, H, W) images with masks: one band
+    elif channels == "last" and is_streamed(x):
+        x = x.mapped(partial(np.transpose, axes=(2, 0, 1)))
     elif channels == "last":
         if x.ndim != 4:
             raise data_error(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -230,9 +231,39 @@ def _stack(
                 path,
                 hint="give a size (height, width) to resize every image",
             )
-        # (H, W, C) -> (C, H, W); grayscale arrays come back as (H, W).
-        x[i] = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
+        x[i] = channels_first(arr)
     return x
+
+
+def channels_first(pixels: np.ndarray) -> np.ndarray:
+    """Decoded pixels (H, W, C), or (H, W) for grayscale, as one sample (C, H, W)."""
+    return pixels.transpose(2, 0, 1) if pixels.ndim == 3 else pixels[None]
+
+
+@dataclass(frozen=True)
+class FolderReader:
+    """An image folder's files decoded one at a time (a streamed source's reader): the same
+    `_decode` and `channels_first` as the in-memory loader, so the pixels are the same."""
+
+    files: tuple[Path, ...]
+    mode: str
+    size: tuple[int, int] | None
+    crop: str | None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, i: int) -> np.ndarray:
+        path = self.files[i]
+        if not path.is_file():  # deleted after the listing
+            raise data_error(
+                "image file disappeared after the folder was listed",
+                path,
+                hint="restore it, or start the run again (--resume continues from the last epoch)",
+            )
+        return np.ascontiguousarray(
+            channels_first(_decode(path, self.mode, self.size, self.crop)[0])
+        )
 
 
 def load_image_folder(
@@ -250,24 +281,61 @@ def load_image_folder(
     x: (N, C, H, W) uint8 with C = 3 (rgb) or 1 (grayscale), float32 on the same 0..255 scale
     when any image is 16-bit (image_pixels); y: (N,) int64.
     """
+    return list_image_folder(root, size, color, classes, crop).load()
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """An image folder listed, nothing decoded: its files' reader, labels and class names."""
+
+    root: Path
+    reader: FolderReader
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    skipped: tuple[Path, ...]
+
+    def load(self) -> ArrayData:
+        """Every image decoded into one array (N, C, H, W)."""
+        r = self.reader
+        files = list(r.files)
+        # Every file is decoded before any is refused, so one run lists all the corrupt ones.
+        decoded, depths = _decode_all(files, r.mode, r.size, r.crop)
+        channels = 3 if r.mode == "RGB" else 1
+        x = _stack(files, decoded, self.root, channels, np.float32 if 16 in depths else np.uint8)
+        return self.data(x, max(depths))
+
+    def data(self, x: Any, depth: int, notes: tuple[str, ...] = ()) -> ArrayData:
+        """The folder's ArrayData with x: decoded (N, C, H, W) or a streamed stand-in."""
+        size, k = self.reader.size, len(self.classes)
+        if self.skipped:
+            skipped = f"skipped {len(self.skipped)} non-image files: "
+            notes = (skipped + named(list(self.skipped), self.root), *notes)
+        return ArrayData(
+            x=x,
+            y=self.labels,
+            classes=self.classes,
+            source=f"image folder {self.root} ({k} class{'es' if k != 1 else ''}"
+            + (f", resized to {size[0]}x{size[1]}" if size else "")
+            + (", 16-bit images scaled to 0..255" if depth == 16 else "")
+            + ")",
+            notes=notes,
+            bit_depth=depth,
+        )
+
+
+def list_image_folder(
+    root: str | Path, size: Any, color: str, classes: list[str] | None, crop: str | None
+) -> FolderListing:
+    """The options checked and the folder listed (load_image_folder's first half)."""
     root = Path(root)
     size = _checked_size(size, color, crop)
-    mode, channels = _MODES[color]
+    mode, _ = _MODES[color]
     class_dirs = _class_dirs(root, classes)
     files, labels, skipped = _image_files(class_dirs)
-    # Every file is decoded before any is refused, so one run lists all the corrupt ones.
-    decoded, depths = _decode_all(files, mode, size, crop)
-    x = _stack(files, decoded, root, channels, np.float32 if 16 in depths else np.uint8)
-    names = [name for name, _ in class_dirs]
-    notes = (f"skipped {len(skipped)} non-image files: {named(skipped, root)}",) if skipped else ()
-    return ArrayData(
-        x=x,
-        y=np.asarray(labels, dtype=np.int64),
-        classes=tuple(names),
-        source=f"image folder {root} ({len(names)} class{'es' if len(names) != 1 else ''}"
-        + (f", resized to {size[0]}x{size[1]}" if size else "")
-        + (", 16-bit images scaled to 0..255" if 16 in depths else "")
-        + ")",
-        notes=notes,
-        bit_depth=max(depths),
+    return FolderListing(
+        root,
+        FolderReader(tuple(files), mode, size, crop),
+        np.asarray(labels, dtype=np.int64),
+        tuple(name for name, _ in class_dirs),
+        tuple(skipped),
     )

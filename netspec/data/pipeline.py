@@ -20,7 +20,8 @@ from netspec.data.labels import Task, aligned, classes_said, float_classes
 from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.sources import load_source, resolve_path
 from netspec.data.split import split_arrays
-from netspec.data.stats import channel_names, dataset_stats, target_stats
+from netspec.data.stats import channel_names, channel_stats, target_stats
+from netspec.data.stream import is_streamed, per_sample, subset, value_range
 from netspec.data.tiles import tile_starts
 from netspec.data.tokenizer import Tokenizer
 from netspec.shapes import prod
@@ -76,7 +77,7 @@ def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
         return data
     # A random subset: loaders often sort by class, so the first N could be a single class.
     idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
-    return replace(data, x=data.x[idx], y=data.y[idx])
+    return replace(data, x=subset(data.x, idx), y=data.y[idx])
 
 
 def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
@@ -96,12 +97,25 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
         raise data_error(
             f"{data.source}: grayscale/resize/center_crop need images (N, C, H, W), got {x.shape}"
         )
+    steps = {"grayscale": p.grayscale, "resize": p.resize, "center_crop": p.center_crop}
     try:
-        x = geometry(x, grayscale=p.grayscale, resize=p.resize, center_crop=p.center_crop)
+        # A streamed split decodes later: each sample takes the same steps when it is read.
+        x = x.mapped(per_sample(geometry, **steps)) if is_streamed(x) else geometry(x, **steps)
     except CropError as exc:
         (h, w), (H, W) = exc.crop, exc.image
         raise data_error(f"center_crop {h}x{w} is larger than the images ({H}x{W})") from None
     return replace(data, x=x)
+
+
+def _streamable(data: ArrayData, spec: TrainSpec) -> None:
+    """Refuse what a streamed source cannot do yet: whole-set steps on the samples."""
+    cfg = spec.data
+    what = "segmentation masks" if data.y.ndim == 3 else None  # completion: sources.py
+    if what is not None:
+        raise data_error(
+            f"{data.source}: {what} is read into memory; train.data.cache: {cfg.cache} streams",
+            hint="use cache: ram",
+        )
 
 
 def cut_tiles(data: ArrayData, tile: tuple[int, int]) -> ArrayData:
@@ -209,6 +223,8 @@ def load_splits(
     data = float_classes(
         _limit(load_source(cfg, spec_file), cfg.limit, seed), output_activation, loss
     )
+    if is_streamed(data.x):
+        _streamable(data, spec)
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
@@ -337,7 +353,7 @@ def prepare(
         mean=mean,
         std=std,
         per_sample=p.normalize == "per_sample",
-        raw_range=(float(train.x.min()), float(train.x.max())) if train.x.size else None,
+        raw_range=value_range(train.x),
     )
     loss = spec.loss.name if spec.loss else None
     task = infer_task(train, tuple(output_shape), loss)
@@ -407,12 +423,10 @@ def _normalization(
                 f"{raw_shape[0]} channels; give one per channel"
             )
     elif p.normalize == "dataset":
-        x64 = train.x.astype(np.float64) * scale
-        m, s = dataset_stats(x64)
+        m, s, lo, hi = channel_stats(train.x, scale)
         # A channel constant in the training split gets std 1 (as scikit-learn's StandardScaler
         # does): std ~0 would blow up any other value it takes at test or predict time.
-        axes = (0, *range(2, x64.ndim))
-        constant = np.flatnonzero(x64.max(axis=axes) == x64.min(axis=axes))
+        constant = np.flatnonzero(hi == lo)
         s[constant] = 1.0
         mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
         if len(constant):

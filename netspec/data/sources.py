@@ -4,33 +4,28 @@ kinds, and the rule for the paths a spec names."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from netspec import train_data_spec as ds
+from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
 from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
 from netspec.data.cifar import load_cifar10_dir
-from netspec.data.folder import load_image_folder
+from netspec.data.folder import list_image_folder
 from netspec.data.halves import lower_half
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.shape_scenes import make_shapes
+from netspec.data.stream import Lazy, choose_cache, content_key, disk_cached, is_streamed
 from netspec.data.table import load_csv
 from netspec.data.xo import make_xo
-from netspec.train_data_spec import TextData
-from netspec.train_spec import (
-    ArraysData,
-    BuiltinData,
-    Cifar10Data,
-    CsvData,
-    FolderData,
-    MaskFolderData,
-    MnistData,
-    ShapesData,
-    TsData,
-    XoData,
-)
+
+STREAMED = (ds.FolderData, ds.ArraysData)  # the sources `cache: disk | none` can stream
 
 
 def resolve_path(path: str | Path, spec_file: str | None) -> Path:
@@ -53,57 +48,98 @@ def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> Array
     return lower_half(data) if cfg.complete == "lower_half" else data
 
 
+def _folder(cfg: ds.FolderData, path: Path) -> ArrayData:
+    """An image folder decoded into memory (cache ram), or streamed: decoded batch by batch
+    from the files (none) or from a disk cache of the decoded samples (disk)."""
+    size = tuple(cfg.size) if cfg.size else None
+    listing = list_image_folder(path, size, cfg.color, None, cfg.crop)
+    if cfg.cache == "ram" or (cfg.cache == "auto" and cfg.complete):  # halves: whole arrays
+        return listing.load()
+    x = Lazy(listing.reader)
+    notes: list[str] = []
+    if choose_cache(cfg.cache, x.nbytes * 2, notes) == "ram":  # *2: the splits are copies
+        return listing.load()
+    if cfg.cache == "auto" or cfg.cache == "disk":
+        options = {"size": size, "color": cfg.color, "crop": cfg.crop}
+        x = disk_cached(x, content_key("folder", listing.reader.files, options), notes)
+    else:
+        notes.append("cache: none: every batch is decoded from the image files")
+    return listing.data(x, 16 if x.dtype == np.float32 else 8, tuple(notes))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size * 2  # as _folder's estimates: the splits are copies
+    except OSError:
+        return 0  # load_arrays says what is wrong
+
+
+def _mapped(cfg: ds.ArraysData, data: ArrayData) -> ArrayData | None:
+    """Arrays with x memory-mapped, when the cache asks to stream (None: read them whole)."""
+    notes: list[str] = []
+    if not is_streamed(data.x):
+        if cfg.cache == "auto":
+            return None
+        raise data_error(
+            f"train.data.cache: {cfg.cache} streams x from its file, but {data.source} cannot "
+            "be memory-mapped (a compressed .npz member, or segmentation masks)",
+            hint="save x with numpy.save or numpy.savez (uncompressed), or use cache: ram",
+        )
+    if choose_cache(cfg.cache, data.x.nbytes * 2, notes) == "ram":
+        return None
+    notes.append("x is read memory-mapped from its file, batch by batch (no cache needed)")
+    return replace(data, notes=(*data.notes, *notes))
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
-    if isinstance(cfg, BuiltinData):
+    if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
+        what = "image completion" if cfg.complete else f"the {cfg.source} source"
+        raise data_error(
+            f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
+            hint="use cache: ram (or auto); image folders and .npy arrays can stream",
+        )
+    if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
-    if isinstance(cfg, ShapesData):
+    if isinstance(cfg, ds.ShapesData):
         seed = cfg.seed + (1 if test else 0)  # a separate test set is another draw
         return make_shapes(cfg.samples, tuple(cfg.size), cfg.bands, seed)  # type: ignore[arg-type]
-    if isinstance(cfg, XoData):
+    if isinstance(cfg, ds.XoData):
         return make_xo(cfg.samples, cfg.seed + (1 if test else 0), cfg.noise)
     path = resolve_path(cfg.test_path if test and cfg.test_path else cfg.path, spec_file)
-    if isinstance(cfg, MnistData):
+    if isinstance(cfg, ds.MnistData):
         split = "test" if test and not cfg.test_path else cfg.split
         if cfg.download:
             path = download_mnist(path)
         return load_mnist_dir(path, split=split)
-    if isinstance(cfg, Cifar10Data):
+    if isinstance(cfg, ds.Cifar10Data):
         return load_cifar10_dir(path, split="test" if test and not cfg.test_path else cfg.split)
-    if isinstance(cfg, FolderData):
-        size = tuple(cfg.size) if cfg.size else None
-        return load_image_folder(path, size=size, color=cfg.color, crop=cfg.crop)  # type: ignore[arg-type]
-    if isinstance(cfg, ArraysData):
+    if isinstance(cfg, ds.FolderData):
+        return _folder(cfg, path)
+    if isinstance(cfg, (ds.ArraysData, ds.MaskFolderData)):  # the options of masks
+        masks = {"classes": cfg.classes, "mask_values": cfg.mask_values}
+        masks["ignore_value"] = cfg.ignore_value
+    if isinstance(cfg, ds.ArraysData):
         y_path = resolve_path(cfg.y_path, spec_file) if cfg.y_path else None
-        return load_arrays(
-            path,
-            x_key=cfg.x_key,
-            y_key=cfg.y_key,
-            y_path=y_path,
-            channels=cfg.channels,
-            classes=cfg.classes,
-            mask_values=cfg.mask_values,
-            ignore_value=cfg.ignore_value,
-        )
-    if isinstance(cfg, MaskFolderData):
-        return load_mask_folder(
-            path,
-            images=cfg.images,
-            masks=cfg.masks,
-            color=cfg.color,
-            classes=cfg.classes,
-            mask_values=cfg.mask_values,
-            ignore_value=cfg.ignore_value,
-        )
-    if isinstance(cfg, CsvData):
+        keys = {"x_key": cfg.x_key, "y_key": cfg.y_key, "channels": cfg.channels}
+        auto = cfg.cache == "auto" and not cfg.complete  # halves: whole arrays
+        big = auto and choose_cache("auto", _size(path), []) != "ram"
+        if cfg.cache in ("disk", "none") or big:
+            streamed = _mapped(cfg, load_arrays(path, y_path=y_path, **keys, **masks, stream=True))
+            if streamed is not None:
+                return streamed
+        return load_arrays(path, y_path=y_path, **keys, **masks)
+    if isinstance(cfg, ds.MaskFolderData):
+        return load_mask_folder(path, images=cfg.images, masks=cfg.masks, color=cfg.color, **masks)
+    if isinstance(cfg, ds.CsvData):
         return load_csv(
             path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter
         )
-    if isinstance(cfg, TsData):
+    if isinstance(cfg, ds.TsData):
         from netspec.data.ts import load_ts
 
         train = resolve_path(cfg.path, spec_file) if test else None  # its padding and dimensions
         return load_ts(path, length=cfg.length, missing=cfg.missing, train=train)
-    if isinstance(cfg, TextData):
+    if isinstance(cfg, ds.TextData):
         from netspec.data.text import load_texts
 
         return load_texts(path, text=cfg.text, label=cfg.label, delimiter=cfg.delimiter)

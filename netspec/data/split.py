@@ -8,6 +8,7 @@ import numpy as np
 
 from netspec.data._common import data_error, plain
 from netspec.data.arraydata import ArrayData
+from netspec.data.stream import subset
 
 _SUM_TOLERANCE = 1e-6
 
@@ -91,7 +92,7 @@ def split_arrays(
     for s, name in enumerate(names):
         idx = np.sort(np.concatenate(picked[s]))  # keep the original sample order
         parts[name] = ArrayData(
-            x=data.x[idx],
+            x=subset(data.x, idx),
             y=data.y[idx],
             classes=data.classes,
             source=f"{data.source} [{name}: {idx.size} of {n}]",

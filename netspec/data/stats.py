@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+from netspec.data.stream import chunks, read_chunks
 
-_CHUNK = 4096  # samples per pass: bounds the float64 temporary on large uint8 sets
+
+def dataset_stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per channel (axis 1) over all other axes, float64, population std."""
+    mean, std, _, _ = channel_stats(x)
+    return mean, std
 
 
-def dataset_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) per channel (axis 1) over all other axes, float64, population std.
+def channel_stats(
+    x: Any, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std, min, max) per channel (axis 1) of x * scale over all other axes, float64,
+    population std.
 
-    Two chunked passes (mean, then squared deviations) so a 60000x1x28x28 uint8 set never
-    needs a full float64 copy and large values do not lose precision.
+    Two chunked passes (mean and extremes, then squared deviations) so a large set never needs
+    a full float64 copy, large values do not lose precision, and a streamed split (stream.Lazy)
+    is decoded a chunk at a time.
     """
     if x.ndim < 2 or x.shape[0] == 0:
         raise data_error(
@@ -24,15 +35,20 @@ def dataset_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     axes = (0, *range(2, x.ndim))
     per_channel = x.size // x.shape[1]
     total = np.zeros(x.shape[1], dtype=np.float64)
-    for start in range(0, x.shape[0], _CHUNK):
-        total += x[start : start + _CHUNK].sum(axis=axes, dtype=np.float64)
+    lo = np.full(x.shape[1], np.inf)
+    hi = np.full(x.shape[1], -np.inf)
+    parts = chunks(x)
+    for raw in read_chunks(x, parts):
+        c = raw.astype(np.float64) * scale
+        total += c.sum(axis=axes)
+        lo, hi = np.minimum(lo, c.min(axis=axes)), np.maximum(hi, c.max(axis=axes))
     mean = total / per_channel
     shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcast the mean over (N, C, H, W)
     sq = np.zeros(x.shape[1], dtype=np.float64)
-    for start in range(0, x.shape[0], _CHUNK):
-        dev = x[start : start + _CHUNK].astype(np.float64) - mean.reshape(shape)
+    for raw in read_chunks(x, parts):
+        dev = raw.astype(np.float64) * scale - mean.reshape(shape)
         sq += np.square(dev).sum(axis=axes)
-    return mean, np.sqrt(sq / per_channel)
+    return mean, np.sqrt(sq / per_channel), lo, hi
 
 
 def target_stats(y: np.ndarray) -> dict[str, tuple[float, ...]]:

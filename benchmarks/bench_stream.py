@@ -1,0 +1,258 @@
+"""Does streaming keep `netspec train`'s memory flat in the data's size, at in-memory speed?
+
+The benchmark builds its own image folder in a temporary directory: `--n` JPEG files (largest
+size first; smaller sizes use a prefix of it), resampled copies of the shared cats and dogs
+photos (../shared/data/cats_dogs: a random crop, scale and flip of each, 160x160, quality 90),
+in two classes. Nothing is downloaded or committed.
+
+For each size and each `train.data.cache` (ram, disk, none), `netspec train` runs as a
+subprocess (a small CNN at 64x64, 2 epochs, batch 32, 600 validation images at every size so
+that the evaluation's batches weigh the same, `--device cpu`), interleaved: the cache
+modes rotate each round, and the disk cache is emptied before each disk run so its first epoch
+writes it and its second reads it. Measured from outside the process, by reading /proc:
+
+- peak anonymous memory (RssAnon, sampled every 0.1 s, the largest process of the tree): what
+  the processes allocated, without the pages of files they map (the disk cache's and .npy
+  pages are page cache, counted in RSS but reclaimed by the kernel at will);
+- peak RSS: the training process's VmHWM (its own high-water mark, read just before it exits,
+  via a parent that waits on it: resource.getrusage(RUSAGE_CHILDREN).ru_maxrss) and the peak of
+  the whole process tree's PSS (workers included, shared pages divided among their sharers),
+  sampled every 0.1 s;
+- throughput: each epoch's `samples_per_s` from the run's metrics.json (the decode hides behind
+  the step when epoch 1 of `none` is near `ram`'s), and the wall time of the whole command.
+
+Reported: medians over the rounds, and the ratios none/ram and disk/ram (throughput) and
+size_large/size_small (peak RSS). On a busy machine the throughput ratios are noisy: see the
+spread printed beside them.
+
+    python benchmarks/bench_stream.py --n 2000 20000       # the issue's sizes (~20 min)
+    python benchmarks/bench_stream.py --n 500 2000 --rounds 1 --workers 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO.parent / "shared" / "data" / "cats_dogs"
+MODES = ("ram", "disk", "none")
+VAL = 600
+
+SPEC = """\
+name: bench_stream
+input: [3, 64, 64]
+layers:
+  - conv2d: {{filters: 16, kernel: 3, activation: relu}}
+  - maxpool2d: {{size: 2}}
+  - conv2d: {{filters: 32, kernel: 3, activation: relu}}
+  - maxpool2d: {{size: 2}}
+  - global_avgpool2d
+  - dense: {{units: 2, activation: softmax}}
+train:
+  data: {{source: folder, path: {path}, size: [64, 64], val: {val}, cache: {cache},
+          workers: {workers}}}
+  preprocess: {{rescale: 1/255}}
+  batch_size: 32
+  epochs: 2
+  seed: 0
+  callbacks: {{checkpoint: {{last: false}}}}
+  log: {{pictures: false}}
+"""
+
+
+def build_folder(root: Path, n: int, seed: int = 0) -> None:
+    """n resampled JPEG copies of the shared photos under root/cat and root/dog."""
+    photos = sorted(p for p in PHOTOS.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    kinds = [[p for p in photos if p.name.lower().startswith(k)] for k in ("cat", "dog")]
+    if not all(kinds):
+        sys.exit(f"no cat and dog photos in {PHOTOS}")
+    rng = np.random.default_rng(seed)
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cls, pool = ("cat", kinds[0]) if i % 2 == 0 else ("dog", kinds[1])  # classes alternate
+        src = pool[(i // 2) % len(pool)]
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = rng.uniform(0.6, 1.0)
+            cw, ch = max(8, int(w * s)), max(8, int(h * s))
+            left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            im = im.crop((left, top, left + cw, top + ch)).resize((160, 160))
+            if rng.random() < 0.5:
+                im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            im.save(root / cls / f"{i:06d}.jpg", quality=90)
+
+
+def subset(full: Path, n: int, dest: Path) -> Path:
+    """A folder of the first n images of `full` (symlinks: no second copy)."""
+    files = sorted(full.rglob("*.jpg"), key=lambda f: f.name)[:n]  # both classes, alternating
+    for f in files:
+        (dest / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (dest / f.parent.name / f.name).symlink_to(f)
+    return dest
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def _field(path: str, name: str) -> int:
+    """A `Name:  N kB` field of a /proc file, in bytes (0 when the process is gone)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _pss(pid: int) -> int:
+    return _field(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def _anon(pid: int) -> int:
+    """Anonymous resident memory: what the process allocated, without the pages of files it
+    maps (a memory-mapped cache's pages are page cache, which the kernel reclaims at will)."""
+    return _field(f"/proc/{pid}/status", "RssAnon:")
+
+
+# A parent of its own per run: RUSAGE_CHILDREN's maxrss is then this run's alone.
+_WRAP = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(r.returncode)"
+)
+
+
+def run_once(spec: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
+    cmd = [sys.executable, "-c", _WRAP, sys.executable, "-m", "netspec", "train", str(spec)]
+    cmd += ["--out", str(out), "--device", "cpu", "--no-progress", "--force"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
+    )
+    peak = anon = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak, anon
+        while not stop.wait(0.1):
+            tree = _tree(proc.pid)
+            peak = max(peak, sum(_pss(p) for p in tree))
+            anon = max(anon, max((_anon(p) for p in tree), default=0))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    stop.set()
+    sampler.join()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"netspec train failed:\n{err[-3000:]}")
+    maxrss = int(err.strip().splitlines()[-1]) * 1024
+    hist = json.loads((out / "metrics.json").read_text())["history"]
+    return {
+        "rss_mb": maxrss / 2**20,
+        "tree_pss_mb": peak / 2**20,
+        "anon_mb": anon / 2**20,
+        "epoch1_sps": hist[0]["samples_per_s"],
+        "epoch2_sps": hist[-1]["samples_per_s"],
+        "wall_s": wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, nargs=2, default=[2000, 20000], help="two folder sizes")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    ap.add_argument("--workers", type=int, default=None, help="train.data.workers")
+    ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the folder here")
+    args = ap.parse_args(argv)
+    small, large = sorted(args.n)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))
+    try:
+        full = args.keep or tmp / "full"
+        if not (full / "cat").is_dir():
+            t0 = time.perf_counter()
+            build_folder(full, large)
+            print(f"built {large} JPEGs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        folders = {large: full, small: subset(full, small, tmp / f"n{small}")}
+        env = {**os.environ, "NETSPEC_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
+        workers = "null" if args.workers is None else str(args.workers)
+        results: dict[tuple[int, str], list[dict[str, float]]] = {}
+        for r in range(args.rounds):
+            for size in (small, large):
+                order = MODES[r % 3 :] + MODES[: r % 3]
+                for mode in order:
+                    spec = tmp / f"{mode}_{size}.yaml"
+                    # VAL validation samples at every size: the evaluation's batches (up to
+                    # 512) and their activations are then the same, and only the data grow.
+                    val = round(VAL / size, 6)
+                    text = SPEC.format(path=folders[size], val=val, cache=mode, workers=workers)
+                    spec.write_text(text)
+                    shutil.rmtree(tmp / "cache", ignore_errors=True)
+                    row = run_once(spec, tmp / f"run_{mode}_{size}", env)
+                    results.setdefault((size, mode), []).append(row)
+                    print(f"round {r + 1} n={size} {mode}: {row}", file=sys.stderr)
+        report(results, small, large, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _med(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def report(results: dict, small: int, large: int, args: argparse.Namespace) -> None:
+    print(f"\nbench_stream: {args.rounds} rounds, workers {args.workers or 'default'}, "
+          f"{os.cpu_count()} CPUs; medians\n")  # fmt: skip
+    keys = ("rss_mb", "anon_mb", "tree_pss_mb", "epoch1_sps", "epoch2_sps", "wall_s")
+    print(f"{'n':>6} {'cache':<5} " + " ".join(f"{k:>12}" for k in keys))
+    for (size, mode), rows in sorted(results.items()):
+        print(f"{size:>6} {mode:<5} " + " ".join(f"{_med(rows, k):>12.1f}" for k in keys))
+    print()
+    for mode in MODES:
+        for k in ("rss_mb", "anon_mb"):
+            growth = _med(results[large, mode], k) / _med(results[small, mode], k)
+            print(f"peak {k[:-3]:<4} {mode:<4} n={large} / n={small}: {growth:.2f}x")
+    for size in (small, large):
+        ram = results[size, "ram"]
+        for mode in ("none", "disk"):
+            for k in ("epoch1_sps", "epoch2_sps"):
+                ratios = [a[k] / b[k] for a, b in zip(results[size, mode], ram)]
+                spread = f"{min(ratios):.2f}..{max(ratios):.2f}"
+                print(f"n={size} {mode}/ram {k}: {statistics.median(ratios):.2f} ({spread})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

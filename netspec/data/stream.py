@@ -1,0 +1,357 @@
+"""Data bigger than memory (numpy only): samples decoded on demand (`Lazy`), the choice of cache
+(`choose_cache`), chunked passes over a split, and the disk cache of decoded samples.
+
+A `Lazy` stands where an ArrayData's `x` array stands: it has its shape and dtype, `x[i]`,
+`x[a:b]` and `x[idx]` decode those samples now (numpy's semantics), `subset(x, idx)` is a view
+that decodes nothing. Its `reader` decodes one sample with the very code the in-memory loaders
+use, so every path gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from netspec.data._common import data_error
+from netspec.errors import NetspecError
+
+CACHE_ENV = "NETSPEC_CACHE_DIR"
+CHUNK_BYTES = 1 << 26  # float64 bytes per chunk of a pass over the data (64 MiB)
+_FORMAT = 1  # the disk cache's layout version: part of every key
+
+
+class Reader(Protocol):
+    """What a Lazy decodes from: a count, one sample by index, and a key of its content."""
+
+    def __len__(self) -> int: ...
+    def read(self, i: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ArrayReader:
+    """Samples of an array on disk (a memory-mapped .npy): read one at a time."""
+
+    array: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def read(self, i: int) -> np.ndarray:
+        return np.asarray(self.array[i])
+
+
+class Lazy:
+    """Samples read on demand: `reader`'s samples at `index`, each through `steps` in order."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        index: np.ndarray | None = None,
+        steps: tuple[Callable[[np.ndarray], np.ndarray], ...] = (),
+        like: Lazy | None = None,
+    ) -> None:
+        self.reader = reader
+        self.index = np.arange(len(reader)) if index is None else np.asarray(index, np.int64)
+        self.steps = steps
+        if like is not None:  # a view: the same samples' shape and type
+            self.sample_shape, self.dtype = like.sample_shape, like.dtype
+            return
+        first = self._one(int(self.index[0])) if len(self.index) else self._one(0)
+        self.sample_shape = tuple(first.shape)
+        self.dtype = first.dtype
+
+    def _one(self, i: int) -> np.ndarray:
+        x = self.reader.read(i)
+        for step in self.steps:
+            x = step(x)
+        return x
+
+    # what numpy code reads of an array
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes these samples would take decoded in memory."""
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Decode now: one sample (int) or a stack of them (slice, integer or boolean index)."""
+        if isinstance(key, (int, np.integer)):
+            return self._one(int(self.index[key]))
+        picked = self.index[key]
+        if self.in_place:  # a memory-mapped array: one gather, no per-sample decode
+            rows = self.reader.array[np.sort(picked)]  # type: ignore[attr-defined]
+            return np.ascontiguousarray(rows[_unsort(picked)])
+        out = np.empty((len(picked), *self.sample_shape), dtype=self.dtype)
+        for j, i in enumerate(picked):
+            sample = self._one(int(i))
+            if sample.shape != self.sample_shape or sample.dtype != self.dtype:
+                raise data_error(
+                    f"sample {int(i)} decodes to {sample.dtype} {sample.shape}, the first to "
+                    f"{self.dtype} {self.sample_shape}; every sample must share one shape and "
+                    "type",
+                    hint="resize the images to one size (the source's `size`), or use cache: ram",
+                )
+            out[j] = sample
+        return out
+
+    @property
+    def in_place(self) -> bool:
+        """Samples read straight from an array on disk (nothing to decode, no steps): the
+        training process reads them itself, faster than a worker could hand them over."""
+        return isinstance(self.reader, ArrayReader) and not self.steps
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        x = self[:]  # everything, decoded: what code that wants a whole array gets
+        return x if dtype is None else x.astype(dtype)
+
+    def view(self, idx: np.ndarray | slice) -> Lazy:
+        return Lazy(self.reader, self.index[idx], self.steps, like=self)
+
+    def mapped(self, step: Callable[[np.ndarray], np.ndarray]) -> Lazy:
+        return Lazy(self.reader, self.index, (*self.steps, step))
+
+
+def _unsort(idx: np.ndarray) -> np.ndarray:
+    """Where each of idx lands in sorted(idx): reading a map in file order, then reordering."""
+    return np.argsort(np.argsort(idx, kind="stable"), kind="stable")
+
+
+def is_streamed(x: Any) -> bool:
+    """Whether x is read on demand (a Lazy) rather than an array held in memory."""
+    return isinstance(x, Lazy)
+
+
+def subset(x: Any, idx: np.ndarray) -> Any:
+    """x's samples at idx: a view of a Lazy or a memory-mapped array (nothing read), else a copy."""
+    if isinstance(x, np.memmap):
+        x = Lazy(ArrayReader(x))
+    return x.view(idx) if isinstance(x, Lazy) else x[idx]
+
+
+def per_sample(fn: Callable[..., np.ndarray], **kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch function (N, ...) -> (N, ...) as a step on one sample; picklable for workers."""
+    return partial(_on_one, partial(fn, **kwargs))
+
+
+def _on_one(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    return fn(x[None])[0]
+
+
+def chunks(x: Any, bytes_per_value: int = 8) -> Sequence[slice]:
+    """Consecutive slices of x's samples, each at most CHUNK_BYTES as float64 (at most 4096)."""
+    n = len(x)
+    per = max(1, int(np.prod(x.shape[1:])) * bytes_per_value)
+    size = max(1, min(4096, CHUNK_BYTES // per))
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def read_chunks(x: Any, parts: Sequence[slice]) -> Iterator[np.ndarray]:
+    """x[part] for each part, in order. A Lazy that decodes files is read ahead by forked worker
+    processes (default_workers of them, a few chunks each at most, so memory stays bounded)."""
+    workers = default_workers()
+    if not isinstance(x, Lazy) or x.in_place or workers < 2 or len(parts) < 2:
+        yield from (x[p] for p in parts)
+        return
+    global _SHARED
+    _SHARED = x  # the forked workers inherit it: nothing but slices is pickled
+    pending: deque[Future] = deque()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        todo = iter(parts)
+        for part in todo:
+            pending.append(pool.submit(_read_shared, part))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            out = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_read_shared, nxt))
+            if isinstance(out, tuple):  # a user error in a worker: raised here, as it was
+                kind, problems, stage = out
+                raise kind(problems, stage=stage)
+            yield out
+    _SHARED = None
+
+
+_SHARED: Lazy | None = None
+
+
+def _read_shared(part: slice) -> Any:
+    try:
+        return _SHARED[part]  # type: ignore[index]
+    except NetspecError as e:
+        return (type(e), list(e.problems), e.stage)
+
+
+# --- which cache ------------------------------------------------------------------------------
+
+COMFORT = 0.25  # data in RAM at most this share of the available memory: `auto` keeps ram
+
+
+def available_memory() -> int | None:
+    """The host's available memory (memory.host_available: MemAvailable, None elsewhere)."""
+    from netspec.memory import host_available
+
+    return host_available()
+
+
+def choose_cache(mode: str, nbytes: int, notes: list[str]) -> str:
+    """`auto` as ram, or disk when the decoded data would take more than COMFORT of the
+    available memory (one note says so); other modes as asked."""
+    if mode != "auto":
+        return mode
+    free = available_memory()
+    if free is None or nbytes <= COMFORT * free:
+        return "ram"
+    notes.append(
+        f"the decoded data take {nbytes / 2**30:.1f} GiB, over a quarter of the "
+        f"{free / 2**30:.1f} GiB of available memory: streamed from a disk cache (cache: auto; "
+        "set cache: ram to load it anyway)"
+    )
+    return "disk"
+
+
+def default_workers() -> int:
+    """Decoding worker processes by default: the CPU count less one (the training process), at
+    most 8."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+# --- passes over a split --------------------------------------------------------------------
+
+
+def value_range(x: Any) -> tuple[float, float] | None:
+    """The smallest and largest value of x, chunk by chunk (None for no values)."""
+    if not x.size:
+        return None
+    lo, hi = np.inf, -np.inf
+    for c in read_chunks(x, chunks(x)):
+        lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+    return lo, hi
+
+
+# --- the disk cache -----------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """$NETSPEC_CACHE_DIR, else $XDG_CACHE_HOME/netspec/data, else ~/.cache/netspec/data."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "netspec" / "data"
+
+
+def content_key(kind: str, files: Sequence[Path], options: dict[str, Any]) -> str:
+    """A key of a file source's content and decoding: each file's path, size and mtime, and the
+    options that change the decoded samples. An edited, added or removed file changes it."""
+    h = hashlib.sha256(json.dumps({"format": _FORMAT, "kind": kind, **options}).encode())
+    for path in files:
+        st = path.stat()
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def disk_cached(
+    x: Lazy, key: str, notes: list[str], log: Callable[[int, int], None] | None = None
+) -> Lazy:
+    """x's samples from the disk cache `key`: reused when complete and matching, else written
+    once (progress on `log(done, total)`; by default a line on a terminal, as the first pass of
+    a large folder takes minutes). A cache that cannot be written (a full disk) leaves x as it
+    is, with a note: the run goes on decoding from the files."""
+    folder = cache_dir()
+    npy, done = folder / f"{key}.npy", folder / f"{key}.done"
+    want = {"shape": list(x.shape), "dtype": x.dtype.str, "key": key}
+    reused = _reuse(npy, done, want)
+    if reused is not None:
+        notes.append(f"decoded samples read from the disk cache {npy}")
+        return Lazy(ArrayReader(reused))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if x.nbytes + (64 << 20) > free:
+            raise OSError(f"{x.nbytes / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free")
+        _write(x, npy, done, want, log or (_progress if sys.stderr.isatty() else None))
+    except OSError as e:
+        notes.append(
+            f"the disk cache could not be written in {folder} ({e}): samples are decoded from "
+            "the files every epoch"
+        )
+        return x
+    notes.append(f"decoded samples written once to the disk cache {npy}")
+    return Lazy(ArrayReader(np.load(npy, mmap_mode="r")))
+
+
+def _reuse(npy: Path, done: Path, want: dict[str, Any]) -> np.ndarray | None:
+    """The cached array when its marker says complete and both match what is wanted: a stale,
+    foreign or half-written cache (no marker, another shape) is never read."""
+    try:
+        if json.loads(done.read_text()) != want:
+            return None
+        arr = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    ok = list(arr.shape) == want["shape"] and arr.dtype.str == want["dtype"]
+    return arr if ok else None
+
+
+def _progress(done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\rwriting the disk cache: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
+
+
+def _write(
+    x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Callable[[int, int], None] | None
+) -> None:
+    """The .npy written through a temporary file and renamed, then the marker: a run killed
+    mid-write leaves no marker, so the next run rebuilds. Plain writes, not a writable memory
+    map: a full disk is an OSError here, where a map would die of SIGBUS."""
+    done.unlink(missing_ok=True)
+    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
+    header = {
+        "descr": np.lib.format.dtype_to_descr(x.dtype),
+        "fortran_order": False,
+        "shape": tuple(x.shape),
+    }
+    try:
+        with tmp.open("wb") as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            parts = chunks(x)
+            for part, c in zip(parts, read_chunks(x, parts)):
+                f.write(np.ascontiguousarray(c).tobytes())
+                if log is not None:
+                    log(part.stop, len(x))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    done_tmp = done.with_name(f"{done.name}.{os.getpid()}.tmp")
+    done_tmp.write_text(json.dumps(want))
+    os.replace(done_tmp, done)
