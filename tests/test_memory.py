@@ -103,9 +103,14 @@ def test_train_refuses_a_billion_unit_dense_before_allocating(tmp_path: Path) ->
     spec = tmp_path / "huge.yaml"
     text = NET.format(optimizer="adam").replace("[3, 16, 16]", "[1, 8, 8]")
     spec.write_text(text.replace("units: 32", "units: 1000000000"))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
     result = invoke("train", spec, "--out", tmp_path / "run")
     text = fails(result, "training needs about", "GB", "pass --force")
     assert "Traceback" not in text
+    # The run seeded torch's global RNG for itself; the caller's comes back as it was (left
+    # seeded at train.seed, a later test's draws repeated its own generator's).
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_an_activation_layer_of_its_own_counts_as_the_fused_one() -> None:
