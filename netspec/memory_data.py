@@ -8,11 +8,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from netspec.data.folder import IMAGE_SUFFIXES
-from netspec.data.sources import STREAMED, resolve_path
-from netspec.data.stream import choose_cache, default_workers
 from netspec.ir import Graph
 from netspec.memory import MemoryRow, estimate
 from netspec.train_spec import TrainSpec
@@ -23,6 +18,7 @@ PREFETCH = 4
 # Samples in the files of the sources whose size is fixed: (train split, test split).
 FIXED_COUNTS = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
 UINT8_SOURCES = ("folder", "mnist", "cifar10")  # decoded as 8-bit pixels
+COUNTED = (*FIXED_COUNTS, "shapes", "xo", "folder", "arrays")  # sizes known before reading
 
 
 def training_rows(graph: Graph) -> tuple[MemoryRow, ...]:
@@ -41,6 +37,11 @@ def data_row(
     over a quarter of the available memory). None when the size of the source is known only
     once it is read (a CSV, a .ts file, a folder that is not there)."""
     cfg = spec.data
+    if cfg.source not in COUNTED and cfg.cache not in ("disk", "none"):
+        return None  # before the data modules (numpy) are imported: a summary stays light
+    from netspec.data.sources import STREAMED
+    from netspec.data.stream import choose_cache, default_workers
+
     sample = _sample_bytes(cfg.source, input_shape)
     held = _decoded_bytes(cfg, spec_file, sample)
     streamable = isinstance(cfg, STREAMED) and not cfg.complete
@@ -76,6 +77,8 @@ def _decoded_bytes(cfg: Any, spec_file: str | None, sample: int) -> int | None:
         return _limited(cfg.samples, cfg.limit) * sample
     if cfg.source not in ("folder", "arrays"):
         return None
+    from netspec.data.sources import resolve_path
+
     paths = [resolve_path(p, spec_file) for p in (cfg.path, cfg.test_path) if p]
     if cfg.source == "folder":
         counts = [_images(p) for p in paths]
@@ -92,6 +95,8 @@ def _limited(n: int, limit: int | None) -> int:
 
 def _images(root: Path) -> int | None:
     """The image files under a class-per-folder root (None if it is not there)."""
+    from netspec.data.folder import IMAGE_SUFFIXES
+
     if not root.is_dir():
         return None
     try:
@@ -116,7 +121,10 @@ def _array_bytes(path: Path, key: str, limit: int | None) -> int | None:
     return _limited(shape[0], limit) * math.prod(shape[1:]) * dtype.itemsize
 
 
-def _header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+def _header(f: Any) -> tuple[tuple[int, ...], Any]:
+    """An .npy header's shape and dtype (numpy's own reader: the header is never executed)."""
+    import numpy as np
+
     fmt = np.lib.format
     major, _ = fmt.read_magic(f)
     read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
