@@ -119,10 +119,10 @@ def run_netspec(graph, run_dir: Path, epochs: int) -> dict[str, Any]:
 
 def run_hand(graph, name: str, epochs: int, same_init: bool) -> dict[str, Any]:
     from netspec.backends.lowering import build_module
-    from netspec.data.pipeline import prepare
+    from netspec.data.pipeline import SplitOptions, prepare
 
     spec = graph.train
-    data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
+    data = prepare(spec, SplitOptions.of(graph))
     torch.manual_seed(spec.seed)  # as Trainer.setup: the seed, then the model
     model = CASES[name][1]()
     if same_init:
@@ -167,11 +167,11 @@ def run_keras(graph, name: str, epochs: int) -> dict[str, Any]:
     import keras
     from keras import layers as L
 
-    from netspec.data.pipeline import prepare
+    from netspec.data.pipeline import SplitOptions, prepare
 
     spec = graph.train
     keras.utils.set_random_seed(spec.seed)
-    data = prepare(spec, graph.input_shape, graph.output.shape, graph.file)
+    data = prepare(spec, SplitOptions.of(graph))
     pre = data.preprocessing
 
     def prep(x: np.ndarray) -> np.ndarray:

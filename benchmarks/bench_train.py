@@ -213,11 +213,11 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
 def hand_loop(name: str, npz: Path, channels_last: bool) -> HandLoop:
     """The hand-written contender, with the spec's preprocessing and initial weights."""
     from netspec.backends.lowering import build_module
-    from netspec.data.pipeline import prepare
+    from netspec.data.pipeline import SplitOptions, prepare
 
     graph = netspec_graph(name, npz, ["train.augment={}"])
     spec = graph.train
-    pre = prepare(spec, graph.input_shape, graph.output.shape, graph.file).preprocessing
+    pre = prepare(spec, SplitOptions.of(graph)).preprocessing
     torch.manual_seed(spec.seed)  # the Trainer's initial weights
     model = CASES[name][1]()
     copy_weights(build_module(graph), model)

@@ -18,7 +18,7 @@ import numpy as np
 
 from netspec.backends.export.ensemble import export_ensemble
 from netspec.backends.predict.model import OnnxModel
-from netspec.data.pipeline import prepare
+from netspec.data.pipeline import SplitOptions, prepare
 from netspec.runs import read_run
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
     graph = read_run(args.runs[0]).graph
-    test = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file).test
+    test = prepare(graph.train, SplitOptions.of(graph)).test
     assert test is not None, "the runs have no test split"
     for run in args.runs:
         print(f"{run}: {accuracy(run / 'model.onnx', test.x, test.y):.4f}")

@@ -16,7 +16,7 @@ import numpy as np
 
 from netspec.compiler import compile_source
 from netspec.data.arraydata import ArrayData
-from netspec.data.pipeline import cut_tiles, load_splits
+from netspec.data.pipeline import SplitOptions, cut_tiles, load_splits
 from netspec.data.preprocess import Preprocessing, apply_values
 from netspec.data.token_ids import check_training_ids
 from netspec.errors import DataError, few
@@ -104,10 +104,7 @@ def _run_data(
     act = activation_of(graph.output.layer, len(graph.output.shape))
     splits = load_splits(
         graph.train,
-        graph.input_shape,
-        graph.output.shape,
-        graph.file,
-        output_activation=act.fn if act is not None else None,
+        SplitOptions.of(graph, act.fn if act is not None else None),
         tokenizer=meta.tokenizer,  # a text run's own vocabulary, never one of new data
     )
     check_training_ids(graph, splits)  # new data for `netspec evaluate RUN --data`, too

@@ -7,7 +7,6 @@ from typing import Any
 
 from netspec.ir import Graph
 from netspec.items import INPUT, block_use
-from netspec.memory import estimate
 from netspec.memory import total as memory_total
 
 FLOAT32_BYTES = 4
@@ -100,6 +99,7 @@ def to_dict(graph: Graph, *, blocks: bool = False) -> dict[str, Any]:
         "output_shape": list(graph.output.shape),
         **asdict(t),
         **({"length": graph.length} if graph.length is not None else {}),
+        **({"training_memory": _memory_dict(graph)} if graph.train is not None else {}),
         "layers": [
             {
                 "name": r.name,
@@ -113,6 +113,19 @@ def to_dict(graph: Graph, *, blocks: bool = False) -> dict[str, Any]:
             }
             for r in table
         ],
+    }
+
+
+def _memory_dict(graph: Graph) -> dict[str, Any]:
+    """The training-memory estimate, by part (the data's included), for --json."""
+    from netspec.memory_data import training_rows
+
+    assert graph.train is not None
+    parts = training_rows(graph)
+    return {
+        "batch_size": graph.train.batch_size,
+        "total_bytes": memory_total(parts),
+        "parts": [{"what": r.what, "bytes": r.bytes, "note": r.note} for r in parts],
     }
 
 
@@ -242,12 +255,19 @@ def cells(graph: Graph, *, blocks: bool = False) -> Cells:
             "set it with --length)"
         )
     if graph.train is not None:
-        batch = graph.train.batch_size
-        parts = estimate(graph, batch)
+        from netspec.memory_data import training_rows  # reads the data's file headers only
+
+        parts = training_rows(graph)
         notes.append(
-            f"Training memory at batch {batch}: {human_bytes(memory_total(parts))} ("
+            f"Training memory at batch {graph.train.batch_size}: "
+            f"{human_bytes(memory_total(parts))} ("
             + ", ".join(f"{r.what} {human_bytes(r.bytes)}" for r in parts)
-            + ", plus the data)"
+            + (
+                f"; data: {parts[-1].note})"
+                if parts[-1].what == "data"
+                else f", plus the data: the {graph.train.data.source} source's size is known "
+                "once read)"
+            )
         )
     return Cells(f'Model: "{graph.name}"', header, body, {n - 2, n - 1}, notes)
 

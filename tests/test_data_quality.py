@@ -19,7 +19,7 @@ from PIL import Image
 
 from netspec.compiler import compile_file
 from netspec.data import load_csv, load_image_folder, load_mask_folder
-from netspec.data.pipeline import Prepared, prepare
+from netspec.data.pipeline import Prepared, SplitOptions, prepare
 from netspec.data.sources import resolve_path
 from netspec.errors import DataError
 from netspec.runs import TrainOptions, prepare_run
@@ -31,7 +31,7 @@ def prepared(tmp_path: Path, text: str) -> Prepared:
     spec.write_text(textwrap.dedent(text))
     graph = compile_file(spec)
     assert graph.train is not None
-    return prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+    return prepare(graph.train, SplitOptions.of(graph))
 
 
 TABLE_SPEC = """\
@@ -231,7 +231,7 @@ def test_spec_paths_are_relative_to_the_spec_file_wherever_it_runs(
     monkeypatch.chdir(tmp_path)
     graph, *_ = prepare_run(spec, [], tmp_path / "run", False)
     assert graph.train is not None
-    p = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+    p = prepare(graph.train, SplitOptions.of(graph))
     assert p.train.x[0].tolist() == [1.0, 1.0]
     assert graph.train.data.path == str(tmp_path / "specs" / "d.npz")
 
@@ -259,7 +259,7 @@ def test_a_missing_data_file_is_named_by_its_absolute_path(
     graph, *_ = prepare_run(tmp_path / "specs" / "s.yaml", [], tmp_path / "run", False)
     assert graph.train is not None
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "specs" / "d.npz"))):
-        prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+        prepare(graph.train, SplitOptions.of(graph))
 
 
 def test_shipped_specs_find_the_shared_data_from_any_directory(

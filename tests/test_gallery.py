@@ -16,7 +16,7 @@ from helpers import REPO, fails, invoke, tiny_spec
 
 from netspec import compile_file, compile_text
 from netspec.data.halves import lower_half
-from netspec.data.pipeline import prepare
+from netspec.data.pipeline import SplitOptions, prepare
 from netspec.data.xo import XO_CLASSES, make_xo
 from netspec.errors import DataError
 from netspec.summary import rows, totals
@@ -131,7 +131,7 @@ def test_xo_classes_differ_where_x_and_o_do() -> None:
 def test_xo_source_through_the_pipeline() -> None:
     text = (SPECS / "xo_convnet.yaml").read_text()
     graph = compile_text(text.replace("samples: 1000", "samples: 100"))
-    data = prepare(graph.train, graph.input_shape, graph.output.shape, None)
+    data = prepare(graph.train, SplitOptions(graph.input_shape, graph.output.shape, None))
     assert data.task == "multiclass" and data.classes == XO_CLASSES
     assert (len(data.train), len(data.val), len(data.test)) == (70, 10, 20)
 
@@ -170,9 +170,8 @@ COMPLETION = tiny_spec(
 def test_completion_targets_are_in_the_inputs_units() -> None:
     pytest.importorskip("sklearn")
     graph = compile_text(COMPLETION)
-    data = prepare(
-        graph.train, graph.input_shape, graph.output.shape, None, output_activation="sigmoid"
-    )
+    opts = SplitOptions(graph.input_shape, graph.output.shape, None, output_activation="sigmoid")
+    data = prepare(graph.train, opts)
     assert data.task == "regression" and data.classes is None
     assert data.train.x.shape[1:] == (1, 4, 8)
     assert data.train.y.shape[1:] == (32,)
@@ -242,7 +241,9 @@ def test_split_seed_fixes_the_split_whatever_the_seed() -> None:
     def test_x(seed: int, split_seed: str = "") -> np.ndarray:
         text = base.replace("limit: 300}", f"limit: 300{split_seed}}}") + f"  seed: {seed}\n"
         graph = compile_text(text)
-        return prepare(graph.train, graph.input_shape, graph.output.shape, None).test.x
+        return prepare(
+            graph.train, SplitOptions(graph.input_shape, graph.output.shape, None)
+        ).test.x
 
     assert not np.array_equal(test_x(0), test_x(1))  # by default the split follows train.seed
     np.testing.assert_array_equal(test_x(0, ", split_seed: 5"), test_x(1, ", split_seed: 5"))

@@ -14,7 +14,8 @@ from netspec.backends.training.device import check_memory
 from netspec.backends.training.optim import make_optimizer
 from netspec.errors import NetspecError
 from netspec.memory import estimate, host_available
-from netspec.summary import render
+from netspec.memory_data import PREFETCH
+from netspec.summary import human_bytes, render
 
 NET = """
 name: small
@@ -103,9 +104,14 @@ def test_train_refuses_a_billion_unit_dense_before_allocating(tmp_path: Path) ->
     spec = tmp_path / "huge.yaml"
     text = NET.format(optimizer="adam").replace("[3, 16, 16]", "[1, 8, 8]")
     spec.write_text(text.replace("units: 32", "units: 1000000000"))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
     result = invoke("train", spec, "--out", tmp_path / "run")
     text = fails(result, "training needs about", "GB", "pass --force")
     assert "Traceback" not in text
+    # The run seeded torch's global RNG for itself; the caller's comes back as it was (left
+    # seeded at train.seed, a later test's draws repeated its own generator's).
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_an_activation_layer_of_its_own_counts_as_the_fused_one() -> None:
@@ -117,3 +123,45 @@ def test_an_activation_layer_of_its_own_counts_as_the_fused_one() -> None:
     fused = compile_text(head + "  - conv2d: {filters: 4, kernel: 3, activation: relu}\n")
     apart = compile_text(head + "  - conv2d: {filters: 4, kernel: 3}\n  - relu\n")
     assert activation_elements(apart) == activation_elements(fused) == 64 + 2 * 4 * 6 * 6
+
+
+ARRAYS_NET = """
+name: arrays
+input: [3, 16, 16]
+layers:
+  - flatten
+  - dense: {{units: 10, activation: softmax}}
+train:
+  data: {{source: arrays, path: x.npy, y_path: y.npy, cache: {cache}, workers: 2}}
+  batch_size: 8
+"""
+
+
+@pytest.mark.parametrize("cache", ["ram", "none", "disk"])
+def test_summary_counts_the_data_by_its_cache_without_loading_it(tmp_path: Path, cache) -> None:
+    import json
+
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((50, 3, 16, 16), np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(50, np.int64))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(ARRAYS_NET.format(cache=cache))
+    result = invoke("summary", spec, "--json")
+    assert result.exit_code == 0, result.output
+    memory = json.loads(result.output)["training_memory"]
+    data = memory["parts"][-1]
+    sample = 3 * 16 * 16 * 4
+    # ram: every decoded sample (the .npy header's size); streamed: the batches in flight only
+    # (the one training uses, and PREFETCH ahead in each of the 2 workers).
+    want = 50 * sample if cache == "ram" else (1 + PREFETCH * 2) * 8 * sample
+    assert data["what"] == "data" and data["bytes"] == want
+    assert memory["total_bytes"] == sum(p["bytes"] for p in memory["parts"])
+    text = invoke("summary", spec).output
+    assert f"data {human_bytes(want)}" in text.splitlines()[-1]
+
+
+def test_the_cores_prefetch_is_the_loaders() -> None:
+    from netspec.backends.training.loader import PREFETCH as LOADER_PREFETCH
+
+    assert PREFETCH == LOADER_PREFETCH

@@ -115,13 +115,13 @@ def test_length_percentile_is_nearest_rank() -> None:
 
 def test_vocabulary_comes_from_the_training_split_only(tmp_path: Path) -> None:
     from netspec.compiler import compile_file
-    from netspec.data.pipeline import prepare
+    from netspec.data.pipeline import SplitOptions, prepare
 
     spec = project(tmp_path)
     # The test file alone has the letter q: it must be unknown, never in the vocabulary.
     (tmp_path / "test.csv").write_text("sentence,lang\nquiche quiche,fr\nthe cat,en\n")
     graph = compile_file(spec)
-    data = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+    data = prepare(graph.train, SplitOptions.of(graph))
     tok = data.tokenizer
     assert tok is not None and "q" not in tok.vocab and tok.max_length == 24
     assert data.train.x.shape == (48, 24) and data.val is not None and data.val.x.shape == (12, 24)
@@ -270,10 +270,10 @@ def test_langid_spec_reads_the_real_data(tmp_path: Path) -> None:
     if not train.is_file():
         pytest.skip(f"{train} not found (see shared/data/SOURCES.md)")
     from netspec.compiler import compile_file
-    from netspec.data.pipeline import load_splits
+    from netspec.data.pipeline import SplitOptions, load_splits
 
     graph = compile_file(REPO / "specs" / "langid_cnn.yaml")
-    splits = load_splits(graph.train, graph.input_shape, graph.output.shape, graph.file)
+    splits = load_splits(graph.train, SplitOptions.of(graph))
     tok = splits.tokenizer
     assert tok is not None and tok.max_length == 96 and tok.size <= 256
     assert splits.test is not None and len(splits.test) == 7219

@@ -10,7 +10,7 @@ import pytest
 from helpers import fails, invoke
 
 from netspec.compiler import compile_file
-from netspec.data.pipeline import prepare
+from netspec.data.pipeline import SplitOptions, prepare
 from netspec.data.ts import load_ts, read_ts
 from netspec.errors import DataError
 
@@ -178,7 +178,7 @@ def test_the_ts_source_in_a_spec(tmp_path: Path) -> None:
     (tmp_path / "spec.yaml").write_text(SPEC)
     graph = compile_file(tmp_path / "spec.yaml")
     assert graph.train is not None
-    p = prepare(graph.train, graph.input_shape, graph.output.shape, graph.file)
+    p = prepare(graph.train, SplitOptions.of(graph))
     assert p.task == "multiclass" and p.classes == ("x", "y", "z")
     assert p.train.x.shape == (3, 2, 5) and p.test is not None and p.test.x.shape == (3, 2, 5)
     assert any("a_TEST.ts" in n and "cut to 5" in n for n in p.test.notes)

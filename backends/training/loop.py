@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from netspec.data.arraydata import ArrayData
-from netspec.data.pipeline import prepare
+from netspec.data.pipeline import SplitOptions, prepare
 from netspec.data.text import check_vocab
 from netspec.data.token_ids import check_training_ids
 from netspec.ir import at_data_length
@@ -85,13 +85,7 @@ class Trainer:
         spec, graph = self.spec, self.graph
         torch.manual_seed(spec.seed)
         act = activation_of(graph.output.layer, len(graph.output.shape))
-        self.data = prepare(
-            spec,
-            graph.input_shape,
-            graph.output.shape,
-            graph.file,
-            output_activation=act.fn if act is not None else None,
-        )
+        self.data = prepare(spec, SplitOptions.of(graph, act.fn if act is not None else None))
         if self.data.tokenizer is not None:  # its vocabulary fits the embedding's table
             check_vocab(self.data.tokenizer, graph)
         check_training_ids(graph, self.data)  # before torch meets a float or an unknown id

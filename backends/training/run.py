@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import torch
 
 from netspec.runs import PreparedRun, TrainOptions
 
 from .distributed import Dist, in_worker, lost_peer
 from .loop import Trainer
+
+
+@contextmanager
+def _callers_rng_kept() -> Iterator[None]:
+    """torch's global RNGs as the caller had them once the run ends: the run seeds them for its
+    own streams (weights, dropout), and a run in-process (the API, `netspec train` invoked from
+    Python) must not leave them seeded at `train.seed` behind (a caller's next draws would
+    repeat any other generator seeded alike)."""
+    # CUDA's generators only where CUDA is up already: reading them would start it.
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
 
 
 def train_run(
@@ -21,6 +36,13 @@ def train_run(
     Under torchrun (RANK, WORLD_SIZE, ... in the environment) this process joins the group as
     one rank, and every rank takes rank 0's run directory.
     """
+    with _callers_rng_kept():
+        return _train(run, options, echo)
+
+
+def _train(
+    run: PreparedRun, options: TrainOptions, echo: Callable[[str], None]
+) -> dict[str, Any] | None:
     dist = None
     try:
         if in_worker():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from netspec.train_spec import (
     Normalize,
     TrainSpec,
 )
+
+if TYPE_CHECKING:
+    from netspec.ir import Graph
 
 
 @dataclass(frozen=True)
@@ -202,21 +205,36 @@ class Splits:
     tokenizer: Tokenizer | None = None  # a text source's, fitted on the training split
 
 
+@dataclass(frozen=True)
+class SplitOptions:
+    """What the network asks of its data: the shapes the samples must fit, where the spec's
+    relative paths start, and the activation its output ends in (None: linear; it tells float
+    labels of a classifier (a softmax head) from regression targets, and only a linear output
+    can reach standardized regression targets)."""
+
+    input_shape: tuple[int | None, ...]
+    output_shape: tuple[int, ...]
+    spec_file: str | None
+    output_activation: str | None = None
+
+    @classmethod
+    def of(cls, graph: Graph, output_activation: str | None = None) -> SplitOptions:
+        """The options a compiled graph gives: its input and output shapes and its file."""
+        return cls(
+            tuple(graph.input_shape), tuple(graph.output.shape), graph.file, output_activation
+        )
+
+
 def load_splits(
-    spec: TrainSpec,
-    input_shape: tuple[int, ...],
-    output_shape: tuple[int, ...],
-    spec_file: str | None,
-    *,
-    output_activation: str | None = None,
-    tokenizer: Tokenizer | None = None,
+    spec: TrainSpec, opts: SplitOptions, *, tokenizer: Tokenizer | None = None
 ) -> Splits:
     """Load, limit and split the data, then its geometry steps and tiles: the same samples in
     the same splits on every call (the split is seeded).
 
-    `output_activation` (the network's last activation) tells float labels of a classifier
-    (a softmax head) from regression targets. A text source's texts become token ids by
-    `tokenizer` (a trained run's record), else by one fitted on the training split."""
+    A text source's texts become token ids by `tokenizer` (a trained run's record), else by one
+    fitted on the training split."""
+    input_shape, output_shape, spec_file = opts.input_shape, opts.output_shape, opts.spec_file
+    output_activation = opts.output_activation
     cfg = spec.data
     seed = spec.seed if cfg.split_seed is None else cfg.split_seed
     loss = spec.loss.name if spec.loss else None
@@ -296,50 +314,84 @@ def _fill_time_axis(
     )
 
 
-def prepare(
-    spec: TrainSpec,
-    input_shape: tuple[int, ...],
-    output_shape: tuple[int, ...],
-    spec_file: str | None,
-    *,
-    output_activation: str | None = None,
-) -> Prepared:
+def prepare(spec: TrainSpec, opts: SplitOptions) -> Prepared:
     """The splits (`load_splits`), shape-checked, and the preprocessing record with the
-    normalization computed on the training split.
-
-    `output_activation` is the activation the network's output ends in (None: linear); only a
-    linear output can reach standardized regression targets, so others keep the data's units.
-    """
+    normalization computed on the training split (regression targets standardized only when
+    `opts.output_activation` is None: a linear output)."""
     cfg = spec.data
-    splits = load_splits(
-        spec, input_shape, output_shape, spec_file, output_activation=output_activation
-    )
+    splits = load_splits(spec, opts)
     train, val, test, tile = splits.train, splits.val, splits.test, splits.tile
     notes = list(splits.notes)
+    raw_shape = _raw_shape(train, tile, opts.input_shape, notes)
+    scale = float(spec.preprocess.rescale) if spec.preprocess.rescale else 1.0
+    if cfg.complete:
+        train, val, test = (scaled_targets(d, scale) for d in (train, val, test))
+    pre = _preprocessing(spec, train, raw_shape, opts.input_shape, scale, notes)
+    loss = spec.loss.name if spec.loss else None
+    task = infer_task(train, tuple(opts.output_shape), loss)
+    if task == "regression" and cfg.scale_targets:
+        if opts.output_activation is None:
+            pre = replace(pre, **target_stats(train.y))
+        else:
+            notes.append(
+                f"regression targets are not standardized: the output ends in "
+                f"{opts.output_activation}, whose range the targets must fit"
+            )
+    return Prepared(
+        train,
+        val,
+        test,
+        pre,
+        task,
+        train.classes,
+        tuple(notes),
+        tile,
+        splits.tiles_per_scene,
+        splits.tokenizer,
+    )
+
+
+def _raw_shape(
+    train: ArrayData,
+    tile: tuple[int, int] | None,
+    input_shape: tuple[int | None, ...],
+    notes: list[str],
+) -> tuple[int, ...]:
+    """One sample's shape as the data give it (a tile's, for scenes), checked against the
+    spec's input: equal, a dynamic axis filled, or the same size reshaped (noted)."""
     source = train.source
     raw_shape = tuple(int(d) for d in train.x.shape[1:])
     if tile is not None:
         raw_shape = (raw_shape[0], *tile)
     if None in input_shape:
         _fill_time_axis(source, raw_shape, input_shape, notes)
-    elif prod(raw_shape) != prod(input_shape):
+    elif prod(raw_shape) != prod(input_shape):  # type: ignore[arg-type]
         raise data_error(
             f"{source}: samples have shape {raw_shape}, but the spec's input is {input_shape}",
             hint=f"set `input: {list(raw_shape)}` in the spec, or resize the data (train.preprocess)",
         )
     elif raw_shape != input_shape:
         notes.append(f"samples of shape {raw_shape} are reshaped to the input {input_shape}")
-    p = spec.preprocess
-    scale = float(p.rescale) if p.rescale else 1.0
-    if cfg.complete:
-        train, val, test = (scaled_targets(d, scale) for d in (train, val, test))
+    return raw_shape
+
+
+def _preprocessing(
+    spec: TrainSpec,
+    train: ArrayData,
+    raw_shape: tuple[int, ...],
+    input_shape: tuple[int | None, ...],
+    scale: float,
+    notes: list[str],
+) -> Preprocessing:
+    """The preprocessing record: the spec's steps, and the normalization of the training split."""
+    cfg, p = spec.data, spec.preprocess
     mean, std = _normalization(p, train, raw_shape, scale, notes)
     channel_order = None
     if train.x.ndim == 4:
         channel_order = {1: "L", 3: "RGB"}.get(raw_shape[0])
     folder = isinstance(cfg, FolderData) and cfg.size is not None
-    pre = Preprocessing(
-        input_shape=tuple(input_shape),
+    return Preprocessing(
+        input_shape=tuple(input_shape),  # type: ignore[arg-type]
         # A dynamic network records its time axis as dynamic: predict takes any length.
         raw_shape=tuple(input_shape) if None in input_shape else raw_shape,  # type: ignore[arg-type]
         channel_order=channel_order,
@@ -354,28 +406,6 @@ def prepare(
         std=std,
         per_sample=p.normalize == "per_sample",
         raw_range=value_range(train.x),
-    )
-    loss = spec.loss.name if spec.loss else None
-    task = infer_task(train, tuple(output_shape), loss)
-    if task == "regression" and cfg.scale_targets:
-        if output_activation is None:
-            pre = replace(pre, **target_stats(train.y))
-        else:
-            notes.append(
-                f"regression targets are not standardized: the output ends in "
-                f"{output_activation}, whose range the targets must fit"
-            )
-    return Prepared(
-        train,
-        val,
-        test,
-        pre,
-        task,
-        train.classes,
-        tuple(notes),
-        tile,
-        splits.tiles_per_scene,
-        splits.tokenizer,
     )
 
 

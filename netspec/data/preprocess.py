@@ -225,13 +225,15 @@ def describe(pre: Preprocessing | Mapping[str, Any], tiled: bool = False) -> lis
     model takes scenes of any size in tiles (segmentation), so predict resizes no image of
     another size (no `resize_to_input` step).
     """
-    # Over 80 lines as one function on purpose: the list below is the steps in the order they
-    # run, each with its definition; split up, that order would be spelled in two places.
     pre = as_record(pre)
-    steps: list[dict[str, Any]] = []
-    order = pre.channel_order
     # The decode mode: a `grayscale` model decodes to RGB and makes the gray in its own step.
-    mode = "RGB" if pre.grayscale else order
+    mode = "RGB" if pre.grayscale else pre.channel_order
+    # The steps in the order they run: decoding, the geometry, then the values.
+    return [_decode_step(pre, mode), *_geometry_steps(pre, mode, tiled), *_value_steps(pre)]
+
+
+def _decode_step(pre: Preprocessing, mode: str | None) -> dict[str, Any]:
+    """The first step: a file's samples decoded (an image to its channel order) as raw arrays."""
     if mode == "RGB":
         convert = (
             "convert to RGB (Pillow convert('RGB'): a palette looked up, alpha dropped, gray "
@@ -243,25 +245,28 @@ def describe(pre: Preprocessing | Mapping[str, Any], tiled: bool = False) -> lis
             "convert to L (Pillow convert('L'): a palette looked up, alpha dropped, RGB to "
             "(19595 R + 38470 G + 7471 B + 32768) >> 16)"
         )
-    steps.append(
-        {
-            "step": "decode",
-            "channel_order": order,
-            "raw_shape": _listed(pre.raw_shape),
-            "definition": (
-                f"images: decode, turn by the EXIF orientation if any, {convert}, then channels "
-                "first (C, H, W); arrays as they are"
-                if mode in ("RGB", "L")
-                else "arrays and tables as they are"
-            )
-            + (
-                "; a 16-bit grayscale image's values v become v * 255 / 65535 (float32), "
-                "not clipped to 255"
-                if pre.image_bits == 16
-                else ""
-            ),
-        }
-    )
+    return {
+        "step": "decode",
+        "channel_order": pre.channel_order,
+        "raw_shape": _listed(pre.raw_shape),
+        "definition": (
+            f"images: decode, turn by the EXIF orientation if any, {convert}, then channels "
+            "first (C, H, W); arrays as they are"
+            if mode in ("RGB", "L")
+            else "arrays and tables as they are"
+        )
+        + (
+            "; a 16-bit grayscale image's values v become v * 255 / 65535 (float32), "
+            "not clipped to 255"
+            if pre.image_bits == 16
+            else ""
+        ),
+    }
+
+
+def _geometry_steps(pre: Preprocessing, mode: str | None, tiled: bool) -> list[dict[str, Any]]:
+    """The steps that change a sample's size or channels, in the order `geometry` runs them."""
+    steps: list[dict[str, Any]] = []
     if pre.image_size:
         crop = pre.image_crop
         steps.append(
@@ -321,6 +326,12 @@ def describe(pre: Preprocessing | Mapping[str, Any], tiled: bool = False) -> lis
                 "resized to (h, w), rounded half to even and clipped to 0..255, as `resize`",
             }
         )
+    return steps
+
+
+def _value_steps(pre: Preprocessing) -> list[dict[str, Any]]:
+    """The steps on the values (`apply_values`): float32, scale, normalization, the reshape."""
+    steps: list[dict[str, Any]] = []
     scale = pre.scale
     steps.append({"step": "to_float32", "definition": "values as float32"})
     if scale != 1.0:

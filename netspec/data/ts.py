@@ -73,11 +73,77 @@ def _values(text: str, dim: int, path: Path, line: int) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Header:
+    """What the header lines said so far, with the line that said it: every case line is
+    checked against it and named by it in its message."""
+
+    classes: tuple[str, ...] | None = None
+    labelled: bool = False
+    target: bool = False
+    dims: int | None = None
+    label_line: int = 0
+    dims_said: str = ""  # where the dimension count came from, for messages
+
+    def take(self, tag: str, words: list[str], path: Path, n: int) -> None:
+        """One header line other than @data (`tag` lower-cased, `words` after it)."""
+        if tag == "timestamps" and words and _flag(words[0], "timeStamps", path, n):
+            raise data_error(
+                "@timeStamps true: series with time stamps are not read yet",
+                path, line=n, hint="write the values without (time, value) pairs",
+            )  # fmt: skip
+        elif tag == "univariate" and words and _flag(words[0], "univariate", path, n):
+            self.dims, self.dims_said = 1, f"@univariate true (line {n}) says 1"
+        elif tag == "dimensions" and words:
+            if not words[0].isdigit() or int(words[0]) < 1:
+                raise data_error(f"@dimensions {words[0]!r}: expected a count", path, line=n)
+            self.dims = int(words[0])
+            self.dims_said = f"@dimensions (line {n}) says {self.dims}"
+        elif tag == "classlabel" and words:
+            self.labelled, self.label_line = _flag(words[0], "classLabel", path, n), n
+            if self.labelled and len(words) < 2:
+                raise data_error(
+                    "@classLabel true names no classes", path, line=n,
+                    hint="list them: `@classLabel true 1 2`",
+                )  # fmt: skip
+            self.classes = tuple(words[1:]) if self.labelled else None
+        elif tag in ("missing", "equallength") and words:
+            _flag(words[0], {"missing": "missing", "equallength": "equalLength"}[tag], path, n)
+        elif tag == "targetlabel" and words:
+            self.target = _flag(words[0], "targetLabel", path, n)
+
+
+def _case(line: str, head: _Header, path: Path, n: int) -> tuple[np.ndarray, str]:
+    """One case line as (channels, length) values and its label, checked against the header
+    (the first case sets the dimension count when the header did not)."""
+    body, _, label = line.rpartition(":")
+    label = label.strip()
+    if not body:
+        raise data_error(f"{line[:30]!r}: a case needs its values, ':' and its label", path, line=n)
+    if head.classes is not None and label not in head.classes:
+        raise data_error(
+            f"label {label!r} is not one of @classLabel's ({plain(head.classes)})", path, line=n,
+            hint=f"add it to the @classLabel line ({head.label_line}), or correct the label",
+        )  # fmt: skip
+    parts = body.split(":")
+    if head.dims is None:
+        head.dims, head.dims_said = len(parts), f"line {n} has {len(parts)}"
+    if len(parts) != head.dims:
+        raise data_error(
+            f"{len(parts)} dimensions, but {head.dims_said}", path, line=n,
+            hint="every case has the same dimensions, separated by ':', the label last",
+        )  # fmt: skip
+    chans = [_values(p, d, path, n) for d, p in enumerate(parts)]
+    if any(len(c) == 0 for c in chans):
+        raise data_error("an empty dimension", path, line=n)
+    case = np.zeros((head.dims, max(len(c) for c in chans)), np.float64)
+    for d, c in enumerate(chans):
+        case[d, : len(c)] = c  # a shorter dimension: zeros at its end
+    return case, label
+
+
 def read_ts(path: Path) -> TsFile:
     """Parse a `.ts` file; every problem is one DataError at its file:line."""
-    # Over 80 lines on purpose: one pass over the lines, whose header state (the classes, the
-    # dimension count and the line that said each) is what every case line is checked against
-    # and named by in its message; split, that state would travel through every call.
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -86,11 +152,7 @@ def read_ts(path: Path) -> TsFile:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise data_error(f"{path}: cannot be read as UTF-8 text ({exc})") from None
-    classes: tuple[str, ...] | None = None
-    labelled = target = False
-    dims: int | None = None
-    label_line = 0
-    dims_said = ""  # where the dimension count came from, for messages
+    head = _Header()
     ts: TsFile | None = None
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -103,67 +165,19 @@ def read_ts(path: Path) -> TsFile:
                     hint="header lines start with '@' and end with '@data'; comments with '#'",
                 )  # fmt: skip
             tag, _, rest = line[1:].partition(" ")
-            tag, words = tag.lower(), rest.split()
-            if tag == "data":
-                if not labelled and not target:
-                    raise data_error(
-                        "no labels: the header has no `@classLabel true <names...>`",
-                        path, line=n, hint="the ts source reads labelled problems",
-                    )  # fmt: skip
-                ts = TsFile(path, classes, data_line=n)
-            elif tag == "timestamps" and words and _flag(words[0], "timeStamps", path, n):
+            if tag.lower() != "data":
+                head.take(tag.lower(), rest.split(), path, n)
+            elif not head.labelled and not head.target:
                 raise data_error(
-                    "@timeStamps true: series with time stamps are not read yet",
-                    path, line=n, hint="write the values without (time, value) pairs",
+                    "no labels: the header has no `@classLabel true <names...>`",
+                    path, line=n, hint="the ts source reads labelled problems",
                 )  # fmt: skip
-            elif tag == "univariate" and words and _flag(words[0], "univariate", path, n):
-                dims, dims_said = 1, f"@univariate true (line {n}) says 1"
-            elif tag == "dimensions" and words:
-                if not words[0].isdigit() or int(words[0]) < 1:
-                    raise data_error(f"@dimensions {words[0]!r}: expected a count", path, line=n)
-                dims = int(words[0])
-                dims_said = f"@dimensions (line {n}) says {dims}"
-            elif tag == "classlabel" and words:
-                labelled, label_line = _flag(words[0], "classLabel", path, n), n
-                if labelled and len(words) < 2:
-                    raise data_error(
-                        "@classLabel true names no classes", path, line=n,
-                        hint="list them: `@classLabel true 1 2`",
-                    )  # fmt: skip
-                classes = tuple(words[1:]) if labelled else None
-            elif tag in ("missing", "equallength") and words:
-                _flag(words[0], {"missing": "missing", "equallength": "equalLength"}[tag], path, n)
-            elif tag == "targetlabel" and words:
-                target = _flag(words[0], "targetLabel", path, n)
+            else:
+                ts = TsFile(path, head.classes, data_line=n)
             continue
         if line.startswith("@"):
             raise data_error(f"a header line after @data ({ts.data_line})", path, line=n)
-        body, _, label = line.rpartition(":")
-        label = label.strip()
-        if not body:
-            raise data_error(
-                f"{line[:30]!r}: a case needs its values, ':' and its label", path, line=n
-            )
-        if classes is not None and label not in classes:
-            raise data_error(
-                f"label {label!r} is not one of @classLabel's ({plain(classes)})", path, line=n,
-                hint=f"add it to the @classLabel line ({label_line}), or correct the label",
-            )  # fmt: skip
-        parts = body.split(":")
-        if dims is None:
-            dims, dims_said = len(parts), f"line {n} has {len(parts)}"
-        if len(parts) != dims:
-            raise data_error(
-                f"{len(parts)} dimensions, but {dims_said}", path, line=n,
-                hint="every case has the same dimensions, separated by ':', the label last",
-            )  # fmt: skip
-        chans = [_values(p, d, path, n) for d, p in enumerate(parts)]
-        if any(len(c) == 0 for c in chans):
-            raise data_error("an empty dimension", path, line=n)
-        length = max(len(c) for c in chans)
-        case = np.zeros((dims, length), np.float64)  # a shorter dimension: zeros at its end
-        for d, c in enumerate(chans):
-            case[d, : len(c)] = c
+        case, label = _case(line, head, path, n)
         ts.series.append(case)
         ts.labels.append(label)
         ts.lines.append(n)
