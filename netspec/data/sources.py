@@ -25,7 +25,11 @@ from netspec.data.stream import Lazy, choose_cache, content_key, disk_cached, is
 from netspec.data.table import load_csv
 from netspec.data.xo import make_xo
 
-STREAMED = (ds.FolderData, ds.ArraysData)  # the sources `cache: disk | none` can stream
+STREAMED = (
+    ds.FolderData,
+    ds.ArraysData,
+    ds.MnistData,
+)  # the sources `cache: disk | none` can stream
 
 
 def resolve_path(path: str | Path, spec_file: str | None) -> Path:
@@ -96,7 +100,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
             f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
-            hint="use cache: ram (or auto); image folders and .npy arrays can stream",
+            hint="use cache: ram (or auto); image folders, .npy arrays and IDX files can stream",
         )
     if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
@@ -110,7 +114,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
         split = "test" if test and not cfg.test_path else cfg.split
         if cfg.download:
             path = download_mnist(path)
-        return load_mnist_dir(path, split=split)
+        return load_mnist_dir(path, split=split, cache="ram" if cfg.complete else cfg.cache)
     if isinstance(cfg, ds.Cifar10Data):
         return load_cifar10_dir(path, split="test" if test and not cfg.test_path else cfg.split)
     if isinstance(cfg, ds.FolderData):
