@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import LINEAR, make_trainer, tiny_spec
+from PIL import Image
 from test_data import write_mnist_split
 
 from netspec.backends.training.loader import Streamed
@@ -81,3 +82,66 @@ def test_gzip_idx_is_gunzipped_once_into_the_disk_cache(tmp_path: Path, cache_di
     third = make_trainer(tmp_path, mnist_spec(folder, "disk"), out="third")
     assert len(third.data.train.x) + len(third.data.val.x) == 44
     assert len(list(cache_dir.glob("*.idx"))) == 3
+
+
+def mask_folder(root: Path, n: int = 12, hw: int = 8) -> Path:
+    """n RGB PNG scenes of hw x hw with their masks (class indices 0..2 as grayscale PNGs)."""
+    rng = np.random.default_rng(1)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        mask = rng.integers(0, 3, (hw, hw), dtype=np.uint8)
+        pixels = rng.integers(0, 256, (hw, hw, 3), dtype=np.uint8)
+        pixels[..., 0] = mask * 100  # a learnable difference
+        Image.fromarray(pixels).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+def seg_spec(folder: Path, cache: str, workers: int = 0, hw: int = 8) -> str:
+    data = (
+        f"{{source: mask_folder, path: {folder}, classes: [a, b, c], val: 0.25, cache: {cache}, "
+        f"workers: {workers}}}"
+    )
+    layers = ["conv2d: {filters: 3, kernel: 3, padding: same, activation: softmax}"]
+    return tiny_spec(
+        layers,
+        input=f"[3, {hw}, {hw}]",
+        data=data,
+        batch_size=4,
+        preprocess="{rescale: 1/255, normalize: dataset}",
+        augment="{flip: horizontal}",
+    )
+
+
+def test_mask_folder_streams_its_images_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
+    folder = mask_folder(tmp_path / "seg")
+    ram = make_trainer(tmp_path, seg_spec(folder, "ram"), out="ram")
+    assert isinstance(ram.x_train, torch.Tensor)
+    ram.fit()
+    for cache, workers in (("none", 0), ("none", 1), ("disk", 1)):
+        t = make_trainer(tmp_path, seg_spec(folder, cache, workers), out=f"{cache}{workers}")
+        assert isinstance(t.x_train, Streamed)
+        assert t.data.preprocessing == ram.data.preprocessing
+        np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
+        np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
+        t.fit()
+        assert same(weights(t), weights(ram)), (cache, workers)
+    assert len(list(cache_dir.glob("*.npy"))) == 1
+    # A scene that became unreadable mid-run is one error naming it.
+    t = make_trainer(tmp_path, seg_spec(folder, "none"), out="bad")
+    victim = Path(t.data.train.x.reader.files[int(t.data.train.x.index[2])])
+    victim.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="cannot read image") as e:
+        t.fit()
+    assert str(victim) in e.value.format()
+
+
+def test_streamed_scenes_larger_than_the_input_are_refused(tmp_path: Path) -> None:
+    folder = mask_folder(tmp_path / "seg", n=6, hw=16)
+    text = seg_spec(folder, "none", hw=8)
+    with pytest.raises(DataError, match="streams only scenes of the input's size"):
+        make_trainer(tmp_path, text)
+    assert isinstance(
+        make_trainer(tmp_path, text.replace("none", "ram"), out="ram").x_train, torch.Tensor
+    )

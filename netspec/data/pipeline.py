@@ -107,14 +107,16 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
     return replace(data, x=x)
 
 
-def _streamable(data: ArrayData, spec: TrainSpec) -> None:
-    """Refuse what a streamed source cannot do yet: whole-set steps on the samples."""
-    cfg = spec.data
-    what = "segmentation masks" if data.y.ndim == 3 else None  # completion: sources.py
-    if what is not None:
+def _streamable(data: ArrayData, spec: TrainSpec, input_shape: tuple[int, ...]) -> None:
+    """Refuse what a streamed source cannot do yet: scenes larger than the input (their random
+    tiles are gathered from whole scenes in memory)."""
+    scene = tuple(data.x.shape[2:])
+    if data.y.ndim == 3 and scene != tuple(input_shape[1:]):
         raise data_error(
-            f"{data.source}: {what} is read into memory; train.data.cache: {cfg.cache} streams",
-            hint="use cache: ram",
+            f"{data.source}: scenes of {scene[0]}x{scene[1]} are cut into tiles of the "
+            f"input's size from whole scenes in memory; train.data.cache: {spec.data.cache} "
+            "streams only scenes of the input's size",
+            hint="use cache: ram, or cut the scenes into tiles of the input's size first",
         )
 
 
@@ -224,7 +226,7 @@ def load_splits(
         _limit(load_source(cfg, spec_file), cfg.limit, seed), output_activation, loss
     )
     if is_streamed(data.x):
-        _streamable(data, spec)
+        _streamable(data, spec, input_shape)
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
