@@ -137,11 +137,20 @@ def test_mask_folder_streams_its_images_bit_identically(tmp_path: Path, cache_di
     assert str(victim) in e.value.format()
 
 
-def test_streamed_scenes_larger_than_the_input_are_refused(tmp_path: Path) -> None:
-    folder = mask_folder(tmp_path / "seg", n=6, hw=16)
-    text = seg_spec(folder, "none", hw=8)
-    with pytest.raises(DataError, match="streams only scenes of the input's size"):
-        make_trainer(tmp_path, text)
-    assert isinstance(
-        make_trainer(tmp_path, text.replace("none", "ram"), out="ram").x_train, torch.Tensor
-    )
+def test_scene_tiles_are_cut_from_streamed_scenes_bit_identically(tmp_path: Path) -> None:
+    folder = mask_folder(tmp_path / "seg", n=8, hw=13)
+    text = seg_spec(folder, "{cache}", workers=1, hw=8)
+    text = text.replace("val: 0.25", "val: 0.25, tiles_per_scene: 3")
+    ram = make_trainer(tmp_path, text.replace("{cache}", "ram"), out="ram")
+    assert ram.data.random_tiles
+    ram.fit()
+    for cache in ("none", "disk"):
+        t = make_trainer(tmp_path, text.replace("{cache}", cache), out=cache)
+        assert isinstance(t.x_train, Streamed) and t.data.random_tiles
+        # The validation scenes cut into the same tiles, each cut when read.
+        assert isinstance(t.data.val.x, stream.Lazy) and t.data.val.x.shape == ram.data.val.x.shape
+        np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
+        np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
+        t.fit()
+        assert same(weights(t), weights(ram)), cache
+        assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
