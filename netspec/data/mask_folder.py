@@ -1,4 +1,8 @@
-"""Mask folders: image/mask pairs matched by file stem, decoded (PNG, palette, TIFF) and checked."""
+"""Mask folders: image/mask pairs matched by file stem, decoded (PNG, palette, TIFF) and checked.
+
+Over 400 lines: the in-memory decode and the streamed one (`SceneReader`, `_decode_masks`) share
+`_read_image`, `_read_mask` and their checks, so they stay in one module.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -17,6 +22,7 @@ from PIL import Image
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
 from netspec.data.masks import MASK_FOLDER_SUFFIXES, _few, mask_indices
+from netspec.data.stream import Lazy
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
 from netspec.errors import DataError, Problem
 
@@ -313,8 +319,12 @@ def load_mask_folder(
     classes: Sequence[str] | None = None,
     mask_values: Sequence[int] | None = None,
     ignore_value: int | None = None,
+    stream: bool = False,
 ) -> ArrayData:
     """Image/mask pairs `path/<images>/<stem>.*` + `path/<masks>/<stem>.*`, sorted by stem.
+
+    stream: only the masks are decoded now; x is a `stream.Lazy` whose `SceneReader` decodes
+    each image when it is read, with the in-memory path's `_read_image`.
 
     Images: 8-bit PNG/JPEG/BMP (color keep/rgb/grayscale) or TIFF with any number of bands
     (uint8 stays uint8, other types become float32 with values unchanged). Masks: one channel,
@@ -325,7 +335,12 @@ def load_mask_folder(
     image_files, mask_files, skipped = _pairs(root, images, masks)
     stems = sorted(image_files, key=_natural_key)
     pairs = [(image_files[s], mask_files[s]) for s in stems]
-    x, raw_masks, alpha = _decode_pairs(pairs, color, images)
+    if stream:
+        raw_masks = _decode_masks(pairs, images)
+        hw = tuple(m.shape for m in raw_masks)
+        x, alpha = Lazy(SceneReader(tuple(p[0] for p in pairs), color, hw, images)), 0
+    else:
+        x, raw_masks, alpha = _decode_pairs(pairs, color, images)
     y, names, mask_notes = mask_indices(
         np.stack(raw_masks),
         hw=(x.shape[2], x.shape[3]),
@@ -343,3 +358,57 @@ def load_mask_folder(
     if skipped:
         notes.append(f"skipped {len(skipped)} files that are not images: {named(skipped, root)}")
     return ArrayData(x=x, y=y, classes=names, source=f"mask_folder {root}", notes=tuple(notes))
+
+
+def _decode_masks(pairs: list[tuple[Path, Path]], images: str) -> list[np.ndarray]:
+    """The masks alone (a streamed folder's), of one size; every unreadable one listed."""
+    read: list[np.ndarray] = []
+    bad: list[Problem] = []
+    for _, mask in pairs:
+        try:
+            read.append(_read_mask(mask))
+        except DataError as e:
+            bad += e.problems
+    if bad:
+        raise unreadable(bad)
+    for (_, mask), m in zip(pairs, read):
+        if m.shape != read[0].shape:
+            raise data_error(
+                f"mask is {_size(m)} but the mask of {images}/{pairs[0][0].name} is "
+                f"{_size(read[0])} (width x height); expected every scene to have one size",
+                mask,
+                hint="crop or resize them to one size first",
+            )
+    return read
+
+
+@dataclass(frozen=True)
+class SceneReader:
+    """A mask folder's images decoded one at a time (a streamed source's reader), by the
+    in-memory loader's `_read_image`; each checked against its mask's size (`hw`)."""
+
+    files: tuple[Path, ...]
+    color: str
+    hw: tuple[tuple[int, ...], ...]
+    images: str
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, i: int) -> np.ndarray:
+        path = self.files[i]
+        if not path.is_file():  # deleted after the listing
+            raise data_error(
+                "image file disappeared after the folder was listed",
+                path,
+                hint="restore it, or start the run again (--resume continues from the last epoch)",
+            )
+        arr, _ = _read_image(path, self.color)
+        if arr.shape[1:] != self.hw[i]:
+            raise data_error(
+                f"scene {self.images}/{path.name} is {_size(arr)} but its mask is "
+                f"{self.hw[i][1]}x{self.hw[i][0]} (width x height); expected a mask the size "
+                "of its image",
+                path,
+            )
+        return arr

@@ -15,7 +15,8 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
-from netspec.data.idx import load_idx
+from netspec.data.idx import decoded_size, gunzip_cached, load_idx, map_idx
+from netspec.data.stream import ArrayReader, Lazy, choose_cache
 
 MNIST_FILES: dict[str, tuple[str, str]] = {
     # split -> (images file, labels file), without the optional .gz
@@ -44,10 +45,13 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def load_mnist_dir(directory: str | Path, *, split: Literal["train", "test"]) -> ArrayData:
+def load_mnist_dir(
+    directory: str | Path, *, split: Literal["train", "test"], cache: str = "ram"
+) -> ArrayData:
     """MNIST (or a same-format set such as Fashion-MNIST) from its IDX files in `directory`.
 
-    x: (N, 1, 28, 28) uint8, y: (N,) int64 digits, classes "0".."9".
+    x: (N, 1, 28, 28) uint8, y: (N,) int64 digits, classes "0".."9". `cache` (train.data's)
+    other than ram streams x: the images memory-mapped (a `stream.Lazy`), see `_streamed`.
     """
     directory = Path(directory)
     if split not in MNIST_FILES:
@@ -70,7 +74,10 @@ def load_mnist_dir(directory: str | Path, *, split: Literal["train", "test"]) ->
             hint=f"put {', '.join(m + '.gz' for m in missing)} in {directory} "
             f"(from {MNIST_MIRRORS[0]}), or set `download: true` under train.data in the spec",
         )
-    images, labels = load_idx(images_path), load_idx(labels_path)
+    notes: list[str] = []
+    mapped = _streamed(images_path, cache, notes)
+    images = load_idx(images_path) if mapped is None else mapped
+    labels = load_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise data_error(
             f"MNIST images have shape {tuple(images.shape)} of {images.dtype}; "
@@ -87,12 +94,37 @@ def load_mnist_dir(directory: str | Path, *, split: Literal["train", "test"]) ->
         raise data_error(
             f"MNIST label {int(labels.max())} found; expected digits 0..9", labels_path
         )
+    x = images[:, None, :, :]  # (N, 1, 28, 28)
     return ArrayData(
-        x=images[:, None, :, :],  # (N, 1, 28, 28)
+        x=x if mapped is None else Lazy(ArrayReader(x)),
         y=labels.astype(np.int64),
         classes=MNIST_CLASSES,
         source=f"MNIST IDX files in {directory} ({split} split)",
+        notes=tuple(notes),
     )
+
+
+def _streamed(path: Path, cache: str, notes: list[str]) -> np.ndarray | None:
+    """The images memory-mapped when the cache streams (None: read them whole). A raw IDX file
+    is mapped in place; a gzip one is gunzipped once into the disk cache (cache disk, or auto
+    when the images would take over a quarter of the memory) and refused with cache none."""
+    if cache == "ram" or (
+        cache == "auto" and choose_cache(cache, decoded_size(path) * 2, notes) == "ram"
+    ):  # *2: the splits are copies
+        return None
+    mapped = map_idx(path)
+    if mapped is not None:
+        notes.append(f"{path.name} is read memory-mapped, batch by batch (no cache needed)")
+        return mapped
+    if cache == "none":
+        raise data_error(
+            "train.data.cache: none reads samples from the files, but this IDX file is "
+            "gzip-compressed and cannot be read one sample at a time",
+            path,
+            hint="gunzip the IDX files (raw IDX files are memory-mapped), or use cache: disk",
+        )
+    raw = gunzip_cached(path, notes)
+    return None if raw is None else map_idx(raw)
 
 
 def _md5(data: bytes) -> str:

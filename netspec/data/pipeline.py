@@ -21,7 +21,7 @@ from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.sources import load_source, resolve_path
 from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, channel_stats, target_stats
-from netspec.data.stream import is_streamed, per_sample, subset, value_range
+from netspec.data.stream import Lazy, TileReader, is_streamed, per_sample, subset, value_range
 from netspec.data.tiles import tile_starts
 from netspec.data.tokenizer import Tokenizer
 from netspec.shapes import prod
@@ -110,17 +110,6 @@ def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
     return replace(data, x=x)
 
 
-def _streamable(data: ArrayData, spec: TrainSpec) -> None:
-    """Refuse what a streamed source cannot do yet: whole-set steps on the samples."""
-    cfg = spec.data
-    what = "segmentation masks" if data.y.ndim == 3 else None  # completion: sources.py
-    if what is not None:
-        raise data_error(
-            f"{data.source}: {what} is read into memory; train.data.cache: {cfg.cache} streams",
-            hint="use cache: ram",
-        )
-
-
 def cut_tiles(data: ArrayData, tile: tuple[int, int]) -> ArrayData:
     """Every scene cut into a grid of tiles covering it; each pixel is scored exactly once.
 
@@ -133,17 +122,19 @@ def cut_tiles(data: ArrayData, tile: tuple[int, int]) -> ArrayData:
     if (sh, sw) == (h, w):
         return data
     rows, cols = tile_starts(sh, h), tile_starts(sw, w)
+    streamed = is_streamed(data.x)  # its tiles cut when read
     xs, ys = [], []
     for i, top in enumerate(rows):
         for j, left in enumerate(cols):
-            xs.append(data.x[:, :, top : top + h, left : left + w])
+            xs.append(None if streamed else data.x[:, :, top : top + h, left : left + w])
             y = data.y[:, top : top + h, left : left + w].copy()
             if i:  # rows the tile above already scored
                 y[:, : max(0, rows[i - 1] + h - top), :] = -1
             if j:  # columns the tile to the left already scored
                 y[:, :, : max(0, cols[j - 1] + w - left)] = -1
             ys.append(y)
-    x = np.ascontiguousarray(np.concatenate(xs))
+    starts = tuple((top, left) for top in rows for left in cols)
+    x = Lazy(TileReader(data.x, starts, tile)) if streamed else np.concatenate(xs)
     return replace(data, x=x, y=np.ascontiguousarray(np.concatenate(ys)))
 
 
@@ -241,8 +232,6 @@ def load_splits(
     data = float_classes(
         _limit(load_source(cfg, spec_file), cfg.limit, seed), output_activation, loss
     )
-    if is_streamed(data.x):
-        _streamable(data, spec)
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.

@@ -25,7 +25,8 @@ from netspec.data.stream import Lazy, choose_cache, content_key, disk_cached, is
 from netspec.data.table import load_csv
 from netspec.data.xo import make_xo
 
-STREAMED = (ds.FolderData, ds.ArraysData)  # the sources `cache: disk | none` can stream
+# the sources `cache: disk | none` can stream
+STREAMED = (ds.FolderData, ds.ArraysData, ds.MnistData, ds.MaskFolderData)
 
 
 def resolve_path(path: str | Path, spec_file: str | None) -> Path:
@@ -91,12 +92,32 @@ def _mapped(cfg: ds.ArraysData, data: ArrayData) -> ArrayData | None:
     return replace(data, notes=(*data.notes, *notes))
 
 
+def _mask_folder(cfg: ds.MaskFolderData, path: Path, masks: dict[str, Any]) -> ArrayData:
+    """Image/mask pairs decoded into memory, or their images streamed (cache disk or none; auto
+    keeps them in memory): the masks are read whole either way (their classes are found over
+    all of them)."""
+    stream = cfg.cache in ("disk", "none")
+    opts = {"images": cfg.images, "masks": cfg.masks, "color": cfg.color}
+    data = load_mask_folder(path, **opts, **masks, stream=stream)
+    if not stream:
+        return data
+    notes: list[str] = []
+    x = data.x
+    if cfg.cache == "disk":
+        key = content_key("mask_folder", x.reader.files, {"color": cfg.color})
+        x = disk_cached(x, key, notes)
+    else:
+        notes.append("cache: none: every batch is decoded from the image files (masks in memory)")
+    return replace(data, x=x, notes=(*data.notes, *notes))
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
             f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
-            hint="use cache: ram (or auto); image folders and .npy arrays can stream",
+            hint="use cache: ram (or auto); image and mask folders, .npy arrays and IDX files can "
+            "stream",
         )
     if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
@@ -110,7 +131,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
         split = "test" if test and not cfg.test_path else cfg.split
         if cfg.download:
             path = download_mnist(path)
-        return load_mnist_dir(path, split=split)
+        return load_mnist_dir(path, split=split, cache="ram" if cfg.complete else cfg.cache)
     if isinstance(cfg, ds.Cifar10Data):
         return load_cifar10_dir(path, split="test" if test and not cfg.test_path else cfg.split)
     if isinstance(cfg, ds.FolderData):
@@ -129,7 +150,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
                 return streamed
         return load_arrays(path, y_path=y_path, **keys, **masks)
     if isinstance(cfg, ds.MaskFolderData):
-        return load_mask_folder(path, images=cfg.images, masks=cfg.masks, color=cfg.color, **masks)
+        return _mask_folder(cfg, path, masks)
     if isinstance(cfg, ds.CsvData):
         return load_csv(
             path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter

@@ -53,6 +53,24 @@ class ArrayReader:
         return np.asarray(self.array[i])
 
 
+@dataclass(frozen=True)
+class TileReader:
+    """Tiles of streamed scenes (N, C, H, W) at each of `starts` (top, left), in cut order:
+    the first start's tile of every scene, then the second's, and so on."""
+
+    scenes: Lazy
+    starts: tuple[tuple[int, int], ...]
+    tile: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.scenes) * len(self.starts)
+
+    def read(self, i: int) -> np.ndarray:
+        (top, left), (h, w) = self.starts[i // len(self.scenes)], self.tile
+        scene = self.scenes[i % len(self.scenes)]
+        return np.ascontiguousarray(scene[:, top : top + h, left : left + w])
+
+
 class Lazy:
     """Samples read on demand: `reader`'s samples at `index`, each through `steps` in order."""
 
