@@ -240,6 +240,19 @@ def channels_first(pixels: np.ndarray) -> np.ndarray:
     return pixels.transpose(2, 0, 1) if pixels.ndim == 3 else pixels[None]
 
 
+def listed_file(files: tuple[Path, ...], i: int) -> Path:
+    """The i-th file of a streamed folder's listing, still there (a DataError if it was deleted
+    after the listing: a streamed run reads its files long after it listed them)."""
+    path = files[i]
+    if not path.is_file():
+        raise data_error(
+            "image file disappeared after the folder was listed",
+            path,
+            hint="restore it, or start the run again (--resume continues from the last epoch)",
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class FolderReader:
     """An image folder's files decoded one at a time (a streamed source's reader): the same
@@ -254,13 +267,7 @@ class FolderReader:
         return len(self.files)
 
     def read(self, i: int) -> np.ndarray:
-        path = self.files[i]
-        if not path.is_file():  # deleted after the listing
-            raise data_error(
-                "image file disappeared after the folder was listed",
-                path,
-                hint="restore it, or start the run again (--resume continues from the last epoch)",
-            )
+        path = listed_file(self.files, i)
         return np.ascontiguousarray(
             channels_first(_decode(path, self.mode, self.size, self.crop)[0])
         )

@@ -21,6 +21,7 @@ from PIL import Image
 
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
+from netspec.data.folder import listed_file
 from netspec.data.masks import MASK_FOLDER_SUFFIXES, _few, mask_indices
 from netspec.data.stream import Lazy
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
@@ -396,13 +397,7 @@ class SceneReader:
         return len(self.files)
 
     def read(self, i: int) -> np.ndarray:
-        path = self.files[i]
-        if not path.is_file():  # deleted after the listing
-            raise data_error(
-                "image file disappeared after the folder was listed",
-                path,
-                hint="restore it, or start the run again (--resume continues from the last epoch)",
-            )
+        path = listed_file(self.files, i)
         arr, _ = _read_image(path, self.color)
         if arr.shape[1:] != self.hw[i]:
             raise data_error(
