@@ -29,6 +29,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core this process may use, at most 4 (PYTEST_XDIST_AUTO_NUM_WORKERS
+    overrides). Every worker collects the whole suite (torch, onnx and Keras imported: ~10 s of
+    CPU and about a GB each), and `--dist loadfile` keeps a file's tests, and so its module
+    fixtures, on one worker: past a few workers, the longest files set the time."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # A test that takes `spec_path` runs once per file in specs/: a new spec is tested by adding it.
     if "spec_path" in metafunc.fixturenames:

@@ -552,7 +552,7 @@ def test_a_dollar_mae_in_a_history_title_has_no_four_decimals(tmp_path: Path) ->
     assert "mae 45,123" in title and "45123.4567" not in title and "loss 0.3000" in title
 
 
-def test_evaluate_of_diverged_weights_prints_strict_json(quickstart_copy: Path) -> None:
+def test_evaluate_of_diverged_weights_prints_strict_json(quickstart_copy: Path, no_plots) -> None:
     from helpers import invoke
     from safetensors.numpy import load_file, save_file
 

@@ -23,7 +23,7 @@ def test_readme_opens_with_the_main_job_and_the_tests() -> None:
     assert len(commands) == 2
     assert commands[0].endswith("netspec train specs/quickstart.yaml")
     assert "pip install torch==2.13.0" in commands[0]
-    assert commands[1] == "python -m pytest -q"
+    assert commands[1] == "python -m pytest -q -n auto --dist loadfile"
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must run the README's test command"
 
