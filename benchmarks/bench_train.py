@@ -250,7 +250,8 @@ class PhaseRun:
     """A netspec epoch with its phases timed, for the table of where a step's time goes.
 
     The real `Trainer.train_epoch()` runs with its phases wrapped in timers: the batch
-    (`_batch`: gather, normalize, channels-last, augmentation), forward (`_forward`), loss,
+    (`_batch`: gather, normalize, channels-last, augmentation), forward (`_train_forward`, the
+    step's forward, bound at setup to `_forward` or its data-parallel wrapper), loss,
     backward (`Tensor.backward`), optimizer (`opt.zero_grad`, `opt.step`) and metrics
     (`metrics.update`). What no timer covers (the loop, the running loss) is `other`.
     """
@@ -265,14 +266,14 @@ class PhaseRun:
         t, backward = self.t, torch.Tensor.backward
         timers = {
             "batch": _Timed(t._batch),
-            "forward": _Timed(t._forward),
+            "forward": _Timed(t._train_forward),
             "loss": _Timed(t.loss_fn),
             "backward": _Timed(backward),
             "zero_grad": _Timed(t.opt.zero_grad),
             "step": _Timed(t.opt.step),
             "metrics": _Timed(t.metrics.update),
         }
-        t._batch, t._forward, t.loss_fn = timers["batch"], timers["forward"], timers["loss"]
+        t._batch, t._train_forward, t.loss_fn = timers["batch"], timers["forward"], timers["loss"]
         t.opt.zero_grad, t.opt.step = timers["zero_grad"], timers["step"]
         t.metrics.update = timers["metrics"]
         torch.Tensor.backward = timers["backward"]
@@ -280,8 +281,8 @@ class PhaseRun:
             t.train_epoch()
         finally:
             torch.Tensor.backward = backward
-            t.loss_fn = timers["loss"].fn
-            del t._batch, t._forward, t.opt.zero_grad, t.opt.step, t.metrics.update
+            t.loss_fn, t._train_forward = timers["loss"].fn, timers["forward"].fn
+            del t._batch, t.opt.zero_grad, t.opt.step, t.metrics.update
         out = {k: timers[k].total for k in ("batch", "forward", "loss", "backward", "metrics")}
         out["optimizer"] = timers["zero_grad"].total + timers["step"].total
         out["steps"] = t.steps
