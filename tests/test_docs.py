@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
-from helpers import REPO, runner
+from helpers import REPO, SHARED_DATA, runner
 
 from netspec import compile_file, compile_text
 from netspec.cli import app
@@ -198,9 +198,21 @@ def test_every_other_block_has_a_handler(block: Block) -> None:
 # --- files and outputs -----------------------------------------------------------------------
 
 
+# The data folders pages name, as the walk-throughs that run them lay them out (import.md's
+# retraining reads `cats_dogs/`, the shared photos): a summary counts the data it finds.
+PAGE_DATA = {"cats_dogs": SHARED_DATA / "cats_dogs" / "test_set"}
+
+
 def scratch(page: Path, tmp_path: Path) -> Path:
-    """A folder holding the page's `file:` blocks and `specs/` (a link to the repository's)."""
+    """A folder holding the page's `file:` blocks, `specs/` (a link to the repository's) and the
+    shared data folders the page names (PAGE_DATA; the test skips where they are absent)."""
     (tmp_path / "specs").symlink_to(REPO / "specs")
+    text = page.read_text(encoding="utf-8")
+    for name, folder in PAGE_DATA.items():
+        if f"path: {name}" in text:
+            if not folder.is_dir():
+                pytest.skip(f"{page.name} reads {name}/, the shared photos ({folder}): absent")
+            (tmp_path / name).symlink_to(folder)
     for b in blocks(page):
         if b.marker == "file":
             (tmp_path / b.arg).write_text(b.body, encoding="utf-8")
