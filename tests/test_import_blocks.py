@@ -20,6 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 yaml = pytest.importorskip("yaml")
 
 from helpers import random_weights  # noqa: E402
+from import_parity import close  # noqa: E402
 from torch import nn  # noqa: E402
 
 import netspec  # noqa: E402
@@ -39,11 +40,6 @@ def _outputs(run: Path, x: np.ndarray) -> np.ndarray:
     module = load_module(loaded.graph, loaded.weights)
     with torch.no_grad():
         return module(torch.from_numpy(x.astype(np.float32))).numpy()
-
-
-def _close(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
 class Basic(nn.Module):
@@ -128,7 +124,7 @@ def test_torch_resnet_imports_with_one_block_per_structure(tmp_path: Path) -> No
     }
     x = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    _close(_outputs(run, x), session.run(None, {"x": x})[0])
+    close(_outputs(run, x), session.run(None, {"x": x})[0])
 
 
 def test_round_trip_of_a_spec_with_blocks_is_exact(tmp_path: Path) -> None:
@@ -259,4 +255,4 @@ def test_keras_model_with_repeats_imports_with_blocks(tmp_path: Path) -> None:
     assert totals(rows(graph)).total_params == model.count_params()
     x = rng.standard_normal((4, 8, 8, 3)).astype(np.float32)
     want = model(x, training=False).detach().cpu().numpy()
-    _close(_outputs(run, x.transpose(0, 3, 1, 2)), want)
+    close(_outputs(run, x.transpose(0, 3, 1, 2)), want)

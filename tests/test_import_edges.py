@@ -18,33 +18,17 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from helpers import runner  # noqa: E402
+from import_parity import close, onnx_out, torch_out  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
 from netspec.backends.importing.onnx_import import read_onnx  # noqa: E402
 from netspec.backends.importing.write import write_import  # noqa: E402
-from netspec.backends.weights import load_module  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.runs import read_run  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 
 RNG = np.random.default_rng(0)
-
-
-def _torch_out(run: Path, x: np.ndarray) -> np.ndarray:
-    loaded = read_run(run)
-    with torch.no_grad():
-        return load_module(loaded.graph, loaded.weights)(torch.from_numpy(x)).numpy()
-
-
-def _close(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
-
-
-def _onnx_out(path: Path, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
 def _keras():
@@ -71,9 +55,9 @@ def _check_keras(model, path: Path, tmp_path: Path, x: np.ndarray, perm: tuple[i
     run = write_import(imported, tmp_path / "run")
     assert totals(rows(read_run(run).graph)).total_params == model.count_params()
     want = model(x, training=False).detach().cpu().numpy()
-    _close(_torch_out(run, x.transpose(perm)), want)
+    close(torch_out(run, x.transpose(perm)), want)
     assert runner.invoke(app, ["export", str(run)]).exit_code == 0
-    _close(_onnx_out(run / "model.onnx", x.transpose(perm)), want)
+    close(onnx_out(run / "model.onnx", x.transpose(perm)), want)
     return {i["name"]: i for i in imported.spec["layers"]}
 
 
@@ -188,9 +172,9 @@ def test_torch_edges_through_onnx(tmp_path: Path, model, shape, kinds) -> None:
     x = (RNG.standard_normal((3, *shape)) * 2).astype(np.float32)
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
-    _close(_torch_out(run, x), want)
+    close(torch_out(run, x), want)
     assert runner.invoke(app, ["export", str(run)]).exit_code == 0
-    _close(_onnx_out(run / "model.onnx", x), want)
+    close(onnx_out(run / "model.onnx", x), want)
     back = read_onnx(run / "model.onnx")  # netspec's own export imports back
     assert [next(k for k in i if k not in ("name", "inputs")) for i in back.spec["layers"]] == kinds
 
@@ -223,7 +207,7 @@ def test_written_graphs_of_the_edge_ops(tmp_path: Path) -> None:
     )
     run = write_import(read_onnx(path), tmp_path / "run")
     x = RNG.standard_normal((2, 2, 8)).astype(np.float32)
-    _close(_torch_out(run, x), _onnx_out(path, x))
+    close(torch_out(run, x), onnx_out(path, x))
     scales = np.array([1, 1, 2], np.float32)
     path = _one_node(tmp_path, "Resize", {"r": np.zeros(0, np.float32), "s": scales}, mode="linear")
     result = runner.invoke(app, ["import", str(path), "-o", str(tmp_path / "o")])

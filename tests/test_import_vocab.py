@@ -19,6 +19,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import yaml  # noqa: E402
 from helpers import random_weights, runner  # noqa: E402
+from import_parity import close, onnx_out, torch_out  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -26,29 +27,12 @@ import netspec  # noqa: E402
 from netspec.backends.export.model import export_onnx  # noqa: E402
 from netspec.backends.importing.onnx_import import read_onnx  # noqa: E402
 from netspec.backends.importing.write import write_import  # noqa: E402
-from netspec.backends.weights import load_module  # noqa: E402
 from netspec.cli import app  # noqa: E402
 from netspec.errors import DataError  # noqa: E402
 from netspec.runs import read_run  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 
 RNG = np.random.default_rng(0)
-
-
-def _torch_out(run: Path, x: np.ndarray) -> np.ndarray:
-    loaded = read_run(run)
-    with torch.no_grad():
-        return load_module(loaded.graph, loaded.weights)(torch.from_numpy(x)).numpy()
-
-
-def _close(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
-
-
-def _onnx_out(path: Path, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
 def test_keras_prelu_per_channel_per_feature_and_shared(tmp_path: Path) -> None:
@@ -79,9 +63,9 @@ def test_keras_prelu_per_channel_per_feature_and_shared(tmp_path: Path) -> None:
     assert totals(rows(read_run(run).graph)).total_params == model.count_params()
     x = RNG.standard_normal((3, 6, 6, 3)).astype(np.float32)
     want = model(x, training=False).detach().cpu().numpy()
-    _close(_torch_out(run, x.transpose(0, 3, 1, 2)), want)
+    close(torch_out(run, x.transpose(0, 3, 1, 2)), want)
     assert runner.invoke(app, ["export", str(run)]).exit_code == 0
-    _close(_onnx_out(run / "model.onnx", x.transpose(0, 3, 1, 2)), want)
+    close(onnx_out(run / "model.onnx", x.transpose(0, 3, 1, 2)), want)
 
 
 class PNet(nn.Module):
@@ -118,7 +102,7 @@ def test_torch_prelu_through_onnx(tmp_path: Path) -> None:
     assert [n.kind for n in graph.nodes] == ["conv2d", "prelu", "flatten", "dense", "prelu"]
     assert totals(rows(graph)).total_params == sum(p.numel() for p in model.parameters())
     x = RNG.standard_normal((3, 3, 6, 6)).astype(np.float32)
-    _close(_torch_out(run, x), _onnx_out(path, x))
+    close(torch_out(run, x), onnx_out(path, x))
 
 
 def _prelu_graph(tmp_path: Path, slope: np.ndarray) -> Path:
@@ -142,7 +126,7 @@ def test_onnx_prelu_slopes(tmp_path: Path, shape: tuple[int, ...]) -> None:
     imported = read_onnx(path)
     run = write_import(imported, tmp_path / "run")
     x = RNG.standard_normal((2, 2, 3, 3)).astype(np.float32)
-    _close(_torch_out(run, x), _onnx_out(path, x))
+    close(torch_out(run, x), onnx_out(path, x))
 
 
 def test_onnx_prelu_slope_per_element_is_refused(tmp_path: Path) -> None:
@@ -196,7 +180,7 @@ def test_onnx_pad_of_height_and_width(tmp_path: Path, opset: int, pads: list[int
     assert [next(iter(i)) for i in imported.spec["layers"]] == ["zeropad2d"]
     run = write_import(imported, tmp_path / "run")
     x = RNG.standard_normal((2, 2, 3, 3)).astype(np.float32)
-    _close(_torch_out(run, x), _onnx_out(path, x))
+    close(torch_out(run, x), onnx_out(path, x))
 
 
 @pytest.mark.parametrize(
