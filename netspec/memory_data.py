@@ -39,8 +39,8 @@ def data_row(
     cfg = spec.data
     if cfg.source not in COUNTED and cfg.cache not in ("disk", "none"):
         return None  # before the data modules (numpy) are imported: a summary stays light
-    from netspec.data.sources import STREAMED
-    from netspec.data.stream import choose_cache, default_workers
+    from netspec.data.cache_choice import choose_cache, default_workers
+    from netspec.train_data_spec import STREAMED
 
     sample = _sample_bytes(cfg.source, input_shape)
     held = _decoded_bytes(cfg, spec_file, sample)
@@ -77,7 +77,7 @@ def _decoded_bytes(cfg: Any, spec_file: str | None, sample: int) -> int | None:
         return _limited(cfg.samples, cfg.limit) * sample
     if cfg.source not in ("folder", "arrays"):
         return None
-    from netspec.data.sources import resolve_path
+    from netspec.data.paths import resolve_path
 
     paths = [resolve_path(p, spec_file) for p in (cfg.path, cfg.test_path) if p]
     if cfg.source == "folder":

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from netspec.compiler import compile_source
-from netspec.data.sources import resolve_path
+from netspec.data.paths import resolve_path
 from netspec.errors import DataError, SpecError, few
 from netspec.fileio import is_temporary
 from netspec.ir import Graph

@@ -263,3 +263,6 @@ DataSpec = Annotated[
     | TextData,
     Field(discriminator="source"),
 ]
+
+# The sources that can stream (train.data.cache disk or none): read sample by sample.
+STREAMED = (FolderData, ArraysData, MnistData, MaskFolderData)

@@ -19,8 +19,8 @@ from PIL import Image
 
 from netspec.compiler import compile_file
 from netspec.data import load_csv, load_image_folder, load_mask_folder
+from netspec.data.paths import resolve_path
 from netspec.data.pipeline import Prepared, SplitOptions, prepare
-from netspec.data.sources import resolve_path
 from netspec.errors import DataError
 from netspec.runs import TrainOptions, prepare_run
 

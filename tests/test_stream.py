@@ -17,9 +17,10 @@ from helpers import make_trainer, tiny_spec
 from PIL import Image
 
 from netspec.backends.training.loader import Streamed
-from netspec.data import stream
+from netspec.data import cache_choice, stream
+from netspec.data.cache_choice import choose_cache
 from netspec.data.sources import load_source
-from netspec.data.stream import Lazy, choose_cache
+from netspec.data.stream import Lazy
 from netspec.errors import DataError, NetspecError
 
 pytestmark = pytest.mark.usefixtures("no_plots")
@@ -146,7 +147,7 @@ def test_disk_cache_unwritable_goes_on_without_it(tmp_path: Path, cache_dir: Pat
 
 
 def test_auto_streams_only_past_a_quarter_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream, "available_memory", lambda: 1000)
+    monkeypatch.setattr(cache_choice, "available_memory", lambda: 1000)
     notes: list[str] = []
     assert choose_cache("auto", 250, notes) == "ram" and not notes
     assert choose_cache("auto", 251, notes) == "disk"

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils import signal_handling
 
 from netspec.data.arraydata import ArrayData
-from netspec.data.stream import Lazy, default_workers, is_streamed
+from netspec.data.cache_choice import default_workers
+from netspec.data.stream import Lazy, is_streamed
 from netspec.errors import DataError, NetspecError, Problem
 
 Index = slice | torch.Tensor | np.ndarray

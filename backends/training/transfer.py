@@ -6,7 +6,7 @@ import fnmatch
 
 import torch
 
-from netspec.data.sources import resolve_path
+from netspec.data.paths import resolve_path
 from netspec.errors import Problem, SpecError
 from netspec.run_record import RunLayout
 from netspec.train_spec import Init

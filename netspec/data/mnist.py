@@ -15,8 +15,9 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+from netspec.data.cache_choice import choose_cache
 from netspec.data.idx import decoded_size, gunzip_cached, load_idx, map_idx
-from netspec.data.stream import ArrayReader, Lazy, choose_cache
+from netspec.data.stream import ArrayReader, Lazy
 
 MNIST_FILES: dict[str, tuple[str, str]] = {
     # split -> (images file, labels file), without the optional .gz

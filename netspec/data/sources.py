@@ -3,7 +3,6 @@ kinds, and the rule for the paths a spec names."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,32 +14,20 @@ from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
 from netspec.data.arrays import load_arrays
 from netspec.data.builtin import load_builtin
+from netspec.data.cache_choice import choose_cache
 from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import list_image_folder
 from netspec.data.halves import lower_half
 from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
+from netspec.data.paths import resolve_path
 from netspec.data.shape_scenes import make_shapes
-from netspec.data.stream import Lazy, choose_cache, content_key, disk_cached, is_streamed
+from netspec.data.stream import Lazy, content_key, disk_cached, is_streamed
 from netspec.data.table import load_csv
 from netspec.data.xo import make_xo
 
 # the sources `cache: disk | none` can stream
-STREAMED = (ds.FolderData, ds.ArraysData, ds.MnistData, ds.MaskFolderData)
-
-
-def resolve_path(path: str | Path, spec_file: str | None) -> Path:
-    """An absolute path: a relative one is relative to the spec file's folder, never the cwd.
-
-    One rule, as Docker Compose has: a spec reads the same files wherever it is run from.
-    Without a spec file (a spec given as text) relative paths start at the current directory.
-    Paths given with `--set` start at the current directory; `runs.absolute_paths` makes
-    them absolute before they get here.
-    """
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = (Path(spec_file).resolve().parent if spec_file else Path.cwd()) / p
-    return Path(os.path.normpath(p))  # .. segments removed, symlinks kept (as the user wrote)
+STREAMED = ds.STREAMED
 
 
 def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> ArrayData:

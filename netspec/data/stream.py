@@ -1,5 +1,5 @@
-"""Data bigger than memory (numpy only): samples decoded on demand (`Lazy`), the choice of cache
-(`choose_cache`), chunked passes over a split, and the disk cache of decoded samples.
+"""Data bigger than memory (numpy only): samples decoded on demand (`Lazy`), chunked passes over
+a split, and the disk cache of decoded samples (the choice of cache: cache_choice.py).
 
 A `Lazy` stands where an ArrayData's `x` array stands: it has its shape and dtype, `x[i]`,
 `x[a:b]` and `x[idx]` decode those samples now (numpy's semantics), `subset(x, idx)` is a view
@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from netspec.data._common import data_error
+from netspec.data.cache_choice import default_workers
 from netspec.errors import NetspecError
 
 CACHE_ENV = "NETSPEC_CACHE_DIR"
@@ -226,40 +227,6 @@ def _read_shared(part: slice) -> Any:
         return _SHARED[part]  # type: ignore[index]
     except NetspecError as e:
         return (type(e), list(e.problems), e.stage)
-
-
-# --- which cache ------------------------------------------------------------------------------
-
-COMFORT = 0.25  # data in RAM at most this share of the available memory: `auto` keeps ram
-
-
-def available_memory() -> int | None:
-    """The host's available memory (memory.host_available: MemAvailable, None elsewhere)."""
-    from netspec.memory import host_available
-
-    return host_available()
-
-
-def choose_cache(mode: str, nbytes: int, notes: list[str]) -> str:
-    """`auto` as ram, or disk when the decoded data would take more than COMFORT of the
-    available memory (one note says so); other modes as asked."""
-    if mode != "auto":
-        return mode
-    free = available_memory()
-    if free is None or nbytes <= COMFORT * free:
-        return "ram"
-    notes.append(
-        f"the decoded data take {nbytes / 2**30:.1f} GiB, over a quarter of the "
-        f"{free / 2**30:.1f} GiB of available memory: streamed from a disk cache (cache: auto; "
-        "set cache: ram to load it anyway)"
-    )
-    return "disk"
-
-
-def default_workers() -> int:
-    """Decoding worker processes by default: the CPU count less one (the training process), at
-    most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 # --- passes over a split --------------------------------------------------------------------
