@@ -11,9 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
 import yaml
 
 from netspec.compiler import compile_source
@@ -24,6 +23,9 @@ from netspec.ir import Graph
 from netspec.run_record import RunLayout, RunMeta
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
+
+if TYPE_CHECKING:  # numpy only where weights are read: `netspec summary` does without it
+    import numpy as np
 
 __all__ = [
     "LoadedRun",
@@ -371,6 +373,8 @@ def check_weights(
     """Every tensor the layers declare is there with its shape (strict: and nothing else is).
 
     `file` is the weights file, named by the error."""
+    import numpy as np
+
     missing, wrong = [], []
     known = set()
     for node in graph.nodes:
