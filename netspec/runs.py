@@ -11,8 +11,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import yaml
 
 from netspec.compiler import compile_source
@@ -23,9 +24,6 @@ from netspec.ir import Graph
 from netspec.run_record import RunLayout, RunMeta
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
-
-if TYPE_CHECKING:  # numpy only where weights are read: `netspec summary` does without it
-    import numpy as np
 
 __all__ = [
     "LoadedRun",
@@ -373,8 +371,6 @@ def check_weights(
     """Every tensor the layers declare is there with its shape (strict: and nothing else is).
 
     `file` is the weights file, named by the error."""
-    import numpy as np
-
     missing, wrong = [], []
     known = set()
     for node in graph.nodes:
