@@ -67,6 +67,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A disk cache of decoded samples of the test's own (train.data.cache: disk), never the
+    user's: the streaming tests use it."""
+    from netspec.data import stream
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(stream.CACHE_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture
 def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """history.png and a classification run's report pictures take longer to draw than tiny
     runs take to train: record their paths instead of drawing them (test_train_cli.py's

@@ -209,3 +209,15 @@ def predict_one_class(run: Path, label: int = 0, margin: float = 5.0) -> None:
     tensors[bias] = np.zeros_like(tensors[bias])
     tensors[bias][label] = margin
     save_file(tensors, str(path), metadata=header)
+
+
+def module_state(trainer: Any) -> dict[str, Any]:
+    """A trainer's module weights, copied (the streaming tests compare runs bit for bit)."""
+    return {k: v.detach().clone() for k, v in trainer.module.state_dict().items()}
+
+
+def same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same tensors, bit for bit."""
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

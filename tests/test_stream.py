@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_trainer, tiny_spec
+from helpers import make_trainer, module_state, same_state, tiny_spec
 from PIL import Image
 
 from netspec.backends.training.loader import Streamed
@@ -23,14 +23,7 @@ from netspec.data.sources import load_source
 from netspec.data.stream import Lazy
 from netspec.errors import DataError, NetspecError
 
-pytestmark = pytest.mark.usefixtures("no_plots")
-
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv(stream.CACHE_ENV, str(folder))
-    return folder
+pytestmark = pytest.mark.usefixtures("no_plots", "cache_dir")
 
 
 def image_folder(root: Path, n: int = 24, seed: int = 0) -> Path:
@@ -73,14 +66,6 @@ def trainer(tmp_path: Path, cache: str, workers: int = 0, epochs: int = 2, **kw)
     return make_trainer(tmp_path, text, out=kw.pop("out", f"run_{cache}_{workers}"), **kw)
 
 
-def weights(t) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in t.module.state_dict().items()}
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def test_streamed_folder_trains_bit_identically_to_memory(tmp_path: Path) -> None:
     ram = trainer(tmp_path, "ram")
     assert isinstance(ram.x_train, torch.Tensor)
@@ -93,7 +78,7 @@ def test_streamed_folder_trains_bit_identically_to_memory(tmp_path: Path) -> Non
         np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
         np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
         t.fit()
-        assert same(weights(t), weights(ram)), (cache, workers)
+        assert same_state(module_state(t), module_state(ram)), (cache, workers)
         assert t.state.history[-1]["loss"] == ram.state.history[-1]["loss"]
         assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
 
@@ -106,7 +91,7 @@ def test_streamed_resume_continues_bit_identically(tmp_path: Path) -> None:
     again = trainer(tmp_path, "none", workers=1, epochs=3, out="split", resume=True)
     assert again.state.epoch == 2
     again.fit()
-    assert same(weights(again), weights(whole))
+    assert same_state(module_state(again), module_state(whole))
 
 
 def test_disk_cache_reused_and_rebuilt_when_stale(tmp_path: Path, cache_dir: Path) -> None:
@@ -244,8 +229,10 @@ def test_npy_and_npz_stream_memory_mapped(tmp_path: Path, form: str) -> None:
             assert any("memory-mapped" in line for line in t.logs)
             assert isinstance(t.data.train.x.reader.array, np.memmap)
         t.fit()
-        runs[cache, workers] = weights(t)
-    assert same(runs["none", 0], runs["ram", 0]) and same(runs["none", 1], runs["ram", 0])
+        runs[cache, workers] = module_state(t)
+    assert same_state(runs["none", 0], runs["ram", 0]) and same_state(
+        runs["none", 1], runs["ram", 0]
+    )
 
 
 def test_compressed_npz_cannot_stream(tmp_path: Path) -> None:
@@ -338,4 +325,4 @@ def test_preprocess_geometry_is_applied_per_streamed_sample(tmp_path: Path) -> N
         runs[cache] = t
     assert runs["none"].data.train.x.shape[1:] == (1, 6, 6)
     assert runs["none"].data.preprocessing == runs["ram"].data.preprocessing
-    assert same(weights(runs["none"]), weights(runs["ram"]))
+    assert same_state(module_state(runs["none"]), module_state(runs["ram"]))

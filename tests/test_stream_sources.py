@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import LINEAR, make_trainer, tiny_spec
+from helpers import LINEAR, make_trainer, module_state, same_state, tiny_spec
 from PIL import Image
 from test_data import write_mnist_split
 
@@ -16,22 +16,7 @@ from netspec.backends.training.loader import Streamed
 from netspec.data import stream
 from netspec.errors import DataError
 
-pytestmark = pytest.mark.usefixtures("no_plots")
-
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv(stream.CACHE_ENV, str(folder))
-    return folder
-
-
-def weights(t) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in t.module.state_dict().items()}
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+pytestmark = pytest.mark.usefixtures("no_plots", "cache_dir")
 
 
 def mnist_spec(folder: Path, cache: str, workers: int = 0) -> str:
@@ -58,7 +43,7 @@ def test_raw_idx_streams_memory_mapped_bit_identically(tmp_path: Path) -> None:
         assert any("memory-mapped" in line for line in t.logs)
         np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
         t.fit()
-        assert same(weights(t), weights(ram)), (cache, workers)
+        assert same_state(module_state(t), module_state(ram)), (cache, workers)
     assert not (tmp_path / "cache").exists()  # raw IDX needs no cache
 
 
@@ -74,7 +59,7 @@ def test_gzip_idx_is_gunzipped_once_into_the_disk_cache(tmp_path: Path, cache_di
     assert any("gunzipped once" in line for line in disk.logs)
     assert len(list(cache_dir.glob("*.idx"))) == 2  # the train and the test images
     disk.fit()
-    assert same(weights(disk), weights(ram))
+    assert same_state(module_state(disk), module_state(ram))
     again = make_trainer(tmp_path, mnist_spec(folder, "disk"), out="again")
     assert any("gunzipped copy" in line for line in again.logs)
     # An edited file is another key: gunzipped again, the old copy never read for it.
@@ -126,7 +111,7 @@ def test_mask_folder_streams_its_images_bit_identically(tmp_path: Path, cache_di
         np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
         np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
         t.fit()
-        assert same(weights(t), weights(ram)), (cache, workers)
+        assert same_state(module_state(t), module_state(ram)), (cache, workers)
     assert len(list(cache_dir.glob("*.npy"))) == 1
     # A scene that became unreadable mid-run is one error naming it.
     t = make_trainer(tmp_path, seg_spec(folder, "none"), out="bad")
@@ -152,5 +137,5 @@ def test_scene_tiles_are_cut_from_streamed_scenes_bit_identically(tmp_path: Path
         np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
         np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
         t.fit()
-        assert same(weights(t), weights(ram)), cache
+        assert same_state(module_state(t), module_state(ram)), cache
         assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
