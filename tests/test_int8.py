@@ -181,8 +181,22 @@ def _fake(name: str, behave: str) -> Runtime:
     return Runtime(name, run)
 
 
-def test_the_table_reports_every_runtime_and_gates_those_meant_to_run_it(tiny) -> None:
+def run_check(tiny, **options):
+    """check_runtimes on the tiny float32 and int8 models and their samples (softmax head, the
+    test split, a 1-point gate); `options`: the runtimes and which are gated."""
     model, quantized, x = tiny
+    return check_runtimes(
+        model.SerializeToString(),
+        quantized.SerializeToString(),
+        x,
+        head="softmax",
+        split="test",
+        max_drop=1.0,
+        **options,
+    )
+
+
+def test_the_table_reports_every_runtime_and_gates_those_meant_to_run_it(tiny) -> None:
     fakes = (
         runtimes.RUNTIMES[0],
         _fake("same", "ok"),
@@ -191,15 +205,7 @@ def test_the_table_reports_every_runtime_and_gates_those_meant_to_run_it(tiny) -
         _fake("no-int8", "broken8"),
         _fake("no-model", "broken"),
     )
-    check = check_runtimes(
-        model.SerializeToString(),
-        quantized.SerializeToString(),
-        x,
-        head="softmax",
-        split="test",
-        max_drop=1.0,
-        runtimes=fakes,
-    )
+    check = run_check(tiny, runtimes=fakes)
     rows = {r.runtime: r for r in check.rows}
     assert [r.status for r in check.rows] == [RAN, RAN, MISSING, RAN, FAILED, NOT_COUNTED]
     ort_row = rows["onnxruntime"]
@@ -214,46 +220,19 @@ def test_the_table_reports_every_runtime_and_gates_those_meant_to_run_it(tiny) -
     assert "absent" in text and "not installed: absent is not installed" in text
     assert "FAILED" in text and "no kernel for QLinearConv" in text
     # Named runtimes only are gated; the others are reported.
-    named = check_runtimes(
-        model.SerializeToString(),
-        quantized.SerializeToString(),
-        x,
-        head="softmax",
-        split="test",
-        max_drop=1.0,
-        gated=("onnxruntime", "same"),
-        runtimes=fakes,
-    )
+    named = run_check(tiny, gated=("onnxruntime", "same"), runtimes=fakes)
     assert not named.failed
     assert "beyond the gate  (not gated)" in "\n".join(named.lines())
     # A runtime named as meant to run it, but not installed, cannot be checked: it fails.
-    absent = check_runtimes(
-        model.SerializeToString(),
-        quantized.SerializeToString(),
-        x,
-        head="softmax",
-        split="test",
-        max_drop=1.0,
-        gated=("absent",),
-        runtimes=fakes[:3],
-    )
+    absent = run_check(tiny, gated=("absent",), runtimes=fakes[:3])
     assert [r.runtime for r in absent.failed] == ["absent"]
     assert json.loads(json.dumps(absent.to_dict()))["rows"][2]["status"] == MISSING
 
 
 def test_a_slow_runtime_runs_the_first_samples_that_fit_its_budget(tiny, monkeypatch) -> None:
-    model, quantized, x = tiny
     monkeypatch.setattr(int8_check, "SLOW_SECONDS", 0.0)  # one sample, whatever its pace
     slow = Runtime("slow", runtimes.RUNTIMES[0].run, slow=True)
-    check = check_runtimes(
-        model.SerializeToString(),
-        quantized.SerializeToString(),
-        x,
-        head="softmax",
-        split="test",
-        max_drop=1.0,
-        runtimes=(runtimes.RUNTIMES[0], slow),
-    )
+    check = run_check(tiny, runtimes=(runtimes.RUNTIMES[0], slow))
     assert [r.samples for r in check.rows] == [64, 1]
     assert "(on the first 1)" in check.lines()[2]
 
