@@ -5,7 +5,11 @@ Fixtures live in conftest.py; plain functions live here so a test can call them 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +225,18 @@ def same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
     import torch
 
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@contextlib.contextmanager
+def spawned(cmd: Sequence[str | Path], **kw: Any) -> Iterator[subprocess.Popen]:
+    """`cmd` started in a session of its own; on leaving the block, it and every process it
+    started are killed if still running and its pipes closed, so a failed assertion leaves
+    nothing behind (a Popen collected while running warns into whichever test runs next)."""
+    proc = subprocess.Popen([str(c) for c in cmd], start_new_session=True, **kw)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with proc:  # closes its pipes and waits
+            pass

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NO_PICTURES, fails, invoke, tiny_spec, write_spec
+from helpers import NO_PICTURES, fails, invoke, spawned, tiny_spec, write_spec
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -61,13 +61,11 @@ def test_two_nodes_train_the_weights_of_one_process(tmp_path: Path, no_plots: No
     port = free_port()
     one = invoke("train", spec, "--out", tmp_path / "one")
     assert one.exit_code == 0, one.output
-    second = subprocess.Popen(
-        node_cmd(spec, tmp_path / "nodes", 1, port), stderr=subprocess.PIPE, text=True
-    )
-    first = subprocess.run(
-        node_cmd(spec, tmp_path / "nodes", 0, port), capture_output=True, text=True, timeout=300
-    )
-    _, second_err = second.communicate(timeout=120)
+    with spawned(node_cmd(spec, tmp_path / "nodes", 1, port), stderr=subprocess.PIPE) as second:
+        first = subprocess.run(
+            node_cmd(spec, tmp_path / "nodes", 0, port), capture_output=True, text=True, timeout=300
+        )
+        second_err = second.communicate(timeout=120)[1].decode()
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second_err
     assert "data-parallel: 2 processes on 2 nodes" in first.stderr  # the world, said once
@@ -121,27 +119,24 @@ def test_a_node_killed_mid_run_ends_the_other_and_the_run_resumes(
     run, port = tmp_path / "run", free_port()
     last = run / "checkpoint" / "last.safetensors"
     long = ("--set", "train.epochs=10000")
-    doomed = subprocess.Popen(
-        node_cmd(spec, run, killed, port, *long),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    survivor = subprocess.Popen(
-        node_cmd(spec, run, 1 - killed, port, *long),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with (
+        spawned(
+            node_cmd(spec, run, killed, port, *long),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as doomed,
+        spawned(
+            node_cmd(spec, run, 1 - killed, port, *long),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        ) as survivor,
+    ):
         deadline = time.monotonic() + 180
         while not last.is_file() and time.monotonic() < deadline and survivor.poll() is None:
             time.sleep(0.1)
         assert last.is_file(), "no epoch was checkpointed"
-    finally:  # the doomed launcher and its worker: the session it was started in
-        os.killpg(doomed.pid, signal.SIGKILL)
-        doomed.wait(timeout=30)
-    _, err = survivor.communicate(timeout=120)  # the no-hang check
+        os.killpg(doomed.pid, signal.SIGKILL)  # the doomed launcher and its worker
+        err = survivor.communicate(timeout=120)[1].decode()  # the no-hang check
     assert survivor.returncode == 2, err
     assert "error: lost another process of this data-parallel run" in err
     assert "start it again with --resume" in err

@@ -22,12 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import fails, invoke
+from helpers import fails, invoke, spawned
 
 pytest.importorskip("optuna")
 
 from netspec.backends.tune import storage as tune_storage
 from netspec.backends.tune.storage import normalize, shown
+from netspec.errors import UsageError
 
 TINY = """\
 name: tiny_search
@@ -101,10 +102,9 @@ def tune_cmd(spec: Path, *args: str | int | Path) -> list[str]:
 @contextlib.contextmanager
 def rdb(url: str) -> Iterator:
     """An Optuna storage on `url`, its connections closed after."""
-    import optuna
-
-    sqlite = {"engine_kwargs": {"connect_args": {"timeout": 60}}} if "sqlite" in url else {}
-    storage = optuna.storages.RDBStorage(normalize(url), **sqlite)
+    # netspec's own opening: it waits for SQLite's lock, and for tables a tune process is
+    # creating this very moment (the race this test process would otherwise lose).
+    storage = tune_storage.open_storage(normalize(url), heartbeat=60)
     try:
         yield storage
     finally:  # psycopg warns of a connection left open when it is collected: close them all
@@ -169,6 +169,38 @@ def test_a_bad_url_is_one_error(tmp_path: Path, url: str, needle: str) -> None:
     fails(invoke("tune", tiny(tmp_path), "--storage", url), needle)
 
 
+def test_tables_created_by_another_process_meanwhile_are_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite tells a lost table-creation race as an OperationalError (CI saw `table
+    study_user_attributes already exists` when two processes opened one new study.db)."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def opening(reasons: list[str]):
+        def open_(url: str, **kw):
+            calls.append(url)
+            if len(calls) <= len(reasons):
+                raise OperationalError("CREATE TABLE", (), Exception(reasons[len(calls) - 1]))
+            return real(url, **kw)
+
+        return open_
+
+    monkeypatch.setattr(tune_storage.time, "sleep", lambda s: None)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    monkeypatch.setattr(optuna.storages, "RDBStorage", opening(["table studies already exists"]))
+    tune_storage.open_storage(url, heartbeat=60).engine.dispose()
+    assert len(calls) == 2
+    # Any other OperationalError is the database's real answer: one error, not retried.
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", opening(["unable to open database file"]))
+    with pytest.raises(UsageError, match="cannot open the study's database: unable to open"):
+        tune_storage.open_storage(url, heartbeat=60)
+    assert len(calls) == 1
+
+
 def test_an_unreachable_server_is_one_error(tmp_path: Path) -> None:
     if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
         pytest.skip("no PostgreSQL driver installed")
@@ -229,12 +261,12 @@ def test_a_killed_worker_leaves_an_exact_study(tmp_path: Path, postgres: str) ->
         doomed.wait(timeout=30)
     assert states(postgres, "killed") == ["RUNNING"]
     # The issue's whole scene: two more commands, started apart, finish the study.
-    other = subprocess.Popen(tune_cmd(spec, "--trials", 4, *common), stderr=subprocess.PIPE)
-    time.sleep(1.0)
-    done = subprocess.run(
-        tune_cmd(spec, "--trials", 4, *common), capture_output=True, text=True, timeout=240
-    )
-    _, other_err = other.communicate(timeout=240)
+    with spawned(tune_cmd(spec, "--trials", 4, *common), stderr=subprocess.PIPE) as other:
+        time.sleep(1.0)
+        done = subprocess.run(
+            tune_cmd(spec, "--trials", 4, *common), capture_output=True, text=True, timeout=240
+        )
+        _, other_err = other.communicate(timeout=240)
     assert other.returncode == 0, other_err.decode()
     assert done.returncode == 0, done.stderr
     assert states(postgres, "killed") == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
@@ -279,30 +311,29 @@ def test_a_killed_worker_of_one_command_on_sqlite(tmp_path: Path) -> None:
     folder = tmp_path / "study"
     # Trials long enough that both workers are surely mid-trial together, even on a busy machine.
     args = ["--trials", 3, "--workers", 2, "--heartbeat", 1, "--set", "train.epochs=150"]
-    tune = subprocess.Popen(
-        [*tune_cmd(spec, *args), "--out", folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
     url = f"sqlite:///{folder / 'study.db'}"
-    deadline = time.monotonic() + 120
-    while not (folder / "study.db").is_file() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    with rdb(url) as storage:
+    cmd = [*tune_cmd(spec, *args), "--out", folder]
+    with spawned(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as tune:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and tune.poll() is None:
-            try:
-                trials = optuna.load_study(study_name="main", storage=storage).get_trials()
-            except KeyError:  # not created yet
-                trials = []
-            training = [
-                t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
-            ]
-            if len(training) == 2:  # both workers are mid-trial: either one will do
-                break
+        while not (folder / "study.db").is_file() and time.monotonic() < deadline:
             time.sleep(0.1)
-    workers = _workers(tune.pid)
-    assert len(workers) == 2, (workers, tune.poll(), [t.state for t in trials])
-    os.kill(workers[0], signal.SIGKILL)
-    _, err = tune.communicate(timeout=240)
+        with rdb(url) as storage:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and tune.poll() is None:
+                try:
+                    trials = optuna.load_study(study_name="main", storage=storage).get_trials()
+                except KeyError:  # not created yet
+                    trials = []
+                training = [
+                    t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                ]
+                if len(training) == 2:  # both workers are mid-trial: either one will do
+                    break
+                time.sleep(0.1)
+        workers = _workers(tune.pid)
+        assert len(workers) == 2, (workers, tune.poll(), [t.state for t in trials])
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = tune.communicate(timeout=240)
     assert tune.returncode == 0, err.decode()
     assert "note: 1 of 2 workers were killed (signal 9)" in err.decode()
     got = states(url, "main")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +43,13 @@ def train_run(
         return _train(run, options, echo)
 
 
+def _exit_without_teardown() -> None:
+    """Leave the process at once with exit 2, its output flushed (see `_train`)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(2)
+
+
 def _train(
     run: PreparedRun, options: TrainOptions, echo: Callable[[str], None]
 ) -> dict[str, Any] | None:
@@ -62,6 +72,9 @@ def _train(
         if error is None:
             raise
         dist = None  # the group is broken: tearing it down would wait on the lost process
+        # and, left to the interpreter's exit, gloo's threads abort the process (SIGABRT), so
+        # the launcher would report a crash instead of this error's exit 2.
+        atexit.register(_exit_without_teardown)
         raise error from None
     finally:
         if dist is not None:

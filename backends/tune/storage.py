@@ -76,7 +76,7 @@ def open_storage(url: str, heartbeat: int):
     """Optuna's RDBStorage on `url` (already normalized): trials send a heartbeat every
     `heartbeat` seconds and a trial silent for 3 of them is failed (its worker died)."""
     import optuna
-    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -93,11 +93,13 @@ def open_storage(url: str, heartbeat: int):
                     return optuna.storages.RDBStorage(
                         url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, **kwargs
                     )
-            except (IntegrityError, ProgrammingError):
-                # Two commands creating Optuna's tables in a new database at the same moment:
-                # one wins, the other finds them on its next try.
+            except (IntegrityError, ProgrammingError, OperationalError) as exc:
+                # Two processes creating Optuna's tables in a new database at the same moment:
+                # one wins, the other finds them on its next try. (SQLite says so with an
+                # OperationalError "table ... already exists"; other OperationalErrors are real.)
+                racing = not isinstance(exc, OperationalError) or "already exists" in str(exc)
                 tries += 1
-                if tries == 3:
+                if not racing or tries == 3:
                     raise
                 time.sleep(1)
     except ImportError as exc:  # a driver named in the URL that is not installed
