@@ -11,9 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
 import yaml
 
 from netspec.compiler import compile_source
@@ -24,6 +23,11 @@ from netspec.ir import Graph
 from netspec.run_record import RunLayout, RunMeta
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
+
+# numpy is imported inside the functions that compute with it: `netspec summary` imports this
+# module (through the run record) and starts without numpy (docs/performance.md).
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "LoadedRun",
@@ -371,6 +375,8 @@ def check_weights(
     """Every tensor the layers declare is there with its shape (strict: and nothing else is).
 
     `file` is the weights file, named by the error."""
+    import numpy as np
+
     missing, wrong = [], []
     known = set()
     for node in graph.nodes:

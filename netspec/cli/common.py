@@ -82,9 +82,11 @@ SpecOrRunArg = Annotated[
 
 def spec_of(path: Path) -> Path:
     """A spec argument: a run directory (trained or imported) stands for its spec.yaml."""
+    if not path.is_dir():  # a spec file: the run modules are not imported (start-up time)
+        return path
     from netspec.runs import RunLayout, is_run
 
-    return RunLayout(path).spec if path.is_dir() and is_run(path) else path
+    return RunLayout(path).spec if is_run(path) else path
 
 
 SetOpt = Annotated[

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from netspec.data._common import data_error
 from netspec.errors import DataError
+
+# numpy for the annotations only: `netspec summary` imports this module (through the run
+# record's TableColumns) and starts without numpy (docs/performance.md).
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)

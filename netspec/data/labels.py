@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-import numpy as np
-
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+
+# numpy is imported inside the functions that compute with it: `netspec summary` imports this
+# module (through the run record) and starts without numpy (docs/performance.md).
 
 Task = Literal["multiclass", "binary", "regression", "segmentation"]
 TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "segmentation")
@@ -44,6 +45,8 @@ def float_classes(data: ArrayData, head: str | None, loss: str | None) -> ArrayD
     loader names numeric classes). Non-integral or negative values with such a head are an error
     naming the data.
     """
+    import numpy as np
+
     classifier = head == "softmax" or (loss or "").split(" ")[0] in _CLASSIFIER_LOSSES
     y = data.y
     if data.classes is not None or y.ndim != 1 or y.dtype.kind != "f" or not classifier:
@@ -70,6 +73,8 @@ def float_classes(data: ArrayData, head: str | None, loss: str | None) -> ArrayD
 def classes_said(data: ArrayData, shown: int = 5) -> str:
     """`3 classes (a, b, c)`, `1 class (a)`, `0 classes`; with the classes that never occur in
     the labels named: `6 classes (0, 1, 2, 5; 3 and 4 never occur)`."""
+    import numpy as np
+
     names = data.classes or ()
     k = len(names)
     said = f"{k} class{'es' if k != 1 else ''}"
@@ -94,6 +99,8 @@ def aligned(test: ArrayData, classes: tuple[str, ...] | None) -> ArrayData:
     the training file, and the scores were silently wrong. A class unknown to training is
     refused, naming it.
     """
+    import numpy as np
+
     if classes is None or test.classes is None or test.classes == classes or test.y.ndim == 3:
         return test
     unknown = [c for c in test.classes if c not in classes]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from netspec.errors import DataError
+
+# numpy is imported inside the functions that compute with it: `netspec summary` imports this
+# module (through the run record) and starts without numpy (docs/performance.md).
+if TYPE_CHECKING:
+    import numpy as np
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma of R, G, B
 # Per-sample standardization: (x - mean) / (std + PER_SAMPLE_EPS), std with Bessel's correction.
@@ -147,6 +150,8 @@ def geometry(
     bilinear filter on each channel as a float image (mode F). uint8 pixels are rounded back to
     uint8 after each step, other values stay float32. Raises CropError for a crop too large.
     """
+    import numpy as np
+
     pixels = x.dtype == np.uint8
     if grayscale and x.shape[-3] == 3:
         w = np.asarray(GRAY_WEIGHTS, dtype=np.float32)[:, None, None]
@@ -185,6 +190,8 @@ def apply_values(
     does the same in torch; export parity and `netspec predict` use this one. No record (a
     model from elsewhere): the reshape alone.
     """
+    import numpy as np
+
     x = np.asarray(x, dtype=np.float32)
     if pre is None:
         return _reshaped(x, input_shape)
@@ -203,6 +210,8 @@ def apply_values(
 
 
 def _reshaped(x: np.ndarray, input_shape: Sequence[int | None]) -> np.ndarray:
+    import numpy as np
+
     if None not in input_shape:
         x = x.reshape(len(x), *input_shape)  # type: ignore[arg-type]
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -18,11 +18,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from netspec.errors import DataError
+
+# numpy is imported inside the functions that compute with it: `netspec summary` imports this
+# module (through the run record) and starts without numpy (docs/performance.md).
+if TYPE_CHECKING:
+    import numpy as np
 
 Level = Literal["char", "word"]
 LEVELS: tuple[str, ...] = ("char", "word")
@@ -97,6 +100,8 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(N, max_length) int64 ids: padded with 0 on the right, cut at max_length."""
+        import numpy as np
+
         out = np.zeros((len(texts), self.max_length), dtype=np.int64)
         for i, text in enumerate(texts):
             row = self.ids(text)[: self.max_length]
