@@ -241,6 +241,43 @@ def test_import_netspec_and_load_spec_do_not_load_torch_or_onnxruntime():
     assert out == ["[]", "True"]
 
 
+# What `netspec summary` and `netspec validate` never need: they start in under 0.5 s
+# (docs/performance.md), and numpy alone took 60-140 ms of that.
+NOT_FOR_SUMMARY = ("numpy", "torch", "onnx", "onnxruntime", "PIL", "rich", "jsonschema")
+
+
+def summary_imports(*args: str | Path, cwd: Path) -> tuple[str, list[str]]:
+    """The stdout of `python -X importtime -m netspec ARGS`, and the NOT_FOR_SUMMARY modules
+    (or their submodules) it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "netspec", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {
+        line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line
+    }
+    assert "netspec.spec_report" in imported  # the list is real
+    return proc.stdout, sorted(m for m in imported if m.split(".")[0] in NOT_FOR_SUMMARY)
+
+
+def test_summary_and_validate_import_neither_numpy_nor_a_framework(tmp_path: Path):
+    out, heavy = summary_imports("summary", QUICKSTART, cwd=tmp_path)
+    assert out.startswith('Model: "quickstart"') and not heavy
+    out, heavy = summary_imports("summary", QUICKSTART, "--json", cwd=tmp_path)
+    assert json.loads(out)["name"] == "quickstart" and not heavy
+    out, heavy = summary_imports("validate", QUICKSTART, cwd=tmp_path)
+    assert out.startswith("ok: ") and not heavy
+
+
+def test_summary_of_a_run_imports_neither_numpy_nor_a_framework(quickstart_run: Path):
+    out, heavy = summary_imports("summary", quickstart_run, cwd=quickstart_run.parent)
+    assert out.startswith('Model: "quickstart"') and not heavy
+
+
 def test_netspec_lists_the_api_and_documents_every_public_name():
     for name in ("load_spec", "load_run", "Network", "Run", "Predictor", "Summary"):
         assert name in netspec.__all__ and name in dir(netspec)

@@ -52,6 +52,10 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     """Console-script entry point."""
     args = sys.argv[1:]
+    # netspec uses no pydantic plugin, and looking for them (an entry-point scan of every
+    # installed distribution, at the first validation) took 10-30 ms of `netspec summary`'s
+    # start (docs/performance.md). A value the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # A command's name first needs its module only; --help, --version and shell completion
     # (the *_COMPLETE variable) list or search every command.
     completing = any(k.endswith("_COMPLETE") for k in os.environ)
