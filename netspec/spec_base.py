@@ -1,6 +1,7 @@
 """What the `train:` section's pydantic models share: strict sections, fractions, sizes, wording."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import Annotated
 

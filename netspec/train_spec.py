@@ -3,7 +3,8 @@
 The data sources are in train_data_spec.py; what the sections share in spec_base.py.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 import re
 from typing import Annotated, Any, Literal
@@ -142,7 +143,7 @@ class Optimizer(Section):
     nesterov: bool = Field(False, description="sgd with momentum: Nesterov momentum.")
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> Optimizer:
+    def _nesterov_needs_momentum(self) -> "Optimizer":
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer sgd with momentum > 0")
         return self
@@ -203,7 +204,7 @@ class Loss(Section):
         return tuple(self.name.split(" + "))
 
     @model_validator(mode="after")
-    def _weights_per_term(self) -> Loss:
+    def _weights_per_term(self) -> "Loss":
         if self.weights is not None and len(self.weights) != len(self.terms):
             raise ValueError(
                 f"{len(self.weights)} weights for {len(self.terms)} loss terms; give one per term"

@@ -1,6 +1,7 @@
 """conv1d / conv2d: convolutions over [C, L] and [C, H, W] inputs."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import ClassVar
 

@@ -1,6 +1,7 @@
 """conv_transpose2d: the learned upsampling ("up-convolution") of U-Net and decoders."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import ClassVar
 

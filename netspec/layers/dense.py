@@ -1,6 +1,7 @@
 """dense: a fully connected layer on the last axis (Keras Dense, torch Linear)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import ClassVar
 

@@ -1,6 +1,7 @@
 """masking: marks the steps of a float sequence whose features all equal `value` as padding (Keras Masking)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import ClassVar
 

@@ -1,6 +1,7 @@
 """position_embedding and seq_pool: a learned vector added per position, and pooling a sequence over time."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import ClassVar
 

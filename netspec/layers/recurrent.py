@@ -14,7 +14,8 @@ Kernels are (out, in) as torch stores them: Keras' kernel (F, 4u) is `weight_ih`
 The ONNX export reorders gates to ONNX's (LSTM i, o, f, c; GRU z, r, h) in the graph.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from typing import Annotated, ClassVar
 

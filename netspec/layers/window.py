@@ -1,7 +1,8 @@
 """Sliding windows, shared by the convolutions and pools: their window fields (ConvWindow, the
 argument descriptions) and the arithmetic from kernel, stride, dilation and padding to sizes."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic creates these models ~20% faster from
+# evaluated annotations than from strings (`netspec summary` start-up, docs/performance.md).
 
 from pydantic import Field, PositiveInt
 
