@@ -1,7 +1,6 @@
 """Run directories: where a run is made, and the one way to read one (spec, weights, metadata).
 
-The record itself (file names, metadata) is `netspec/run_record.py`, re-exported here.
-"""
+The record itself (file names, metadata) is `netspec/run_record.py`, re-exported here."""
 
 from __future__ import annotations
 
@@ -24,9 +23,7 @@ from netspec.run_record import RunLayout, RunMeta
 from netspec.source import Source, apply_overrides, read
 from netspec.summary import render
 
-# numpy is imported inside the functions that compute with it: `netspec summary` imports this
-# module (through the run record) and starts without numpy (docs/performance.md).
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy is imported where it computes: `netspec summary` starts without it
     import numpy as np
 
 __all__ = [
@@ -346,8 +343,7 @@ def model_part(tensors: dict[str, Any]) -> dict[str, Any]:
 def read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Tensors of a safetensors file as arrays keyed `<layer>.<tensor>`, and its header.
 
-    Needs only numpy and safetensors (no torch). A training checkpoint gives its model part.
-    """
+    Needs only numpy and safetensors (no torch). A training checkpoint gives its model part."""
     from safetensors import SafetensorError, safe_open
 
     if not Path(path).is_file():
@@ -372,13 +368,11 @@ TORCH_COUNTERS = ("num_batches_tracked",)
 def check_weights(
     graph: Graph, weights: dict[str, Any], *, strict: bool = False, file: str | Path | None = None
 ) -> None:
-    """Every tensor the layers declare is there with its shape (strict: and nothing else is).
-
+    """Every tensor the layers declare is there with its shape (strict: and nothing else is);
     `file` is the weights file, named by the error."""
     import numpy as np
 
-    missing, wrong = [], []
-    known = set()
+    missing, wrong, known = [], [], set()
     for node in graph.nodes:
         declared = node.weights
         for tensor, w in declared.items():
