@@ -337,7 +337,9 @@ class TrainSpec(Section):
         "iou + dice + pixel_accuracy for segmentation.",
     )
     regularize: list[Regularize] = Field(
-        default_factory=list,
+        # Not `list`: pydantic reads a default factory's signature, and a builtin's costs
+        # tokenize's regex, ~8 ms of every first validation (docs/performance.md).
+        default_factory=lambda: [],
         description="Weight penalties (L1, L2) on the layers whose names match each rule.",
     )
     callbacks: Callbacks = Field(default_factory=Callbacks)
