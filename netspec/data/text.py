@@ -17,7 +17,8 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
-from netspec.data.table import _column, _read_rows, _Table, _target
+from netspec.data.table import _column, _read_rows
+from netspec.data.table_cells import class_labels
 from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile
 from netspec.errors import DataError, Problem
 
@@ -41,8 +42,7 @@ def load_texts(
     labels = [row[l_col].strip() for _, row in numbered]
     _refuse_empty(path, lines, texts, f"an empty text (column {text!r})")
     _refuse_empty(path, lines, labels, f"an empty label (column {label!r})")
-    table = _Table(path, delimiter, header, [l_col, t_col], [], lines)
-    y, classes = _target(table, labels, label, "classification")
+    y, classes = class_labels(path, delimiter, label, labels, lines)
     return ArrayData(
         x=np.asarray(texts, dtype=object),
         y=y,
