@@ -98,13 +98,29 @@ def _mask_folder(cfg: ds.MaskFolderData, path: Path, masks: dict[str, Any]) -> A
     return replace(data, x=x, notes=(*data.notes, *notes))
 
 
+def _csv(cfg: ds.CsvData, path: Path) -> ArrayData:
+    """A CSV table read into memory (cache ram, or auto while it fits), or streamed: its
+    features from a disk cache written in one pass (disk), or its rows parsed on demand
+    (none)."""
+    options = {"target": cfg.target, "features": cfg.features, "task": cfg.task}
+    options["delimiter"] = cfg.delimiter
+    notes: list[str] = []
+    # *2 again over _size's: the pass's values and the features, besides the splits' copies
+    mode = choose_cache(cfg.cache, _size(path) * 2, notes)
+    if mode == "ram":
+        return load_csv(path, **options)
+    from netspec.data.table_stream import stream_csv
+
+    return stream_csv(path, **options, cache=mode, notes=notes)
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
             f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
-            hint="use cache: ram (or auto); image and mask folders, .npy arrays and IDX files can "
-            "stream",
+            hint="use cache: ram (or auto); image and mask folders, .npy arrays, IDX files and CSV "
+            "tables can stream",
         )
     if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
@@ -139,9 +155,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if isinstance(cfg, ds.MaskFolderData):
         return _mask_folder(cfg, path, masks)
     if isinstance(cfg, ds.CsvData):
-        return load_csv(
-            path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter
-        )
+        return _csv(cfg, path)
     if isinstance(cfg, ds.TsData):
         from netspec.data.ts import load_ts
 

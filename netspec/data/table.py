@@ -132,10 +132,9 @@ def load_csv(
     notes: list[str] = []
     plan = cells.finish(target, task, notes)
     num, code = cells.take()
-    cat = plan.sorted_codes(code)
     return ArrayData(
-        x=encode(num, cat, plan),
-        y=plan.labels(num, cat),
+        x=encode(num, plan.sorted_codes(code), plan),
+        y=plan.labels(num[:, 0], code[:, 0]),
         classes=plan.classes,
         source=f"CSV {path} (target {target!r})",
         notes=tuple(notes),

@@ -133,6 +133,11 @@ class CellPass:
         self._code.append(codes)
         return True
 
+    @property
+    def pending(self) -> int:
+        """Kept rows not taken yet."""
+        return len(self._num)
+
     def take(self) -> tuple[np.ndarray, np.ndarray]:
         """The kept rows' values since the last take: (n, U) float64 and (n, U) int32."""
         u = len(self.used)
@@ -340,9 +345,11 @@ class TablePlan:
                 out[:, j] = lookup[code[:, j]]
         return out
 
-    def labels(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
-        """y of rows' target values (column 0): class indices, or float32 targets."""
-        return cat[:, 0].copy() if self.classes is not None else num[:, 0].astype(np.float32)
+    def labels(self, num: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """y of rows' target values and first-seen codes (n,): class indices, or float32
+        targets."""
+        lookup = self.lookups[0]
+        return lookup[code] if lookup is not None else num.astype(np.float32)
 
     def row_values(self, cells: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """One row's used cells (target first) as (1, U) numbers and sorted indices; None when a
@@ -372,7 +379,7 @@ def class_labels(
     plan = cells.finish(name, "classification", [])
     assert plan.classes is not None
     num, code = cells.take()
-    return plan.labels(num, plan.sorted_codes(code)), plan.classes
+    return plan.labels(num[:, 0], code[:, 0]), plan.classes
 
 
 def encode(num: np.ndarray, cat: np.ndarray, plan: TablePlan) -> np.ndarray:
