@@ -1,5 +1,6 @@
-"""Streaming CSV tables: the features from a disk cache written in one pass, or rows parsed on
-demand by byte offset, train exactly as the table read into memory."""
+"""Streaming CSV tables and texts: a table's features from a disk cache written in one pass, or
+rows parsed on demand by byte offset; texts read by byte offset, their ids made on demand or
+cached; all train exactly as the data read into memory."""
 
 from __future__ import annotations
 
@@ -137,3 +138,44 @@ def test_auto_streams_a_table_past_a_quarter_of_memory(
     monkeypatch.setattr(cache_choice, "available_memory", lambda: 1 << 40)
     t = make_trainer(tmp_path, table_spec(path, "auto"), out="fits")
     assert isinstance(t.x_train, torch.Tensor)
+
+
+# --- texts --------------------------------------------------------------------------------------
+
+
+def text_spec(folder: Path, cache: str, workers: int = 0) -> str:
+    from test_text import SPEC, write_csv
+
+    write_csv(folder / "train.csv", 60, 0)
+    write_csv(folder / "test.csv", 20, 1)
+    extra = f"tokenizer: {{level: char}}\n    cache: {cache}\n    workers: {workers}"
+    return SPEC.replace("tokenizer: {level: char}", extra).replace(
+        "path: train.csv\n    test_path: test.csv",
+        f"path: {folder / 'train.csv'}\n    test_path: {folder / 'test.csv'}",
+    )
+
+
+def test_streamed_texts_train_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
+    ram = make_trainer(tmp_path, text_spec(tmp_path, "ram"), out="ram")
+    assert isinstance(ram.x_train, torch.Tensor)
+    ram.fit()
+    for cache, workers in (("none", 0), ("none", 1), ("disk", 0)):
+        t = make_trainer(tmp_path, text_spec(tmp_path, cache, workers), out=f"{cache}{workers}")
+        assert isinstance(t.x_train, Streamed)
+        assert t.data.tokenizer == ram.data.tokenizer  # fitted in one pass over the split
+        np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
+        assert [n for n in t.logs if "cut to it" in n] == [n for n in ram.logs if "cut to it" in n]
+        t.fit()
+        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+    assert len(list(cache_dir.glob("*.npy"))) == 3  # each split's ids, written once
+
+
+def test_a_corrupt_text_row_mid_file_is_one_error_naming_file_and_line(tmp_path: Path) -> None:
+    text = text_spec(tmp_path, "none")
+    lines = (tmp_path / "train.csv").read_text().splitlines()
+    lines[30] = '"le chat",fr,extra'
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    for cache in ("ram", "none"):
+        spec = write_spec(tmp_path, text.replace("cache: none", f"cache: {cache}"), f"{cache}.yaml")
+        result = invoke("train", spec, "--out", tmp_path / cache)
+        fails(result, f"{tmp_path / 'train.csv'}:31: error: row has 3 fields; expected 2")

@@ -114,13 +114,28 @@ def _csv(cfg: ds.CsvData, path: Path) -> ArrayData:
     return stream_csv(path, **options, cache=mode, notes=notes)
 
 
+def _texts(cfg: ds.TextData, path: Path) -> ArrayData:
+    """A text source's texts read into memory (cache ram, or auto while they fit), or left in the
+    file and read on demand (disk, none; their ids cached or not: text.tokenize)."""
+    options = {"text": cfg.text, "label": cfg.label, "delimiter": cfg.delimiter}
+    notes: list[str] = []
+    # *2 again over _size's: Python strings, then the ids, besides the splits' copies
+    if choose_cache(cfg.cache, _size(path) * 2, notes) == "ram":
+        from netspec.data.text import load_texts
+
+        return load_texts(path, **options)
+    from netspec.data.text_stream import stream_texts
+
+    return stream_texts(path, **options, notes=notes)
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
             f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
-            hint="use cache: ram (or auto); image and mask folders, .npy arrays, IDX files and CSV "
-            "tables can stream",
+            hint="use cache: ram (or auto); image and mask folders, .npy arrays, IDX files, CSV "
+            "tables and texts can stream",
         )
     if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
@@ -162,7 +177,5 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
         train = resolve_path(cfg.path, spec_file) if test else None  # its padding and dimensions
         return load_ts(path, length=cfg.length, missing=cfg.missing, train=train)
     if isinstance(cfg, ds.TextData):
-        from netspec.data.text import load_texts
-
-        return load_texts(path, text=cfg.text, label=cfg.label, delimiter=cfg.delimiter)
+        return _texts(cfg, path)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source

@@ -13,7 +13,7 @@ from typing import Literal
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csvtext import CsvTextError, number, read_text, rows
-from netspec.data.table_cells import MISSING, CellPass, encode
+from netspec.data.table_cells import MISSING, CellPass, encode, no_data_rows
 
 
 def _read_rows(
@@ -44,11 +44,7 @@ def _read_rows(
                 line=line_no,
             )
     if len(numbered) == 1:
-        raise data_error(
-            f"CSV file has a header ({plain(header[:5])}{', ...' if len(header) > 5 else ''}) "
-            "but no data rows",
-            path,
-        )
+        raise no_data_rows(header, path)
     return delimiter, header, numbered[1:]
 
 

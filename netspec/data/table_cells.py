@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netspec.data._common import data_error
+from netspec.data._common import data_error, plain
 from netspec.data.arraydata import TableColumns
 from netspec.data.csvtext import number, separator_note
 from netspec.errors import DataError, Problem
@@ -150,12 +150,7 @@ class CellPass:
         """The plan of the whole file: its bad cells refused (file:line), the dropped rows
         noted, each feature column numeric or categorical, the target's task and classes."""
         if not self.rows:
-            header = self.header
-            raise data_error(
-                f"CSV file has a header ({', '.join(header[:5])}{', ...' if len(header) > 5 else ''}) "
-                "but no data rows",
-                self.path,
-            )
+            raise no_data_rows(self.header, self.path)
         self._check(task == "classification")
         self._drop_note(notes)
         categories, onehot_said = [], []
@@ -289,6 +284,15 @@ class CellPass:
             return tuple(_number_label(v) for v in values), lookup
         labels = tuple(sorted(col.vocab))
         return labels, _lookup(col.vocab, labels)
+
+
+def no_data_rows(header: list[str], path: Path) -> DataError:
+    """The error of a CSV file with a header and nothing after it."""
+    return data_error(
+        f"CSV file has a header ({plain(header[:5])}{', ...' if len(header) > 5 else ''}) "
+        "but no data rows",
+        path,
+    )
 
 
 def _plain(cell: str) -> bool:
