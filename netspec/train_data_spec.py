@@ -265,4 +265,4 @@ DataSpec = Annotated[
 ]
 
 # The sources that can stream (train.data.cache disk or none): read sample by sample.
-STREAMED = (FolderData, ArraysData, MnistData, MaskFolderData, CsvData, TextData)
+STREAMED = (FolderData, ArraysData, MnistData, MaskFolderData, CsvData, TextData, TsData)

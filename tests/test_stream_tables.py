@@ -179,3 +179,66 @@ def test_a_corrupt_text_row_mid_file_is_one_error_naming_file_and_line(tmp_path:
         spec = write_spec(tmp_path, text.replace("cache: none", f"cache: {cache}"), f"{cache}.yaml")
         result = invoke("train", spec, "--out", tmp_path / cache)
         fails(result, f"{tmp_path / 'train.csv'}:31: error: row has 3 fields; expected 2")
+
+
+# --- .ts series ---------------------------------------------------------------------------------
+
+
+def write_ts(path: Path, n: int, seed: int) -> Path:
+    """n cases of 2 dimensions, 5 to 8 steps long, a few values missing, classes a b c."""
+    rng = np.random.default_rng(seed)
+    lines = ["# series", "@dimensions 2", "@missing true", "@classLabel true a b c", "@data"]
+    for i in range(n):
+        label = int(rng.integers(0, 3))
+        dims = []
+        for _ in range(2):
+            values = [f"{label + v:.3f}" for v in rng.normal(0, 0.5, int(rng.integers(5, 9)))]
+            if i % 7 == 3:
+                values[2] = "?"
+            dims.append(",".join(values))
+        lines.append(":".join(dims) + f":{'abc'[label]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ts_spec(folder: Path, cache: str, workers: int = 0) -> str:
+    train, test = write_ts(folder / "s_TRAIN.ts", 40, 0), write_ts(folder / "s_TEST.ts", 12, 1)
+    data = (
+        f"{{source: ts, path: {train}, test_path: {test}, missing: interpolate, val: 0.25, "
+        f"cache: {cache}, workers: {workers}}}"
+    )
+    layers = (
+        "conv1d: {filters: 4, kernel: 3, padding: same, activation: relu}",
+        "global_avgpool1d",
+        "dense: {units: 3, activation: softmax}",
+    )
+    return tiny_spec(
+        layers, input="[2, 8]", data=data, batch_size=8, epochs=1, preprocess="{normalize: dataset}"
+    )
+
+
+def test_streamed_series_train_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
+    ram = make_trainer(tmp_path, ts_spec(tmp_path, "ram"), out="ram")
+    assert isinstance(ram.x_train, torch.Tensor)
+    ram.fit()
+    for cache, workers in (("none", 0), ("none", 1), ("disk", 0)):
+        t = make_trainer(tmp_path, ts_spec(tmp_path, cache, workers), out=f"{cache}{workers}")
+        assert isinstance(t.x_train, Streamed)
+        assert t.data.preprocessing == ram.data.preprocessing
+        assert [n for n in t.logs if "filled" in n] == [n for n in ram.logs if "filled" in n]
+        np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
+        t.fit()
+        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+    assert len(list(cache_dir.glob("*.npy"))) == 2  # the training and the test file's cases
+
+
+def test_a_corrupt_case_mid_file_is_one_error_naming_file_and_line(tmp_path: Path) -> None:
+    text = ts_spec(tmp_path, "none")
+    path = tmp_path / "s_TRAIN.ts"
+    lines = path.read_text().splitlines()
+    lines[20] = lines[20].replace(",", ",x", 1)
+    path.write_text("\n".join(lines) + "\n")
+    for cache in ("ram", "none", "disk"):
+        spec = write_spec(tmp_path, text.replace("cache: none", f"cache: {cache}"), f"{cache}.yaml")
+        result = invoke("train", spec, "--out", tmp_path / cache)
+        fails(result, f"{path}:21: error: dimension 1, value 2: 'x")

@@ -129,13 +129,29 @@ def _texts(cfg: ds.TextData, path: Path) -> ArrayData:
     return stream_texts(path, **options, notes=notes)
 
 
+def _ts(cfg: ds.TsData, path: Path, train: Path | None) -> ArrayData:
+    """A .ts file read into memory (cache ram, or auto while it fits), or its cases read on
+    demand (none) or from a disk cache of them (disk)."""
+    options = {"length": cfg.length, "missing": cfg.missing, "train": train}
+    notes: list[str] = []
+    # *2 again over _size's: the parsed float64 cases, then x, besides the splits' copies
+    mode = choose_cache(cfg.cache, _size(path) * 2, notes)
+    if mode == "ram":
+        from netspec.data.ts import load_ts
+
+        return load_ts(path, **options)
+    from netspec.data.ts_stream import stream_ts
+
+    return stream_ts(path, **options, cache=mode, notes=notes)
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
             f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
             hint="use cache: ram (or auto); image and mask folders, .npy arrays, IDX files, CSV "
-            "tables and texts can stream",
+            "tables, texts and .ts series can stream",
         )
     if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
@@ -172,10 +188,8 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if isinstance(cfg, ds.CsvData):
         return _csv(cfg, path)
     if isinstance(cfg, ds.TsData):
-        from netspec.data.ts import load_ts
-
         train = resolve_path(cfg.path, spec_file) if test else None  # its padding and dimensions
-        return load_ts(path, length=cfg.length, missing=cfg.missing, train=train)
+        return _ts(cfg, path, train)
     if isinstance(cfg, ds.TextData):
         return _texts(cfg, path)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source
