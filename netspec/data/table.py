@@ -10,6 +10,8 @@ import csv
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csvtext import CsvTextError, number, read_text, rows
@@ -123,11 +125,15 @@ def load_csv(
         raise data_error(f"unknown task {task!r}; expected classification, regression or auto")
     delimiter, header, numbered = _read_rows(path, delimiter)
     cells = CellPass(path, delimiter, header, _used_columns(header, target, features, path))
+    parts = []
     for line, row in numbered:
         cells.add(line, row)
+        if cells.pending >= 1 << 16:  # as arrays: a row of Python floats takes 10x the memory
+            parts.append(cells.take())
+    parts.append(cells.take())
     notes: list[str] = []
     plan = cells.finish(target, task, notes)
-    num, code = cells.take()
+    num, code = (np.concatenate(p) for p in zip(*parts))
     return ArrayData(
         x=encode(num, plan.sorted_codes(code), plan),
         y=plan.labels(num[:, 0], code[:, 0]),

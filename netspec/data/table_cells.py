@@ -26,9 +26,8 @@ MISSING: frozenset[str] = frozenset(
 )
 AUTO_MAX_CLASSES = 20  # an integer target with more distinct values is treated as regression
 SHOWN = 5  # bad cells listed per column; the rest are counted
-# Distinct number strings remembered per column: a numeric column of a 20 GB file must not keep
-# every value it holds. Only a column of both text and more numbers than this (one-hot of over
-# 10,000 categories) needs more, and is refused.
+# Distinct number strings remembered per column (a 20 GB file's numeric column must not keep
+# them all); only a column of text and more numbers than this needs more, and is refused.
 NUMBER_STRINGS = 10_000
 
 
@@ -59,10 +58,15 @@ class Column:
     separator: str | None = None  # the first kept number float() refuses ("1,234", "5,1")
 
     def code(self, cell: str, value: float | None) -> int:
+        """The first-seen code of a kept cell; -1 for a number past NUMBER_STRINGS (its code
+        is never used: such a column is numeric, or refused)."""
+        finite = value is not None and math.isfinite(value)
+        if finite and self.overflow:
+            return -1
         code = self.vocab.get(cell)
         if code is not None:
             return code
-        if value is not None and math.isfinite(value):
+        if finite:
             if self.numbers >= NUMBER_STRINGS:
                 self.overflow = True
                 return -1
@@ -102,30 +106,34 @@ class CellPass:
             )
         self.rows += 1
         cells = [fields[i].strip() for i in self.used]
-        values: list[float | None] = []
+        values: list[tuple[float | None, bool]] = []
         missing = False
         for col, cell in zip(self.columns, cells):
             if cell in self.missing:
                 col.missing += 1
                 missing = True
-                values.append(None)
+                values.append((None, True))
                 continue
             col.present += 1
-            value = number(cell, self.delimiter)
+            try:  # most cells are plain numbers: float() alone, the common case made fast
+                value: float | None = float(cell)
+                plain = True
+            except ValueError:
+                value, plain = number(cell, self.delimiter), False
             if value is None:
                 col.text.add(line, cell)
             elif not math.isfinite(value):
                 col.infinite.add(line, cell)
-            values.append(value)
+            values.append((value, plain))
         if missing:
             return False
         self.kept += 1
         nums, codes = [], []
-        for col, cell, value in zip(self.columns, cells, values):
+        for col, cell, (value, plain) in zip(self.columns, cells, values):
             if value is None or not math.isfinite(value):
                 if col.kept_text is None:
                     col.kept_text = cell
-            elif col.separator is None and not _plain(cell):
+            elif not plain and col.separator is None:
                 col.separator = cell
             nums.append(math.nan if value is None else value)
             codes.append(col.code(cell, value))
@@ -293,14 +301,6 @@ def no_data_rows(header: list[str], path: Path) -> DataError:
         "but no data rows",
         path,
     )
-
-
-def _plain(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
 
 
 def _number_label(value: float) -> str:
