@@ -51,7 +51,8 @@ class _Source(Section):
         "decodes everything into memory once; disk writes the decoded samples once to a "
         "memory-mapped file reused by later runs; none decodes each batch from the files; auto "
         "keeps ram when the data take at most a quarter of the available memory, else disk. "
-        "disk and none stream batches through worker processes (image folders and .npy files).",
+        "disk and none stream batches through worker processes (image and mask folders, .npy "
+        "files, IDX files, CSV tables, texts and .ts series).",
     )
     workers: NonNegativeInt | None = Field(
         None,
