@@ -208,7 +208,7 @@ def stream_csv(
         pass_notes: list[str] = []
         plan = cells.finish(target, task, pass_notes)
         data = ArrayData(
-            x=np.zeros((len(offsets), 0), np.float32),  # replaced below
+            x=Lazy(RowReader(path, offsets, len(header), plan)),  # the disk cache's, once written
             y=plan.labels(y_num, y_code),
             classes=plan.classes,
             source=f"CSV {path} (target {target!r})",
@@ -235,8 +235,7 @@ def stream_csv(
             f"cache: none: every batch parses its rows from the CSV file (the byte offsets of "
             f"its {len(offsets)} rows found once)"
         )
-    x = Lazy(RowReader(path, offsets, len(header), plan))
-    return replace(data, x=x, notes=(*data.notes, *said))
+    return replace(data, notes=(*data.notes, *said))
 
 
 def _pass(
