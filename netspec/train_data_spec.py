@@ -52,7 +52,8 @@ class _Source(Section):
         "decodes everything into memory once; disk writes the decoded samples once to a "
         "memory-mapped file reused by later runs; none decodes each batch from the files; auto "
         "keeps ram when the data take at most a quarter of the available memory, else disk. "
-        "disk and none stream batches through worker processes (image folders and .npy files).",
+        "disk and none stream batches through worker processes (image and mask folders, .npy "
+        "files, IDX files, CSV tables, texts and .ts series).",
     )
     workers: NonNegativeInt | None = Field(
         None,
@@ -266,4 +267,4 @@ DataSpec = Annotated[
 ]
 
 # The sources that can stream (train.data.cache disk or none): read sample by sample.
-STREAMED = (FolderData, ArraysData, MnistData, MaskFolderData)
+STREAMED = (FolderData, ArraysData, MnistData, MaskFolderData, CsvData, TextData, TsData)

@@ -37,10 +37,15 @@ def read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise CsvTextError(
-            f"not UTF-8 text ({e.reason} at byte {e.start}: {raw[e.start : e.start + 1]!r}); "
-            "it may be Latin-1 or Windows-1252. Save it as UTF-8 (Excel: CSV UTF-8)"
-        ) from None
+        raise not_utf8(e, raw) from None
+
+
+def not_utf8(e: UnicodeDecodeError, raw: bytes, at: int = 0) -> CsvTextError:
+    """The error of bytes `raw` (found at byte `at` of the file) that are not UTF-8."""
+    return CsvTextError(
+        f"not UTF-8 text ({e.reason} at byte {at + e.start}: {raw[e.start : e.start + 1]!r}); "
+        "it may be Latin-1 or Windows-1252. Save it as UTF-8 (Excel: CSV UTF-8)"
+    )
 
 
 def sniff_delimiter(text: str) -> str:
@@ -65,15 +70,21 @@ def sniff_delimiter(text: str) -> str:
 def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, list[str]]]]:
     """The delimiter (given, named by Excel's `sep=;` first line, or sniffed) and (line, cells)
     of every non-blank row (a `sep=` line is not a row)."""
-    first, _, rest = text.partition("\n")
-    excel = _EXCEL_SEP.fullmatch(first.rstrip("\r"))
-    if excel:
-        delimiter = delimiter or excel.group(1)
-    delimiter = delimiter or sniff_delimiter(text)
+    _, _, rest = text.partition("\n")
+    delimiter, excel = delimiter_of(text, delimiter)
     reader = csv.reader(io.StringIO(rest if excel else text, newline=""), delimiter=delimiter)
     skip = 1 if excel else 0
     out = [(reader.line_num + skip, row) for row in reader if any(cell.strip() for cell in row)]
     return delimiter, out
+
+
+def delimiter_of(head: str, delimiter: str | None) -> tuple[str, bool]:
+    """The delimiter of a text starting with `head` (given, named by Excel's `sep=;` first
+    line, or sniffed), and whether that first line is Excel's (not a row)."""
+    excel = _EXCEL_SEP.fullmatch(head.partition("\n")[0].rstrip("\r"))
+    if excel:
+        return delimiter or excel.group(1), True
+    return delimiter or sniff_delimiter(head), False
 
 
 def number(cell: str, delimiter: str = ",") -> float | None:

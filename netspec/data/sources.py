@@ -98,13 +98,60 @@ def _mask_folder(cfg: ds.MaskFolderData, path: Path, masks: dict[str, Any]) -> A
     return replace(data, x=x, notes=(*data.notes, *notes))
 
 
+def _csv(cfg: ds.CsvData, path: Path) -> ArrayData:
+    """A CSV table read into memory (cache ram, or auto while it fits), or streamed: its
+    features from a disk cache written in one pass (disk), or its rows parsed on demand
+    (none)."""
+    options = {"target": cfg.target, "features": cfg.features, "task": cfg.task}
+    options["delimiter"] = cfg.delimiter
+    notes: list[str] = []
+    # *2 again over _size's: the pass's values and the features, besides the splits' copies
+    mode = choose_cache(cfg.cache, _size(path) * 2, notes)
+    if mode == "ram":
+        return load_csv(path, **options)
+    from netspec.data.table_stream import stream_csv
+
+    return stream_csv(path, **options, cache=mode, notes=notes)
+
+
+def _texts(cfg: ds.TextData, path: Path) -> ArrayData:
+    """A text source's texts read into memory (cache ram, or auto while they fit), or left in the
+    file and read on demand (disk, none; their ids cached or not: text.tokenize)."""
+    options = {"text": cfg.text, "label": cfg.label, "delimiter": cfg.delimiter}
+    notes: list[str] = []
+    # *2 again over _size's: Python strings, then the ids, besides the splits' copies
+    if choose_cache(cfg.cache, _size(path) * 2, notes) == "ram":
+        from netspec.data.text import load_texts
+
+        return load_texts(path, **options)
+    from netspec.data.text_stream import stream_texts
+
+    return stream_texts(path, **options, notes=notes)
+
+
+def _ts(cfg: ds.TsData, path: Path, train: Path | None) -> ArrayData:
+    """A .ts file read into memory (cache ram, or auto while it fits), or its cases read on
+    demand (none) or from a disk cache of them (disk)."""
+    options = {"length": cfg.length, "missing": cfg.missing, "train": train}
+    notes: list[str] = []
+    # *2 again over _size's: the parsed float64 cases, then x, besides the splits' copies
+    mode = choose_cache(cfg.cache, _size(path) * 2, notes)
+    if mode == "ram":
+        from netspec.data.ts import load_ts
+
+        return load_ts(path, **options)
+    from netspec.data.ts_stream import stream_ts
+
+    return stream_ts(path, **options, cache=mode, notes=notes)
+
+
 def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
             f"train.data.cache: {cfg.cache} streams samples from files; {what} is read whole",
-            hint="use cache: ram (or auto); image and mask folders, .npy arrays and IDX files can "
-            "stream",
+            hint="use cache: ram (or auto); image and mask folders, .npy arrays, IDX files, CSV "
+            "tables, texts and .ts series can stream",
         )
     if isinstance(cfg, ds.BuiltinData):
         return load_builtin(cfg.name)
@@ -139,16 +186,10 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if isinstance(cfg, ds.MaskFolderData):
         return _mask_folder(cfg, path, masks)
     if isinstance(cfg, ds.CsvData):
-        return load_csv(
-            path, target=cfg.target, features=cfg.features, task=cfg.task, delimiter=cfg.delimiter
-        )
+        return _csv(cfg, path)
     if isinstance(cfg, ds.TsData):
-        from netspec.data.ts import load_ts
-
         train = resolve_path(cfg.path, spec_file) if test else None  # its padding and dimensions
-        return load_ts(path, length=cfg.length, missing=cfg.missing, train=train)
+        return _ts(cfg, path, train)
     if isinstance(cfg, ds.TextData):
-        from netspec.data.text import load_texts
-
-        return load_texts(path, text=cfg.text, label=cfg.label, delimiter=cfg.delimiter)
+        return _texts(cfg, path)
     raise AssertionError(f"unhandled data source {cfg!r}")  # the schema lists every source

@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -314,29 +314,52 @@ def _progress(done: int, total: int) -> None:
 def _write(
     x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Callable[[int, int], None] | None
 ) -> None:
-    """The .npy written through a temporary file and renamed, then the marker: a run killed
-    mid-write leaves no marker, so the next run rebuilds. Plain writes, not a writable memory
-    map: a full disk is an OSError here, where a map would die of SIGBUS."""
+    """x decoded chunk by chunk into the .npy (write_npy), then the marker."""
     done.unlink(missing_ok=True)
+    parts = chunks(x)
+    write_npy(npy, tuple(x.shape), x.dtype, _logged(read_chunks(x, parts), parts, len(x), log))
+    mark_done(done, want)
+
+
+def _logged(
+    got: Iterator[np.ndarray],
+    parts: Sequence[slice],
+    total: int,
+    log: Callable[[int, int], None] | None,
+) -> Iterator[np.ndarray]:
+    for part, c in zip(parts, got):
+        yield c
+        if log is not None:
+            log(part.stop, total)
+
+
+def write_npy(
+    npy: Path, shape: tuple[int, ...], dtype: np.dtype, parts: Iterable[np.ndarray]
+) -> None:
+    """A .npy of `shape` written from its consecutive chunks through a temporary file renamed
+    into place (its marker is the caller's, after: a run killed mid-write leaves no marker, so
+    the next run rebuilds). Plain writes, not a writable memory map: a full disk is an OSError
+    here, where a map would die of SIGBUS."""
     tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
     header = {
-        "descr": np.lib.format.dtype_to_descr(x.dtype),
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
         "fortran_order": False,
-        "shape": tuple(x.shape),
+        "shape": tuple(shape),
     }
     try:
         with tmp.open("wb") as f:
             np.lib.format.write_array_header_2_0(f, header)
-            parts = chunks(x)
-            for part, c in zip(parts, read_chunks(x, parts)):
-                f.write(np.ascontiguousarray(c).tobytes())
-                if log is not None:
-                    log(part.stop, len(x))
+            for c in parts:
+                f.write(np.ascontiguousarray(c, dtype=dtype).tobytes())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, npy)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def mark_done(done: Path, want: dict[str, Any]) -> None:
+    """The completion marker of a cache entry, renamed into place: written last."""
     done_tmp = done.with_name(f"{done.name}.{os.getpid()}.tmp")
     done_tmp.write_text(json.dumps(want))
     os.replace(done_tmp, done)

@@ -7,8 +7,6 @@ check every cell, drop rows with missing values, encode the features, encode the
 from __future__ import annotations
 
 import csv
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -16,36 +14,8 @@ import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData, TableColumns
-from netspec.data.csvtext import CsvTextError, number, read_text, rows, separator_note
-from netspec.errors import DataError, Problem
-
-# pandas' default missing-value markers, plus "?" (UCI data sets use it); compared exactly.
-MISSING: frozenset[str] = frozenset(
-    {"", "?", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "null", "NULL", "None", "<NA>"}
-    | {"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN"}
-)
-AUTO_MAX_CLASSES = 20  # an integer target with more distinct values is treated as regression
-_SHOWN = 5  # bad cells listed per column; the rest are counted
-
-
-@dataclass
-class _Table:
-    """The file's rows as read: the header, the used columns' cells (target first), lines."""
-
-    path: Path
-    delimiter: str
-    header: list[str]
-    used: list[int]  # column indices: the target, then the features
-    cells: list[list[str]]
-    lines: list[int]
-    notes: list[str] = field(default_factory=list)
-
-    def number(self, cell: str) -> float | None:
-        return number(cell, self.delimiter)
-
-    def is_number(self, cell: str) -> bool:
-        value = self.number(cell)
-        return value is not None and math.isfinite(value)
+from netspec.data.csvtext import CsvTextError, number, read_text, rows
+from netspec.data.table_cells import MISSING, CellPass, encode, no_data_rows
 
 
 def _read_rows(
@@ -76,11 +46,7 @@ def _read_rows(
                 line=line_no,
             )
     if len(numbered) == 1:
-        raise data_error(
-            f"CSV file has a header ({plain(header[:5])}{', ...' if len(header) > 5 else ''}) "
-            "but no data rows",
-            path,
-        )
+        raise no_data_rows(header, path)
     return delimiter, header, numbered[1:]
 
 
@@ -133,149 +99,6 @@ def _used_columns(
     return [t_col, *f_cols]
 
 
-def _bad_cells(table: _Table, j: int) -> list[tuple[int, str]]:
-    """(row, why) of column j's cells that are refused: infinite values anywhere, and text in a
-    column of mostly numbers (a typo such as 3.O, which one-hot encoding would hide)."""
-    values = [c[j] for c in table.cells]
-    present = [k for k, v in enumerate(values) if v not in MISSING]
-    parsed = {k: table.number(values[k]) for k in present}
-    infinite = [k for k in present if parsed[k] is not None and not math.isfinite(parsed[k])]
-    if infinite:
-        return [(k, "an infinite value") for k in infinite]
-    text = [k for k in present if parsed[k] is None]
-    if text and len(text) * 2 < len(present):
-        return [(k, "text") for k in text]
-    return []
-
-
-def _check_cells(table: _Table, classification: bool) -> None:
-    """Refuse every bad cell (_bad_cells) of the used columns, by file, line and column."""
-    problems = []
-    for j, col in enumerate(table.used):
-        if j == 0 and classification:
-            continue  # class labels are names, whatever they look like
-        name = table.header[col]
-        bad = _bad_cells(table, j)
-        for k, why in bad[:_SHOWN]:
-            cell = table.cells[k][j]
-            said = (
-                f"column {name!r} holds {cell!r}, an infinite value; expected finite numbers"
-                if why != "text"
-                else f"column {name!r} holds numbers, but this row has {cell!r}"
-            )
-            problems.append(
-                Problem(
-                    said,
-                    str(table.path),
-                    table.lines[k],
-                    hint="fix the value, or leave the cell empty (or NA) to drop the row",
-                )
-            )
-        if len(bad) > _SHOWN:
-            problems.append(Problem(f"... and {len(bad) - _SHOWN} more such values in {name!r}"))
-    if problems:
-        raise DataError(problems, stage="data")
-
-
-def _drop_missing(table: _Table) -> list[list[str]]:
-    """The rows without a missing value in a used column; a note counts the others per column."""
-    cells = table.cells
-    kept = [c for c in cells if not any(v in MISSING for v in c)]
-    if len(kept) < len(cells):
-        used = table.used
-        per_col = {
-            table.header[i]: sum(1 for c in cells if c[j] in MISSING) for j, i in enumerate(used)
-        }
-        detail = ", ".join(f"{k}: {v}" for k, v in per_col.items() if v)
-        table.notes.append(
-            f"dropped {len(cells) - len(kept)} of {len(cells)} rows with a missing value ({detail})"
-        )
-    if not kept:
-        raise data_error(
-            f"no rows left after dropping {len(cells)} rows with missing values "
-            "(empty, NA, N/A, n/a, NaN, null, ? and other markers)",
-            table.path,
-        )
-    return kept
-
-
-def _features(
-    table: _Table, kept: list[list[str]]
-) -> tuple[np.ndarray, list[str], list[tuple[str, tuple[str, ...] | None]]]:
-    """x (N, F): numeric columns as float32, others one-hot (categories sorted), a note each."""
-    blocks: list[np.ndarray] = []
-    names: list[str] = []
-    columns: list[tuple[str, tuple[str, ...] | None]] = []
-    onehot_said: list[str] = []
-    for j, col in enumerate(table.used[1:], start=1):
-        name = table.header[col]
-        values = [c[j] for c in kept]
-        if all(table.is_number(v) for v in values):
-            blocks.append(np.asarray([table.number(v) for v in values], dtype=np.float32)[:, None])
-            names.append(name)
-            columns.append((name, None))
-            if note := separator_note(name, values, table.delimiter):
-                table.notes.append(note)
-            continue
-        categories = sorted(set(values))
-        columns.append((name, tuple(categories)))
-        index = {v: k for k, v in enumerate(categories)}
-        onehot = np.zeros((len(values), len(categories)), dtype=np.float32)
-        onehot[np.arange(len(values)), [index[v] for v in values]] = 1.0
-        blocks.append(onehot)
-        names += [f"{name}={v}" for v in categories]
-        text = next(v for v in values if not table.is_number(v))
-        onehot_said.append(f"{name} ({len(categories)} categories; e.g. {text!r} is not a number)")
-    if onehot_said:
-        table.notes.append(
-            f"one-hot encoded {len(onehot_said)} text column{'s' if len(onehot_said) != 1 else ''}"
-            f": {'; '.join(onehot_said)}"
-        )
-    return np.concatenate(blocks, axis=1), names, columns
-
-
-def _number_label(value: float) -> str:
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def _target(
-    table: _Table, raw_y: list[str], target: str, task: str
-) -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """y and the class names (None for regression); task auto decides by the values."""
-    numeric = all(table.is_number(v) for v in raw_y)
-    if task == "auto":
-        task = "regression"
-        if not numeric:
-            task = "classification"
-        else:
-            as_float = [float(table.number(v)) for v in raw_y]  # type: ignore[arg-type]
-            distinct = len(set(as_float))
-            if all(v.is_integer() for v in as_float) and distinct <= AUTO_MAX_CLASSES:
-                task = "classification"
-                table.notes.append(
-                    f"target {target!r} is integer-valued with {distinct} distinct "
-                    "values: treated as classification"
-                )
-    if task == "regression":
-        if not numeric:
-            bad = next(v for v in raw_y if not table.is_number(v))
-            raise data_error(
-                f"regression target {target!r} holds non-numeric value {bad!r}; expected numbers",
-                table.path,
-                hint="use task: classification for a categorical target",
-            )
-        return np.asarray([table.number(v) for v in raw_y], dtype=np.float32), None
-    if numeric:
-        # Numeric classes are ordered by value ("2" before "10") and named canonically.
-        values = sorted({float(table.number(v)) for v in raw_y})  # type: ignore[arg-type]
-        index = {v: k for k, v in enumerate(values)}
-        y = [index[float(table.number(v))] for v in raw_y]  # type: ignore[arg-type]
-        return np.asarray(y, dtype=np.int64), tuple(_number_label(v) for v in values)
-    labels = sorted(set(raw_y))
-    index_s = {v: k for k, v in enumerate(labels)}
-    return np.asarray([index_s[v] for v in raw_y], dtype=np.int64), tuple(labels)
-
-
 def load_csv(
     path: str | Path,
     *,
@@ -301,21 +124,24 @@ def load_csv(
     if task not in ("classification", "regression", "auto"):
         raise data_error(f"unknown task {task!r}; expected classification, regression or auto")
     delimiter, header, numbered = _read_rows(path, delimiter)
-    used = _used_columns(header, target, features, path)
-    cells = [[row[i].strip() for i in used] for _, row in numbered]
-    table = _Table(path, delimiter, header, used, cells, [line for line, _ in numbered])
-    _check_cells(table, task == "classification")
-    kept = _drop_missing(table)
-    x, names, columns = _features(table, kept)
-    y, classes = _target(table, [c[0] for c in kept], target, task)
+    cells = CellPass(path, delimiter, header, _used_columns(header, target, features, path))
+    parts = []
+    for line, row in numbered:
+        cells.add(line, row)
+        if cells.pending >= 1 << 16:  # as arrays: a row of Python floats takes 10x the memory
+            parts.append(cells.take())
+    parts.append(cells.take())
+    notes: list[str] = []
+    plan = cells.finish(target, task, notes)
+    num, code = (np.concatenate(p) for p in zip(*parts))
     return ArrayData(
-        x=x,
-        y=y,
-        classes=classes,
+        x=encode(num, plan.sorted_codes(code), plan),
+        y=plan.labels(num[:, 0], code[:, 0]),
+        classes=plan.classes,
         source=f"CSV {path} (target {target!r})",
-        notes=tuple(table.notes),
-        feature_names=tuple(names),
-        table=TableColumns(target, tuple(columns)),
+        notes=tuple(notes),
+        feature_names=plan.feature_names,
+        table=plan.table,
     )
 
 

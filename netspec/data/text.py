@@ -9,7 +9,11 @@ float32 ids, the form the embedding layer takes.
 
 from __future__ import annotations
 
+import hashlib
+from array import array
+from collections.abc import Iterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +21,10 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
-from netspec.data.table import _column, _read_rows, _Table, _target
-from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile
+from netspec.data.stream import chunks, content_key, disk_cached, is_streamed, read_chunks
+from netspec.data.table import _column, _read_rows
+from netspec.data.table_cells import class_labels
+from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile, tokens
 from netspec.errors import DataError, Problem
 
 _SHOWN = 5  # empty texts listed by line; the rest are counted
@@ -39,10 +45,13 @@ def load_texts(
     lines = [line for line, _ in numbered]
     texts = [row[t_col] for _, row in numbered]
     labels = [row[l_col].strip() for _, row in numbered]
-    _refuse_empty(path, lines, texts, f"an empty text (column {text!r})")
-    _refuse_empty(path, lines, labels, f"an empty label (column {label!r})")
-    table = _Table(path, delimiter, header, [l_col, t_col], [], lines)
-    y, classes = _target(table, labels, label, "classification")
+    for values, what in (
+        (texts, f"an empty text (column {text!r})"),
+        (labels, f"an empty label (column {label!r})"),
+    ):
+        empty = [line for line, v in zip(lines, values) if not v.strip()]
+        refuse_empty(path, empty[:_SHOWN], len(empty), what)
+    y, classes = class_labels(path, delimiter, label, labels, lines)
     return ArrayData(
         x=np.asarray(texts, dtype=object),
         y=y,
@@ -53,17 +62,26 @@ def load_texts(
     )
 
 
-def _refuse_empty(path: Path, lines: list[int], values: list[str], what: str) -> None:
-    empty = [line for line, v in zip(lines, values) if not v.strip()]
-    if not empty:
+def refuse_empty(path: Path, lines: list[int], count: int, what: str) -> None:
+    """One error naming the first rows (`lines`) of `count` that have `what` (none: nothing)."""
+    if not count:
         return
     problems = [
         Problem(f"row has {what}", str(path), line, hint="fill it in, or remove the row")
-        for line in empty[:_SHOWN]
+        for line in lines[:_SHOWN]
     ]
-    if len(empty) > _SHOWN:
-        problems.append(Problem(f"... and {len(empty) - _SHOWN} more rows with {what}"))
+    if count > _SHOWN:
+        problems.append(Problem(f"... and {count - _SHOWN} more rows with {what}"))
     raise DataError(problems, stage="data")
+
+
+def _texts(x: Any) -> Iterator[str]:
+    """A split's texts in order: from memory, or a chunk at a time from the file (streamed)."""
+    if not is_streamed(x):
+        yield from (str(t) for t in x)
+        return
+    for part in read_chunks(x, chunks(x)):
+        yield from (str(t) for t in part)
 
 
 def fit_tokenizer(train: ArrayData, options: Any, input_shape: tuple[int, ...]) -> Tokenizer:
@@ -72,12 +90,19 @@ def fit_tokenizer(train: ArrayData, options: Any, input_shape: tuple[int, ...]) 
     max_length: as given; else the spec's input length when it is fixed ([L]); else the 95th
     percentile of the training texts' token counts (nearest rank).
     """
-    texts = [str(t) for t in train.x]
     length = options.max_length
     if length is None and len(input_shape) == 1 and input_shape[0] is not None:
         length = int(input_shape[0])
+    counts = array("q")  # each text's token count, for the percentile: one pass over the texts
+
+    def texts() -> Iterator[str]:
+        for t in _texts(train.x):
+            if length is None:
+                counts.append(len(tokens(t, options.level, options.lowercase)))
+            yield t
+
     tok = fit(
-        texts,
+        texts(),
         level=options.level,
         max_length=1,
         vocab_size=options.vocab_size,
@@ -85,7 +110,7 @@ def fit_tokenizer(train: ArrayData, options: Any, input_shape: tuple[int, ...]) 
         lowercase=options.lowercase,
     )
     if length is None:
-        length = length_percentile([len(tok.tokens(t)) for t in texts])
+        length = length_percentile(counts)
     return replace(tok, max_length=int(length))
 
 
@@ -100,11 +125,32 @@ def check_input(tok: Tokenizer, input_shape: tuple[int, ...], source: str) -> No
         )
 
 
-def tokenize(data: ArrayData, tok: Tokenizer) -> tuple[ArrayData, int]:
-    """A split's texts as (N, max_length) float32 ids, and how many texts were cut short."""
-    texts = [str(t) for t in data.x]
-    cut = sum(len(tok.tokens(t)) > tok.max_length for t in texts)
-    return replace(data, x=tok.encode(texts).astype(np.float32)), cut
+def tokenize(
+    data: ArrayData, tok: Tokenizer, cache: str = "ram", notes: list[str] | None = None
+) -> tuple[ArrayData, int]:
+    """A split's texts as (N, max_length) float32 ids, and how many texts were cut short.
+
+    Streamed texts (text_stream.py) get their ids when read (cache none), or from a disk cache
+    of them written once (disk, or auto that streams), keyed by the file, the split's rows and
+    the tokenizer."""
+    if not is_streamed(data.x):
+        texts = [str(t) for t in data.x]
+        cut = sum(len(tok.tokens(t)) > tok.max_length for t in texts)
+        return replace(data, x=tok.encode(texts).astype(np.float32)), cut
+    cut = sum(len(tok.tokens(t)) > tok.max_length for t in _texts(data.x))
+    x = data.x.mapped(partial(_ids, tok))
+    if cache != "none":
+        reader = x.reader
+        rows = hashlib.sha256(np.ascontiguousarray(x.index).tobytes()).hexdigest()
+        options = {"column": reader.column, "rows": rows, "tokenizer": tok.to_dict()}
+        key = content_key("text_ids", [reader.path], options)
+        x = disk_cached(x, key, notes if notes is not None else [])
+    return replace(data, x=x), cut
+
+
+def _ids(tok: Tokenizer, text: np.ndarray) -> np.ndarray:
+    """One streamed text's ids, as Tokenizer.encode gives a row of them."""
+    return tok.encode([str(text[()])])[0].astype(np.float32)
 
 
 def tokenize_splits(
@@ -112,6 +158,7 @@ def tokenize_splits(
     options: Any,
     input_shape: tuple[int, ...],
     recorded: Tokenizer | None,
+    cache: str = "ram",
 ) -> tuple[dict[str, ArrayData | None], Tokenizer, list[str]]:
     """Every split tokenized by one tokenizer: `recorded` (a trained run's), else one fitted on
     the training split; the splits, the tokenizer and the notes for the user."""
@@ -135,7 +182,7 @@ def tokenize_splits(
     for name, data in splits.items():
         out[name] = None
         if data is not None:
-            out[name], n = tokenize(data, tok)
+            out[name], n = tokenize(data, tok, cache, notes)
             cut += [f"{n} of {len(data)} {name}"] if n else []
     if cut:  # one note for all splits
         notes.append(
@@ -179,7 +226,11 @@ def tokenized(
             hint="remove train.preprocess",
         )
     parts, tok, said = tokenize_splits(
-        {"train": train, "val": val, "test": test}, spec.data.tokenizer, input_shape, recorded
+        {"train": train, "val": val, "test": test},
+        spec.data.tokenizer,
+        input_shape,
+        recorded,
+        spec.data.cache,
     )
     notes += said
     return parts["train"], parts["val"], parts["test"], tok  # type: ignore[return-value]

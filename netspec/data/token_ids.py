@@ -74,6 +74,7 @@ def check_training_ids(graph: Graph, splits: Any) -> None:
     """DataError located at the reading embedding when a split's input is not valid token ids
     (`splits`: a data.pipeline.Prepared, or the Splits a run's data is read from), or when
     train.preprocess would change the ids (a Prepared's record)."""
+    from netspec.data.stream import is_streamed
     from netspec.source import format_path
 
     node = id_reader(graph)
@@ -88,9 +89,12 @@ def check_training_ids(graph: Graph, splits: Any) -> None:
         )
 
     input_dim = int(node.layer.input_dim)  # type: ignore[attr-defined]
+    tokenized = getattr(splits, "tokenizer", None) is not None
     for split in ("train", "val", "test"):
         data = getattr(splits, split)
-        if data is not None and (bad := bad_ids(data.x, input_dim)) is not None:
+        if data is None or (tokenized and is_streamed(data.x)):
+            continue  # a tokenizer's ids, in range by text.check_vocab: not read all again
+        if (bad := bad_ids(data.x, input_dim)) is not None:
             raise fail(
                 f"{layer} reads token ids, but the {split} split of {data.source} {bad[0]}", bad[1]
             )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from netspec.data._common import data_error, plain
 from netspec.data.arraydata import ArrayData
+from netspec.errors import DataError
 
 Missing = Literal["zero", "interpolate"]
 MISSING_HINT = "set `train.data.missing: zero` or `interpolate` to fill missing values ('?')"
@@ -142,6 +143,51 @@ def _case(line: str, head: _Header, path: Path, n: int) -> tuple[np.ndarray, str
     return case, label
 
 
+class Scanner:
+    """A .ts file's lines in order: the header, then each case parsed and checked against it;
+    one definition for the file read whole (read_ts) and streamed (ts_stream.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.head = _Header()
+        self.data_line = 0  # the @data line (0: still in the header)
+
+    def line(self, n: int, raw: str) -> tuple[np.ndarray, str] | None:
+        """Line n: a case's (channels, length) values and label, or None (header, comment)."""
+        path, line = self.path, raw.strip()
+        if not line or line.startswith("#"):
+            return None
+        if not self.data_line:
+            if not line.startswith("@"):
+                raise data_error(
+                    f"{line[:30]!r} before the @data line", path, line=n,
+                    hint="header lines start with '@' and end with '@data'; comments with '#'",
+                )  # fmt: skip
+            tag, _, rest = line[1:].partition(" ")
+            if tag.lower() != "data":
+                self.head.take(tag.lower(), rest.split(), path, n)
+            elif not self.head.labelled and not self.head.target:
+                raise data_error(
+                    "no labels: the header has no `@classLabel true <names...>`",
+                    path, line=n, hint="the ts source reads labelled problems",
+                )  # fmt: skip
+            else:
+                self.data_line = n
+            return None
+        if line.startswith("@"):
+            raise data_error(f"a header line after @data ({self.data_line})", path, line=n)
+        return _case(line, self.head, path, n)
+
+    def end(self, cases: int) -> None:
+        """After the last line: a file without @data, or without cases, is refused."""
+        if not self.data_line:
+            raise data_error(
+                f"{self.path}: no @data line", self.path, hint="the cases follow a line `@data`"
+            )
+        if not cases:
+            raise data_error("no cases after @data", self.path, line=self.data_line)
+
+
 def read_ts(path: Path) -> TsFile:
     """Parse a `.ts` file; every problem is one DataError at its file:line."""
     try:
@@ -152,39 +198,16 @@ def read_ts(path: Path) -> TsFile:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise data_error(f"{path}: cannot be read as UTF-8 text ({exc})") from None
-    head = _Header()
-    ts: TsFile | None = None
+    scan = Scanner(path)
+    ts = TsFile(path, None)
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if ts is None:
-            if not line.startswith("@"):
-                raise data_error(
-                    f"{line[:30]!r} before the @data line", path, line=n,
-                    hint="header lines start with '@' and end with '@data'; comments with '#'",
-                )  # fmt: skip
-            tag, _, rest = line[1:].partition(" ")
-            if tag.lower() != "data":
-                head.take(tag.lower(), rest.split(), path, n)
-            elif not head.labelled and not head.target:
-                raise data_error(
-                    "no labels: the header has no `@classLabel true <names...>`",
-                    path, line=n, hint="the ts source reads labelled problems",
-                )  # fmt: skip
-            else:
-                ts = TsFile(path, head.classes, data_line=n)
-            continue
-        if line.startswith("@"):
-            raise data_error(f"a header line after @data ({ts.data_line})", path, line=n)
-        case, label = _case(line, head, path, n)
-        ts.series.append(case)
-        ts.labels.append(label)
-        ts.lines.append(n)
-    if ts is None:
-        raise data_error(f"{path}: no @data line", path, hint="the cases follow a line `@data`")
-    if not ts.series:
-        raise data_error("no cases after @data", path, line=ts.data_line)
+        got = scan.line(n, raw)
+        if got is not None:
+            ts.series.append(got[0])
+            ts.labels.append(got[1])
+            ts.lines.append(n)
+    scan.end(len(ts.series))
+    ts.classes, ts.data_line = scan.head.classes, scan.data_line
     return ts
 
 
@@ -201,6 +224,72 @@ def _fill(case: np.ndarray, how: Missing) -> None:
             row[bad] = np.interp(idx[bad], idx[~bad], row[~bad])
 
 
+def holes_error(case: np.ndarray, path: Path, n: int) -> DataError:
+    """The error of a case with a missing value when `missing` is not set."""
+    d, i = (int(v[0]) for v in np.nonzero(np.isnan(case)))
+    return data_error(
+        f"a missing value ('?') in dimension {d + 1} at step {i + 1}", path, line=n,
+        hint=MISSING_HINT,
+    )  # fmt: skip
+
+
+def shaped(
+    case: np.ndarray, width: int, missing: Missing | None, path: Path, n: int
+) -> tuple[np.ndarray, int]:
+    """One case (line n) as x's sample: missing values filled, zero-padded or cut to `width`,
+    float32; and how many values were filled."""
+    holes = int(np.isnan(case).sum())
+    if holes and missing is None:
+        raise holes_error(case, path, n)
+    if holes:
+        _fill(case, missing)  # type: ignore[arg-type]
+    out = np.zeros((case.shape[0], width), np.float32)
+    out[:, : min(width, case.shape[1])] = case[:, :width]
+    return out, holes
+
+
+def ts_notes(
+    path: Path, filled: int, missing: Missing | None, lengths: list[int], width: int
+) -> list[str]:
+    """What reading the file did that a user should know: filled values, padding, cuts."""
+    notes = [f"{path.name}: {filled} missing values filled ({missing})"] if filled else []
+    lo, hi = min(lengths), max(lengths)
+    if lo != hi or hi != width:
+        notes.append(
+            f"{path.name}: series of length {lo}-{hi} zero-padded at the end to {width}"
+            + (
+                f"; {sum(n > width for n in lengths)} longer ones cut to {width}"
+                if hi > width
+                else ""
+            )
+            + " (`permute` then `masking: {value: 0}` lets recurrent layers skip the padding)"
+        )
+    return notes
+
+
+def ts_labels(
+    labels: list[str], classes: tuple[str, ...] | None, lines: Any, path: Path
+) -> np.ndarray:
+    """y of the cases' labels: class indices, or float32 regression targets."""
+    if classes is None:
+        try:
+            return np.array([float(v) for v in labels], np.float32)
+        except ValueError:
+            bad = next(i for i, v in enumerate(labels) if not _number(v))
+            raise data_error(
+                f"target {labels[bad]!r} is not a number", path, line=int(lines[bad])
+            ) from None
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[v] for v in labels], np.int64)
+
+
+def dims_error(dims: int, ref: Path, ref_dims: int, path: Path, line: int) -> DataError:
+    return data_error(
+        f"{dims} dimensions, but the training file {ref.name} has {ref_dims}",
+        path, line=line, hint="train and test files of one problem have the same dimensions",
+    )  # fmt: skip
+
+
 def load_ts(
     path: Path,
     *,
@@ -214,53 +303,17 @@ def load_ts(
     training file: this one, or `train` when this is its separate test file); longer ones are cut.
     """
     ts = read_ts(path)
-    notes: list[str] = []
     ref = read_ts(train) if train is not None else ts
     if ref.dims != ts.dims:
-        raise data_error(
-            f"{ts.dims} dimensions, but the training file {ref.path.name} has {ref.dims}",
-            path, line=ts.lines[0], hint="train and test files of one problem have the same dimensions",
-        )  # fmt: skip
+        raise dims_error(ts.dims, ref.path, ref.dims, path, ts.lines[0])
     width = length or max(ref.lengths)
     filled = 0
-    for case, n in zip(ts.series, ts.lines, strict=True):
-        holes = int(np.isnan(case).sum())
-        if holes and missing is None:
-            d, i = (int(v[0]) for v in np.nonzero(np.isnan(case)))
-            raise data_error(
-                f"a missing value ('?') in dimension {d + 1} at step {i + 1}", path, line=n,
-                hint=MISSING_HINT,
-            )  # fmt: skip
-        if holes:
-            _fill(case, missing)  # type: ignore[arg-type]
-            filled += holes
-    if filled:
-        notes.append(f"{path.name}: {filled} missing values filled ({missing})")
-    lo, hi = min(ts.lengths), max(ts.lengths)
     x = np.zeros((len(ts.series), ts.dims, width), np.float32)
-    for i, case in enumerate(ts.series):
-        x[i, :, : min(width, case.shape[1])] = case[:, :width]
-    if lo != hi or hi != width:
-        notes.append(
-            f"{path.name}: series of length {lo}-{hi} zero-padded at the end to {width}"
-            + (
-                f"; {sum(n > width for n in ts.lengths)} longer ones cut to {width}"
-                if hi > width
-                else ""
-            )
-            + " (`permute` then `masking: {value: 0}` lets recurrent layers skip the padding)"
-        )
-    if ts.classes is None:
-        try:
-            y = np.array([float(v) for v in ts.labels], np.float32)
-        except ValueError:
-            bad = next(i for i, v in enumerate(ts.labels) if not _number(v))
-            raise data_error(
-                f"target {ts.labels[bad]!r} is not a number", path, line=ts.lines[bad]
-            ) from None
-        return ArrayData(x, y, None, str(path), tuple(notes))
-    index = {c: i for i, c in enumerate(ts.classes)}
-    y = np.array([index[v] for v in ts.labels], np.int64)
+    for i, (case, n) in enumerate(zip(ts.series, ts.lines, strict=True)):
+        x[i], holes = shaped(case, width, missing, path, n)
+        filled += holes
+    notes = ts_notes(path, filled, missing, ts.lengths, width)
+    y = ts_labels(ts.labels, ts.classes, ts.lines, path)
     return ArrayData(x, y, ts.classes, str(path), tuple(notes))
 
 

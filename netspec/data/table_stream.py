@@ -1,0 +1,328 @@
+"""CSV tables bigger than memory: one chunked pass over the file through the in-memory table's
+own cells code (table_cells.CellPass), never the whole file as Python objects. Cache disk writes
+the features once to a memory-mapped .npy (with the labels and the table's record, reused by the
+next run); cache none keeps each kept row's byte offset, and the DataLoader workers parse the
+rows they are asked for (RowReader).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netspec.data._common import data_error
+from netspec.data.arraydata import ArrayData, TableColumns
+from netspec.data.csvtext import delimiter_of, not_utf8
+from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
+from netspec.data.table import _check_header, _used_columns
+from netspec.data.table_cells import CellPass, TablePlan, encode
+
+ROWS = 1 << 16  # kept rows per chunk of the pass
+_BOM = b"\xef\xbb\xbf"
+_HEAD = 1 << 16  # bytes the delimiter is sniffed from (csvtext.sniff_delimiter reads 64 KB)
+
+
+def _head(path: Path, delimiter: str | None) -> tuple[str, int, int]:
+    """The delimiter, the byte where the rows start (after a BOM and Excel's `sep=` line), and
+    the lines before that byte."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(_HEAD)
+    except FileNotFoundError:
+        raise data_error("CSV file not found", path) from None
+    except OSError as e:
+        raise data_error(f"cannot read CSV file: {e}", path) from None
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise data_error(
+            "a UTF-16 CSV file is read whole: it cannot stream (train.data.cache disk or none)",
+            path,
+            hint="save it as UTF-8 (Excel: CSV UTF-8) to stream it, or use cache: ram",
+        )
+    start = len(_BOM) if head.startswith(_BOM) else 0
+    delimiter, excel = delimiter_of(head[start:].decode("utf-8", "replace"), delimiter)
+    if excel:
+        end = head.find(b"\n", start)
+        start = end + 1 if end >= 0 else len(head)
+    return delimiter, start, int(excel)
+
+
+def _records(
+    path: Path, delimiter: str, start: int, before: int
+) -> Iterator[tuple[int, int, list[str]]]:
+    """(line, byte offset, fields) of every non-blank record from byte `start`; the line is
+    the record's last, counted as csvtext.rows counts it."""
+    starts: list[int] = []  # the byte offsets of the lines the reader took for this record
+
+    def lines(f: Any) -> Iterator[str]:
+        at = start
+        for raw in f:
+            starts.append(at)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise data_error(
+                    f"cannot read the CSV file: {not_utf8(e, raw, at)}", path
+                ) from None
+            at += len(raw)
+            yield text
+
+    with path.open("rb") as f:
+        f.seek(start)
+        reader = csv.reader(lines(f), delimiter=delimiter)
+        try:
+            for row in reader:
+                offset = starts[0]
+                starts.clear()
+                if any(cell.strip() for cell in row):
+                    yield reader.line_num + before, offset, row
+        except csv.Error as e:  # a NUL byte, a field larger than csv's limit
+            raise data_error(f"cannot read CSV file: {e}", path) from None
+
+
+@dataclass(frozen=True, eq=False)
+class RowReader:
+    """Kept rows of a CSV file parsed on demand (cache none): row i starts at offsets[i]."""
+
+    path: Path
+    offsets: np.ndarray  # int64
+    fields: int  # the header's
+    plan: TablePlan
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def read(self, i: int) -> np.ndarray:
+        at = int(self.offsets[i])
+        try:
+            with self.path.open("rb") as f:
+                f.seek(at)
+                lines = (raw.decode("utf-8", "replace") for raw in f)
+                row = next(csv.reader(lines, delimiter=self.plan.delimiter), [])
+        except (OSError, csv.Error) as e:
+            raise data_error(f"cannot read the row at byte {at}: {e}", self.path) from None
+        values = None
+        if len(row) == self.fields:
+            values = self.plan.row_values([row[k].strip() for k in self.plan.used])
+        if values is None:
+            raise data_error(
+                f"the row at byte {at} is not the row found there when the run started: the "
+                "file changed",
+                self.path,
+                hint="run again to read the file afresh (cache: disk keeps the rows it read)",
+            )
+        return encode(*values, self.plan)[0]
+
+
+class _Raw:
+    """The pass's values of the kept rows, written to two temporary files of the cache folder
+    ((n, U) float64 numbers, (n, U) int32 codes); a failed write (a full disk) leaves `failed`
+    said and the files removed: the run goes on without the cache."""
+
+    def __init__(self, folder: Path, key: str) -> None:
+        self.paths = [folder / f"{key}.{os.getpid()}.{part}.tmp" for part in ("num", "code")]
+        self.failed: str | None = None
+        self.files: list[Any] = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.files = [p.open("wb") for p in self.paths]
+        except OSError as e:
+            self.fail(e)
+
+    def add(self, num: np.ndarray, code: np.ndarray) -> None:
+        if self.failed is None:
+            try:
+                for f, part in zip(self.files, (num, code)):
+                    f.write(part.tobytes())
+            except OSError as e:
+                self.fail(e)
+
+    def fail(self, e: OSError) -> None:
+        self.failed = str(e)
+        self.remove()
+
+    def arrays(self, n: int, u: int) -> tuple[np.ndarray, np.ndarray]:
+        for f in self.files:
+            f.close()
+        shape = (n, u)
+        return tuple(  # type: ignore[return-value]
+            np.memmap(p, dtype=t, mode="r", shape=shape) if n else np.zeros(shape, t)
+            for p, t in zip(self.paths, (np.float64, np.int32))
+        )
+
+    def remove(self) -> None:
+        for f in self.files:
+            f.close()
+        for p in self.paths:
+            with contextlib.suppress(OSError):  # a folder never made: nothing to remove
+                p.unlink(missing_ok=True)
+
+
+def stream_csv(
+    path: str | Path,
+    *,
+    target: str,
+    features: list[str] | None = None,
+    task: str = "auto",
+    delimiter: str | None = None,
+    cache: str = "none",
+    notes: list[str] | None = None,
+) -> ArrayData:
+    """load_csv's table with x streamed: from a memory-mapped cache of its features (`disk`,
+    written in the one pass, reused while the file is unchanged), or parsed row by row from
+    the file (`none`). The same checks, notes, features and labels as load_csv."""
+    path = Path(path)
+    said = list(notes or [])
+    options = {"target": target, "features": features, "task": task, "delimiter": delimiter}
+    try:
+        key = content_key("csv", [path], options)
+    except FileNotFoundError:
+        raise data_error("CSV file not found", path) from None
+    except OSError as e:
+        raise data_error(f"cannot read CSV file: {e}", path) from None
+    folder = cache_dir()
+    if cache == "disk":
+        reused = _reuse(folder, key)
+        if reused is not None:
+            return replace(reused, notes=(*reused.notes, *said))
+    delimiter, start, before = _head(path, delimiter)
+    records = _records(path, delimiter, start, before)
+    first = next(records, None)
+    if first is None:
+        raise data_error("CSV file is empty; expected a header row and data rows", path)
+    header = [h.strip() for h in first[2]]
+    _check_header(header, first[0], path, delimiter)
+    used = _used_columns(header, target, features, path)
+    cells = CellPass(path, delimiter, header, used)
+    raw = _Raw(folder, key) if cache == "disk" else None
+    try:
+        offsets, y_num, y_code = _pass(records, cells, raw)
+        pass_notes: list[str] = []
+        plan = cells.finish(target, task, pass_notes)
+        data = ArrayData(
+            x=Lazy(RowReader(path, offsets, len(header), plan)),  # the disk cache's, once written
+            y=plan.labels(y_num, y_code),
+            classes=plan.classes,
+            source=f"CSV {path} (target {target!r})",
+            notes=tuple(pass_notes),
+            feature_names=plan.feature_names,
+            table=plan.table,
+        )
+        if raw is not None and raw.failed is None:
+            try:
+                written = _write(folder, key, data, plan, raw, len(used))
+                return replace(written, notes=(*written.notes, *said))
+            except OSError as e:
+                raw.failed = str(e)
+    finally:
+        if raw is not None:
+            raw.remove()
+    if raw is not None:
+        said.append(
+            f"the disk cache could not be written in {folder} ({raw.failed}): the rows are "
+            "parsed from the CSV file every epoch"
+        )
+    else:
+        said.append(
+            f"cache: none: every batch parses its rows from the CSV file (the byte offsets of "
+            f"its {len(offsets)} rows found once)"
+        )
+    return replace(data, notes=(*data.notes, *said))
+
+
+def _pass(
+    records: Iterator[tuple[int, int, list[str]]], cells: CellPass, raw: _Raw | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row into `cells`, a chunk of kept rows at a time (their values to `raw`); the kept
+    rows' byte offsets and target values and codes."""
+    offsets = array("q")
+    nums: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+
+    def flush() -> None:
+        num, code = cells.take()
+        nums.append(num[:, 0].copy())
+        codes.append(code[:, 0].copy())
+        if raw is not None:
+            raw.add(num, code)
+
+    for line, offset, row in records:
+        if cells.add(line, row):
+            offsets.append(offset)
+            if cells.pending >= ROWS:
+                flush()
+    flush()
+    return (
+        np.frombuffer(offsets, dtype=np.int64).copy(),
+        np.concatenate(nums),
+        np.concatenate(codes),
+    )
+
+
+def _write(
+    folder: Path, key: str, data: ArrayData, plan: TablePlan, raw: _Raw, u: int
+) -> ArrayData:
+    """The features encoded from the pass's values, a chunk at a time, into {key}.npy, the labels
+    into {key}.y.npy, then the marker that holds the table's record: the cache entry."""
+    n, f = len(data.y), len(plan.feature_names)
+    num, code = raw.arrays(n, u)
+    npy, done = folder / f"{key}.npy", folder / f"{key}.done"
+    done.unlink(missing_ok=True)
+    parts = (
+        encode(num[s : s + ROWS], plan.sorted_codes(code[s : s + ROWS]), plan)
+        for s in range(0, n, ROWS)
+    )
+    write_npy(npy, (n, f), np.dtype(np.float32), parts)
+    write_npy(folder / f"{key}.y.npy", data.y.shape, data.y.dtype, [data.y])
+    meta = {
+        "key": key,
+        "shape": [n, f],
+        "y": [data.y.dtype.str, list(data.y.shape)],
+        "classes": data.classes,
+        "source": data.source,
+        "notes": list(data.notes),
+        "feature_names": list(plan.feature_names),
+        "table": plan.table.to_dict(),
+    }
+    mark_done(done, meta)
+    x = Lazy(ArrayReader(np.load(npy, mmap_mode="r")))
+    note = f"the features of the CSV rows written once to the disk cache {npy}"
+    return replace(data, x=x, notes=(*data.notes, note))
+
+
+def _reuse(folder: Path, key: str) -> ArrayData | None:
+    """The cache entry `key` when its marker says complete and the arrays match it: a stale,
+    foreign or half-written entry is never read."""
+    npy = folder / f"{key}.npy"
+    try:
+        meta = json.loads((folder / f"{key}.done").read_text())
+        if not isinstance(meta, dict) or meta.get("key") != key:
+            return None
+        x = np.load(npy, mmap_mode="r")
+        y = np.load(folder / f"{key}.y.npy")
+        ok = list(x.shape) == meta["shape"] and x.dtype == np.float32
+        ok = ok and [y.dtype.str, list(y.shape)] == meta["y"] and len(y) == len(x)
+        if not ok:
+            return None
+        classes = None if meta["classes"] is None else tuple(meta["classes"])
+        data = ArrayData(
+            Lazy(ArrayReader(x)),
+            y,
+            classes,
+            str(meta["source"]),
+            tuple(meta["notes"]),
+            tuple(meta["feature_names"]),
+            TableColumns.from_dict(meta["table"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    note = f"the features read from the disk cache {npy} (the CSV is not read)"
+    return replace(data, notes=(*data.notes, note))
