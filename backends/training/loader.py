@@ -9,12 +9,7 @@ way. The decoding is netspec.data.stream's `Lazy`, the in-memory loaders' own co
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +22,8 @@ from netspec.data.arraydata import ArrayData
 from netspec.data.cache_choice import default_workers
 from netspec.data.stream import Lazy, is_streamed
 from netspec.errors import DataError, NetspecError, Problem
+
+from .worker_watch import awaiting, stop_workers_with, watch_children
 
 Index = slice | torch.Tensor | np.ndarray
 PREFETCH = 4  # batches each worker decodes ahead
@@ -90,14 +87,14 @@ class Feeder:
         self.workers = default_workers() if workers is None else workers
         self.jobs = _Jobs()
         self.loader: DataLoader | None = None
-        self._stopper: weakref.finalize | None = None
+        self._stopper: Any = None  # stops the workers when this Feeder is garbage
         decoded = {k: v for k, v in splits.items() if not v.in_place}  # the rest: read here
         if self.workers > 0 and decoded:
             # torch's SIGCHLD handler raises a dead worker's error wherever this process is (in
             # a forward, in a log call). Marked as set, it is never installed: ours
-            # (_on_child_exit) raises it only while a batch is awaited, reported as a DataError.
+            # (worker_watch.py) raises it only while a batch is awaited, reported as a DataError.
             signal_handling._SIGCHLD_handler_set = True
-            _watch_children()
+            watch_children()
             self.loader = DataLoader(
                 _Splits(decoded),
                 batch_size=None,  # each job is a whole batch
@@ -122,12 +119,12 @@ class Feeder:
             return
         self.jobs.jobs = [(name, p) for p in parts]
         try:
-            with _awaiting(self.loader):
+            with awaiting(self.loader):
                 it = iter(self.loader)
             if self._stopper is None:
-                self._stopper = _stop_workers_with(self, it)
+                self._stopper = stop_workers_with(self, it)
             for _ in parts:
-                with _awaiting(self.loader):
+                with awaiting(self.loader):
                     batch = next(it)
                 if isinstance(batch, _Failed):
                     raise batch.error()
@@ -140,71 +137,6 @@ class Feeder:
                 "`--resume` continues from the last saved epoch",
                 stage="data",
             ) from None
-
-
-class _WorkerEnded(RuntimeError):
-    """A worker process ended while the training process waited for a batch."""
-
-
-_AWAITED: tuple[int, ...] = ()  # the pids of the workers whose batch is awaited now
-_watching = False
-_previous_handler: Any = None
-
-
-def _watch_children() -> None:
-    """Install _on_child_exit once (the main thread only: elsewhere torch notices a dead worker
-    after its 5 s poll). Without it a killed worker was noticed only after that poll."""
-    global _previous_handler, _watching
-    if _watching or threading.current_thread() is not threading.main_thread():
-        return
-    _previous_handler = signal.signal(signal.SIGCHLD, _on_child_exit)
-    _watching = True
-
-
-def _on_child_exit(signum: int, frame: Any) -> None:
-    _raise_if_ended(_AWAITED)
-    if callable(_previous_handler):
-        _previous_handler(signum, frame)
-
-
-def _raise_if_ended(pids: tuple[int, ...]) -> None:
-    for pid in pids:
-        try:  # WNOWAIT: the child is left for torch (multiprocessing) to reap
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:  # already reaped: gone all the same
-            raise _WorkerEnded(f"worker process {pid} ended") from None
-        if info is not None:
-            how = (
-                f"was killed by signal {info.si_status}"
-                if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
-                else f"exited with code {info.si_status}"
-            )
-            raise _WorkerEnded(f"worker process {pid} {how}")
-
-
-@contextmanager
-def _awaiting(loader: DataLoader) -> Iterator[None]:
-    """While a batch is awaited, a worker's end raises _WorkerEnded at once (SIGCHLD)."""
-    global _AWAITED
-    it = loader._iterator
-    pids = tuple(w.pid for w in it._workers) if it is not None else ()  # type: ignore[attr-defined]
-    _AWAITED = pids if _watching else ()
-    try:
-        _raise_if_ended(_AWAITED)  # one that ended before the watch began
-        yield
-    finally:
-        _AWAITED = ()
-
-
-def _stop_workers_with(feeder: Feeder, it: Any) -> weakref.finalize:
-    """Stop the workers as soon as `feeder` is garbage. Left to the iterator's own __del__, a
-    run that ends in a reference cycle (a Trainer does) waited 5 s per worker: the cycle's
-    collector closes the iterator's queues (their weakref finalizers run first) before __del__
-    sends each worker its stop message, which then never arrives, and each join times out.
-    Held here, the iterator and its queues outlive the cycle and stop promptly."""
-    stopper = weakref.finalize(feeder, it._shutdown_workers)
-    stopper.atexit = False  # at exit torch's own hook stops them
-    return stopper
 
 
 class Streamed:
