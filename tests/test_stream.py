@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -175,9 +176,10 @@ def test_killed_worker_is_a_clear_error(tmp_path: Path) -> None:
     next(batches)
     for pid in t.scorer.feeder.loader._iterator._workers:  # type: ignore[union-attr]
         os.kill(pid.pid, signal.SIGKILL)
-    with pytest.raises(DataError, match="data worker process stopped"):
+    with pytest.raises(DataError, match="data worker process stopped") as e:
         list(batches)
         list(t.x_train.batches([np.arange(3)] * 50))
+    assert re.search(r"worker process \d+ was killed by signal 9", e.value.format())
 
 
 def test_lazy_views_decode_nothing_until_indexed(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from netspec.data.cache_choice import default_workers
 from netspec.data.stream import Lazy, is_streamed
 from netspec.errors import DataError, NetspecError, Problem
 
-from .worker_watch import awaiting, stop_workers_with, watch_children
+from .worker_watch import awaiting, ended_worker, stop_workers_with
 
 Index = slice | torch.Tensor | np.ndarray
 PREFETCH = 4  # batches each worker decodes ahead
@@ -92,9 +92,8 @@ class Feeder:
         if self.workers > 0 and decoded:
             # torch's SIGCHLD handler raises a dead worker's error wherever this process is (in
             # a forward, in a log call). Marked as set, it is never installed: ours
-            # (worker_watch.py) raises it only while a batch is awaited, reported as a DataError.
+            # (worker_watch.awaiting) raises it only while a batch is awaited, as a DataError.
             signal_handling._SIGCHLD_handler_set = True
-            watch_children()
             self.loader = DataLoader(
                 _Splits(decoded),
                 batch_size=None,  # each job is a whole batch
@@ -130,9 +129,9 @@ class Feeder:
                     raise batch.error()
                 yield batch
         except (RuntimeError, EOFError, ConnectionError) as e:  # a worker killed (OOM, a signal)
+            why = ended_worker(self.loader) or f"{type(e).__name__}: {e}"
             raise DataError.one(
-                f"a data worker process stopped while decoding {name} batches "
-                f"({type(e).__name__}: {e})",
+                f"a data worker process stopped while decoding {name} batches ({why})",
                 hint="see the system log (out of memory?), lower train.data.workers, then "
                 "`--resume` continues from the last saved epoch",
                 stage="data",
