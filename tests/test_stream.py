@@ -330,7 +330,7 @@ def test_preprocess_geometry_is_applied_per_streamed_sample(tmp_path: Path) -> N
     assert same_state(module_state(runs["none"]), module_state(runs["ram"]))
 
 
-@pytest.mark.slow  # Optuna and its SQLite study: ~12-20 s on 2 busy cores, mostly imports
+@pytest.mark.slow  # Optuna's imports and SQLite study: 12-20 s alone on 2 busy cores (3 s after others)
 def test_tune_trials_reuse_one_disk_cache(tmp_path: Path, cache_dir: Path) -> None:
     pytest.importorskip("optuna")
     from helpers import invoke
