@@ -13,20 +13,27 @@ writes it and its second reads it. Measured from outside the process, by reading
 
 - peak anonymous memory (RssAnon, sampled every 0.1 s, the largest process of the tree): what
   the processes allocated, without the pages of files they map (the disk cache's and .npy
-  pages are page cache, counted in RSS but reclaimed by the kernel at will);
+  pages are page cache, counted in RSS but reclaimed by the kernel at will); and its peak
+  summed over the tree (a forked worker's pages shared with its parent counted in both);
 - peak RSS: the training process's VmHWM (its own high-water mark, read just before it exits,
   via a parent that waits on it: resource.getrusage(RUSAGE_CHILDREN).ru_maxrss) and the peak of
-  the whole process tree's PSS (workers included, shared pages divided among their sharers),
-  sampled every 0.1 s;
+  the whole process tree's PSS (workers included, shared pages divided among their sharers;
+  that measuring parent left out), sampled every 0.1 s;
 - throughput: each epoch's `samples_per_s` from the run's metrics.json (the decode hides behind
   the step when epoch 1 of `none` is near `ram`'s), and the wall time of the whole command.
 
-Reported: medians over the rounds, and the ratios none/ram and disk/ram (throughput) and
-size_large/size_small (peak RSS). On a busy machine the throughput ratios are noisy: see the
-spread printed beside them.
+- with `--nproc N`: one more contender in the rotation, `netspec train --nproc N` with
+  `--nproc-cache` (default none: each rank decodes only its shard), against the one-process run
+  of the same cache on the same folder; its memory is the peak of the sum over every process of
+  the run (the launcher, the ranks and their workers: anonymous memory and PSS, sampled), and
+  its epochs' times and samples/s are the whole run's (rank 0's clock, every rank's samples).
 
-    python benchmarks/bench_stream.py --n 2000 20000       # the issue's sizes (~20 min)
-    python benchmarks/bench_stream.py --n 500 2000 --rounds 1 --workers 1   # a quick look
+Reported: medians over the rounds, and the ratios none/ram and disk/ram (throughput),
+size_large/size_small (peak RSS) and N processes / one (time per epoch, summed memory). On a
+busy machine the throughput ratios are noisy: see the spread printed beside them.
+
+    python benchmarks/bench_stream.py --n 2000 20000 --nproc 2   # the issue's sizes (~30 min)
+    python benchmarks/bench_stream.py --quick --nproc 2          # a look (~1 min on 2 idle cores)
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "cats_dogs"
 MODES = ("ram", "disk", "none")
 VAL = 600
+QUICK = {"n": [300, 900], "rounds": 1, "val": 100, "workers": 1}
 
 SPEC = """\
 name: bench_stream
@@ -153,22 +161,25 @@ _WRAP = (
 )
 
 
-def run_once(spec: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
+def run_once(spec: Path, out: Path, env: dict[str, str], nproc: int = 1) -> dict[str, float]:
     cmd = [sys.executable, "-c", _WRAP, sys.executable, "-m", "netspec", "train", str(spec)]
     cmd += ["--out", str(out), "--device", "cpu", "--no-progress", "--force"]
+    cmd += ["--nproc", str(nproc)] if nproc > 1 else []
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
     )
-    peak = anon = 0
+    peak = anon = anon_sum = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, anon
+        nonlocal peak, anon, anon_sum
         while not stop.wait(0.1):
-            tree = _tree(proc.pid)
+            tree = _tree(proc.pid)[1:]  # not the measuring parent (_WRAP)
             peak = max(peak, sum(_pss(p) for p in tree))
-            anon = max(anon, max((_anon(p) for p in tree), default=0))
+            each = [_anon(p) for p in tree]
+            anon = max(anon, max(each, default=0))
+            anon_sum = max(anon_sum, sum(each))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -184,8 +195,11 @@ def run_once(spec: Path, out: Path, env: dict[str, str]) -> dict[str, float]:
         "rss_mb": maxrss / 2**20,
         "tree_pss_mb": peak / 2**20,
         "anon_mb": anon / 2**20,
+        "anon_sum_mb": anon_sum / 2**20,
         "epoch1_sps": hist[0]["samples_per_s"],
         "epoch2_sps": hist[-1]["samples_per_s"],
+        "epoch1_s": hist[0]["time_s"],
+        "epoch2_s": hist[-1]["time_s"],
         "wall_s": wall,
     }
 
@@ -196,8 +210,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--workers", type=int, default=None, help="train.data.workers")
     ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the folder here")
+    ap.add_argument(
+        "--nproc", type=int, default=1, help="also time `--nproc N` (sharded reading), N > 1"
+    )
+    ap.add_argument(
+        "--nproc-cache", choices=MODES, default="none", help="the --nproc run's cache (none)"
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a look: {QUICK['n'][0]} and {QUICK['n'][1]} images, {QUICK['val']} validation "
+        f"images, 1 round, 1 worker",
+    )
     args = ap.parse_args(argv)
+    val_n = VAL
+    if args.quick:
+        args.n, args.rounds, args.workers, val_n = (
+            QUICK["n"], QUICK["rounds"], QUICK["workers"], QUICK["val"],
+        )  # fmt: skip
     small, large = sorted(args.n)
+    # The contenders, rotated each round: (cache, processes).
+    contenders = [(m, 1) for m in MODES] + ([(args.nproc_cache, args.nproc)] * (args.nproc > 1))
     tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))
     try:
         full = args.keep or tmp / "full"
@@ -211,18 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[int, str], list[dict[str, float]]] = {}
         for r in range(args.rounds):
             for size in (small, large):
-                order = MODES[r % 3 :] + MODES[: r % 3]
-                for mode in order:
-                    spec = tmp / f"{mode}_{size}.yaml"
-                    # VAL validation samples at every size: the evaluation's batches (up to
+                k = r % len(contenders)
+                for mode, nproc in contenders[k:] + contenders[:k]:
+                    name = mode if nproc == 1 else f"{mode}x{nproc}"
+                    spec = tmp / f"{name}_{size}.yaml"
+                    # val_n validation samples at every size: the evaluation's batches (up to
                     # 512) and their activations are then the same, and only the data grow.
-                    val = round(VAL / size, 6)
+                    val = round(val_n / size, 6)
                     text = SPEC.format(path=folders[size], val=val, cache=mode, workers=workers)
                     spec.write_text(text)
                     shutil.rmtree(tmp / "cache", ignore_errors=True)
-                    row = run_once(spec, tmp / f"run_{mode}_{size}", env)
-                    results.setdefault((size, mode), []).append(row)
-                    print(f"round {r + 1} n={size} {mode}: {row}", file=sys.stderr)
+                    row = run_once(spec, tmp / f"run_{name}_{size}", env, nproc)
+                    results.setdefault((size, name), []).append(row)
+                    print(f"round {r + 1} n={size} {name}: {row}", file=sys.stderr)
         report(results, small, large, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -236,10 +270,11 @@ def _med(rows: list[dict[str, float]], key: str) -> float:
 def report(results: dict, small: int, large: int, args: argparse.Namespace) -> None:
     print(f"\nbench_stream: {args.rounds} rounds, workers {args.workers or 'default'}, "
           f"{os.cpu_count()} CPUs; medians\n")  # fmt: skip
-    keys = ("rss_mb", "anon_mb", "tree_pss_mb", "epoch1_sps", "epoch2_sps", "wall_s")
-    print(f"{'n':>6} {'cache':<5} " + " ".join(f"{k:>12}" for k in keys))
+    keys = ("rss_mb", "anon_mb", "anon_sum_mb", "tree_pss_mb", "epoch1_sps", "epoch2_sps")
+    keys += ("epoch1_s", "epoch2_s", "wall_s")
+    print(f"{'n':>6} {'cache':<7} " + " ".join(f"{k:>12}" for k in keys))
     for (size, mode), rows in sorted(results.items()):
-        print(f"{size:>6} {mode:<5} " + " ".join(f"{_med(rows, k):>12.1f}" for k in keys))
+        print(f"{size:>6} {mode:<7} " + " ".join(f"{_med(rows, k):>12.1f}" for k in keys))
     print()
     for mode in MODES:
         for k in ("rss_mb", "anon_mb"):
@@ -249,9 +284,19 @@ def report(results: dict, small: int, large: int, args: argparse.Namespace) -> N
         ram = results[size, "ram"]
         for mode in ("none", "disk"):
             for k in ("epoch1_sps", "epoch2_sps"):
-                ratios = [a[k] / b[k] for a, b in zip(results[size, mode], ram)]
-                spread = f"{min(ratios):.2f}..{max(ratios):.2f}"
-                print(f"n={size} {mode}/ram {k}: {statistics.median(ratios):.2f} ({spread})")
+                _ratio(f"n={size} {mode}/ram {k}", results[size, mode], ram, k)
+    if args.nproc > 1:  # N processes against one, the same cache and folder
+        many = f"{args.nproc_cache}x{args.nproc}"
+        for size in (small, large):
+            one = results[size, args.nproc_cache]
+            for k in ("epoch1_s", "epoch2_s", "anon_sum_mb", "tree_pss_mb"):
+                _ratio(f"n={size} {many}/{args.nproc_cache} {k}", results[size, many], one, k)
+
+
+def _ratio(label: str, rows: list[dict[str, float]], base: list[dict[str, float]], k: str) -> None:
+    """The median and spread of rows[k] / base[k], round by round (interleaved pairs)."""
+    ratios = [a[k] / b[k] for a, b in zip(rows, base)]
+    print(f"{label}: {statistics.median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f})")
 
 
 if __name__ == "__main__":

@@ -89,14 +89,16 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """history.png and a classification run's report pictures take longer to draw than tiny
-    runs take to train: record their paths instead of drawing them (test_train_cli.py's
-    quickstart test and test_classify.py check real ones). A test that also asks for
+    """history.png, a classification run's report pictures and a segmentation run's
+    predictions.png take longer to draw than tiny runs take to train: record their paths
+    instead of drawing them (test_train_cli.py's quickstart test, test_classify.py and
+    test_train_seg.py check real ones). A test that also asks for
     `real_plots` draws them for real. Returns the paths that would have been drawn."""
     drawn: list[Path] = []
     if "real_plots" not in request.fixturenames:
         import netspec.backends.training.plots
         import netspec.backends.training.report_plots as report_plots
+        import netspec.backends.training.seg_plots as seg_plots
 
         def plot_history(history, path, **kwargs) -> None:
             drawn.append(Path(path))
@@ -106,8 +108,12 @@ def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
             drawn.extend(Path(out_dir) / name for name in names)
             return [Path(out_dir) / name for name in names]
 
+        def plot_grid(*args, **kwargs) -> None:  # a segmentation run's predictions.png
+            drawn.append(Path(args[3]))
+
         monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
         monkeypatch.setattr(report_plots, "plot_class_report", plot_class_report)
+        monkeypatch.setattr(seg_plots, "plot_predictions", plot_grid)
     return drawn
 
 

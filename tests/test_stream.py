@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -175,9 +176,10 @@ def test_killed_worker_is_a_clear_error(tmp_path: Path) -> None:
     next(batches)
     for pid in t.scorer.feeder.loader._iterator._workers:  # type: ignore[union-attr]
         os.kill(pid.pid, signal.SIGKILL)
-    with pytest.raises(DataError, match="data worker process stopped"):
+    with pytest.raises(DataError, match="data worker process stopped") as e:
         list(batches)
         list(t.x_train.batches([np.arange(3)] * 50))
+    assert re.search(r"worker process \d+ was killed by signal 9", e.value.format())
 
 
 def test_lazy_views_decode_nothing_until_indexed(tmp_path: Path) -> None:
@@ -326,3 +328,28 @@ def test_preprocess_geometry_is_applied_per_streamed_sample(tmp_path: Path) -> N
     assert runs["none"].data.train.x.shape[1:] == (1, 6, 6)
     assert runs["none"].data.preprocessing == runs["ram"].data.preprocessing
     assert same_state(module_state(runs["none"]), module_state(runs["ram"]))
+
+
+@pytest.mark.slow  # Optuna's imports and SQLite study: 12-20 s alone on 2 busy cores (3 s after others)
+def test_tune_trials_reuse_one_disk_cache(tmp_path: Path, cache_dir: Path) -> None:
+    pytest.importorskip("optuna")
+    from helpers import invoke
+
+    folder = image_folder(tmp_path / "images")
+    text = SPEC.format(path=folder, cache="disk", workers=0, epochs=1).replace(
+        "seed: 3", "seed: 3\n  optimizer: {name: adam, lr: {search: float, low: 0.001, high: 0.01}}"
+    )
+    spec = tmp_path / "search.yaml"
+    spec.write_text(text)
+    out = tmp_path / "study"
+    result = invoke("tune", spec, "--trials", 2, "--out", out, "--pruner", "none", "--json")
+    assert result.exit_code == 0, result.output
+    assert [t["state"] for t in json.loads(result.stdout)["trials"]] == ["complete"] * 2
+    # The first trial writes the cache, the second reads it: one cache for the study (a study
+    # prints each note once, whichever trial meets it).
+    (npy,) = cache_dir.glob("*.npy")
+    assert npy.with_suffix(".done").is_file()
+    notes = [line for line in result.stderr.splitlines() if "disk cache" in line]
+    assert len(notes) == 2, notes
+    assert f"written once to the disk cache {npy}" in notes[0]
+    assert f"read from the disk cache {npy}" in notes[1]

@@ -23,6 +23,8 @@ from netspec.data.cache_choice import default_workers
 from netspec.data.stream import Lazy, is_streamed
 from netspec.errors import DataError, NetspecError, Problem
 
+from .worker_watch import awaiting, ended_worker, stop_workers_with
+
 Index = slice | torch.Tensor | np.ndarray
 PREFETCH = 4  # batches each worker decodes ahead
 
@@ -85,11 +87,12 @@ class Feeder:
         self.workers = default_workers() if workers is None else workers
         self.jobs = _Jobs()
         self.loader: DataLoader | None = None
+        self._stopper: Any = None  # stops the workers when this Feeder is garbage
         decoded = {k: v for k, v in splits.items() if not v.in_place}  # the rest: read here
         if self.workers > 0 and decoded:
             # torch's SIGCHLD handler raises a dead worker's error wherever this process is (in
-            # a forward, in a log call). Marked as set, it is never installed: the error then
-            # comes from the next batch asked for (within 5 s), reported as a DataError there.
+            # a forward, in a log call). Marked as set, it is never installed: ours
+            # (worker_watch.awaiting) raises it only while a batch is awaited, as a DataError.
             signal_handling._SIGCHLD_handler_set = True
             self.loader = DataLoader(
                 _Splits(decoded),
@@ -115,16 +118,20 @@ class Feeder:
             return
         self.jobs.jobs = [(name, p) for p in parts]
         try:
-            it = iter(self.loader)
+            with awaiting(self.loader):
+                it = iter(self.loader)
+            if self._stopper is None:
+                self._stopper = stop_workers_with(self, it)
             for _ in parts:
-                batch = next(it)
+                with awaiting(self.loader):
+                    batch = next(it)
                 if isinstance(batch, _Failed):
                     raise batch.error()
                 yield batch
         except (RuntimeError, EOFError, ConnectionError) as e:  # a worker killed (OOM, a signal)
+            why = ended_worker(self.loader) or f"{type(e).__name__}: {e}"
             raise DataError.one(
-                f"a data worker process stopped while decoding {name} batches "
-                f"({type(e).__name__}: {e})",
+                f"a data worker process stopped while decoding {name} batches ({why})",
                 hint="see the system log (out of memory?), lower train.data.workers, then "
                 "`--resume` continues from the last saved epoch",
                 stage="data",
