@@ -79,7 +79,7 @@ def test_first_conv_on_rgb_shows_colour_kernels(cam_module) -> None:
 
 
 def test_activations_are_the_layer_outputs(
-    quickstart_run: Path, digit: Path, tmp_path: Path
+    quickstart_run: Path, digit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = load_run(quickstart_run)
     raw, x = vis.read_input(run, digit)
@@ -96,6 +96,10 @@ def test_activations_are_the_layer_outputs(
     assert grids == [(4, 8), (4, 8)]  # 32 maps, then the first 32 of 64
     assert _png_size(tmp_path / "a.png") == (880, round(100 * (2 * (1.1 * 4 + 0.4) + 0.5)))
 
+    # The command: the maps it hands to plot_activations (drawn above; another 64 tiles took
+    # 4 s on 2 busy cores), a pooling layer's too.
+    handed: list[dict[str, np.ndarray]] = []
+    monkeypatch.setattr(vis, "plot_activations", lambda maps, *a: handed.append(maps))
     result = invoke(
         "visualize",
         quickstart_run,
@@ -108,6 +112,9 @@ def test_activations_are_the_layer_outputs(
     )
     assert result.exit_code == 0, result.output
     assert "conv2d_1 (64 maps), maxpool2d (64 maps)" in result.output
+    ((conv, pool),) = [list(maps.values()) for maps in handed]
+    np.testing.assert_allclose(conv, vis.activations(module, x, ["conv2d_1"])["conv2d_1"])
+    assert pool.shape == (64, 4, 4)
 
 
 def test_gradient_saliency_matches_finite_differences(quickstart_run: Path, digit: Path) -> None:
