@@ -33,19 +33,23 @@ QUICKSTART = REPO / "specs" / "quickstart.yaml"
 # --- the README's main job ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def report_pictures_off(mp: pytest.MonkeyPatch) -> None:
+    """The classification report's pictures named but not drawn (~1.5 s a run on 2 busy
+    cores): test_classify.py draws and checks real ones."""
     import netspec.backends.training.report_plots as report_plots
 
     def plot_class_report(out_dir, report, *, images, **kwargs) -> list[Path]:
         names = report_plots.report_pictures(report, images=images is not None)
         return [Path(out_dir) / name for name in names]
 
+    mp.setattr(report_plots, "plot_class_report", plot_class_report)
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("quickstart") / "run"
-    # history.png drawn and checked; the classification report's pictures (test_classify.py
-    # draws real ones) named but not drawn: ~1.5 s of the fixture on 2 busy cores.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report_plots, "plot_class_report", plot_class_report)
+        report_pictures_off(mp)  # history.png is drawn, and checked below
         result = invoke("train", QUICKSTART, "--out", out)
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
@@ -146,6 +150,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         import netspec.backends.training.plots
 
         mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
+        report_pictures_off(mp)
         result = invoke("train", write(tmp, TINY), "--out", tmp / "run", "--set", "train.epochs=1")
     assert result.exit_code == 0, result.output
     return tmp / "run"
