@@ -92,16 +92,15 @@ def test_activations_are_the_layer_outputs(
     )[0]
     np.testing.assert_allclose(maps["conv2d"], expect.detach().numpy(), rtol=1e-4, atol=1e-5)
     assert maps["conv2d_1"].shape == (64, 8, 8)
-    # Drawn with at most 12 maps a layer instead of 32 (each tile costs ~30 ms to draw): the
-    # first 12 of 32 and of 64, in grids of 8 columns.
-    monkeypatch.setattr(vis, "MAX_MAPS", 12)
-    grids = vis.plot_activations(maps, tmp_path / "a.png", "t")
+    # Drawn with at most 12 maps a layer instead of 32 (64 tiles took 2-4 s to draw on 2 busy
+    # cores): the first 12 of 32 and of 64, in grids of 8 columns.
+    with monkeypatch.context() as mp:
+        mp.setattr(vis, "MAX_MAPS", 12)
+        grids = vis.plot_activations(maps, tmp_path / "a.png", "t")
     assert grids == [(2, 8), (2, 8)]
     assert _png_size(tmp_path / "a.png") == (880, round(100 * (2 * (1.1 * 2 + 0.4) + 0.5)))
-    monkeypatch.undo()
 
-    # The command: the maps it hands to plot_activations (drawn above; 64 tiles took 4 s on 2
-    # busy cores), a pooling layer's too.
+    # The command: the maps it hands to plot_activations (drawn above), a pooling layer's too.
     handed: list[dict[str, np.ndarray]] = []
     monkeypatch.setattr(vis, "plot_activations", lambda maps, *a: handed.append(maps))
     result = invoke(
