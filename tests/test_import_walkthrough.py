@@ -55,6 +55,23 @@ def invoke(args: list[str]) -> str:
     return result.output
 
 
+def pictures_off(mp: pytest.MonkeyPatch) -> None:
+    """history.png and the classification report's pictures named but not drawn: drawing them
+    took 10 s of the walk-through's 17 (train and evaluate, 2 busy cores), the one epoch far
+    less; test_classify.py and test_train_cli.py draw real ones."""
+    import netspec.backends.training.plots as plots
+    import netspec.backends.training.report_plots as report_plots
+
+    def plot_class_report(out_dir, report, *, images, **kwargs) -> list[Path]:
+        return [
+            Path(out_dir) / n
+            for n in report_plots.report_pictures(report, images=images is not None)
+        ]
+
+    mp.setattr(plots, "plot_history", lambda *a, **k: None)
+    mp.setattr(report_plots, "plot_class_report", plot_class_report)
+
+
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory) -> dict:
     """The walk-through run in a fresh folder, its photos as `cats_dogs/`: what each command
@@ -63,9 +80,9 @@ def walked(tmp_path_factory) -> dict:
     (folder / "cats_dogs").symlink_to(PHOTOS)
     blocks = section_blocks()
     printed: dict[str, str] = {}
-    old = Path.cwd()
-    os.chdir(folder)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        pictures_off(mp)
         for marker, arg, lang, body in blocks:
             if lang == "python":
                 with warnings.catch_warnings():  # Keras' writer trips numpy 2's deprecation
@@ -82,8 +99,6 @@ def walked(tmp_path_factory) -> dict:
                     if words:
                         assert words[0] == "netspec", line
                         printed[" ".join(words[1:3])] = invoke(words[1:])
-    finally:
-        os.chdir(old)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = keras.models.load_model(folder / "small_convnet.keras")
@@ -165,9 +180,13 @@ def test_a_second_import_is_byte_identical(walked, tmp_path: Path) -> None:
         assert (again / name).read_bytes() == (first / name).read_bytes(), name
 
 
-def test_imported_run_with_every_command(walked, tmp_path: Path) -> None:
+def test_imported_run_with_every_command(
+    walked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """summary and graph of the run directory, export fp16, inspect, predict of image files,
     visualize; evaluate and int8 (which need data the import has not) refused in one line."""
+    from netspec.backends import visualize
+
     folder, model = walked["folder"], walked["model"]
     run = folder / "runs" / "imported"
     assert f"Total params: {model.count_params():,}" in invoke(["summary", str(run)])
@@ -181,9 +200,14 @@ def test_imported_run_with_every_command(walked, tmp_path: Path) -> None:
     want = _keras(model, _photo_batch(64)[:1])[0]
     assert int(top["label"]) == int(want.argmax())
     assert abs(top["score"] - want.max()) < 1e-5
-    assert "16 maps" in invoke(
-        ["visualize", str(run), "--activations", photo, "-o", str(tmp_path / "a.png")]
-    )
+    # The default layers' maps computed, not drawn: their 16 + 32 + 32 tiles took 13 s to draw
+    # on 2 busy cores (tests/test_visualize.py draws feature maps).
+    with monkeypatch.context() as mp:
+        mp.setattr(visualize, "plot_activations", lambda *a: None)
+        maps = invoke(
+            ["visualize", str(run), "--activations", photo, "-o", str(tmp_path / "a.png")]
+        )
+    assert "conv1 (16 maps), conv2 (32 maps), conv3 (64 maps)" in maps
     assert "16 filters" in invoke(
         ["visualize", str(run), "--filters", "conv1", "-o", str(tmp_path / "f.png")]
     )
@@ -199,20 +223,34 @@ def test_imported_run_with_every_command(walked, tmp_path: Path) -> None:
         assert "Traceback" not in result.output
         assert "has no data of its own" in result.output and "train: {data:" in result.output
     # with a data section its photos are read, as the Keras model took them; a 10-class head
-    # does not score 2-class data
+    # does not score 2-class data (five photos of each class: the refusal needs no more)
+    photos = tmp_path / "photos"
+    for label in ("cats", "dogs"):
+        (photos / label).mkdir(parents=True)
+        for p in sorted((PHOTOS / label).iterdir())[:5]:
+            (photos / label / p.name).symlink_to(p)
     copy = tmp_path / "with_data"
     shutil.copytree(run, copy)
     (copy / "spec.yaml").write_text(
         (copy / "spec.yaml").read_text()
-        + f"train:\n  data: {{source: folder, path: {PHOTOS}, size: [64, 64], test: 0.2}}\n"
+        + f"train:\n  data: {{source: folder, path: {photos}, size: [64, 64], test: 0.2}}\n"
     )
     result = runner.invoke(app, ["evaluate", str(copy)])
     assert result.exit_code == 2 and "the data has 2 classes (cats, dogs)" in result.output
 
 
-def test_retrained_run_evaluates_and_quantizes_on_its_photos(walked, tmp_path: Path) -> None:
+def test_retrained_run_evaluates_and_quantizes_on_its_photos(
+    walked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The retrained run is an ordinary run: evaluate on new data, int8 checked on its test
     split."""
+    from netspec.backends.export import int8_check
+
+    pictures_off(monkeypatch)
+    # The int8 model still runs in every runtime installed, the onnx reference evaluator (numpy)
+    # on a sample or two rather than the 20 s' worth it gets in a real export (8 s here):
+    # tests/test_int8.py checks the runtimes.
+    monkeypatch.setattr(int8_check, "SLOW_SECONDS", 0.5)
     run = walked["folder"] / "runs" / "retrained"
     out = invoke(["evaluate", str(run), "--data", str(PHOTOS), "--json"])
     metrics = json.loads(out[out.index("{") :])  # after the report's line (stderr)

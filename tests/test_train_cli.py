@@ -33,10 +33,24 @@ QUICKSTART = REPO / "specs" / "quickstart.yaml"
 # --- the README's main job ---------------------------------------------------------------------
 
 
+def report_pictures_off(mp: pytest.MonkeyPatch) -> None:
+    """The classification report's pictures named but not drawn (~1.5 s a run on 2 busy
+    cores): test_classify.py draws and checks real ones."""
+    import netspec.backends.training.report_plots as report_plots
+
+    def plot_class_report(out_dir, report, *, images, **kwargs) -> list[Path]:
+        names = report_plots.report_pictures(report, images=images is not None)
+        return [Path(out_dir) / name for name in names]
+
+    mp.setattr(report_plots, "plot_class_report", plot_class_report)
+
+
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("quickstart") / "run"
-    result = invoke("train", QUICKSTART, "--out", out)
+    with pytest.MonkeyPatch.context() as mp:
+        report_pictures_off(mp)  # history.png is drawn, and checked below
+        result = invoke("train", QUICKSTART, "--out", out)
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -129,16 +143,23 @@ TINY = tiny_spec(
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished one-epoch run of TINY."""
+def tiny_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A finished run of TINY with `--set train.epochs=1`, and what it printed (stdout)."""
     tmp = tmp_path_factory.mktemp("tiny")
     with pytest.MonkeyPatch.context() as mp:
         import netspec.backends.training.plots
 
         mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
+        report_pictures_off(mp)
         result = invoke("train", write(tmp, TINY), "--out", tmp / "run", "--set", "train.epochs=1")
     assert result.exit_code == 0, result.output
-    return tmp / "run"
+    return tmp / "run", result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_trained: tuple[Path, str]) -> Path:
+    """The finished one-epoch run of TINY (shared: read only)."""
+    return tiny_trained[0]
 
 
 def test_evaluate_refuses_data_for_a_builtin_dataset(tiny_run: Path, tmp_path: Path) -> None:
@@ -191,19 +212,14 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(
     assert [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")] == []
 
 
-def test_set_overrides_the_spec(tmp_path: Path, no_plots: None) -> None:
-    spec = write(tmp_path, TINY)
-    result = invoke("train", spec, "--out", tmp_path / "run", "--set", "train.epochs=1")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["epochs"] == 1
-    assert yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text())["train"]["epochs"] == 1
+def test_set_overrides_the_spec(tiny_trained: tuple[Path, str]) -> None:
+    run, printed = tiny_trained  # TINY says 3 epochs; the run was started with --set epochs=1
+    assert "epochs: 3" in TINY
+    assert json.loads(printed)["epochs"] == 1
+    assert yaml.safe_load((run / "spec.yaml").read_text())["train"]["epochs"] == 1
 
 
-def test_transfer_shape_mismatch_exits_2(tmp_path: Path, no_plots: None) -> None:
-    spec = write(tmp_path, TINY)
-    assert (
-        invoke("train", spec, "--out", tmp_path / "src", "--set", "train.epochs=1").exit_code == 0
-    )
+def test_transfer_shape_mismatch_exits_2(tiny_run: Path, tmp_path: Path, no_plots: None) -> None:
     wider = write(tmp_path, TINY.replace("filters: 4", "filters: 5"), "wider.yaml")
     result = invoke(
         "train",
@@ -211,7 +227,7 @@ def test_transfer_shape_mismatch_exits_2(tmp_path: Path, no_plots: None) -> None
         "--out",
         tmp_path / "dst",
         "--set",
-        f'train.init={{from: "{tmp_path / "src"}", layers: ["conv2d"]}}',
+        f'train.init={{from: "{tiny_run}", layers: ["conv2d"]}}',
     )
     fails(
         result,

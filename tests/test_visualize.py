@@ -79,7 +79,7 @@ def test_first_conv_on_rgb_shows_colour_kernels(cam_module) -> None:
 
 
 def test_activations_are_the_layer_outputs(
-    quickstart_run: Path, digit: Path, tmp_path: Path
+    quickstart_run: Path, digit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = load_run(quickstart_run)
     raw, x = vis.read_input(run, digit)
@@ -92,10 +92,17 @@ def test_activations_are_the_layer_outputs(
     )[0]
     np.testing.assert_allclose(maps["conv2d"], expect.detach().numpy(), rtol=1e-4, atol=1e-5)
     assert maps["conv2d_1"].shape == (64, 8, 8)
-    grids = vis.plot_activations(maps, tmp_path / "a.png", "t")
-    assert grids == [(4, 8), (4, 8)]  # 32 maps, then the first 32 of 64
-    assert _png_size(tmp_path / "a.png") == (880, round(100 * (2 * (1.1 * 4 + 0.4) + 0.5)))
+    # Drawn with at most 12 maps a layer instead of 32 (64 tiles took 2-4 s to draw on 2 busy
+    # cores): the first 12 of 32 and of 64, in grids of 8 columns.
+    with monkeypatch.context() as mp:
+        mp.setattr(vis, "MAX_MAPS", 12)
+        grids = vis.plot_activations(maps, tmp_path / "a.png", "t")
+    assert grids == [(2, 8), (2, 8)]
+    assert _png_size(tmp_path / "a.png") == (880, round(100 * (2 * (1.1 * 2 + 0.4) + 0.5)))
 
+    # The command: the maps it hands to plot_activations (drawn above), a pooling layer's too.
+    handed: list[dict[str, np.ndarray]] = []
+    monkeypatch.setattr(vis, "plot_activations", lambda maps, *a: handed.append(maps))
     result = invoke(
         "visualize",
         quickstart_run,
@@ -108,6 +115,9 @@ def test_activations_are_the_layer_outputs(
     )
     assert result.exit_code == 0, result.output
     assert "conv2d_1 (64 maps), maxpool2d (64 maps)" in result.output
+    ((conv, pool),) = [list(maps.values()) for maps in handed]
+    np.testing.assert_allclose(conv, vis.activations(module, x, ["conv2d_1"])["conv2d_1"])
+    assert pool.shape == (64, 4, 4)
 
 
 def test_gradient_saliency_matches_finite_differences(quickstart_run: Path, digit: Path) -> None:
