@@ -4,6 +4,7 @@ epoch hook, and real Optuna studies (failed trials recorded, best.yaml reproduci
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import signal
@@ -329,15 +330,33 @@ def test_settle_fails_a_running_trial_that_never_sent_a_heartbeat(tmp_path: Path
     pytest.importorskip("optuna")
     from optuna.trial import TrialState
 
-    from netspec.backends.tune.study import StudyOptions, open_study, plan_study, settle
+    from netspec.backends.tune.study import (
+        StudyOptions,
+        fail_silent,
+        open_study,
+        plan_study,
+        settle,
+    )
 
     spec = tiny(tmp_path)
-    plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=tmp_path / "s", heartbeat=1))
+    plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=tmp_path / "s", heartbeat=20))
     study = open_study(plan)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         orphan = study.ask()  # RUNNING, and no heartbeat thread ever started for it
-    settle(plan)  # returns once the orphan is 3 s old
+    fail_silent(study, 3 * plan.heartbeat)  # younger than three heartbeats: left running
+    assert open_study(plan).get_trials()[orphan.number].state == TrialState.RUNNING
+    # Three heartbeats (60 s) pass, without waiting for them: the trial started 61 s ago.
+    with contextlib.closing(sqlite3.connect(tmp_path / "s" / "study.db")) as db, db:
+        (started,) = db.execute(
+            "SELECT datetime_start FROM trials WHERE number = ?", (orphan.number,)
+        ).fetchone()
+        earlier = datetime.datetime.fromisoformat(started) - datetime.timedelta(seconds=61)
+        db.execute(
+            "UPDATE trials SET datetime_start = ? WHERE number = ?",
+            (earlier.strftime("%Y-%m-%d %H:%M:%S.%f"), orphan.number),
+        )
+    settle(plan)  # fails the orphan at once, so nothing runs: returns
     trial = open_study(plan).get_trials()[orphan.number]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["reason"] == "its worker sent no heartbeat"
