@@ -252,13 +252,15 @@ def _trials(db: Path) -> list[tuple[str, int]]:
         ).fetchall()
 
 
-def _kill_the_worker_of_trial_0(db: Path, done: list[str]) -> None:
+def _kill_the_worker_of_trial_0(db: Path, done: list[str], stop: threading.Event) -> None:
     """SIGKILL the worker that trains trial 0 (which never ends) once the other worker has
     finished the other trials and exited: the one tune worker left is then surely mid-trial.
-    Whatever happens, no worker is left running: on failure all are killed."""
+    Whatever happens, no worker is left running: on failure all are killed. `stop`: the
+    command has ended (then it failed), nothing to wait for."""
     deadline = time.monotonic() + 240  # reached only on failure
+    trials: list[tuple[str, int]] = []
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             trials = _trials(db) if db.is_file() else []
             workers = _workers(os.getpid())
             finished = [s for s, _ in trials[1:]] == ["COMPLETE"] * 3
@@ -271,7 +273,8 @@ def _kill_the_worker_of_trial_0(db: Path, done: list[str]) -> None:
     except BaseException as exc:  # the test's failure, told in the main thread
         done.append(repr(exc))
     for pid in _workers(os.getpid()):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow  # 2 spawned workers, 3 two-epoch trials; one worker SIGKILLed mid-trial
@@ -296,12 +299,16 @@ def test_tune_two_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_pa
     for epochs in (100000, 2, 2, 2):  # workers take enqueued trials first, in order
         study.enqueue_trial({"train.epochs": epochs})
     done: list[str] = []
-    killer = threading.Thread(target=_kill_the_worker_of_trial_0, args=(folder / "study.db", done))
+    stop = threading.Event()
+    killer = threading.Thread(
+        target=_kill_the_worker_of_trial_0, args=(folder / "study.db", done, stop)
+    )
     killer.start()
     try:
         args = ("--trials", 4, "--workers", 2, "--pruner", "none", "--heartbeat", 1)
         result = invoke("tune", spec, *args, "--out", folder, "--device", "cpu")
     finally:
+        stop.set()
         killer.join()
     assert done == ["killed"], done
     assert result.exit_code == 0, result.output
