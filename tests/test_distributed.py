@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import NO_PICTURES, fails, invoke, spawned, tiny_spec, write_spec
+from helpers import NO_PICTURES, digits_npz, fails, invoke, spawned, tiny_spec, write_spec
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -35,9 +35,9 @@ from netspec.runs import PreparedRun
 
 # No dropout, no augmentation: 1 and 2 processes then compute the same thing. 141 training
 # digits in batches of 16: the last batch of 13 splits 7/6, so unequal shares are weighted too.
-SPEC = tiny_spec(
-    limit=201, val=0.2, test=0.1, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES
-)
+# The digits from an .npz beside the spec (helpers.digits_npz): no process imports scikit-learn.
+DATA = "{source: arrays, path: digits.npz, limit: 201, val: 0.2, test: 0.1}"
+SPEC = tiny_spec(data=DATA, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES)
 
 TWO_CORES = pytest.mark.skipif(
     len(os.sched_getaffinity(0)) < 2, reason="two worker processes need two cores"
@@ -45,6 +45,7 @@ TWO_CORES = pytest.mark.skipif(
 
 
 def write(tmp_path: Path, text: str = SPEC) -> Path:
+    digits_npz(tmp_path)
     return write_spec(tmp_path, text)
 
 

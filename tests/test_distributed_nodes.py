@@ -16,16 +16,21 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import NO_PICTURES, fails, invoke, spawned, tiny_spec, write_spec
+from helpers import NO_PICTURES, digits_npz, fails, invoke, spawned, tiny_spec, write_spec
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from netspec.backends.training.launch import torchrun_args
 
 # No dropout, no augmentation: every world size computes the same thing (as test_distributed.py).
-SPEC = tiny_spec(
-    limit=201, val=0.2, test=0.1, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES
-)
+# The digits from an .npz beside the spec (helpers.digits_npz): no process imports scikit-learn.
+DATA = "{source: arrays, path: digits.npz, limit: 201, val: 0.2, test: 0.1}"
+SPEC = tiny_spec(data=DATA, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES)
+
+
+def write(tmp_path: Path) -> Path:
+    digits_npz(tmp_path)
+    return write_spec(tmp_path, SPEC)
 
 
 def free_port() -> int:
@@ -50,7 +55,7 @@ def test_the_rdzv_timeout_reaches_torchrun() -> None:
 def test_a_rdzv_timeout_below_one_second_is_refused(tmp_path: Path) -> None:
     args = ["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
     fails(
-        invoke("train", write_spec(tmp_path, SPEC), *args, "--rdzv-timeout", "0"),
+        invoke("train", write(tmp_path), *args, "--rdzv-timeout", "0"),
         "--rdzv-timeout must be 1 second or more, not 0",
     )
 
@@ -58,7 +63,7 @@ def test_a_rdzv_timeout_below_one_second_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow  # two 2-node launchers beside one in-process run
 def test_two_nodes_train_the_weights_of_one_process(tmp_path: Path, no_plots: None) -> None:
     # tests/test_distributed.py checks that 2 processes of one launcher train these weights too.
-    spec = write_spec(tmp_path, SPEC)
+    spec = write(tmp_path)
     port, nodes = free_port(), tmp_path / "nodes"
     with (
         spawned(
@@ -87,7 +92,7 @@ def test_two_nodes_train_the_weights_of_one_process(tmp_path: Path, no_plots: No
 
 @pytest.mark.slow  # each launcher waits --rdzv-timeout 1 s for the other, in vain, side by side
 def test_a_node_that_never_arrives_is_a_timeout_error(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, SPEC)
+    spec = write(tmp_path)
     # Node 0 (hosting the endpoint) and node 1 (meeting at one nobody hosts), each alone on
     # its own port; the communicate timeout is the no-hang check: each must give up by itself.
     ports = [free_port(), free_port()]
@@ -116,7 +121,7 @@ def test_a_node_killed_mid_run_ends_the_other_and_the_run_resumes(
     tmp_path: Path, no_plots: None
 ) -> None:
     killed = 0  # the node that hosts the endpoint: the harder loss (killing 1 was tried too)
-    spec = write_spec(tmp_path, SPEC)
+    spec = write(tmp_path)
     run, port = tmp_path / "run", free_port()
     last = run / "checkpoint" / "last.safetensors"
     long = ("--set", "train.epochs=10000")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import NO_PICTURES, invoke, spawned, tiny_spec
+from helpers import NO_PICTURES, digits_npz, invoke, spawned, tiny_spec
 from safetensors import safe_open
 
 from netspec.runs import prepare_run, read_weights
@@ -24,9 +24,9 @@ from netspec.runs import prepare_run, read_weights
 # Wide enough that a checkpoint (weights and Adam's two moments, ~3.6 MB) takes a while to write.
 WIDE = ("dense: {units: 512, activation: relu}", "dropout: {rate: 0.25}")
 WIDE += ("dense: {units: 512, activation: relu}", "dense: {units: 10, activation: softmax}")
-SPEC = tiny_spec(
-    ("flatten", *WIDE), name="killed", limit=300, val=0.2, epochs=5, seed=3, log=NO_PICTURES
-)
+# The digits from an .npz beside the spec (helpers.digits_npz): no process imports scikit-learn.
+DATA = "{source: arrays, path: digits.npz, limit: 300, val: 0.2}"
+SPEC = tiny_spec(("flatten", *WIDE), name="killed", data=DATA, epochs=5, seed=3, log=NO_PICTURES)
 
 GARBAGE = ".last.safetensors.garbage.tmp"  # planted before each resume: must never be read
 TIMEOUT = 180  # seconds for any one process; a hang fails the test instead of the suite
@@ -149,6 +149,7 @@ def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> N
     # What a killed atomic write leaves: a half-written file under a temporary name.
     spec = tmp_path / "killed.yaml"
     spec.write_text(textwrap.dedent(SPEC))
+    digits_npz(tmp_path)
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
     (run / "spec.yaml").write_text(textwrap.dedent(SPEC))
@@ -165,6 +166,7 @@ def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> N
 def test_kill_9_then_resume_is_bit_identical(tmp_path: Path, no_plots: None) -> None:
     spec = tmp_path / "killed.yaml"
     spec.write_text(textwrap.dedent(SPEC))
+    digits_npz(tmp_path)
     reference = tmp_path / "reference"
     run_here(spec, reference)
 

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from helpers import REPO, fails, invoke
+from helpers import REPO, digits_npz, fails, invoke
 
 from netspec.compiler import compile_source
 from netspec.errors import SpecError
@@ -291,6 +291,9 @@ def test_tune_two_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_pa
     text = TINY.replace("KERNEL", "3").replace(
         "epochs: 2", "epochs: {search: choice, values: [2, 100000]}"
     )
+    # The digits from an .npz (helpers.digits_npz): the workers do not import scikit-learn.
+    text = text.replace("{source: builtin, name: digits,", "{source: arrays, path: digits.npz,")
+    digits_npz(tmp_path)
     spec = tmp_path / "tiny_search.yaml"
     spec.write_text(text, encoding="utf-8")
     folder = tmp_path / "study"

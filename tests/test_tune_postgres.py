@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import fails, invoke, spawned
+from helpers import digits_npz, fails, invoke, spawned
 
 pytest.importorskip("optuna")
 
@@ -38,7 +38,7 @@ layers:
   - dense: {units: {search: int, low: 8, high: 24, step: 8}, activation: relu}
   - dense: {units: 10, activation: softmax}
 train:
-  data: {source: builtin, name: digits, val: 0.2}
+  data: {source: arrays, path: digits.npz, val: 0.2}  # helpers.digits_npz: no scikit-learn
   batch_size: 128
   epochs: 1
   optimizer: {name: adam, lr: {search: float, low: 0.001, high: 0.01, log: true}}
@@ -47,6 +47,7 @@ train:
 
 
 def tiny(tmp_path: Path) -> Path:
+    digits_npz(tmp_path)
     path = tmp_path / "tiny_search.yaml"
     path.write_text(TINY, encoding="utf-8")
     return path
