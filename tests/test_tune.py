@@ -1,5 +1,6 @@
 """Search specs and `netspec tune`: entries found and checked, validate and summary, the Trainer's
-epoch hook, and real Optuna studies (failed trials recorded, best.yaml reproducible, 2 workers)."""
+epoch hook, and real Optuna studies (failed trials recorded, best.yaml reproducible, 2 workers,
+one of them killed)."""
 
 from __future__ import annotations
 

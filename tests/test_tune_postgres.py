@@ -274,8 +274,8 @@ def test_a_killed_worker_and_two_commands_leave_an_exact_study(
             pytest.fail("the first worker never trained an epoch")
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=30)
-        # The killed worker told the data's note already: forget it, so that the three
-        # workers below meet it again at the same moment (told once: the study's lock).
+        # The killed worker told the data's note already: forget it, so that the
+        # workers below meet it again (and tell it once among them).
         study.set_user_attr("notes", [])
     assert states(postgres, "killed") == ["RUNNING"]
     with spawned(
