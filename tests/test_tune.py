@@ -253,17 +253,20 @@ def _trials(db: Path) -> list[tuple[str, int]]:
         ).fetchall()
 
 
-def _kill_the_worker_of_trial_0(db: Path, done: list[str], stop: threading.Event) -> None:
+def _kill_the_worker_of_trial_0(
+    db: Path, done: list[str], stop: threading.Event, others: set[int]
+) -> None:
     """SIGKILL the worker that trains trial 0 (which never ends) once the other worker has
     finished the other trials and exited: the one tune worker left is then surely mid-trial.
     Whatever happens, no worker is left running: on failure all are killed. `stop`: the
-    command has ended (then it failed), nothing to wait for."""
+    command has ended (then it failed), nothing to wait for; `others`: spawned processes of
+    this process that are not the command's (an earlier test's), never counted nor killed."""
     deadline = time.monotonic() + 240  # reached only on failure
     trials: list[tuple[str, int]] = []
     try:
         while time.monotonic() < deadline and not stop.is_set():
             trials = _trials(db) if db.is_file() else []
-            workers = _workers(os.getpid())
+            workers = [w for w in _workers(os.getpid()) if w not in others]
             finished = [s for s, _ in trials[1:]] == ["COMPLETE"] * 3
             if finished and trials[0][0] == "RUNNING" and trials[0][1] and len(workers) == 1:
                 os.kill(workers[0], signal.SIGKILL)
@@ -273,7 +276,7 @@ def _kill_the_worker_of_trial_0(db: Path, done: list[str], stop: threading.Event
         done.append(f"trial 0 was never left alone mid-trial: {trials}")
     except BaseException as exc:  # the test's failure, told in the main thread
         done.append(repr(exc))
-    for pid in _workers(os.getpid()):
+    for pid in set(_workers(os.getpid())) - others:
         with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.kill(pid, signal.SIGKILL)
 
@@ -305,7 +308,8 @@ def test_tune_two_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_pa
     done: list[str] = []
     stop = threading.Event()
     killer = threading.Thread(
-        target=_kill_the_worker_of_trial_0, args=(folder / "study.db", done, stop)
+        target=_kill_the_worker_of_trial_0,
+        args=(folder / "study.db", done, stop, set(_workers(os.getpid()))),
     )
     killer.start()
     try:
