@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import NO_PICTURES, fails, invoke, tiny_spec, write_spec
+from helpers import NO_PICTURES, digits_npz, fails, invoke, spawned, tiny_spec, write_spec
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -35,9 +35,9 @@ from netspec.runs import PreparedRun
 
 # No dropout, no augmentation: 1 and 2 processes then compute the same thing. 141 training
 # digits in batches of 16: the last batch of 13 splits 7/6, so unequal shares are weighted too.
-SPEC = tiny_spec(
-    limit=201, val=0.2, test=0.1, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES
-)
+# The digits from an .npz beside the spec (helpers.digits_npz): no process imports scikit-learn.
+DATA = "{source: arrays, path: digits.npz, limit: 201, val: 0.2, test: 0.1}"
+SPEC = tiny_spec(data=DATA, batch_size=16, seed=4, metrics="[accuracy, f1]", log=NO_PICTURES)
 
 TWO_CORES = pytest.mark.skipif(
     len(os.sched_getaffinity(0)) < 2, reason="two worker processes need two cores"
@@ -45,6 +45,7 @@ TWO_CORES = pytest.mark.skipif(
 
 
 def write(tmp_path: Path, text: str = SPEC) -> Path:
+    digits_npz(tmp_path)
     return write_spec(tmp_path, text)
 
 
@@ -203,48 +204,25 @@ def test_sync_batchnorm_on_the_cpu_is_refused(tmp_path: Path) -> None:
 
 
 @TWO_CORES
-@pytest.mark.slow  # one in-process run and a 2-process torchrun run (~7 s)
-def test_two_processes_train_the_weights_of_one(tmp_path: Path, no_plots: None) -> None:
-    spec = write(tmp_path)
-    one = invoke("train", spec, "--out", tmp_path / "one")
-    assert one.exit_code == 0, one.output
-    two = netspec_train(spec, "--out", tmp_path / "two", "--nproc", "2")
-    assert two.returncode == 0, two.stderr
-    assert two.stderr.count("run saved in") == 1  # rank 0 alone talks
-    a = load_file(str(tmp_path / "one" / "model.safetensors"))
-    b = load_file(str(tmp_path / "two" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    # Gradients summed in another order: equal to float32 rounding (measured 1.5e-8).
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-    ha, hb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
-    for ra, rb in zip(ha["history"], hb["history"], strict=True):
-        for k in ("accuracy", "f1", "val_accuracy", "val_f1"):
-            assert ra[k] == rb[k], k  # counts over the whole set, not averages of ranks
-        for k in ("loss", "val_loss"):
-            assert ra[k] == pytest.approx(rb[k], rel=1e-5), k
-    assert hb["test"]["accuracy"] == ha["test"]["accuracy"]
-    assert json.loads(two.stdout)["epochs"] == 2  # one result, printed once
-
-
-@TWO_CORES
-@pytest.mark.slow  # a 2-process run killed, resumed with 2 processes, then with 1 (~10 s)
-def test_a_killed_run_resumes(tmp_path: Path, no_plots: None) -> None:
+@pytest.mark.slow  # a 2-process run killed, resumed with 2 processes; two in-process runs
+def test_two_processes_train_the_weights_of_one_even_killed_and_resumed(
+    tmp_path: Path, no_plots: None
+) -> None:
+    """A 2-process run, SIGKILLed after a checkpoint and resumed with 2 processes, ends with
+    the weights and scores of an uninterrupted 1-process run; resumed with 1 process, it goes
+    on with a note (one launch of each kind proves both)."""
     spec = write(tmp_path)
     run = tmp_path / "run"
     last = run / "checkpoint" / "last.safetensors"
     cmd = [sys.executable, "-m", "netspec", "train", str(spec), "--out", str(run)]
     cmd += ["--nproc", "2", "--set", "train.epochs=10000", "--no-progress"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 120
+    # The launcher and its workers: the session `spawned` started, all killed at once.
+    with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 120  # reached only on failure
         while not last.is_file() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert last.is_file(), "no epoch was checkpointed"
-    finally:  # the launcher and its workers: the session this test started
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
     assert not (run / "model.safetensors").exists()
     with safe_open(str(last), framework="pt") as f:
         epoch = json.loads(f.metadata()["netspec_state"])["run"]["epoch"]
@@ -252,13 +230,32 @@ def test_a_killed_run_resumes(tmp_path: Path, no_plots: None) -> None:
             f.keys()
         )
 
-    resumed = netspec_train(
-        spec, "--out", run, "--resume", "--nproc", "2", "--set", f"train.epochs={epoch + 1}"
+    epochs = epoch + 1
+    two = netspec_train(
+        spec, "--out", run, "--resume", "--nproc", "2", "--set", f"train.epochs={epochs}"
     )
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed {run} after epoch {epoch}" in resumed.stderr
-    assert "note: the checkpoint" not in resumed.stderr
-    assert len(json.loads((run / "metrics.json").read_text())["history"]) == epoch + 1
+    assert two.returncode == 0, two.stderr
+    assert f"resumed {run} after epoch {epoch}" in two.stderr
+    assert "note: the checkpoint" not in two.stderr
+    assert two.stderr.count("run saved in") == 1  # rank 0 alone talks
+    assert "data-parallel: 2 processes on 1 node" in two.stderr
+    assert json.loads(two.stdout)["epochs"] == epochs  # one result, printed once
+
+    one = invoke("train", spec, "--out", tmp_path / "one", "--set", f"train.epochs={epochs}")
+    assert one.exit_code == 0, one.output
+    a = load_file(str(tmp_path / "one" / "model.safetensors"))
+    b = load_file(str(run / "model.safetensors"))
+    assert a.keys() == b.keys()
+    # Gradients summed in another order: equal to float32 rounding (measured 1.5e-8).
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    ha, hb = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "one", run))
+    assert len(hb["history"]) == epochs
+    for ra, rb in zip(ha["history"], hb["history"], strict=True):
+        for k in ("accuracy", "f1", "val_accuracy", "val_f1"):
+            assert ra[k] == rb[k], k  # counts over the whole set, not averages of ranks
+        for k in ("loss", "val_loss"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5), k
+    assert hb["test"]["accuracy"] == ha["test"]["accuracy"]
 
     # Another number of processes: the weights and optimizer carry over, rank 1's RNG does not.
     alone = invoke("train", spec, "--out", run, "--resume", "--set", f"train.epochs={epoch + 2}")

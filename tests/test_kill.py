@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import NO_PICTURES, tiny_spec
+from helpers import NO_PICTURES, digits_npz, invoke, spawned, tiny_spec
 from safetensors import safe_open
 
 from netspec.runs import prepare_run, read_weights
@@ -24,13 +24,14 @@ from netspec.runs import prepare_run, read_weights
 # Wide enough that a checkpoint (weights and Adam's two moments, ~3.6 MB) takes a while to write.
 WIDE = ("dense: {units: 512, activation: relu}", "dropout: {rate: 0.25}")
 WIDE += ("dense: {units: 512, activation: relu}", "dense: {units: 10, activation: softmax}")
-SPEC = tiny_spec(
-    ("flatten", *WIDE), name="killed", limit=300, val=0.2, epochs=5, seed=3, log=NO_PICTURES
-)
+# The digits from an .npz beside the spec (helpers.digits_npz): no process imports scikit-learn.
+DATA = "{source: arrays, path: digits.npz, limit: 300, val: 0.2}"
+SPEC = tiny_spec(("flatten", *WIDE), name="killed", data=DATA, epochs=5, seed=3, log=NO_PICTURES)
 
 GARBAGE = ".last.safetensors.garbage.tmp"  # planted before each resume: must never be read
 TIMEOUT = 180  # seconds for any one process; a hang fails the test instead of the suite
-# One thread everywhere: the same arithmetic in every process, and fair to the shared cores.
+# One thread everywhere (run_here too): the same arithmetic in every process, and fair to the
+# shared cores.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
@@ -38,16 +39,19 @@ def train(spec: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out), *extra]
 
 
-def run_to_end(spec: Path, out: Path, *extra: str) -> str:
-    done = subprocess.run(
-        [*train(spec, out, *extra), "--no-progress"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stderr
+def run_here(spec: Path, out: Path, *extra: str) -> str:
+    """`netspec train` to the end in this process (no kill is aimed at it, so it needs none of
+    its own), on one thread as the killed processes (ENV); what it logged."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        done = invoke("train", spec, "--out", out, *extra, "--no-progress")
+    finally:
+        torch.set_num_threads(threads)
+    assert done.exit_code == 0, done.output
+    return done.output
 
 
 def temporaries(run: Path) -> list[Path]:
@@ -56,15 +60,10 @@ def temporaries(run: Path) -> list[Path]:
 
 def kill_when(spec: Path, out: Path, point, *extra: str) -> bool:
     """Start training, SIGKILL it once `point(out)(out)` is true; False if it finished first."""
-    proc = subprocess.Popen(
-        [*train(spec, out, *extra), "--no-progress"],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ready = point(out)
-    deadline = time.monotonic() + TIMEOUT
-    try:
+    cmd = [*train(spec, out, *extra), "--no-progress"]
+    with spawned(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        ready = point(out)
+        deadline = time.monotonic() + TIMEOUT
         while proc.poll() is None:
             if ready(out):
                 proc.send_signal(signal.SIGKILL)
@@ -73,10 +72,6 @@ def kill_when(spec: Path, out: Path, point, *extra: str) -> bool:
             assert time.monotonic() < deadline, "training did not reach the kill point in time"
             time.sleep(0.0005)
         return False
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=TIMEOUT)
 
 
 def writing(name: str):
@@ -154,6 +149,7 @@ def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> N
     # What a killed atomic write leaves: a half-written file under a temporary name.
     spec = tmp_path / "killed.yaml"
     spec.write_text(textwrap.dedent(SPEC))
+    digits_npz(tmp_path)
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
     (run / "spec.yaml").write_text(textwrap.dedent(SPEC))
@@ -166,12 +162,13 @@ def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> N
     assert temporaries(run) == [run / "notes.tmp"]
 
 
-@pytest.mark.slow  # about ten `python -m netspec train` processes (~1 min on 2 busy cores)
-def test_kill_9_then_resume_is_bit_identical(tmp_path: Path) -> None:
+@pytest.mark.slow  # five `python -m netspec train` processes killed, two runs in-process
+def test_kill_9_then_resume_is_bit_identical(tmp_path: Path, no_plots: None) -> None:
     spec = tmp_path / "killed.yaml"
     spec.write_text(textwrap.dedent(SPEC))
+    digits_npz(tmp_path)
     reference = tmp_path / "reference"
-    run_to_end(spec, reference)
+    run_here(spec, reference)
 
     run = tmp_path / "run"
     rng = random.Random(16)
@@ -206,7 +203,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path: Path) -> None:
     assert mid_write, "no kill landed during a write"
 
     saved = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
-    log = run_to_end(spec, run, "--resume")
+    log = run_here(spec, run, "--resume")
     assert f"resumed {run} after epoch {saved}" in log  # nothing before the last checkpoint lost
     assert temporaries(run) == []
     weights_equal(run / "model.safetensors", reference / "model.safetensors")

@@ -1,15 +1,22 @@
 """Search specs and `netspec tune`: entries found and checked, validate and summary, the Trainer's
-epoch hook, and real Optuna studies (failed trials recorded, best.yaml reproducible, 2 workers)."""
+epoch hook, and real Optuna studies (failed trials recorded, best.yaml reproducible, 2 workers,
+one of them killed)."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import os
+import signal
 import sqlite3
+import threading
+import time
 import warnings
 from pathlib import Path
 
 import pytest
-from helpers import REPO, fails, invoke
+from helpers import REPO, digits_npz, fails, invoke
 
 from netspec.compiler import compile_source
 from netspec.errors import SpecError
@@ -223,22 +230,104 @@ def test_tune_records_a_misfit_as_failed_and_writes_a_reproducible_best(tmp_path
     assert [t["number"] for t in json.loads(again.stdout)["trials"]] == [0, 1]
 
 
-@pytest.mark.slow
-def test_tune_two_workers_share_one_sqlite_study(tmp_path: Path):
+def _workers(pid: int) -> list[int]:
+    """The live tune workers `pid` spawned (not multiprocessing's resource tracker; a worker
+    that has exited but is not yet joined has an empty cmdline)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the field after state
+            if parent == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return sorted(found)
+
+
+def _trials(db: Path) -> list[tuple[str, int]]:
+    """Each trial's state and how many epochs it has reported, in trial order."""
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+        return con.execute(
+            "SELECT t.state, (SELECT COUNT(*) FROM trial_intermediate_values v "
+            "WHERE v.trial_id = t.trial_id) FROM trials t ORDER BY t.number"
+        ).fetchall()
+
+
+def _kill_the_worker_of_trial_0(
+    db: Path, done: list[str], stop: threading.Event, others: set[int]
+) -> None:
+    """SIGKILL the worker that trains trial 0 (which never ends) once the other worker has
+    finished the other trials and exited: the one tune worker left is then surely mid-trial.
+    Whatever happens, no worker is left running: on failure all are killed. `stop`: the
+    command has ended (then it failed), nothing to wait for; `others`: spawned processes of
+    this process that are not the command's (an earlier test's), never counted nor killed."""
+    deadline = time.monotonic() + 240  # reached only on failure
+    trials: list[tuple[str, int]] = []
+    try:
+        while time.monotonic() < deadline and not stop.is_set():
+            trials = _trials(db) if db.is_file() else []
+            workers = [w for w in _workers(os.getpid()) if w not in others]
+            finished = [s for s, _ in trials[1:]] == ["COMPLETE"] * 3
+            if finished and trials[0][0] == "RUNNING" and trials[0][1] and len(workers) == 1:
+                os.kill(workers[0], signal.SIGKILL)
+                done.append("killed")
+                return
+            time.sleep(0.1)
+        done.append(f"trial 0 was never left alone mid-trial: {trials}")
+    except BaseException as exc:  # the test's failure, told in the main thread
+        done.append(repr(exc))
+    for pid in set(_workers(os.getpid())) - others:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # 2 spawned workers, 3 two-epoch trials; one worker SIGKILLed mid-trial
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds workers through /proc")
+def test_tune_two_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path: Path):
+    """Two workers of one command share one SQLite study; one of them is SIGKILLed mid-trial:
+    the command ends normally, with a note, the killed trial failed once its heartbeat stops,
+    and the study exact (every trial counts, never one more)."""
     pytest.importorskip("optuna")
-    spec = tiny(tmp_path)
-    folder = tmp_path / "study"
-    result = invoke(
-        "tune", spec, "--trials", 4, "--workers", 2, "--out", folder, "--pruner", "none"
+    from netspec.backends.tune.study import StudyOptions, open_study, plan_study
+
+    # Trial 0 trains (all but) forever: its worker is the one killed, once the other worker
+    # has done trials 1-3 and exited, so no timing decides which worker is mid-trial.
+    text = TINY.replace("KERNEL", "3").replace(
+        "epochs: 2", "epochs: {search: choice, values: [2, 100000]}"
     )
+    # The digits from an .npz (helpers.digits_npz): the workers do not import scikit-learn.
+    text = text.replace("{source: builtin, name: digits,", "{source: arrays, path: digits.npz,")
+    digits_npz(tmp_path)
+    spec = tmp_path / "tiny_search.yaml"
+    spec.write_text(text, encoding="utf-8")
+    folder = tmp_path / "study"
+    options = StudyOptions(pruner="none", out=folder, heartbeat=1)
+    study = open_study(plan_study(spec, 4, options)[0])
+    for epochs in (100000, 2, 2, 2):  # workers take enqueued trials first, in order
+        study.enqueue_trial({"train.epochs": epochs})
+    done: list[str] = []
+    stop = threading.Event()
+    killer = threading.Thread(
+        target=_kill_the_worker_of_trial_0,
+        args=(folder / "study.db", done, stop, set(_workers(os.getpid()))),
+    )
+    killer.start()
+    try:
+        args = ("--trials", 4, "--workers", 2, "--pruner", "none", "--heartbeat", 1)
+        result = invoke("tune", spec, *args, "--out", folder, "--device", "cpu")
+    finally:
+        stop.set()
+        killer.join()
+    assert done == ["killed"], done
     assert result.exit_code == 0, result.output
-    with sqlite3.connect(folder / "study.db") as db:
-        states = [s for (s,) in db.execute("SELECT state FROM trials ORDER BY number")]
+    assert "note: 1 of 2 workers were killed (signal 9)" in result.output
     # Workers take trials under the study's lock: exactly 4, never one more.
-    assert states == ["COMPLETE"] * 4, (states, result.output[-3000:])
-    assert sorted(p.name for p in folder.glob("trial-*")) == [
-        f"trial-{i:03d}" for i in range(len(states))
-    ]
+    states = [s for s, _ in _trials(folder / "study.db")]
+    assert states == ["FAIL"] + ["COMPLETE"] * 3, (states, result.output[-3000:])
+    data = json.loads((folder / "trials.json").read_text(encoding="utf-8"))
+    assert data["trials"][0]["reason"].startswith("its worker stopped (no heartbeat")
+    assert data["best"]["number"] in (1, 2, 3)
+    assert sorted(p.name for p in folder.glob("trial-*")) == [f"trial-{i:03d}" for i in range(4)]
     assert "best: trial" in result.stdout
     assert (folder / "history.png").stat().st_size > 0
     assert (folder / "importance.png").stat().st_size > 0
@@ -256,15 +345,33 @@ def test_settle_fails_a_running_trial_that_never_sent_a_heartbeat(tmp_path: Path
     pytest.importorskip("optuna")
     from optuna.trial import TrialState
 
-    from netspec.backends.tune.study import StudyOptions, open_study, plan_study, settle
+    from netspec.backends.tune.study import (
+        StudyOptions,
+        fail_silent,
+        open_study,
+        plan_study,
+        settle,
+    )
 
     spec = tiny(tmp_path)
-    plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=tmp_path / "s", heartbeat=1))
+    plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=tmp_path / "s", heartbeat=20))
     study = open_study(plan)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         orphan = study.ask()  # RUNNING, and no heartbeat thread ever started for it
-    settle(plan)  # returns once the orphan is 3 s old
+    fail_silent(study, 3 * plan.heartbeat)  # younger than three heartbeats: left running
+    assert open_study(plan).get_trials()[orphan.number].state == TrialState.RUNNING
+    # Three heartbeats (60 s) pass, without waiting for them: the trial started 61 s ago.
+    with contextlib.closing(sqlite3.connect(tmp_path / "s" / "study.db")) as db, db:
+        (started,) = db.execute(
+            "SELECT datetime_start FROM trials WHERE number = ?", (orphan.number,)
+        ).fetchone()
+        earlier = datetime.datetime.fromisoformat(started) - datetime.timedelta(seconds=61)
+        db.execute(
+            "UPDATE trials SET datetime_start = ? WHERE number = ?",
+            (earlier.strftime("%Y-%m-%d %H:%M:%S.%f"), orphan.number),
+        )
+    settle(plan)  # fails the orphan at once, so nothing runs: returns
     trial = open_study(plan).get_trials()[orphan.number]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["reason"] == "its worker sent no heartbeat"
