@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 # torch (and numpy's BLAS) on one thread in the tests and in the processes they start, unless the
 # caller says otherwise; set before anything imports torch. The tests' networks are small: a
@@ -71,6 +72,22 @@ def repo_root() -> Path:
 def shared_data() -> Path:
     """The datasets shared by every checkout: a `shared/data` folder beside the repository."""
     return SHARED_DATA
+
+
+# --- Keras, imported by the tests that use it ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def keras_module() -> Any:
+    """Keras 3 on its torch backend (skips where it is missing or on another backend), imported
+    when a test first needs it rather than when its file is collected: importing Keras pulls in
+    scikit-learn, SciPy, matplotlib and torch._dynamo (~3 s, 7 s on busy cores), and every xdist
+    worker collects every file, although one worker runs the Keras tests."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("Keras runs on another backend here")
+    return keras
 
 
 # --- plots ----------------------------------------------------------------------------------
