@@ -1,6 +1,6 @@
 """Shared test configuration: torch on one thread, bytecode kept, the `--update-golden` flag,
-every spec in specs/, the shared data, plots switched off, and one trained quickstart run for the
-whole session."""
+every spec in specs/, the shared data, Keras imported when first needed, plots switched off, and
+one trained quickstart run for the whole session."""
 
 from __future__ import annotations
 
@@ -106,16 +106,22 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """history.png and a classification run's report pictures take longer to draw than tiny
-    runs take to train: record their paths instead of drawing them (test_train_cli.py's
-    quickstart test and test_classify.py check real ones). A test that also asks for
-    `real_plots` draws them for real. Returns the paths that would have been drawn."""
+    """history.png, a classification run's report pictures and a segmentation run's
+    predictions.png (or a completion run's completions.png) take longer to draw than tiny runs
+    take to train: record their paths instead of drawing them (test_train_cli.py's quickstart
+    test, test_classify.py, test_train_seg.py and test_gallery.py check real ones). A test that
+    also asks for `real_plots` draws them for real. Returns the paths that would have been drawn."""
     drawn: list[Path] = []
     if "real_plots" not in request.fixturenames:
+        import netspec.backends.training.completions as completions
         import netspec.backends.training.plots
         import netspec.backends.training.report_plots as report_plots
+        import netspec.backends.training.seg_plots as seg_plots
 
         def plot_history(history, path, **kwargs) -> None:
+            drawn.append(Path(path))
+
+        def plot_grid(images, true, pred, path, **kwargs) -> None:  # predictions, completions
             drawn.append(Path(path))
 
         def plot_class_report(out_dir, report, *, images, **kwargs) -> list[Path]:
@@ -125,6 +131,8 @@ def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
         monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
         monkeypatch.setattr(report_plots, "plot_class_report", plot_class_report)
+        monkeypatch.setattr(seg_plots, "plot_predictions", plot_grid)
+        monkeypatch.setattr(completions, "plot_completions", plot_grid)
     return drawn
 
 
