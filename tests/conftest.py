@@ -1,6 +1,6 @@
 """Shared test configuration: torch on one thread, bytecode kept, the `--update-golden` flag,
-every spec in specs/, the shared data, plots switched off, and one trained quickstart run for the
-whole session."""
+every spec in specs/, the shared data, Keras imported when first needed, plots switched off, and
+one trained quickstart run for the whole session."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 # torch (and numpy's BLAS) on one thread in the tests and in the processes they start, unless the
 # caller says otherwise; set before anything imports torch. The tests' networks are small: a
@@ -73,6 +74,22 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# --- Keras, imported by the tests that use it ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def keras_module() -> Any:
+    """Keras 3 on its torch backend (skips where it is missing or on another backend), imported
+    when a test first needs it rather than when its file is collected: importing Keras pulls in
+    scikit-learn, SciPy, matplotlib and torch._dynamo (~3 s, 7 s on busy cores), and every xdist
+    worker collects every file, although one worker runs the Keras tests."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("Keras runs on another backend here")
+    return keras
+
+
 # --- plots ----------------------------------------------------------------------------------
 
 
@@ -90,12 +107,13 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """history.png, a classification run's report pictures and a segmentation run's
-    predictions.png take longer to draw than tiny runs take to train: record their paths
-    instead of drawing them (test_train_cli.py's quickstart test, test_classify.py and
-    test_train_seg.py check real ones). A test that also asks for
-    `real_plots` draws them for real. Returns the paths that would have been drawn."""
+    predictions.png (or a completion run's completions.png) take longer to draw than tiny runs
+    take to train: record their paths instead of drawing them (test_train_cli.py's quickstart
+    test, test_classify.py, test_train_seg.py and test_gallery.py check real ones). A test that
+    also asks for `real_plots` draws them for real. Returns the paths that would have been drawn."""
     drawn: list[Path] = []
     if "real_plots" not in request.fixturenames:
+        import netspec.backends.training.completions as completions
         import netspec.backends.training.plots
         import netspec.backends.training.report_plots as report_plots
         import netspec.backends.training.seg_plots as seg_plots
@@ -103,17 +121,18 @@ def no_plots(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         def plot_history(history, path, **kwargs) -> None:
             drawn.append(Path(path))
 
+        def plot_grid(images, true, pred, path, **kwargs) -> None:  # predictions, completions
+            drawn.append(Path(path))
+
         def plot_class_report(out_dir, report, *, images, **kwargs) -> list[Path]:
             names = report_plots.report_pictures(report, images=images is not None)
             drawn.extend(Path(out_dir) / name for name in names)
             return [Path(out_dir) / name for name in names]
 
-        def plot_grid(*args, **kwargs) -> None:  # a segmentation run's predictions.png
-            drawn.append(Path(args[3]))
-
         monkeypatch.setattr(netspec.backends.training.plots, "plot_history", plot_history)
         monkeypatch.setattr(report_plots, "plot_class_report", plot_class_report)
         monkeypatch.setattr(seg_plots, "plot_predictions", plot_grid)
+        monkeypatch.setattr(completions, "plot_completions", plot_grid)
     return drawn
 
 

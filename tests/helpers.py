@@ -6,6 +6,7 @@ Fixtures live in conftest.py; plain functions live here so a test can call them 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -35,10 +36,16 @@ runner = CliRunner()
 def plain_specs() -> list[Path]:
     """specs/*.yaml without the search specs (tests/test_tune.py tests those: they are spaces
     of networks, not one network to compile, lower or export)."""
+    return list(_plain_specs())
+
+
+@functools.cache
+def _plain_specs() -> tuple[Path, ...]:
+    # Read once per process: five test modules ask at collection, each parsing every spec.
     from netspec.search import find_search
     from netspec.source import read
 
-    return [p for p in sorted((REPO / "specs").glob("*.yaml")) if not find_search(read(p))]
+    return tuple(p for p in sorted((REPO / "specs").glob("*.yaml")) if not find_search(read(p)))
 
 
 # Specs whose size makes building, lowering or exporting them take many seconds (AlexNet's

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -15,7 +16,8 @@ pytest.importorskip("onnxruntime")
 
 # Two tiny image runs: every geometry step (a folder fit with its aspect crop, grayscale,
 # resize, center crop, per-sample standardization), and an RGB one with none, whose images of
-# other sizes `netspec predict` resizes to the input (dataset normalization).
+# other sizes `netspec predict` resizes to the input (dataset normalization). No pictures: drawing
+# them takes longer than the training, and no test here looks at them.
 GRAY_SPEC = """\
 name: tiny_gray
 input: [1, 8, 8]
@@ -30,6 +32,7 @@ train:
   batch_size: 4
   loss: binary_cross_entropy
   metrics: [accuracy]
+  log: {pictures: false}
 """
 RGB_SPEC = """\
 name: tiny_rgb
@@ -44,6 +47,7 @@ train:
   epochs: 1
   batch_size: 4
   metrics: [accuracy]
+  log: {pictures: false}
 """
 
 
@@ -200,7 +204,7 @@ def test_every_precision_and_a_fixed_batch_take_images(runs: dict[str, Path]) ->
     assert session.run(None, {"image": np.concatenate([x, x])})[0].shape == (2, 3)
 
 
-def test_refusals_are_located_messages(runs: dict[str, Path], quickstart_run: Path) -> None:
+def test_refusals_are_located_messages(runs: dict[str, Path]) -> None:
     from netspec.backends.export.emitter import ExportError
     from netspec.backends.export.preprocess_graph import check_preprocessable
     from netspec.data.preprocess import Preprocessing
@@ -227,18 +231,25 @@ JS = Path(__file__).resolve().parents[1] / "docs" / "js"
 
 def _node_with(*modules: str) -> str:
     """The node binary when it resolves every module from docs/js (or NODE_PATH), else skip."""
-    import os
     import shutil
-    import subprocess
 
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
     for module in modules:
-        probe = [node, "-e", f"require.resolve('{module}')"]
-        if subprocess.run(probe, cwd=JS, capture_output=True, env=os.environ).returncode:
+        if not _resolves(node, module):
             pytest.skip(f"{module} is not installed: cd docs/js && npm install")
     return node
+
+
+@functools.cache
+def _resolves(node: str, module: str) -> bool:
+    """node finds `module` from docs/js: asked once per module (a node process each)."""
+    import os
+    import subprocess
+
+    probe = [node, "-e", f"require.resolve('{module}')"]
+    return subprocess.run(probe, cwd=JS, capture_output=True, env=os.environ).returncode == 0
 
 
 def _predict_mjs(node: str, model: Path, *inputs: Path) -> list[dict]:

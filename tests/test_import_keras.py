@@ -9,16 +9,14 @@ import os
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 h5py = pytest.importorskip("h5py")
-if keras.backend.backend() != "torch":
-    pytest.skip("Keras runs on another backend here", allow_module_level=True)
 
 from helpers import runner  # noqa: E402
 
@@ -30,7 +28,16 @@ from netspec.errors import NetspecError  # noqa: E402
 from netspec.runs import read_run  # noqa: E402
 from netspec.summary import rows, totals  # noqa: E402
 
-L = keras.layers
+# Keras and its layers, set by `_keras` when this file's first test runs (not at collection:
+# conftest.py's keras_module says why); the model builders below read them.
+keras: Any = None
+L: Any = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _keras(keras_module: Any) -> None:
+    global keras, L
+    keras, L = keras_module, keras_module.layers
 
 
 def _randomize(model, seed: int) -> None:

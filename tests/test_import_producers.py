@@ -8,6 +8,7 @@ import csv
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,19 +42,30 @@ def _torch(run: Path, x: np.ndarray) -> np.ndarray:
         return load_module(loaded.graph, loaded.weights)(torch.from_numpy(x)).numpy()
 
 
-@needs_data
-@pytest.mark.parametrize("zipmap", [True, False])
-def test_skl2onnx_mlp_classifier_imports_with_its_probabilities_and_classes(
-    tmp_path: Path, zipmap: bool
-) -> None:
+@pytest.fixture(scope="module")
+def iris_mlp() -> tuple[np.ndarray, Any]:
+    """Iris and a scikit-learn MLP fitted on it (seeded), once for both ZipMap flavours."""
     pytest.importorskip("skl2onnx")
-    from skl2onnx import to_onnx
     from sklearn.neural_network import MLPClassifier
 
     x, y = _iris()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=500, random_state=0).fit(x, y)
+    return x, clf
+
+
+@needs_data
+@pytest.mark.parametrize("zipmap", [True, False])
+def test_skl2onnx_mlp_classifier_imports_with_its_probabilities_and_classes(
+    tmp_path: Path, zipmap: bool, iris_mlp: tuple[np.ndarray, Any]
+) -> None:
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+
+    x, clf = iris_mlp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         model = to_onnx(clf, x[:1], options={"zipmap": zipmap})
     path = tmp_path / "mlp.onnx"
     path.write_bytes(model.SerializeToString())

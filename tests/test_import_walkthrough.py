@@ -12,22 +12,20 @@ import shlex
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip("keras")
+os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras itself: conftest's keras_module
 pytest.importorskip("torch")
 pytest.importorskip("h5py")
 pytest.importorskip("onnxruntime")
-if keras.backend.backend() != "torch":
-    pytest.skip("Keras runs on another backend here", allow_module_level=True)
 
-from helpers import REPO, SHARED_DATA, predict_one_class, runner  # noqa: E402
+from helpers import REPO, SHARED_DATA, predict_one_class, runner
 
-from netspec.cli import app  # noqa: E402
-from netspec.runs import read_run  # noqa: E402
+from netspec.cli import app
+from netspec.runs import read_run
 
 PAGE = REPO / "docs" / "import.md"
 SECTION = "## Retraining an imported model"
@@ -73,7 +71,7 @@ def pictures_off(mp: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def walked(tmp_path_factory) -> dict:
+def walked(tmp_path_factory, keras_module: Any) -> dict:
     """The walk-through run in a fresh folder, its photos as `cats_dogs/`: what each command
     printed, by its first two words (`train retrain.yaml`)."""
     folder = tmp_path_factory.mktemp("walkthrough")
@@ -101,7 +99,7 @@ def walked(tmp_path_factory) -> dict:
                         printed[" ".join(words[1:3])] = invoke(words[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        model = keras.models.load_model(folder / "small_convnet.keras")
+        model = keras_module.models.load_model(folder / "small_convnet.keras")
     return {"folder": folder, "printed": printed, "model": model}
 
 

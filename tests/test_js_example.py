@@ -3,6 +3,7 @@ what `netspec predict --json` gives. Runs when node and onnxruntime-node are ins
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -19,9 +20,18 @@ EXAMPLE = REPO / "docs" / "js" / "predict.mjs"
 
 def _node_with_ort() -> str:
     """The node binary when it can load onnxruntime-node from docs/js (or NODE_PATH), else skip."""
+    node, missing = _probe()
+    if node is None:
+        pytest.skip(missing)
+    return node
+
+
+@functools.cache
+def _probe() -> tuple[str | None, str]:
+    """(node, "") or (None, what is missing): asked once for the file (a node process)."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        return None, "node is not installed"
     probe = subprocess.run(
         [node, "-e", "require.resolve('onnxruntime-node')"],
         cwd=EXAMPLE.parent,
@@ -29,8 +39,8 @@ def _node_with_ort() -> str:
         env=os.environ,
     )
     if probe.returncode != 0:
-        pytest.skip("onnxruntime-node is not installed: cd docs/js && npm install")
-    return node
+        return None, "onnxruntime-node is not installed: cd docs/js && npm install"
+    return node, ""
 
 
 def test_js_example_predicts_what_netspec_predicts(quickstart_onnx: Path, tmp_path: Path) -> None:

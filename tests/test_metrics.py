@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import itertools
 import math
+from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    precision_score,
-    recall_score,
-    top_k_accuracy_score,
-)
 
 from netspec.backends.training.metrics import Metrics
 
 CLS = ["accuracy", "precision", "recall", "f1"]
+
+
+def sklearn_metrics() -> ModuleType:
+    """scikit-learn's metrics, imported by the tests that compare with them rather than when
+    the suite is collected (with SciPy under them, ~1 s; every xdist worker collects every file)."""
+    return pytest.importorskip("sklearn.metrics")
 
 
 def run(
@@ -39,12 +37,12 @@ def one_hot_logits(pred: list[int], k: int) -> torch.Tensor:
 
 
 def sk_classification(y: np.ndarray, p: np.ndarray, average: str) -> dict[str, float]:
-    kw = {"average": average, "zero_division": 0}
+    sk, kw = sklearn_metrics(), {"average": average, "zero_division": 0}
     return {
-        "accuracy": accuracy_score(y, p),
-        "precision": precision_score(y, p, **kw),
-        "recall": recall_score(y, p, **kw),
-        "f1": f1_score(y, p, **kw),
+        "accuracy": sk.accuracy_score(y, p),
+        "precision": sk.precision_score(y, p, **kw),
+        "recall": sk.recall_score(y, p, **kw),
+        "f1": sk.f1_score(y, p, **kw),
     }
 
 
@@ -135,7 +133,9 @@ def test_top5_matches_sklearn() -> None:
         target,
         cuts=[33, 200],
     )
-    want = top_k_accuracy_score(target.numpy(), logits.numpy(), k=5, labels=list(range(10)))
+    want = sklearn_metrics().top_k_accuracy_score(
+        target.numpy(), logits.numpy(), k=5, labels=list(range(10))
+    )
     assert got["top5_accuracy"] == pytest.approx(want)
 
 
@@ -185,8 +185,9 @@ def test_regression_matches_sklearn(shape: tuple[int, ...]) -> None:
     m = Metrics(["mae", "rmse"], task="regression", num_classes=0)
     got = run(m, pred, target, cuts=[7, 8, 150])
     t2, p2 = target.view(300, -1).numpy(), pred.view(300, -1).numpy()
-    assert got["mae"] == pytest.approx(mean_absolute_error(t2, p2), rel=1e-6)
-    assert got["rmse"] == pytest.approx(math.sqrt(mean_squared_error(t2, p2)), rel=1e-6)
+    sk = sklearn_metrics()
+    assert got["mae"] == pytest.approx(sk.mean_absolute_error(t2, p2), rel=1e-6)
+    assert got["rmse"] == pytest.approx(math.sqrt(sk.mean_squared_error(t2, p2)), rel=1e-6)
     assert got == run(m, pred, target)
 
 

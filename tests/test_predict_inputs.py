@@ -98,6 +98,7 @@ train:
   batch_size: 64
   epochs: 1
   seed: 0
+  log: {pictures: false}  # trained in a module fixture, before any no_plots: none looked at
 """
 
 

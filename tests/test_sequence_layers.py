@@ -3,6 +3,10 @@ sequence lengths and batch sizes, and the located errors of what is not supporte
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -373,22 +377,31 @@ PORTABLE = {
 }
 
 
+# One node process per JS runtime runs every case (starting node and compiling onnxruntime-web's
+# wasm cost ~0.5-2 s a process); a case that fails reports its error, so its own test fails.
 NODE_RUN = """
 const ort = require(process.env.ORT_MODULE);
 if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;  // web: no worker threads in node
 let text = '';
 process.stdin.on('data', (d) => { text += d; });
 process.stdin.on('end', async () => {
-  const job = JSON.parse(text);
-  const session = await ort.InferenceSession.create(job.model);
-  const feeds = {};
-  for (const [name, t] of Object.entries(job.inputs)) {
-    const data = t.type === 'int64' ? BigInt64Array.from(t.data.map(BigInt)) : Float32Array.from(t.data);
-    feeds[name] = new ort.Tensor(t.type, data, t.dims);
+  const results = {};
+  for (const [key, job] of Object.entries(JSON.parse(text))) {
+    try {
+      const session = await ort.InferenceSession.create(job.model);
+      const feeds = {};
+      for (const [name, t] of Object.entries(job.inputs)) {
+        const data = t.type === 'int64' ? BigInt64Array.from(t.data.map(BigInt)) : Float32Array.from(t.data);
+        feeds[name] = new ort.Tensor(t.type, data, t.dims);
+      }
+      const out = await session.run(feeds);
+      const y = out[session.outputNames[0]];
+      results[key] = {dims: y.dims, data: Array.from(y.data, Number)};
+    } catch (e) {
+      results[key] = {error: String(e)};
+    }
   }
-  const out = await session.run(feeds);
-  const y = out[session.outputNames[0]];
-  process.stdout.write(JSON.stringify({dims: y.dims, data: Array.from(y.data, Number)}));
+  process.stdout.write(JSON.stringify(results));
 });
 """
 
@@ -402,7 +415,7 @@ RUNTIME_CASES = {
 }
 
 
-def exported_case(case: str, tmp_path) -> tuple[str, np.ndarray, np.ndarray]:
+def exported_case(case: str, folder: Path) -> tuple[str, np.ndarray, np.ndarray]:
     """A RUNTIME_CASES network exported to ONNX, an input batch, and onnxruntime's output."""
     ort = pytest.importorskip("onnxruntime")
     torch = pytest.importorskip("torch")
@@ -413,7 +426,7 @@ def exported_case(case: str, tmp_path) -> tuple[str, np.ndarray, np.ndarray]:
     shape, *items = RUNTIME_CASES[case]
     graph = netspec.compile_text(spec(shape, *items), f"<{case}>")
     torch.manual_seed(0)
-    path = tmp_path / f"{case}.onnx"
+    path = folder / f"{case}.onnx"
     path.write_bytes(export_onnx(graph, module_weights(build_module(graph))).SerializeToString())
     rng = np.random.default_rng(0)
     if case == "masked":  # three sequences of 9, 4 and 1 ids, padded with 0 at the end
@@ -425,29 +438,33 @@ def exported_case(case: str, tmp_path) -> tuple[str, np.ndarray, np.ndarray]:
     return str(path), x, session.run(None, {"input": x})[0]
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every RUNTIME_CASES network exported once for this file: case -> exported_case(...)."""
+    folder = tmp_path_factory.mktemp("sequence-exports")
+    return {case: exported_case(case, folder) for case in RUNTIME_CASES}
+
+
 @pytest.mark.parametrize("case", list(RUNTIME_CASES))
-def test_opencv_runs_the_sequence_exports(case: str, tmp_path) -> None:
+def test_opencv_runs_the_sequence_exports(case: str, exported: dict) -> None:
     """OpenCV DNN (5.x) reads the exported LSTM/GRU/RNN operators, the attention graph and the
     mask's lengths (Equal, Range, ReduceMax, sequence_lens)."""
     cv2 = pytest.importorskip("cv2")
-    path, x, expected = exported_case(case, tmp_path)
+    path, x, expected = exported[case]
     net = cv2.dnn.readNetFromONNX(path)
     net.setInput(x)
     got = net.forward()
     np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime-node", "onnxruntime-web"])
-@pytest.mark.parametrize("case", list(RUNTIME_CASES))
-def test_javascript_runtimes_run_the_sequence_exports(case: str, runtime: str, tmp_path) -> None:
-    """onnxruntime-node (the JS example's runtime) and onnxruntime-web (its wasm backend, run in
-    node) give Python onnxruntime's outputs for the recurrent operators, attention and a padded
-    batch with a mask."""
+@pytest.fixture(scope="module")
+def js_outputs(exported: dict) -> Callable[[str], dict]:
+    """runtime -> {case: the JS runtime's output (or its error)}, every case in one node
+    process per runtime, run when a test first asks for that runtime."""
     import json
     import os
     import shutil
     import subprocess
-    from pathlib import Path
 
     node, js = shutil.which("node"), Path(__file__).resolve().parents[1] / "docs" / "js"
     if (
@@ -457,18 +474,37 @@ def test_javascript_runtimes_run_the_sequence_exports(case: str, runtime: str, t
         ).returncode
     ):
         pytest.skip("node or onnxruntime-node is not installed (cd docs/js && npm install)")
-    path, x, expected = exported_case(case, tmp_path)
-    feed = {"type": "float32", "data": x.ravel().tolist(), "dims": list(x.shape)}
-    job = json.dumps({"model": path, "inputs": {"input": feed}})
-    done = subprocess.run(
-        [node, "-e", NODE_RUN],
-        cwd=js,
-        input=job,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ORT_MODULE": runtime},
-    )
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    jobs = {}
+    for case, (path, x, _) in exported.items():
+        feed = {"type": "float32", "data": x.ravel().tolist(), "dims": list(x.shape)}
+        jobs[case] = {"model": path, "inputs": {"input": feed}}
+
+    @functools.cache
+    def outputs(runtime: str) -> dict:
+        done = subprocess.run(
+            [node, "-e", NODE_RUN],
+            cwd=js,
+            input=json.dumps(jobs),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ORT_MODULE": runtime},
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return outputs
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime-node", "onnxruntime-web"])
+@pytest.mark.parametrize("case", list(RUNTIME_CASES))
+def test_javascript_runtimes_run_the_sequence_exports(
+    case: str, runtime: str, exported: dict, js_outputs: Callable[[str], dict]
+) -> None:
+    """onnxruntime-node (the JS example's runtime) and onnxruntime-web (its wasm backend, run in
+    node) give Python onnxruntime's outputs for the recurrent operators, attention and a padded
+    batch with a mask."""
+    expected = exported[case][2]
+    got = js_outputs(runtime)[case]
+    assert "error" not in got, got["error"]
     assert got["dims"] == list(expected.shape)
     np.testing.assert_allclose(np.array(got["data"]).reshape(expected.shape), expected, atol=1e-5)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import plain_specs, spec_params
 from typer.testing import CliRunner
 
 from netspec import Graph, compile_file, compile_text
@@ -150,11 +151,13 @@ def _footer_number(text: str, label: str) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def test_rows_sum_to_totals(spec_path: Path):
+# Building AlexNet's module (62M weights initialized: ~1.3 s) makes its case slow (BIG_SPECS).
+@pytest.mark.parametrize("path", spec_params(plain_specs()))
+def test_rows_sum_to_totals(path: Path):
     pytest.importorskip("torch")
     from netspec.backends.lowering import build_module
 
-    graph = compile_file(spec_path)
+    graph = compile_file(path)
     table = rows(graph)
     t = totals(table)
     # Independent of the IR's counts: what the PyTorch lowering actually holds.
@@ -174,7 +177,7 @@ def test_rows_sum_to_totals(spec_path: Path):
     frozen = _footer_number(text, "Non-trainable params")
     assert (trainable, frozen) == (t.trainable_params, t.non_trainable_params)
 
-    data = json.loads(CliRunner().invoke(app, ["summary", "--json", str(spec_path)]).stdout)
+    data = json.loads(CliRunner().invoke(app, ["summary", "--json", str(path)]).stdout)
     assert sum(layer["params"] for layer in data["layers"]) == data["total_params"]
     assert sum(layer["trainable_params"] for layer in data["layers"]) == data["trainable_params"]
     assert sum(layer["macs"] for layer in data["layers"]) == data["macs"]

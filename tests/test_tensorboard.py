@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import fails, invoke, make_trainer, tiny_spec
@@ -11,9 +12,10 @@ from helpers import fails, invoke, make_trainer, tiny_spec
 pytest.importorskip("torch")
 pytest.importorskip("tensorboard")
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from netspec.backends.training.tensorboard_log import scalar_tags
+
+if TYPE_CHECKING:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 
@@ -21,6 +23,9 @@ TINY = tiny_spec(limit=120, seed=None, log="{tensorboard: true}")
 
 
 def _events(run: Path) -> EventAccumulator:
+    # imported here, not at collection, which every xdist worker does for every file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     ea = EventAccumulator(
         str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
     )

@@ -272,11 +272,20 @@ train:
 """
 
 
-@pytest.fixture
-def source_run(tmp_path: Path) -> Path:
-    t = make(tmp_path, SOURCE_NET.format(name="src", filters=6, seed=0), out="src")
+@pytest.fixture(scope="module")
+def trained_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The source run, trained once for the file (a module fixture comes before no_plots:
+    its pictures are switched off in its spec)."""
+    spec = SOURCE_NET.format(name="src", filters=6, seed=0)
+    t = make(tmp_path_factory.mktemp("source"), spec, "train.log.pictures=false", out="src")
     t.fit()
     return t.run_dir
+
+
+@pytest.fixture
+def source_run(trained_source: Path, tmp_path: Path) -> Path:
+    """The test's own copy of the source run (one test deletes it)."""
+    return Path(shutil.copytree(trained_source, tmp_path / "src"))
 
 
 @pytest.mark.parametrize(

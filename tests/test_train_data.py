@@ -141,6 +141,7 @@ def cifar_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Trainer:
               augment: {{flip: horizontal, shift: 0.1}}
               epochs: 1
               metrics: [accuracy, top5_accuracy]
+              log: {{pictures: false}}  # a module fixture: before no_plots; none looked at
             """,
         )
         t.fit()
