@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                     text = SPEC.format(path=folders[size], val=val, cache=mode, workers=workers)
                     spec.write_text(text)
                     shutil.rmtree(tmp / "cache", ignore_errors=True)
-                    row = run_once(spec, tmp / f"run_{name}_{size}", env, nproc)
+                    row = run_once(
+                        spec, tmp / f"run_{name}_{size}_{r}", env, nproc
+                    )  # new each round
                     results.setdefault((size, name), []).append(row)
                     print(f"round {r + 1} n={size} {name}: {row}", file=sys.stderr)
         report(results, small, large, args)
