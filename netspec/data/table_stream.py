@@ -88,6 +88,17 @@ def _records(
             raise data_error(f"cannot read CSV file: {e}", path) from None
 
 
+def row_at(path: Path, at: int, delimiter: str) -> list[str]:
+    """The CSV row that starts at byte `at` of `path` (a quoted field may span lines)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(at)
+            lines = (raw.decode("utf-8", "replace") for raw in f)
+            return next(csv.reader(lines, delimiter=delimiter), [])
+    except (OSError, csv.Error) as e:
+        raise data_error(f"cannot read the row at byte {at}: {e}", path) from None
+
+
 @dataclass(frozen=True, eq=False)
 class RowReader:
     """Kept rows of a CSV file parsed on demand (cache none): row i starts at offsets[i]."""
@@ -102,13 +113,7 @@ class RowReader:
 
     def read(self, i: int) -> np.ndarray:
         at = int(self.offsets[i])
-        try:
-            with self.path.open("rb") as f:
-                f.seek(at)
-                lines = (raw.decode("utf-8", "replace") for raw in f)
-                row = next(csv.reader(lines, delimiter=self.plan.delimiter), [])
-        except (OSError, csv.Error) as e:
-            raise data_error(f"cannot read the row at byte {at}: {e}", self.path) from None
+        row = row_at(self.path, at, self.plan.delimiter)
         values = None
         if len(row) == self.fields:
             values = self.plan.row_values([row[k].strip() for k in self.plan.used])

@@ -7,7 +7,6 @@ read (cache none), or writes them once to a memory-mapped cache (cache disk).
 
 from __future__ import annotations
 
-import csv
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.stream import Lazy
 from netspec.data.table import _check_header, _column
 from netspec.data.table_cells import SHOWN, CellPass, no_data_rows
-from netspec.data.table_stream import ROWS, _head, _records
+from netspec.data.table_stream import ROWS, _head, _records, row_at
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,13 +37,7 @@ class TextReader:
 
     def read(self, i: int) -> np.ndarray:
         at = int(self.offsets[i])
-        try:
-            with self.path.open("rb") as f:
-                f.seek(at)
-                lines = (raw.decode("utf-8", "replace") for raw in f)
-                row = next(csv.reader(lines, delimiter=self.delimiter), [])
-        except (OSError, csv.Error) as e:
-            raise data_error(f"cannot read the row at byte {at}: {e}", self.path) from None
+        row = row_at(self.path, at, self.delimiter)
         if len(row) != self.fields or not row[self.column].strip():
             raise data_error(
                 f"the row at byte {at} is not the row found there when the run started: the "
