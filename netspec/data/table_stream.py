@@ -88,6 +88,18 @@ def _records(
             raise data_error(f"cannot read CSV file: {e}", path) from None
 
 
+def open_records(path: Path, delimiter: str | None) -> tuple[str, list[str], Iterator]:
+    """The file's delimiter, its checked header and an iterator over its data records."""
+    delimiter, start, before = _head(path, delimiter)
+    records = _records(path, delimiter, start, before)
+    first = next(records, None)
+    if first is None:
+        raise data_error("CSV file is empty; expected a header row and data rows", path)
+    header = [h.strip() for h in first[2]]
+    _check_header(header, first[0], path, delimiter)
+    return delimiter, header, records
+
+
 def row_at(path: Path, at: int, delimiter: str) -> list[str]:
     """The CSV row that starts at byte `at` of `path` (a quoted field may span lines)."""
     try:
@@ -198,13 +210,7 @@ def stream_csv(
         reused = _reuse(folder, key)
         if reused is not None:
             return replace(reused, notes=(*reused.notes, *said))
-    delimiter, start, before = _head(path, delimiter)
-    records = _records(path, delimiter, start, before)
-    first = next(records, None)
-    if first is None:
-        raise data_error("CSV file is empty; expected a header row and data rows", path)
-    header = [h.strip() for h in first[2]]
-    _check_header(header, first[0], path, delimiter)
+    delimiter, header, records = open_records(path, delimiter)
     used = _used_columns(header, target, features, path)
     cells = CellPass(path, delimiter, header, used)
     raw = _Raw(folder, key) if cache == "disk" else None

@@ -16,9 +16,9 @@ import numpy as np
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.stream import Lazy
-from netspec.data.table import _check_header, _column
+from netspec.data.table import _column
 from netspec.data.table_cells import SHOWN, CellPass, no_data_rows
-from netspec.data.table_stream import ROWS, _head, _records, row_at
+from netspec.data.table_stream import ROWS, open_records, row_at
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,13 +74,7 @@ def stream_texts(
     from netspec.data.text import refuse_empty
 
     path = Path(path)
-    delimiter, start, before = _head(path, delimiter)
-    records = _records(path, delimiter, start, before)
-    first = next(records, None)
-    if first is None:
-        raise data_error("CSV file is empty; expected a header row and data rows", path)
-    header = [h.strip() for h in first[2]]
-    _check_header(header, first[0], path, delimiter)
+    delimiter, header, records = open_records(path, delimiter)
     t_col = _column(header, text, path, "text")
     l_col = _column(header, label, path, "label")
     if t_col == l_col:
