@@ -24,9 +24,22 @@ _PREVIOUS: Any = None  # the SIGCHLD handler ours stands in for while a batch is
 
 
 def _on_child_exit(signum: int, frame: Any) -> None:
-    _raise_if_ended(_AWAITED)
+    # Raised only into the wait for a batch (the selector's select), where nothing is half
+    # done. Raised anywhere else it can leave a file open mid-creation (CI saw torch's own
+    # error path, which opens a temporary file, interrupted so); there torch's error or its
+    # 5 s poll of the workers follows, and ended_worker names the worker then.
+    if _in_wait(frame):
+        _raise_if_ended(_AWAITED)
     if callable(_PREVIOUS):  # another child of this process: its owner's handler
         _PREVIOUS(signum, frame)
+
+
+def _in_wait(frame: Any) -> bool:
+    """Whether `frame` (the one a signal interrupted) is a selector's blocking select."""
+    code = getattr(frame, "f_code", None)
+    return (
+        code is not None and code.co_name == "select" and code.co_filename.endswith("selectors.py")
+    )
 
 
 def _raise_if_ended(workers: tuple[Any, ...]) -> None:
