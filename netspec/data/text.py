@@ -38,10 +38,7 @@ def load_texts(
     line: a model cannot learn from, or be scored on, nothing."""
     path = Path(path)
     delimiter, header, numbered = _read_rows(path, delimiter)
-    t_col = _column(header, text, path, "text")
-    l_col = _column(header, label, path, "label")
-    if t_col == l_col:
-        raise data_error(f"the text and label columns are both {text!r}", path)
+    t_col, l_col = text_label_columns(header, text, label, path)
     lines = [line for line, _ in numbered]
     texts = [row[t_col] for _, row in numbered]
     labels = [row[l_col].strip() for _, row in numbered]
@@ -60,6 +57,15 @@ def load_texts(
         # The columns, so predict and evaluate find the texts in a CSV of the same format.
         table=TableColumns(label, ((text, None),)),
     )
+
+
+def text_label_columns(header: list[str], text: str, label: str, path: Path) -> tuple[int, int]:
+    """The indices of the text and the label columns in `header`, two different columns."""
+    t_col = _column(header, text, path, "text")
+    l_col = _column(header, label, path, "label")
+    if t_col == l_col:
+        raise data_error(f"the text and label columns are both {text!r}", path)
+    return t_col, l_col
 
 
 def refuse_empty(path: Path, lines: list[int], count: int, what: str) -> None:

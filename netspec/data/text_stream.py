@@ -16,9 +16,9 @@ import numpy as np
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.stream import Lazy
-from netspec.data.table import _column
 from netspec.data.table_cells import SHOWN, CellPass, no_data_rows
 from netspec.data.table_stream import ROWS, open_records, row_at
+from netspec.data.text import refuse_empty, text_label_columns
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,14 +71,9 @@ def stream_texts(
 ) -> ArrayData:
     """load_texts' data with x the texts left in the file (a Lazy of TextReader): the same
     header and row checks, empty texts and labels refused by line, and the same labels."""
-    from netspec.data.text import refuse_empty
-
     path = Path(path)
     delimiter, header, records = open_records(path, delimiter)
-    t_col = _column(header, text, path, "text")
-    l_col = _column(header, label, path, "label")
-    if t_col == l_col:
-        raise data_error(f"the text and label columns are both {text!r}", path)
+    t_col, l_col = text_label_columns(header, text, label, path)
     labels = CellPass(path, delimiter, [label], [0], missing=frozenset())
     offsets = array("q")
     codes: list[np.ndarray] = []
