@@ -375,3 +375,59 @@ def test_settle_fails_a_running_trial_that_never_sent_a_heartbeat(tmp_path: Path
     trial = open_study(plan).get_trials()[orphan.number]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["reason"] == "its worker sent no heartbeat"
+
+
+def test_a_trial_is_taken_with_its_first_heartbeat(tmp_path: Path):
+    """`next_trial` records the trial's first heartbeat before it lets the lock go. Before, the
+    first beat came from the heartbeat thread, which a spawned worker importing torch (GIL held
+    for seconds) could not run: another command's `settle` failed the live worker's trial as
+    silent, and the worker crashed on its next write (CI, test_tune_postgres)."""
+    pytest.importorskip("optuna")
+    from optuna.trial import TrialState
+
+    from netspec.backends.tune.study import (
+        StudyOptions,
+        fail_silent,
+        next_trial,
+        open_study,
+        plan_study,
+    )
+
+    plan, _ = plan_study(tiny(tmp_path), 2, StudyOptions(pruner="none", out=tmp_path / "s"))
+    study = open_study(plan)
+    trial = next_trial(study, plan)
+    fail_silent(study, 0)  # any trial without a heartbeat, however young, is failed
+    assert open_study(plan).get_trials()[trial.number].state == TrialState.RUNNING
+
+
+def test_a_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path: Path, monkeypatch, capsys):
+    """A live worker whose trial the others failed as stale (heartbeats too late, on a machine
+    too busy) drops that trial's result with one line and goes on: it neither crashes on the
+    finished trial nor counts it twice. The trial's end is met both ways: at `tell`, and at a
+    write inside the trial (a report)."""
+    pytest.importorskip("optuna")
+    from optuna.trial import TrialState
+
+    from netspec.backends.tune import study as study_mod
+    from netspec.backends.tune.report import STALE
+
+    plan, _ = study_mod.plan_study(
+        tiny(tmp_path), 3, study_mod.StudyOptions(pruner="none", out=tmp_path / "s")
+    )
+
+    def failed_meanwhile(trial, plan, source, entries) -> float:
+        other = study_mod.open_study(plan)._storage  # as another worker's fail_stale does
+        other.set_trial_user_attr(trial._trial_id, "reason", STALE)
+        other.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        if trial.number == 1:
+            trial.report(0.5, 1)  # raises: the trial is finished
+        return 0.5
+
+    monkeypatch.setattr(study_mod, "run_trial", failed_meanwhile)
+    study_mod.work(plan)
+    trials = study_mod.open_study(plan).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3
+    assert {t.user_attrs["reason"] for t in trials} == {STALE}
+    err = capsys.readouterr().err
+    for n in range(3):
+        assert f"trial {n}: failed by another worker, which heard no heartbeat" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import sys
@@ -285,6 +286,7 @@ def next_trial(study, plan: Plan):
     one step under the study's lock: however many workers and commands share the study, it
     never holds more than `plan.trials` (a killed worker's trial is failed, not rerun).
     """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
 
     with study_lock(study._storage, plan.study):
@@ -296,34 +298,66 @@ def next_trial(study, plan: Plan):
         with warnings.catch_warnings():
             # Optuna warns that heartbeats are meant for Study.optimize: `work` sends them.
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-            return study.ask()  # an enqueued (waiting) trial first, else a new one
+            trial = study.ask()  # an enqueued (waiting) trial first, else a new one
+        if is_heartbeat_enabled(study._storage):
+            # The first beat before the lock is let go: a trial is never seen without one
+            # (`fail_silent` would take its worker for dead), however late its thread starts.
+            study._storage.record_heartbeat(trial._trial_id)
+        return trial
 
 
 def work(plan: Plan, worker: int = 0) -> None:
     """One worker: trials until the study holds `plan.trials` of them."""
-    import optuna
-    from optuna.storages._heartbeat import get_heartbeat_thread
-    from optuna.trial import TrialState
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    # Torch and the Trainer imported before a trial is taken: the import holds the GIL for
+    # seconds on a busy machine, and a trial whose heartbeat thread cannot run is failed by
+    # the other workers as stale.
+    from ..training import loop  # noqa: F401
 
     source = absolute_paths(apply_overrides(read(plan.spec), list(plan.sets)))
     entries = find_search(source)
     study = open_study(plan, worker)
     while (trial := next_trial(study, plan)) is not None:
-        state, value = TrialState.FAIL, None
         try:
-            with get_heartbeat_thread(trial._trial_id, study._storage):
-                value = run_trial(trial, plan, source, entries)
-            state = TrialState.COMPLETE
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except TrialFailed:
+            state, value = _attempt(study, trial, plan, source, entries)
+            if study.tell(trial, value, state=state, skip_if_finished=True).state == state:
+                continue
+        except UpdateFinishedTrialError:
             pass
-        except BaseException as exc:  # Ctrl-C, or a bug: the trial is failed, the worker stops
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+        # This worker is alive, but others failed its trial as stale (its heartbeats came too
+        # late): the study counts that trial as failed, and this worker goes on with the next.
+        print(
+            f"trial {trial.number}: failed by another worker, which heard no heartbeat from it "
+            f"for {3 * plan.heartbeat} s (a machine too busy? raise --heartbeat); "
+            "its result is dropped",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _attempt(study, trial, plan: Plan, source: Source, entries: list[SearchEntry]):
+    """Run `trial` under its heartbeat: the state and value to tell the study."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages._heartbeat import get_heartbeat_thread
+    from optuna.trial import TrialState
+
+    try:
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            return TrialState.COMPLETE, run_trial(trial, plan, source, entries)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None
+    except TrialFailed:
+        return TrialState.FAIL, None
+    except UpdateFinishedTrialError:
+        raise  # failed meanwhile by another worker: `work` says so
+    except BaseException as exc:  # Ctrl-C, or a bug: the trial is failed, the worker stops
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+        with contextlib.suppress(UpdateFinishedTrialError):
             trial.set_user_attr("reason", reason)
             study.tell(trial, state=TrialState.FAIL)
-            raise
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        raise
 
 
 def settle(plan: Plan) -> None:
