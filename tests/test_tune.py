@@ -345,13 +345,8 @@ def test_settle_fails_a_running_trial_that_never_sent_a_heartbeat(tmp_path: Path
     pytest.importorskip("optuna")
     from optuna.trial import TrialState
 
-    from netspec.backends.tune.study import (
-        StudyOptions,
-        fail_silent,
-        open_study,
-        plan_study,
-        settle,
-    )
+    from netspec.backends.tune.study import StudyOptions, open_study, plan_study
+    from netspec.backends.tune.workers import fail_silent, settle
 
     spec = tiny(tmp_path)
     plan, _ = plan_study(spec, 2, StudyOptions(pruner="none", out=tmp_path / "s", heartbeat=20))
@@ -385,13 +380,8 @@ def test_a_trial_is_taken_with_its_first_heartbeat(tmp_path: Path):
     pytest.importorskip("optuna")
     from optuna.trial import TrialState
 
-    from netspec.backends.tune.study import (
-        StudyOptions,
-        fail_silent,
-        next_trial,
-        open_study,
-        plan_study,
-    )
+    from netspec.backends.tune.study import StudyOptions, open_study, plan_study
+    from netspec.backends.tune.workers import fail_silent, next_trial
 
     plan, _ = plan_study(tiny(tmp_path), 2, StudyOptions(pruner="none", out=tmp_path / "s"))
     study = open_study(plan)
@@ -409,6 +399,7 @@ def test_a_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path: Path, monkey
     from optuna.trial import TrialState
 
     from netspec.backends.tune import study as study_mod
+    from netspec.backends.tune import workers
     from netspec.backends.tune.report import STALE
 
     plan, _ = study_mod.plan_study(
@@ -423,8 +414,8 @@ def test_a_worker_whose_trial_was_failed_as_stale_goes_on(tmp_path: Path, monkey
             trial.report(0.5, 1)  # raises: the trial is finished
         return 0.5
 
-    monkeypatch.setattr(study_mod, "run_trial", failed_meanwhile)
-    study_mod.work(plan)
+    monkeypatch.setattr(workers, "run_trial", failed_meanwhile)
+    workers.work(plan)
     trials = study_mod.open_study(plan).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 3
     assert {t.user_attrs["reason"] for t in trials} == {STALE}

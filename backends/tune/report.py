@@ -187,7 +187,8 @@ def tune_study(
     spec: Path, trials: int, workers: int, options: StudyOptions
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
-    from .study import plan_study, run_workers
+    from .study import plan_study
+    from .workers import run_workers
 
     plan, _ = plan_study(spec, trials, options)
     where = shown(plan.storage)
