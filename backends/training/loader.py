@@ -20,7 +20,8 @@ from torch.utils.data._utils import signal_handling
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.cache_choice import default_workers
-from netspec.data.stream import Lazy, is_streamed, windows
+from netspec.data.stream import Lazy, is_streamed
+from netspec.data.tiles import windows
 from netspec.errors import DataError, NetspecError, Problem
 
 from .worker_watch import awaiting, ended_worker, stop_workers_with

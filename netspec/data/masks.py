@@ -1,4 +1,9 @@
-"""Segmentation masks: raw mask values to per-pixel class indices, with the classes checked."""
+"""Segmentation masks: raw mask values to per-pixel class indices, with the classes checked.
+
+Over 400 lines: the class rules (mask_values, 0/255, class indices, one-hot) and their located
+errors are one decision, made alike for masks in memory (`mask_indices`) and for streamed masks
+known by their values and counts (`mask_map`).
+"""
 
 from __future__ import annotations
 
@@ -405,6 +410,3 @@ def mask_map(
         n_ignored = int(pixels[ignored].sum())
         notes.append(f"{n_ignored} mask pixels equal ignore_value {ignore_value}; they are ignored")
     return MaskMap(values, full, tuple(out_names), tuple(notes))
-
-
-# --- image/mask folders ----------------------------------------------------------------------

@@ -21,8 +21,8 @@ from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.sources import load_source, resolve_path
 from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, channel_stats, target_stats
-from netspec.data.stream import Lazy, TileReader, is_streamed, per_sample, subset, value_range
-from netspec.data.tiles import tile_starts
+from netspec.data.stream import Lazy, is_streamed, per_sample, subset, value_range
+from netspec.data.tiles import TileReader, tile_starts
 from netspec.data.tokenizer import Tokenizer
 from netspec.shapes import prod
 from netspec.train_data_spec import TextData

@@ -54,50 +54,6 @@ class ArrayReader:
         return np.asarray(self.array[i])
 
 
-@dataclass(frozen=True)
-class TileReader:
-    """Tiles of streamed scenes (N, C, H, W) or masks (N, H, W) at each of `starts` (top, left),
-    in cut order: the first start's tile of every scene, then the second's, and so on. Masks'
-    `ignore`: per start, the rows and columns already scored by the tile above and to the left,
-    set to -1 (pipeline.cut_tiles)."""
-
-    scenes: Lazy
-    starts: tuple[tuple[int, int], ...]
-    tile: tuple[int, int]
-    ignore: tuple[tuple[int, int], ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self.scenes) * len(self.starts)
-
-    def read(self, i: int) -> np.ndarray:
-        k, (h, w) = i // len(self.scenes), self.tile
-        top, left = self.starts[k]
-        scene = self.scenes[i % len(self.scenes)]
-        out = np.array(scene[..., top : top + h, left : left + w])
-        if self.ignore is not None:
-            rows, cols = self.ignore[k]
-            out[..., :rows, :] = -1
-            out[..., :, :cols] = -1
-        return out
-
-
-def windows(
-    x: Lazy, idx: np.ndarray, tops: np.ndarray, lefts: np.ndarray, tile: tuple[int, int]
-) -> np.ndarray:
-    """The tile (h, w) at (top, left) of each scene x[idx] (images (C, H, W) or masks (H, W)):
-    random training tiles, cut where the scenes are read (a DataLoader worker). A scene of a
-    memory-mapped cache is read only there."""
-    h, w = tile
-    out = np.empty((len(idx), *x.sample_shape[:-2], h, w), dtype=x.dtype)
-    for j, (i, top, left) in enumerate(zip(idx, tops, lefts)):
-        t, lf = int(top), int(left)
-        if x.in_place:
-            out[j] = x.reader.array[int(x.index[i]), ..., t : t + h, lf : lf + w]  # type: ignore[attr-defined]
-        else:
-            out[j] = x[int(i)][..., t : t + h, lf : lf + w]
-    return out
-
-
 class Lazy:
     """Samples read on demand: `reader`'s samples at `index`, each through `steps` in order."""
 
@@ -224,7 +180,7 @@ def read_chunks(
     pass that needs only a summary of each chunk moves no more than the summary). A Lazy that
     decodes files is read ahead by forked worker processes (default_workers of them, a few
     chunks each at most, so memory stays bounded)."""
-    fn = each or _same
+    fn = each or np.asarray  # the chunk itself
     workers = default_workers()
     if not isinstance(x, Lazy) or x.in_place or workers < 2 or len(parts) < 2:
         yield from (fn(x[p]) for p in parts)
@@ -257,10 +213,6 @@ class _Raised:
     kind: type[NetspecError]
     problems: list[Any]
     stage: str | None
-
-
-def _same(a: np.ndarray) -> np.ndarray:
-    return a
 
 
 def _read_shared(part: slice) -> Any:
