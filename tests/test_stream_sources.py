@@ -101,6 +101,7 @@ def seg_spec(folder: Path, cache: str, workers: int = 0, hw: int = 8, per_scene:
         batch_size=4,
         preprocess="{rescale: 1/255, normalize: dataset}",
         augment="{flip: horizontal}",
+        loss="{name: cross_entropy, class_weights: balanced}",  # streamed: counted by chunks
     )
 
 
@@ -131,6 +132,7 @@ def test_mask_folder_streams_scenes_and_masks_bit_identically(
         assert stream.is_streamed(t.data.val.x) and stream.is_streamed(t.data.val.y)
         assert t.data.val.x.shape == ram.data.val.x.shape
         assert t.data.preprocessing == ram.data.preprocessing
+        assert torch.equal(t.loss_fn.class_weights, ram.loss_fn.class_weights)
         assert set(ram.data.notes) <= set(t.data.notes)  # the pixels ignored, counted too
         np.testing.assert_array_equal(np.asarray(t.data.val.y), ram.data.val.y)
         np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)

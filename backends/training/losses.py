@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from netspec.data.labels import IGNORE
-from netspec.data.stream import chunks, is_streamed, read_chunks
+from netspec.data.stream import LABEL_BYTES, chunks, is_streamed, read_chunks
 from netspec.train_spec import LOSSES
 
 __all__ = ["LOGIT_TERMS", "LossFn", "balanced_class_weights", "make_loss"]
@@ -259,7 +259,7 @@ def balanced_class_weights(y: Tensor | np.ndarray | Any, num_classes: int) -> Te
         raise ValueError(f"balanced class weights need at least 1 class, got {num_classes}")
     if is_streamed(y):  # streamed masks: counted chunk by chunk, where they are decoded
         count = partial(_class_counts, num_classes=num_classes)
-        summed = sum(read_chunks(y, chunks(y), count), np.zeros(num_classes, np.int64))
+        summed = sum(read_chunks(y, chunks(y, LABEL_BYTES), count), np.zeros(num_classes, np.int64))
         counts = torch.from_numpy(summed).double()
         return _inverse_frequency(counts, int(summed.sum()), num_classes)
     t = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).reshape(-1)

@@ -31,7 +31,7 @@ from netspec.data.masks import (
     merge_counts,
     value_counts,
 )
-from netspec.data.stream import Lazy, chunks, read_chunks
+from netspec.data.stream import LABEL_BYTES, Lazy, chunks, read_chunks
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
 from netspec.errors import DataError, Problem
 
@@ -380,7 +380,7 @@ def _stream_masks(
     reader = MaskReader(tuple(p[1] for p in pairs), hw, images, pairs[0][0].name)
     raw = Lazy(reader)
     counts = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    for part in read_chunks(raw, chunks(raw), value_counts):
+    for part in read_chunks(raw, chunks(raw, LABEL_BYTES), value_counts):
         counts = merge_counts(counts, part)
 
     def holding(values: Sequence[int]) -> np.ndarray:  # read again only to name a file

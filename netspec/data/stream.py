@@ -31,6 +31,7 @@ from netspec.errors import NetspecError
 
 CACHE_ENV = "NETSPEC_CACHE_DIR"
 CHUNK_BYTES = 1 << 26  # float64 bytes per chunk of a pass over the data (64 MiB)
+LABEL_BYTES = 64  # `chunks` of int64 class masks as small as a uint8 image's (8 MiB)
 _FORMAT = 1  # the disk cache's layout version: part of every key
 
 
@@ -342,8 +343,8 @@ def _write(
 ) -> None:
     """x decoded chunk by chunk into the .npy (write_npy) as want's dtype, then the marker."""
     done.unlink(missing_ok=True)
-    parts = chunks(x)
     dtype = np.dtype(want["dtype"])
+    parts = chunks(x, LABEL_BYTES if dtype != x.dtype else 8)
     # Cast where each chunk is read: compact labels cross from the workers compact.
     got = read_chunks(x, parts, partial(_stored, dtype=dtype) if dtype != x.dtype else None)
     write_npy(npy, tuple(x.shape), dtype, _logged(got, parts, len(x), log))
