@@ -285,8 +285,8 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | Streamed,
+        y: torch.Tensor | Streamed,
         batch_size: int | None = None,
     ) -> dict[str, float]:
         """Loss and metrics of the current weights on raw `x` (scoring.score, split by rank)."""
