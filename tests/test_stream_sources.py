@@ -155,3 +155,12 @@ def test_streamed_scene_or_mask_unreadable_mid_run_names_it(tmp_path: Path) -> N
             t.fit()
         assert str(victim) in e.value.format()
         victim.write_bytes(saved)
+
+
+def test_class_masks_cached_compactly_keep_the_ignored() -> None:
+    masks = np.array([[-1, 0, 2], [1, -1, 0]])
+    for classes, dtype in ((3, np.uint8), (254, np.uint8), (255, np.int16), (1024, np.int16)):
+        stored = stream.label_store(classes)
+        assert stored == dtype
+        back = stream.widened(masks.astype(stored))
+        assert back.dtype == np.int64 and np.array_equal(back, masks)
