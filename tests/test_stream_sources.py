@@ -164,3 +164,21 @@ def test_class_masks_cached_compactly_keep_the_ignored() -> None:
         assert stored == dtype
         back = stream.widened(masks.astype(stored))
         assert back.dtype == np.int64 and np.array_equal(back, masks)
+
+
+def test_mask_pass_in_worker_processes_learns_what_memory_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netspec.data.mask_folder import load_mask_folder
+
+    folder = mask_folder(tmp_path / "seg")
+    opts = {"classes": ["a", "b", "c"], "ignore_value": 9}
+    ram = load_mask_folder(folder, **opts)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 3 * 8 * 8 * stream.LABEL_BYTES)  # 3 masks a chunk
+    monkeypatch.setattr(stream, "default_workers", lambda: 3)
+    streamed = load_mask_folder(folder, **opts, stream=True)
+    assert streamed.notes == ram.notes and streamed.classes == ram.classes
+    np.testing.assert_array_equal(np.asarray(streamed.y), ram.y)
+    (folder / "masks" / "07.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"masks/07\.png: error: cannot read mask"):
+        load_mask_folder(folder, **opts, stream=True)
