@@ -3,7 +3,10 @@
 The benchmark builds its own image folder in a temporary directory: `--n` JPEG files (largest
 size first; smaller sizes use a prefix of it), resampled copies of the shared cats and dogs
 photos (../shared/data/cats_dogs: a random crop, scale and flip of each, 160x160, quality 90),
-in two classes. Nothing is downloaded or committed.
+in two classes. Nothing is downloaded or committed. With `--masks`, a mask folder instead:
+generated shapes scenes (netspec.data.shape_scenes, 128x128 PNG images and class masks, 200
+and 2,000 by default), trained on one random 64x64 tile of each scene per epoch by a small
+fully convolutional net, 40 validation scenes cut into tiles: the streamed masks and tiles.
 
 For each size and each `train.data.cache` (ram, disk, none), `netspec train` runs as a
 subprocess (a small CNN at 64x64, 2 epochs, batch 32, 600 validation images at every size so
@@ -34,6 +37,7 @@ busy machine the throughput ratios are noisy: see the spread printed beside them
 
     python benchmarks/bench_stream.py --n 2000 20000 --nproc 2   # the issue's sizes (~30 min)
     python benchmarks/bench_stream.py --quick --nproc 2          # a look (~1 min on 2 idle cores)
+    python benchmarks/bench_stream.py --masks --rounds 2         # mask folder, 200 / 2,000 scenes
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "cats_dogs"
 MODES = ("ram", "disk", "none")
 VAL = 600
+SEG_VAL = 40  # validation scenes of --masks (4 tiles each)
 QUICK = {"n": [300, 900], "rounds": 1, "val": 100, "workers": 1}
 
 SPEC = """\
@@ -105,9 +110,48 @@ def build_folder(root: Path, n: int, seed: int = 0) -> None:
             im.save(root / cls / f"{i:06d}.jpg", quality=90)
 
 
+SEG_SPEC = """\
+name: bench_stream_masks
+input: [3, 64, 64]
+layers:
+  - conv2d: {{filters: 8, kernel: 3, padding: same, activation: relu}}
+  - conv2d: {{filters: 8, kernel: 3, padding: same, activation: relu}}
+  - conv2d: {{filters: 4, kernel: 1, activation: softmax}}
+train:
+  data: {{source: mask_folder, path: {path}, val: {val}, cache: {cache}, workers: {workers},
+          tiles_per_scene: 1}}
+  preprocess: {{rescale: 1/255}}
+  batch_size: 32
+  epochs: 2
+  seed: 0
+  callbacks: {{checkpoint: {{last: false}}}}
+  log: {{pictures: false}}
+"""
+SCENE = (128, 128)  # scenes of 128x128, one random 64x64 training tile of each per epoch
+
+
+def build_mask_folder(root: Path, n: int, seed: int = 0) -> None:
+    """n generated shapes scenes (netspec.data.shape_scenes) as PNG images and class masks
+    under root/images and root/masks, made 200 at a time."""
+    from netspec.data.shape_scenes import make_shapes
+
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for start in range(0, n, 200):
+        part = make_shapes(min(200, n - start), SCENE, 3, seed + start)
+        for j, (x, y) in enumerate(zip(part.x, part.y)):
+            name = f"{start + j:06d}.png"
+            Image.fromarray(x.transpose(1, 2, 0)).save(root / "images" / name)
+            Image.fromarray(y.astype(np.uint8)).save(root / "masks" / name)
+
+
 def subset(full: Path, n: int, dest: Path) -> Path:
-    """A folder of the first n images of `full` (symlinks: no second copy)."""
-    files = sorted(full.rglob("*.jpg"), key=lambda f: f.name)[:n]  # both classes, alternating
+    """A folder of the first n images of `full` (symlinks: no second copy); of a mask folder,
+    the first n scenes and their masks."""
+    if (full / "masks").is_dir():
+        files = [f for sub in ("images", "masks") for f in sorted((full / sub).iterdir())[:n]]
+    else:  # both classes, alternating
+        files = sorted(full.rglob("*.jpg"), key=lambda f: f.name)[:n]
     for f in files:
         (dest / f.parent.name).mkdir(parents=True, exist_ok=True)
         (dest / f.parent.name / f.name).symlink_to(f)
@@ -206,7 +250,13 @@ def run_once(spec: Path, out: Path, env: dict[str, str], nproc: int = 1) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, nargs=2, default=[2000, 20000], help="two folder sizes")
+    ap.add_argument(
+        "--n",
+        type=int,
+        nargs=2,
+        default=None,
+        help="two folder sizes (2000 20000; --masks: 200 2000)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--workers", type=int, default=None, help="train.data.workers")
     ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the folder here")
@@ -222,8 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"a look: {QUICK['n'][0]} and {QUICK['n'][1]} images, {QUICK['val']} validation "
         f"images, 1 round, 1 worker",
     )
+    ap.add_argument(
+        "--masks",
+        action="store_true",
+        help="a mask folder of generated shapes scenes instead (PNG images and masks, 128x128, "
+        f"random 64x64 tiles; default --n 200 2000, {SEG_VAL} validation scenes)",
+    )
     args = ap.parse_args(argv)
-    val_n = VAL
+    val_n = SEG_VAL if args.masks else VAL
+    args.n = args.n or ([200, 2000] if args.masks else [2000, 20000])
     if args.quick:
         args.n, args.rounds, args.workers, val_n = (
             QUICK["n"], QUICK["rounds"], QUICK["workers"], QUICK["val"],
@@ -234,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))
     try:
         full = args.keep or tmp / "full"
-        if not (full / "cat").is_dir():
+        build, built = (build_mask_folder, "masks") if args.masks else (build_folder, "cat")
+        if not (full / built).is_dir():
             t0 = time.perf_counter()
-            build_folder(full, large)
-            print(f"built {large} JPEGs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            build(full, large)
+            print(f"built {large} samples in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         folders = {large: full, small: subset(full, small, tmp / f"n{small}")}
         env = {**os.environ, "NETSPEC_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
         workers = "null" if args.workers is None else str(args.workers)
@@ -251,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     # val_n validation samples at every size: the evaluation's batches (up to
                     # 512) and their activations are then the same, and only the data grow.
                     val = round(val_n / size, 6)
-                    text = SPEC.format(path=folders[size], val=val, cache=mode, workers=workers)
+                    form = SEG_SPEC if args.masks else SPEC
+                    text = form.format(path=folders[size], val=val, cache=mode, workers=workers)
                     spec.write_text(text)
                     shutil.rmtree(tmp / "cache", ignore_errors=True)
                     row = run_once(

@@ -21,6 +21,7 @@ from netspec.data import (
     mask_indices,
 )
 from netspec.data.shape_scenes import class_signatures
+from netspec.data.stream import is_streamed
 from netspec.errors import DataError
 
 # --- mask_indices: accepted forms ----------------------------------------------------------
@@ -191,7 +192,8 @@ def _palette_png(path: Path, indices: np.ndarray) -> None:
     im.save(path)
 
 
-def test_png_folder_in_natural_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "streamed"])
+def test_png_folder_in_natural_order(tmp_path: Path, stream: bool) -> None:
     for stem in (10, 2, 1):
         _png(tmp_path / "images" / f"{stem}.png", np.full((4, 6), stem, np.uint8))
         mask = np.zeros((4, 6), np.uint8)
@@ -199,12 +201,15 @@ def test_png_folder_in_natural_order(tmp_path: Path) -> None:
         _png(tmp_path / "masks" / f"{stem}.PNG", mask)
     (tmp_path / "masks" / "README.txt").write_text("not a mask")
     (tmp_path / "images" / ".DS_Store").write_bytes(b"junk")
-    data = load_mask_folder(tmp_path)
+    data = load_mask_folder(tmp_path, stream=stream)
+    # Streamed: scenes and masks decoded (the masks class-mapped) only when read.
+    assert is_streamed(data.x) == is_streamed(data.y) == stream
     assert isinstance(data, ArrayData) and data.is_segmentation and data.is_classification
     assert data.x.dtype == np.uint8 and data.x.shape == (3, 1, 4, 6)
-    assert data.x[:, 0, 0, 0].tolist() == [1, 2, 10]  # 2 before 10
+    assert np.asarray(data.x)[:, 0, 0, 0].tolist() == [1, 2, 10]  # 2 before 10
     assert data.y.dtype == np.int64 and data.y.shape == (3, 4, 6)
-    assert data.y[:, 0].tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]]
+    y = np.asarray(data.y)
+    assert y[:, 0].tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]]
     assert data.classes == ("background", "foreground")
     assert data.source == f"mask_folder {tmp_path}"
     assert "skipped 1 files that are not images: masks/README.txt" in data.notes
@@ -370,11 +375,37 @@ def test_mask_folder_size_and_content_errors(tmp_path: Path) -> None:
         load_mask_folder(tmp_path / "depth", color="rgb")
 
 
-def test_mask_folder_value_errors_name_the_mask_file(tmp_path: Path) -> None:
-    _pair(tmp_path, "a")
-    _png(tmp_path / "masks" / "a.png", np.array([[0, 1, 2, 3]] * 4, np.uint8))
-    with pytest.raises(DataError, match=r"masks/a\.png: error: masks hold class index 2, 3 but"):
-        load_mask_folder(tmp_path, classes=["a", "b"])
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "streamed"])
+def test_mask_folder_value_errors_name_the_mask_file(tmp_path: Path, stream: bool) -> None:
+    for stem in "abc":
+        _pair(tmp_path, stem)
+    for stem in "bc":
+        _png(tmp_path / "masks" / f"{stem}.png", np.array([[0, 1, 2, 3]] * 4, np.uint8))
+    with pytest.raises(
+        DataError, match=r"masks/b\.png: error: masks hold class index 2, 3 but"
+    ) as e:
+        load_mask_folder(tmp_path, classes=["a", "b"], stream=stream)
+    assert "(so do 1 other mask)" in str(e.value)
+    with pytest.raises(DataError, match=r"masks/b\.png: error: masks hold values 1, 2, 3 not in"):
+        load_mask_folder(tmp_path, mask_values=[0, 9], stream=stream)
+
+
+def test_streamed_masks_unreadable_or_of_another_size_name_the_file(tmp_path: Path) -> None:
+    for stem in "abc":
+        _pair(tmp_path, stem)
+    _png(tmp_path / "masks" / "c.png", np.zeros((4, 5), np.uint8))
+    with pytest.raises(DataError, match=r"masks/c\.png: error: mask is 5x4 but the mask of"):
+        load_mask_folder(tmp_path, classes=["a", "b"], stream=True)
+    (tmp_path / "masks" / "b.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"masks/b\.png: error: cannot read mask"):
+        load_mask_folder(tmp_path, classes=["a", "b"], stream=True)
+    # Read again when a batch is decoded (a file that changed after the first pass).
+    _pair(tmp_path, "b")
+    _pair(tmp_path, "c")
+    data = load_mask_folder(tmp_path, classes=["a", "b"], stream=True)
+    (tmp_path / "masks" / "c.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"masks/c\.png: error: cannot read mask"):
+        data.y[1:]
 
 
 # --- arrays with masks ---------------------------------------------------------------------

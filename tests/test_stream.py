@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import torch
 from helpers import make_trainer, module_state, same_state, tiny_spec
 from PIL import Image
+from test_stream_sources import seg_trainer
 
 from netspec.backends.training.loader import Streamed
 from netspec.data import cache_choice, stream
@@ -84,12 +86,16 @@ def test_streamed_folder_trains_bit_identically_to_memory(tmp_path: Path) -> Non
         assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
 
 
-def test_streamed_resume_continues_bit_identically(tmp_path: Path) -> None:
-    whole = trainer(tmp_path, "none", workers=1, epochs=3, out="whole")
+@pytest.mark.parametrize(
+    "make", [trainer, partial(seg_trainer, tiles=True)], ids=["folder", "tiles"]
+)
+def test_streamed_resume_continues_bit_identically(tmp_path: Path, make) -> None:
+    # tiles: random tiles of streamed scenes and masks, cut by the worker.
+    whole = make(tmp_path, "none", workers=1, epochs=3, out="whole")
     whole.fit()
-    first = trainer(tmp_path, "none", workers=1, epochs=2, out="split")
+    first = make(tmp_path, "none", workers=1, epochs=2, out="split")
     first.fit()
-    again = trainer(tmp_path, "none", workers=1, epochs=3, out="split", resume=True)
+    again = make(tmp_path, "none", workers=1, epochs=3, out="split", resume=True)
     assert again.state.epoch == 2
     again.fit()
     assert same_state(module_state(again), module_state(whole))

@@ -70,7 +70,8 @@ def test_gzip_idx_is_gunzipped_once_into_the_disk_cache(tmp_path: Path, cache_di
 
 
 def mask_folder(root: Path, n: int = 12, hw: int = 8) -> Path:
-    """n RGB PNG scenes of hw x hw with their masks (class indices 0..2 as grayscale PNGs)."""
+    """n RGB PNG scenes of hw x hw with their masks (class indices 0..2 as grayscale PNGs, and
+    a few pixels of 9, the no-data value `seg_spec` ignores)."""
     rng = np.random.default_rng(1)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -78,15 +79,19 @@ def mask_folder(root: Path, n: int = 12, hw: int = 8) -> Path:
         mask = rng.integers(0, 3, (hw, hw), dtype=np.uint8)
         pixels = rng.integers(0, 256, (hw, hw, 3), dtype=np.uint8)
         pixels[..., 0] = mask * 100  # a learnable difference
+        mask[i % hw, : i % 3] = 9
         Image.fromarray(pixels).save(root / "images" / f"{i:02d}.png")
         Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
     return root
 
 
-def seg_spec(folder: Path, cache: str, workers: int = 0, hw: int = 8) -> str:
+def seg_spec(folder: Path, cache: str, workers: int = 0, hw: int = 8, per_scene: int = 0) -> str:
+    """A segmentation spec of `mask_folder`'s scenes; an input smaller than the scenes
+    (`hw`) trains on `per_scene` random tiles of each (0: as many as cover it)."""
     data = (
-        f"{{source: mask_folder, path: {folder}, classes: [a, b, c], val: 0.25, cache: {cache}, "
-        f"workers: {workers}}}"
+        f"{{source: mask_folder, path: {folder}, classes: [a, b, c], ignore_value: 9, val: 0.25, "
+        f"cache: {cache}, workers: {workers}"
+        + (f", tiles_per_scene: {per_scene}}}" if per_scene else "}")
     )
     layers = ["conv2d: {filters: 3, kernel: 3, padding: same, activation: softmax}"]
     return tiny_spec(
@@ -96,46 +101,84 @@ def seg_spec(folder: Path, cache: str, workers: int = 0, hw: int = 8) -> str:
         batch_size=4,
         preprocess="{rescale: 1/255, normalize: dataset}",
         augment="{flip: horizontal}",
+        loss="{name: cross_entropy, class_weights: balanced}",  # streamed: counted by chunks
     )
 
 
-def test_mask_folder_streams_its_images_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
-    folder = mask_folder(tmp_path / "seg")
-    ram = make_trainer(tmp_path, seg_spec(folder, "ram"), out="ram")
-    assert isinstance(ram.x_train, torch.Tensor)
+def seg_trainer(
+    tmp_path: Path, cache: str, workers: int = 0, tiles: bool = False, epochs: int = 2, **kw
+):
+    """A trainer of `mask_folder`'s scenes (13x13 ones, cut into 3 random 8x8 tiles each per
+    epoch, when `tiles`)."""
+    folder = tmp_path / "seg"
+    if not folder.is_dir():
+        mask_folder(folder, n=8, hw=13) if tiles else mask_folder(folder)
+    text = seg_spec(folder, cache, workers, hw=8, per_scene=3 if tiles else 0)
+    text = text.replace("epochs: 2", f"epochs: {epochs}")
+    return make_trainer(tmp_path, text, out=kw.pop("out", f"{cache}{workers}"), **kw)
+
+
+@pytest.mark.parametrize("tiles", [False, True], ids=["scenes", "tiles"])
+def test_mask_folder_streams_scenes_and_masks_bit_identically(
+    tmp_path: Path, cache_dir: Path, tiles: bool
+) -> None:
+    ram = seg_trainer(tmp_path, "ram", tiles=tiles)
+    assert isinstance(ram.x_train, torch.Tensor) and ram.data.random_tiles == tiles
     ram.fit()
-    for cache, workers in (("none", 0), ("none", 1), ("disk", 1)):
-        t = make_trainer(tmp_path, seg_spec(folder, cache, workers), out=f"{cache}{workers}")
-        assert isinstance(t.x_train, Streamed)
+    for cache, workers in (("none", 0), ("none", 2), ("disk", 1)):
+        t = seg_trainer(tmp_path, cache, workers, tiles=tiles)
+        # Masks stream as the scenes do: decoded (and tiles cut) where a batch is decoded.
+        assert isinstance(t.x_train, Streamed) and isinstance(t.y_train, Streamed)
+        assert stream.is_streamed(t.data.val.x) and stream.is_streamed(t.data.val.y)
+        assert t.data.val.x.shape == ram.data.val.x.shape
         assert t.data.preprocessing == ram.data.preprocessing
-        np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
+        assert torch.equal(t.loss_fn.class_weights, ram.loss_fn.class_weights)
+        assert set(ram.data.notes) <= set(t.data.notes)  # the pixels ignored, counted too
+        np.testing.assert_array_equal(np.asarray(t.data.val.y), ram.data.val.y)
         np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
         t.fit()
         assert same_state(module_state(t), module_state(ram)), (cache, workers)
-    assert len(list(cache_dir.glob("*.npy"))) == 1
-    # A scene that became unreadable mid-run is one error naming it.
-    t = make_trainer(tmp_path, seg_spec(folder, "none"), out="bad")
-    victim = Path(t.data.train.x.reader.files[int(t.data.train.x.index[2])])
-    victim.write_bytes(b"not an image")
-    with pytest.raises(DataError, match="cannot read image") as e:
-        t.fit()
-    assert str(victim) in e.value.format()
-
-
-def test_scene_tiles_are_cut_from_streamed_scenes_bit_identically(tmp_path: Path) -> None:
-    folder = mask_folder(tmp_path / "seg", n=8, hw=13)
-    text = seg_spec(folder, "{cache}", workers=1, hw=8)
-    text = text.replace("val: 0.25", "val: 0.25, tiles_per_scene: 3")
-    ram = make_trainer(tmp_path, text.replace("{cache}", "ram"), out="ram")
-    assert ram.data.random_tiles
-    ram.fit()
-    for cache in ("none", "disk"):
-        t = make_trainer(tmp_path, text.replace("{cache}", cache), out=cache)
-        assert isinstance(t.x_train, Streamed) and t.data.random_tiles
-        # The validation scenes cut into the same tiles, each cut when read.
-        assert isinstance(t.data.val.x, stream.Lazy) and t.data.val.x.shape == ram.data.val.x.shape
-        np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
-        np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), cache
         assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
+    # The disk cache: the scenes, and the class masks stored compactly (255: ignored).
+    masks = [a for a in map(np.load, cache_dir.glob("*.npy")) if a.ndim == 3]
+    assert len(list(cache_dir.glob("*.npy"))) == 2 and masks[0].dtype == np.uint8
+    assert (masks[0] == 255).any() and masks[0][masks[0] != 255].max() == 2
+
+
+def test_streamed_scene_or_mask_unreadable_mid_run_names_it(tmp_path: Path) -> None:
+    t = seg_trainer(tmp_path, "none", workers=1, out="bad")
+    for lazy in (t.data.train.x, t.data.train.y):
+        victim = Path(lazy.reader.files[int(lazy.index[2])])
+        saved = victim.read_bytes()
+        victim.write_bytes(b"not an image")
+        with pytest.raises(DataError, match=r"cannot read (image|mask)") as e:
+            t.fit()
+        assert str(victim) in e.value.format()
+        victim.write_bytes(saved)
+
+
+def test_class_masks_cached_compactly_keep_the_ignored() -> None:
+    masks = np.array([[-1, 0, 2], [1, -1, 0]])
+    for classes, dtype in ((3, np.uint8), (254, np.uint8), (255, np.int16), (1024, np.int16)):
+        stored = stream.label_store(classes)
+        assert stored == dtype
+        back = stream.widened(masks.astype(stored))
+        assert back.dtype == np.int64 and np.array_equal(back, masks)
+
+
+def test_mask_pass_in_worker_processes_learns_what_memory_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netspec.data.mask_folder import load_mask_folder
+
+    folder = mask_folder(tmp_path / "seg")
+    opts = {"classes": ["a", "b", "c"], "ignore_value": 9}
+    ram = load_mask_folder(folder, **opts)
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 3 * 8 * 8 * stream.LABEL_BYTES)  # 3 masks a chunk
+    monkeypatch.setattr(stream, "default_workers", lambda: 3)
+    streamed = load_mask_folder(folder, **opts, stream=True)
+    assert streamed.notes == ram.notes and streamed.classes == ram.classes
+    np.testing.assert_array_equal(np.asarray(streamed.y), ram.y)
+    (folder / "masks" / "07.png").write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"masks/07\.png: error: cannot read mask"):
+        load_mask_folder(folder, **opts, stream=True)

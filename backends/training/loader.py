@@ -21,11 +21,14 @@ from torch.utils.data._utils import signal_handling
 from netspec.data.arraydata import ArrayData
 from netspec.data.cache_choice import default_workers
 from netspec.data.stream import Lazy, is_streamed
+from netspec.data.tiles import windows
 from netspec.errors import DataError, NetspecError, Problem
 
 from .worker_watch import awaiting, ended_worker, stop_workers_with
 
 Index = slice | torch.Tensor | np.ndarray
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # samples, or samples and labels
+Cut = tuple[np.ndarray, np.ndarray, tuple[int, int]]  # random tiles' tops, lefts, (h, w)
 PREFETCH = 4  # batches each worker decodes ahead
 
 
@@ -41,19 +44,36 @@ class _Failed:
         return self.kind(self.problems, stage=self.stage)
 
 
-class _Splits(Dataset):
-    """(split name, sample indices) -> that batch decoded, as a CPU tensor."""
+@dataclass(frozen=True)
+class Job:
+    """One batch to decode: split `name`'s samples `idx`, with their labels (`labels`: a split
+    whose masks stream too) and cut into random tiles (`cut`: tops, lefts, (h, w)), or not."""
 
-    def __init__(self, splits: dict[str, Lazy]) -> None:
-        self.splits = splits
+    name: str
+    idx: np.ndarray
+    labels: bool = False
+    cut: Cut | None = None
+
+
+def _take(x: Lazy, job: Job) -> torch.Tensor:
+    if job.cut is None:
+        return torch.from_numpy(x[job.idx])
+    return torch.from_numpy(windows(x, job.idx, *job.cut))
+
+
+class _Splits(Dataset):
+    """A Job -> that batch decoded (and its labels, as a pair), as CPU tensors."""
+
+    def __init__(self, splits: dict[str, Lazy], labels: dict[str, Lazy]) -> None:
+        self.splits, self.labels = splits, labels
 
     def __len__(self) -> int:
         return sum(len(x) for x in self.splits.values())
 
-    def __getitem__(self, job: tuple[str, np.ndarray]) -> torch.Tensor | _Failed:
-        name, idx = job
+    def __getitem__(self, job: Job) -> Batch | _Failed:
         try:
-            return torch.from_numpy(self.splits[name][idx])
+            x = _take(self.splits[job.name], job)
+            return (x, _take(self.labels[job.name], job)) if job.labels else x
         except NetspecError as e:
             return _Failed(type(e), list(e.problems), e.stage)
 
@@ -62,9 +82,9 @@ class _Jobs(Sampler):
     """The batches of the current pass, set before each one (the DataLoader's workers persist)."""
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[str, np.ndarray]] = []
+        self.jobs: list[Job] = []
 
-    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+    def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs)
 
     def __len__(self) -> int:
@@ -80,22 +100,29 @@ def _numpy(idx: Index, n: int) -> np.ndarray:
 
 
 class Feeder:
-    """One run's streamed splits and the worker processes that decode their batches."""
+    """One run's streamed splits (and their streamed labels: a mask folder's class masks) and
+    the worker processes that decode their batches."""
 
-    def __init__(self, splits: dict[str, Lazy], workers: int | None, pin: bool) -> None:
-        self.splits = splits
+    def __init__(
+        self,
+        splits: dict[str, Lazy],
+        workers: int | None,
+        pin: bool,
+        labels: dict[str, Lazy] | None = None,
+    ) -> None:
+        self.splits, self.labels = splits, labels or {}
         self.workers = default_workers() if workers is None else workers
         self.jobs = _Jobs()
         self.loader: DataLoader | None = None
         self._stopper: Any = None  # stops the workers when this Feeder is garbage
-        decoded = {k: v for k, v in splits.items() if not v.in_place}  # the rest: read here
-        if self.workers > 0 and decoded:
+        self.dataset = _Splits(splits, self.labels)
+        if self.workers > 0 and any(not self._here(k) for k in splits):  # the rest: read here
             # torch's SIGCHLD handler raises a dead worker's error wherever this process is (in
             # a forward, in a log call). Marked as set, it is never installed: ours
             # (worker_watch.awaiting) raises it only while a batch is awaited, as a DataError.
             signal_handling._SIGCHLD_handler_set = True
             self.loader = DataLoader(
-                _Splits(decoded),
+                self.dataset,
                 batch_size=None,  # each job is a whole batch
                 sampler=self.jobs,
                 num_workers=self.workers,
@@ -107,22 +134,38 @@ class Feeder:
                 generator=torch.Generator().manual_seed(0),
             )
 
-    def name_of(self, x: Lazy) -> str | None:
-        return next((k for k, v in self.splits.items() if v is x), None)
+    def _here(self, name: str) -> bool:
+        """Whether split `name` is read in this process (memory-mapped, nothing to decode)."""
+        label = self.labels.get(name)
+        return self.splits[name].in_place and (label is None or label.in_place)
 
-    def run(self, name: str, parts: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
-        """The batches of split `name` at each of `parts`, decoded in order."""
-        if self.loader is None or self.splits[name].in_place:
-            x = self.splits[name]
-            yield from (torch.from_numpy(x[p]) for p in parts)
+    def name_of(self, x: Lazy) -> str | None:
+        """The split x is (its samples or its labels)."""
+        for table in (self.splits, self.labels):
+            found = next((k for k, v in table.items() if v is x), None)
+            if found is not None:
+                return found
+        return None
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[Batch]:
+        """Each job's batch (a pair with its labels where the job asks), decoded in order."""
+        if not jobs:
             return
-        self.jobs.jobs = [(name, p) for p in parts]
+        name = jobs[0].name
+        if self.loader is None or self._here(name):
+            for job in jobs:
+                batch = self.dataset[job]
+                if isinstance(batch, _Failed):
+                    raise batch.error()
+                yield batch
+            return
+        self.jobs.jobs = list(jobs)
         try:
             with awaiting(self.loader):
                 it = iter(self.loader)
             if self._stopper is None:
                 self._stopper = stop_workers_with(self, it)
-            for _ in parts:
+            for _ in jobs:
                 with awaiting(self.loader):
                     batch = next(it)
                 if isinstance(batch, _Failed):
@@ -177,13 +220,37 @@ class Streamed:
 
     def batches(self, parts: Iterable[Index]) -> Iterator[torch.Tensor]:
         """Each of `parts` decoded, in order, on the device (workers ahead of the consumer)."""
+        for batch in self._decoded(parts):
+            yield self._on_device(batch)  # type: ignore[arg-type]
+
+    def pairs(
+        self, labels: Streamed, parts: Sequence[Index], cuts: Sequence[Cut] | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each of `parts` with its labels (this split's streamed masks), decoded together in
+        order, on the device; cut into random tiles at `cuts` (one per part) if given."""
+        same = (labels.feeder, labels.name, labels.offset) == (self.feeder, self.name, self.offset)
+        if self.feeder is None or not same:
+            for i, p in enumerate(parts):  # decoded here (no workers: scoring a run)
+                job = Job("", _numpy(p, len(self)), True, cuts[i] if cuts else None)
+                x, y = _take(self.x, job), _take(labels.x, job)
+                yield self._on_device(x), self._on_device(y)
+            return
+        for x, y in self._decoded(parts, True, cuts):  # type: ignore[misc]
+            yield self._on_device(x), self._on_device(y)
+
+    def _decoded(
+        self, parts: Iterable[Index], labels: bool = False, cuts: Sequence[Cut] | None = None
+    ) -> Iterator[Batch]:
         n = len(self)
         idx = [_numpy(p, n) for p in parts]
         if self.feeder is None or self.name is None:
-            yield from (self[i] for i in idx)
+            yield from (torch.from_numpy(self.x[i]) for i in idx)
             return
-        for batch in self.feeder.run(self.name, [i + self.offset for i in idx]):
-            yield self._on_device(batch)
+        jobs = [
+            Job(self.name, i + self.offset, labels, cuts[k] if cuts else None)
+            for k, i in enumerate(idx)
+        ]
+        yield from self.feeder.run(jobs)
 
 
 def rows(x: torch.Tensor | Streamed, span: slice) -> torch.Tensor | Streamed:
@@ -196,18 +263,33 @@ def batched(x: torch.Tensor | Streamed, parts: Sequence[Index]) -> Iterable[torc
     return x.batches(parts) if isinstance(x, Streamed) else (x[p] for p in parts)
 
 
+def batched_pairs(
+    x: torch.Tensor | Streamed, y: torch.Tensor | Streamed, parts: Sequence[Index]
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """x's and y's batches at each of parts, in order: streamed labels decoded with their
+    samples, in one job each."""
+    if isinstance(x, Streamed) and isinstance(y, Streamed):
+        return x.pairs(y, parts)
+    return zip(batched(x, parts), batched(y, parts))
+
+
 def held_bytes(data: ArrayData | None) -> int:
-    """The bytes of a split that training holds in memory (a streamed split's labels only)."""
+    """The bytes of a split that training holds in memory (nothing of a streamed part)."""
     if data is None:
         return 0
-    return data.y.nbytes + (0 if is_streamed(data.x) else data.x.nbytes)
+    return sum(0 if is_streamed(a) else a.nbytes for a in (data.x, data.y))
 
 
 def feeder_of(data: Any, workers: int | None, device: torch.device) -> Feeder | None:
-    """The Feeder of a run's streamed splits (a Prepared's train, val, test), None if none is."""
-    splits = {
-        name: split.x
+    """The Feeder of a run's streamed splits (a Prepared's train, val, test) and their streamed
+    labels, None if none is."""
+    held = [
+        (name, split)
         for name in ("train", "val", "test")
         if (split := getattr(data, name)) is not None and is_streamed(split.x)
-    }
-    return Feeder(splits, workers, device.type == "cuda") if splits else None
+    ]
+    if not held:
+        return None
+    labels = {name: split.y for name, split in held if is_streamed(split.y)}
+    splits = {name: split.x for name, split in held}
+    return Feeder(splits, workers, device.type == "cuda", labels)

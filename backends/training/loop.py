@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .report import epoch_line, per_class_line, progress_bar
 from .scoring import Scorer, batch_slices, loss_sum, probabilities
 from .state import Resumable, RunState, restore_state, spec_hash
 from .tensorboard_log import Board
-from .tiles import random_tiles
+from .tiles import random_tiles, tile_cut
 from .transfer import init_from
 
 
@@ -188,10 +188,14 @@ class Trainer:
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         return self.scorer.prep(x)
 
-    def _batch(self, idx: torch.Tensor, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training batch (`raw`: its samples as loaded): normalized, in the model's
-        layout, augmented."""
-        if self.data.random_tiles:
+    def _batch(
+        self, idx: torch.Tensor, raw: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training batch (`raw`: its samples as loaded, or samples and labels decoded
+        together, tiles already cut): normalized, in the model's layout, augmented."""
+        if isinstance(raw, tuple):
+            xb, yb = self._prep(raw[0]), raw[1]
+        elif self.data.random_tiles:
             xb, yb = random_tiles(self.x_train, self.y_train, idx, self.data.tile, self.crops)
             xb = self._prep(xb)
         else:
@@ -202,6 +206,19 @@ class Trainer:
             xb, mask = self.augment(xb, yb if yb.ndim == 3 else None)
             yb = mask if mask is not None else yb
         return xb, yb
+
+    def _raws(self, idxs: list[torch.Tensor]) -> Iterable[Any]:
+        """What each batch is made from: its samples (decoded ahead by the workers when
+        streamed), its samples and masks decoded together (streamed masks; random tiles drawn
+        here, in the order `random_tiles` draws them, and cut by the workers), or its indices."""
+        x, y, tile = self.x_train, self.y_train, self.data.tile
+        if isinstance(x, Streamed) and isinstance(y, Streamed):
+            cuts = None
+            if self.data.random_tiles:
+                scene = (int(x.shape[2]), int(x.shape[3]))
+                cuts = [tile_cut(len(i), scene, tile, self.crops) for i in idxs]  # type: ignore[arg-type]
+            return x.pairs(y, idxs, cuts)
+        return batched(x, idxs) if not self.data.random_tiles else idxs
 
     def train_epoch(self) -> dict[str, float]:
         m = self.module
@@ -222,7 +239,7 @@ class Trainer:
         # workers decode them ahead, in this order.
         globals_ = list(self._batches(self.n_train, self.spec.batch_size, perm, fold))
         idxs = [d.shard(idx) for idx in globals_] if d is not None else globals_
-        raws = batched(self.x_train, idxs) if not self.data.random_tiles else idxs
+        raws = self._raws(idxs)
         try:
             for step, (idx, raw) in enumerate(zip(idxs, raws)):
                 n_global = globals_[step].shape[0]
@@ -268,8 +285,8 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | Streamed,
+        y: torch.Tensor | Streamed,
         batch_size: int | None = None,
     ) -> dict[str, float]:
         """Loss and metrics of the current weights on raw `x` (scoring.score, split by rank)."""
@@ -281,7 +298,7 @@ class Trainer:
         if self.dist is not None:  # each rank scores its part; the sums make the whole set's
             self.dist.rank0_buffers(m)
             part = self.dist.span(len(y))
-            x, y = rows(x, part), y[part]
+            x, y = rows(x, part), rows(y, part)
         total = loss_sum(self.scorer, x, y, self.loss_fn, self.metrics, batch_size)
         count = len(y)
         if self.dist is not None:

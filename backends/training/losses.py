@@ -6,6 +6,8 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from netspec.data.labels import IGNORE
+from netspec.data.stream import LABEL_BYTES, chunks, is_streamed, read_chunks
 from netspec.train_spec import LOSSES
 
 __all__ = ["LOGIT_TERMS", "LossFn", "balanced_class_weights", "make_loss"]
@@ -245,14 +248,20 @@ def make_loss(
     return LossFn(terms, weights, class_weights, float(label_smoothing))
 
 
-def balanced_class_weights(y: Tensor | np.ndarray, num_classes: int) -> Tensor:
+def balanced_class_weights(y: Tensor | np.ndarray | Any, num_classes: int) -> Tensor:
     """Inverse-frequency weights N_valid / (K * count_c), float32 (K,); -1 targets are ignored.
 
-    A class with no samples gets weight 0 (it contributes nothing to the loss anyway, and an
-    infinite weight would poison weighted means).
+    y may be streamed (a `stream.Lazy` of class masks). A class with no samples gets weight 0
+    (it contributes nothing to the loss anyway, and an infinite weight would poison weighted
+    means).
     """
     if num_classes < 1:
         raise ValueError(f"balanced class weights need at least 1 class, got {num_classes}")
+    if is_streamed(y):  # streamed masks: counted chunk by chunk, where they are decoded
+        count = partial(_class_counts, num_classes=num_classes)
+        summed = sum(read_chunks(y, chunks(y, LABEL_BYTES), count), np.zeros(num_classes, np.int64))
+        counts = torch.from_numpy(summed).double()
+        return _inverse_frequency(counts, int(summed.sum()), num_classes)
     t = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).reshape(-1)
     if t.is_floating_point() and not bool((t == t.round()).all()):
         raise ValueError("balanced class weights need integer class labels")
@@ -264,5 +273,20 @@ def balanced_class_weights(y: Tensor | np.ndarray, num_classes: int) -> Tensor:
             f"got {int(t.min())}..{int(t.max())}"
         )
     counts = torch.bincount(t, minlength=num_classes).double()
-    weights = torch.where(counts > 0, t.numel() / (num_classes * counts.clamp(min=1)), 0.0)
+    return _inverse_frequency(counts, t.numel(), num_classes)
+
+
+def _inverse_frequency(counts: Tensor, valid: int, num_classes: int) -> Tensor:
+    weights = torch.where(counts > 0, valid / (num_classes * counts.clamp(min=1)), 0.0)
     return weights.float()
+
+
+def _class_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixels of each class in a chunk of class masks (-1 ignored)."""
+    kept = y[y != IGNORE]
+    if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= num_classes):
+        raise ValueError(
+            f"class labels must lie in 0..{num_classes - 1} (or be -1, ignored); "
+            f"got {int(kept.min())}..{int(kept.max())}"
+        )
+    return np.bincount(kept, minlength=num_classes).astype(np.int64)

@@ -16,7 +16,7 @@ from netspec.data.arraydata import ArrayData
 from netspec.data.preprocess import Preprocessing
 from netspec.data.stream import is_streamed
 
-from .loader import Feeder, Streamed, batched
+from .loader import Feeder, Streamed, batched, batched_pairs
 from .metrics import Metrics
 from .normalize import Normalizer
 
@@ -46,10 +46,14 @@ class Scorer:
     def __post_init__(self) -> None:
         self.norm = Normalizer(self.pre, self.device)
 
-    def tensors(self, data: ArrayData, task: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, data: ArrayData, task: str | None
+    ) -> tuple[torch.Tensor | Streamed, torch.Tensor | Streamed]:
         """x on the device as loaded; y as the loss takes it (class indices, or standardized
-        regression targets)."""
+        regression targets); streamed masks stay on disk, decoded with their batches."""
         x = self.inputs(data)
+        if is_streamed(data.y):  # class masks: int64 indices as decoded
+            return x, Streamed(data.y, self.device, self.feeder)
         y = torch.from_numpy(np.ascontiguousarray(data.y))
         y = y.long() if task in ("multiclass", "segmentation") else y.float()
         return x, self.norm.targets(y.to(self.device))
@@ -97,7 +101,7 @@ def score(
 def loss_sum(
     scorer: Scorer,
     x: torch.Tensor | Streamed,
-    y: torch.Tensor,
+    y: torch.Tensor | Streamed,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     metrics: Metrics,
     batch_size: int,
@@ -106,10 +110,10 @@ def loss_sum(
     added to `metrics` in the data's units (regression targets are learned standardized)."""
     total = 0.0
     parts = list(batch_slices(len(y), batch_size))
-    for idx, xb in zip(parts, batched(x, parts)):
+    for xb, yb in batched_pairs(x, y, parts):
         out = scorer.forward(xb)
-        total += float(loss_fn(out, y[idx])) * y[idx].shape[0]
-        metrics.update(scorer.norm.units(out), scorer.norm.units(y[idx]))
+        total += float(loss_fn(out, yb)) * yb.shape[0]
+        metrics.update(scorer.norm.units(out), scorer.norm.units(yb))
     return total
 
 

@@ -1,6 +1,6 @@
 """Mask folders: image/mask pairs matched by file stem, decoded (PNG, palette, TIFF) and checked.
 
-Over 400 lines: the in-memory decode and the streamed one (`SceneReader`, `_decode_masks`) share
+Over 400 lines: the in-memory decode and the streamed one (`SceneReader`, `MaskReader`) share
 `_read_image`, `_read_mask` and their checks, so they stay in one module.
 """
 
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -22,8 +22,16 @@ from PIL import Image
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
 from netspec.data.folder import listed_file
-from netspec.data.masks import MASK_FOLDER_SUFFIXES, _few, mask_indices
-from netspec.data.stream import Lazy
+from netspec.data.masks import (
+    MASK_FOLDER_SUFFIXES,
+    _few,
+    holding_in,
+    mask_indices,
+    mask_map,
+    merge_counts,
+    value_counts,
+)
+from netspec.data.stream import LABEL_BYTES, Lazy, chunks, read_chunks
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
 from netspec.errors import DataError, Problem
 
@@ -324,8 +332,9 @@ def load_mask_folder(
 ) -> ArrayData:
     """Image/mask pairs `path/<images>/<stem>.*` + `path/<masks>/<stem>.*`, sorted by stem.
 
-    stream: only the masks are decoded now; x is a `stream.Lazy` whose `SceneReader` decodes
-    each image when it is read, with the in-memory path's `_read_image`.
+    stream: one pass over the masks learns their values (the classes); x and y are
+    `stream.Lazy`s whose `SceneReader` and `MaskReader` decode each scene and mask when read
+    (the masks class-mapped then), with the in-memory path's `_read_image` and `_read_mask`.
 
     Images: 8-bit PNG/JPEG/BMP (color keep/rgb/grayscale) or TIFF with any number of bands
     (uint8 stays uint8, other types become float32 with values unchanged). Masks: one channel,
@@ -336,21 +345,21 @@ def load_mask_folder(
     image_files, mask_files, skipped = _pairs(root, images, masks)
     stems = sorted(image_files, key=_natural_key)
     pairs = [(image_files[s], mask_files[s]) for s in stems]
+    files = [mask_files[s] for s in stems]
+    options = {"classes": classes, "mask_values": mask_values, "ignore_value": ignore_value}
     if stream:
-        raw_masks = _decode_masks(pairs, images)
-        hw = tuple(m.shape for m in raw_masks)
+        y, names, mask_notes = _stream_masks(pairs, images, options, root / masks)
+        hw = y.sample_shape
         x, alpha = Lazy(SceneReader(tuple(p[0] for p in pairs), color, hw, images)), 0
     else:
         x, raw_masks, alpha = _decode_pairs(pairs, color, images)
-    y, names, mask_notes = mask_indices(
-        np.stack(raw_masks),
-        hw=(x.shape[2], x.shape[3]),
-        classes=classes,
-        mask_values=mask_values,
-        ignore_value=ignore_value,
-        where=root / masks,
-        files=[mask_files[s] for s in stems],
-    )
+        y, names, mask_notes = mask_indices(
+            np.stack(raw_masks),
+            hw=(x.shape[2], x.shape[3]),
+            **options,  # type: ignore[arg-type]
+            where=root / masks,
+            files=files,
+        )
     notes = list(mask_notes)
     if alpha:
         notes.append(f"dropped the alpha channel of {alpha} image{'s' if alpha > 1 else ''}")
@@ -361,26 +370,50 @@ def load_mask_folder(
     return ArrayData(x=x, y=y, classes=names, source=f"mask_folder {root}", notes=tuple(notes))
 
 
-def _decode_masks(pairs: list[tuple[Path, Path]], images: str) -> list[np.ndarray]:
-    """The masks alone (a streamed folder's), of one size; every unreadable one listed."""
-    read: list[np.ndarray] = []
-    bad: list[Problem] = []
-    for _, mask in pairs:
-        try:
-            read.append(_read_mask(mask))
-        except DataError as e:
-            bad += e.problems
-    if bad:
-        raise unreadable(bad)
-    for (_, mask), m in zip(pairs, read):
-        if m.shape != read[0].shape:
+def _stream_masks(
+    pairs: list[tuple[Path, Path]], images: str, options: dict[str, Any], where: Path
+) -> tuple[Lazy, tuple[str, ...], tuple[str, ...]]:
+    """A streamed folder's masks: one pass (in worker processes) learns their values and pixel
+    counts, which give the classes (`mask_map`, mask_indices' own rules); then y is a Lazy whose
+    masks are decoded and class-mapped when read. No mask is held whole."""
+    hw = tuple(_read_mask(pairs[0][1]).shape)
+    reader = MaskReader(tuple(p[1] for p in pairs), hw, images, pairs[0][0].name)
+    raw = Lazy(reader)
+    counts = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for part in read_chunks(raw, chunks(raw, LABEL_BYTES), value_counts):
+        counts = merge_counts(counts, part)
+
+    def holding(values: Sequence[int]) -> np.ndarray:  # read again only to name a file
+        return holding_in(map(reader.read, range(len(reader))), values)
+
+    plan = mask_map(counts, holding, **options, where=where, files=reader.files)
+    return raw.mapped(plan), plan.names, plan.notes
+
+
+@dataclass(frozen=True)
+class MaskReader:
+    """A mask folder's masks decoded one at a time by `_read_mask` (raw values as int64), each
+    checked to have the first mask's size `hw`; `first` names the first scene, for that message."""
+
+    files: tuple[Path, ...]
+    hw: tuple[int, ...]
+    images: str
+    first: str
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, i: int) -> np.ndarray:
+        path = listed_file(self.files, i)
+        mask, hw = _read_mask(path), self.hw
+        if mask.shape != hw:
             raise data_error(
-                f"mask is {_size(m)} but the mask of {images}/{pairs[0][0].name} is "
-                f"{_size(read[0])} (width x height); expected every scene to have one size",
-                mask,
+                f"mask is {_size(mask)} but the mask of {self.images}/{self.first} is "
+                f"{hw[1]}x{hw[0]} (width x height); expected every scene to have one size",
+                path,
                 hint="crop or resize them to one size first",
             )
-    return read
+        return mask.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -390,7 +423,7 @@ class SceneReader:
 
     files: tuple[Path, ...]
     color: str
-    hw: tuple[tuple[int, ...], ...]
+    hw: tuple[int, ...]
     images: str
 
     def __len__(self) -> int:
@@ -399,10 +432,10 @@ class SceneReader:
     def read(self, i: int) -> np.ndarray:
         path = listed_file(self.files, i)
         arr, _ = _read_image(path, self.color)
-        if arr.shape[1:] != self.hw[i]:
+        if arr.shape[1:] != self.hw:
             raise data_error(
                 f"scene {self.images}/{path.name} is {_size(arr)} but its mask is "
-                f"{self.hw[i][1]}x{self.hw[i][0]} (width x height); expected a mask the size "
+                f"{self.hw[1]}x{self.hw[0]} (width x height); expected a mask the size "
                 "of its image",
                 path,
             )

@@ -1,8 +1,15 @@
-"""Segmentation masks: raw mask values to per-pixel class indices, with the classes checked."""
+"""Segmentation masks: raw mask values to per-pixel class indices, with the classes checked.
+
+Over 400 lines: the class rules (mask_values, 0/255, class indices, one-hot) and their located
+errors are one decision, made alike for masks in memory (`mask_indices`) and for streamed masks
+known by their values and counts (`mask_map`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,19 +72,35 @@ def _checked_mask_values(values: Sequence[int], where: str | Path | None) -> lis
     return out
 
 
-def _present_values(y: np.ndarray) -> np.ndarray:
-    """The distinct values of an integer or bool array, sorted, as int64."""
+def value_counts(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of an integer or bool array, sorted, as int64, and how many pixels
+    hold each (one streamed mask's, merged over all by `merge_counts`)."""
     if y.size == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     if y.dtype == np.bool_:
         y = y.view(np.uint8)
     lo, hi = int(y.min()), int(y.max())
     # bincount is several times faster than np.unique's sort on large masks.
     if lo >= 0 and hi < 1 << 16:
-        return np.flatnonzero(np.bincount(y.ravel().astype(np.intp, copy=False)))
+        counts = np.bincount(y.ravel().astype(np.intp, copy=False))
+        present = np.flatnonzero(counts)
+        return present.astype(np.int64), counts[present].astype(np.int64)
     if hi - lo < 1 << 16:
-        return np.flatnonzero(np.bincount(y.ravel().astype(np.int64) - lo)) + lo
-    return np.unique(y).astype(np.int64)
+        counts = np.bincount(y.ravel().astype(np.int64) - lo)
+        present = np.flatnonzero(counts)
+        return present.astype(np.int64) + lo, counts[present].astype(np.int64)
+    values, counts = np.unique(y, return_counts=True)
+    return values.astype(np.int64), counts.astype(np.int64)
+
+
+def merge_counts(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two `value_counts` results as one: the values of both, their counts added."""
+    values, where = np.unique(np.concatenate([a[0], b[0]]), return_inverse=True)
+    counts = np.zeros(len(values), dtype=np.int64)
+    np.add.at(counts, where, np.concatenate([a[1], b[1]]))
+    return values, counts
 
 
 def _apply(y: np.ndarray, values: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -151,31 +174,35 @@ def _one_hot(
     return index, names or tuple(str(i) for i in range(k)), notes
 
 
-def _holding(y: np.ndarray, values: Sequence[int]) -> np.ndarray:
-    """The indices of the masks (N, H, W) holding any of `values`."""
-    return np.flatnonzero([np.isin(mask, values).any() for mask in y])
+# The indices of the masks holding any of some values: asked only to name files in an error.
+Holding = Callable[[Sequence[int]], np.ndarray]
+
+
+def holding_in(masks: Iterable[np.ndarray], values: Sequence[int]) -> np.ndarray:
+    """The indices of `masks` (each (H, W), or an (N, H, W) array) holding any of `values`."""
+    return np.flatnonzero([np.isin(mask, values).any() for mask in masks])
 
 
 def _holder(
-    y: np.ndarray, values: Sequence[int], files: Sequence[str | Path] | None, where: object
+    holding: Holding, values: Sequence[int], files: Sequence[str | Path] | None, where: object
 ) -> str | Path | None:
     """The first mask file holding one of `values`, else `where` (the masks' folder or file)."""
     if files is None:
         return where  # type: ignore[return-value]
-    found = _holding(y, values)
+    found = holding(values)
     return files[int(found[0])] if found.size else where  # type: ignore[return-value]
 
 
-def _others(y: np.ndarray, values: Sequence[int], files: Sequence[str | Path] | None) -> str:
+def _others(holding: Holding, values: Sequence[int], files: Sequence[str | Path] | None) -> str:
     """`; so do 3 other masks` when more than the named mask file holds such values."""
     if files is None:
         return ""
-    more = len(_holding(y, values)) - 1
+    more = len(holding(values)) - 1
     return f" (so do {more} other mask{'s' if more != 1 else ''})" if more > 0 else ""
 
 
 def _by_mask_values(
-    y: np.ndarray,
+    holding: Holding,
     values: np.ndarray,
     kept: np.ndarray,
     mask_values: Sequence[int],
@@ -192,8 +219,8 @@ def _by_mask_values(
         raise data_error(
             f"masks hold value{'s' if len(unknown) > 1 else ''} {_few(unknown)} not in "
             f"mask_values ({plain(order)}){also}; found values {_few(values.tolist(), 12)}"
-            + _others(y, unknown, files),
-            _holder(y, unknown, files, where),
+            + _others(holding, unknown, files),
+            _holder(holding, unknown, files, where),
             hint="list every class's value in mask_values (in class order), or set "
             "ignore_value for a no-data value",
         )
@@ -208,7 +235,7 @@ def _by_mask_values(
 
 
 def _by_index(
-    y: np.ndarray,
+    holding: Holding,
     kept: np.ndarray,
     names: tuple[str, ...] | None,
     files: Sequence[str | Path] | None,
@@ -219,8 +246,8 @@ def _by_index(
     if kept.size and kept[0] < 0:
         raise data_error(
             f"masks hold the negative value {int(kept[0])}; expected class indices 0 or more"
-            + _others(y, [int(kept[0])], files),
-            _holder(y, [int(kept[0])], files, where),
+            + _others(holding, [int(kept[0])], files),
+            _holder(holding, [int(kept[0])], files, where),
             hint="set ignore_value for a no-data value, or mask_values to map values to classes",
         )
     top = int(kept[-1]) if kept.size else 0
@@ -230,8 +257,8 @@ def _by_index(
             raise data_error(
                 f"masks hold class index {_few(too_big)} but classes names only "
                 f"{len(names)} ({plain(names)}); expected indices 0..{len(names) - 1}"
-                + _others(y, too_big, files),
-                _holder(y, too_big, files, where),
+                + _others(holding, too_big, files),
+                _holder(holding, too_big, files, where),
                 hint="give one name per class, or mask_values to map mask values to classes",
             )
         return names
@@ -239,8 +266,8 @@ def _by_index(
         raise data_error(
             f"masks hold the value {top}; read as class indices that would be "
             f"{top + 1} classes (found values {_few(kept.tolist(), 12)})"
-            + _others(y, [top], files),
-            _holder(y, [top], files, where),
+            + _others(holding, [top], files),
+            _holder(holding, [top], files, where),
             hint="give mask_values, the mask value of each class in class order",
         )
     if top < 1:
@@ -256,6 +283,11 @@ def _by_index(
             "(mask_values maps sparse values to classes)"
         )
     return tuple(str(i) for i in range(top + 1))
+
+
+def _check_ignore(ignore_value: object, where: str | Path | None) -> None:
+    if ignore_value is not None and not _int_option(ignore_value):
+        raise data_error(f"ignore_value must be an integer mask value, got {ignore_value!r}", where)
 
 
 def mask_indices(
@@ -280,8 +312,7 @@ def mask_indices(
     """
     y = np.asarray(y)
     names = checked_classes(classes, where)
-    if ignore_value is not None and not _int_option(ignore_value):
-        raise data_error(f"ignore_value must be an integer mask value, got {ignore_value!r}", where)
+    _check_ignore(ignore_value, where)
     if y.ndim == 4 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 4:
@@ -308,7 +339,53 @@ def mask_indices(
             hint="convert them, e.g. y.astype(np.int64), after checking they hold whole numbers",
         )
 
-    values = _present_values(y)
+    plan = mask_map(
+        value_counts(y),
+        partial(holding_in, y),
+        boolean=y.dtype == np.bool_,
+        classes=names,
+        mask_values=mask_values,
+        ignore_value=ignore_value,
+        where=where,
+        files=files,
+    )
+    return plan(y), plan.names, plan.notes
+
+
+@dataclass(frozen=True)
+class MaskMap:
+    """Raw mask values to class indices: `values` (sorted) become `targets` (-1: ignored).
+    Called on masks of any shape (a whole (N, H, W) set, or one streamed mask in a worker)."""
+
+    values: np.ndarray
+    targets: np.ndarray
+    names: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        if not self.values.size:
+            return np.zeros(y.shape, dtype=np.int64)
+        return _apply(y, self.values, self.targets)
+
+
+def mask_map(
+    counts: tuple[np.ndarray, np.ndarray],
+    holding: Holding,
+    *,
+    boolean: bool = False,
+    classes: Sequence[str] | None = None,
+    mask_values: Sequence[int] | None = None,
+    ignore_value: int | None = None,
+    where: str | Path | None = None,
+    files: Sequence[str | Path] | None = None,
+) -> MaskMap:
+    """The classes of masks known only by their distinct values and pixel counts (`counts`, as
+    `value_counts` gives them): all that is needed, so streamed masks are never held whole.
+    `holding` finds the masks holding some values, only to name a file in an error. The options
+    are mask_indices': value i of `mask_values` is class i, `ignore_value`'s pixels become -1."""
+    names = checked_classes(classes, where)
+    _check_ignore(ignore_value, where)
+    values, pixels = counts
     ignored = values == ignore_value if ignore_value is not None else np.zeros(len(values), bool)
     kept = values[~ignored]
     if values.size and not kept.size:
@@ -316,24 +393,20 @@ def mask_indices(
     notes: list[str] = []
     if mask_values is not None:
         targets, out_names = _by_mask_values(
-            y, values, kept, mask_values, ignore_value, names, files, where
+            holding, values, kept, mask_values, ignore_value, names, files, where
         )
-    elif y.dtype == np.bool_ or (
+    elif boolean or (
         (names is None or len(names) == 2) and 255 in kept and set(kept.tolist()) <= {0, 255}
     ):
         targets = (kept > 0).astype(np.int64)  # 0 background, 255 (or True) foreground
         out_names = names or _BINARY_NAMES
-        if y.dtype != np.bool_:
+        if not boolean:
             notes.append("mask values 0 and 255 read as classes 0 and 1")
     else:
-        targets, out_names = kept, _by_index(y, kept, names, files, where, notes)
+        targets, out_names = kept, _by_index(holding, kept, names, files, where, notes)
     full = np.full(len(values), -1, dtype=np.int64)
     full[~ignored] = targets
-    index = _apply(y, values, full) if values.size else np.zeros(y.shape, dtype=np.int64)
     if ignored.any():
-        n_ignored = int(np.count_nonzero(index < 0))
+        n_ignored = int(pixels[ignored].sum())
         notes.append(f"{n_ignored} mask pixels equal ignore_value {ignore_value}; they are ignored")
-    return index, out_names, tuple(notes)
-
-
-# --- image/mask folders ----------------------------------------------------------------------
+    return MaskMap(values, full, tuple(out_names), tuple(notes))

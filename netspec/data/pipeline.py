@@ -21,8 +21,8 @@ from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.sources import load_source, resolve_path
 from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, channel_stats, target_stats
-from netspec.data.stream import Lazy, TileReader, is_streamed, per_sample, subset, value_range
-from netspec.data.tiles import tile_starts
+from netspec.data.stream import Lazy, is_streamed, per_sample, subset, value_range
+from netspec.data.tiles import TileReader, tile_starts
 from netspec.data.tokenizer import Tokenizer
 from netspec.shapes import prod
 from netspec.train_data_spec import TextData
@@ -80,7 +80,7 @@ def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
         return data
     # A random subset: loaders often sort by class, so the first N could be a single class.
     idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
-    return replace(data, x=subset(data.x, idx), y=data.y[idx])
+    return replace(data, x=subset(data.x, idx), y=subset(data.y, idx))
 
 
 def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
@@ -122,20 +122,28 @@ def cut_tiles(data: ArrayData, tile: tuple[int, int]) -> ArrayData:
     if (sh, sw) == (h, w):
         return data
     rows, cols = tile_starts(sh, h), tile_starts(sw, w)
-    streamed = is_streamed(data.x)  # its tiles cut when read
-    xs, ys = [], []
-    for i, top in enumerate(rows):
-        for j, left in enumerate(cols):
-            xs.append(None if streamed else data.x[:, :, top : top + h, left : left + w])
-            y = data.y[:, top : top + h, left : left + w].copy()
-            if i:  # rows the tile above already scored
-                y[:, : max(0, rows[i - 1] + h - top), :] = -1
-            if j:  # columns the tile to the left already scored
-                y[:, :, : max(0, cols[j - 1] + w - left)] = -1
-            ys.append(y)
     starts = tuple((top, left) for top in rows for left in cols)
-    x = Lazy(TileReader(data.x, starts, tile)) if streamed else np.concatenate(xs)
-    return replace(data, x=x, y=np.ascontiguousarray(np.concatenate(ys)))
+    # Rows and columns the tile above and the tile to the left already scored.
+    ignore = tuple(
+        (max(0, rows[i - 1] + h - top) if i else 0, max(0, cols[j - 1] + w - left) if j else 0)
+        for i, top in enumerate(rows)
+        for j, left in enumerate(cols)
+    )
+    if is_streamed(data.x):  # its tiles cut when read
+        x = Lazy(TileReader(data.x, starts, tile))
+    else:
+        x = np.concatenate([data.x[:, :, t : t + h, lf : lf + w] for t, lf in starts])
+    if is_streamed(data.y):
+        y = Lazy(TileReader(data.y, starts, tile, ignore))
+    else:
+        ys = []
+        for (top, left), (skip_rows, skip_cols) in zip(starts, ignore):
+            part = data.y[:, top : top + h, left : left + w].copy()
+            part[:, :skip_rows, :] = -1
+            part[:, :, :skip_cols] = -1
+            ys.append(part)
+        y = np.ascontiguousarray(np.concatenate(ys))
+    return replace(data, x=x, y=y)
 
 
 def _segmentation_task(data: ArrayData, output_shape: tuple[int, ...]) -> Task:

@@ -80,22 +80,24 @@ def _mapped(cfg: ds.ArraysData, data: ArrayData) -> ArrayData | None:
 
 
 def _mask_folder(cfg: ds.MaskFolderData, path: Path, masks: dict[str, Any]) -> ArrayData:
-    """Image/mask pairs decoded into memory, or their images streamed (cache disk or none; auto
-    keeps them in memory): the masks are read whole either way (their classes are found over
-    all of them)."""
+    """Image/mask pairs decoded into memory, or streamed (cache disk or none; auto keeps them in
+    memory): the scenes and their class masks decoded when read, from the files (none) or from
+    disk caches of the decoded scenes and of the class masks, stored compactly (disk)."""
     stream = cfg.cache in ("disk", "none")
     opts = {"images": cfg.images, "masks": cfg.masks, "color": cfg.color}
     data = load_mask_folder(path, **opts, **masks, stream=stream)
     if not stream:
         return data
     notes: list[str] = []
-    x = data.x
+    x, y = data.x, data.y
     if cfg.cache == "disk":
         key = content_key("mask_folder", x.reader.files, {"color": cfg.color})
         x = disk_cached(x, key, notes)
+        key = content_key("mask_folder_masks", y.reader.files, masks)
+        y = disk_cached(y, key, notes, labels=len(data.classes or ()))
     else:
-        notes.append("cache: none: every batch is decoded from the image files (masks in memory)")
-    return replace(data, x=x, notes=(*data.notes, *notes))
+        notes.append("cache: none: every batch is decoded from the image and mask files")
+    return replace(data, x=x, y=y, notes=(*data.notes, *notes))
 
 
 def _csv(cfg: ds.CsvData, path: Path) -> ArrayData:

@@ -93,7 +93,7 @@ def split_arrays(
         idx = np.sort(np.concatenate(picked[s]))  # keep the original sample order
         parts[name] = ArrayData(
             x=subset(data.x, idx),
-            y=data.y[idx],
+            y=subset(data.y, idx),
             classes=data.classes,
             source=f"{data.source} [{name}: {idx.size} of {n}]",
             notes=data.notes,

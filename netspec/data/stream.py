@@ -31,6 +31,7 @@ from netspec.errors import NetspecError
 
 CACHE_ENV = "NETSPEC_CACHE_DIR"
 CHUNK_BYTES = 1 << 26  # float64 bytes per chunk of a pass over the data (64 MiB)
+LABEL_BYTES = 64  # `chunks` of int64 class masks as small as a uint8 image's (8 MiB)
 _FORMAT = 1  # the disk cache's layout version: part of every key
 
 
@@ -52,24 +53,6 @@ class ArrayReader:
 
     def read(self, i: int) -> np.ndarray:
         return np.asarray(self.array[i])
-
-
-@dataclass(frozen=True)
-class TileReader:
-    """Tiles of streamed scenes (N, C, H, W) at each of `starts` (top, left), in cut order:
-    the first start's tile of every scene, then the second's, and so on."""
-
-    scenes: Lazy
-    starts: tuple[tuple[int, int], ...]
-    tile: tuple[int, int]
-
-    def __len__(self) -> int:
-        return len(self.scenes) * len(self.starts)
-
-    def read(self, i: int) -> np.ndarray:
-        (top, left), (h, w) = self.starts[i // len(self.scenes)], self.tile
-        scene = self.scenes[i % len(self.scenes)]
-        return np.ascontiguousarray(scene[:, top : top + h, left : left + w])
 
 
 class Lazy:
@@ -191,15 +174,20 @@ def chunks(x: Any, bytes_per_value: int = 8) -> Sequence[slice]:
     return [slice(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def read_chunks(x: Any, parts: Sequence[slice]) -> Iterator[np.ndarray]:
-    """x[part] for each part, in order. A Lazy that decodes files is read ahead by forked worker
-    processes (default_workers of them, a few chunks each at most, so memory stays bounded)."""
+def read_chunks(
+    x: Any, parts: Sequence[slice], each: Callable[[np.ndarray], Any] | None = None
+) -> Iterator[Any]:
+    """x[part] for each part, in order (or `each(x[part])`, computed where the part is read: a
+    pass that needs only a summary of each chunk moves no more than the summary). A Lazy that
+    decodes files is read ahead by forked worker processes (default_workers of them, a few
+    chunks each at most, so memory stays bounded)."""
+    fn = each or np.asarray  # the chunk itself
     workers = default_workers()
     if not isinstance(x, Lazy) or x.in_place or workers < 2 or len(parts) < 2:
-        yield from (x[p] for p in parts)
+        yield from (fn(x[p]) for p in parts)
         return
     global _SHARED
-    _SHARED = x  # the forked workers inherit it: nothing but slices is pickled
+    _SHARED = x, fn  # the forked workers inherit them: nothing but slices is pickled
     pending: deque[Future] = deque()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         todo = iter(parts)
@@ -212,21 +200,28 @@ def read_chunks(x: Any, parts: Sequence[slice]) -> Iterator[np.ndarray]:
             nxt = next(todo, None)
             if nxt is not None:
                 pending.append(pool.submit(_read_shared, nxt))
-            if isinstance(out, tuple):  # a user error in a worker: raised here, as it was
-                kind, problems, stage = out
-                raise kind(problems, stage=stage)
+            if isinstance(out, _Raised):  # a user error in a worker: raised here, as it was
+                raise out.kind(out.problems, stage=out.stage)
             yield out
     _SHARED = None
 
 
-_SHARED: Lazy | None = None
+_SHARED: tuple[Lazy, Callable[[np.ndarray], Any]] | None = None
+
+
+@dataclass(frozen=True)
+class _Raised:
+    kind: type[NetspecError]
+    problems: list[Any]
+    stage: str | None
 
 
 def _read_shared(part: slice) -> Any:
+    x, fn = _SHARED  # type: ignore[misc]
     try:
-        return _SHARED[part]  # type: ignore[index]
+        return fn(x[part])
     except NetspecError as e:
-        return (type(e), list(e.problems), e.stage)
+        return _Raised(type(e), list(e.problems), e.stage)
 
 
 # --- passes over a split --------------------------------------------------------------------
@@ -264,24 +259,35 @@ def content_key(kind: str, files: Sequence[Path], options: dict[str, Any]) -> st
 
 
 def disk_cached(
-    x: Lazy, key: str, notes: list[str], log: Callable[[int, int], None] | None = None
+    x: Lazy,
+    key: str,
+    notes: list[str],
+    log: Callable[[int, int], None] | None = None,
+    *,
+    labels: int | None = None,
 ) -> Lazy:
     """x's samples from the disk cache `key`: reused when complete and matching, else written
     once (progress on `log(done, total)`; by default a line on a terminal, as the first pass of
     a large folder takes minutes). A cache that cannot be written (a full disk) leaves x as it
-    is, with a note: the run goes on decoding from the files."""
+    is, with a note: the run goes on decoding from the files.
+
+    labels: x holds class indices of that many classes (-1 ignored): stored compactly
+    (`label_store`) and read back as x's int64."""
     folder = cache_dir()
     npy, done = folder / f"{key}.npy", folder / f"{key}.done"
-    want = {"shape": list(x.shape), "dtype": x.dtype.str, "key": key}
+    stored = x.dtype if labels is None else label_store(labels)
+    want = {"shape": list(x.shape), "dtype": stored.str, "key": key}
+    what = "decoded samples" if labels is None else "class masks"
     reused = _reuse(npy, done, want)
     if reused is not None:
-        notes.append(f"decoded samples read from the disk cache {npy}")
-        return Lazy(ArrayReader(reused))
+        notes.append(f"{what} read from the disk cache {npy}")
+        return _cached(reused, labels)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free
-        if x.nbytes + (64 << 20) > free:
-            raise OSError(f"{x.nbytes / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free")
+        need = x.size * stored.itemsize
+        if need + (64 << 20) > free:
+            raise OSError(f"{need / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free")
         _write(x, npy, done, want, log or (_progress if sys.stderr.isatty() else None))
     except OSError as e:
         notes.append(
@@ -289,8 +295,29 @@ def disk_cached(
             "the files every epoch"
         )
         return x
-    notes.append(f"decoded samples written once to the disk cache {npy}")
-    return Lazy(ArrayReader(np.load(npy, mmap_mode="r")))
+    notes.append(f"{what} written once to the disk cache {npy}")
+    return _cached(np.load(npy, mmap_mode="r"), labels)
+
+
+def label_store(classes: int) -> np.dtype:
+    """The disk cache's type for class indices 0..classes-1 and -1 (ignored): uint8 while they
+    fit (255 stands for -1), else int16 or int32."""
+    if classes < 255:
+        return np.dtype(np.uint8)
+    return np.dtype(np.int16 if classes < 1 << 15 else np.int32)
+
+
+def widened(a: np.ndarray) -> np.ndarray:
+    """Stored class indices (label_store) back as int64, -1 where ignored."""
+    out = a.astype(np.int64)
+    if a.dtype == np.uint8:
+        out[a == 255] = -1
+    return out
+
+
+def _cached(arr: np.ndarray, labels: int | None) -> Lazy:
+    x = Lazy(ArrayReader(arr))
+    return x if labels is None else x.mapped(widened)
 
 
 def _reuse(npy: Path, done: Path, want: dict[str, Any]) -> np.ndarray | None:
@@ -314,11 +341,18 @@ def _progress(done: int, total: int) -> None:
 def _write(
     x: Lazy, npy: Path, done: Path, want: dict[str, Any], log: Callable[[int, int], None] | None
 ) -> None:
-    """x decoded chunk by chunk into the .npy (write_npy), then the marker."""
+    """x decoded chunk by chunk into the .npy (write_npy) as want's dtype, then the marker."""
     done.unlink(missing_ok=True)
-    parts = chunks(x)
-    write_npy(npy, tuple(x.shape), x.dtype, _logged(read_chunks(x, parts), parts, len(x), log))
+    dtype = np.dtype(want["dtype"])
+    parts = chunks(x, LABEL_BYTES if dtype != x.dtype else 8)
+    # Cast where each chunk is read: compact labels cross from the workers compact.
+    got = read_chunks(x, parts, partial(_stored, dtype=dtype) if dtype != x.dtype else None)
+    write_npy(npy, tuple(x.shape), dtype, _logged(got, parts, len(x), log))
     mark_done(done, want)
+
+
+def _stored(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return a.astype(dtype)  # int64 -1 becomes uint8 255 (label_store)
 
 
 def _logged(
