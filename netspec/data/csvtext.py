@@ -74,7 +74,7 @@ def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, 
     delimiter, excel = delimiter_of(text, delimiter)
     reader = csv.reader(io.StringIO(rest if excel else text, newline=""), delimiter=delimiter)
     skip = 1 if excel else 0
-    out = [(reader.line_num + skip, row) for row in reader if any(cell.strip() for cell in row)]
+    out = [(reader.line_num + skip, row) for row in reader if "".join(row).strip()]
     return delimiter, out
 
 

@@ -14,17 +14,19 @@ import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from netspec.data._common import data_error
+from netspec.data._common import data_error, gc_paused
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csvtext import delimiter_of, not_utf8
 from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
 from netspec.data.table import _check_header, _used_columns
 from netspec.data.table_cells import CellPass, TablePlan, encode
+from netspec.errors import DataError
 
 ROWS = 1 << 16  # kept rows per chunk of the pass
 _BOM = b"\xef\xbb\xbf"
@@ -82,7 +84,7 @@ def _records(
             for row in reader:
                 offset = starts[0]
                 starts.clear()
-                if any(cell.strip() for cell in row):
+                if "".join(row).strip():  # not a blank line (nor one of separators and spaces)
                     yield reader.line_num + before, offset, row
         except csv.Error as e:  # a NUL byte, a field larger than csv's limit
             raise data_error(f"cannot read CSV file: {e}", path) from None
@@ -252,8 +254,8 @@ def stream_csv(
 def _pass(
     records: Iterator[tuple[int, int, list[str]]], cells: CellPass, raw: _Raw | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every row into `cells`, a chunk of kept rows at a time (their values to `raw`); the kept
-    rows' byte offsets and target values and codes."""
+    """Every row into `cells`, a chunk of rows at a time (the kept rows' values to `raw`); the
+    kept rows' byte offsets and target values and codes."""
     offsets = array("q")
     nums: list[np.ndarray] = []
     codes: list[np.ndarray] = []
@@ -265,17 +267,36 @@ def _pass(
         if raw is not None:
             raw.add(num, code)
 
-    for line, offset, row in records:
-        if cells.add(line, row):
-            offsets.append(offset)
+    with gc_paused():
+        for chunk in _chunks(records, ROWS):
+            lines, at, rows = zip(*chunk)
+            offsets.extend(compress(at, cells.add_rows(lines, rows).tolist()))
             if cells.pending >= ROWS:
                 flush()
-    flush()
+        flush()
     return (
         np.frombuffer(offsets, dtype=np.int64).copy(),
         np.concatenate(nums),
         np.concatenate(codes),
     )
+
+
+def _chunks(records: Iterator[tuple[int, int, list[str]]], size: int) -> Iterator[list]:
+    """The records, `size` at a time. A record that cannot be read (not UTF-8, a NUL byte)
+    comes after the ones before it: a ragged row among those is the error, as row by row."""
+    chunk: list = []
+    try:
+        for record in records:
+            chunk.append(record)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    except DataError:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
 
 
 def _write(
