@@ -8,9 +8,10 @@ import math
 
 import numpy as np
 
+from netspec.data import table_cells
 from netspec.data._common import data_error
 from netspec.data.csvtext import number
-from netspec.data.table_cells import NUMBER_STRINGS, CellPass, Column
+from netspec.data.table_cells import CellPass, Column
 
 
 def code(col: Column, cell: str, value: float | None) -> int:
@@ -23,7 +24,7 @@ def code(col: Column, cell: str, value: float | None) -> int:
     if found is not None:
         return found
     if finite:
-        if col.numbers >= NUMBER_STRINGS:
+        if col.numbers >= table_cells.NUMBER_STRINGS:  # looked up: tests lower it
             col.overflow = True
             return -1
         col.numbers += 1
