@@ -1,16 +1,21 @@
-"""The per-cell CSV pass, as it was before the chunked one (netspec/data/table_chunk.py): the
-definition CellPass.add_rows is tested equal to, bit for bit (tests/test_table_chunks.py). One
-Python call per cell: too slow for large files, kept here because it is easy to read."""
+"""The per-cell CSV pass and the line-by-line record reader, as they were before the chunked
+ones (netspec/data/table_chunk.py, csv_records.py): the definitions those are tested equal to,
+bit for bit (tests/test_table_chunks.py). Python calls per cell and per line: too slow for large
+files, kept here because they are easy to read."""
 
 from __future__ import annotations
 
+import csv
 import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from netspec.data import table_cells
 from netspec.data._common import data_error
-from netspec.data.csvtext import number
+from netspec.data.csvtext import not_utf8, number
 from netspec.data.table_cells import CellPass, Column
 
 
@@ -80,3 +85,35 @@ class ReferencePass(CellPass):
         self._code.append(np.asarray([codes], dtype=np.int32))
         self._pending += 1
         return True
+
+
+def reference_records(
+    path: Path, delimiter: str, start: int, before: int
+) -> Iterator[tuple[int, int, list[str]]]:
+    """csv_records._records as it was: every line decoded and handed to one csv reader."""
+    starts: list[int] = []
+
+    def lines(f: Any) -> Iterator[str]:
+        at = start
+        for raw in f:
+            starts.append(at)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise data_error(
+                    f"cannot read the CSV file: {not_utf8(e, raw, at)}", path
+                ) from None
+            at += len(raw)
+            yield text
+
+    with path.open("rb") as f:
+        f.seek(start)
+        reader = csv.reader(lines(f), delimiter=delimiter)
+        try:
+            for row in reader:
+                offset = starts[0]
+                starts.clear()
+                if any(cell.strip() for cell in row):
+                    yield reader.line_num + before, offset, row
+        except csv.Error as e:
+            raise data_error(f"cannot read CSV file: {e}", path) from None

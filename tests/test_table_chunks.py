@@ -1,7 +1,8 @@
 """The chunked CSV pass (CellPass.add_rows, netspec/data/table_chunk.py) equals the per-cell
 reference (tests/cell_reference.py) bit for bit on randomized tables: the same rows kept, notes,
 errors with file:line, numeric or categorical columns, classes, features and labels, through
-load_csv and stream_csv (cache none and disk) alike, whatever the chunk size."""
+load_csv and stream_csv (cache none and disk) alike, whatever the chunk size and the blocks
+the streamed file is read in."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
-from cell_reference import ReferencePass
+from cell_reference import ReferencePass, reference_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netspec.data import table, table_cells, table_stream
+from netspec.data import csv_records, table, table_cells, table_stream
 from netspec.data.stream import CACHE_ENV
 from netspec.data.table import _read_rows, _used_columns, load_csv
 from netspec.data.table_cells import MISSING, CellPass, encode
@@ -111,9 +112,9 @@ def outcome(load: Callable[..., object], *args: object, **kwargs: object) -> tup
 
 
 @settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables(), st.integers(1, 9), st.sampled_from([2, 10_000]))
+@given(tables(), st.integers(1, 9), st.sampled_from([2, 10_000]), st.sampled_from([1, 20, 1 << 20]))
 def test_the_chunked_pass_equals_the_per_cell_one(
-    case: tuple[str, str, str, str], chunk: int, number_strings: int
+    case: tuple[str, str, str, str], chunk: int, number_strings: int, block: int
 ) -> None:
     text, _, target, task = case
     with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {CACHE_ENV: tmp}):
@@ -123,6 +124,7 @@ def test_the_chunked_pass_equals_the_per_cell_one(
             mock.patch.object(table_cells, "NUMBER_STRINGS", number_strings),
             mock.patch.object(table, "CHUNK", chunk),
             mock.patch.object(table_stream, "ROWS", chunk),
+            mock.patch.object(csv_records, "BLOCK", block),  # records spanning blocks
         ):
             want = outcome(reference_load, path, target, task)
             assert outcome(load_csv, path, target=target, task=task) == want
@@ -172,3 +174,41 @@ def test_a_ragged_row_is_refused_by_its_line_before_later_unreadable_bytes(
         stream_csv(path, target="b", cache="none")
     problem = e.value.problems[0]
     assert problem.line == 3 and problem.message.startswith("row has 1 fields; expected 2")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "1", "2.5", ",", ";", '"', '""', "\n", "\n", "\r\n", "\r", " "])
+        | st.sampled_from(["\xe9", "\u20ac", "\n\n", "x\n", ",,\n", "\x00"]),
+        max_size=60,
+    ),
+    st.sampled_from([b"", b"\xff", b"\xc3"]),
+    st.sampled_from([1, 2, 5, 16, 1 << 20]),
+    st.sampled_from([",", ";"]),
+    st.integers(0, 2),
+)
+def test_records_read_in_blocks_are_the_line_by_line_ones(
+    pieces: list[str], bad: bytes, block: int, delimiter: str, start: int
+) -> None:
+    """The same records, lines and byte offsets, and the same error after the same records
+    (bytes that are not UTF-8, a lone carriage return), whatever the block size."""
+    data = "".join(pieces).encode()
+    if bad:
+        data = data[: len(data) // 2] + bad + data[len(data) // 2 :]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(data)
+        start = min(start, len(data))
+
+        def read(records: Iterator) -> list:
+            got: list = []
+            try:
+                got.extend(records)
+            except DataError as e:
+                got.append(e.problems)
+            return got
+
+        want = read(reference_records(path, delimiter, start, 1))
+        with mock.patch.object(csv_records, "BLOCK", block):
+            assert read(csv_records._records(path, delimiter, start, 1)) == want

@@ -15,9 +15,10 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
+from netspec.data.csv_records import open_records, row_at
 from netspec.data.stream import Lazy
 from netspec.data.table_cells import SHOWN, CellPass, no_data_rows
-from netspec.data.table_stream import ROWS, open_records, row_at
+from netspec.data.table_stream import ROWS
 from netspec.data.text import refuse_empty, text_label_columns
 
 
