@@ -1,11 +1,12 @@
-"""The per-cell CSV pass and the line-by-line record reader, as they were before the chunked
-ones (netspec/data/table_chunk.py, csv_records.py): the definitions those are tested equal to,
+"""The per-cell CSV pass and the line-by-line record readers, as they were before the chunked
+ones (netspec/data/table_chunk.py, csv_records.py, csvtext.rows): the definitions those are tested equal to,
 bit for bit (tests/test_table_chunks.py). Python calls per cell and per line: too slow for large
 files, kept here because they are easy to read."""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 
 from netspec.data import table_cells
 from netspec.data._common import data_error
-from netspec.data.csvtext import not_utf8, number
+from netspec.data.csvtext import delimiter_of, not_utf8, number
 from netspec.data.table_cells import CellPass, Column
 
 
@@ -117,3 +118,13 @@ def reference_records(
                     yield reader.line_num + before, offset, row
         except csv.Error as e:
             raise data_error(f"cannot read CSV file: {e}", path) from None
+
+
+def reference_rows(text: str, delimiter: str | None = None) -> tuple[str, list]:
+    """csvtext.rows as it was: one csv reader over the text, a Python step per row."""
+    _, _, rest = text.partition("\n")
+    delimiter, excel = delimiter_of(text, delimiter)
+    reader = csv.reader(io.StringIO(rest if excel else text, newline=""), delimiter=delimiter)
+    skip = 1 if excel else 0
+    out = [(reader.line_num + skip, row) for row in reader if any(cell.strip() for cell in row)]
+    return delimiter, out

@@ -16,11 +16,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from cell_reference import ReferencePass, reference_records
+from cell_reference import ReferencePass, reference_records, reference_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netspec.data import csv_records, table, table_cells, table_stream
+from netspec.data import csv_records, csvtext, table, table_cells, table_stream
 from netspec.data.stream import CACHE_ENV
 from netspec.data.table import _read_rows, _used_columns, load_csv
 from netspec.data.table_cells import MISSING, CellPass, encode
@@ -176,13 +176,16 @@ def test_a_ragged_row_is_refused_by_its_line_before_later_unreadable_bytes(
     assert problem.line == 3 and problem.message.startswith("row has 1 fields; expected 2")
 
 
+PIECES = st.lists(
+    st.sampled_from(["a", "1", "2.5", ",", ";", '"', '""', "\n", "\n", "\r\n", "\r", " "])
+    | st.sampled_from(["\xe9", "\u20ac", "\n\n", "x\n", ",,\n", "\x00", "sep=;\n"]),
+    max_size=60,
+)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
-    st.lists(
-        st.sampled_from(["a", "1", "2.5", ",", ";", '"', '""', "\n", "\n", "\r\n", "\r", " "])
-        | st.sampled_from(["\xe9", "\u20ac", "\n\n", "x\n", ",,\n", "\x00"]),
-        max_size=60,
-    ),
+    PIECES,
     st.sampled_from([b"", b"\xff", b"\xc3"]),
     st.sampled_from([1, 2, 5, 16, 1 << 20]),
     st.sampled_from([",", ";"]),
@@ -212,3 +215,12 @@ def test_records_read_in_blocks_are_the_line_by_line_ones(
         want = read(reference_records(path, delimiter, start, 1))
         with mock.patch.object(csv_records, "BLOCK", block):
             assert read(csv_records._records(path, delimiter, start, 1)) == want
+
+
+@settings(max_examples=150, deadline=None)
+@given(PIECES, st.sampled_from([None, ",", ";"]))
+def test_rows_of_a_text_are_the_readers_ones(pieces: list[str], delimiter: str | None) -> None:
+    """csvtext.rows (load_csv's reading) splits texts without quotes in one call: the same
+    rows and lines as one reader's rows."""
+    text = "".join(pieces)
+    assert csvtext.rows(text, delimiter) == reference_rows(text, delimiter)

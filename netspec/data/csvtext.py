@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from itertools import compress
 from pathlib import Path
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -72,8 +73,19 @@ def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, 
     of every non-blank row (a `sep=` line is not a row)."""
     _, _, rest = text.partition("\n")
     delimiter, excel = delimiter_of(text, delimiter)
-    reader = csv.reader(io.StringIO(rest if excel else text, newline=""), delimiter=delimiter)
+    body = rest if excel else text
     skip = 1 if excel else 0
+    if '"' not in body and body.count("\r") == body.count("\r\n"):
+        # No quotes and no lone carriage return: a record is a line, and csv splits them all
+        # in one call (millions of rows: no Python per row).
+        pieces = body.split("\n")
+        if body.endswith("\n"):
+            pieces.pop()
+        found = list(csv.reader(pieces, delimiter=delimiter))
+        filled = list(map(str.strip, map("".join, found)))  # not blank, nor only separators
+        lines = range(1 + skip, len(found) + 1 + skip)
+        return delimiter, list(zip(compress(lines, filled), compress(found, filled)))
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
     out = [(reader.line_num + skip, row) for row in reader if "".join(row).strip()]
     return delimiter, out
 
