@@ -96,18 +96,21 @@ def first_seen_codes(
         codes[where] = np.fromiter(map(vocab.__getitem__, others), dtype=np.int32, count=len(where))
         return codes, numbers, overflow
     start = n  # the cell that overflowed: from there on, finite cells have no code
-    is_finite = dict(zip(cells, finite.tolist()))  # a string is finite or not, whatever its row
+    # A string is finite or not whatever its row: one flag for a column of text or of numbers.
+    every = bool(finite[0]) if n and (finite.all() or not finite.any()) else None
+    is_finite = {} if every is not None else dict(zip(cells, finite.tolist()))
     for cell in dict.fromkeys(cells):  # first occurrences, in order, decide the codes
         if cell in vocab:
             continue
-        if is_finite[cell]:
-            if overflow:
-                continue
+        if every if every is not None else is_finite[cell]:
             if numbers >= limit:
                 overflow, start = True, cells.index(cell)
-                continue
+                break
             numbers += 1
         vocab[cell] = len(vocab)
+    if overflow:  # from there on only the other cells are remembered, still in order
+        for cell in compress(cells[start:], (~finite[start:]).tolist()):
+            vocab.setdefault(cell, len(vocab))
     codes = np.fromiter(map(vocab.get, cells, repeat(-1)), dtype=np.int32, count=n)
     codes[start:][finite[start:]] = -1
     return codes, numbers, overflow
