@@ -11,6 +11,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from itertools import chain
 from pathlib import Path
 from unittest import mock
 
@@ -165,12 +166,17 @@ def test_the_pass_state_is_the_per_cell_ones(
             at, k = at + size, k + 1
 
 
+@pytest.mark.parametrize("block", [1, 12, 1 << 20])
 def test_a_ragged_row_is_refused_by_its_line_before_later_unreadable_bytes(
-    tmp_path: Path,
+    tmp_path: Path, block: int
 ) -> None:
     path = tmp_path / "t.csv"
     path.write_bytes(b"a,b\n1,2\n3\n" + b"4,5\n" * 5 + b"\xff,6\n")
-    with pytest.raises(DataError) as e, mock.patch.object(table_stream, "ROWS", 100):
+    with (
+        pytest.raises(DataError) as e,
+        mock.patch.object(table_stream, "ROWS", 100),
+        mock.patch.object(csv_records, "BLOCK", block),
+    ):
         stream_csv(path, target="b", cache="none")
     problem = e.value.problems[0]
     assert problem.line == 3 and problem.message.startswith("row has 1 fields; expected 2")
@@ -214,7 +220,8 @@ def test_records_read_in_blocks_are_the_line_by_line_ones(
 
         want = read(reference_records(path, delimiter, start, 1))
         with mock.patch.object(csv_records, "BLOCK", block):
-            assert read(csv_records._records(path, delimiter, start, 1)) == want
+            blocks = csv_records._blocks(path, delimiter, start, 1)
+            assert read(chain.from_iterable(zip(*block) for block in blocks)) == want
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,9 +1,9 @@
 """A CSV file's records read from disk without holding the file: (line, byte offset, fields) of
 each, for the streamed tables and texts (table_stream.py, text_stream.py). The file is read a
-block of whole lines at a time; a block without a quote character is one record per line,
-split by the csv module in one call; a block with quotes (a field may span lines), or that is
-not UTF-8 or that csv refuses, is read line by line, as every block once was, so the records,
-their lines and the errors (which record first) are the same either way.
+block of whole lines at a time; a block whose records are each one line is split by the csv
+module in one call; a block where a quoted field spans lines, or that is not UTF-8 or that csv
+refuses, is read line by line, as every block once was, so the records, their lines and the
+errors (which record first) are the same either way.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from itertools import accumulate, compress
+from itertools import accumulate, chain, compress
 from pathlib import Path
 from typing import BinaryIO
 
 from netspec.data._common import data_error
-from netspec.data.csvtext import delimiter_of, not_utf8
+from netspec.data.csvtext import delimiter_of, line_records, not_utf8
 from netspec.data.table import _check_header
 
 _BOM = b"\xef\xbb\xbf"
@@ -24,6 +24,7 @@ _HEAD = 1 << 16  # bytes the delimiter is sniffed from (csvtext.sniff_delimiter 
 BLOCK = 1 << 20  # bytes read at a time (then up to the end of the line)
 
 Record = tuple[int, int, list[str]]  # the record's last line, its first byte, its fields
+Records = tuple[list[int], list[int], list[list[str]]]  # a block's: lines, first bytes, fields
 
 
 def _head(path: Path, delimiter: str | None) -> tuple[str, int, int]:
@@ -50,43 +51,44 @@ def _head(path: Path, delimiter: str | None) -> tuple[str, int, int]:
     return delimiter, start, int(excel)
 
 
-def _records(path: Path, delimiter: str, start: int, before: int) -> Iterator[Record]:
-    """(line, byte offset, fields) of every non-blank record from byte `start`; the line is
-    the record's last, counted as csvtext.rows counts it."""
+def _blocks(path: Path, delimiter: str, start: int, before: int) -> Iterator[Records]:
+    """The non-blank records from byte `start`, a block at a time: their lines (each record's
+    last, counted as csvtext.rows counts them), byte offsets and fields."""
     with path.open("rb") as f:
         f.seek(start)
         at, line = start, before  # where the next block starts: its byte, the lines before it
         while block := f.read(BLOCK):
             if not block.endswith(b"\n"):
                 block += f.readline()
-            fast = _split(block, at, line, delimiter) if b'"' not in block else None
+            fast = _split(block, at, line, delimiter)
             if fast is not None:
-                yield from fast
+                yield fast
                 at, line = at + len(block), line + block.count(b"\n")
                 continue
             lines = _Lines(block, f, at, path)
-            yield from _reader(lines, delimiter, line, path)
+            for record in _reader(lines, delimiter, line, path):  # each as it is read
+                yield [record[0]], [record[1]], [record[2]]
             at, line = at + lines.taken, line + lines.count
 
 
-def _split(block: bytes, at: int, line: int, delimiter: str) -> Iterator[Record] | None:
-    """The records of a block of lines without quotes: one per line. None when it is not
-    UTF-8 or csv refuses a line (the line-by-line reader then says which)."""
+def _split(block: bytes, at: int, line: int, delimiter: str) -> Records | None:
+    """The records of a block whose records are each one line. None when one spans lines, or
+    the block is not UTF-8, or csv refuses a line (the line-by-line reader then says which)."""
     try:
-        text = block.decode("utf-8")
-        pieces = text.split("\n")
-        if block.endswith(b"\n"):
-            pieces.pop()
-        rows = list(csv.reader(pieces, delimiter=delimiter))
-    except (UnicodeDecodeError, csv.Error):
+        rows = line_records(block.decode("utf-8"), delimiter)
+    except UnicodeDecodeError:
         return None
-    if len(rows) != len(pieces):  # never without quotes; the reader decides if it happens
+    if rows is None:
         return None
-    sizes = map(len, pieces if block.isascii() else block.split(b"\n"))
+    sizes = map(len, block.split(b"\n"))
     starts = accumulate(map((1).__add__, sizes), initial=at)  # each line's first byte
     filled = list(map(str.strip, map("".join, rows)))  # not a blank line, nor only separators
     lines = range(line + 1, line + 1 + len(rows))
-    return zip(compress(lines, filled), compress(starts, filled), compress(rows, filled))
+    return (
+        list(compress(lines, filled)),
+        list(compress(starts, filled)),
+        list(compress(rows, filled)),
+    )
 
 
 class _Lines:
@@ -136,16 +138,22 @@ def _reader(lines: _Lines, delimiter: str, before: int, path: Path) -> Iterator[
         raise data_error(f"cannot read CSV file: {e}", path) from None
 
 
+def open_blocks(path: Path, delimiter: str | None) -> tuple[str, list[str], Iterator[Records]]:
+    """The file's delimiter, its checked header and its data records, a block at a time."""
+    delimiter, start, before = _head(path, delimiter)
+    blocks = _blocks(path, delimiter, start, before)
+    for lines, offsets, rows in blocks:
+        if rows:
+            header = [h.strip() for h in rows[0]]
+            _check_header(header, lines[0], path, delimiter)
+            return delimiter, header, chain([(lines[1:], offsets[1:], rows[1:])], blocks)
+    raise data_error("CSV file is empty; expected a header row and data rows", path)
+
+
 def open_records(path: Path, delimiter: str | None) -> tuple[str, list[str], Iterator[Record]]:
     """The file's delimiter, its checked header and an iterator over its data records."""
-    delimiter, start, before = _head(path, delimiter)
-    records = _records(path, delimiter, start, before)
-    first = next(records, None)
-    if first is None:
-        raise data_error("CSV file is empty; expected a header row and data rows", path)
-    header = [h.strip() for h in first[2]]
-    _check_header(header, first[0], path, delimiter)
-    return delimiter, header, records
+    delimiter, header, blocks = open_blocks(path, delimiter)
+    return delimiter, header, chain.from_iterable(zip(*block) for block in blocks)
 
 
 def row_at(path: Path, at: int, delimiter: str) -> list[str]:

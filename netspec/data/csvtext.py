@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from itertools import compress
+from itertools import chain, compress
 from pathlib import Path
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -75,19 +75,33 @@ def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, 
     delimiter, excel = delimiter_of(text, delimiter)
     body = rest if excel else text
     skip = 1 if excel else 0
-    if '"' not in body and body.count("\r") == body.count("\r\n"):
-        # No quotes and no lone carriage return: a record is a line, and csv splits them all
-        # in one call (millions of rows: no Python per row).
-        pieces = body.split("\n")
-        if body.endswith("\n"):
-            pieces.pop()
-        found = list(csv.reader(pieces, delimiter=delimiter))
+    # Without a lone carriage return (a line break to StringIO, not to split), a text whose
+    # records are each one line is split by csv in one call: no Python step per row.
+    found = None if body.count("\r") != body.count("\r\n") else line_records(body, delimiter)
+    if found is not None:
         filled = list(map(str.strip, map("".join, found)))  # not blank, nor only separators
         lines = range(1 + skip, len(found) + 1 + skip)
         return delimiter, list(zip(compress(lines, filled), compress(found, filled)))
     reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
     out = [(reader.line_num + skip, row) for row in reader if "".join(row).strip()]
     return delimiter, out
+
+
+def line_records(text: str, delimiter: str) -> list[list[str]] | None:
+    """The records of `text`, one per line (split at "\n"), read by one csv reader; None when
+    a record spans lines (a quoted field holding a line break) or csv refuses a line."""
+    pieces = text.split("\n")
+    if text.endswith("\n"):
+        pieces.pop()
+    # A last line of its own: a quoted field left open anywhere swallows it, and lines with it.
+    end = "s" if delimiter != "s" else "t"
+    try:
+        found = list(csv.reader(chain(pieces, [end]), delimiter=delimiter))
+    except csv.Error:
+        return None
+    if len(found) != len(pieces) + 1 or found.pop() != [end]:
+        return None
+    return found
 
 
 def delimiter_of(head: str, delimiter: str | None) -> tuple[str, bool]:

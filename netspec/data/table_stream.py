@@ -22,7 +22,7 @@ import numpy as np
 
 from netspec.data._common import data_error, gc_paused
 from netspec.data.arraydata import ArrayData, TableColumns
-from netspec.data.csv_records import open_records, row_at
+from netspec.data.csv_records import Records, open_blocks, row_at
 from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
 from netspec.data.table import _used_columns
 from netspec.data.table_cells import CellPass, TablePlan, encode
@@ -130,12 +130,12 @@ def stream_csv(
         reused = _reuse(folder, key)
         if reused is not None:
             return replace(reused, notes=(*reused.notes, *said))
-    delimiter, header, records = open_records(path, delimiter)
+    delimiter, header, blocks = open_blocks(path, delimiter)
     used = _used_columns(header, target, features, path)
     cells = CellPass(path, delimiter, header, used)
     raw = _Raw(folder, key) if cache == "disk" else None
     try:
-        offsets, y_num, y_code = _pass(records, cells, raw)
+        offsets, y_num, y_code = _pass(blocks, cells, raw)
         pass_notes: list[str] = []
         plan = cells.finish(target, task, pass_notes)
         data = ArrayData(
@@ -170,13 +170,23 @@ def stream_csv(
 
 
 def _pass(
-    records: Iterator[tuple[int, int, list[str]]], cells: CellPass, raw: _Raw | None
+    blocks: Iterator[Records], cells: CellPass, raw: _Raw | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every row into `cells`, a chunk of rows at a time (the kept rows' values to `raw`); the
-    kept rows' byte offsets and target values and codes."""
+    """Every row into `cells`, ROWS rows at a time (the kept rows' values to `raw`); the kept
+    rows' byte offsets and target values and codes."""
     offsets = array("q")
     nums: list[np.ndarray] = []
     codes: list[np.ndarray] = []
+    lines: list[int] = []  # the rows read and not given to `cells` yet: their lines,
+    starts: list[int] = []  # byte offsets
+    rows: list[list[str]] = []  # and fields
+
+    def give(n: int) -> None:
+        kept = cells.add_rows(lines[:n], rows[:n])
+        offsets.extend(compress(starts[:n], kept.tolist()))
+        del lines[:n], starts[:n], rows[:n]
+        if cells.pending >= ROWS:
+            flush()
 
     def flush() -> None:
         num, code = cells.take()
@@ -186,35 +196,22 @@ def _pass(
             raw.add(num, code)
 
     with gc_paused():
-        for chunk in _chunks(records, ROWS):
-            lines, at, rows = zip(*chunk)
-            offsets.extend(compress(at, cells.add_rows(lines, rows).tolist()))
-            if cells.pending >= ROWS:
-                flush()
+        try:
+            for more in blocks:
+                for have, new in zip((lines, starts, rows), more):
+                    have.extend(new)
+                while len(rows) >= ROWS:
+                    give(ROWS)
+        except DataError:  # a record that cannot be read: a ragged row before it comes first
+            give(len(rows))
+            raise
+        give(len(rows))
         flush()
     return (
         np.frombuffer(offsets, dtype=np.int64).copy(),
         np.concatenate(nums),
         np.concatenate(codes),
     )
-
-
-def _chunks(records: Iterator[tuple[int, int, list[str]]], size: int) -> Iterator[list]:
-    """The records, `size` at a time. A record that cannot be read (not UTF-8, a NUL byte)
-    comes after the ones before it: a ragged row among those is the error, as row by row."""
-    chunk: list = []
-    try:
-        for record in records:
-            chunk.append(record)
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-    except DataError:
-        if chunk:
-            yield chunk
-        raise
-    if chunk:
-        yield chunk
 
 
 def _write(
