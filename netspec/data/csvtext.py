@@ -71,13 +71,13 @@ def sniff_delimiter(text: str) -> str:
 def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, list[str]]]]:
     """The delimiter (given, named by Excel's `sep=;` first line, or sniffed) and (line, cells)
     of every non-blank row (a `sep=` line is not a row)."""
-    _, _, rest = text.partition("\n")
-    delimiter, excel = delimiter_of(text, delimiter)
-    body = rest if excel else text
+    delimiter, excel = delimiter_of(text[: 1 << 16], delimiter)  # all it reads: no copy
+    body = text.partition("\n")[2] if excel else text
     skip = 1 if excel else 0
     # Without a lone carriage return (a line break to StringIO, not to split), a text whose
     # records are each one line is split by csv in one call: no Python step per row.
-    found = None if body.count("\r") != body.count("\r\n") else line_records(body, delimiter)
+    lone = "\r" in body and body.count("\r") != body.count("\r\n")
+    found = None if lone else line_records(body, delimiter)
     if found is not None:
         filled = list(map(str.strip, map("".join, found)))  # not blank, nor only separators
         lines = range(1 + skip, len(found) + 1 + skip)

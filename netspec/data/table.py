@@ -7,6 +7,7 @@ check every cell, drop rows with missing values, encode the features, encode the
 from __future__ import annotations
 
 import csv
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +41,7 @@ def _read_rows(
         raise data_error("CSV file is empty; expected a header row and data rows", path)
     header = [h.strip() for h in numbered[0][1]]
     _check_header(header, numbered[0][0], path, delimiter)
-    ragged = set(map(len, (row for _, row in numbered))) != {len(header)}
+    ragged = set(map(len, map(itemgetter(1), numbered))) != {len(header)}
     for line_no, row in numbered[1:] if ragged else ():
         if len(row) != len(header):
             raise data_error(
