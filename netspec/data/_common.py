@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import gc
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from netspec.errors import DataError, Problem
@@ -49,17 +47,3 @@ def named(paths: list[Path], root: Path, limit: int = 5) -> str:
     """`a/x.txt, b/y.db` relative to root: the first `limit` of them, then how many in all."""
     shown = ", ".join(str(p.relative_to(root)) for p in paths[:limit])
     return shown + (f", ... ({len(paths)} in all)" if len(paths) > limit else "")
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cycle collector paused while a table's millions of cells are read: each of its
-    collections walks every row list alive, which made reading a 400,000-row CSV about 1.5x
-    slower; the rows hold strings only, never a cycle."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

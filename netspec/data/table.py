@@ -13,10 +13,11 @@ from typing import Literal
 
 import numpy as np
 
-from netspec.data._common import data_error, did_you_mean, gc_paused, plain
+from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csvtext import CsvTextError, number, read_text, rows
 from netspec.data.table_cells import MISSING, CellPass, encode, no_data_rows
+from netspec.gcpause import gc_paused
 
 CHUNK = 1 << 16  # rows the cells are read of at a time, column by column
 

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from netspec.data._common import data_error, gc_paused
+from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csv_records import Records, open_blocks, row_at
 from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
 from netspec.data.table import _used_columns
 from netspec.data.table_cells import CellPass, TablePlan, encode
 from netspec.errors import DataError
+from netspec.gcpause import gc_paused
 
 ROWS = 1 << 16  # rows per chunk of the pass
 
