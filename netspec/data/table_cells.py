@@ -1,9 +1,10 @@
-"""A CSV table's cells taken a chunk of rows at a time: one pass (`CellPass`) learns what the
-whole file says (bad cells, missing values, numeric or categorical columns, categories, classes)
-while it turns each kept row into values; `finish` makes the plan (`TablePlan`), and `encode`
-turns values into features. The in-memory table (table.py) and the streamed one
-(table_stream.py) both go through it, so they give the same rows, notes, errors and numbers.
-"""
+"""A CSV table's cells taken a chunk of rows at a time, column by column (table_chunk.py: C
+loops, no Python call per cell; tests/cell_reference.py is the per-cell definition it equals):
+one pass (`CellPass`) learns what the whole file says (bad cells, missing values, numeric or
+categorical columns, categories, classes) while it turns each kept row into values; `finish`
+makes the plan (`TablePlan`), and `encode` turns values into features. The in-memory table
+(table.py) and the streamed one (table_stream.py) both go through it, so they give the same
+rows, notes, errors and numbers."""
 
 from __future__ import annotations
 
