@@ -17,7 +17,14 @@ import numpy as np
 from netspec.data import table_cells
 from netspec.data._common import data_error
 from netspec.data.csvtext import delimiter_of, not_utf8, number
-from netspec.data.table_cells import CellPass, Column
+from netspec.data.table_cells import SHOWN, CellPass, Column, _Bad
+
+
+def _add(bad: _Bad, line: int, cell: str) -> None:
+    """One bad cell: counted, and listed while fewer than SHOWN are."""
+    bad.count += 1
+    if len(bad.shown) < SHOWN:
+        bad.shown.append((line, cell))
 
 
 def code(col: Column, cell: str, value: float | None) -> int:
@@ -66,9 +73,9 @@ class ReferencePass(CellPass):
             except ValueError:
                 value, plain = number(cell, self.delimiter), False
             if value is None:
-                col.text.add(line, cell)
+                _add(col.text, line, cell)
             elif not math.isfinite(value):
-                col.infinite.add(line, cell)
+                _add(col.infinite, line, cell)
             values.append((value, plain))
         if missing:
             return False

@@ -40,11 +40,6 @@ class _Bad:
     count: int = 0
     shown: list[tuple[int, str]] = field(default_factory=list)
 
-    def add(self, line: int, cell: str) -> None:
-        self.count += 1
-        if len(self.shown) < SHOWN:
-            self.shown.append((line, cell))
-
     def extend(self, lines: np.ndarray, cells: list[str], bad: np.ndarray) -> None:
         """The cells of a chunk's column where `bad` (lines: each row's)."""
         where = np.flatnonzero(bad)
@@ -71,8 +66,8 @@ class Column:
 
 class CellPass:
     """One pass over a table's rows (target first among `used`), a chunk at a time: `add_rows`
-    each chunk, `take` the kept rows' values so far ((n, U) float64 numbers, NaN for text, and (n, U)
-    int32 first-seen codes), then `finish`."""
+    each chunk, `take` the kept rows' values so far ((n, U) float64 numbers, NaN for text, and
+    (n, U) int32 first-seen codes), then `finish`."""
 
     def __init__(
         self,
