@@ -1,7 +1,7 @@
 """The per-cell CSV pass and the line-by-line record readers, as they were before the chunked
-ones (netspec/data/table_chunk.py, csv_records.py, csvtext.rows): the definitions those are tested equal to,
-bit for bit (tests/test_table_chunks.py). Python calls per cell and per line: too slow for large
-files, kept here because they are easy to read."""
+ones (netspec/data/table_chunk.py, csv_records.py, csvtext.rows): the definitions those are
+tested equal to, bit for bit (tests/test_table_chunks.py). Python calls per cell and per line:
+too slow for large files, kept here because they are easy to read."""
 
 from __future__ import annotations
 
