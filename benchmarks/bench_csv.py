@@ -20,7 +20,8 @@ pass: its load_csv and first passes (`git archive d898c0c netspec | tar -x -C DI
 Measured 2026-12-07 (`--before` d898c0c, 3 rounds, a 2-core machine shared with other jobs),
 400,000 rows, wall / CPU s: load_csv 2.80 / 2.79 (143,000 rows/s; before 7.90 / 7.61, 2.8x),
 first pass disk 2.75 / 2.55 (before 6.70 / 6.32, 2.4x), none 2.50 / 2.50 (before 6.84 / 6.13,
-2.7x); csv module 1.03 / 1.01, np.loadtxt (8 numeric columns) 0.73 / 0.66.
+2.7x); csv module 1.03 / 1.01, np.loadtxt (8 numeric columns) 0.73 / 0.66. A second run:
+2.94 / 2.62 / 2.45 s wall, 2.8x / 2.5x / 2.6x.
 """
 
 from __future__ import annotations
