@@ -34,9 +34,21 @@ NUMBERS = st.one_of(
     st.sampled_from(["-0.0", "1_0", " 7 ", "\u0661\u0662", ".5", "5.", "1,234"]),
 )
 ODD = st.sampled_from(
-    ["inf", "-Infinity", "NAN", "+nan", "1e400", "3.O", "0x10", "5,1", "1.234,5", "12,345,678.5"]
+    [
+        "inf",
+        " inf ",
+        "-Infinity",
+        "NAN",
+        "+nan ",
+        "1e400",
+        "3.O",
+        "0x10",
+        "5,1",
+        "1.234,5",
+        "12,345,678.5",
+    ]
 )
-MISSED = st.sampled_from(sorted(MISSING))
+MISSED = st.sampled_from([*sorted(MISSING), " nan", "NA "])  # compared once stripped
 WORDS = st.sampled_from(["red", "green", "blue", "a;b", 'say "hi"', "two\nlines", " pad "])
 CLASSES = st.one_of(st.integers(0, 3).map(str), st.sampled_from(["2.0", "10"]))
 NAMES = st.sampled_from(["x", "y", "z", "10"])
@@ -231,3 +243,21 @@ def test_rows_of_a_text_are_the_readers_ones(pieces: list[str], delimiter: str |
     rows and lines as one reader's rows."""
     text = "".join(pieces)
     assert csvtext.rows(text, delimiter) == reference_rows(text, delimiter)
+
+
+def test_a_column_past_its_number_strings_reads_odd_cells_stripped() -> None:
+    """Past NUMBER_STRINGS a column's cells are read as they are (column_cells' numbers_first):
+    its infinite values, NaN markers and codes still come out as the per-cell pass's."""
+    rows = [["1", "2"], ["3", "4"], ["5", "6"], [" inf ", "7"], ["NAN ", "8"], ["9", " nan"]]
+    rows.append(["2", "1e400 "])
+    header, path = ["a", "b"], Path("t.csv")
+    with mock.patch.object(table_cells, "NUMBER_STRINGS", 1):
+        new, ref = CellPass(path, ",", header, [1, 0]), ReferencePass(path, ",", header, [1, 0])
+        for start, stop in ((0, 2), (2, 4), (4, 7)):  # both columns overflow in the first
+            new.add_rows(list(range(start + 2, stop + 2)), rows[start:stop])
+        for line, row in enumerate(rows, start=2):
+            ref.add(line, row)
+    assert new.columns == ref.columns and new.columns[1].infinite.shown == [(5, "inf"), (6, "NAN")]
+    assert (new.columns[0].missing, new.columns[0].infinite.shown) == (1, [(8, "1e400")])
+    (num, code), (ref_num, ref_code) = new.take(), ref.take()
+    assert num.tobytes() == ref_num.tobytes() and code.tobytes() == ref_code.tobytes()

@@ -20,7 +20,7 @@ import numpy as np
 from netspec.data._common import data_error, plain
 from netspec.data.arraydata import TableColumns
 from netspec.data.csvtext import number, separator_note
-from netspec.data.table_chunk import column_cells, first_seen_codes
+from netspec.data.table_chunk import Stripped, column_cells, first_seen_codes, only_nan_numbers
 from netspec.errors import DataError, Problem
 
 # pandas' default missing-value markers, plus "?" (UCI data sets use it); compared exactly.
@@ -85,6 +85,7 @@ class CellPass:
         self._num: list[np.ndarray] = []  # (k, U) float64 per chunk
         self._code: list[np.ndarray] = []  # (k, U) int32 per chunk
         self._pending = 0
+        self._nan_only = only_nan_numbers(missing)
 
     def add_rows(self, lines: Sequence[int], rows: Sequence[Sequence[str]]) -> np.ndarray:
         """A chunk of data rows (and their lines), column by column; which are kept (no missing
@@ -103,7 +104,10 @@ class CellPass:
         if not n:
             return np.zeros(0, dtype=bool)
         fields = list(zip(*rows))
-        columns = [column_cells(fields[i], self.missing, self.delimiter) for i in self.used]
+        columns = [
+            column_cells(fields[i], self.missing, self.delimiter, col.overflow and self._nan_only)
+            for i, col in zip(self.used, self.columns)
+        ]
         keep = ~np.any([c.missing for c in columns], axis=0)
         k = int(keep.sum())
         self.kept += k
@@ -117,7 +121,13 @@ class CellPass:
             col.present += n - missing
             col.text.extend(at, cells.cells, cells.text)
             col.infinite.extend(at, cells.cells, cells.infinite)
-            strings = cells.cells if k == n else list(compress(cells.cells, kept))
+            strings = cells.cells
+            if k < n:
+                strings = (
+                    strings.taken(np.flatnonzero(keep))
+                    if isinstance(strings, Stripped)
+                    else list(compress(strings, kept))
+                )
             finite = ~(cells.text | cells.infinite)[keep]
             if col.kept_text is None and not finite.all():
                 col.kept_text = strings[int(np.argmin(finite))]

@@ -8,6 +8,7 @@ per-cell definition it must equal, bit for bit, is tests/cell_reference.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 
@@ -19,11 +20,29 @@ from netspec.data.csvtext import number
 _PLAIN, _SEPARATED, _TEXT = 0, 1, 2
 
 
+class Stripped:
+    """A column's cells stripped only where looked at (`index`: which of `raw`, in order): a
+    numeric column past NUMBER_STRINGS needs its strings only at its few odd cells."""
+
+    def __init__(self, raw: Sequence[str], index: np.ndarray | None = None) -> None:
+        self.raw, self.index = raw, index
+
+    def __len__(self) -> int:
+        return len(self.raw) if self.index is None else len(self.index)
+
+    def __getitem__(self, i: int) -> str:
+        return self.raw[i if self.index is None else int(self.index[i])].strip()
+
+    def taken(self, index: np.ndarray) -> Stripped:
+        """The cells at `index` (of these)."""
+        return Stripped(self.raw, index if self.index is None else self.index[index])
+
+
 @dataclass(frozen=True, eq=False)
 class ColumnCells:
     """One used column of a chunk: its stripped cells and what each holds."""
 
-    cells: list[str]
+    cells: list[str] | Stripped
     missing: np.ndarray  # bool: a missing marker
     value: np.ndarray  # float64: NaN where missing or text
     kind: np.ndarray  # int8: _PLAIN, _SEPARATED or _TEXT (missing cells: _PLAIN)
@@ -43,9 +62,25 @@ class ColumnCells:
         return (self.kind == _SEPARATED) & np.isfinite(self.value)
 
 
-def column_cells(raw: tuple[str, ...], missing: frozenset[str], delimiter: str) -> ColumnCells:
+def column_cells(
+    raw: Sequence[str], missing: frozenset[str], delimiter: str, numbers_first: bool = False
+) -> ColumnCells:
     """The cells of one column of a chunk (as the CSV reader gave them) read as the per-cell
-    pass reads each: stripped, a missing marker, float(), else csvtext.number, else text."""
+    pass reads each: stripped, a missing marker, float(), else csvtext.number, else text.
+
+    `numbers_first` (a column of many numbers so far, and markers float() reads only as NaN:
+    "nan", "NaN"): float() tried on the cells as they are (it ignores the spaces strip drops),
+    and only a NaN looked up among the markers; the cells stay unstripped until looked at."""
+    if numbers_first:
+        try:
+            value = np.fromiter(map(float, raw), dtype=np.float64, count=len(raw))
+        except ValueError:  # stopped at the first cell that is not a number: little lost
+            pass
+        else:
+            miss = np.zeros(len(raw), dtype=bool)
+            nan = np.flatnonzero(np.isnan(value))
+            miss[nan] = [raw[i].strip() in missing for i in nan.tolist()]
+            return ColumnCells(Stripped(raw), miss, value, np.zeros(len(raw), dtype=np.int8))
     cells = list(map(str.strip, raw))
     n = len(cells)
     if missing.isdisjoint(cells):  # most chunks: one set operation, in C
@@ -78,7 +113,7 @@ def first_seen_codes(
     vocab: dict[str, int],
     numbers: int,
     overflow: bool,
-    cells: list[str],
+    cells: list[str] | Stripped,
     finite: np.ndarray,
     limit: int,
 ) -> tuple[np.ndarray, int, bool]:
@@ -95,6 +130,7 @@ def first_seen_codes(
             vocab.setdefault(cell, len(vocab))
         codes[where] = np.fromiter(map(vocab.__getitem__, others), dtype=np.int32, count=len(where))
         return codes, numbers, overflow
+    assert isinstance(cells, list)  # Stripped only comes with a column past `limit`
     start = n  # the cell that overflowed: from there on, finite cells have no code
     # A string is finite or not whatever its row: one flag for a column of text or of numbers.
     every = bool(finite[0]) if n and (finite.all() or not finite.any()) else None
@@ -114,3 +150,15 @@ def first_seen_codes(
     codes = np.fromiter(map(vocab.get, cells, repeat(-1)), dtype=np.int32, count=n)
     codes[start:][finite[start:]] = -1
     return codes, numbers, overflow
+
+
+def only_nan_numbers(missing: frozenset[str]) -> bool:
+    """Whether every marker float() reads is a NaN ("nan", "NaN"): then a cell read as a
+    number other than NaN is never a missing marker (column_cells' numbers_first)."""
+    for marker in missing:
+        try:
+            if not math.isnan(float(marker)):
+                return False
+        except ValueError:
+            pass
+    return True
