@@ -12,7 +12,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from netspec.data._common import data_error, plain
 from netspec.data.arraydata import TableColumns
 from netspec.data.csvtext import number, separator_note
-from netspec.data.table_chunk import Stripped, column_cells, first_seen_codes, only_nan_numbers
+from netspec.data.table_chunk import column_cells, first_seen_codes, only_nan_numbers
 from netspec.errors import DataError, Problem
 
 # pandas' default missing-value markers, plus "?" (UCI data sets use it); compared exactly.
@@ -114,20 +113,13 @@ class CellPass:
         at = np.asarray(lines)
         num = np.empty((k, len(self.used)), dtype=np.float64)
         code = np.empty((k, len(self.used)), dtype=np.int32)
-        kept = keep.tolist()
         for j, (col, cells) in enumerate(zip(self.columns, columns)):
             missing = int(cells.missing.sum())
             col.missing += missing
             col.present += n - missing
             col.text.extend(at, cells.cells, cells.text)
             col.infinite.extend(at, cells.cells, cells.infinite)
-            strings = cells.cells
-            if k < n:
-                strings = (
-                    strings.taken(np.flatnonzero(keep))
-                    if isinstance(strings, Stripped)
-                    else list(compress(strings, kept))
-                )
+            strings = cells.cells if k == n else cells.kept(keep)
             finite = ~(cells.text | cells.infinite)[keep]
             if col.kept_text is None and not finite.all():
                 col.kept_text = strings[int(np.argmin(finite))]

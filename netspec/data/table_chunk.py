@@ -47,6 +47,12 @@ class ColumnCells:
     value: np.ndarray  # float64: NaN where missing or text
     kind: np.ndarray  # int8: _PLAIN, _SEPARATED or _TEXT (missing cells: _PLAIN)
 
+    def kept(self, keep: np.ndarray) -> list[str] | Stripped:
+        """The cells where `keep`."""
+        if isinstance(self.cells, Stripped):
+            return self.cells.taken(np.flatnonzero(keep))
+        return list(compress(self.cells, keep.tolist()))
+
     @property
     def text(self) -> np.ndarray:
         return self.kind == _TEXT
