@@ -17,11 +17,10 @@ pass: its load_csv and first passes (`git archive d898c0c netspec | tar -x -C DI
     python benchmarks/bench_csv.py --before /tmp/old --rounds 3   # with the per-cell pass (~6 min)
     python benchmarks/bench_csv.py --quick                    # 50,000 rows, 1 round
 
-Measured 2026-12-07 (`--before` d898c0c, 3 rounds, a 2-core machine shared with other jobs),
-400,000 rows, wall / CPU s: load_csv 2.80 / 2.79 (143,000 rows/s; before 7.90 / 7.61, 2.8x),
-first pass disk 2.75 / 2.55 (before 6.70 / 6.32, 2.4x), none 2.50 / 2.50 (before 6.84 / 6.13,
-2.7x); csv module 1.03 / 1.01, np.loadtxt (8 numeric columns) 0.73 / 0.66. A second run:
-2.94 / 2.62 / 2.45 s wall, 2.8x / 2.5x / 2.6x.
+Measured 2026-12-07 (`--before` d898c0c, 3 rounds, a 2-core machine shared with other jobs,
+load 3.3-4.1), 400,000 rows, wall / CPU s: load_csv 4.01 / 2.47 (before 9.11 / 7.60), first
+pass disk 2.24 / 2.07 (before 6.70 / 6.23), none 2.49 / 2.02 (before 6.41 / 6.02): 3.0-3.1x in
+CPU time; csv module 1.30 / 0.90, np.loadtxt (8 numeric columns) 0.95 / 0.65.
 """
 
 from __future__ import annotations
