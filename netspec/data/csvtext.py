@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from itertools import chain, compress
 from pathlib import Path
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -70,12 +71,37 @@ def sniff_delimiter(text: str) -> str:
 def rows(text: str, delimiter: str | None = None) -> tuple[str, list[tuple[int, list[str]]]]:
     """The delimiter (given, named by Excel's `sep=;` first line, or sniffed) and (line, cells)
     of every non-blank row (a `sep=` line is not a row)."""
-    _, _, rest = text.partition("\n")
-    delimiter, excel = delimiter_of(text, delimiter)
-    reader = csv.reader(io.StringIO(rest if excel else text, newline=""), delimiter=delimiter)
+    delimiter, excel = delimiter_of(text[: 1 << 16], delimiter)  # all it reads: no copy
+    body = text.partition("\n")[2] if excel else text
     skip = 1 if excel else 0
-    out = [(reader.line_num + skip, row) for row in reader if any(cell.strip() for cell in row)]
+    # Without a lone carriage return (a line break to StringIO, not to split), a text whose
+    # records are each one line is split by csv in one call: no Python step per row.
+    lone = "\r" in body and body.count("\r") != body.count("\r\n")
+    found = None if lone else line_records(body, delimiter)
+    if found is not None:
+        filled = list(map(str.strip, map("".join, found)))  # not blank, nor only separators
+        lines = range(1 + skip, len(found) + 1 + skip)
+        return delimiter, list(zip(compress(lines, filled), compress(found, filled)))
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
+    out = [(reader.line_num + skip, row) for row in reader if "".join(row).strip()]
     return delimiter, out
+
+
+def line_records(text: str, delimiter: str) -> list[list[str]] | None:
+    """The records of `text`, one per line (split at "\n"), read by one csv reader; None when
+    a record spans lines (a quoted field holding a line break) or csv refuses a line."""
+    pieces = text.split("\n")
+    if text.endswith("\n"):
+        pieces.pop()
+    # A last line of its own: a quoted field left open anywhere swallows it, and lines with it.
+    end = "s" if delimiter != "s" else "t"
+    try:
+        found = list(csv.reader(chain(pieces, [end]), delimiter=delimiter))
+    except csv.Error:
+        return None
+    if len(found) != len(pieces) + 1 or found.pop() != [end]:
+        return None
+    return found
 
 
 def delimiter_of(head: str, delimiter: str | None) -> tuple[str, bool]:

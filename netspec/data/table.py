@@ -7,6 +7,7 @@ check every cell, drop rows with missing values, encode the features, encode the
 from __future__ import annotations
 
 import csv
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,9 @@ from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csvtext import CsvTextError, number, read_text, rows
 from netspec.data.table_cells import MISSING, CellPass, encode, no_data_rows
+from netspec.gcpause import gc_paused
+
+CHUNK = 1 << 16  # rows the cells are read of at a time, column by column
 
 
 def _read_rows(
@@ -38,7 +42,8 @@ def _read_rows(
         raise data_error("CSV file is empty; expected a header row and data rows", path)
     header = [h.strip() for h in numbered[0][1]]
     _check_header(header, numbered[0][0], path, delimiter)
-    for line_no, row in numbered[1:]:
+    ragged = set(map(len, map(itemgetter(1), numbered))) != {len(header)}
+    for line_no, row in numbered[1:] if ragged else ():
         if len(row) != len(header):
             raise data_error(
                 f"row has {len(row)} fields; expected {len(header)} like the header",
@@ -123,14 +128,15 @@ def load_csv(
     path = Path(path)
     if task not in ("classification", "regression", "auto"):
         raise data_error(f"unknown task {task!r}; expected classification, regression or auto")
-    delimiter, header, numbered = _read_rows(path, delimiter)
-    cells = CellPass(path, delimiter, header, _used_columns(header, target, features, path))
-    parts = []
-    for line, row in numbered:
-        cells.add(line, row)
-        if cells.pending >= 1 << 16:  # as arrays: a row of Python floats takes 10x the memory
+    with gc_paused():
+        delimiter, header, numbered = _read_rows(path, delimiter)
+        cells = CellPass(path, delimiter, header, _used_columns(header, target, features, path))
+        parts = []
+        for start in range(0, len(numbered), CHUNK):
+            lines, rows = zip(*numbered[start : start + CHUNK])
+            cells.add_rows(lines, rows)
             parts.append(cells.take())
-    parts.append(cells.take())
+        del numbered
     notes: list[str] = []
     plan = cells.finish(target, task, notes)
     num, code = (np.concatenate(p) for p in zip(*parts))

@@ -1,13 +1,15 @@
-"""A CSV table's cells taken a chunk of rows at a time: one pass (`CellPass`) learns what the
-whole file says (bad cells, missing values, numeric or categorical columns, categories, classes)
-while it turns each kept row into values; `finish` makes the plan (`TablePlan`), and `encode`
-turns values into features. The in-memory table (table.py) and the streamed one
-(table_stream.py) both go through it, so they give the same rows, notes, errors and numbers.
-"""
+"""A CSV table's cells taken a chunk of rows at a time, column by column (table_chunk.py: C
+loops, no Python call per cell; tests/cell_reference.py is the per-cell definition it equals):
+one pass (`CellPass`) learns what the whole file says (bad cells, missing values, numeric or
+categorical columns, categories, classes) while it turns each kept row into values; `finish`
+makes the plan (`TablePlan`), and `encode` turns values into features. The in-memory table
+(table.py) and the streamed one (table_stream.py) both go through it, so they give the same
+rows, notes, errors and numbers."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 from netspec.data._common import data_error, plain
 from netspec.data.arraydata import TableColumns
 from netspec.data.csvtext import number, separator_note
+from netspec.data.table_chunk import column_cells, first_seen_codes, only_nan_numbers
 from netspec.errors import DataError, Problem
 
 # pandas' default missing-value markers, plus "?" (UCI data sets use it); compared exactly.
@@ -36,10 +39,12 @@ class _Bad:
     count: int = 0
     shown: list[tuple[int, str]] = field(default_factory=list)
 
-    def add(self, line: int, cell: str) -> None:
-        self.count += 1
-        if len(self.shown) < SHOWN:
-            self.shown.append((line, cell))
+    def extend(self, lines: np.ndarray, cells: list[str], bad: np.ndarray) -> None:
+        """The cells of a chunk's column where `bad` (lines: each row's)."""
+        where = np.flatnonzero(bad)
+        self.count += len(where)
+        for i in where[: SHOWN - len(self.shown)].tolist():
+            self.shown.append((int(lines[i]), cells[i]))
 
 
 @dataclass
@@ -57,28 +62,11 @@ class Column:
     kept_text: str | None = None  # the first kept value that is not a finite number
     separator: str | None = None  # the first kept number float() refuses ("1,234", "5,1")
 
-    def code(self, cell: str, value: float | None) -> int:
-        """The first-seen code of a kept cell; -1 for a number past NUMBER_STRINGS (its code
-        is never used: such a column is numeric, or refused)."""
-        finite = value is not None and math.isfinite(value)
-        if finite and self.overflow:
-            return -1
-        code = self.vocab.get(cell)
-        if code is not None:
-            return code
-        if finite:
-            if self.numbers >= NUMBER_STRINGS:
-                self.overflow = True
-                return -1
-            self.numbers += 1
-        code = self.vocab[cell] = len(self.vocab)
-        return code
-
 
 class CellPass:
-    """One pass over a table's rows (target first among `used`), a chunk at a time: `add` each
-    row, `take` the kept rows' values so far ((n, U) float64 numbers, NaN for text, and (n, U)
-    int32 first-seen codes), then `finish`."""
+    """One pass over a table's rows (target first among `used`), a chunk at a time: `add_rows`
+    each chunk, `take` the kept rows' values so far ((n, U) float64 numbers, NaN for text, and
+    (n, U) int32 first-seen codes), then `finish`."""
 
     def __init__(
         self,
@@ -93,65 +81,71 @@ class CellPass:
         self.columns = [Column(header[i]) for i in used]
         self.rows = 0
         self.kept = 0
-        self._num: list[list[float]] = []
-        self._code: list[list[int]] = []
+        self._num: list[np.ndarray] = []  # (k, U) float64 per chunk
+        self._code: list[np.ndarray] = []  # (k, U) int32 per chunk
+        self._pending = 0
+        self._nan_only = only_nan_numbers(missing)
 
-    def add(self, line: int, fields: list[str]) -> bool:
-        """One data row; whether it is kept (no missing value in a used column)."""
-        if len(fields) != len(self.header):
+    def add_rows(self, lines: Sequence[int], rows: Sequence[Sequence[str]]) -> np.ndarray:
+        """A chunk of data rows (and their lines), column by column; which are kept (no missing
+        value in a used column). The same as adding the rows one by one, cell by cell
+        (tests/cell_reference.py)."""
+        width = len(self.header)
+        if set(map(len, rows)) - {width}:
+            line, fields = next((ln, r) for ln, r in zip(lines, rows) if len(r) != width)
             raise data_error(
-                f"row has {len(fields)} fields; expected {len(self.header)} like the header",
+                f"row has {len(fields)} fields; expected {width} like the header",
                 self.path,
                 line=line,
             )
-        self.rows += 1
-        cells = [fields[i].strip() for i in self.used]
-        values: list[tuple[float | None, bool]] = []
-        missing = False
-        for col, cell in zip(self.columns, cells):
-            if cell in self.missing:
-                col.missing += 1
-                missing = True
-                values.append((None, True))
-                continue
-            col.present += 1
-            try:  # most cells are plain numbers: float() alone, the common case made fast
-                value: float | None = float(cell)
-                plain = True
-            except ValueError:
-                value, plain = number(cell, self.delimiter), False
-            if value is None:
-                col.text.add(line, cell)
-            elif not math.isfinite(value):
-                col.infinite.add(line, cell)
-            values.append((value, plain))
-        if missing:
-            return False
-        self.kept += 1
-        nums, codes = [], []
-        for col, cell, (value, plain) in zip(self.columns, cells, values):
-            if value is None or not math.isfinite(value):
-                if col.kept_text is None:
-                    col.kept_text = cell
-            elif not plain and col.separator is None:
-                col.separator = cell
-            nums.append(math.nan if value is None else value)
-            codes.append(col.code(cell, value))
-        self._num.append(nums)
-        self._code.append(codes)
-        return True
+        n = len(rows)
+        self.rows += n
+        if not n:
+            return np.zeros(0, dtype=bool)
+        fields = list(zip(*rows))
+        columns = [
+            column_cells(fields[i], self.missing, self.delimiter, col.overflow and self._nan_only)
+            for i, col in zip(self.used, self.columns)
+        ]
+        keep = ~np.any([c.missing for c in columns], axis=0)
+        k = int(keep.sum())
+        self.kept += k
+        at = np.asarray(lines)
+        num = np.empty((k, len(self.used)), dtype=np.float64)
+        code = np.empty((k, len(self.used)), dtype=np.int32)
+        for j, (col, cells) in enumerate(zip(self.columns, columns)):
+            missing = int(cells.missing.sum())
+            col.missing += missing
+            col.present += n - missing
+            col.text.extend(at, cells.cells, cells.text)
+            col.infinite.extend(at, cells.cells, cells.infinite)
+            strings = cells.cells if k == n else cells.kept(keep)
+            finite = ~(cells.text | cells.infinite)[keep]
+            if col.kept_text is None and not finite.all():
+                col.kept_text = strings[int(np.argmin(finite))]
+            separated = cells.separated[keep]
+            if col.separator is None and separated.any():
+                col.separator = strings[int(np.argmax(separated))]
+            num[:, j] = cells.value[keep]
+            code[:, j], col.numbers, col.overflow = first_seen_codes(
+                col.vocab, col.numbers, col.overflow, strings, finite, NUMBER_STRINGS
+            )
+        self._num.append(num)
+        self._code.append(code)
+        self._pending += k
+        return keep
 
     @property
     def pending(self) -> int:
         """Kept rows not taken yet."""
-        return len(self._num)
+        return self._pending
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:
         """The kept rows' values since the last take: (n, U) float64 and (n, U) int32."""
         u = len(self.used)
-        num = np.asarray(self._num, dtype=np.float64).reshape(-1, u)
-        code = np.asarray(self._code, dtype=np.int32).reshape(-1, u)
-        self._num, self._code = [], []
+        num = np.concatenate([np.zeros((0, u)), *self._num])
+        code = np.concatenate([np.zeros((0, u), dtype=np.int32), *self._code])
+        self._num, self._code, self._pending = [], [], 0
         return num, code
 
     def finish(self, target: str, task: str, notes: list[str]) -> TablePlan:
@@ -378,8 +372,7 @@ def class_labels(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class indices and names of a label column's values (none missing), as a CSV target's."""
     cells = CellPass(path, delimiter, [name], [0], missing=frozenset())
-    for line, value in zip(lines, values):
-        cells.add(line, [value])
+    cells.add_rows(lines, [[value] for value in values])
     plan = cells.finish(name, "classification", [])
     assert plan.classes is not None
     num, code = cells.take()

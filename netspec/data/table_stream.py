@@ -1,5 +1,6 @@
 """CSV tables bigger than memory: one chunked pass over the file through the in-memory table's
-own cells code (table_cells.CellPass), never the whole file as Python objects. Cache disk writes
+own cells code (table_cells.CellPass), a chunk of records (csv_records) at a time, never the
+whole file as Python objects. Cache disk writes
 the features once to a memory-mapped .npy (with the labels and the table's record, reused by the
 next run); cache none keeps each kept row's byte offset, and the DataLoader workers parse the
 rows they are asked for (RowReader).
@@ -8,12 +9,12 @@ rows they are asked for (RowReader).
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -21,94 +22,14 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
-from netspec.data.csvtext import delimiter_of, not_utf8
+from netspec.data.csv_records import Records, open_blocks, row_at
 from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
-from netspec.data.table import _check_header, _used_columns
+from netspec.data.table import _used_columns
 from netspec.data.table_cells import CellPass, TablePlan, encode
+from netspec.errors import DataError
+from netspec.gcpause import gc_paused
 
-ROWS = 1 << 16  # kept rows per chunk of the pass
-_BOM = b"\xef\xbb\xbf"
-_HEAD = 1 << 16  # bytes the delimiter is sniffed from (csvtext.sniff_delimiter reads 64 KB)
-
-
-def _head(path: Path, delimiter: str | None) -> tuple[str, int, int]:
-    """The delimiter, the byte where the rows start (after a BOM and Excel's `sep=` line), and
-    the lines before that byte."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(_HEAD)
-    except FileNotFoundError:
-        raise data_error("CSV file not found", path) from None
-    except OSError as e:
-        raise data_error(f"cannot read CSV file: {e}", path) from None
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise data_error(
-            "a UTF-16 CSV file is read whole: it cannot stream (train.data.cache disk or none)",
-            path,
-            hint="save it as UTF-8 (Excel: CSV UTF-8) to stream it, or use cache: ram",
-        )
-    start = len(_BOM) if head.startswith(_BOM) else 0
-    delimiter, excel = delimiter_of(head[start:].decode("utf-8", "replace"), delimiter)
-    if excel:
-        end = head.find(b"\n", start)
-        start = end + 1 if end >= 0 else len(head)
-    return delimiter, start, int(excel)
-
-
-def _records(
-    path: Path, delimiter: str, start: int, before: int
-) -> Iterator[tuple[int, int, list[str]]]:
-    """(line, byte offset, fields) of every non-blank record from byte `start`; the line is
-    the record's last, counted as csvtext.rows counts it."""
-    starts: list[int] = []  # the byte offsets of the lines the reader took for this record
-
-    def lines(f: Any) -> Iterator[str]:
-        at = start
-        for raw in f:
-            starts.append(at)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise data_error(
-                    f"cannot read the CSV file: {not_utf8(e, raw, at)}", path
-                ) from None
-            at += len(raw)
-            yield text
-
-    with path.open("rb") as f:
-        f.seek(start)
-        reader = csv.reader(lines(f), delimiter=delimiter)
-        try:
-            for row in reader:
-                offset = starts[0]
-                starts.clear()
-                if any(cell.strip() for cell in row):
-                    yield reader.line_num + before, offset, row
-        except csv.Error as e:  # a NUL byte, a field larger than csv's limit
-            raise data_error(f"cannot read CSV file: {e}", path) from None
-
-
-def open_records(path: Path, delimiter: str | None) -> tuple[str, list[str], Iterator]:
-    """The file's delimiter, its checked header and an iterator over its data records."""
-    delimiter, start, before = _head(path, delimiter)
-    records = _records(path, delimiter, start, before)
-    first = next(records, None)
-    if first is None:
-        raise data_error("CSV file is empty; expected a header row and data rows", path)
-    header = [h.strip() for h in first[2]]
-    _check_header(header, first[0], path, delimiter)
-    return delimiter, header, records
-
-
-def row_at(path: Path, at: int, delimiter: str) -> list[str]:
-    """The CSV row that starts at byte `at` of `path` (a quoted field may span lines)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(at)
-            lines = (raw.decode("utf-8", "replace") for raw in f)
-            return next(csv.reader(lines, delimiter=delimiter), [])
-    except (OSError, csv.Error) as e:
-        raise data_error(f"cannot read the row at byte {at}: {e}", path) from None
+ROWS = 1 << 16  # rows per chunk of the pass
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,12 +131,12 @@ def stream_csv(
         reused = _reuse(folder, key)
         if reused is not None:
             return replace(reused, notes=(*reused.notes, *said))
-    delimiter, header, records = open_records(path, delimiter)
+    delimiter, header, blocks = open_blocks(path, delimiter)
     used = _used_columns(header, target, features, path)
     cells = CellPass(path, delimiter, header, used)
     raw = _Raw(folder, key) if cache == "disk" else None
     try:
-        offsets, y_num, y_code = _pass(records, cells, raw)
+        offsets, y_num, y_code = _pass(blocks, cells, raw)
         pass_notes: list[str] = []
         plan = cells.finish(target, task, pass_notes)
         data = ArrayData(
@@ -250,13 +171,23 @@ def stream_csv(
 
 
 def _pass(
-    records: Iterator[tuple[int, int, list[str]]], cells: CellPass, raw: _Raw | None
+    blocks: Iterator[Records], cells: CellPass, raw: _Raw | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every row into `cells`, a chunk of kept rows at a time (their values to `raw`); the kept
+    """Every row into `cells`, ROWS rows at a time (the kept rows' values to `raw`); the kept
     rows' byte offsets and target values and codes."""
     offsets = array("q")
     nums: list[np.ndarray] = []
     codes: list[np.ndarray] = []
+    lines: list[int] = []  # the rows read and not given to `cells` yet: their lines,
+    starts: list[int] = []  # byte offsets
+    rows: list[list[str]] = []  # and fields
+
+    def give(n: int) -> None:
+        kept = cells.add_rows(lines[:n], rows[:n])
+        offsets.extend(compress(starts[:n], kept.tolist()))
+        del lines[:n], starts[:n], rows[:n]
+        if cells.pending >= ROWS:
+            flush()
 
     def flush() -> None:
         num, code = cells.take()
@@ -265,12 +196,18 @@ def _pass(
         if raw is not None:
             raw.add(num, code)
 
-    for line, offset, row in records:
-        if cells.add(line, row):
-            offsets.append(offset)
-            if cells.pending >= ROWS:
-                flush()
-    flush()
+    with gc_paused():
+        try:
+            for more in blocks:
+                for have, new in zip((lines, starts, rows), more):
+                    have.extend(new)
+                while len(rows) >= ROWS:
+                    give(ROWS)
+        except DataError:  # a record that cannot be read: a ragged row before it comes first
+            give(len(rows))
+            raise
+        give(len(rows))
+        flush()
     return (
         np.frombuffer(offsets, dtype=np.int64).copy(),
         np.concatenate(nums),

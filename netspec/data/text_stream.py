@@ -15,9 +15,10 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
+from netspec.data.csv_records import open_records, row_at
 from netspec.data.stream import Lazy
 from netspec.data.table_cells import SHOWN, CellPass, no_data_rows
-from netspec.data.table_stream import ROWS, open_records, row_at
+from netspec.data.table_stream import ROWS
 from netspec.data.text import refuse_empty, text_label_columns
 
 
@@ -78,6 +79,7 @@ def stream_texts(
     offsets = array("q")
     codes: list[np.ndarray] = []
     empty_text, empty_label = _Empty([]), _Empty([])
+    chunk: list[tuple[int, list[str]]] = []  # (line, [label]) not given to `labels` yet
     for line, offset, row in records:
         if len(row) != len(header):
             raise data_error(
@@ -89,15 +91,15 @@ def stream_texts(
             empty_text.add(line)
         if not row[l_col].strip():
             empty_label.add(line)
-        labels.add(line, [row[l_col].strip()])
+        chunk.append((line, [row[l_col].strip()]))
         offsets.append(offset)
-        if labels.pending >= ROWS:
-            codes.append(labels.take()[1][:, 0].copy())
+        if len(chunk) >= ROWS:
+            codes.append(_codes(labels, chunk))
     if not offsets:
         raise no_data_rows(header, path)
     refuse_empty(path, empty_text.lines, empty_text.count, f"an empty text (column {text!r})")
     refuse_empty(path, empty_label.lines, empty_label.count, f"an empty label (column {label!r})")
-    codes.append(labels.take()[1][:, 0].copy())
+    codes.append(_codes(labels, chunk))
     plan = labels.finish(label, "classification", [])
     assert plan.classes is not None
     reader = TextReader(
@@ -116,3 +118,12 @@ def stream_texts(
         notes=tuple(said),
         table=TableColumns(label, ((text, None),)),
     )
+
+
+def _codes(labels: CellPass, chunk: list[tuple[int, list[str]]]) -> np.ndarray:
+    """The first-seen codes of a chunk's labels (the chunk emptied)."""
+    if chunk:
+        lines, rows = zip(*chunk)
+        labels.add_rows(lines, rows)
+        chunk.clear()
+    return labels.take()[1][:, 0].copy()
