@@ -6,6 +6,7 @@ the checks that refuse a launch run in-process, before any worker starts.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -198,6 +199,37 @@ def test_sync_batchnorm_on_the_cpu_is_refused(tmp_path: Path) -> None:
             trainer.setup()
     finally:
         dist.destroy_process_group()
+
+
+def test_the_trainer_is_freed_before_the_group_is_destroyed(tmp_path: Path, monkeypatch) -> None:
+    """A rank's DDP module (which holds the process group) is gone when the group is destroyed,
+    even if the Trainer sits in a reference cycle. Before, it lived on until the interpreter's
+    exit, where gloo's teardown aborted a finished worker once (exit -6, "terminate called
+    without an active exception")."""
+    from netspec.backends.training import run as run_mod
+    from netspec.runs import TrainOptions
+
+    env = {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    env |= {"MASTER_PORT": str(free_port()), "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    alive: list[int] = []
+    close = Dist.close
+
+    def counting_close(self: Dist) -> None:
+        gc.collect()  # what a cycle alone keeps is not counted
+        ddp = torch.nn.parallel.DistributedDataParallel
+        alive.append(sum(type(o) is ddp for o in gc.get_objects()))
+        close(self)
+
+    monkeypatch.setattr(Dist, "close", counting_close)
+    threads = torch.get_num_threads()  # a rank sets its share of the cores
+    try:
+        run = PreparedRun(compile_file(write(tmp_path)), tmp_path / "run")
+        run_mod.train_run(run, TrainOptions(progress=False), lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert alive == [0]
 
 
 # --- real workers --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ def _exit_without_teardown() -> None:
 def _train(
     run: PreparedRun, options: TrainOptions, echo: Callable[[str], None]
 ) -> dict[str, Any] | None:
-    dist = None
+    dist = trainer = None
     try:
         if in_worker():
             dist = Dist.from_env(options.device)
@@ -78,5 +79,11 @@ def _train(
         raise error from None
     finally:
         if dist is not None:
+            # The Trainer freed first (its DDP module holds the process group, and it may sit
+            # in a reference cycle) while the interpreter is whole: a gloo group torn down at
+            # the exit's finalization aborts the process ("terminate called without an active
+            # exception", exit -6, seen once on a finished run).
+            trainer = None
+            gc.collect()
             dist.close()
     return result if dist is None or dist.writer else None
