@@ -149,14 +149,31 @@ def real_plots() -> None:
 def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """specs/quickstart.yaml trained for one epoch (history.png not drawn; the classification
     report and its pictures are) and exported to model.onnx, checked against PyTorch on the
-    run's data. Shared by the session: read it, never write into it; a test that writes into a
-    run takes `quickstart_copy`."""
+    run's data. Shared by the session and its xdist workers: read it, never write into it; a
+    test that writes into a run takes `quickstart_copy`."""
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _train_quickstart(tmp_path_factory.mktemp("quickstart-1-epoch") / "run")
+    # Under xdist, one run for all the workers: the first to ask trains it (about 3 s of CPU and
+    # the run's export), the others wait for it under a lock. The workers' temporary folders
+    # share a parent that belongs to this session alone.
+    from filelock import FileLock  # torch's own dependency
+
+    shared = tmp_path_factory.getbasetemp().parent / "quickstart-1-epoch"
+    with FileLock(str(shared) + ".lock"):
+        done = shared / "done"
+        if not done.is_file():
+            shutil.rmtree(shared, ignore_errors=True)  # a worker that failed half-way
+            _train_quickstart(shared / "run")
+            done.touch()
+    return shared / "run"
+
+
+def _train_quickstart(run: Path) -> Path:
     import netspec.backends.training.plots
     from netspec.backends.export.run import export_run
 
-    run = tmp_path_factory.mktemp("quickstart-1-epoch") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(netspec.backends.training.plots, "plot_history", lambda *a, **k: None)
         result = invoke(
