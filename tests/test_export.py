@@ -90,10 +90,17 @@ def randomized(graph: Graph, seed: int = 0) -> NetModule:
 
 
 @functools.cache
+def spec_module(name: str) -> tuple[Graph, NetModule]:
+    """(graph, randomized module) of a spec in specs/, built once per session: the export tests
+    and the head test share it."""
+    graph = spec_graph(REPO / "specs" / name)
+    return graph, randomized(graph)
+
+
+@functools.cache
 def exported(name: str):
     """(graph, module, weights, model, stats) of a spec in specs/, exported once per session."""
-    graph = spec_graph(REPO / "specs" / name)
-    module = randomized(graph)
+    graph, module = spec_module(name)
     weights = module_weights(module)
     model, stats = build_onnx(graph, weights)
     return graph, module, weights, model, stats
@@ -156,9 +163,9 @@ def test_batchnorm_folding(name: str, folded: int, left: int) -> None:
 
 @pytest.mark.parametrize("path", spec_params(SPECS))
 def test_head_metadata_matches_the_lowering(path: Path) -> None:
-    graph = spec_graph(path)
+    graph, module = spec_module(path.name)  # the module the export tests export
     head = graph.head
-    assert (head.fn if head is not None else None) == build_module(graph).head
+    assert (head.fn if head is not None else None) == module.head
 
 
 def test_fixed_batch() -> None:

@@ -81,7 +81,7 @@ def test_evaluate_and_int8_of_an_imported_run(tmp_path: Path) -> None:
     spec = run / "spec.yaml"
     spec.write_text(
         spec.read_text() + f"train:\n  data: {{source: csv, path: {IRIS}, target: species, "
-        "test: 0.2, val: 0.2}\n"
+        "test: 0.2, val: 0.2}\n  log: {pictures: false}\n"  # evaluate draws no report pictures
     )
     # all of --data: the source model's accuracy (its input scaling applied, once)
     result = invoke("evaluate", run, "--data", IRIS)

@@ -730,6 +730,7 @@ def test_imported_run_initialises_training(tmp_path: Path) -> None:
         "epochs": 1,
         "loss": "mse",
         "init": {"from": "run"},
+        "log": {"pictures": False},  # history.png would take longer than the run
     }
     (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     out = tmp_path / "retrained"

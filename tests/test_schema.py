@@ -34,7 +34,8 @@ def schema() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def validator(schema):
-    jsonschema.Draft202012Validator.check_schema(schema)
+    # Not checked against the metaschema here (3.5-10 s for a schema this size):
+    # test_the_schema_is_a_draft_2020_12_schema and check-jsonschema's run below do that.
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -99,14 +100,23 @@ def test_the_schema_message_of_a_typo_names_the_mistake(validator, path: Path):
     assert named, (words, lines)
 
 
+HAS_CHECK_JSONSCHEMA = importlib.util.find_spec("check_jsonschema") is not None
+
+
+@pytest.mark.slow  # 3.5-10 s: the whole schema walked against the 2020-12 metaschema
+@pytest.mark.skipif(HAS_CHECK_JSONSCHEMA, reason="check-jsonschema's run checks it (next test)")
+def test_the_schema_is_a_draft_2020_12_schema(schema):
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
 @pytest.mark.slow  # a check-jsonschema process: ~4 s on 2 busy cores (it checks the schema first)
-@pytest.mark.skipif(
-    importlib.util.find_spec("check_jsonschema") is None, reason="check-jsonschema not installed"
-)
+@pytest.mark.skipif(not HAS_CHECK_JSONSCHEMA, reason="check-jsonschema not installed")
 def test_check_jsonschema_accepts_the_specs_and_refuses_the_typos(tmp_path: Path):
     """The issue's own check: check-jsonschema with the file `netspec schema -o` writes, on
     the shipped specs and the typos at once (one process: the schema is checked once): every
-    typo refused, nothing else."""
+    typo refused, nothing else. It is also the proof that the file is a valid Draft 2020-12
+    schema: check-jsonschema checks the schema against its metaschema first, and on a schema
+    error prints no JSON and exits 1."""
     out = tmp_path / "netspec.schema.json"
     assert invoke("schema", "-o", out).exit_code == 0
     cmd = [sys.executable, "-m", "check_jsonschema", "--schemafile", str(out), "-o", "JSON"]

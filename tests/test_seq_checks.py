@@ -28,6 +28,7 @@ train:
   data: {source: csv, path: t.csv, target: y, val: 0.0, test: 0.25}
   epochs: 1
   batch_size: 4
+  log: {pictures: false}  # the report pictures take longer than the run
 """
 
 

@@ -45,6 +45,7 @@ train:
   batch_size: 16
   optimizer: {name: adam, lr: 0.01}
   metrics: [accuracy]
+  log: {pictures: false}  # no test here looks at them; drawing took longer than the epoch
 """
 
 
@@ -129,7 +130,7 @@ def test_vocabulary_comes_from_the_training_split_only(tmp_path: Path) -> None:
     assert data.classes == ("en", "fr")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains, evaluates twice, exports, inspects and predicts (~4 s)
 def test_train_export_predict_strings(tmp_path: Path) -> None:
     """One epoch on a tiny CSV; the record, the card, the sidecar; predict --text and Predictor
     on strings give the in-memory model's probabilities."""
