@@ -64,7 +64,17 @@ VAL = 600
 SEG_VAL = 40  # validation scenes of --masks (4 tiles each)
 QUICK = {"n": [300, 900], "rounds": 1, "val": 100, "workers": 1}
 
-SPEC = """\
+# The training settings both benchmark specs share, after their data line.
+TRAINING = """\
+  preprocess: {{rescale: 1/255}}
+  batch_size: 32
+  epochs: 2
+  seed: 0
+  callbacks: {{checkpoint: {{last: false}}}}
+  log: {{pictures: false}}
+"""
+SPEC = (
+    """\
 name: bench_stream
 input: [3, 64, 64]
 layers:
@@ -77,13 +87,9 @@ layers:
 train:
   data: {{source: folder, path: {path}, size: [64, 64], val: {val}, cache: {cache},
           workers: {workers}}}
-  preprocess: {{rescale: 1/255}}
-  batch_size: 32
-  epochs: 2
-  seed: 0
-  callbacks: {{checkpoint: {{last: false}}}}
-  log: {{pictures: false}}
 """
+    + TRAINING
+)
 
 
 def build_folder(root: Path, n: int, seed: int = 0) -> None:
@@ -110,7 +116,8 @@ def build_folder(root: Path, n: int, seed: int = 0) -> None:
             im.save(root / cls / f"{i:06d}.jpg", quality=90)
 
 
-SEG_SPEC = """\
+SEG_SPEC = (
+    """\
 name: bench_stream_masks
 input: [3, 64, 64]
 layers:
@@ -120,13 +127,9 @@ layers:
 train:
   data: {{source: mask_folder, path: {path}, val: {val}, cache: {cache}, workers: {workers},
           tiles_per_scene: 1}}
-  preprocess: {{rescale: 1/255}}
-  batch_size: 32
-  epochs: 2
-  seed: 0
-  callbacks: {{checkpoint: {{last: false}}}}
-  log: {{pictures: false}}
 """
+    + TRAINING
+)
 SCENE = (128, 128)  # scenes of 128x128, one random 64x64 training tile of each per epoch
 
 
