@@ -6,6 +6,7 @@ the checks that refuse a launch run in-process, before any worker starts.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -201,11 +202,14 @@ def test_sync_batchnorm_on_the_cpu_is_refused(tmp_path: Path) -> None:
         dist.destroy_process_group()
 
 
-def test_the_trainer_is_freed_before_the_group_is_destroyed(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("ends", ["finished", "failed"])
+def test_the_trainer_is_freed_before_the_group_is_destroyed(
+    tmp_path: Path, monkeypatch, ends: str
+) -> None:
     """A rank's DDP module (which holds the process group) is gone when the group is destroyed,
-    even if the Trainer sits in a reference cycle. Before, it lived on until the interpreter's
-    exit, where gloo's teardown aborted a finished worker once (exit -6, "terminate called
-    without an active exception")."""
+    even if the Trainer sits in a reference cycle or in the frames of an error. Before, it lived
+    on until the interpreter's exit, where gloo's teardown aborted a finished worker once (exit
+    -6, "terminate called without an active exception")."""
     from netspec.backends.training import run as run_mod
     from netspec.runs import TrainOptions
 
@@ -224,9 +228,16 @@ def test_the_trainer_is_freed_before_the_group_is_destroyed(tmp_path: Path, monk
 
     monkeypatch.setattr(Dist, "close", counting_close)
     threads = torch.get_num_threads()  # a rank sets its share of the cores
+    if ends == "failed":
+
+        def failing_fit(self: Trainer) -> None:
+            raise SpecError.one("a failure mid-run")
+
+        monkeypatch.setattr(Trainer, "fit", failing_fit)
     try:
         run = PreparedRun(compile_file(write(tmp_path)), tmp_path / "run")
-        run_mod.train_run(run, TrainOptions(progress=False), lambda line: None)
+        with pytest.raises(SpecError) if ends == "failed" else contextlib.nullcontext():
+            run_mod.train_run(run, TrainOptions(progress=False), lambda line: None)
     finally:
         torch.set_num_threads(threads)
     assert alive == [0]

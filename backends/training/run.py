@@ -6,6 +6,7 @@ import atexit
 import gc
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +85,9 @@ def _train(
             # the exit's finalization aborts the process ("terminate called without an active
             # exception", exit -6, seen once on a finished run).
             trainer = None
+            failure = sys.exc_info()[1]
+            if failure is not None:  # the frames it went through hold the Trainer too
+                traceback.clear_frames(failure.__traceback__)
             gc.collect()
             dist.close()
     return result if dist is None or dist.writer else None
