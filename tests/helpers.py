@@ -10,7 +10,8 @@ import functools
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,50 @@ def digits_npz(folder: Path, name: str = "digits.npz") -> Path:
     x = np.asarray(bunch.images, dtype=np.float32)[:, None]
     np.savez(path, x=x, y=np.asarray(bunch.target, dtype=np.int64))
     return path
+
+
+def imported_by(*args: str | Path, cwd: Path, timeout: float = 120) -> tuple[str, set[str]]:
+    """The stdout of `python -X importtime -m netspec ARGS` and the modules it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "netspec", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {
+        line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line
+    }
+    return proc.stdout, imported
+
+
+STREAMED_RUNS = (("none", 0), ("none", 1), ("disk", 0))
+
+
+def trains_as_in_memory(
+    make: Callable[..., Any],
+    check: Callable[[Any, Any], None] = lambda streamed, ram: None,
+    runs: Sequence[tuple[str, int]] = STREAMED_RUNS,
+    same_history: Sequence[str] = (),
+) -> Any:
+    """The streaming tests' frame: `make("ram")` gives a trainer holding its data in memory,
+    trained first; each `make(cache, workers)` of `runs` streams its batches, passes
+    `check(streamed, ram)` before training, and ends with ram's weights bit for bit (and the
+    same last values of `same_history`). The trained ram trainer is returned."""
+    import torch
+
+    from netspec.backends.training.loader import Streamed
+
+    ram = make("ram")
+    assert isinstance(ram.x_train, torch.Tensor)
+    ram.fit()
+    for cache, workers in runs:
+        t = make(cache, workers)
+        assert isinstance(t.x_train, Streamed)
+        check(t, ram)
+        t.fit()
+        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+        for key in same_history:
+            assert t.state.history[-1][key] == ram.state.history[-1][key], (key, cache, workers)
+    return ram

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import REPO, invoke
+from helpers import REPO, imported_by, invoke
 
 import netspec
 from netspec.errors import NetspecError
@@ -249,19 +249,9 @@ NOT_FOR_SUMMARY = ("numpy", "torch", "onnx", "onnxruntime", "PIL", "rich", "json
 def summary_imports(*args: str | Path, cwd: Path) -> tuple[str, list[str]]:
     """The stdout of `python -X importtime -m netspec ARGS`, and the NOT_FOR_SUMMARY modules
     (or their submodules) it imported."""
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "netspec", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    imported = {
-        line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line
-    }
+    out, imported = imported_by(*args, cwd=cwd)
     assert "netspec.spec_report" in imported  # the list is real
-    return proc.stdout, sorted(m for m in imported if m.split(".")[0] in NOT_FOR_SUMMARY)
+    return out, sorted(m for m in imported if m.split(".")[0] in NOT_FOR_SUMMARY)
 
 
 def test_summary_and_validate_import_neither_numpy_nor_a_framework(tmp_path: Path):

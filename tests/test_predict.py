@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
-from helpers import fails, invoke, preprocessing_record, random_weights  # noqa: E402
+from helpers import fails, imported_by, invoke, preprocessing_record, random_weights  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 import netspec  # noqa: E402
@@ -142,21 +142,11 @@ NOT_FOR_PREDICT = (
 )
 
 
-def imported_by(*args: str, cwd: Path) -> tuple[str, set[str]]:
-    """The stdout of `python -X importtime -m netspec ARGS` and the modules it imported."""
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "netspec", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    imported = {
-        line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line
-    }
+def cli_imports(*args: str, cwd: Path) -> tuple[str, set[str]]:
+    """helpers.imported_by, checked to list the CLI's own modules."""
+    out, imported = imported_by(*args, cwd=cwd, timeout=60)
     assert "netspec.cli" in imported  # the list is real
-    return proc.stdout, imported
+    return out, imported
 
 
 def not_needed(imported: set[str], own: str = "netspec.cli.predict") -> list[str]:
@@ -171,13 +161,13 @@ def test_predict_and_inspect_import_only_what_they_need(
 ) -> None:
     x, _ = digits(2)
     np.save(tmp_path / "x.npy", x)
-    out, imported = imported_by(
+    out, imported = cli_imports(
         "predict", str(quickstart_onnx), str(tmp_path / "x.npy"), "--top-k", "1", cwd=tmp_path
     )
     assert out.startswith(f"{tmp_path / 'x.npy'}[0]\n")
     assert "onnxruntime" in imported
     assert not not_needed(imported)
-    out, imported = imported_by("inspect", str(quickstart_onnx), cwd=tmp_path)
+    out, imported = cli_imports("inspect", str(quickstart_onnx), cwd=tmp_path)
     assert out.startswith(f"file:       {quickstart_onnx}\n")
     assert not not_needed(imported, own="netspec.cli.export")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_trainer, module_state, same_state, tiny_spec
+from helpers import make_trainer, module_state, same_state, tiny_spec, trains_as_in_memory
 from PIL import Image
 from test_stream_sources import seg_trainer
 
@@ -70,20 +70,18 @@ def trainer(tmp_path: Path, cache: str, workers: int = 0, epochs: int = 2, **kw)
 
 
 def test_streamed_folder_trains_bit_identically_to_memory(tmp_path: Path) -> None:
-    ram = trainer(tmp_path, "ram")
-    assert isinstance(ram.x_train, torch.Tensor)
-    ram.fit()
-    for cache, workers in (("none", 0), ("none", 2), ("disk", 1)):
-        t = trainer(tmp_path, cache, workers)
-        assert isinstance(t.x_train, Streamed)
+    def check(t, ram) -> None:
         # The same splits, samples and preprocessing record (statistics included).
         assert t.data.preprocessing == ram.data.preprocessing
         np.testing.assert_array_equal(t.data.val.y, ram.data.val.y)
         np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), (cache, workers)
-        assert t.state.history[-1]["loss"] == ram.state.history[-1]["loss"]
-        assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
+
+    trains_as_in_memory(
+        partial(trainer, tmp_path),
+        check,
+        runs=(("none", 0), ("none", 2), ("disk", 1)),
+        same_history=("loss", "val_loss"),
+    )
 
 
 @pytest.mark.parametrize(

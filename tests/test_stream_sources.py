@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import LINEAR, make_trainer, module_state, same_state, tiny_spec
+from helpers import LINEAR, make_trainer, module_state, same_state, tiny_spec, trains_as_in_memory
 from PIL import Image
 from test_data import write_mnist_split
 
@@ -33,17 +34,16 @@ def mnist_folder(root: Path, gz: bool) -> Path:
 
 def test_raw_idx_streams_memory_mapped_bit_identically(tmp_path: Path) -> None:
     folder = mnist_folder(tmp_path / "mnist", gz=False)
-    ram = make_trainer(tmp_path, mnist_spec(folder, "ram"), out="ram")
-    assert isinstance(ram.x_train, torch.Tensor)
-    ram.fit()
-    for cache, workers in (("none", 0), ("none", 1), ("disk", 0)):
-        t = make_trainer(tmp_path, mnist_spec(folder, cache, workers), out=f"{cache}{workers}")
-        assert isinstance(t.x_train, Streamed)
+
+    def check(t, ram) -> None:
         assert isinstance(t.data.train.x.reader.array, np.memmap)
         assert any("memory-mapped" in line for line in t.logs)
         np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+
+    def make(cache: str, workers: int = 0):
+        return make_trainer(tmp_path, mnist_spec(folder, cache, workers), out=f"{cache}{workers}")
+
+    trains_as_in_memory(make, check)
     assert not (tmp_path / "cache").exists()  # raw IDX needs no cache
 
 
@@ -122,13 +122,9 @@ def seg_trainer(
 def test_mask_folder_streams_scenes_and_masks_bit_identically(
     tmp_path: Path, cache_dir: Path, tiles: bool
 ) -> None:
-    ram = seg_trainer(tmp_path, "ram", tiles=tiles)
-    assert isinstance(ram.x_train, torch.Tensor) and ram.data.random_tiles == tiles
-    ram.fit()
-    for cache, workers in (("none", 0), ("none", 2), ("disk", 1)):
-        t = seg_trainer(tmp_path, cache, workers, tiles=tiles)
+    def check(t, ram) -> None:
         # Masks stream as the scenes do: decoded (and tiles cut) where a batch is decoded.
-        assert isinstance(t.x_train, Streamed) and isinstance(t.y_train, Streamed)
+        assert isinstance(t.y_train, Streamed)
         assert stream.is_streamed(t.data.val.x) and stream.is_streamed(t.data.val.y)
         assert t.data.val.x.shape == ram.data.val.x.shape
         assert t.data.preprocessing == ram.data.preprocessing
@@ -136,9 +132,14 @@ def test_mask_folder_streams_scenes_and_masks_bit_identically(
         assert set(ram.data.notes) <= set(t.data.notes)  # the pixels ignored, counted too
         np.testing.assert_array_equal(np.asarray(t.data.val.y), ram.data.val.y)
         np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), (cache, workers)
-        assert t.state.history[-1]["val_loss"] == ram.state.history[-1]["val_loss"]
+
+    ram = trains_as_in_memory(
+        partial(seg_trainer, tmp_path, tiles=tiles),
+        check,
+        runs=(("none", 0), ("none", 2), ("disk", 1)),
+        same_history=("val_loss",),
+    )
+    assert ram.data.random_tiles == tiles
     # The disk cache: the scenes, and the class masks stored compactly (255: ignored).
     masks = [a for a in map(np.load, cache_dir.glob("*.npy")) if a.ndim == 3]
     assert len(list(cache_dir.glob("*.npy"))) == 2 and masks[0].dtype == np.uint8

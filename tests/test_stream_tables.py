@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import fails, invoke, make_trainer, module_state, same_state, tiny_spec, write_spec
+from helpers import fails, invoke, make_trainer, tiny_spec, trains_as_in_memory, write_spec
 
 from netspec.backends.training.loader import Streamed
 from netspec.data import table_stream
@@ -64,17 +64,16 @@ def test_the_pass_gives_load_csvs_table_in_chunks(
 
 def test_streamed_tables_train_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
     path = write_table(tmp_path / "t.csv")
-    ram = make_trainer(tmp_path, table_spec(path, "ram"), out="ram")
-    assert isinstance(ram.x_train, torch.Tensor)
-    ram.fit()
-    # disk's features are a memory-mapped array: read by the training process, whatever workers
-    for cache, workers in (("none", 0), ("none", 1), ("disk", 0)):
-        t = make_trainer(tmp_path, table_spec(path, cache, workers), out=f"{cache}{workers}")
-        assert isinstance(t.x_train, Streamed)
+
+    def check(t, ram) -> None:
         assert t.data.preprocessing == ram.data.preprocessing
         np.testing.assert_array_equal(np.asarray(t.data.val.x), ram.data.val.x)
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+
+    def make(cache: str, workers: int = 0):
+        return make_trainer(tmp_path, table_spec(path, cache, workers), out=f"{cache}{workers}")
+
+    # disk's features are a memory-mapped array: read by the training process, whatever workers
+    trains_as_in_memory(make, check)
     assert len(list(cache_dir.glob("*.npy"))) == 2  # the features and the labels, written once
     assert not list(cache_dir.glob("*.tmp"))
 
@@ -156,17 +155,15 @@ def text_spec(folder: Path, cache: str, workers: int = 0) -> str:
 
 
 def test_streamed_texts_train_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
-    ram = make_trainer(tmp_path, text_spec(tmp_path, "ram"), out="ram")
-    assert isinstance(ram.x_train, torch.Tensor)
-    ram.fit()
-    for cache, workers in (("none", 0), ("none", 1), ("disk", 0)):
-        t = make_trainer(tmp_path, text_spec(tmp_path, cache, workers), out=f"{cache}{workers}")
-        assert isinstance(t.x_train, Streamed)
+    def check(t, ram) -> None:
         assert t.data.tokenizer == ram.data.tokenizer  # fitted in one pass over the split
         np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
         assert [n for n in t.logs if "cut to it" in n] == [n for n in ram.logs if "cut to it" in n]
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+
+    def make(cache: str, workers: int = 0):
+        return make_trainer(tmp_path, text_spec(tmp_path, cache, workers), out=f"{cache}{workers}")
+
+    trains_as_in_memory(make, check)
     assert len(list(cache_dir.glob("*.npy"))) == 3  # each split's ids, written once
 
 
@@ -218,17 +215,15 @@ def ts_spec(folder: Path, cache: str, workers: int = 0) -> str:
 
 
 def test_streamed_series_train_bit_identically(tmp_path: Path, cache_dir: Path) -> None:
-    ram = make_trainer(tmp_path, ts_spec(tmp_path, "ram"), out="ram")
-    assert isinstance(ram.x_train, torch.Tensor)
-    ram.fit()
-    for cache, workers in (("none", 0), ("none", 1), ("disk", 0)):
-        t = make_trainer(tmp_path, ts_spec(tmp_path, cache, workers), out=f"{cache}{workers}")
-        assert isinstance(t.x_train, Streamed)
+    def check(t, ram) -> None:
         assert t.data.preprocessing == ram.data.preprocessing
         assert [n for n in t.logs if "filled" in n] == [n for n in ram.logs if "filled" in n]
         np.testing.assert_array_equal(np.asarray(t.data.test.x), ram.data.test.x)
-        t.fit()
-        assert same_state(module_state(t), module_state(ram)), (cache, workers)
+
+    def make(cache: str, workers: int = 0):
+        return make_trainer(tmp_path, ts_spec(tmp_path, cache, workers), out=f"{cache}{workers}")
+
+    trains_as_in_memory(make, check)
     assert len(list(cache_dir.glob("*.npy"))) == 2  # the training and the test file's cases
 
 
