@@ -34,7 +34,6 @@ needs_data = pytest.mark.skipif(
 )
 
 
-
 @functools.cache
 def _built(app: Any, commands: tuple[Any, ...]) -> Any:
     return typer.main.get_command(app)
