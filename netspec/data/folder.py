@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,11 +12,16 @@ from PIL import Image, ImageOps
 
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
+from netspec.data.forked import forked_map
 from netspec.errors import DataError, Problem
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 )
+# Images a worker decodes at a time (tens of ms of work: a small tail when the last ones finish;
+# 16 measured 1.09x faster than 64 on 2 cores), and the fewest worth starting workers for.
+DECODE_CHUNK = 16
+POOL_MIN = 128
 _MODES = {"rgb": ("RGB", 3), "grayscale": ("L", 1)}
 _LAYOUT_HINT = "expected one subfolder per class, e.g. root/cat/001.jpg, root/dog/002.jpg"
 
@@ -198,9 +204,36 @@ def _image_files(
 
 
 def _decode_all(
-    files: list[Path], mode: str, size: tuple[int, int] | None, crop: str | None
+    files: list[Path],
+    mode: str,
+    size: tuple[int, int] | None,
+    crop: str | None,
+    workers: int | None = None,
 ) -> tuple[list[np.ndarray], set[int]]:
-    """Every file decoded, and the bit depths seen; all unreadable files refused in one error."""
+    """Every file decoded, and the bit depths seen; all unreadable files refused in one error.
+
+    Many files are decoded DECODE_CHUNK at a time by forked worker processes (forked_map: every
+    core, while the run waits), in order: the same pixels as one process decoding them all.
+    """
+    parts = [files[s : s + DECODE_CHUNK] for s in range(0, len(files), DECODE_CHUNK)]
+    if len(files) < POOL_MIN:  # starting the workers would cost more than they save
+        workers = 1
+    decoded: list[np.ndarray] = []
+    depths: set[int] = set()
+    bad: list[Problem] = []
+    some = partial(_decode_some, mode=mode, size=size, crop=crop)
+    for pixels, seen, problems in forked_map(some, parts, workers):
+        decoded += pixels
+        depths |= seen
+        bad += problems
+    if bad:
+        raise unreadable(bad)
+    return decoded, depths
+
+
+def _decode_some(
+    files: list[Path], mode: str, size: tuple[int, int] | None, crop: str | None
+) -> tuple[list[np.ndarray], set[int], list[Problem]]:
     decoded: list[np.ndarray] = []
     depths: set[int] = set()
     bad: list[Problem] = []
@@ -211,9 +244,7 @@ def _decode_all(
             depths.add(depth)
         except DataError as e:
             bad += e.problems
-    if bad:
-        raise unreadable(bad)
-    return decoded, depths
+    return decoded, depths, bad
 
 
 def _stack(
@@ -301,12 +332,13 @@ class FolderListing:
     classes: tuple[str, ...]
     skipped: tuple[Path, ...]
 
-    def load(self) -> ArrayData:
-        """Every image decoded into one array (N, C, H, W)."""
+    def load(self, workers: int | None = None) -> ArrayData:
+        """Every image decoded into one array (N, C, H, W), by `workers` processes (default:
+        every core; _decode_all)."""
         r = self.reader
         files = list(r.files)
         # Every file is decoded before any is refused, so one run lists all the corrupt ones.
-        decoded, depths = _decode_all(files, r.mode, r.size, r.crop)
+        decoded, depths = _decode_all(files, r.mode, r.size, r.crop, workers)
         channels = 3 if r.mode == "RGB" else 1
         x = _stack(files, decoded, self.root, channels, np.float32 if 16 in depths else np.uint8)
         return self.data(x, max(depths))

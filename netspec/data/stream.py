@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,8 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from netspec.data._common import data_error
-from netspec.data.cache_choice import default_workers
-from netspec.errors import NetspecError
+from netspec.data.forked import forked_map
 
 CACHE_ENV = "NETSPEC_CACHE_DIR"
 CHUNK_BYTES = 1 << 26  # float64 bytes per chunk of a pass over the data (64 MiB)
@@ -175,66 +171,38 @@ def chunks(x: Any, bytes_per_value: int = 8) -> Sequence[slice]:
 
 
 def read_chunks(
-    x: Any, parts: Sequence[slice], each: Callable[[np.ndarray], Any] | None = None
+    x: Any,
+    parts: Sequence[slice],
+    each: Callable[[np.ndarray], Any] | None = None,
+    workers: int | None = None,
 ) -> Iterator[Any]:
     """x[part] for each part, in order (or `each(x[part])`, computed where the part is read: a
     pass that needs only a summary of each chunk moves no more than the summary). A Lazy that
-    decodes files is read ahead by forked worker processes (default_workers of them, a few
-    chunks each at most, so memory stays bounded)."""
+    decodes files is read by `workers` forked processes (forked_map; default: every core, as the
+    run waits)."""
     fn = each or np.asarray  # the chunk itself
-    workers = default_workers()
-    if not isinstance(x, Lazy) or x.in_place or workers < 2 or len(parts) < 2:
+    if not isinstance(x, Lazy) or x.in_place or len(parts) < 2:
         yield from (fn(x[p]) for p in parts)
         return
-    global _SHARED
-    _SHARED = x, fn  # the forked workers inherit them: nothing but slices is pickled
-    pending: deque[Future] = deque()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        todo = iter(parts)
-        for part in todo:
-            pending.append(pool.submit(_read_shared, part))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            out = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(_read_shared, nxt))
-            if isinstance(out, _Raised):  # a user error in a worker: raised here, as it was
-                raise out.kind(out.problems, stage=out.stage)
-            yield out
-    _SHARED = None
-
-
-_SHARED: tuple[Lazy, Callable[[np.ndarray], Any]] | None = None
-
-
-@dataclass(frozen=True)
-class _Raised:
-    kind: type[NetspecError]
-    problems: list[Any]
-    stage: str | None
-
-
-def _read_shared(part: slice) -> Any:
-    x, fn = _SHARED  # type: ignore[misc]
-    try:
-        return fn(x[part])
-    except NetspecError as e:
-        return _Raised(type(e), list(e.problems), e.stage)
+    yield from forked_map(lambda part: fn(x[part]), parts, workers)
 
 
 # --- passes over a split --------------------------------------------------------------------
 
 
-def value_range(x: Any) -> tuple[float, float] | None:
-    """The smallest and largest value of x, chunk by chunk (None for no values)."""
+def value_range(x: Any, workers: int | None = None) -> tuple[float, float] | None:
+    """The smallest and largest value of x, chunk by chunk (None for no values); a Lazy's
+    chunks are read by `workers` processes (read_chunks)."""
     if not x.size:
         return None
     lo, hi = np.inf, -np.inf
-    for c in read_chunks(x, chunks(x)):
-        lo, hi = min(lo, float(c.min())), max(hi, float(c.max()))
+    for c_lo, c_hi in read_chunks(x, chunks(x), _min_max, workers):  # 2 numbers a chunk back
+        lo, hi = min(lo, c_lo), max(hi, c_hi)
     return lo, hi
+
+
+def _min_max(c: np.ndarray) -> tuple[float, float]:
+    return float(c.min()), float(c.max())
 
 
 # --- the disk cache -----------------------------------------------------------------------

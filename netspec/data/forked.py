@@ -1,0 +1,66 @@
+"""A function over many items computed by forked worker processes, in order (passes over data)."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from netspec.data.cache_choice import pass_workers
+from netspec.errors import NetspecError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# The functions of the maps under way, by key: a forked worker inherits them, so a closure
+# over a reader (files, a memory-mapped array) is never pickled; only items and results are.
+_SHARED: dict[int, Callable[[Any], Any]] = {}
+_KEYS = itertools.count()
+
+
+def forked_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
+    """fn(item) for each item, in order, computed `workers` (default: pass_workers) forked
+    processes at a time, each a couple of items ahead at most, so memory stays bounded.
+
+    In this process when workers < 2. The caller waits for the results, so a pass uses every
+    core. A NetspecError raised in a worker (a corrupt file, named) is raised here, as it was.
+    """
+    workers = pass_workers() if workers is None else workers
+    items = iter(items)
+    if workers < 2:
+        yield from map(fn, items)
+        return
+    key = next(_KEYS)
+    _SHARED[key] = fn
+    pending: deque[Future] = deque()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            for item in itertools.islice(items, 2 * workers):
+                pending.append(pool.submit(_call_shared, key, item))
+            while pending:
+                out = pending.popleft().result()
+                for item in itertools.islice(items, 1):
+                    pending.append(pool.submit(_call_shared, key, item))
+                if isinstance(out, _Raised):
+                    raise out.kind(out.problems, stage=out.stage)
+                yield out
+    finally:
+        del _SHARED[key]
+
+
+@dataclass(frozen=True)
+class _Raised:
+    kind: type[NetspecError]
+    problems: list[Any]
+    stage: str | None
+
+
+def _call_shared(key: int, item: Any) -> Any:
+    try:
+        return _SHARED[key](item)
+    except NetspecError as e:  # a user error: raised in the parent, as it was
+        return _Raised(type(e), list(e.problems), e.stage)

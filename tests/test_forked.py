@@ -1,0 +1,86 @@
+"""Passes a run waits on, spread over forked worker processes (netspec/data/forked.py): an image
+folder decoded into memory, a streamed split's value range; the same results as one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from netspec.data import stream
+from netspec.data.cache_choice import pass_workers
+from netspec.data.folder import POOL_MIN, list_image_folder
+from netspec.data.forked import forked_map
+from netspec.errors import DataError, Problem
+
+# Enough files for the folder's decode to start its workers.
+MANY = POOL_MIN + 7
+
+
+def _square(v: int) -> int:
+    if v == 13:
+        raise DataError([Problem(f"item {v} is unlucky", file="f.txt", line=v)])
+    return v * v
+
+
+def test_forked_map_is_map_in_order_and_reraises_user_errors() -> None:
+    items = [v for v in range(40) if v != 13]
+    assert list(forked_map(_square, items, 3)) == [v * v for v in items]
+    assert list(forked_map(_square, items, 1)) == [v * v for v in items]
+    # A closure: inherited by the forked workers, never pickled.
+    offset = 5
+    assert list(forked_map(lambda v: v + offset, range(9), 2)) == list(range(5, 14))
+    with pytest.raises(DataError) as e:
+        list(forked_map(_square, range(20), 2))
+    assert e.value.problems[0].message == "item 13 is unlucky"
+    assert (e.value.problems[0].file, e.value.problems[0].line) == ("f.txt", 13)
+
+
+def test_pass_workers_shares_the_cores_among_a_nodes_processes(monkeypatch) -> None:
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    alone = pass_workers()
+    assert 1 <= alone <= 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")
+    assert pass_workers() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")  # not torchrun's: ignored
+    assert pass_workers() == alone
+
+
+def _folder(root: Path, n: int, bad: tuple[int, ...] = ()) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = root / ("cat" if i % 2 else "dog") / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i in bad:
+            path.write_bytes(b"not a png")
+        else:  # sizes vary: each is resized
+            size = (8 + i % 5, 6 + i % 3)
+            Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), np.uint8)).save(path)
+    return root
+
+
+def test_a_folder_decoded_by_workers_is_the_folder_decoded_by_one(tmp_path: Path) -> None:
+    listing = list_image_folder(_folder(tmp_path, MANY), (7, 9), "rgb", None, None)
+    one, many = listing.load(workers=1), listing.load(workers=2)
+    assert one.x.shape == (MANY, 3, 7, 9) and one.x.dtype == np.uint8
+    assert np.array_equal(one.x, many.x) and np.array_equal(one.y, many.y)
+    assert one.bit_depth == many.bit_depth == 8
+    # The streamed split's raw value range (one more pass over the files) agrees too.
+    lazy = stream.Lazy(listing.reader)
+    expect = (float(one.x.min()), float(one.x.max()))
+    assert stream.value_range(lazy, workers=2) == stream.value_range(lazy, workers=1) == expect
+
+
+def test_workers_list_every_corrupt_file_in_order(tmp_path: Path) -> None:
+    bad = (3, 70, 71, 100, MANY - 1, MANY - 2)  # in several chunks of both classes
+    listing = list_image_folder(_folder(tmp_path, MANY, bad), (4, 4), "rgb", None, None)
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(DataError, match="cannot decode image") as e:
+            listing.load(workers=workers)
+        errors.append([(Path(p.file).name, p.message) for p in e.value.problems])
+    assert errors[0] == errors[1]
+    listed = [p.name for p in listing.reader.files if int(p.stem) in bad]  # cat/ before dog/
+    assert [name for name, _ in errors[1]] == listed and len(listed) == len(bad)
