@@ -1,13 +1,14 @@
-"""How much faster is an image folder decoded by worker processes than by one, at the start of a run?
+"""How much faster is an image folder decoded in parallel than by one thread, at a run's start?
 
-Two passes a run waits on before its first step, each timed with one process (the plain
-alternative: what netspec did before) and with the default (forked workers, every core):
+Two passes a run waits on before its first step, each timed with one thread (the plain
+alternative: what netspec did before) and with the default (every core, `pass_workers`):
 
 - `load`: the in-memory path (cache ram, and auto when the data fit) decodes every image of the
-  folder into one array (`list_image_folder(...).load(workers=...)`); the arrays are checked
-  equal, byte for byte;
+  folder into one array (`list_image_folder(...).load(workers=...)`, threads: Pillow decodes and
+  resizes without the GIL); the arrays are checked equal, byte for byte;
 - `range`: a streamed run (cache none) records the training split's raw value range, one more
-  decode of every image (`netspec.data.stream.value_range` over the folder's `Lazy`).
+  decode of every image (`netspec.data.stream.value_range` over the folder's `Lazy`, forked
+  processes, each sending back two numbers a chunk).
 
 The folder is built in a temporary directory from the shared cats and dogs photos
 (../shared/data/cats_dogs, 200 JPEGs of about 500x375): `--n` files, copies of the photos at
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             one = statistics.median(times[(what, 1)])
             many = statistics.median(times[(what, workers)])
             print(
-                f"{what:>5}: 1 process {one:6.2f} s, {workers} workers {many:6.2f} s "
+                f"{what:>5}: alone {one:6.2f} s, {workers} workers {many:6.2f} s "
                 f"({one / many:.2f}x; {args.n / many:,.0f} images/s)"
             )
     finally:

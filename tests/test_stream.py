@@ -20,7 +20,7 @@ from PIL import Image
 from test_stream_sources import seg_trainer
 
 from netspec.backends.training.loader import Streamed
-from netspec.data import cache_choice, forked, stream
+from netspec.data import cache_choice, parallel, stream
 from netspec.data.cache_choice import choose_cache
 from netspec.data.sources import load_source
 from netspec.data.stream import Lazy
@@ -289,9 +289,9 @@ def test_chunked_passes_read_ahead_in_worker_processes(
     folder = image_folder(tmp_path / "images", n=30)
     x = Lazy(list_image_folder(folder, (8, 8), "rgb", None, None).reader)
     monkeypatch.setattr(stream, "CHUNK_BYTES", 8 * 3 * 8 * 8 * 4)  # 4 samples a chunk
-    monkeypatch.setattr(forked, "pass_workers", lambda: 1)
+    monkeypatch.setattr(parallel, "pass_workers", lambda: 1)
     alone = channel_stats(x, 0.5), stream.value_range(x)
-    monkeypatch.setattr(forked, "pass_workers", lambda: 3)
+    monkeypatch.setattr(parallel, "pass_workers", lambda: 3)
     pooled = channel_stats(x, 0.5), stream.value_range(x)
     for a, b in zip(alone[0], pooled[0]):
         np.testing.assert_array_equal(a, b)

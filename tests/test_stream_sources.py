@@ -14,7 +14,7 @@ from PIL import Image
 from test_data import write_mnist_split
 
 from netspec.backends.training.loader import Streamed
-from netspec.data import forked, stream
+from netspec.data import parallel, stream
 from netspec.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("no_plots", "cache_dir")
@@ -176,7 +176,7 @@ def test_mask_pass_in_worker_processes_learns_what_memory_does(
     opts = {"classes": ["a", "b", "c"], "ignore_value": 9}
     ram = load_mask_folder(folder, **opts)
     monkeypatch.setattr(stream, "CHUNK_BYTES", 3 * 8 * 8 * stream.LABEL_BYTES)  # 3 masks a chunk
-    monkeypatch.setattr(forked, "pass_workers", lambda: 3)
+    monkeypatch.setattr(parallel, "pass_workers", lambda: 3)
     streamed = load_mask_folder(folder, **opts, stream=True)
     assert streamed.notes == ram.notes and streamed.classes == ram.classes
     np.testing.assert_array_equal(np.asarray(streamed.y), ram.y)

@@ -12,16 +12,16 @@ from PIL import Image, ImageOps
 
 from netspec.data._common import data_error, did_you_mean, named, plain, unreadable
 from netspec.data.arraydata import ArrayData
-from netspec.data.forked import forked_map
+from netspec.data.parallel import threaded_map
 from netspec.errors import DataError, Problem
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 )
-# Images a worker decodes at a time (tens of ms of work: a small tail when the last ones finish;
-# 16 measured 1.09x faster than 64 on 2 cores), and the fewest worth starting workers for.
+# Images a thread decodes at a time (tens of ms of work: a small tail when the last ones
+# finish), and the fewest worth starting threads for.
 DECODE_CHUNK = 16
-POOL_MIN = 128
+POOL_MIN = 64
 _MODES = {"rgb": ("RGB", 3), "grayscale": ("L", 1)}
 _LAYOUT_HINT = "expected one subfolder per class, e.g. root/cat/001.jpg, root/dog/002.jpg"
 
@@ -212,17 +212,17 @@ def _decode_all(
 ) -> tuple[list[np.ndarray], set[int]]:
     """Every file decoded, and the bit depths seen; all unreadable files refused in one error.
 
-    Many files are decoded DECODE_CHUNK at a time by forked worker processes (forked_map: every
-    core, while the run waits), in order: the same pixels as one process decoding them all.
+    Many files are decoded DECODE_CHUNK at a time by `workers` threads (threaded_map; default:
+    every core, while the run waits), in order: the same pixels as one thread decoding them all.
     """
     parts = [files[s : s + DECODE_CHUNK] for s in range(0, len(files), DECODE_CHUNK)]
-    if len(files) < POOL_MIN:  # starting the workers would cost more than they save
+    if len(files) < POOL_MIN:  # starting the threads would cost more than they save
         workers = 1
     decoded: list[np.ndarray] = []
     depths: set[int] = set()
     bad: list[Problem] = []
     some = partial(_decode_some, mode=mode, size=size, crop=crop)
-    for pixels, seen, problems in forked_map(some, parts, workers):
+    for pixels, seen, problems in threaded_map(some, parts, workers):
         decoded += pixels
         depths |= seen
         bad += problems
@@ -333,7 +333,7 @@ class FolderListing:
     skipped: tuple[Path, ...]
 
     def load(self, workers: int | None = None) -> ArrayData:
-        """Every image decoded into one array (N, C, H, W), by `workers` processes (default:
+        """Every image decoded into one array (N, C, H, W), by `workers` threads (default:
         every core; _decode_all)."""
         r = self.reader
         files = list(r.files)

@@ -7,10 +7,8 @@ Over 400 lines: the in-memory decode and the streamed one (`SceneReader`, `MaskR
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,6 +29,7 @@ from netspec.data.masks import (
     merge_counts,
     value_counts,
 )
+from netspec.data.parallel import threaded_map
 from netspec.data.stream import LABEL_BYTES, Lazy, chunks, read_chunks
 from netspec.data.tiff import TIFF_SUFFIXES, read_tiff_array, read_tiff_bands
 from netspec.errors import DataError, Problem
@@ -295,9 +294,8 @@ def _decode_pairs(
     alpha = 0
     first = f"{images}/{pairs[0][0].name}"
     # Pillow and zlib release the GIL while decoding, so threads overlap the decoding.
-    pool = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1, len(pairs))))
+    decoded = threaded_map(partial(_read_pair, color=color), pairs)
     try:
-        decoded = pool.map(partial(_read_pair, color=color), pairs)
         for i, (pair, read) in enumerate(zip(pairs, decoded)):
             if isinstance(read, DataError):
                 bad += read.problems
@@ -312,7 +310,7 @@ def _decode_pairs(
             x[i] = arr
             raw_masks.append(mask)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        decoded.close()  # an error: no more pairs are started
     if bad:
         raise unreadable(bad)
     assert x is not None  # pairs is non-empty

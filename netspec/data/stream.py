@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from netspec.data._common import data_error
-from netspec.data.forked import forked_map
+from netspec.data.parallel import forked_map
 
 CACHE_ENV = "NETSPEC_CACHE_DIR"
 CHUNK_BYTES = 1 << 26  # float64 bytes per chunk of a pass over the data (64 MiB)

@@ -1,8 +1,9 @@
-"""Passes a run waits on, spread over forked worker processes (netspec/data/forked.py): an image
-folder decoded into memory, a streamed split's value range; the same results as one process."""
+"""Work a run waits on, spread over threads or forked processes (netspec/data/parallel.py): an
+image folder decoded into memory, a streamed split's value range; the same results as one."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +13,33 @@ from PIL import Image
 from netspec.data import stream
 from netspec.data.cache_choice import pass_workers
 from netspec.data.folder import POOL_MIN, list_image_folder
-from netspec.data.forked import forked_map
+from netspec.data.parallel import forked_map, threaded_map
 from netspec.errors import DataError, Problem
 
-# Enough files for the folder's decode to start its workers.
-MANY = POOL_MIN + 7
+# Enough files for the folder's decode to start its threads.
+MANY = 3 * POOL_MIN + 7
 
 
 def _square(v: int) -> int:
     if v == 13:
         raise DataError([Problem(f"item {v} is unlucky", file="f.txt", line=v)])
     return v * v
+
+
+def test_threaded_map_is_map_in_order_and_stops_at_an_error() -> None:
+    items = [v for v in range(40) if v != 13]
+    assert list(threaded_map(_square, items, 3)) == [v * v for v in items]
+    assert list(threaded_map(_square, items, 1)) == [v * v for v in items]
+    started: list[int] = []
+
+    def slow_square(v: int) -> int:
+        started.append(v)
+        time.sleep(0.001 * (v > 13))  # all 2,000 would take a second
+        return _square(v)
+
+    with pytest.raises(DataError, match="item 13 is unlucky"):
+        list(threaded_map(slow_square, range(2000), 2))
+    assert len(started) < 1000  # what was not started when 13 failed never is
 
 
 def test_forked_map_is_map_in_order_and_reraises_user_errors() -> None:
