@@ -8,10 +8,12 @@ The benchmark writes its own table in a temporary folder (nothing is committed):
 class (3 classes), about 73 bytes a row (29 MB at 400,000). Each measurement is one Python
 process (imports not timed; the disk cache emptied before each), interleaved: every round runs
 each contender once, in an order that rotates. Reported: the medians over `--rounds` of wall
-time, CPU time (the process's own; steadier on a busy machine) and rows/s of the wall time.
+time, CPU time (the process's own; steadier on a busy machine), rows/s of the wall time, and
+the process's peak RSS above what it held before the read (numpy and netspec imported).
 
-`--before DIR` also times, in the same rounds, a netspec source tree from before the chunked
-pass: its load_csv and first passes (`git archive d898c0c netspec | tar -x -C DIR`).
+`--before DIR` also times, in the same rounds, an older netspec source tree: its load_csv and
+first passes (`git archive d898c0c netspec | tar -x -C DIR` for the per-cell pass; 19e204b for
+load_csv reading the whole file's rows before its chunked pass).
 
     python benchmarks/bench_csv.py                            # 400,000 rows, 3 rounds (~2 min)
     python benchmarks/bench_csv.py --before /tmp/old --rounds 3   # with the per-cell pass (~6 min)
@@ -20,7 +22,9 @@ pass: its load_csv and first passes (`git archive d898c0c netspec | tar -x -C DI
 Measured 2026-12-07 (`--before` d898c0c, 3 rounds, a 2-core machine shared with other jobs,
 load 3.3-4.1), 400,000 rows, wall / CPU s: load_csv 4.01 / 2.47 (before 9.11 / 7.60), first
 pass disk 2.24 / 2.07 (before 6.70 / 6.23), none 2.49 / 2.02 (before 6.41 / 6.02): 3.0-3.1x in
-CPU time; csv module 1.30 / 0.90, np.loadtxt (8 numeric columns) 0.95 / 0.65.
+CPU time; csv module 1.30 / 0.90, np.loadtxt (8 numeric columns) 0.95 / 0.65. Later that day
+(`--before` 19e204b, an idle machine): load_csv reading a block at a time 1.97 s and 107 MB
+of peak RSS over its start, against 2.48 s and 376 MB reading the whole file's rows first.
 """
 
 from __future__ import annotations
@@ -58,9 +62,14 @@ jobs = {
     "csv module": lambda: list(csv.reader(open(path, newline=""))),
     "np.loadtxt": lambda: np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(8)),
 }
+import resource
+def rss():  # the peak resident set so far, MB (Linux: KB)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = rss()
 wall, cpu = time.perf_counter(), time.process_time()
 jobs[kind]()
-print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": rss() - base}))
 """
 CONTENDERS = ("load_csv", "stream disk", "stream none", "csv module", "np.loadtxt")
 BEFORE = ("load_csv", "stream disk", "stream none")
@@ -124,17 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         print()
     med = {run: statistics.median(r["wall"] for r in rows) for run, rows in results.items()}
     split = med[("csv module", "")]
-    print("| reader | wall s | CPU s | rows/s | csv module's time / this | speed-up over before |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| reader | wall s | CPU s | rows/s | csv module's time / this | speed-up over before "
+        "| peak MB over start |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for (kind, tree), rows in results.items():
         cpu = statistics.median(r["cpu"] for r in rows)
         old = [med[run] for run in med if run[0] == kind and run[1]]
         up = f"{old[0] / med[(kind, tree)]:.1f}x" if old and not tree else ""
         label = f"{kind} (before)" if tree else kind
         wall = med[(kind, tree)]
+        peak = statistics.median(r["peak_mb"] for r in rows)
         print(
             f"| {label} | {wall:.2f} | {cpu:.2f} | {args.rows / wall:,.0f} "
-            f"| {split / wall:.2f} | {up} |"
+            f"| {split / wall:.2f} | {up} | {peak:.0f} |"
         )
     return 0
 

@@ -1,7 +1,9 @@
 """CSV tables: numeric and one-hot categorical features, a class or regression target.
 
 load_csv runs named steps: read the rows (encoding and delimiter: csvtext), find the columns,
-check every cell, drop rows with missing values, encode the features, encode the target.
+check every cell, drop rows with missing values, encode the features, encode the target. A UTF-8
+file is read a block of records at a time (table_stream.read_csv, the streamed tables' pass); a
+UTF-16 one (Excel's Unicode Text) whole, here.
 """
 
 from __future__ import annotations
@@ -128,7 +130,11 @@ def load_csv(
     path = Path(path)
     if task not in ("classification", "regression", "auto"):
         raise data_error(f"unknown task {task!r}; expected classification, regression or auto")
-    with gc_paused():
+    if not _utf16(path):  # read a block at a time, as a streamed table is
+        from netspec.data.table_stream import read_csv
+
+        return read_csv(path, target=target, features=features, task=task, delimiter=delimiter)
+    with gc_paused():  # UTF-16 (Excel's Unicode Text) is decoded whole
         delimiter, header, numbered = _read_rows(path, delimiter)
         cells = CellPass(path, delimiter, header, _used_columns(header, target, features, path))
         parts = []
@@ -151,6 +157,16 @@ def load_csv(
     )
 
 
+def _utf16(path: Path) -> bool:
+    """Whether the file starts with a UTF-16 byte-order mark (False when it cannot be read:
+    the reading says why)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    except OSError:
+        return False
+
+
 def check_columns(path: str | Path, table: TableColumns) -> None:
     """A CSV for a model trained on a table (its recorded TableColumns) has every column it used.
 
@@ -158,7 +174,12 @@ def check_columns(path: str | Path, table: TableColumns) -> None:
     input is (4,)`; this names the missing columns, and the ones the file has instead.
     """
     path = Path(path)
-    _, header, _ = _read_rows(path, None)
+    if _utf16(path):
+        header = _read_rows(path, None)[1]
+    else:  # the header alone, not the whole file
+        from netspec.data.csv_records import open_blocks
+
+        header = open_blocks(path, None)[1]
     wanted = [name for name, _ in table.columns]
     target = table.target
     missing = [name for name in [*wanted, target] if name not in header]
