@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 from operator import itemgetter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from netspec.data._common import data_error, did_you_mean, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csvtext import CsvTextError, number, read_text, rows
-from netspec.data.table_cells import MISSING, CellPass, encode, no_data_rows
+from netspec.data.table_cells import MISSING, CellPass, TablePlan, encode, no_data_rows
 from netspec.gcpause import gc_paused
 
 CHUNK = 1 << 16  # rows the cells are read of at a time, column by column
@@ -146,9 +146,18 @@ def load_csv(
     notes: list[str] = []
     plan = cells.finish(target, task, notes)
     num, code = (np.concatenate(p) for p in zip(*parts))
+    x = encode(num, plan.sorted_codes(code), plan)
+    return table_data(path, target, plan, x, plan.labels(num[:, 0], code[:, 0]), notes)
+
+
+def table_data(
+    path: Path, target: str, plan: TablePlan, x: Any, y: np.ndarray, notes: list[str]
+) -> ArrayData:
+    """A CSV table's ArrayData: its features x (in memory or streamed) and labels y, with the
+    plan's classes, feature names and columns."""
     return ArrayData(
-        x=encode(num, plan.sorted_codes(code), plan),
-        y=plan.labels(num[:, 0], code[:, 0]),
+        x=x,
+        y=y,
         classes=plan.classes,
         source=f"CSV {path} (target {target!r})",
         notes=tuple(notes),

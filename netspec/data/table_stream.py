@@ -24,7 +24,7 @@ from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csv_records import Records, open_blocks, row_at
 from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
-from netspec.data.table import _used_columns
+from netspec.data.table import _used_columns, table_data
 from netspec.data.table_cells import CellPass, TablePlan, encode
 from netspec.errors import DataError
 from netspec.gcpause import gc_paused
@@ -140,14 +140,8 @@ def read_csv(
     _, y_num, y_code = _pass(blocks, cells, held)  # type: ignore[arg-type]
     notes: list[str] = []
     plan = cells.finish(target, task, notes)
-    return ArrayData(
-        x=held.features(plan, len(used)),
-        y=plan.labels(y_num, y_code),
-        classes=plan.classes,
-        source=f"CSV {path} (target {target!r})",
-        notes=tuple(notes),
-        feature_names=plan.feature_names,
-        table=plan.table,
+    return table_data(
+        path, target, plan, held.features(plan, len(used)), plan.labels(y_num, y_code), notes
     )
 
 
@@ -186,15 +180,8 @@ def stream_csv(
         offsets, y_num, y_code = _pass(blocks, cells, raw)
         pass_notes: list[str] = []
         plan = cells.finish(target, task, pass_notes)
-        data = ArrayData(
-            x=Lazy(RowReader(path, offsets, len(header), plan)),  # the disk cache's, once written
-            y=plan.labels(y_num, y_code),
-            classes=plan.classes,
-            source=f"CSV {path} (target {target!r})",
-            notes=tuple(pass_notes),
-            feature_names=plan.feature_names,
-            table=plan.table,
-        )
+        rows = Lazy(RowReader(path, offsets, len(header), plan))  # the disk cache's, once written
+        data = table_data(path, target, plan, rows, plan.labels(y_num, y_code), pass_notes)
         if raw is not None and raw.failed is None:
             try:
                 written = _write(folder, key, data, plan, raw, len(used))
