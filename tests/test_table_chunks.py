@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from netspec.data import csv_records, csvtext, table, table_cells, table_stream
 from netspec.data.stream import CACHE_ENV
-from netspec.data.table import _read_rows, _used_columns, load_csv
+from netspec.data.table import _read_rows, load_csv
 from netspec.data.table_cells import MISSING, CellPass, encode
+from netspec.data.table_columns import used_columns
 from netspec.data.table_stream import stream_csv
 from netspec.errors import DataError
 
@@ -100,7 +101,7 @@ def tables(draw: st.DrawFn) -> tuple[str, str, str, str]:
 def reference_load(path: Path, target: str, task: str) -> tuple:
     """What load_csv gave when its pass took one row, and one cell, at a time."""
     delimiter, header, numbered = _read_rows(path, None)
-    cells = ReferencePass(path, delimiter, header, _used_columns(header, target, None, path))
+    cells = ReferencePass(path, delimiter, header, used_columns(header, target, None, path))
     for line, row in numbered:
         cells.add(line, row)
     num, code = cells.take()

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from netspec.data._common import data_error
 from netspec.data.csvtext import delimiter_of, line_records, not_utf8
-from netspec.data.table import _check_header
+from netspec.data.table_columns import check_header
 
 _BOM = b"\xef\xbb\xbf"
 _HEAD = 1 << 16  # bytes the delimiter is sniffed from (csvtext.sniff_delimiter reads 64 KB)
@@ -145,7 +145,7 @@ def open_blocks(path: Path, delimiter: str | None) -> tuple[str, list[str], Iter
     for lines, offsets, rows in blocks:
         if rows:
             header = [h.strip() for h in rows[0]]
-            _check_header(header, lines[0], path, delimiter)
+            check_header(header, lines[0], path, delimiter)
             return delimiter, header, chain([(lines[1:], offsets[1:], rows[1:])], blocks)
     raise data_error("CSV file is empty; expected a header row and data rows", path)
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 import csv
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from netspec.data._common import data_error, did_you_mean, plain
+from netspec.data._common import data_error, plain
 from netspec.data.arraydata import ArrayData, TableColumns
-from netspec.data.csvtext import CsvTextError, number, read_text, rows
-from netspec.data.table_cells import MISSING, CellPass, TablePlan, encode, no_data_rows
+from netspec.data.csv_records import open_blocks
+from netspec.data.csvtext import CsvTextError, read_text, rows
+from netspec.data.table_cells import CellPass, encode, no_data_rows
+from netspec.data.table_columns import check_header, table_data, used_columns
+from netspec.data.table_stream import read_csv
 from netspec.gcpause import gc_paused
 
 CHUNK = 1 << 16  # rows the cells are read of at a time, column by column
@@ -43,7 +46,7 @@ def _read_rows(
     if not numbered:
         raise data_error("CSV file is empty; expected a header row and data rows", path)
     header = [h.strip() for h in numbered[0][1]]
-    _check_header(header, numbered[0][0], path, delimiter)
+    check_header(header, numbered[0][0], path, delimiter)
     ragged = set(map(len, map(itemgetter(1), numbered))) != {len(header)}
     for line_no, row in numbered[1:] if ragged else ():
         if len(row) != len(header):
@@ -55,55 +58,6 @@ def _read_rows(
     if len(numbered) == 1:
         raise no_data_rows(header, path)
     return delimiter, header, numbered[1:]
-
-
-def _check_header(header: list[str], line: int, path: Path, delimiter: str) -> None:
-    # A data row may have missing cells (5.1,3.5,,0.2): the rest being numbers makes it data.
-    present = [h for h in header if h not in MISSING]
-    if present and all(number(h, delimiter) is not None for h in present):
-        raise data_error(
-            f"the first row ({plain(header[:5])}{', ...' if len(header) > 5 else ''}) looks like "
-            "data; expected a header row naming the columns",
-            path,
-            hint="add a first line such as: feature_1,feature_2,label",
-            line=line,
-        )
-    seen: set[str] = set()
-    for name in header:
-        if not name or name in seen:
-            what = "an empty" if not name else f"a duplicate ({name!r})"
-            raise data_error(
-                f"header has {what} column name; expected unique names", path, line=line
-            )
-        seen.add(name)
-
-
-def _column(header: list[str], name: str, path: Path, role: str) -> int:
-    if name not in header:
-        raise data_error(
-            f"unknown {role} column {name!r}{did_you_mean(name, header)}; "
-            f"available columns: {plain(header)}",
-            path,
-        )
-    return header.index(name)
-
-
-def _used_columns(
-    header: list[str], target: str, features: list[str] | None, path: Path
-) -> list[int]:
-    """The target's column index, then the features' (all other columns unless named)."""
-    t_col = _column(header, target, path, "target")
-    if features is None:
-        f_cols = [i for i in range(len(header)) if i != t_col]
-    else:
-        f_cols = [_column(header, name, path, "feature") for name in features]
-        if t_col in f_cols:
-            raise data_error(f"target column {target!r} is also listed as a feature", path)
-        if len(set(f_cols)) != len(f_cols):
-            raise data_error(f"features list a column twice: {plain(features)}", path)
-    if not f_cols:
-        raise data_error(f"no feature columns: the file only has the target {target!r}", path)
-    return [t_col, *f_cols]
 
 
 def load_csv(
@@ -131,12 +85,10 @@ def load_csv(
     if task not in ("classification", "regression", "auto"):
         raise data_error(f"unknown task {task!r}; expected classification, regression or auto")
     if not _utf16(path):  # read a block at a time, as a streamed table is
-        from netspec.data.table_stream import read_csv
-
         return read_csv(path, target=target, features=features, task=task, delimiter=delimiter)
     with gc_paused():  # UTF-16 (Excel's Unicode Text) is decoded whole
         delimiter, header, numbered = _read_rows(path, delimiter)
-        cells = CellPass(path, delimiter, header, _used_columns(header, target, features, path))
+        cells = CellPass(path, delimiter, header, used_columns(header, target, features, path))
         parts = []
         for start in range(0, len(numbered), CHUNK):
             lines, rows = zip(*numbered[start : start + CHUNK])
@@ -148,22 +100,6 @@ def load_csv(
     num, code = (np.concatenate(p) for p in zip(*parts))
     x = encode(num, plan.sorted_codes(code), plan)
     return table_data(path, target, plan, x, plan.labels(num[:, 0], code[:, 0]), notes)
-
-
-def table_data(
-    path: Path, target: str, plan: TablePlan, x: Any, y: np.ndarray, notes: list[str]
-) -> ArrayData:
-    """A CSV table's ArrayData: its features x (in memory or streamed) and labels y, with the
-    plan's classes, feature names and columns."""
-    return ArrayData(
-        x=x,
-        y=y,
-        classes=plan.classes,
-        source=f"CSV {path} (target {target!r})",
-        notes=tuple(notes),
-        feature_names=plan.feature_names,
-        table=plan.table,
-    )
 
 
 def _utf16(path: Path) -> bool:
@@ -183,12 +119,8 @@ def check_columns(path: str | Path, table: TableColumns) -> None:
     input is (4,)`; this names the missing columns, and the ones the file has instead.
     """
     path = Path(path)
-    if _utf16(path):
-        header = _read_rows(path, None)[1]
-    else:  # the header alone, not the whole file
-        from netspec.data.csv_records import open_blocks
-
-        header = open_blocks(path, None)[1]
+    # The header alone (a UTF-16 file is read whole in any case).
+    header = _read_rows(path, None)[1] if _utf16(path) else open_blocks(path, None)[1]
     wanted = [name for name, _ in table.columns]
     target = table.target
     missing = [name for name in [*wanted, target] if name not in header]

@@ -24,8 +24,8 @@ from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csv_records import Records, open_blocks, row_at
 from netspec.data.stream import ArrayReader, Lazy, cache_dir, content_key, mark_done, write_npy
-from netspec.data.table import _used_columns, table_data
 from netspec.data.table_cells import CellPass, TablePlan, encode
+from netspec.data.table_columns import table_data, used_columns
 from netspec.errors import DataError
 from netspec.gcpause import gc_paused
 
@@ -134,7 +134,7 @@ def read_csv(
     peak memory is the chunks' values, about 12 bytes a used cell, not the file's rows as
     Python lists (about 14 times the file's size, measured)."""
     delimiter, header, blocks = open_blocks(path, delimiter)
-    used = _used_columns(header, target, features, path)
+    used = used_columns(header, target, features, path)
     cells = CellPass(path, delimiter, header, used)
     held = _Held()
     _, y_num, y_code = _pass(blocks, cells, held)  # type: ignore[arg-type]
@@ -173,7 +173,7 @@ def stream_csv(
         if reused is not None:
             return replace(reused, notes=(*reused.notes, *said))
     delimiter, header, blocks = open_blocks(path, delimiter)
-    used = _used_columns(header, target, features, path)
+    used = used_columns(header, target, features, path)
     cells = CellPass(path, delimiter, header, used)
     raw = _Raw(folder, key) if cache == "disk" else None
     try:

@@ -22,8 +22,9 @@ import numpy as np
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.stream import chunks, content_key, disk_cached, is_streamed, read_chunks
-from netspec.data.table import _column, _read_rows
+from netspec.data.table import _read_rows
 from netspec.data.table_cells import class_labels
+from netspec.data.table_columns import column
 from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile, tokens
 from netspec.errors import DataError, Problem
 
@@ -61,8 +62,8 @@ def load_texts(
 
 def text_label_columns(header: list[str], text: str, label: str, path: Path) -> tuple[int, int]:
     """The indices of the text and the label columns in `header`, two different columns."""
-    t_col = _column(header, text, path, "text")
-    l_col = _column(header, label, path, "label")
+    t_col = column(header, text, path, "text")
+    l_col = column(header, label, path, "label")
     if t_col == l_col:
         raise data_error(f"the text and label columns are both {text!r}", path)
     return t_col, l_col
