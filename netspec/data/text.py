@@ -1,8 +1,8 @@
 """The `text` source: a CSV column of texts and a label column, tokenized after the split.
 
-`load_texts` reads the file with the CSV source's own reading and label handling (table.py:
-encoding, delimiter, header, ragged rows, missing columns, class names) and gives an ArrayData
-whose x holds the texts (an object array). `tokenize_splits` then fits the tokenizer on the
+`load_texts` reads the file with the CSV source's own reading and label handling (csv_records'
+blocks for UTF-8, table.py's whole reading for UTF-16: encoding, delimiter, header, ragged rows,
+missing columns, class names) and gives an ArrayData whose x holds the texts (an object array). `tokenize_splits` then fits the tokenizer on the
 training split alone (or takes a run's recorded one) and turns every split into (N, max_length)
 float32 ids, the form the embedding layer takes.
 """
@@ -20,15 +20,12 @@ from typing import Any
 import numpy as np
 
 from netspec.data._common import data_error
-from netspec.data.arraydata import ArrayData, TableColumns
+from netspec.data.arraydata import ArrayData
 from netspec.data.stream import chunks, content_key, disk_cached, is_streamed, read_chunks
-from netspec.data.table import _read_rows
-from netspec.data.table_cells import class_labels
-from netspec.data.table_columns import column
+from netspec.data.table import _read_rows, _utf16
+from netspec.data.table_cells import SHOWN, class_labels
+from netspec.data.text_stream import read_texts, refuse_empty, text_label_columns, texts_data
 from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile, tokens
-from netspec.errors import DataError, Problem
-
-_SHOWN = 5  # empty texts listed by line; the rest are counted
 
 
 def load_texts(
@@ -36,8 +33,12 @@ def load_texts(
 ) -> ArrayData:
     """x: the texts (N,) as an object array; y: class indices of the label column (names sorted,
     numeric labels by value, as the CSV source). An empty text or label is an error naming its
-    line: a model cannot learn from, or be scored on, nothing."""
+    line: a model cannot learn from, or be scored on, nothing. A UTF-8 file is read a block of
+    records at a time, keeping only the two columns (text_stream.read_texts); a UTF-16 one
+    whole, here."""
     path = Path(path)
+    if not _utf16(path):
+        return read_texts(path, text=text, label=label, delimiter=delimiter)
     delimiter, header, numbered = _read_rows(path, delimiter)
     t_col, l_col = text_label_columns(header, text, label, path)
     lines = [line for line, _ in numbered]
@@ -48,38 +49,9 @@ def load_texts(
         (labels, f"an empty label (column {label!r})"),
     ):
         empty = [line for line, v in zip(lines, values) if not v.strip()]
-        refuse_empty(path, empty[:_SHOWN], len(empty), what)
+        refuse_empty(path, empty[:SHOWN], len(empty), what)
     y, classes = class_labels(path, delimiter, label, labels, lines)
-    return ArrayData(
-        x=np.asarray(texts, dtype=object),
-        y=y,
-        classes=classes,
-        source=f"texts {path} (column {text!r}, label {label!r})",
-        # The columns, so predict and evaluate find the texts in a CSV of the same format.
-        table=TableColumns(label, ((text, None),)),
-    )
-
-
-def text_label_columns(header: list[str], text: str, label: str, path: Path) -> tuple[int, int]:
-    """The indices of the text and the label columns in `header`, two different columns."""
-    t_col = column(header, text, path, "text")
-    l_col = column(header, label, path, "label")
-    if t_col == l_col:
-        raise data_error(f"the text and label columns are both {text!r}", path)
-    return t_col, l_col
-
-
-def refuse_empty(path: Path, lines: list[int], count: int, what: str) -> None:
-    """One error naming the first rows (`lines`) of `count` that have `what` (none: nothing)."""
-    if not count:
-        return
-    problems = [
-        Problem(f"row has {what}", str(path), line, hint="fill it in, or remove the row")
-        for line in lines[:_SHOWN]
-    ]
-    if count > _SHOWN:
-        problems.append(Problem(f"... and {count - _SHOWN} more rows with {what}"))
-    raise DataError(problems, stage="data")
+    return texts_data(path, text, label, np.asarray(texts, dtype=object), y, classes)
 
 
 def _texts(x: Any) -> Iterator[str]:
