@@ -28,8 +28,9 @@ def threaded_map(
 ) -> Iterator[R]:
     """fn(item) for each item, in order, by `workers` threads (default: pass_workers), for work
     that releases the GIL: Pillow and zlib decode and resize without it, and the results need
-    no hand-off (2,000 photos decoded and resized on 2 cores: 2.05x one thread, against 1.56x
-    for forked processes, which pickle every image back). In this thread when workers < 2."""
+    no hand-off (2,000 photos decoded and resized into one array on 2 cores: 1.76x one thread,
+    against 1.54x with forked processes, which pickle every image back; benchmarks/
+    bench_folder_load.py). In this thread when workers < 2."""
     workers = pass_workers() if workers is None else workers
     if workers < 2:
         yield from map(fn, items)
