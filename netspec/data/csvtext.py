@@ -26,6 +26,16 @@ class CsvTextError(ValueError):
     """The file cannot be read as text; the message says why and what to do."""
 
 
+def is_utf16(path: Path) -> bool:
+    """Whether the file starts with a UTF-16 byte-order mark, as Excel's Unicode Text does (False
+    when it cannot be read: the reading says why)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    except OSError:
+        return False
+
+
 def read_text(path: Path) -> str:
     """The file's text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a BOM,
     as spreadsheet exports write, is dropped). FileNotFoundError and OSError pass through."""

@@ -18,7 +18,7 @@ import numpy as np
 from netspec.data._common import data_error, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csv_records import open_blocks
-from netspec.data.csvtext import CsvTextError, read_text, rows
+from netspec.data.csvtext import CsvTextError, is_utf16, read_text, rows
 from netspec.data.table_cells import CellPass, encode, no_data_rows
 from netspec.data.table_columns import check_header, table_data, used_columns
 from netspec.data.table_stream import read_csv
@@ -84,7 +84,7 @@ def load_csv(
     path = Path(path)
     if task not in ("classification", "regression", "auto"):
         raise data_error(f"unknown task {task!r}; expected classification, regression or auto")
-    if not _utf16(path):  # read a block at a time, as a streamed table is
+    if not is_utf16(path):  # read a block at a time, as a streamed table is
         return read_csv(path, target=target, features=features, task=task, delimiter=delimiter)
     with gc_paused():  # UTF-16 (Excel's Unicode Text) is decoded whole
         delimiter, header, numbered = _read_rows(path, delimiter)
@@ -102,16 +102,6 @@ def load_csv(
     return table_data(path, target, plan, x, plan.labels(num[:, 0], code[:, 0]), notes)
 
 
-def _utf16(path: Path) -> bool:
-    """Whether the file starts with a UTF-16 byte-order mark (False when it cannot be read:
-    the reading says why)."""
-    try:
-        with path.open("rb") as f:
-            return f.read(2) in (b"\xff\xfe", b"\xfe\xff")
-    except OSError:
-        return False
-
-
 def check_columns(path: str | Path, table: TableColumns) -> None:
     """A CSV for a model trained on a table (its recorded TableColumns) has every column it used.
 
@@ -120,7 +110,7 @@ def check_columns(path: str | Path, table: TableColumns) -> None:
     """
     path = Path(path)
     # The header alone (a UTF-16 file is read whole in any case).
-    header = _read_rows(path, None)[1] if _utf16(path) else open_blocks(path, None)[1]
+    header = _read_rows(path, None)[1] if is_utf16(path) else open_blocks(path, None)[1]
     wanted = [name for name, _ in table.columns]
     target = table.target
     missing = [name for name in [*wanted, target] if name not in header]

@@ -2,9 +2,10 @@
 
 `load_texts` reads the file with the CSV source's own reading and label handling (csv_records'
 blocks for UTF-8, table.py's whole reading for UTF-16: encoding, delimiter, header, ragged rows,
-missing columns, class names) and gives an ArrayData whose x holds the texts (an object array). `tokenize_splits` then fits the tokenizer on the
-training split alone (or takes a run's recorded one) and turns every split into (N, max_length)
-float32 ids, the form the embedding layer takes.
+missing columns, class names) and gives an ArrayData whose x holds the texts (an object array).
+`tokenize_splits` then fits the tokenizer on the training split alone (or takes a run's
+recorded one) and turns every split into (N, max_length) float32 ids, the form the embedding
+layer takes.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+from netspec.data.csvtext import is_utf16
 from netspec.data.stream import chunks, content_key, disk_cached, is_streamed, read_chunks
-from netspec.data.table import _read_rows, _utf16
+from netspec.data.table import _read_rows
 from netspec.data.table_cells import SHOWN, class_labels
 from netspec.data.text_stream import read_texts, refuse_empty, text_label_columns, texts_data
 from netspec.data.tokenizer import LENGTH_PERCENTILE, Tokenizer, fit, length_percentile, tokens
@@ -37,7 +39,7 @@ def load_texts(
     records at a time, keeping only the two columns (text_stream.read_texts); a UTF-16 one
     whole, here."""
     path = Path(path)
-    if not _utf16(path):
+    if not is_utf16(path):
         return read_texts(path, text=text, label=label, delimiter=delimiter)
     delimiter, header, numbered = _read_rows(path, delimiter)
     t_col, l_col = text_label_columns(header, text, label, path)
