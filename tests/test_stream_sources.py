@@ -146,6 +146,22 @@ def test_mask_folder_streams_scenes_and_masks_bit_identically(
     assert (masks[0] == 255).any() and masks[0][masks[0] != 255].max() == 2
 
 
+def test_evaluating_a_streamed_run_scores_as_the_in_memory_one(tmp_path: Path) -> None:
+    """`netspec evaluate` scores without worker processes: a streamed run's scenes and masks are
+    decoded (and paired) in the process, and give what the in-memory run's arrays give."""
+    from netspec.backends.training.evaluate import evaluate_run
+
+    got = []
+    for cache in ("ram", "none"):
+        t = seg_trainer(tmp_path, cache, workers=1, epochs=1, out=f"ev_{cache}")
+        t.fit()
+        got.append(evaluate_run(t.run_dir, data=tmp_path / "seg", device="cpu"))
+    assert got[0].keys() == got[1].keys() and got[0]["samples"] == 12
+    for key, value in got[0].items():
+        if key != "report":  # the per-class table: its numbers are the same counts
+            assert got[1][key] == value, key
+
+
 def test_streamed_scene_or_mask_unreadable_mid_run_names_it(tmp_path: Path) -> None:
     t = seg_trainer(tmp_path, "none", workers=1, out="bad")
     for lazy in (t.data.train.x, t.data.train.y):

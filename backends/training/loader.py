@@ -228,26 +228,35 @@ class Streamed:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Each of `parts` with its labels (this split's streamed masks), decoded together in
         order, on the device; cut into random tiles at `cuts` (one per part) if given."""
-        same = (labels.feeder, labels.name, labels.offset) == (self.feeder, self.name, self.offset)
-        if self.feeder is None or not same:
-            for i, p in enumerate(parts):  # decoded here (no workers: scoring a run)
-                job = Job("", _numpy(p, len(self)), True, cuts[i] if cuts else None)
-                x, y = _take(self.x, job), _take(labels.x, job)
-                yield self._on_device(x), self._on_device(y)
-            return
-        for x, y in self._decoded(parts, True, cuts):  # type: ignore[misc]
+        for x, y in self._decoded(parts, labels, cuts):  # type: ignore[misc]
             yield self._on_device(x), self._on_device(y)
 
     def _decoded(
-        self, parts: Iterable[Index], labels: bool = False, cuts: Sequence[Cut] | None = None
+        self,
+        parts: Iterable[Index],
+        labels: Streamed | None = None,
+        cuts: Sequence[Cut] | None = None,
     ) -> Iterator[Batch]:
+        """Each part's batch (with `labels`' as a pair): by the Feeder's workers, or in this
+        process when there is none (scoring a run) or the labels are not this split's on it."""
         n = len(self)
         idx = [_numpy(p, n) for p in parts]
-        if self.feeder is None or self.name is None:
-            yield from (torch.from_numpy(self.x[i]) for i in idx)
+        paired = labels is not None
+        workers = self.feeder is not None and self.name is not None
+        if labels is not None:  # its jobs carry the labels only where they are this split's
+            workers = workers and (labels.feeder, labels.name, labels.offset) == (
+                self.feeder,
+                self.name,
+                self.offset,
+            )
+        if not workers:
+            for k, i in enumerate(idx):
+                job = Job("", i, paired, cuts[k] if cuts else None)
+                x = _take(self.x, job)
+                yield x if labels is None else (x, _take(labels.x, job))
             return
         jobs = [
-            Job(self.name, i + self.offset, labels, cuts[k] if cuts else None)
+            Job(self.name, i + self.offset, paired, cuts[k] if cuts else None)
             for k, i in enumerate(idx)
         ]
         yield from self.feeder.run(jobs)
