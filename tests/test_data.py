@@ -698,6 +698,9 @@ def test_builtin_unknown_and_missing_sklearn(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(DataError, match=r"unknown builtin dataset 'digit' \(did you mean 'digits'"):
         load_builtin("digit")  # type: ignore[arg-type]
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
+    from netspec.data import builtin
+
+    builtin._digit_arrays.cache_clear()  # as in a process that has not read them yet
     with pytest.raises(DataError, match=r"needs scikit-learn(.|\n)*pip install scikit-learn"):
         load_builtin("digits")
 
