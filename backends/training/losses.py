@@ -260,29 +260,20 @@ def balanced_class_weights(y: Tensor | np.ndarray | Any, num_classes: int) -> Te
     if is_streamed(y):  # streamed masks: counted chunk by chunk, where they are decoded
         count = partial(_class_counts, num_classes=num_classes)
         summed = sum(read_chunks(y, chunks(y, LABEL_BYTES), count), np.zeros(num_classes, np.int64))
-        counts = torch.from_numpy(summed).double()
-        return _inverse_frequency(counts, int(summed.sum()), num_classes)
-    t = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).reshape(-1)
-    if t.is_floating_point() and not bool((t == t.round()).all()):
-        raise ValueError("balanced class weights need integer class labels")
-    t = t.long().cpu()
-    t = t[t != IGNORE]
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(
-            f"class labels must lie in 0..{num_classes - 1} (or be -1, ignored); "
-            f"got {int(t.min())}..{int(t.max())}"
-        )
-    counts = torch.bincount(t, minlength=num_classes).double()
-    return _inverse_frequency(counts, t.numel(), num_classes)
-
-
-def _inverse_frequency(counts: Tensor, valid: int, num_classes: int) -> Tensor:
+    else:
+        t = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).reshape(-1)
+        if t.is_floating_point() and not bool((t == t.round()).all()):
+            raise ValueError("balanced class weights need integer class labels")
+        summed = _class_counts(t.long().cpu().numpy(), num_classes)
+    counts = torch.from_numpy(summed).double()
+    valid = int(summed.sum())
     weights = torch.where(counts > 0, valid / (num_classes * counts.clamp(min=1)), 0.0)
     return weights.float()
 
 
 def _class_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
-    """Pixels of each class in a chunk of class masks (-1 ignored)."""
+    """Samples (pixels) of each class among integer labels (-1 ignored): all of them, or a
+    chunk of streamed class masks."""
     kept = y[y != IGNORE]
     if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= num_classes):
         raise ValueError(
