@@ -106,9 +106,8 @@ class _Raw:
 
 class _Held:
     """The pass's values of the kept rows, in memory (cache ram): one (rows, U) float64 and
-    int32 array pair a chunk, encoded into features once the pass has made the plan."""
-
-    failed: str | None = None
+    int32 array pair a chunk (at least one: the pass ends with one), encoded into features once
+    the pass has made the plan."""
 
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
@@ -116,10 +115,8 @@ class _Held:
     def add(self, num: np.ndarray, code: np.ndarray) -> None:
         self.parts.append((num, code))
 
-    def features(self, plan: TablePlan, u: int) -> np.ndarray:
+    def features(self, plan: TablePlan) -> np.ndarray:
         """(n, F) float32, a chunk at a time, each chunk's values freed once encoded."""
-        if not self.parts:
-            return encode(np.zeros((0, u)), np.zeros((0, u), np.int32), plan)
         done = []
         while self.parts:
             num, code = self.parts.pop(0)
@@ -137,12 +134,10 @@ def read_csv(
     used = used_columns(header, target, features, path)
     cells = CellPass(path, delimiter, header, used)
     held = _Held()
-    _, y_num, y_code = _pass(blocks, cells, held)  # type: ignore[arg-type]
+    _, y_num, y_code = _pass(blocks, cells, held)
     notes: list[str] = []
     plan = cells.finish(target, task, notes)
-    return table_data(
-        path, target, plan, held.features(plan, len(used)), plan.labels(y_num, y_code), notes
-    )
+    return table_data(path, target, plan, held.features(plan), plan.labels(y_num, y_code), notes)
 
 
 def stream_csv(
@@ -205,10 +200,10 @@ def stream_csv(
 
 
 def _pass(
-    blocks: Iterator[Records], cells: CellPass, raw: _Raw | None
+    blocks: Iterator[Records], cells: CellPass, raw: _Raw | _Held | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every row into `cells`, ROWS rows at a time (the kept rows' values to `raw`); the kept
-    rows' byte offsets and target values and codes."""
+    """Every row into `cells`, ROWS rows at a time (the kept rows' values to `raw`: a disk
+    cache's files, or memory); the kept rows' byte offsets and target values and codes."""
     offsets = array("q")
     nums: list[np.ndarray] = []
     codes: list[np.ndarray] = []
