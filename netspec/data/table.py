@@ -19,7 +19,7 @@ from netspec.data._common import data_error, plain
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csv_records import open_blocks
 from netspec.data.csvtext import CsvTextError, is_utf16, read_text, rows
-from netspec.data.table_cells import CellPass, encode, no_data_rows
+from netspec.data.table_cells import CellPass, encode, no_data_rows, ragged_row
 from netspec.data.table_columns import check_header, table_data, used_columns
 from netspec.data.table_stream import read_csv
 from netspec.gcpause import gc_paused
@@ -50,11 +50,7 @@ def _read_rows(
     ragged = set(map(len, map(itemgetter(1), numbered))) != {len(header)}
     for line_no, row in numbered[1:] if ragged else ():
         if len(row) != len(header):
-            raise data_error(
-                f"row has {len(row)} fields; expected {len(header)} like the header",
-                path,
-                line=line_no,
-            )
+            raise ragged_row(path, line_no, len(row), len(header))
     if len(numbered) == 1:
         raise no_data_rows(header, path)
     return delimiter, header, numbered[1:]

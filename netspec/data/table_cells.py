@@ -93,11 +93,7 @@ class CellPass:
         width = len(self.header)
         if set(map(len, rows)) - {width}:
             line, fields = next((ln, r) for ln, r in zip(lines, rows) if len(r) != width)
-            raise data_error(
-                f"row has {len(fields)} fields; expected {width} like the header",
-                self.path,
-                line=line,
-            )
+            raise ragged_row(self.path, line, len(fields), width)
         n = len(rows)
         self.rows += n
         if not n:
@@ -295,6 +291,11 @@ def no_data_rows(header: list[str], path: Path) -> DataError:
         "but no data rows",
         path,
     )
+
+
+def ragged_row(path: Path, line: int, fields: int, width: int) -> DataError:
+    """The error of a row (at `line`) with `fields` fields where the header has `width`."""
+    return data_error(f"row has {fields} fields; expected {width} like the header", path, line=line)
 
 
 def _number_label(value: float) -> str:

@@ -19,7 +19,7 @@ from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData, TableColumns
 from netspec.data.csv_records import open_records, row_at
 from netspec.data.stream import Lazy
-from netspec.data.table_cells import SHOWN, CellPass, no_data_rows
+from netspec.data.table_cells import SHOWN, CellPass, no_data_rows, ragged_row
 from netspec.data.table_columns import column
 from netspec.data.table_stream import ROWS
 from netspec.errors import DataError, Problem
@@ -136,11 +136,7 @@ def _pass(path: Path, text: str, label: str, delimiter: str | None, keep: bool) 
     chunk: list[tuple[int, list[str]]] = []  # (line, [label]) not given to `labels` yet
     for line, offset, row in records:
         if len(row) != len(header):
-            raise data_error(
-                f"row has {len(row)} fields; expected {len(header)} like the header",
-                path,
-                line=line,
-            )
+            raise ragged_row(path, line, len(row), len(header))
         if not row[t_col].strip():
             empty_text.add(line)
         if not row[l_col].strip():
