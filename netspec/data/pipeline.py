@@ -22,7 +22,7 @@ from netspec.data.sources import load_source, resolve_path
 from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, channel_stats, target_stats
 from netspec.data.stream import Lazy, is_streamed, per_sample, subset, value_range
-from netspec.data.tiles import TileReader, tile_starts
+from netspec.data.tiles import TileReader, scored_once, tile_starts
 from netspec.data.tokenizer import Tokenizer
 from netspec.shapes import prod
 from netspec.train_data_spec import TextData
@@ -137,10 +137,9 @@ def cut_tiles(data: ArrayData, tile: tuple[int, int]) -> ArrayData:
         y = Lazy(TileReader(data.y, starts, tile, ignore))
     else:
         ys = []
-        for (top, left), (skip_rows, skip_cols) in zip(starts, ignore):
+        for (top, left), skip in zip(starts, ignore):
             part = data.y[:, top : top + h, left : left + w].copy()
-            part[:, :skip_rows, :] = -1
-            part[:, :, :skip_cols] = -1
+            scored_once(part, *skip)
             ys.append(part)
         y = np.ascontiguousarray(np.concatenate(ys))
     return replace(data, x=x, y=y)

@@ -59,10 +59,15 @@ class TileReader:
         scene = self.scenes[i % len(self.scenes)]
         out = np.array(scene[..., top : top + h, left : left + w])
         if self.ignore is not None:
-            rows, cols = self.ignore[k]
-            out[..., :rows, :] = -1
-            out[..., :, :cols] = -1
+            scored_once(out, *self.ignore[k])
         return out
+
+
+def scored_once(masks: np.ndarray, rows: int, cols: int) -> None:
+    """Tile masks (..., h, w) with their first `rows` rows and `cols` columns set to -1 (ignored)
+    in place: what the tile above and the tile to the left already scored."""
+    masks[..., :rows, :] = -1
+    masks[..., :, :cols] = -1
 
 
 def windows(
