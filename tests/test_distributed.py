@@ -251,9 +251,10 @@ def test_the_trainer_is_freed_before_the_group_is_destroyed(
 def test_two_processes_train_the_weights_of_one_even_killed_and_resumed(
     tmp_path: Path, no_plots: None
 ) -> None:
-    """A 2-process run, SIGKILLed after a checkpoint and resumed with 2 processes, ends with
-    the weights and scores of an uninterrupted 1-process run; resumed with 1 process, it goes
-    on with a note (one launch of each kind proves both)."""
+    """A 2-process run, SIGKILLed after a checkpoint and resumed with 2 processes streaming
+    their shards (cache: none), ends with the weights and scores of an uninterrupted 1-process
+    run in memory; resumed with 1 process, it goes on with a note (one launch of each kind
+    proves all three: each 2-process launch is three processes that import torch)."""
     spec = write(tmp_path)
     run = tmp_path / "run"
     last = run / "checkpoint" / "last.safetensors"
@@ -273,11 +274,15 @@ def test_two_processes_train_the_weights_of_one_even_killed_and_resumed(
             f.keys()
         )
 
+    # Resumed streaming: each process reads only its shard of x, memory-mapped, in a loader
+    # worker of its own (the rest of this test then checks streamed shards train as memory does).
     epochs = epoch + 1
+    stream = ("--set", "train.data.cache=none", "--set", "train.data.workers=1")
     two = netspec_train(
-        spec, "--out", run, "--resume", "--nproc", "2", "--set", f"train.epochs={epochs}"
+        spec, "--out", run, "--resume", "--nproc", "2", "--set", f"train.epochs={epochs}", *stream
     )
     assert two.returncode == 0, two.stderr
+    assert "x is read memory-mapped from its file, batch by batch" in two.stderr
     assert f"resumed {run} after epoch {epoch}" in two.stderr
     assert "note: the checkpoint" not in two.stderr
     assert two.stderr.count("run saved in") == 1  # rank 0 alone talks

@@ -251,35 +251,6 @@ def test_compressed_npz_cannot_stream(tmp_path: Path) -> None:
     assert isinstance(auto.x_train, torch.Tensor)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two processes need two cores")
-@pytest.mark.slow  # a 2-process torchrun run and an in-process one (~15 s)
-def test_two_processes_streaming_their_shards_train_the_weights_of_one(tmp_path: Path) -> None:
-    from helpers import invoke
-    from safetensors.torch import load_file
-    from test_distributed import netspec_train
-
-    folder = image_folder(tmp_path / "images", n=40)
-    plain = SPEC.replace("  - dropout: {{rate: 0.2}}\n", "").replace(
-        "  augment: {{flip: horizontal}}\n", ""
-    )
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        plain.format(path=folder, cache="ram", workers=0, epochs=2).replace(
-            "batch_size: 5", "batch_size: 6"
-        )
-    )
-    one = invoke("train", spec, "--out", tmp_path / "one")
-    assert one.exit_code == 0, one.output
-    two = netspec_train(
-        spec, "--out", tmp_path / "two", "--nproc", "2",
-        "--set", "train.data.cache=none", "--set", "train.data.workers=1",
-    )  # fmt: skip
-    assert two.returncode == 0, two.stderr
-    assert "every batch is decoded from the image files" in two.stderr
-    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("one", "two"))
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-
-
 def test_chunked_passes_read_ahead_in_worker_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
