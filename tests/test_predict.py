@@ -430,6 +430,29 @@ class FakeSession:
         pass
 
 
+def test_sessions_keep_to_omp_num_threads(
+    quickstart_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMP_NUM_THREADS caps onnxruntime's threads as it caps torch's; `threads` overrides it;
+    unset or malformed, onnxruntime's own default (0: a thread per core)."""
+
+    def threads(**kw: int) -> int:
+        return (
+            session.open_session(quickstart_onnx, "cpu", **kw)
+            .get_session_options()
+            .intra_op_num_threads
+        )
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads() == 3
+    assert threads(threads=2) == 2
+    for value in ("0", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert threads() == 0, value
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads() == 0
+
+
 def test_provider_choice(quickstart_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = session.open_session(quickstart_onnx, "auto")
     if session.CUDA not in ort.get_available_providers():

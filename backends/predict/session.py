@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ def open_session(
     """An onnxruntime InferenceSession on `device`: auto (CUDA when it works, else CPU), cpu, cuda.
 
     `model` is a file path, the model's bytes or a ModelProto. `threads` pins the intra-op
-    threads (and runs ops one at a time, without spinning threads: for timing beside PyTorch).
+    threads (and runs ops one at a time, without spinning threads: for timing beside PyTorch);
+    without it, OMP_NUM_THREADS caps them where it is set (env_threads).
     Errors name the option `--device`. Sessions never fall back to the CPU silently: `device`
     is what runs. Errors are SessionErrors (exit 2, with a hint).
     """
@@ -84,11 +86,22 @@ def device_of(session: Any) -> str:
     return "cuda" if session.get_providers()[0] == CUDA else "cpu"
 
 
+def env_threads() -> int | None:
+    """OMP_NUM_THREADS as a thread count, the variable torch and numpy follow (onnxruntime's
+    PyPI build does not); None when it is unset or not a positive whole number."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def _options(ort: Any, threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: no warnings on the user's terminal
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads is not None:
+    if threads is None and (capped := env_threads()) is not None:
+        # A process capped to N threads (a container's setting, jobs sharing a machine) keeps
+        # to N here too, as torch does; else onnxruntime's default, a thread per core.
+        options.intra_op_num_threads = capped
+    elif threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
