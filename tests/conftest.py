@@ -83,6 +83,32 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
+# The test files that import Keras (~2 s of CPU and ~300 MB a process): one worker runs them all,
+# rather than each worker importing Keras for a few of them (test_architecture.py checks the list).
+KERAS_FILES = frozenset(
+    f"tests/test_{name}.py"
+    for name in (
+        "import_blocks", "import_edges", "import_keras", "import_vocab", "import_walkthrough",
+        "keras_parity", "vocab_layers",
+    )
+)  # fmt: skip
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the Keras files as one unit of work (KERAS_FILES)."""
+    if config.getoption("dist") != "loadfile":
+        return None  # xdist's own scheduler for the mode asked
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "Keras files" if path in KERAS_FILES else path
+
+    return Scheduling(config, log)
+
+
 # A test's guessed cost in seconds, to order files by: a slow one (mostly processes that train)
 # against a typical other one (measured: 228 s for 41 slow tests, 162 s for 2716 others).
 SLOW_COST, OTHER_COST = 8.0, 0.06
