@@ -1,6 +1,9 @@
-"""kill -9 (no handler runs, unlike Ctrl-C) at seeded points of `python -m netspec train`, during
+"""kill -9 (no handler runs, unlike Ctrl-C) at seeded points of a `netspec train` process, during
 checkpoint writes included, then --resume: the run completes bit-identical to an uninterrupted
-one, nothing beyond the last finished checkpoint is lost, and no temporary file is ever read."""
+one, nothing beyond the last finished checkpoint is lost, and no temporary file is ever read.
+
+The processes are forked from one that has imported torch already (tests/warm.py): the five
+killed runs do not each pay ~2.5 s of CPU importing it before their first epoch."""
 
 from __future__ import annotations
 
@@ -8,16 +11,15 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import NO_PICTURES, digits_npz, invoke, spawned, tiny_spec
+from helpers import NO_PICTURES, digits_npz, invoke, tiny_spec
 from safetensors import safe_open
+from warm import Warm
 
 from netspec.runs import prepare_run, read_weights
 
@@ -33,10 +35,6 @@ TIMEOUT = 180  # seconds for any one process; a hang fails the test instead of t
 # One thread everywhere (run_here too): the same arithmetic in every process, and fair to the
 # shared cores.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-
-
-def train(spec: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out), *extra]
 
 
 def run_here(spec: Path, out: Path, *extra: str) -> str:
@@ -58,20 +56,19 @@ def temporaries(run: Path) -> list[Path]:
     return [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
-def kill_when(spec: Path, out: Path, point, *extra: str) -> bool:
+def kill_when(warm: Warm, spec: Path, out: Path, point, *extra: str) -> bool:
     """Start training, SIGKILL it once `point(out)(out)` is true; False if it finished first."""
-    cmd = [*train(spec, out, *extra), "--no-progress"]
-    with spawned(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        ready = point(out)
-        deadline = time.monotonic() + TIMEOUT
-        while proc.poll() is None:
-            if ready(out):
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=TIMEOUT)
-                return True
-            assert time.monotonic() < deadline, "training did not reach the kill point in time"
-            time.sleep(0.0005)
-        return False
+    proc = warm.run(["train", spec, "--out", out, *extra, "--no-progress"])
+    ready = point(out)
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None:
+        if ready(out):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=TIMEOUT)
+            return True
+        assert time.monotonic() < deadline, "training did not reach the kill point in time"
+        time.sleep(0.0005)
+    return False
 
 
 def writing(name: str):
@@ -162,7 +159,7 @@ def test_stale_temporaries_are_removed_on_resume_never_read(tmp_path: Path) -> N
     assert temporaries(run) == [run / "notes.tmp"]
 
 
-@pytest.mark.slow  # five `python -m netspec train` processes killed, two runs in-process
+@pytest.mark.slow  # five forked `netspec train` processes killed, two runs in-process
 def test_kill_9_then_resume_is_bit_identical(tmp_path: Path, no_plots: None) -> None:
     spec = tmp_path / "killed.yaml"
     spec.write_text(textwrap.dedent(SPEC))
@@ -175,30 +172,32 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path: Path, no_plots: None) -> 
     points = [
         ("the first checkpoint write", writing("checkpoint/best.safetensors")),
         ("a checkpoint write", writing("checkpoint/last.safetensors")),
-        # Early enough that a fast machine has epochs left after it (process start included).
-        ("a seeded moment", after(rng.uniform(0.5, 2.0))),
+        # Early enough that a fast machine has epochs left after it: a forked run (tests/warm.py)
+        # starts at once and takes 0.2-0.4 s, its first checkpoint at ~0.1 s.
+        ("a seeded moment", after(rng.uniform(0.02, 0.15))),
         ("a later checkpoint write", writing("checkpoint/last.safetensors")),
         ("the final model's write", finishing(5)),
     ]
     resume: tuple[str, ...] = ()
     killed, mid_write = [], []
-    for what, point in points:
-        saved = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
-        if kill_when(spec, run, point, *resume):
-            killed.append(what)
-        elif what != "a seeded moment":
-            pytest.fail(f"training ended before {what}")
-        if any(p.name != GARBAGE for p in temporaries(run)):
-            mid_write.append(what)  # killed between a temporary's creation and its rename
-        if run.exists():
-            check_no_file_is_truncated(run)
-            now = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
-            # Never behind the checkpoint the killed process started from.
-            assert (now or 0) >= (saved or 0), what
-            # A garbage temporary: reading it, rather than the last checkpoint, would fail.
-            (run / "checkpoint").mkdir(exist_ok=True)
-            (run / "checkpoint" / GARBAGE).write_bytes(b"\0" * 64)
-            resume = ("--resume",)
+    with Warm(ENV) as warm:
+        for what, point in points:
+            saved = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
+            if kill_when(warm, spec, run, point, *resume):
+                killed.append(what)
+            elif what != "a seeded moment":
+                pytest.fail(f"training ended before {what}")
+            if any(p.name != GARBAGE for p in temporaries(run)):
+                mid_write.append(what)  # killed between a temporary's creation and its rename
+            if run.exists():
+                check_no_file_is_truncated(run)
+                now = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
+                # Never behind the checkpoint the killed process started from.
+                assert (now or 0) >= (saved or 0), what
+                # A garbage temporary: reading it, rather than the last checkpoint, would fail.
+                (run / "checkpoint").mkdir(exist_ok=True)
+                (run / "checkpoint" / GARBAGE).write_bytes(b"\0" * 64)
+                resume = ("--resume",)
     assert len(killed) >= 4, killed
     assert mid_write, "no kill landed during a write"
 
