@@ -114,6 +114,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 SLOW_COST, OTHER_COST = 8.0, 0.06
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection imported (torch, onnx, netspec, the test modules: ~400,000 objects) lives
+    # as long as the process: kept out of every later full collection, including the explicit
+    # ones (DDP's teardown, pytest's last). Measured: 6.0 s of collection in `-m "not slow"`, 3.9 s.
+    gc.freeze()
+
+
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist, the costliest files first: each worker takes the next file when it is nearly

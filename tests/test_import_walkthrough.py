@@ -237,6 +237,7 @@ def test_imported_run_with_every_command(
     assert result.exit_code == 2 and "the data has 2 classes (cats, dogs)" in result.output
 
 
+@pytest.mark.slow  # evaluates and quantizes on 200 decoded photos (~2 s)
 def test_retrained_run_evaluates_and_quantizes_on_its_photos(
     walked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

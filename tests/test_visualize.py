@@ -183,6 +183,7 @@ def test_cli_saliency_and_errors(quickstart_run: Path, digit: Path, tmp_path: Pa
     fails(invoke("visualize", quickstart_run), "choose one view")
 
 
+@pytest.mark.slow  # six commands, six pictures drawn (~1.8 s)
 def test_readme_picture_commands_make_their_pictures(
     quickstart_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
