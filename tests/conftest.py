@@ -33,6 +33,9 @@ sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 import pytest  # noqa: E402 (after the settings above, which its imports must see)
+from helpers import REPO, SHARED_DATA, invoke, plain_specs  # noqa: E402
+
+SPEC_FILES = plain_specs()
 
 
 def _exit_without_teardown() -> None:
@@ -47,10 +50,7 @@ def _exit_without_teardown() -> None:
 if os.environ.get("PYTEST_XDIST_WORKER"):
     import atexit
 
-    atexit.register(_exit_without_teardown)  # registered first, so run last
-from helpers import REPO, SHARED_DATA, invoke, plain_specs  # noqa: E402
-
-SPEC_FILES = plain_specs()
+    atexit.register(_exit_without_teardown)  # before what the tests import registers: run after it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The test files that import Keras (~2 s of CPU and ~300 MB a process): one worker runs them all,
-# rather than each worker importing Keras for a few of them (test_architecture.py checks the list).
+# rather than each worker importing Keras for a few of them (test_suite.py checks the list).
 KERAS_FILES = frozenset(
     f"tests/test_{name}.py"
     for name in (
@@ -117,7 +117,8 @@ SLOW_COST, OTHER_COST = 8.0, 0.06
 def pytest_collection_finish(session: pytest.Session) -> None:
     # What collection imported (torch, onnx, netspec, the test modules: ~400,000 objects) lives
     # as long as the process: kept out of every later full collection, including the explicit
-    # ones (DDP's teardown, pytest's last). Measured: 6.0 s of collection in `-m "not slow"`, 3.9 s.
+    # ones (DDP's teardown, pytest's last). Measured: the collector took 6.0 s of `-m "not slow"`,
+    # 3.9 s with this.
     gc.freeze()
 
 
