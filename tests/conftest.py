@@ -70,8 +70,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     fixtures, on one worker: past a few workers, the longest files set the time."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, cores or 1))
+    from netspec.data.cache_choice import cores
+
+    return max(1, min(4, cores()))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from safetensors import safe_open
 from torch import Tensor, nn
 
+from netspec.data.cache_choice import cores
 from netspec.errors import NetspecError, SpecError
 from netspec.train_spec import TrainSpec
 
@@ -28,7 +29,6 @@ from ..lowering import NetModule
 from ..lowering.weighted import FrozenBatchNorm1d, FrozenBatchNorm2d
 from .augment import Augmenter
 from .device import pick_device
-from .launch import cores
 
 # Rank r > 0 seeds its own random streams `seed + RANK_SEED * r` apart; rank 0 keeps the
 # single-process seeds, so a 1-process torchrun run is the plain run.

@@ -9,18 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from netspec.data.cache_choice import cores
 from netspec.errors import NetspecError, SpecError
 
 if TYPE_CHECKING:
     from netspec.runs import TrainOptions
-
-
-def cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:

@@ -1,6 +1,6 @@
 """Which cache a source gets (`choose_cache`: ram, or disk past a share of the available
 memory) and how many decoding workers by default (while training, and for a pass the run waits
-on); no numpy, so `netspec summary` can ask."""
+on), from the cores this process may use; no numpy, so `netspec summary` can ask."""
 
 from __future__ import annotations
 
@@ -38,13 +38,20 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
 def pass_workers() -> int:
     """Worker processes for a pass over the data that the run waits on (decoding a folder into
     memory, its value range, its statistics): every core this process may use, at most 8, shared
     among the data-parallel processes of this node (torchrun's LOCAL_WORLD_SIZE)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
     except ValueError:  # not torchrun's
         local = 1
-    return max(1, min(8, (cores or 1) // local))
+    return max(1, min(8, cores() // local))
