@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from netspec.data.labels import IGNORE
+
 if TYPE_CHECKING:
     from netspec.data.stream import Lazy
 
@@ -43,7 +45,7 @@ class TileReader:
     """Tiles of streamed scenes (N, C, H, W) or masks (N, H, W) at each of `starts` (top, left),
     in cut order: the first start's tile of every scene, then the second's, and so on. Masks'
     `ignore`: per start, the rows and columns already scored by the tile above and to the left,
-    set to -1 (pipeline.cut_tiles)."""
+    set to IGNORE (scored_once; pipeline.cut_tiles)."""
 
     scenes: Lazy
     starts: tuple[tuple[int, int], ...]
@@ -64,10 +66,10 @@ class TileReader:
 
 
 def scored_once(masks: np.ndarray, rows: int, cols: int) -> None:
-    """Tile masks (..., h, w) with their first `rows` rows and `cols` columns set to -1 (ignored)
-    in place: what the tile above and the tile to the left already scored."""
-    masks[..., :rows, :] = -1
-    masks[..., :, :cols] = -1
+    """Tile masks (..., h, w) with their first `rows` rows and `cols` columns set to IGNORE in
+    place: what the tile above and the tile to the left already scored."""
+    masks[..., :rows, :] = IGNORE
+    masks[..., :, :cols] = IGNORE
 
 
 def windows(
