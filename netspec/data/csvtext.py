@@ -4,6 +4,7 @@ commas. Shared by the training loader (table.py) and `netspec predict`'s CSV row
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -26,12 +27,15 @@ class CsvTextError(ValueError):
     """The file cannot be read as text; the message says why and what to do."""
 
 
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def is_utf16(path: Path) -> bool:
     """Whether the file starts with a UTF-16 byte-order mark, as Excel's Unicode Text does (False
     when it cannot be read: the reading says why)."""
     try:
         with path.open("rb") as f:
-            return f.read(2) in (b"\xff\xfe", b"\xfe\xff")
+            return f.read(2) in _UTF16_BOMS
     except OSError:
         return False
 
@@ -40,7 +44,7 @@ def read_text(path: Path) -> str:
     """The file's text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a BOM,
     as spreadsheet exports write, is dropped). FileNotFoundError and OSError pass through."""
     raw = path.read_bytes()
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if raw[:2] in _UTF16_BOMS:
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError as e:
