@@ -1,15 +1,17 @@
 """Text sources read in one pass over the CSV (csv_records' blocks), which checks the rows and
 gives the labels (table_cells' class code): kept in memory (`read_texts`, load_texts' path for
 UTF-8 files: the two columns alone, never the whole file's rows), or, bigger than memory, left
-in the file at each row's byte offset and read on demand (`stream_texts`, `TextReader`). Tokenizing such splits (text.py) then fits the
-tokenizer in one chunked pass over the training split and gives each sample's ids when it is
-read (cache none), or writes them once to a memory-mapped cache (cache disk).
+in the file at each row's byte offset and read on demand (`stream_texts`, `TextReader`).
+Tokenizing such splits (text.py) then fits the tokenizer in one chunked pass over the training
+split and gives each sample's ids when it is read (cache none), or writes them once to a
+memory-mapped cache (cache disk).
 """
 
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +97,17 @@ def stream_texts(
         f"the texts stay in {path.name}, read on demand (the byte offsets of its "
         f"{len(reader)} rows found once)"
     )
-    data = texts_data(path, text, label, Lazy(reader), got.y, got.classes)
-    return replace(data, notes=tuple(said))
+    return texts_data(path, text, label, Lazy(reader), got.y, got.classes, said)
 
 
 def texts_data(
-    path: Path, text: str, label: str, x: Any, y: np.ndarray, classes: tuple[str, ...]
+    path: Path,
+    text: str,
+    label: str,
+    x: Any,
+    y: np.ndarray,
+    classes: tuple[str, ...],
+    notes: Sequence[str] = (),
 ) -> ArrayData:
     """A text source's ArrayData: the texts x (in memory or in the file) and class indices y."""
     return ArrayData(
@@ -108,6 +115,7 @@ def texts_data(
         y=y,
         classes=classes,
         source=f"texts {path} (column {text!r}, label {label!r})",
+        notes=tuple(notes),
         # The columns, so predict and evaluate find the texts in a CSV of the same format.
         table=TableColumns(label, ((text, None),)),
     )
