@@ -2,7 +2,7 @@
 
 A `python -m netspec train` spends its first ~2.5 s of CPU importing torch and torch._dynamo
 (which the first optimizer step needs) before it reads the spec. A test that starts five runs to
-kill them at chosen points pays that five times for nothing it checks. `Warm` starts one
+kill them at chosen points pays that five times for nothing it checks. `forking` starts one
 process that imports what a run imports and then forks each command from there: the child is a
 real process (its own pid, files, signals; SIGKILL ends it as it ends any), running
 `netspec.cli.main` as `python -m netspec` does, with torch on one thread (OMP_NUM_THREADS=1 in
@@ -15,16 +15,17 @@ import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from subprocess import PIPE
+
+from helpers import spawned
 
 # The process that forks: imports, then one command at a time from stdin (a JSON argv); it
 # prints the child's pid, waits for it, and prints its exit status as subprocess does (-N for
-# signal N). A child's stdout and stderr go to /dev/null, its stdin is closed.
+# signal N). A child's stdin, stdout and stderr are /dev/null.
 _SERVER = r"""
 import json, os, sys
 import netspec.cli, netspec.cli.train, netspec.backends.training.run, torch._dynamo, safetensors
@@ -47,7 +48,7 @@ for line in sys.stdin:
         os._exit(code)
     print(pid, flush=True)
     _, status = os.waitpid(pid, 0)
-    print(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
+    print(os.waitstatus_to_exitcode(status), flush=True)
 """
 
 
@@ -58,8 +59,7 @@ class Forked:
         self.warm, self.pid, self.returncode = warm, pid, None
 
     def poll(self) -> int | None:
-        if self.returncode is None and self.warm.ready_to_read(0):
-            self.returncode = int(self.warm.readline())
+        self._collect(0)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -67,65 +67,52 @@ class Forked:
             os.kill(self.pid, sig)
 
     def wait(self, timeout: float) -> int:
-        if self.returncode is None:
-            if not self.warm.ready_to_read(timeout):
-                raise subprocess.TimeoutExpired(f"netspec (pid {self.pid})", timeout)
-            self.returncode = int(self.warm.readline())
+        if not self._collect(timeout):
+            raise subprocess.TimeoutExpired(f"netspec (pid {self.pid})", timeout)
+        assert self.returncode is not None
         return self.returncode
+
+    def _collect(self, timeout: float) -> bool:
+        """Whether it has ended, its exit status read if it ended within `timeout` seconds."""
+        if self.returncode is None and (line := self.warm.line(timeout)) is not None:
+            self.returncode = int(line)
+        return self.returncode is not None
 
 
 class Warm:
-    """The forking process; a context manager that kills it and anything it runs on exit."""
+    """The forking process (started by `forking`): `run` forks a command from it."""
 
-    def __init__(self, env: Mapping[str, str], timeout: float = 120) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,  # unbuffered: select() sees every line that has arrived
-            env=dict(env),
-            start_new_session=True,
-        )
-        if not self.ready_to_read(timeout) or self.readline() != "ready":
-            self.close()
-            raise RuntimeError("the warm netspec process did not start")
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
 
     def run(self, args: Sequence[str | Path]) -> Forked:
         """`netspec ARGS` forked; returns at once (the command runs on)."""
         assert self.proc.stdin is not None
         self.proc.stdin.write((json.dumps([str(a) for a in args]) + "\n").encode())
-        self.proc.stdin.flush()
-        if not self.ready_to_read(30):
+        pid = self.line(30)
+        if pid is None:
             raise RuntimeError("the warm netspec process did not fork")
-        return Forked(self, int(self.readline()))
+        return Forked(self, int(pid))
 
-    def ready_to_read(self, timeout: float) -> bool:
+    def line(self, timeout: float) -> str | None:
+        """Its next line, or None if none came within `timeout` seconds."""
         assert self.proc.stdout is not None
-        end = time.monotonic() + timeout
-        while True:
-            ready, _, _ = select.select(
-                [self.proc.stdout], [], [], max(0.0, end - time.monotonic())
-            )
-            if ready or time.monotonic() >= end:
-                return bool(ready)
-
-    def readline(self) -> str:
-        assert self.proc.stdout is not None
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+            return None
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("the warm netspec process ended")
         return line.decode().strip()
 
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # it and a command still running
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        self.proc.wait()
 
-    def __enter__(self) -> Warm:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+@contextlib.contextmanager
+def forking(env: Mapping[str, str], timeout: float = 120) -> Iterator[Warm]:
+    """The forking process, ready; on leaving, it and a command still running are killed
+    (helpers.spawned)."""
+    cmd = [sys.executable, "-c", _SERVER]
+    # Unbuffered pipes: select() sees every line that has arrived.
+    with spawned(cmd, stdin=PIPE, stdout=PIPE, bufsize=0, env=dict(env)) as proc:
+        warm = Warm(proc)
+        if warm.line(timeout) != "ready":
+            raise RuntimeError("the warm netspec process did not start")
+        yield warm
