@@ -275,12 +275,11 @@ def digits_npz(folder: Path, name: str = "digits.npz") -> Path:
     0..16, y int64) written to folder/name, for `source: arrays, path: digits.npz`: a run in a
     process of its own then imports neither scikit-learn nor SciPy (measured on a busy 2-core
     machine: 4.2 s of CPU for a tiny `python -m netspec train`, 5.7 s with `source: builtin`)."""
-    from sklearn.datasets import load_digits
+    from netspec.data.builtin import load_builtin
 
-    bunch = load_digits()
+    digits = load_builtin("digits")  # read once per process, and the very arrays it gives
     path = folder / name
-    x = np.asarray(bunch.images, dtype=np.float32)[:, None]
-    np.savez(path, x=x, y=np.asarray(bunch.target, dtype=np.int64))
+    np.savez(path, x=digits.x, y=digits.y)
     return path
 
 
