@@ -17,7 +17,9 @@ class _Source(Section):
     test: Fraction = Field(0.0, description=TEST)
     test_path: str | None = Field(None, description="Separate test data in the same format.")
     limit: PositiveInt | None = Field(
-        None, description="Use only the first N samples (quick runs)."
+        None,
+        description="Use only N samples, a random subset drawn with split_seed (quick runs); "
+        "an image folder decodes only those.",
     )
     split_seed: int | None = Field(
         None,

@@ -509,6 +509,37 @@ def test_image_folder_center_crop_keeps_the_middle(tmp_path: Path) -> None:
     assert stretched.x[0, 0, :, 0].min() == 255  # without crop the red edge survives
 
 
+@pytest.mark.parametrize("cache", ["ram", "none"])
+def test_a_limit_decodes_only_the_images_it_keeps(
+    tmp_path: Path, cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train.data.limit` on an image folder takes its subset from the listing: only the kept
+    files are decoded (before, all 3,000 CIFAR JPEGs were, for a limit of 200), and the samples
+    are those of limiting the whole decoded folder with the same seed."""
+    from netspec.data import folder
+    from netspec.data.sources import limited, load_source
+    from netspec.train_data_spec import FolderData
+
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        path = tmp_path / ("cat", "dog", "eel")[i % 3] / f"{i:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        pixels = rng.integers(0, 256, (6 + i % 3, 8, 3), np.uint8)  # sizes vary: resized
+        Image.fromarray(pixels).save(path)
+    whole = limited(load_image_folder(tmp_path, size=(5, 4)), 7, seed=3)
+    read: list[str] = []
+    decode = folder._decode
+    monkeypatch.setattr(
+        folder, "_decode", lambda path, *a: (read.append(path.name), decode(path, *a))[1]
+    )
+    cfg = FolderData(source="folder", path=str(tmp_path), size=[5, 4], limit=7, cache=cache)
+    data = load_source(cfg, None, seed=3)
+    x = np.stack([data.x[i] for i in range(len(data))])  # a streamed x decodes when read
+    assert len(set(read)) == 7  # streamed, the first is read once more for the samples' shape
+    assert len(read) == 7 if cache == "ram" else len(read) <= 8
+    assert np.array_equal(x, whole.x) and np.array_equal(data.y, whole.y)
+    assert data.classes == whole.classes == ("cat", "dog", "eel")
+
 def test_image_folder_size_mismatch_names_the_file(tmp_path: Path) -> None:
     write_png(tmp_path / "a" / "1.png", (8, 8), (255, 0, 0))
     write_png(tmp_path / "b" / "2.png", (8, 8), (0, 255, 0))

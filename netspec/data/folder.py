@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -331,6 +331,11 @@ class FolderListing:
     labels: np.ndarray
     classes: tuple[str, ...]
     skipped: tuple[Path, ...]
+
+    def subset(self, idx: np.ndarray) -> FolderListing:
+        """The listing of the files at `idx` only (train.data.limit: the others are never read)."""
+        files = tuple(self.reader.files[i] for i in idx)
+        return replace(self, reader=replace(self.reader, files=files), labels=self.labels[idx])
 
     def load(self, workers: int | None = None) -> ArrayData:
         """Every image decoded into one array (N, C, H, W), by `workers` threads (default:

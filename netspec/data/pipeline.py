@@ -21,7 +21,7 @@ from netspec.data.preprocess import CropError, Preprocessing, geometry
 from netspec.data.sources import load_source, resolve_path
 from netspec.data.split import split_arrays
 from netspec.data.stats import channel_names, channel_stats, target_stats
-from netspec.data.stream import Lazy, is_streamed, per_sample, subset, value_range
+from netspec.data.stream import Lazy, is_streamed, per_sample, value_range
 from netspec.data.tiles import TileReader, scored_once, tile_starts
 from netspec.data.tokenizer import Tokenizer
 from netspec.shapes import prod
@@ -73,14 +73,6 @@ def _two_classes(data: ArrayData, cfg: Any, spec_file: str | None) -> None:
         better = folder_with_classes(resolve_path(cfg.path, spec_file))
         hint = f"did you mean path: {better}?" if better else hint
     raise data_error(f"{data.source}: {classes_said(data)}; expected at least 2 classes", hint=hint)
-
-
-def _limit(data: ArrayData, n: int | None, seed: int) -> ArrayData:
-    if n is None or n >= len(data):
-        return data
-    # A random subset: loaders often sort by class, so the first N could be a single class.
-    idx = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
-    return replace(data, x=subset(data.x, idx), y=subset(data.y, idx))
 
 
 def _geometry(data: ArrayData, spec: TrainSpec) -> ArrayData:
@@ -236,16 +228,14 @@ def load_splits(
     cfg = spec.data
     seed = spec.seed if cfg.split_seed is None else cfg.split_seed
     loss = spec.loss.name if spec.loss else None
-    data = float_classes(
-        _limit(load_source(cfg, spec_file), cfg.limit, seed), output_activation, loss
-    )
+    data = float_classes(load_source(cfg, spec_file, seed=seed), output_activation, loss)
     _two_classes(data, cfg, spec_file)
     notes = list(data.notes)
     # MNIST and CIFAR come with their own test files: use them unless a test fraction is asked for.
     own_test = isinstance(cfg, (MnistData, Cifar10Data)) and cfg.split == "train" and cfg.test == 0
     test: ArrayData | None = None
     if cfg.test_path or own_test:
-        test = _limit(load_source(cfg, spec_file, test=True), cfg.limit, seed + 1)
+        test = load_source(cfg, spec_file, test=True, seed=seed + 1)
         test = aligned(float_classes(test, output_activation, loss), data.classes)
     fractions = {"train": 1.0 - cfg.val - cfg.test, "val": cfg.val, "test": cfg.test}
     fractions = {k: v for k, v in fractions.items() if v > 0}

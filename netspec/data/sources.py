@@ -22,7 +22,7 @@ from netspec.data.mask_folder import load_mask_folder
 from netspec.data.mnist import download_mnist, load_mnist_dir
 from netspec.data.paths import resolve_path
 from netspec.data.shape_scenes import make_shapes
-from netspec.data.stream import Lazy, content_key, disk_cached, is_streamed
+from netspec.data.stream import Lazy, content_key, disk_cached, is_streamed, subset
 from netspec.data.table import load_csv
 from netspec.data.xo import make_xo
 
@@ -30,17 +30,39 @@ from netspec.data.xo import make_xo
 STREAMED = ds.STREAMED
 
 
-def load_source(cfg: Any, spec_file: str | None, *, test: bool = False) -> ArrayData:
-    """Load the data a `train.data` section names (`test=True`: its separate test data)."""
-    data = _load(cfg, spec_file, test=test)
+def load_source(cfg: Any, spec_file: str | None, *, test: bool = False, seed: int = 0) -> ArrayData:
+    """Load the data a `train.data` section names (`test=True`: its separate test data), at
+    most `cfg.limit` samples of it: a random subset drawn with `seed` (limit_indices)."""
+    data = limited(_load(cfg, spec_file, test=test, seed=seed), cfg.limit, seed)
     return lower_half(data) if cfg.complete == "lower_half" else data
 
 
-def _folder(cfg: ds.FolderData, path: Path) -> ArrayData:
+def limit_indices(n: int, limit: int | None, seed: int) -> np.ndarray | None:
+    """The sorted indices of the `limit` samples of n that `train.data.limit` keeps (None: all).
+    A random subset: loaders often sort by class, so the first `limit` could be a single class."""
+    if limit is None or limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+
+
+def limited(data: ArrayData, limit: int | None, seed: int) -> ArrayData:
+    """`data` cut to the samples limit_indices keeps."""
+    idx = limit_indices(len(data), limit, seed)
+    if idx is None:
+        return data
+    return replace(data, x=subset(data.x, idx), y=subset(data.y, idx))
+
+
+def _folder(cfg: ds.FolderData, path: Path, seed: int) -> ArrayData:
     """An image folder decoded into memory (cache ram), or streamed: decoded batch by batch
-    from the files (none) or from a disk cache of the decoded samples (disk)."""
+    from the files (none) or from a disk cache of the decoded samples (disk). A limit is taken
+    from the listing, before anything is decoded: only the files kept are read (the same
+    samples as limiting the decoded folder; its bit depth is that of the files kept)."""
     size = tuple(cfg.size) if cfg.size else None
     listing = list_image_folder(path, size, cfg.color, None, cfg.crop)
+    keep = limit_indices(len(listing.labels), cfg.limit, seed)
+    if keep is not None:
+        listing = listing.subset(keep)
     if cfg.cache == "ram" or (cfg.cache == "auto" and cfg.complete):  # halves: whole arrays
         return listing.load()
     x = Lazy(listing.reader)
@@ -147,7 +169,7 @@ def _ts(cfg: ds.TsData, path: Path, train: Path | None) -> ArrayData:
     return stream_ts(path, **options, cache=mode, notes=notes)
 
 
-def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
+def _load(cfg: Any, spec_file: str | None, *, test: bool, seed: int) -> ArrayData:
     if cfg.cache in ("disk", "none") and (cfg.complete or not isinstance(cfg, STREAMED)):
         what = "image completion" if cfg.complete else f"the {cfg.source} source"
         raise data_error(
@@ -171,7 +193,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool) -> ArrayData:
     if isinstance(cfg, ds.Cifar10Data):
         return load_cifar10_dir(path, split="test" if test and not cfg.test_path else cfg.split)
     if isinstance(cfg, ds.FolderData):
-        return _folder(cfg, path)
+        return _folder(cfg, path, seed)
     if isinstance(cfg, (ds.ArraysData, ds.MaskFolderData)):  # the options of masks
         masks = {"classes": cfg.classes, "mask_values": cfg.mask_values}
         masks["ignore_value"] = cfg.ignore_value
