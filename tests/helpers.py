@@ -272,9 +272,8 @@ def spawned(cmd: Sequence[str | Path], **kw: Any) -> Iterator[subprocess.Popen]:
 
 def digits_npz(folder: Path, name: str = "digits.npz") -> Path:
     """scikit-learn's 8x8 digits as `source: builtin` gives them (x (N, 1, 8, 8) float32 in
-    0..16, y int64) written to folder/name, for `source: arrays, path: digits.npz`: a run in a
-    process of its own then imports neither scikit-learn nor SciPy (measured on a busy 2-core
-    machine: 4.2 s of CPU for a tiny `python -m netspec train`, 5.7 s with `source: builtin`)."""
+    0..16, y int64) written to folder/name, for `source: arrays, path: digits.npz`: the digits as
+    a user's own arrays file (read whole or memory-mapped)."""
     from netspec.data.builtin import load_builtin
 
     digits = load_builtin("digits")  # read once per process, and the very arrays it gives

@@ -540,6 +540,7 @@ def test_a_limit_decodes_only_the_images_it_keeps(
     assert np.array_equal(x, whole.x) and np.array_equal(data.y, whole.y)
     assert data.classes == whole.classes == ("cat", "dog", "eel")
 
+
 def test_image_folder_size_mismatch_names_the_file(tmp_path: Path) -> None:
     write_png(tmp_path / "a" / "1.png", (8, 8), (255, 0, 0))
     write_png(tmp_path / "b" / "2.png", (8, 8), (0, 255, 0))
@@ -717,23 +718,44 @@ def test_csv_bad_inputs(tmp_path: Path) -> None:
 # --- builtin -------------------------------------------------------------------------------
 
 
-def test_builtin_digits() -> None:
-    pytest.importorskip("sklearn", reason="scikit-learn not installed")
+def test_builtin_digits_are_load_digits_read_without_importing_scikit_learn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sklearn_datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn not installed")
+    from netspec.data import builtin
+
     data = load_builtin("digits")
     assert data.x.shape == (1797, 1, 8, 8) and data.x.dtype == np.float32
     assert data.x.min() == 0.0 and data.x.max() == 16.0
     assert data.classes == tuple("0123456789") and data.y.dtype == np.int64
+    # Read from scikit-learn's own file, not through its import: the very arrays load_digits gives.
+    assert builtin._digits_file() is not None
+    bunch = sklearn_datasets.load_digits()
+    assert np.array_equal(data.x[:, 0], bunch.images) and np.array_equal(data.y, bunch.target)
+    # Where that file is not as expected, load_digits reads it.
+    monkeypatch.setattr(builtin, "_digits_file", lambda: None)
+    builtin._digit_arrays.cache_clear()
+    try:
+        again = load_builtin("digits")
+    finally:
+        builtin._digit_arrays.cache_clear()  # the next caller reads the file again
+    assert np.array_equal(again.x, data.x) and np.array_equal(again.y, data.y)
+    assert again.x.dtype == np.float32 and again.y.dtype == np.int64
 
 
 def test_builtin_unknown_and_missing_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match=r"unknown builtin dataset 'digit' \(did you mean 'digits'"):
         load_builtin("digit")  # type: ignore[arg-type]
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail
+    for name in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes finding and importing it fail
     from netspec.data import builtin
 
     builtin._digit_arrays.cache_clear()  # as in a process that has not read them yet
-    with pytest.raises(DataError, match=r"needs scikit-learn(.|\n)*pip install scikit-learn"):
-        load_builtin("digits")
+    try:
+        with pytest.raises(DataError, match=r"needs scikit-learn(.|\n)*pip install scikit-learn"):
+            load_builtin("digits")
+    finally:
+        builtin._digit_arrays.cache_clear()
 
 
 # --- splits and statistics -----------------------------------------------------------------
