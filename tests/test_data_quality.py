@@ -53,7 +53,16 @@ def write_png(path: Path, size: tuple[int, int] = (4, 4), value: int = 9) -> Non
 # --- item 1: a folder with one class ------------------------------------------------------------
 
 
-def test_training_on_one_class_folder_is_refused_with_a_hint(tmp_path: Path) -> None:
+def test_training_on_one_class_folder_is_refused_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netspec.data import folder
+
+    read: list[Path] = []
+    decode = folder._decode
+    monkeypatch.setattr(
+        folder, "_decode", lambda path, *a: (read.append(path), decode(path, *a))[1]
+    )
     for cls in ("cats", "dogs"):
         for i in range(2):
             write_png(tmp_path / "data" / "test_set" / cls / f"{i}.png")
@@ -67,6 +76,7 @@ def test_training_on_one_class_folder_is_refused_with_a_hint(tmp_path: Path) -> 
     with pytest.raises(DataError, match=r"1 class \(test_set\); expected at least 2 classes") as e:
         prepared(tmp_path, spec)
     assert e.value.problems[0].hint == f"did you mean path: {tmp_path / 'data' / 'test_set'}?"
+    assert len(read) <= 1  # refused before the folder was decoded (the first image: its shape)
 
 
 def test_real_cats_dogs_top_folder_is_refused(tmp_path: Path, shared_data: Path) -> None:

@@ -63,6 +63,10 @@ def _folder(cfg: ds.FolderData, path: Path, seed: int) -> ArrayData:
     keep = limit_indices(len(listing.labels), cfg.limit, seed)
     if keep is not None:
         listing = listing.subset(keep)
+    if len(listing.classes) < 2:
+        # Refused by load_splits (a classifier needs 2 classes; often the folder above the
+        # class folders was given): before the whole folder is decoded, not after.
+        return listing.data(Lazy(listing.reader), 8)
     if cfg.cache == "ram" or (cfg.cache == "auto" and cfg.complete):  # halves: whole arrays
         return listing.load()
     x = Lazy(listing.reader)
