@@ -32,6 +32,14 @@ def schema() -> dict[str, Any]:
     return json_schema()
 
 
+def test_each_caller_gets_its_own_copy_of_the_schema() -> None:
+    first = json_schema()  # built once per process, then copied
+    first["$defs"].clear()
+    first["properties"]["name"]["description"] = "changed"
+    again = json_schema()
+    assert again["$defs"] and again["properties"]["name"]["description"] != "changed"
+
+
 @pytest.fixture(scope="module")
 def validator(schema):
     # Not checked against the metaschema here (3.5-10 s for a schema this size):
