@@ -3,17 +3,22 @@ image folder decoded into memory, a streamed split's value range; the same resul
 
 from __future__ import annotations
 
+import gc
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO
 from PIL import Image
 
 from netspec.data import stream
 from netspec.data.cache_choice import pass_workers
 from netspec.data.folder import POOL_MIN, list_image_folder
-from netspec.data.parallel import forked_map, threaded_map
+from netspec.data.parallel import forked_map, forking, threaded_map
 from netspec.errors import DataError, Problem
 
 # Enough files for the folder's decode to start its threads.
@@ -53,6 +58,79 @@ def test_forked_map_is_map_in_order_and_reraises_user_errors() -> None:
         list(forked_map(_square, range(20), 2))
     assert e.value.problems[0].message == "item 13 is unlucky"
     assert (e.value.problems[0].file, e.value.problems[0].line) == ("f.txt", 13)
+
+
+def _frozen_in_a_child() -> int:
+    """gc.get_freeze_count() in a child forked now (it exits at once, without cleanup)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, str(gc.get_freeze_count()).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        count = int(f.read())
+    os.waitpid(pid, 0)
+    return count
+
+
+def test_workers_forked_by_netspec_collect_none_of_what_they_inherit() -> None:
+    """A child forked in `forking()` freezes every object it inherits (its collector then never
+    runs an inherited object's destructor); other forks are left as they are."""
+    mine = [[i] for i in range(5_000)]  # objects the collector tracks, none of them frozen
+    frozen = gc.get_freeze_count()  # conftest froze what collection imported
+    assert abs(_frozen_in_a_child() - frozen) < 1000  # as here (a few may be freed meanwhile)
+    with forking():
+        assert _frozen_in_a_child() >= frozen + len(mine)  # mine too, and all else tracked
+    assert abs(_frozen_in_a_child() - frozen) < 1000
+
+
+HANG = """\
+import gc, os, sys, time
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+from netspec.data.parallel import forked_map
+
+value = helper.make_tensor_value_info
+graph = helper.make_graph(
+    [helper.make_node("Relu", ["x"], ["y"])], "g",
+    [value("x", TensorProto.FLOAT, [None, 4])], [value("y", TensorProto.FLOAT, [None, 4])],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+options = ort.SessionOptions()
+options.intra_op_num_threads = 2  # a thread pool, whose thread waits once the run is done
+session = ort.InferenceSession(model.SerializeToString(), options)
+session.run(None, {"x": np.ones((64, 4), np.float32)})
+held = {"session": session}
+held["self"] = held  # a cycle: only the collector frees it
+del session
+gc.collect(); gc.collect()  # the oldest generation: not collected by the next young ones
+del held  # garbage, not collected yet
+time.sleep(0.5)  # the pool's thread waits on its condition variable by now
+
+
+def collect(i):
+    gc.collect()  # in the worker: with the garbage inherited, its destructor would hang
+    return 2 * i
+
+
+print(list(forked_map(collect, range(4), workers=2)))
+"""
+
+
+def test_a_forked_worker_does_not_hang_freeing_an_inherited_session(tmp_path: Path) -> None:
+    """The hang that `forking()` prevents, as a test suite's worker met it: an onnxruntime
+    session dropped but not yet collected when the process forked, freed by a worker's
+    collector, waits forever for its thread pool (which the child does not have)."""
+    pytest.importorskip("onnxruntime")
+    script = tmp_path / "hang.py"
+    script.write_text(HANG, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0, 2, 4, 6]"
 
 
 def test_pass_workers_shares_the_cores_among_a_nodes_processes(monkeypatch) -> None:

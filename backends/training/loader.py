@@ -20,6 +20,7 @@ from torch.utils.data._utils import signal_handling
 
 from netspec.data.arraydata import ArrayData
 from netspec.data.cache_choice import default_workers
+from netspec.data.parallel import forking
 from netspec.data.stream import Lazy, is_streamed
 from netspec.data.tiles import windows
 from netspec.errors import DataError, NetspecError, Problem
@@ -161,7 +162,7 @@ class Feeder:
             return
         self.jobs.jobs = list(jobs)
         try:
-            with awaiting(self.loader):
+            with awaiting(self.loader), forking():  # the workers start here
                 it = iter(self.loader)
             if self._stopper is None:
                 self._stopper = stop_workers_with(self, it)

@@ -3,8 +3,11 @@ processes for passes that hold the GIL (the work a run waits on before its first
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -21,6 +24,35 @@ R = TypeVar("R")
 # over a reader (files, a memory-mapped array) is never pickled; only items and results are.
 _SHARED: dict[int, Callable[[Any], Any]] = {}
 _KEYS = itertools.count()
+
+# A forked worker inherits this process's objects, its uncollected garbage included. Were the
+# worker's collector to free an inherited object that owns threads (an onnxruntime session, a
+# thread pool), the object's destructor would wait for threads that do not exist in the child,
+# forever: a DataLoader worker hung so in pthread_cond_destroy, freeing an InferenceSession
+# that the process had dropped before it forked. The workers netspec forks freeze what they
+# inherit (gc.freeze, run at the fork in the child): they collect their own garbage only, and
+# leave the inherited objects' pages unwritten (copy-on-write).
+_forking = False
+
+
+def _freeze_inherited() -> None:
+    if _forking:
+        gc.freeze()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: where processes fork
+    os.register_at_fork(after_in_child=_freeze_inherited)
+
+
+@contextlib.contextmanager
+def forking() -> Iterator[None]:
+    """Processes forked in this block collect none of the objects they inherit (see above)."""
+    global _forking
+    before, _forking = _forking, True
+    try:
+        yield
+    finally:
+        _forking = before
 
 
 def threaded_map(
@@ -57,8 +89,9 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = N
     key = next(_KEYS)
     _SHARED[key] = fn
     pending: deque[Future] = deque()
+    fork = multiprocessing.get_context("fork")
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with forking(), ProcessPoolExecutor(workers, mp_context=fork) as pool:
             for item in itertools.islice(items, 2 * workers):
                 pending.append(pool.submit(_call_shared, key, item))
             while pending:
