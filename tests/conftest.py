@@ -96,20 +96,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
-# The test files that import Keras (~2 s of CPU and ~300 MB a process): one worker runs them all,
-# rather than each worker importing Keras for a few of them (test_suite.py checks the list).
-KERAS_FILES = frozenset(
-    f"tests/test_{name}.py"
-    for name in (
-        "import_blocks", "import_edges", "import_keras", "import_vocab", "import_walkthrough",
-        "keras_parity", "vocab_layers",
-    )
-)  # fmt: skip
+# The test files that import a library few tests need, by what they import: xdist runs each
+# group on one worker, as one unit of work, rather than every worker importing the library for
+# a few tests of its own (test_suite.py checks each list is every file that imports it).
+GROUPS = {
+    # Keras ~2 s of CPU and ~300 MB a process, scikit-learn and SciPy ~1 s (Keras imports them)
+    "Keras and scikit-learn": frozenset(
+        f"tests/test_{name}.py"
+        for name in (
+            "classify", "classreport", "data", "docs", "import_blocks", "import_edges",
+            "import_keras", "import_producers", "import_vocab", "import_walkthrough",
+            "keras_parity", "metrics", "vocab_layers",
+        )
+    ),
+    # Optuna, and SQLAlchemy and Alembic when a study's storage opens (~0.5 s)
+    "Optuna": frozenset(
+        f"tests/test_{name}.py"
+        for name in ("cli_conventions", "stream", "strict_json", "tune", "tune_postgres")
+    ),
+}  # fmt: skip
+_GROUP_OF = {path: group for group, paths in GROUPS.items() for path in paths}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadfile`, with the Keras files as one unit of work (KERAS_FILES)."""
+    """`--dist loadfile`, with each of GROUPS one unit of work."""
     if config.getoption("dist") != "loadfile":
         return None  # xdist's own scheduler for the mode asked
     from xdist.scheduler import LoadFileScheduling
@@ -117,7 +128,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class Scheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "Keras files" if path in KERAS_FILES else path
+            return _GROUP_OF.get(path, path)
 
     return Scheduling(config, log)
 

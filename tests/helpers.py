@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import signal
 import subprocess
@@ -32,6 +33,13 @@ needs_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(),
     reason=f"real test datasets not found at {SHARED_DATA} (see shared/data/SOURCES.md)",
 )
+
+
+def needs_digits() -> None:
+    """Skip where scikit-learn, whose file holds the builtin digits, is not installed: looked
+    up, not imported (netspec reads the digits without importing it; the import is ~1 s)."""
+    if importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn is not installed: the builtin digits are its file")
 
 
 @functools.cache

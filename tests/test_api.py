@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import REPO, imported_by, invoke
+from helpers import REPO, imported_by, invoke, needs_digits
 
 import netspec
 from netspec.errors import NetspecError
@@ -39,7 +39,7 @@ layers:
 
 def digits(n: int) -> np.ndarray:
     """The first n scikit-learn digits as raw (n, 1, 8, 8) values 0..16."""
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     return load_builtin("digits").x[:n]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, fails, invoke, tiny_spec
+from helpers import REPO, fails, invoke, needs_digits, tiny_spec
 
 from netspec import compile_file, compile_text
 from netspec.data.halves import lower_half
@@ -168,7 +168,7 @@ COMPLETION = tiny_spec(
 
 
 def test_completion_targets_are_in_the_inputs_units() -> None:
-    pytest.importorskip("sklearn")
+    needs_digits()
     graph = compile_text(COMPLETION)
     opts = SplitOptions(graph.input_shape, graph.output.shape, None, output_activation="sigmoid")
     data = prepare(graph.train, opts)
@@ -183,7 +183,7 @@ def test_completion_targets_are_in_the_inputs_units() -> None:
 @pytest.mark.slow
 def test_completion_run_draws_completions(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
+    needs_digits()
     pytest.importorskip("matplotlib")
     spec = tmp_path / "digits_completion.yaml"
     spec.write_text(COMPLETION)
@@ -230,7 +230,7 @@ def test_plot_completions_writes_a_png(tmp_path: Path) -> None:
 
 
 def test_split_seed_fixes_the_split_whatever_the_seed() -> None:
-    pytest.importorskip("sklearn")
+    needs_digits()
     base = (
         COMPLETION.replace("complete: lower_half, ", "")
         .replace("input: [1, 4, 8]", "input: [1, 8, 8]")

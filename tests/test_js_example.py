@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import invoke
+from helpers import invoke, needs_digits
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "js" / "predict.mjs"
@@ -45,7 +45,7 @@ def _probe() -> tuple[str | None, str]:
 
 def test_js_example_predicts_what_netspec_predicts(quickstart_onnx: Path, tmp_path: Path) -> None:
     node = _node_with_ort()
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     digits = load_builtin("digits")
@@ -98,7 +98,7 @@ def test_js_example_runs_every_precision(
 ) -> None:
     """predict.mjs reads `inputs[0].dtype`: a --fp16-io export takes and gives float16."""
     node = _node_with_ort()
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     model = tmp_path / "m.onnx"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import needs_digits
 from PIL import Image
 
 from netspec.data import load_image_folder
@@ -452,7 +453,7 @@ def test_evaluate_on_a_csv_lacking_columns_names_them(tmp_path: Path, no_plots) 
 
 
 def test_the_builtin_digits_say_their_range_in_the_source_not_a_note() -> None:
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     digits = load_builtin("digits")

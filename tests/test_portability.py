@@ -12,7 +12,7 @@ cv2 = pytest.importorskip("cv2")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from helpers import BIG_SPECS, plain_specs, random_weights  # noqa: E402
+from helpers import BIG_SPECS, needs_digits, plain_specs, random_weights  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec.backends.export.model import export_onnx  # noqa: E402
@@ -98,7 +98,7 @@ def agree(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def test_opencv_runs_the_trained_quickstart(quickstart_onnx: Path) -> None:
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     data = load_builtin("digits")

@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
-from helpers import fails, imported_by, invoke, preprocessing_record, random_weights  # noqa: E402
+from helpers import fails, imported_by, invoke, needs_digits, preprocessing_record, random_weights  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 import netspec  # noqa: E402
@@ -52,7 +52,7 @@ def ort_run(model: Path, x: np.ndarray) -> np.ndarray:
 
 def digits(n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first n scikit-learn digits as (n, 1, 8, 8) floats 0..16, and their labels."""
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     data = load_builtin("digits")

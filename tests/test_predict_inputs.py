@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 Image = pytest.importorskip("PIL.Image")
 
-from helpers import invoke  # noqa: E402
+from helpers import invoke, needs_digits  # noqa: E402
 
 from netspec.data.preprocess import geometry  # noqa: E402
 
@@ -27,7 +27,7 @@ def ort_probs(model: Path, x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three 8x8 digit PNGs, a README the folder also holds, and no other inputs."""
-    pytest.importorskip("sklearn")
+    needs_digits()
     from netspec.data.builtin import load_builtin
 
     folder = tmp_path_factory.mktemp("digits")
