@@ -30,11 +30,11 @@ for _name, _value in (
 ):
     os.environ.setdefault(_name, str(_value))
 
-# Fewer young collections than Python's default (one per 700 net allocations): a worker holds
-# torch, onnx, Keras and the tests' objects (~700,000), and every object that outlives two young
-# collections is walked again by the full ones that follow. Measured on 2 cores, `-m "not slow"`:
-# 10.4 s of its ~100 s of CPU in the collector, 5.3 s with this; the workers' memory unchanged.
-gc.set_threshold(20_000, 10, 10)
+# The collector's thresholds of netspec's own processes (gcpause.collect_less) in the suite's
+# workers too: each holds torch, onnx, Keras and the tests' objects (~700,000).
+from netspec.gcpause import collect_less  # noqa: E402 (after the settings above)
+
+collect_less()
 
 # Bytecode kept (in __pycache__ folders, which git ignores) even where the environment says
 # PYTHONDONTWRITEBYTECODE, as many containers do: otherwise every process of the suite (each

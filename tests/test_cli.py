@@ -153,3 +153,23 @@ def test_python_dash_m_help():
     for command in ("summary", "validate", "schema"):
         assert command in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_command_runs_with_the_processes_collector_thresholds(monkeypatch) -> None:
+    """`netspec` sets gcpause.PROCESS_THRESHOLDS before its command imports anything heavy."""
+    import gc
+
+    import netspec.cli
+    from netspec.gcpause import PROCESS_THRESHOLDS
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(sys, "argv", ["netspec", "--version"])
+    gc.set_threshold(700, 10, 10)  # Python's defaults, as a fresh process has them
+    try:
+        try:
+            netspec.cli.main()
+        except SystemExit as stop:
+            assert stop.code in (0, None)
+        assert gc.get_threshold() == PROCESS_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

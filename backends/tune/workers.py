@@ -11,6 +11,7 @@ import time
 import warnings
 
 from netspec.errors import NetspecError, UsageError
+from netspec.gcpause import collect_less
 from netspec.runs import absolute_paths
 from netspec.search import SearchEntry, find_search
 from netspec.source import Source, apply_overrides, read
@@ -171,6 +172,7 @@ def settle(plan: Plan) -> None:
 
 
 def _spawned(plan: Plan, worker: int) -> None:
+    collect_less()  # a process of its own, as a command's (gcpause.collect_less)
     try:
         work(plan, worker)
     except KeyboardInterrupt:

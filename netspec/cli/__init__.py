@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from netspec.gcpause import collect_less
+
 # The module that defines each command. A module registers its commands when imported; this
 # order is the order `--help` lists them.
 COMMANDS = {
@@ -52,6 +54,7 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     """Console-script entry point."""
     args = sys.argv[1:]
+    collect_less()  # this process's imports stay until it ends (gcpause.collect_less)
     # netspec uses no pydantic plugin, and looking for them (an entry-point scan of every
     # installed distribution, at the first validation) took 10-30 ms of `netspec summary`'s
     # start (docs/performance.md). A value the user set is kept.
