@@ -138,7 +138,12 @@ def _halves(task, names, k, logits, target) -> tuple[Metrics, Metrics, Metrics]:
 def test_metrics_summed_across_processes_are_the_whole_sets(task, names, k) -> None:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(20, k, generator=g)
-    target = torch.randint(0, k, (20,), generator=g) if task == "multiclass" else torch.randn(20, k)
+    # Both drawn from g: the global generator, freshly seeded with 0 by an earlier test in the
+    # process, drew targets equal to these logits (every error 0, and the halves' scores equal).
+    if task == "multiclass":
+        target = torch.randint(0, k, (20,), generator=g)
+    else:
+        target = torch.randn(20, k, generator=g)
     whole, a, b = _halves(task, names, k, logits, target)
     # Two ranks' all_reduce, played in one process: b's statistics are added to a's.
     sent: list[torch.Tensor] = []
