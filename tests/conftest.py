@@ -18,21 +18,9 @@ from typing import Any
 # U-Net training steps on 8 tiles of 64x64, 1.9-9.9 s on 2 threads, 0.3-0.4 s on 1).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# glibc's allocator in the processes the suite starts (its xdist workers, the commands they run):
-# blocks of up to 256 MB from the heap, which keeps what is freed for the next test, instead of a
-# fresh mmap for each (glibc's default above 128 KB to 32 MB) that the kernel zeroes and faults in
-# page by page again. Measured on 2 cores, six test files in one process: 1.45 million page faults
-# and 4.6-5.1 s of system time without, 0.5 million and 2.6 s with; the peak memory unchanged.
-for _name, _value in (
-    ("MALLOC_MMAP_THRESHOLD_", 256 << 20),
-    ("MALLOC_TRIM_THRESHOLD_", 1 << 30),
-    ("MALLOC_TOP_PAD_", 64 << 20),
-):
-    os.environ.setdefault(_name, str(_value))
-
 # The collector's thresholds of netspec's own processes (gcpause.collect_less) in the suite's
 # workers too: each holds torch, onnx, Keras and the tests' objects (~700,000).
-from netspec.gcpause import collect_less  # noqa: E402 (after the settings above)
+from netspec.gcpause import collect_less
 
 collect_less()
 
