@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, spawned
 from PIL import Image
 
 from netspec.data import stream
@@ -126,11 +126,12 @@ def test_a_forked_worker_does_not_hang_freeing_an_inherited_session(tmp_path: Pa
     pytest.importorskip("onnxruntime")
     script = tmp_path / "hang.py"
     script.write_text(HANG, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=REPO
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[0, 2, 4, 6]"
+    # In a session of its own: were the workers to hang, they are killed with it.
+    out = subprocess.PIPE
+    with spawned([sys.executable, script], stdout=out, stderr=out, text=True, cwd=REPO) as proc:
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == "[0, 2, 4, 6]"
 
 
 def test_pass_workers_shares_the_cores_among_a_nodes_processes(monkeypatch) -> None:
