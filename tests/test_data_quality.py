@@ -79,6 +79,25 @@ def test_training_on_one_class_folder_is_refused_with_a_hint(
     assert len(read) <= 1  # refused before the folder was decoded (the first image: its shape)
 
 
+def test_a_separate_test_folder_of_one_class_is_loaded_as_before(tmp_path: Path) -> None:
+    # Only the training folder is refused for one class (before decoding it); a test folder of
+    # one class is decoded into memory as any other, its class aligned with the training's.
+    for split, classes in (("train", ("cats", "dogs")), ("test", ("dogs",))):
+        for cls in classes:
+            for i in range(3):
+                write_png(tmp_path / split / cls / f"{i}.png", value=40 * i)
+    spec = """\
+        name: two
+        input: [3, 4, 4]
+        layers: [flatten, {dense: {units: 2, activation: softmax}}]
+        train:
+          data: {source: folder, path: train, test_path: test, val: 0.0}
+        """
+    data = prepared(tmp_path, spec)
+    assert isinstance(data.test.x, np.ndarray) and data.test.x.shape == (3, 3, 4, 4)
+    assert data.test.y.tolist() == [1, 1, 1]
+
+
 def test_real_cats_dogs_top_folder_is_refused(tmp_path: Path, shared_data: Path) -> None:
     root = shared_data / "cats_dogs"
     if not root.is_dir():

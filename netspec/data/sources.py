@@ -53,7 +53,7 @@ def limited(data: ArrayData, limit: int | None, seed: int) -> ArrayData:
     return replace(data, x=subset(data.x, idx), y=subset(data.y, idx))
 
 
-def _folder(cfg: ds.FolderData, path: Path, seed: int) -> ArrayData:
+def _folder(cfg: ds.FolderData, path: Path, seed: int, test: bool) -> ArrayData:
     """An image folder decoded into memory (cache ram), or streamed: decoded batch by batch
     from the files (none) or from a disk cache of the decoded samples (disk). A limit is taken
     from the listing, before anything is decoded: only the files kept are read (the same
@@ -63,9 +63,10 @@ def _folder(cfg: ds.FolderData, path: Path, seed: int) -> ArrayData:
     keep = limit_indices(len(listing.labels), cfg.limit, seed)
     if keep is not None:
         listing = listing.subset(keep)
-    if len(listing.classes) < 2:
+    if not test and len(listing.classes) < 2:
         # Refused by load_splits (a classifier needs 2 classes; often the folder above the
-        # class folders was given): before the whole folder is decoded, not after.
+        # class folders was given): before the whole folder is decoded, not after. A separate
+        # test folder of one class is fine: it is loaded as any other.
         return listing.data(Lazy(listing.reader), 8)
     if cfg.cache == "ram" or (cfg.cache == "auto" and cfg.complete):  # halves: whole arrays
         return listing.load()
@@ -197,7 +198,7 @@ def _load(cfg: Any, spec_file: str | None, *, test: bool, seed: int) -> ArrayDat
     if isinstance(cfg, ds.Cifar10Data):
         return load_cifar10_dir(path, split="test" if test and not cfg.test_path else cfg.split)
     if isinstance(cfg, ds.FolderData):
-        return _folder(cfg, path, seed)
+        return _folder(cfg, path, seed, test)
     if isinstance(cfg, (ds.ArraysData, ds.MaskFolderData)):  # the options of masks
         masks = {"classes": cfg.classes, "mask_values": cfg.mask_values}
         masks["ignore_value"] = cfg.ignore_value
