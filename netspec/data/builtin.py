@@ -44,7 +44,7 @@ def _digit_arrays() -> tuple[np.ndarray, np.ndarray]:
                 hint="pip install scikit-learn",
             ) from None
         bunch = load_digits()
-        arrays = (np.asarray(bunch.images, np.float32)[:, None], np.asarray(bunch.target))
+        arrays = (bunch.images[:, None], bunch.target)
     x, y = arrays[0].astype(np.float32), arrays[1].astype(np.int64)  # values 0..16
     for a in (x, y):
         a.flags.writeable = False
