@@ -42,6 +42,22 @@ def needs_digits() -> None:
         pytest.skip("scikit-learn is not installed: the builtin digits are its file")
 
 
+def decoded_images(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The image files netspec's folder loader decodes from now on, in order (each decode of a
+    file noted, the file decoded as before)."""
+    from netspec.data import folder
+
+    decoded: list[Path] = []
+    decode = folder._decode
+
+    def noted(path: Path, *args: Any) -> Any:
+        decoded.append(path)
+        return decode(path, *args)
+
+    monkeypatch.setattr(folder, "_decode", noted)
+    return decoded
+
+
 @functools.cache
 def _built(app: Any, commands: tuple[Any, ...]) -> Any:
     return typer.main.get_command(app)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 from helpers import SHARED_DATA as DATA
-from helpers import needs_data
+from helpers import decoded_images, needs_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -516,7 +516,6 @@ def test_a_limit_decodes_only_the_images_it_keeps(
     """`train.data.limit` on an image folder takes its subset from the listing: only the kept
     files are decoded (before, all 3,000 CIFAR JPEGs were, for a limit of 200), and the samples
     are those of limiting the whole decoded folder with the same seed."""
-    from netspec.data import folder
     from netspec.data.sources import limited, load_source
     from netspec.train_data_spec import FolderData
 
@@ -527,11 +526,7 @@ def test_a_limit_decodes_only_the_images_it_keeps(
         pixels = rng.integers(0, 256, (6 + i % 3, 8, 3), np.uint8)  # sizes vary: resized
         Image.fromarray(pixels).save(path)
     whole = limited(load_image_folder(tmp_path, size=(5, 4)), 7, seed=3)
-    read: list[str] = []
-    decode = folder._decode
-    monkeypatch.setattr(
-        folder, "_decode", lambda path, *a: (read.append(path.name), decode(path, *a))[1]
-    )
+    read = decoded_images(monkeypatch)
     cfg = FolderData(source="folder", path=str(tmp_path), size=[5, 4], limit=7, cache=cache)
     data = load_source(cfg, None, seed=3)
     x = np.stack([data.x[i] for i in range(len(data))])  # a streamed x decodes when read

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import make_trainer
+from helpers import decoded_images, make_trainer
 from PIL import Image
 
 from netspec.compiler import compile_file
@@ -56,13 +56,7 @@ def write_png(path: Path, size: tuple[int, int] = (4, 4), value: int = 9) -> Non
 def test_training_on_one_class_folder_is_refused_with_a_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from netspec.data import folder
-
-    read: list[Path] = []
-    decode = folder._decode
-    monkeypatch.setattr(
-        folder, "_decode", lambda path, *a: (read.append(path), decode(path, *a))[1]
-    )
+    read = decoded_images(monkeypatch)
     for cls in ("cats", "dogs"):
         for i in range(2):
             write_png(tmp_path / "data" / "test_set" / cls / f"{i}.png")
