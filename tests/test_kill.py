@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import NO_PICTURES, digits_npz, invoke, tiny_spec
 from safetensors import safe_open
-from warm import Warm, forking
+from warm import Warm, warm_netspec
 
 from netspec.runs import prepare_run, read_weights
 
@@ -180,7 +180,7 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path: Path, no_plots: None) -> 
     ]
     resume: tuple[str, ...] = ()
     killed, mid_write = [], []
-    with forking(ENV) as warm:
+    with warm_netspec(ENV) as warm:
         for what, point in points:
             saved = checkpoint_epoch(run / "checkpoint" / "last.safetensors")
             if kill_when(warm, spec, run, point, *resume):

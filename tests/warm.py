@@ -2,7 +2,7 @@
 
 A `python -m netspec train` spends its first ~2.5 s of CPU importing torch and torch._dynamo
 (which the first optimizer step needs) before it reads the spec. A test that starts five runs to
-kill them at chosen points pays that five times for nothing it checks. `forking` starts one
+kill them at chosen points pays that five times for nothing it checks. `warm_netspec` starts one
 process that imports what a run imports and then forks each command from there: the child is a
 real process (its own pid, files, signals; SIGKILL ends it as it ends any), running
 `netspec.cli.main` as `python -m netspec` does, with torch on one thread (OMP_NUM_THREADS=1 in
@@ -80,7 +80,7 @@ class Forked:
 
 
 class Warm:
-    """The forking process (started by `forking`): `run` forks a command from it."""
+    """The forking process (started by `warm_netspec`): `run` forks a command from it."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
@@ -106,7 +106,7 @@ class Warm:
 
 
 @contextlib.contextmanager
-def forking(env: Mapping[str, str], timeout: float = 120) -> Iterator[Warm]:
+def warm_netspec(env: Mapping[str, str], timeout: float = 120) -> Iterator[Warm]:
     """The forking process, ready; on leaving, it and a command still running are killed
     (helpers.spawned)."""
     cmd = [sys.executable, "-c", _SERVER]
