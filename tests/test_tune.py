@@ -231,17 +231,18 @@ def test_tune_records_a_misfit_as_failed_and_writes_a_reproducible_best(tmp_path
 
 
 def _workers(pid: int) -> list[int]:
-    """The live tune workers `pid` spawned (not multiprocessing's resource tracker; a worker
-    that has exited but is not yet joined has an empty cmdline)."""
-    found = []
+    """The live tune workers of `pid`'s commands: the children of the forkserver it started
+    (not the server itself, nor multiprocessing's resource tracker; a worker that has exited
+    but is not yet reaped has an empty cmdline)."""
+    procs: dict[int, tuple[int, bytes]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the field after state
-            if parent == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
+            procs[int(stat.parent.name)] = (parent, (stat.parent / "cmdline").read_bytes())
         except OSError:  # the process ended meanwhile
             continue
-    return sorted(found)
+    servers = {p for p, (parent, cmd) in procs.items() if parent == pid and b"forkserver" in cmd}
+    return sorted(p for p, (parent, cmd) in procs.items() if parent in servers and cmd)
 
 
 def _trials(db: Path) -> list[tuple[str, int]]:
@@ -259,7 +260,7 @@ def _kill_the_worker_of_trial_0(
     """SIGKILL the worker that trains trial 0 (which never ends) once the other worker has
     finished the other trials and exited: the one tune worker left is then surely mid-trial.
     Whatever happens, no worker is left running: on failure all are killed. `stop`: the
-    command has ended (then it failed), nothing to wait for; `others`: spawned processes of
+    command has ended (then it failed), nothing to wait for; `others`: worker processes of
     this process that are not the command's (an earlier test's), never counted nor killed."""
     deadline = time.monotonic() + 240  # reached only on failure
     trials: list[tuple[str, int]] = []
@@ -281,7 +282,7 @@ def _kill_the_worker_of_trial_0(
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.slow  # 2 spawned workers, 3 two-epoch trials; one worker SIGKILLed mid-trial
+@pytest.mark.slow  # 2 forked workers, 3 two-epoch trials; one worker SIGKILLed mid-trial
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds workers through /proc")
 def test_tune_two_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path: Path):
     """Two workers of one command share one SQLite study; one of them is SIGKILLed mid-trial:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 from netspec.errors import NetspecError, UsageError
 from netspec.gcpause import collect_less
@@ -171,7 +174,15 @@ def settle(plan: Plan) -> None:
         time.sleep(min(plan.heartbeat, 5))
 
 
-def _spawned(plan: Plan, worker: int) -> None:
+# What every worker imports before its first trial: imported once, in the server the workers
+# are forked from, rather than once a worker (~3 s of CPU each; the pages are shared, too).
+_PRELOAD = ["torch", "torch._dynamo", "optuna", __name__, "netspec.backends.training.loop"]
+
+
+def _spawned(plan: Plan, worker: int, environ: dict[str, str]) -> None:
+    # The command's environment as it is now: the server was started with the one it had then.
+    os.environ.clear()
+    os.environ.update(environ)
     collect_less()  # a process of its own, as a command's (gcpause.collect_less)
     try:
         work(plan, worker)
@@ -179,26 +190,53 @@ def _spawned(plan: Plan, worker: int) -> None:
         sys.exit(130)
 
 
+@contextlib.contextmanager
+def _worker_context() -> Iterator[Any]:
+    """Workers forked from a server process that imported torch, Optuna and the Trainer once
+    (multiprocessing's forkserver: torch and a plain fork of this process do not mix), stopped
+    after them; spawned, each importing them, where there is no forkserver (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        yield multiprocessing.get_context("spawn")
+        return
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    ours = getattr(server, "_forkserver_pid", 0) is None  # none runs yet: this command's own
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    forkserver.ensure_running()  # it imports them meanwhile, while this process goes on
+    try:
+        yield ctx
+    finally:
+        # Stopped once its workers have ended, else it would outlive the command in a
+        # long-lived process (a notebook), with the modules and environment of its start.
+        # `_stop` is CPython's own, there since the forkserver (3.4).
+        if ours and hasattr(server, "_stop"):
+            server._stop()
+
+
 def run_workers(plan: Plan, workers: int) -> None:
-    """`workers` processes on one study; one worker runs here, without a child process."""
+    """`workers` processes on one study; a single worker runs here, without a child process."""
     if workers < 1:
         raise UsageError.one(f"--workers must be 1 or more, not {workers}")
-    open_study(plan)  # create the study (and its tables) once, before workers race to
     if workers == 1:
+        open_study(plan)  # create the study (and its tables) once, before workers race to
         work(plan)
         settle(plan)
         return
-    ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-    procs = [ctx.Process(target=_spawned, args=(plan, i)) for i in range(workers)]
-    for p in procs:
-        p.start()
-    try:
+    with _worker_context() as ctx:
+        open_study(plan)
+        environ = dict(os.environ)
+        procs = [ctx.Process(target=_spawned, args=(plan, i, environ)) for i in range(workers)]
         for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.join()  # the children got the same Ctrl-C; their running trials are marked failed
-        raise
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            for p in procs:
+                p.join()  # they got the same Ctrl-C; their running trials are marked failed
+            raise
     failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
     killed = [-c for c in failed if c < 0]
     if failed and (len(killed) < len(failed) or len(killed) == workers):
