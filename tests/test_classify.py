@@ -33,12 +33,16 @@ def png_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def mistakes_size(wrong: int) -> tuple[int, int]:
-    """mistakes.png's pixels for `wrong` mistakes (16 at most, 8 a row; 100 dpi)."""
+def mistakes_size(wrong: int, title: str) -> tuple[int, int]:
+    """mistakes.png's pixels for `wrong` mistakes (16 at most, 8 a row; 100 dpi) of short class
+    names: 1.7 in a tile, and at least as wide as the figure's title (`title`: most confident
+    mistakes) needs, ~0.11 in a character."""
     n = min(16, wrong)
     cols = min(8, n)
     rows = math.ceil(n / cols)
-    return round(100 * (1.7 * cols + 0.3)), round(100 * (1.95 * rows + 0.7))
+    heading = f"{title}: most confident mistakes"
+    width = max(1.7 * cols + 0.3, 0.11 * len(heading) + 0.4)
+    return round(100 * width), round(100 * (1.95 * rows + 0.7))
 
 
 def test_training_leaves_the_report_of_its_test_split(quickstart_copy: Path) -> None:
@@ -55,7 +59,7 @@ def test_training_leaves_the_report_of_its_test_split(quickstart_copy: Path) -> 
     assert png_size(run / "confusion_matrix.png") == (1520, 810)  # 10 classes, two panels
     wrong = int(cm.sum() - np.trace(cm))
     assert wrong > 0  # one epoch of training: mistakes to show
-    assert png_size(run / "mistakes.png") == mistakes_size(wrong)
+    assert png_size(run / "mistakes.png") == mistakes_size(wrong, "quickstart: test (359 samples)")
     assert not (run / "roc.png").exists()  # 10 classes: no ROC curve
 
 
@@ -118,7 +122,7 @@ def test_binary_images_get_a_roc_curve_at_the_predict_threshold(
     assert png_size(t.run_dir / "roc.png") == (560, 540)
     assert png_size(t.run_dir / "confusion_matrix.png") == (780, 440)
     wrong = report["samples"] - np.trace(report["confusion"])
-    assert png_size(t.run_dir / "mistakes.png") == mistakes_size(wrong)
+    assert png_size(t.run_dir / "mistakes.png") == mistakes_size(wrong, "binimg: test (60 samples)")
     assert any("test report: accuracy" in line and "roc.png" in line for line in t.logs)
 
 
@@ -197,6 +201,31 @@ def test_mistakes_figure_titles_and_no_mistakes() -> None:
     assert fig.get_suptitle() == "t: most confident mistakes (input bands 4, 3, 2 of 13 as RGB)"
     empty = mistakes_figure(images[:0], [], ["cat", "dog"], title="t")
     assert empty.texts[-1].get_text() == "no wrong predictions"
+
+
+@pytest.mark.parametrize(
+    ("n", "classes"),
+    [(1, ["cat", "dog"]), (9, ["an_airplane_with_a_long_name", "automobile"])],
+    ids=["one, under a long figure title", "two rows of long class names"],
+)
+def test_mistakes_figure_titles_fit_and_keep_apart(n: int, classes: list[str]) -> None:
+    """The grid is laid out by fixed margins (drawn once, not twice as a constrained layout
+    is): the figure's title and every tile's title lie inside the figure, no two overlap.
+    One mistake under a long figure title cut that title at both ends before."""
+    images = np.random.default_rng(0).random((n, 1, 8, 8))
+    fig = mistakes_figure(images, [(0, 1, 0.93)] * n, classes, title="quickstart: test")
+    assert fig.get_layout_engine() is None
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    boxes = [t.get_window_extent(renderer) for t in [fig._suptitle, *(ax.title for ax in fig.axes)]]
+    for box in boxes:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1 :])
+    # Nor does a title run into the picture under it.
+    for ax in fig.axes:
+        assert ax.title.get_window_extent(renderer).y0 >= ax.get_window_extent(renderer).y1 - 1
 
 
 def test_roc_figure_marks_the_threshold_used() -> None:

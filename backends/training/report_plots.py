@@ -28,12 +28,12 @@ __all__ = [
 _ANNOTATE_UP_TO = 25
 
 
-def _figure(size: tuple[float, float]) -> Figure:
+def _figure(size: tuple[float, float], *, constrained: bool = True) -> Figure:
     # Figure + the Agg canvas directly, never pyplot (see plots.history_figure).
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size, layout="constrained" if constrained else None)
     FigureCanvasAgg(fig)
     return fig
 
@@ -77,6 +77,7 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str) -> F
                     va="center",
                     fontsize=font,
                     color="white" if v > top / 2 else "black",
+                    in_layout=False,  # inside its cell: measuring it for the layout is wasted
                 )
     return fig
 
@@ -100,18 +101,37 @@ def mistakes_figure(
         return fig
     cols = min(8, n)
     rows = math.ceil(n / cols)
-    fig = _figure((1.7 * cols + 0.3, 1.95 * rows + 0.7))
+    titles = [
+        f"true: {classes[true]}\npred: {classes[pred]} ({100 * confidence:.0f}%)"
+        for true, pred, confidence in mistakes
+    ]
     channels = np.asarray(images).shape[1]
     shown = f" (input {bands_shown(channels, rgb)})" if rgb is not None or channels > 3 else ""
-    fig.suptitle(f"{title}: most confident mistakes{shown}")
-    for i, (true, pred, confidence) in enumerate(mistakes):
+    heading = f"{title}: most confident mistakes{shown}"
+    # Fixed margins, in inches: a constrained layout would draw the grid twice, half of its time.
+    # A tile is as wide as its widest title line (8 pt: ~0.065 in a character), 1.6 in at least,
+    # and its title takes 0.42 in above it; the figure's title takes the top 0.7 in, and the
+    # figure is as wide as that title (~0.11 in a character), the grid centred in it.
+    chars = max(len(line) for t in titles for line in t.splitlines())
+    tile = max(1.6, 0.065 * chars + 0.1)
+    grid = (tile + 0.1) * cols
+    width, height = max(grid + 0.3, 0.11 * len(heading) + 0.4), 1.95 * rows + 0.7
+    side = (width - grid) / 2 + 0.05
+    fig = _figure((width, height), constrained=False)
+    fig.subplots_adjust(
+        left=side / width,
+        right=1 - side / width,
+        top=1 - 0.7 / height,
+        bottom=0.08 / height,
+        wspace=0.1 / tile,
+        hspace=0.42 / 1.45,
+    )
+    fig.suptitle(heading, y=1 - 0.12 / height, va="top")
+    for i, name in enumerate(titles):
         ax = fig.add_subplot(rows, cols, i + 1)
         picture, cmap = display_image(np.asarray(images[i]), rgb)
         ax.imshow(picture, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(
-            f"true: {classes[true]}\npred: {classes[pred]} ({100 * confidence:.0f}%)",
-            fontsize=8,
-        )
+        ax.set_title(name, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
