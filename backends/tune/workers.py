@@ -205,8 +205,10 @@ def _spawned(plan: Plan, worker: int, environ: dict[str, str]) -> None:
 def _worker_context() -> Iterator[Any]:
     """Workers forked from a server process that imported torch, Optuna and the Trainer once
     (multiprocessing's forkserver: torch and a plain fork of this process do not mix), stopped
-    after them; spawned, each importing them, where there is no forkserver (Windows)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    after them. Linux only: macOS's system libraries start threads that a fork does not carry
+    (Python spawns there by default for that), and Windows has no fork; there each worker is
+    spawned and imports them itself."""
+    if not sys.platform.startswith("linux"):
         yield multiprocessing.get_context("spawn")
         return
     from multiprocessing import forkserver
