@@ -226,6 +226,20 @@ def test_plot_completions_writes_a_png(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["c.png"]  # no temporary file left
 
 
+def test_the_completions_title_fits_over_one_sample() -> None:
+    """The figure is as wide as its title: over one sample, the title was cut at both ends."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from netspec.backends.training.completions import completions_figure
+
+    images = np.random.default_rng(0).uniform(size=(3, 1, 8, 8))
+    fig = completions_figure(images, boundary=4, title="faces_completion: held-out images")
+    FigureCanvasAgg(fig).draw()
+    box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
+
+
 # --- split_seed -------------------------------------------------------------------------------
 
 

@@ -46,7 +46,10 @@ def completions_figure(images: np.ndarray, *, boundary: int, title: str) -> Figu
     from matplotlib.figure import Figure
 
     rows, n = images.shape[:2]
-    fig = Figure(figsize=(1.3 * n + 1.0, 1.4 * rows + 0.6), layout="constrained")
+    # At least as wide as the title (11 pt: ~0.09 in a character): a constrained layout keeps
+    # the panels inside the figure, not a title wider than it (cut at both ends for 1 sample).
+    width = max(1.3 * n + 1.0, 0.09 * len(title) + 0.4)
+    fig = Figure(figsize=(width, 1.4 * rows + 0.6), layout="constrained")
     fig.suptitle(title, fontsize=11)
     axes = fig.subplots(rows, n, squeeze=False)
     for r in range(rows):
