@@ -69,8 +69,8 @@ def _fake(monkeypatch: pytest.MonkeyPatch, command: str) -> list[str]:
     pytest.importorskip("optuna")
     import netspec.backends.tune.report as report
 
-    best = {"value": math.nan, "trials": [{"value": -math.inf}]}
-    monkeypatch.setattr(report, "tune_study", lambda *a, **k: (best, "text"))
+    study = {"best": {"number": 0, "value": math.nan}, "trials": [{"value": -math.inf}]}
+    monkeypatch.setattr(report, "tune_study", lambda *a, **k: (study, "text"))
     return ["tune", "spec.yaml"]
 
 

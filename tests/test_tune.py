@@ -334,6 +334,41 @@ def test_tune_two_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_pa
     assert (folder / "importance.png").stat().st_size > 0
 
 
+def test_a_study_where_no_trial_completed_is_an_error_after_its_table(tmp_path: Path):
+    """A data file missing fails every trial alike: the table with each reason, then one
+    error naming the first, exit 2 (it was exit 0 with `best: none`). Run again, the study
+    is full (failed trials count): the same error, and the hint says to start a new one."""
+    pytest.importorskip("optuna")
+    spec = tiny(tmp_path)
+    spec.write_text(
+        spec.read_text().replace(
+            "{source: builtin, name: digits,", "{source: arrays, path: gone.npz,"
+        )
+    )
+    folder = tmp_path / "study"
+    for _ in range(2):
+        result = invoke("tune", spec, "--trials", 2, "--out", folder, "--device", "cpu")
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit)
+        assert result.stdout.count("gone.npz: error: array file not found") == 2  # the table
+        assert result.stdout.rstrip().endswith("best: none (no trial completed)")
+        error = "no trial of study 'main' completed: 2 of 2 failed; the first failure (trial 0): "
+        assert f"error: {error}{tmp_path / 'gone.npz'}: error: array file not found" in (
+            result.stderr
+        )
+        assert "start a new study (another --study or --out)" in result.stderr
+    as_json = invoke("tune", spec, "--trials", 2, "--out", folder, "--json")
+    assert as_json.exit_code == 2
+    assert json.loads(as_json.stdout)["error"]["message"].startswith(error)
+
+
+def test_workers_below_one_are_refused_before_the_study_folder_is_made(tmp_path: Path):
+    pytest.importorskip("optuna")
+    out = tmp_path / "study"
+    fails(invoke("tune", tiny(tmp_path), "--workers", 0, "--out", out), "--workers must be 1")
+    assert not out.exists()
+
+
 def test_tune_refuses_a_spec_that_searches_nothing_and_a_bad_pruner(tmp_path: Path):
     fails(invoke("tune", REPO / "specs" / "quickstart.yaml"), "searches nothing")
     fails(invoke("tune", tiny(tmp_path), "--pruner", "asha"), "unknown --pruner 'asha'")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from netspec.errors import NetspecError
 from netspec.fileio import write_text
 from netspec.jsonio import dumps
 from netspec.run_record import RunLayout, StudyLayout
@@ -183,13 +184,27 @@ def finish(plan: Plan) -> dict[str, Any]:
     return result
 
 
+def none_completed(result: dict[str, Any]) -> NetspecError:
+    """The error of a study without one completed trial (a missing data file fails every
+    trial alike): the first failure's reason, and the way to a study that trains again."""
+    failed = [r for r in result["trials"] if r["state"] == "fail"]
+    first = f"; the first failure (trial {failed[0]['number']}): {failed[0]['reason']}"
+    return NetspecError.one(
+        f"no trial of study '{result['study']}' completed: {len(failed)} of "
+        f"{len(result['trials'])} failed" + (first if failed else ""),
+        hint="trials.json in the study folder has every trial's reason. Failed trials count "
+        "toward --trials: once the cause is fixed, start a new study (another --study or --out)",
+    )
+
+
 def tune_study(
     spec: Path, trials: int, workers: int, options: StudyOptions
 ) -> tuple[dict[str, Any], str]:
     """`netspec tune`: plan, run the workers, report; the study as data and as a table."""
     from .study import plan_study
-    from .workers import run_workers
+    from .workers import check_workers, run_workers
 
+    check_workers(workers)  # before the study folder is made
     plan, _ = plan_study(spec, trials, options)
     where = shown(plan.storage)
     print(f"study '{plan.study}' in {where}; trials in {plan.folder}", file=sys.stderr)

@@ -228,10 +228,14 @@ def _worker_context() -> Iterator[Any]:
             server._stop()
 
 
-def run_workers(plan: Plan, workers: int) -> None:
-    """`workers` processes on one study; a single worker runs here, without a child process."""
+def check_workers(workers: int) -> None:
     if workers < 1:
         raise UsageError.one(f"--workers must be 1 or more, not {workers}")
+
+
+def run_workers(plan: Plan, workers: int) -> None:
+    """`workers` processes on one study; a single worker runs here, without a child process."""
+    check_workers(workers)
     if workers == 1:
         open_study(plan)  # create the study (and its tables) once, before workers race to
         work(plan)

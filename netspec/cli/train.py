@@ -185,11 +185,15 @@ def tune(
     try:
         if out is not None:
             check_own_folder(out, StudyLayout.owns, "netspec tune")
-        from netspec.backends.tune.report import tune_study
+        from netspec.backends.tune.report import none_completed, tune_study
         from netspec.backends.tune.study import StudyOptions
 
         options = StudyOptions(storage, study, pruner, device, out, tuple(sets), heartbeat)
         result, text = tune_study(spec, trials, workers, options)
+        if result["best"] is None:  # the table first: it holds every trial's reason
+            if not as_json:
+                typer.echo(text, nl=False)
+            raise none_completed(result)
     except ModuleNotFoundError as err:
         if err.name != "optuna":
             raise
