@@ -352,7 +352,7 @@ def test_a_study_where_no_trial_completed_is_an_error_after_its_table(tmp_path: 
         assert isinstance(result.exception, SystemExit)
         assert result.stdout.count("gone.npz: error: array file not found") == 2  # the table
         assert result.stdout.rstrip().endswith("best: none (no trial completed)")
-        error = "no trial of study 'main' completed: 2 of 2 failed; the first failure (trial 0): "
+        error = "no trial of study 'main' completed: 2 failed of 2; the first failure (trial 0): "
         assert f"error: {error}{tmp_path / 'gone.npz'}: error: array file not found" in (
             result.stderr
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -187,11 +188,17 @@ def finish(plan: Plan) -> dict[str, Any]:
 def none_completed(result: dict[str, Any]) -> NetspecError:
     """The error of a study without one completed trial (a missing data file fails every
     trial alike): the first failure's reason, and the way to a study that trains again."""
-    failed = [r for r in result["trials"] if r["state"] == "fail"]
-    first = f"; the first failure (trial {failed[0]['number']}): {failed[0]['reason']}"
+    trials = result["trials"]
+    states = Counter("failed" if r["state"] == "fail" else r["state"] for r in trials)
+    counts = ", ".join(f"{n} {state}" for state, n in states.items())
+    failed = [r for r in trials if r["state"] == "fail"]
+    first = (
+        f"; the first failure (trial {failed[0]['number']}): {failed[0]['reason']}"
+        if failed
+        else ""
+    )
     return NetspecError.one(
-        f"no trial of study '{result['study']}' completed: {len(failed)} of "
-        f"{len(result['trials'])} failed" + (first if failed else ""),
+        f"no trial of study '{result['study']}' completed: {counts} of {len(trials)}{first}",
         hint="trials.json in the study folder has every trial's reason. Failed trials count "
         "toward --trials: once the cause is fixed, start a new study (another --study or --out)",
     )
