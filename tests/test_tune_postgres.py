@@ -225,6 +225,32 @@ def test_tables_created_by_another_process_meanwhile_are_waited_for(
     assert len(calls) == 1
 
 
+def test_a_process_checks_a_databases_tables_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna makes and checks its tables on every storage it opens (its check runs Alembic's
+    migration scripts, ~0.15 s); a tune command opens its study 4 times. This process checks
+    a database once, and again after its SQLite file is deleted."""
+    import optuna
+
+    skipped = []
+
+    class Counting(optuna.storages.RDBStorage):
+        def __init__(self, url: str, *args, **kw) -> None:
+            skipped.append((kw["skip_compatibility_check"], kw["skip_table_creation"]))
+            super().__init__(url, *args, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", Counting)
+    db = tmp_path / "study.db"
+    for _ in range(3):
+        tune_storage.open_storage(f"sqlite:///{db}", heartbeat=60).engine.dispose()
+    db.unlink()
+    storage = tune_storage.open_storage(f"sqlite:///{db}", heartbeat=60)
+    assert optuna.create_study(storage=storage, study_name="s").study_name == "s"  # tables made
+    storage.engine.dispose()
+    assert skipped == [(False, False), (True, True), (True, True), (False, False)]
+
+
 def test_an_unreachable_server_is_one_error(tmp_path: Path) -> None:
     if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
         pytest.skip("no PostgreSQL driver installed")
