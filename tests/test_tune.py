@@ -346,20 +346,19 @@ def test_a_study_where_no_trial_completed_is_an_error_after_its_table(tmp_path: 
         )
     )
     folder = tmp_path / "study"
-    for _ in range(2):
-        result = invoke("tune", spec, "--trials", 2, "--out", folder, "--device", "cpu")
-        assert result.exit_code == 2, result.output
-        assert isinstance(result.exception, SystemExit)
-        assert result.stdout.count("gone.npz: error: array file not found") == 2  # the table
-        assert result.stdout.rstrip().endswith("best: none (no trial completed)")
-        error = "no trial of study 'main' completed: 2 failed of 2; the first failure (trial 0): "
-        assert f"error: {error}{tmp_path / 'gone.npz'}: error: array file not found" in (
-            result.stderr
-        )
-        assert "start a new study (another --study or --out)" in result.stderr
-    as_json = invoke("tune", spec, "--trials", 2, "--out", folder, "--json")
-    assert as_json.exit_code == 2
-    assert json.loads(as_json.stdout)["error"]["message"].startswith(error)
+    result = invoke("tune", spec, "--trials", 2, "--out", folder, "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout.count("gone.npz: error: array file not found") == 2  # the table
+    assert result.stdout.rstrip().endswith("best: none (no trial completed)")
+    error = "no trial of study 'main' completed: 2 failed of 2; the first failure (trial 0): "
+    missing = f"{tmp_path / 'gone.npz'}: error: array file not found"
+    assert f"error: {error}{missing}" in result.stderr
+    assert "start a new study (another --study or --out)" in result.stderr
+    # Again, as JSON: the study is full, nothing runs, the same error.
+    again = invoke("tune", spec, "--trials", 2, "--out", folder, "--json")
+    assert again.exit_code == 2
+    assert json.loads(again.stdout)["error"]["message"] == error + missing
 
 
 def test_workers_below_one_are_refused_before_the_study_folder_is_made(tmp_path: Path):
