@@ -297,6 +297,7 @@ def exported_everywhere(tmp_path_factory: pytest.TempPathFactory, quickstart_run
     return json.loads(result.output)
 
 
+@pytest.mark.slow  # the trained quickstart exported to int8 and run in every runtime: ~1.6 s
 @pytest.mark.parametrize("name", runtimes.RUNTIME_NAMES)
 def test_every_installed_runtime_runs_the_int8_model_as_onnxruntime_does(
     exported_everywhere: dict, name: str

@@ -55,6 +55,7 @@ def test_light_commands_do_not_import_torch_or_onnx(command: list[str]):
         assert "netspec.compiler" in names
 
 
+@pytest.mark.slow  # a wheel built by pip in a process of its own: ~1.5 s
 def test_wheel_holds_netspec_backends_and_no_top_level_backends(tmp_path: Path):
     pytest.importorskip("setuptools", minversion="77")
     # Build from a copy, so the build leaves nothing (build/, *.egg-info) in the checkout.
