@@ -351,3 +351,10 @@ def trains_as_in_memory(
         for key in same_history:
             assert t.state.history[-1][key] == ram.state.history[-1][key], (key, cache, workers)
     return ram
+
+
+def inside(fig: Any, artist: Any) -> bool:
+    """Whether a drawn artist (a title) lies wholly inside its matplotlib figure."""
+    renderer = fig.canvas.get_renderer()
+    box, page = artist.get_window_extent(renderer), fig.bbox
+    return box.x0 >= page.x0 and box.x1 <= page.x1 and box.y0 >= page.y0 and box.y1 <= page.y1

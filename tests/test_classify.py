@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import invoke, make_trainer, tiny_spec
+from helpers import inside, invoke, make_trainer, tiny_spec
 from PIL import Image
 
 pytest.importorskip("torch")
@@ -217,10 +217,9 @@ def test_mistakes_figure_titles_fit_and_keep_apart(n: int, classes: list[str]) -
     assert fig.get_layout_engine() is None
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    page = fig.bbox
-    boxes = [t.get_window_extent(renderer) for t in [fig._suptitle, *(ax.title for ax in fig.axes)]]
-    for box in boxes:
-        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+    titles = [fig._suptitle, *(ax.title for ax in fig.axes)]
+    assert all(inside(fig, title) for title in titles)
+    boxes = [title.get_window_extent(renderer) for title in titles]
     for i, a in enumerate(boxes):
         assert not any(a.overlaps(b) for b in boxes[i + 1 :])
     # Nor does a title run into the picture under it.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, fails, invoke, needs_digits, tiny_spec
+from helpers import REPO, fails, inside, invoke, needs_digits, tiny_spec
 
 from netspec import compile_file, compile_text
 from netspec.data.halves import lower_half
@@ -236,8 +236,7 @@ def test_the_completions_title_fits_over_one_sample() -> None:
     images = np.random.default_rng(0).uniform(size=(3, 1, 8, 8))
     fig = completions_figure(images, boundary=4, title="faces_completion: held-out images")
     FigureCanvasAgg(fig).draw()
-    box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
-    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1
+    assert inside(fig, fig._suptitle)
 
 
 # --- split_seed -------------------------------------------------------------------------------

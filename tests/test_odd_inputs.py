@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import needs_digits
+from helpers import inside, needs_digits
 from PIL import Image
 
 from netspec.data import load_image_folder
@@ -492,13 +492,6 @@ def test_a_clone_named_netspec_in_the_current_folder_fails_as_the_readme_says(
 
 
 # --- item 14: pictures ---------------------------------------------------------------------
-
-
-def inside(fig, artist) -> bool:
-    """Whether a drawn artist (a title) lies wholly inside its figure."""
-    renderer = fig.canvas.get_renderer()
-    box, page = artist.get_window_extent(renderer), fig.bbox
-    return box.x0 >= page.x0 and box.x1 <= page.x1 and box.y0 >= page.y0 and box.y1 <= page.y1
 
 
 def test_the_iris_confusion_matrix_titles_fit(tmp_path: Path) -> None:
