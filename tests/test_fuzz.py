@@ -22,6 +22,7 @@ from PIL import Image
 
 from netspec import compile_text
 from netspec.data.arrays import load_arrays
+from netspec.data.cifar import load_cifar10_dir
 from netspec.data.folder import load_image_folder
 from netspec.data.idx import parse_idx
 from netspec.data.table import load_csv
@@ -214,6 +215,20 @@ def test_npz_bytes(tmp_path_factory, cut: tuple, channels: str) -> None:
     np.savez(buf, x=np.zeros((4, 1, 2, 2), np.float32), y=np.arange(4))
     path.write_bytes(_cut(buf.getvalue(), *cut))
     survives(lambda: load_arrays(path, channels=channels))
+
+
+@FUZZ
+@given(_cuts, st.binary(max_size=64))
+def test_cifar_batch_bytes(tmp_path_factory, cut: tuple, raw: bytes) -> None:
+    import pickle
+
+    root = tmp_path_factory.mktemp("cifar")
+    meta = {b"label_names": [b"cat", b"dog"]}
+    (root / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
+    for data in (_cut(pickle.dumps(batch, protocol=2), *cut), raw):
+        (root / "test_batch").write_bytes(data)
+        survives(lambda: load_cifar10_dir(root, split="test"))
 
 
 @FUZZ

@@ -12,6 +12,7 @@ import numpy as np
 
 from netspec.data._common import data_error
 from netspec.data.arraydata import ArrayData
+from netspec.errors import DataError
 
 CIFAR10_SPLITS: dict[str, tuple[str, ...]] = {
     "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
@@ -85,17 +86,13 @@ def _unpickle(path: Path) -> dict[str, Any]:
         raise data_error("CIFAR-10 batch file not found", path) from None
     except OSError as e:
         raise data_error(f"cannot read CIFAR-10 batch: {e.strerror or e}", path) from None
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        MemoryError,
-    ) as e:
-        # Broken or truncated pickles surface as any of these from the pickle machine.
+    except DataError:
+        raise  # find_class refused a callable: its own message
+    except Exception as e:
+        # Broken or truncated bytes surface as nearly any builtin exception from the pickle
+        # machine and the numpy reconstructors it may call (UnpicklingError, EOFError,
+        # ValueError, KeyError, MemoryError, OverflowError for a BYTEARRAY8 length over 2**63,
+        # RecursionError, ...): every one means the same to the user.
         raise data_error(
             f"not a readable CIFAR-10 python batch ({type(e).__name__}: {e})", path
         ) from None
