@@ -206,3 +206,27 @@ def test_a_tampered_model_card_is_refused_by_predict(two_run: Path, tmp_path: Pa
 
     np.save(sample, np.zeros(4, np.float32))
     fails(invoke("predict", tampered, sample), str(tampered), "3 classes")
+
+
+@pytest.mark.parametrize("command", ["predict", "bench"])
+def test_a_model_card_that_is_not_text_is_one_error(
+    command: str, quickstart_onnx: Path, tmp_path: Path
+) -> None:
+    """onnxruntime loads a model whose metadata bytes are not UTF-8 (a damaged copy) and raises
+    UnicodeDecodeError only when they are read: predict and bench said so with a traceback."""
+    import onnx
+
+    model = onnx.load(str(quickstart_onnx))
+    placeholder = "\N{SNOWMAN}" * 4  # 12 bytes in UTF-8, replaced below by 12 that are not
+    model.metadata_props.add(key="netspec.note", value=placeholder)
+    data = model.SerializeToString()
+    assert data.count(placeholder.encode()) == 1
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(data.replace(placeholder.encode(), b"\xd6\xff" * 6))
+    args = [damaged, damaged] if command == "predict" else [damaged]
+    fails(
+        invoke(command, *args),
+        str(damaged),
+        "metadata is not valid UTF-8",
+        "export the model again",
+    )

@@ -104,7 +104,7 @@ def bench(
         quantized = kind == "int8"
         if tolerance is None and not quantized:
             tolerance = default_tolerance(kind)
-        card = card_of(engines.session)
+        card = card_of(engines.session, str(source))
         shape, fixed = input_shape(engines.session, card, length, notes)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")

@@ -11,7 +11,7 @@ import numpy as np
 
 from netspec.errors import DataError, UsageError
 
-from ..export.card import Card
+from ..export.card import Card, session_props
 from .timing import BenchError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -92,9 +92,9 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
     raise DataError.one("expected a spec (.yaml), a run directory or an .onnx file", str(source))
 
 
-def card_of(session: Any) -> Card:
+def card_of(session: Any, file: str | None = None) -> Card:
     """The model card of an open session (a foreign model's: all None)."""
-    return Card.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    return Card.from_props(session_props(session, file), file)
 
 
 def input_shape(
@@ -106,8 +106,7 @@ def input_shape(
     from netspec.ir import DEFAULT_LENGTH
 
     first = session.get_inputs()[0]
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("netspec.preprocessing_in_graph") == "true":
+    if session_props(session).get("netspec.preprocessing_in_graph") == "true":
         # Its time depends on each image's size, and PyTorch has no such preprocessing to
         # compare with: bench times the network on the input the two engines share.
         raise UsageError.one(

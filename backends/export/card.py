@@ -22,6 +22,20 @@ def props_of(model: Any) -> dict[str, str]:
     return {p.key: p.value for p in getattr(model, "metadata_props", ())}
 
 
+def session_props(session: Any, file: str | None = None) -> dict[str, str]:
+    """An onnxruntime session's `metadata_props` as a dict; DataError naming `file` when they
+    are not text (onnxruntime loads such a model, and raises only when they are read)."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError as exc:
+        raise DataError.one(
+            f"the model's metadata is not valid UTF-8 (byte {exc.start} of a value)",
+            file,
+            kind="model",
+            hint="the file is damaged: export the model again, or copy it again",
+        ) from None
+
+
 def encode_card(card: Mapping[str, Any]) -> dict[str, str]:
     """The model card (model.model_card) as `metadata_props`."""
     return {PREFIX + k: v if k in STRING_KEYS else json.dumps(v) for k, v in card.items()}

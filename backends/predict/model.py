@@ -17,7 +17,7 @@ from netspec.data.tokenizer import Tokenizer
 from netspec.errors import first_line
 from netspec.run_record import check_classes
 
-from ..export.card import Card
+from ..export.card import Card, session_props
 from .errors import error, model_error, shape, size
 from .session import open_session
 
@@ -99,7 +99,7 @@ def model_info(session: Any, path: Path) -> ModelInfo:
             path,
         )
     inp, out = inputs[0], outputs[0]
-    meta = dict(session.get_modelmeta().custom_metadata_map)
+    meta = session_props(session, str(path))
     if inp.type == "tensor(uint8)" and meta.get(IN_GRAPH_KEY) == "true":
         info = info_of(path, inp.name, inp.type, _dims(inp), out.name, _dims(out), meta)
         if info.pre is None or len(info.pre.raw_shape) != 3 or len(info.input_shape) != 3:
