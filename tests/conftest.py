@@ -134,6 +134,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+@pytest.hookimpl(trylast=True)  # after the runner has torn down the file's fixtures
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # At the end of each test file: its garbage collected (a collection of what the file left,
+    # frozen before it is not walked again), then what lives on (session fixtures, modules the
+    # file imported, caches) frozen as collection's objects are. The collector's later passes,
+    # and pytest's two at the end of each worker, walk only what newer files made. Measured on
+    # `-m "not slow"`: 4.6 s in the collector, 3.3 s with this, the end's passes included.
+    if nextitem is None or nextitem.path != item.path:
+        gc.collect()
+        gc.freeze()
+
+
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist, the costliest files first: each worker takes the next file when it is nearly
