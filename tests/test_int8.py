@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +314,47 @@ def test_every_installed_runtime_runs_the_int8_model_as_onnxruntime_does(
     assert row["agreement"] == reference["agreement"]
     assert row["max_abs_diff"] == pytest.approx(reference["max_abs_diff"], abs=1e-3)
     assert row["max_abs_diff"] < 0.1
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("module", ["onnxruntime-node", "netspec-no-such-runtime"])
+def test_a_javascript_runtime_runs_in_one_node_process(
+    module: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One node process per run: it runs the model, or exits with its own status when node
+    cannot load the module (Unavailable: the row says not installed). Before, every run started
+    a probe first, another node process (~60 ms; two JS runtimes in every int8 export)."""
+    import subprocess
+
+    from onnx import TensorProto, helper
+
+    if module == "onnxruntime-node" and not (JS_MODULES / module).is_dir():
+        pytest.skip("onnxruntime-node is not installed (cd docs/js && npm install)")
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [value("x", TensorProto.FLOAT, [None, 2])],
+        [value("y", TensorProto.FLOAT, [None, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    starts: list[list[str]] = []
+    real = subprocess.run
+
+    def counting(args, *a, **k):
+        starts.append(args)
+        return real(args, *a, **k)
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    monkeypatch.chdir(tmp_path)  # no node_modules here: only NODE_PATH's
+    monkeypatch.setenv("NODE_PATH", str(JS_MODULES))
+    run = runtimes._javascript(module)
+    x = np.array([[-1.0, 2.0]], np.float32)
+    if module == "onnxruntime-node":
+        out, version = run(model.SerializeToString(), x)
+        np.testing.assert_array_equal(out, [[0.0, 2.0]])
+        assert version
+    else:
+        with pytest.raises(Unavailable, match=f"node cannot load {module}"):
+            run(model.SerializeToString(), x)
+    assert len(starts) == 1

@@ -81,8 +81,17 @@ def _opencv(model: bytes, x: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 # Reads the model and the batch from files (argv), writes the output's dims and version as JSON
 # to stdout and its float32 values to a file: large batches would not fit an argument list.
+NOT_FOUND = 3  # NODE_RUN's exit status when node cannot load the runtime's module
 NODE_RUN = """
-const ort = require(process.argv[1]);
+let ort;
+try {
+  ort = require(process.argv[1]);
+} catch (e) {  // not installed: a status of its own, rather than a probe's node process first
+  if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(process.argv[1])) {
+    process.exit(3);  // NOT_FOUND
+  }
+  throw e;
+}
 const fs = require('fs');
 if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;  // web: no worker threads in node
 (async () => {
@@ -99,27 +108,13 @@ if (ort.env && ort.env.wasm) ort.env.wasm.numThreads = 1;  // web: no worker thr
 """
 
 
-def node_available(module: str) -> str | None:
-    """The node binary when it can load `module` (from the working directory or NODE_PATH)."""
-    node = shutil.which("node")
-    if node is None:
-        return None
-    try:
-        found = subprocess.run(
-            [node, "-e", f"require.resolve({json.dumps(module)})"],
-            capture_output=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return node if found.returncode == 0 else None
-
-
 def _javascript(module: str) -> Callable[[bytes, np.ndarray], tuple[np.ndarray, str | None]]:
+    missing = f"node cannot load {module} (npm install it, or set NODE_PATH)"
+
     def run(model: bytes, x: np.ndarray) -> tuple[np.ndarray, str | None]:
-        node = node_available(module)
+        node = shutil.which("node")
         if node is None:
-            raise Unavailable(f"node cannot load {module} (npm install it, or set NODE_PATH)")
+            raise Unavailable(missing)
         with tempfile.TemporaryDirectory(prefix="netspec-node-") as tmp:
             files = [Path(tmp) / name for name in ("model.onnx", "x.bin", "y.bin")]
             files[0].write_bytes(model)
@@ -134,6 +129,10 @@ def _javascript(module: str) -> Callable[[bytes, np.ndarray], tuple[np.ndarray, 
                 )
             except subprocess.TimeoutExpired:
                 raise RuntimeFailed(f"no answer within {NODE_TIMEOUT} s") from None
+            except OSError as exc:  # node there a moment ago, and not runnable now
+                raise Unavailable(f"node cannot run: {exc.strerror or exc}") from None
+            if done.returncode == NOT_FOUND:
+                raise Unavailable(missing)
             if done.returncode != 0:
                 raise RuntimeFailed(first_line(done.stderr.strip() or "node failed"))
             meta = json.loads(done.stdout)
