@@ -561,3 +561,51 @@ def test_folder_models_predict_raw_photos_as_the_loader_saw_them(
     top = first["predictions"][0]
     got = top["score"] if top["label"] == "dogs" else 1 - top["score"]
     assert got == pytest.approx(float(expected), abs=1e-6)
+
+
+def _tiff_with_a_damaged_tag(path: Path, truncate: bool = False) -> Path:
+    """An 8x8 grayscale TIFF whose ImageDescription claims 1 MiB of text (Pillow warns "Tag data
+    larger than file" and skips the tag); `truncate`: its pixels cut off too (unreadable)."""
+    import io
+    import struct
+
+    from PIL import Image
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    tags = ImageFileDirectory_v2()
+    tags[270] = "a digit, scanned"  # ImageDescription: longer than 4 bytes, so stored apart
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.uint8)).save(
+        buf, format="TIFF", tiffinfo=tags
+    )
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]  # Pillow writes little-endian ("II")
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack_from("<H", data, entry)[0] == 270:
+            struct.pack_into("<I", data, entry + 4, 1 << 20)  # its count
+    path.write_bytes(bytes(data[:16]) if truncate else bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["a tag", "the pixels"])
+def test_a_damaged_tiff_prints_no_library_warning(
+    damage: str, quickstart_onnx: Path, tmp_path: Path
+) -> None:
+    """`netspec predict` (a process, as users run it) on a TIFF with a damaged part: the
+    prediction, or the one located error, and none of Pillow's warnings, which name neither
+    the file nor the fix but Pillow's own source line."""
+    image = _tiff_with_a_damaged_tag(tmp_path / "digit.tif", truncate=damage == "the pixels")
+    done = subprocess.run(
+        [sys.executable, "-m", "netspec", "predict", str(quickstart_onnx), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Warning" not in done.stderr and "PIL" not in done.stderr, done.stderr
+    if damage == "a tag":
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(str(image))
+    else:
+        assert done.returncode == 2
+        assert done.stderr.splitlines()[0].startswith(f"{image}: error: cannot decode the image")
