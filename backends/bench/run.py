@@ -29,6 +29,7 @@ import numpy as np
 
 from netspec.train_spec import TrainSpec
 
+from ..export.card import Card, session_props
 from ..training.device import check_device, use_channels_last
 from .agreement import (
     INT8_NOTE,
@@ -39,7 +40,7 @@ from .agreement import (
     precision_of,
 )
 from .result import ENGINES, ORT, TORCH, TORCH_CL, BenchResult, BenchRow, make_row
-from .target import Target, card_of, input_shape, load_target
+from .target import Target, input_shape, load_target
 from .timing import BenchError, interleave, ort_call, ort_session, torch_call
 
 DEFAULT_BATCHES = (1, 64)
@@ -104,8 +105,9 @@ def bench(
         quantized = kind == "int8"
         if tolerance is None and not quantized:
             tolerance = default_tolerance(kind)
-        card = card_of(engines.session, str(source))
-        shape, fixed = input_shape(engines.session, card, length, notes)
+        props = session_props(engines.session, str(source))  # the card's, read once
+        card = Card.from_props(props, str(source))
+        shape, fixed = input_shape(engines.session, card, props, length, notes)
         if fixed is not None and any(b != fixed for b in batches):
             notes.append(f"the model has a fixed batch size of {fixed}: timed at {fixed} only")
             batches = (fixed,)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ import numpy as np
 
 from netspec.errors import DataError, UsageError
 
-from ..export.card import Card, session_props
+from ..export.card import IN_GRAPH, Card
 from .timing import BenchError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -92,13 +92,8 @@ def load_target(source: Path, seed: int, sets: Sequence[str] = ()) -> Target:
     raise DataError.one("expected a spec (.yaml), a run directory or an .onnx file", str(source))
 
 
-def card_of(session: Any, file: str | None = None) -> Card:
-    """The model card of an open session (a foreign model's: all None)."""
-    return Card.from_props(session_props(session, file), file)
-
-
 def input_shape(
-    session: Any, card: Card, length: int | None, notes: list[str]
+    session: Any, card: Card, props: Mapping[str, str], length: int | None, notes: list[str]
 ) -> tuple[tuple[int, ...], int | None]:
     """The input shape without the batch axis (a dynamic time axis at `length`, default that of
     the summary: 100 within the card's min_length and max_length), and the fixed batch size
@@ -106,7 +101,7 @@ def input_shape(
     from netspec.ir import DEFAULT_LENGTH
 
     first = session.get_inputs()[0]
-    if session_props(session).get("netspec.preprocessing_in_graph") == "true":
+    if props.get(IN_GRAPH) == "true":
         # Its time depends on each image's size, and PyTorch has no such preprocessing to
         # compare with: bench times the network on the input the two engines share.
         raise UsageError.one(

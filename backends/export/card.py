@@ -15,6 +15,7 @@ from netspec.run_record import RunMeta
 STRING_KEYS = frozenset({"name", "version", "spec_sha256", "task", "head"})
 PREFIX = "netspec."
 NO_HEAD = "none"  # the card's head of a linear output (RunMeta's None)
+IN_GRAPH = PREFIX + "preprocessing_in_graph"  # "true": an `export --preprocess` model
 
 
 def props_of(model: Any) -> dict[str, str]:

@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from netspec.data.preprocess import GRAY_WEIGHTS, PER_SAMPLE_DDOF, PER_SAMPLE_EPS, Preprocessing
 
-from .card import PREFIX
+from .card import IN_GRAPH, PREFIX, props_of
 from .emitter import INPUT_NAME, ExportError
 
 IMAGE_NAME = "image"  # the graph input of an export with the preprocessing inside
@@ -297,8 +297,8 @@ def with_preprocessing(model: onnx.ModelProto, pre: Preprocessing) -> onnx.Model
         if o.domain in ("", "ai.onnx") and o.version < PREPROCESS_OPSET:
             o.version = PREPROCESS_OPSET
     out.ir_version = max(out.ir_version, helper.find_min_ir_version_for(list(out.opset_import)))
-    props = {p.key: p.value for p in out.metadata_props}
-    props[PREFIX + "preprocessing_in_graph"] = "true"
+    props = props_of(out)
+    props[IN_GRAPH] = "true"
     props[PREFIX + "raw_input"] = json.dumps(RAW_INPUT)
     helper.set_model_props(out, props)
     out.doc_string += "; takes uint8 (N, H, W, C) images: preprocessing inside the graph"

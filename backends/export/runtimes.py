@@ -79,9 +79,10 @@ def _opencv(model: bytes, x: np.ndarray) -> tuple[np.ndarray, str | None]:
     return out, cv2.__version__
 
 
+NOT_FOUND = 3  # NODE_RUN's exit status when node cannot load the runtime's module
+
 # Reads the model and the batch from files (argv), writes the output's dims and version as JSON
 # to stdout and its float32 values to a file: large batches would not fit an argument list.
-NOT_FOUND = 3  # NODE_RUN's exit status when node cannot load the runtime's module
 NODE_RUN = """
 let ort;
 try {

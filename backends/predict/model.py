@@ -17,7 +17,7 @@ from netspec.data.tokenizer import Tokenizer
 from netspec.errors import first_line
 from netspec.run_record import check_classes
 
-from ..export.card import Card, session_props
+from ..export.card import IN_GRAPH, Card, session_props
 from .errors import error, model_error, shape, size
 from .session import open_session
 
@@ -85,9 +85,6 @@ def _dims(arg: Any) -> list[int | None]:
     return [d if isinstance(d, int) and d > 0 else None for d in (arg.shape or [])]
 
 
-IN_GRAPH_KEY = "netspec.preprocessing_in_graph"
-
-
 def model_info(session: Any, path: Path) -> ModelInfo:
     """ModelInfo of an onnxruntime session; the model must have one float input, or be an
     `export --preprocess` model (one uint8 image input)."""
@@ -100,11 +97,11 @@ def model_info(session: Any, path: Path) -> ModelInfo:
         )
     inp, out = inputs[0], outputs[0]
     meta = session_props(session, str(path))
-    if inp.type == "tensor(uint8)" and meta.get(IN_GRAPH_KEY) == "true":
+    if inp.type == "tensor(uint8)" and meta.get(IN_GRAPH) == "true":
         info = info_of(path, inp.name, inp.type, _dims(inp), out.name, _dims(out), meta)
         if info.pre is None or len(info.pre.raw_shape) != 3 or len(info.input_shape) != 3:
             raise model_error(
-                f"metadata {IN_GRAPH_KEY} is true but the model's card records no image "
+                f"metadata {IN_GRAPH} is true but the model's card records no image "
                 f"preprocessing (input '{inp.name}' {shape(info.input_shape)})",
                 path,
             )
