@@ -49,9 +49,10 @@ def test_writes_png(tmp_path: Path, epochs: int) -> None:
 
 def test_overwrites_atomically(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "history.png"  # parent folders are created
-    plot_history(history(3), path, title="a")
+    # Loss only, one panel: the file is under test here, not the figure (a fourth of the drawing).
+    plot_history([{"loss": 1.0}, {"loss": 0.5}], path, title="a")
     first = path.read_bytes()
-    plot_history(history(5), path, title="b")
+    plot_history([{"loss": 1.0}, {"loss": 0.4}, {"loss": 0.2}], path, title="b")
     assert path.read_bytes() != first
     check_png(path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["history.png"]
