@@ -240,26 +240,33 @@ def test_import_netspec_and_load_spec_do_not_load_torch_or_onnxruntime():
     assert out == ["[]", "True"]
 
 
-# What `netspec summary` and `netspec validate` never need: they start in under 0.5 s
+# What `netspec summary`, `validate` and `schema` never need: they start in under 0.5 s
 # (docs/performance.md), and numpy alone took 60-140 ms of that.
-NOT_FOR_SUMMARY = ("numpy", "torch", "onnx", "onnxruntime", "PIL", "rich", "jsonschema")
+NOT_FOR_SUMMARY = (
+    "numpy", "torch", "onnx", "onnxruntime", "onnxscript", "PIL", "rich", "jsonschema",
+)  # fmt: skip
 
 
-def summary_imports(*args: str | Path, cwd: Path) -> tuple[str, list[str]]:
+def summary_imports(
+    *args: str | Path, cwd: Path, used: str = "netspec.spec_report"
+) -> tuple[str, list[str]]:
     """The stdout of `python -X importtime -m netspec ARGS`, and the NOT_FOR_SUMMARY modules
-    (or their submodules) it imported."""
+    (or their submodules) it imported; `used`, a module the command needs, shows the list is real."""
     out, imported = imported_by(*args, cwd=cwd)
-    assert "netspec.spec_report" in imported  # the list is real
+    assert used in imported
     return out, sorted(m for m in imported if m.split(".")[0] in NOT_FOR_SUMMARY)
 
 
-def test_summary_and_validate_import_neither_numpy_nor_a_framework(tmp_path: Path):
-    out, heavy = summary_imports("summary", QUICKSTART, cwd=tmp_path)
-    assert out.startswith('Model: "quickstart"') and not heavy
+def test_light_commands_import_neither_numpy_nor_a_framework(tmp_path: Path):
+    # Three kinds of spec: blocks and crops (the U-Net), a residual net, the quickstart.
+    out, heavy = summary_imports("summary", REPO / "specs" / "unet.yaml", cwd=tmp_path)
+    assert out.startswith('Model: "unet"') and not heavy
     out, heavy = summary_imports("summary", QUICKSTART, "--json", cwd=tmp_path)
     assert json.loads(out)["name"] == "quickstart" and not heavy
-    out, heavy = summary_imports("validate", QUICKSTART, cwd=tmp_path)
+    out, heavy = summary_imports("validate", REPO / "specs" / "resnet_cifar.yaml", cwd=tmp_path)
     assert out.startswith("ok: ") and not heavy
+    out, heavy = summary_imports("schema", cwd=tmp_path, used="netspec.cli")
+    assert "$defs" in json.loads(out) and not heavy
 
 
 def test_summary_of_a_run_imports_neither_numpy_nor_a_framework(quickstart_run: Path):
